@@ -1,0 +1,29 @@
+//! Compiles the protobuf API with protox (pure Rust, so no system `protoc` is needed),
+//! generates the tonic service, the proto3 JSON mapping used by the REST API, and the
+//! descriptor set served by gRPC reflection.
+
+use std::path::PathBuf;
+
+use prost::Message;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    println!("cargo:rerun-if-changed=proto");
+    let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
+    let fds = protox::compile(["licensefacade/v1/license_service.proto"], ["proto"])?;
+    let descriptor_path = out_dir.join("licensefacade_descriptor.bin");
+    std::fs::write(&descriptor_path, fds.encode_to_vec())?;
+
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        // Timestamps come from pbjson-types so that they have the proto3 JSON mapping.
+        .extern_path(".google.protobuf.Timestamp", "::pbjson_types::Timestamp")
+        .compile_fds(fds)?;
+
+    let descriptors = std::fs::read(&descriptor_path)?;
+    pbjson_build::Builder::new()
+        .register_descriptors(&descriptors)?
+        .emit_fields()
+        .build(&[".licensefacade"])?;
+    Ok(())
+}

@@ -1,0 +1,115 @@
+//! Conversions between API messages and service-layer values. Validation itself lives
+//! in the service layer, so both transports refuse exactly the same requests.
+
+use pbjson_types::Timestamp;
+use time::OffsetDateTime;
+
+use super::pb::v1 as pb;
+use crate::domain::{License, LicenseState, Panel, Period};
+use crate::service::{ListInput, OrderInput};
+
+fn timestamp(t: OffsetDateTime) -> Timestamp {
+    Timestamp {
+        seconds: t.unix_timestamp(),
+        nanos: t.nanosecond() as i32,
+    }
+}
+
+/// The API state of a domain state.
+fn state_to_pb(s: LicenseState) -> pb::license::State {
+    use pb::license::State as S;
+    match s {
+        LicenseState::Pending => S::Pending,
+        LicenseState::Provisioning => S::Provisioning,
+        LicenseState::Active => S::Active,
+        LicenseState::Suspended => S::Suspended,
+        LicenseState::Cancelled => S::Cancelled,
+        LicenseState::Failed => S::Failed,
+        LicenseState::NeedsAttention => S::NeedsAttention,
+    }
+}
+
+/// The domain state of an API state; `None` for unspecified (no filter).
+pub fn state_from_pb(s: pb::license::State) -> Option<LicenseState> {
+    use pb::license::State as S;
+    Some(match s {
+        S::Unspecified => return None,
+        S::Pending => LicenseState::Pending,
+        S::Provisioning => LicenseState::Provisioning,
+        S::Active => LicenseState::Active,
+        S::Suspended => LicenseState::Suspended,
+        S::Cancelled => LicenseState::Cancelled,
+        S::Failed => LicenseState::Failed,
+        S::NeedsAttention => LicenseState::NeedsAttention,
+    })
+}
+
+/// A license as the API shows it.
+pub fn license_to_pb(l: &License) -> pb::License {
+    pb::License {
+        id: l.id.to_string(),
+        server_id: l.server_id.to_string(),
+        ip: l.ip.to_string(),
+        hostname: l
+            .hostname
+            .as_ref()
+            .map(|h| h.as_str().to_owned())
+            .unwrap_or_default(),
+        panel: l.panel.clone(),
+        tariff_id: l.tariff_id,
+        state: state_to_pb(l.state) as i32,
+        license_key: l.license_key.clone().unwrap_or_default(),
+        upstream_id: l.upstream_id.map(|id| id.to_string()).unwrap_or_default(),
+        period_months: l.period.months(),
+        auto_renew: l.auto_renew,
+        nodes: l.nodes,
+        trial: l.period == Period::Trial,
+        expire_time: l.expire_time.map(timestamp),
+        create_time: Some(timestamp(l.create_time)),
+        update_time: Some(timestamp(l.update_time)),
+        last_error: l.last_error.as_ref().map(|e| pb::LicenseError {
+            code: e.code.clone(),
+            message: e.message.clone(),
+        }),
+    }
+}
+
+/// A panel as the API shows it.
+pub fn panel_to_pb(p: &Panel) -> pb::Panel {
+    pb::Panel {
+        name: p.name.clone(),
+        tariff_id: p.tariff_id,
+        trial: p.trial,
+        supports_nodes: p.nodes_addon.is_some(),
+        aliases: p.aliases.clone(),
+    }
+}
+
+/// The service input of an order request.
+pub fn order_input(r: pb::OrderLicenseRequest) -> OrderInput {
+    let server = r.server.unwrap_or_default();
+    OrderInput {
+        server_id: server.id,
+        ip: server.ip,
+        hostname: server.hostname,
+        panel: r.panel,
+        period_months: r.period_months,
+        auto_renew: r.auto_renew,
+        nodes: r.nodes,
+        trial: r.trial,
+    }
+}
+
+/// The service input of a listing request.
+pub fn list_input(r: pb::ListLicensesRequest) -> ListInput {
+    ListInput {
+        state: pb::license::State::try_from(r.state)
+            .ok()
+            .and_then(state_from_pb),
+        server_id: r.server_id,
+        ip: r.ip,
+        panel: r.panel,
+        page_size: r.page_size,
+        page_token: r.page_token,
+    }
+}

@@ -1,0 +1,8 @@
+//! The API schema shared by both transports: the generated `licensefacade.v1`
+//! messages (gRPC bodies, and through their proto3 JSON mapping the REST bodies) and
+//! their conversions to and from the service layer's values.
+
+mod convert;
+pub mod pb;
+
+pub use convert::{license_to_pb, list_input, order_input, panel_to_pb, state_from_pb};

@@ -1,0 +1,544 @@
+//! [`BillmanagerClient`]: the [`Billmanager`] trait over BILLmanager's HTTP API.
+//!
+//! Every call is one form POST (`func`, `out`, `lang=en`, the credentials, the
+//! function's parameters) to the configured URL. Credentials travel only in the body:
+//! `authinfo=user:password` on each call, or, in session mode, `auth=SID` after one
+//! `func=auth`. Failures are classified in [`transport`](super::transport); refusals
+//! come from the answer's `doc/error`.
+//!
+//! Retries: mutating calls are never repeated here. Reads (`soft`, `soft.edit` view,
+//! `pricelist.export`) are repeated once after `Unavailable`. In session mode an `auth`
+//! error (an expired session: the call was not carried out) leads to one fresh log-in
+//! and one repeat, for every function.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail};
+use async_trait::async_trait;
+use secrecy::{ExposeSecret, SecretString};
+use tokio::sync::Mutex;
+
+use super::wire::Doc;
+use super::{
+    Billmanager, OrderParams, UpstreamError, UpstreamId, UpstreamLicense, UpstreamTariff, convert,
+    transport,
+};
+
+/// Pause before the single repeat of a read that found the upstream unreachable.
+const READ_RETRY_PAUSE: Duration = Duration::from_millis(200);
+/// Upper bound on `soft` pages, against an upstream that pages forever.
+const MAX_PAGES: u32 = 10_000;
+
+/// The answer format requested with `out=`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WireFormat {
+    /// `out=xml`.
+    #[default]
+    Xml,
+    /// `out=json`.
+    Json,
+}
+
+impl WireFormat {
+    fn out(self) -> &'static str {
+        match self {
+            Self::Xml => "xml",
+            Self::Json => "json",
+        }
+    }
+}
+
+impl FromStr for WireFormat {
+    type Err = anyhow::Error;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "xml" => Ok(Self::Xml),
+            "json" => Ok(Self::Json),
+            _ => bail!("unknown BILLmanager wire format (expected xml or json)"),
+        }
+    }
+}
+
+/// How to reach and talk to BILLmanager.
+#[derive(Clone)]
+pub struct ClientConfig {
+    /// The full endpoint, e.g. `https://api.ispmanager.com/billmgr`. No credentials or
+    /// query string: those belong in the request body.
+    pub url: String,
+    /// The account's user name.
+    pub user: String,
+    /// The account's password. Never logged or shown.
+    pub password: SecretString,
+    /// Time allowed to establish the connection (default 5 s).
+    pub connect_timeout: Duration,
+    /// Time allowed for the whole call, answer included (default 30 s).
+    pub request_timeout: Duration,
+    /// `out=xml` (default) or `out=json`.
+    pub format: WireFormat,
+    /// `false`: `authinfo` on every call. `true`: log in once (`func=auth`) and send
+    /// `auth=SID`, logging in again once when the session is rejected.
+    pub use_session: bool,
+    /// Rows per `soft` page (`p_cnt`, default 1000).
+    pub page_size: u32,
+    /// The largest answer accepted, in bytes (default 32 MiB).
+    pub max_response_bytes: usize,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            user: String::new(),
+            password: SecretString::from(""),
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(30),
+            format: WireFormat::Xml,
+            use_session: false,
+            page_size: 1000,
+            max_response_bytes: 32 * 1024 * 1024,
+        }
+    }
+}
+
+impl fmt::Debug for ClientConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientConfig")
+            .field("url", &redacted_url(&self.url))
+            .field("user", &self.user)
+            .field("password", &"[REDACTED]")
+            .field("connect_timeout", &self.connect_timeout)
+            .field("request_timeout", &self.request_timeout)
+            .field("format", &self.format)
+            .field("use_session", &self.use_session)
+            .field("page_size", &self.page_size)
+            .field("max_response_bytes", &self.max_response_bytes)
+            .finish()
+    }
+}
+
+/// The URL without userinfo or query, which could hold credentials by mistake.
+fn redacted_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut parsed) => {
+            let _ = parsed.set_username("");
+            let _ = parsed.set_password(None);
+            parsed.set_query(None);
+            parsed.set_fragment(None);
+            parsed.to_string()
+        }
+        Err(_) if url.is_empty() => String::new(),
+        Err(_) => "[unparseable]".to_owned(),
+    }
+}
+
+/// Which calls may be repeated after an `Unavailable` (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Retry {
+    Never,
+    OnceIfUnavailable,
+}
+
+#[derive(Clone, Copy)]
+enum Credential<'a> {
+    AuthInfo,
+    Session(&'a SecretString),
+}
+
+type Params = Vec<(String, String)>;
+
+fn param(key: &str, value: impl ToString) -> (String, String) {
+    (key.to_owned(), value.to_string())
+}
+
+fn elid_sok(id: UpstreamId) -> Params {
+    vec![param("elid", id), param("sok", "ok")]
+}
+
+/// The BILLmanager client: one `reqwest::Client`, built once, shared by every call.
+pub struct BillmanagerClient {
+    http: reqwest::Client,
+    url: String,
+    user: String,
+    password: SecretString,
+    format: WireFormat,
+    use_session: bool,
+    page_size: u32,
+    max_response_bytes: usize,
+    /// The session id in session mode. An async mutex because the log-in runs while it
+    /// is held: concurrent calls wait for one log-in instead of each starting one.
+    session: Mutex<Option<SecretString>>,
+}
+
+impl fmt::Debug for BillmanagerClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BillmanagerClient")
+            .field("url", &redacted_url(&self.url))
+            .field("user", &self.user)
+            .field("format", &self.format)
+            .field("use_session", &self.use_session)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BillmanagerClient {
+    /// Validates the configuration and builds the HTTP client (rustls with the ring
+    /// provider; system CA roots for an `https` URL).
+    pub fn new(config: ClientConfig) -> anyhow::Result<Self> {
+        let url = reqwest::Url::parse(&config.url)
+            .map_err(|_| anyhow!("the BILLmanager url is not a valid URL"))?;
+        let https = match url.scheme() {
+            "https" => true,
+            "http" => false,
+            _ => bail!("the BILLmanager url must be http or https"),
+        };
+        if !url.username().is_empty() || url.password().is_some() || url.query().is_some() {
+            bail!("the BILLmanager url must not carry credentials or a query string");
+        }
+        if config.page_size == 0 {
+            bail!("the BILLmanager page size must be positive");
+        }
+        if config.max_response_bytes == 0 {
+            bail!("the BILLmanager response size limit must be positive");
+        }
+        let http = transport::http_client(config.connect_timeout, config.request_timeout, https)?;
+        Ok(Self {
+            http,
+            url: config.url,
+            user: config.user,
+            password: config.password,
+            format: config.format,
+            use_session: config.use_session,
+            page_size: config.page_size,
+            max_response_bytes: config.max_response_bytes,
+            session: Mutex::new(None),
+        })
+    }
+
+    /// One upstream function call, logged with its outcome (never its parameters).
+    async fn call(&self, func: &str, params: &Params, retry: Retry) -> Result<Doc, UpstreamError> {
+        let started = Instant::now();
+        let result = self.call_with_session(func, params, retry).await;
+        log_outcome(func, started, result.as_ref().err());
+        result
+    }
+
+    async fn call_with_session(
+        &self,
+        func: &str,
+        params: &Params,
+        retry: Retry,
+    ) -> Result<Doc, UpstreamError> {
+        if !self.use_session {
+            return self
+                .call_with_retry(func, params, Credential::AuthInfo, retry)
+                .await;
+        }
+        let sid = self.session().await?;
+        match self
+            .call_with_retry(func, params, Credential::Session(&sid), retry)
+            .await
+        {
+            // An expired session: the call was not carried out, so it may be repeated.
+            Err(UpstreamError::Auth(_)) => {
+                self.forget_session(&sid).await;
+                let sid = self.session().await?;
+                self.call_with_retry(func, params, Credential::Session(&sid), retry)
+                    .await
+            }
+            other => other,
+        }
+    }
+
+    async fn call_with_retry(
+        &self,
+        func: &str,
+        params: &Params,
+        credential: Credential<'_>,
+        retry: Retry,
+    ) -> Result<Doc, UpstreamError> {
+        match self.attempt(func, params, credential).await {
+            Err(UpstreamError::Unavailable(_)) if retry == Retry::OnceIfUnavailable => {
+                tokio::time::sleep(READ_RETRY_PAUSE).await;
+                self.attempt(func, params, credential).await
+            }
+            other => other,
+        }
+    }
+
+    async fn attempt(
+        &self,
+        func: &str,
+        params: &Params,
+        credential: Credential<'_>,
+    ) -> Result<Doc, UpstreamError> {
+        let authinfo;
+        let mut form: Vec<(&str, &str)> =
+            vec![("func", func), ("out", self.format.out()), ("lang", "en")];
+        match credential {
+            Credential::AuthInfo => {
+                authinfo =
+                    SecretString::from(format!("{}:{}", self.user, self.password.expose_secret()));
+                form.push(("authinfo", authinfo.expose_secret()));
+            }
+            Credential::Session(sid) => form.push(("auth", sid.expose_secret())),
+        }
+        form.extend(params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        self.exchange(&form).await
+    }
+
+    /// Sends a form and reads the answer: a transport failure, an unusable body or a
+    /// `doc/error` is an error; any other `doc` is the result.
+    async fn exchange(&self, form: &[(&str, &str)]) -> Result<Doc, UpstreamError> {
+        let body =
+            transport::post_form(&self.http, &self.url, form, self.max_response_bytes).await?;
+        let doc = Doc::parse(&body)
+            .map_err(|e| UpstreamError::Indeterminate(format!("unusable answer: {e}")))?;
+        match doc.error() {
+            Some(error) => Err(self.scrub(error)),
+            None => Ok(doc),
+        }
+    }
+
+    /// Masks the password should the upstream echo it in an error message.
+    fn scrub(&self, error: UpstreamError) -> UpstreamError {
+        let secret = self.password.expose_secret();
+        if secret.is_empty() {
+            return error;
+        }
+        let clean = |s: String| s.replace(secret, "***");
+        match error {
+            UpstreamError::Refused {
+                kind,
+                object,
+                message,
+            } => UpstreamError::Refused {
+                kind: clean(kind),
+                object: object.map(clean),
+                message: clean(message),
+            },
+            UpstreamError::Auth(message) => UpstreamError::Auth(clean(message)),
+            other => other,
+        }
+    }
+
+    /// The current session id, logging in first when there is none.
+    async fn session(&self) -> Result<SecretString, UpstreamError> {
+        let mut current = self.session.lock().await;
+        if let Some(sid) = current.as_ref() {
+            return Ok(sid.clone());
+        }
+        let sid = self.log_in().await?;
+        *current = Some(sid.clone());
+        Ok(sid)
+    }
+
+    /// Drops `failed` unless another call has already replaced it.
+    async fn forget_session(&self, failed: &SecretString) {
+        let mut current = self.session.lock().await;
+        if current
+            .as_ref()
+            .is_some_and(|sid| sid.expose_secret() == failed.expose_secret())
+        {
+            *current = None;
+        }
+    }
+
+    /// `func=auth`. The actual call has not been sent yet when this runs, so every
+    /// failure other than a rejection of the credentials is `Unavailable`.
+    async fn log_in(&self) -> Result<SecretString, UpstreamError> {
+        let started = Instant::now();
+        let form = [
+            ("func", "auth"),
+            ("out", self.format.out()),
+            ("lang", "en"),
+            ("username", self.user.as_str()),
+            ("password", self.password.expose_secret()),
+        ];
+        let result = self
+            .exchange(&form)
+            .await
+            .and_then(|doc| {
+                convert::session_id(&doc).ok_or_else(|| {
+                    UpstreamError::Unavailable("log-in answer carried no session id".into())
+                })
+            })
+            .map(SecretString::from)
+            .map_err(|e| match e {
+                UpstreamError::Auth(_) => e,
+                UpstreamError::Refused { kind, message, .. } => {
+                    UpstreamError::Auth(format!("log-in refused ({kind}): {message}"))
+                }
+                UpstreamError::Unavailable(m) | UpstreamError::Indeterminate(m) => {
+                    UpstreamError::Unavailable(format!("log-in failed: {m}"))
+                }
+            });
+        log_outcome("auth", started, result.as_ref().err());
+        result
+    }
+}
+
+fn log_outcome(func: &str, started: Instant, error: Option<&UpstreamError>) {
+    let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    match error {
+        None => tracing::debug!(func, elapsed_ms, outcome = "ok", "billmanager call"),
+        Some(error) => {
+            let outcome = match error {
+                UpstreamError::Refused { .. } => "refused",
+                UpstreamError::Auth(_) => "auth",
+                UpstreamError::Unavailable(_) => "unavailable",
+                UpstreamError::Indeterminate(_) => "indeterminate",
+            };
+            tracing::debug!(func, elapsed_ms, outcome, error = %error, "billmanager call");
+        }
+    }
+}
+
+#[async_trait]
+impl Billmanager for BillmanagerClient {
+    async fn order_license(&self, params: &OrderParams) -> Result<UpstreamId, UpstreamError> {
+        let mut form = vec![
+            param("sok", "ok"),
+            param("clicked_button", "finish"),
+            param("skipbasket", "on"),
+            param("pricelist", params.tariff_id),
+            param("ip", params.ip),
+            param("period", params.period),
+            param(
+                "autoprolong",
+                params
+                    .autoprolong
+                    .map_or_else(|| "null".to_owned(), |m| m.to_string()),
+            ),
+            param("remoteid", &params.remote_id),
+            param("licname", &params.licname),
+        ];
+        form.extend(
+            params
+                .addons
+                .iter()
+                .map(|(addon, count)| param(&format!("addon_{addon}"), count)),
+        );
+        let doc = self.call("soft.order.param", &form, Retry::Never).await?;
+        convert::order_id(&doc)
+    }
+
+    async fn license_details(&self, id: UpstreamId) -> Result<UpstreamLicense, UpstreamError> {
+        let form = vec![param("elid", id)];
+        let doc = self
+            .call("soft.edit", &form, Retry::OnceIfUnavailable)
+            .await?;
+        convert::license_details(&doc, id)
+    }
+
+    async fn list_licenses(&self) -> Result<Vec<UpstreamLicense>, UpstreamError> {
+        let mut licenses = Vec::new();
+        let mut seen = HashSet::new();
+        for page in 1..=MAX_PAGES {
+            let form = vec![param("p_num", page), param("p_cnt", self.page_size)];
+            let doc = self.call("soft", &form, Retry::OnceIfUnavailable).await?;
+            let rows = doc.elems();
+            if rows.is_empty() {
+                break;
+            }
+            let mut repeated = false;
+            for row in &rows {
+                let license = convert::license_row(row)?;
+                if seen.insert(license.id) {
+                    licenses.push(license);
+                } else {
+                    repeated = true;
+                }
+            }
+            if repeated {
+                // An upstream that ignores `p_num` sends page 1 again: stop there.
+                tracing::warn!(page, "billmanager repeated list rows; paging stopped");
+                break;
+            }
+            let done = match doc.p_elems() {
+                Some(total) => licenses.len() as u64 >= total,
+                None => rows.len() < self.page_size as usize,
+            };
+            if done {
+                break;
+            }
+        }
+        Ok(licenses)
+    }
+
+    async fn price_list(&self) -> Result<Vec<UpstreamTariff>, UpstreamError> {
+        let form = vec![param("onlyavailable", "on")];
+        let doc = self
+            .call("pricelist.export", &form, Retry::OnceIfUnavailable)
+            .await?;
+        Ok(convert::tariffs(&doc))
+    }
+
+    async fn renew_license(
+        &self,
+        id: UpstreamId,
+        period: i32,
+    ) -> Result<Option<String>, UpstreamError> {
+        let form = vec![
+            param("elid", id),
+            param("period", period),
+            param("sok", "ok"),
+        ];
+        let doc = self.call("service.prolong", &form, Retry::Never).await?;
+        Ok(doc.field("newexpiredate").map(str::to_owned))
+    }
+
+    async fn change_ip(&self, id: UpstreamId, ip: IpAddr) -> Result<(), UpstreamError> {
+        let form = vec![param("elid", id), param("ip", ip), param("sok", "ok")];
+        self.call("soft.edit", &form, Retry::Never).await.map(drop)
+    }
+
+    async fn change_tariff(
+        &self,
+        id: UpstreamId,
+        tariff_id: u32,
+        period: i32,
+    ) -> Result<(), UpstreamError> {
+        let form = vec![
+            param("elid", id),
+            param("pricelist", tariff_id),
+            param("period", period),
+            param("sok", "ok"),
+        ];
+        self.call("service.changepricelist", &form, Retry::Never)
+            .await
+            .map(drop)
+    }
+
+    async fn suspend_license(&self, id: UpstreamId) -> Result<(), UpstreamError> {
+        self.call("soft.suspend", &elid_sok(id), Retry::Never)
+            .await
+            .map(drop)
+    }
+
+    async fn resume_license(&self, id: UpstreamId) -> Result<(), UpstreamError> {
+        self.call("soft.resume", &elid_sok(id), Retry::Never)
+            .await
+            .map(drop)
+    }
+
+    async fn delete_license(&self, id: UpstreamId) -> Result<(), UpstreamError> {
+        self.call("soft.delete", &elid_sok(id), Retry::Never)
+            .await
+            .map(drop)
+    }
+
+    async fn reissue_key(&self, id: UpstreamId) -> Result<(), UpstreamError> {
+        let form = vec![
+            param("elid", id),
+            param("clicked_button", "newkey"),
+            param("sok", "ok"),
+        ];
+        self.call("soft.edit", &form, Retry::Never).await.map(drop)
+    }
+}

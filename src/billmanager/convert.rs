@@ -1,0 +1,135 @@
+//! From parsed answers ([`Doc`], [`Node`]) to the types of the [`Billmanager`] trait.
+//!
+//! [`Billmanager`]: super::Billmanager
+
+use super::wire::{Doc, Node};
+use super::{UpstreamError, UpstreamId, UpstreamLicense, UpstreamStatus, UpstreamTariff};
+
+/// The new license's id in a `soft.order.param` answer: `doc/id`, else `doc/item.id`,
+/// else `id/v` (the `bjson` shape). An answer without one is Indeterminate: the order
+/// may well have been placed, we just cannot tell which license it created.
+pub(crate) fn order_id(doc: &Doc) -> Result<UpstreamId, UpstreamError> {
+    let raw = doc
+        .field("id")
+        .or_else(|| doc.field("item.id"))
+        .or_else(|| doc.node("id").and_then(|id| id.field("v")))
+        .ok_or_else(|| UpstreamError::Indeterminate("order answer carried no license id".into()))?;
+    match raw.parse::<UpstreamId>() {
+        Ok(id) if id > 0 => Ok(id),
+        _ => Err(UpstreamError::Indeterminate(
+            "order answer carried a license id that is not a positive number".into(),
+        )),
+    }
+}
+
+/// `soft.edit` details. When the answer names no id the requested one is used.
+pub(crate) fn license_details(
+    doc: &Doc,
+    requested: UpstreamId,
+) -> Result<UpstreamLicense, UpstreamError> {
+    license(|name| doc.field(name), Some(requested))
+}
+
+/// One row (`elem`) of the `soft` list; a row without a numeric id is an error because
+/// silently dropping a license would mislead reconciliation.
+pub(crate) fn license_row(elem: &Node) -> Result<UpstreamLicense, UpstreamError> {
+    license(|name| elem.field(name), None)
+}
+
+fn license<'a>(
+    get: impl Fn(&str) -> Option<&'a str>,
+    fallback_id: Option<UpstreamId>,
+) -> Result<UpstreamLicense, UpstreamError> {
+    let id = match get("id").or_else(|| get("elid")) {
+        Some(raw) => raw.parse::<UpstreamId>().map_err(|_| {
+            UpstreamError::Indeterminate("license id in the answer is not numeric".into())
+        })?,
+        None => fallback_id
+            .ok_or_else(|| UpstreamError::Indeterminate("license row without an id".into()))?,
+    };
+    let owned = |name: &str| get(name).map(str::to_owned);
+    // `pricelist` is the tariff id in details but may be the tariff's name in the list.
+    let pricelist = get("pricelist");
+    let tariff_id = pricelist.and_then(|p| p.parse::<u32>().ok());
+    let tariff_name = owned("pricelist_name").or_else(|| {
+        pricelist
+            .filter(|p| p.parse::<u32>().is_err())
+            .map(str::to_owned)
+    });
+    Ok(UpstreamLicense {
+        id,
+        ip: owned("ip"),
+        licname: owned("licname"),
+        remote_id: owned("remoteid"),
+        status: status(get("status").or_else(|| get("item_status"))),
+        tariff_id,
+        tariff_name,
+        license_key: owned("lickey"),
+        period: get("period").and_then(|p| p.parse().ok()),
+        create_date: owned("createdate"),
+        expire_date: owned("expiredate"),
+        ip_change_date: owned("ip_change_date"),
+        key_change_date: owned("lickey_change_date"),
+    })
+}
+
+/// A numeric status maps through [`UpstreamStatus::from_code`]; a missing or
+/// non-numeric one is `Other(0)`, which no real code uses.
+fn status(raw: Option<&str>) -> UpstreamStatus {
+    raw.and_then(|s| s.parse::<u32>().ok())
+        .map_or(UpstreamStatus::Other(0), UpstreamStatus::from_code)
+}
+
+/// The `pricelist` elements of `pricelist.export`. Elements without a numeric id, and
+/// periods without a length or a cost, are skipped.
+pub(crate) fn tariffs(doc: &Doc) -> Vec<UpstreamTariff> {
+    doc.list("pricelist")
+        .into_iter()
+        .filter_map(|pricelist| {
+            let id = pricelist.attr_or_field("id")?.parse::<u32>().ok()?;
+            let name = ["name", "pricelist_name", "intname", "additionintname"]
+                .iter()
+                .find_map(|n| pricelist.field(n))
+                .map(str::to_owned);
+            let price = pricelist.child("price");
+            let currency = price
+                .and_then(|p| p.attr_or_field("currency"))
+                .map(str::to_owned);
+            let prices = price
+                .map(|p| {
+                    p.children_named("period")
+                        .filter_map(period_price)
+                        .collect()
+                })
+                .unwrap_or_default();
+            Some(UpstreamTariff {
+                id,
+                name,
+                currency,
+                prices,
+            })
+        })
+        .collect()
+}
+
+/// One `price/period`: the length from a `length` attribute or field (or the element's
+/// own text), the cost from a `cost` attribute or field.
+fn period_price(period: &Node) -> Option<(i32, String)> {
+    let length = period
+        .attr_or_field("length")
+        .or(Some(period.text.as_str()).filter(|t| !t.is_empty()))?
+        .parse::<i32>()
+        .ok()?;
+    let cost = period.attr_or_field("cost")?;
+    Some((length, cost.to_owned()))
+}
+
+/// The session id of a `func=auth` answer: `doc/auth/@id`, else the element's text.
+pub(crate) fn session_id(doc: &Doc) -> Option<String> {
+    let auth = doc.node("auth")?;
+    auth.attr("id")
+        .map(str::trim)
+        .filter(|id| !id.is_empty())
+        .or(Some(auth.text.as_str()).filter(|t| !t.is_empty()))
+        .map(str::to_owned)
+}

@@ -1,0 +1,40 @@
+//! Errors of the upstream client.
+
+/// What went wrong talking to BILLmanager. The variants split by what the caller may
+/// safely do next: a [`Refused`](UpstreamError::Refused) call did nothing upstream; an
+/// [`Indeterminate`](UpstreamError::Indeterminate) one may have been carried out.
+/// No variant ever carries credentials, the upstream URL or a raw response body.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UpstreamError {
+    /// The upstream answered with a `doc/error` (HTTP 200): a definite refusal.
+    #[error("upstream refused ({kind}{}): {message}", object.as_deref().map(|o| format!(", {o}")).unwrap_or_default())]
+    Refused {
+        /// `error/@type`: `missed`, `value`, `exists`, `access`, or a module string.
+        kind: String,
+        /// `error/@object`, when present.
+        object: Option<String>,
+        /// `error/msg`.
+        message: String,
+    },
+    /// The credentials or the session were rejected (`doc/error` of type `auth`).
+    #[error("upstream rejected the credentials: {0}")]
+    Auth(String),
+    /// The request never reached the upstream (connection refused, DNS failure): nothing
+    /// happened there and a retry is safe.
+    #[error("upstream unreachable: {0}")]
+    Unavailable(String),
+    /// The request may have been carried out but no usable answer came back (timeout,
+    /// connection reset, HTTP 5xx, an unparseable or empty body).
+    #[error("upstream outcome unknown: {0}")]
+    Indeterminate(String),
+}
+
+impl UpstreamError {
+    /// Whether the upstream definitely did not carry out the call.
+    pub fn is_definite(&self) -> bool {
+        matches!(
+            self,
+            Self::Refused { .. } | Self::Auth(_) | Self::Unavailable(_)
+        )
+    }
+}

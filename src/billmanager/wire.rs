@@ -1,0 +1,439 @@
+//! The wire format: a BILLmanager answer (`out=xml` or `out=json`) parsed into one small
+//! generic tree, plus the shapes every function shares: `doc/error`, the nested
+//! `doc/doc` of some confirm answers, and `doc/elem` lists.
+//!
+//! Nothing here ever copies the raw body into an error: a body may echo request data.
+
+use quick_xml::Reader;
+use quick_xml::escape::resolve_predefined_entity;
+use quick_xml::events::{BytesStart, Event};
+use serde_json::Value;
+
+use super::UpstreamError;
+
+/// A body that is neither a well-formed XML `<doc>` nor a JSON `{"doc": …}`. The message
+/// names what was wrong, never the body's content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Malformed(pub(crate) String);
+
+impl std::fmt::Display for Malformed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn malformed(what: impl Into<String>) -> Malformed {
+    Malformed(what.into())
+}
+
+/// One element: XML attributes, text and children. The JSON form maps onto the same
+/// tree (`"$"` is the text, `"$attr"` an attribute, an array repeated elements).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Node {
+    pub(crate) name: String,
+    pub(crate) attrs: Vec<(String, String)>,
+    /// Trimmed text content.
+    pub(crate) text: String,
+    pub(crate) children: Vec<Node>,
+}
+
+impl Node {
+    fn named(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            ..Self::default()
+        }
+    }
+
+    /// The attribute `name`, if present.
+    pub(crate) fn attr(&self, name: &str) -> Option<&str> {
+        self.attrs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The first child called `name`.
+    pub(crate) fn child(&self, name: &str) -> Option<&Node> {
+        self.children.iter().find(|c| c.name == name)
+    }
+
+    /// Every child called `name`, in document order.
+    pub(crate) fn children_named<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> impl Iterator<Item = &'a Node> + use<'a> {
+        self.children.iter().filter(move |c| c.name == name)
+    }
+
+    /// The text of the first child called `name`; `None` when absent or empty.
+    pub(crate) fn field(&self, name: &str) -> Option<&str> {
+        self.child(name)
+            .map(|c| c.text.as_str())
+            .filter(|t| !t.is_empty())
+    }
+
+    /// An attribute or, failing that, a child's text: the JSON and XML forms of some
+    /// answers disagree on which one carries a value.
+    pub(crate) fn attr_or_field(&self, name: &str) -> Option<&str> {
+        self.attr(name)
+            .filter(|v| !v.trim().is_empty())
+            .map(str::trim)
+            .or_else(|| self.field(name))
+    }
+}
+
+/// A parsed answer whose root is `doc`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Doc(Node);
+
+impl Doc {
+    /// Parses a body in either format: the first non-blank byte decides (`{` JSON, `<`
+    /// XML), so an upstream that ignores `out` is still understood.
+    pub(crate) fn parse(body: &[u8]) -> Result<Self, Malformed> {
+        let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
+        let text = String::from_utf8_lossy(body);
+        let text = text.trim();
+        let root = match text.as_bytes().first() {
+            None => return Err(malformed("empty response body")),
+            Some(b'{') => parse_json(text)?,
+            Some(b'<') => parse_xml(text)?,
+            Some(_) => return Err(malformed("response body is neither XML nor JSON")),
+        };
+        if root.name != "doc" {
+            return Err(malformed("response root is not `doc`"));
+        }
+        Ok(Self(root))
+    }
+
+    /// The root `doc` element.
+    #[cfg(test)]
+    pub(crate) fn root(&self) -> &Node {
+        &self.0
+    }
+
+    /// `doc/doc`, which some confirm answers (`service.prolong`, `soft.edit` save) use.
+    fn nested(&self) -> Option<&Node> {
+        self.0.child("doc")
+    }
+
+    /// `doc/name`, or `doc/doc/name` when the top level lacks it.
+    pub(crate) fn node(&self, name: &str) -> Option<&Node> {
+        self.0
+            .child(name)
+            .or_else(|| self.nested().and_then(|n| n.child(name)))
+    }
+
+    /// The text of `doc/name` or `doc/doc/name`; `None` when absent or empty.
+    pub(crate) fn field(&self, name: &str) -> Option<&str> {
+        self.0
+            .field(name)
+            .or_else(|| self.nested().and_then(|n| n.field(name)))
+    }
+
+    /// Every `doc/name` (or, when there is none, every `doc/doc/name`). Absent = empty.
+    pub(crate) fn list<'a>(&'a self, name: &'a str) -> Vec<&'a Node> {
+        let top: Vec<&Node> = self.0.children_named(name).collect();
+        if !top.is_empty() {
+            return top;
+        }
+        self.nested()
+            .map(|n| n.children_named(name).collect())
+            .unwrap_or_default()
+    }
+
+    /// The rows of a list answer (`doc/elem`).
+    pub(crate) fn elems(&self) -> Vec<&Node> {
+        self.list("elem")
+    }
+
+    /// `p_elems`: the total row count of a paged list, when the upstream sends it.
+    pub(crate) fn p_elems(&self) -> Option<u64> {
+        self.field("p_elems").and_then(|v| v.parse().ok())
+    }
+
+    /// The `doc/error` (or `doc/doc/error`) as a refusal: type `auth` is
+    /// [`UpstreamError::Auth`], every other type [`UpstreamError::Refused`].
+    pub(crate) fn error(&self) -> Option<UpstreamError> {
+        let error = self.node("error")?;
+        let kind = error.attr_or_field("type").unwrap_or("unknown").to_owned();
+        let object = error
+            .attr_or_field("object")
+            .map(str::to_owned)
+            .filter(|o| !o.is_empty());
+        // `msg` is the documented place; a bare text is what legacy answers carry.
+        let message = error
+            .field("msg")
+            .or(Some(error.text.as_str()).filter(|t| !t.is_empty()))
+            .unwrap_or("no message")
+            .to_owned();
+        Some(if kind == "auth" {
+            UpstreamError::Auth(message)
+        } else {
+            UpstreamError::Refused {
+                kind,
+                object,
+                message,
+            }
+        })
+    }
+}
+
+/// Parses an XML document into a tree. Entities are resolved; comments, processing
+/// instructions and the declaration are skipped.
+fn parse_xml(body: &str) -> Result<Node, Malformed> {
+    let mut reader = Reader::from_str(body);
+    let mut stack: Vec<Node> = Vec::new();
+    let mut root: Option<Node> = None;
+    loop {
+        let event = reader
+            .read_event()
+            .map_err(|_| malformed(format!("malformed XML at byte {}", reader.error_position())))?;
+        match event {
+            Event::Start(start) => stack.push(xml_node(&start)?),
+            Event::Empty(start) => attach(&mut stack, &mut root, xml_node(&start)?)?,
+            Event::End(_) => {
+                let mut node = stack.pop().ok_or_else(|| malformed("unbalanced XML"))?;
+                node.text = node.text.trim().to_owned();
+                attach(&mut stack, &mut root, node)?;
+            }
+            Event::Text(text) => {
+                let text = text
+                    .xml10_content()
+                    .map_err(|_| malformed("undecodable XML text"))?;
+                push_text(&mut stack, &text)?;
+            }
+            Event::CData(data) => {
+                let text = data
+                    .decode()
+                    .map_err(|_| malformed("undecodable XML CDATA"))?;
+                push_text(&mut stack, &text)?;
+            }
+            Event::GeneralRef(reference) => {
+                let resolved = match reference.resolve_char_ref() {
+                    Ok(Some(ch)) => ch.to_string(),
+                    Ok(None) => {
+                        let name = reference
+                            .decode()
+                            .map_err(|_| malformed("undecodable XML entity"))?;
+                        resolve_predefined_entity(&name)
+                            .map(str::to_owned)
+                            .ok_or_else(|| malformed("unknown XML entity"))?
+                    }
+                    Err(_) => return Err(malformed("invalid XML character reference")),
+                };
+                push_text(&mut stack, &resolved)?;
+            }
+            Event::Eof => break,
+            Event::Comment(_) | Event::Decl(_) | Event::PI(_) | Event::DocType(_) => {}
+        }
+    }
+    if !stack.is_empty() {
+        return Err(malformed("truncated XML: unclosed elements"));
+    }
+    root.ok_or_else(|| malformed("XML without a root element"))
+}
+
+fn xml_node(start: &BytesStart<'_>) -> Result<Node, Malformed> {
+    let name = std::str::from_utf8(start.name().as_ref())
+        .map_err(|_| malformed("undecodable XML element name"))?
+        .to_owned();
+    let mut node = Node::named(&name);
+    for attr in start.attributes() {
+        let attr = attr.map_err(|_| malformed("malformed XML attribute"))?;
+        let key = std::str::from_utf8(attr.key.as_ref())
+            .map_err(|_| malformed("undecodable XML attribute name"))?
+            .to_owned();
+        let value = attr
+            .unescape_value()
+            .map_err(|_| malformed("malformed XML attribute value"))?
+            .into_owned();
+        node.attrs.push((key, value));
+    }
+    Ok(node)
+}
+
+fn push_text(stack: &mut [Node], text: &str) -> Result<(), Malformed> {
+    match stack.last_mut() {
+        Some(top) => top.text.push_str(text),
+        None if text.trim().is_empty() => {}
+        None => return Err(malformed("text outside the XML root element")),
+    }
+    Ok(())
+}
+
+fn attach(stack: &mut [Node], root: &mut Option<Node>, node: Node) -> Result<(), Malformed> {
+    match stack.last_mut() {
+        Some(parent) => parent.children.push(node),
+        None if root.is_none() => *root = Some(node),
+        None => return Err(malformed("XML with more than one root element")),
+    }
+    Ok(())
+}
+
+/// Parses `{"doc": {…}}` into the same tree as the XML form.
+fn parse_json(body: &str) -> Result<Node, Malformed> {
+    let value: Value = serde_json::from_str(body).map_err(|e| {
+        malformed(format!(
+            "malformed JSON at line {} column {}",
+            e.line(),
+            e.column()
+        ))
+    })?;
+    let doc = value
+        .get("doc")
+        .ok_or_else(|| malformed("JSON answer without `doc`"))?;
+    // `doc` itself is one element; take the first if it came as an array.
+    let doc = match doc {
+        Value::Array(items) => items.first().ok_or_else(|| malformed("empty JSON `doc`"))?,
+        other => other,
+    };
+    json_nodes("doc", doc)
+        .pop()
+        .ok_or_else(|| malformed("empty JSON `doc`"))
+}
+
+/// The elements a JSON member `name: value` stands for: an array is one element per
+/// item, an object one element, a scalar one text-only element.
+fn json_nodes(name: &str, value: &Value) -> Vec<Node> {
+    match value {
+        Value::Array(items) => items.iter().flat_map(|v| json_nodes(name, v)).collect(),
+        Value::Object(members) => {
+            let mut node = Node::named(name);
+            for (key, member) in members {
+                if key == "$" {
+                    node.text = json_scalar(member).trim().to_owned();
+                } else if let Some(attr) = key.strip_prefix('$') {
+                    node.attrs.push((attr.to_owned(), json_scalar(member)));
+                } else {
+                    node.children.extend(json_nodes(key, member));
+                }
+            }
+            vec![node]
+        }
+        scalar => {
+            let mut node = Node::named(name);
+            node.text = json_scalar(scalar).trim().to_owned();
+            vec![node]
+        }
+    }
+}
+
+fn json_scalar(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        Value::Bool(b) => b.to_string(),
+        // A one-element array of a scalar or `{"$": …}` reads as that value.
+        Value::Array(items) if items.len() == 1 => json_scalar(&items[0]),
+        Value::Object(members) => members.get("$").map(json_scalar).unwrap_or_default(),
+        Value::Null | Value::Array(_) => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc(body: &str) -> Doc {
+        Doc::parse(body.as_bytes()).expect("parses")
+    }
+
+    #[test]
+    fn xml_attributes_text_and_children_become_a_tree() {
+        let d = doc(r#"<?xml version="1.0" encoding="UTF-8"?>
+            <doc><price currency="EUR"><period length="1" cost="5.00"/><period length="12">50</period></price>
+            <name>a &amp; b &#x41;<![CDATA[<c>]]></name><!-- note --></doc>"#);
+        let price = d.node("price").unwrap();
+        assert_eq!(price.attr("currency"), Some("EUR"));
+        let periods: Vec<_> = price.children_named("period").collect();
+        assert_eq!(periods.len(), 2);
+        assert_eq!(periods[0].attr("cost"), Some("5.00"));
+        assert_eq!(periods[1].text, "50");
+        assert_eq!(d.field("name"), Some("a & b A<c>"));
+        assert_eq!(d.root().children.len(), 2);
+    }
+
+    #[test]
+    fn fields_are_found_at_the_top_or_in_a_nested_doc() {
+        let d = doc("<doc><ok/><doc><newexpiredate>2025-03-01</newexpiredate></doc></doc>");
+        assert_eq!(d.field("newexpiredate"), Some("2025-03-01"));
+        assert!(d.node("ok").is_some());
+        assert_eq!(d.field("missing"), None);
+
+        let j = doc(r#"{"doc":{"doc":{"newexpiredate":{"$":"2025-03-01"}}}}"#);
+        assert_eq!(j.field("newexpiredate"), Some("2025-03-01"));
+    }
+
+    #[test]
+    fn top_level_fields_win_over_the_nested_doc() {
+        let d = doc("<doc><ip>1.1.1.1</ip><doc><ip>2.2.2.2</ip></doc></doc>");
+        assert_eq!(d.field("ip"), Some("1.1.1.1"));
+    }
+
+    #[test]
+    fn json_arrays_objects_and_wrapped_values_read_alike() {
+        let d = doc(
+            r#"{"doc":{"elem":[{"id":{"$":"1"}},{"id":["2"]},{"id":[{"$":"3"}]},{"id":4}],
+                "p_elems":{"$":"4"}}}"#,
+        );
+        let ids: Vec<_> = d.elems().iter().map(|e| e.field("id").unwrap()).collect();
+        assert_eq!(ids, ["1", "2", "3", "4"]);
+        assert_eq!(d.p_elems(), Some(4));
+
+        let single = doc(r#"{"doc":{"elem":{"id":{"$":"9"}}}}"#);
+        assert_eq!(single.elems().len(), 1);
+
+        let empty = doc(r#"{"doc":{"p_elems":{"$":"0"}}}"#);
+        assert!(empty.elems().is_empty());
+    }
+
+    #[test]
+    fn json_dollar_keys_become_attributes() {
+        let d = doc(r#"{"doc":{"auth":{"$id":"SID","$level":16,"$":"SID"}}}"#);
+        let auth = d.node("auth").unwrap();
+        assert_eq!(auth.attr("id"), Some("SID"));
+        assert_eq!(auth.attr("level"), Some("16"));
+        assert_eq!(auth.text, "SID");
+    }
+
+    #[test]
+    fn an_error_element_is_a_refusal_and_auth_is_auth() {
+        let xml = doc(
+            r#"<doc><error type="missed" object="ip" lang="en"><param name="object" type="msg" msg="IP address">ip</param><msg>Field 'IP address' is required</msg></error></doc>"#,
+        );
+        assert_eq!(
+            xml.error(),
+            Some(UpstreamError::Refused {
+                kind: "missed".into(),
+                object: Some("ip".into()),
+                message: "Field 'IP address' is required".into(),
+            })
+        );
+        let json = doc(
+            r#"{"doc":{"error":{"$type":"auth","$object":"badpassword","msg":{"$":"Invalid username or password"}}}}"#,
+        );
+        assert_eq!(
+            json.error(),
+            Some(UpstreamError::Auth("Invalid username or password".into()))
+        );
+        assert_eq!(doc("<doc><ok/></doc>").error(), None);
+    }
+
+    #[test]
+    fn broken_bodies_are_malformed() {
+        for body in [
+            "",
+            "   ",
+            "<doc><id>1</doc>",
+            "<doc><id>1</id>",
+            "<html><body>Bad gateway</body></html>",
+            "{\"doc\":",
+            "{\"result\":1}",
+            "OK",
+            "<doc/><doc/>",
+        ] {
+            assert!(Doc::parse(body.as_bytes()).is_err(), "{body:?}");
+        }
+    }
+}

@@ -1,0 +1,245 @@
+//! Configuration of `serve`: command-line flags (each also a `LICENSE_FACADE_*`
+//! environment variable) over an optional TOML file over defaults, validated once at
+//! start-up into [`Settings`].
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use secrecy::SecretString;
+use serde::Deserialize;
+
+use crate::billmanager::{ClientConfig, WireFormat};
+use crate::domain::{PanelCatalog, PanelCatalogConfig};
+use crate::sandbox::SandboxConfig;
+use crate::service::WorkflowConfig;
+
+/// Flags of `license-facade serve`.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct ServeArgs {
+    /// REST listen address [default: 127.0.0.1:8080]; port 0 picks a free port.
+    #[arg(long, env = "LICENSE_FACADE_HTTP_ADDR")]
+    pub http_addr: Option<SocketAddr>,
+    /// gRPC listen address [default: 127.0.0.1:50051]; port 0 picks a free port.
+    #[arg(long, env = "LICENSE_FACADE_GRPC_ADDR")]
+    pub grpc_addr: Option<SocketAddr>,
+    /// Database URL: `sqlite:PATH` or `sqlite::memory:` [default: sqlite:license-facade.db
+    /// in the working directory; with --sandbox, an in-memory database].
+    #[arg(long, env = "LICENSE_FACADE_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Run against a built-in BILLmanager sandbox started in this process.
+    #[arg(long, env = "LICENSE_FACADE_SANDBOX")]
+    pub sandbox: bool,
+    /// With --sandbox: milliseconds until an ordered license is active with its key.
+    #[arg(long, env = "LICENSE_FACADE_SANDBOX_KEY_DELAY_MS", default_value_t = 1000)]
+    pub sandbox_key_delay_ms: u64,
+    /// BILLmanager API endpoint, e.g. https://api.ispmanager.com/billmgr.
+    #[arg(long, env = "LICENSE_FACADE_BILLMANAGER_URL")]
+    pub billmanager_url: Option<String>,
+    /// BILLmanager account login.
+    #[arg(long, env = "LICENSE_FACADE_BILLMANAGER_USER")]
+    pub billmanager_user: Option<String>,
+    /// BILLmanager account password. Prefer the environment variable or a file: a flag
+    /// is visible in the process list.
+    #[arg(long, env = "LICENSE_FACADE_BILLMANAGER_PASSWORD", hide_env_values = true)]
+    pub billmanager_password: Option<String>,
+    /// File holding the BILLmanager password (a trailing newline is ignored).
+    #[arg(long, env = "LICENSE_FACADE_BILLMANAGER_PASSWORD_FILE")]
+    pub billmanager_password_file: Option<PathBuf>,
+    /// TOML configuration file (catalog, workflow, upstream tuning).
+    #[arg(long, env = "LICENSE_FACADE_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+/// The TOML configuration file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// REST listen address.
+    pub http_addr: Option<SocketAddr>,
+    /// gRPC listen address.
+    pub grpc_addr: Option<SocketAddr>,
+    /// Database URL.
+    pub database_url: Option<String>,
+    /// The upstream.
+    #[serde(default)]
+    pub billmanager: BillmanagerFile,
+    /// The panel catalog (replace or extend the defaults).
+    #[serde(default)]
+    pub catalog: PanelCatalogConfig,
+    /// Workflow tuning.
+    #[serde(default)]
+    pub workflow: WorkflowFile,
+}
+
+/// `[billmanager]` in the file. The password is never read from here, only from a
+/// flag, an environment variable or `password_file`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BillmanagerFile {
+    /// Endpoint URL.
+    pub url: Option<String>,
+    /// Login.
+    pub user: Option<String>,
+    /// File holding the password.
+    pub password_file: Option<PathBuf>,
+    /// `xml` (default) or `json`.
+    pub format: Option<WireFormat>,
+    /// Log in once (`func=auth`) and reuse the session instead of sending the password
+    /// with every call [default: true].
+    pub use_session: Option<bool>,
+    /// Connect timeout in milliseconds [default: 5000].
+    pub connect_timeout_ms: Option<u64>,
+    /// Whole-request timeout in milliseconds [default: 30000].
+    pub request_timeout_ms: Option<u64>,
+    /// Licenses per `soft` page [default: 1000].
+    pub page_size: Option<u32>,
+    /// Seconds between upstream readiness probes [default: 30].
+    pub probe_interval_secs: Option<u64>,
+}
+
+/// `[workflow]` in the file; see [`WorkflowConfig`] for the meaning and defaults.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkflowFile {
+    /// Operations run at once.
+    pub concurrency: Option<usize>,
+    /// Lease length in seconds.
+    pub lease_secs: Option<u64>,
+    /// Spacing of recovery look-ups, in milliseconds.
+    pub settle_interval_ms: Option<u64>,
+    /// Look-ups that must find nothing before an order is re-sent.
+    pub settle_checks: Option<u32>,
+    /// Failed look-ups before NEEDS_ATTENTION.
+    pub max_lookup_failures: Option<u32>,
+    /// First activation poll delay, in milliseconds.
+    pub poll_initial_ms: Option<u64>,
+    /// Longest activation poll delay, in milliseconds.
+    pub poll_max_ms: Option<u64>,
+}
+
+/// Validated settings of `serve`.
+pub struct Settings {
+    /// REST listen address.
+    pub http_addr: SocketAddr,
+    /// gRPC listen address.
+    pub grpc_addr: SocketAddr,
+    /// Database URL.
+    pub database_url: String,
+    /// An in-process sandbox to start and use as the upstream.
+    pub sandbox: Option<SandboxConfig>,
+    /// The upstream client; with a sandbox its URL is filled in once the sandbox is bound.
+    pub billmanager: ClientConfig,
+    /// The panel catalog.
+    pub catalog: PanelCatalog,
+    /// Workflow tuning.
+    pub workflow: WorkflowConfig,
+    /// Time between upstream readiness probes.
+    pub probe_interval: Duration,
+}
+
+fn read_secret_file(path: &Path) -> anyhow::Result<SecretString> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the password file {}", path.display()))?;
+    Ok(SecretString::from(text.trim_end_matches(['\r', '\n']).to_owned()))
+}
+
+impl Settings {
+    /// Resolves flags, file and defaults.
+    pub fn from_args(args: ServeArgs) -> anyhow::Result<Self> {
+        let file: FileConfig = match &args.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read {}", path.display()))?;
+                toml::from_str(&text).with_context(|| format!("invalid {}", path.display()))?
+            }
+            None => FileConfig::default(),
+        };
+        let catalog = PanelCatalog::from_config(file.catalog)
+            .map_err(|e| anyhow::anyhow!("invalid panel catalog: {e}"))?;
+        let database_url = match args.database_url.or(file.database_url) {
+            Some(url) => url,
+            None if args.sandbox => "sqlite::memory:".to_owned(),
+            None => "sqlite:license-facade.db".to_owned(),
+        };
+        let bm = file.billmanager;
+        let mut billmanager = ClientConfig {
+            format: bm.format.unwrap_or_default(),
+            use_session: bm.use_session.unwrap_or(true),
+            connect_timeout: Duration::from_millis(bm.connect_timeout_ms.unwrap_or(5_000)),
+            request_timeout: Duration::from_millis(bm.request_timeout_ms.unwrap_or(30_000)),
+            page_size: bm.page_size.unwrap_or(1000).max(1),
+            ..ClientConfig::default()
+        };
+        let sandbox = if args.sandbox {
+            let config = SandboxConfig {
+                key_delay: Duration::from_millis(args.sandbox_key_delay_ms),
+                ..SandboxConfig::default()
+            };
+            billmanager.user = config.user.clone();
+            billmanager.password = SecretString::from(config.password.clone());
+            Some(config)
+        } else {
+            billmanager.url = args
+                .billmanager_url
+                .or(bm.url)
+                .context("--billmanager-url is required (or run with --sandbox)")?;
+            if !(billmanager.url.starts_with("https://") || billmanager.url.starts_with("http://"))
+            {
+                bail!("--billmanager-url must be an http:// or https:// URL");
+            }
+            billmanager.user = args
+                .billmanager_user
+                .or(bm.user)
+                .context("--billmanager-user is required (or run with --sandbox)")?;
+            billmanager.password = match (
+                args.billmanager_password,
+                args.billmanager_password_file.or(bm.password_file),
+            ) {
+                (Some(p), _) => SecretString::from(p),
+                (None, Some(path)) => read_secret_file(&path)?,
+                (None, None) => bail!(
+                    "the BILLmanager password is required: set LICENSE_FACADE_BILLMANAGER_PASSWORD \
+                     or LICENSE_FACADE_BILLMANAGER_PASSWORD_FILE (or run with --sandbox)"
+                ),
+            };
+            None
+        };
+        let wf = file.workflow;
+        let defaults = WorkflowConfig::default();
+        let ms = Duration::from_millis;
+        let workflow = WorkflowConfig {
+            concurrency: wf.concurrency.unwrap_or(defaults.concurrency).max(1),
+            lease: wf.lease_secs.map(Duration::from_secs).unwrap_or(defaults.lease),
+            settle_interval: wf.settle_interval_ms.map(ms).unwrap_or(defaults.settle_interval),
+            settle_checks: wf.settle_checks.unwrap_or(defaults.settle_checks).max(1),
+            max_lookup_failures: wf
+                .max_lookup_failures
+                .unwrap_or(defaults.max_lookup_failures)
+                .max(1),
+            poll_initial: wf.poll_initial_ms.map(ms).unwrap_or(defaults.poll_initial),
+            poll_max: wf.poll_max_ms.map(ms).unwrap_or(defaults.poll_max),
+            ..defaults
+        };
+        if workflow.lease <= billmanager.request_timeout {
+            bail!("workflow.lease_secs must be longer than billmanager.request_timeout_ms");
+        }
+        Ok(Self {
+            http_addr: args
+                .http_addr
+                .or(file.http_addr)
+                .unwrap_or_else(|| "127.0.0.1:8080".parse().expect("valid address")),
+            grpc_addr: args
+                .grpc_addr
+                .or(file.grpc_addr)
+                .unwrap_or_else(|| "127.0.0.1:50051".parse().expect("valid address")),
+            database_url,
+            sandbox,
+            billmanager,
+            catalog,
+            workflow,
+            probe_interval: Duration::from_secs(bm.probe_interval_secs.unwrap_or(30).max(1)),
+        })
+    }
+}

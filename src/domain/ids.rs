@@ -1,0 +1,158 @@
+//! Identifier newtypes.
+
+use std::fmt;
+
+use super::FieldViolation;
+
+/// Our id of a license: a UUIDv7 (time ordered, so ids sort by creation). It is also
+/// sent upstream as `remoteid`, which is how a lost order answer is found again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LicenseId(uuid::Uuid);
+
+impl LicenseId {
+    /// A fresh id.
+    pub fn generate() -> Self {
+        Self(uuid::Uuid::now_v7())
+    }
+
+    /// Parses the canonical hyphenated form.
+    pub fn parse(s: &str) -> Result<Self, FieldViolation> {
+        uuid::Uuid::try_parse(s)
+            .map(Self)
+            .map_err(|_| FieldViolation::new("id", "must be a license id (a UUID)"))
+    }
+}
+
+impl fmt::Display for LicenseId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.hyphenated().fmt(f)
+    }
+}
+
+/// The caller's id of a server: 1 to 128 printable characters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ServerId(String);
+
+impl ServerId {
+    /// Maximum length in characters.
+    pub const MAX_LEN: usize = 128;
+
+    /// Validates a server id; `field` names it in the error.
+    pub fn parse(s: &str, field: &str) -> Result<Self, FieldViolation> {
+        if s.is_empty() {
+            return Err(FieldViolation::new(field, "is required"));
+        }
+        if s.chars().count() > Self::MAX_LEN {
+            return Err(FieldViolation::new(
+                field,
+                format!("must be at most {} characters", Self::MAX_LEN),
+            ));
+        }
+        // Printable means no control characters and no leading or trailing blanks that
+        // would make two ids look equal in a log or a table.
+        if s.chars().any(char::is_control) || s.trim() != s {
+            return Err(FieldViolation::new(
+                field,
+                "must be printable, without control characters or surrounding spaces",
+            ));
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    /// The id as given.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ServerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An optional server host name, kept for people reading lists; at most 253 characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hostname(String);
+
+impl Hostname {
+    /// Validates a host name; empty means none.
+    pub fn parse(s: &str, field: &str) -> Result<Option<Self>, FieldViolation> {
+        if s.is_empty() {
+            return Ok(None);
+        }
+        let valid = s.len() <= 253
+            && s.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            });
+        if valid {
+            Ok(Some(Self(s.to_owned())))
+        } else {
+            Err(FieldViolation::new(field, "must be a DNS host name"))
+        }
+    }
+
+    /// The name as given.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The name of an authenticated API client; licenses and request ids are scoped by it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ClientName(String);
+
+impl ClientName {
+    /// The client used when authentication is not configured.
+    pub fn anonymous() -> Self {
+        Self("default".to_owned())
+    }
+
+    /// Wraps a configured client name.
+    pub fn new(name: impl Into<String>) -> Self {
+        Self(name.into())
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_id_accepts_printable_text_up_to_128_chars() {
+        assert!(ServerId::parse("srv-1", "f").is_ok());
+        assert!(ServerId::parse("сервер 7", "f").is_ok());
+        assert!(ServerId::parse(&"x".repeat(128), "f").is_ok());
+    }
+
+    #[test]
+    fn server_id_refuses_empty_long_and_control_characters() {
+        assert!(ServerId::parse("", "f").is_err());
+        assert!(ServerId::parse(&"x".repeat(129), "f").is_err());
+        assert!(ServerId::parse("a\nb", "f").is_err());
+        assert!(ServerId::parse(" a", "f").is_err());
+    }
+
+    #[test]
+    fn license_id_round_trips_through_text() {
+        let id = LicenseId::generate();
+        assert_eq!(LicenseId::parse(&id.to_string()).unwrap(), id);
+        assert!(LicenseId::parse("nope").is_err());
+    }
+
+    #[test]
+    fn hostname_is_optional_and_validated() {
+        assert_eq!(Hostname::parse("", "h").unwrap(), None);
+        assert!(Hostname::parse("web-1.example.com", "h").unwrap().is_some());
+        assert!(Hostname::parse("bad host", "h").is_err());
+    }
+}

@@ -1,0 +1,34 @@
+//! The domain: validated value types, the license and its states, and the panel
+//! catalog. Nothing in here knows about a transport, the store or the upstream.
+
+mod catalog;
+mod ids;
+mod license;
+mod network;
+mod operation;
+
+pub use catalog::{Panel, PanelCatalog, PanelCatalogConfig, PanelConfig, UnknownPanel};
+pub use ids::{ClientName, Hostname, LicenseId, ServerId};
+pub use license::{License, LicenseState, NewLicense, Period, UpstreamFailure};
+pub use network::LicenseIp;
+pub use operation::{Operation, OperationKind, Phase};
+
+/// A value that failed validation; `field` names the request field in lowerCamelCase.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct FieldViolation {
+    /// The request field, e.g. `server.ip`.
+    pub field: String,
+    /// What is wrong with it, in words a caller can act on.
+    pub message: String,
+}
+
+impl FieldViolation {
+    /// A violation of `field`.
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}

@@ -1,0 +1,113 @@
+//! Durable work items: every upstream change to a license is an operation that moves
+//! through recovery points, so a crash at any moment resumes from the last one instead
+//! of repeating (or losing) a paid call.
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use super::LicenseId;
+
+/// What an operation does upstream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum OperationKind {
+    /// `soft.order.param`, then wait for the key.
+    Order,
+}
+
+impl OperationKind {
+    /// The stable name stored with the operation.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Order => "ORDER",
+        }
+    }
+}
+
+/// The recovery point an operation has reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Phase {
+    /// Stored; nothing has gone upstream.
+    Received,
+    /// Committed before the upstream call: a request may be in flight or may have been
+    /// carried out. Finding an operation here after a crash or an unclear answer means
+    /// recovery (look the license up upstream), never a blind re-send.
+    Intent,
+    /// The upstream carried the call out; what remains is reading the result.
+    Confirmed,
+    /// Finished.
+    Done,
+    /// Ended without the change (upstream refusal) or handed to a person.
+    Failed,
+}
+
+impl Phase {
+    /// The stable stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Received => "RECEIVED",
+            Self::Intent => "INTENT",
+            Self::Confirmed => "CONFIRMED",
+            Self::Done => "DONE",
+            Self::Failed => "FAILED",
+        }
+    }
+
+    /// Parses [`as_str`](Self::as_str).
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            Self::Received,
+            Self::Intent,
+            Self::Confirmed,
+            Self::Done,
+            Self::Failed,
+        ]
+        .into_iter()
+        .find(|p| p.as_str() == s)
+    }
+
+    /// Whether the operation still has work to do.
+    pub fn is_open(self) -> bool {
+        !matches!(self, Self::Done | Self::Failed)
+    }
+}
+
+/// One durable work item.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Operation {
+    /// Store-assigned id.
+    pub id: i64,
+    /// The license it works on.
+    pub license_id: LicenseId,
+    /// What it does.
+    pub kind: OperationKind,
+    /// The recovery point reached.
+    pub phase: Phase,
+    /// How many times the upstream call has been sent.
+    pub attempt: u32,
+    /// Recovery look-ups in the current attempt that found nothing, or status polls.
+    pub checks: u32,
+    /// Consecutive upstream calls of this operation that failed.
+    pub failures: u32,
+    /// Not to be worked on before this moment.
+    pub run_after: OffsetDateTime,
+    /// The last transient problem, for operators.
+    pub last_error: Option<String>,
+}
+
+impl Operation {
+    /// A new operation at [`Phase::Received`], due at once.
+    pub fn received(license_id: LicenseId, kind: OperationKind, now: OffsetDateTime) -> Self {
+        Self {
+            id: 0,
+            license_id,
+            kind,
+            phase: Phase::Received,
+            attempt: 0,
+            checks: 0,
+            failures: 0,
+            run_after: now,
+            last_error: None,
+        }
+    }
+}

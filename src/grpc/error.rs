@@ -1,0 +1,41 @@
+//! The one mapping from service errors to gRPC statuses, with `google.rpc` details
+//! carrying the same reason code as REST's problem+json.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+use crate::service::{ErrorKind, ServiceError};
+
+/// The `ErrorInfo.domain` of every error this service raises.
+pub const ERROR_DOMAIN: &str = "licensefacade.v1";
+
+/// Converts a service error into a status; internal causes are logged, not sent.
+pub fn status(e: ServiceError) -> Status {
+    let code = match e.kind() {
+        ErrorKind::InvalidArgument => Code::InvalidArgument,
+        ErrorKind::NotFound => Code::NotFound,
+        ErrorKind::FailedPrecondition => Code::FailedPrecondition,
+        ErrorKind::Unavailable => Code::Unavailable,
+    };
+    let mut metadata = HashMap::new();
+    if let ServiceError::ServerHasLicense {
+        existing,
+        use_instead,
+    } = &e
+    {
+        metadata.insert("licenseId".to_owned(), existing.id.to_string());
+        metadata.insert("useInstead".to_owned(), (*use_instead).to_owned());
+    }
+    let mut details = ErrorDetails::with_error_info(e.code(), ERROR_DOMAIN, metadata);
+    for v in e.violations() {
+        details.add_bad_request_violation(v.field, v.message);
+    }
+    if code == Code::Unavailable {
+        tracing::error!(error.message = %e, error.cause_chain = ?e, "request failed");
+        details.set_retry_info(Some(Duration::from_secs(1)));
+    }
+    Status::with_error_details(code, e.to_string(), details)
+}

@@ -1,0 +1,60 @@
+//! The gRPC transport: `licensefacade.v1.LicenseService`, `grpc.health.v1.Health` and
+//! server reflection (v1 and v1alpha).
+
+mod error;
+mod licenses;
+
+pub use error::ERROR_DOMAIN;
+pub use licenses::GrpcLicenses;
+
+use tonic::transport::server::Router;
+use tonic_health::server::HealthReporter;
+
+use crate::api::pb::{self, v1::license_service_server::LicenseServiceServer};
+use crate::service::LicenseService;
+
+/// Largest request the gRPC server accepts.
+pub const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
+
+/// The gRPC services on one router, and the reporter behind its health service
+/// (flipped by readiness and shutdown; NOT_SERVING until told otherwise).
+pub async fn router(service: LicenseService) -> anyhow::Result<(Router, HealthReporter)> {
+    let (reporter, health) = tonic_health::server::health_reporter();
+    set_serving(&reporter, false).await;
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+    let licenses = LicenseServiceServer::new(GrpcLicenses::new(service))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES);
+    let router = tonic::transport::Server::builder()
+        .add_service(health)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(licenses);
+    Ok((router, reporter))
+}
+
+/// Marks the license service serving or not in the health service.
+pub async fn set_serving(reporter: &HealthReporter, serving: bool) {
+    if serving {
+        reporter
+            .set_serving::<LicenseServiceServer<GrpcLicenses>>()
+            .await;
+    } else {
+        reporter
+            .set_not_serving::<LicenseServiceServer<GrpcLicenses>>()
+            .await;
+    }
+    let status = if serving {
+        tonic_health::ServingStatus::Serving
+    } else {
+        tonic_health::ServingStatus::NotServing
+    };
+    // The empty service name is the whole server's health.
+    reporter.set_service_status("", status).await;
+}

@@ -1,0 +1,36 @@
+//! `/healthz` (the process is alive) and `/readyz` (it should receive traffic).
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+
+use super::AppState;
+
+/// `GET /healthz`: 200 while the process runs.
+pub async fn live() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+/// `GET /readyz`: 200 when the store answers, the upstream was reachable at the last
+/// probe and the process is not draining; 503 otherwise, naming what failed.
+pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+    let store_ok = state.service.ready().await.is_ok();
+    let upstream_ok = state.readiness.upstream_ok();
+    let draining = state.readiness.draining();
+    let ok = store_ok && upstream_ok && !draining;
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(json!({
+            "status": if ok { "ready" } else { "not ready" },
+            "store": store_ok,
+            "upstream": upstream_ok,
+            "draining": draining,
+        })),
+    )
+}

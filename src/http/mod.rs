@@ -1,0 +1,68 @@
+//! The REST transport (axum): `/v1/...` resources whose bodies are the proto3 JSON
+//! mapping of the API messages, plus health endpoints. Errors are problem+json.
+
+mod error;
+mod extract;
+mod health;
+mod licenses;
+mod panels;
+
+pub use error::ApiError;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::routing::get;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::health::Readiness;
+use crate::service::LicenseService;
+
+/// Largest request body accepted.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// Shared state of the handlers.
+#[derive(Clone)]
+pub struct AppState {
+    /// The use cases.
+    pub service: LicenseService,
+    /// Readiness flags.
+    pub readiness: Arc<Readiness>,
+}
+
+/// The whole REST API.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/panels", get(panels::list))
+        .route("/v1/licenses", get(licenses::list).post(licenses::order))
+        .route("/v1/licenses/{id}", get(licenses::get))
+        .route("/v1/servers/{server_id}/license", get(licenses::get_by_server))
+        .route("/healthz", get(health::live))
+        .route("/readyz", get(health::ready))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        // Waits are capped at 60 s; the timeout sits above that.
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::GATEWAY_TIMEOUT,
+            Duration::from_secs(75),
+        ))
+        .layer(TraceLayer::new_for_http())
+}
+
+async fn not_found() -> ApiError {
+    ApiError::request(StatusCode::NOT_FOUND, "NOT_FOUND", "no such resource")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::request(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "METHOD_NOT_ALLOWED",
+        "this resource does not support the method",
+    )
+}

@@ -1,0 +1,24 @@
+//! license-facade: a gRPC + REST service that orders and manages ISPmanager licenses
+//! on BILLmanager exactly once.
+//!
+//! Layers, outermost first:
+//! - [`grpc`] and [`http`]: thin transports over [`service`];
+//! - [`service`]: the use cases and the durable workflow worker;
+//! - [`domain`]: validated values, the license, the panel catalog;
+//! - [`store`]: persistence behind the `Store` trait;
+//! - [`billmanager`]: the upstream client behind the `Billmanager` trait;
+//! - [`sandbox`]: a BILLmanager simulator for demos and tests.
+
+pub mod api;
+pub mod billmanager;
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod grpc;
+pub mod health;
+pub mod http;
+pub mod sandbox;
+pub mod service;
+pub mod startup;
+pub mod store;
+pub mod telemetry;

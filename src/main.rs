@@ -1,0 +1,40 @@
+//! The `license-facade` binary: parse the command line, set up logging, run.
+
+use clap::Parser;
+use license_facade::cli::{Cli, Command};
+use license_facade::config::Settings;
+use license_facade::sandbox::Sandbox;
+use license_facade::startup::{Application, shutdown_signal};
+use license_facade::telemetry;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    // rustls needs one process-wide crypto provider; ring keeps the build free of
+    // aws-lc and OpenSSL.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let cli = Cli::parse();
+    telemetry::init();
+    let result = match cli.command {
+        Command::Serve(args) => serve(args).await,
+        Command::Sandbox(args) => sandbox(args).await,
+    };
+    if let Err(e) = &result {
+        tracing::error!(error.message = %e, error.cause_chain = ?e, "license-facade failed");
+    }
+    result
+}
+
+async fn serve(args: license_facade::config::ServeArgs) -> anyhow::Result<()> {
+    let settings = Settings::from_args(args)?;
+    let app = Application::build(settings).await?;
+    app.run_until_stopped(shutdown_signal()).await
+}
+
+async fn sandbox(args: license_facade::sandbox::SandboxArgs) -> anyhow::Result<()> {
+    let addr = args.addr;
+    let config = args.into_config()?;
+    let sandbox = Sandbox::bind(addr, config).await?;
+    tracing::info!(url = %sandbox.url(), alt_url = %format!("http://{}/manager/billmgr", sandbox.local_addr()), "BILLmanager sandbox listening");
+    sandbox.run(shutdown_signal()).await?;
+    Ok(())
+}

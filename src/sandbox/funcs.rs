@@ -1,0 +1,234 @@
+//! One function per BILLmanager `func`: read the parameters, apply the rules under the
+//! state lock, and build the answer.
+
+use std::collections::BTreeMap;
+
+use super::config::SandboxConfig;
+use super::doc::{ApiError, Doc, Node};
+use super::rules::{OrderRequest, check_ip};
+use super::state::{State, status};
+use super::views;
+
+/// Request parameters (query and form merged); a later duplicate wins.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Params(pub(crate) Vec<(String, String)>);
+
+impl Params {
+    /// The trimmed value of `name`, if present and non-empty.
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.trim())
+            .filter(|v| !v.is_empty())
+    }
+
+    fn require(&self, name: &str) -> Result<&str, ApiError> {
+        self.get(name).ok_or_else(|| ApiError::missed(name))
+    }
+
+    /// `sok` present and non-empty: the request commits.
+    fn sok(&self) -> bool {
+        self.get("sok").is_some()
+    }
+
+    fn parse<T: std::str::FromStr>(&self, name: &str) -> Result<Option<T>, ApiError> {
+        self.get(name)
+            .map(|v| {
+                v.parse::<T>()
+                    .map_err(|_| ApiError::value(name, v, format!("Invalid value of '{name}'")))
+            })
+            .transpose()
+    }
+
+    fn require_parsed<T: std::str::FromStr>(&self, name: &str) -> Result<T, ApiError> {
+        self.parse(name)?.ok_or_else(|| ApiError::missed(name))
+    }
+
+    /// `elid`, which group operations send as a `", "`-separated list.
+    fn elids(&self) -> Result<Vec<u64>, ApiError> {
+        let raw = self.require("elid")?;
+        raw.split(',')
+            .map(|s| {
+                s.trim()
+                    .parse()
+                    .map_err(|_| ApiError::value("elid", raw, "Invalid id"))
+            })
+            .collect()
+    }
+
+    fn elid(&self) -> Result<u64, ApiError> {
+        let ids = self.elids()?;
+        match ids.as_slice() {
+            [one] => Ok(*one),
+            _ => Err(ApiError::value(
+                "elid",
+                self.get("elid").unwrap_or_default(),
+                "One id expected",
+            )),
+        }
+    }
+
+    /// `pricelist`, tolerating the trailing `;` of the documentation's example URL.
+    fn pricelist(&self) -> Result<u32, ApiError> {
+        let raw = self.require("pricelist")?;
+        raw.trim_end_matches(';')
+            .trim()
+            .parse()
+            .map_err(|_| ApiError::value("pricelist", raw, format!("Unknown tariff plan {raw}")))
+    }
+
+    /// `addon_<id>=<n>` pairs.
+    fn addons(&self) -> Result<BTreeMap<u32, u32>, ApiError> {
+        let mut out = BTreeMap::new();
+        for (k, v) in &self.0 {
+            let Some(id) = k.strip_prefix("addon_") else {
+                continue;
+            };
+            let bad = || ApiError::value(k, v, format!("Invalid value of '{k}'"));
+            let id: u32 = id.parse().map_err(|_| bad())?;
+            let n: u32 = v.trim().parse().map_err(|_| bad())?;
+            out.insert(id, n);
+        }
+        Ok(out)
+    }
+}
+
+/// Runs `func` against the state. Authentication has already been checked.
+pub(crate) fn dispatch(
+    cfg: &SandboxConfig,
+    st: &mut State,
+    func: &str,
+    p: &Params,
+) -> Result<Doc, ApiError> {
+    match func {
+        "soft" => Ok(views::soft_list(
+            cfg,
+            st,
+            p.parse("p_num")?,
+            p.parse("p_cnt")?,
+        )),
+        "soft.order.param" => order(cfg, st, p),
+        "soft.checkip" => checkip(cfg, st, p),
+        "soft.edit" => edit(cfg, st, p),
+        "soft.suspend" => group(cfg, st, p, status::SUSPENDED),
+        "soft.resume" => group(cfg, st, p, status::ACTIVE),
+        "soft.delete" => group(cfg, st, p, status::DELETED),
+        "service.prolong" => prolong(cfg, st, p),
+        "service.changepricelist" => changepricelist(cfg, st, p),
+        "subaccount" => Ok(views::subaccount(cfg, st)),
+        "pricelist.export" => Ok(views::pricelist_export(cfg)),
+        other => Err(ApiError::unknown_func(other)),
+    }
+}
+
+fn order_request(p: &Params, skipbasket: bool) -> Result<OrderRequest, ApiError> {
+    let tariff_id = p.pricelist()?;
+    let ip = check_ip(p.require("ip")?)?;
+    let period = p.require_parsed("period")?;
+    let auto_prolong = match p.get("autoprolong") {
+        None | Some("null") | Some("off") => None,
+        Some(v) => Some(
+            v.parse()
+                .ok()
+                .filter(|n| [1, 12].contains(n))
+                .ok_or_else(|| ApiError::value("autoprolong", v, "Invalid auto-renewal period"))?,
+        ),
+    };
+    Ok(OrderRequest {
+        tariff_id,
+        ip,
+        period,
+        licname: p.get("licname").unwrap_or_default().to_owned(),
+        remote_id: p.get("remoteid").unwrap_or_default().to_owned(),
+        auto_prolong,
+        addons: p.addons()?,
+        skipbasket,
+    })
+}
+
+/// `soft.order.param`: `<doc><ok/><id>N</id><item.id>N</item.id></doc>`, so that the
+/// XPath `/doc/id` and joonte's `item.id` both find the new id.
+fn order(cfg: &SandboxConfig, st: &mut State, p: &Params) -> Result<Doc, ApiError> {
+    if !p.sok() {
+        return Err(ApiError::missed("sok"));
+    }
+    let req = order_request(p, p.get("skipbasket") == Some("on"))?;
+    let id = st.order(cfg, req)?;
+    Ok(Doc::form(vec![
+        Node::new("ok"),
+        Node::text("id", id),
+        Node::text("item.id", id),
+    ]))
+}
+
+/// `soft.checkip`: would this order be accepted (money aside)?
+fn checkip(cfg: &SandboxConfig, st: &mut State, p: &Params) -> Result<Doc, ApiError> {
+    let req = order_request(p, false)?;
+    st.check_order(cfg, &req)?;
+    Ok(Doc::ok())
+}
+
+/// `soft.edit`: the form without `sok`; with `sok`, a new key (`clicked_button=newkey`)
+/// or a save of `ip` / `licname` / `remoteid`.
+fn edit(cfg: &SandboxConfig, st: &mut State, p: &Params) -> Result<Doc, ApiError> {
+    let id = p.elid()?;
+    if !p.sok() {
+        let rec = st.record(cfg, id)?;
+        return Ok(views::soft_edit_form(cfg, rec));
+    }
+    if p.get("clicked_button") == Some("newkey") {
+        st.new_key(cfg, id)?;
+        return Ok(Doc::ok());
+    }
+    let ip = p.get("ip").map(check_ip).transpose()?;
+    let licname = p.get("licname").map(str::to_owned);
+    let remote_id = p.get("remoteid").map(str::to_owned);
+    st.edit(cfg, id, ip, licname, remote_id)?;
+    Ok(Doc::ok())
+}
+
+/// `soft.suspend` / `soft.resume` / `soft.delete` on one id or a list of ids.
+fn group(cfg: &SandboxConfig, st: &mut State, p: &Params, to: u32) -> Result<Doc, ApiError> {
+    let ids = p.elids()?;
+    // Check every id first so that a bad one in a list changes nothing.
+    for id in &ids {
+        st.live_record(cfg, *id)?;
+    }
+    for id in ids {
+        st.set_status(cfg, id, to)?;
+    }
+    Ok(Doc::ok())
+}
+
+/// `service.prolong`: `<doc><doc><newexpiredate>…</newexpiredate></doc></doc>`, the
+/// nested shape noc reads. Without `sok` it shows the form and changes nothing.
+fn prolong(cfg: &SandboxConfig, st: &mut State, p: &Params) -> Result<Doc, ApiError> {
+    let id = p.elid()?;
+    if !p.sok() {
+        let rec = st.live_record(cfg, id)?;
+        return Ok(Doc::form(vec![
+            Node::text("elid", id),
+            Node::text("period", rec.lic.period),
+            Node::text("expiredate", rec.lic.expire_date),
+        ]));
+    }
+    let period = p.require_parsed("period")?;
+    let date = st.prolong(cfg, id, period)?;
+    let inner = Node::new("doc").child(Node::text("newexpiredate", date));
+    Ok(Doc::form(vec![inner]))
+}
+
+/// `service.changepricelist`: the form of allowed tariffs without `sok`, else the switch.
+fn changepricelist(cfg: &SandboxConfig, st: &mut State, p: &Params) -> Result<Doc, ApiError> {
+    let id = p.elid()?;
+    if !p.sok() {
+        let rec = st.live_record(cfg, id)?;
+        return Ok(views::changepricelist_form(cfg, rec));
+    }
+    let tariff = p.pricelist()?;
+    let period = p.parse("period")?;
+    st.change_tariff(cfg, id, tariff, period)?;
+    Ok(Doc::ok())
+}

@@ -1,0 +1,188 @@
+//! Rendering a [`Doc`] the way BILLmanager does for `out=xml`, `out=json` and `out=sjson`.
+//!
+//! JSON is the XML converted 1:1: element text under `"$"`, attributes as `"$name"`,
+//! repeated elements as arrays. `json` collapses a single `elem` to an object and omits
+//! it when the list is empty; `sjson` always makes `elem` an array.
+
+use serde_json::{Map, Value};
+
+use super::doc::{Doc, Node};
+
+/// The `out` parameter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Format {
+    Xml,
+    Json,
+    Sjson,
+}
+
+impl Format {
+    /// Reads `out`; anything unknown (`devel`, `bjson`, …) falls back to XML.
+    pub(crate) fn from_out(out: Option<&str>) -> Self {
+        match out.map(str::trim) {
+            Some("json") => Self::Json,
+            Some("sjson") => Self::Sjson,
+            _ => Self::Xml,
+        }
+    }
+
+    /// The `Content-Type` BILLmanager sends for this format.
+    pub(crate) fn content_type(self) -> &'static str {
+        match self {
+            Self::Xml => "text/xml; charset=UTF-8",
+            Self::Json | Self::Sjson => "application/json; charset=UTF-8",
+        }
+    }
+}
+
+/// Renders `doc`; `single_elem_as_array` applies to `out=json` only.
+pub(crate) fn render(doc: &Doc, format: Format, single_elem_as_array: bool) -> String {
+    match format {
+        Format::Xml => to_xml(doc),
+        Format::Json => to_json(doc, single_elem_as_array, false),
+        Format::Sjson => to_json(doc, true, true),
+    }
+}
+
+fn to_xml(doc: &Doc) -> String {
+    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    write_xml(&doc.root, &mut out);
+    out.push('\n');
+    out
+}
+
+fn write_xml(node: &Node, out: &mut String) {
+    out.push('<');
+    out.push_str(&node.name);
+    for (k, v) in &node.attrs {
+        out.push(' ');
+        out.push_str(k);
+        out.push_str("=\"");
+        // Attributes are double-quoted, so `"` must go too; `'` may stay.
+        out.push_str(&quick_xml::escape::partial_escape(v.as_str()).replace('"', "&quot;"));
+        out.push('"');
+    }
+    if node.text.is_empty() && node.children.is_empty() {
+        out.push_str("/>");
+        return;
+    }
+    out.push('>');
+    out.push_str(&quick_xml::escape::partial_escape(node.text.as_str()));
+    for child in &node.children {
+        write_xml(child, out);
+    }
+    out.push_str("</");
+    out.push_str(&node.name);
+    out.push('>');
+}
+
+fn to_json(doc: &Doc, elem_as_array: bool, empty_elem_array: bool) -> String {
+    let mut root = node_to_json(&doc.root, elem_as_array);
+    if doc.list
+        && empty_elem_array
+        && let Value::Object(map) = &mut root
+    {
+        map.entry("elem")
+            .or_insert_with(|| Value::Array(Vec::new()));
+    }
+    let mut top = Map::new();
+    top.insert("doc".into(), root);
+    Value::Object(top).to_string()
+}
+
+fn node_to_json(node: &Node, elem_as_array: bool) -> Value {
+    let mut map = Map::new();
+    for (k, v) in &node.attrs {
+        map.insert(format!("${k}"), Value::String(v.clone()));
+    }
+    // An empty element has no "$" at all, as with BILLmanager's converter.
+    if !node.text.is_empty() {
+        map.insert("$".into(), Value::String(node.text.clone()));
+    }
+    let mut names: Vec<&str> = Vec::new();
+    for child in &node.children {
+        if !names.contains(&child.name.as_str()) {
+            names.push(&child.name);
+        }
+    }
+    for name in names {
+        let mut same: Vec<Value> = node
+            .children
+            .iter()
+            .filter(|c| c.name == name)
+            .map(|c| node_to_json(c, elem_as_array))
+            .collect();
+        let value = if same.len() == 1 && !(elem_as_array && name == "elem") {
+            same.remove(0)
+        } else {
+            Value::Array(same)
+        };
+        map.insert(name.to_owned(), value);
+    }
+    Value::Object(map)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sandbox::doc::ApiError;
+
+    fn elem(id: u32) -> Node {
+        Node::new("elem").child(Node::text("id", id))
+    }
+
+    #[test]
+    fn xml_escapes_and_self_closes_empty_elements() {
+        let doc = Doc::form(vec![
+            Node::new("ok"),
+            Node::text("licname", "a<b&'c'").attr("x", "\"q\""),
+        ]);
+        let xml = render(&doc, Format::Xml, false);
+        assert_eq!(
+            xml,
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
+             <doc><ok/><licname x=\"&quot;q&quot;\">a&lt;b&amp;'c'</licname></doc>\n"
+        );
+    }
+
+    #[test]
+    fn json_lists_follow_the_xml_conversion_rules() {
+        let empty = Doc::list(vec![], 0, 1, 0);
+        let one = Doc::list(vec![elem(1)], 1, 1, 1);
+        let two = Doc::list(vec![elem(1), elem(2)], 2, 1, 2);
+        let v = |d: &Doc, f, a| serde_json::from_str::<Value>(&render(d, f, a)).unwrap();
+
+        assert!(v(&empty, Format::Json, false)["doc"].get("elem").is_none());
+        assert_eq!(v(&one, Format::Json, false)["doc"]["elem"]["id"]["$"], "1");
+        assert_eq!(
+            v(&one, Format::Json, true)["doc"]["elem"][0]["id"]["$"],
+            "1"
+        );
+        assert_eq!(
+            v(&two, Format::Json, false)["doc"]["elem"][1]["id"]["$"],
+            "2"
+        );
+
+        assert_eq!(
+            v(&empty, Format::Sjson, false)["doc"]["elem"],
+            Value::Array(vec![])
+        );
+        assert_eq!(
+            v(&one, Format::Sjson, false)["doc"]["elem"][0]["id"]["$"],
+            "1"
+        );
+        assert_eq!(v(&one, Format::Sjson, false)["doc"]["p_elems"]["$"], "1");
+    }
+
+    #[test]
+    fn json_errors_carry_type_object_and_msg() {
+        let doc = ApiError::auth().to_doc();
+        let v: Value = serde_json::from_str(&render(&doc, Format::Json, false)).unwrap();
+        assert_eq!(v["doc"]["error"]["$type"], "auth");
+        assert_eq!(v["doc"]["error"]["$object"], "badpassword");
+        assert_eq!(
+            v["doc"]["error"]["msg"]["$"],
+            "Invalid username or password"
+        );
+    }
+}

@@ -1,0 +1,390 @@
+//! The business rules of the simulated BILLmanager: ordering, renewing, moving, re-keying
+//! and switching tariffs, each checking everything before it changes anything (a refused
+//! request must leave no trace).
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use time::{Date, OffsetDateTime};
+
+use super::config::{DuplicateIpPolicy, SandboxConfig, Tariff};
+use super::doc::ApiError;
+use super::state::{NewSandboxLicense, State, add_months, random_hex, status};
+
+/// A validated-on-use order (`soft.order.param`) or pre-check (`soft.checkip`).
+#[derive(Debug, Clone)]
+pub(crate) struct OrderRequest {
+    pub(crate) tariff_id: u32,
+    pub(crate) ip: String,
+    pub(crate) period: i32,
+    pub(crate) licname: String,
+    pub(crate) remote_id: String,
+    pub(crate) auto_prolong: Option<i32>,
+    pub(crate) addons: BTreeMap<u32, u32>,
+    pub(crate) skipbasket: bool,
+}
+
+/// The trial period code.
+const TRIAL_PERIOD: i32 = -100;
+
+fn to_time(d: std::time::Duration) -> time::Duration {
+    time::Duration::try_from(d).unwrap_or(time::Duration::MAX)
+}
+
+/// Checks an IP address (v4 or v6) and returns its canonical text.
+pub(crate) fn check_ip(ip: &str) -> Result<String, ApiError> {
+    ip.trim()
+        .parse::<IpAddr>()
+        .map(|a| a.to_string())
+        .map_err(|_| ApiError::value("ip", ip, format!("Invalid IP address '{ip}'")))
+}
+
+fn tariff(cfg: &SandboxConfig, id: u32) -> Result<&Tariff, ApiError> {
+    cfg.prices.tariff(id).ok_or_else(|| {
+        ApiError::value(
+            "pricelist",
+            &id.to_string(),
+            format!("Unknown tariff plan {id}"),
+        )
+    })
+}
+
+/// Trial tariffs take period -100 and only that; paid ones take 1 or 12.
+fn check_period(t: &Tariff, period: i32) -> Result<(), ApiError> {
+    let ok = if t.trial {
+        period == TRIAL_PERIOD
+    } else {
+        period == 1 || period == 12
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::value(
+            "period",
+            &period.to_string(),
+            format!("Period {period} is not available for tariff plan {}", t.id),
+        ))
+    }
+}
+
+/// Price of the add-on units for `period`, refusing add-ons the tariff does not take.
+fn addons_price(
+    cfg: &SandboxConfig,
+    t: &Tariff,
+    addons: &BTreeMap<u32, u32>,
+    period: i32,
+) -> Result<i64, ApiError> {
+    let mut total = 0;
+    for (&id, &n) in addons {
+        let field = format!("addon_{id}");
+        let addon = cfg
+            .prices
+            .addon(id)
+            .filter(|_| t.addons.contains(&id))
+            .ok_or_else(|| ApiError::value(&field, &n.to_string(), "Unknown add-on"))?;
+        if n > addon.max {
+            return Err(ApiError::value(
+                &field,
+                &n.to_string(),
+                "Too many add-on units",
+            ));
+        }
+        total += addon.price(period) * i64::from(n);
+    }
+    Ok(total)
+}
+
+impl State {
+    /// Whether another live license of `family` is bound to `ip`.
+    fn ip_taken(&self, cfg: &SandboxConfig, family: &str, ip: &str, except: u64) -> bool {
+        self.records.values().any(|r| {
+            r.lic.id != except
+                && r.lic.status != status::DELETED
+                && r.lic.ip == ip
+                && cfg
+                    .prices
+                    .tariff(r.lic.tariff_id)
+                    .is_some_and(|t| t.family == family)
+        })
+    }
+
+    /// Every check of an order except money; returns the total price.
+    pub(crate) fn check_order(
+        &self,
+        cfg: &SandboxConfig,
+        req: &OrderRequest,
+    ) -> Result<i64, ApiError> {
+        let t = tariff(cfg, req.tariff_id)?;
+        check_period(t, req.period)?;
+        let addons = addons_price(cfg, t, &req.addons, req.period)?;
+        if t.trial && cfg.trial_once_per_ip && self.trial_ips.contains(&req.ip) {
+            return Err(ApiError::new(
+                &cfg.exists_error_type,
+                "ip",
+                "A trial license has already been issued for this IP address",
+            )
+            .with_value(&req.ip));
+        }
+        if cfg.duplicate_ip == DuplicateIpPolicy::Refuse
+            && self.ip_taken(cfg, &t.family, &req.ip, 0)
+        {
+            return Err(ApiError::new(
+                &cfg.exists_error_type,
+                "ip",
+                "A license for this IP address already exists",
+            )
+            .with_value(&req.ip));
+        }
+        Ok(t.price(req.period) + addons)
+    }
+
+    /// `soft.order.param`: with `skipbasket` pays and starts processing, otherwise
+    /// leaves the item unpaid (status 1).
+    pub(crate) fn order(
+        &mut self,
+        cfg: &SandboxConfig,
+        req: OrderRequest,
+    ) -> Result<u64, ApiError> {
+        let cost = self.check_order(cfg, &req)?;
+        let trial = tariff(cfg, req.tariff_id)?.trial;
+        if req.skipbasket {
+            self.debit(cfg, cost)?;
+        }
+        let now = self.now();
+        let expire_date = if trial {
+            now.date() + time::Duration::days(i64::from(cfg.trial_days))
+        } else {
+            add_months(now.date(), req.period)
+        };
+        if trial {
+            self.trial_ips.insert(req.ip.clone());
+        }
+        let new = NewSandboxLicense {
+            ip: req.ip,
+            tariff_id: req.tariff_id,
+            period: req.period,
+            licname: req.licname,
+            remote_id: req.remote_id,
+            status: if req.skipbasket {
+                status::PROCESSING
+            } else {
+                status::ORDERED
+            },
+            expire_date: Some(expire_date),
+            addons: req.addons,
+            auto_prolong: req.auto_prolong,
+        };
+        let activates_at = req.skipbasket.then(|| now + to_time(cfg.key_delay));
+        let id = self.insert(new, activates_at);
+        // Settle at once so that a zero key delay answers status 2 on the next read.
+        self.record(cfg, id)?;
+        Ok(id)
+    }
+
+    /// `soft.edit` with `sok`: changes the IP (rate-limited), the name and the remoteid.
+    pub(crate) fn edit(
+        &mut self,
+        cfg: &SandboxConfig,
+        id: u64,
+        ip: Option<String>,
+        licname: Option<String>,
+        remote_id: Option<String>,
+    ) -> Result<(), ApiError> {
+        let now = self.now();
+        let rec = self.live_record(cfg, id)?.clone();
+        let new_ip = match ip {
+            Some(ip) if ip != rec.lic.ip => Some(ip),
+            _ => None,
+        };
+        if let Some(ip) = &new_ip {
+            let cooldown = to_time(cfg.ip_change_cooldown);
+            if let Some(next) = rec.ip_changed_at.map(|t| t + cooldown).filter(|n| *n > now) {
+                return Err(ApiError::value(
+                    "ip",
+                    ip,
+                    format!(
+                        "The IP address of this license can be changed after {}",
+                        next.date()
+                    ),
+                ));
+            }
+            let family = tariff(cfg, rec.lic.tariff_id)
+                .map(|t| t.family.clone())
+                .unwrap_or_default();
+            if self.ip_taken(cfg, &family, ip, id) {
+                return Err(ApiError::new(
+                    &cfg.exists_error_type,
+                    "ip",
+                    "A license for this IP address already exists",
+                )
+                .with_value(ip));
+            }
+        }
+        let rec = self.live_record(cfg, id)?;
+        if let Some(ip) = new_ip {
+            rec.lic.ip = ip;
+            rec.lic.ip_change_date = Some(now.date());
+            rec.ip_changed_at = Some(now);
+        }
+        if let Some(name) = licname {
+            rec.lic.licname = name;
+        }
+        if let Some(remote_id) = remote_id {
+            rec.lic.remote_id = remote_id;
+        }
+        Ok(())
+    }
+
+    /// `soft.edit` with `clicked_button=newkey`: issues a new key (rate-limited).
+    pub(crate) fn new_key(&mut self, cfg: &SandboxConfig, id: u64) -> Result<(), ApiError> {
+        let now = self.now();
+        let rec = self.live_record(cfg, id)?;
+        let sid = id.to_string();
+        if !matches!(rec.lic.status, status::ACTIVE | status::SUSPENDED) {
+            return Err(ApiError::value("elid", &sid, "The license has no key yet"));
+        }
+        let cooldown = to_time(cfg.key_change_cooldown);
+        if let Some(next) = rec
+            .key_changed_at
+            .map(|t| t + cooldown)
+            .filter(|n| *n > now)
+        {
+            let msg = format!("The license key can be regenerated after {}", next.date());
+            return Err(ApiError::value("elid", &sid, msg));
+        }
+        rec.lic.license_key = random_hex(32);
+        rec.lic.key_change_date = Some(now.date());
+        rec.key_changed_at = Some(now);
+        Ok(())
+    }
+
+    /// `service.prolong`: extends the expiry by `period` months and debits the price.
+    pub(crate) fn prolong(
+        &mut self,
+        cfg: &SandboxConfig,
+        id: u64,
+        period: i32,
+    ) -> Result<Date, ApiError> {
+        let rec = self.live_record(cfg, id)?.clone();
+        let t = tariff(cfg, rec.lic.tariff_id)?;
+        let sid = id.to_string();
+        if t.trial {
+            return Err(ApiError::value(
+                "elid",
+                &sid,
+                "Trial licenses cannot be renewed",
+            ));
+        }
+        if rec.lic.status == status::ORDERED {
+            return Err(ApiError::value(
+                "elid",
+                &sid,
+                "The license is awaiting payment",
+            ));
+        }
+        check_period(t, period)?;
+        let cost = t.price(period) + addons_price(cfg, t, &rec.lic.addons, period)?;
+        self.debit(cfg, cost)?;
+        let rec = self.live_record(cfg, id)?;
+        rec.lic.expire_date = add_months(rec.lic.expire_date, period);
+        Ok(rec.lic.expire_date)
+    }
+
+    /// `service.changepricelist`. Charging rule: paid → paid debits the price difference
+    /// between the new and the old tariff for `period` (no refund on a downgrade) and
+    /// keeps the expiry; trial → paid debits the full price of the new tariff and starts
+    /// a fresh paid period today. Moving to a trial, or across families, is refused.
+    pub(crate) fn change_tariff(
+        &mut self,
+        cfg: &SandboxConfig,
+        id: u64,
+        new_tariff: u32,
+        period: Option<i32>,
+    ) -> Result<(), ApiError> {
+        let rec = self.live_record(cfg, id)?.clone();
+        let old = tariff(cfg, rec.lic.tariff_id)?;
+        let new = tariff(cfg, new_tariff)?;
+        let value = new_tariff.to_string();
+        if new.trial || new.family != old.family || new.id == old.id {
+            return Err(ApiError::value(
+                "pricelist",
+                &value,
+                format!("The license cannot be switched to tariff plan {new_tariff}"),
+            ));
+        }
+        let period = match period {
+            Some(p) => p,
+            None if !old.trial => rec.lic.period,
+            None => return Err(ApiError::missed("period")),
+        };
+        check_period(new, period)?;
+        // Keep the add-ons the new tariff also takes; drop the others.
+        let addons: BTreeMap<u32, u32> = rec
+            .lic
+            .addons
+            .iter()
+            .filter(|(a, _)| new.addons.contains(a))
+            .map(|(a, n)| (*a, *n))
+            .collect();
+        let new_price = new.price(period) + addons_price(cfg, new, &addons, period)?;
+        let cost = if old.trial {
+            new_price
+        } else {
+            (new_price - old.price(period) - addons_price(cfg, old, &rec.lic.addons, period)?)
+                .max(0)
+        };
+        self.debit(cfg, cost)?;
+        let today = self.now().date();
+        let rec = self.live_record(cfg, id)?;
+        if old.trial {
+            rec.lic.expire_date = add_months(today, period);
+        }
+        rec.lic.tariff_id = new_tariff;
+        rec.lic.period = period;
+        rec.lic.addons = addons;
+        Ok(())
+    }
+
+    /// `soft.suspend` (2 → 3), `soft.resume` (3 → 2) and `soft.delete` (→ 4).
+    /// Repeating a suspend or resume is a no-op, as BILLmanager group actions are.
+    pub(crate) fn set_status(
+        &mut self,
+        cfg: &SandboxConfig,
+        id: u64,
+        to: u32,
+    ) -> Result<(), ApiError> {
+        let rec = self.live_record(cfg, id)?;
+        let from = rec.lic.status;
+        let allowed = match to {
+            status::SUSPENDED => matches!(from, status::ACTIVE | status::SUSPENDED),
+            status::ACTIVE => matches!(from, status::ACTIVE | status::SUSPENDED),
+            _ => true,
+        };
+        if !allowed {
+            return Err(ApiError::value(
+                "elid",
+                &id.to_string(),
+                format!("The operation is not available in status {from}"),
+            ));
+        }
+        rec.lic.status = to;
+        rec.activates_at = None;
+        Ok(())
+    }
+
+    /// `ip_change_date` / `lickey_change_date` as configured: the last change, or the
+    /// first moment the next one is allowed.
+    pub(crate) fn change_date(
+        cfg: &SandboxConfig,
+        at: Option<OffsetDateTime>,
+        cooldown: std::time::Duration,
+    ) -> String {
+        match at {
+            None => String::new(),
+            Some(t) if cfg.change_dates_as_next_allowed => {
+                (t + to_time(cooldown)).date().to_string()
+            }
+            Some(t) => t.date().to_string(),
+        }
+    }
+}

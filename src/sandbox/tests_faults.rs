@@ -1,0 +1,90 @@
+//! Tests of fault injection over HTTP: each kind, whether the operation was performed,
+//! and what the client sees.
+
+use std::time::Duration;
+
+use super::Fault;
+use super::tests::{error_of, order_params, start_default, with_query};
+
+fn err(t: &str, o: &str) -> Option<(String, String)> {
+    Some((t.to_owned(), o.to_owned()))
+}
+
+fn faults(spec: &str) -> Vec<Fault> {
+    vec![spec.parse().unwrap()]
+}
+
+#[tokio::test]
+async fn error5xx_malformed_and_doc_error_perform_nothing() {
+    let sb = start_default().await;
+    let order = order_params("203.0.113.5", "55228", "1");
+
+    sb.handle.set_faults(faults("soft.order.param:error5xx:1"));
+    let mut all = vec![("authinfo", "demo:demo")];
+    all.extend_from_slice(&order);
+    let resp = sb
+        .client
+        .get(with_query(&sb.url, &all))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 502);
+    assert!(resp.text().await.unwrap().contains("<html>"));
+
+    sb.handle.set_faults(faults("*:malformed:1"));
+    let body = sb.call(&order).await;
+    assert!(body.starts_with("<?xml") && !body.contains("</doc>"));
+
+    sb.handle.set_faults(faults("soft.order.param:doc-error:1"));
+    assert_eq!(
+        error_of(&sb.call(&order).await),
+        err("api_error", "soft.order.param")
+    );
+
+    assert!(sb.handle.licenses().is_empty());
+    assert_eq!(sb.handle.balance(), 1_000_000);
+    assert_eq!(sb.handle.call_count("soft.order.param"), 3);
+}
+
+#[tokio::test]
+async fn a_timeout_fault_hangs_and_performs_nothing() {
+    let sb = start_default().await;
+    sb.handle.set_faults(faults("soft.order.param:timeout:1"));
+    let mut all = vec![("authinfo", "demo:demo")];
+    all.extend(order_params("203.0.113.5", "55228", "1"));
+
+    let sent = sb
+        .client
+        .get(with_query(&sb.url, &all))
+        .timeout(Duration::from_millis(100))
+        .send()
+        .await;
+
+    assert!(sent.unwrap_err().is_timeout());
+    assert!(sb.handle.licenses().is_empty());
+    assert_eq!(sb.handle.call_count("soft.order.param"), 1);
+}
+
+#[tokio::test]
+async fn drop_after_commit_buys_the_license_but_the_client_gets_no_answer() {
+    let sb = start_default().await;
+    sb.handle
+        .set_faults(faults("soft.order.param:drop-after-commit:1"));
+    let mut all = vec![("authinfo", "demo:demo")];
+    all.extend(order_params("203.0.113.5", "55228", "1"));
+
+    let outcome = match sb.client.get(with_query(&sb.url, &all)).send().await {
+        Ok(resp) => resp.text().await.map(|_| ()),
+        Err(e) => Err(e),
+    };
+
+    assert!(outcome.is_err(), "the client must see a transport error");
+    assert_eq!(sb.handle.licenses().len(), 1, "the order was committed");
+    assert_eq!(sb.handle.balance(), 1_000_000 - 900);
+    sb.handle.set_faults(Vec::new());
+    assert!(
+        sb.call(&[("func", "soft")])
+            .await
+            .contains("<remoteid>abc</remoteid>")
+    );
+}

@@ -1,0 +1,89 @@
+//! The service layer's error: what both transports map, each in one place.
+
+use crate::domain::{FieldViolation, License, UnknownPanel};
+use crate::store::StoreError;
+
+/// Why a use case did not succeed. Each variant names its stable reason code
+/// ([`ServiceError::code`]), the same on REST and gRPC.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// Invalid request fields → 400 / INVALID_ARGUMENT, `INVALID_ARGUMENT`.
+    #[error("invalid request: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    InvalidArgument(Vec<FieldViolation>),
+    /// The panel is not in the catalog → 400 / INVALID_ARGUMENT, `UNKNOWN_PANEL`.
+    #[error(transparent)]
+    UnknownPanel(#[from] UnknownPanel),
+    /// No such license (or not visible to the caller) → 404 / NOT_FOUND,
+    /// `LICENSE_NOT_FOUND`.
+    #[error("license not found")]
+    NotFound,
+    /// The server already has a live license that differs from the order → 409 /
+    /// FAILED_PRECONDITION, `SERVER_HAS_LICENSE`; the message names the call to use.
+    #[error("server {} already has license {} ({}, {}); use {use_instead} to change it", existing.server_id, existing.id, existing.panel, existing.ip)]
+    ServerHasLicense {
+        /// The server's live license.
+        existing: Box<License>,
+        /// The RPC that makes the change (ChangeLicensePanel or ChangeLicenseIp).
+        use_instead: &'static str,
+    },
+    /// The store failed → 503 / UNAVAILABLE, `STORE_UNAVAILABLE` (the cause is logged).
+    #[error("the license store is unavailable")]
+    Store(#[source] StoreError),
+}
+
+impl ServiceError {
+    /// The stable UPPER_SNAKE reason code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidArgument(_) => "INVALID_ARGUMENT",
+            Self::UnknownPanel(_) => "UNKNOWN_PANEL",
+            Self::NotFound => "LICENSE_NOT_FOUND",
+            Self::ServerHasLicense { .. } => "SERVER_HAS_LICENSE",
+            Self::Store(StoreError::BadPageToken) => "INVALID_PAGE_TOKEN",
+            Self::Store(_) => "STORE_UNAVAILABLE",
+        }
+    }
+
+    /// Field violations, for the structured part of a 400.
+    pub fn violations(&self) -> Vec<FieldViolation> {
+        match self {
+            Self::InvalidArgument(v) => v.clone(),
+            Self::UnknownPanel(e) => vec![FieldViolation::new("panel", e.to_string())],
+            Self::Store(StoreError::BadPageToken) => {
+                vec![FieldViolation::new("pageToken", "is not a token this service issued")]
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// A one-word classification the transports map to a status.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::InvalidArgument(_)
+            | Self::UnknownPanel(_)
+            | Self::Store(StoreError::BadPageToken) => ErrorKind::InvalidArgument,
+            Self::NotFound => ErrorKind::NotFound,
+            Self::ServerHasLicense { .. } => ErrorKind::FailedPrecondition,
+            Self::Store(_) => ErrorKind::Unavailable,
+        }
+    }
+}
+
+/// The transport-neutral class of a [`ServiceError`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// 400 / INVALID_ARGUMENT.
+    InvalidArgument,
+    /// 404 / NOT_FOUND.
+    NotFound,
+    /// 409 / FAILED_PRECONDITION.
+    FailedPrecondition,
+    /// 503 / UNAVAILABLE.
+    Unavailable,
+}
+
+impl From<StoreError> for ServiceError {
+    fn from(e: StoreError) -> Self {
+        Self::Store(e)
+    }
+}

@@ -1,0 +1,190 @@
+//! The application core: one type whose methods are the use cases. Both transports
+//! call it; it reaches the database and the upstream only through traits.
+
+mod error;
+mod input;
+mod worker;
+
+pub use error::{ErrorKind, ServiceError};
+pub use input::{DEFAULT_PAGE_SIZE, ListInput, MAX_PAGE_SIZE, OrderInput};
+pub use worker::{Worker, WorkflowConfig};
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use time::OffsetDateTime;
+use tokio::sync::{Notify, broadcast};
+
+use crate::billmanager::Billmanager;
+use crate::domain::{
+    ClientName, License, LicenseId, LicenseState, Operation, OperationKind, Panel, PanelCatalog,
+    ServerId,
+};
+use crate::store::{Inserted, Page, Store};
+
+/// The result of an order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ordered {
+    /// The license: new and PENDING, or the server's existing one.
+    pub license: License,
+    /// Whether this call created it.
+    pub created: bool,
+}
+
+/// The use cases.
+#[derive(Clone)]
+pub struct LicenseService {
+    store: Arc<dyn Store>,
+    catalog: Arc<PanelCatalog>,
+    /// Wakes the workers when new work is stored.
+    work: Arc<Notify>,
+    /// Announces every license change (by id) to waiters in this process.
+    changes: broadcast::Sender<LicenseId>,
+}
+
+impl LicenseService {
+    /// A service over `store` and `catalog`; [`worker`](Self::worker) drives the
+    /// upstream side.
+    pub fn new(store: Arc<dyn Store>, catalog: Arc<PanelCatalog>) -> Self {
+        let (changes, _) = broadcast::channel(1024);
+        Self {
+            store,
+            catalog,
+            work: Arc::new(Notify::new()),
+            changes,
+        }
+    }
+
+    /// The worker that carries this service's operations out upstream.
+    pub fn worker(&self, upstream: Arc<dyn Billmanager>, config: WorkflowConfig) -> Worker {
+        Worker::new(
+            self.store.clone(),
+            upstream,
+            self.work.clone(),
+            self.changes.clone(),
+            self.catalog.clone(),
+            config,
+        )
+    }
+
+    /// The panel catalog.
+    pub fn panels(&self) -> &[Panel] {
+        self.catalog.panels()
+    }
+
+    /// Orders a license; see the OrderLicense RPC for the semantics.
+    #[tracing::instrument(skip_all, fields(server_id = %input.server_id, panel = %input.panel))]
+    pub async fn order_license(
+        &self,
+        client: &ClientName,
+        input: OrderInput,
+    ) -> Result<Ordered, ServiceError> {
+        let new = input.validate(client, &self.catalog)?;
+        let now = OffsetDateTime::now_utc();
+        let pending = new.clone().into_pending(LicenseId::generate(), now);
+        let op = Operation::received(pending.id, OperationKind::Order, now);
+        match self.store.insert_order(&pending, &op).await? {
+            Inserted::Created(license) => {
+                tracing::info!(license_id = %license.id, "order accepted");
+                self.work.notify_one();
+                let _ = self.changes.send(license.id);
+                Ok(Ordered {
+                    license,
+                    created: true,
+                })
+            }
+            Inserted::Existing(existing) if !new.matches(&existing) => {
+                Err(ServiceError::ServerHasLicense {
+                    existing: Box::new(existing),
+                    use_instead: "ChangeLicensePanel",
+                })
+            }
+            Inserted::Existing(existing) if existing.ip != new.ip => {
+                Err(ServiceError::ServerHasLicense {
+                    existing: Box::new(existing),
+                    use_instead: "ChangeLicenseIp",
+                })
+            }
+            Inserted::Existing(existing) => Ok(Ordered {
+                license: existing,
+                created: false,
+            }),
+        }
+    }
+
+    /// One license by id.
+    pub async fn get_license(
+        &self,
+        client: Option<&ClientName>,
+        id: &str,
+    ) -> Result<License, ServiceError> {
+        let id = LicenseId::parse(id).map_err(|_| ServiceError::NotFound)?;
+        self.store
+            .get_license(id)
+            .await?
+            .filter(|l| client.is_none_or(|c| &l.client == c))
+            .ok_or(ServiceError::NotFound)
+    }
+
+    /// A server's live license, else its most recent one.
+    pub async fn get_server_license(
+        &self,
+        client: Option<&ClientName>,
+        server_id: &str,
+    ) -> Result<License, ServiceError> {
+        let server_id = ServerId::parse(server_id, "serverId")
+            .map_err(|v| ServiceError::InvalidArgument(vec![v]))?;
+        self.store
+            .server_license(client, &server_id)
+            .await?
+            .ok_or(ServiceError::NotFound)
+    }
+
+    /// Lists licenses.
+    pub async fn list_licenses(
+        &self,
+        client: Option<&ClientName>,
+        input: ListInput,
+    ) -> Result<Page<License>, ServiceError> {
+        let (filter, page_size, token) = input.validate(client, &self.catalog)?;
+        Ok(self
+            .store
+            .list_licenses(&filter, page_size, token.as_deref())
+            .await?)
+    }
+
+    /// Waits until the license leaves PENDING/PROVISIONING or `timeout` passes, then
+    /// returns it as it is.
+    pub async fn wait_settled(
+        &self,
+        client: Option<&ClientName>,
+        id: LicenseId,
+        timeout: Duration,
+    ) -> Result<License, ServiceError> {
+        // Subscribe before reading so a change between the read and the wait is seen.
+        let mut changes = self.changes.subscribe();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let license = self.get_license(client, &id.to_string()).await?;
+            if !matches!(
+                license.state,
+                LicenseState::Pending | LicenseState::Provisioning
+            ) {
+                return Ok(license);
+            }
+            loop {
+                match tokio::time::timeout_at(deadline, changes.recv()).await {
+                    Err(_) => return Ok(license),
+                    Ok(Ok(changed)) if changed != id => continue,
+                    // Our license changed, or we lagged behind and must re-read.
+                    Ok(_) => break,
+                }
+            }
+        }
+    }
+
+    /// Checks the store; used by readiness.
+    pub async fn ready(&self) -> Result<(), ServiceError> {
+        Ok(self.store.ping().await?)
+    }
+}

@@ -1,0 +1,386 @@
+//! The workflow worker: claims due operations from the store and moves each one to
+//! its next recovery point. Every step commits before and after the upstream call, so
+//! a crash at any moment leaves the operation at a point it can resume from.
+//!
+//! Money rule: an order whose outcome is unknown (timeout, reset, 5xx, crash after
+//! INTENT) is never sent again until repeated look-ups over a settle period prove that
+//! no upstream license carries our `remoteid`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use time::{Date, OffsetDateTime, macros::format_description};
+use tokio::sync::{Notify, broadcast};
+use tokio_util::sync::CancellationToken;
+
+use crate::billmanager::{Billmanager, OrderParams, UpstreamError, UpstreamLicense, UpstreamStatus};
+use crate::domain::{
+    License, LicenseId, LicenseState, Operation, OperationKind, PanelCatalog, Phase,
+    UpstreamFailure,
+};
+use crate::store::{Store, StoreError};
+
+/// Tuning of the workflow.
+#[derive(Debug, Clone)]
+pub struct WorkflowConfig {
+    /// How many operations run at once in this process.
+    pub concurrency: usize,
+    /// How long a claimed operation stays ours; longer than one upstream call.
+    pub lease: Duration,
+    /// Spacing of the recovery look-ups after an unknown outcome.
+    pub settle_interval: Duration,
+    /// Look-ups that must find nothing before an order is sent again.
+    pub settle_checks: u32,
+    /// Consecutive failed look-ups after which a license needs a person.
+    pub max_lookup_failures: u32,
+    /// First delay between activation polls; doubles up to `poll_max`.
+    pub poll_initial: Duration,
+    /// Longest delay between activation polls.
+    pub poll_max: Duration,
+    /// Longest delay before retrying an upstream that could not be reached.
+    pub retry_max: Duration,
+}
+
+impl Default for WorkflowConfig {
+    fn default() -> Self {
+        Self {
+            concurrency: 8,
+            lease: Duration::from_secs(90),
+            settle_interval: Duration::from_secs(20),
+            settle_checks: 3,
+            max_lookup_failures: 10,
+            poll_initial: Duration::from_millis(200),
+            poll_max: Duration::from_secs(30),
+            retry_max: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Runs operations; cheap to clone.
+#[derive(Clone)]
+pub struct Worker {
+    store: Arc<dyn Store>,
+    upstream: Arc<dyn Billmanager>,
+    work: Arc<Notify>,
+    changes: broadcast::Sender<LicenseId>,
+    catalog: Arc<PanelCatalog>,
+    config: WorkflowConfig,
+    owner: Arc<str>,
+}
+
+impl Worker {
+    pub(super) fn new(
+        store: Arc<dyn Store>,
+        upstream: Arc<dyn Billmanager>,
+        work: Arc<Notify>,
+        changes: broadcast::Sender<LicenseId>,
+        catalog: Arc<PanelCatalog>,
+        config: WorkflowConfig,
+    ) -> Self {
+        Self {
+            store,
+            upstream,
+            work,
+            changes,
+            catalog,
+            config,
+            owner: format!("worker-{}", uuid::Uuid::now_v7().simple()).into(),
+        }
+    }
+
+    /// Runs `concurrency` loops until `stop` is cancelled; an operation in progress
+    /// finishes its current step first.
+    pub async fn run(self, stop: CancellationToken) {
+        let mut loops = tokio::task::JoinSet::new();
+        for _ in 0..self.config.concurrency.max(1) {
+            let me = self.clone();
+            let stop = stop.clone();
+            loops.spawn(async move { me.run_loop(stop).await });
+        }
+        while loops.join_next().await.is_some() {}
+    }
+
+    async fn run_loop(&self, stop: CancellationToken) {
+        while !stop.is_cancelled() {
+            match self.run_once().await {
+                Ok(true) => continue,
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error.message = %e, error.cause_chain = ?e, "worker step failed"),
+            }
+            let idle = self.idle_time().await;
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = self.work.notified() => {}
+                _ = tokio::time::sleep(idle) => {}
+            }
+        }
+    }
+
+    /// How long to sleep when nothing is due: until the next due operation, at most a
+    /// second (another replica may add work this process is not told about).
+    async fn idle_time(&self) -> Duration {
+        let cap = Duration::from_secs(1);
+        match self.store.next_due().await {
+            Ok(Some(due)) => {
+                let wait = due - OffsetDateTime::now_utc();
+                wait.try_into().unwrap_or(Duration::ZERO).min(cap)
+            }
+            _ => cap,
+        }
+    }
+
+    /// Claims and advances one operation; returns whether there was one.
+    pub async fn run_once(&self) -> Result<bool, StoreError> {
+        let now = OffsetDateTime::now_utc();
+        let Some(op) = self
+            .store
+            .claim_operation(&self.owner, now, self.config.lease)
+            .await?
+        else {
+            return Ok(false);
+        };
+        let Some(license) = self.store.get_license(op.license_id).await? else {
+            return Err(StoreError::Unexpected(anyhow::anyhow!(
+                "operation {} refers to a missing license",
+                op.id
+            )));
+        };
+        let span = tracing::info_span!("operation", op_id = op.id, license_id = %license.id, kind = op.kind.name(), phase = op.phase.as_str());
+        let _enter = span.enter();
+        match op.kind {
+            OperationKind::Order => self.advance_order(op, license).await?,
+        }
+        Ok(true)
+    }
+
+    async fn save(
+        &self,
+        op: &Operation,
+        license: &mut License,
+        release: bool,
+    ) -> Result<(), StoreError> {
+        license.update_time = OffsetDateTime::now_utc();
+        self.store
+            .save_progress(&self.owner, op, license, release)
+            .await?;
+        let _ = self.changes.send(license.id);
+        Ok(())
+    }
+
+    async fn advance_order(&self, mut op: Operation, mut license: License) -> Result<(), StoreError> {
+        match op.phase {
+            Phase::Received => self.send_order(op, license).await,
+            Phase::Intent => self.recover_order(op, license).await,
+            Phase::Confirmed => self.poll_activation(op, license).await,
+            Phase::Done | Phase::Failed => {
+                // A claimed closed operation means a concurrent close; just release it.
+                self.save(&op, &mut license, true).await?;
+                op.last_error = None;
+                Ok(())
+            }
+        }
+    }
+
+    async fn send_order(&self, mut op: Operation, mut license: License) -> Result<(), StoreError> {
+        // INTENT is committed before any byte goes upstream.
+        op.phase = Phase::Intent;
+        op.attempt += 1;
+        op.checks = 0;
+        self.save(&op, &mut license, false).await?;
+
+        let params = OrderParams {
+            tariff_id: license.tariff_id,
+            ip: license.ip.addr(),
+            period: license.period.upstream_value(),
+            autoprolong: license.auto_renew.then(|| license.period.upstream_value()),
+            remote_id: license.id.to_string(),
+            licname: license.id.to_string(),
+            addons: license
+                .nodes
+                .zip(
+                    self.catalog
+                        .by_tariff(license.tariff_id)
+                        .and_then(|p| p.nodes_addon),
+                )
+                .map(|(n, addon)| vec![(addon, n)])
+                .unwrap_or_default(),
+        };
+        tracing::info!(attempt = op.attempt, "sending the order upstream");
+        match self.upstream.order_license(&params).await {
+            Ok(upstream_id) => {
+                tracing::info!(upstream_id, "upstream accepted the order");
+                self.confirm_order(op, license, upstream_id).await
+            }
+            Err(e) if e.is_definite() && !matches!(e, UpstreamError::Refused { .. }) => {
+                // Not carried out (unreachable, or our credentials were refused): safe
+                // to send again later.
+                op.phase = Phase::Received;
+                op.failures += 1;
+                op.run_after = self.backoff(op.failures, self.config.retry_max);
+                op.last_error = Some(e.to_string());
+                license.last_error = Some(failure(&e));
+                tracing::warn!(error.message = %e, "order not sent; will retry");
+                self.save(&op, &mut license, true).await
+            }
+            Err(e @ UpstreamError::Refused { .. }) => {
+                tracing::warn!(error.message = %e, "upstream refused the order");
+                op.phase = Phase::Failed;
+                op.last_error = Some(e.to_string());
+                license.state = LicenseState::Failed;
+                license.last_error = Some(failure(&e));
+                self.save(&op, &mut license, true).await
+            }
+            Err(e) => {
+                // Unknown outcome: stay at INTENT; recovery looks the order up.
+                tracing::warn!(error.message = %e, "order outcome unknown; recovering");
+                op.run_after = OffsetDateTime::now_utc() + self.config.settle_interval / 4;
+                op.last_error = Some(e.to_string());
+                license.last_error = Some(failure(&e));
+                self.save(&op, &mut license, true).await
+            }
+        }
+    }
+
+    async fn confirm_order(
+        &self,
+        mut op: Operation,
+        mut license: License,
+        upstream_id: u64,
+    ) -> Result<(), StoreError> {
+        op.phase = Phase::Confirmed;
+        op.checks = 0;
+        op.failures = 0;
+        op.last_error = None;
+        op.run_after = OffsetDateTime::now_utc();
+        license.upstream_id = Some(upstream_id);
+        license.state = LicenseState::Provisioning;
+        license.last_error = None;
+        self.save(&op, &mut license, false).await?;
+        self.poll_activation(op, license).await
+    }
+
+    /// Looks for the order upstream after an unknown outcome.
+    async fn recover_order(&self, mut op: Operation, mut license: License) -> Result<(), StoreError> {
+        let ours = license.id.to_string();
+        match self.upstream.list_licenses().await {
+            Ok(all) => {
+                op.failures = 0;
+                if let Some(found) = find_ours(&all, &ours) {
+                    tracing::info!(upstream_id = found.id, "found the order upstream; adopting it");
+                    return self.confirm_order(op, license, found.id).await;
+                }
+                op.checks += 1;
+                if op.checks >= self.config.settle_checks {
+                    tracing::info!(checks = op.checks, "no upstream license after the settle period; sending again");
+                    op.phase = Phase::Received;
+                    op.run_after = OffsetDateTime::now_utc();
+                } else {
+                    op.run_after = OffsetDateTime::now_utc() + self.config.settle_interval;
+                }
+                self.save(&op, &mut license, true).await
+            }
+            Err(e) => {
+                op.failures += 1;
+                op.last_error = Some(e.to_string());
+                if op.failures >= self.config.max_lookup_failures {
+                    tracing::error!(error.message = %e, "cannot find out whether the order was placed; needs attention");
+                    op.phase = Phase::Failed;
+                    license.state = LicenseState::NeedsAttention;
+                    license.last_error = Some(UpstreamFailure {
+                        code: "UPSTREAM_OUTCOME_UNKNOWN".into(),
+                        message: format!(
+                            "the order may have been placed upstream but could not be confirmed after {} look-ups: {e}",
+                            op.failures
+                        ),
+                    });
+                } else {
+                    op.run_after = self.backoff(op.failures, self.config.settle_interval);
+                }
+                self.save(&op, &mut license, true).await
+            }
+        }
+    }
+
+    /// Reads the ordered license until it is active with a key.
+    async fn poll_activation(&self, mut op: Operation, mut license: License) -> Result<(), StoreError> {
+        let Some(upstream_id) = license.upstream_id else {
+            return Err(StoreError::Unexpected(anyhow::anyhow!(
+                "confirmed order {} has no upstream id",
+                op.id
+            )));
+        };
+        match self.upstream.license_details(upstream_id).await {
+            Ok(details) if details.status == UpstreamStatus::Active && details.license_key.is_some() => {
+                license.state = LicenseState::Active;
+                license.license_key = details.license_key.clone();
+                license.expire_time = details.expire_date.as_deref().and_then(parse_date);
+                license.last_error = None;
+                op.phase = Phase::Done;
+                op.last_error = None;
+                tracing::info!("license active");
+                self.save(&op, &mut license, true).await
+            }
+            Ok(details) if details.status == UpstreamStatus::Deleted => {
+                op.phase = Phase::Failed;
+                license.state = LicenseState::NeedsAttention;
+                license.last_error = Some(UpstreamFailure {
+                    code: "UPSTREAM_DELETED".into(),
+                    message: "the upstream license was deleted before it became active".into(),
+                });
+                self.save(&op, &mut license, true).await
+            }
+            Ok(details) => {
+                op.checks += 1;
+                op.failures = 0;
+                if let Some(date) = details.expire_date.as_deref().and_then(parse_date) {
+                    license.expire_time = Some(date);
+                }
+                op.run_after = self.backoff(op.checks, self.config.poll_max);
+                self.save(&op, &mut license, true).await
+            }
+            Err(e) => {
+                op.failures += 1;
+                op.last_error = Some(e.to_string());
+                op.run_after = self.backoff(op.failures, self.config.retry_max);
+                self.save(&op, &mut license, true).await
+            }
+        }
+    }
+
+    /// `poll_initial × 2^(n-1)`, capped, from now.
+    fn backoff(&self, n: u32, cap: Duration) -> OffsetDateTime {
+        let exp = n.saturating_sub(1).min(16);
+        let delay = self.config.poll_initial.saturating_mul(1 << exp).min(cap);
+        OffsetDateTime::now_utc() + delay
+    }
+}
+
+/// Our license among the upstream's: by `remoteid`, else by `licname` (both carry our
+/// id), ignoring deleted ones.
+fn find_ours<'a>(all: &'a [UpstreamLicense], ours: &str) -> Option<&'a UpstreamLicense> {
+    let live = |l: &&UpstreamLicense| l.status != UpstreamStatus::Deleted;
+    all.iter()
+        .filter(live)
+        .find(|l| l.remote_id.as_deref() == Some(ours))
+        .or_else(|| all.iter().filter(live).find(|l| l.licname.as_deref() == Some(ours)))
+}
+
+fn failure(e: &UpstreamError) -> UpstreamFailure {
+    let code = match e {
+        UpstreamError::Refused { .. } => "UPSTREAM_REFUSED",
+        UpstreamError::Auth(_) => "UPSTREAM_AUTH_FAILED",
+        UpstreamError::Unavailable(_) => "UPSTREAM_UNAVAILABLE",
+        UpstreamError::Indeterminate(_) => "UPSTREAM_OUTCOME_UNKNOWN",
+    };
+    UpstreamFailure {
+        code: code.into(),
+        message: e.to_string(),
+    }
+}
+
+fn parse_date(s: &str) -> Option<OffsetDateTime> {
+    let format = format_description!("[year]-[month]-[day]");
+    Date::parse(s, &format)
+        .ok()
+        .map(|d| d.midnight().assume_utc())
+}

@@ -1,0 +1,212 @@
+//! Building and running the application: bind every listener first (so port 0 works
+//! and tests need no sleeps), then serve until a shutdown signal, then drain.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::billmanager::{Billmanager, BillmanagerClient};
+use crate::config::Settings;
+use crate::health::{Readiness, probe_upstream};
+use crate::sandbox::{Sandbox, SandboxHandle};
+use crate::service::{LicenseService, Worker};
+use crate::store::SqliteStore;
+
+/// How long in-flight requests and operation steps get to finish after a stop.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A built, bound application.
+pub struct Application {
+    http: TcpListener,
+    grpc: TcpListener,
+    service: LicenseService,
+    worker: Worker,
+    upstream: Arc<dyn Billmanager>,
+    sandbox: Option<Sandbox>,
+    readiness: Arc<Readiness>,
+    probe_interval: Duration,
+}
+
+impl Application {
+    /// Opens the store, starts nothing, binds both listeners (and the sandbox's).
+    pub async fn build(mut settings: Settings) -> anyhow::Result<Self> {
+        let sandbox = match settings.sandbox.take() {
+            Some(config) => {
+                let sandbox = Sandbox::bind("127.0.0.1:0".parse().expect("valid"), config)
+                    .await
+                    .context("cannot bind the sandbox")?;
+                settings.billmanager.url = sandbox.url();
+                Some(sandbox)
+            }
+            None => None,
+        };
+        let in_memory = settings.database_url.contains(":memory:");
+        let store = SqliteStore::connect(&settings.database_url).await?;
+        if in_memory {
+            tracing::warn!("using an in-memory database: licenses are lost when the process stops");
+        }
+        let upstream: Arc<dyn Billmanager> = Arc::new(
+            BillmanagerClient::new(settings.billmanager)
+                .context("cannot build the BILLmanager client")?,
+        );
+        let service = LicenseService::new(Arc::new(store), Arc::new(settings.catalog));
+        let worker = service.worker(upstream.clone(), settings.workflow);
+        let http = TcpListener::bind(settings.http_addr)
+            .await
+            .with_context(|| format!("cannot listen on {} (REST)", settings.http_addr))?;
+        let grpc = TcpListener::bind(settings.grpc_addr)
+            .await
+            .with_context(|| format!("cannot listen on {} (gRPC)", settings.grpc_addr))?;
+        Ok(Self {
+            http,
+            grpc,
+            service,
+            worker,
+            upstream,
+            sandbox,
+            readiness: Arc::new(Readiness::default()),
+            probe_interval: settings.probe_interval,
+        })
+    }
+
+    /// The bound REST address.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http.local_addr().expect("a bound listener has an address")
+    }
+
+    /// The bound gRPC address.
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc.local_addr().expect("a bound listener has an address")
+    }
+
+    /// The in-process sandbox, when running with one.
+    pub fn sandbox(&self) -> Option<SandboxHandle> {
+        self.sandbox.as_ref().map(Sandbox::handle)
+    }
+
+    /// The in-process sandbox's URL, when running with one.
+    pub fn sandbox_url(&self) -> Option<String> {
+        self.sandbox.as_ref().map(Sandbox::url)
+    }
+
+    /// Serves both APIs and runs the worker until `shutdown` resolves, then turns
+    /// readiness off, stops accepting, lets in-flight work finish (bounded) and returns.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let stop = CancellationToken::new();
+        let mut tasks = tokio::task::JoinSet::new();
+
+        tracing::info!(
+            http = %self.http_addr(),
+            grpc = %self.grpc_addr(),
+            upstream = if self.sandbox.is_some() { "built-in sandbox" } else { "BILLmanager" },
+            sandbox_url = self.sandbox_url().as_deref().unwrap_or(""),
+            "license-facade listening"
+        );
+
+        let sandbox_stop = CancellationToken::new();
+        if let Some(sandbox) = self.sandbox {
+            let token = sandbox_stop.clone();
+            tokio::spawn(async move {
+                if let Err(e) = sandbox.run(token.cancelled_owned()).await {
+                    tracing::error!(error.message = %e, "sandbox stopped");
+                }
+            });
+        }
+
+        let (grpc_router, health_reporter) = crate::grpc::router(self.service.clone()).await?;
+
+        let worker_stop = stop.clone();
+        tasks.spawn(self.worker.run(worker_stop));
+
+        let probe_reporter = health_reporter.clone();
+        let probe_readiness = self.readiness.clone();
+        let probe_stop = stop.clone();
+        let probe_upstream_client = self.upstream.clone();
+        let interval = self.probe_interval;
+        tasks.spawn(async move {
+            let readiness = probe_readiness.clone();
+            probe_upstream(probe_upstream_client, probe_readiness, interval, probe_stop, |ok| {
+                let reporter = probe_reporter.clone();
+                let readiness = readiness.clone();
+                async move {
+                    crate::grpc::set_serving(&reporter, ok && !readiness.draining()).await;
+                }
+            })
+            .await;
+        });
+
+        let http_router = crate::http::router(crate::http::AppState {
+            service: self.service.clone(),
+            readiness: self.readiness.clone(),
+        });
+        let http_stop = stop.clone();
+        let http_listener = self.http;
+        tasks.spawn(async move {
+            if let Err(e) = axum::serve(http_listener, http_router)
+                .with_graceful_shutdown(http_stop.cancelled_owned())
+                .await
+            {
+                tracing::error!(error.message = %e, "REST server failed");
+            }
+        });
+
+        let grpc_stop = stop.clone();
+        let grpc_listener = self.grpc;
+        tasks.spawn(async move {
+            let incoming = TcpListenerStream::new(grpc_listener);
+            if let Err(e) = grpc_router
+                .serve_with_incoming_shutdown(incoming, grpc_stop.cancelled_owned())
+                .await
+            {
+                tracing::error!(error.message = %e, "gRPC server failed");
+            }
+        });
+
+        shutdown.await;
+        tracing::info!("shutting down: readiness off, draining");
+        self.readiness.start_draining();
+        crate::grpc::set_serving(&health_reporter, false).await;
+        stop.cancel();
+        let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!("drain timed out; stopping anyway");
+        }
+        sandbox_stop.cancel();
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
+    }
+}

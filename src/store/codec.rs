@@ -1,0 +1,57 @@
+//! Conversions between domain values and their stored forms, shared by the backends.
+
+use anyhow::{Context, anyhow};
+use time::OffsetDateTime;
+
+use crate::domain::{LicenseId, LicenseIp, LicenseState, OperationKind, Period, Phase};
+
+/// Timestamps are stored as unix microseconds: exact, sortable, the same in both
+/// databases.
+pub(crate) fn to_micros(t: OffsetDateTime) -> i64 {
+    (t.unix_timestamp_nanos() / 1_000) as i64
+}
+
+pub(crate) fn from_micros(us: i64) -> anyhow::Result<OffsetDateTime> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1_000)
+        .context("stored timestamp out of range")
+}
+
+pub(crate) fn license_id(s: &str) -> anyhow::Result<LicenseId> {
+    LicenseId::parse(s).map_err(|_| anyhow!("stored license id {s:?} is not a UUID"))
+}
+
+pub(crate) fn ip(s: &str) -> anyhow::Result<LicenseIp> {
+    LicenseIp::parse(s, "ip").map_err(|e| anyhow!("stored ip {s:?} is invalid: {e}"))
+}
+
+pub(crate) fn state(s: &str) -> anyhow::Result<LicenseState> {
+    LicenseState::parse(s).ok_or_else(|| anyhow!("stored state {s:?} is unknown"))
+}
+
+pub(crate) fn period(v: i64) -> anyhow::Result<Period> {
+    i32::try_from(v)
+        .ok()
+        .and_then(Period::from_upstream)
+        .ok_or_else(|| anyhow!("stored period {v} is unknown"))
+}
+
+pub(crate) fn phase(s: &str) -> anyhow::Result<Phase> {
+    Phase::parse(s).ok_or_else(|| anyhow!("stored phase {s:?} is unknown"))
+}
+
+pub(crate) fn kind_to_json(kind: &OperationKind) -> String {
+    serde_json::to_string(kind).expect("operation kinds serialize")
+}
+
+pub(crate) fn kind_from_json(s: &str) -> anyhow::Result<OperationKind> {
+    serde_json::from_str(s).context("stored operation parameters are unreadable")
+}
+
+/// Page tokens are the last id of the previous page; they are opaque to callers.
+pub(crate) fn encode_page_token(last_id: &LicenseId) -> String {
+    format!("a{last_id}")
+}
+
+pub(crate) fn decode_page_token(token: &str) -> Option<LicenseId> {
+    token.strip_prefix('a').and_then(|s| LicenseId::parse(s).ok())
+}

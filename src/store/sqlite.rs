@@ -1,0 +1,381 @@
+//! The SQLite store: one file (or memory) database, WAL with `synchronous=FULL` so an
+//! acknowledged commit survives power loss. Writers take the lock up front
+//! (`BEGIN IMMEDIATE`) so that two transactions never deadlock upgrading it.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context;
+use async_trait::async_trait;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{Row, Sqlite, Transaction};
+use time::OffsetDateTime;
+
+use super::codec::{self, from_micros, to_micros};
+use super::{Inserted, LicenseFilter, Page, Store, StoreError};
+use crate::domain::{
+    ClientName, Hostname, License, LicenseId, Operation, ServerId, UpstreamFailure,
+};
+
+/// SQLite-backed [`Store`].
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+const LICENSE_COLUMNS: &str = "id, client, server_id, ip, hostname, panel, tariff_id, nodes, \
+     period, auto_renew, state, license_key, upstream_id, expire_time, last_error_code, \
+     last_error_message, create_time, update_time";
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database at `url` (`sqlite:path` or
+    /// `sqlite::memory:`) and applies the migrations.
+    pub async fn connect(url: &str) -> anyhow::Result<Self> {
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let options = SqliteConnectOptions::from_str(url)
+            .context("invalid SQLite database URL")?
+            .create_if_missing(true)
+            .journal_mode(if in_memory {
+                SqliteJournalMode::Memory
+            } else {
+                SqliteJournalMode::Wal
+            })
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = if in_memory {
+            // Every connection to `:memory:` is a separate empty database, and the
+            // database vanishes when its connection closes: keep exactly one, forever.
+            SqlitePoolOptions::new()
+                .max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None)
+        } else {
+            SqlitePoolOptions::new().max_connections(8)
+        }
+        .connect_with(options)
+        .await
+        .context("cannot open the SQLite database")?;
+        sqlx::migrate!("./migrations/sqlite")
+            .run(&pool)
+            .await
+            .context("cannot apply the SQLite migrations")?;
+        Ok(Self { pool })
+    }
+
+    async fn write_tx(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
+        self.pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .context("cannot begin a write transaction")
+            .map_err(StoreError::from)
+    }
+}
+
+fn license_from_row(row: &SqliteRow) -> anyhow::Result<License> {
+    let error_code: Option<String> = row.try_get("last_error_code")?;
+    let error_message: Option<String> = row.try_get("last_error_message")?;
+    let hostname: Option<String> = row.try_get("hostname")?;
+    Ok(License {
+        id: codec::license_id(row.try_get("id")?)?,
+        client: ClientName::new(row.try_get::<String, _>("client")?),
+        server_id: ServerId::parse(row.try_get("server_id")?, "serverId")
+            .map_err(|e| anyhow::anyhow!("stored server id is invalid: {e}"))?,
+        ip: codec::ip(row.try_get("ip")?)?,
+        hostname: match hostname {
+            Some(h) => Hostname::parse(&h, "hostname")
+                .map_err(|e| anyhow::anyhow!("stored hostname is invalid: {e}"))?,
+            None => None,
+        },
+        panel: row.try_get("panel")?,
+        tariff_id: u32::try_from(row.try_get::<i64, _>("tariff_id")?)?,
+        nodes: row
+            .try_get::<Option<i64>, _>("nodes")?
+            .map(u32::try_from)
+            .transpose()?,
+        period: codec::period(row.try_get("period")?)?,
+        auto_renew: row.try_get("auto_renew")?,
+        state: codec::state(row.try_get("state")?)?,
+        license_key: row.try_get("license_key")?,
+        upstream_id: row
+            .try_get::<Option<i64>, _>("upstream_id")?
+            .map(u64::try_from)
+            .transpose()?,
+        expire_time: row
+            .try_get::<Option<i64>, _>("expire_time")?
+            .map(from_micros)
+            .transpose()?,
+        create_time: from_micros(row.try_get("create_time")?)?,
+        update_time: from_micros(row.try_get("update_time")?)?,
+        last_error: error_code.map(|code| UpstreamFailure {
+            code,
+            message: error_message.unwrap_or_default(),
+        }),
+    })
+}
+
+fn operation_from_row(row: &SqliteRow) -> anyhow::Result<Operation> {
+    Ok(Operation {
+        id: row.try_get("id")?,
+        license_id: codec::license_id(row.try_get("license_id")?)?,
+        kind: codec::kind_from_json(row.try_get("params")?)?,
+        phase: codec::phase(row.try_get("phase")?)?,
+        attempt: u32::try_from(row.try_get::<i64, _>("attempt")?)?,
+        checks: u32::try_from(row.try_get::<i64, _>("checks")?)?,
+        failures: u32::try_from(row.try_get::<i64, _>("failures")?)?,
+        run_after: from_micros(row.try_get("run_after")?)?,
+        last_error: row.try_get("last_error")?,
+    })
+}
+
+async fn live_license(
+    tx: &mut Transaction<'static, Sqlite>,
+    client: &ClientName,
+    server_id: &ServerId,
+) -> anyhow::Result<Option<License>> {
+    let sql = format!(
+        "SELECT {LICENSE_COLUMNS} FROM licenses WHERE client = ?1 AND server_id = ?2 \
+         AND state NOT IN ('CANCELLED', 'FAILED')"
+    );
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(client.as_str())
+        .bind(server_id.as_str())
+        .fetch_optional(&mut **tx)
+        .await?;
+    row.as_ref().map(license_from_row).transpose()
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn insert_order(
+        &self,
+        license: &License,
+        op: &Operation,
+    ) -> Result<Inserted, StoreError> {
+        let mut tx = self.write_tx().await?;
+        // The partial unique index decides; a pre-check would race.
+        let inserted = sqlx::query(
+            "INSERT INTO licenses (id, client, server_id, ip, hostname, panel, tariff_id, nodes, \
+             period, auto_renew, state, license_key, upstream_id, expire_time, last_error_code, \
+             last_error_message, create_time, update_time) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, NULL, NULL, NULL, NULL, NULL, ?12, ?12)",
+        )
+        .bind(license.id.to_string())
+        .bind(license.client.as_str())
+        .bind(license.server_id.as_str())
+        .bind(license.ip.to_string())
+        .bind(license.hostname.as_ref().map(|h| h.as_str().to_owned()))
+        .bind(&license.panel)
+        .bind(i64::from(license.tariff_id))
+        .bind(license.nodes.map(i64::from))
+        .bind(i64::from(license.period.upstream_value()))
+        .bind(license.auto_renew)
+        .bind(license.state.as_str())
+        .bind(to_micros(license.create_time))
+        .execute(&mut *tx)
+        .await;
+        match inserted {
+            Ok(_) => {}
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                let existing = live_license(&mut tx, &license.client, &license.server_id)
+                    .await
+                    .context("cannot read the server's live license")?
+                    .context("a unique violation without a live license")?;
+                return Ok(Inserted::Existing(existing));
+            }
+            Err(e) => return Err(anyhow::Error::new(e).context("cannot insert the license").into()),
+        }
+        sqlx::query(
+            "INSERT INTO operations (license_id, kind, params, phase, attempt, checks, run_after, \
+             create_time, update_time) VALUES (?1, ?2, ?3, ?4, 0, 0, ?5, ?6, ?6)",
+        )
+        .bind(license.id.to_string())
+        .bind(op.kind.name())
+        .bind(codec::kind_to_json(&op.kind))
+        .bind(op.phase.as_str())
+        .bind(to_micros(op.run_after))
+        .bind(to_micros(license.create_time))
+        .execute(&mut *tx)
+        .await
+        .context("cannot insert the operation")?;
+        tx.commit().await.context("cannot commit the order")?;
+        Ok(Inserted::Created(license.clone()))
+    }
+
+    async fn get_license(&self, id: LicenseId) -> Result<Option<License>, StoreError> {
+        let sql = format!("SELECT {LICENSE_COLUMNS} FROM licenses WHERE id = ?1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .context("cannot read the license")?;
+        Ok(row.as_ref().map(license_from_row).transpose()?)
+    }
+
+    async fn server_license(
+        &self,
+        client: Option<&ClientName>,
+        server_id: &ServerId,
+    ) -> Result<Option<License>, StoreError> {
+        let sql = format!(
+            "SELECT {LICENSE_COLUMNS} FROM licenses WHERE server_id = ?1 \
+             AND (?2 IS NULL OR client = ?2) \
+             ORDER BY state NOT IN ('CANCELLED', 'FAILED') DESC, id DESC LIMIT 1"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(server_id.as_str())
+            .bind(client.map(|c| c.as_str().to_owned()))
+            .fetch_optional(&self.pool)
+            .await
+            .context("cannot read the server's license")?;
+        Ok(row.as_ref().map(license_from_row).transpose()?)
+    }
+
+    async fn list_licenses(
+        &self,
+        filter: &LicenseFilter,
+        page_size: u32,
+        page_token: Option<&str>,
+    ) -> Result<Page<License>, StoreError> {
+        let after = match page_token {
+            Some(t) => Some(codec::decode_page_token(t).ok_or(StoreError::BadPageToken)?),
+            None => None,
+        };
+        let sql = format!(
+            "SELECT {LICENSE_COLUMNS} FROM licenses WHERE \
+             (?1 IS NULL OR client = ?1) AND (?2 IS NULL OR server_id = ?2) \
+             AND (?3 IS NULL OR ip = ?3) AND (?4 IS NULL OR tariff_id = ?4) \
+             AND (?5 IS NULL OR state = ?5) AND (?6 IS NULL OR id < ?6) \
+             ORDER BY id DESC LIMIT ?7"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(filter.client.as_ref().map(|c| c.as_str().to_owned()))
+            .bind(filter.server_id.as_ref().map(|s| s.as_str().to_owned()))
+            .bind(filter.ip.clone())
+            .bind(filter.tariff_id.map(i64::from))
+            .bind(filter.state.map(|s| s.as_str()))
+            .bind(after.map(|id| id.to_string()))
+            .bind(i64::from(page_size) + 1)
+            .fetch_all(&self.pool)
+            .await
+            .context("cannot list licenses")?;
+        let mut items = rows
+            .iter()
+            .map(license_from_row)
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let next_token = if items.len() > page_size as usize {
+            items.truncate(page_size as usize);
+            items.last().map(|l| codec::encode_page_token(&l.id))
+        } else {
+            None
+        };
+        Ok(Page { items, next_token })
+    }
+
+    async fn claim_operation(
+        &self,
+        owner: &str,
+        now: OffsetDateTime,
+        lease: Duration,
+    ) -> Result<Option<Operation>, StoreError> {
+        let now_us = to_micros(now);
+        let until = to_micros(now + lease);
+        // One statement: SQLite runs it under the write lock, so two workers can
+        // never claim the same row.
+        let row = sqlx::query(
+            "UPDATE operations SET lease_owner = ?1, lease_until = ?2, update_time = ?3 \
+             WHERE id = (SELECT id FROM operations \
+                         WHERE phase NOT IN ('DONE', 'FAILED') AND run_after <= ?3 \
+                           AND (lease_until IS NULL OR lease_until < ?3) \
+                         ORDER BY run_after, id LIMIT 1) \
+             RETURNING id, license_id, params, phase, attempt, checks, failures, run_after, last_error",
+        )
+        .bind(owner)
+        .bind(until)
+        .bind(now_us)
+        .fetch_optional(&self.pool)
+        .await
+        .context("cannot claim an operation")?;
+        Ok(row.as_ref().map(operation_from_row).transpose()?)
+    }
+
+    async fn save_progress(
+        &self,
+        owner: &str,
+        op: &Operation,
+        license: &License,
+        release: bool,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write_tx().await?;
+        let updated = sqlx::query(
+            "UPDATE operations SET phase = ?1, attempt = ?2, checks = ?3, run_after = ?4, \
+             last_error = ?5, update_time = ?6, \
+             lease_owner = CASE WHEN ?7 THEN NULL ELSE lease_owner END, \
+             lease_until = CASE WHEN ?7 THEN NULL ELSE lease_until END, failures = ?10 \
+             WHERE id = ?8 AND lease_owner = ?9",
+        )
+        .bind(op.phase.as_str())
+        .bind(i64::from(op.attempt))
+        .bind(i64::from(op.checks))
+        .bind(to_micros(op.run_after))
+        .bind(op.last_error.as_deref())
+        .bind(to_micros(license.update_time))
+        .bind(release)
+        .bind(op.id)
+        .bind(owner)
+        .bind(i64::from(op.failures))
+        .execute(&mut *tx)
+        .await
+        .context("cannot save the operation")?;
+        if updated.rows_affected() == 0 {
+            return Err(StoreError::LeaseLost(op.id));
+        }
+        sqlx::query(
+            "UPDATE licenses SET ip = ?1, panel = ?2, tariff_id = ?3, nodes = ?4, period = ?5, \
+             auto_renew = ?6, state = ?7, license_key = ?8, upstream_id = ?9, expire_time = ?10, \
+             last_error_code = ?11, last_error_message = ?12, update_time = ?13 WHERE id = ?14",
+        )
+        .bind(license.ip.to_string())
+        .bind(&license.panel)
+        .bind(i64::from(license.tariff_id))
+        .bind(license.nodes.map(i64::from))
+        .bind(i64::from(license.period.upstream_value()))
+        .bind(license.auto_renew)
+        .bind(license.state.as_str())
+        .bind(license.license_key.as_deref())
+        .bind(license.upstream_id.map(|id| id as i64))
+        .bind(license.expire_time.map(to_micros))
+        .bind(license.last_error.as_ref().map(|e| e.code.clone()))
+        .bind(license.last_error.as_ref().map(|e| e.message.clone()))
+        .bind(to_micros(license.update_time))
+        .bind(license.id.to_string())
+        .execute(&mut *tx)
+        .await
+        .context("cannot save the license")?;
+        tx.commit().await.context("cannot commit progress")?;
+        Ok(())
+    }
+
+    async fn next_due(&self) -> Result<Option<OffsetDateTime>, StoreError> {
+        let due: Option<i64> = sqlx::query_scalar(
+            "SELECT MIN(MAX(run_after, COALESCE(lease_until, 0))) FROM operations \
+             WHERE phase NOT IN ('DONE', 'FAILED')",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .context("cannot read the next due operation")?;
+        Ok(due.map(from_micros).transpose()?)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .context("the database does not answer")?;
+        Ok(())
+    }
+}
