@@ -32,7 +32,11 @@ pub struct ServeArgs {
     #[arg(long, env = "LICENSE_FACADE_SANDBOX")]
     pub sandbox: bool,
     /// With --sandbox: milliseconds until an ordered license is active with its key.
-    #[arg(long, env = "LICENSE_FACADE_SANDBOX_KEY_DELAY_MS", default_value_t = 1000)]
+    #[arg(
+        long,
+        env = "LICENSE_FACADE_SANDBOX_KEY_DELAY_MS",
+        default_value_t = 1000
+    )]
     pub sandbox_key_delay_ms: u64,
     /// BILLmanager API endpoint, e.g. https://api.ispmanager.com/billmgr.
     #[arg(long, env = "LICENSE_FACADE_BILLMANAGER_URL")]
@@ -42,7 +46,11 @@ pub struct ServeArgs {
     pub billmanager_user: Option<String>,
     /// BILLmanager account password. Prefer the environment variable or a file: a flag
     /// is visible in the process list.
-    #[arg(long, env = "LICENSE_FACADE_BILLMANAGER_PASSWORD", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "LICENSE_FACADE_BILLMANAGER_PASSWORD",
+        hide_env_values = true
+    )]
     pub billmanager_password: Option<String>,
     /// File holding the BILLmanager password (a trailing newline is ignored).
     #[arg(long, env = "LICENSE_FACADE_BILLMANAGER_PASSWORD_FILE")]
@@ -142,7 +150,9 @@ pub struct Settings {
 fn read_secret_file(path: &Path) -> anyhow::Result<SecretString> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read the password file {}", path.display()))?;
-    Ok(SecretString::from(text.trim_end_matches(['\r', '\n']).to_owned()))
+    Ok(SecretString::from(
+        text.trim_end_matches(['\r', '\n']).to_owned(),
+    ))
 }
 
 impl Settings {
@@ -211,8 +221,14 @@ impl Settings {
         let ms = Duration::from_millis;
         let workflow = WorkflowConfig {
             concurrency: wf.concurrency.unwrap_or(defaults.concurrency).max(1),
-            lease: wf.lease_secs.map(Duration::from_secs).unwrap_or(defaults.lease),
-            settle_interval: wf.settle_interval_ms.map(ms).unwrap_or(defaults.settle_interval),
+            lease: wf
+                .lease_secs
+                .map(Duration::from_secs)
+                .unwrap_or(defaults.lease),
+            settle_interval: wf
+                .settle_interval_ms
+                .map(ms)
+                .unwrap_or(defaults.settle_interval),
             settle_checks: wf.settle_checks.unwrap_or(defaults.settle_checks).max(1),
             max_lookup_failures: wf
                 .max_lookup_failures

@@ -77,12 +77,16 @@ impl Application {
 
     /// The bound REST address.
     pub fn http_addr(&self) -> SocketAddr {
-        self.http.local_addr().expect("a bound listener has an address")
+        self.http
+            .local_addr()
+            .expect("a bound listener has an address")
     }
 
     /// The bound gRPC address.
     pub fn grpc_addr(&self) -> SocketAddr {
-        self.grpc.local_addr().expect("a bound listener has an address")
+        self.grpc
+            .local_addr()
+            .expect("a bound listener has an address")
     }
 
     /// The in-process sandbox, when running with one.
@@ -134,13 +138,19 @@ impl Application {
         let interval = self.probe_interval;
         tasks.spawn(async move {
             let readiness = probe_readiness.clone();
-            probe_upstream(probe_upstream_client, probe_readiness, interval, probe_stop, |ok| {
-                let reporter = probe_reporter.clone();
-                let readiness = readiness.clone();
-                async move {
-                    crate::grpc::set_serving(&reporter, ok && !readiness.draining()).await;
-                }
-            })
+            probe_upstream(
+                probe_upstream_client,
+                probe_readiness,
+                interval,
+                probe_stop,
+                |ok| {
+                    let reporter = probe_reporter.clone();
+                    let readiness = readiness.clone();
+                    async move {
+                        crate::grpc::set_serving(&reporter, ok && !readiness.draining()).await;
+                    }
+                },
+            )
             .await;
         });
 

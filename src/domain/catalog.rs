@@ -159,9 +159,7 @@ impl PanelCatalog {
             return Err(format!("panel name {name:?} is empty"));
         }
         match self.index.insert(key, at) {
-            Some(other) if other != at => Err(format!(
-                "panel name {name:?} is used by two panels"
-            )),
+            Some(other) if other != at => Err(format!("panel name {name:?} is used by two panels")),
             _ => Ok(()),
         }
     }
@@ -207,13 +205,21 @@ mod tests {
         let c = PanelCatalog::defaults();
         let ids: Vec<u32> = c.panels().iter().map(|p| p.tariff_id).collect();
         assert_eq!(ids, [55227, 55228, 55229, 55230, 55239, 55240]);
-        assert_eq!(c.resolve("ISPmanager 6 Business").unwrap().nodes_addon, Some(55236));
+        assert_eq!(
+            c.resolve("ISPmanager 6 Business").unwrap().nodes_addon,
+            Some(55236)
+        );
     }
 
     #[test]
     fn names_match_with_case_spaces_dashes_and_underscores_folded() {
         let c = PanelCatalog::defaults();
-        for name in ["ISPmanager 6 Pro", "ispmanager-6-pro", "ispmanager6_pro", "ISPMANAGER6PRO"] {
+        for name in [
+            "ISPmanager 6 Pro",
+            "ispmanager-6-pro",
+            "ispmanager6_pro",
+            "ISPMANAGER6PRO",
+        ] {
             assert_eq!(c.resolve(name).unwrap().tariff_id, 55228, "{name}");
         }
     }
@@ -222,7 +228,10 @@ mod tests {
     fn unknown_panel_lists_the_known_names() {
         let err = PanelCatalog::defaults().resolve("cPanel").unwrap_err();
         let text = err.to_string();
-        assert!(text.contains("cPanel") && text.contains("ISPmanager 6 Lite"), "{text}");
+        assert!(
+            text.contains("cPanel") && text.contains("ISPmanager 6 Lite"),
+            "{text}"
+        );
     }
 
     #[test]

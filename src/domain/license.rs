@@ -234,7 +234,10 @@ mod tests {
 
     #[test]
     fn only_cancelled_and_failed_are_not_live() {
-        let dead: Vec<_> = LicenseState::ALL.into_iter().filter(|s| !s.is_live()).collect();
+        let dead: Vec<_> = LicenseState::ALL
+            .into_iter()
+            .filter(|s| !s.is_live())
+            .collect();
         assert_eq!(dead, [LicenseState::Cancelled, LicenseState::Failed]);
     }
 

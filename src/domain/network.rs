@@ -91,7 +91,13 @@ mod tests {
 
     #[test]
     fn accepts_unicast_including_documentation_ranges() {
-        for ok in ["203.0.113.10", "198.51.100.1", "10.0.0.1", "2001:db8::1", "fe80::1"] {
+        for ok in [
+            "203.0.113.10",
+            "198.51.100.1",
+            "10.0.0.1",
+            "2001:db8::1",
+            "fe80::1",
+        ] {
             assert!(LicenseIp::parse(ok, "ip").is_ok(), "{ok}");
         }
     }

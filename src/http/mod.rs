@@ -40,7 +40,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/panels", get(panels::list))
         .route("/v1/licenses", get(licenses::list).post(licenses::order))
         .route("/v1/licenses/{id}", get(licenses::get))
-        .route("/v1/servers/{server_id}/license", get(licenses::get_by_server))
+        .route(
+            "/v1/servers/{server_id}/license",
+            get(licenses::get_by_server),
+        )
         .route("/healthz", get(health::live))
         .route("/readyz", get(health::ready))
         .fallback(not_found)

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use time::{Date, OffsetDateTime};
+use time::Date;
 
 use super::config::{DuplicateIpPolicy, SandboxConfig, Tariff};
 use super::doc::ApiError;
@@ -27,7 +27,8 @@ pub(crate) struct OrderRequest {
 /// The trial period code.
 const TRIAL_PERIOD: i32 = -100;
 
-fn to_time(d: std::time::Duration) -> time::Duration {
+/// A std duration as a `time` one (saturating; configured values are never huge).
+pub(crate) fn to_time(d: std::time::Duration) -> time::Duration {
     time::Duration::try_from(d).unwrap_or(time::Duration::MAX)
 }
 
@@ -370,21 +371,5 @@ impl State {
         rec.lic.status = to;
         rec.activates_at = None;
         Ok(())
-    }
-
-    /// `ip_change_date` / `lickey_change_date` as configured: the last change, or the
-    /// first moment the next one is allowed.
-    pub(crate) fn change_date(
-        cfg: &SandboxConfig,
-        at: Option<OffsetDateTime>,
-        cooldown: std::time::Duration,
-    ) -> String {
-        match at {
-            None => String::new(),
-            Some(t) if cfg.change_dates_as_next_allowed => {
-                (t + to_time(cooldown)).date().to_string()
-            }
-            Some(t) => t.date().to_string(),
-        }
     }
 }

@@ -3,8 +3,10 @@
 
 use std::time::Duration;
 
-use super::Fault;
-use super::tests::{error_of, order_params, start_default, with_query};
+use tokio::sync::oneshot;
+
+use super::tests::{error_of, order_params, start, start_default, with_query};
+use super::{Fault, Sandbox, SandboxConfig};
 
 fn err(t: &str, o: &str) -> Option<(String, String)> {
     Some((t.to_owned(), o.to_owned()))
@@ -87,4 +89,50 @@ async fn drop_after_commit_buys_the_license_but_the_client_gets_no_answer() {
             .await
             .contains("<remoteid>abc</remoteid>")
     );
+}
+
+#[tokio::test]
+async fn shutdown_releases_a_hanging_timeout_fault() {
+    let config = SandboxConfig {
+        faults: faults("*:timeout:1"),
+        ..SandboxConfig::default()
+    };
+    let sandbox = Sandbox::bind("127.0.0.1:0".parse().unwrap(), config)
+        .await
+        .unwrap();
+    let (url, handle) = (sandbox.url(), sandbox.handle());
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(sandbox.run(async move {
+        let _ = stopped.await;
+    }));
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::new();
+    let request = tokio::spawn(async move {
+        let url = with_query(&url, &[("func", "soft")]);
+        client.get(url).send().await
+    });
+    while handle.call_count("soft") == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+
+    stop.send(()).unwrap();
+
+    let drained = tokio::time::timeout(Duration::from_secs(5), server).await;
+    assert!(
+        drained.is_ok(),
+        "run() must return despite the hanging request"
+    );
+    assert_eq!(request.await.unwrap().unwrap().status(), 504);
+}
+
+#[tokio::test]
+async fn latency_delays_every_answer() {
+    let sb = start(SandboxConfig {
+        latency: Duration::from_millis(50),
+        ..SandboxConfig::default()
+    })
+    .await;
+    let started = std::time::Instant::now();
+    sb.call(&[("func", "subaccount")]).await;
+    assert!(started.elapsed() >= Duration::from_millis(50));
 }

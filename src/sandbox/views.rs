@@ -1,8 +1,13 @@
 //! Read-only answers: the `soft` list, the `soft.edit` form, `subaccount` and
 //! `pricelist.export`, built as [`Doc`] trees.
 
+use std::time::Duration;
+
+use time::OffsetDateTime;
+
 use super::config::{ListPricelist, SandboxConfig};
 use super::doc::{Doc, Node};
+use super::rules::to_time;
 use super::state::{Record, State};
 
 /// Cents as BILLmanager prints money: `1234` → `12.34`.
@@ -10,6 +15,16 @@ pub(crate) fn money(cents: i64) -> String {
     let sign = if cents < 0 { "-" } else { "" };
     let abs = cents.unsigned_abs();
     format!("{sign}{}.{:02}", abs / 100, abs % 100)
+}
+
+/// `ip_change_date` / `lickey_change_date` as configured: the day of the last change,
+/// or the day the next one is allowed (how joonte reads them).
+fn change_date(cfg: &SandboxConfig, at: Option<OffsetDateTime>, cooldown: Duration) -> String {
+    match at {
+        None => String::new(),
+        Some(t) if cfg.change_dates_as_next_allowed => (t + to_time(cooldown)).date().to_string(),
+        Some(t) => t.date().to_string(),
+    }
 }
 
 fn autoprolong(v: Option<i32>) -> String {
@@ -89,11 +104,11 @@ pub(crate) fn soft_edit_form(cfg: &SandboxConfig, rec: &Record) -> Doc {
     d.field("expiredate", l.expire_date);
     d.field(
         "ip_change_date",
-        State::change_date(cfg, rec.ip_changed_at, cfg.ip_change_cooldown),
+        change_date(cfg, rec.ip_changed_at, cfg.ip_change_cooldown),
     );
     d.field(
         "lickey_change_date",
-        State::change_date(cfg, rec.key_changed_at, cfg.key_change_cooldown),
+        change_date(cfg, rec.key_changed_at, cfg.key_change_cooldown),
     );
     let addon_ids = cfg
         .prices

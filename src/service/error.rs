@@ -50,7 +50,10 @@ impl ServiceError {
             Self::InvalidArgument(v) => v.clone(),
             Self::UnknownPanel(e) => vec![FieldViolation::new("panel", e.to_string())],
             Self::Store(StoreError::BadPageToken) => {
-                vec![FieldViolation::new("pageToken", "is not a token this service issued")]
+                vec![FieldViolation::new(
+                    "pageToken",
+                    "is not a token this service issued",
+                )]
             }
             _ => Vec::new(),
         }

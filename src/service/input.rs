@@ -175,7 +175,8 @@ impl ListInput {
         let ip = if self.ip.is_empty() {
             None
         } else {
-            v.check(LicenseIp::parse(&self.ip, "ip")).map(|ip| ip.to_string())
+            v.check(LicenseIp::parse(&self.ip, "ip"))
+                .map(|ip| ip.to_string())
         };
         let tariff_id = if self.panel.is_empty() {
             None
@@ -255,9 +256,17 @@ mod tests {
 
     #[test]
     fn nodes_are_only_for_business() {
-        let e = validate(OrderInput { nodes: Some(2), ..order("ISPmanager 6 Lite") }).unwrap_err();
+        let e = validate(OrderInput {
+            nodes: Some(2),
+            ..order("ISPmanager 6 Lite")
+        })
+        .unwrap_err();
         assert_eq!(fields(e), ["nodes"]);
-        let ok = validate(OrderInput { nodes: Some(2), ..order("ISPmanager 6 Business") }).unwrap();
+        let ok = validate(OrderInput {
+            nodes: Some(2),
+            ..order("ISPmanager 6 Business")
+        })
+        .unwrap();
         assert_eq!(ok.nodes, Some(2));
     }
 
@@ -269,9 +278,17 @@ mod tests {
 
     #[test]
     fn trial_flag_orders_the_trial_tariff() {
-        let t = validate(OrderInput { trial: true, ..order("ISPmanager 6 Pro") }).unwrap();
+        let t = validate(OrderInput {
+            trial: true,
+            ..order("ISPmanager 6 Pro")
+        })
+        .unwrap();
         assert_eq!((t.tariff_id, t.period), (55239, Period::Trial));
-        let b = validate(OrderInput { trial: true, ..order("ISPmanager 6 Business") }).unwrap();
+        let b = validate(OrderInput {
+            trial: true,
+            ..order("ISPmanager 6 Business")
+        })
+        .unwrap();
         assert_eq!(b.tariff_id, 55240);
     }
 }

@@ -12,8 +12,11 @@ use std::time::Duration;
 use time::{Date, OffsetDateTime, macros::format_description};
 use tokio::sync::{Notify, broadcast};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
-use crate::billmanager::{Billmanager, OrderParams, UpstreamError, UpstreamLicense, UpstreamStatus};
+use crate::billmanager::{
+    Billmanager, OrderParams, UpstreamError, UpstreamLicense, UpstreamStatus,
+};
 use crate::domain::{
     License, LicenseId, LicenseState, Operation, OperationKind, PanelCatalog, Phase,
     UpstreamFailure,
@@ -105,7 +108,9 @@ impl Worker {
             match self.run_once().await {
                 Ok(true) => continue,
                 Ok(false) => {}
-                Err(e) => tracing::warn!(error.message = %e, error.cause_chain = ?e, "worker step failed"),
+                Err(e) => {
+                    tracing::warn!(error.message = %e, error.cause_chain = ?e, "worker step failed")
+                }
             }
             let idle = self.idle_time().await;
             tokio::select! {
@@ -146,9 +151,8 @@ impl Worker {
             )));
         };
         let span = tracing::info_span!("operation", op_id = op.id, license_id = %license.id, kind = op.kind.name(), phase = op.phase.as_str());
-        let _enter = span.enter();
         match op.kind {
-            OperationKind::Order => self.advance_order(op, license).await?,
+            OperationKind::Order => self.advance_order(op, license).instrument(span).await?,
         }
         Ok(true)
     }
@@ -167,7 +171,11 @@ impl Worker {
         Ok(())
     }
 
-    async fn advance_order(&self, mut op: Operation, mut license: License) -> Result<(), StoreError> {
+    async fn advance_order(
+        &self,
+        mut op: Operation,
+        mut license: License,
+    ) -> Result<(), StoreError> {
         match op.phase {
             Phase::Received => self.send_order(op, license).await,
             Phase::Intent => self.recover_order(op, license).await,
@@ -260,18 +268,28 @@ impl Worker {
     }
 
     /// Looks for the order upstream after an unknown outcome.
-    async fn recover_order(&self, mut op: Operation, mut license: License) -> Result<(), StoreError> {
+    async fn recover_order(
+        &self,
+        mut op: Operation,
+        mut license: License,
+    ) -> Result<(), StoreError> {
         let ours = license.id.to_string();
         match self.upstream.list_licenses().await {
             Ok(all) => {
                 op.failures = 0;
                 if let Some(found) = find_ours(&all, &ours) {
-                    tracing::info!(upstream_id = found.id, "found the order upstream; adopting it");
+                    tracing::info!(
+                        upstream_id = found.id,
+                        "found the order upstream; adopting it"
+                    );
                     return self.confirm_order(op, license, found.id).await;
                 }
                 op.checks += 1;
                 if op.checks >= self.config.settle_checks {
-                    tracing::info!(checks = op.checks, "no upstream license after the settle period; sending again");
+                    tracing::info!(
+                        checks = op.checks,
+                        "no upstream license after the settle period; sending again"
+                    );
                     op.phase = Phase::Received;
                     op.run_after = OffsetDateTime::now_utc();
                 } else {
@@ -302,7 +320,11 @@ impl Worker {
     }
 
     /// Reads the ordered license until it is active with a key.
-    async fn poll_activation(&self, mut op: Operation, mut license: License) -> Result<(), StoreError> {
+    async fn poll_activation(
+        &self,
+        mut op: Operation,
+        mut license: License,
+    ) -> Result<(), StoreError> {
         let Some(upstream_id) = license.upstream_id else {
             return Err(StoreError::Unexpected(anyhow::anyhow!(
                 "confirmed order {} has no upstream id",
@@ -310,7 +332,9 @@ impl Worker {
             )));
         };
         match self.upstream.license_details(upstream_id).await {
-            Ok(details) if details.status == UpstreamStatus::Active && details.license_key.is_some() => {
+            Ok(details)
+                if details.status == UpstreamStatus::Active && details.license_key.is_some() =>
+            {
                 license.state = LicenseState::Active;
                 license.license_key = details.license_key.clone();
                 license.expire_time = details.expire_date.as_deref().and_then(parse_date);
@@ -362,7 +386,11 @@ fn find_ours<'a>(all: &'a [UpstreamLicense], ours: &str) -> Option<&'a UpstreamL
     all.iter()
         .filter(live)
         .find(|l| l.remote_id.as_deref() == Some(ours))
-        .or_else(|| all.iter().filter(live).find(|l| l.licname.as_deref() == Some(ours)))
+        .or_else(|| {
+            all.iter()
+                .filter(live)
+                .find(|l| l.licname.as_deref() == Some(ours))
+        })
 }
 
 fn failure(e: &UpstreamError) -> UpstreamFailure {

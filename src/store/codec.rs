@@ -53,5 +53,7 @@ pub(crate) fn encode_page_token(last_id: &LicenseId) -> String {
 }
 
 pub(crate) fn decode_page_token(token: &str) -> Option<LicenseId> {
-    token.strip_prefix('a').and_then(|s| LicenseId::parse(s).ok())
+    token
+        .strip_prefix('a')
+        .and_then(|s| LicenseId::parse(s).ok())
 }

@@ -187,7 +187,11 @@ impl Store for SqliteStore {
                     .context("a unique violation without a live license")?;
                 return Ok(Inserted::Existing(existing));
             }
-            Err(e) => return Err(anyhow::Error::new(e).context("cannot insert the license").into()),
+            Err(e) => {
+                return Err(anyhow::Error::new(e)
+                    .context("cannot insert the license")
+                    .into());
+            }
         }
         sqlx::query(
             "INSERT INTO operations (license_id, kind, params, phase, attempt, checks, run_after, \

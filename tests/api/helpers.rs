@@ -1,0 +1,213 @@
+//! Spawning the application for a test and talking to it.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use license_facade::api::pb::v1 as pb;
+use license_facade::api::pb::v1::license_service_client::LicenseServiceClient;
+use license_facade::config::{ServeArgs, Settings};
+use license_facade::sandbox::{Sandbox, SandboxConfig, SandboxHandle};
+use license_facade::startup::Application;
+use serde_json::Value;
+use tonic::transport::Channel;
+
+/// A running application.
+pub struct TestApp {
+    pub http: String,
+    pub grpc_addr: SocketAddr,
+    pub sandbox: SandboxHandle,
+    pub sandbox_url: String,
+    pub client: reqwest::Client,
+}
+
+fn init_logs() {
+    // reqwest is built without a default TLS provider (no aws-lc); tests install ring.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    if std::env::var_os("TEST_LOG").is_some() {
+        license_facade::telemetry::init();
+    }
+}
+
+fn test_args() -> ServeArgs {
+    ServeArgs {
+        http_addr: Some("127.0.0.1:0".parse().unwrap()),
+        grpc_addr: Some("127.0.0.1:0".parse().unwrap()),
+        database_url: Some("sqlite::memory:".into()),
+        ..ServeArgs::default()
+    }
+}
+
+struct Started {
+    http: String,
+    grpc_addr: SocketAddr,
+    sandbox: Option<(SandboxHandle, String)>,
+}
+
+async fn start(mut settings: Settings) -> Started {
+    settings.workflow.poll_initial = Duration::from_millis(20);
+    settings.workflow.poll_max = Duration::from_millis(200);
+    settings.workflow.settle_interval = Duration::from_millis(200);
+    settings.probe_interval = Duration::from_secs(3600);
+    let app = Application::build(settings).await.expect("the app builds");
+    let started = Started {
+        http: format!("http://{}", app.http_addr()),
+        grpc_addr: app.grpc_addr(),
+        sandbox: app.sandbox().zip(app.sandbox_url()),
+    };
+    tokio::spawn(app.run_until_stopped(std::future::pending()));
+    started
+}
+
+/// The app with its built-in sandbox (`serve --sandbox`), keys issued after
+/// `key_delay_ms`.
+pub async fn spawn_app_with_key_delay(key_delay_ms: u64) -> TestApp {
+    init_logs();
+    let settings = Settings::from_args(ServeArgs {
+        sandbox: true,
+        sandbox_key_delay_ms: key_delay_ms,
+        ..test_args()
+    })
+    .expect("valid settings");
+    let started = start(settings).await;
+    let (sandbox, sandbox_url) = started.sandbox.expect("a sandbox");
+    TestApp {
+        http: started.http,
+        grpc_addr: started.grpc_addr,
+        sandbox,
+        sandbox_url,
+        client: reqwest::Client::new(),
+    }
+}
+
+/// The app with its built-in sandbox, keys issued at once.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with_key_delay(0).await
+}
+
+/// A standalone sandbox (as `license-facade sandbox` runs it) and the app pointed at
+/// it over HTTP like at a real BILLmanager.
+pub async fn spawn_app_on_standalone_sandbox(config: SandboxConfig) -> TestApp {
+    init_logs();
+    let user = config.user.clone();
+    let password = config.password.clone();
+    let sandbox = Sandbox::bind("127.0.0.1:0".parse().unwrap(), config)
+        .await
+        .expect("the sandbox binds");
+    let handle = sandbox.handle();
+    let sandbox_url = sandbox.url();
+    tokio::spawn(sandbox.run(std::future::pending()));
+    let settings = Settings::from_args(ServeArgs {
+        billmanager_url: Some(sandbox_url.clone()),
+        billmanager_user: Some(user),
+        billmanager_password: Some(password),
+        ..test_args()
+    })
+    .expect("valid settings");
+    let started = start(settings).await;
+    TestApp {
+        http: started.http,
+        grpc_addr: started.grpc_addr,
+        sandbox: handle,
+        sandbox_url,
+        client: reqwest::Client::new(),
+    }
+}
+
+impl TestApp {
+    pub async fn grpc(&self) -> LicenseServiceClient<Channel> {
+        LicenseServiceClient::connect(format!("http://{}", self.grpc_addr))
+            .await
+            .expect("gRPC connects")
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{path}", self.http))
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.client
+            .post(format!("{}{path}", self.http))
+            .json(body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// Orders over REST and waits (server side) for the license to settle.
+    pub async fn order_and_wait(&self, body: &Value) -> Value {
+        let response = self.post_json("/v1/licenses?wait=20s", body).await;
+        assert!(
+            response.status().is_success(),
+            "order failed: {}",
+            response.status()
+        );
+        response.json().await.unwrap()
+    }
+
+    /// Reads a license over REST until `done` holds (the worker runs in the
+    /// background); gives up after 20 s.
+    pub async fn license_until(&self, id: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let license: Value = self
+                .get(&format!("/v1/licenses/{id}"))
+                .await
+                .json()
+                .await
+                .unwrap();
+            if done(&license) {
+                return license;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "license never reached the expected state: {license}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The sandbox's own `func=soft` list, read over its HTTP API.
+    pub async fn upstream_list(&self) -> Vec<Value> {
+        let body: Value = self
+            .client
+            .post(&self.sandbox_url)
+            .form(&[
+                ("func", "soft"),
+                ("out", "sjson"),
+                ("authinfo", "demo:demo"),
+            ])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        body["doc"]["elem"].as_array().cloned().unwrap_or_default()
+    }
+}
+
+/// A license order for the gRPC API.
+pub fn grpc_order(server: &str, ip: &str, panel: &str) -> pb::OrderLicenseRequest {
+    pb::OrderLicenseRequest {
+        server: Some(pb::Server {
+            id: server.into(),
+            ip: ip.into(),
+            hostname: String::new(),
+        }),
+        panel: panel.into(),
+        ..Default::default()
+    }
+}
+
+/// The `google.rpc.ErrorInfo` reason of a status.
+pub fn reason(status: &tonic::Status) -> String {
+    use tonic_types::StatusExt;
+    status
+        .get_details_error_info()
+        .map(|i| i.reason)
+        .unwrap_or_default()
+}

@@ -1,0 +1,11 @@
+//! End-to-end tests: the real application on port 0 with its own database, the
+//! sandbox as upstream, driven over real HTTP and gRPC.
+
+mod helpers;
+
+mod errors;
+mod health;
+mod listing;
+mod ordering;
+mod panels;
+mod validation;
