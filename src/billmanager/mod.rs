@@ -4,6 +4,7 @@
 //! can substitute the upstream.
 
 mod client;
+mod config;
 mod convert;
 mod error;
 #[cfg(test)]
@@ -11,7 +12,8 @@ mod tests;
 mod transport;
 mod wire;
 
-pub use client::{BillmanagerClient, ClientConfig, WireFormat};
+pub use client::BillmanagerClient;
+pub use config::{ClientConfig, WireFormat};
 pub use error::UpstreamError;
 
 use std::net::IpAddr;
