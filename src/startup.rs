@@ -55,8 +55,12 @@ impl Application {
             BillmanagerClient::new(settings.billmanager)
                 .context("cannot build the BILLmanager client")?,
         );
-        let service = LicenseService::new(Arc::new(store), Arc::new(settings.catalog));
-        let worker = service.worker(upstream.clone(), settings.workflow);
+        let service = LicenseService::new(
+            Arc::new(store),
+            upstream.clone(),
+            Arc::new(settings.catalog),
+        );
+        let worker = service.worker(settings.workflow);
         let http = TcpListener::bind(settings.http_addr)
             .await
             .with_context(|| format!("cannot listen on {} (REST)", settings.http_addr))?;

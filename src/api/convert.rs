@@ -5,8 +5,8 @@ use pbjson_types::Timestamp;
 use time::OffsetDateTime;
 
 use super::pb::v1 as pb;
-use crate::domain::{License, LicenseState, Panel, Period};
-use crate::service::{ListInput, OrderInput};
+use crate::domain::{Event, EventKind, License, LicenseState, Panel, Period};
+use crate::service::{EnsureAction, ListInput, OrderInput, Quote};
 
 fn timestamp(t: OffsetDateTime) -> Timestamp {
     Timestamp {
@@ -111,5 +111,60 @@ pub fn list_input(r: pb::ListLicensesRequest) -> ListInput {
         panel: r.panel,
         page_size: r.page_size,
         page_token: r.page_token,
+    }
+}
+
+/// An event as the API shows it.
+pub fn event_to_pb(e: &Event) -> pb::LicenseEvent {
+    use pb::license_event::Kind as K;
+    let kind = match e.kind {
+        EventKind::Created => K::Created,
+        EventKind::StateChanged => K::StateChanged,
+        EventKind::KeyIssued => K::KeyIssued,
+        EventKind::Renewed => K::Renewed,
+        EventKind::IpChanged => K::IpChanged,
+        EventKind::PanelChanged => K::PanelChanged,
+        EventKind::OperationFailed => K::OperationFailed,
+    };
+    pb::LicenseEvent {
+        id: e.id,
+        kind: kind as i32,
+        license: Some(license_to_pb(&e.license)),
+        time: Some(timestamp(e.time)),
+    }
+}
+
+/// A quote as the API shows it.
+pub fn quote_to_pb(q: &Quote) -> pb::QuoteLicenseResponse {
+    pb::QuoteLicenseResponse {
+        panel: q.panel.clone(),
+        tariff_id: q.tariff_id,
+        period_months: q.period_months,
+        price: q.price.clone(),
+        currency: q.currency.clone(),
+    }
+}
+
+/// The API value of an ensure action.
+pub fn ensure_action_to_pb(a: EnsureAction) -> pb::EnsureAction {
+    match a {
+        EnsureAction::None => pb::EnsureAction::None,
+        EnsureAction::Ordered => pb::EnsureAction::Ordered,
+        EnsureAction::Changed => pb::EnsureAction::Changed,
+    }
+}
+
+/// The service input of an ensure request (an order of the wanted state).
+pub fn ensure_input(r: pb::EnsureServerLicenseRequest) -> OrderInput {
+    let server = r.server.unwrap_or_default();
+    OrderInput {
+        server_id: server.id,
+        ip: server.ip,
+        hostname: server.hostname,
+        panel: r.panel,
+        period_months: r.period_months,
+        auto_renew: r.auto_renew,
+        nodes: r.nodes,
+        trial: false,
     }
 }

@@ -4,6 +4,33 @@ use std::fmt;
 
 use super::FieldViolation;
 
+/// Serializes through `Display` and parses back through `$parse`, so stored snapshots
+/// hold the same text the APIs show.
+macro_rules! serde_as_text {
+    ($ty:ty, $parse:expr) => {
+        impl serde::Serialize for $ty {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+        impl<'de> serde::Deserialize<'de> for $ty {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let text = <String as serde::Deserialize>::deserialize(d)?;
+                let parse: fn(&str) -> Result<$ty, $crate::domain::FieldViolation> = $parse;
+                parse(&text).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+pub(crate) use serde_as_text;
+
+serde_as_text!(LicenseId, LicenseId::parse);
+serde_as_text!(ServerId, |s| ServerId::parse(s, "serverId"));
+serde_as_text!(ClientName, |s| Ok(ClientName::new(s)));
+serde_as_text!(Hostname, |s| Hostname::parse(s, "hostname").and_then(
+    |h| h.ok_or_else(|| FieldViolation::new("hostname", "is empty"))
+));
+
 /// Our id of a license: a UUIDv7 (time ordered, so ids sort by creation). It is also
 /// sent upstream as `remoteid`, which is how a lost order answer is found again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -62,6 +89,18 @@ impl ServerId {
     /// The id as given.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+impl fmt::Display for Hostname {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Display for ClientName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
     }
 }
 

@@ -2,12 +2,14 @@
 
 use std::fmt;
 
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::{ClientName, FieldViolation, Hostname, LicenseId, LicenseIp, ServerId};
 
 /// Where a license is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum LicenseState {
     /// Accepted and stored; not yet sent upstream.
     Pending,
@@ -70,7 +72,8 @@ impl fmt::Display for LicenseState {
 }
 
 /// The billing period of an order or renewal.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Period {
     /// One month.
     Month,
@@ -120,7 +123,7 @@ impl Period {
 }
 
 /// The last upstream refusal or failure seen for a license.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UpstreamFailure {
     /// A stable UPPER_SNAKE reason, e.g. `UPSTREAM_REFUSED`.
     pub code: String,
@@ -129,7 +132,7 @@ pub struct UpstreamFailure {
 }
 
 /// A license as the service keeps it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct License {
     /// Our id; also the upstream `remoteid`.
     pub id: LicenseId,
@@ -158,10 +161,13 @@ pub struct License {
     /// The upstream item id, once ordered.
     pub upstream_id: Option<u64>,
     /// When the paid period ends.
+    #[serde(with = "time::serde::rfc3339::option")]
     pub expire_time: Option<OffsetDateTime>,
     /// When it was accepted.
+    #[serde(with = "time::serde::rfc3339")]
     pub create_time: OffsetDateTime,
     /// When it last changed.
+    #[serde(with = "time::serde::rfc3339")]
     pub update_time: OffsetDateTime,
     /// The last upstream error, if the last attempt failed.
     pub last_error: Option<UpstreamFailure>,

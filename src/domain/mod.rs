@@ -2,14 +2,18 @@
 //! catalog. Nothing in here knows about a transport, the store or the upstream.
 
 mod catalog;
+mod event;
 mod ids;
 mod license;
+mod lifecycle;
 mod network;
 mod operation;
 
 pub use catalog::{Panel, PanelCatalog, PanelCatalogConfig, PanelConfig, UnknownPanel};
+pub use event::{Event, EventKind};
 pub use ids::{ClientName, Hostname, LicenseId, ServerId};
 pub use license::{License, LicenseState, NewLicense, Period, UpstreamFailure};
+pub use lifecycle::Precondition;
 pub use network::LicenseIp;
 pub use operation::{Operation, OperationKind, Phase};
 

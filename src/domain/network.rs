@@ -4,6 +4,9 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::FieldViolation;
+use super::ids::serde_as_text;
+
+serde_as_text!(LicenseIp, |s| LicenseIp::parse(s, "ip"));
 
 /// A unicast IPv4 or IPv6 address that a license may be bound to. Documentation ranges
 /// (203.0.113.0/24, 2001:db8::/32, …) and private ranges are accepted: a license only

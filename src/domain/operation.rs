@@ -7,25 +7,66 @@ use time::OffsetDateTime;
 
 use super::LicenseId;
 
-/// What an operation does upstream.
+/// What an operation does upstream. Each variant carries what its recovery needs to
+/// tell, from the upstream's view of the license, whether it was already carried out.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum OperationKind {
     /// `soft.order.param`, then wait for the key.
     Order,
+    /// `service.prolong` for `period` months.
+    Renew {
+        /// 1 or 12.
+        period: i32,
+        /// The upstream expiry before the renewal (`YYYY-MM-DD`), to recognise it done.
+        previous_expiry: Option<String>,
+    },
+    /// `soft.edit` with a new `ip`.
+    ChangeIp {
+        /// The new address.
+        ip: String,
+    },
+    /// `service.changepricelist` to another tariff.
+    ChangePanel {
+        /// Target tariff.
+        tariff_id: u32,
+        /// Target panel's canonical name.
+        panel: String,
+        /// Period sent with the change (1 or 12).
+        period: i32,
+    },
+    /// `soft.suspend`.
+    Suspend,
+    /// `soft.resume`.
+    Resume,
+    /// `soft.delete`.
+    Cancel,
+    /// `soft.edit` with `clicked_button=newkey`, then wait for the new key.
+    ReissueKey {
+        /// The key before, to recognise the new one.
+        previous_key: Option<String>,
+    },
 }
 
 impl OperationKind {
-    /// The stable name stored with the operation.
+    /// The stable name stored with the operation and shown in events.
     pub fn name(&self) -> &'static str {
         match self {
             Self::Order => "ORDER",
+            Self::Renew { .. } => "RENEW",
+            Self::ChangeIp { .. } => "CHANGE_IP",
+            Self::ChangePanel { .. } => "CHANGE_PANEL",
+            Self::Suspend => "SUSPEND",
+            Self::Resume => "RESUME",
+            Self::Cancel => "CANCEL",
+            Self::ReissueKey { .. } => "REISSUE_KEY",
         }
     }
 }
 
 /// The recovery point an operation has reached.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Phase {
     /// Stored; nothing has gone upstream.
     Received,
@@ -73,7 +114,7 @@ impl Phase {
 }
 
 /// One durable work item.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Operation {
     /// Store-assigned id.
     pub id: i64,
@@ -90,6 +131,7 @@ pub struct Operation {
     /// Consecutive upstream calls of this operation that failed.
     pub failures: u32,
     /// Not to be worked on before this moment.
+    #[serde(with = "time::serde::rfc3339")]
     pub run_after: OffsetDateTime,
     /// The last transient problem, for operators.
     pub last_error: Option<String>,

@@ -17,7 +17,8 @@ pub fn status(e: ServiceError) -> Status {
     let code = match e.kind() {
         ErrorKind::InvalidArgument => Code::InvalidArgument,
         ErrorKind::NotFound => Code::NotFound,
-        ErrorKind::FailedPrecondition => Code::FailedPrecondition,
+        ErrorKind::FailedPrecondition | ErrorKind::Refused => Code::FailedPrecondition,
+        ErrorKind::Aborted => Code::Aborted,
         ErrorKind::Unavailable => Code::Unavailable,
     };
     let mut metadata = HashMap::new();
@@ -35,6 +36,8 @@ pub fn status(e: ServiceError) -> Status {
     }
     if code == Code::Unavailable {
         tracing::error!(error.message = %e, error.cause_chain = ?e, "request failed");
+    }
+    if matches!(code, Code::Unavailable | Code::Aborted) {
         details.set_retry_info(Some(Duration::from_secs(1)));
     }
     Status::with_error_details(code, e.to_string(), details)

@@ -81,7 +81,8 @@ impl IntoResponse for ApiError {
                 let status = match e.kind() {
                     ErrorKind::InvalidArgument => StatusCode::BAD_REQUEST,
                     ErrorKind::NotFound => StatusCode::NOT_FOUND,
-                    ErrorKind::FailedPrecondition => StatusCode::CONFLICT,
+                    ErrorKind::FailedPrecondition | ErrorKind::Aborted => StatusCode::CONFLICT,
+                    ErrorKind::Refused => StatusCode::UNPROCESSABLE_ENTITY,
                     ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
                 };
                 if status.is_server_error() {
@@ -124,7 +125,7 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
-        if status == StatusCode::SERVICE_UNAVAILABLE {
+        if status == StatusCode::SERVICE_UNAVAILABLE || code == "OPERATION_IN_PROGRESS" {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));

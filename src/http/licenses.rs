@@ -26,7 +26,7 @@ pub struct WaitQuery {
 }
 
 impl WaitQuery {
-    fn duration(&self) -> Result<Option<Duration>, ApiError> {
+    pub(super) fn duration(&self) -> Result<Option<Duration>, ApiError> {
         let Some(raw) = self.wait.as_deref() else {
             return Ok(None);
         };

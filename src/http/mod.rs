@@ -1,7 +1,9 @@
 //! The REST transport (axum): `/v1/...` resources whose bodies are the proto3 JSON
 //! mapping of the API messages, plus health endpoints. Errors are problem+json.
 
+mod changes;
 mod error;
+mod events;
 mod extract;
 mod health;
 mod licenses;
@@ -14,7 +16,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::routing::{get, post};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
@@ -38,12 +40,28 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/panels", get(panels::list))
+        .route("/v1/panels/{panel}/quote", get(panels::quote))
         .route("/v1/licenses", get(licenses::list).post(licenses::order))
-        .route("/v1/licenses/{id}", get(licenses::get))
+        .route(
+            "/v1/licenses/{id}",
+            get(licenses::get).delete(changes::cancel),
+        )
+        .route("/v1/licenses/{id}/renew", post(changes::renew))
+        .route("/v1/licenses/{id}/change-ip", post(changes::change_ip))
+        .route(
+            "/v1/licenses/{id}/change-panel",
+            post(changes::change_panel),
+        )
+        .route("/v1/licenses/{id}/suspend", post(changes::suspend))
+        .route("/v1/licenses/{id}/resume", post(changes::resume))
+        .route("/v1/licenses/{id}/reissue-key", post(changes::reissue_key))
         .route(
             "/v1/servers/{server_id}/license",
-            get(licenses::get_by_server),
+            get(licenses::get_by_server)
+                .put(changes::ensure)
+                .delete(changes::cancel_server),
         )
+        .route("/v1/events", get(events::stream))
         .route("/healthz", get(health::live))
         .route("/readyz", get(health::ready))
         .fallback(not_found)

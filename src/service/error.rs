@@ -1,6 +1,6 @@
 //! The service layer's error: what both transports map, each in one place.
 
-use crate::domain::{FieldViolation, License, UnknownPanel};
+use crate::domain::{FieldViolation, License, Precondition, UnknownPanel};
 use crate::store::StoreError;
 
 /// Why a use case did not succeed. Each variant names its stable reason code
@@ -26,6 +26,22 @@ pub enum ServiceError {
         /// The RPC that makes the change (ChangeLicensePanel or ChangeLicenseIp).
         use_instead: &'static str,
     },
+    /// The license's state does not allow the change → 409 / FAILED_PRECONDITION,
+    /// with the precondition's own code (`INVALID_LICENSE_STATE`, `SAME_IP`, …).
+    #[error(transparent)]
+    Precondition(#[from] Precondition),
+    /// Another change of the license is still running → 409 / ABORTED with a retry
+    /// hint, `OPERATION_IN_PROGRESS`.
+    #[error("license {0} has another change in progress; retry when it has finished")]
+    OperationInProgress(String),
+    /// The upstream refused the change the caller waited for → 422 /
+    /// FAILED_PRECONDITION, `UPSTREAM_REFUSED`; the license's `lastError` has it too.
+    #[error("the upstream refused: {0}")]
+    UpstreamRefused(String),
+    /// The upstream could not be asked (quotes, checks) → 503 / UNAVAILABLE,
+    /// `UPSTREAM_UNAVAILABLE`.
+    #[error("the upstream is unavailable: {0}")]
+    UpstreamUnavailable(String),
     /// The store failed → 503 / UNAVAILABLE, `STORE_UNAVAILABLE` (the cause is logged).
     #[error("the license store is unavailable")]
     Store(#[source] StoreError),
@@ -39,6 +55,10 @@ impl ServiceError {
             Self::UnknownPanel(_) => "UNKNOWN_PANEL",
             Self::NotFound => "LICENSE_NOT_FOUND",
             Self::ServerHasLicense { .. } => "SERVER_HAS_LICENSE",
+            Self::Precondition(p) => p.code,
+            Self::OperationInProgress(_) => "OPERATION_IN_PROGRESS",
+            Self::UpstreamRefused(_) => "UPSTREAM_REFUSED",
+            Self::UpstreamUnavailable(_) => "UPSTREAM_UNAVAILABLE",
             Self::Store(StoreError::BadPageToken) => "INVALID_PAGE_TOKEN",
             Self::Store(_) => "STORE_UNAVAILABLE",
         }
@@ -66,8 +86,10 @@ impl ServiceError {
             | Self::UnknownPanel(_)
             | Self::Store(StoreError::BadPageToken) => ErrorKind::InvalidArgument,
             Self::NotFound => ErrorKind::NotFound,
-            Self::ServerHasLicense { .. } => ErrorKind::FailedPrecondition,
-            Self::Store(_) => ErrorKind::Unavailable,
+            Self::ServerHasLicense { .. } | Self::Precondition(_) => ErrorKind::FailedPrecondition,
+            Self::OperationInProgress(_) => ErrorKind::Aborted,
+            Self::UpstreamRefused(_) => ErrorKind::Refused,
+            Self::UpstreamUnavailable(_) | Self::Store(_) => ErrorKind::Unavailable,
         }
     }
 }
@@ -81,12 +103,19 @@ pub enum ErrorKind {
     NotFound,
     /// 409 / FAILED_PRECONDITION.
     FailedPrecondition,
+    /// 409 / ABORTED, worth retrying.
+    Aborted,
+    /// 422 / FAILED_PRECONDITION: the upstream said no.
+    Refused,
     /// 503 / UNAVAILABLE.
     Unavailable,
 }
 
 impl From<StoreError> for ServiceError {
     fn from(e: StoreError) -> Self {
-        Self::Store(e)
+        match e {
+            StoreError::OperationInProgress(id) => Self::OperationInProgress(id.to_string()),
+            other => Self::Store(other),
+        }
     }
 }

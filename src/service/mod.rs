@@ -1,12 +1,18 @@
 //! The application core: one type whose methods are the use cases. Both transports
 //! call it; it reaches the database and the upstream only through traits.
 
+mod changes;
 mod error;
+mod feed;
 mod input;
+mod lifecycle;
+mod quotes;
 mod worker;
 
 pub use error::{ErrorKind, ServiceError};
 pub use input::{DEFAULT_PAGE_SIZE, ListInput, MAX_PAGE_SIZE, OrderInput};
+pub use lifecycle::{Accepted, EnsureAction, Ensured};
+pub use quotes::Quote;
 pub use worker::{Worker, WorkflowConfig};
 
 use std::sync::Arc;
@@ -35,7 +41,9 @@ pub struct Ordered {
 #[derive(Clone)]
 pub struct LicenseService {
     store: Arc<dyn Store>,
+    upstream: Arc<dyn Billmanager>,
     catalog: Arc<PanelCatalog>,
+    prices: Arc<quotes::PriceCache>,
     /// Wakes the workers when new work is stored.
     work: Arc<Notify>,
     /// Announces every license change (by id) to waiters in this process.
@@ -43,23 +51,29 @@ pub struct LicenseService {
 }
 
 impl LicenseService {
-    /// A service over `store` and `catalog`; [`worker`](Self::worker) drives the
-    /// upstream side.
-    pub fn new(store: Arc<dyn Store>, catalog: Arc<PanelCatalog>) -> Self {
+    /// A service over `store`, `upstream` and `catalog`; [`worker`](Self::worker)
+    /// carries the operations out upstream.
+    pub fn new(
+        store: Arc<dyn Store>,
+        upstream: Arc<dyn Billmanager>,
+        catalog: Arc<PanelCatalog>,
+    ) -> Self {
         let (changes, _) = broadcast::channel(1024);
         Self {
             store,
+            upstream,
             catalog,
+            prices: Arc::new(quotes::PriceCache::default()),
             work: Arc::new(Notify::new()),
             changes,
         }
     }
 
     /// The worker that carries this service's operations out upstream.
-    pub fn worker(&self, upstream: Arc<dyn Billmanager>, config: WorkflowConfig) -> Worker {
+    pub fn worker(&self, config: WorkflowConfig) -> Worker {
         Worker::new(
             self.store.clone(),
-            upstream,
+            self.upstream.clone(),
             self.work.clone(),
             self.changes.clone(),
             self.catalog.clone(),
@@ -86,7 +100,7 @@ impl LicenseService {
         match self.store.insert_order(&pending, &op).await? {
             Inserted::Created(license) => {
                 tracing::info!(license_id = %license.id, "order accepted");
-                self.work.notify_one();
+                self.wake_workers();
                 let _ = self.changes.send(license.id);
                 Ok(Ordered {
                     license,
@@ -181,6 +195,27 @@ impl LicenseService {
                 }
             }
         }
+    }
+
+    /// Wakes the worker loops of this process (others find the work by polling).
+    fn wake_workers(&self) {
+        self.work.notify_waiters();
+        self.work.notify_one();
+    }
+
+    /// A receiver of license-change notices of this process.
+    fn subscribe(&self) -> broadcast::Receiver<LicenseId> {
+        self.changes.subscribe()
+    }
+
+    /// The store, for the change feed.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// A notice of every license change made in this process.
+    pub fn change_notices(&self) -> broadcast::Receiver<LicenseId> {
+        self.subscribe()
     }
 
     /// Checks the store; used by readiness.

@@ -18,7 +18,7 @@ use crate::billmanager::{
     Billmanager, OrderParams, UpstreamError, UpstreamLicense, UpstreamStatus,
 };
 use crate::domain::{
-    License, LicenseId, LicenseState, Operation, OperationKind, PanelCatalog, Phase,
+    EventKind, License, LicenseId, LicenseState, Operation, OperationKind, PanelCatalog, Phase,
     UpstreamFailure,
 };
 use crate::store::{Store, StoreError};
@@ -62,12 +62,12 @@ impl Default for WorkflowConfig {
 /// Runs operations; cheap to clone.
 #[derive(Clone)]
 pub struct Worker {
-    store: Arc<dyn Store>,
-    upstream: Arc<dyn Billmanager>,
+    pub(super) store: Arc<dyn Store>,
+    pub(super) upstream: Arc<dyn Billmanager>,
     work: Arc<Notify>,
     changes: broadcast::Sender<LicenseId>,
     catalog: Arc<PanelCatalog>,
-    config: WorkflowConfig,
+    pub(super) config: WorkflowConfig,
     owner: Arc<str>,
 }
 
@@ -153,19 +153,29 @@ impl Worker {
         let span = tracing::info_span!("operation", op_id = op.id, license_id = %license.id, kind = op.kind.name(), phase = op.phase.as_str());
         match op.kind {
             OperationKind::Order => self.advance_order(op, license).instrument(span).await?,
+            _ => self.advance_change(op, license).instrument(span).await?,
         }
         Ok(true)
     }
 
-    async fn save(
+    /// Commits `op` and `license`, with an event for every visible change since the
+    /// license was last saved.
+    pub(super) async fn save(
         &self,
         op: &Operation,
         license: &mut License,
         release: bool,
     ) -> Result<(), StoreError> {
-        license.update_time = OffsetDateTime::now_utc();
+        let before = self.store.get_license(license.id).await?;
+        let events = before
+            .as_ref()
+            .map(|b| EventKind::between(b, license))
+            .unwrap_or_default();
+        if !events.is_empty() || before.as_ref() != Some(license) {
+            license.update_time = OffsetDateTime::now_utc();
+        }
         self.store
-            .save_progress(&self.owner, op, license, release)
+            .save_progress(&self.owner, op, license, &events, release)
             .await?;
         let _ = self.changes.send(license.id);
         Ok(())
@@ -372,7 +382,7 @@ impl Worker {
     }
 
     /// `poll_initial × 2^(n-1)`, capped, from now.
-    fn backoff(&self, n: u32, cap: Duration) -> OffsetDateTime {
+    pub(super) fn backoff(&self, n: u32, cap: Duration) -> OffsetDateTime {
         let exp = n.saturating_sub(1).min(16);
         let delay = self.config.poll_initial.saturating_mul(1 << exp).min(cap);
         OffsetDateTime::now_utc() + delay
@@ -393,7 +403,7 @@ fn find_ours<'a>(all: &'a [UpstreamLicense], ours: &str) -> Option<&'a UpstreamL
         })
 }
 
-fn failure(e: &UpstreamError) -> UpstreamFailure {
+pub(super) fn failure(e: &UpstreamError) -> UpstreamFailure {
     let code = match e {
         UpstreamError::Refused { .. } => "UPSTREAM_REFUSED",
         UpstreamError::Auth(_) => "UPSTREAM_AUTH_FAILED",
@@ -406,7 +416,7 @@ fn failure(e: &UpstreamError) -> UpstreamFailure {
     }
 }
 
-fn parse_date(s: &str) -> Option<OffsetDateTime> {
+pub(super) fn parse_date(s: &str) -> Option<OffsetDateTime> {
     let format = format_description!("[year]-[month]-[day]");
     Date::parse(s, &format)
         .ok()

@@ -3,7 +3,9 @@
 use anyhow::{Context, anyhow};
 use time::OffsetDateTime;
 
-use crate::domain::{LicenseId, LicenseIp, LicenseState, OperationKind, Period, Phase};
+use crate::domain::{
+    EventKind, License, LicenseId, LicenseIp, LicenseState, OperationKind, Period, Phase,
+};
 
 /// Timestamps are stored as unix microseconds: exact, sortable, the same in both
 /// databases.
@@ -56,4 +58,17 @@ pub(crate) fn decode_page_token(token: &str) -> Option<LicenseId> {
     token
         .strip_prefix('a')
         .and_then(|s| LicenseId::parse(s).ok())
+}
+
+pub(crate) fn license_to_json(license: &License) -> String {
+    serde_json::to_string(license).expect("licenses serialize")
+}
+
+pub(crate) fn license_from_json(s: &str) -> anyhow::Result<License> {
+    serde_json::from_str(s).context("stored license snapshot is unreadable")
+}
+
+pub(crate) fn event_kind(s: &str) -> anyhow::Result<EventKind> {
+    serde_json::from_value(serde_json::Value::String(s.to_owned()))
+        .with_context(|| format!("stored event kind {s:?} is unknown"))
 }

@@ -2,16 +2,21 @@
 //! implementation. Every method is one transaction.
 
 mod codec;
+mod postgres;
 mod sqlite;
 
+pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
-use crate::domain::{ClientName, License, LicenseId, LicenseState, Operation, ServerId};
+use crate::domain::{
+    ClientName, Event, EventKind, License, LicenseId, LicenseState, Operation, ServerId,
+};
 
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +28,9 @@ pub enum StoreError {
     /// A page token that this store did not issue.
     #[error("invalid page token")]
     BadPageToken,
+    /// The license already has an operation that has not finished.
+    #[error("license {0} has an operation in progress")]
+    OperationInProgress(LicenseId),
     /// Anything else (connection, constraint, corrupt row); maps to an internal error.
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
@@ -64,10 +72,22 @@ pub struct Page<T> {
 /// What the service needs from a database.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
-    /// Stores a PENDING license with its first operation, unless the client's server
-    /// already has a live license: then returns that one and stores nothing.
+    /// Stores a PENDING license with its first operation and a `CREATED` event, unless
+    /// the client's server already has a live license: then returns that one and stores
+    /// nothing.
     async fn insert_order(&self, license: &License, op: &Operation)
     -> Result<Inserted, StoreError>;
+
+    /// Queues operations on an existing license, in order, unless it already has an
+    /// open one ([`StoreError::OperationInProgress`]). Returns their ids.
+    async fn insert_operations(
+        &self,
+        license_id: LicenseId,
+        ops: &[Operation],
+    ) -> Result<Vec<i64>, StoreError>;
+
+    /// One operation by id.
+    async fn get_operation(&self, id: i64) -> Result<Option<Operation>, StoreError>;
 
     /// One license by id.
     async fn get_license(&self, id: LicenseId) -> Result<Option<License>, StoreError>;
@@ -87,8 +107,8 @@ pub trait Store: Send + Sync + 'static {
         page_token: Option<&str>,
     ) -> Result<Page<License>, StoreError>;
 
-    /// Claims the next due operation whose lease is free or expired, leasing it to
-    /// `owner` until `now + lease`.
+    /// Claims the next due operation whose lease is free or expired and that is the
+    /// oldest open operation of its license, leasing it to `owner` until `now + lease`.
     async fn claim_operation(
         &self,
         owner: &str,
@@ -96,15 +116,25 @@ pub trait Store: Send + Sync + 'static {
         lease: Duration,
     ) -> Result<Option<Operation>, StoreError>;
 
-    /// Saves an operation's progress and its license in one transaction, only while
-    /// `owner` still holds the lease; releases the lease when `release` is set.
+    /// Saves an operation's progress, its license and the events of the change in one
+    /// transaction, only while `owner` still holds the lease; releases the lease when
+    /// `release` is set.
     async fn save_progress(
         &self,
         owner: &str,
         op: &Operation,
         license: &License,
+        events: &[EventKind],
         release: bool,
     ) -> Result<(), StoreError>;
+
+    /// Events after `after_id`, oldest first, at most `limit`; only `client`'s when set.
+    async fn events_after(
+        &self,
+        after_id: i64,
+        limit: u32,
+        client: Option<&ClientName>,
+    ) -> Result<Vec<Event>, StoreError>;
 
     /// The earliest moment an open operation becomes due, if any.
     async fn next_due(&self) -> Result<Option<OffsetDateTime>, StoreError>;
@@ -112,3 +142,18 @@ pub trait Store: Send + Sync + 'static {
     /// Checks that the database answers.
     async fn ping(&self) -> Result<(), StoreError>;
 }
+
+/// Opens the store a database URL names: `sqlite:…` for [`SqliteStore`],
+/// `postgres://…` or `postgresql://…` for [`PgStore`]; applies the migrations.
+pub async fn connect(url: &str) -> anyhow::Result<Arc<dyn Store>> {
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStore::connect(url).await?))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(PgStore::connect(url).await?))
+    } else {
+        anyhow::bail!("unsupported database URL: expected sqlite:…, postgres://… or postgresql://…")
+    }
+}
+
+#[cfg(test)]
+mod tests;

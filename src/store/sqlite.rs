@@ -17,7 +17,8 @@ use time::OffsetDateTime;
 use super::codec::{self, from_micros, to_micros};
 use super::{Inserted, LicenseFilter, Page, Store, StoreError};
 use crate::domain::{
-    ClientName, Hostname, License, LicenseId, Operation, ServerId, UpstreamFailure,
+    ClientName, Event, EventKind, Hostname, License, LicenseId, Operation, ServerId,
+    UpstreamFailure,
 };
 
 /// SQLite-backed [`Store`].
@@ -149,6 +150,46 @@ async fn live_license(
     row.as_ref().map(license_from_row).transpose()
 }
 
+async fn insert_event(
+    tx: &mut Transaction<'static, Sqlite>,
+    kind: EventKind,
+    license: &License,
+) -> anyhow::Result<()> {
+    sqlx::query(
+        "INSERT INTO events (license_id, client, kind, license, time) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )
+    .bind(license.id.to_string())
+    .bind(license.client.as_str())
+    .bind(kind.as_str())
+    .bind(codec::license_to_json(license))
+    .bind(to_micros(license.update_time))
+    .execute(&mut **tx)
+    .await
+    .context("cannot record an event")?;
+    Ok(())
+}
+
+async fn insert_operation(
+    tx: &mut Transaction<'static, Sqlite>,
+    op: &Operation,
+) -> anyhow::Result<i64> {
+    let now = to_micros(OffsetDateTime::now_utc());
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO operations (license_id, kind, params, phase, attempt, checks, run_after, \
+         create_time, update_time) VALUES (?1, ?2, ?3, ?4, 0, 0, ?5, ?6, ?6) RETURNING id",
+    )
+    .bind(op.license_id.to_string())
+    .bind(op.kind.name())
+    .bind(codec::kind_to_json(&op.kind))
+    .bind(op.phase.as_str())
+    .bind(to_micros(op.run_after))
+    .bind(now)
+    .fetch_one(&mut **tx)
+    .await
+    .context("cannot insert the operation")?;
+    Ok(id)
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn insert_order(
@@ -193,21 +234,49 @@ impl Store for SqliteStore {
                     .into());
             }
         }
-        sqlx::query(
-            "INSERT INTO operations (license_id, kind, params, phase, attempt, checks, run_after, \
-             create_time, update_time) VALUES (?1, ?2, ?3, ?4, 0, 0, ?5, ?6, ?6)",
-        )
-        .bind(license.id.to_string())
-        .bind(op.kind.name())
-        .bind(codec::kind_to_json(&op.kind))
-        .bind(op.phase.as_str())
-        .bind(to_micros(op.run_after))
-        .bind(to_micros(license.create_time))
-        .execute(&mut *tx)
-        .await
-        .context("cannot insert the operation")?;
+        insert_operation(&mut tx, op).await?;
+        insert_event(&mut tx, EventKind::Created, license).await?;
         tx.commit().await.context("cannot commit the order")?;
         Ok(Inserted::Created(license.clone()))
+    }
+
+    async fn insert_operations(
+        &self,
+        license_id: LicenseId,
+        ops: &[Operation],
+    ) -> Result<Vec<i64>, StoreError> {
+        let mut tx = self.write_tx().await?;
+        // The write lock is held from BEGIN IMMEDIATE, so this check and the inserts
+        // cannot interleave with another request's.
+        let open: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM operations WHERE license_id = ?1 \
+             AND phase NOT IN ('DONE', 'FAILED')",
+        )
+        .bind(license_id.to_string())
+        .fetch_one(&mut *tx)
+        .await
+        .context("cannot read open operations")?;
+        if open > 0 {
+            return Err(StoreError::OperationInProgress(license_id));
+        }
+        let mut ids = Vec::with_capacity(ops.len());
+        for op in ops {
+            ids.push(insert_operation(&mut tx, op).await?);
+        }
+        tx.commit().await.context("cannot commit the operations")?;
+        Ok(ids)
+    }
+
+    async fn get_operation(&self, id: i64) -> Result<Option<Operation>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, license_id, params, phase, attempt, checks, failures, run_after, \
+             last_error FROM operations WHERE id = ?1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .context("cannot read the operation")?;
+        Ok(row.as_ref().map(operation_from_row).transpose()?)
     }
 
     async fn get_license(&self, id: LicenseId) -> Result<Option<License>, StoreError> {
@@ -292,10 +361,13 @@ impl Store for SqliteStore {
         // never claim the same row.
         let row = sqlx::query(
             "UPDATE operations SET lease_owner = ?1, lease_until = ?2, update_time = ?3 \
-             WHERE id = (SELECT id FROM operations \
-                         WHERE phase NOT IN ('DONE', 'FAILED') AND run_after <= ?3 \
-                           AND (lease_until IS NULL OR lease_until < ?3) \
-                         ORDER BY run_after, id LIMIT 1) \
+             WHERE id = (SELECT o.id FROM operations o \
+                         WHERE o.phase NOT IN ('DONE', 'FAILED') AND o.run_after <= ?3 \
+                           AND (o.lease_until IS NULL OR o.lease_until < ?3) \
+                           AND NOT EXISTS (SELECT 1 FROM operations p \
+                               WHERE p.license_id = o.license_id AND p.id < o.id \
+                                 AND p.phase NOT IN ('DONE', 'FAILED')) \
+                         ORDER BY o.run_after, o.id LIMIT 1) \
              RETURNING id, license_id, params, phase, attempt, checks, failures, run_after, last_error",
         )
         .bind(owner)
@@ -312,6 +384,7 @@ impl Store for SqliteStore {
         owner: &str,
         op: &Operation,
         license: &License,
+        events: &[EventKind],
         release: bool,
     ) -> Result<(), StoreError> {
         let mut tx = self.write_tx().await?;
@@ -360,8 +433,41 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await
         .context("cannot save the license")?;
+        for kind in events {
+            insert_event(&mut tx, *kind, license).await?;
+        }
         tx.commit().await.context("cannot commit progress")?;
         Ok(())
+    }
+
+    async fn events_after(
+        &self,
+        after_id: i64,
+        limit: u32,
+        client: Option<&ClientName>,
+    ) -> Result<Vec<Event>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, kind, license, time FROM events WHERE id > ?1 \
+             AND (?2 IS NULL OR client = ?2) ORDER BY id LIMIT ?3",
+        )
+        .bind(after_id)
+        .bind(client.map(|c| c.as_str().to_owned()))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .context("cannot read events")?;
+        let events = rows
+            .iter()
+            .map(|row| -> anyhow::Result<Event> {
+                Ok(Event {
+                    id: row.try_get("id")?,
+                    kind: codec::event_kind(row.try_get("kind")?)?,
+                    license: codec::license_from_json(row.try_get("license")?)?,
+                    time: from_micros(row.try_get("time")?)?,
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(events)
     }
 
     async fn next_due(&self) -> Result<Option<OffsetDateTime>, StoreError> {

@@ -5,6 +5,7 @@ mod helpers;
 
 mod errors;
 mod health;
+mod lifecycle;
 mod listing;
 mod ordering;
 mod panels;

@@ -1,0 +1,63 @@
+//! `GET /v1/events`: the change feed as Server-Sent Events. Each event's `id:` is its
+//! feed id, so a browser or client that reconnects with `Last-Event-ID` resumes
+//! exactly after the last event it received.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use futures::{Stream, StreamExt};
+use serde::Deserialize;
+
+use super::AppState;
+use super::error::ApiError;
+use crate::api::event_to_pb;
+use crate::domain::ClientName;
+
+/// Query of `GET /v1/events`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EventsQuery {
+    after_event_id: Option<i64>,
+}
+
+/// `GET /v1/events[?afterEventId=N]`, or `Last-Event-ID: N`.
+pub async fn stream(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<EventsQuery>,
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+    let from_header = match headers.get("last-event-id") {
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(|s| s.trim().parse::<i64>().ok())
+                .ok_or_else(|| ApiError::field("Last-Event-ID", "must be an event id"))?,
+        ),
+        None => None,
+    };
+    let after = from_header.or(query.after_event_id).unwrap_or(0);
+    let events = state
+        .service
+        .watch(Some(ClientName::anonymous()), after)
+        .map(|item| {
+            Ok(match item {
+                Ok(event) => {
+                    let pb = event_to_pb(&event);
+                    let kind = pb.kind().as_str_name();
+                    SseEvent::default()
+                        .id(event.id.to_string())
+                        .event(kind)
+                        .json_data(&pb)
+                        .unwrap_or_else(|_| SseEvent::default().comment("unserializable event"))
+                }
+                Err(e) => {
+                    tracing::warn!(error.message = %e, "change feed read failed");
+                    SseEvent::default().event("error").data(e.code())
+                }
+            })
+        });
+    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}

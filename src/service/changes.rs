@@ -1,0 +1,289 @@
+//! Operations that change a license that already exists upstream: renew, change IP,
+//! change panel, suspend, resume, cancel, reissue key. Each one goes RECEIVED →
+//! INTENT (committed) → upstream call → CONFIRMED → DONE; after an unknown outcome the
+//! license's upstream details tell whether the change was already made, so a paid
+//! change (renewal, tariff change) is never sent twice.
+
+use time::OffsetDateTime;
+
+use super::worker::{Worker, failure, parse_date};
+use crate::billmanager::{UpstreamError, UpstreamLicense, UpstreamStatus};
+use crate::domain::{
+    License, LicenseIp, LicenseState, Operation, OperationKind, Period, Phase, UpstreamFailure,
+};
+use crate::store::StoreError;
+
+/// What a successful call told us beyond "done".
+enum Outcome {
+    Done,
+    NewExpiry(Option<String>),
+}
+
+impl Worker {
+    pub(super) async fn advance_change(
+        &self,
+        op: Operation,
+        license: License,
+    ) -> Result<(), StoreError> {
+        match op.phase {
+            Phase::Received => self.send_change(op, license).await,
+            Phase::Intent => self.recover_change(op, license).await,
+            Phase::Confirmed => self.finish_change(op, license).await,
+            Phase::Done | Phase::Failed => {
+                let mut license = license;
+                self.save(&op, &mut license, true).await
+            }
+        }
+    }
+
+    async fn send_change(&self, mut op: Operation, mut license: License) -> Result<(), StoreError> {
+        let Some(upstream_id) = license.upstream_id else {
+            return self
+                .fail_change(
+                    op,
+                    license,
+                    "NO_UPSTREAM_LICENSE",
+                    "the license was never ordered upstream".into(),
+                )
+                .await;
+        };
+        op.phase = Phase::Intent;
+        op.attempt += 1;
+        op.checks = 0;
+        self.save(&op, &mut license, false).await?;
+        tracing::info!(attempt = op.attempt, "sending the change upstream");
+        let up = &self.upstream;
+        let result = match &op.kind {
+            OperationKind::Renew { period, .. } => up
+                .renew_license(upstream_id, *period)
+                .await
+                .map(Outcome::NewExpiry),
+            OperationKind::ChangeIp { ip } => match ip.parse() {
+                Ok(ip) => up.change_ip(upstream_id, ip).await.map(|()| Outcome::Done),
+                Err(_) => Err(UpstreamError::Refused {
+                    kind: "value".into(),
+                    object: Some("ip".into()),
+                    message: "invalid IP address".into(),
+                }),
+            },
+            OperationKind::ChangePanel {
+                tariff_id, period, ..
+            } => up
+                .change_tariff(upstream_id, *tariff_id, *period)
+                .await
+                .map(|()| Outcome::Done),
+            OperationKind::Suspend => up
+                .suspend_license(upstream_id)
+                .await
+                .map(|()| Outcome::Done),
+            OperationKind::Resume => up.resume_license(upstream_id).await.map(|()| Outcome::Done),
+            OperationKind::Cancel => up.delete_license(upstream_id).await.map(|()| Outcome::Done),
+            OperationKind::ReissueKey { .. } => {
+                up.reissue_key(upstream_id).await.map(|()| Outcome::Done)
+            }
+            OperationKind::Order => unreachable!("orders have their own path"),
+        };
+        match result {
+            Ok(outcome) => {
+                if let Outcome::NewExpiry(Some(date)) = &outcome
+                    && let Some(t) = parse_date(date)
+                {
+                    license.expire_time = Some(t);
+                }
+                self.confirm_change(op, license).await
+            }
+            Err(e @ UpstreamError::Refused { .. }) => {
+                tracing::warn!(error.message = %e, "upstream refused the change");
+                let f = failure(&e);
+                self.fail_change(op, license, &f.code, f.message).await
+            }
+            Err(e) if e.is_definite() => {
+                op.phase = Phase::Received;
+                op.failures += 1;
+                op.run_after = self.backoff(op.failures, self.config.retry_max);
+                op.last_error = Some(e.to_string());
+                license.last_error = Some(failure(&e));
+                self.save(&op, &mut license, true).await
+            }
+            Err(e) => {
+                tracing::warn!(error.message = %e, "change outcome unknown; recovering");
+                op.run_after = OffsetDateTime::now_utc() + self.config.settle_interval / 4;
+                op.last_error = Some(e.to_string());
+                self.save(&op, &mut license, true).await
+            }
+        }
+    }
+
+    /// The change is made upstream: apply it here, then finish.
+    async fn confirm_change(
+        &self,
+        mut op: Operation,
+        mut license: License,
+    ) -> Result<(), StoreError> {
+        apply(&op.kind, &mut license);
+        license.last_error = None;
+        op.phase = Phase::Confirmed;
+        op.checks = 0;
+        op.failures = 0;
+        op.last_error = None;
+        op.run_after = OffsetDateTime::now_utc();
+        self.save(&op, &mut license, false).await?;
+        self.finish_change(op, license).await
+    }
+
+    /// Reads the upstream license once more to pick up what the change produced (the
+    /// new key, the new expiry).
+    async fn finish_change(
+        &self,
+        mut op: Operation,
+        mut license: License,
+    ) -> Result<(), StoreError> {
+        let Some(upstream_id) = license.upstream_id else {
+            return Err(StoreError::Unexpected(anyhow::anyhow!("no upstream id")));
+        };
+        if matches!(op.kind, OperationKind::Cancel) {
+            op.phase = Phase::Done;
+            return self.save(&op, &mut license, true).await;
+        }
+        match self.upstream.license_details(upstream_id).await {
+            Ok(details) => {
+                if let OperationKind::ReissueKey { previous_key } = &op.kind
+                    && (details.license_key.is_none() || details.license_key == *previous_key)
+                {
+                    op.checks += 1;
+                    op.run_after = self.backoff(op.checks, self.config.poll_max);
+                    return self.save(&op, &mut license, true).await;
+                }
+                if details.license_key.is_some() {
+                    license.license_key = details.license_key.clone();
+                }
+                if let Some(t) = details.expire_date.as_deref().and_then(parse_date) {
+                    license.expire_time = Some(t);
+                }
+                op.phase = Phase::Done;
+                tracing::info!("change done");
+                self.save(&op, &mut license, true).await
+            }
+            Err(e) => {
+                op.failures += 1;
+                op.last_error = Some(e.to_string());
+                op.run_after = self.backoff(op.failures, self.config.retry_max);
+                self.save(&op, &mut license, true).await
+            }
+        }
+    }
+
+    /// After an unknown outcome: was the change made?
+    async fn recover_change(
+        &self,
+        mut op: Operation,
+        mut license: License,
+    ) -> Result<(), StoreError> {
+        let Some(upstream_id) = license.upstream_id else {
+            return Err(StoreError::Unexpected(anyhow::anyhow!("no upstream id")));
+        };
+        match self.upstream.license_details(upstream_id).await {
+            Ok(details) if applied(&op.kind, &details, &license) => {
+                tracing::info!("the change is visible upstream; confirming it");
+                op.failures = 0;
+                self.confirm_change(op, license).await
+            }
+            Ok(_) => {
+                op.failures = 0;
+                op.checks += 1;
+                if op.checks >= self.config.settle_checks {
+                    tracing::info!(
+                        "the change is not visible upstream after the settle period; sending again"
+                    );
+                    op.phase = Phase::Received;
+                    op.run_after = OffsetDateTime::now_utc();
+                } else {
+                    op.run_after = OffsetDateTime::now_utc() + self.config.settle_interval;
+                }
+                self.save(&op, &mut license, true).await
+            }
+            Err(e) => {
+                op.failures += 1;
+                op.last_error = Some(e.to_string());
+                if op.failures >= self.config.max_lookup_failures {
+                    op.phase = Phase::Failed;
+                    license.state = LicenseState::NeedsAttention;
+                    license.last_error = Some(UpstreamFailure {
+                        code: "UPSTREAM_OUTCOME_UNKNOWN".into(),
+                        message: format!(
+                            "{} may have been carried out upstream but could not be confirmed: {e}",
+                            op.kind.name()
+                        ),
+                    });
+                } else {
+                    op.run_after = self.backoff(op.failures, self.config.settle_interval);
+                }
+                self.save(&op, &mut license, true).await
+            }
+        }
+    }
+
+    async fn fail_change(
+        &self,
+        mut op: Operation,
+        mut license: License,
+        code: &str,
+        message: String,
+    ) -> Result<(), StoreError> {
+        op.phase = Phase::Failed;
+        op.last_error = Some(message.clone());
+        license.last_error = Some(UpstreamFailure {
+            code: code.to_owned(),
+            message,
+        });
+        self.save(&op, &mut license, true).await
+    }
+}
+
+/// Whether the upstream's view of the license shows the change made.
+fn applied(kind: &OperationKind, d: &UpstreamLicense, license: &License) -> bool {
+    match kind {
+        OperationKind::Renew {
+            previous_expiry, ..
+        } => match (&d.expire_date, previous_expiry) {
+            // ISO dates compare correctly as text.
+            (Some(now), Some(before)) => now > before,
+            _ => false,
+        },
+        OperationKind::ChangeIp { ip } => d.ip.as_deref() == Some(ip.as_str()),
+        OperationKind::ChangePanel { tariff_id, .. } => d.tariff_id == Some(*tariff_id),
+        OperationKind::Suspend => d.status == UpstreamStatus::Suspended,
+        OperationKind::Resume => {
+            d.status == UpstreamStatus::Active && license.state == LicenseState::Suspended
+        }
+        OperationKind::Cancel => d.status == UpstreamStatus::Deleted,
+        OperationKind::ReissueKey { previous_key } => d.license_key != *previous_key,
+        OperationKind::Order => false,
+    }
+}
+
+/// The local effect of a change made upstream.
+fn apply(kind: &OperationKind, license: &mut License) {
+    match kind {
+        OperationKind::Renew { .. } | OperationKind::ReissueKey { .. } | OperationKind::Order => {}
+        OperationKind::ChangeIp { ip } => {
+            if let Ok(ip) = LicenseIp::parse(ip, "ip") {
+                license.ip = ip;
+            }
+        }
+        OperationKind::ChangePanel {
+            tariff_id,
+            panel,
+            period,
+        } => {
+            license.tariff_id = *tariff_id;
+            license.panel = panel.clone();
+            if license.period == Period::Trial {
+                license.period = Period::from_upstream(*period).unwrap_or(Period::Month);
+            }
+        }
+        OperationKind::Suspend => license.state = LicenseState::Suspended,
+        OperationKind::Resume => license.state = LicenseState::Active,
+        OperationKind::Cancel => license.state = LicenseState::Cancelled,
+    }
+}

@@ -1,0 +1,581 @@
+//! The PostgreSQL store, for several replicas sharing one database. Transactions run at
+//! READ COMMITTED: uniqueness is decided by the partial unique index (`ON CONFLICT`),
+//! work is shared by claiming rows with `FOR UPDATE SKIP LOCKED`, and progress is fenced
+//! by the lease owner, so no stronger isolation is needed.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context;
+use async_trait::async_trait;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
+use sqlx::{Connection, PgExecutor, Row};
+use time::OffsetDateTime;
+
+use super::codec::{self, from_micros, to_micros};
+use super::{Inserted, LicenseFilter, Page, Store, StoreError};
+use crate::domain::{
+    ClientName, Event, EventKind, Hostname, License, LicenseId, Operation, ServerId,
+    UpstreamFailure,
+};
+
+/// PostgreSQL-backed [`Store`].
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+const LICENSE_COLUMNS: &str = "id, client, server_id, ip, hostname, panel, tariff_id, nodes, \
+     period, auto_renew, state, license_key, upstream_id, expire_time, last_error_code, \
+     last_error_message, create_time, update_time";
+
+/// Connections per process; every replica has its own pool.
+const MAX_CONNECTIONS: u32 = 16;
+
+/// The advisory lock key that serialises migrations across replicas ("lfmigrat").
+/// Advisory locks are scoped to the current database, so one constant suffices.
+const MIGRATION_LOCK: i64 = 0x6c66_6d69_6772_6174;
+
+/// The transaction-level advisory lock ("lfevents") held from the first event insert
+/// to commit. Identity values are taken at insert time, not at commit, so without it a
+/// transaction with a smaller event id could commit after a reader has already moved
+/// past a larger one; with it, event ids increase in commit order, as the feed needs.
+const EVENTS_LOCK: i64 = 0x6c66_6576_656e_7473;
+
+/// How many times a transaction that hit a serialization failure or a deadlock
+/// (SQLSTATE 40001 / 40P01) is run in all.
+const MAX_ATTEMPTS: u32 = 5;
+
+impl PgStore {
+    /// Connects to the database at `url` (`postgres://…` or `postgresql://…`) and
+    /// applies the migrations. Replicas starting together are safe: migrations run
+    /// under an advisory lock.
+    pub async fn connect(url: &str) -> anyhow::Result<Self> {
+        let options = PgConnectOptions::from_str(url)
+            .context("invalid PostgreSQL database URL")?
+            .application_name("license-facade");
+        migrate(&options).await?;
+        let pool = PgPoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await
+            .context("cannot connect to PostgreSQL")?;
+        Ok(Self { pool })
+    }
+
+    /// One attempt at [`Store::insert_order`]; `Ok(None)` means the live license we
+    /// collided with left the live states before we could read it, so inserting again
+    /// may now succeed.
+    async fn try_insert_order(
+        &self,
+        license: &License,
+        op: &Operation,
+    ) -> Result<Option<Inserted>, StoreError> {
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .context("cannot begin a transaction")?;
+        // The partial unique index decides; a pre-check would race. `ON CONFLICT` on
+        // it waits for a concurrent insert of the same server to commit or roll back,
+        // and then skips the row instead of aborting the transaction.
+        let inserted = sqlx::query(
+            "INSERT INTO licenses (id, client, server_id, ip, hostname, panel, tariff_id, nodes, \
+             period, auto_renew, state, license_key, upstream_id, expire_time, last_error_code, \
+             last_error_message, create_time, update_time) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, NULL, NULL, NULL, NULL, NULL, $12, $12) \
+             ON CONFLICT (client, server_id) WHERE state NOT IN ('CANCELLED', 'FAILED') DO NOTHING",
+        )
+        .bind(license.id.to_string())
+        .bind(license.client.as_str())
+        .bind(license.server_id.as_str())
+        .bind(license.ip.to_string())
+        .bind(license.hostname.as_ref().map(|h| h.as_str().to_owned()))
+        .bind(&license.panel)
+        .bind(i64::from(license.tariff_id))
+        .bind(license.nodes.map(i64::from))
+        .bind(i64::from(license.period.upstream_value()))
+        .bind(license.auto_renew)
+        .bind(license.state.as_str())
+        .bind(to_micros(license.create_time))
+        .execute(&mut *tx)
+        .await
+        .context("cannot insert the license")?;
+        if inserted.rows_affected() == 0 {
+            // READ COMMITTED: this new statement's snapshot includes the conflicting
+            // row, whose transaction has committed by now.
+            let existing = live_license(&mut *tx, &license.client, &license.server_id)
+                .await
+                .context("cannot read the server's live license")?;
+            tx.rollback().await.context("cannot roll back")?;
+            return Ok(existing.map(Inserted::Existing));
+        }
+        insert_operation(&mut tx, op).await?;
+        insert_events(&mut tx, &[EventKind::Created], license).await?;
+        tx.commit().await.context("cannot commit the order")?;
+        Ok(Some(Inserted::Created(license.clone())))
+    }
+}
+
+/// Applies the migrations on one dedicated session holding [`MIGRATION_LOCK`], so
+/// replicas starting together apply them one at a time (the later ones find nothing
+/// to do). sqlx's migrator takes its own advisory lock too; ours does not depend on
+/// that default, and closing the session releases both even when a migration fails
+/// (sqlx returns before its unlock then).
+async fn migrate(options: &PgConnectOptions) -> anyhow::Result<()> {
+    let mut conn = PgConnection::connect_with(options)
+        .await
+        .context("cannot connect to PostgreSQL")?;
+    let result = async {
+        sqlx::query("SELECT pg_advisory_lock($1)")
+            .bind(MIGRATION_LOCK)
+            .execute(&mut conn)
+            .await
+            .context("cannot take the migration lock")?;
+        sqlx::migrate!("./migrations/postgres")
+            .run(&mut conn)
+            .await
+            .context("cannot apply the PostgreSQL migrations")
+    }
+    .await;
+    // Ending the session releases the lock; a failure to say goodbye cleanly does not
+    // matter once the migrations are committed.
+    let _ = conn.close().await;
+    result
+}
+
+/// Whether `error` is a serialization failure or a deadlock, after which the whole
+/// transaction may simply run again.
+fn is_transient(error: &anyhow::Error) -> bool {
+    error
+        .chain()
+        .filter_map(|cause| cause.downcast_ref::<sqlx::Error>())
+        .any(|e| match e {
+            sqlx::Error::Database(db) => matches!(db.code().as_deref(), Some("40001" | "40P01")),
+            _ => false,
+        })
+}
+
+async fn backoff(attempt: u32) {
+    let jitter = rand::random_range(0..10);
+    tokio::time::sleep(Duration::from_millis(10 * u64::from(attempt) + jitter)).await;
+}
+
+fn license_from_row(row: &PgRow) -> anyhow::Result<License> {
+    let error_code: Option<String> = row.try_get("last_error_code")?;
+    let error_message: Option<String> = row.try_get("last_error_message")?;
+    let hostname: Option<String> = row.try_get("hostname")?;
+    Ok(License {
+        id: codec::license_id(row.try_get("id")?)?,
+        client: ClientName::new(row.try_get::<String, _>("client")?),
+        server_id: ServerId::parse(row.try_get("server_id")?, "serverId")
+            .map_err(|e| anyhow::anyhow!("stored server id is invalid: {e}"))?,
+        ip: codec::ip(row.try_get("ip")?)?,
+        hostname: match hostname {
+            Some(h) => Hostname::parse(&h, "hostname")
+                .map_err(|e| anyhow::anyhow!("stored hostname is invalid: {e}"))?,
+            None => None,
+        },
+        panel: row.try_get("panel")?,
+        tariff_id: u32::try_from(row.try_get::<i64, _>("tariff_id")?)?,
+        nodes: row
+            .try_get::<Option<i64>, _>("nodes")?
+            .map(u32::try_from)
+            .transpose()?,
+        period: codec::period(row.try_get("period")?)?,
+        auto_renew: row.try_get("auto_renew")?,
+        state: codec::state(row.try_get("state")?)?,
+        license_key: row.try_get("license_key")?,
+        upstream_id: row
+            .try_get::<Option<i64>, _>("upstream_id")?
+            .map(u64::try_from)
+            .transpose()?,
+        expire_time: row
+            .try_get::<Option<i64>, _>("expire_time")?
+            .map(from_micros)
+            .transpose()?,
+        create_time: from_micros(row.try_get("create_time")?)?,
+        update_time: from_micros(row.try_get("update_time")?)?,
+        last_error: error_code.map(|code| UpstreamFailure {
+            code,
+            message: error_message.unwrap_or_default(),
+        }),
+    })
+}
+
+fn operation_from_row(row: &PgRow) -> anyhow::Result<Operation> {
+    Ok(Operation {
+        id: row.try_get("id")?,
+        license_id: codec::license_id(row.try_get("license_id")?)?,
+        kind: codec::kind_from_json(row.try_get("params")?)?,
+        phase: codec::phase(row.try_get("phase")?)?,
+        attempt: u32::try_from(row.try_get::<i64, _>("attempt")?)?,
+        checks: u32::try_from(row.try_get::<i64, _>("checks")?)?,
+        failures: u32::try_from(row.try_get::<i64, _>("failures")?)?,
+        run_after: from_micros(row.try_get("run_after")?)?,
+        last_error: row.try_get("last_error")?,
+    })
+}
+
+async fn insert_operation(conn: &mut PgConnection, op: &Operation) -> anyhow::Result<i64> {
+    let now = to_micros(OffsetDateTime::now_utc());
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO operations (license_id, kind, params, phase, attempt, checks, run_after, \
+         create_time, update_time) VALUES ($1, $2, $3, $4, 0, 0, $5, $6, $6) RETURNING id",
+    )
+    .bind(op.license_id.to_string())
+    .bind(op.kind.name())
+    .bind(codec::kind_to_json(&op.kind))
+    .bind(op.phase.as_str())
+    .bind(to_micros(op.run_after))
+    .bind(now)
+    .fetch_one(conn)
+    .await
+    .context("cannot insert the operation")?;
+    Ok(id)
+}
+
+/// Records `kinds` for `license`; call it last before commit, since it serialises
+/// event-writing transactions from here on (see [`EVENTS_LOCK`]).
+async fn insert_events(
+    conn: &mut PgConnection,
+    kinds: &[EventKind],
+    license: &License,
+) -> anyhow::Result<()> {
+    if kinds.is_empty() {
+        return Ok(());
+    }
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(EVENTS_LOCK)
+        .execute(&mut *conn)
+        .await
+        .context("cannot take the events lock")?;
+    let snapshot = codec::license_to_json(license);
+    for kind in kinds {
+        sqlx::query(
+            "INSERT INTO events (license_id, client, kind, license, time) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(license.id.to_string())
+        .bind(license.client.as_str())
+        .bind(kind.as_str())
+        .bind(&snapshot)
+        .bind(to_micros(license.update_time))
+        .execute(&mut *conn)
+        .await
+        .context("cannot record an event")?;
+    }
+    Ok(())
+}
+
+async fn live_license(
+    executor: impl PgExecutor<'_>,
+    client: &ClientName,
+    server_id: &ServerId,
+) -> anyhow::Result<Option<License>> {
+    let sql = format!(
+        "SELECT {LICENSE_COLUMNS} FROM licenses WHERE client = $1 AND server_id = $2 \
+         AND state NOT IN ('CANCELLED', 'FAILED')"
+    );
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(client.as_str())
+        .bind(server_id.as_str())
+        .fetch_optional(executor)
+        .await?;
+    row.as_ref().map(license_from_row).transpose()
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn insert_order(
+        &self,
+        license: &License,
+        op: &Operation,
+    ) -> Result<Inserted, StoreError> {
+        let mut attempt = 1;
+        loop {
+            let error = match self.try_insert_order(license, op).await {
+                Ok(Some(inserted)) => return Ok(inserted),
+                Ok(None) => anyhow::anyhow!("the server's live license ended while being read"),
+                Err(StoreError::Unexpected(e)) if is_transient(&e) => e,
+                Err(e) => return Err(e),
+            };
+            if attempt == MAX_ATTEMPTS {
+                return Err(error
+                    .context(format!(
+                        "cannot insert the order in {MAX_ATTEMPTS} attempts"
+                    ))
+                    .into());
+            }
+            tracing::debug!(attempt, error = %format_args!("{error:#}"), "retrying the order insert");
+            backoff(attempt).await;
+            attempt += 1;
+        }
+    }
+
+    async fn insert_operations(
+        &self,
+        license_id: LicenseId,
+        ops: &[Operation],
+    ) -> Result<Vec<i64>, StoreError> {
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .context("cannot begin a transaction")?;
+        // The license row lock serialises requests for one license: a second request
+        // waits here until the first commits, and its check below (a new statement, so
+        // a new snapshot under READ COMMITTED) then sees the first one's operations.
+        sqlx::query("SELECT 1 FROM licenses WHERE id = $1 FOR NO KEY UPDATE")
+            .bind(license_id.to_string())
+            .execute(&mut *tx)
+            .await
+            .context("cannot lock the license")?;
+        let open: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM operations WHERE license_id = $1 \
+             AND phase NOT IN ('DONE', 'FAILED')",
+        )
+        .bind(license_id.to_string())
+        .fetch_one(&mut *tx)
+        .await
+        .context("cannot read open operations")?;
+        if open > 0 {
+            return Err(StoreError::OperationInProgress(license_id));
+        }
+        let mut ids = Vec::with_capacity(ops.len());
+        for op in ops {
+            ids.push(insert_operation(&mut tx, op).await?);
+        }
+        tx.commit().await.context("cannot commit the operations")?;
+        Ok(ids)
+    }
+
+    async fn get_operation(&self, id: i64) -> Result<Option<Operation>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, license_id, params, phase, attempt, checks, failures, run_after, \
+             last_error FROM operations WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .context("cannot read the operation")?;
+        Ok(row.as_ref().map(operation_from_row).transpose()?)
+    }
+
+    async fn get_license(&self, id: LicenseId) -> Result<Option<License>, StoreError> {
+        let sql = format!("SELECT {LICENSE_COLUMNS} FROM licenses WHERE id = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .context("cannot read the license")?;
+        Ok(row.as_ref().map(license_from_row).transpose()?)
+    }
+
+    async fn server_license(
+        &self,
+        client: Option<&ClientName>,
+        server_id: &ServerId,
+    ) -> Result<Option<License>, StoreError> {
+        let sql = format!(
+            "SELECT {LICENSE_COLUMNS} FROM licenses WHERE server_id = $1 \
+             AND ($2::TEXT IS NULL OR client = $2) \
+             ORDER BY state NOT IN ('CANCELLED', 'FAILED') DESC, id DESC LIMIT 1"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(server_id.as_str())
+            .bind(client.map(|c| c.as_str().to_owned()))
+            .fetch_optional(&self.pool)
+            .await
+            .context("cannot read the server's license")?;
+        Ok(row.as_ref().map(license_from_row).transpose()?)
+    }
+
+    async fn list_licenses(
+        &self,
+        filter: &LicenseFilter,
+        page_size: u32,
+        page_token: Option<&str>,
+    ) -> Result<Page<License>, StoreError> {
+        let after = match page_token {
+            Some(t) => Some(codec::decode_page_token(t).ok_or(StoreError::BadPageToken)?),
+            None => None,
+        };
+        let sql = format!(
+            "SELECT {LICENSE_COLUMNS} FROM licenses WHERE \
+             ($1::TEXT IS NULL OR client = $1) AND ($2::TEXT IS NULL OR server_id = $2) \
+             AND ($3::TEXT IS NULL OR ip = $3) AND ($4::BIGINT IS NULL OR tariff_id = $4) \
+             AND ($5::TEXT IS NULL OR state = $5) AND ($6::TEXT IS NULL OR id < $6) \
+             ORDER BY id DESC LIMIT $7"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(filter.client.as_ref().map(|c| c.as_str().to_owned()))
+            .bind(filter.server_id.as_ref().map(|s| s.as_str().to_owned()))
+            .bind(filter.ip.clone())
+            .bind(filter.tariff_id.map(i64::from))
+            .bind(filter.state.map(|s| s.as_str()))
+            .bind(after.map(|id| id.to_string()))
+            .bind(i64::from(page_size) + 1)
+            .fetch_all(&self.pool)
+            .await
+            .context("cannot list licenses")?;
+        let mut items = rows
+            .iter()
+            .map(license_from_row)
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let next_token = if items.len() > page_size as usize {
+            items.truncate(page_size as usize);
+            items.last().map(|l| codec::encode_page_token(&l.id))
+        } else {
+            None
+        };
+        Ok(Page { items, next_token })
+    }
+
+    async fn claim_operation(
+        &self,
+        owner: &str,
+        now: OffsetDateTime,
+        lease: Duration,
+    ) -> Result<Option<Operation>, StoreError> {
+        let now_us = to_micros(now);
+        let until = to_micros(now + lease);
+        // `SKIP LOCKED` passes over a row another replica is claiming right now; a row
+        // it claimed and committed meanwhile is re-checked against the lease condition
+        // and skipped too, so no two workers ever get the same operation.
+        let row = sqlx::query(
+            "UPDATE operations SET lease_owner = $1, lease_until = $2, update_time = $3 \
+             WHERE id = (SELECT o.id FROM operations o \
+                         WHERE o.phase NOT IN ('DONE', 'FAILED') AND o.run_after <= $3 \
+                           AND (o.lease_until IS NULL OR o.lease_until < $3) \
+                           AND NOT EXISTS (SELECT 1 FROM operations p \
+                               WHERE p.license_id = o.license_id AND p.id < o.id \
+                                 AND p.phase NOT IN ('DONE', 'FAILED')) \
+                         ORDER BY o.run_after, o.id LIMIT 1 \
+                         FOR UPDATE OF o SKIP LOCKED) \
+             RETURNING id, license_id, params, phase, attempt, checks, failures, run_after, last_error",
+        )
+        .bind(owner)
+        .bind(until)
+        .bind(now_us)
+        .fetch_optional(&self.pool)
+        .await
+        .context("cannot claim an operation")?;
+        Ok(row.as_ref().map(operation_from_row).transpose()?)
+    }
+
+    async fn save_progress(
+        &self,
+        owner: &str,
+        op: &Operation,
+        license: &License,
+        events: &[EventKind],
+        release: bool,
+    ) -> Result<(), StoreError> {
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .context("cannot begin a transaction")?;
+        // The fence: the row lock this takes also waits out a concurrent claim, so a
+        // worker whose lease was taken over saves nothing.
+        let updated = sqlx::query(
+            "UPDATE operations SET phase = $1, attempt = $2, checks = $3, run_after = $4, \
+             last_error = $5, update_time = $6, \
+             lease_owner = CASE WHEN $7 THEN NULL ELSE lease_owner END, \
+             lease_until = CASE WHEN $7 THEN NULL ELSE lease_until END, failures = $10 \
+             WHERE id = $8 AND lease_owner = $9",
+        )
+        .bind(op.phase.as_str())
+        .bind(i64::from(op.attempt))
+        .bind(i64::from(op.checks))
+        .bind(to_micros(op.run_after))
+        .bind(op.last_error.as_deref())
+        .bind(to_micros(license.update_time))
+        .bind(release)
+        .bind(op.id)
+        .bind(owner)
+        .bind(i64::from(op.failures))
+        .execute(&mut *tx)
+        .await
+        .context("cannot save the operation")?;
+        if updated.rows_affected() == 0 {
+            return Err(StoreError::LeaseLost(op.id));
+        }
+        sqlx::query(
+            "UPDATE licenses SET ip = $1, panel = $2, tariff_id = $3, nodes = $4, period = $5, \
+             auto_renew = $6, state = $7, license_key = $8, upstream_id = $9, expire_time = $10, \
+             last_error_code = $11, last_error_message = $12, update_time = $13 WHERE id = $14",
+        )
+        .bind(license.ip.to_string())
+        .bind(&license.panel)
+        .bind(i64::from(license.tariff_id))
+        .bind(license.nodes.map(i64::from))
+        .bind(i64::from(license.period.upstream_value()))
+        .bind(license.auto_renew)
+        .bind(license.state.as_str())
+        .bind(license.license_key.as_deref())
+        .bind(license.upstream_id.map(|id| id as i64))
+        .bind(license.expire_time.map(to_micros))
+        .bind(license.last_error.as_ref().map(|e| e.code.clone()))
+        .bind(license.last_error.as_ref().map(|e| e.message.clone()))
+        .bind(to_micros(license.update_time))
+        .bind(license.id.to_string())
+        .execute(&mut *tx)
+        .await
+        .context("cannot save the license")?;
+        insert_events(&mut tx, events, license).await?;
+        tx.commit().await.context("cannot commit progress")?;
+        Ok(())
+    }
+
+    async fn events_after(
+        &self,
+        after_id: i64,
+        limit: u32,
+        client: Option<&ClientName>,
+    ) -> Result<Vec<Event>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, kind, license, time FROM events WHERE id > $1 \
+             AND ($2::TEXT IS NULL OR client = $2) ORDER BY id LIMIT $3",
+        )
+        .bind(after_id)
+        .bind(client.map(|c| c.as_str().to_owned()))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .context("cannot read events")?;
+        let events = rows
+            .iter()
+            .map(|row| -> anyhow::Result<Event> {
+                Ok(Event {
+                    id: row.try_get("id")?,
+                    kind: codec::event_kind(row.try_get("kind")?)?,
+                    license: codec::license_from_json(row.try_get("license")?)?,
+                    time: from_micros(row.try_get("time")?)?,
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(events)
+    }
+
+    async fn next_due(&self) -> Result<Option<OffsetDateTime>, StoreError> {
+        let due: Option<i64> = sqlx::query_scalar(
+            "SELECT MIN(GREATEST(run_after, COALESCE(lease_until, 0))) FROM operations \
+             WHERE phase NOT IN ('DONE', 'FAILED')",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .context("cannot read the next due operation")?;
+        Ok(due.map(from_micros).transpose()?)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .context("the database does not answer")?;
+        Ok(())
+    }
+}
