@@ -2,7 +2,7 @@
 //! in-memory SQLite database and, when `LICENSE_FACADE_TEST_POSTGRES_URL` names a
 //! server, a fresh PostgreSQL database created for the test and dropped after it.
 //!
-//! Run only one backend with e.g. `cargo test --lib store::tests -- ::postgres`.
+//! Run only the PostgreSQL variants with `cargo test --lib store::tests -- --skip sqlite`.
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -458,11 +458,13 @@ async fn claims_hand_out_only_due_operations_in_due_order(store: Arc<dyn Store>)
         .claim_operation("w", T0 - Duration::from_secs(2), LEASE)
         .await
         .unwrap();
-    let first = store.claim_operation("w", T0, LEASE).await.unwrap();
-    let second = store.claim_operation("w", T0, LEASE).await.unwrap();
-    let none_due = store.claim_operation("w", T0, LEASE).await.unwrap();
+    // Leases outlast the test, so nothing is handed out twice.
+    let long = Duration::from_secs(3600);
+    let first = store.claim_operation("w", T0, long).await.unwrap();
+    let second = store.claim_operation("w", T0, long).await.unwrap();
+    let none_due = store.claim_operation("w", T0, long).await.unwrap();
     let last = store
-        .claim_operation("w", T0 + Duration::from_secs(60), LEASE)
+        .claim_operation("w", T0 + Duration::from_secs(60), long)
         .await
         .unwrap();
 

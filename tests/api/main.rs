@@ -4,6 +4,7 @@
 mod helpers;
 
 mod errors;
+mod feed;
 mod health;
 mod lifecycle;
 mod listing;
