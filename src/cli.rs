@@ -21,4 +21,6 @@ pub enum Command {
     Serve(ServeArgs),
     /// Run a standalone BILLmanager sandbox (simulator).
     Sandbox(SandboxArgs),
+    /// Print the panel catalog; `--check` compares it with the upstream price list.
+    Panels(crate::panels_cmd::PanelsArgs),
 }

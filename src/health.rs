@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::billmanager::Billmanager;
+use crate::domain::{CatalogCheck, PanelCatalog};
 
 /// Readiness flags.
 #[derive(Debug, Default)]
@@ -38,10 +39,23 @@ impl Readiness {
     }
 }
 
-/// Probes the upstream (`pricelist.export`, a read) every `interval` until `stop`;
-/// `on_change` runs whenever the result flips.
+/// Compares the catalog with the upstream price list. Errors only when the upstream
+/// cannot be asked.
+pub async fn check_catalog(
+    upstream: &dyn Billmanager,
+    catalog: &PanelCatalog,
+) -> Result<CatalogCheck, crate::billmanager::UpstreamError> {
+    let tariffs: Vec<u32> = upstream.price_list().await?.iter().map(|t| t.id).collect();
+    Ok(catalog.check(&tariffs))
+}
+
+/// Probes the upstream (`pricelist.export`, a read, which also checks the catalog)
+/// every `interval` until `stop`. Ready means reachable with at least one configured
+/// panel on offer; configured panels the upstream does not offer are reported loudly.
+/// `on_change` runs whenever readiness flips.
 pub async fn probe_upstream<F, Fut>(
     upstream: Arc<dyn Billmanager>,
+    catalog: Arc<PanelCatalog>,
     readiness: Arc<Readiness>,
     interval: Duration,
     stop: CancellationToken,
@@ -51,9 +65,22 @@ pub async fn probe_upstream<F, Fut>(
     Fut: std::future::Future<Output = ()>,
 {
     let mut last = None;
+    let mut last_missing: Option<Vec<u32>> = None;
     loop {
-        let ok = match upstream.price_list().await {
-            Ok(_) => true,
+        let ok = match check_catalog(upstream.as_ref(), &catalog).await {
+            Ok(check) => {
+                let missing: Vec<u32> = check.missing.iter().map(|p| p.tariff_id).collect();
+                if !missing.is_empty() && last_missing.as_ref() != Some(&missing) {
+                    for p in &check.missing {
+                        tracing::error!(panel = %p.name, tariff_id = p.tariff_id, "configured panel is not offered upstream; orders for it will be refused");
+                    }
+                }
+                last_missing = Some(missing);
+                if check.present.is_empty() {
+                    tracing::error!("no configured panel is offered upstream; not ready");
+                }
+                !check.present.is_empty()
+            }
             Err(e) => {
                 tracing::warn!(error.message = %e, "upstream probe failed");
                 false

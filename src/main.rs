@@ -17,6 +17,10 @@ async fn main() -> anyhow::Result<()> {
     let result = match cli.command {
         Command::Serve(args) => serve(args).await,
         Command::Sandbox(args) => sandbox(args).await,
+        Command::Panels(args) => {
+            let code = license_facade::panels_cmd::run(args).await?;
+            std::process::exit(code);
+        }
     };
     if let Err(e) = &result {
         tracing::error!(error.message = %e, error.cause_chain = ?e, "license-facade failed");

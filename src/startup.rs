@@ -139,11 +139,13 @@ impl Application {
         let probe_readiness = self.readiness.clone();
         let probe_stop = stop.clone();
         let probe_upstream_client = self.upstream.clone();
+        let probe_catalog = self.service.catalog().clone();
         let interval = self.probe_interval;
         tasks.spawn(async move {
             let readiness = probe_readiness.clone();
             probe_upstream(
                 probe_upstream_client,
+                probe_catalog,
                 probe_readiness,
                 interval,
                 probe_stop,

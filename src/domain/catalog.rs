@@ -188,6 +188,28 @@ impl PanelCatalog {
     }
 }
 
+/// The catalog compared with the tariffs the upstream offers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CatalogCheck {
+    /// Configured panels whose tariff the upstream offers.
+    pub present: Vec<Panel>,
+    /// Configured panels whose tariff id the upstream does not know: orders for them
+    /// would be refused.
+    pub missing: Vec<Panel>,
+}
+
+impl PanelCatalog {
+    /// Splits the catalog by whether `upstream_tariffs` holds each panel's tariff.
+    pub fn check(&self, upstream_tariffs: &[u32]) -> CatalogCheck {
+        let (present, missing) = self
+            .panels
+            .iter()
+            .cloned()
+            .partition(|p| upstream_tariffs.contains(&p.tariff_id));
+        CatalogCheck { present, missing }
+    }
+}
+
 /// Folds a panel name for matching.
 fn fold(name: &str) -> String {
     name.chars()
@@ -263,6 +285,14 @@ mod tests {
         assert_eq!(c.panels().len(), 1);
         assert_eq!(c.resolve("lite").unwrap().tariff_id, 4001);
         assert!(c.resolve("ISPmanager 6 Pro").is_err());
+    }
+
+    #[test]
+    fn the_check_splits_panels_by_upstream_tariffs() {
+        let check = PanelCatalog::defaults().check(&[55227, 55228, 9999]);
+        let names = |ps: &[Panel]| ps.iter().map(|p| p.tariff_id).collect::<Vec<_>>();
+        assert_eq!(names(&check.present), [55227, 55228]);
+        assert_eq!(names(&check.missing), [55229, 55230, 55239, 55240]);
     }
 
     #[test]

@@ -9,7 +9,9 @@ mod lifecycle;
 mod network;
 mod operation;
 
-pub use catalog::{Panel, PanelCatalog, PanelCatalogConfig, PanelConfig, UnknownPanel};
+pub use catalog::{
+    CatalogCheck, Panel, PanelCatalog, PanelCatalogConfig, PanelConfig, UnknownPanel,
+};
 pub use event::{Event, EventKind};
 pub use ids::{ClientName, Hostname, LicenseId, ServerId};
 pub use license::{License, LicenseState, NewLicense, Period, UpstreamFailure};

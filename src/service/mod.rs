@@ -81,6 +81,16 @@ impl LicenseService {
         )
     }
 
+    /// The catalog itself.
+    pub fn catalog(&self) -> &Arc<PanelCatalog> {
+        &self.catalog
+    }
+
+    /// The upstream client.
+    pub fn upstream(&self) -> &Arc<dyn Billmanager> {
+        &self.upstream
+    }
+
     /// The panel catalog.
     pub fn panels(&self) -> &[Panel] {
         self.catalog.panels()

@@ -201,10 +201,12 @@ impl Worker {
 
     async fn send_order(&self, mut op: Operation, mut license: License) -> Result<(), StoreError> {
         // INTENT is committed before any byte goes upstream.
+        crate::crash::point(crate::crash::BEFORE_INTENT);
         op.phase = Phase::Intent;
         op.attempt += 1;
         op.checks = 0;
         self.save(&op, &mut license, false).await?;
+        crate::crash::point(crate::crash::AFTER_INTENT);
 
         let params = OrderParams {
             tariff_id: license.tariff_id,
@@ -224,9 +226,15 @@ impl Worker {
                 .unwrap_or_default(),
         };
         tracing::info!(attempt = op.attempt, "sending the order upstream");
-        match self.upstream.order_license(&params).await {
+        let sent = self.upstream.order_license(&params).await;
+        // Crash point "after-send": the request was on the wire. Aborting here, after the
+        // call returned but before its result is looked at, is the same for the store as
+        // aborting while the request is in flight: nothing is committed in between.
+        crate::crash::point(crate::crash::AFTER_SEND);
+        match sent {
             Ok(upstream_id) => {
                 tracing::info!(upstream_id, "upstream accepted the order");
+                crate::crash::point(crate::crash::AFTER_RESPONSE);
                 self.confirm_order(op, license, upstream_id).await
             }
             Err(e) if e.is_definite() && !matches!(e, UpstreamError::Refused { .. }) => {
@@ -242,6 +250,7 @@ impl Worker {
             }
             Err(e @ UpstreamError::Refused { .. }) => {
                 tracing::warn!(error.message = %e, "upstream refused the order");
+                crate::crash::point(crate::crash::AFTER_RESPONSE);
                 op.phase = Phase::Failed;
                 op.last_error = Some(e.to_string());
                 license.state = LicenseState::Failed;
@@ -274,6 +283,7 @@ impl Worker {
         license.state = LicenseState::Provisioning;
         license.last_error = None;
         self.save(&op, &mut license, false).await?;
+        crate::crash::point(crate::crash::AFTER_CONFIRMED);
         self.poll_activation(op, license).await
     }
 

@@ -246,7 +246,7 @@ async fn insert_events(
     if kinds.is_empty() {
         return Ok(());
     }
-    sqlx::query("SELECT $1::BIGINT")
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
         .bind(EVENTS_LOCK)
         .execute(&mut *conn)
         .await

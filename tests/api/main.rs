@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod catalog;
 mod errors;
 mod feed;
 mod health;
