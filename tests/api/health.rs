@@ -59,3 +59,83 @@ async fn grpc_health_reports_the_license_service_serving() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test]
+async fn readiness_fails_while_no_configured_panel_is_offered_upstream() {
+    use license_facade::domain::{PanelCatalog, PanelCatalogConfig, PanelConfig};
+    let app = crate::helpers::spawn_app_with(0, |s| {
+        s.catalog = PanelCatalog::from_config(PanelCatalogConfig {
+            panels: vec![PanelConfig {
+                name: "Ghost Panel".into(),
+                tariff_id: 99_999,
+                trial: false,
+                nodes_addon: None,
+                aliases: Vec::new(),
+            }],
+            aliases: Default::default(),
+        })
+        .unwrap();
+    })
+    .await;
+    // Wait for the first probe to have run (it asks for the price list once).
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while app.sandbox.call_count("pricelist.export") == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "no probe");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+
+    let response = app.get("/readyz").await;
+
+    assert_eq!(response.status(), 503);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["upstream"], false);
+}
+
+#[tokio::test]
+async fn grpc_reflection_lists_the_license_service_on_v1_and_v1alpha() {
+    use tonic_reflection::pb::{v1, v1alpha};
+    let app = spawn_app().await;
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", app.grpc_addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+
+    let mut client = v1::server_reflection_client::ServerReflectionClient::new(channel.clone());
+    let request = v1::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(v1::server_reflection_request::MessageRequest::ListServices(
+            String::new(),
+        )),
+    };
+    let mut responses = client
+        .server_reflection_info(futures::stream::iter(vec![request]))
+        .await
+        .unwrap()
+        .into_inner();
+    let response = responses.message().await.unwrap().unwrap();
+    let Some(v1::server_reflection_response::MessageResponse::ListServicesResponse(list)) =
+        response.message_response
+    else {
+        panic!("not a service list");
+    };
+    assert!(
+        list.service
+            .iter()
+            .any(|s| s.name == "licensefacade.v1.LicenseService")
+    );
+
+    let mut alpha = v1alpha::server_reflection_client::ServerReflectionClient::new(channel);
+    let request = v1alpha::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(
+            v1alpha::server_reflection_request::MessageRequest::ListServices(String::new()),
+        ),
+    };
+    let mut responses = alpha
+        .server_reflection_info(futures::stream::iter(vec![request]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(responses.message().await.unwrap().is_some());
+}

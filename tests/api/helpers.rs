@@ -61,13 +61,19 @@ async fn start(mut settings: Settings) -> Started {
 /// The app with its built-in sandbox (`serve --sandbox`), keys issued after
 /// `key_delay_ms`.
 pub async fn spawn_app_with_key_delay(key_delay_ms: u64) -> TestApp {
+    spawn_app_with(key_delay_ms, |_| {}).await
+}
+
+/// The app with its built-in sandbox and settings adjusted by `adjust`.
+pub async fn spawn_app_with(key_delay_ms: u64, adjust: impl FnOnce(&mut Settings)) -> TestApp {
     init_logs();
-    let settings = Settings::from_args(ServeArgs {
+    let mut settings = Settings::from_args(ServeArgs {
         sandbox: true,
         sandbox_key_delay_ms: key_delay_ms,
         ..test_args()
     })
     .expect("valid settings");
+    adjust(&mut settings);
     let started = start(settings).await;
     let (sandbox, sandbox_url) = started.sandbox.expect("a sandbox");
     TestApp {
