@@ -30,5 +30,12 @@ ENV LICENSE_FACADE_HTTP_ADDR=0.0.0.0:8080 \
     LICENSE_FACADE_GRPC_ADDR=0.0.0.0:50051 \
     LICENSE_FACADE_LOG_FORMAT=json
 EXPOSE 8080 50051
+# The binary asks its own /readyz (LICENSE_FACADE_HTTP_ADDR, 0.0.0.0 read as loopback):
+# no shell or curl in the image.
+HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \
+    CMD ["/usr/local/bin/license-facade", "healthcheck"]
+# SIGTERM starts the drain (readiness off, --drain-delay-ms, then at most
+# --drain-timeout-secs); `docker stop -t 30` leaves room for the defaults.
+STOPSIGNAL SIGTERM
 ENTRYPOINT ["/usr/local/bin/license-facade"]
 CMD ["serve"]

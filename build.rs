@@ -8,6 +8,8 @@ use prost::Message;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto");
+    // sqlx::migrate! embeds the migrations; a new file must rebuild the crate.
+    println!("cargo:rerun-if-changed=migrations");
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
     let fds = protox::compile(["licensefacade/v1/license_service.proto"], ["proto"])?;
     let descriptor_path = out_dir.join("licensefacade_descriptor.bin");

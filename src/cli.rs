@@ -23,4 +23,10 @@ pub enum Command {
     Sandbox(SandboxArgs),
     /// Print the panel catalog; `--check` compares it with the upstream price list.
     Panels(crate::panels_cmd::PanelsArgs),
+    /// Compare the upstream's licenses with the database once and print the drift
+    /// report as JSON (exit 0; 2 with `--fail-on-drift` when drift is found).
+    Reconcile(crate::reconcile_cmd::ReconcileArgs),
+    /// Ask a running instance's `/readyz`; exit 0 when ready, 1 otherwise (for a
+    /// container HEALTHCHECK without a shell).
+    Healthcheck(crate::healthcheck::HealthcheckArgs),
 }

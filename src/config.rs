@@ -58,6 +58,14 @@ pub struct ServeArgs {
     /// TOML configuration file (catalog, workflow, upstream tuning).
     #[arg(long, env = "LICENSE_FACADE_CONFIG")]
     pub config: Option<PathBuf>,
+    /// On SIGTERM, milliseconds between turning readiness off and closing the
+    /// listeners, so load balancers stop sending first [default: 2000].
+    #[arg(long, env = "LICENSE_FACADE_DRAIN_DELAY_MS")]
+    pub drain_delay_ms: Option<u64>,
+    /// On SIGTERM, the longest wait in seconds for in-flight calls and workflow steps
+    /// after the listeners close [default: 20].
+    #[arg(long, env = "LICENSE_FACADE_DRAIN_TIMEOUT_SECS")]
+    pub drain_timeout_secs: Option<u64>,
 }
 
 /// The TOML configuration file.
@@ -79,6 +87,20 @@ pub struct FileConfig {
     /// Workflow tuning.
     #[serde(default)]
     pub workflow: WorkflowFile,
+    /// The reconciler.
+    #[serde(default)]
+    pub reconcile: ReconcileFile,
+}
+
+/// `[reconcile]` in the file; see [`crate::service::ReconcileConfig`].
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReconcileFile {
+    /// Seconds between periodic reconciliations; 0 turns them off [default: 300].
+    pub interval_secs: Option<u64>,
+    /// Default horizon of the "expiring without auto-renew" list, in days
+    /// [default: 14].
+    pub expiring_within_days: Option<u32>,
 }
 
 /// `[billmanager]` in the file. The password is never read from here, only from a
@@ -145,6 +167,12 @@ pub struct Settings {
     pub workflow: WorkflowConfig,
     /// Time between upstream readiness probes.
     pub probe_interval: Duration,
+    /// The reconciler: interval (zero: off) and the default expiring horizon.
+    pub reconcile: crate::service::ReconcileConfig,
+    /// Shutdown: time between readiness off and closing the listeners.
+    pub drain_delay: Duration,
+    /// Shutdown: longest wait for in-flight calls and workflow steps.
+    pub drain_timeout: Duration,
 }
 
 fn read_secret_file(path: &Path) -> anyhow::Result<SecretString> {
@@ -256,6 +284,30 @@ impl Settings {
             catalog,
             workflow,
             probe_interval: Duration::from_secs(bm.probe_interval_secs.unwrap_or(30).max(1)),
+            reconcile: reconcile_config(file.reconcile)?,
+            drain_delay: Duration::from_millis(args.drain_delay_ms.unwrap_or(2_000)),
+            drain_timeout: Duration::from_secs(args.drain_timeout_secs.unwrap_or(20)),
         })
     }
+}
+
+/// The reconciler's settings from `[reconcile]`, with defaults.
+fn reconcile_config(file: ReconcileFile) -> anyhow::Result<crate::service::ReconcileConfig> {
+    let defaults = crate::service::ReconcileConfig::default();
+    let expiring_within_days = file
+        .expiring_within_days
+        .unwrap_or(defaults.expiring_within_days);
+    if expiring_within_days > crate::service::MAX_EXPIRING_WITHIN_DAYS {
+        bail!(
+            "reconcile.expiring_within_days must be at most {}",
+            crate::service::MAX_EXPIRING_WITHIN_DAYS
+        );
+    }
+    Ok(crate::service::ReconcileConfig {
+        interval: file
+            .interval_secs
+            .map(Duration::from_secs)
+            .unwrap_or(defaults.interval),
+        expiring_within_days,
+    })
 }

@@ -13,13 +13,25 @@ async fn main() -> anyhow::Result<()> {
     // aws-lc and OpenSSL.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
-    telemetry::init();
+    if matches!(cli.command, Command::Reconcile(_)) {
+        // Its stdout is the report.
+        telemetry::init_stderr();
+    } else {
+        telemetry::init();
+    }
     let result = match cli.command {
         Command::Serve(args) => serve(args).await,
         Command::Sandbox(args) => sandbox(args).await,
         Command::Panels(args) => {
             let code = license_facade::panels_cmd::run(args).await?;
             std::process::exit(code);
+        }
+        Command::Reconcile(args) => match license_facade::reconcile_cmd::run(args).await {
+            Ok(code) => std::process::exit(code),
+            Err(e) => Err(e),
+        },
+        Command::Healthcheck(args) => {
+            std::process::exit(license_facade::healthcheck::run(args).await);
         }
     };
     if let Err(e) = &result {

@@ -16,10 +16,6 @@ use crate::config::Settings;
 use crate::health::{Readiness, probe_upstream};
 use crate::sandbox::{Sandbox, SandboxHandle};
 use crate::service::{LicenseService, Worker};
-use crate::store::SqliteStore;
-
-/// How long in-flight requests and operation steps get to finish after a stop.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// A built, bound application.
 pub struct Application {
@@ -31,6 +27,9 @@ pub struct Application {
     sandbox: Option<Sandbox>,
     readiness: Arc<Readiness>,
     probe_interval: Duration,
+    reconcile: crate::service::ReconcileConfig,
+    drain_delay: Duration,
+    drain_timeout: Duration,
 }
 
 impl Application {
@@ -47,7 +46,8 @@ impl Application {
             None => None,
         };
         let in_memory = settings.database_url.contains(":memory:");
-        let store = SqliteStore::connect(&settings.database_url).await?;
+        // The URL's scheme picks the store: `sqlite:` or `postgres://` (replicas).
+        let store = crate::store::connect(&settings.database_url).await?;
         if in_memory {
             tracing::warn!("using an in-memory database: licenses are lost when the process stops");
         }
@@ -55,11 +55,8 @@ impl Application {
             BillmanagerClient::new(settings.billmanager)
                 .context("cannot build the BILLmanager client")?,
         );
-        let service = LicenseService::new(
-            Arc::new(store),
-            upstream.clone(),
-            Arc::new(settings.catalog),
-        );
+        let service = LicenseService::new(store, upstream.clone(), Arc::new(settings.catalog))
+            .with_reconcile_config(&settings.reconcile);
         let worker = service.worker(settings.workflow);
         let http = TcpListener::bind(settings.http_addr)
             .await
@@ -76,6 +73,9 @@ impl Application {
             sandbox,
             readiness: Arc::new(Readiness::default()),
             probe_interval: settings.probe_interval,
+            reconcile: settings.reconcile,
+            drain_delay: settings.drain_delay,
+            drain_timeout: settings.drain_timeout,
         })
     }
 
@@ -135,6 +135,29 @@ impl Application {
         let worker_stop = stop.clone();
         tasks.spawn(self.worker.run(worker_stop));
 
+        // Request ids are kept for REQUEST_KEY_TTL, then reaped.
+        let reaper_service = self.service.clone();
+        let reaper_stop = stop.clone();
+        tasks.spawn(async move {
+            loop {
+                match reaper_service.reap_request_keys().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(reaped = n, "expired request ids deleted"),
+                    Err(e) => tracing::warn!(error.message = %e, "cannot reap request ids"),
+                }
+                tokio::select! {
+                    _ = reaper_stop.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(600)) => {}
+                }
+            }
+        });
+
+        tasks.spawn(
+            self.service
+                .clone()
+                .run_reconciler(self.reconcile.clone(), stop.clone()),
+        );
+
         let probe_reporter = health_reporter.clone();
         let probe_readiness = self.readiness.clone();
         let probe_stop = stop.clone();
@@ -188,15 +211,31 @@ impl Application {
         });
 
         shutdown.await;
-        tracing::info!("shutting down: readiness off, draining");
+        // 1. Readiness off first (both `/readyz` and gRPC health), while the listeners
+        //    still accept: load balancers and probes see NOT_SERVING and stop sending
+        //    new calls here during the drain delay, so no client meets a closed port
+        //    mid-request.
+        tracing::info!(
+            drain_delay_ms = self.drain_delay.as_millis() as u64,
+            "shutting down: not serving"
+        );
         self.readiness.start_draining();
         crate::grpc::set_serving(&health_reporter, false).await;
+        tokio::time::sleep(self.drain_delay).await;
+        // 2. Stop accepting; in-flight calls finish, change feeds end, the worker stops
+        //    claiming, finishes its current steps and releases its leases. All bounded.
+        tracing::info!(
+            drain_timeout_secs = self.drain_timeout.as_secs(),
+            "draining"
+        );
+        self.service.close_feeds();
         stop.cancel();
-        let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
+        let drained = tokio::time::timeout(self.drain_timeout, async {
             while tasks.join_next().await.is_some() {}
         })
         .await;
         if drained.is_err() {
+            // Dropping `tasks` aborts what is left; unreleased leases simply run out.
             tracing::warn!("drain timed out; stopping anyway");
         }
         sandbox_stop.cancel();

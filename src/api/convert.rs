@@ -168,3 +168,70 @@ pub fn ensure_input(r: pb::EnsureServerLicenseRequest) -> OrderInput {
         trial: false,
     }
 }
+
+/// A drift report as the API shows it.
+pub fn drift_report_to_pb(r: &crate::service::DriftReport) -> pb::DriftReport {
+    use crate::service::{MismatchField, MissingReason};
+    let count = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
+    pb::DriftReport {
+        generate_time: Some(timestamp(r.generate_time)),
+        expiring_within_days: r.expiring_within_days,
+        upstream_seen: count(r.upstream_seen),
+        local_checked: count(r.local_checked),
+        orphan_count: count(r.orphan_count),
+        missing_count: count(r.missing_count),
+        mismatch_count: count(r.mismatch_count),
+        expiring_count: count(r.expiring_count),
+        truncated: r.truncated(),
+        orphans: r
+            .orphans
+            .iter()
+            .map(|o| pb::OrphanLicense {
+                upstream_id: o.upstream_id.to_string(),
+                ip: o.ip.clone().unwrap_or_default(),
+                tariff_id: o.tariff_id.unwrap_or_default(),
+                tariff_name: o.tariff_name.clone().unwrap_or_default(),
+                panel: o.panel.clone().unwrap_or_default(),
+                licname: o.licname.clone().unwrap_or_default(),
+                remote_id: o.remote_id.clone().unwrap_or_default(),
+                upstream_status: o.status,
+                create_time: o.create_time.map(timestamp),
+                expire_time: o.expire_time.map(timestamp),
+            })
+            .collect(),
+        missing: r
+            .missing
+            .iter()
+            .map(|m| pb::MissingLicense {
+                license: Some(license_to_pb(&m.license)),
+                reason: match m.reason {
+                    MissingReason::Absent => pb::MissingReason::Absent,
+                    MissingReason::Deleted => pb::MissingReason::Deleted,
+                } as i32,
+            })
+            .collect(),
+        mismatches: r
+            .mismatches
+            .iter()
+            .map(|m| pb::LicenseMismatch {
+                license: Some(license_to_pb(&m.license)),
+                field: match m.field {
+                    MismatchField::Ip => pb::MismatchField::Ip,
+                    MismatchField::Tariff => pb::MismatchField::Tariff,
+                    MismatchField::Status => pb::MismatchField::Status,
+                    MismatchField::Expiry => pb::MismatchField::Expiry,
+                } as i32,
+                ours: m.ours.clone(),
+                upstream: m.upstream.clone(),
+            })
+            .collect(),
+        expiring: r
+            .expiring
+            .iter()
+            .map(|e| pb::ExpiringLicense {
+                license: Some(license_to_pb(&e.license)),
+                days_left: i32::try_from(e.days_left).unwrap_or(i32::MIN),
+            })
+            .collect(),
+    }
+}

@@ -15,7 +15,7 @@ pub const ERROR_DOMAIN: &str = "licensefacade.v1";
 /// Converts a service error into a status; internal causes are logged, not sent.
 pub fn status(e: ServiceError) -> Status {
     let code = match e.kind() {
-        ErrorKind::InvalidArgument => Code::InvalidArgument,
+        ErrorKind::InvalidArgument | ErrorKind::Unprocessable => Code::InvalidArgument,
         ErrorKind::NotFound => Code::NotFound,
         ErrorKind::FailedPrecondition | ErrorKind::Refused => Code::FailedPrecondition,
         ErrorKind::Aborted => Code::Aborted,

@@ -13,8 +13,8 @@ use crate::api::{
     ensure_action_to_pb, ensure_input, event_to_pb, license_to_pb, list_input, order_input,
     panel_to_pb, quote_to_pb,
 };
-use crate::domain::{ClientName, License};
-use crate::service::{Accepted, LicenseService};
+use crate::domain::ClientName;
+use crate::service::{Call, EnsureAction, LicenseService, Outcome, RequestKey, ServiceError};
 
 /// The gRPC face of [`LicenseService`].
 pub struct GrpcLicenses {
@@ -40,28 +40,26 @@ fn wait_budget<T>(request: &Request<T>) -> Duration {
         .min(MAX_WAIT)
 }
 
-impl GrpcLicenses {
-    /// The license after an accepted change: at once, or when the change is done.
-    async fn settle(
-        &self,
-        client: &ClientName,
-        accepted: Accepted,
-        wait: bool,
-        budget: Duration,
-    ) -> Result<License, Status> {
-        if !wait {
-            return Ok(accepted.license);
-        }
-        self.service
-            .wait_operations(
-                Some(client),
-                accepted.license.id,
-                &accepted.operations,
-                budget,
-            )
-            .await
-            .map_err(status)
-    }
+/// The call context of a mutating RPC: the client, its request id and whether (and
+/// how long) to wait.
+fn call<T>(request: &Request<T>, request_id: &str, wait: bool) -> Result<Call, Status> {
+    let request_key = if request_id.is_empty() {
+        None
+    } else {
+        Some(
+            RequestKey::parse(request_id, "requestId")
+                .map_err(|v| status(ServiceError::InvalidArgument(vec![v])))?,
+        )
+    };
+    Ok(Call {
+        client: ClientName::anonymous(),
+        request: request_key,
+        wait: wait.then(|| wait_budget(request)),
+    })
+}
+
+fn license(outcome: &Outcome) -> Option<pb::License> {
+    Some(license_to_pb(&outcome.license))
 }
 
 /// The caller's deadline from the `grpc-timeout` header (e.g. `5S`, `200m`).
@@ -80,37 +78,6 @@ fn deadline<T>(request: &Request<T>) -> Option<Duration> {
     })
 }
 
-/// The change RPCs that take only a license id.
-#[derive(Clone, Copy)]
-enum Simple {
-    Suspend,
-    Resume,
-    Cancel,
-    ReissueKey,
-}
-
-impl GrpcLicenses {
-    async fn simple(
-        &self,
-        change: Simple,
-        id: &str,
-        wait: bool,
-        budget: Duration,
-    ) -> Result<Option<pb::License>, Status> {
-        let client = ClientName::anonymous();
-        let s = &self.service;
-        let accepted = match change {
-            Simple::Suspend => s.suspend(Some(&client), id).await,
-            Simple::Resume => s.resume(Some(&client), id).await,
-            Simple::Cancel => s.cancel(Some(&client), id).await,
-            Simple::ReissueKey => s.reissue_key(Some(&client), id).await,
-        }
-        .map_err(status)?;
-        let license = self.settle(&client, accepted, wait, budget).await?;
-        Ok(Some(license_to_pb(&license)))
-    }
-}
-
 #[tonic::async_trait]
 impl Rpc for GrpcLicenses {
     async fn list_panels(
@@ -125,26 +92,16 @@ impl Rpc for GrpcLicenses {
         &self,
         request: Request<pb::OrderLicenseRequest>,
     ) -> Result<Response<pb::OrderLicenseResponse>, Status> {
-        let client = ClientName::anonymous();
-        let wait = wait_budget(&request);
-        let body = request.into_inner();
-        let wait_for_active = body.wait_for_active;
-        let ordered = self
+        let body = request.get_ref();
+        let call = call(&request, &body.request_id, body.wait_for_active)?;
+        let outcome = self
             .service
-            .order_license(&client, order_input(body))
+            .order_license(&call, order_input(request.into_inner()))
             .await
             .map_err(status)?;
-        let license = if wait_for_active {
-            self.service
-                .wait_settled(Some(&client), ordered.license.id, wait)
-                .await
-                .map_err(status)?
-        } else {
-            ordered.license
-        };
         Ok(Response::new(pb::OrderLicenseResponse {
-            license: Some(license_to_pb(&license)),
-            created: ordered.created,
+            license: license(&outcome),
+            created: outcome.created,
         }))
     }
 
@@ -205,17 +162,15 @@ impl Rpc for GrpcLicenses {
         &self,
         request: Request<pb::RenewLicenseRequest>,
     ) -> Result<Response<pb::RenewLicenseResponse>, Status> {
-        let client = ClientName::anonymous();
-        let budget = wait_budget(&request);
-        let r = request.into_inner();
-        let accepted = self
+        let r = request.get_ref();
+        let call = call(&request, &r.request_id, r.wait)?;
+        let outcome = self
             .service
-            .renew(Some(&client), &r.id, r.period_months)
+            .renew(&call, &r.id, r.period_months)
             .await
             .map_err(status)?;
-        let license = self.settle(&client, accepted, r.wait, budget).await?;
         Ok(Response::new(pb::RenewLicenseResponse {
-            license: Some(license_to_pb(&license)),
+            license: license(&outcome),
         }))
     }
 
@@ -223,17 +178,15 @@ impl Rpc for GrpcLicenses {
         &self,
         request: Request<pb::ChangeLicenseIpRequest>,
     ) -> Result<Response<pb::ChangeLicenseIpResponse>, Status> {
-        let client = ClientName::anonymous();
-        let budget = wait_budget(&request);
-        let r = request.into_inner();
-        let accepted = self
+        let r = request.get_ref();
+        let call = call(&request, &r.request_id, r.wait)?;
+        let outcome = self
             .service
-            .change_ip(Some(&client), &r.id, &r.ip)
+            .change_ip(&call, &r.id, &r.ip)
             .await
             .map_err(status)?;
-        let license = self.settle(&client, accepted, r.wait, budget).await?;
         Ok(Response::new(pb::ChangeLicenseIpResponse {
-            license: Some(license_to_pb(&license)),
+            license: license(&outcome),
         }))
     }
 
@@ -241,17 +194,15 @@ impl Rpc for GrpcLicenses {
         &self,
         request: Request<pb::ChangeLicensePanelRequest>,
     ) -> Result<Response<pb::ChangeLicensePanelResponse>, Status> {
-        let client = ClientName::anonymous();
-        let budget = wait_budget(&request);
-        let r = request.into_inner();
-        let accepted = self
+        let r = request.get_ref();
+        let call = call(&request, &r.request_id, r.wait)?;
+        let outcome = self
             .service
-            .change_panel(Some(&client), &r.id, &r.panel, r.period_months)
+            .change_panel(&call, &r.id, &r.panel, r.period_months)
             .await
             .map_err(status)?;
-        let license = self.settle(&client, accepted, r.wait, budget).await?;
         Ok(Response::new(pb::ChangeLicensePanelResponse {
-            license: Some(license_to_pb(&license)),
+            license: license(&outcome),
         }))
     }
 
@@ -259,77 +210,69 @@ impl Rpc for GrpcLicenses {
         &self,
         request: Request<pb::SuspendLicenseRequest>,
     ) -> Result<Response<pb::SuspendLicenseResponse>, Status> {
-        let budget = wait_budget(&request);
-        let r = request.into_inner();
-        let license = self.simple(Simple::Suspend, &r.id, r.wait, budget).await?;
-        Ok(Response::new(pb::SuspendLicenseResponse { license }))
+        let r = request.get_ref();
+        let call = call(&request, &r.request_id, r.wait)?;
+        let outcome = self.service.suspend(&call, &r.id).await.map_err(status)?;
+        Ok(Response::new(pb::SuspendLicenseResponse {
+            license: license(&outcome),
+        }))
     }
 
     async fn resume_license(
         &self,
         request: Request<pb::ResumeLicenseRequest>,
     ) -> Result<Response<pb::ResumeLicenseResponse>, Status> {
-        let budget = wait_budget(&request);
-        let r = request.into_inner();
-        let license = self.simple(Simple::Resume, &r.id, r.wait, budget).await?;
-        Ok(Response::new(pb::ResumeLicenseResponse { license }))
+        let r = request.get_ref();
+        let call = call(&request, &r.request_id, r.wait)?;
+        let outcome = self.service.resume(&call, &r.id).await.map_err(status)?;
+        Ok(Response::new(pb::ResumeLicenseResponse {
+            license: license(&outcome),
+        }))
     }
 
     async fn cancel_license(
         &self,
         request: Request<pb::CancelLicenseRequest>,
     ) -> Result<Response<pb::CancelLicenseResponse>, Status> {
-        let budget = wait_budget(&request);
-        let r = request.into_inner();
-        let license = self.simple(Simple::Cancel, &r.id, r.wait, budget).await?;
-        Ok(Response::new(pb::CancelLicenseResponse { license }))
+        let r = request.get_ref();
+        let call = call(&request, &r.request_id, r.wait)?;
+        let outcome = self.service.cancel(&call, &r.id).await.map_err(status)?;
+        Ok(Response::new(pb::CancelLicenseResponse {
+            license: license(&outcome),
+        }))
     }
 
     async fn reissue_license_key(
         &self,
         request: Request<pb::ReissueLicenseKeyRequest>,
     ) -> Result<Response<pb::ReissueLicenseKeyResponse>, Status> {
-        let budget = wait_budget(&request);
-        let r = request.into_inner();
-        let license = self
-            .simple(Simple::ReissueKey, &r.id, r.wait, budget)
-            .await?;
-        Ok(Response::new(pb::ReissueLicenseKeyResponse { license }))
+        let r = request.get_ref();
+        let call = call(&request, &r.request_id, r.wait)?;
+        let outcome = self
+            .service
+            .reissue_key(&call, &r.id)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::ReissueLicenseKeyResponse {
+            license: license(&outcome),
+        }))
     }
 
     async fn ensure_server_license(
         &self,
         request: Request<pb::EnsureServerLicenseRequest>,
     ) -> Result<Response<pb::EnsureServerLicenseResponse>, Status> {
-        let client = ClientName::anonymous();
-        let budget = wait_budget(&request);
-        let r = request.into_inner();
-        let wait = r.wait;
-        let ensured = self
+        let r = request.get_ref();
+        let call = call(&request, &r.request_id, r.wait)?;
+        let outcome = self
             .service
-            .ensure_server_license(&client, ensure_input(r))
+            .ensure_server_license(&call, ensure_input(request.into_inner()))
             .await
             .map_err(status)?;
-        let license = if wait {
-            self.service
-                .wait_settled(Some(&client), ensured.license.id, budget)
-                .await
-                .map_err(status)?;
-            self.service
-                .wait_operations(
-                    Some(&client),
-                    ensured.license.id,
-                    &ensured.operations,
-                    budget,
-                )
-                .await
-                .map_err(status)?
-        } else {
-            ensured.license
-        };
+        let action = outcome.action.unwrap_or(EnsureAction::None);
         Ok(Response::new(pb::EnsureServerLicenseResponse {
-            license: Some(license_to_pb(&license)),
-            action: ensure_action_to_pb(ensured.action) as i32,
+            license: license(&outcome),
+            action: ensure_action_to_pb(action) as i32,
         }))
     }
 
@@ -337,17 +280,15 @@ impl Rpc for GrpcLicenses {
         &self,
         request: Request<pb::CancelServerLicenseRequest>,
     ) -> Result<Response<pb::CancelServerLicenseResponse>, Status> {
-        let client = ClientName::anonymous();
-        let budget = wait_budget(&request);
-        let r = request.into_inner();
-        let accepted = self
+        let r = request.get_ref();
+        let call = call(&request, &r.request_id, r.wait)?;
+        let outcome = self
             .service
-            .cancel_server_license(&client, &r.server_id)
+            .cancel_server_license(&call, &r.server_id)
             .await
             .map_err(status)?;
-        let license = self.settle(&client, accepted, r.wait, budget).await?;
         Ok(Response::new(pb::CancelServerLicenseResponse {
-            license: Some(license_to_pb(&license)),
+            license: license(&outcome),
         }))
     }
 
@@ -367,5 +308,42 @@ impl Rpc for GrpcLicenses {
             .map_err(status)
         });
         Ok(Response::new(Box::pin(events)))
+    }
+
+    async fn reconcile(
+        &self,
+        request: Request<pb::ReconcileRequest>,
+    ) -> Result<Response<pb::ReconcileResponse>, Status> {
+        let days = request.into_inner().expiring_within_days;
+        let report = self.service.reconcile(days).await.map_err(status)?;
+        Ok(Response::new(pb::ReconcileResponse {
+            report: Some(crate::api::drift_report_to_pb(&report)),
+        }))
+    }
+
+    async fn list_drift(
+        &self,
+        _request: Request<pb::ListDriftRequest>,
+    ) -> Result<Response<pb::ListDriftResponse>, Status> {
+        let report = self.service.latest_drift().await.map_err(status)?;
+        Ok(Response::new(pb::ListDriftResponse {
+            report: Some(crate::api::drift_report_to_pb(&report)),
+        }))
+    }
+
+    async fn adopt_license(
+        &self,
+        request: Request<pb::AdoptLicenseRequest>,
+    ) -> Result<Response<pb::AdoptLicenseResponse>, Status> {
+        let client = ClientName::anonymous();
+        let r = request.into_inner();
+        let license = self
+            .service
+            .adopt(&client, &r.upstream_id, &r.server_id, &r.hostname)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::AdoptLicenseResponse {
+            license: Some(license_to_pb(&license)),
+        }))
     }
 }

@@ -1,51 +1,19 @@
 //! Changes to licenses: `/v1/licenses/{id}/…`, `DELETE /v1/licenses/{id}` and the
 //! desired-state resource `PUT|DELETE /v1/servers/{serverId}/license`. Each answers
 //! 202 with the license as accepted, or with `?wait=` the license once changed.
+//! Every one takes an `Idempotency-Key`.
 
-use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::HeaderMap;
+use axum::response::Response;
 use serde::Deserialize;
 
 use super::AppState;
+use super::call::{Answer, call, respond};
 use super::error::ApiError;
 use super::extract::ApiJson;
 use super::licenses::WaitQuery;
-use crate::api::{ensure_action_to_pb, license_to_pb};
-use crate::domain::ClientName;
-use crate::service::{Accepted, EnsureAction, OrderInput};
-
-/// Answers an accepted change: 202 at once, or 200 with the changed license after a
-/// `?wait=`.
-async fn answer(
-    state: &AppState,
-    client: &ClientName,
-    accepted: Accepted,
-    wait: &WaitQuery,
-) -> Result<Response, ApiError> {
-    let location = format!("/v1/licenses/{}", accepted.license.id);
-    let (status, license) = match wait.duration()? {
-        Some(budget) => {
-            let license = state
-                .service
-                .wait_operations(
-                    Some(client),
-                    accepted.license.id,
-                    &accepted.operations,
-                    budget,
-                )
-                .await?;
-            (StatusCode::OK, license)
-        }
-        None => (StatusCode::ACCEPTED, accepted.license),
-    };
-    let mut response = (status, Json(license_to_pb(&license))).into_response();
-    if let Ok(value) = HeaderValue::from_str(&location) {
-        response.headers_mut().insert(header::LOCATION, value);
-    }
-    Ok(response)
-}
+use crate::service::OrderInput;
 
 /// Body of `POST /v1/licenses/{id}/renew`.
 #[derive(Debug, Deserialize)]
@@ -59,15 +27,13 @@ pub struct RenewBody {
 pub async fn renew(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    headers: HeaderMap,
     Query(wait): Query<WaitQuery>,
     ApiJson(body): ApiJson<RenewBody>,
 ) -> Result<Response, ApiError> {
-    let client = ClientName::anonymous();
-    let accepted = state
-        .service
-        .renew(Some(&client), &id, body.period_months)
-        .await?;
-    answer(&state, &client, accepted, &wait).await
+    let call = call(&headers, wait.wait.as_deref())?;
+    let outcome = state.service.renew(&call, &id, body.period_months).await?;
+    Ok(respond(&outcome, Answer::Change))
 }
 
 /// Body of `POST /v1/licenses/{id}/change-ip`.
@@ -81,15 +47,13 @@ pub struct ChangeIpBody {
 pub async fn change_ip(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    headers: HeaderMap,
     Query(wait): Query<WaitQuery>,
     ApiJson(body): ApiJson<ChangeIpBody>,
 ) -> Result<Response, ApiError> {
-    let client = ClientName::anonymous();
-    let accepted = state
-        .service
-        .change_ip(Some(&client), &id, &body.ip)
-        .await?;
-    answer(&state, &client, accepted, &wait).await
+    let call = call(&headers, wait.wait.as_deref())?;
+    let outcome = state.service.change_ip(&call, &id, &body.ip).await?;
+    Ok(respond(&outcome, Answer::Change))
 }
 
 /// Body of `POST /v1/licenses/{id}/change-panel`.
@@ -105,59 +69,64 @@ pub struct ChangePanelBody {
 pub async fn change_panel(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    headers: HeaderMap,
     Query(wait): Query<WaitQuery>,
     ApiJson(body): ApiJson<ChangePanelBody>,
 ) -> Result<Response, ApiError> {
-    let client = ClientName::anonymous();
-    let accepted = state
+    let call = call(&headers, wait.wait.as_deref())?;
+    let outcome = state
         .service
-        .change_panel(Some(&client), &id, &body.panel, body.period_months)
+        .change_panel(&call, &id, &body.panel, body.period_months)
         .await?;
-    answer(&state, &client, accepted, &wait).await
+    Ok(respond(&outcome, Answer::Change))
 }
 
 /// `POST /v1/licenses/{id}/suspend`.
 pub async fn suspend(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    headers: HeaderMap,
     Query(wait): Query<WaitQuery>,
 ) -> Result<Response, ApiError> {
-    let client = ClientName::anonymous();
-    let accepted = state.service.suspend(Some(&client), &id).await?;
-    answer(&state, &client, accepted, &wait).await
+    let call = call(&headers, wait.wait.as_deref())?;
+    let outcome = state.service.suspend(&call, &id).await?;
+    Ok(respond(&outcome, Answer::Change))
 }
 
 /// `POST /v1/licenses/{id}/resume`.
 pub async fn resume(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    headers: HeaderMap,
     Query(wait): Query<WaitQuery>,
 ) -> Result<Response, ApiError> {
-    let client = ClientName::anonymous();
-    let accepted = state.service.resume(Some(&client), &id).await?;
-    answer(&state, &client, accepted, &wait).await
+    let call = call(&headers, wait.wait.as_deref())?;
+    let outcome = state.service.resume(&call, &id).await?;
+    Ok(respond(&outcome, Answer::Change))
 }
 
 /// `POST /v1/licenses/{id}/reissue-key`.
 pub async fn reissue_key(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    headers: HeaderMap,
     Query(wait): Query<WaitQuery>,
 ) -> Result<Response, ApiError> {
-    let client = ClientName::anonymous();
-    let accepted = state.service.reissue_key(Some(&client), &id).await?;
-    answer(&state, &client, accepted, &wait).await
+    let call = call(&headers, wait.wait.as_deref())?;
+    let outcome = state.service.reissue_key(&call, &id).await?;
+    Ok(respond(&outcome, Answer::Change))
 }
 
 /// `DELETE /v1/licenses/{id}`.
 pub async fn cancel(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    headers: HeaderMap,
     Query(wait): Query<WaitQuery>,
 ) -> Result<Response, ApiError> {
-    let client = ClientName::anonymous();
-    let accepted = state.service.cancel(Some(&client), &id).await?;
-    answer(&state, &client, accepted, &wait).await
+    let call = call(&headers, wait.wait.as_deref())?;
+    let outcome = state.service.cancel(&call, &id).await?;
+    Ok(respond(&outcome, Answer::Change))
 }
 
 /// Body of `PUT /v1/servers/{serverId}/license`: the license the server must have.
@@ -175,17 +144,17 @@ pub struct EnsureBody {
     nodes: Option<u32>,
 }
 
-/// `PUT /v1/servers/{serverId}/license`: 200 when it already matched, 202 when an
-/// order or a change was queued (200 after `?wait=`), with an `X-Ensure-Action`
-/// header saying which.
+/// `PUT /v1/servers/{serverId}/license`: 200 when it already matched (or once done
+/// after `?wait=`), 202 when an order or a change was queued, with an
+/// `X-Ensure-Action` header saying which.
 pub async fn ensure(
     State(state): State<AppState>,
     Path(server_id): Path<String>,
+    headers: HeaderMap,
     Query(wait): Query<WaitQuery>,
     ApiJson(body): ApiJson<EnsureBody>,
 ) -> Result<Response, ApiError> {
-    let client = ClientName::anonymous();
-    let budget = wait.duration()?;
+    let call = call(&headers, wait.wait.as_deref())?;
     let input = OrderInput {
         server_id,
         ip: body.ip,
@@ -196,44 +165,21 @@ pub async fn ensure(
         nodes: body.nodes,
         trial: false,
     };
-    let ensured = state.service.ensure_server_license(&client, input).await?;
-    let mut license = ensured.license;
-    let mut status = match ensured.action {
-        EnsureAction::None => StatusCode::OK,
-        _ => StatusCode::ACCEPTED,
-    };
-    if let Some(budget) = budget {
-        state
-            .service
-            .wait_settled(Some(&client), license.id, budget)
-            .await?;
-        license = state
-            .service
-            .wait_operations(Some(&client), license.id, &ensured.operations, budget)
-            .await?;
-        status = StatusCode::OK;
-    }
-    let action = ensure_action_to_pb(ensured.action).as_str_name();
-    let mut response = (status, Json(license_to_pb(&license))).into_response();
-    response
-        .headers_mut()
-        .insert("x-ensure-action", HeaderValue::from_static(action));
-    if let Ok(value) = HeaderValue::from_str(&format!("/v1/licenses/{}", license.id)) {
-        response.headers_mut().insert(header::LOCATION, value);
-    }
-    Ok(response)
+    let outcome = state.service.ensure_server_license(&call, input).await?;
+    Ok(respond(&outcome, Answer::Ensure))
 }
 
 /// `DELETE /v1/servers/{serverId}/license`.
 pub async fn cancel_server(
     State(state): State<AppState>,
     Path(server_id): Path<String>,
+    headers: HeaderMap,
     Query(wait): Query<WaitQuery>,
 ) -> Result<Response, ApiError> {
-    let client = ClientName::anonymous();
-    let accepted = state
+    let call = call(&headers, wait.wait.as_deref())?;
+    let outcome = state
         .service
-        .cancel_server_license(&client, &server_id)
+        .cancel_server_license(&call, &server_id)
         .await?;
-    answer(&state, &client, accepted, &wait).await
+    Ok(respond(&outcome, Answer::Change))
 }

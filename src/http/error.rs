@@ -82,7 +82,9 @@ impl IntoResponse for ApiError {
                     ErrorKind::InvalidArgument => StatusCode::BAD_REQUEST,
                     ErrorKind::NotFound => StatusCode::NOT_FOUND,
                     ErrorKind::FailedPrecondition | ErrorKind::Aborted => StatusCode::CONFLICT,
-                    ErrorKind::Refused => StatusCode::UNPROCESSABLE_ENTITY,
+                    ErrorKind::Refused | ErrorKind::Unprocessable => {
+                        StatusCode::UNPROCESSABLE_ENTITY
+                    }
                     ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
                 };
                 if status.is_server_error() {
@@ -125,7 +127,9 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
-        if status == StatusCode::SERVICE_UNAVAILABLE || code == "OPERATION_IN_PROGRESS" {
+        if status == StatusCode::SERVICE_UNAVAILABLE
+            || matches!(code, "OPERATION_IN_PROGRESS" | "REQUEST_IN_PROGRESS")
+        {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));

@@ -54,7 +54,7 @@ pub async fn stream(
                         .unwrap_or_else(|_| SseEvent::default().comment("unserializable event"))
                 }
                 Err(e) => {
-                    tracing::warn!(error.message = %e, "change feed read failed");
+                    tracing::warn!(error.message = %e, error.cause_chain = ?e, "change feed read failed");
                     SseEvent::default().event("error").data(e.code())
                 }
             })

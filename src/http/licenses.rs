@@ -1,86 +1,47 @@
 //! `/v1/licenses` and `/v1/servers/{serverId}/license`.
 
-use std::time::Duration;
-
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
 use serde::Deserialize;
 
 use super::AppState;
+use super::call::{Answer, call, respond};
 use super::error::ApiError;
 use super::extract::ApiJson;
 use crate::api::pb::v1 as pb;
 use crate::api::{license_to_pb, list_input, order_input, state_from_pb};
 use crate::domain::ClientName;
 
-/// The longest `?wait=` a caller may ask for.
-const MAX_WAIT: Duration = Duration::from_secs(60);
-
 /// `?wait=30s` on calls that may wait for the upstream.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WaitQuery {
-    wait: Option<String>,
-}
-
-impl WaitQuery {
-    pub(super) fn duration(&self) -> Result<Option<Duration>, ApiError> {
-        let Some(raw) = self.wait.as_deref() else {
-            return Ok(None);
-        };
-        let parsed = if let Some(ms) = raw.strip_suffix("ms") {
-            ms.parse().ok().map(Duration::from_millis)
-        } else if let Some(s) = raw.strip_suffix('s') {
-            s.parse().ok().map(Duration::from_secs)
-        } else {
-            None
-        };
-        match parsed {
-            Some(d) if d <= MAX_WAIT => Ok(Some(d)),
-            _ => Err(ApiError::field(
-                "wait",
-                "must be a duration such as 30s or 500ms, at most 60s",
-            )),
-        }
-    }
+    /// How long to wait, e.g. `30s`.
+    pub wait: Option<String>,
 }
 
 /// `POST /v1/licenses`: 202 with `Location` when accepted, 200 when the server already
-/// had this license, 201 when `?wait=` saw it settle.
+/// had this license, 201 when `?wait=` saw it become active.
 pub async fn order(
     State(state): State<AppState>,
+    headers: HeaderMap,
     Query(wait): Query<WaitQuery>,
     ApiJson(body): ApiJson<pb::OrderLicenseRequest>,
 ) -> Result<Response, ApiError> {
-    let wait = wait.duration()?;
-    let client = ClientName::anonymous();
-    let ordered = state
+    let call = call(&headers, wait.wait.as_deref())?;
+    if !body.request_id.is_empty() {
+        return Err(ApiError::field(
+            "requestId",
+            "send the request id as the Idempotency-Key header",
+        ));
+    }
+    let outcome = state
         .service
-        .order_license(&client, order_input(body))
+        .order_license(&call, order_input(body))
         .await?;
-    let mut license = ordered.license;
-    let mut status = if ordered.created {
-        StatusCode::ACCEPTED
-    } else {
-        StatusCode::OK
-    };
-    if let Some(wait) = wait {
-        license = state
-            .service
-            .wait_settled(Some(&client), license.id, wait)
-            .await?;
-        if ordered.created && license.state == crate::domain::LicenseState::Active {
-            status = StatusCode::CREATED;
-        }
-    }
-    let location = format!("/v1/licenses/{}", license.id);
-    let mut response = (status, Json(license_to_pb(&license))).into_response();
-    if let Ok(value) = HeaderValue::from_str(&location) {
-        response.headers_mut().insert(header::LOCATION, value);
-    }
-    Ok(response)
+    Ok(respond(&outcome, Answer::Order))
 }
 
 /// `GET /v1/licenses/{id}`.

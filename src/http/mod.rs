@@ -1,7 +1,9 @@
 //! The REST transport (axum): `/v1/...` resources whose bodies are the proto3 JSON
 //! mapping of the API messages, plus health endpoints. Errors are problem+json.
 
+mod call;
 mod changes;
+mod drift;
 mod error;
 mod events;
 mod extract;
@@ -62,6 +64,9 @@ pub fn router(state: AppState) -> Router {
                 .delete(changes::cancel_server),
         )
         .route("/v1/events", get(events::stream))
+        .route("/v1/reconcile", post(drift::reconcile))
+        .route("/v1/drift", get(drift::latest))
+        .route("/v1/drift/{upstream_id}/adopt", post(drift::adopt))
         .route("/healthz", get(health::live))
         .route("/readyz", get(health::ready))
         .fallback(not_found)

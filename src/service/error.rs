@@ -38,10 +38,26 @@ pub enum ServiceError {
     /// FAILED_PRECONDITION, `UPSTREAM_REFUSED`; the license's `lastError` has it too.
     #[error("the upstream refused: {0}")]
     UpstreamRefused(String),
+    /// The request id was used before with other parameters → 422 /
+    /// INVALID_ARGUMENT, `IDEMPOTENCY_KEY_REUSED`.
+    #[error("this request id was used with other parameters; use a new id for a new request")]
+    IdempotencyKeyReused,
+    /// The first call with this request id is still running → 409 / ABORTED with a
+    /// retry hint, `REQUEST_IN_PROGRESS`.
+    #[error("a call with this request id is still in progress; retry shortly")]
+    RequestInProgress,
     /// The upstream could not be asked (quotes, checks) → 503 / UNAVAILABLE,
     /// `UPSTREAM_UNAVAILABLE`.
     #[error("the upstream is unavailable: {0}")]
     UpstreamUnavailable(String),
+    /// No reconciliation has run yet (on any replica) → 404 / NOT_FOUND,
+    /// `DRIFT_REPORT_NOT_FOUND`.
+    #[error("no drift report yet: no reconciliation has run; run one with Reconcile")]
+    NoDriftReport,
+    /// The upstream does not know this license id → 404 / NOT_FOUND,
+    /// `UPSTREAM_LICENSE_NOT_FOUND`.
+    #[error("the upstream has no license {0}")]
+    UpstreamLicenseNotFound(u64),
     /// The store failed → 503 / UNAVAILABLE, `STORE_UNAVAILABLE` (the cause is logged).
     #[error("the license store is unavailable")]
     Store(#[source] StoreError),
@@ -57,8 +73,12 @@ impl ServiceError {
             Self::ServerHasLicense { .. } => "SERVER_HAS_LICENSE",
             Self::Precondition(p) => p.code,
             Self::OperationInProgress(_) => "OPERATION_IN_PROGRESS",
+            Self::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
+            Self::RequestInProgress => "REQUEST_IN_PROGRESS",
             Self::UpstreamRefused(_) => "UPSTREAM_REFUSED",
             Self::UpstreamUnavailable(_) => "UPSTREAM_UNAVAILABLE",
+            Self::NoDriftReport => "DRIFT_REPORT_NOT_FOUND",
+            Self::UpstreamLicenseNotFound(_) => "UPSTREAM_LICENSE_NOT_FOUND",
             Self::Store(StoreError::BadPageToken) => "INVALID_PAGE_TOKEN",
             Self::Store(_) => "STORE_UNAVAILABLE",
         }
@@ -85,9 +105,12 @@ impl ServiceError {
             Self::InvalidArgument(_)
             | Self::UnknownPanel(_)
             | Self::Store(StoreError::BadPageToken) => ErrorKind::InvalidArgument,
-            Self::NotFound => ErrorKind::NotFound,
+            Self::NotFound | Self::NoDriftReport | Self::UpstreamLicenseNotFound(_) => {
+                ErrorKind::NotFound
+            }
             Self::ServerHasLicense { .. } | Self::Precondition(_) => ErrorKind::FailedPrecondition,
-            Self::OperationInProgress(_) => ErrorKind::Aborted,
+            Self::OperationInProgress(_) | Self::RequestInProgress => ErrorKind::Aborted,
+            Self::IdempotencyKeyReused => ErrorKind::Unprocessable,
             Self::UpstreamRefused(_) => ErrorKind::Refused,
             Self::UpstreamUnavailable(_) | Self::Store(_) => ErrorKind::Unavailable,
         }
@@ -107,6 +130,8 @@ pub enum ErrorKind {
     Aborted,
     /// 422 / FAILED_PRECONDITION: the upstream said no.
     Refused,
+    /// 422 / INVALID_ARGUMENT: well-formed but unusable (a reused request id).
+    Unprocessable,
     /// 503 / UNAVAILABLE.
     Unavailable,
 }

@@ -24,8 +24,9 @@ struct Cursor {
 }
 
 impl LicenseService {
-    /// Every event after `after_id`, then new ones as they are committed; never ends
-    /// by itself. Only `client`'s licenses when set.
+    /// Every event after `after_id`, then new ones as they are committed; ends only
+    /// at shutdown ([`close_feeds`](Self::close_feeds)). Only `client`'s licenses when
+    /// set.
     pub fn watch(
         &self,
         client: Option<ClientName>,
@@ -53,12 +54,21 @@ impl LicenseService {
                     Ok(events) if !events.is_empty() => c.buffered.extend(events),
                     Ok(_) => {
                         // Woken by a change in this process, or by the poll for
-                        // changes made elsewhere.
-                        let _ = tokio::time::timeout(POLL, c.notices.recv()).await;
+                        // changes made elsewhere; caught up, so shutdown may end it.
+                        tokio::select! {
+                            _ = c.service.closing.cancelled() => return None,
+                            _ = tokio::time::timeout(POLL, c.notices.recv()) => {}
+                        }
                     }
                     Err(e) => return Some((Err(e.into()), c)),
                 }
             }
         })
+    }
+
+    /// Ends every change-feed stream of this process once it has delivered what is
+    /// committed; called at shutdown so watchers do not hold the drain open.
+    pub fn close_feeds(&self) {
+        self.closing.cancel();
     }
 }

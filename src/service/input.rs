@@ -9,7 +9,7 @@ use crate::store::LicenseFilter;
 use super::ServiceError;
 
 /// An order as a transport received it, not yet validated.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct OrderInput {
     /// `server.id`.
     pub server_id: String,

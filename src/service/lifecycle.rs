@@ -5,20 +5,13 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
-use super::{LicenseService, OrderInput, Ordered, ServiceError};
+use super::idempotency::fingerprint;
+use super::{Call, LicenseService, OrderInput, Outcome, ServiceError};
 use crate::domain::{
     ClientName, FieldViolation, License, LicenseId, LicenseIp, LicenseState, Operation,
     OperationKind, Period, Phase, ServerId,
 };
-
-/// A change accepted for the worker.
-#[derive(Debug, Clone)]
-pub struct Accepted {
-    /// The license as it is now (the change is not applied yet).
-    pub license: License,
-    /// The queued operations, in order.
-    pub operations: Vec<i64>,
-}
+use crate::store::StoreError;
 
 /// What `EnsureServerLicense` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,23 +24,17 @@ pub enum EnsureAction {
     Changed,
 }
 
-/// The result of `EnsureServerLicense`.
-#[derive(Debug, Clone)]
-pub struct Ensured {
-    /// The server's license.
-    pub license: License,
-    /// What was done.
-    pub action: EnsureAction,
-    /// Queued operations, if any.
-    pub operations: Vec<i64>,
-}
-
 impl LicenseService {
+    /// Checks `changes` against the license, queues them with the call's request id,
+    /// and answers (after waiting, if the call asked to).
     async fn queue(
         &self,
+        call: &Call,
+        fingerprint: &str,
         license: License,
         changes: Vec<OperationKind>,
-    ) -> Result<Accepted, ServiceError> {
+        action: Option<EnsureAction>,
+    ) -> Result<Outcome, ServiceError> {
         for change in &changes {
             license.check_change(change)?;
         }
@@ -56,25 +43,58 @@ impl LicenseService {
             .into_iter()
             .map(|kind| Operation::received(license.id, kind, now))
             .collect();
-        let operations = self.store.insert_operations(license.id, &ops).await?;
-        tracing::info!(license_id = %license.id, ?operations, "change accepted");
-        self.wake_workers();
-        Ok(Accepted {
+        let mut outcome = Outcome {
             license,
-            operations,
-        })
+            created: false,
+            action,
+            operations: Vec::new(),
+            settled: false,
+            replayed: false,
+        };
+        let record = self.request_record(call, fingerprint, &outcome);
+        let operations = match self
+            .store
+            .insert_operations(outcome.license.id, &ops, record.as_ref())
+            .await
+        {
+            Err(StoreError::RequestKeyTaken) => {
+                return self.replay_after_race(call, fingerprint).await;
+            }
+            other => other?,
+        };
+        tracing::info!(license_id = %outcome.license.id, ?operations, "change accepted");
+        self.wake_workers();
+        outcome.operations = operations;
+        self.finish(call, outcome).await
+    }
+
+    /// Replays a repeated request id, or reads the license a new change applies to.
+    async fn change_target(
+        &self,
+        call: &Call,
+        fingerprint: &str,
+        id: &str,
+    ) -> Result<Result<License, Outcome>, ServiceError> {
+        if let Some(replayed) = self.replay(call, fingerprint).await? {
+            return Ok(Err(replayed));
+        }
+        Ok(Ok(self.get_license(Some(&call.client), id).await?))
     }
 
     /// Renews for `period_months` (1 or 12).
     pub async fn renew(
         &self,
-        client: Option<&ClientName>,
+        call: &Call,
         id: &str,
         period_months: i32,
-    ) -> Result<Accepted, ServiceError> {
+    ) -> Result<Outcome, ServiceError> {
         let period = Period::paid_months(period_months, "periodMonths")
             .map_err(|v| ServiceError::InvalidArgument(vec![v]))?;
-        let license = self.get_license(client, id).await?;
+        let fp = fingerprint("RenewLicense", &(id, period.upstream_value()));
+        let license = match self.change_target(call, &fp, id).await? {
+            Ok(license) => license,
+            Err(replayed) => return Ok(replayed),
+        };
         let previous_expiry = license.expire_time.map(|t| {
             let d = t.date();
             format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
@@ -83,33 +103,41 @@ impl LicenseService {
             period: period.upstream_value(),
             previous_expiry,
         };
-        self.queue(license, vec![change]).await
+        self.queue(call, &fp, license, vec![change], None).await
     }
 
     /// Moves the license to another IP.
     pub async fn change_ip(
         &self,
-        client: Option<&ClientName>,
+        call: &Call,
         id: &str,
         ip: &str,
-    ) -> Result<Accepted, ServiceError> {
+    ) -> Result<Outcome, ServiceError> {
         let ip = LicenseIp::parse(ip, "ip").map_err(|v| ServiceError::InvalidArgument(vec![v]))?;
-        let license = self.get_license(client, id).await?;
+        let fp = fingerprint("ChangeLicenseIp", &(id, ip.to_string()));
+        let license = match self.change_target(call, &fp, id).await? {
+            Ok(license) => license,
+            Err(replayed) => return Ok(replayed),
+        };
         let change = OperationKind::ChangeIp { ip: ip.to_string() };
-        self.queue(license, vec![change]).await
+        self.queue(call, &fp, license, vec![change], None).await
     }
 
     /// Switches the license to another panel (tariff).
     pub async fn change_panel(
         &self,
-        client: Option<&ClientName>,
+        call: &Call,
         id: &str,
         panel: &str,
         period_months: i32,
-    ) -> Result<Accepted, ServiceError> {
-        let license = self.get_license(client, id).await?;
+    ) -> Result<Outcome, ServiceError> {
+        let fp = fingerprint("ChangeLicensePanel", &(id, panel, period_months));
+        let license = match self.change_target(call, &fp, id).await? {
+            Ok(license) => license,
+            Err(replayed) => return Ok(replayed),
+        };
         let change = self.panel_change(&license, panel, period_months)?;
-        self.queue(license, vec![change]).await
+        self.queue(call, &fp, license, vec![change], None).await
     }
 
     fn panel_change(
@@ -140,47 +168,49 @@ impl LicenseService {
         })
     }
 
-    /// Suspends an active license.
-    pub async fn suspend(
+    /// A change that needs nothing but the license id.
+    async fn simple_change(
         &self,
-        client: Option<&ClientName>,
+        call: &Call,
         id: &str,
-    ) -> Result<Accepted, ServiceError> {
-        let license = self.get_license(client, id).await?;
-        self.queue(license, vec![OperationKind::Suspend]).await
+        method: &str,
+        make: impl FnOnce(&License) -> OperationKind,
+    ) -> Result<Outcome, ServiceError> {
+        let fp = fingerprint(method, &id);
+        let license = match self.change_target(call, &fp, id).await? {
+            Ok(license) => license,
+            Err(replayed) => return Ok(replayed),
+        };
+        let change = make(&license);
+        self.queue(call, &fp, license, vec![change], None).await
+    }
+
+    /// Suspends an active license.
+    pub async fn suspend(&self, call: &Call, id: &str) -> Result<Outcome, ServiceError> {
+        self.simple_change(call, id, "SuspendLicense", |_| OperationKind::Suspend)
+            .await
     }
 
     /// Resumes a suspended license.
-    pub async fn resume(
-        &self,
-        client: Option<&ClientName>,
-        id: &str,
-    ) -> Result<Accepted, ServiceError> {
-        let license = self.get_license(client, id).await?;
-        self.queue(license, vec![OperationKind::Resume]).await
+    pub async fn resume(&self, call: &Call, id: &str) -> Result<Outcome, ServiceError> {
+        self.simple_change(call, id, "ResumeLicense", |_| OperationKind::Resume)
+            .await
     }
 
     /// Deletes the license upstream; it stays here as CANCELLED history.
-    pub async fn cancel(
-        &self,
-        client: Option<&ClientName>,
-        id: &str,
-    ) -> Result<Accepted, ServiceError> {
-        let license = self.get_license(client, id).await?;
-        self.queue(license, vec![OperationKind::Cancel]).await
+    pub async fn cancel(&self, call: &Call, id: &str) -> Result<Outcome, ServiceError> {
+        self.simple_change(call, id, "CancelLicense", |_| OperationKind::Cancel)
+            .await
     }
 
     /// Asks the upstream for a new license key.
-    pub async fn reissue_key(
-        &self,
-        client: Option<&ClientName>,
-        id: &str,
-    ) -> Result<Accepted, ServiceError> {
-        let license = self.get_license(client, id).await?;
-        let change = OperationKind::ReissueKey {
-            previous_key: license.license_key.clone(),
-        };
-        self.queue(license, vec![change]).await
+    pub async fn reissue_key(&self, call: &Call, id: &str) -> Result<Outcome, ServiceError> {
+        self.simple_change(call, id, "ReissueLicenseKey", |l| {
+            OperationKind::ReissueKey {
+                previous_key: l.license_key.clone(),
+            }
+        })
+        .await
     }
 
     /// Converges the server's license to `input`: orders one if there is none, changes
@@ -188,26 +218,27 @@ impl LicenseService {
     /// matches.
     pub async fn ensure_server_license(
         &self,
-        client: &ClientName,
+        call: &Call,
         input: OrderInput,
-    ) -> Result<Ensured, ServiceError> {
-        let wanted = input.clone().validate(client, &self.catalog)?;
+    ) -> Result<Outcome, ServiceError> {
+        let wanted = input.clone().validate(&call.client, &self.catalog)?;
+        let fp = fingerprint("EnsureServerLicense", &input);
+        if let Some(replayed) = self.replay(call, &fp).await? {
+            return Ok(replayed);
+        }
         let existing = self
             .store
-            .server_license(Some(client), &wanted.server_id)
+            .server_license(Some(&call.client), &wanted.server_id)
             .await?
             .filter(|l| l.state.is_live());
         let Some(license) = existing else {
-            let Ordered { license, created } = self.order_license(client, input).await?;
-            return Ok(Ensured {
-                license,
-                action: if created {
-                    EnsureAction::Ordered
-                } else {
-                    EnsureAction::None
-                },
-                operations: Vec::new(),
+            let mut outcome = self.order_license(call, input).await?;
+            outcome.action = Some(if outcome.created {
+                EnsureAction::Ordered
+            } else {
+                EnsureAction::None
             });
+            return Ok(outcome);
         };
         let mut changes = Vec::new();
         if license.tariff_id != wanted.tariff_id {
@@ -219,35 +250,39 @@ impl LicenseService {
             });
         }
         if changes.is_empty() {
-            return Ok(Ensured {
+            return Ok(Outcome {
                 license,
-                action: EnsureAction::None,
+                created: false,
+                action: Some(EnsureAction::None),
                 operations: Vec::new(),
+                settled: call.wait.is_some(),
+                replayed: false,
             });
         }
-        let accepted = self.queue(license, changes).await?;
-        Ok(Ensured {
-            license: accepted.license,
-            action: EnsureAction::Changed,
-            operations: accepted.operations,
-        })
+        self.queue(call, &fp, license, changes, Some(EnsureAction::Changed))
+            .await
     }
 
     /// Cancels the server's live license.
     pub async fn cancel_server_license(
         &self,
-        client: &ClientName,
+        call: &Call,
         server_id: &str,
-    ) -> Result<Accepted, ServiceError> {
+    ) -> Result<Outcome, ServiceError> {
         let server_id = ServerId::parse(server_id, "serverId")
             .map_err(|v| ServiceError::InvalidArgument(vec![v]))?;
+        let fp = fingerprint("CancelServerLicense", &server_id.as_str());
+        if let Some(replayed) = self.replay(call, &fp).await? {
+            return Ok(replayed);
+        }
         let license = self
             .store
-            .server_license(Some(client), &server_id)
+            .server_license(Some(&call.client), &server_id)
             .await?
             .filter(|l| l.state.is_live())
             .ok_or(ServiceError::NotFound)?;
-        self.queue(license, vec![OperationKind::Cancel]).await
+        self.queue(call, &fp, license, vec![OperationKind::Cancel], None)
+            .await
     }
 
     /// Waits until every operation in `ops` has finished or `timeout` passes, then

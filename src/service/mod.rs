@@ -2,17 +2,25 @@
 //! call it; it reaches the database and the upstream only through traits.
 
 mod changes;
+mod drift;
 mod error;
 mod feed;
+mod idempotency;
 mod input;
 mod lifecycle;
 mod quotes;
+mod reconcile;
 mod worker;
 
+pub use drift::{
+    DriftReport, Expiring, MAX_LISTED, Mismatch, MismatchField, Missing, MissingReason, Orphan,
+};
 pub use error::{ErrorKind, ServiceError};
+pub use idempotency::{REQUEST_KEY_TTL, RequestKey};
 pub use input::{DEFAULT_PAGE_SIZE, ListInput, MAX_PAGE_SIZE, OrderInput};
-pub use lifecycle::{Accepted, EnsureAction, Ensured};
+pub use lifecycle::EnsureAction;
 pub use quotes::Quote;
+pub use reconcile::{MAX_EXPIRING_WITHIN_DAYS, ReconcileConfig};
 pub use worker::{Worker, WorkflowConfig};
 
 use std::sync::Arc;
@@ -26,15 +34,49 @@ use crate::domain::{
     ClientName, License, LicenseId, LicenseState, Operation, OperationKind, Panel, PanelCatalog,
     ServerId,
 };
-use crate::store::{Inserted, Page, Store};
+use crate::store::{Inserted, Page, Store, StoreError};
 
-/// The result of an order.
+/// How often a waiting call re-reads its license even without a change notice from
+/// this process (another replica's worker may be doing the work).
+const WAIT_POLL: Duration = Duration::from_millis(500);
+
+/// Who calls a mutating use case, and how.
+#[derive(Debug, Clone)]
+pub struct Call {
+    /// The calling client; licenses and request ids are scoped by it.
+    pub client: ClientName,
+    /// The caller's request id, if any.
+    pub request: Option<RequestKey>,
+    /// Wait up to this long for the work to finish upstream before answering.
+    pub wait: Option<Duration>,
+}
+
+impl Call {
+    /// A call of `client` without request id that does not wait.
+    pub fn of(client: ClientName) -> Self {
+        Self {
+            client,
+            request: None,
+            wait: None,
+        }
+    }
+}
+
+/// The result of a mutating use case.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Ordered {
-    /// The license: new and PENDING, or the server's existing one.
+pub struct Outcome {
+    /// The license: as accepted, or as the work left it when the call waited.
     pub license: License,
-    /// Whether this call created it.
+    /// Whether the call created the license (an order, or a desired state that ordered).
     pub created: bool,
+    /// What a desired-state call did.
+    pub action: Option<EnsureAction>,
+    /// Operations queued, in order.
+    pub operations: Vec<i64>,
+    /// Whether the call waited and the work finished.
+    pub settled: bool,
+    /// Whether this is the stored result of an earlier call with the same request id.
+    pub replayed: bool,
 }
 
 /// The use cases.
@@ -48,6 +90,11 @@ pub struct LicenseService {
     work: Arc<Notify>,
     /// Announces every license change (by id) to waiters in this process.
     changes: broadcast::Sender<LicenseId>,
+    /// The reconciler's latest report and defaults.
+    drift: Arc<reconcile::DriftState>,
+    /// Cancelled at shutdown: change-feed streams end so a drain does not wait for
+    /// watchers (they resume on another replica from their last event id).
+    closing: tokio_util::sync::CancellationToken,
 }
 
 impl LicenseService {
@@ -66,6 +113,8 @@ impl LicenseService {
             prices: Arc::new(quotes::PriceCache::default()),
             work: Arc::new(Notify::new()),
             changes,
+            drift: Arc::default(),
+            closing: tokio_util::sync::CancellationToken::new(),
         }
     }
 
@@ -100,22 +149,47 @@ impl LicenseService {
     #[tracing::instrument(skip_all, fields(server_id = %input.server_id, panel = %input.panel))]
     pub async fn order_license(
         &self,
-        client: &ClientName,
+        call: &Call,
         input: OrderInput,
-    ) -> Result<Ordered, ServiceError> {
-        let new = input.validate(client, &self.catalog)?;
+    ) -> Result<Outcome, ServiceError> {
+        let new = input.clone().validate(&call.client, &self.catalog)?;
+        let fp = idempotency::fingerprint("OrderLicense", &input);
+        if let Some(replayed) = self.replay(call, &fp).await? {
+            return Ok(replayed);
+        }
         let now = OffsetDateTime::now_utc();
         let pending = new.clone().into_pending(LicenseId::generate(), now);
         let op = Operation::received(pending.id, OperationKind::Order, now);
-        match self.store.insert_order(&pending, &op).await? {
+        let accepted = Outcome {
+            license: pending.clone(),
+            created: true,
+            action: None,
+            operations: Vec::new(),
+            settled: false,
+            replayed: false,
+        };
+        let record = self.request_record(call, &fp, &accepted);
+        let inserted = match self
+            .store
+            .insert_order(&pending, &op, record.as_ref())
+            .await
+        {
+            Err(StoreError::RequestKeyTaken) => return self.replay_after_race(call, &fp).await,
+            other => other?,
+        };
+        match inserted {
             Inserted::Created(license) => {
                 tracing::info!(license_id = %license.id, "order accepted");
                 self.wake_workers();
                 let _ = self.changes.send(license.id);
-                Ok(Ordered {
-                    license,
-                    created: true,
-                })
+                self.finish(
+                    call,
+                    Outcome {
+                        license,
+                        ..accepted
+                    },
+                )
+                .await
             }
             Inserted::Existing(existing) if !new.matches(&existing) => {
                 Err(ServiceError::ServerHasLicense {
@@ -129,10 +203,23 @@ impl LicenseService {
                     use_instead: "ChangeLicenseIp",
                 })
             }
-            Inserted::Existing(existing) => Ok(Ordered {
-                license: existing,
-                created: false,
-            }),
+            Inserted::Existing(existing) => {
+                // The server has this license already: nothing is stored, so a retry
+                // with the same id answers the same way.
+                let outcome = Outcome {
+                    license: existing,
+                    created: false,
+                    ..accepted
+                };
+                self.finish(
+                    &Call {
+                        request: None,
+                        ..call.clone()
+                    },
+                    outcome,
+                )
+                .await
+            }
         }
     }
 
@@ -197,8 +284,12 @@ impl LicenseService {
                 return Ok(license);
             }
             loop {
-                match tokio::time::timeout_at(deadline, changes.recv()).await {
-                    Err(_) => return Ok(license),
+                // Another replica's worker may be the one moving the license on, and
+                // its changes are not announced here: re-read at least every poll.
+                let wake = deadline.min(tokio::time::Instant::now() + WAIT_POLL);
+                match tokio::time::timeout_at(wake, changes.recv()).await {
+                    Err(_) if wake == deadline => return Ok(license),
+                    Err(_) => break,
                     Ok(Ok(changed)) if changed != id => continue,
                     // Our license changed, or we lagged behind and must re-read.
                     Ok(_) => break,

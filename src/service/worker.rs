@@ -92,7 +92,11 @@ impl Worker {
     }
 
     /// Runs `concurrency` loops until `stop` is cancelled; an operation in progress
-    /// finishes its current step first.
+    /// finishes its current step first. Then gives up any lease still held (an
+    /// operation whose step failed before releasing it), so other replicas take it
+    /// over now rather than when the lease runs out. When the caller's drain bound
+    /// cuts a step short, this future is dropped before that and the lease simply
+    /// expires: a half-done step is never handed over early.
     pub async fn run(self, stop: CancellationToken) {
         let mut loops = tokio::task::JoinSet::new();
         for _ in 0..self.config.concurrency.max(1) {
@@ -101,6 +105,13 @@ impl Worker {
             loops.spawn(async move { me.run_loop(stop).await });
         }
         while loops.join_next().await.is_some() {}
+        match self.store.release_leases(&self.owner).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(released = n, "worker stopped; leases released"),
+            Err(e) => {
+                tracing::warn!(error.message = %e, error.cause_chain = ?e, "cannot release leases")
+            }
+        }
     }
 
     async fn run_loop(&self, stop: CancellationToken) {

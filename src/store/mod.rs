@@ -31,6 +31,9 @@ pub enum StoreError {
     /// The license already has an operation that has not finished.
     #[error("license {0} has an operation in progress")]
     OperationInProgress(LicenseId),
+    /// The request id was stored by a concurrent call first; nothing was stored.
+    #[error("the request id is already taken")]
+    RequestKeyTaken,
     /// Anything else (connection, constraint, corrupt row); maps to an internal error.
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
@@ -69,22 +72,64 @@ pub struct Page<T> {
     pub next_token: Option<String>,
 }
 
+/// A request id as stored with the work it caused.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RequestRecord {
+    /// The calling client.
+    pub client: ClientName,
+    /// The caller's key.
+    pub key: String,
+    /// The request's parameters; a reuse of the key with others is refused.
+    pub fingerprint: String,
+    /// The result returned to the first call (JSON, owned by the service layer).
+    pub response: String,
+    /// While set and in the future, the first call is still running (waiting).
+    pub busy_until: Option<OffsetDateTime>,
+    /// When the first call came.
+    pub create_time: OffsetDateTime,
+}
+
 /// What the service needs from a database.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
-    /// Stores a PENDING license with its first operation and a `CREATED` event, unless
-    /// the client's server already has a live license: then returns that one and stores
-    /// nothing.
-    async fn insert_order(&self, license: &License, op: &Operation)
-    -> Result<Inserted, StoreError>;
+    /// Stores a PENDING license with its first operation, a `CREATED` event and the
+    /// request id if any, unless the client's server already has a live license: then
+    /// returns that one and stores nothing. A request id that exists already is
+    /// [`StoreError::RequestKeyTaken`] and nothing is stored.
+    async fn insert_order(
+        &self,
+        license: &License,
+        op: &Operation,
+        request: Option<&RequestRecord>,
+    ) -> Result<Inserted, StoreError>;
 
-    /// Queues operations on an existing license, in order, unless it already has an
-    /// open one ([`StoreError::OperationInProgress`]). Returns their ids.
+    /// Queues operations on an existing license, in order, with the request id if any,
+    /// unless it already has an open one ([`StoreError::OperationInProgress`]) or the
+    /// request id exists ([`StoreError::RequestKeyTaken`]). Returns their ids.
     async fn insert_operations(
         &self,
         license_id: LicenseId,
         ops: &[Operation],
+        request: Option<&RequestRecord>,
     ) -> Result<Vec<i64>, StoreError>;
+
+    /// A stored request id.
+    async fn find_request(
+        &self,
+        client: &ClientName,
+        key: &str,
+    ) -> Result<Option<RequestRecord>, StoreError>;
+
+    /// Replaces the stored result of a request id and clears its busy mark.
+    async fn complete_request(
+        &self,
+        client: &ClientName,
+        key: &str,
+        response: &str,
+    ) -> Result<(), StoreError>;
+
+    /// Deletes request ids created before `before`; returns how many.
+    async fn reap_requests(&self, before: OffsetDateTime) -> Result<u64, StoreError>;
 
     /// One operation by id.
     async fn get_operation(&self, id: i64) -> Result<Option<Operation>, StoreError>;
@@ -141,6 +186,45 @@ pub trait Store: Send + Sync + 'static {
 
     /// Checks that the database answers.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Every license that has an upstream id, in any state, ordered by id: one query,
+    /// streamed row by row (the reconciler reads 100,000 of them at once).
+    async fn licenses_with_upstream_id(&self) -> Result<Vec<License>, StoreError>;
+
+    /// Stores a license adopted from the upstream (already ordered, with its upstream
+    /// id) with a `CREATED` event and no operation, unless the upstream id is already
+    /// known here or the client's server already has a live license: then returns
+    /// that license ([`Inserted::Existing`]) and stores nothing.
+    async fn insert_adopted(&self, license: &License) -> Result<Inserted, StoreError>;
+
+    /// Keeps `report` (JSON) as the latest drift report unless the stored one is newer.
+    async fn save_drift_report(
+        &self,
+        generate_time: OffsetDateTime,
+        report: &str,
+    ) -> Result<(), StoreError>;
+
+    /// The latest drift report (its time and JSON), only if newer than `newer_than`.
+    async fn latest_drift_report(
+        &self,
+        newer_than: Option<OffsetDateTime>,
+    ) -> Result<Option<(OffsetDateTime, String)>, StoreError>;
+
+    /// Gives up every lease `owner` still holds on an open operation, so another
+    /// worker may claim it at once instead of after the lease runs out. The caller
+    /// must have no step of those operations running. Returns how many were released.
+    async fn release_leases(&self, owner: &str) -> Result<u64, StoreError>;
+
+    /// Takes the named process-wide lease (one row of `leases`, e.g. `reconcile`) for
+    /// `owner` until `now + ttl` when it is free or has run out; returns whether
+    /// `owner` got it. Replicas use it to run a periodic job once per period in all.
+    async fn try_take_lease(
+        &self,
+        name: &str,
+        owner: &str,
+        now: OffsetDateTime,
+        ttl: Duration,
+    ) -> Result<bool, StoreError>;
 }
 
 /// Opens the store a database URL names: `sqlite:…` for [`SqliteStore`],

@@ -3,17 +3,19 @@
 //! work is shared by claiming rows with `FOR UPDATE SKIP LOCKED`, and progress is fenced
 //! by the lease owner, so no stronger isolation is needed.
 
+use std::future::Future;
 use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::Context;
 use async_trait::async_trait;
+use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
-use sqlx::{Connection, PgExecutor, Row};
+use sqlx::{PgExecutor, Row};
 use time::OffsetDateTime;
 
 use super::codec::{self, from_micros, to_micros};
-use super::{Inserted, LicenseFilter, Page, Store, StoreError};
+use super::{Inserted, LicenseFilter, Page, RequestRecord, Store, StoreError};
 use crate::domain::{
     ClientName, Event, EventKind, Hostname, License, LicenseId, Operation, ServerId,
     UpstreamFailure,
@@ -71,12 +73,16 @@ impl PgStore {
         &self,
         license: &License,
         op: &Operation,
+        request: Option<&RequestRecord>,
     ) -> Result<Option<Inserted>, StoreError> {
         let mut tx = self
             .pool
             .begin()
             .await
             .context("cannot begin a transaction")?;
+        if let Some(request) = request {
+            insert_request(&mut tx, request).await?;
+        }
         // The partial unique index decides; a pre-check would race. `ON CONFLICT` on
         // it waits for a concurrent insert of the same server to commit or roll back,
         // and then skips the row instead of aborting the transaction.
@@ -118,32 +124,40 @@ impl PgStore {
     }
 }
 
-/// Applies the migrations on one dedicated session holding [`MIGRATION_LOCK`], so
-/// replicas starting together apply them one at a time (the later ones find nothing
-/// to do). sqlx's migrator takes its own advisory lock too; ours does not depend on
-/// that default, and closing the session releases both even when a migration fails
-/// (sqlx returns before its unlock then).
+/// Applies the migrations while holding [`MIGRATION_LOCK`], so replicas starting
+/// together apply them one at a time (the later ones find nothing to do).
+///
+/// The lock is a session lock, so lock and migrations must share one session: a pool
+/// of exactly one connection provides it (`Migrator::run` on a bare `&mut
+/// PgConnection` makes the `connect` future non-`Send`, a known rustc limitation).
+/// Should that connection drop in between, the pool's replacement runs without our
+/// lock, but sqlx's migrator takes its own advisory lock (per database) as well, so
+/// migrations stay serialised either way. Closing the pool ends the session, which
+/// releases both locks even when a migration fails (sqlx returns before its unlock).
 async fn migrate(options: &PgConnectOptions) -> anyhow::Result<()> {
-    let mut conn = PgConnection::connect_with(options)
+    let session = PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_secs(60))
+        .connect_with(options.clone())
         .await
         .context("cannot connect to PostgreSQL")?;
     let result = async {
         sqlx::query("SELECT pg_advisory_lock($1)")
             .bind(MIGRATION_LOCK)
-            .execute(&mut conn)
+            .execute(&session)
             .await
             .context("cannot take the migration lock")?;
-        sqlx::migrate!("./migrations/postgres")
-            .run(&mut conn)
+        MIGRATOR
+            .run(&session)
             .await
             .context("cannot apply the PostgreSQL migrations")
     }
     .await;
-    // Ending the session releases the lock; a failure to say goodbye cleanly does not
-    // matter once the migrations are committed.
-    let _ = conn.close().await;
+    session.close().await;
     result
 }
+
+static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
 
 /// Whether `error` is a serialization failure or a deadlock, after which the whole
 /// transaction may simply run again.
@@ -155,6 +169,33 @@ fn is_transient(error: &anyhow::Error) -> bool {
             sqlx::Error::Database(db) => matches!(db.code().as_deref(), Some("40001" | "40P01")),
             _ => false,
         })
+}
+
+/// Runs `attempt_once` until it settles: `Ok(None)` (the row it collided with left
+/// before it could be read) and serialization failures or deadlocks run it again, up
+/// to [`MAX_ATTEMPTS`] times in all.
+async fn retrying<T, F, Fut>(what: &str, mut attempt_once: F) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Option<T>, StoreError>>,
+{
+    let mut attempt = 1;
+    loop {
+        let error = match attempt_once().await {
+            Ok(Some(done)) => return Ok(done),
+            Ok(None) => anyhow::anyhow!("the conflicting license changed while being read"),
+            Err(StoreError::Unexpected(e)) if is_transient(&e) => e,
+            Err(e) => return Err(e),
+        };
+        if attempt == MAX_ATTEMPTS {
+            return Err(error
+                .context(format!("{what} did not settle in {MAX_ATTEMPTS} attempts"))
+                .into());
+        }
+        tracing::debug!(attempt, error = %format_args!("{error:#}"), "retrying {what}");
+        backoff(attempt).await;
+        attempt += 1;
+    }
 }
 
 async fn backoff(attempt: u32) {
@@ -286,44 +327,118 @@ async fn live_license(
     row.as_ref().map(license_from_row).transpose()
 }
 
+/// Records a request id in the transaction of its work. `ON CONFLICT DO NOTHING`
+/// waits for a concurrent holder of the same key to commit or roll back, so exactly
+/// one of two racing requests proceeds; the other gets [`StoreError::RequestKeyTaken`].
+async fn insert_request(
+    tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
+    request: &RequestRecord,
+) -> Result<(), StoreError> {
+    let inserted = sqlx::query(
+        "INSERT INTO request_keys (client, key, fingerprint, response, busy_until, create_time) \
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (client, key) DO NOTHING",
+    )
+    .bind(request.client.as_str())
+    .bind(&request.key)
+    .bind(&request.fingerprint)
+    .bind(&request.response)
+    .bind(request.busy_until.map(to_micros))
+    .bind(to_micros(request.create_time))
+    .execute(&mut **tx)
+    .await
+    .context("cannot record the request id")?;
+    if inserted.rows_affected() == 0 {
+        return Err(StoreError::RequestKeyTaken);
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl Store for PgStore {
+    async fn find_request(
+        &self,
+        client: &ClientName,
+        key: &str,
+    ) -> Result<Option<RequestRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT fingerprint, response, busy_until, create_time FROM request_keys \
+             WHERE client = $1 AND key = $2",
+        )
+        .bind(client.as_str())
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await
+        .context("cannot read the request id")?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        Ok(Some(RequestRecord {
+            client: client.clone(),
+            key: key.to_owned(),
+            fingerprint: row.try_get("fingerprint").context("bad request row")?,
+            response: row.try_get("response").context("bad request row")?,
+            busy_until: row
+                .try_get::<Option<i64>, _>("busy_until")
+                .context("bad request row")?
+                .map(from_micros)
+                .transpose()?,
+            create_time: from_micros(row.try_get("create_time").context("bad request row")?)?,
+        }))
+    }
+
+    async fn complete_request(
+        &self,
+        client: &ClientName,
+        key: &str,
+        response: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE request_keys SET response = $1, busy_until = NULL WHERE client = $2 AND key = $3",
+        )
+        .bind(response)
+        .bind(client.as_str())
+        .bind(key)
+        .execute(&self.pool)
+        .await
+        .context("cannot complete the request id")?;
+        Ok(())
+    }
+
+    async fn reap_requests(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM request_keys WHERE create_time < $1")
+            .bind(to_micros(before))
+            .execute(&self.pool)
+            .await
+            .context("cannot reap request ids")?;
+        Ok(done.rows_affected())
+    }
+
     async fn insert_order(
         &self,
         license: &License,
         op: &Operation,
+        request: Option<&RequestRecord>,
     ) -> Result<Inserted, StoreError> {
-        let mut attempt = 1;
-        loop {
-            let error = match self.try_insert_order(license, op).await {
-                Ok(Some(inserted)) => return Ok(inserted),
-                Ok(None) => anyhow::anyhow!("the server's live license ended while being read"),
-                Err(StoreError::Unexpected(e)) if is_transient(&e) => e,
-                Err(e) => return Err(e),
-            };
-            if attempt == MAX_ATTEMPTS {
-                return Err(error
-                    .context(format!(
-                        "cannot insert the order in {MAX_ATTEMPTS} attempts"
-                    ))
-                    .into());
-            }
-            tracing::debug!(attempt, error = %format_args!("{error:#}"), "retrying the order insert");
-            backoff(attempt).await;
-            attempt += 1;
-        }
+        retrying("the order insert", || {
+            self.try_insert_order(license, op, request)
+        })
+        .await
     }
 
     async fn insert_operations(
         &self,
         license_id: LicenseId,
         ops: &[Operation],
+        request: Option<&RequestRecord>,
     ) -> Result<Vec<i64>, StoreError> {
         let mut tx = self
             .pool
             .begin()
             .await
             .context("cannot begin a transaction")?;
+        if let Some(request) = request {
+            insert_request(&mut tx, request).await?;
+        }
         // The license row lock serialises requests for one license: a second request
         // waits here until the first commits, and its check below (a new statement, so
         // a new snapshot under READ COMMITTED) then sees the first one's operations.
@@ -578,4 +693,161 @@ impl Store for PgStore {
             .context("the database does not answer")?;
         Ok(())
     }
+
+    async fn licenses_with_upstream_id(&self) -> Result<Vec<License>, StoreError> {
+        use futures::TryStreamExt;
+        // Uses the partial index `licenses_upstream`; rows are decoded as they arrive.
+        let sql = format!(
+            "SELECT {LICENSE_COLUMNS} FROM licenses WHERE upstream_id IS NOT NULL ORDER BY id"
+        );
+        let mut rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch(&self.pool);
+        let mut licenses = Vec::new();
+        while let Some(row) = rows
+            .try_next()
+            .await
+            .context("cannot read the licenses with an upstream id")?
+        {
+            licenses.push(license_from_row(&row)?);
+        }
+        Ok(licenses)
+    }
+
+    async fn insert_adopted(&self, license: &License) -> Result<Inserted, StoreError> {
+        retrying("the adoption", || try_insert_adopted(&self.pool, license)).await
+    }
+
+    async fn save_drift_report(
+        &self,
+        generate_time: OffsetDateTime,
+        report: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO drift_reports (id, generate_time, report) VALUES (1, $1, $2) \
+             ON CONFLICT (id) DO UPDATE SET generate_time = excluded.generate_time, \
+             report = excluded.report WHERE drift_reports.generate_time <= excluded.generate_time",
+        )
+        .bind(to_micros(generate_time))
+        .bind(report)
+        .execute(&self.pool)
+        .await
+        .context("cannot save the drift report")?;
+        Ok(())
+    }
+
+    async fn latest_drift_report(
+        &self,
+        newer_than: Option<OffsetDateTime>,
+    ) -> Result<Option<(OffsetDateTime, String)>, StoreError> {
+        let row = sqlx::query(
+            "SELECT generate_time, report FROM drift_reports \
+             WHERE id = 1 AND ($1::BIGINT IS NULL OR generate_time > $1)",
+        )
+        .bind(newer_than.map(to_micros))
+        .fetch_optional(&self.pool)
+        .await
+        .context("cannot read the drift report")?;
+        let Some(row) = row else { return Ok(None) };
+        let decode = || -> anyhow::Result<(OffsetDateTime, String)> {
+            Ok((
+                from_micros(row.try_get("generate_time")?)?,
+                row.try_get("report")?,
+            ))
+        };
+        Ok(Some(decode()?))
+    }
+
+    async fn release_leases(&self, owner: &str) -> Result<u64, StoreError> {
+        let released = sqlx::query(
+            "UPDATE operations SET lease_owner = NULL, lease_until = NULL \
+             WHERE lease_owner = $1 AND phase NOT IN ('DONE', 'FAILED')",
+        )
+        .bind(owner)
+        .execute(&self.pool)
+        .await
+        .context("cannot release the leases")?;
+        Ok(released.rows_affected())
+    }
+
+    async fn try_take_lease(
+        &self,
+        name: &str,
+        owner: &str,
+        now: OffsetDateTime,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        // `ON CONFLICT … DO UPDATE … WHERE` locks the row, so of two replicas taking an
+        // expired lease at once the second re-checks against the first's new expiry
+        // and updates nothing.
+        let taken = sqlx::query(
+            "INSERT INTO leases (name, owner, lease_until) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, \
+             lease_until = excluded.lease_until WHERE leases.lease_until < $4",
+        )
+        .bind(name)
+        .bind(owner)
+        .bind(to_micros(now + ttl))
+        .bind(to_micros(now))
+        .execute(&self.pool)
+        .await
+        .context("cannot take a lease")?;
+        Ok(taken.rows_affected() == 1)
+    }
+}
+
+/// One attempt at [`Store::insert_adopted`]; `Ok(None)` means the row we collided with
+/// left before we could read it, so inserting again may now succeed.
+async fn try_insert_adopted(
+    pool: &PgPool,
+    license: &License,
+) -> Result<Option<Inserted>, StoreError> {
+    let mut tx = pool.begin().await.context("cannot begin a transaction")?;
+    let by_upstream_id = format!("SELECT {LICENSE_COLUMNS} FROM licenses WHERE upstream_id = $1");
+    let upstream_id = license.upstream_id.map(|id| id as i64);
+    // `ON CONFLICT DO NOTHING` covers both unique indexes (one live license per server,
+    // one license per upstream id) and waits for a concurrent insert of either.
+    let inserted = sqlx::query(
+        "INSERT INTO licenses (id, client, server_id, ip, hostname, panel, tariff_id, nodes, \
+         period, auto_renew, state, license_key, upstream_id, expire_time, last_error_code, \
+         last_error_message, create_time, update_time) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, NULL, NULL, $15, $16) \
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(license.id.to_string())
+    .bind(license.client.as_str())
+    .bind(license.server_id.as_str())
+    .bind(license.ip.to_string())
+    .bind(license.hostname.as_ref().map(|h| h.as_str().to_owned()))
+    .bind(&license.panel)
+    .bind(i64::from(license.tariff_id))
+    .bind(license.nodes.map(i64::from))
+    .bind(i64::from(license.period.upstream_value()))
+    .bind(license.auto_renew)
+    .bind(license.state.as_str())
+    .bind(license.license_key.as_deref())
+    .bind(upstream_id)
+    .bind(license.expire_time.map(to_micros))
+    .bind(to_micros(license.create_time))
+    .bind(to_micros(license.update_time))
+    .execute(&mut *tx)
+    .await
+    .context("cannot insert the adopted license")?;
+    if inserted.rows_affected() == 0 {
+        // READ COMMITTED: these new statements see the committed conflicting row.
+        let known = sqlx::query(sqlx::AssertSqlSafe(by_upstream_id))
+            .bind(upstream_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .context("cannot look the upstream id up")?;
+        let existing = match known {
+            Some(row) => Some(license_from_row(&row)?),
+            None => live_license(&mut *tx, &license.client, &license.server_id)
+                .await
+                .context("cannot read the server's live license")?,
+        };
+        tx.rollback().await.context("cannot roll back")?;
+        return Ok(existing.map(Inserted::Existing));
+    }
+    insert_events(&mut tx, &[EventKind::Created], license).await?;
+    tx.commit().await.context("cannot commit the adoption")?;
+    Ok(Some(Inserted::Created(license.clone())))
 }

@@ -3,6 +3,7 @@
 //! (`BEGIN IMMEDIATE`) so that two transactions never deadlock upgrading it.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -15,7 +16,7 @@ use sqlx::{Row, Sqlite, Transaction};
 use time::OffsetDateTime;
 
 use super::codec::{self, from_micros, to_micros};
-use super::{Inserted, LicenseFilter, Page, Store, StoreError};
+use super::{Inserted, LicenseFilter, Page, RequestRecord, Store, StoreError};
 use crate::domain::{
     ClientName, Event, EventKind, Hostname, License, LicenseId, Operation, ServerId,
     UpstreamFailure,
@@ -25,6 +26,11 @@ use crate::domain::{
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// For an in-memory database: a connection outside the pool that is never used,
+    /// only held, because a shared in-memory database lives exactly as long as one
+    /// connection to it is open — and the pool may close and replace its connection
+    /// (it does when a query is cancelled mid-flight).
+    _keeper: Option<Arc<tokio::sync::Mutex<sqlx::SqliteConnection>>>,
 }
 
 const LICENSE_COLUMNS: &str = "id, client, server_id, ip, hostname, panel, tariff_id, nodes, \
@@ -36,7 +42,17 @@ impl SqliteStore {
     /// `sqlite::memory:`) and applies the migrations.
     pub async fn connect(url: &str) -> anyhow::Result<Self> {
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
-        let options = SqliteConnectOptions::from_str(url)
+        // A named shared-cache database, so that every connection of this store (and
+        // only of this store) sees the same data.
+        let url = if url.contains(":memory:") {
+            format!(
+                "sqlite:file:license-facade-{}?mode=memory&cache=shared",
+                uuid::Uuid::now_v7().simple()
+            )
+        } else {
+            url.to_owned()
+        };
+        let options = SqliteConnectOptions::from_str(&url)
             .context("invalid SQLite database URL")?
             .create_if_missing(true)
             .journal_mode(if in_memory {
@@ -47,9 +63,19 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
+        let keeper = if in_memory {
+            use sqlx::Connection;
+            let conn = sqlx::SqliteConnection::connect_with(&options)
+                .await
+                .context("cannot open the in-memory SQLite database")?;
+            Some(Arc::new(tokio::sync::Mutex::new(conn)))
+        } else {
+            None
+        };
         let pool = if in_memory {
-            // Every connection to `:memory:` is a separate empty database, and the
-            // database vanishes when its connection closes: keep exactly one, forever.
+            // Shared-cache connections lock whole tables against each other; one pooled
+            // connection avoids those conflicts (an in-memory database is for demos
+            // and tests, not for load).
             SqlitePoolOptions::new()
                 .max_connections(1)
                 .min_connections(1)
@@ -65,7 +91,10 @@ impl SqliteStore {
             .run(&pool)
             .await
             .context("cannot apply the SQLite migrations")?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            _keeper: keeper,
+        })
     }
 
     async fn write_tx(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
@@ -190,14 +219,104 @@ async fn insert_operation(
     Ok(id)
 }
 
+/// Records a request id in the transaction of its work; a taken key aborts it.
+async fn insert_request(
+    tx: &mut Transaction<'static, Sqlite>,
+    request: &RequestRecord,
+) -> Result<(), StoreError> {
+    let inserted = sqlx::query(
+        "INSERT INTO request_keys (client, key, fingerprint, response, busy_until, create_time) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )
+    .bind(request.client.as_str())
+    .bind(&request.key)
+    .bind(&request.fingerprint)
+    .bind(&request.response)
+    .bind(request.busy_until.map(to_micros))
+    .bind(to_micros(request.create_time))
+    .execute(&mut **tx)
+    .await;
+    match inserted {
+        Ok(_) => Ok(()),
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+            Err(StoreError::RequestKeyTaken)
+        }
+        Err(e) => Err(anyhow::Error::new(e)
+            .context("cannot record the request id")
+            .into()),
+    }
+}
+
 #[async_trait]
 impl Store for SqliteStore {
+    async fn find_request(
+        &self,
+        client: &ClientName,
+        key: &str,
+    ) -> Result<Option<RequestRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT fingerprint, response, busy_until, create_time FROM request_keys \
+             WHERE client = ?1 AND key = ?2",
+        )
+        .bind(client.as_str())
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await
+        .context("cannot read the request id")?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        Ok(Some(RequestRecord {
+            client: client.clone(),
+            key: key.to_owned(),
+            fingerprint: row.try_get("fingerprint").context("bad request row")?,
+            response: row.try_get("response").context("bad request row")?,
+            busy_until: row
+                .try_get::<Option<i64>, _>("busy_until")
+                .context("bad request row")?
+                .map(from_micros)
+                .transpose()?,
+            create_time: from_micros(row.try_get("create_time").context("bad request row")?)?,
+        }))
+    }
+
+    async fn complete_request(
+        &self,
+        client: &ClientName,
+        key: &str,
+        response: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE request_keys SET response = ?1, busy_until = NULL WHERE client = ?2 AND key = ?3",
+        )
+        .bind(response)
+        .bind(client.as_str())
+        .bind(key)
+        .execute(&self.pool)
+        .await
+        .context("cannot complete the request id")?;
+        Ok(())
+    }
+
+    async fn reap_requests(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM request_keys WHERE create_time < ?1")
+            .bind(to_micros(before))
+            .execute(&self.pool)
+            .await
+            .context("cannot reap request ids")?;
+        Ok(done.rows_affected())
+    }
+
     async fn insert_order(
         &self,
         license: &License,
         op: &Operation,
+        request: Option<&RequestRecord>,
     ) -> Result<Inserted, StoreError> {
         let mut tx = self.write_tx().await?;
+        if let Some(request) = request {
+            insert_request(&mut tx, request).await?;
+        }
         // The partial unique index decides; a pre-check would race.
         let inserted = sqlx::query(
             "INSERT INTO licenses (id, client, server_id, ip, hostname, panel, tariff_id, nodes, \
@@ -244,8 +363,12 @@ impl Store for SqliteStore {
         &self,
         license_id: LicenseId,
         ops: &[Operation],
+        request: Option<&RequestRecord>,
     ) -> Result<Vec<i64>, StoreError> {
         let mut tx = self.write_tx().await?;
+        if let Some(request) = request {
+            insert_request(&mut tx, request).await?;
+        }
         // The write lock is held from BEGIN IMMEDIATE, so this check and the inserts
         // cannot interleave with another request's.
         let open: i64 = sqlx::query_scalar(
@@ -487,5 +610,154 @@ impl Store for SqliteStore {
             .await
             .context("the database does not answer")?;
         Ok(())
+    }
+
+    async fn licenses_with_upstream_id(&self) -> Result<Vec<License>, StoreError> {
+        use futures::TryStreamExt;
+        // Uses the partial index `licenses_upstream`; rows are decoded as they arrive.
+        let sql = format!(
+            "SELECT {LICENSE_COLUMNS} FROM licenses WHERE upstream_id IS NOT NULL ORDER BY id"
+        );
+        let mut rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch(&self.pool);
+        let mut licenses = Vec::new();
+        while let Some(row) = rows
+            .try_next()
+            .await
+            .context("cannot read the licenses with an upstream id")?
+        {
+            licenses.push(license_from_row(&row)?);
+        }
+        Ok(licenses)
+    }
+
+    async fn insert_adopted(&self, license: &License) -> Result<Inserted, StoreError> {
+        let mut tx = self.write_tx().await?;
+        // The write lock is held from BEGIN IMMEDIATE, so this check cannot race.
+        let sql = format!("SELECT {LICENSE_COLUMNS} FROM licenses WHERE upstream_id = ?1");
+        let known = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(license.upstream_id.map(|id| id as i64))
+            .fetch_optional(&mut *tx)
+            .await
+            .context("cannot look the upstream id up")?;
+        if let Some(row) = known {
+            return Ok(Inserted::Existing(license_from_row(&row)?));
+        }
+        let inserted = sqlx::query(
+            "INSERT INTO licenses (id, client, server_id, ip, hostname, panel, tariff_id, nodes, \
+             period, auto_renew, state, license_key, upstream_id, expire_time, last_error_code, \
+             last_error_message, create_time, update_time) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, NULL, NULL, ?15, ?16)",
+        )
+        .bind(license.id.to_string())
+        .bind(license.client.as_str())
+        .bind(license.server_id.as_str())
+        .bind(license.ip.to_string())
+        .bind(license.hostname.as_ref().map(|h| h.as_str().to_owned()))
+        .bind(&license.panel)
+        .bind(i64::from(license.tariff_id))
+        .bind(license.nodes.map(i64::from))
+        .bind(i64::from(license.period.upstream_value()))
+        .bind(license.auto_renew)
+        .bind(license.state.as_str())
+        .bind(license.license_key.as_deref())
+        .bind(license.upstream_id.map(|id| id as i64))
+        .bind(license.expire_time.map(to_micros))
+        .bind(to_micros(license.create_time))
+        .bind(to_micros(license.update_time))
+        .execute(&mut *tx)
+        .await;
+        match inserted {
+            Ok(_) => {}
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                let existing = live_license(&mut tx, &license.client, &license.server_id)
+                    .await
+                    .context("cannot read the server's live license")?
+                    .context("a unique violation without a live license")?;
+                return Ok(Inserted::Existing(existing));
+            }
+            Err(e) => {
+                return Err(anyhow::Error::new(e)
+                    .context("cannot insert the adopted license")
+                    .into());
+            }
+        }
+        insert_event(&mut tx, EventKind::Created, license).await?;
+        tx.commit().await.context("cannot commit the adoption")?;
+        Ok(Inserted::Created(license.clone()))
+    }
+
+    async fn save_drift_report(
+        &self,
+        generate_time: OffsetDateTime,
+        report: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO drift_reports (id, generate_time, report) VALUES (1, ?1, ?2) \
+             ON CONFLICT (id) DO UPDATE SET generate_time = excluded.generate_time, \
+             report = excluded.report WHERE drift_reports.generate_time <= excluded.generate_time",
+        )
+        .bind(to_micros(generate_time))
+        .bind(report)
+        .execute(&self.pool)
+        .await
+        .context("cannot save the drift report")?;
+        Ok(())
+    }
+
+    async fn latest_drift_report(
+        &self,
+        newer_than: Option<OffsetDateTime>,
+    ) -> Result<Option<(OffsetDateTime, String)>, StoreError> {
+        let row = sqlx::query(
+            "SELECT generate_time, report FROM drift_reports \
+             WHERE id = 1 AND (?1 IS NULL OR generate_time > ?1)",
+        )
+        .bind(newer_than.map(to_micros))
+        .fetch_optional(&self.pool)
+        .await
+        .context("cannot read the drift report")?;
+        let Some(row) = row else { return Ok(None) };
+        let decode = || -> anyhow::Result<(OffsetDateTime, String)> {
+            Ok((
+                from_micros(row.try_get("generate_time")?)?,
+                row.try_get("report")?,
+            ))
+        };
+        Ok(Some(decode()?))
+    }
+
+    async fn release_leases(&self, owner: &str) -> Result<u64, StoreError> {
+        let released = sqlx::query(
+            "UPDATE operations SET lease_owner = NULL, lease_until = NULL \
+             WHERE lease_owner = ?1 AND phase NOT IN ('DONE', 'FAILED')",
+        )
+        .bind(owner)
+        .execute(&self.pool)
+        .await
+        .context("cannot release the leases")?;
+        Ok(released.rows_affected())
+    }
+
+    async fn try_take_lease(
+        &self,
+        name: &str,
+        owner: &str,
+        now: OffsetDateTime,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        // One statement: the write lock makes the check and the take atomic.
+        let taken = sqlx::query(
+            "INSERT INTO leases (name, owner, lease_until) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, \
+             lease_until = excluded.lease_until WHERE leases.lease_until < ?4",
+        )
+        .bind(name)
+        .bind(owner)
+        .bind(to_micros(now + ttl))
+        .bind(to_micros(now))
+        .execute(&self.pool)
+        .await
+        .context("cannot take a lease")?;
+        Ok(taken.rows_affected() == 1)
     }
 }

@@ -8,6 +8,7 @@ use std::collections::HashSet;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures::FutureExt;
@@ -16,7 +17,7 @@ use time::OffsetDateTime;
 use time::macros::datetime;
 use tokio::sync::Semaphore;
 
-use super::{Inserted, LicenseFilter, Store, StoreError, connect};
+use super::{Inserted, LicenseFilter, PgStore, Store, StoreError, connect};
 use crate::domain::{
     ClientName, EventKind, Hostname, License, LicenseId, LicenseIp, LicenseState, NewLicense,
     Operation, OperationKind, Period, Phase, ServerId, UpstreamFailure,
@@ -83,6 +84,11 @@ store_tests!(
     only_the_oldest_open_operation_of_a_license_is_claimed,
     events_record_each_change_with_the_license_after_it,
     a_reader_resuming_after_the_last_event_id_misses_nothing,
+    an_adopted_license_is_stored_with_an_event_and_no_operation,
+    adopting_a_known_upstream_id_or_a_live_server_stores_nothing,
+    concurrent_adoptions_of_one_upstream_license_store_it_once,
+    licenses_with_an_upstream_id_are_listed_in_id_order_in_any_state,
+    only_a_newer_drift_report_replaces_the_stored_one,
 );
 
 async fn on_sqlite_file<F, Fut>(body: F)
@@ -112,6 +118,20 @@ where
     F: FnOnce(Arc<dyn Store>) -> Fut,
     Fut: Future<Output = ()>,
 {
+    in_postgres_database(async |url| {
+        let store = connect(&url).await.expect("the PostgreSQL store opens");
+        body(store).await;
+    })
+    .await;
+}
+
+/// Runs `test` with the URL of a fresh, empty PostgreSQL database, dropped afterwards
+/// whether the test passed or panicked; skips when no server is configured.
+async fn in_postgres_database<F, Fut>(test: F)
+where
+    F: FnOnce(String) -> Fut,
+    Fut: Future<Output = ()>,
+{
     let Ok(server_url) = std::env::var(POSTGRES_URL_VAR) else {
         eprintln!("skipped: {POSTGRES_URL_VAR} is not set");
         return;
@@ -129,15 +149,11 @@ where
         .await
         .expect("the test database is created");
 
-    let url = with_database(&server_url, &name);
-    let outcome = AssertUnwindSafe(async {
-        let store = connect(&url).await.expect("the PostgreSQL store opens");
-        body(store).await;
-    })
-    .catch_unwind()
-    .await;
+    let outcome = AssertUnwindSafe(test(with_database(&server_url, &name)))
+        .catch_unwind()
+        .await;
 
-    // Dropped whether the body passed or panicked; FORCE ends the pool's sessions.
+    // FORCE ends the sessions the test left open (its pools).
     let dropped = sqlx::query(sqlx::AssertSqlSafe(format!(
         "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
     )))
@@ -148,6 +164,29 @@ where
         std::panic::resume_unwind(panic);
     }
     dropped.expect("the test database is dropped");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_replicas_starting_together_all_migrate() {
+    in_postgres_database(async |url| {
+        let replicas: Vec<_> = (0..6)
+            .map(|_| {
+                let url = url.clone();
+                tokio::spawn(async move { PgStore::connect(&url).await })
+            })
+            .collect();
+
+        for replica in replicas {
+            let store = replica
+                .await
+                .expect("the replica starts")
+                .unwrap_or_else(|e| panic!("a replica failed to start: {e:#}"));
+            store.ping().await.expect("the replica answers");
+        }
+        let again = PgStore::connect(&url).await;
+        assert!(again.is_ok(), "a restart finds nothing to migrate");
+    })
+    .await;
 }
 
 /// `url` with its database (path) replaced by `database`, keeping any parameters.
@@ -222,7 +261,7 @@ fn order_op(license: &License, run_after: OffsetDateTime) -> Operation {
 /// Stores `license` with an order operation due at `run_after`; it must be new.
 async fn create(store: &dyn Store, license: &License, run_after: OffsetDateTime) {
     match store
-        .insert_order(license, &order_op(license, run_after))
+        .insert_order(license, &order_op(license, run_after), None)
         .await
         .expect("the order is stored")
     {
@@ -341,7 +380,7 @@ async fn a_second_order_for_a_live_server_returns_the_existing_license_and_store
     let second = pending("acme", "srv-1", T0 + Duration::from_secs(5));
 
     let inserted = store
-        .insert_order(&second, &order_op(&second, T0))
+        .insert_order(&second, &order_op(&second, T0), None)
         .await
         .unwrap();
 
@@ -359,7 +398,7 @@ async fn a_server_whose_license_failed_can_be_ordered_again(store: Arc<dyn Store
     let second = pending("acme", "srv-1", T0 + Duration::from_secs(60));
 
     let inserted = store
-        .insert_order(&second, &order_op(&second, T0))
+        .insert_order(&second, &order_op(&second, T0), None)
         .await
         .unwrap();
 
@@ -368,7 +407,7 @@ async fn a_server_whose_license_failed_can_be_ordered_again(store: Arc<dyn Store
     let again = pending("acme", "srv-1", T0 + Duration::from_secs(61));
     assert_eq!(
         store
-            .insert_order(&again, &order_op(&again, T0))
+            .insert_order(&again, &order_op(&again, T0), None)
             .await
             .unwrap(),
         Inserted::Existing(second)
@@ -414,7 +453,7 @@ async fn concurrent_orders_for_one_server_create_exactly_one_license(store: Arc<
             tokio::spawn(async move {
                 let license = pending("acme", "srv-1", T0 + Duration::from_millis(i));
                 let inserted = store
-                    .insert_order(&license, &order_op(&license, T0))
+                    .insert_order(&license, &order_op(&license, T0), None)
                     .await
                     .expect("the order is stored or found");
                 (license, inserted)
@@ -858,16 +897,16 @@ async fn operations_are_not_queued_while_one_is_open(store: Arc<dyn Store>) {
     );
 
     let while_ordering = store
-        .insert_operations(license.id, std::slice::from_ref(&renew))
+        .insert_operations(license.id, std::slice::from_ref(&renew), None)
         .await;
     end(&*store, &license, LicenseState::Active).await;
     let suspend = Operation::received(license.id, OperationKind::Suspend, T0);
     let ids = store
-        .insert_operations(license.id, &[renew.clone(), suspend.clone()])
+        .insert_operations(license.id, &[renew.clone(), suspend.clone()], None)
         .await
         .expect("queued once the order is done");
     let while_renewing = store
-        .insert_operations(license.id, std::slice::from_ref(&suspend))
+        .insert_operations(license.id, std::slice::from_ref(&suspend), None)
         .await;
 
     assert!(
@@ -908,7 +947,7 @@ async fn concurrent_requests_for_one_license_queue_operations_once(store: Arc<dy
         .map(|_| {
             let store = Arc::clone(&store);
             let op = Operation::received(license.id, OperationKind::Cancel, T0);
-            tokio::spawn(async move { store.insert_operations(op.license_id, &[op]).await })
+            tokio::spawn(async move { store.insert_operations(op.license_id, &[op], None).await })
         })
         .collect();
     let mut queued = 0;
@@ -946,6 +985,7 @@ async fn only_the_oldest_open_operation_of_a_license_is_claimed(store: Arc<dyn S
                 ),
                 Operation::received(license.id, OperationKind::Resume, T0),
             ],
+            None,
         )
         .await
         .unwrap();
@@ -1064,33 +1104,217 @@ async fn a_reader_resuming_after_the_last_event_id_misses_nothing(store: Arc<dyn
             })
         })
         .collect();
+    let writers_done = Arc::new(AtomicBool::new(false));
     let reader = {
         let store = Arc::clone(&store);
+        let writers_done = Arc::clone(&writers_done);
         tokio::spawn(async move {
             let mut seen = Vec::new();
             let mut last = 0;
-            while seen.len() < WRITERS * ORDERS {
+            loop {
+                // Read the flag first: once it is set, every event is committed, so an
+                // empty read after it means the reader has reached the end.
+                let finished = writers_done.load(Ordering::SeqCst);
                 let events = store.events_after(last, 7, None).await.unwrap();
-                if let Some(event) = events.last() {
-                    last = event.id;
-                } else {
-                    tokio::task::yield_now().await;
+                match events.last() {
+                    Some(event) => last = event.id,
+                    None if finished => break seen,
+                    None => tokio::task::yield_now().await,
                 }
                 seen.extend(events.into_iter().map(|e| e.license.id));
             }
-            seen
         })
     };
 
     for writer in writers {
         writer.await.expect("the writer finishes");
     }
-    let seen = tokio::time::timeout(Duration::from_secs(30), reader)
-        .await
-        .expect("the reader sees every event (a skipped one never comes back)")
-        .expect("the reader finishes");
+    writers_done.store(true, Ordering::SeqCst);
+    let seen = reader.await.expect("the reader finishes");
 
     let all = store.events_after(0, 1000, None).await.unwrap();
     assert_eq!(all.len(), WRITERS * ORDERS);
-    assert_eq!(seen, all.iter().map(|e| e.license.id).collect::<Vec<_>>());
+    assert_eq!(
+        seen,
+        all.iter().map(|e| e.license.id).collect::<Vec<_>>(),
+        "the resuming reader skipped events that committed late"
+    );
+}
+
+// ---------------------------------------------------------------------------------
+// Reconciliation
+// ---------------------------------------------------------------------------------
+
+/// A license found upstream (ordered elsewhere), as the reconciler adopts it.
+fn adopted(client_name: &str, server_id: &str, upstream_id: u64) -> License {
+    License {
+        state: LicenseState::Active,
+        upstream_id: Some(upstream_id),
+        license_key: Some(format!("KEY-{upstream_id}")),
+        expire_time: Some(T0 + Duration::from_secs(30 * 86_400)),
+        ..pending(client_name, server_id, T0)
+    }
+}
+
+async fn an_adopted_license_is_stored_with_an_event_and_no_operation(store: Arc<dyn Store>) {
+    let license = adopted("acme", "srv-1", 9001);
+
+    let inserted = store.insert_adopted(&license).await.unwrap();
+
+    assert_eq!(inserted, Inserted::Created(license.clone()));
+    assert_eq!(
+        store.get_license(license.id).await.unwrap(),
+        Some(license.clone())
+    );
+    let events = store.events_after(0, 10, None).await.unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(
+        (events[0].kind, &events[0].license),
+        (EventKind::Created, &license)
+    );
+    assert_eq!(claim_all(&*store, far_future()).await, []);
+    assert_eq!(store.next_due().await.unwrap(), None);
+}
+
+async fn adopting_a_known_upstream_id_or_a_live_server_stores_nothing(store: Arc<dyn Store>) {
+    let known = adopted("acme", "srv-1", 9001);
+    store.insert_adopted(&known).await.unwrap();
+    let ordered = pending("acme", "srv-2", T0);
+    create(&*store, &ordered, T0).await;
+    let cancelled = adopted("acme", "srv-3", 9003);
+    store.insert_adopted(&cancelled).await.unwrap();
+    let cancelled = License {
+        state: LicenseState::Cancelled,
+        ..cancelled
+    };
+    store
+        .insert_operations(
+            cancelled.id,
+            &[Operation::received(cancelled.id, OperationKind::Cancel, T0)],
+            None,
+        )
+        .await
+        .unwrap();
+    let op = claim_op_of(&*store, "w", cancelled.id, T0).await;
+    store
+        .save_progress(
+            "w",
+            &Operation {
+                phase: Phase::Done,
+                ..op
+            },
+            &cancelled,
+            &[],
+            true,
+        )
+        .await
+        .unwrap();
+
+    let same_upstream_id = store
+        .insert_adopted(&adopted("globex", "srv-9", 9001))
+        .await
+        .unwrap();
+    let live_server = store
+        .insert_adopted(&adopted("acme", "srv-2", 9002))
+        .await
+        .unwrap();
+    let cancelled_upstream_id = store
+        .insert_adopted(&adopted("acme", "srv-3", 9003))
+        .await
+        .unwrap();
+    let other_client = store
+        .insert_adopted(&adopted("globex", "srv-2", 9004))
+        .await
+        .unwrap();
+
+    assert_eq!(same_upstream_id, Inserted::Existing(known));
+    assert_eq!(live_server, Inserted::Existing(ordered));
+    assert_eq!(cancelled_upstream_id, Inserted::Existing(cancelled));
+    assert!(
+        matches!(other_client, Inserted::Created(_)),
+        "{other_client:?}"
+    );
+    let events = store.events_after(0, 100, None).await.unwrap();
+    assert_eq!(
+        events.len(),
+        4,
+        "one CREATED per stored license: {events:?}"
+    );
+}
+
+async fn concurrent_adoptions_of_one_upstream_license_store_it_once(store: Arc<dyn Store>) {
+    // Every replica reconciles, so several may adopt the same orphan at once; some
+    // under another server id.
+    let tasks: Vec<_> = (0..12)
+        .map(|i| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                let license = adopted("acme", &format!("srv-{}", i % 3), 7777);
+                store
+                    .insert_adopted(&license)
+                    .await
+                    .expect("adopted or found")
+            })
+        })
+        .collect();
+
+    let mut created = Vec::new();
+    let mut existing = Vec::new();
+    for task in tasks {
+        match task.await.expect("the task finishes") {
+            Inserted::Created(l) => created.push(l),
+            Inserted::Existing(l) => existing.push(l),
+        }
+    }
+
+    assert_eq!(created.len(), 1, "{created:?}");
+    assert!(existing.iter().all(|l| l.id == created[0].id));
+    assert_eq!(store.licenses_with_upstream_id().await.unwrap(), created);
+}
+
+async fn licenses_with_an_upstream_id_are_listed_in_id_order_in_any_state(store: Arc<dyn Store>) {
+    let first = adopted("acme", "srv-1", 3);
+    let second = adopted("globex", "srv-1", 2);
+    let third = adopted("acme", "srv-2", u64::from(u32::MAX) + 1);
+    for license in [&third, &first, &second] {
+        store.insert_adopted(license).await.unwrap();
+    }
+    create(&*store, &pending("acme", "srv-3", T0), T0).await;
+    let failed_before_ordering = pending("acme", "srv-4", T0);
+    create(&*store, &failed_before_ordering, T0).await;
+    end(&*store, &failed_before_ordering, LicenseState::Failed).await;
+
+    let listed = store.licenses_with_upstream_id().await.unwrap();
+
+    let mut expected = vec![first, second, third];
+    expected.sort_by_key(|l| l.id);
+    assert_eq!(listed, expected);
+}
+
+async fn only_a_newer_drift_report_replaces_the_stored_one(store: Arc<dyn Store>) {
+    let t1 = T0 + Duration::from_secs(60);
+    let t2 = T0 + Duration::from_secs(120);
+
+    let empty = store.latest_drift_report(None).await.unwrap();
+    store.save_drift_report(t1, r#"{"run":1}"#).await.unwrap();
+    store.save_drift_report(t2, r#"{"run":2}"#).await.unwrap();
+    store
+        .save_drift_report(t1, r#"{"run":"stale"}"#)
+        .await
+        .unwrap();
+
+    assert_eq!(empty, None);
+    let latest = Some((t2, r#"{"run":2}"#.to_owned()));
+    assert_eq!(store.latest_drift_report(None).await.unwrap(), latest);
+    assert_eq!(store.latest_drift_report(Some(t1)).await.unwrap(), latest);
+    assert_eq!(store.latest_drift_report(Some(t2)).await.unwrap(), None);
+    store
+        .save_drift_report(t2, r#"{"run":"again"}"#)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.latest_drift_report(None).await.unwrap(),
+        Some((t2, r#"{"run":"again"}"#.to_owned())),
+        "a report of the same moment replaces it (a re-run)"
+    );
 }

@@ -62,7 +62,8 @@ async fn read_sse(
                 } else if let Some(v) = line.strip_prefix("event:") {
                     kind = v.trim().to_owned();
                 } else if let Some(v) = line.strip_prefix("data:") {
-                    data = serde_json::from_str(v.trim()).unwrap();
+                    data =
+                        serde_json::from_str(v.trim()).unwrap_or_else(|e| panic!("{e}: {block}"));
                 }
             }
             if let Some(id) = id {

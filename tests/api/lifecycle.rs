@@ -137,6 +137,7 @@ async fn every_change_works_over_grpc() {
             id: id.clone(),
             ip: "203.0.113.91".into(),
             wait: true,
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -150,6 +151,7 @@ async fn every_change_works_over_grpc() {
             panel: "ISPmanager 6 Host".into(),
             period_months: 0,
             wait: true,
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -161,6 +163,7 @@ async fn every_change_works_over_grpc() {
         .suspend_license(pb::SuspendLicenseRequest {
             id: id.clone(),
             wait: true,
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -172,6 +175,7 @@ async fn every_change_works_over_grpc() {
         .resume_license(pb::ResumeLicenseRequest {
             id: id.clone(),
             wait: true,
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -179,12 +183,13 @@ async fn every_change_works_over_grpc() {
         .license
         .unwrap();
     assert_eq!(l.state(), pb::license::State::Active);
-    let before = l.expire_time.clone().unwrap();
+    let before = l.expire_time.unwrap();
     let l = grpc
         .renew_license(pb::RenewLicenseRequest {
             id: id.clone(),
             period_months: 1,
             wait: true,
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -197,6 +202,7 @@ async fn every_change_works_over_grpc() {
         .reissue_license_key(pb::ReissueLicenseKeyRequest {
             id: id.clone(),
             wait: true,
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -208,6 +214,7 @@ async fn every_change_works_over_grpc() {
         .cancel_license(pb::CancelLicenseRequest {
             id: id.clone(),
             wait: true,
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -270,6 +277,7 @@ async fn preconditions_are_checked_before_the_upstream_on_both_apis() {
         .resume_license(pb::ResumeLicenseRequest {
             id: id.clone(),
             wait: false,
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -318,6 +326,7 @@ async fn an_upstream_refusal_comes_back_typed_and_shows_as_the_last_error() {
             id,
             ip: "203.0.113.113".into(),
             wait: true,
+            ..Default::default()
         })
         .await
         .unwrap_err();

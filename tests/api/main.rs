@@ -4,9 +4,11 @@
 mod helpers;
 
 mod catalog;
+mod drift;
 mod errors;
 mod feed;
 mod health;
+mod idempotency;
 mod lifecycle;
 mod listing;
 mod ordering;

@@ -1,0 +1,154 @@
+//! Lost and timed-out upstream answers: the order ends with exactly one upstream
+//! license, found by recovery (not ordered again) when the upstream performed it, sent
+//! again only after recovery proved it absent.
+
+use std::time::{Duration, Instant};
+
+use crate::figures::{Figures, duplicates_and_lost};
+use crate::support::{
+    DEADLINE, InProcess, Order, Timings, assert_agree, sandbox_config, start_sandbox,
+};
+
+const ORDERS: usize = 5;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_dropped_after_commit_are_found_by_recovery_not_reordered() {
+    let sandbox = start_sandbox(sandbox_config()).await;
+    sandbox.set_fault("soft.order.param:drop-after-commit:1.0");
+    let dir = tempfile::tempdir().unwrap();
+    let app = InProcess::start(
+        &dir.path().join("db.sqlite"),
+        &sandbox.url,
+        Timings::default(),
+    )
+    .await;
+    let orders: Vec<Order> = (0..ORDERS).map(|n| Order::new(200 + n)).collect();
+
+    let mut ids = Vec::new();
+    for order in &orders {
+        ids.push(app.api.order(order).await.expect("acknowledged"));
+    }
+    for (order, id) in orders.iter().zip(&ids) {
+        let license = app.api.license_until(id, &["ACTIVE"]).await;
+        assert_agree(&sandbox.handle, order, &license);
+    }
+
+    assert_eq!(
+        sandbox.orders_sent(),
+        ORDERS as u64,
+        "every order was sent once: the lost answers were recovered by look-up"
+    );
+    assert!(
+        sandbox.handle.call_count("soft") >= ORDERS as u64,
+        "recovery listed the upstream licenses"
+    );
+    let (duplicates, lost) =
+        duplicates_and_lost(&sandbox.handle, orders.iter().map(|o| o.ip.as_str()));
+    Figures {
+        runs: 1,
+        orders: ORDERS as u64,
+        upstream_calls: sandbox.orders_sent(),
+        crashes: 0,
+        duplicates,
+        lost,
+        recovered: None,
+    }
+    .report("drop-after-commit:1.0");
+    app.crash().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timed_out_orders_are_sent_again_only_after_recovery_proves_them_absent() {
+    let sandbox = start_sandbox(sandbox_config()).await;
+    sandbox.set_fault("soft.order.param:timeout:1.0");
+    let dir = tempfile::tempdir().unwrap();
+    let app = InProcess::start(
+        &dir.path().join("db.sqlite"),
+        &sandbox.url,
+        Timings::default(),
+    )
+    .await;
+    let orders: Vec<Order> = (0..ORDERS).map(|n| Order::new(300 + n)).collect();
+
+    let mut ids = Vec::new();
+    for order in &orders {
+        ids.push(app.api.order(order).await.expect("acknowledged"));
+    }
+    // Every first attempt reached the sandbox and timed out there (nothing performed).
+    let deadline = Instant::now() + DEADLINE;
+    while sandbox.orders_sent() < ORDERS as u64 {
+        assert!(Instant::now() < deadline, "the orders were never sent");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        sandbox.handle.licenses().is_empty(),
+        "timed-out orders are not performed"
+    );
+    for id in &ids {
+        let license = app.api.license(id).await;
+        assert_ne!(license["state"], "ACTIVE", "{license}");
+    }
+    sandbox.handle.set_faults(vec![]);
+
+    for (order, id) in orders.iter().zip(&ids) {
+        let license = app.api.license_until(id, &["ACTIVE"]).await;
+        assert_agree(&sandbox.handle, order, &license);
+    }
+    assert_eq!(sandbox.handle.licenses().len(), ORDERS);
+    assert!(
+        sandbox.orders_sent() >= 2 * ORDERS as u64,
+        "each order was sent again after its absence was proven"
+    );
+    let (duplicates, lost) =
+        duplicates_and_lost(&sandbox.handle, orders.iter().map(|o| o.ip.as_str()));
+    Figures {
+        runs: 1,
+        orders: ORDERS as u64,
+        upstream_calls: sandbox.orders_sent(),
+        crashes: 0,
+        duplicates,
+        lost,
+        recovered: None,
+    }
+    .report("timeout:1.0 then cleared");
+    app.crash().await;
+}
+
+/// The answer is lost and the look-up is impossible too (the listing fails): the
+/// service never guesses. After `max_lookup_failures` look-ups the license is
+/// NEEDS_ATTENTION with UPSTREAM_OUTCOME_UNKNOWN, and the order is not sent again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_outcome_that_cannot_be_looked_up_needs_attention_and_is_not_resent() {
+    let sandbox = start_sandbox(sandbox_config()).await;
+    sandbox.handle.set_faults(vec![
+        "soft.order.param:drop-after-commit:1.0".parse().unwrap(),
+        "soft:error5xx:1.0".parse().unwrap(),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let timings = Timings {
+        max_lookup_failures: 3,
+        ..Timings::default()
+    };
+    let app = InProcess::start(&dir.path().join("db.sqlite"), &sandbox.url, timings).await;
+    let order = Order::new(500);
+
+    let id = app.api.order(&order).await.expect("acknowledged");
+    let license = app.api.license_until(&id, &["NEEDS_ATTENTION"]).await;
+
+    assert_eq!(
+        license["lastError"]["code"], "UPSTREAM_OUTCOME_UNKNOWN",
+        "{license}"
+    );
+    assert_eq!(sandbox.orders_sent(), 1, "never sent twice");
+    assert_eq!(
+        sandbox.live_on(&order.ip).len(),
+        1,
+        "the one bought license"
+    );
+    assert!(sandbox.handle.call_count("soft") >= 3, "it did look");
+    // A retry by the client does not order again either.
+    assert_eq!(app.api.order(&order).await.as_deref(), Ok(id.as_str()));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(sandbox.orders_sent(), 1);
+    app.crash().await;
+}

@@ -1,0 +1,68 @@
+//! Counts a test reports about its run (printed, so `--nocapture` shows them; the figures
+//! in docs/reliability.md come from these lines).
+
+use license_facade::sandbox::SandboxHandle;
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Figures {
+    /// Scenario runs (iterations, rounds, cases).
+    pub runs: u64,
+    /// Orders the service acknowledged.
+    pub orders: u64,
+    /// `soft.order.param` requests that reached the sandbox.
+    pub upstream_calls: u64,
+    /// Processes aborted or killed (or in-process applications dropped).
+    pub crashes: u64,
+    /// Upstream licenses beyond the first for one server IP.
+    pub duplicates: u64,
+    /// Acknowledged orders without an upstream license at the end.
+    pub lost: u64,
+    /// Orders whose upstream license a restarted service found by look-up and adopted
+    /// (from the child's log; `None` where the service runs in this process).
+    pub recovered: Option<u64>,
+}
+
+impl Figures {
+    pub fn add(&mut self, other: Figures) {
+        self.runs += other.runs;
+        self.orders += other.orders;
+        self.upstream_calls += other.upstream_calls;
+        self.crashes += other.crashes;
+        self.duplicates += other.duplicates;
+        self.lost += other.lost;
+        self.recovered = match (self.recovered, other.recovered) {
+            (None, None) => None,
+            (a, b) => Some(a.unwrap_or(0) + b.unwrap_or(0)),
+        };
+    }
+
+    pub fn report(&self, name: &str) {
+        let recovered = self
+            .recovered
+            .map(|n| format!(" adopted_by_recovery={n}"))
+            .unwrap_or_default();
+        eprintln!(
+            "reliability-figures: {name}: runs={} orders={} upstream_order_calls={} crashes={} duplicates={} lost={}{recovered}",
+            self.runs, self.orders, self.upstream_calls, self.crashes, self.duplicates, self.lost
+        );
+    }
+}
+
+/// Upstream licenses (deleted ones included: the sandbox never deletes by itself) per
+/// IP beyond the first, and IPs among `acknowledged` with none.
+pub fn duplicates_and_lost<'a>(
+    sandbox: &SandboxHandle,
+    acknowledged: impl IntoIterator<Item = &'a str>,
+) -> (u64, u64) {
+    let all = sandbox.licenses();
+    let mut per_ip = std::collections::BTreeMap::<&str, u64>::new();
+    for l in &all {
+        *per_ip.entry(l.ip.as_str()).or_default() += 1;
+    }
+    let duplicates = per_ip.values().map(|n| n.saturating_sub(1)).sum();
+    let lost = acknowledged
+        .into_iter()
+        .filter(|ip| !per_ip.contains_key(ip))
+        .count() as u64;
+    (duplicates, lost)
+}

@@ -1,0 +1,14 @@
+//! Reliability tests: the process aborted at each crash point, killed with SIGKILL at
+//! random moments, upstream answers lost or timed out, and a property-based model of
+//! order / retry / crash / fault sequences. All on SQLite. See docs/reliability.md.
+//!
+//! Fast tier: plain `cargo test`. Slow tier (each crash point ≥ 20 times, more SIGKILL
+//! rounds): `cargo test -- --ignored`, run by `.ci/run`.
+
+mod support;
+
+mod crash_points;
+mod faults;
+mod figures;
+mod model;
+mod sigkill;

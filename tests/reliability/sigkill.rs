@@ -1,0 +1,125 @@
+//! The real binary killed with SIGKILL at random moments while orders are in flight
+//! against a sandbox with latency, restarted, every order retried: no duplicates,
+//! nothing lost.
+//!
+//! The service reaches the sandbox through a proxy that delays every answer, so that a
+//! kill often falls between "the sandbox bought the license" and "the service recorded
+//! it": the case only recovery by look-up can settle. The restarted services' logs
+//! count how often that happened (`adopted_by_recovery`).
+
+use std::time::Duration;
+
+use rand::Rng;
+
+use crate::figures::{Figures, duplicates_and_lost};
+use crate::support::{
+    ADOPTED_LOG, Api, Order, ServiceDir, assert_agree, sandbox_config, slow_answer_proxy,
+    start_sandbox,
+};
+
+const ORDERS: usize = 20;
+
+fn random_ms(max: u64) -> Duration {
+    Duration::from_millis(rand::rng().random_range(0..max))
+}
+
+/// Fires every order at once, ignoring the outcome (the process may die under them).
+fn fire(api: &Api, orders: &[Order]) -> tokio::task::JoinSet<()> {
+    let mut set = tokio::task::JoinSet::new();
+    for order in orders {
+        let api = api.clone();
+        let order = order.clone();
+        set.spawn(async move {
+            let _ = api.order(&order).await;
+        });
+    }
+    set
+}
+
+async fn round(kills: usize) -> Figures {
+    let mut config = sandbox_config();
+    config.latency = Duration::from_millis(20);
+    config.key_delay = Duration::from_millis(100);
+    let sandbox = start_sandbox(config).await;
+    let upstream_url = slow_answer_proxy(sandbox.addr, Duration::from_millis(60)).await;
+    let mut dir = ServiceDir::new();
+    let orders: Vec<Order> = (0..ORDERS).map(|n| Order::new(100 + n)).collect();
+    let mut crashes = 0;
+
+    for _ in 0..kills {
+        let mut service = dir.start(&upstream_url, None);
+        let in_flight = fire(&service.api, &orders);
+        tokio::time::sleep(random_ms(700)).await;
+        service.kill();
+        crashes += 1;
+        in_flight.join_all().await;
+        for order in &orders {
+            assert!(
+                sandbox.live_on(&order.ip).len() <= 1,
+                "a duplicate after a kill"
+            );
+        }
+    }
+
+    let service = dir.start(&upstream_url, None);
+    let mut ids = Vec::new();
+    for order in &orders {
+        let id = service
+            .api
+            .order(order)
+            .await
+            .expect("the retried order is acknowledged");
+        ids.push(id);
+    }
+    for (order, id) in orders.iter().zip(&ids) {
+        let license = service.api.license_until(id, &["ACTIVE"]).await;
+        assert_agree(&sandbox.handle, order, &license);
+    }
+    let (duplicates, lost) =
+        duplicates_and_lost(&sandbox.handle, orders.iter().map(|o| o.ip.as_str()));
+    assert_eq!(
+        sandbox.handle.licenses().len(),
+        ORDERS,
+        "one upstream license per server, deleted ones included"
+    );
+    Figures {
+        runs: 1,
+        orders: ORDERS as u64,
+        upstream_calls: sandbox.orders_sent(),
+        crashes,
+        duplicates,
+        lost,
+        recovered: Some(dir.log_count(ADOPTED_LOG)),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_while_orders_are_in_flight_loses_and_duplicates_nothing() {
+    let mut total = Figures::default();
+    for kills in [1, 2] {
+        total.add(round(kills).await);
+    }
+    total.report("SIGKILL rounds (fast)");
+    assert_eq!((total.duplicates, total.lost), (0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "slow tier: cargo test -- --ignored"]
+async fn sigkill_at_random_moments_many_rounds() {
+    let mut rounds = tokio::task::JoinSet::new();
+    for worker in 0..2 {
+        rounds.spawn(async move {
+            let mut total = Figures::default();
+            for r in 0..5 {
+                total.add(round(1 + (r + worker) % 3).await);
+            }
+            total
+        });
+    }
+    let mut total = Figures::default();
+    while let Some(done) = rounds.join_next().await {
+        total.add(done.expect("a round panicked"));
+    }
+    total.report("SIGKILL rounds (slow)");
+    assert_eq!((total.duplicates, total.lost), (0, 0));
+}
