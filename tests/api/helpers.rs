@@ -18,6 +18,60 @@ pub struct TestApp {
     pub sandbox: SandboxHandle,
     pub sandbox_url: String,
     pub client: reqwest::Client,
+    _database: Option<TestDatabase>,
+}
+
+/// A PostgreSQL database made for one test and dropped after it.
+///
+/// With `LICENSE_FACADE_TEST_STORE=postgres` (and `LICENSE_FACADE_TEST_POSTGRES_URL`)
+/// the whole API suite runs on PostgreSQL instead of SQLite; `.ci/run` runs it both
+/// ways.
+struct TestDatabase {
+    admin_url: String,
+    name: String,
+}
+
+impl TestDatabase {
+    async fn create() -> Option<(Self, String)> {
+        if std::env::var("LICENSE_FACADE_TEST_STORE").as_deref() != Ok("postgres") {
+            return None;
+        }
+        let admin_url = std::env::var("LICENSE_FACADE_TEST_POSTGRES_URL")
+            .expect("LICENSE_FACADE_TEST_STORE=postgres needs LICENSE_FACADE_TEST_POSTGRES_URL");
+        let name = format!("lf_api_{}", uuid::Uuid::now_v7().simple());
+        let admin = sqlx::PgPool::connect(&admin_url).await.expect("PostgreSQL answers");
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&admin)
+            .await
+            .expect("database created");
+        admin.close().await;
+        let base = admin_url.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin_url);
+        let url = format!("{base}/{name}");
+        Some((Self { admin_url, name }, url))
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let (url, name) = (self.admin_url.clone(), self.name.clone());
+        // The test's runtime is going away; drop the database from a runtime of our own.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            rt.block_on(async move {
+                if let Ok(admin) = sqlx::PgPool::connect(&url).await {
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                    )))
+                    .execute(&admin)
+                    .await;
+                }
+            });
+        })
+        .join();
+    }
 }
 
 fn init_logs() {
@@ -41,9 +95,17 @@ struct Started {
     http: String,
     grpc_addr: SocketAddr,
     sandbox: Option<(SandboxHandle, String)>,
+    database: Option<TestDatabase>,
 }
 
 async fn start(mut settings: Settings) -> Started {
+    let database = match TestDatabase::create().await {
+        Some((db, url)) => {
+            settings.database_url = url;
+            Some(db)
+        }
+        None => None,
+    };
     settings.workflow.poll_initial = Duration::from_millis(20);
     settings.workflow.poll_max = Duration::from_millis(200);
     settings.workflow.settle_interval = Duration::from_millis(200);
@@ -53,6 +115,7 @@ async fn start(mut settings: Settings) -> Started {
         http: format!("http://{}", app.http_addr()),
         grpc_addr: app.grpc_addr(),
         sandbox: app.sandbox().zip(app.sandbox_url()),
+        database,
     };
     tokio::spawn(app.run_until_stopped(std::future::pending()));
     started
@@ -82,6 +145,7 @@ pub async fn spawn_app_with(key_delay_ms: u64, adjust: impl FnOnce(&mut Settings
         sandbox,
         sandbox_url,
         client: reqwest::Client::new(),
+        _database: started.database,
     }
 }
 
@@ -116,6 +180,7 @@ pub async fn spawn_app_on_standalone_sandbox(config: SandboxConfig) -> TestApp {
         sandbox: handle,
         sandbox_url,
         client: reqwest::Client::new(),
+        _database: started.database,
     }
 }
 
