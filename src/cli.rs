@@ -29,4 +29,6 @@ pub enum Command {
     /// Ask a running instance's `/readyz`; exit 0 when ready, 1 otherwise (for a
     /// container HEALTHCHECK without a shell).
     Healthcheck(crate::healthcheck::HealthcheckArgs),
+    /// Print the REST API's OpenAPI 3.1 document (the one served at /openapi.json).
+    PrintOpenapi,
 }

@@ -55,9 +55,19 @@ pub struct ServeArgs {
     /// File holding the BILLmanager password (a trailing newline is ignored).
     #[arg(long, env = "LICENSE_FACADE_BILLMANAGER_PASSWORD_FILE")]
     pub billmanager_password_file: Option<PathBuf>,
+    /// Allow a plain http:// BILLmanager URL to a non-loopback host. Without it such a
+    /// URL is refused at start: the password or session id would cross the network in
+    /// clear.
+    #[arg(long, env = "LICENSE_FACADE_BILLMANAGER_ALLOW_HTTP")]
+    pub billmanager_allow_http: bool,
     /// TOML configuration file (catalog, workflow, upstream tuning).
     #[arg(long, env = "LICENSE_FACADE_CONFIG")]
     pub config: Option<PathBuf>,
+    /// TOML file of the API clients (`[[client]]` with name, token_sha256, scopes and
+    /// optional caps). Required unless --sandbox, which without it accepts the token
+    /// `sandbox-token` with every scope.
+    #[arg(long, env = "LICENSE_FACADE_CLIENTS_FILE")]
+    pub clients_file: Option<PathBuf>,
     /// On SIGTERM, milliseconds between turning readiness off and closing the
     /// listeners, so load balancers stop sending first [default: 2000].
     #[arg(long, env = "LICENSE_FACADE_DRAIN_DELAY_MS")]
@@ -127,6 +137,15 @@ pub struct BillmanagerFile {
     pub page_size: Option<u32>,
     /// Seconds between upstream readiness probes [default: 30].
     pub probe_interval_secs: Option<u64>,
+    /// Allow a plain http:// URL to a non-loopback host [default: false].
+    pub allow_http: Option<bool>,
+    /// Outbound rate limit in requests per second; 0 is unlimited [default: 20].
+    pub max_calls_per_second: Option<u32>,
+    /// Consecutive failed calls (unreachable or outcome unknown) that open the circuit
+    /// breaker; 0 turns it off [default: 5].
+    pub breaker_failures: Option<u32>,
+    /// Seconds the open breaker waits before a trial call [default: 30].
+    pub breaker_cool_down_secs: Option<u64>,
 }
 
 /// `[workflow]` in the file; see [`WorkflowConfig`] for the meaning and defaults.
@@ -173,6 +192,9 @@ pub struct Settings {
     pub drain_delay: Duration,
     /// Shutdown: longest wait for in-flight calls and workflow steps.
     pub drain_timeout: Duration,
+    /// The API clients: from `--clients-file`, else with `--sandbox` the sandbox
+    /// client; `serve` refuses to start without them.
+    pub clients: Option<crate::auth::Clients>,
 }
 
 fn read_secret_file(path: &Path) -> anyhow::Result<SecretString> {
@@ -196,6 +218,11 @@ impl Settings {
         };
         let catalog = PanelCatalog::from_config(file.catalog)
             .map_err(|e| anyhow::anyhow!("invalid panel catalog: {e}"))?;
+        let clients = match &args.clients_file {
+            Some(path) => Some(crate::auth::Clients::from_file(path)?),
+            None if args.sandbox => Some(crate::auth::Clients::sandbox()),
+            None => None,
+        };
         let database_url = match args.database_url.or(file.database_url) {
             Some(url) => url,
             None if args.sandbox => "sqlite::memory:".to_owned(),
@@ -208,6 +235,11 @@ impl Settings {
             connect_timeout: Duration::from_millis(bm.connect_timeout_ms.unwrap_or(5_000)),
             request_timeout: Duration::from_millis(bm.request_timeout_ms.unwrap_or(30_000)),
             page_size: bm.page_size.unwrap_or(1000).max(1),
+            max_calls_per_second: bm.max_calls_per_second.unwrap_or(20),
+            breaker: crate::billmanager::BreakerConfig {
+                failure_threshold: bm.breaker_failures.unwrap_or(5),
+                cool_down: Duration::from_secs(bm.breaker_cool_down_secs.unwrap_or(30)),
+            },
             ..ClientConfig::default()
         };
         let sandbox = if args.sandbox {
@@ -223,10 +255,10 @@ impl Settings {
                 .billmanager_url
                 .or(bm.url)
                 .context("--billmanager-url is required (or run with --sandbox)")?;
-            if !(billmanager.url.starts_with("https://") || billmanager.url.starts_with("http://"))
-            {
-                bail!("--billmanager-url must be an http:// or https:// URL");
-            }
+            crate::billmanager::check_url(
+                &billmanager.url,
+                args.billmanager_allow_http || bm.allow_http.unwrap_or(false),
+            )?;
             billmanager.user = args
                 .billmanager_user
                 .or(bm.user)
@@ -287,6 +319,7 @@ impl Settings {
             reconcile: reconcile_config(file.reconcile)?,
             drain_delay: Duration::from_millis(args.drain_delay_ms.unwrap_or(2_000)),
             drain_timeout: Duration::from_secs(args.drain_timeout_secs.unwrap_or(20)),
+            clients,
         })
     }
 }

@@ -15,9 +15,31 @@ use crate::domain::{CatalogCheck, PanelCatalog};
 pub struct Readiness {
     upstream_ok: AtomicBool,
     draining: AtomicBool,
+    breaker_open: AtomicBool,
+    /// Wakes the upstream probe before its interval is up (the breaker closed).
+    probe_now: tokio::sync::Notify,
 }
 
 impl Readiness {
+    /// Whether the upstream circuit breaker is open (calls fail fast).
+    pub fn breaker_open(&self) -> bool {
+        self.breaker_open.load(Ordering::Relaxed)
+    }
+
+    /// Records the breaker's state; when it closes, the upstream probe runs at once.
+    pub fn set_breaker_open(&self, open: bool) {
+        self.breaker_open.store(open, Ordering::Relaxed);
+        if !open {
+            self.probe_now.notify_one();
+        }
+    }
+
+    /// Whether the process should receive calls, as far as these flags tell (the
+    /// store is checked by `/readyz` itself).
+    pub fn serving(&self) -> bool {
+        self.upstream_ok() && !self.breaker_open() && !self.draining()
+    }
+
     /// Whether the last upstream probe succeeded.
     pub fn upstream_ok(&self) -> bool {
         self.upstream_ok.load(Ordering::Relaxed)
@@ -95,6 +117,7 @@ pub async fn probe_upstream<F, Fut>(
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(interval) => {}
+            _ = readiness.probe_now.notified() => {}
         }
     }
 }

@@ -10,6 +10,7 @@
 //! - [`sandbox`]: a BILLmanager simulator for demos and tests.
 
 pub mod api;
+pub mod auth;
 pub mod billmanager;
 pub mod cli;
 pub mod config;
@@ -19,6 +20,7 @@ pub mod grpc;
 pub mod health;
 pub mod healthcheck;
 pub mod http;
+pub mod metrics;
 pub mod panels_cmd;
 pub mod reconcile_cmd;
 pub mod sandbox;

@@ -30,6 +30,10 @@ async fn main() -> anyhow::Result<()> {
             Ok(code) => std::process::exit(code),
             Err(e) => Err(e),
         },
+        Command::PrintOpenapi => {
+            print!("{}", license_facade::http::openapi::spec_json());
+            Ok(())
+        }
         Command::Healthcheck(args) => {
             std::process::exit(license_facade::healthcheck::run(args).await);
         }

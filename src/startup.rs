@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 
-use crate::billmanager::{Billmanager, BillmanagerClient};
+use crate::billmanager::{Billmanager, BillmanagerClient, CircuitBreaker};
 use crate::config::Settings;
 use crate::health::{Readiness, probe_upstream};
 use crate::sandbox::{Sandbox, SandboxHandle};
@@ -24,17 +24,24 @@ pub struct Application {
     service: LicenseService,
     worker: Worker,
     upstream: Arc<dyn Billmanager>,
+    /// The circuit breaker that `upstream` is; readiness follows it.
+    breaker: Arc<CircuitBreaker>,
     sandbox: Option<Sandbox>,
     readiness: Arc<Readiness>,
     probe_interval: Duration,
     reconcile: crate::service::ReconcileConfig,
     drain_delay: Duration,
     drain_timeout: Duration,
+    auth: Arc<crate::auth::Authenticator>,
 }
 
 impl Application {
     /// Opens the store, starts nothing, binds both listeners (and the sandbox's).
     pub async fn build(mut settings: Settings) -> anyhow::Result<Self> {
+        let clients = settings.clients.take().context(
+            "--clients-file is required (LICENSE_FACADE_CLIENTS_FILE): without it nobody could \
+             call the API (only --sandbox has a built-in client)",
+        )?;
         let sandbox = match settings.sandbox.take() {
             Some(config) => {
                 let sandbox = Sandbox::bind("127.0.0.1:0".parse().expect("valid"), config)
@@ -51,12 +58,20 @@ impl Application {
         if in_memory {
             tracing::warn!("using an in-memory database: licenses are lost when the process stops");
         }
-        let upstream: Arc<dyn Billmanager> = Arc::new(
-            BillmanagerClient::new(settings.billmanager)
-                .context("cannot build the BILLmanager client")?,
-        );
+        crate::metrics::install();
+        let breaker_config = settings.billmanager.breaker;
+        let breaker = Arc::new(CircuitBreaker::new(
+            Arc::new(
+                BillmanagerClient::new(settings.billmanager)
+                    .context("cannot build the BILLmanager client")?,
+            ),
+            breaker_config,
+        ));
+        let upstream: Arc<dyn Billmanager> = breaker.clone();
         let service = LicenseService::new(store, upstream.clone(), Arc::new(settings.catalog))
-            .with_reconcile_config(&settings.reconcile);
+            .with_reconcile_config(&settings.reconcile)
+            .with_spend_caps(&crate::auth::order_caps(&clients));
+        let auth = Arc::new(crate::auth::Authenticator::new(&clients));
         let worker = service.worker(settings.workflow);
         let http = TcpListener::bind(settings.http_addr)
             .await
@@ -70,12 +85,14 @@ impl Application {
             service,
             worker,
             upstream,
+            breaker,
             sandbox,
             readiness: Arc::new(Readiness::default()),
             probe_interval: settings.probe_interval,
             reconcile: settings.reconcile,
             drain_delay: settings.drain_delay,
             drain_timeout: settings.drain_timeout,
+            auth,
         })
     }
 
@@ -119,6 +136,12 @@ impl Application {
             sandbox_url = self.sandbox_url().as_deref().unwrap_or(""),
             "license-facade listening"
         );
+        if self.auth.is_sandbox() {
+            tracing::warn!(
+                "sandbox mode without a clients file: the API accepts the bearer token \
+                 `sandbox-token` with every scope"
+            );
+        }
 
         let sandbox_stop = CancellationToken::new();
         if let Some(sandbox) = self.sandbox {
@@ -130,7 +153,8 @@ impl Application {
             });
         }
 
-        let (grpc_router, health_reporter) = crate::grpc::router(self.service.clone()).await?;
+        let (grpc_router, health_reporter) =
+            crate::grpc::router(self.service.clone(), self.auth.clone()).await?;
 
         let worker_stop = stop.clone();
         tasks.spawn(self.worker.run(worker_stop));
@@ -172,20 +196,41 @@ impl Application {
                 probe_readiness,
                 interval,
                 probe_stop,
-                |ok| {
+                // The probe's result is already recorded in `readiness`.
+                |_ok| {
                     let reporter = probe_reporter.clone();
                     let readiness = readiness.clone();
                     async move {
-                        crate::grpc::set_serving(&reporter, ok && !readiness.draining()).await;
+                        crate::grpc::set_serving(&reporter, readiness.serving()).await;
                     }
                 },
             )
             .await;
         });
 
+        // The breaker: NOT_SERVING while open; its own trial call closes it once the
+        // upstream is back, and the probe then runs at once.
+        tasks.spawn(self.breaker.clone().run_recovery(stop.clone()));
+        let breaker_reporter = health_reporter.clone();
+        let breaker_readiness = self.readiness.clone();
+        let mut breaker_open = self.breaker.subscribe();
+        let breaker_stop = stop.clone();
+        tasks.spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = breaker_stop.cancelled() => return,
+                    changed = breaker_open.changed() => if changed.is_err() { return },
+                }
+                let open = *breaker_open.borrow_and_update();
+                breaker_readiness.set_breaker_open(open);
+                crate::grpc::set_serving(&breaker_reporter, breaker_readiness.serving()).await;
+            }
+        });
+
         let http_router = crate::http::router(crate::http::AppState {
             service: self.service.clone(),
             readiness: self.readiness.clone(),
+            auth: self.auth.clone(),
         });
         let http_stop = stop.clone();
         let http_listener = self.http;

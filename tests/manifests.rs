@@ -40,11 +40,15 @@ fn manifests() -> Vec<(String, Value)> {
 }
 
 fn of_kind(kind: &str) -> Value {
+    named(kind, "license-facade")
+}
+
+fn named(kind: &str, name: &str) -> Value {
     manifests()
         .into_iter()
         .map(|(_, v)| v)
-        .find(|v| v["kind"] == kind)
-        .unwrap_or_else(|| panic!("a {kind} manifest"))
+        .find(|v| v["kind"] == kind && v["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("a {kind} manifest named {name}"))
 }
 
 /// The service's defaults, from the same code that resolves `serve`'s flags.
@@ -81,9 +85,10 @@ fn every_manifest_parses_and_has_the_basic_fields() {
     }
     for (name, value) in &all {
         assert!(value["apiVersion"].is_string(), "{name}: apiVersion");
-        assert_eq!(
-            value["metadata"]["name"], "license-facade",
-            "{name}: metadata.name"
+        let object = value["metadata"]["name"].as_str().unwrap_or_default();
+        assert!(
+            object.starts_with("license-facade"),
+            "{name}: metadata.name {object}"
         );
     }
 }
@@ -250,4 +255,38 @@ fn the_config_maps_config_file_is_accepted_by_serve() {
         ..ServeArgs::default()
     });
     assert!(settings.is_ok(), "{:?}", settings.err());
+}
+
+#[test]
+fn the_example_clients_file_is_accepted_and_mounted_where_the_config_map_points() {
+    let secret = named("Secret", "license-facade-clients");
+    let text = secret["stringData"]["clients.toml"]
+        .as_str()
+        .expect("clients.toml");
+    let clients = license_facade::auth::Clients::from_toml(text);
+    assert!(clients.is_ok(), "{:?}", clients.err());
+
+    let path = config_map_data()["LICENSE_FACADE_CLIENTS_FILE"]
+        .as_str()
+        .expect("LICENSE_FACADE_CLIENTS_FILE")
+        .to_owned();
+    let deployment = of_kind("Deployment");
+    let pod = &deployment["spec"]["template"]["spec"];
+    let volume = pod["volumes"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|v| v["secret"]["secretName"] == "license-facade-clients")
+        .expect("a volume of the clients Secret");
+    let mount = pod["containers"][0]["volumeMounts"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == volume["name"])
+        .expect("the clients volume is mounted");
+    let file = volume["secret"]["items"][0]["path"].as_str().unwrap();
+    assert_eq!(
+        format!("{}/{file}", mount["mountPath"].as_str().unwrap()),
+        path
+    );
 }

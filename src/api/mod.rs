@@ -2,9 +2,11 @@
 //! messages (gRPC bodies, and through their proto3 JSON mapping the REST bodies) and
 //! their conversions to and from the service layer's values.
 
+mod audit;
 mod convert;
 pub mod pb;
 
+pub use audit::audit_entry_to_pb;
 pub use convert::drift_report_to_pb;
 pub use convert::{
     ensure_action_to_pb, ensure_input, event_to_pb, license_to_pb, list_input, order_input,

@@ -7,7 +7,8 @@
 //! come from the answer's `doc/error`.
 //!
 //! Retries: mutating calls are never repeated here. Reads (`soft`, `soft.edit` view,
-//! `pricelist.export`) are repeated once after `Unavailable`. In session mode an `auth`
+//! `pricelist.export`) are repeated once after `Unavailable`, after a jittered pause so
+//! that many callers do not come back in step. In session mode an `auth`
 //! error (an expired session: the call was not carried out) leads to one fresh log-in
 //! and one repeat, for every function.
 
@@ -28,7 +29,8 @@ use super::{
     UpstreamTariff, WireFormat, convert, transport,
 };
 
-/// Pause before the single repeat of a read that found the upstream unreachable.
+/// Pause before the single repeat of a read that found the upstream unreachable; the
+/// actual pause is drawn uniformly from half to one and a half times this.
 const READ_RETRY_PAUSE: Duration = Duration::from_millis(200);
 /// Upper bound on `soft` pages, against an upstream that pages forever.
 const MAX_PAGES: u32 = 10_000;
@@ -69,6 +71,8 @@ pub struct BillmanagerClient {
     /// The session id in session mode. An async mutex because the log-in runs while it
     /// is held: concurrent calls wait for one log-in instead of each starting one.
     session: Mutex<Option<SecretString>>,
+    /// The outbound rate limit; `None` when unlimited.
+    limiter: Option<governor::DefaultDirectRateLimiter>,
 }
 
 impl fmt::Debug for BillmanagerClient {
@@ -103,6 +107,8 @@ impl BillmanagerClient {
             bail!("the BILLmanager response size limit must be positive");
         }
         let http = transport::http_client(config.connect_timeout, config.request_timeout, https)?;
+        let limiter = std::num::NonZeroU32::new(config.max_calls_per_second)
+            .map(|rate| governor::RateLimiter::direct(governor::Quota::per_second(rate)));
         Ok(Self {
             http,
             url: config.url,
@@ -113,6 +119,7 @@ impl BillmanagerClient {
             page_size: config.page_size,
             max_response_bytes: config.max_response_bytes,
             session: Mutex::new(None),
+            limiter,
         })
     }
 
@@ -160,7 +167,7 @@ impl BillmanagerClient {
     ) -> Result<Doc, UpstreamError> {
         match self.attempt(func, params, credential).await {
             Err(UpstreamError::Unavailable(_)) if retry == Retry::OnceIfUnavailable => {
-                tokio::time::sleep(READ_RETRY_PAUSE).await;
+                tokio::time::sleep(jittered(READ_RETRY_PAUSE)).await;
                 self.attempt(func, params, credential).await
             }
             other => other,
@@ -191,6 +198,7 @@ impl BillmanagerClient {
     /// Sends a form and reads the answer: a transport failure, an unusable body or a
     /// `doc/error` is an error; any other `doc` is the result.
     async fn exchange(&self, form: &[(&str, &str)]) -> Result<Doc, UpstreamError> {
+        self.wait_for_rate_limit().await;
         let body =
             transport::post_form(&self.http, &self.url, form, self.max_response_bytes).await?;
         let doc = Doc::parse(&body)
@@ -198,6 +206,20 @@ impl BillmanagerClient {
         match doc.error() {
             Some(error) => Err(self.scrub(error)),
             None => Ok(doc),
+        }
+    }
+
+    /// Waits until the outbound rate limit lets one more request go.
+    async fn wait_for_rate_limit(&self) {
+        use governor::clock::{Clock as _, DefaultClock};
+        let Some(limiter) = &self.limiter else { return };
+        let mut waited = false;
+        while let Err(not_until) = limiter.check() {
+            waited = true;
+            tokio::time::sleep(not_until.wait_time_from(DefaultClock::default().now())).await;
+        }
+        if waited {
+            metrics::counter!(crate::metrics::RATE_LIMITED).increment(1);
         }
     }
 
@@ -279,19 +301,34 @@ impl BillmanagerClient {
     }
 }
 
+/// A pause drawn uniformly from half to one and a half times `base`.
+fn jittered(base: Duration) -> Duration {
+    use rand::Rng as _;
+    base.mul_f64(rand::rng().random_range(0.5..1.5))
+}
+
+/// Logs a call's outcome and records it in the upstream metrics.
 fn log_outcome(func: &str, started: Instant, error: Option<&UpstreamError>) {
-    let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let elapsed = started.elapsed();
+    crate::metrics::upstream_call(func, outcome_label(error), elapsed);
+    let elapsed_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
+    let outcome = outcome_label(error);
     match error {
-        None => tracing::debug!(func, elapsed_ms, outcome = "ok", "billmanager call"),
+        None => tracing::debug!(func, elapsed_ms, outcome, "billmanager call"),
         Some(error) => {
-            let outcome = match error {
-                UpstreamError::Refused { .. } => "refused",
-                UpstreamError::Auth(_) => "auth",
-                UpstreamError::Unavailable(_) => "unavailable",
-                UpstreamError::Indeterminate(_) => "indeterminate",
-            };
             tracing::debug!(func, elapsed_ms, outcome, error = %error, "billmanager call");
         }
+    }
+}
+
+/// The `outcome` label of a call.
+fn outcome_label(error: Option<&UpstreamError>) -> &'static str {
+    match error {
+        None => "ok",
+        Some(UpstreamError::Refused { .. }) => "refused",
+        Some(UpstreamError::Auth(_)) => "auth",
+        Some(UpstreamError::Unavailable(_)) => "unavailable",
+        Some(UpstreamError::Indeterminate(_)) => "indeterminate",
     }
 }
 

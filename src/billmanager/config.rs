@@ -62,6 +62,11 @@ pub struct ClientConfig {
     pub page_size: u32,
     /// The largest answer accepted, in bytes (default 32 MiB).
     pub max_response_bytes: usize,
+    /// Outbound rate limit: upstream HTTP requests per second, log-ins included; calls
+    /// over it wait their turn. 0 means unlimited (default 20).
+    pub max_calls_per_second: u32,
+    /// The circuit breaker wrapped around the client by the service.
+    pub breaker: super::BreakerConfig,
 }
 
 impl Default for ClientConfig {
@@ -76,6 +81,8 @@ impl Default for ClientConfig {
             use_session: false,
             page_size: 1000,
             max_response_bytes: 32 * 1024 * 1024,
+            max_calls_per_second: 20,
+            breaker: super::BreakerConfig::default(),
         }
     }
 }
@@ -92,6 +99,8 @@ impl fmt::Debug for ClientConfig {
             .field("use_session", &self.use_session)
             .field("page_size", &self.page_size)
             .field("max_response_bytes", &self.max_response_bytes)
+            .field("max_calls_per_second", &self.max_calls_per_second)
+            .field("breaker", &self.breaker)
             .finish()
     }
 }
@@ -108,5 +117,52 @@ pub(crate) fn redacted_url(url: &str) -> String {
         }
         Err(_) if url.is_empty() => String::new(),
         Err(_) => "[unparseable]".to_owned(),
+    }
+}
+
+/// Checks the URL's scheme: `https`, or plain `http` only to a loopback address (the
+/// request never leaves the host) or when `allow_http` says so explicitly. The
+/// password and the session id travel in the request body, so plain http across a
+/// network would expose them.
+pub fn check_url(url: &str, allow_http: bool) -> anyhow::Result<()> {
+    let parsed =
+        reqwest::Url::parse(url).map_err(|_| anyhow::anyhow!("the BILLmanager url is not a valid URL"))?;
+    match parsed.scheme() {
+        "https" => Ok(()),
+        "http" if allow_http => Ok(()),
+        "http" => {
+            let host = parsed.host_str().unwrap_or_default();
+            let loopback = host.eq_ignore_ascii_case("localhost")
+                || host
+                    .trim_matches(['[', ']'])
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback());
+            if loopback {
+                Ok(())
+            } else {
+                bail!(
+                    "the BILLmanager url must be https (plain http would send the credentials \
+                     in clear); pass --billmanager-allow-http to allow it anyway"
+                )
+            }
+        }
+        _ => bail!("the BILLmanager url must be an http:// or https:// URL"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_url;
+
+    #[test]
+    fn https_is_required_except_on_loopback_or_when_allowed() {
+        assert!(check_url("https://api.ispmanager.com/billmgr", false).is_ok());
+        assert!(check_url("http://api.ispmanager.com/billmgr", false).is_err());
+        assert!(check_url("http://api.ispmanager.com/billmgr", true).is_ok());
+        assert!(check_url("http://127.0.0.1:8081/billmgr", false).is_ok());
+        assert!(check_url("http://[::1]:8081/billmgr", false).is_ok());
+        assert!(check_url("http://localhost/billmgr", false).is_ok());
+        assert!(check_url("ftp://api.ispmanager.com/billmgr", true).is_err());
+        assert!(check_url("not a url", true).is_err());
     }
 }

@@ -3,6 +3,7 @@
 //! rules; the service layer talks to it through the [`Billmanager`] trait so that tests
 //! can substitute the upstream.
 
+mod breaker;
 mod client;
 mod config;
 mod convert;
@@ -12,8 +13,9 @@ mod tests;
 mod transport;
 mod wire;
 
+pub use breaker::{BreakerConfig, CircuitBreaker};
 pub use client::BillmanagerClient;
-pub use config::{ClientConfig, WireFormat};
+pub use config::{ClientConfig, WireFormat, check_url};
 pub use error::UpstreamError;
 
 use std::net::IpAddr;

@@ -1,6 +1,7 @@
 //! The domain: validated value types, the license and its states, and the panel
 //! catalog. Nothing in here knows about a transport, the store or the upstream.
 
+mod audit;
 mod catalog;
 mod event;
 mod ids;
@@ -9,6 +10,7 @@ mod lifecycle;
 mod network;
 mod operation;
 
+pub use audit::{ADOPT_ACTION, AuditEntry, AuditFilter, AuditOutcome};
 pub use catalog::{
     CatalogCheck, Panel, PanelCatalog, PanelCatalogConfig, PanelConfig, UnknownPanel,
 };

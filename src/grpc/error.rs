@@ -20,6 +20,9 @@ pub fn status(e: ServiceError) -> Status {
         ErrorKind::FailedPrecondition | ErrorKind::Refused => Code::FailedPrecondition,
         ErrorKind::Aborted => Code::Aborted,
         ErrorKind::Unavailable => Code::Unavailable,
+        ErrorKind::Unauthenticated => Code::Unauthenticated,
+        ErrorKind::PermissionDenied => Code::PermissionDenied,
+        ErrorKind::ResourceExhausted => Code::ResourceExhausted,
     };
     let mut metadata = HashMap::new();
     if let ServiceError::ServerHasLicense {
@@ -37,7 +40,9 @@ pub fn status(e: ServiceError) -> Status {
     if code == Code::Unavailable {
         tracing::error!(error.message = %e, error.cause_chain = ?e, "request failed");
     }
-    if matches!(code, Code::Unavailable | Code::Aborted) {
+    if let Some(wait) = e.retry_after() {
+        details.set_retry_info(Some(wait));
+    } else if matches!(code, Code::Unavailable | Code::Aborted) {
         details.set_retry_info(Some(Duration::from_secs(1)));
     }
     Status::with_error_details(code, e.to_string(), details)

@@ -7,14 +7,16 @@ use std::time::Duration;
 use futures::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
+use super::auth::principal;
 use super::error::status;
 use crate::api::pb::v1::{self as pb, license_service_server::LicenseService as Rpc};
 use crate::api::{
     ensure_action_to_pb, ensure_input, event_to_pb, license_to_pb, list_input, order_input,
     panel_to_pb, quote_to_pb,
 };
-use crate::domain::ClientName;
-use crate::service::{Call, EnsureAction, LicenseService, Outcome, RequestKey, ServiceError};
+use crate::service::{
+    AuditQuery, Call, EnsureAction, LicenseService, Outcome, RequestKey, ServiceError,
+};
 
 /// The gRPC face of [`LicenseService`].
 pub struct GrpcLicenses {
@@ -52,7 +54,7 @@ fn call<T>(request: &Request<T>, request_id: &str, wait: bool) -> Result<Call, S
         )
     };
     Ok(Call {
-        client: ClientName::anonymous(),
+        client: principal(request)?.client,
         request: request_key,
         wait: wait.then(|| wait_budget(request)),
     })
@@ -109,15 +111,14 @@ impl Rpc for GrpcLicenses {
         &self,
         request: Request<pb::GetLicenseRequest>,
     ) -> Result<Response<pb::GetLicenseResponse>, Status> {
-        let client = ClientName::anonymous();
+        let principal = principal(&request)?;
+        let client = principal.owner_filter();
         let license = match request.into_inner().selector {
             Some(pb::get_license_request::Selector::Id(id)) => {
-                self.service.get_license(Some(&client), &id).await
+                self.service.get_license(client, &id).await
             }
             Some(pb::get_license_request::Selector::ServerId(server_id)) => {
-                self.service
-                    .get_server_license(Some(&client), &server_id)
-                    .await
+                self.service.get_server_license(client, &server_id).await
             }
             None => {
                 return Err(Status::invalid_argument("set either id or serverId"));
@@ -133,10 +134,10 @@ impl Rpc for GrpcLicenses {
         &self,
         request: Request<pb::ListLicensesRequest>,
     ) -> Result<Response<pb::ListLicensesResponse>, Status> {
-        let client = ClientName::anonymous();
+        let principal = principal(&request)?;
         let page = self
             .service
-            .list_licenses(Some(&client), list_input(request.into_inner()))
+            .list_licenses(principal.owner_filter(), list_input(request.into_inner()))
             .await
             .map_err(status)?;
         Ok(Response::new(pb::ListLicensesResponse {
@@ -299,9 +300,9 @@ impl Rpc for GrpcLicenses {
         &self,
         request: Request<pb::WatchLicensesRequest>,
     ) -> Result<Response<Self::WatchLicensesStream>, Status> {
-        let client = ClientName::anonymous();
+        let client = principal(&request)?.owner_filter().cloned();
         let after = request.into_inner().after_event_id;
-        let events = self.service.watch(Some(client), after).map(|item| {
+        let events = self.service.watch(client, after).map(|item| {
             item.map(|event| pb::WatchLicensesResponse {
                 event: Some(event_to_pb(&event)),
             })
@@ -335,7 +336,7 @@ impl Rpc for GrpcLicenses {
         &self,
         request: Request<pb::AdoptLicenseRequest>,
     ) -> Result<Response<pb::AdoptLicenseResponse>, Status> {
-        let client = ClientName::anonymous();
+        let client = principal(&request)?.client;
         let r = request.into_inner();
         let license = self
             .service
@@ -344,6 +345,30 @@ impl Rpc for GrpcLicenses {
             .map_err(status)?;
         Ok(Response::new(pb::AdoptLicenseResponse {
             license: Some(license_to_pb(&license)),
+        }))
+    }
+
+    async fn list_audit_entries(
+        &self,
+        request: Request<pb::ListAuditEntriesRequest>,
+    ) -> Result<Response<pb::ListAuditEntriesResponse>, Status> {
+        let r = request.into_inner();
+        let page = self
+            .service
+            .list_audit(AuditQuery {
+                license_id: r.license_id,
+                page_size: r.page_size,
+                page_token: r.page_token,
+            })
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::ListAuditEntriesResponse {
+            entries: page
+                .items
+                .iter()
+                .map(crate::api::audit_entry_to_pb)
+                .collect(),
+            next_page_token: page.next_token.unwrap_or_default(),
         }))
     }
 }

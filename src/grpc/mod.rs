@@ -1,13 +1,14 @@
 //! The gRPC transport: `licensefacade.v1.LicenseService`, `grpc.health.v1.Health` and
 //! server reflection (v1 and v1alpha).
 
+mod auth;
 mod error;
 mod licenses;
+mod observe;
 
 pub use error::ERROR_DOMAIN;
 pub use licenses::GrpcLicenses;
 
-use tonic::transport::server::Router;
 use tonic_health::server::HealthReporter;
 
 use crate::api::pb::{self, v1::license_service_server::LicenseServiceServer};
@@ -16,9 +17,17 @@ use crate::service::LicenseService;
 /// Largest request the gRPC server accepts.
 pub const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
 
+/// The gRPC router with its observing layer (request id, span, metrics).
+pub type Router = tonic::transport::server::Router<
+    tower::layer::util::Stack<observe::ObserveLayer, tower::layer::util::Identity>,
+>;
+
 /// The gRPC services on one router, and the reporter behind its health service
 /// (flipped by readiness and shutdown; NOT_SERVING until told otherwise).
-pub async fn router(service: LicenseService) -> anyhow::Result<(Router, HealthReporter)> {
+pub async fn router(
+    service: LicenseService,
+    auth: std::sync::Arc<crate::auth::Authenticator>,
+) -> anyhow::Result<(Router, HealthReporter)> {
     let (reporter, health) = tonic_health::server::health_reporter();
     set_serving(&reporter, false).await;
     let reflection_v1 = tonic_reflection::server::Builder::configure()
@@ -29,9 +38,17 @@ pub async fn router(service: LicenseService) -> anyhow::Result<(Router, HealthRe
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
-    let licenses = LicenseServiceServer::new(GrpcLicenses::new(service))
-        .max_decoding_message_size(MAX_MESSAGE_BYTES);
+    let licenses = tower::Layer::layer(
+        &auth::AuthLayer::new(auth),
+        LicenseServiceServer::new(GrpcLicenses::new(service))
+            .max_decoding_message_size(MAX_MESSAGE_BYTES),
+    );
     let router = tonic::transport::Server::builder()
+        // A call's own deadline (`grpc-timeout`) applies when shorter; waits are capped
+        // at 60 s, so this only bounds a call that hangs.
+        .timeout(std::time::Duration::from_secs(75))
+        // Request id, span, access log and metrics for every call.
+        .layer(observe::ObserveLayer)
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
 use crate::api::license_to_pb;
-use crate::domain::ClientName;
+use crate::auth::Principal;
 use crate::service::{Call, Outcome, RequestKey};
 
 /// The longest `?wait=` a caller may ask for.
@@ -36,8 +36,12 @@ pub fn parse_wait(raw: Option<&str>) -> Result<Option<Duration>, ApiError> {
     }
 }
 
-/// The call of a mutating request.
-pub fn call(headers: &HeaderMap, wait: Option<&str>) -> Result<Call, ApiError> {
+/// The call of a mutating request by `principal`.
+pub fn call(
+    principal: &Principal,
+    headers: &HeaderMap,
+    wait: Option<&str>,
+) -> Result<Call, ApiError> {
     let request = match headers.get("idempotency-key") {
         None => None,
         Some(value) => {
@@ -51,7 +55,7 @@ pub fn call(headers: &HeaderMap, wait: Option<&str>) -> Result<Call, ApiError> {
         }
     };
     Ok(Call {
-        client: ClientName::anonymous(),
+        client: principal.client.clone(),
         request,
         wait: parse_wait(wait)?,
     })

@@ -9,6 +9,7 @@ use axum::response::Response;
 use serde::Deserialize;
 
 use super::AppState;
+use super::auth::Caller;
 use super::call::{Answer, call, respond};
 use super::error::ApiError;
 use super::extract::ApiJson;
@@ -27,11 +28,12 @@ pub struct RenewBody {
 pub async fn renew(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    Caller(principal): Caller,
     headers: HeaderMap,
     Query(wait): Query<WaitQuery>,
     ApiJson(body): ApiJson<RenewBody>,
 ) -> Result<Response, ApiError> {
-    let call = call(&headers, wait.wait.as_deref())?;
+    let call = call(&principal, &headers, wait.wait.as_deref())?;
     let outcome = state.service.renew(&call, &id, body.period_months).await?;
     Ok(respond(&outcome, Answer::Change))
 }
@@ -47,11 +49,12 @@ pub struct ChangeIpBody {
 pub async fn change_ip(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    Caller(principal): Caller,
     headers: HeaderMap,
     Query(wait): Query<WaitQuery>,
     ApiJson(body): ApiJson<ChangeIpBody>,
 ) -> Result<Response, ApiError> {
-    let call = call(&headers, wait.wait.as_deref())?;
+    let call = call(&principal, &headers, wait.wait.as_deref())?;
     let outcome = state.service.change_ip(&call, &id, &body.ip).await?;
     Ok(respond(&outcome, Answer::Change))
 }
@@ -69,11 +72,12 @@ pub struct ChangePanelBody {
 pub async fn change_panel(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    Caller(principal): Caller,
     headers: HeaderMap,
     Query(wait): Query<WaitQuery>,
     ApiJson(body): ApiJson<ChangePanelBody>,
 ) -> Result<Response, ApiError> {
-    let call = call(&headers, wait.wait.as_deref())?;
+    let call = call(&principal, &headers, wait.wait.as_deref())?;
     let outcome = state
         .service
         .change_panel(&call, &id, &body.panel, body.period_months)
@@ -85,10 +89,11 @@ pub async fn change_panel(
 pub async fn suspend(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    Caller(principal): Caller,
     headers: HeaderMap,
     Query(wait): Query<WaitQuery>,
 ) -> Result<Response, ApiError> {
-    let call = call(&headers, wait.wait.as_deref())?;
+    let call = call(&principal, &headers, wait.wait.as_deref())?;
     let outcome = state.service.suspend(&call, &id).await?;
     Ok(respond(&outcome, Answer::Change))
 }
@@ -97,10 +102,11 @@ pub async fn suspend(
 pub async fn resume(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    Caller(principal): Caller,
     headers: HeaderMap,
     Query(wait): Query<WaitQuery>,
 ) -> Result<Response, ApiError> {
-    let call = call(&headers, wait.wait.as_deref())?;
+    let call = call(&principal, &headers, wait.wait.as_deref())?;
     let outcome = state.service.resume(&call, &id).await?;
     Ok(respond(&outcome, Answer::Change))
 }
@@ -109,10 +115,11 @@ pub async fn resume(
 pub async fn reissue_key(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    Caller(principal): Caller,
     headers: HeaderMap,
     Query(wait): Query<WaitQuery>,
 ) -> Result<Response, ApiError> {
-    let call = call(&headers, wait.wait.as_deref())?;
+    let call = call(&principal, &headers, wait.wait.as_deref())?;
     let outcome = state.service.reissue_key(&call, &id).await?;
     Ok(respond(&outcome, Answer::Change))
 }
@@ -121,10 +128,11 @@ pub async fn reissue_key(
 pub async fn cancel(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    Caller(principal): Caller,
     headers: HeaderMap,
     Query(wait): Query<WaitQuery>,
 ) -> Result<Response, ApiError> {
-    let call = call(&headers, wait.wait.as_deref())?;
+    let call = call(&principal, &headers, wait.wait.as_deref())?;
     let outcome = state.service.cancel(&call, &id).await?;
     Ok(respond(&outcome, Answer::Change))
 }
@@ -150,11 +158,12 @@ pub struct EnsureBody {
 pub async fn ensure(
     State(state): State<AppState>,
     Path(server_id): Path<String>,
+    Caller(principal): Caller,
     headers: HeaderMap,
     Query(wait): Query<WaitQuery>,
     ApiJson(body): ApiJson<EnsureBody>,
 ) -> Result<Response, ApiError> {
-    let call = call(&headers, wait.wait.as_deref())?;
+    let call = call(&principal, &headers, wait.wait.as_deref())?;
     let input = OrderInput {
         server_id,
         ip: body.ip,
@@ -173,10 +182,11 @@ pub async fn ensure(
 pub async fn cancel_server(
     State(state): State<AppState>,
     Path(server_id): Path<String>,
+    Caller(principal): Caller,
     headers: HeaderMap,
     Query(wait): Query<WaitQuery>,
 ) -> Result<Response, ApiError> {
-    let call = call(&headers, wait.wait.as_deref())?;
+    let call = call(&principal, &headers, wait.wait.as_deref())?;
     let outcome = state
         .service
         .cancel_server_license(&call, &server_id)

@@ -8,11 +8,11 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
+use super::auth::Caller;
 use super::error::ApiError;
 use super::extract::ApiJson;
 use crate::api::pb::v1 as pb;
 use crate::api::{drift_report_to_pb, license_to_pb};
-use crate::domain::ClientName;
 
 /// `POST /v1/reconcile`: runs a reconciliation now and answers its report. The body
 /// (a `ReconcileRequest`, e.g. `{"expiringWithinDays": 30}`) is optional.
@@ -48,13 +48,18 @@ pub async fn latest(State(state): State<AppState>) -> Result<Json<pb::DriftRepor
 /// license and its `Location`.
 pub async fn adopt(
     State(state): State<AppState>,
+    Caller(principal): Caller,
     Path(upstream_id): Path<String>,
     ApiJson(body): ApiJson<pb::AdoptLicenseRequest>,
 ) -> Result<Response, ApiError> {
-    let client = ClientName::anonymous();
     let license = state
         .service
-        .adopt(&client, &upstream_id, &body.server_id, &body.hostname)
+        .adopt(
+            &principal.client,
+            &upstream_id,
+            &body.server_id,
+            &body.hostname,
+        )
         .await?;
     let mut response = (StatusCode::CREATED, Json(license_to_pb(&license))).into_response();
     if let Ok(value) = HeaderValue::from_str(&format!("/v1/licenses/{}", license.id)) {

@@ -76,6 +76,7 @@ struct FieldError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let mut retry_after = None;
         let (status, code, detail, errors, license_id) = match self {
             Self::Service(e) => {
                 let status = match e.kind() {
@@ -86,7 +87,11 @@ impl IntoResponse for ApiError {
                         StatusCode::UNPROCESSABLE_ENTITY
                     }
                     ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+                    ErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,
+                    ErrorKind::PermissionDenied => StatusCode::FORBIDDEN,
+                    ErrorKind::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
                 };
+                retry_after = e.retry_after();
                 if status.is_server_error() {
                     tracing::error!(error.message = %e, error.cause_chain = ?e, "request failed");
                 }
@@ -127,7 +132,17 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
-        if status == StatusCode::SERVICE_UNAVAILABLE
+        if let Some(wait) = retry_after {
+            // Whole seconds, rounded up: Retry-After has no finer unit.
+            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        } else if status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        } else if status == StatusCode::SERVICE_UNAVAILABLE
             || matches!(code, "OPERATION_IN_PROGRESS" | "REQUEST_IN_PROGRESS")
         {
             response

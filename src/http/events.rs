@@ -12,9 +12,9 @@ use futures::{Stream, StreamExt};
 use serde::Deserialize;
 
 use super::AppState;
+use super::auth::Caller;
 use super::error::ApiError;
 use crate::api::event_to_pb;
-use crate::domain::ClientName;
 
 /// Query of `GET /v1/events`.
 #[derive(Debug, Deserialize)]
@@ -26,6 +26,7 @@ pub struct EventsQuery {
 /// `GET /v1/events[?afterEventId=N]`, or `Last-Event-ID: N`.
 pub async fn stream(
     State(state): State<AppState>,
+    Caller(principal): Caller,
     headers: HeaderMap,
     Query(query): Query<EventsQuery>,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
@@ -41,7 +42,7 @@ pub async fn stream(
     let after = from_header.or(query.after_event_id).unwrap_or(0);
     let events = state
         .service
-        .watch(Some(ClientName::anonymous()), after)
+        .watch(principal.owner_filter().cloned(), after)
         .map(|item| {
             Ok(match item {
                 Ok(event) => {

@@ -7,12 +7,12 @@ use axum::response::Response;
 use serde::Deserialize;
 
 use super::AppState;
+use super::auth::Caller;
 use super::call::{Answer, call, respond};
 use super::error::ApiError;
 use super::extract::ApiJson;
 use crate::api::pb::v1 as pb;
 use crate::api::{license_to_pb, list_input, order_input, state_from_pb};
-use crate::domain::ClientName;
 
 /// `?wait=30s` on calls that may wait for the upstream.
 #[derive(Debug, Default, Deserialize)]
@@ -26,11 +26,12 @@ pub struct WaitQuery {
 /// had this license, 201 when `?wait=` saw it become active.
 pub async fn order(
     State(state): State<AppState>,
+    Caller(principal): Caller,
     headers: HeaderMap,
     Query(wait): Query<WaitQuery>,
     ApiJson(body): ApiJson<pb::OrderLicenseRequest>,
 ) -> Result<Response, ApiError> {
-    let call = call(&headers, wait.wait.as_deref())?;
+    let call = call(&principal, &headers, wait.wait.as_deref())?;
     if !body.request_id.is_empty() {
         return Err(ApiError::field(
             "requestId",
@@ -47,22 +48,25 @@ pub async fn order(
 /// `GET /v1/licenses/{id}`.
 pub async fn get(
     State(state): State<AppState>,
+    Caller(principal): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<pb::License>, ApiError> {
-    let client = ClientName::anonymous();
-    let license = state.service.get_license(Some(&client), &id).await?;
+    let license = state
+        .service
+        .get_license(principal.owner_filter(), &id)
+        .await?;
     Ok(Json(license_to_pb(&license)))
 }
 
 /// `GET /v1/servers/{serverId}/license`.
 pub async fn get_by_server(
     State(state): State<AppState>,
+    Caller(principal): Caller,
     Path(server_id): Path<String>,
 ) -> Result<Json<pb::License>, ApiError> {
-    let client = ClientName::anonymous();
     let license = state
         .service
-        .get_server_license(Some(&client), &server_id)
+        .get_server_license(principal.owner_filter(), &server_id)
         .await?;
     Ok(Json(license_to_pb(&license)))
 }
@@ -82,6 +86,7 @@ pub struct ListQuery {
 /// `GET /v1/licenses`.
 pub async fn list(
     State(state): State<AppState>,
+    Caller(principal): Caller,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<pb::ListLicensesResponse>, ApiError> {
     let Query(q) = query.map_err(|e| {
@@ -112,10 +117,9 @@ pub async fn list(
         page_size,
         page_token: q.page_token.unwrap_or_default(),
     };
-    let client = ClientName::anonymous();
     let page = state
         .service
-        .list_licenses(Some(&client), list_input(request))
+        .list_licenses(principal.owner_filter(), list_input(request))
         .await?;
     Ok(Json(pb::ListLicensesResponse {
         licenses: page.items.iter().map(license_to_pb).collect(),

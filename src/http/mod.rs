@@ -1,6 +1,8 @@
 //! The REST transport (axum): `/v1/...` resources whose bodies are the proto3 JSON
 //! mapping of the API messages, plus health endpoints. Errors are problem+json.
 
+mod audit;
+mod auth;
 mod call;
 mod changes;
 mod drift;
@@ -9,6 +11,9 @@ mod events;
 mod extract;
 mod health;
 mod licenses;
+mod metrics;
+pub(crate) mod observe;
+pub mod openapi;
 mod panels;
 
 pub use error::ApiError;
@@ -21,7 +26,6 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::TraceLayer;
 
 use crate::health::Readiness;
 use crate::service::LicenseService;
@@ -36,6 +40,8 @@ pub struct AppState {
     pub service: LicenseService,
     /// Readiness flags.
     pub readiness: Arc<Readiness>,
+    /// Checks the bearer token of every `/v1` call.
+    pub auth: Arc<crate::auth::Authenticator>,
 }
 
 /// The whole REST API.
@@ -67,18 +73,31 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/reconcile", post(drift::reconcile))
         .route("/v1/drift", get(drift::latest))
         .route("/v1/drift/{upstream_id}/adopt", post(drift::adopt))
+        .route("/v1/audit", get(audit::list))
+        // Every route above needs a token; the ones below (health, and whatever is
+        // added after this line) do not.
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.auth.clone(),
+            auth::authenticate,
+        ))
         .route("/healthz", get(health::live))
         .route("/readyz", get(health::ready))
+        .route("/metrics", get(metrics::scrape))
+        .route("/openapi.json", get(openapi::openapi_json))
+        .route("/docs", get(openapi::docs))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        .layer(axum::middleware::map_response(auth::oversized_as_problem))
+        .layer(axum::middleware::map_response(observe::rejection_as_problem))
         // Waits are capped at 60 s; the timeout sits above that.
         .layer(TimeoutLayer::with_status_code(
             StatusCode::GATEWAY_TIMEOUT,
             Duration::from_secs(75),
         ))
-        .layer(TraceLayer::new_for_http())
+        // Outermost: request id, span, access log and metrics see every answer.
+        .layer(axum::middleware::from_fn(observe::observe))
 }
 
 async fn not_found() -> ApiError {

@@ -1,5 +1,7 @@
 //! The service layer's error: what both transports map, each in one place.
 
+use std::time::Duration;
+
 use crate::domain::{FieldViolation, License, Precondition, UnknownPanel};
 use crate::store::StoreError;
 
@@ -61,6 +63,32 @@ pub enum ServiceError {
     /// The store failed → 503 / UNAVAILABLE, `STORE_UNAVAILABLE` (the cause is logged).
     #[error("the license store is unavailable")]
     Store(#[source] StoreError),
+    /// No bearer token, or one that no client has → 401 / UNAUTHENTICATED,
+    /// `UNAUTHENTICATED`.
+    #[error("missing or invalid bearer token; send Authorization: Bearer TOKEN")]
+    Unauthenticated,
+    /// The client lacks the scope (named) that the call needs → 403 /
+    /// PERMISSION_DENIED, `PERMISSION_DENIED`.
+    #[error("this call needs the {0} scope")]
+    PermissionDenied(&'static str),
+    /// The client made too many calls → 429 / RESOURCE_EXHAUSTED with a retry hint,
+    /// `RATE_LIMITED`.
+    #[error("too many requests from this client; retry later")]
+    RateLimited {
+        /// When a call is allowed again.
+        retry_after: Duration,
+    },
+    /// The client's order cap (spend guard) is reached → 429 / RESOURCE_EXHAUSTED with
+    /// a retry hint, `SPEND_CAP_REACHED`; nothing was ordered.
+    #[error("the cap of {cap} orders per {window} is reached; nothing was ordered")]
+    SpendCapReached {
+        /// The cap.
+        cap: u32,
+        /// `hour` or `day`.
+        window: &'static str,
+        /// When the oldest counted order leaves the window.
+        retry_after: Duration,
+    },
 }
 
 impl ServiceError {
@@ -81,6 +109,10 @@ impl ServiceError {
             Self::UpstreamLicenseNotFound(_) => "UPSTREAM_LICENSE_NOT_FOUND",
             Self::Store(StoreError::BadPageToken) => "INVALID_PAGE_TOKEN",
             Self::Store(_) => "STORE_UNAVAILABLE",
+            Self::Unauthenticated => "UNAUTHENTICATED",
+            Self::PermissionDenied(_) => "PERMISSION_DENIED",
+            Self::RateLimited { .. } => "RATE_LIMITED",
+            Self::SpendCapReached { .. } => "SPEND_CAP_REACHED",
         }
     }
 
@@ -113,6 +145,19 @@ impl ServiceError {
             Self::IdempotencyKeyReused => ErrorKind::Unprocessable,
             Self::UpstreamRefused(_) => ErrorKind::Refused,
             Self::UpstreamUnavailable(_) | Self::Store(_) => ErrorKind::Unavailable,
+            Self::Unauthenticated => ErrorKind::Unauthenticated,
+            Self::PermissionDenied(_) => ErrorKind::PermissionDenied,
+            Self::RateLimited { .. } | Self::SpendCapReached { .. } => ErrorKind::ResourceExhausted,
+        }
+    }
+
+    /// How long the caller should wait before retrying, when the error says.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::RateLimited { retry_after } | Self::SpendCapReached { retry_after, .. } => {
+                Some(*retry_after)
+            }
+            _ => None,
         }
     }
 }
@@ -134,6 +179,12 @@ pub enum ErrorKind {
     Unprocessable,
     /// 503 / UNAVAILABLE.
     Unavailable,
+    /// 401 / UNAUTHENTICATED.
+    Unauthenticated,
+    /// 403 / PERMISSION_DENIED.
+    PermissionDenied,
+    /// 429 / RESOURCE_EXHAUSTED, with a retry hint.
+    ResourceExhausted,
 }
 
 impl From<StoreError> for ServiceError {

@@ -43,6 +43,7 @@ impl LicenseService {
             .into_iter()
             .map(|kind| Operation::received(license.id, kind, now))
             .collect();
+        let actions: Vec<&str> = ops.iter().map(|op| op.kind.name()).collect();
         let mut outcome = Outcome {
             license,
             created: false,
@@ -63,6 +64,7 @@ impl LicenseService {
             other => other?,
         };
         tracing::info!(license_id = %outcome.license.id, ?operations, "change accepted");
+        self.audit_accepted(call, &outcome.license, &actions).await;
         self.wake_workers();
         outcome.operations = operations;
         self.finish(call, outcome).await

@@ -1,6 +1,7 @@
 //! The application core: one type whose methods are the use cases. Both transports
 //! call it; it reaches the database and the upstream only through traits.
 
+mod audit;
 mod changes;
 mod drift;
 mod error;
@@ -10,8 +11,11 @@ mod input;
 mod lifecycle;
 mod quotes;
 mod reconcile;
+mod spend;
+mod stats;
 mod worker;
 
+pub use audit::AuditQuery;
 pub use drift::{
     DriftReport, Expiring, MAX_LISTED, Mismatch, MismatchField, Missing, MissingReason, Orphan,
 };
@@ -20,6 +24,7 @@ pub use idempotency::{REQUEST_KEY_TTL, RequestKey};
 pub use input::{DEFAULT_PAGE_SIZE, ListInput, MAX_PAGE_SIZE, OrderInput};
 pub use lifecycle::EnsureAction;
 pub use quotes::Quote;
+pub use stats::DriftCounts;
 pub use reconcile::{MAX_EXPIRING_WITHIN_DAYS, ReconcileConfig};
 pub use worker::{Worker, WorkflowConfig};
 
@@ -95,6 +100,8 @@ pub struct LicenseService {
     /// Cancelled at shutdown: change-feed streams end so a drain does not wait for
     /// watchers (they resume on another replica from their last event id).
     closing: tokio_util::sync::CancellationToken,
+    /// Per-client order caps.
+    spend: Arc<spend::SpendGuard>,
 }
 
 impl LicenseService {
@@ -115,6 +122,7 @@ impl LicenseService {
             changes,
             drift: Arc::default(),
             closing: tokio_util::sync::CancellationToken::new(),
+            spend: Arc::default(),
         }
     }
 
@@ -157,6 +165,8 @@ impl LicenseService {
         if let Some(replayed) = self.replay(call, &fp).await? {
             return Ok(replayed);
         }
+        // Held until the order is stored, so a client's orders are counted one at a time.
+        let spend = self.spend_permit(&call.client, &new.server_id).await?;
         let now = OffsetDateTime::now_utc();
         let pending = new.clone().into_pending(LicenseId::generate(), now);
         let op = Operation::received(pending.id, OperationKind::Order, now);
@@ -177,9 +187,13 @@ impl LicenseService {
             Err(StoreError::RequestKeyTaken) => return self.replay_after_race(call, &fp).await,
             other => other?,
         };
+        drop(spend);
         match inserted {
             Inserted::Created(license) => {
                 tracing::info!(license_id = %license.id, "order accepted");
+                self.count_order(&license);
+                self.audit_accepted(call, &license, &[OperationKind::Order.name()])
+                    .await;
                 self.wake_workers();
                 let _ = self.changes.send(license.id);
                 self.finish(

@@ -258,6 +258,7 @@ impl LicenseService {
         match self.store.insert_adopted(&license).await? {
             Inserted::Created(license) => {
                 tracing::info!(license_id = %license.id, "orphan adopted");
+                self.audit_adopted(client, &license).await;
                 let _ = self.changes.send(license.id);
                 Ok(license)
             }

@@ -185,9 +185,13 @@ impl Worker {
         if !events.is_empty() || before.as_ref() != Some(license) {
             license.update_time = OffsetDateTime::now_utc();
         }
+        let ends = self.ends_now(op).await;
         self.store
             .save_progress(&self.owner, op, license, &events, release)
             .await?;
+        if ends {
+            self.audit_outcome(op, license).await;
+        }
         let _ = self.changes.send(license.id);
         Ok(())
     }

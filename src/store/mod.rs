@@ -1,6 +1,7 @@
 //! Persistence: the [`Store`] trait the service works through, and its SQLite
 //! implementation. Every method is one transaction.
 
+mod audit;
 mod codec;
 mod postgres;
 mod sqlite;
@@ -187,6 +188,10 @@ pub trait Store: Send + Sync + 'static {
     /// Checks that the database answers.
     async fn ping(&self) -> Result<(), StoreError>;
 
+    /// How many licenses are in each state (states without any are left out), for
+    /// the metrics.
+    async fn count_by_state(&self) -> Result<Vec<(String, u64)>, StoreError>;
+
     /// Every license that has an upstream id, in any state, ordered by id: one query,
     /// streamed row by row (the reconciler reads 100,000 of them at once).
     async fn licenses_with_upstream_id(&self) -> Result<Vec<License>, StoreError>;
@@ -196,6 +201,44 @@ pub trait Store: Send + Sync + 'static {
     /// known here or the client's server already has a live license: then returns
     /// that license ([`Inserted::Existing`]) and stores nothing.
     async fn insert_adopted(&self, license: &License) -> Result<Inserted, StoreError>;
+
+    /// [`insert_adopted`](Self::insert_adopted) for many licenses at once (bulk
+    /// seeding, e.g. by the load harness); returns how many were created. By default
+    /// one call per license, 32 at a time; SQLite stores the batch in one transaction.
+    async fn insert_adopted_batch(&self, licenses: &[License]) -> Result<u64, StoreError> {
+        let mut created = 0;
+        for chunk in licenses.chunks(32) {
+            let mut calls = Vec::with_capacity(chunk.len());
+            for license in chunk {
+                calls.push(self.insert_adopted(license));
+            }
+            for result in futures::future::join_all(calls).await {
+                if matches!(result?, Inserted::Created(_)) {
+                    created += 1;
+                }
+            }
+        }
+        Ok(created)
+    }
+
+    /// Appends an entry to the audit log (its `id` is ignored); returns the stored id.
+    async fn insert_audit(&self, entry: &crate::domain::AuditEntry) -> Result<i64, StoreError>;
+
+    /// Audit entries matching `filter`, newest first, `page_size` at most.
+    async fn list_audit(
+        &self,
+        filter: &crate::domain::AuditFilter,
+        page_size: u32,
+        page_token: Option<&str>,
+    ) -> Result<Page<crate::domain::AuditEntry>, StoreError>;
+
+    /// How many licenses `client` created at or after `since` (the spend guard's
+    /// count), and when the oldest of them was created.
+    async fn orders_since(
+        &self,
+        client: &ClientName,
+        since: OffsetDateTime,
+    ) -> Result<(u64, Option<OffsetDateTime>), StoreError>;
 
     /// Keeps `report` (JSON) as the latest drift report unless the stored one is newer.
     async fn save_drift_report(

@@ -694,6 +694,18 @@ impl Store for PgStore {
         Ok(())
     }
 
+    async fn count_by_state(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT state, COUNT(*) FROM licenses GROUP BY state")
+                .fetch_all(&self.pool)
+                .await
+                .context("cannot count the licenses by state")?;
+        Ok(rows
+            .into_iter()
+            .map(|(state, n)| (state, u64::try_from(n).unwrap_or(0)))
+            .collect())
+    }
+
     async fn licenses_with_upstream_id(&self) -> Result<Vec<License>, StoreError> {
         use futures::TryStreamExt;
         // Uses the partial index `licenses_upstream`; rows are decoded as they arrive.
@@ -714,6 +726,27 @@ impl Store for PgStore {
 
     async fn insert_adopted(&self, license: &License) -> Result<Inserted, StoreError> {
         retrying("the adoption", || try_insert_adopted(&self.pool, license)).await
+    }
+
+    async fn insert_audit(&self, entry: &crate::domain::AuditEntry) -> Result<i64, StoreError> {
+        super::audit::insert_pg(&self.pool, entry).await
+    }
+
+    async fn list_audit(
+        &self,
+        filter: &crate::domain::AuditFilter,
+        page_size: u32,
+        page_token: Option<&str>,
+    ) -> Result<Page<crate::domain::AuditEntry>, StoreError> {
+        super::audit::list_pg(&self.pool, filter, page_size, page_token).await
+    }
+
+    async fn orders_since(
+        &self,
+        client: &ClientName,
+        since: OffsetDateTime,
+    ) -> Result<(u64, Option<OffsetDateTime>), StoreError> {
+        super::audit::orders_since_pg(&self.pool, client, since).await
     }
 
     async fn save_drift_report(

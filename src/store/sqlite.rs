@@ -198,6 +198,66 @@ async fn insert_event(
     Ok(())
 }
 
+/// One [`Store::insert_adopted`] inside `tx`, which holds the write lock from BEGIN
+/// IMMEDIATE; commits nothing, and has stored nothing when it returns
+/// [`Inserted::Existing`].
+async fn adopt_in(
+    tx: &mut Transaction<'static, Sqlite>,
+    license: &License,
+) -> Result<Inserted, StoreError> {
+    // The write lock is held, so this check cannot race.
+    let sql = format!("SELECT {LICENSE_COLUMNS} FROM licenses WHERE upstream_id = ?1");
+    let known = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(license.upstream_id.map(|id| id as i64))
+        .fetch_optional(&mut **tx)
+        .await
+        .context("cannot look the upstream id up")?;
+    if let Some(row) = known {
+        return Ok(Inserted::Existing(license_from_row(&row)?));
+    }
+    let inserted = sqlx::query(
+        "INSERT INTO licenses (id, client, server_id, ip, hostname, panel, tariff_id, nodes, \
+         period, auto_renew, state, license_key, upstream_id, expire_time, last_error_code, \
+         last_error_message, create_time, update_time) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, NULL, NULL, ?15, ?16)",
+    )
+    .bind(license.id.to_string())
+    .bind(license.client.as_str())
+    .bind(license.server_id.as_str())
+    .bind(license.ip.to_string())
+    .bind(license.hostname.as_ref().map(|h| h.as_str().to_owned()))
+    .bind(&license.panel)
+    .bind(i64::from(license.tariff_id))
+    .bind(license.nodes.map(i64::from))
+    .bind(i64::from(license.period.upstream_value()))
+    .bind(license.auto_renew)
+    .bind(license.state.as_str())
+    .bind(license.license_key.as_deref())
+    .bind(license.upstream_id.map(|id| id as i64))
+    .bind(license.expire_time.map(to_micros))
+    .bind(to_micros(license.create_time))
+    .bind(to_micros(license.update_time))
+    .execute(&mut **tx)
+    .await;
+    match inserted {
+        Ok(_) => {}
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+            let existing = live_license(tx, &license.client, &license.server_id)
+                .await
+                .context("cannot read the server's live license")?
+                .context("a unique violation without a live license")?;
+            return Ok(Inserted::Existing(existing));
+        }
+        Err(e) => {
+            return Err(anyhow::Error::new(e)
+                .context("cannot insert the adopted license")
+                .into());
+        }
+    }
+    insert_event(tx, EventKind::Created, license).await?;
+    Ok(Inserted::Created(license.clone()))
+}
+
 async fn insert_operation(
     tx: &mut Transaction<'static, Sqlite>,
     op: &Operation,
@@ -612,6 +672,18 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn count_by_state(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT state, COUNT(*) FROM licenses GROUP BY state")
+                .fetch_all(&self.pool)
+                .await
+                .context("cannot count the licenses by state")?;
+        Ok(rows
+            .into_iter()
+            .map(|(state, n)| (state, u64::try_from(n).unwrap_or(0)))
+            .collect())
+    }
+
     async fn licenses_with_upstream_id(&self) -> Result<Vec<License>, StoreError> {
         use futures::TryStreamExt;
         // Uses the partial index `licenses_upstream`; rows are decoded as they arrive.
@@ -632,58 +704,44 @@ impl Store for SqliteStore {
 
     async fn insert_adopted(&self, license: &License) -> Result<Inserted, StoreError> {
         let mut tx = self.write_tx().await?;
-        // The write lock is held from BEGIN IMMEDIATE, so this check cannot race.
-        let sql = format!("SELECT {LICENSE_COLUMNS} FROM licenses WHERE upstream_id = ?1");
-        let known = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(license.upstream_id.map(|id| id as i64))
-            .fetch_optional(&mut *tx)
-            .await
-            .context("cannot look the upstream id up")?;
-        if let Some(row) = known {
-            return Ok(Inserted::Existing(license_from_row(&row)?));
+        let inserted = adopt_in(&mut tx, license).await?;
+        if matches!(inserted, Inserted::Created(_)) {
+            tx.commit().await.context("cannot commit the adoption")?;
         }
-        let inserted = sqlx::query(
-            "INSERT INTO licenses (id, client, server_id, ip, hostname, panel, tariff_id, nodes, \
-             period, auto_renew, state, license_key, upstream_id, expire_time, last_error_code, \
-             last_error_message, create_time, update_time) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, NULL, NULL, ?15, ?16)",
-        )
-        .bind(license.id.to_string())
-        .bind(license.client.as_str())
-        .bind(license.server_id.as_str())
-        .bind(license.ip.to_string())
-        .bind(license.hostname.as_ref().map(|h| h.as_str().to_owned()))
-        .bind(&license.panel)
-        .bind(i64::from(license.tariff_id))
-        .bind(license.nodes.map(i64::from))
-        .bind(i64::from(license.period.upstream_value()))
-        .bind(license.auto_renew)
-        .bind(license.state.as_str())
-        .bind(license.license_key.as_deref())
-        .bind(license.upstream_id.map(|id| id as i64))
-        .bind(license.expire_time.map(to_micros))
-        .bind(to_micros(license.create_time))
-        .bind(to_micros(license.update_time))
-        .execute(&mut *tx)
-        .await;
-        match inserted {
-            Ok(_) => {}
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                let existing = live_license(&mut tx, &license.client, &license.server_id)
-                    .await
-                    .context("cannot read the server's live license")?
-                    .context("a unique violation without a live license")?;
-                return Ok(Inserted::Existing(existing));
-            }
-            Err(e) => {
-                return Err(anyhow::Error::new(e)
-                    .context("cannot insert the adopted license")
-                    .into());
+        Ok(inserted)
+    }
+
+    async fn insert_adopted_batch(&self, licenses: &[License]) -> Result<u64, StoreError> {
+        let mut tx = self.write_tx().await?;
+        let mut created = 0;
+        for license in licenses {
+            if matches!(adopt_in(&mut tx, license).await?, Inserted::Created(_)) {
+                created += 1;
             }
         }
-        insert_event(&mut tx, EventKind::Created, license).await?;
-        tx.commit().await.context("cannot commit the adoption")?;
-        Ok(Inserted::Created(license.clone()))
+        tx.commit().await.context("cannot commit the adoptions")?;
+        Ok(created)
+    }
+
+    async fn insert_audit(&self, entry: &crate::domain::AuditEntry) -> Result<i64, StoreError> {
+        super::audit::insert_sqlite(&self.pool, entry).await
+    }
+
+    async fn list_audit(
+        &self,
+        filter: &crate::domain::AuditFilter,
+        page_size: u32,
+        page_token: Option<&str>,
+    ) -> Result<Page<crate::domain::AuditEntry>, StoreError> {
+        super::audit::list_sqlite(&self.pool, filter, page_size, page_token).await
+    }
+
+    async fn orders_since(
+        &self,
+        client: &ClientName,
+        since: OffsetDateTime,
+    ) -> Result<(u64, Option<OffsetDateTime>), StoreError> {
+        super::audit::orders_since_sqlite(&self.pool, client, since).await
     }
 
     async fn save_drift_report(

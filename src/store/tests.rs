@@ -1318,3 +1318,5 @@ async fn only_a_newer_drift_report_replaces_the_stored_one(store: Arc<dyn Store>
         "a report of the same moment replaces it (a re-run)"
     );
 }
+
+mod audit;

@@ -453,6 +453,10 @@ async fn replica(sandbox_url: &str, database_url: &str) -> String {
         ..ServeArgs::default()
     })
     .unwrap();
+    let settings = Settings {
+        clients: Some(license_facade::auth::Clients::sandbox()),
+        ..settings
+    };
     let app = Application::build(settings).await.unwrap();
     let http = format!("http://{}", app.http_addr());
     tokio::spawn(app.run_until_stopped(std::future::pending()));
@@ -474,7 +478,7 @@ async fn the_latest_report_is_served_by_every_replica_and_the_cli_writes_it_too(
     let database_url = format!("sqlite:{}", dir.path().join("lf.db").display());
     let a = replica(&sandbox_url, &database_url).await;
     let b = replica(&sandbox_url, &database_url).await;
-    let client = reqwest::Client::new();
+    let client = crate::helpers::http_client();
 
     // Act
     let made: Value = client

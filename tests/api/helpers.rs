@@ -5,11 +5,70 @@ use std::time::Duration;
 
 use license_facade::api::pb::v1 as pb;
 use license_facade::api::pb::v1::license_service_client::LicenseServiceClient;
+use license_facade::auth::{Clients, SANDBOX_TOKEN};
 use license_facade::config::{ServeArgs, Settings};
 use license_facade::sandbox::{Sandbox, SandboxConfig, SandboxHandle};
 use license_facade::startup::Application;
 use serde_json::Value;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
+
+/// A gRPC client that sends a bearer token with every call.
+pub type GrpcClient = LicenseServiceClient<InterceptedService<Channel, Bearer>>;
+
+/// Adds `authorization: Bearer TOKEN` to every gRPC call.
+#[derive(Clone)]
+pub struct Bearer(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// A REST client that sends `token` (none when `None`) with every request.
+pub fn http_client_with(token: Option<&str>) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(token) = token {
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            format!("Bearer {token}").parse().unwrap(),
+        );
+    }
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap()
+}
+
+/// A REST client with the sandbox token.
+pub fn http_client() -> reqwest::Client {
+    http_client_with(Some(SANDBOX_TOKEN))
+}
+
+/// A gRPC client of `addr` that sends `token` (none when `None`).
+pub async fn grpc_client_with(addr: SocketAddr, token: Option<&str>) -> GrpcClient {
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .expect("gRPC connects");
+    let value = token.map(|t| format!("Bearer {t}").parse().unwrap());
+    LicenseServiceClient::with_interceptor(channel, Bearer(value))
+}
+
+/// A gRPC client of `addr` with the sandbox token.
+pub async fn grpc_client(addr: SocketAddr) -> GrpcClient {
+    grpc_client_with(addr, Some(SANDBOX_TOKEN)).await
+}
 
 /// A running application.
 pub struct TestApp {
@@ -39,13 +98,18 @@ impl TestDatabase {
         let admin_url = std::env::var("LICENSE_FACADE_TEST_POSTGRES_URL")
             .expect("LICENSE_FACADE_TEST_STORE=postgres needs LICENSE_FACADE_TEST_POSTGRES_URL");
         let name = format!("lf_api_{}", uuid::Uuid::now_v7().simple());
-        let admin = sqlx::PgPool::connect(&admin_url).await.expect("PostgreSQL answers");
+        let admin = sqlx::PgPool::connect(&admin_url)
+            .await
+            .expect("PostgreSQL answers");
         sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
             .execute(&admin)
             .await
             .expect("database created");
         admin.close().await;
-        let base = admin_url.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin_url);
+        let base = admin_url
+            .rsplit_once('/')
+            .map(|(b, _)| b)
+            .unwrap_or(&admin_url);
         let url = format!("{base}/{name}");
         Some((Self { admin_url, name }, url))
     }
@@ -144,7 +208,7 @@ pub async fn spawn_app_with(key_delay_ms: u64, adjust: impl FnOnce(&mut Settings
         grpc_addr: started.grpc_addr,
         sandbox,
         sandbox_url,
-        client: reqwest::Client::new(),
+        client: http_client(),
         _database: started.database,
     }
 }
@@ -173,22 +237,24 @@ pub async fn spawn_app_on_standalone_sandbox(config: SandboxConfig) -> TestApp {
         ..test_args()
     })
     .expect("valid settings");
+    let settings = Settings {
+        clients: Some(Clients::sandbox()),
+        ..settings
+    };
     let started = start(settings).await;
     TestApp {
         http: started.http,
         grpc_addr: started.grpc_addr,
         sandbox: handle,
         sandbox_url,
-        client: reqwest::Client::new(),
+        client: http_client(),
         _database: started.database,
     }
 }
 
 impl TestApp {
-    pub async fn grpc(&self) -> LicenseServiceClient<Channel> {
-        LicenseServiceClient::connect(format!("http://{}", self.grpc_addr))
-            .await
-            .expect("gRPC connects")
+    pub async fn grpc(&self) -> GrpcClient {
+        grpc_client(self.grpc_addr).await
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {

@@ -26,7 +26,7 @@ async fn two_hundred_concurrent_orders_for_one_server_buy_exactly_one_license() 
         };
         calls.spawn(async move {
             if i % 2 == 0 {
-                let mut request = reqwest::Client::new()
+                let mut request = crate::helpers::http_client()
                     .post(format!("{http}/v1/licenses"))
                     .json(&body("srv-200", "ISPmanager 6 Pro"));
                 if let Some(key) = &key {
@@ -37,11 +37,7 @@ async fn two_hundred_concurrent_orders_for_one_server_buy_exactly_one_license() 
                 let body: Value = response.json().await.unwrap();
                 (status, body["id"].as_str().map(str::to_owned))
             } else {
-                let mut grpc = pb::license_service_client::LicenseServiceClient::connect(format!(
-                    "http://{grpc_addr}"
-                ))
-                .await
-                .unwrap();
+                let mut grpc = crate::helpers::grpc_client(grpc_addr).await;
                 let mut request = grpc_order("srv-200", "203.0.113.150", "ISPmanager 6 Pro");
                 request.request_id = key.unwrap_or_default();
                 match grpc.order_license(request).await {

@@ -3,6 +3,8 @@
 
 mod helpers;
 
+mod audit;
+mod auth;
 mod catalog;
 mod drift;
 mod errors;
@@ -11,6 +13,8 @@ mod health;
 mod idempotency;
 mod lifecycle;
 mod listing;
+mod observability;
 mod ordering;
 mod panels;
+mod secrets;
 mod validation;

@@ -214,7 +214,7 @@ async fn repeated_concurrent_orders_leave_one_license_per_server_in_the_standalo
             let grpc_addr = app.grpc_addr;
             calls.spawn(async move {
                 if round % 2 == 0 {
-                    let response = reqwest::Client::new()
+                    let response = crate::helpers::http_client()
                         .post(format!("{http}/v1/licenses"))
                         .json(&order_body(server, ip, "ISPmanager 6 Pro"))
                         .send()
@@ -224,11 +224,7 @@ async fn repeated_concurrent_orders_leave_one_license_per_server_in_the_standalo
                     let body: Value = response.json().await.unwrap();
                     body["id"].as_str().unwrap().to_owned()
                 } else {
-                    let mut grpc = pb::license_service_client::LicenseServiceClient::connect(
-                        format!("http://{grpc_addr}"),
-                    )
-                    .await
-                    .unwrap();
+                    let mut grpc = crate::helpers::grpc_client(grpc_addr).await;
                     grpc.order_license(grpc_order(server, ip, "ISPmanager 6 Pro"))
                         .await
                         .unwrap()

@@ -117,6 +117,18 @@ impl Order {
     }
 }
 
+/// Default headers of every REST client here: the token the services accept.
+pub fn auth_headers() -> reqwest::header::HeaderMap {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {}", license_facade::auth::SANDBOX_TOKEN)
+            .parse()
+            .unwrap(),
+    );
+    headers
+}
+
 /// A REST client of one service instance.
 #[derive(Clone)]
 pub struct Api {
@@ -129,6 +141,7 @@ impl Api {
         Self {
             base,
             client: reqwest::Client::builder()
+                .default_headers(auth_headers())
                 .timeout(Duration::from_secs(10))
                 .build()
                 .unwrap(),
@@ -352,6 +365,8 @@ impl ServiceDir {
             .args(["--billmanager-user", "demo"])
             .arg("--config")
             .arg(self.path().join("config.toml"))
+            .arg("--clients-file")
+            .arg(write_clients_file(self.path()))
             .env("LICENSE_FACADE_BILLMANAGER_PASSWORD", "demo")
             .env("LICENSE_FACADE_LOG_FORMAT", "json")
             .env("LICENSE_FACADE_LOG", "info")
@@ -512,6 +527,7 @@ impl InProcess {
             ..ServeArgs::default()
         })
         .expect("valid settings");
+        settings.clients = Some(license_facade::auth::Clients::sandbox());
         settings.billmanager.request_timeout = timings.request_timeout;
         settings.billmanager.connect_timeout = timings.request_timeout;
         settings.workflow.lease = timings.lease;
@@ -544,4 +560,20 @@ impl Default for ServiceDir {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// Writes a clients file whose one client has the token
+/// [`SANDBOX_TOKEN`](license_facade::auth::SANDBOX_TOKEN) with every scope.
+fn write_clients_file(dir: &Path) -> PathBuf {
+    let path = dir.join("clients.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[[client]]\nname = \"tests\"\ntoken_sha256 = \"{}\"\nscopes = [\"admin\"]\n\
+             max_requests_per_second = 0\n",
+            license_facade::auth::token_sha256_hex(license_facade::auth::SANDBOX_TOKEN)
+        ),
+    )
+    .unwrap();
+    path
 }

@@ -13,7 +13,9 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
-use crate::support::{ChildReplica, DEADLINE, Order, TestDb, start_sandbox, wait_all_active};
+use crate::support::{
+    ChildReplica, DEADLINE, Order, TOKEN, TestDb, start_sandbox, wait_all_active,
+};
 
 const DRAIN_DELAY_MS: u64 = 1500;
 const SERVERS: usize = 100;
@@ -33,6 +35,7 @@ enum Seen {
 async fn send(client: &reqwest::Client, base: &str, order: &Order) -> Seen {
     let result = client
         .post(format!("{base}/v1/licenses"))
+        .bearer_auth(TOKEN)
         .json(&order.body())
         .send()
         .await;
@@ -222,6 +225,7 @@ async fn sigterm_under_load_turns_not_serving_first_and_resets_no_client() {
         tokio::spawn(async move {
             reqwest::Client::new()
                 .post(format!("{victim}/v1/licenses?wait=15s"))
+                .bearer_auth(TOKEN)
                 .json(&Order::new(4000).body())
                 .send()
                 .await

@@ -23,6 +23,28 @@ pub const POSTGRES_ENV: &str = "LICENSE_FACADE_TEST_POSTGRES_URL";
 /// How long any wait in these tests may take before it is a failure.
 pub const DEADLINE: Duration = Duration::from_secs(60);
 
+/// The bearer token of the one API client every replica knows.
+pub const TOKEN: &str = "replicas-test-token";
+
+/// Writes the clients file replicas run with: one client with read and write scopes
+/// and no request-rate limit worth the name (the load tests are bursty on purpose).
+pub fn write_clients_file(dir: &Path) -> PathBuf {
+    let path = dir.join("clients.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[[client]]\n\
+             name = \"replicas-test\"\n\
+             token_sha256 = \"{}\"\n\
+             scopes = [\"licenses.read\", \"licenses.write\"]\n\
+             max_requests_per_second = 1000000\n",
+            license_facade::auth::token_sha256_hex(TOKEN)
+        ),
+    )
+    .unwrap();
+    path
+}
+
 /// Upstream status of an active license and of a deleted one.
 pub const UPSTREAM_ACTIVE: u32 = 2;
 const UPSTREAM_DELETED: u32 = 4;
@@ -213,6 +235,7 @@ impl Api {
         let response = self
             .client
             .post(format!("{}/v1/licenses", self.base))
+            .bearer_auth(TOKEN)
             .json(&order.body())
             .send()
             .await
@@ -241,6 +264,7 @@ impl Api {
     pub async fn license(&self, id: &str) -> Value {
         self.client
             .get(format!("{}/v1/licenses/{id}", self.base))
+            .bearer_auth(TOKEN)
             .send()
             .await
             .expect("the replica answers")
@@ -331,6 +355,7 @@ pub fn assert_exactly_once(sandbox: &TestSandbox, orders: &[Order], licenses: &[
 /// An application in this process on the shared database and sandbox.
 pub struct InProcess {
     pub api: Api,
+    _dir: tempfile::TempDir,
     pub grpc_addr: SocketAddr,
     stop: CancellationToken,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
@@ -339,10 +364,13 @@ pub struct InProcess {
 impl InProcess {
     pub async fn start(database_url: &str, sandbox_url: &str) -> Self {
         init();
+        let dir = tempfile::tempdir().unwrap();
         let mut settings = Settings::from_args(ServeArgs {
             http_addr: Some("127.0.0.1:0".parse().unwrap()),
             grpc_addr: Some("127.0.0.1:0".parse().unwrap()),
             database_url: Some(database_url.to_owned()),
+            clients_file: Some(write_clients_file(dir.path())),
+            billmanager_allow_http: true,
             billmanager_url: Some(sandbox_url.to_owned()),
             billmanager_user: Some("demo".into()),
             billmanager_password: Some("demo".into()),
@@ -366,6 +394,7 @@ impl InProcess {
         let task = tokio::spawn(app.run_until_stopped(stop.clone().cancelled_owned()));
         Self {
             api,
+            _dir: dir,
             grpc_addr,
             stop,
             task,
@@ -427,16 +456,19 @@ impl ChildReplica {
         extra: &[&str],
     ) -> Self {
         let config = write_child_config(dir);
+        let clients = write_clients_file(dir);
         let stderr_path = dir.join(format!("{label}.stderr"));
         let stdout_path = dir.join(format!("{label}.stdout"));
         let mut child = Command::new(env!("CARGO_BIN_EXE_license-facade"))
             .arg("serve")
             .args(["--database-url", database_url])
             .args(["--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0"])
-            .args(["--billmanager-url", sandbox_url])
+            .args(["--billmanager-url", sandbox_url, "--billmanager-allow-http"])
             .args(["--billmanager-user", "demo"])
             .arg("--config")
             .arg(&config)
+            .arg("--clients-file")
+            .arg(&clients)
             .args(extra)
             .env("LICENSE_FACADE_BILLMANAGER_PASSWORD", "demo")
             .env("LICENSE_FACADE_LOG_FORMAT", "json")
@@ -444,6 +476,7 @@ impl ChildReplica {
             .env_remove("RUST_LOG")
             .env_remove("LICENSE_FACADE_SANDBOX")
             .env_remove("LICENSE_FACADE_DATABASE_URL")
+            .env_remove("LICENSE_FACADE_CLIENTS_FILE")
             .env_remove("LICENSE_FACADE_CRASH_AT")
             .env_remove("LICENSE_FACADE_CRASH_AFTER")
             .env_remove("LICENSE_FACADE_DRAIN_DELAY_MS")

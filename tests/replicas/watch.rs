@@ -8,7 +8,16 @@ use license_facade::api::pb::v1 as pb;
 use license_facade::api::pb::v1::license_service_client::LicenseServiceClient;
 use license_facade::sandbox::SandboxConfig;
 
-use crate::support::{DEADLINE, InProcess, Order, TestDb, start_sandbox};
+use crate::support::{DEADLINE, InProcess, Order, TOKEN, TestDb, start_sandbox};
+
+fn authorized<T>(message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {TOKEN}").parse().expect("valid metadata"),
+    );
+    request
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_watcher_on_one_replica_receives_events_of_orders_placed_through_another() {
@@ -27,7 +36,7 @@ async fn a_watcher_on_one_replica_receives_events_of_orders_placed_through_anoth
         .await
         .expect("gRPC connects to A");
     let mut events = client
-        .watch_licenses(pb::WatchLicensesRequest { after_event_id: 0 })
+        .watch_licenses(authorized(pb::WatchLicensesRequest { after_event_id: 0 }))
         .await
         .expect("watching A")
         .into_inner();
@@ -64,7 +73,25 @@ async fn a_watcher_on_one_replica_receives_events_of_orders_placed_through_anoth
         "the first event is the creation: {seen:?}"
     );
 
+    // A drain does not wait for the open watcher: its stream ends (the client resumes
+    // elsewhere from its last event id) and A stops well within its drain bound.
+    let stopping = std::time::Instant::now();
     a.stop().await;
+    assert!(
+        stopping.elapsed() < Duration::from_secs(3),
+        "the watcher held the drain open for {:?}",
+        stopping.elapsed()
+    );
+    let rest = tokio::time::timeout(DEADLINE, async {
+        let mut more = 0;
+        while let Some(Ok(_)) = events.next().await {
+            more += 1;
+        }
+        more
+    })
+    .await
+    .expect("the stream ended");
+    assert!(rest < 100, "the stream ended after what was committed");
     b.stop().await;
     drop(db);
 }

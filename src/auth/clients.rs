@@ -1,0 +1,292 @@
+//! The clients file (`--clients-file`): who may call, with which scopes and limits.
+//! Only SHA-256 hashes of the tokens are read; the tokens themselves never reach this
+//! process except inside a request's `Authorization` header.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::domain::ClientName;
+
+/// The token `serve --sandbox` accepts when no clients file is given.
+pub const SANDBOX_TOKEN: &str = "sandbox-token";
+
+/// The requests per second a client may make when its entry does not say
+/// (`max_requests_per_second`); bursts of twice that are allowed.
+pub const DEFAULT_REQUESTS_PER_SECOND: u32 = 100;
+
+/// A permission a client holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scope {
+    /// `licenses.read`: read licenses, panels, quotes and the change feed.
+    Read,
+    /// `licenses.write`: order and change licenses.
+    Write,
+    /// `admin`: everything, on every client's licenses, plus drift, reconciliation,
+    /// adoption and the audit log.
+    Admin,
+}
+
+impl Scope {
+    /// The name used in the clients file and in error messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Read => "licenses.read",
+            Self::Write => "licenses.write",
+            Self::Admin => "admin",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        [Self::Read, Self::Write, Self::Admin]
+            .into_iter()
+            .find(|scope| scope.as_str() == s)
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Caps on the orders one client may place (the spend guard); `None` is no cap.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OrderCaps {
+    /// Orders in any sliding hour.
+    pub per_hour: Option<u32>,
+    /// Orders in any sliding day.
+    pub per_day: Option<u32>,
+}
+
+/// One client as configured.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClientSpec {
+    /// Its name; licenses and request ids are scoped by it.
+    pub name: ClientName,
+    /// SHA-256 of its bearer token.
+    pub token_sha256: [u8; 32],
+    /// What it may do.
+    pub scopes: Vec<Scope>,
+    /// The spend guard.
+    pub caps: OrderCaps,
+    /// Requests per second allowed (bursts of twice that); `None` is unlimited.
+    pub requests_per_second: Option<u32>,
+}
+
+// The hash is not a secret, but nothing gains from printing it either.
+impl fmt::Debug for ClientSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientSpec")
+            .field("name", &self.name)
+            .field("scopes", &self.scopes)
+            .field("caps", &self.caps)
+            .field("requests_per_second", &self.requests_per_second)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The configured clients.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Clients {
+    /// Every client.
+    pub clients: Vec<ClientSpec>,
+    /// Whether this is the built-in sandbox client (no clients file with `--sandbox`).
+    pub sandbox: bool,
+}
+
+/// `[[client]]` in the file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClientEntry {
+    name: String,
+    token_sha256: String,
+    scopes: Vec<String>,
+    max_orders_per_hour: Option<u32>,
+    max_orders_per_day: Option<u32>,
+    max_requests_per_second: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClientsFile {
+    #[serde(default)]
+    client: Vec<ClientEntry>,
+}
+
+/// The SHA-256 of a token, as the clients file holds it (lowercase hex).
+pub fn token_sha256_hex(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+impl Clients {
+    /// Reads and validates a clients file.
+    pub fn from_file(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the clients file {}", path.display()))?;
+        Self::from_toml(&text).with_context(|| format!("invalid clients file {}", path.display()))
+    }
+
+    /// Parses and validates the text of a clients file.
+    pub fn from_toml(text: &str) -> anyhow::Result<Self> {
+        let file: ClientsFile = toml::from_str(text)?;
+        if file.client.is_empty() {
+            bail!("no [[client]] entries: nobody could call the service");
+        }
+        let mut names = HashSet::new();
+        let mut hashes = HashSet::new();
+        let clients = file
+            .client
+            .into_iter()
+            .map(|entry| {
+                let spec = entry_to_spec(entry)?;
+                if !names.insert(spec.name.as_str().to_owned()) {
+                    bail!("client {:?} is listed twice", spec.name.as_str());
+                }
+                if !hashes.insert(spec.token_sha256) {
+                    bail!(
+                        "client {:?} has the same token as another client",
+                        spec.name.as_str()
+                    );
+                }
+                Ok(spec)
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(Self {
+            clients,
+            sandbox: false,
+        })
+    }
+
+    /// The one client of `serve --sandbox` without a clients file: token
+    /// [`SANDBOX_TOKEN`], every scope, no caps, no rate limit.
+    pub fn sandbox() -> Self {
+        let mut token_sha256 = [0; 32];
+        token_sha256.copy_from_slice(&Sha256::digest(SANDBOX_TOKEN.as_bytes()));
+        Self {
+            clients: vec![ClientSpec {
+                name: ClientName::new("sandbox"),
+                token_sha256,
+                scopes: vec![Scope::Read, Scope::Write, Scope::Admin],
+                caps: OrderCaps::default(),
+                requests_per_second: None,
+            }],
+            sandbox: true,
+        }
+    }
+}
+
+fn entry_to_spec(entry: ClientEntry) -> anyhow::Result<ClientSpec> {
+    let name = entry.name.trim();
+    if name.is_empty() || name != entry.name || name.chars().any(char::is_control) {
+        bail!(
+            "client name {:?} must be non-empty printable text",
+            entry.name
+        );
+    }
+    let mut token_sha256 = [0; 32];
+    hex::decode_to_slice(entry.token_sha256.trim(), &mut token_sha256).map_err(|_| {
+        anyhow::anyhow!("client {name:?}: token_sha256 must be 64 hex digits (a SHA-256)")
+    })?;
+    let scopes = entry
+        .scopes
+        .iter()
+        .map(|s| {
+            Scope::parse(s).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "client {name:?}: unknown scope {s:?} (expected licenses.read, licenses.write or admin)"
+                )
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    if scopes.is_empty() {
+        bail!("client {name:?} has no scopes");
+    }
+    if entry.max_orders_per_hour == Some(0) || entry.max_orders_per_day == Some(0) {
+        bail!("client {name:?}: an order cap of 0 forbids ordering; drop licenses.write instead");
+    }
+    Ok(ClientSpec {
+        name: ClientName::new(name),
+        token_sha256,
+        scopes,
+        caps: OrderCaps {
+            per_hour: entry.max_orders_per_hour,
+            per_day: entry.max_orders_per_day,
+        },
+        requests_per_second: match entry.max_requests_per_second {
+            Some(0) => None,
+            Some(n) => Some(n),
+            None => Some(DEFAULT_REQUESTS_PER_SECOND),
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(entries: &str) -> anyhow::Result<Clients> {
+        Clients::from_toml(entries)
+    }
+
+    #[test]
+    fn a_full_entry_parses_with_its_caps() {
+        let hash = token_sha256_hex("t1");
+        let clients = file(&format!(
+            "[[client]]\nname = \"dcimanager\"\ntoken_sha256 = \"{hash}\"\n\
+             scopes = [\"licenses.read\", \"licenses.write\"]\n\
+             max_orders_per_hour = 100\nmax_orders_per_day = 1000\n"
+        ))
+        .unwrap();
+
+        let spec = &clients.clients[0];
+        assert_eq!(spec.name.as_str(), "dcimanager");
+        assert_eq!(hex::encode(spec.token_sha256), hash);
+        assert_eq!(spec.scopes, vec![Scope::Read, Scope::Write]);
+        assert_eq!(spec.caps.per_hour, Some(100));
+        assert_eq!(spec.caps.per_day, Some(1000));
+        assert_eq!(spec.requests_per_second, Some(DEFAULT_REQUESTS_PER_SECOND));
+        assert!(!clients.sandbox);
+    }
+
+    #[test]
+    fn bad_hashes_scopes_duplicates_and_empty_files_are_refused() {
+        let hash = token_sha256_hex("t1");
+        let entry = |name: &str, hash: &str, scopes: &str| {
+            format!("[[client]]\nname = \"{name}\"\ntoken_sha256 = \"{hash}\"\nscopes = {scopes}\n")
+        };
+        assert!(file("").is_err());
+        assert!(file(&entry("a", "abc", "[\"admin\"]")).is_err());
+        assert!(file(&entry("a", &hash, "[\"root\"]")).is_err());
+        assert!(file(&entry("a", &hash, "[]")).is_err());
+        assert!(
+            file(
+                &(entry("a", &hash, "[\"admin\"]")
+                    + &entry("a", &token_sha256_hex("t2"), "[\"admin\"]"))
+            )
+            .is_err()
+        );
+        assert!(
+            file(&(entry("a", &hash, "[\"admin\"]") + &entry("b", &hash, "[\"admin\"]"))).is_err()
+        );
+        assert!(file(&(entry("a", &hash, "[\"admin\"]") + "token = \"plain\"\n")).is_err());
+    }
+
+    #[test]
+    fn the_sandbox_client_holds_every_scope_and_no_limits() {
+        let clients = Clients::sandbox();
+        let spec = &clients.clients[0];
+        assert!(clients.sandbox);
+        assert_eq!(
+            hex::encode(spec.token_sha256),
+            token_sha256_hex(SANDBOX_TOKEN)
+        );
+        assert!(spec.scopes.contains(&Scope::Admin));
+        assert_eq!(spec.caps, OrderCaps::default());
+        assert_eq!(spec.requests_per_second, None);
+    }
+}

@@ -1,0 +1,151 @@
+//! `loadgen`: the load harness of docs/benchmarks.md. Loopback only; every
+//! measurement point is bounded by time and by a request count.
+//!
+//! ```text
+//! cargo build --release --bin license-facade
+//! cargo run --release --features loadgen --bin loadgen -- all
+//! ```
+
+mod bare;
+mod load;
+mod procs;
+mod scenarios;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(about = "Load harness of license-facade (docs/benchmarks.md)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+    /// Recorded seconds per measurement point.
+    #[arg(long, global = true, default_value_t = 5.0)]
+    duration_secs: f64,
+    /// Unrecorded warm-up per measurement point, in milliseconds.
+    #[arg(long, global = true, default_value_t = 500)]
+    warmup_ms: u64,
+    /// Recorded requests per measurement point at most.
+    #[arg(long, global = true, default_value_t = 1_000_000)]
+    max_requests: u64,
+    /// The release service binary [default: license-facade next to this binary].
+    #[arg(long, global = true)]
+    facade_bin: Option<PathBuf>,
+    /// PostgreSQL admin URL; a database is created and dropped per run; `none` skips.
+    #[arg(
+        long,
+        global = true,
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
+    pg_url: String,
+    /// Licenses in the sandbox and the store for the reconcile scenario.
+    #[arg(long, global = true, default_value_t = 100_000)]
+    licenses: usize,
+    /// Directory of the order path's SQLite file [default: a temporary directory].
+    #[arg(long, global = true)]
+    sqlite_dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Clone)]
+enum Cmd {
+    /// 1. GetLicense over REST and gRPC against a bare axum and tonic handler.
+    Read,
+    /// 2. OrderLicense until ACTIVE vs a direct sandbox call; durable orders/s.
+    Order,
+    /// 3. Full reconciliation of N licenses: wall time, peak RSS, upstream calls.
+    Reconcile,
+    /// 4. Idle RSS, RSS after 100,000 requests, start to ready, binary size.
+    Footprint,
+    /// All four, in order.
+    All,
+    /// (internal) The bare servers of the read scenario.
+    #[command(hide = true)]
+    BareServer {
+        #[arg(long)]
+        http_addr: SocketAddr,
+        #[arg(long)]
+        grpc_addr: SocketAddr,
+        #[arg(long)]
+        license_json: PathBuf,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let cli = Cli::parse();
+    if let Cmd::BareServer {
+        http_addr,
+        grpc_addr,
+        license_json,
+    } = &cli.command
+    {
+        let json = std::fs::read_to_string(license_json)?;
+        return bare::serve(*http_addr, *grpc_addr, json).await;
+    }
+    let bounds = load::Bounds {
+        warmup: Duration::from_millis(cli.warmup_ms),
+        duration: Duration::from_secs_f64(cli.duration_secs),
+        max_requests: cli.max_requests,
+    };
+    let pg = (cli.pg_url != "none").then(|| cli.pg_url.clone());
+    let ctx = scenarios::Ctx::new(
+        cli.facade_bin.clone(),
+        bounds,
+        pg,
+        cli.licenses,
+        cli.sqlite_dir.clone(),
+    )?;
+    println!("# loadgen");
+    println!();
+    println!("Machine: {}.", procs::machine());
+    println!(
+        "Bounds: {} s recorded + {} ms warm-up per point, at most {} requests; loopback; client and servers share the machine.",
+        cli.duration_secs, cli.warmup_ms, cli.max_requests
+    );
+    let all = matches!(cli.command, Cmd::All);
+    let mut failed = false;
+    for (n, title) in [
+        (1, "1. Read path"),
+        (2, "2. Order path"),
+        (3, "3. Reconcile at scale"),
+        (4, "4. Footprint"),
+    ] {
+        let wanted = match cli.command {
+            Cmd::Read => n == 1,
+            Cmd::Order => n == 2,
+            Cmd::Reconcile => n == 3,
+            Cmd::Footprint => n == 4,
+            _ => all,
+        };
+        if !wanted {
+            continue;
+        }
+        eprintln!("== {title}");
+        println!();
+        println!("## {title}");
+        println!();
+        let result = match n {
+            1 => scenarios::read(&ctx).await,
+            2 => scenarios::order(&ctx).await,
+            3 => scenarios::reconcile(&ctx).await,
+            _ => scenarios::footprint(&ctx).await,
+        };
+        match result {
+            Ok(table) => println!("{table}"),
+            Err(e) => {
+                failed = true;
+                println!("FAILED: {e:#}");
+            }
+        }
+    }
+    if failed {
+        eprintln!("child logs kept in {}", ctx.dir.display());
+        std::process::exit(1);
+    }
+    let _ = std::fs::remove_dir_all(&ctx.dir);
+    Ok(())
+}

@@ -1,0 +1,91 @@
+//! The audit log's entries: who bought or changed which license, when, with which
+//! request id, and how it ended.
+
+use std::fmt;
+
+use time::OffsetDateTime;
+
+use super::{ClientName, LicenseId};
+
+/// The action an adoption is recorded as (the others are operation kind names).
+pub const ADOPT_ACTION: &str = "ADOPT";
+
+/// Where an audited action stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AuditOutcome {
+    /// Accepted and durably queued; the upstream work follows.
+    Accepted,
+    /// Carried out upstream (or, for an adoption, taken under management).
+    Succeeded,
+    /// Ended without the change (the upstream refused); nothing was bought.
+    Failed,
+    /// The outcome is unknown after every safe check; a person must look.
+    NeedsAttention,
+}
+
+impl AuditOutcome {
+    /// The stable stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Accepted => "ACCEPTED",
+            Self::Succeeded => "SUCCEEDED",
+            Self::Failed => "FAILED",
+            Self::NeedsAttention => "NEEDS_ATTENTION",
+        }
+    }
+
+    /// Parses [`as_str`](Self::as_str).
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            Self::Accepted,
+            Self::Succeeded,
+            Self::Failed,
+            Self::NeedsAttention,
+        ]
+        .into_iter()
+        .find(|o| o.as_str() == s)
+    }
+}
+
+impl fmt::Display for AuditOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One row of the audit log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEntry {
+    /// Store-assigned id, increasing; 0 before it is stored.
+    pub id: i64,
+    /// When it was recorded.
+    pub time: OffsetDateTime,
+    /// Who: the client that made the call.
+    pub client: ClientName,
+    /// What: `ORDER`, `RENEW`, `CHANGE_IP`, `CHANGE_PANEL`, `SUSPEND`, `RESUME`,
+    /// `CANCEL`, `REISSUE_KEY` or `ADOPT`.
+    pub action: String,
+    /// The license.
+    pub license_id: LicenseId,
+    /// The license's server.
+    pub server_id: String,
+    /// The caller's request id, if it sent one.
+    pub request_id: Option<String>,
+    /// The upstream license id, once known.
+    pub upstream_id: Option<u64>,
+    /// Where the action stands.
+    pub outcome: AuditOutcome,
+    /// Why it failed, for people.
+    pub detail: Option<String>,
+}
+
+/// Which audit entries to list; `None` means any.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    /// Only this license's.
+    pub license_id: Option<LicenseId>,
+    /// Only this action's.
+    pub action: Option<String>,
+    /// Only entries with this outcome.
+    pub outcome: Option<AuditOutcome>,
+}

@@ -1,0 +1,167 @@
+//! Prometheus metrics: the process-wide recorder, the names of every series, and the
+//! small recording helpers the transports, the upstream client and the service call.
+//!
+//! The recorder is installed once per process (tests build many applications in one
+//! process; they all share it) and rendered by `GET /metrics`. Gauges that describe
+//! the database (licenses by state, the latest drift report) are refreshed on scrape,
+//! so every replica reports the same shared numbers.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Calls served, by `transport` (`rest`, `grpc`), `method` and `code`.
+pub const REQUESTS: &str = "license_facade_requests_total";
+/// Latency of served calls, same labels as [`REQUESTS`].
+pub const REQUEST_SECONDS: &str = "license_facade_request_duration_seconds";
+/// Upstream calls by `function` and `outcome`.
+pub const UPSTREAM_CALLS: &str = "license_facade_upstream_calls_total";
+/// Upstream call latency by `function` and `outcome`.
+pub const UPSTREAM_SECONDS: &str = "license_facade_upstream_call_duration_seconds";
+/// 1 while the upstream circuit breaker is open, else 0.
+pub const BREAKER_OPEN: &str = "license_facade_upstream_circuit_open";
+/// Breaker transitions by `to` (`open`, `half_open`, `closed`).
+pub const BREAKER_TRANSITIONS: &str = "license_facade_upstream_circuit_transitions_total";
+/// Upstream requests that had to wait for the outbound rate limit.
+pub const RATE_LIMITED: &str = "license_facade_upstream_rate_limited_total";
+/// Licenses in the database by `state`.
+pub const LICENSES: &str = "license_facade_licenses";
+/// Licenses in NEEDS_ATTENTION (the alerting series).
+pub const NEEDS_ATTENTION: &str = "license_facade_licenses_needs_attention";
+/// Counts of the latest drift report by `kind` (`orphan`, `missing`, `mismatch`,
+/// `expiring`).
+pub const DRIFT: &str = "license_facade_drift";
+/// Unix time of the latest drift report.
+pub const DRIFT_TIME: &str = "license_facade_drift_report_timestamp_seconds";
+/// Orders accepted (new licenses) by `client`.
+pub const ORDERS: &str = "license_facade_orders_total";
+/// List price of the accepted orders in hundredths of the currency (cents), by
+/// `client` and `currency`.
+pub const SPEND: &str = "license_facade_order_spend_cents_total";
+
+/// Latency buckets in seconds, from a cached read to a slow upstream call.
+const BUCKETS: &[f64] = &[
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// The process-wide Prometheus recorder, installed on first use. When another
+/// recorder was installed first (an embedding program's), this one still renders, but
+/// empty.
+pub fn handle() -> &'static PrometheusHandle {
+    HANDLE.get_or_init(|| {
+        let builder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), BUCKETS)
+            .expect("the bucket list is not empty");
+        let recorder = builder.build_recorder();
+        let handle = recorder.handle();
+        if metrics::set_global_recorder(recorder).is_err() {
+            tracing::warn!("a metrics recorder was already installed; /metrics stays empty");
+        } else {
+            describe();
+        }
+        handle
+    })
+}
+
+/// Installs the recorder (idempotent) so that series recorded before the first scrape
+/// are kept.
+pub fn install() {
+    let _ = handle();
+}
+
+/// The text exposition of every series.
+pub fn render() -> String {
+    let handle = handle();
+    handle.run_upkeep();
+    handle.render()
+}
+
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(REQUESTS, "API calls served, by transport, method and code");
+    describe_histogram!(
+        REQUEST_SECONDS,
+        metrics::Unit::Seconds,
+        "API call latency, by transport, method and code"
+    );
+    describe_counter!(UPSTREAM_CALLS, "BILLmanager calls by function and outcome");
+    describe_histogram!(
+        UPSTREAM_SECONDS,
+        metrics::Unit::Seconds,
+        "BILLmanager call latency by function and outcome"
+    );
+    describe_gauge!(BREAKER_OPEN, "1 while the upstream circuit breaker is open");
+    describe_counter!(BREAKER_TRANSITIONS, "Upstream circuit breaker transitions");
+    describe_counter!(
+        RATE_LIMITED,
+        "Upstream requests that waited for the outbound rate limit"
+    );
+    describe_gauge!(LICENSES, "Licenses in the database by state");
+    describe_gauge!(NEEDS_ATTENTION, "Licenses in NEEDS_ATTENTION: a person must look");
+    describe_gauge!(DRIFT, "Entries of the latest drift report by kind");
+    describe_gauge!(DRIFT_TIME, "Unix time of the latest drift report");
+    describe_counter!(ORDERS, "Orders accepted (new licenses) by client");
+    describe_counter!(SPEND, "List price of accepted orders in cents, by client and currency");
+}
+
+/// Records one served API call.
+pub fn request(transport: &'static str, method: String, code: String, elapsed: Duration) {
+    let labels = [
+        ("transport", transport.to_owned()),
+        ("method", method),
+        ("code", code),
+    ];
+    metrics::counter!(REQUESTS, &labels).increment(1);
+    metrics::histogram!(REQUEST_SECONDS, &labels).record(elapsed.as_secs_f64());
+}
+
+/// Records one upstream call (its log-in included, as function `auth`).
+pub fn upstream_call(function: &str, outcome: &'static str, elapsed: Duration) {
+    let labels = [("function", function.to_owned()), ("outcome", outcome.to_owned())];
+    metrics::counter!(UPSTREAM_CALLS, &labels).increment(1);
+    metrics::histogram!(UPSTREAM_SECONDS, &labels).record(elapsed.as_secs_f64());
+}
+
+/// Records one accepted order by `client`.
+pub fn order(client: &str) {
+    metrics::counter!(ORDERS, "client" => client.to_owned()).increment(1);
+}
+
+/// Adds an accepted order's list price to `client`'s spend.
+pub fn spend(client: &str, amount: f64, currency: &str) {
+    // Counters are integers; the spend is kept in hundredths (cents).
+    let cents = (amount * 100.0).round().max(0.0) as u64;
+    metrics::counter!(SPEND, "client" => client.to_owned(), "currency" => currency.to_owned())
+        .increment(cents);
+}
+
+/// Sets the gauges that describe the shared database: licenses by state, the
+/// NEEDS_ATTENTION count and the latest drift report's counts. A failed count leaves
+/// the previous values.
+pub async fn refresh(service: &crate::service::LicenseService) {
+    match service.license_counts().await {
+        Ok(counts) => {
+            for (state, n) in counts {
+                metrics::gauge!(LICENSES, "state" => state.as_str()).set(n as f64);
+                if state == crate::domain::LicenseState::NeedsAttention {
+                    metrics::gauge!(NEEDS_ATTENTION).set(n as f64);
+                }
+            }
+        }
+        Err(e) => tracing::warn!(error.message = %e, "cannot count the licenses for the metrics"),
+    }
+    if let Some(drift) = service.drift_counts().await {
+        for (kind, n) in [
+            ("orphan", drift.orphans),
+            ("missing", drift.missing),
+            ("mismatch", drift.mismatches),
+            ("expiring", drift.expiring),
+        ] {
+            metrics::gauge!(DRIFT, "kind" => kind).set(n as f64);
+        }
+        metrics::gauge!(DRIFT_TIME).set(drift.generated_unix as f64);
+    }
+}

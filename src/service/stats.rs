@@ -1,0 +1,69 @@
+//! Figures for the metrics: licenses by state and the latest drift report's counts.
+
+use super::{LicenseService, ServiceError};
+use crate::domain::LicenseState;
+
+/// The counts of the latest drift report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DriftCounts {
+    /// Unix time of the report.
+    pub generated_unix: i64,
+    /// Paid upstream, unknown here.
+    pub orphans: u64,
+    /// Live here, gone upstream.
+    pub missing: u64,
+    /// Field mismatches.
+    pub mismatches: u64,
+    /// Expiring without auto-renewal.
+    pub expiring: u64,
+}
+
+impl LicenseService {
+    /// How many licenses are in each state; every state is listed, zeros included.
+    pub async fn license_counts(&self) -> Result<Vec<(LicenseState, u64)>, ServiceError> {
+        let counted = self.store.count_by_state().await?;
+        Ok(LicenseState::ALL
+            .into_iter()
+            .map(|state| {
+                let n = counted
+                    .iter()
+                    .filter(|(name, _)| name == state.as_str())
+                    .map(|(_, n)| *n)
+                    .sum();
+                (state, n)
+            })
+            .collect())
+    }
+
+    /// The counts of the newest drift report, or `None` before the first one.
+    pub async fn drift_counts(&self) -> Option<DriftCounts> {
+        let report = self.latest_drift().await.ok()?;
+        Some(DriftCounts {
+            generated_unix: report.generate_time.unix_timestamp(),
+            orphans: report.orphan_count,
+            missing: report.missing_count,
+            mismatches: report.mismatch_count,
+            expiring: report.expiring_count,
+        })
+    }
+}
+
+impl LicenseService {
+    /// Counts an accepted order in the metrics, and its list price from the (cached)
+    /// price list in the background: the price may need an upstream read, which the
+    /// caller must not wait for. Without a price only the order is counted.
+    pub(super) fn count_order(&self, license: &crate::domain::License) {
+        let client = license.client.as_str().to_owned();
+        crate::metrics::order(&client);
+        let service = self.clone();
+        let panel = license.panel.clone();
+        let months = license.period.months();
+        tokio::spawn(async move {
+            if let Ok(quote) = service.quote(&panel, months).await
+                && let Ok(amount) = quote.price.parse::<f64>()
+            {
+                crate::metrics::spend(&client, amount, &quote.currency);
+            }
+        });
+    }
+}

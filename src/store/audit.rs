@@ -1,0 +1,226 @@
+//! The audit log and the spend guard's order count, for both backends. The two
+//! differ only in placeholder syntax and the pool type.
+
+use anyhow::Context;
+use sqlx::{PgPool, Row, SqlitePool};
+use time::OffsetDateTime;
+
+use super::codec::{self, from_micros, to_micros};
+use super::{Page, StoreError};
+use crate::domain::{AuditEntry, AuditFilter, AuditOutcome, ClientName};
+
+const COLUMNS: &str =
+    "id, time, client, action, license_id, server_id, request_id, upstream_id, outcome, detail";
+
+/// Audit page tokens are the last id of the previous page behind a prefix, so a
+/// license page token is not taken for one.
+const TOKEN_PREFIX: &str = "audit-";
+
+fn decode_token(token: Option<&str>) -> Result<Option<i64>, StoreError> {
+    match token {
+        None | Some("") => Ok(None),
+        Some(t) => t
+            .strip_prefix(TOKEN_PREFIX)
+            .and_then(|id| id.parse::<i64>().ok())
+            .filter(|id| *id > 0)
+            .map(Some)
+            .ok_or(StoreError::BadPageToken),
+    }
+}
+
+fn page(mut items: Vec<AuditEntry>, page_size: u32) -> Page<AuditEntry> {
+    let next_token = if items.len() > page_size as usize {
+        items.truncate(page_size as usize);
+        items.last().map(|e| format!("{TOKEN_PREFIX}{}", e.id))
+    } else {
+        None
+    };
+    Page { items, next_token }
+}
+
+fn entry_from_row<R>(row: &R) -> anyhow::Result<AuditEntry>
+where
+    R: Row,
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+    for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> Option<i64>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> Option<String>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+{
+    let outcome: String = row.try_get("outcome")?;
+    Ok(AuditEntry {
+        id: row.try_get("id")?,
+        time: from_micros(row.try_get("time")?)?,
+        client: ClientName::new(row.try_get::<String, _>("client")?),
+        action: row.try_get("action")?,
+        license_id: codec::license_id(&row.try_get::<String, _>("license_id")?)?,
+        server_id: row.try_get("server_id")?,
+        request_id: row.try_get("request_id")?,
+        upstream_id: row
+            .try_get::<Option<i64>, _>("upstream_id")?
+            .map(u64::try_from)
+            .transpose()?,
+        outcome: AuditOutcome::parse(&outcome)
+            .with_context(|| format!("unknown stored audit outcome {outcome:?}"))?,
+        detail: row.try_get("detail")?,
+    })
+}
+
+fn upstream_id(entry: &AuditEntry) -> anyhow::Result<Option<i64>> {
+    entry
+        .upstream_id
+        .map(i64::try_from)
+        .transpose()
+        .context("upstream id out of range")
+}
+
+/// Appends `entry` (SQLite).
+pub(super) async fn insert_sqlite(
+    pool: &SqlitePool,
+    entry: &AuditEntry,
+) -> Result<i64, StoreError> {
+    let id = sqlx::query_scalar(
+        "INSERT INTO audit_log (time, client, action, license_id, server_id, request_id, \
+         upstream_id, outcome, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) RETURNING id",
+    )
+    .bind(to_micros(entry.time))
+    .bind(entry.client.as_str())
+    .bind(&entry.action)
+    .bind(entry.license_id.to_string())
+    .bind(&entry.server_id)
+    .bind(&entry.request_id)
+    .bind(upstream_id(entry)?)
+    .bind(entry.outcome.as_str())
+    .bind(&entry.detail)
+    .fetch_one(pool)
+    .await
+    .context("cannot append to the audit log")?;
+    Ok(id)
+}
+
+/// Appends `entry` (PostgreSQL).
+pub(super) async fn insert_pg(pool: &PgPool, entry: &AuditEntry) -> Result<i64, StoreError> {
+    let id = sqlx::query_scalar(
+        "INSERT INTO audit_log (time, client, action, license_id, server_id, request_id, \
+         upstream_id, outcome, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+    )
+    .bind(to_micros(entry.time))
+    .bind(entry.client.as_str())
+    .bind(&entry.action)
+    .bind(entry.license_id.to_string())
+    .bind(&entry.server_id)
+    .bind(&entry.request_id)
+    .bind(upstream_id(entry)?)
+    .bind(entry.outcome.as_str())
+    .bind(&entry.detail)
+    .fetch_one(pool)
+    .await
+    .context("cannot append to the audit log")?;
+    Ok(id)
+}
+
+/// Entries matching `filter`, newest first (SQLite).
+pub(super) async fn list_sqlite(
+    pool: &SqlitePool,
+    filter: &AuditFilter,
+    page_size: u32,
+    page_token: Option<&str>,
+) -> Result<Page<AuditEntry>, StoreError> {
+    let before = decode_token(page_token)?;
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM audit_log WHERE (?1 IS NULL OR license_id = ?1) \
+         AND (?2 IS NULL OR action = ?2) AND (?3 IS NULL OR outcome = ?3) \
+         AND (?4 IS NULL OR id < ?4) ORDER BY id DESC LIMIT ?5"
+    )))
+    .bind(filter.license_id.map(|id| id.to_string()))
+    .bind(filter.action.as_deref())
+    .bind(filter.outcome.map(AuditOutcome::as_str))
+    .bind(before)
+    .bind(i64::from(page_size) + 1)
+    .fetch_all(pool)
+    .await
+    .context("cannot read the audit log")?;
+    let items = rows
+        .iter()
+        .map(entry_from_row)
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(page(items, page_size))
+}
+
+/// Entries matching `filter`, newest first (PostgreSQL).
+pub(super) async fn list_pg(
+    pool: &PgPool,
+    filter: &AuditFilter,
+    page_size: u32,
+    page_token: Option<&str>,
+) -> Result<Page<AuditEntry>, StoreError> {
+    let before = decode_token(page_token)?;
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM audit_log WHERE ($1::TEXT IS NULL OR license_id = $1) \
+         AND ($2::TEXT IS NULL OR action = $2) AND ($3::TEXT IS NULL OR outcome = $3) \
+         AND ($4::BIGINT IS NULL OR id < $4) ORDER BY id DESC LIMIT $5"
+    )))
+    .bind(filter.license_id.map(|id| id.to_string()))
+    .bind(filter.action.as_deref())
+    .bind(filter.outcome.map(AuditOutcome::as_str))
+    .bind(before)
+    .bind(i64::from(page_size) + 1)
+    .fetch_all(pool)
+    .await
+    .context("cannot read the audit log")?;
+    let items = rows
+        .iter()
+        .map(entry_from_row)
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(page(items, page_size))
+}
+
+/// How many licenses `client` created at or after `since`, and when the oldest of
+/// them was created (SQLite).
+pub(super) async fn orders_since_sqlite(
+    pool: &SqlitePool,
+    client: &ClientName,
+    since: OffsetDateTime,
+) -> Result<(u64, Option<OffsetDateTime>), StoreError> {
+    let row = sqlx::query(
+        "SELECT COUNT(*) AS n, MIN(create_time) AS oldest FROM licenses \
+         WHERE client = ?1 AND create_time >= ?2",
+    )
+    .bind(client.as_str())
+    .bind(to_micros(since))
+    .fetch_one(pool)
+    .await
+    .context("cannot count recent orders")?;
+    counted(row.try_get("n"), row.try_get("oldest"))
+}
+
+/// How many licenses `client` created at or after `since`, and when the oldest of
+/// them was created (PostgreSQL).
+pub(super) async fn orders_since_pg(
+    pool: &PgPool,
+    client: &ClientName,
+    since: OffsetDateTime,
+) -> Result<(u64, Option<OffsetDateTime>), StoreError> {
+    let row = sqlx::query(
+        "SELECT COUNT(*) AS n, MIN(create_time) AS oldest FROM licenses \
+         WHERE client = $1 AND create_time >= $2",
+    )
+    .bind(client.as_str())
+    .bind(to_micros(since))
+    .fetch_one(pool)
+    .await
+    .context("cannot count recent orders")?;
+    counted(row.try_get("n"), row.try_get("oldest"))
+}
+
+fn counted(
+    n: Result<i64, sqlx::Error>,
+    oldest: Result<Option<i64>, sqlx::Error>,
+) -> Result<(u64, Option<OffsetDateTime>), StoreError> {
+    let n = u64::try_from(n.context("cannot read the order count")?).unwrap_or(0);
+    let oldest = oldest
+        .context("cannot read the oldest order time")?
+        .map(from_micros)
+        .transpose()?;
+    Ok((n, oldest))
+}

@@ -1,0 +1,537 @@
+//! Client authentication on both transports: tokens, scopes, ownership, the spend
+//! guard, the rate limit, body limits and deadlines.
+
+use std::time::Duration;
+
+use license_facade::api::pb::v1 as pb;
+use license_facade::auth::{Clients, token_sha256_hex};
+use serde_json::{Value, json};
+use tonic::Code;
+use tonic_types::StatusExt;
+
+use crate::helpers::{
+    TestApp, grpc_client_with, grpc_order, http_client_with, reason, spawn_app, spawn_app_with,
+};
+
+/// The clients of these tests: two writers, a reader, an admin, a capped writer and a
+/// slow one.
+pub fn test_clients() -> Clients {
+    let entry = |name: &str, scopes: &str, extra: &str| {
+        format!(
+            "[[client]]\nname = \"{name}\"\ntoken_sha256 = \"{}\"\nscopes = {scopes}\n{extra}",
+            token_sha256_hex(&format!("{name}-token"))
+        )
+    };
+    let rw = r#"["licenses.read", "licenses.write"]"#;
+    let text = [
+        entry("alpha", rw, ""),
+        entry("beta", rw, ""),
+        entry("reader", r#"["licenses.read"]"#, ""),
+        entry("ops", r#"["admin"]"#, ""),
+        entry(
+            "capped",
+            rw,
+            "max_orders_per_hour = 2\nmax_orders_per_day = 10\n",
+        ),
+        entry("slow", rw, "max_requests_per_second = 1\n"),
+    ]
+    .concat();
+    Clients::from_toml(&text).expect("valid clients")
+}
+
+async fn spawn_with_clients() -> TestApp {
+    spawn_app_with(0, |s| s.clients = Some(test_clients())).await
+}
+
+fn order_body(server: &str, ip: &str) -> Value {
+    json!({"server": {"id": server, "ip": ip}, "panel": "ISPmanager 6 Pro"})
+}
+
+/// A REST call as `client` (its token is `<client>-token`).
+async fn rest(
+    app: &TestApp,
+    client: Option<&str>,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<&Value>,
+) -> reqwest::Response {
+    let token = client.map(|c| format!("{c}-token"));
+    let mut request =
+        http_client_with(token.as_deref()).request(method, format!("{}{path}", app.http));
+    if let Some(body) = body {
+        request = request.json(body);
+    }
+    request.send().await.expect("request sent")
+}
+
+async fn problem_code(response: reqwest::Response) -> String {
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
+    let problem: Value = response.json().await.unwrap();
+    problem["code"].as_str().unwrap_or_default().to_owned()
+}
+
+#[tokio::test]
+async fn no_token_or_a_wrong_token_is_unauthenticated_on_both_transports() {
+    let app = spawn_with_clients().await;
+
+    let none = rest(&app, None, reqwest::Method::GET, "/v1/licenses", None).await;
+    let wrong = http_client_with(Some("alpha-token-but-wrong"))
+        .get(format!("{}/v1/licenses", app.http))
+        .send()
+        .await
+        .unwrap();
+    let mut grpc_none = grpc_client_with(app.grpc_addr, None).await;
+    let mut grpc_wrong = grpc_client_with(app.grpc_addr, Some("nobody")).await;
+    let grpc_none = grpc_none
+        .list_licenses(pb::ListLicensesRequest::default())
+        .await
+        .unwrap_err();
+    let grpc_wrong = grpc_wrong
+        .order_license(grpc_order("srv-1", "203.0.113.1", "ISPmanager 6 Pro"))
+        .await
+        .unwrap_err();
+
+    assert_eq!(none.status(), 401);
+    assert_eq!(none.headers()["www-authenticate"], "Bearer");
+    assert_eq!(problem_code(none).await, "UNAUTHENTICATED");
+    assert_eq!(wrong.status(), 401);
+    assert_eq!(problem_code(wrong).await, "UNAUTHENTICATED");
+    assert_eq!(grpc_none.code(), Code::Unauthenticated);
+    assert_eq!(reason(&grpc_none), "UNAUTHENTICATED");
+    assert_eq!(grpc_wrong.code(), Code::Unauthenticated);
+    assert!(app.sandbox.licenses().is_empty(), "nothing was ordered");
+}
+
+#[tokio::test]
+async fn health_readiness_and_grpc_health_need_no_token() {
+    let app = spawn_with_clients().await;
+
+    let live = rest(&app, None, reqwest::Method::GET, "/healthz", None).await;
+    let ready = rest(&app, None, reqwest::Method::GET, "/readyz", None).await;
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", app.grpc_addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let health = tonic_health::pb::health_client::HealthClient::new(channel)
+        .check(tonic_health::pb::HealthCheckRequest::default())
+        .await;
+
+    assert_eq!(live.status(), 200);
+    assert_ne!(ready.status(), 401);
+    assert!(health.is_ok(), "{health:?}");
+}
+
+#[tokio::test]
+async fn a_client_without_the_scope_is_permission_denied() {
+    let app = spawn_with_clients().await;
+
+    let order = rest(
+        &app,
+        Some("reader"),
+        reqwest::Method::POST,
+        "/v1/licenses",
+        Some(&order_body("srv-1", "203.0.113.2")),
+    )
+    .await;
+    let drift = rest(&app, Some("alpha"), reqwest::Method::GET, "/v1/drift", None).await;
+    let audit = rest(&app, Some("alpha"), reqwest::Method::GET, "/v1/audit", None).await;
+    let list = rest(
+        &app,
+        Some("reader"),
+        reqwest::Method::GET,
+        "/v1/licenses",
+        None,
+    )
+    .await;
+    let mut reader = grpc_client_with(app.grpc_addr, Some("reader-token")).await;
+    let grpc_order = reader
+        .order_license(grpc_order("srv-1", "203.0.113.2", "ISPmanager 6 Pro"))
+        .await
+        .unwrap_err();
+    let grpc_audit = reader
+        .list_audit_entries(pb::ListAuditEntriesRequest::default())
+        .await
+        .unwrap_err();
+
+    assert_eq!(order.status(), 403);
+    assert_eq!(problem_code(order).await, "PERMISSION_DENIED");
+    assert_eq!(drift.status(), 403);
+    assert_eq!(audit.status(), 403);
+    assert_eq!(list.status(), 200);
+    assert_eq!(grpc_order.code(), Code::PermissionDenied);
+    assert_eq!(reason(&grpc_order), "PERMISSION_DENIED");
+    assert_eq!(grpc_audit.code(), Code::PermissionDenied);
+    assert!(app.sandbox.licenses().is_empty(), "nothing was ordered");
+}
+
+#[tokio::test]
+async fn another_clients_license_is_not_found_also_in_lists_and_the_change_feed() {
+    // Arrange: alpha owns a license.
+    let app = spawn_with_clients().await;
+    let created = rest(
+        &app,
+        Some("alpha"),
+        reqwest::Method::POST,
+        "/v1/licenses?wait=20s",
+        Some(&order_body("srv-own", "203.0.113.3")),
+    )
+    .await;
+    assert!(created.status().is_success(), "{}", created.status());
+    let license: Value = created.json().await.unwrap();
+    let id = license["id"].as_str().unwrap().to_owned();
+
+    // Act: beta looks at it and tries to change it.
+    let get = rest(
+        &app,
+        Some("beta"),
+        reqwest::Method::GET,
+        &format!("/v1/licenses/{id}"),
+        None,
+    )
+    .await;
+    let by_server = rest(
+        &app,
+        Some("beta"),
+        reqwest::Method::GET,
+        "/v1/servers/srv-own/license",
+        None,
+    )
+    .await;
+    let suspend = rest(
+        &app,
+        Some("beta"),
+        reqwest::Method::POST,
+        &format!("/v1/licenses/{id}/suspend"),
+        None,
+    )
+    .await;
+    let cancel = rest(
+        &app,
+        Some("beta"),
+        reqwest::Method::DELETE,
+        &format!("/v1/licenses/{id}"),
+        None,
+    )
+    .await;
+    let list: Value = rest(
+        &app,
+        Some("beta"),
+        reqwest::Method::GET,
+        "/v1/licenses",
+        None,
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let mut beta = grpc_client_with(app.grpc_addr, Some("beta-token")).await;
+    let grpc_get = beta
+        .get_license(pb::GetLicenseRequest {
+            selector: Some(pb::get_license_request::Selector::Id(id.clone())),
+        })
+        .await
+        .unwrap_err();
+    let beta_events = first_events(&app, "beta-token").await;
+    let alpha_events = first_events(&app, "alpha-token").await;
+    let admin = rest(
+        &app,
+        Some("ops"),
+        reqwest::Method::GET,
+        &format!("/v1/licenses/{id}"),
+        None,
+    )
+    .await;
+
+    // Assert
+    for response in [get, by_server, suspend, cancel] {
+        assert_eq!(response.status(), 404);
+        assert_eq!(problem_code(response).await, "LICENSE_NOT_FOUND");
+    }
+    assert_eq!(
+        list["licenses"].as_array().map(Vec::len).unwrap_or(0),
+        0,
+        "{list}"
+    );
+    assert_eq!(grpc_get.code(), Code::NotFound);
+    assert!(beta_events.is_empty(), "{beta_events:?}");
+    assert!(alpha_events.iter().any(|e| e == &id), "{alpha_events:?}");
+    assert_eq!(admin.status(), 200, "an admin sees every client's");
+    let mut alpha = grpc_client_with(app.grpc_addr, Some("alpha-token")).await;
+    let own = alpha
+        .get_license(pb::GetLicenseRequest {
+            selector: Some(pb::get_license_request::Selector::Id(id.clone())),
+        })
+        .await;
+    assert!(own.is_ok(), "{own:?}");
+}
+
+/// The license ids of the events a client's change feed shows within half a second.
+async fn first_events(app: &TestApp, token: &str) -> Vec<String> {
+    let mut client = grpc_client_with(app.grpc_addr, Some(token)).await;
+    let mut stream = client
+        .watch_licenses(pb::WatchLicensesRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let mut ids = Vec::new();
+    while let Ok(Ok(Some(item))) =
+        tokio::time::timeout(Duration::from_millis(500), stream.message()).await
+    {
+        let event = item.event.unwrap();
+        ids.push(event.license.map(|l| l.id).unwrap_or_default());
+    }
+    ids
+}
+
+#[tokio::test]
+async fn request_ids_are_scoped_per_client() {
+    let app = spawn_with_clients().await;
+    let order = |client: &'static str, server: &'static str, ip: &'static str| {
+        let app = &app;
+        async move {
+            http_client_with(Some(&format!("{client}-token")))
+                .post(format!("{}/v1/licenses", app.http))
+                .header("Idempotency-Key", "same-key")
+                .json(&order_body(server, ip))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+
+    let alpha = order("alpha", "srv-a", "203.0.113.4").await;
+    let beta = order("beta", "srv-b", "203.0.113.5").await;
+
+    assert_eq!(alpha.status(), 202);
+    assert_eq!(
+        beta.status(),
+        202,
+        "the same key of another client is a new request"
+    );
+    assert!(beta.headers().get("idempotent-replayed").is_none());
+}
+
+#[tokio::test]
+async fn past_the_order_cap_orders_are_refused_with_429_and_nothing_is_bought() {
+    // Arrange: `capped` may place two orders an hour.
+    let app = spawn_with_clients().await;
+    for (server, ip) in [("srv-c1", "203.0.113.11"), ("srv-c2", "203.0.113.12")] {
+        let r = rest(
+            &app,
+            Some("capped"),
+            reqwest::Method::POST,
+            "/v1/licenses",
+            Some(&order_body(server, ip)),
+        )
+        .await;
+        assert_eq!(r.status(), 202);
+    }
+
+    // Act
+    let third = rest(
+        &app,
+        Some("capped"),
+        reqwest::Method::POST,
+        "/v1/licenses",
+        Some(&order_body("srv-c3", "203.0.113.13")),
+    )
+    .await;
+    let mut grpc = grpc_client_with(app.grpc_addr, Some("capped-token")).await;
+    let grpc_third = grpc
+        .order_license(grpc_order("srv-c4", "203.0.113.14", "ISPmanager 6 Pro"))
+        .await
+        .unwrap_err();
+    let repeat = rest(
+        &app,
+        Some("capped"),
+        reqwest::Method::POST,
+        "/v1/licenses",
+        Some(&order_body("srv-c1", "203.0.113.11")),
+    )
+    .await;
+    let other = rest(
+        &app,
+        Some("alpha"),
+        reqwest::Method::POST,
+        "/v1/licenses",
+        Some(&order_body("srv-c3", "203.0.113.13")),
+    )
+    .await;
+
+    // Assert
+    assert_eq!(third.status(), 429);
+    let retry_after: u64 = third.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=3600).contains(&retry_after), "{retry_after}");
+    assert_eq!(problem_code(third).await, "SPEND_CAP_REACHED");
+    assert_eq!(grpc_third.code(), Code::ResourceExhausted);
+    assert_eq!(reason(&grpc_third), "SPEND_CAP_REACHED");
+    assert!(grpc_third.get_details_retry_info().is_some(), "RetryInfo");
+    assert_eq!(
+        repeat.status(),
+        200,
+        "re-ordering a license it has buys nothing"
+    );
+    assert_eq!(other.status(), 202, "other clients are not capped");
+    let listed: Value = rest(
+        &app,
+        Some("ops"),
+        reqwest::Method::GET,
+        "/v1/licenses",
+        None,
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let servers: Vec<&str> = listed["licenses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|l| l["serverId"].as_str())
+        .collect();
+    assert!(!servers.contains(&"srv-c4"), "{servers:?}");
+    assert_eq!(servers.len(), 3, "{servers:?}");
+}
+
+#[tokio::test]
+async fn a_client_over_its_request_rate_is_told_to_retry() {
+    let app = spawn_with_clients().await;
+
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        let r = rest(&app, Some("slow"), reqwest::Method::GET, "/v1/panels", None).await;
+        statuses.push((r.status().as_u16(), r.headers().get("retry-after").cloned()));
+    }
+    let mut grpc = grpc_client_with(app.grpc_addr, Some("slow-token")).await;
+    let grpc_status = grpc
+        .list_panels(pb::ListPanelsRequest::default())
+        .await
+        .unwrap_err();
+    let others = rest(
+        &app,
+        Some("alpha"),
+        reqwest::Method::GET,
+        "/v1/panels",
+        None,
+    )
+    .await;
+
+    assert_eq!(statuses[0].0, 200);
+    assert_eq!(statuses[3].0, 429, "{statuses:?}");
+    assert!(statuses[3].1.is_some(), "Retry-After");
+    assert_eq!(grpc_status.code(), Code::ResourceExhausted);
+    assert_eq!(reason(&grpc_status), "RATE_LIMITED");
+    assert!(grpc_status.get_details_retry_info().is_some());
+    assert_eq!(others.status(), 200, "limits are per client");
+}
+
+#[tokio::test]
+async fn a_3_mib_body_is_refused_with_a_problem_json_413() {
+    let app = spawn_app().await;
+    let big = vec![b' '; 3 * 1024 * 1024];
+
+    let response = app
+        .client
+        .post(format!("{}/v1/licenses", app.http))
+        .header("content-type", "application/json")
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(response.status(), 413);
+    assert_eq!(problem_code(response).await, "PAYLOAD_TOO_LARGE");
+    assert!(app.sandbox.licenses().is_empty());
+}
+
+#[tokio::test]
+async fn an_oversized_grpc_message_is_refused() {
+    let app = spawn_app().await;
+    let mut grpc = app.grpc().await;
+    let mut order = grpc_order("srv-big", "203.0.113.20", "ISPmanager 6 Pro");
+    order.server.as_mut().unwrap().hostname = "h".repeat(3 * 1024 * 1024);
+
+    let status = grpc.order_license(order).await.unwrap_err();
+
+    assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
+    assert!(app.sandbox.licenses().is_empty());
+}
+
+#[tokio::test]
+async fn a_call_past_its_deadline_fails_and_the_worker_finishes_what_was_accepted() {
+    // Arrange: every upstream answer takes 1.5 s.
+    let app = spawn_app_with(0, |s| {
+        s.sandbox.as_mut().unwrap().latency = Duration::from_millis(1500);
+    })
+    .await;
+    let mut grpc = app.grpc().await;
+
+    // Act: a quote needs the upstream and cannot finish in 300 ms; an order that
+    // waits for the license answers at its deadline with the order accepted.
+    let mut quote = tonic::Request::new(pb::QuoteLicenseRequest {
+        panel: "ISPmanager 6 Pro".into(),
+        period_months: 1,
+    });
+    quote.set_timeout(Duration::from_millis(300));
+    let quote = grpc.quote_license(quote).await.unwrap_err();
+    let mut order = tonic::Request::new(pb::OrderLicenseRequest {
+        wait_for_active: true,
+        ..grpc_order("srv-deadline", "203.0.113.21", "ISPmanager 6 Pro")
+    });
+    order.set_timeout(Duration::from_millis(1000));
+    let accepted = grpc.order_license(order).await;
+    // A caller that drops the call mid-way (no deadline header at all).
+    let dropped = tokio::time::timeout(
+        Duration::from_millis(30),
+        grpc.order_license(pb::OrderLicenseRequest {
+            wait_for_active: true,
+            ..grpc_order("srv-dropped", "203.0.113.22", "ISPmanager 6 Pro")
+        }),
+    )
+    .await;
+
+    // Assert
+    assert!(
+        matches!(quote.code(), Code::DeadlineExceeded | Code::Cancelled),
+        "{quote:?}"
+    );
+    let accepted = accepted.expect("answered before the deadline").into_inner();
+    let license = accepted.license.unwrap();
+    assert_ne!(
+        license.state(),
+        pb::license::State::Active,
+        "not waited for"
+    );
+    assert!(dropped.is_err(), "the caller gave up");
+    let done = app
+        .license_until(&license.id, |l| l["state"] == "ACTIVE")
+        .await;
+    assert!(done["licenseKey"].as_str().is_some_and(|k| !k.is_empty()));
+    // The dropped call either stored nothing or its order is finished too: never a
+    // half-done order.
+    let dropped_license = app.get("/v1/servers/srv-dropped/license").await;
+    if dropped_license.status() == 200 {
+        let l: Value = dropped_license.json().await.unwrap();
+        let id = l["id"].as_str().unwrap().to_owned();
+        app.license_until(&id, |l| l["state"] == "ACTIVE").await;
+    }
+    let live: Vec<_> = app.sandbox.licenses();
+    let stored = if app.get("/v1/servers/srv-dropped/license").await.status() == 200 {
+        2
+    } else {
+        1
+    };
+    assert_eq!(
+        live.len(),
+        stored,
+        "exactly one upstream license per stored order"
+    );
+}

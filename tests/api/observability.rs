@@ -1,0 +1,179 @@
+//! Metrics, request ids, the upstream circuit breaker's effect on readiness, and the
+//! OpenAPI document and reference page.
+
+use std::time::Duration;
+
+use license_facade::billmanager::BreakerConfig;
+use license_facade::sandbox::Fault;
+use serde_json::{Value, json};
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
+
+use crate::helpers::{TestApp, spawn_app, spawn_app_with};
+
+const DEADLINE: Duration = Duration::from_secs(15);
+
+async fn until(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while !check().await {
+        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn grpc_health(app: &TestApp) -> ServingStatus {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", app.grpc_addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    HealthClient::new(channel)
+        .check(HealthCheckRequest {
+            service: "licensefacade.v1.LicenseService".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status()
+}
+
+async fn ready(app: &TestApp) -> bool {
+    app.get("/readyz").await.status() == 200 && grpc_health(app).await == ServingStatus::Serving
+}
+
+#[tokio::test]
+async fn metrics_after_an_order_show_requests_upstream_calls_licenses_and_orders() {
+    let app = spawn_app().await;
+    let order = json!({"server": {"id": "srv-metrics", "ip": "203.0.113.90"}, "panel": "ISPmanager 6 Pro"});
+    app.order_and_wait(&order).await;
+    let mut grpc = app.grpc().await;
+    grpc.list_panels(license_facade::api::pb::v1::ListPanelsRequest {})
+        .await
+        .unwrap();
+
+    let response = app.get("/metrics").await;
+
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.unwrap();
+    for series in [
+        "license_facade_requests_total{transport=\"rest\",method=\"POST /v1/licenses\"",
+        "license_facade_request_duration_seconds_bucket{transport=\"rest\"",
+        "license_facade_requests_total{transport=\"grpc\",method=\"/licensefacade.v1.LicenseService/ListPanels\",code=\"OK\"}",
+        "license_facade_upstream_calls_total{function=\"soft.order.param\",outcome=\"ok\"}",
+        "license_facade_upstream_call_duration_seconds_bucket{function=\"soft.order.param\"",
+        "license_facade_licenses{state=\"ACTIVE\"}",
+        "license_facade_licenses_needs_attention",
+        "license_facade_orders_total{client=\"sandbox\"}",
+    ] {
+        assert!(text.contains(series), "no {series} in\n{text}");
+    }
+}
+
+#[tokio::test]
+async fn every_answer_carries_a_request_id_and_a_given_one_is_echoed() {
+    let app = spawn_app().await;
+
+    let given = app
+        .client
+        .get(format!("{}/v1/panels", app.http))
+        .header("x-request-id", "trace-me-42")
+        .send()
+        .await
+        .unwrap();
+    let made = app.get("/v1/panels").await;
+
+    assert_eq!(given.headers()["x-request-id"], "trace-me-42");
+    assert!(!made.headers()["x-request-id"].is_empty());
+}
+
+#[tokio::test]
+async fn an_open_circuit_breaker_makes_the_service_not_ready_until_the_upstream_is_back() {
+    let app = spawn_app_with(0, |s| {
+        s.billmanager.breaker = BreakerConfig {
+            failure_threshold: 2,
+            cool_down: Duration::from_millis(200),
+        };
+    })
+    .await;
+    until("ready at start", async || ready(&app).await).await;
+
+    app.sandbox
+        .set_faults(vec!["*:error5xx:1.0".parse::<Fault>().unwrap()]);
+    for _ in 0..2 {
+        let quote = app.get("/v1/panels/ISPmanager%206%20Pro/quote").await;
+        assert_eq!(quote.status(), 503);
+    }
+    until("NOT_SERVING while open", async || {
+        grpc_health(&app).await == ServingStatus::NotServing
+    })
+    .await;
+    let readyz: Value = app.get("/readyz").await.json().await.unwrap();
+    assert_eq!(readyz["upstream_circuit_open"], true, "{readyz}");
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(metrics.contains("license_facade_upstream_circuit_transitions_total{to=\"open\"}"));
+
+    app.sandbox.set_faults(vec![]);
+
+    until("ready again once the upstream answers", async || ready(&app).await).await;
+}
+
+#[tokio::test]
+async fn every_documented_route_is_served() {
+    let app = spawn_app().await;
+
+    for op in license_facade::http::openapi::operations() {
+        if op.path == "/v1/events" {
+            continue; // a stream that does not end; served, see the feed tests
+        }
+        let path = op.path.replace('{', "x").replace('}', "");
+        let method = op.method.to_uppercase().parse().unwrap();
+        let response = app
+            .client
+            .request(method, format!("{}{path}", app.http))
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+
+        assert_ne!(status, 405, "{} {} is not routed", op.method, op.path);
+        assert!(
+            !(status == 404 && body["detail"] == "no such resource"),
+            "{} {} is not routed",
+            op.method,
+            op.path
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_spec_and_the_offline_reference_page_are_served_without_a_token() {
+    let app = spawn_app().await;
+    let anonymous = reqwest::Client::new();
+
+    let spec: Value = anonymous
+        .get(format!("{}/openapi.json", app.http))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let page = anonymous
+        .get(format!("{}/docs", app.http))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+
+    assert_eq!(spec["openapi"], "3.1.0");
+    assert!(spec["paths"]["/v1/licenses"]["post"].is_object());
+    assert!(page.contains("openapi.json"));
+    assert!(
+        !page.contains("http://") && !page.contains("https://") && !page.contains("//cdn"),
+        "the page loads nothing from elsewhere"
+    );
+}

@@ -1,0 +1,355 @@
+//! The secret canary: the real binary runs with a distinctive BILLmanager password and
+//! client token at debug log level; every endpoint is exercised, failures included;
+//! neither secret may appear in any log line, response body or header.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use license_facade::api::pb::v1 as pb;
+use license_facade::auth::token_sha256_hex;
+use license_facade::sandbox::{Fault, FaultKind, Sandbox, SandboxConfig};
+use serde_json::{Value, json};
+
+use crate::helpers::{grpc_client_with, grpc_order, http_client_with};
+
+const PASSWORD: &str = "canary-password-91ad4e-never-log";
+const TOKEN: &str = "canary-token-7f3b9c2e-never-log";
+
+/// Everything a client saw: statuses, headers and bodies.
+#[derive(Default)]
+struct Seen(String);
+
+impl Seen {
+    async fn rest(&mut self, response: reqwest::Response) -> Value {
+        let status = response.status();
+        for (name, value) in response.headers() {
+            self.0.push_str(&format!("{name}: {value:?}\n"));
+        }
+        let body = response.text().await.unwrap_or_default();
+        self.0.push_str(&format!("{status} {body}\n"));
+        serde_json::from_str(&body).unwrap_or(Value::Null)
+    }
+
+    fn grpc<T: std::fmt::Debug>(&mut self, result: &Result<tonic::Response<T>, tonic::Status>) {
+        match result {
+            Ok(r) => self
+                .0
+                .push_str(&format!("{:?} {:?}\n", r.metadata(), r.get_ref())),
+            Err(s) => self.0.push_str(&format!(
+                "{:?} {} {:?} {:?}\n",
+                s.code(),
+                s.message(),
+                s.metadata(),
+                s.details()
+            )),
+        }
+    }
+}
+
+#[tokio::test]
+async fn no_secret_reaches_a_log_a_response_or_a_header() {
+    // Arrange: a sandbox with the canary password, the binary with the canary token.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let sandbox = Sandbox::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        SandboxConfig {
+            password: PASSWORD.into(),
+            key_delay: Duration::ZERO,
+            ..SandboxConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    let handle = sandbox.handle();
+    let sandbox_url = sandbox.url();
+    let user = SandboxConfig::default().user;
+    tokio::spawn(sandbox.run(std::future::pending()));
+    let dir = tempfile::tempdir().unwrap();
+    let clients = dir.path().join("clients.toml");
+    let mut file = std::fs::File::create(&clients).unwrap();
+    write!(
+        file,
+        "[[client]]\nname = \"canary\"\ntoken_sha256 = \"{}\"\nscopes = [\"admin\"]\n\
+         [[client]]\nname = \"reader\"\ntoken_sha256 = \"{}\"\nscopes = [\"licenses.read\"]\n",
+        token_sha256_hex(TOKEN),
+        token_sha256_hex("reader-token"),
+    )
+    .unwrap();
+    let stdout = dir.path().join("stdout");
+    let stderr = dir.path().join("stderr");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_license-facade"))
+        .arg("serve")
+        .args(["--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0"])
+        .args(["--database-url", "sqlite::memory:"])
+        .args([
+            "--billmanager-url",
+            &sandbox_url,
+            "--billmanager-user",
+            &user,
+        ])
+        .env("LICENSE_FACADE_BILLMANAGER_PASSWORD", PASSWORD)
+        .env("LICENSE_FACADE_CLIENTS_FILE", &clients)
+        .env("LICENSE_FACADE_LOG", "debug")
+        .env("LICENSE_FACADE_LOG_FORMAT", "json")
+        .env("RUST_BACKTRACE", "1")
+        .env_remove("RUST_LOG")
+        .env_remove("LICENSE_FACADE_SANDBOX")
+        .env_remove("LICENSE_FACADE_DATABASE_URL")
+        .env_remove("LICENSE_FACADE_CONFIG")
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&stdout).unwrap())
+        .stderr(std::fs::File::create(&stderr).unwrap())
+        .spawn()
+        .expect("the binary starts");
+    let (http, grpc_addr) = listening(&stdout, &stderr);
+    let base = format!("http://{http}");
+    let api = http_client_with(Some(TOKEN));
+    let mut seen = Seen::default();
+
+    // Act: every REST endpoint, with failures.
+    let get = |path: &str| api.get(format!("{base}{path}")).send();
+    seen.rest(get("/healthz").await.unwrap()).await;
+    seen.rest(get("/readyz").await.unwrap()).await;
+    seen.rest(get("/metrics").await.unwrap()).await;
+    seen.rest(get("/openapi.json").await.unwrap()).await;
+    seen.rest(get("/docs").await.unwrap()).await;
+    seen.rest(get("/v1/panels").await.unwrap()).await;
+    seen.rest(
+        get("/v1/panels/ISPmanager%206%20Pro/quote?periodMonths=12")
+            .await
+            .unwrap(),
+    )
+    .await;
+    seen.rest(get("/v1/panels/nope/quote").await.unwrap()).await;
+    let order = |server: &str, ip: &str| json!({"server": {"id": server, "ip": ip}, "panel": "ISPmanager 6 Lite"});
+    let license = seen
+        .rest(
+            api.post(format!("{base}/v1/licenses?wait=20s"))
+                .header("Idempotency-Key", "canary-1")
+                .json(&order("canary-1", "203.0.113.60"))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+    let id = license["id"].as_str().expect("ordered").to_owned();
+    let lic = format!("{base}/v1/licenses/{id}");
+    seen.rest(
+        api.post(format!("{base}/v1/licenses"))
+            .json(&json!({"server": {"id": "x", "ip": "203.0.113.61"}, "panel": "nope"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    seen.rest(get(&format!("/v1/licenses/{id}")).await.unwrap())
+        .await;
+    seen.rest(get("/v1/servers/canary-1/license").await.unwrap())
+        .await;
+    seen.rest(get("/v1/licenses?pageSize=5").await.unwrap())
+        .await;
+    seen.rest(get("/v1/licenses?pageToken=bogus").await.unwrap())
+        .await;
+    for (path, body) in [
+        ("renew", json!({"periodMonths": 1})),
+        ("change-ip", json!({"ip": "203.0.113.62"})),
+        // Refused upstream: one IP change a month.
+        ("change-ip", json!({"ip": "203.0.113.63"})),
+        ("change-panel", json!({"panel": "ISPmanager 6 Pro"})),
+        ("suspend", json!({})),
+        ("resume", json!({})),
+        ("reissue-key", json!({})),
+    ] {
+        seen.rest(
+            api.post(format!("{lic}/{path}?wait=20s"))
+                .json(&body)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+    }
+    seen.rest(
+        api.put(format!("{base}/v1/servers/canary-2/license?wait=20s"))
+            .json(&json!({"ip": "203.0.113.64", "panel": "ISPmanager 6 Lite"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    seen.rest(
+        api.delete(format!("{base}/v1/servers/canary-2/license?wait=20s"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    seen.rest(api.delete(format!("{lic}?wait=20s")).send().await.unwrap())
+        .await;
+    // An order the upstream refuses.
+    handle.set_faults(vec![Fault {
+        func: "soft.order.param".into(),
+        kind: FaultKind::DocError,
+        rate: 1.0,
+    }]);
+    seen.rest(
+        api.post(format!("{base}/v1/licenses?wait=5s"))
+            .json(&order("canary-3", "203.0.113.65"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    handle.set_faults(Vec::new());
+    let events = api.get(format!("{base}/v1/events")).send().await.unwrap();
+    let mut events = events.bytes_stream();
+    let _ = tokio::time::timeout(
+        Duration::from_millis(300),
+        futures::StreamExt::next(&mut events),
+    )
+    .await;
+    drop(events);
+    seen.rest(
+        api.post(format!("{base}/v1/reconcile"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    seen.rest(get("/v1/drift").await.unwrap()).await;
+    seen.rest(
+        api.post(format!("{base}/v1/drift/999999/adopt"))
+            .json(&json!({"serverId": "canary-9"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    seen.rest(get("/v1/audit").await.unwrap()).await;
+    seen.rest(
+        api.post(format!("{base}/v1/licenses"))
+            .header("content-type", "application/json")
+            .body(vec![b' '; 3 << 20])
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    // Wrong tokens, one of them the canary with a suffix.
+    for token in [
+        None,
+        Some("wrong"),
+        Some(&*format!("{TOKEN}x")),
+        Some("reader-token"),
+    ] {
+        let client = http_client_with(token);
+        seen.rest(
+            client
+                .get(format!("{base}/v1/licenses"))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        seen.rest(
+            client
+                .post(format!("{base}/v1/reconcile"))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+    }
+    seen.rest(
+        reqwest::Client::new()
+            .get(format!("{base}/v1/licenses"))
+            .header("authorization", format!("Basic {TOKEN}"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+
+    // Act: gRPC, with failures.
+    let mut grpc = grpc_client_with(grpc_addr.parse().unwrap(), Some(TOKEN)).await;
+    let r = grpc.list_panels(pb::ListPanelsRequest::default()).await;
+    seen.grpc(&r);
+    let r = grpc
+        .order_license(pb::OrderLicenseRequest {
+            wait_for_active: true,
+            ..grpc_order("canary-4", "203.0.113.66", "ISPmanager 6 Lite")
+        })
+        .await;
+    seen.grpc(&r);
+    let r = grpc
+        .order_license(grpc_order("canary-5", "203.0.113.67", "nope"))
+        .await;
+    seen.grpc(&r);
+    let r = grpc.list_licenses(pb::ListLicensesRequest::default()).await;
+    seen.grpc(&r);
+    let r = grpc
+        .list_audit_entries(pb::ListAuditEntriesRequest::default())
+        .await;
+    seen.grpc(&r);
+    let r = grpc.list_drift(pb::ListDriftRequest::default()).await;
+    seen.grpc(&r);
+    for token in [None, Some("wrong"), Some(&*format!("{TOKEN}x"))] {
+        let mut client = grpc_client_with(grpc_addr.parse().unwrap(), token).await;
+        let r = client
+            .list_licenses(pb::ListLicensesRequest::default())
+            .await;
+        seen.grpc(&r);
+    }
+
+    // Stop it (SIGTERM), so every log line is written.
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while child.try_wait().unwrap().is_none() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let logs =
+        std::fs::read_to_string(&stdout).unwrap() + &std::fs::read_to_string(&stderr).unwrap();
+
+    // Assert: debug logging was on and saw the failures; no secret anywhere.
+    assert!(logs.contains("\"level\":\"DEBUG\""), "debug logging was on");
+    assert!(logs.contains("call refused"), "the bad tokens were logged");
+    assert!(
+        seen.0.contains("UNAUTHENTICATED") && seen.0.contains("UPSTREAM_REFUSED"),
+        "{}",
+        seen.0
+    );
+    for secret in [PASSWORD, TOKEN] {
+        assert!(!logs.contains(secret), "a secret is in the logs");
+        assert!(!seen.0.contains(secret), "a secret reached a client");
+    }
+}
+
+/// The REST and gRPC addresses from the child's start-up line.
+fn listening(stdout: &std::path::Path, stderr: &std::path::Path) -> (String, String) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = std::fs::read_to_string(stdout).unwrap_or_default();
+        for line in text.lines() {
+            let Ok(event) = serde_json::from_str::<Value>(line) else {
+                continue;
+            };
+            if event["message"] == "license-facade listening" {
+                return (
+                    event["http"].as_str().unwrap().to_owned(),
+                    event["grpc"].as_str().unwrap().to_owned(),
+                );
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the service did not start: {}",
+            std::fs::read_to_string(stderr).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
