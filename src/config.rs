@@ -301,6 +301,17 @@ impl Settings {
         if workflow.lease <= billmanager.request_timeout {
             bail!("workflow.lease_secs must be longer than billmanager.request_timeout_ms");
         }
+        // A request that timed out on our side may still be landing upstream: a
+        // look-up sooner than one request timeout later could miss it and re-order.
+        let mut workflow = workflow;
+        if workflow.settle_interval < billmanager.request_timeout {
+            tracing::warn!(
+                settle_interval_ms = workflow.settle_interval.as_millis() as u64,
+                request_timeout_ms = billmanager.request_timeout.as_millis() as u64,
+                "workflow.settle_interval_ms is shorter than the upstream request timeout; using the timeout"
+            );
+            workflow.settle_interval = billmanager.request_timeout;
+        }
         Ok(Self {
             http_addr: args
                 .http_addr

@@ -99,17 +99,25 @@ impl Worker {
     /// expires: a half-done step is never handed over early.
     pub async fn run(self, stop: CancellationToken) {
         let mut loops = tokio::task::JoinSet::new();
-        for _ in 0..self.config.concurrency.max(1) {
-            let me = self.clone();
+        let mut owners = Vec::new();
+        for i in 0..self.config.concurrency.max(1) {
+            let mut me = self.clone();
+            // One lease owner per loop, not per process: saves are fenced by the owner,
+            // and two loops sharing one could both run a step of the same operation
+            // (the second claiming it after the first one's lease ran out).
+            me.owner = format!("{}-{i}", self.owner).into();
+            owners.push(me.owner.clone());
             let stop = stop.clone();
             loops.spawn(async move { me.run_loop(stop).await });
         }
         while loops.join_next().await.is_some() {}
-        match self.store.release_leases(&self.owner).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(released = n, "worker stopped; leases released"),
-            Err(e) => {
-                tracing::warn!(error.message = %e, error.cause_chain = ?e, "cannot release leases")
+        for owner in owners {
+            match self.store.release_leases(&owner).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(released = n, %owner, "worker stopped; leases released"),
+                Err(e) => {
+                    tracing::warn!(error.message = %e, error.cause_chain = ?e, "cannot release leases")
+                }
             }
         }
     }
@@ -155,6 +163,19 @@ impl Worker {
         else {
             return Ok(false);
         };
+        // The lease runs from `now`, taken before the claim: a claim that waited long
+        // for the database holds a lease already partly run out, which another worker
+        // may take over in the middle of the upstream call. Leave such an operation
+        // until its lease expires rather than start a step on it.
+        let waited = OffsetDateTime::now_utc() - now;
+        if waited > self.config.lease / 4 {
+            tracing::warn!(
+                op_id = op.id,
+                waited_ms = waited.whole_milliseconds() as u64,
+                "the claim took too long; leaving the operation for later"
+            );
+            return Ok(true);
+        }
         let Some(license) = self.store.get_license(op.license_id).await? else {
             return Err(StoreError::Unexpected(anyhow::anyhow!(
                 "operation {} refers to a missing license",

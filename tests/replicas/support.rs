@@ -379,9 +379,12 @@ impl InProcess {
             ..ServeArgs::default()
         })
         .expect("valid settings");
-        settings.billmanager.request_timeout = Duration::from_secs(2);
+        // The settle spacing is not shorter than the request timeout: an order whose
+        // answer was lost has landed upstream (or never will) before a look-up that
+        // finds nothing may lead to sending it again.
+        settings.billmanager.request_timeout = Duration::from_secs(1);
         settings.workflow.lease = Duration::from_secs(3);
-        settings.workflow.settle_interval = Duration::from_millis(100);
+        settings.workflow.settle_interval = Duration::from_secs(1);
         settings.workflow.settle_checks = 2;
         settings.workflow.poll_initial = Duration::from_millis(20);
         settings.workflow.poll_max = Duration::from_millis(200);
@@ -414,7 +417,8 @@ impl InProcess {
 
 /// Writes the configuration child replicas run with: a one-second lease (longer than
 /// the 500 ms request timeout, as `serve` requires), so a killed replica's work is
-/// taken over about a second later.
+/// taken over about a second later; look-ups after a lost answer are spaced by the
+/// request timeout, so an abandoned order has landed before it could be re-sent.
 pub fn write_child_config(dir: &Path) -> PathBuf {
     let path = dir.join("config.toml");
     std::fs::write(
@@ -426,7 +430,7 @@ pub fn write_child_config(dir: &Path) -> PathBuf {
          \n\
          [workflow]\n\
          lease_secs = 1\n\
-         settle_interval_ms = 100\n\
+         settle_interval_ms = 500\n\
          settle_checks = 2\n\
          poll_initial_ms = 20\n\
          poll_max_ms = 200\n",
