@@ -31,7 +31,10 @@ async fn main() -> anyhow::Result<()> {
             Err(e) => Err(e),
         },
         Command::PrintOpenapi => {
-            print!("{}", license_facade::http::openapi::spec_json());
+            use std::io::Write as _;
+            let spec = license_facade::http::openapi::spec_json();
+            // A closed pipe (`| head`) is not an error worth a panic.
+            let _ = std::io::stdout().lock().write_all(spec.as_bytes());
             Ok(())
         }
         Command::Healthcheck(args) => {

@@ -100,11 +100,17 @@ fn describe() {
         "Upstream requests that waited for the outbound rate limit"
     );
     describe_gauge!(LICENSES, "Licenses in the database by state");
-    describe_gauge!(NEEDS_ATTENTION, "Licenses in NEEDS_ATTENTION: a person must look");
+    describe_gauge!(
+        NEEDS_ATTENTION,
+        "Licenses in NEEDS_ATTENTION: a person must look"
+    );
     describe_gauge!(DRIFT, "Entries of the latest drift report by kind");
     describe_gauge!(DRIFT_TIME, "Unix time of the latest drift report");
     describe_counter!(ORDERS, "Orders accepted (new licenses) by client");
-    describe_counter!(SPEND, "List price of accepted orders in cents, by client and currency");
+    describe_counter!(
+        SPEND,
+        "List price of accepted orders in cents, by client and currency"
+    );
 }
 
 /// Records one served API call.
@@ -120,7 +126,10 @@ pub fn request(transport: &'static str, method: String, code: String, elapsed: D
 
 /// Records one upstream call (its log-in included, as function `auth`).
 pub fn upstream_call(function: &str, outcome: &'static str, elapsed: Duration) {
-    let labels = [("function", function.to_owned()), ("outcome", outcome.to_owned())];
+    let labels = [
+        ("function", function.to_owned()),
+        ("outcome", outcome.to_owned()),
+    ];
     metrics::counter!(UPSTREAM_CALLS, &labels).increment(1);
     metrics::histogram!(UPSTREAM_SECONDS, &labels).record(elapsed.as_secs_f64());
 }

@@ -21,9 +21,7 @@ use async_trait::async_trait;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::{
-    Billmanager, OrderParams, UpstreamError, UpstreamId, UpstreamLicense, UpstreamTariff,
-};
+use super::{Billmanager, OrderParams, UpstreamError, UpstreamId, UpstreamLicense, UpstreamTariff};
 
 /// When the breaker opens and for how long.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,7 +45,9 @@ impl Default for BreakerConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     Closed,
-    Open { until: Instant },
+    Open {
+        until: Instant,
+    },
     /// A trial call is in flight.
     HalfOpen,
 }
@@ -242,11 +242,13 @@ fn transition(to: &'static str) {
 #[async_trait]
 impl Billmanager for CircuitBreaker {
     async fn order_license(&self, params: &OrderParams) -> Result<UpstreamId, UpstreamError> {
-        self.guarded("soft.order.param", self.inner.order_license(params)).await
+        self.guarded("soft.order.param", self.inner.order_license(params))
+            .await
     }
 
     async fn license_details(&self, id: UpstreamId) -> Result<UpstreamLicense, UpstreamError> {
-        self.guarded("soft.edit", self.inner.license_details(id)).await
+        self.guarded("soft.edit", self.inner.license_details(id))
+            .await
     }
 
     async fn list_licenses(&self) -> Result<Vec<UpstreamLicense>, UpstreamError> {
@@ -254,7 +256,8 @@ impl Billmanager for CircuitBreaker {
     }
 
     async fn price_list(&self) -> Result<Vec<UpstreamTariff>, UpstreamError> {
-        self.guarded("pricelist.export", self.inner.price_list()).await
+        self.guarded("pricelist.export", self.inner.price_list())
+            .await
     }
 
     async fn renew_license(
@@ -262,11 +265,13 @@ impl Billmanager for CircuitBreaker {
         id: UpstreamId,
         period: i32,
     ) -> Result<Option<String>, UpstreamError> {
-        self.guarded("service.prolong", self.inner.renew_license(id, period)).await
+        self.guarded("service.prolong", self.inner.renew_license(id, period))
+            .await
     }
 
     async fn change_ip(&self, id: UpstreamId, ip: IpAddr) -> Result<(), UpstreamError> {
-        self.guarded("soft.edit", self.inner.change_ip(id, ip)).await
+        self.guarded("soft.edit", self.inner.change_ip(id, ip))
+            .await
     }
 
     async fn change_tariff(
@@ -275,20 +280,26 @@ impl Billmanager for CircuitBreaker {
         tariff_id: u32,
         period: i32,
     ) -> Result<(), UpstreamError> {
-        self.guarded("service.changepricelist", self.inner.change_tariff(id, tariff_id, period))
-            .await
+        self.guarded(
+            "service.changepricelist",
+            self.inner.change_tariff(id, tariff_id, period),
+        )
+        .await
     }
 
     async fn suspend_license(&self, id: UpstreamId) -> Result<(), UpstreamError> {
-        self.guarded("soft.suspend", self.inner.suspend_license(id)).await
+        self.guarded("soft.suspend", self.inner.suspend_license(id))
+            .await
     }
 
     async fn resume_license(&self, id: UpstreamId) -> Result<(), UpstreamError> {
-        self.guarded("soft.resume", self.inner.resume_license(id)).await
+        self.guarded("soft.resume", self.inner.resume_license(id))
+            .await
     }
 
     async fn delete_license(&self, id: UpstreamId) -> Result<(), UpstreamError> {
-        self.guarded("soft.delete", self.inner.delete_license(id)).await
+        self.guarded("soft.delete", self.inner.delete_license(id))
+            .await
     }
 
     async fn reissue_key(&self, id: UpstreamId) -> Result<(), UpstreamError> {
@@ -328,7 +339,11 @@ mod tests {
                 Ok(Vec::new())
             }
         }
-        async fn renew_license(&self, _: UpstreamId, _: i32) -> Result<Option<String>, UpstreamError> {
+        async fn renew_license(
+            &self,
+            _: UpstreamId,
+            _: i32,
+        ) -> Result<Option<String>, UpstreamError> {
             unimplemented!()
         }
         async fn change_ip(&self, _: UpstreamId, _: IpAddr) -> Result<(), UpstreamError> {
@@ -374,8 +389,15 @@ mod tests {
         let fast = breaker.price_list().await;
 
         assert!(breaker.is_open());
-        assert!(matches!(fast, Err(UpstreamError::Unavailable(_))), "{fast:?}");
-        assert_eq!(flaky.calls.load(Ordering::SeqCst), 3, "the fourth was not sent");
+        assert!(
+            matches!(fast, Err(UpstreamError::Unavailable(_))),
+            "{fast:?}"
+        );
+        assert_eq!(
+            flaky.calls.load(Ordering::SeqCst),
+            3,
+            "the fourth was not sent"
+        );
     }
 
     #[tokio::test]

@@ -125,8 +125,8 @@ pub(crate) fn redacted_url(url: &str) -> String {
 /// password and the session id travel in the request body, so plain http across a
 /// network would expose them.
 pub fn check_url(url: &str, allow_http: bool) -> anyhow::Result<()> {
-    let parsed =
-        reqwest::Url::parse(url).map_err(|_| anyhow::anyhow!("the BILLmanager url is not a valid URL"))?;
+    let parsed = reqwest::Url::parse(url)
+        .map_err(|_| anyhow::anyhow!("the BILLmanager url is not a valid URL"))?;
     match parsed.scheme() {
         "https" => Ok(()),
         "http" if allow_http => Ok(()),

@@ -146,7 +146,8 @@ impl Hostname {
 pub struct ClientName(String);
 
 impl ClientName {
-    /// The client used when authentication is not configured.
+    /// A placeholder client (`default`) for tests and tools that act outside an
+    /// authenticated call; API calls carry the authenticated client's name.
     pub fn anonymous() -> Self {
         Self("default".to_owned())
     }

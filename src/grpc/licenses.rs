@@ -53,8 +53,10 @@ fn call<T>(request: &Request<T>, request_id: &str, wait: bool) -> Result<Call, S
                 .map_err(|v| status(ServiceError::InvalidArgument(vec![v])))?,
         )
     };
+    let principal = principal(request)?;
     Ok(Call {
-        client: principal(request)?.client,
+        admin: principal.owner_filter().is_none(),
+        client: principal.client,
         request: request_key,
         wait: wait.then(|| wait_budget(request)),
     })

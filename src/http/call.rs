@@ -56,6 +56,7 @@ pub fn call(
     };
     Ok(Call {
         client: principal.client.clone(),
+        admin: principal.owner_filter().is_none(),
         request,
         wait: parse_wait(wait)?,
     })

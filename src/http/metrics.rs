@@ -11,7 +11,10 @@ use super::AppState;
 pub async fn scrape(State(state): State<AppState>) -> impl IntoResponse {
     crate::metrics::refresh(&state.service).await;
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         crate::metrics::render(),
     )
 }

@@ -90,7 +90,9 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
         .layer(axum::middleware::map_response(auth::oversized_as_problem))
-        .layer(axum::middleware::map_response(observe::rejection_as_problem))
+        .layer(axum::middleware::map_response(
+            observe::rejection_as_problem,
+        ))
         // Waits are capped at 60 s; the timeout sits above that.
         .layer(TimeoutLayer::with_status_code(
             StatusCode::GATEWAY_TIMEOUT,

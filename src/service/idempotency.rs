@@ -180,7 +180,7 @@ impl LicenseService {
         let deadline = tokio::time::Instant::now() + wait;
         let mut result = Ok(());
         if outcome.created {
-            match self.wait_settled(Some(&call.client), id, wait).await {
+            match self.wait_settled(call.owner_filter(), id, wait).await {
                 Ok(license) => outcome.license = license,
                 Err(e) => result = Err(e),
             }
@@ -188,7 +188,7 @@ impl LicenseService {
         if result.is_ok() && !outcome.operations.is_empty() {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             match self
-                .wait_operations(Some(&call.client), id, &outcome.operations, left)
+                .wait_operations(call.owner_filter(), id, &outcome.operations, left)
                 .await
             {
                 Ok(license) => outcome.license = license,

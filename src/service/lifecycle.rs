@@ -80,7 +80,7 @@ impl LicenseService {
         if let Some(replayed) = self.replay(call, fingerprint).await? {
             return Ok(Err(replayed));
         }
-        Ok(Ok(self.get_license(Some(&call.client), id).await?))
+        Ok(Ok(self.get_license(call.owner_filter(), id).await?))
     }
 
     /// Renews for `period_months` (1 or 12).

@@ -24,8 +24,8 @@ pub use idempotency::{REQUEST_KEY_TTL, RequestKey};
 pub use input::{DEFAULT_PAGE_SIZE, ListInput, MAX_PAGE_SIZE, OrderInput};
 pub use lifecycle::EnsureAction;
 pub use quotes::Quote;
-pub use stats::DriftCounts;
 pub use reconcile::{MAX_EXPIRING_WITHIN_DAYS, ReconcileConfig};
+pub use stats::DriftCounts;
 pub use worker::{Worker, WorkflowConfig};
 
 use std::sync::Arc;
@@ -54,6 +54,9 @@ pub struct Call {
     pub request: Option<RequestKey>,
     /// Wait up to this long for the work to finish upstream before answering.
     pub wait: Option<Duration>,
+    /// Whether the caller may change every client's licenses by id (the `admin`
+    /// scope); otherwise only its own.
+    pub admin: bool,
 }
 
 impl Call {
@@ -63,7 +66,13 @@ impl Call {
             client,
             request: None,
             wait: None,
+            admin: false,
         }
+    }
+
+    /// Whose licenses the call may change by id: the caller's, or (`None`) any.
+    pub fn owner_filter(&self) -> Option<&ClientName> {
+        (!self.admin).then_some(&self.client)
     }
 }
 

@@ -12,6 +12,7 @@ mod feed;
 mod health;
 mod idempotency;
 mod lifecycle;
+mod limits;
 mod listing;
 mod observability;
 mod ordering;

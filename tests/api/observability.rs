@@ -44,7 +44,8 @@ async fn ready(app: &TestApp) -> bool {
 #[tokio::test]
 async fn metrics_after_an_order_show_requests_upstream_calls_licenses_and_orders() {
     let app = spawn_app().await;
-    let order = json!({"server": {"id": "srv-metrics", "ip": "203.0.113.90"}, "panel": "ISPmanager 6 Pro"});
+    let order =
+        json!({"server": {"id": "srv-metrics", "ip": "203.0.113.90"}, "panel": "ISPmanager 6 Pro"});
     app.order_and_wait(&order).await;
     let mut grpc = app.grpc().await;
     grpc.list_panels(license_facade::api::pb::v1::ListPanelsRequest {})
@@ -114,7 +115,10 @@ async fn an_open_circuit_breaker_makes_the_service_not_ready_until_the_upstream_
 
     app.sandbox.set_faults(vec![]);
 
-    until("ready again once the upstream answers", async || ready(&app).await).await;
+    until("ready again once the upstream answers", async || {
+        ready(&app).await
+    })
+    .await;
 }
 
 #[tokio::test]

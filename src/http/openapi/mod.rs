@@ -4,12 +4,13 @@
 //!
 //! Bodies are described by schemas derived from the proto descriptors ([`proto`]);
 //! operation descriptions are the proto comments of the matching RPCs. The routes are
-//! listed in [`operations`], one entry per handler in `http::router`; a test checks
+//! listed in [`routes`], one entry per handler in `http::router`; a test checks
 //! that each listed route is served and that the spec matches the committed snapshot
 //! `docs/openapi.json`.
 
 mod paths;
 mod proto;
+mod routes;
 
 use std::sync::OnceLock;
 
@@ -19,7 +20,7 @@ use serde_json::json;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::openapi::{ComponentsBuilder, InfoBuilder, OpenApi, OpenApiBuilder, RefOr, Schema};
 
-pub use paths::{Op, operations};
+pub use routes::{Access, Answer, Op, Param, operations};
 
 /// The messages the REST bodies are made of; everything they refer to comes along.
 const ROOTS: &[&str] = &[

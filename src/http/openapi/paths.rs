@@ -1,4 +1,4 @@
-//! The operations of the REST API: one entry per route of `http::router`.
+//! The OpenAPI paths built from the route table ([`super::routes`]).
 
 use utoipa::openapi::path::{
     HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn, PathItem,
@@ -12,234 +12,7 @@ use utoipa::openapi::{
 };
 
 use super::proto::Protos;
-
-/// Who may call an operation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Access {
-    /// No token (health, metrics, the spec).
-    Open,
-    /// `licenses.read`.
-    Read,
-    /// `licenses.write`.
-    Write,
-    /// `admin`.
-    Admin,
-}
-
-/// What a successful call answers.
-#[derive(Debug, Clone, Copy)]
-pub enum Answer {
-    /// JSON of a component schema.
-    Json(&'static str),
-    /// A `text/event-stream` of `LicenseEvent`s.
-    Events,
-    /// A free-form JSON object (health).
-    Status,
-    /// Text (metrics, docs page, the spec).
-    Text(&'static str),
-}
-
-/// One operation.
-#[derive(Debug, Clone, Copy)]
-pub struct Op {
-    /// HTTP method.
-    pub method: &'static str,
-    /// Route template, as in the router.
-    pub path: &'static str,
-    /// `operationId`; also the RPC whose proto comment describes it, when there is one.
-    pub id: &'static str,
-    /// One-line summary.
-    pub summary: &'static str,
-    /// Who may call it.
-    pub access: Access,
-    /// Query parameters (name, schema kind, description).
-    pub query: &'static [(&'static str, Param, &'static str)],
-    /// The request body's component schema; `(name, required)`.
-    pub body: Option<(&'static str, bool)>,
-    /// Success statuses with their meaning.
-    pub ok: &'static [(u16, &'static str)],
-    /// What a success carries.
-    pub answer: Answer,
-    /// Error statuses it may answer (problem+json), besides those of its access.
-    pub errors: &'static [u16],
-}
-
-/// The schema of a query parameter.
-#[derive(Debug, Clone, Copy)]
-pub enum Param {
-    /// Free text.
-    Text,
-    /// A whole number, 0 or more.
-    Int,
-    /// A page size: 0 (the default, 100) to 1000.
-    PageSize,
-    /// 1 or 12 months.
-    Months,
-    /// A duration such as `30s` or `500ms`.
-    Wait,
-    /// A license state name.
-    State,
-}
-
-const WAIT: (&str, Param, &str) = (
-    "wait",
-    Param::Wait,
-    "Wait up to this long (e.g. `30s`, at most `60s`) for the upstream to finish.",
-);
-const PAGE: [(&str, Param, &str); 2] = [
-    ("pageSize", Param::PageSize, "At most this many items (default 100, at most 1000)."),
-    ("pageToken", Param::Text, "`nextPageToken` of the previous page."),
-];
-const CHANGED: &[(u16, &str)] = &[
-    (200, "Done (with `?wait=`), or nothing needed doing."),
-    (202, "Accepted; the change runs in the background. `Location` names the license."),
-];
-const CHANGE_ERRORS: &[u16] = &[400, 404, 409, 413, 415, 422, 503];
-
-/// Every operation, in the router's order.
-pub fn operations() -> Vec<Op> {
-    let op = |method, path, id, summary, access| Op {
-        method,
-        path,
-        id,
-        summary,
-        access,
-        query: &[],
-        body: None,
-        ok: &[(200, "OK")],
-        answer: Answer::Json("License"),
-        errors: &[],
-    };
-    let change = |path, id, summary, body| Op {
-        query: &[WAIT],
-        body,
-        ok: CHANGED,
-        errors: CHANGE_ERRORS,
-        ..op("post", path, id, summary, Access::Write)
-    };
-    vec![
-        Op {
-            answer: Answer::Json("ListPanelsResponse"),
-            ..op("get", "/v1/panels", "ListPanels", "List the orderable panels", Access::Read)
-        },
-        Op {
-            query: &[("periodMonths", Param::Months, "1 or 12 (default 1); ignored for trials.")],
-            answer: Answer::Json("QuoteLicenseResponse"),
-            errors: &[400, 404, 503],
-            ..op("get", "/v1/panels/{panel}/quote", "QuoteLicense", "Price of a panel", Access::Read)
-        },
-        Op {
-            query: &[
-                ("serverId", Param::Text, "Only this server's license."),
-                ("ip", Param::Text, "Only licenses bound to this address."),
-                ("panel", Param::Text, "Only this panel (name or alias)."),
-                ("state", Param::State, "Only licenses in this state."),
-                PAGE[0],
-                PAGE[1],
-            ],
-            answer: Answer::Json("ListLicensesResponse"),
-            errors: &[400],
-            ..op("get", "/v1/licenses", "ListLicenses", "List licenses", Access::Read)
-        },
-        Op {
-            query: &[WAIT],
-            body: Some(("OrderLicenseRequest", true)),
-            ok: &[
-                (200, "The server already had this license; nothing was bought."),
-                (201, "Ordered and ACTIVE within `?wait=`."),
-                (202, "Accepted; the order runs in the background. `Location` names the license."),
-            ],
-            errors: CHANGE_ERRORS,
-            ..op("post", "/v1/licenses", "OrderLicense", "Order a license for a server", Access::Write)
-        },
-        Op {
-            errors: &[400, 404],
-            ..op("get", "/v1/licenses/{id}", "GetLicense", "Read a license", Access::Read)
-        },
-        Op {
-            query: &[WAIT],
-            ok: CHANGED,
-            errors: CHANGE_ERRORS,
-            ..op("delete", "/v1/licenses/{id}", "CancelLicense", "Cancel a license", Access::Write)
-        },
-        change("/v1/licenses/{id}/renew", "RenewLicense", "Renew a license", Some(("RenewLicenseBody", true))),
-        change("/v1/licenses/{id}/change-ip", "ChangeLicenseIp", "Move a license to another IP", Some(("ChangeLicenseIpBody", true))),
-        change("/v1/licenses/{id}/change-panel", "ChangeLicensePanel", "Switch a license's panel", Some(("ChangeLicensePanelBody", true))),
-        change("/v1/licenses/{id}/suspend", "SuspendLicense", "Suspend a license", None),
-        change("/v1/licenses/{id}/resume", "ResumeLicense", "Resume a license", None),
-        change("/v1/licenses/{id}/reissue-key", "ReissueLicenseKey", "Issue a new key", None),
-        Op {
-            errors: &[400, 404],
-            ..op("get", "/v1/servers/{serverId}/license", "GetServerLicense", "Read a server's license", Access::Read)
-        },
-        Op {
-            query: &[WAIT],
-            body: Some(("EnsureServerLicenseBody", true)),
-            ok: &[
-                (200, "The license already matched, or was converged within `?wait=`. `X-Ensure-Action` says what was done."),
-                (202, "An order or a change was queued. `X-Ensure-Action` says which."),
-            ],
-            errors: CHANGE_ERRORS,
-            ..op("put", "/v1/servers/{serverId}/license", "EnsureServerLicense", "Converge a server's license", Access::Write)
-        },
-        Op {
-            query: &[WAIT],
-            ok: CHANGED,
-            errors: CHANGE_ERRORS,
-            ..op("delete", "/v1/servers/{serverId}/license", "CancelServerLicense", "Cancel a server's license", Access::Write)
-        },
-        Op {
-            query: &[("afterEventId", Param::Int, "Resume after this event id (or send `Last-Event-ID`).")],
-            answer: Answer::Events,
-            errors: &[400],
-            ..op("get", "/v1/events", "WatchLicenses", "Stream license events (SSE)", Access::Read)
-        },
-        Op {
-            body: Some(("ReconcileRequest", false)),
-            answer: Answer::Json("DriftReport"),
-            errors: &[400, 413, 503],
-            ..op("post", "/v1/reconcile", "Reconcile", "Compare upstream and store now", Access::Admin)
-        },
-        Op {
-            answer: Answer::Json("DriftReport"),
-            errors: &[404],
-            ..op("get", "/v1/drift", "ListDrift", "The latest drift report", Access::Admin)
-        },
-        Op {
-            body: Some(("AdoptLicenseRequest", true)),
-            ok: &[(201, "Adopted; `Location` names the new license.")],
-            errors: &[400, 404, 409, 413, 415, 422, 503],
-            ..op("post", "/v1/drift/{upstreamId}/adopt", "AdoptLicense", "Adopt an orphan", Access::Admin)
-        },
-        Op {
-            query: &[("licenseId", Param::Text, "Only this license's entries."), PAGE[0], PAGE[1]],
-            answer: Answer::Json("ListAuditEntriesResponse"),
-            errors: &[400],
-            ..op("get", "/v1/audit", "ListAuditEntries", "Read the audit log", Access::Admin)
-        },
-        Op {
-            answer: Answer::Status,
-            ..op("get", "/healthz", "Live", "Liveness: 200 while the process runs", Access::Open)
-        },
-        Op {
-            ok: &[(200, "Ready."), (503, "Not ready; the body says what failed.")],
-            answer: Answer::Status,
-            ..op("get", "/readyz", "Ready", "Readiness: store, upstream, circuit breaker, draining", Access::Open)
-        },
-        Op {
-            answer: Answer::Text("text/plain"),
-            ..op("get", "/metrics", "Metrics", "Prometheus metrics (text exposition format)", Access::Open)
-        },
-        Op {
-            answer: Answer::Text("application/json"),
-            ..op("get", "/openapi.json", "OpenApi", "This document", Access::Open)
-        },
-        Op {
-            answer: Answer::Text("text/html"),
-            ..op("get", "/docs", "Docs", "The API reference page", Access::Open)
-        },
-    ]
-}
+use super::routes::{Access, Answer, Op, Param, operations};
 
 /// Error responses shared by the operations, by status.
 pub fn shared_responses() -> Vec<(String, RefOr<Response>)> {
@@ -277,11 +50,17 @@ fn problem_content() -> Content {
 }
 
 fn integer() -> Schema {
-    ObjectBuilder::new().schema_type(Type::Integer).build().into()
+    ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .build()
+        .into()
 }
 
 fn text() -> Schema {
-    ObjectBuilder::new().schema_type(Type::String).build().into()
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .build()
+        .into()
 }
 
 /// Every operation as OpenAPI paths.
@@ -315,7 +94,11 @@ fn operation(op: Op, protos: &Protos) -> utoipa::openapi::path::Operation {
         .operation_id(Some(op.id))
         .summary(Some(op.summary))
         .description(description)
-        .tag(if op.access == Access::Open { "operations" } else { "licenses" });
+        .tag(if op.access == Access::Open {
+            "operations"
+        } else {
+            "licenses"
+        });
     for name in path_params(op.path) {
         builder = builder.parameter(
             ParameterBuilder::new()
@@ -357,7 +140,11 @@ fn operation(op: Op, protos: &Protos) -> utoipa::openapi::path::Operation {
         builder = builder.parameter(header_param("Last-Event-ID", "Resume after this event id."));
     }
     if let Some((schema, required)) = op.body {
-        let required = if required { Required::True } else { Required::False };
+        let required = if required {
+            Required::True
+        } else {
+            Required::False
+        };
         builder = builder.request_body(Some(
             RequestBodyBuilder::new()
                 .required(Some(required))
@@ -428,6 +215,11 @@ fn success(op: Op, description: &str) -> Response {
             "Idempotent-Replayed",
             described_header(Some("`true` when this is the answer of an earlier call with the same `Idempotency-Key`.")),
         );
+    }
+    if matches!(op.answer, Answer::Json("License")) {
+        for (name, link) in license_links() {
+            response = response.link(name, link);
+        }
     }
     if op.id == "EnsureServerLicense" {
         response = response.header(
@@ -510,6 +302,39 @@ fn path_param_schema(name: &str) -> Schema {
 pub fn path_params(path: &str) -> impl Iterator<Item = &str> {
     path.split('/')
         .filter_map(|segment| segment.strip_prefix('{')?.strip_suffix('}'))
+}
+
+/// Where a license answer leads: the calls that take its id or its server id.
+fn license_links() -> Vec<(String, utoipa::openapi::link::Link)> {
+    use utoipa::openapi::link::LinkBuilder;
+    let by_id = [
+        "GetLicense",
+        "CancelLicense",
+        "RenewLicense",
+        "ChangeLicenseIp",
+        "ChangeLicensePanel",
+        "SuspendLicense",
+        "ResumeLicense",
+        "ReissueLicenseKey",
+    ];
+    let mut links: Vec<_> = by_id
+        .into_iter()
+        .map(|id| {
+            let link = LinkBuilder::new()
+                .operation_id(id)
+                .parameter("id", "$response.body#/id")
+                .build();
+            (id.to_owned(), link)
+        })
+        .collect();
+    for id in ["GetServerLicense", "CancelServerLicense"] {
+        let link = LinkBuilder::new()
+            .operation_id(id)
+            .parameter("serverId", "$response.body#/serverId")
+            .build();
+        links.push((id.to_owned(), link));
+    }
+    links
 }
 
 fn described_header(description: Option<&str>) -> Header {

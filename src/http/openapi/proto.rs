@@ -65,7 +65,9 @@ impl Protos {
         }
         for (i, method) in file.service.iter().flat_map(|s| &s.method).enumerate() {
             if let Some(text) = protos.comments.get(&vec![6, 0, 2, i as i32]) {
-                protos.methods.insert(method.name().to_owned(), text.clone());
+                protos
+                    .methods
+                    .insert(method.name().to_owned(), text.clone());
             }
         }
         protos
@@ -74,7 +76,11 @@ impl Protos {
     fn add_message(&mut self, prefix: &str, message: &DescriptorProto, path: Vec<i32>) {
         let name = format!("{prefix}{}", message.name());
         for (i, nested) in message.nested_type.iter().enumerate() {
-            self.add_message(&format!("{name}."), nested, [&path[..], &[3, i as i32]].concat());
+            self.add_message(
+                &format!("{name}."),
+                nested,
+                [&path[..], &[3, i as i32]].concat(),
+            );
         }
         for (i, e) in message.enum_type.iter().enumerate() {
             let enum_path = [&path[..], &[4, i as i32]].concat();

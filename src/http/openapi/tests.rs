@@ -29,7 +29,10 @@ fn the_spec_is_openapi_3_1_and_every_reference_resolves() {
     assert!(!refs.is_empty());
     for reference in refs {
         let pointer = reference.trim_start_matches('#');
-        assert!(value.pointer(pointer).is_some(), "{reference} does not resolve");
+        assert!(
+            value.pointer(pointer).is_some(),
+            "{reference} does not resolve"
+        );
     }
 }
 
@@ -80,7 +83,13 @@ fn license_fields_follow_the_proto3_json_mapping() {
     assert!(!required.contains(&"nodes"), "proto3 optional");
     assert!(!required.contains(&"expireTime"), "message field");
     assert_eq!(license["properties"]["expireTime"]["format"], "date-time");
-    assert_eq!(license["properties"]["state"]["$ref"], "#/components/schemas/License.State");
+    assert_eq!(
+        license["properties"]["state"]["$ref"],
+        "#/components/schemas/License.State"
+    );
     let event = &value["components"]["schemas"]["LicenseEvent"];
-    assert_eq!(event["properties"]["id"]["type"], "string", "int64 is a string");
+    assert_eq!(
+        event["properties"]["id"]["type"], "string",
+        "int64 is a string"
+    );
 }
