@@ -303,6 +303,84 @@ pub async fn slow_answer_proxy(target: std::net::SocketAddr, delay: Duration) ->
 pub struct ServiceDir {
     pub dir: tempfile::TempDir,
     starts: usize,
+    database: Option<PgDatabase>,
+}
+
+/// With `LICENSE_FACADE_TEST_STORE=postgres` (and `LICENSE_FACADE_TEST_POSTGRES_URL`)
+/// the services of these tests run on a PostgreSQL database of their own instead of a
+/// SQLite file; `.ci/run` runs the crash-point and SIGKILL tests both ways.
+pub struct PgDatabase {
+    admin_url: String,
+    name: String,
+    /// The URL the service connects to.
+    pub url: String,
+}
+
+/// Runs `f` on a runtime of its own in another thread: callers are sync (or inside a
+/// runtime that must not be blocked).
+fn on_own_runtime<T: Send + 'static>(
+    f: impl FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>> + Send + 'static,
+) -> T {
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime")
+            .block_on(f())
+    })
+    .join()
+    .expect("the database thread")
+}
+
+impl PgDatabase {
+    fn create() -> Option<Self> {
+        if std::env::var("LICENSE_FACADE_TEST_STORE").as_deref() != Ok("postgres") {
+            return None;
+        }
+        let admin_url = std::env::var("LICENSE_FACADE_TEST_POSTGRES_URL")
+            .expect("LICENSE_FACADE_TEST_STORE=postgres needs LICENSE_FACADE_TEST_POSTGRES_URL");
+        let name = format!("lf_rel_{}", uuid::Uuid::now_v7().simple());
+        let (admin, db) = (admin_url.clone(), name.clone());
+        on_own_runtime(move || {
+            Box::pin(async move {
+                let pool = sqlx::PgPool::connect(&admin)
+                    .await
+                    .expect("PostgreSQL answers");
+                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}")))
+                    .execute(&pool)
+                    .await
+                    .expect("database created");
+                pool.close().await;
+            })
+        });
+        let base = admin_url
+            .rsplit_once('/')
+            .map(|(b, _)| b)
+            .unwrap_or(&admin_url);
+        let url = format!("{base}/{name}");
+        Some(Self {
+            admin_url,
+            name,
+            url,
+        })
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let (admin, db) = (self.admin_url.clone(), self.name.clone());
+        on_own_runtime(move || {
+            Box::pin(async move {
+                if let Ok(pool) = sqlx::PgPool::connect(&admin).await {
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS {db} WITH (FORCE)"
+                    )))
+                    .execute(&pool)
+                    .await;
+                }
+            })
+        });
+    }
 }
 
 impl ServiceDir {
@@ -325,7 +403,19 @@ impl ServiceDir {
              poll_max_ms = 200\n",
         )
         .unwrap();
-        Self { dir, starts: 0 }
+        Self {
+            dir,
+            starts: 0,
+            database: PgDatabase::create(),
+        }
+    }
+
+    /// The database the services of this directory share across restarts.
+    pub fn database_url(&self) -> String {
+        match &self.database {
+            Some(db) => db.url.clone(),
+            None => format!("sqlite:{}", self.path().join("db.sqlite").display()),
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -356,10 +446,7 @@ impl ServiceDir {
         command
             .arg("serve")
             .arg("--database-url")
-            .arg(format!(
-                "sqlite:{}",
-                self.path().join("db.sqlite").display()
-            ))
+            .arg(self.database_url())
             .args(["--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0"])
             .args(["--billmanager-url", sandbox_url])
             .args(["--billmanager-user", "demo"])
