@@ -7,6 +7,11 @@ use license_facade::sandbox::Sandbox;
 use license_facade::startup::{Application, shutdown_signal};
 use license_facade::telemetry;
 
+/// mimalloc instead of glibc malloc: allocation was the largest single cost of a
+/// 100,000-license reconciliation and a tenth of a GetLicense (docs/benchmarks.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     // rustls needs one process-wide crypto provider; ring keeps the build free of

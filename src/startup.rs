@@ -60,6 +60,8 @@ impl Application {
         }
         crate::metrics::install();
         let breaker_config = settings.billmanager.breaker;
+        // The worker only sends a call while its lease outlasts the client's timeout.
+        settings.workflow.call_timeout = settings.billmanager.request_timeout;
         let breaker = Arc::new(CircuitBreaker::new(
             Arc::new(
                 BillmanagerClient::new(settings.billmanager)

@@ -73,6 +73,13 @@ pub struct BillmanagerClient {
     session: Mutex<Option<SecretString>>,
     /// The outbound rate limit; `None` when unlimited.
     limiter: Option<governor::DefaultDirectRateLimiter>,
+    /// The bound on a whole mutating call, waits included (see [`Self::call`]).
+    call_timeout: std::time::Duration,
+}
+
+tokio::task_local! {
+    /// Set once the request of the current call has started on the wire.
+    static SENT: std::sync::Arc<std::sync::atomic::AtomicBool>;
 }
 
 impl fmt::Debug for BillmanagerClient {
@@ -120,13 +127,39 @@ impl BillmanagerClient {
             max_response_bytes: config.max_response_bytes,
             session: Mutex::new(None),
             limiter,
+            call_timeout: config.request_timeout,
         })
     }
 
     /// One upstream function call, logged with its outcome (never its parameters).
+    ///
+    /// A mutating call is bounded as a whole — rate-limit wait and log-in included —
+    /// by the request timeout. The workflow sends a call only while its lease outlasts
+    /// that bound; without it, a call queued behind the rate limit could reach the
+    /// upstream after the lease ran out and another worker, finding nothing upstream
+    /// yet, had sent it again. Running out of time before the request left is
+    /// `Unavailable` (nothing was sent); after it left, `Indeterminate`.
     async fn call(&self, func: &str, params: &Params, retry: Retry) -> Result<Doc, UpstreamError> {
         let started = Instant::now();
-        let result = self.call_with_session(func, params, retry).await;
+        let result = if retry == Retry::OnceIfUnavailable {
+            self.call_with_session(func, params, retry).await
+        } else {
+            let sent = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let bounded = tokio::time::timeout(
+                self.call_timeout,
+                SENT.scope(sent.clone(), self.call_with_session(func, params, retry)),
+            );
+            match bounded.await {
+                Ok(result) => result,
+                Err(_) if sent.load(std::sync::atomic::Ordering::SeqCst) => Err(
+                    UpstreamError::Indeterminate("timed out waiting for the answer".into()),
+                ),
+                Err(_) => Err(UpstreamError::Unavailable(
+                    "the call could not be sent within the request timeout (rate limit or log-in); not sent"
+                        .into(),
+                )),
+            }
+        };
         log_outcome(func, started, result.as_ref().err());
         result
     }
@@ -199,6 +232,8 @@ impl BillmanagerClient {
     /// `doc/error` is an error; any other `doc` is the result.
     async fn exchange(&self, form: &[(&str, &str)]) -> Result<Doc, UpstreamError> {
         self.wait_for_rate_limit().await;
+        // From here on the request may reach the upstream.
+        let _ = SENT.try_with(|sent| sent.store(true, std::sync::atomic::Ordering::SeqCst));
         let body =
             transport::post_form(&self.http, &self.url, form, self.max_response_bytes).await?;
         let doc = Doc::parse(&body)

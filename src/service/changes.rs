@@ -24,9 +24,10 @@ impl Worker {
         &self,
         op: Operation,
         license: License,
+        claimed_at: OffsetDateTime,
     ) -> Result<(), StoreError> {
         match op.phase {
-            Phase::Received => self.send_change(op, license).await,
+            Phase::Received => self.send_change(op, license, claimed_at).await,
             Phase::Intent => self.recover_change(op, license).await,
             Phase::Confirmed => self.finish_change(op, license).await,
             Phase::Done | Phase::Failed => {
@@ -36,7 +37,12 @@ impl Worker {
         }
     }
 
-    async fn send_change(&self, mut op: Operation, mut license: License) -> Result<(), StoreError> {
+    async fn send_change(
+        &self,
+        mut op: Operation,
+        mut license: License,
+        claimed_at: OffsetDateTime,
+    ) -> Result<(), StoreError> {
         let Some(upstream_id) = license.upstream_id else {
             return self
                 .fail_change(
@@ -51,6 +57,9 @@ impl Worker {
         op.attempt += 1;
         op.checks = 0;
         self.save(&op, &mut license, false).await?;
+        if !self.lease_covers_call(claimed_at) {
+            return self.unsent(op, license).await;
+        }
         tracing::info!(attempt = op.attempt, "sending the change upstream");
         let up = &self.upstream;
         let result = match &op.kind {

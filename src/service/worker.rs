@@ -42,6 +42,9 @@ pub struct WorkflowConfig {
     pub poll_max: Duration,
     /// Longest delay before retrying an upstream that could not be reached.
     pub retry_max: Duration,
+    /// The longest one upstream call may take (the client's request timeout): a call
+    /// is only sent while the lease has at least this much left.
+    pub call_timeout: Duration,
 }
 
 impl Default for WorkflowConfig {
@@ -55,6 +58,7 @@ impl Default for WorkflowConfig {
             poll_initial: Duration::from_millis(200),
             poll_max: Duration::from_secs(30),
             retry_max: Duration::from_secs(60),
+            call_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -184,8 +188,16 @@ impl Worker {
         };
         let span = tracing::info_span!("operation", op_id = op.id, license_id = %license.id, kind = op.kind.name(), phase = op.phase.as_str());
         match op.kind {
-            OperationKind::Order => self.advance_order(op, license).instrument(span).await?,
-            _ => self.advance_change(op, license).instrument(span).await?,
+            OperationKind::Order => {
+                self.advance_order(op, license, now)
+                    .instrument(span)
+                    .await?
+            }
+            _ => {
+                self.advance_change(op, license, now)
+                    .instrument(span)
+                    .await?
+            }
         }
         Ok(true)
     }
@@ -221,9 +233,10 @@ impl Worker {
         &self,
         mut op: Operation,
         mut license: License,
+        claimed_at: OffsetDateTime,
     ) -> Result<(), StoreError> {
         match op.phase {
-            Phase::Received => self.send_order(op, license).await,
+            Phase::Received => self.send_order(op, license, claimed_at).await,
             Phase::Intent => self.recover_order(op, license).await,
             Phase::Confirmed => self.poll_activation(op, license).await,
             Phase::Done | Phase::Failed => {
@@ -235,7 +248,12 @@ impl Worker {
         }
     }
 
-    async fn send_order(&self, mut op: Operation, mut license: License) -> Result<(), StoreError> {
+    async fn send_order(
+        &self,
+        mut op: Operation,
+        mut license: License,
+        claimed_at: OffsetDateTime,
+    ) -> Result<(), StoreError> {
         // INTENT is committed before any byte goes upstream.
         crate::crash::point(crate::crash::BEFORE_INTENT);
         op.phase = Phase::Intent;
@@ -243,6 +261,9 @@ impl Worker {
         op.checks = 0;
         self.save(&op, &mut license, false).await?;
         crate::crash::point(crate::crash::AFTER_INTENT);
+        if !self.lease_covers_call(claimed_at) {
+            return self.unsent(op, license).await;
+        }
 
         let params = OrderParams {
             tariff_id: license.tariff_id,
@@ -425,6 +446,29 @@ impl Worker {
                 self.save(&op, &mut license, true).await
             }
         }
+    }
+
+    /// Whether the lease taken at `claimed_at` still covers one whole upstream call
+    /// (plus a margin). A call sent later could still be under way when the lease runs
+    /// out and another worker takes the operation over; that worker, finding nothing
+    /// upstream yet, could send it a second time.
+    pub(super) fn lease_covers_call(&self, claimed_at: OffsetDateTime) -> bool {
+        let deadline = claimed_at + self.config.lease;
+        OffsetDateTime::now_utc() + self.config.call_timeout + self.config.lease / 10 < deadline
+    }
+
+    /// Undoes an INTENT whose call was not sent (the lease was too short for it): the
+    /// operation goes back to RECEIVED and is claimed afresh.
+    pub(super) async fn unsent(
+        &self,
+        mut op: Operation,
+        mut license: License,
+    ) -> Result<(), StoreError> {
+        tracing::warn!("too little of the lease left for an upstream call; not sending now");
+        op.phase = Phase::Received;
+        op.attempt = op.attempt.saturating_sub(1);
+        op.run_after = OffsetDateTime::now_utc();
+        self.save(&op, &mut license, true).await
     }
 
     /// `poll_initial × 2^(n-1)`, capped, from now.

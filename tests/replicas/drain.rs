@@ -338,11 +338,15 @@ async fn sigterm_under_load_turns_not_serving_first_and_resets_no_client() {
     }
     wait_all_active(survivors, &ids).await;
     for order in ordered.iter().chain([&Order::new(4000)]) {
+        let live = sandbox.live_on(&order.ip);
         assert_eq!(
-            sandbox.live_on(&order.ip).len(),
+            live.len(),
             1,
-            "one license on {}",
-            order.ip
+            "one license on {}: {:?}",
+            order.ip,
+            live.iter()
+                .map(|l| (l.id, l.remote_id.clone(), l.create_time))
+                .collect::<Vec<_>>()
         );
     }
     drop(replicas);

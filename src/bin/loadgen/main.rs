@@ -17,6 +17,10 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+/// The same allocator as the service binary, so the bare servers are a fair limit.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(about = "Load harness of license-facade (docs/benchmarks.md)")]
 struct Cli {
