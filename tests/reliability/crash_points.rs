@@ -26,15 +26,24 @@ async fn crash_and_recover(point: &'static str) -> Figures {
     // What the crash left: no duplicate, and a request upstream only from points after
     // the send.
     assert!(sandbox.live_on(&order.ip).len() <= 1);
-    let expected_before_restart = match point {
-        crash::BEFORE_INTENT | crash::AFTER_INTENT => 0,
-        _ => 1,
-    };
-    assert_eq!(
-        sandbox.orders_sent(),
-        expected_before_restart,
-        "upstream order requests before the restart ({point})"
-    );
+    let sent_before_restart = sandbox.orders_sent();
+    match point {
+        crash::BEFORE_INTENT | crash::AFTER_INTENT => assert_eq!(
+            sent_before_restart, 0,
+            "upstream order requests before the restart ({point})"
+        ),
+        // The call is bounded as a whole by the request timeout; on a loaded machine it
+        // can give up before the request leaves (rate-limit wait, log-in), and then
+        // nothing was sent — as safe, and the retry orders once.
+        crash::AFTER_SEND => assert!(
+            sent_before_restart <= 1,
+            "upstream order requests before the restart ({point}): {sent_before_restart}"
+        ),
+        _ => assert_eq!(
+            sent_before_restart, 1,
+            "upstream order requests before the restart ({point})"
+        ),
+    }
 
     let second = dir.start(&sandbox.url, None);
     let id = second
@@ -70,7 +79,8 @@ async fn crash_and_recover(point: &'static str) -> Figures {
     // Where the license was bought but not yet recorded, the restarted service found it
     // by look-up ("adopting it" in its log); elsewhere there was nothing to find.
     let expected_adoptions = match point {
-        crash::AFTER_SEND | crash::AFTER_RESPONSE => 1,
+        crash::AFTER_SEND => sent_before_restart,
+        crash::AFTER_RESPONSE => 1,
         _ => 0,
     };
     assert_eq!(
