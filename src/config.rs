@@ -304,7 +304,6 @@ impl Settings {
         // A request that timed out on our side may still be landing upstream: a
         // look-up sooner than one request timeout later could miss it and re-order.
         let mut workflow = workflow;
-        workflow.call_timeout = billmanager.request_timeout;
         if workflow.settle_interval < billmanager.request_timeout {
             tracing::warn!(
                 settle_interval_ms = workflow.settle_interval.as_millis() as u64,
