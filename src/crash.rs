@@ -26,7 +26,8 @@ pub const AFTER_SEND: &str = "after-send";
 /// A definite answer is in hand and about to be committed (CONFIRMED, or FAILED for a
 /// refusal).
 pub const AFTER_RESPONSE: &str = "after-response";
-/// CONFIRMED (the upstream id) is committed; activation polling has not started.
+/// The upstream id is committed with the first activation read's result: CONFIRMED
+/// (not active yet, polling goes on) or DONE (active at once).
 pub const AFTER_CONFIRMED: &str = "after-confirmed";
 
 /// Every crash point, in workflow order.

@@ -33,6 +33,8 @@ pub struct Application {
     drain_delay: Duration,
     drain_timeout: Duration,
     auth: Arc<crate::auth::Authenticator>,
+    /// Held until the application stops: a SQLite file is served by one process.
+    _db_lock: Option<std::fs::File>,
 }
 
 impl Application {
@@ -54,7 +56,8 @@ impl Application {
         };
         let in_memory = settings.database_url.contains(":memory:");
         // The URL's scheme picks the store: `sqlite:` or `postgres://` (replicas).
-        let store = crate::store::connect(&settings.database_url).await?;
+        let serving = crate::store::connect_serving(&settings.database_url).await?;
+        let store = serving.store;
         if in_memory {
             tracing::warn!("using an in-memory database: licenses are lost when the process stops");
         }
@@ -95,6 +98,7 @@ impl Application {
             drain_delay: settings.drain_delay,
             drain_timeout: settings.drain_timeout,
             auth,
+            _db_lock: serving.lock,
         })
     }
 

@@ -1,11 +1,10 @@
-//! The audit log: the service records each accepted action that buys or changes a
-//! license (ACCEPTED), the worker records how its upstream work ended, and admins
-//! read the log. A failed audit write is logged and does not undo the work, which is
-//! already committed.
+//! The audit log: each accepted action that buys or changes a license (ACCEPTED) is
+//! written in the transaction that accepts it, and how its upstream work ended in the
+//! transaction that closes its operation, so the log never misses a committed change.
+//! Admins read the log.
 
 use time::OffsetDateTime;
 
-use super::worker::Worker;
 use super::{Call, LicenseService, ServiceError};
 use crate::domain::{
     AuditEntry, AuditFilter, AuditOutcome, ClientName, FieldViolation, License, LicenseId,
@@ -56,18 +55,25 @@ impl LicenseService {
         Ok(self.store.list_audit(&filter, page_size, token).await?)
     }
 
-    /// Records that `call` had `actions` on `license` accepted.
-    pub(super) async fn audit_accepted(&self, call: &Call, license: &License, actions: &[&str]) {
-        for action in actions {
-            let entry = entry(
-                license,
-                call.client.clone(),
-                action,
-                call.request.as_ref().map(|r| r.as_str().to_owned()),
-                AuditOutcome::Accepted,
-            );
-            append(&*self.store, &entry).await;
-        }
+    /// The entries that record `call` having `actions` on `license` accepted; the
+    /// store writes them in the transaction that accepts the work.
+    pub(super) fn accepted_entries(
+        call: &Call,
+        license: &License,
+        actions: &[&str],
+    ) -> Vec<AuditEntry> {
+        actions
+            .iter()
+            .map(|action| {
+                entry(
+                    license,
+                    call.client.clone(),
+                    action,
+                    call.request.as_ref().map(|r| r.as_str().to_owned()),
+                    AuditOutcome::Accepted,
+                )
+            })
+            .collect()
     }
 
     /// Records that `client` adopted `license` (nothing is bought; it ends at once).
@@ -83,56 +89,31 @@ impl LicenseService {
     }
 }
 
-impl Worker {
-    /// Whether saving `op` now ends it: it is DONE or FAILED and the stored one is
-    /// still open (so its end is recorded once).
-    pub(super) async fn ends_now(&self, op: &Operation) -> bool {
-        if op.phase.is_open() {
-            return false;
-        }
-        match self.store.get_operation(op.id).await {
-            Ok(Some(stored)) => stored.phase.is_open(),
-            _ => false,
-        }
+/// The entry that records how `op` ended, when it is DONE or FAILED. The store
+/// writes it in the transaction that closes the operation, on behalf of the client
+/// whose call it was (the operation's ACCEPTED entry); the owner stands in for it.
+pub(super) fn ending_entry(op: &Operation, license: &License) -> Option<AuditEntry> {
+    let outcome = match (op.phase, license.state) {
+        (phase, _) if phase.is_open() => return None,
+        (Phase::Done, _) => AuditOutcome::Succeeded,
+        (_, LicenseState::NeedsAttention) => AuditOutcome::NeedsAttention,
+        _ => AuditOutcome::Failed,
+    };
+    let mut entry = entry(
+        license,
+        license.client.clone(),
+        op.kind.name(),
+        None,
+        outcome,
+    );
+    if outcome != AuditOutcome::Succeeded {
+        entry.detail = license
+            .last_error
+            .as_ref()
+            .map(|e| e.message.clone())
+            .or_else(|| op.last_error.clone());
     }
-
-    /// Records how `op` ended, on behalf of the client whose call it was.
-    pub(super) async fn audit_outcome(&self, op: &Operation, license: &License) {
-        let action = op.kind.name();
-        let accepted = self
-            .store
-            .list_audit(
-                &AuditFilter {
-                    license_id: Some(license.id),
-                    action: Some(action.to_owned()),
-                    outcome: Some(AuditOutcome::Accepted),
-                },
-                1,
-                None,
-            )
-            .await
-            .ok()
-            .and_then(|page| page.items.into_iter().next());
-        // Without its ACCEPTED entry (a failed write), the owner stands in.
-        let (client, request_id) = match accepted {
-            Some(a) => (a.client, a.request_id),
-            None => (license.client.clone(), None),
-        };
-        let outcome = match (op.phase, license.state) {
-            (Phase::Done, _) => AuditOutcome::Succeeded,
-            (_, LicenseState::NeedsAttention) => AuditOutcome::NeedsAttention,
-            _ => AuditOutcome::Failed,
-        };
-        let mut entry = entry(license, client, action, request_id, outcome);
-        if outcome != AuditOutcome::Succeeded {
-            entry.detail = license
-                .last_error
-                .as_ref()
-                .map(|e| e.message.clone())
-                .or_else(|| op.last_error.clone());
-        }
-        append(&*self.store, &entry).await;
-    }
+    Some(entry)
 }
 
 fn entry(

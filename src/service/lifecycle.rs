@@ -53,9 +53,10 @@ impl LicenseService {
             replayed: false,
         };
         let record = self.request_record(call, fingerprint, &outcome);
+        let audit = Self::accepted_entries(call, &outcome.license, &actions);
         let operations = match self
             .store
-            .insert_operations(outcome.license.id, &ops, record.as_ref())
+            .insert_operations(outcome.license.id, &ops, record.as_ref(), &audit)
             .await
         {
             Err(StoreError::RequestKeyTaken) => {
@@ -64,7 +65,6 @@ impl LicenseService {
             other => other?,
         };
         tracing::info!(license_id = %outcome.license.id, ?operations, "change accepted");
-        self.audit_accepted(call, &outcome.license, &actions).await;
         self.wake_workers();
         outcome.operations = operations;
         self.finish(call, outcome).await

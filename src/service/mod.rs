@@ -188,9 +188,10 @@ impl LicenseService {
             replayed: false,
         };
         let record = self.request_record(call, &fp, &accepted);
+        let audit = Self::accepted_entries(call, &pending, &[OperationKind::Order.name()]);
         let inserted = match self
             .store
-            .insert_order(&pending, &op, record.as_ref())
+            .insert_order(&pending, &op, record.as_ref(), &audit)
             .await
         {
             Err(StoreError::RequestKeyTaken) => return self.replay_after_race(call, &fp).await,
@@ -201,8 +202,6 @@ impl LicenseService {
             Inserted::Created(license) => {
                 tracing::info!(license_id = %license.id, "order accepted");
                 self.count_order(&license);
-                self.audit_accepted(call, &license, &[OperationKind::Order.name()])
-                    .await;
                 self.wake_workers();
                 let _ = self.changes.send(license.id);
                 self.finish(

@@ -218,13 +218,10 @@ impl Worker {
         if !events.is_empty() || before.as_ref() != Some(license) {
             license.update_time = OffsetDateTime::now_utc();
         }
-        let ends = self.ends_now(op).await;
+        let ending = super::audit::ending_entry(op, license);
         self.store
-            .save_progress(&self.owner, op, license, &events, release)
+            .save_progress(&self.owner, op, license, &events, release, ending.as_ref())
             .await?;
-        if ends {
-            self.audit_outcome(op, license).await;
-        }
         let _ = self.changes.send(license.id);
         Ok(())
     }
@@ -237,7 +234,7 @@ impl Worker {
     ) -> Result<(), StoreError> {
         match op.phase {
             Phase::Received => self.send_order(op, license, claimed_at).await,
-            Phase::Intent => self.recover_order(op, license).await,
+            Phase::Intent => self.recover_order(op, license, claimed_at).await,
             Phase::Confirmed => self.poll_activation(op, license).await,
             Phase::Done | Phase::Failed => {
                 // A claimed closed operation means a concurrent close; just release it.
@@ -292,7 +289,8 @@ impl Worker {
             Ok(upstream_id) => {
                 tracing::info!(upstream_id, "upstream accepted the order");
                 crate::crash::point(crate::crash::AFTER_RESPONSE);
-                self.confirm_order(op, license, upstream_id).await
+                self.confirm_order(op, license, upstream_id, claimed_at)
+                    .await
             }
             Err(e) if e.is_definite() && !matches!(e, UpstreamError::Refused { .. }) => {
                 // Not carried out (unreachable, or our credentials were refused): safe
@@ -325,11 +323,18 @@ impl Worker {
         }
     }
 
+    /// Records the upstream id and reads the license once. The first commit after the
+    /// order is that read's result (DONE when it is active already, else CONFIRMED
+    /// with the next poll due): one durable write instead of two. Until it lands the
+    /// operation stays at INTENT, whose recovery finds the license by our `remoteid`
+    /// and never sends it again. Only when the lease could run out during the read is
+    /// CONFIRMED committed first.
     async fn confirm_order(
         &self,
         mut op: Operation,
         mut license: License,
         upstream_id: u64,
+        claimed_at: OffsetDateTime,
     ) -> Result<(), StoreError> {
         op.phase = Phase::Confirmed;
         op.checks = 0;
@@ -339,9 +344,12 @@ impl Worker {
         license.upstream_id = Some(upstream_id);
         license.state = LicenseState::Provisioning;
         license.last_error = None;
-        self.save(&op, &mut license, false).await?;
+        if !self.lease_covers_call(claimed_at) {
+            self.save(&op, &mut license, false).await?;
+        }
+        self.poll_activation(op, license).await?;
         crate::crash::point(crate::crash::AFTER_CONFIRMED);
-        self.poll_activation(op, license).await
+        Ok(())
     }
 
     /// Looks for the order upstream after an unknown outcome.
@@ -349,6 +357,7 @@ impl Worker {
         &self,
         mut op: Operation,
         mut license: License,
+        claimed_at: OffsetDateTime,
     ) -> Result<(), StoreError> {
         let ours = license.id.to_string();
         match self.upstream.list_licenses().await {
@@ -359,7 +368,7 @@ impl Worker {
                         upstream_id = found.id,
                         "found the order upstream; adopting it"
                     );
-                    return self.confirm_order(op, license, found.id).await;
+                    return self.confirm_order(op, license, found.id, claimed_at).await;
                 }
                 op.checks += 1;
                 if op.checks >= self.config.settle_checks {

@@ -2,7 +2,7 @@
 //! differ only in placeholder syntax and the pool type.
 
 use anyhow::Context;
-use sqlx::{PgPool, Row, SqlitePool};
+use sqlx::{PgConnection, PgPool, Row, SqliteConnection, SqlitePool};
 use time::OffsetDateTime;
 
 use super::codec::{self, from_micros, to_micros};
@@ -74,9 +74,9 @@ fn upstream_id(entry: &AuditEntry) -> anyhow::Result<Option<i64>> {
         .context("upstream id out of range")
 }
 
-/// Appends `entry` (SQLite).
-pub(super) async fn insert_sqlite(
-    pool: &SqlitePool,
+/// Appends `entry` (SQLite), on a pool or inside a transaction.
+pub(super) async fn insert_sqlite<'c>(
+    db: impl sqlx::SqliteExecutor<'c>,
     entry: &AuditEntry,
 ) -> Result<i64, StoreError> {
     let id = sqlx::query_scalar(
@@ -92,14 +92,17 @@ pub(super) async fn insert_sqlite(
     .bind(upstream_id(entry)?)
     .bind(entry.outcome.as_str())
     .bind(&entry.detail)
-    .fetch_one(pool)
+    .fetch_one(db)
     .await
     .context("cannot append to the audit log")?;
     Ok(id)
 }
 
-/// Appends `entry` (PostgreSQL).
-pub(super) async fn insert_pg(pool: &PgPool, entry: &AuditEntry) -> Result<i64, StoreError> {
+/// Appends `entry` (PostgreSQL), on a pool or inside a transaction.
+pub(super) async fn insert_pg<'c>(
+    db: impl sqlx::PgExecutor<'c>,
+    entry: &AuditEntry,
+) -> Result<i64, StoreError> {
     let id = sqlx::query_scalar(
         "INSERT INTO audit_log (time, client, action, license_id, server_id, request_id, \
          upstream_id, outcome, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
@@ -113,10 +116,57 @@ pub(super) async fn insert_pg(pool: &PgPool, entry: &AuditEntry) -> Result<i64, 
     .bind(upstream_id(entry)?)
     .bind(entry.outcome.as_str())
     .bind(&entry.detail)
-    .fetch_one(pool)
+    .fetch_one(db)
     .await
     .context("cannot append to the audit log")?;
     Ok(id)
+}
+
+/// Appends the entry that ends an operation (SQLite), inside the transaction that
+/// closes it: on behalf of the client and request id of the latest ACCEPTED entry of
+/// the same license and action, else as `entry` has it (the license's owner).
+pub(super) async fn append_ending_sqlite(
+    tx: &mut SqliteConnection,
+    entry: &AuditEntry,
+) -> Result<(), StoreError> {
+    let accepted: Option<(String, Option<String>)> = sqlx::query_as(
+        "SELECT client, request_id FROM audit_log WHERE license_id = ?1 AND action = ?2 \
+         AND outcome = 'ACCEPTED' ORDER BY id DESC LIMIT 1",
+    )
+    .bind(entry.license_id.to_string())
+    .bind(&entry.action)
+    .fetch_optional(&mut *tx)
+    .await
+    .context("cannot read the accepted audit entry")?;
+    insert_sqlite(&mut *tx, &attributed(entry, accepted)).await?;
+    Ok(())
+}
+
+/// [`append_ending_sqlite`] for PostgreSQL.
+pub(super) async fn append_ending_pg(
+    tx: &mut PgConnection,
+    entry: &AuditEntry,
+) -> Result<(), StoreError> {
+    let accepted: Option<(String, Option<String>)> = sqlx::query_as(
+        "SELECT client, request_id FROM audit_log WHERE license_id = $1 AND action = $2 \
+         AND outcome = 'ACCEPTED' ORDER BY id DESC LIMIT 1",
+    )
+    .bind(entry.license_id.to_string())
+    .bind(&entry.action)
+    .fetch_optional(&mut *tx)
+    .await
+    .context("cannot read the accepted audit entry")?;
+    insert_pg(&mut *tx, &attributed(entry, accepted)).await?;
+    Ok(())
+}
+
+fn attributed(entry: &AuditEntry, accepted: Option<(String, Option<String>)>) -> AuditEntry {
+    let mut entry = entry.clone();
+    if let Some((client, request_id)) = accepted {
+        entry.client = ClientName::new(client);
+        entry.request_id = request_id;
+    }
+    entry
 }
 
 /// Entries matching `filter`, newest first (SQLite).

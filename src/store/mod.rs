@@ -2,6 +2,7 @@
 //! implementation. Every method is one transaction.
 
 mod audit;
+mod cache;
 mod codec;
 mod postgres;
 mod sqlite;
@@ -16,7 +17,7 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use crate::domain::{
-    ClientName, Event, EventKind, License, LicenseId, LicenseState, Operation, ServerId,
+    AuditEntry, ClientName, Event, EventKind, License, LicenseId, LicenseState, Operation, ServerId,
 };
 
 /// Errors of the store.
@@ -93,25 +94,28 @@ pub struct RequestRecord {
 /// What the service needs from a database.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
-    /// Stores a PENDING license with its first operation, a `CREATED` event and the
-    /// request id if any, unless the client's server already has a live license: then
-    /// returns that one and stores nothing. A request id that exists already is
-    /// [`StoreError::RequestKeyTaken`] and nothing is stored.
+    /// Stores a PENDING license with its first operation, a `CREATED` event, the
+    /// request id if any and the `audit` entries, unless the client's server already
+    /// has a live license: then returns that one and stores nothing. A request id that
+    /// exists already is [`StoreError::RequestKeyTaken`] and nothing is stored.
     async fn insert_order(
         &self,
         license: &License,
         op: &Operation,
         request: Option<&RequestRecord>,
+        audit: &[AuditEntry],
     ) -> Result<Inserted, StoreError>;
 
-    /// Queues operations on an existing license, in order, with the request id if any,
-    /// unless it already has an open one ([`StoreError::OperationInProgress`]) or the
-    /// request id exists ([`StoreError::RequestKeyTaken`]). Returns their ids.
+    /// Queues operations on an existing license, in order, with the request id if any
+    /// and the `audit` entries, unless it already has an open one
+    /// ([`StoreError::OperationInProgress`]) or the request id exists
+    /// ([`StoreError::RequestKeyTaken`]). Returns their ids.
     async fn insert_operations(
         &self,
         license_id: LicenseId,
         ops: &[Operation],
         request: Option<&RequestRecord>,
+        audit: &[AuditEntry],
     ) -> Result<Vec<i64>, StoreError>;
 
     /// A stored request id.
@@ -164,7 +168,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// Saves an operation's progress, its license and the events of the change in one
     /// transaction, only while `owner` still holds the lease; releases the lease when
-    /// `release` is set.
+    /// `release` is set. When this save closes the operation (it was open and `op` is
+    /// DONE or FAILED), appends `ending` to the audit log in the same transaction, on
+    /// behalf of the client and request id of the latest ACCEPTED entry of the same
+    /// license and action when there is one. Returns whether it closed the operation.
     async fn save_progress(
         &self,
         owner: &str,
@@ -172,7 +179,8 @@ pub trait Store: Send + Sync + 'static {
         license: &License,
         events: &[EventKind],
         release: bool,
-    ) -> Result<(), StoreError>;
+        ending: Option<&AuditEntry>,
+    ) -> Result<bool, StoreError>;
 
     /// Events after `after_id`, oldest first, at most `limit`; only `client`'s when set.
     async fn events_after(
@@ -280,6 +288,37 @@ pub async fn connect(url: &str) -> anyhow::Result<Arc<dyn Store>> {
     } else {
         anyhow::bail!("unsupported database URL: expected sqlite:…, postgres://… or postgresql://…")
     }
+}
+
+/// The store of a `serve` process, and what it holds while it runs.
+pub struct Serving {
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// For a SQLite file: the lock on `<database>.lock` (released when dropped, and
+    /// by the kernel when the process dies).
+    pub lock: Option<std::fs::File>,
+}
+
+/// Opens the store for `serve`, as [`connect`] does. A SQLite database belongs to this
+/// process alone: a file is locked (a second `serve` on it fails with a clear error;
+/// SQLite is the one-node store, replicas use PostgreSQL), and reads of one license
+/// are answered from a cache that this process's writes keep exact.
+pub async fn connect_serving(url: &str) -> anyhow::Result<Serving> {
+    if !url.starts_with("sqlite:") {
+        return Ok(Serving {
+            store: connect(url).await?,
+            lock: None,
+        });
+    }
+    let lock = if url.contains(":memory:") || url.contains("mode=memory") {
+        None
+    } else {
+        Some(sqlite::lock_file(url)?)
+    };
+    Ok(Serving {
+        store: Arc::new(SqliteStore::connect(url).await?.with_license_cache()),
+        lock,
+    })
 }
 
 #[cfg(test)]

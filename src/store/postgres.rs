@@ -17,14 +17,19 @@ use time::OffsetDateTime;
 use super::codec::{self, from_micros, to_micros};
 use super::{Inserted, LicenseFilter, Page, RequestRecord, Store, StoreError};
 use crate::domain::{
-    ClientName, Event, EventKind, Hostname, License, LicenseId, Operation, ServerId,
-    UpstreamFailure,
+    AuditEntry, ClientName, Event, EventKind, Hostname, License, LicenseId, Operation, Phase,
+    ServerId, UpstreamFailure,
 };
 
 /// PostgreSQL-backed [`Store`].
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,
+    /// For lease-only writes (claims, releases, the named leases): these sessions
+    /// commit with `synchronous_commit = off`. Losing such a commit to a database
+    /// crash only hands the lease back, and the next synchronous commit (INTENT
+    /// before any upstream call) flushes it anyway; the claim saves an fsync per step.
+    lease_pool: PgPool,
 }
 
 const LICENSE_COLUMNS: &str = "id, client, server_id, ip, hostname, panel, tariff_id, nodes, \
@@ -33,6 +38,9 @@ const LICENSE_COLUMNS: &str = "id, client, server_id, ip, hostname, panel, tarif
 
 /// Connections per process; every replica has its own pool.
 const MAX_CONNECTIONS: u32 = 16;
+
+/// Connections per process for lease-only writes.
+const LEASE_CONNECTIONS: u32 = 4;
 
 /// The advisory lock key that serialises migrations across replicas ("lfmigrat").
 /// Advisory locks are scoped to the current database, so one constant suffices.
@@ -60,10 +68,16 @@ impl PgStore {
         let pool = PgPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
             .context("cannot connect to PostgreSQL")?;
-        Ok(Self { pool })
+        let lease_pool = PgPoolOptions::new()
+            .max_connections(LEASE_CONNECTIONS)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options.options([("synchronous_commit", "off")]))
+            .await
+            .context("cannot connect to PostgreSQL")?;
+        Ok(Self { pool, lease_pool })
     }
 
     /// One attempt at [`Store::insert_order`]; `Ok(None)` means the live license we
@@ -74,6 +88,7 @@ impl PgStore {
         license: &License,
         op: &Operation,
         request: Option<&RequestRecord>,
+        audit: &[AuditEntry],
     ) -> Result<Option<Inserted>, StoreError> {
         let mut tx = self
             .pool
@@ -119,6 +134,9 @@ impl PgStore {
         }
         insert_operation(&mut tx, op).await?;
         insert_events(&mut tx, &[EventKind::Created], license).await?;
+        for entry in audit {
+            super::audit::insert_pg(&mut *tx, entry).await?;
+        }
         tx.commit().await.context("cannot commit the order")?;
         Ok(Some(Inserted::Created(license.clone())))
     }
@@ -418,9 +436,10 @@ impl Store for PgStore {
         license: &License,
         op: &Operation,
         request: Option<&RequestRecord>,
+        audit: &[AuditEntry],
     ) -> Result<Inserted, StoreError> {
         retrying("the order insert", || {
-            self.try_insert_order(license, op, request)
+            self.try_insert_order(license, op, request, audit)
         })
         .await
     }
@@ -430,6 +449,7 @@ impl Store for PgStore {
         license_id: LicenseId,
         ops: &[Operation],
         request: Option<&RequestRecord>,
+        audit: &[AuditEntry],
     ) -> Result<Vec<i64>, StoreError> {
         let mut tx = self
             .pool
@@ -461,6 +481,9 @@ impl Store for PgStore {
         let mut ids = Vec::with_capacity(ops.len());
         for op in ops {
             ids.push(insert_operation(&mut tx, op).await?);
+        }
+        for entry in audit {
+            super::audit::insert_pg(&mut *tx, entry).await?;
         }
         tx.commit().await.context("cannot commit the operations")?;
         Ok(ids)
@@ -574,7 +597,7 @@ impl Store for PgStore {
         .bind(owner)
         .bind(until)
         .bind(now_us)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.lease_pool)
         .await
         .context("cannot claim an operation")?;
         Ok(row.as_ref().map(operation_from_row).transpose()?)
@@ -587,14 +610,26 @@ impl Store for PgStore {
         license: &License,
         events: &[EventKind],
         release: bool,
-    ) -> Result<(), StoreError> {
+        ending: Option<&AuditEntry>,
+    ) -> Result<bool, StoreError> {
         let mut tx = self
             .pool
             .begin()
             .await
             .context("cannot begin a transaction")?;
         // The fence: the row lock this takes also waits out a concurrent claim, so a
-        // worker whose lease was taken over saves nothing.
+        // worker whose lease was taken over saves nothing (the update below finds no
+        // row). The phase read under the lock says whether this save closes it.
+        let stored: Option<String> = sqlx::query_scalar(
+            "SELECT phase FROM operations WHERE id = $1 AND lease_owner = $2 FOR UPDATE",
+        )
+        .bind(op.id)
+        .bind(owner)
+        .fetch_optional(&mut *tx)
+        .await
+        .context("cannot lock the operation")?;
+        let closes = !op.phase.is_open()
+            && stored.is_some_and(|p| Phase::parse(&p).is_some_and(|p| p.is_open()));
         let updated = sqlx::query(
             "UPDATE operations SET phase = $1, attempt = $2, checks = $3, run_after = $4, \
              last_error = $5, update_time = $6, \
@@ -641,8 +676,11 @@ impl Store for PgStore {
         .await
         .context("cannot save the license")?;
         insert_events(&mut tx, events, license).await?;
+        if let Some(entry) = ending.filter(|_| closes) {
+            super::audit::append_ending_pg(&mut tx, entry).await?;
+        }
         tx.commit().await.context("cannot commit progress")?;
-        Ok(())
+        Ok(closes)
     }
 
     async fn events_after(
@@ -795,7 +833,7 @@ impl Store for PgStore {
              WHERE lease_owner = $1 AND phase NOT IN ('DONE', 'FAILED')",
         )
         .bind(owner)
-        .execute(&self.pool)
+        .execute(&self.lease_pool)
         .await
         .context("cannot release the leases")?;
         Ok(released.rows_affected())
@@ -820,7 +858,7 @@ impl Store for PgStore {
         .bind(owner)
         .bind(to_micros(now + ttl))
         .bind(to_micros(now))
-        .execute(&self.pool)
+        .execute(&self.lease_pool)
         .await
         .context("cannot take a lease")?;
         Ok(taken.rows_affected() == 1)

@@ -15,22 +15,33 @@ use sqlx::sqlite::{
 use sqlx::{Row, Sqlite, Transaction};
 use time::OffsetDateTime;
 
+use super::cache::LicenseCache;
 use super::codec::{self, from_micros, to_micros};
 use super::{Inserted, LicenseFilter, Page, RequestRecord, Store, StoreError};
 use crate::domain::{
-    ClientName, Event, EventKind, Hostname, License, LicenseId, Operation, ServerId,
-    UpstreamFailure,
+    AuditEntry, ClientName, Event, EventKind, Hostname, License, LicenseId, Operation, Phase,
+    ServerId, UpstreamFailure,
 };
 
 /// SQLite-backed [`Store`].
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// For lease-only writes (claims, releases, the named leases): connections with
+    /// `synchronous=NORMAL`, whose WAL commits skip the fsync. A process crash keeps
+    /// them (the WAL is written before the commit returns); a power loss may undo
+    /// one, which only hands a lease back, and the next FULL commit (INTENT, before
+    /// any upstream call) syncs the WAL with it in anyway. An in-memory database has
+    /// nothing to sync and shares `pool`.
+    lease_pool: SqlitePool,
     /// For an in-memory database: a connection outside the pool that is never used,
     /// only held, because a shared in-memory database lives exactly as long as one
     /// connection to it is open — and the pool may close and replace its connection
     /// (it does when a query is cancelled mid-flight).
     _keeper: Option<Arc<tokio::sync::Mutex<sqlx::SqliteConnection>>>,
+    /// Set by [`with_license_cache`](Self::with_license_cache) for a process that is
+    /// the database's only writer.
+    cache: Option<Arc<LicenseCache>>,
 }
 
 const LICENSE_COLUMNS: &str = "id, client, server_id, ip, hostname, panel, tariff_id, nodes, \
@@ -72,6 +83,15 @@ impl SqliteStore {
         } else {
             None
         };
+        let lease_pool = if in_memory {
+            None
+        } else {
+            Some(
+                SqlitePoolOptions::new()
+                    .max_connections(2)
+                    .connect_lazy_with(options.clone().synchronous(SqliteSynchronous::Normal)),
+            )
+        };
         let pool = if in_memory {
             // Shared-cache connections lock whole tables against each other; one pooled
             // connection avoids those conflicts (an in-memory database is for demos
@@ -92,9 +112,24 @@ impl SqliteStore {
             .await
             .context("cannot apply the SQLite migrations")?;
         Ok(Self {
+            lease_pool: lease_pool.unwrap_or_else(|| pool.clone()),
             pool,
             _keeper: keeper,
+            cache: None,
         })
+    }
+
+    /// Answers reads of one license from memory (see `store::cache`). Only for the
+    /// database's one writing process: `serve` holds the SQLite file for itself
+    /// (`startup`); writes made by another process would not be seen.
+    pub fn with_license_cache(mut self) -> Self {
+        self.cache = Some(Arc::default());
+        self
+    }
+
+    /// Holds the cache entry of `id` for the length of a write (see `store::cache`).
+    fn writing(&self, id: LicenseId) -> Option<super::cache::WriteGuard<'_>> {
+        self.cache.as_deref().map(|c| c.writing(id))
     }
 
     async fn write_tx(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
@@ -103,6 +138,34 @@ impl SqliteStore {
             .await
             .context("cannot begin a write transaction")
             .map_err(StoreError::from)
+    }
+}
+
+/// Takes the lock that keeps a SQLite database to one `serve` process: an exclusive
+/// `flock` on `<database>.lock`, created beside it. A separate file, because closing
+/// any descriptor of the database itself would drop SQLite's own POSIX locks on it.
+pub(super) fn lock_file(url: &str) -> anyhow::Result<std::fs::File> {
+    let options = SqliteConnectOptions::from_str(url).context("invalid SQLite database URL")?;
+    let mut path = options.get_filename().as_os_str().to_owned();
+    path.push(".lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", std::path::Path::new(&path).display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "another license-facade process is serving {} (it holds {}); SQLite serves \
+             one process, use PostgreSQL for replicas",
+            options.get_filename().display(),
+            std::path::Path::new(&path).display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => Err(anyhow::Error::new(e).context(format!(
+            "cannot lock {}",
+            std::path::Path::new(&path).display()
+        ))),
     }
 }
 
@@ -372,7 +435,11 @@ impl Store for SqliteStore {
         license: &License,
         op: &Operation,
         request: Option<&RequestRecord>,
+        audit: &[AuditEntry],
     ) -> Result<Inserted, StoreError> {
+        // A new id, but a read may have missed it just before (misses are not cached
+        // either way); the guard keeps every license write under the same rule.
+        let _cached = self.writing(license.id);
         let mut tx = self.write_tx().await?;
         if let Some(request) = request {
             insert_request(&mut tx, request).await?;
@@ -415,6 +482,9 @@ impl Store for SqliteStore {
         }
         insert_operation(&mut tx, op).await?;
         insert_event(&mut tx, EventKind::Created, license).await?;
+        for entry in audit {
+            super::audit::insert_sqlite(&mut *tx, entry).await?;
+        }
         tx.commit().await.context("cannot commit the order")?;
         Ok(Inserted::Created(license.clone()))
     }
@@ -424,6 +494,7 @@ impl Store for SqliteStore {
         license_id: LicenseId,
         ops: &[Operation],
         request: Option<&RequestRecord>,
+        audit: &[AuditEntry],
     ) -> Result<Vec<i64>, StoreError> {
         let mut tx = self.write_tx().await?;
         if let Some(request) = request {
@@ -446,6 +517,9 @@ impl Store for SqliteStore {
         for op in ops {
             ids.push(insert_operation(&mut tx, op).await?);
         }
+        for entry in audit {
+            super::audit::insert_sqlite(&mut *tx, entry).await?;
+        }
         tx.commit().await.context("cannot commit the operations")?;
         Ok(ids)
     }
@@ -463,13 +537,24 @@ impl Store for SqliteStore {
     }
 
     async fn get_license(&self, id: LicenseId) -> Result<Option<License>, StoreError> {
+        let seen = match &self.cache {
+            Some(cache) => match cache.get(id) {
+                Some(license) => return Ok(Some(license)),
+                None => Some(cache.generation()),
+            },
+            None => None,
+        };
         let sql = format!("SELECT {LICENSE_COLUMNS} FROM licenses WHERE id = ?1");
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(id.to_string())
             .fetch_optional(&self.pool)
             .await
             .context("cannot read the license")?;
-        Ok(row.as_ref().map(license_from_row).transpose()?)
+        let license = row.as_ref().map(license_from_row).transpose()?;
+        if let (Some(cache), Some(seen), Some(license)) = (&self.cache, seen, &license) {
+            cache.fill(seen, license);
+        }
+        Ok(license)
     }
 
     async fn server_license(
@@ -556,7 +641,7 @@ impl Store for SqliteStore {
         .bind(owner)
         .bind(until)
         .bind(now_us)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.lease_pool)
         .await
         .context("cannot claim an operation")?;
         Ok(row.as_ref().map(operation_from_row).transpose()?)
@@ -569,8 +654,18 @@ impl Store for SqliteStore {
         license: &License,
         events: &[EventKind],
         release: bool,
-    ) -> Result<(), StoreError> {
+        ending: Option<&AuditEntry>,
+    ) -> Result<bool, StoreError> {
+        let _cached = self.writing(license.id);
         let mut tx = self.write_tx().await?;
+        let stored: Option<String> =
+            sqlx::query_scalar("SELECT phase FROM operations WHERE id = ?1")
+                .bind(op.id)
+                .fetch_optional(&mut *tx)
+                .await
+                .context("cannot read the operation")?;
+        let closes = !op.phase.is_open()
+            && stored.is_some_and(|p| Phase::parse(&p).is_some_and(|p| p.is_open()));
         let updated = sqlx::query(
             "UPDATE operations SET phase = ?1, attempt = ?2, checks = ?3, run_after = ?4, \
              last_error = ?5, update_time = ?6, \
@@ -619,8 +714,11 @@ impl Store for SqliteStore {
         for kind in events {
             insert_event(&mut tx, *kind, license).await?;
         }
+        if let Some(entry) = ending.filter(|_| closes) {
+            super::audit::append_ending_sqlite(&mut tx, entry).await?;
+        }
         tx.commit().await.context("cannot commit progress")?;
-        Ok(())
+        Ok(closes)
     }
 
     async fn events_after(
@@ -790,7 +888,7 @@ impl Store for SqliteStore {
              WHERE lease_owner = ?1 AND phase NOT IN ('DONE', 'FAILED')",
         )
         .bind(owner)
-        .execute(&self.pool)
+        .execute(&self.lease_pool)
         .await
         .context("cannot release the leases")?;
         Ok(released.rows_affected())
@@ -813,7 +911,7 @@ impl Store for SqliteStore {
         .bind(owner)
         .bind(to_micros(now + ttl))
         .bind(to_micros(now))
-        .execute(&self.pool)
+        .execute(&self.lease_pool)
         .await
         .context("cannot take a lease")?;
         Ok(taken.rows_affected() == 1)

@@ -33,7 +33,7 @@ static POSTGRES_SLOTS: Semaphore = Semaphore::const_new(4);
 
 /// A moment every test starts at; whole seconds, so values survive the store's
 /// microsecond precision unchanged.
-const T0: OffsetDateTime = datetime!(2030-01-01 00:00 UTC);
+pub(super) const T0: OffsetDateTime = datetime!(2030-01-01 00:00 UTC);
 
 const LEASE: Duration = Duration::from_secs(30);
 
@@ -91,6 +91,8 @@ store_tests!(
     only_a_newer_drift_report_replaces_the_stored_one,
 );
 
+/// A SQLite file as `serve` opens it: with the license cache (the in-memory variant
+/// runs without, so both read paths are covered).
 async fn on_sqlite_file<F, Fut>(body: F)
 where
     F: FnOnce(Arc<dyn Store>) -> Fut,
@@ -98,8 +100,10 @@ where
 {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let url = format!("sqlite:{}", dir.path().join("store.db").display());
-    let store = connect(&url).await.expect("the SQLite store opens");
-    body(store).await;
+    let serving = super::connect_serving(&url)
+        .await
+        .expect("the SQLite store opens");
+    body(serving.store).await;
 }
 
 async fn on_sqlite_memory<F, Fut>(body: F)
@@ -235,7 +239,7 @@ fn server(id: &str) -> ServerId {
 }
 
 /// A PENDING license of `client` for `server`, created at `at`.
-fn pending(client_name: &str, server_id: &str, at: OffsetDateTime) -> License {
+pub(super) fn pending(client_name: &str, server_id: &str, at: OffsetDateTime) -> License {
     pending_with(LicenseId::generate(), client_name, server_id, at)
 }
 
@@ -254,14 +258,14 @@ fn pending_with(id: LicenseId, client_name: &str, server_id: &str, at: OffsetDat
     .into_pending(id, at)
 }
 
-fn order_op(license: &License, run_after: OffsetDateTime) -> Operation {
+pub(super) fn order_op(license: &License, run_after: OffsetDateTime) -> Operation {
     Operation::received(license.id, OperationKind::Order, run_after)
 }
 
 /// Stores `license` with an order operation due at `run_after`; it must be new.
 async fn create(store: &dyn Store, license: &License, run_after: OffsetDateTime) {
     match store
-        .insert_order(license, &order_op(license, run_after), None)
+        .insert_order(license, &order_op(license, run_after), None, &[])
         .await
         .expect("the order is stored")
     {
@@ -272,7 +276,7 @@ async fn create(store: &dyn Store, license: &License, run_after: OffsetDateTime)
 
 /// Claims, as `owner` at `now`, the open operation of `license_id`, releasing any
 /// other operation claimed on the way.
-async fn claim_op_of(
+pub(super) async fn claim_op_of(
     store: &dyn Store,
     owner: &str,
     license_id: LicenseId,
@@ -293,7 +297,7 @@ async fn claim_op_of(
     for op in others {
         let license = store.get_license(op.license_id).await.unwrap().unwrap();
         store
-            .save_progress(owner, &op, &license, &[], true)
+            .save_progress(owner, &op, &license, &[], true, None)
             .await
             .unwrap();
     }
@@ -318,7 +322,7 @@ async fn end(store: &dyn Store, license: &License, state: LicenseState) -> Licen
         });
     }
     store
-        .save_progress("ender", &op, &ended, &[EventKind::StateChanged], true)
+        .save_progress("ender", &op, &ended, &[EventKind::StateChanged], true, None)
         .await
         .expect("progress is saved");
     ended
@@ -380,7 +384,7 @@ async fn a_second_order_for_a_live_server_returns_the_existing_license_and_store
     let second = pending("acme", "srv-1", T0 + Duration::from_secs(5));
 
     let inserted = store
-        .insert_order(&second, &order_op(&second, T0), None)
+        .insert_order(&second, &order_op(&second, T0), None, &[])
         .await
         .unwrap();
 
@@ -398,7 +402,7 @@ async fn a_server_whose_license_failed_can_be_ordered_again(store: Arc<dyn Store
     let second = pending("acme", "srv-1", T0 + Duration::from_secs(60));
 
     let inserted = store
-        .insert_order(&second, &order_op(&second, T0), None)
+        .insert_order(&second, &order_op(&second, T0), None, &[])
         .await
         .unwrap();
 
@@ -407,7 +411,7 @@ async fn a_server_whose_license_failed_can_be_ordered_again(store: Arc<dyn Store
     let again = pending("acme", "srv-1", T0 + Duration::from_secs(61));
     assert_eq!(
         store
-            .insert_order(&again, &order_op(&again, T0), None)
+            .insert_order(&again, &order_op(&again, T0), None, &[])
             .await
             .unwrap(),
         Inserted::Existing(second)
@@ -453,7 +457,7 @@ async fn concurrent_orders_for_one_server_create_exactly_one_license(store: Arc<
             tokio::spawn(async move {
                 let license = pending("acme", "srv-1", T0 + Duration::from_millis(i));
                 let inserted = store
-                    .insert_order(&license, &order_op(&license, T0), None)
+                    .insert_order(&license, &order_op(&license, T0), None, &[])
                     .await
                     .expect("the order is stored or found");
                 (license, inserted)
@@ -599,7 +603,7 @@ async fn progress_under_a_lost_lease_is_refused_and_changes_nothing(store: Arc<d
     changed.update_time = T0 + Duration::from_secs(40);
 
     let saved = store
-        .save_progress("w1", &op, &changed, &[EventKind::StateChanged], true)
+        .save_progress("w1", &op, &changed, &[EventKind::StateChanged], true, None)
         .await;
 
     assert!(
@@ -628,6 +632,7 @@ async fn progress_under_a_lost_lease_is_refused_and_changes_nothing(store: Arc<d
             &changed,
             &[EventKind::StateChanged],
             false,
+            None,
         )
         .await
         .expect("the holder saves");
@@ -657,7 +662,7 @@ async fn released_progress_is_saved_and_claimable_again(store: Arc<dyn Store>) {
     active.update_time = T0 + Duration::from_secs(1);
 
     store
-        .save_progress("w1", &op, &active, &[], true)
+        .save_progress("w1", &op, &active, &[], true, None)
         .await
         .expect("progress is saved");
 
@@ -866,7 +871,7 @@ async fn next_due_is_the_earliest_moment_an_open_operation_can_be_claimed(store:
     assert_eq!(a_op.license_id, a.id);
     a_op.phase = Phase::Done;
     store
-        .save_progress("w", &a_op, &a, &[], true)
+        .save_progress("w", &a_op, &a, &[], true, None)
         .await
         .unwrap();
     let a_done = store.next_due().await.unwrap();
@@ -897,16 +902,16 @@ async fn operations_are_not_queued_while_one_is_open(store: Arc<dyn Store>) {
     );
 
     let while_ordering = store
-        .insert_operations(license.id, std::slice::from_ref(&renew), None)
+        .insert_operations(license.id, std::slice::from_ref(&renew), None, &[])
         .await;
     end(&*store, &license, LicenseState::Active).await;
     let suspend = Operation::received(license.id, OperationKind::Suspend, T0);
     let ids = store
-        .insert_operations(license.id, &[renew.clone(), suspend.clone()], None)
+        .insert_operations(license.id, &[renew.clone(), suspend.clone()], None, &[])
         .await
         .expect("queued once the order is done");
     let while_renewing = store
-        .insert_operations(license.id, std::slice::from_ref(&suspend), None)
+        .insert_operations(license.id, std::slice::from_ref(&suspend), None, &[])
         .await;
 
     assert!(
@@ -947,7 +952,11 @@ async fn concurrent_requests_for_one_license_queue_operations_once(store: Arc<dy
         .map(|_| {
             let store = Arc::clone(&store);
             let op = Operation::received(license.id, OperationKind::Cancel, T0);
-            tokio::spawn(async move { store.insert_operations(op.license_id, &[op], None).await })
+            tokio::spawn(async move {
+                store
+                    .insert_operations(op.license_id, &[op], None, &[])
+                    .await
+            })
         })
         .collect();
     let mut queued = 0;
@@ -986,6 +995,7 @@ async fn only_the_oldest_open_operation_of_a_license_is_claimed(store: Arc<dyn S
                 Operation::received(license.id, OperationKind::Resume, T0),
             ],
             None,
+            &[],
         )
         .await
         .unwrap();
@@ -1004,7 +1014,7 @@ async fn only_the_oldest_open_operation_of_a_license_is_claimed(store: Arc<dyn S
         ..first.clone()
     };
     store
-        .save_progress("w", &done, &active, &[], true)
+        .save_progress("w", &done, &active, &[], true, None)
         .await
         .unwrap();
     let second = store
@@ -1041,6 +1051,7 @@ async fn events_record_each_change_with_the_license_after_it(store: Arc<dyn Stor
             &active,
             &[EventKind::StateChanged, EventKind::KeyIssued],
             true,
+            None,
         )
         .await
         .unwrap();
@@ -1192,6 +1203,7 @@ async fn adopting_a_known_upstream_id_or_a_live_server_stores_nothing(store: Arc
             cancelled.id,
             &[Operation::received(cancelled.id, OperationKind::Cancel, T0)],
             None,
+            &[],
         )
         .await
         .unwrap();
@@ -1206,6 +1218,7 @@ async fn adopting_a_known_upstream_id_or_a_live_server_stores_nothing(store: Arc
             &cancelled,
             &[],
             true,
+            None,
         )
         .await
         .unwrap();
@@ -1320,3 +1333,68 @@ async fn only_a_newer_drift_report_replaces_the_stored_one(store: Arc<dyn Store>
 }
 
 mod audit;
+
+/// The license cache of a serving SQLite store: every write is seen by the next read,
+/// with other readers filling the cache meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_license_cache_never_serves_a_license_older_than_the_last_write() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let url = format!("sqlite:{}", dir.path().join("store.db").display());
+    let store = super::connect_serving(&url).await.unwrap().store;
+    let license = pending("acme", "srv-1", T0);
+    create(&*store, &license, T0).await;
+    assert_eq!(
+        store.get_license(license.id).await.unwrap().as_ref(),
+        Some(&license)
+    );
+    let op = claim_op_of(&*store, "w", license.id, T0).await;
+
+    // Many writes, each read back at once, with readers running alongside.
+    let readers: Vec<_> = (0..4)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for _ in 0..200 {
+                    store.get_license(license.id).await.unwrap().unwrap();
+                }
+            })
+        })
+        .collect();
+    let mut current = license.clone();
+    for i in 1..=50u64 {
+        current.update_time = T0 + Duration::from_secs(i);
+        current.license_key = Some(format!("KEY-{i}"));
+        store
+            .save_progress("w", &op, &current, &[], false, None)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.get_license(license.id).await.unwrap().as_ref(),
+            Some(&current)
+        );
+    }
+    for reader in readers {
+        reader.await.unwrap();
+    }
+    assert_eq!(
+        store.get_license(license.id).await.unwrap().as_ref(),
+        Some(&current)
+    );
+}
+
+/// A second serving process on one SQLite file is refused, with a message that says why.
+#[tokio::test]
+async fn a_sqlite_file_is_served_by_one_process_at_a_time() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let url = format!("sqlite:{}", dir.path().join("store.db").display());
+    let first = super::connect_serving(&url).await.unwrap();
+    let refused = super::connect_serving(&url).await.err().expect("refused");
+    assert!(
+        format!("{refused:#}").contains("another license-facade process is serving"),
+        "{refused:#}"
+    );
+    drop(first);
+    super::connect_serving(&url)
+        .await
+        .expect("free again once the first one stopped");
+}

@@ -443,6 +443,15 @@ async fn a_reconciliation_costs_one_upstream_call_per_page_not_per_license() {
 
 /// A replica of the application on `database_url`, against a standalone sandbox.
 async fn replica(sandbox_url: &str, database_url: &str) -> String {
+    let app = Application::build(settings(sandbox_url, database_url))
+        .await
+        .unwrap();
+    let http = format!("http://{}", app.http_addr());
+    tokio::spawn(app.run_until_stopped(std::future::pending()));
+    http
+}
+
+fn settings(sandbox_url: &str, database_url: &str) -> Settings {
     let settings = Settings::from_args(ServeArgs {
         http_addr: Some("127.0.0.1:0".parse().unwrap()),
         grpc_addr: Some("127.0.0.1:0".parse().unwrap()),
@@ -453,14 +462,10 @@ async fn replica(sandbox_url: &str, database_url: &str) -> String {
         ..ServeArgs::default()
     })
     .unwrap();
-    let settings = Settings {
+    Settings {
         clients: Some(license_facade::auth::Clients::sandbox()),
         ..settings
-    };
-    let app = Application::build(settings).await.unwrap();
-    let http = format!("http://{}", app.http_addr());
-    tokio::spawn(app.run_until_stopped(std::future::pending()));
-    http
+    }
 }
 
 #[tokio::test]
@@ -475,9 +480,28 @@ async fn the_latest_report_is_served_by_every_replica_and_the_cli_writes_it_too(
     tokio::spawn(sandbox.run(std::future::pending()));
     handle.insert_license(NewSandboxLicense::new("203.0.113.70", 55228));
     let dir = tempfile::tempdir().unwrap();
-    let database_url = format!("sqlite:{}", dir.path().join("lf.db").display());
+    let (pg, database_url) = match crate::helpers::TestDatabase::create().await {
+        Some((db, url)) => (Some(db), url),
+        None => (
+            None,
+            format!("sqlite:{}", dir.path().join("lf.db").display()),
+        ),
+    };
     let a = replica(&sandbox_url, &database_url).await;
-    let b = replica(&sandbox_url, &database_url).await;
+    let b = if pg.is_some() {
+        replica(&sandbox_url, &database_url).await
+    } else {
+        // A SQLite file is served by one process; a second one is refused, clearly.
+        let refused = Application::build(settings(&sandbox_url, &database_url))
+            .await
+            .err()
+            .expect("a second serve on one SQLite file is refused");
+        assert!(
+            format!("{refused:#}").contains("another license-facade process is serving"),
+            "{refused:#}"
+        );
+        a.clone()
+    };
     let client = crate::helpers::http_client();
 
     // Act

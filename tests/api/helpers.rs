@@ -85,13 +85,14 @@ pub struct TestApp {
 /// With `LICENSE_FACADE_TEST_STORE=postgres` (and `LICENSE_FACADE_TEST_POSTGRES_URL`)
 /// the whole API suite runs on PostgreSQL instead of SQLite; `.ci/run` runs it both
 /// ways.
-struct TestDatabase {
+pub struct TestDatabase {
     admin_url: String,
     name: String,
 }
 
 impl TestDatabase {
-    async fn create() -> Option<(Self, String)> {
+    /// The database and its URL in PostgreSQL mode; `None` on SQLite.
+    pub async fn create() -> Option<(Self, String)> {
         if std::env::var("LICENSE_FACADE_TEST_STORE").as_deref() != Ok("postgres") {
             return None;
         }

@@ -3,13 +3,18 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{T0, create, on_postgres, on_sqlite_file, on_sqlite_memory, pending};
+use super::{
+    T0, claim_op_of, create, on_postgres, on_sqlite_file, on_sqlite_memory, order_op, pending,
+};
 use crate::domain::{AuditEntry, AuditFilter, AuditOutcome, ClientName, LicenseId};
+use crate::domain::{EventKind, LicenseState, Operation, OperationKind, Phase};
 use crate::store::{Store, StoreError};
 
 store_tests!(
     audit_entries_page_newest_first_and_filter_by_license_action_and_outcome,
     orders_since_counts_a_clients_licenses_created_in_the_window,
+    accepted_entries_are_stored_with_the_work_they_record,
+    the_save_that_closes_an_operation_records_its_end_once_for_the_accepting_client,
 );
 
 fn entry(license_id: LicenseId, action: &str, outcome: AuditOutcome, at: u64) -> AuditEntry {
@@ -123,4 +128,116 @@ async fn orders_since_counts_a_clients_licenses_created_in_the_window(store: Arc
     assert_eq!(all, (3, Some(T0)));
     assert_eq!(recent, (2, Some(T0 + Duration::from_secs(600))));
     assert_eq!(none, (0, None));
+}
+
+async fn accepted_entries_are_stored_with_the_work_they_record(store: Arc<dyn Store>) {
+    // Arrange
+    let license = pending("acme", "srv-1", T0);
+    let order = entry(license.id, "ORDER", AuditOutcome::Accepted, 1);
+    let suspend = entry(license.id, "SUSPEND", AuditOutcome::Accepted, 2);
+    let again = pending("acme", "srv-1", T0);
+
+    // Act: an order, a second order for the same server (nothing stored), a change.
+    store
+        .insert_order(
+            &license,
+            &order_op(&license, T0),
+            None,
+            std::slice::from_ref(&order),
+        )
+        .await
+        .unwrap();
+    store
+        .insert_order(
+            &again,
+            &order_op(&again, T0),
+            None,
+            &[entry(again.id, "ORDER", AuditOutcome::Accepted, 3)],
+        )
+        .await
+        .unwrap();
+    let refused = store
+        .insert_operations(
+            license.id,
+            &[Operation::received(license.id, OperationKind::Suspend, T0)],
+            None,
+            std::slice::from_ref(&suspend),
+        )
+        .await;
+
+    // Assert: the order's entry is there, the refused work left none.
+    assert!(matches!(refused, Err(StoreError::OperationInProgress(_))));
+    let all = store
+        .list_audit(&AuditFilter::default(), 10, None)
+        .await
+        .unwrap();
+    let kept: Vec<_> = all
+        .items
+        .iter()
+        .map(|e| (e.license_id, &e.action))
+        .collect();
+    assert_eq!(kept, vec![(license.id, &order.action)]);
+}
+
+async fn the_save_that_closes_an_operation_records_its_end_once_for_the_accepting_client(
+    store: Arc<dyn Store>,
+) {
+    // Arrange: an order accepted for client "acme" with request id key-1.
+    let license = pending("acme", "srv-1", T0);
+    let accepted = entry(license.id, "ORDER", AuditOutcome::Accepted, 1);
+    store
+        .insert_order(&license, &order_op(&license, T0), None, &[accepted])
+        .await
+        .unwrap();
+    let op = claim_op_of(&*store, "w", license.id, T0).await;
+    // The worker's entry names the owner and no request id; the store attributes it.
+    let mut ending = entry(license.id, "ORDER", AuditOutcome::Succeeded, 2);
+    ending.client = ClientName::new("owner-stand-in");
+    ending.request_id = None;
+    let mut active = license.clone();
+    active.state = LicenseState::Active;
+
+    // Act: an open save, the closing save, and a second closing save.
+    let open = store
+        .save_progress("w", &op, &license, &[], false, Some(&ending))
+        .await
+        .unwrap();
+    let done = Operation {
+        phase: Phase::Done,
+        ..op
+    };
+    let closed = store
+        .save_progress(
+            "w",
+            &done,
+            &active,
+            &[EventKind::StateChanged],
+            false,
+            Some(&ending),
+        )
+        .await
+        .unwrap();
+    let again = store
+        .save_progress("w", &done, &active, &[], true, Some(&ending))
+        .await
+        .unwrap();
+
+    // Assert
+    assert!(!open && closed && !again, "{open} {closed} {again}");
+    let ends = store
+        .list_audit(
+            &AuditFilter {
+                outcome: Some(AuditOutcome::Succeeded),
+                ..AuditFilter::default()
+            },
+            10,
+            None,
+        )
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(ends.len(), 1, "{ends:?}");
+    assert_eq!(ends[0].client, ClientName::new("acme"));
+    assert_eq!(ends[0].request_id.as_deref(), Some("key-1"));
+    assert_eq!(ends[0].upstream_id, ending.upstream_id);
 }

@@ -1,0 +1,115 @@
+//! A read-through cache of licenses by id, for a store whose database only this
+//! process writes (a SQLite file held by one `serve`, or an in-memory database).
+//!
+//! Reads of one license are the hot path (provisioning systems poll them); through
+//! sqlx each costs two thread hand-offs to the connection's worker thread. The cache
+//! answers them from memory and stays exact: every write of a license drops its entry
+//! when the write ends (a guard, so a cancelled write drops it too), and a read that
+//! overlapped any such write does not fill the cache (a generation counter).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use crate::domain::{License, LicenseId};
+
+/// Entries kept at most; past it the cache starts over (the reads refill it).
+const CAPACITY: usize = 100_000;
+
+/// The cache; shared by the store's clones.
+#[derive(Debug, Default)]
+pub(super) struct LicenseCache {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    licenses: HashMap<LicenseId, License>,
+    /// Bumped by every end of a write; a fill taken before the bump is stale.
+    generation: u64,
+}
+
+impl LicenseCache {
+    /// The cached license, if any.
+    pub(super) fn get(&self, id: LicenseId) -> Option<License> {
+        self.lock().licenses.get(&id).cloned()
+    }
+
+    /// The generation to pass to [`fill`](Self::fill); take it before reading.
+    pub(super) fn generation(&self) -> u64 {
+        self.lock().generation
+    }
+
+    /// Caches `license`, read from the database after [`generation`](Self::generation)
+    /// returned `seen`, unless a write ended since (the read may predate it).
+    pub(super) fn fill(&self, seen: u64, license: &License) {
+        let mut inner = self.lock();
+        if inner.generation != seen {
+            return;
+        }
+        if inner.licenses.len() >= CAPACITY {
+            inner.licenses.clear();
+        }
+        inner.licenses.insert(license.id, license.clone());
+    }
+
+    /// A guard to hold across a write of license `id`: when it is dropped (the write
+    /// committed, failed or was cancelled) the entry goes and the generation moves on.
+    pub(super) fn writing(&self, id: LicenseId) -> WriteGuard<'_> {
+        WriteGuard { cache: self, id }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // The map holds plain data; a panic elsewhere cannot leave it half-changed.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// See [`LicenseCache::writing`].
+pub(super) struct WriteGuard<'a> {
+    cache: &'a LicenseCache,
+    id: LicenseId,
+}
+
+impl Drop for WriteGuard<'_> {
+    fn drop(&mut self) {
+        let mut inner = self.cache.lock();
+        inner.licenses.remove(&self.id);
+        inner.generation += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn license() -> License {
+        crate::store::tests::pending("c", "srv-1", crate::store::tests::T0)
+    }
+
+    #[test]
+    fn a_read_that_overlapped_a_write_does_not_fill() {
+        let cache = LicenseCache::default();
+        let l = license();
+        let seen = cache.generation();
+        drop(cache.writing(l.id));
+        cache.fill(seen, &l);
+        assert_eq!(cache.get(l.id), None);
+        cache.fill(cache.generation(), &l);
+        assert_eq!(cache.get(l.id), Some(l));
+    }
+
+    #[test]
+    fn a_write_drops_the_entry_when_it_ends() {
+        let cache = LicenseCache::default();
+        let l = license();
+        cache.fill(cache.generation(), &l);
+        let guard = cache.writing(l.id);
+        assert_eq!(
+            cache.get(l.id),
+            Some(l.clone()),
+            "kept while the write runs"
+        );
+        drop(guard);
+        assert_eq!(cache.get(l.id), None);
+    }
+}
