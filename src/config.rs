@@ -304,12 +304,16 @@ impl Settings {
         // A request that timed out on our side may still be landing upstream: a
         // look-up sooner than one request timeout later could miss it and re-order.
         let mut workflow = workflow;
+        // The default (20 s) is raised quietly; a configured value loudly.
+        let settle_configured = wf.settle_interval_ms.is_some();
         if workflow.settle_interval < billmanager.request_timeout {
-            tracing::warn!(
-                settle_interval_ms = workflow.settle_interval.as_millis() as u64,
-                request_timeout_ms = billmanager.request_timeout.as_millis() as u64,
-                "workflow.settle_interval_ms is shorter than the upstream request timeout; using the timeout"
-            );
+            if settle_configured {
+                tracing::warn!(
+                    settle_interval_ms = workflow.settle_interval.as_millis() as u64,
+                    request_timeout_ms = billmanager.request_timeout.as_millis() as u64,
+                    "workflow.settle_interval_ms is shorter than the upstream request timeout; using the timeout"
+                );
+            }
             workflow.settle_interval = billmanager.request_timeout;
         }
         Ok(Self {

@@ -18,11 +18,14 @@ async fn main() -> anyhow::Result<()> {
     // aws-lc and OpenSSL.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
-    if matches!(cli.command, Command::Reconcile(_)) {
+    // Held to the end of `main`, so the last lines are written out; the commands that
+    // leave by `process::exit` log through plain writers instead.
+    let mut log_guard = None;
+    match cli.command {
         // Its stdout is the report.
-        telemetry::init_stderr();
-    } else {
-        telemetry::init();
+        Command::Reconcile(_) => telemetry::init_stderr(),
+        Command::Serve(_) | Command::Sandbox(_) => log_guard = telemetry::init_serving(),
+        _ => telemetry::init(),
     }
     let result = match cli.command {
         Command::Serve(args) => serve(args).await,
@@ -49,6 +52,7 @@ async fn main() -> anyhow::Result<()> {
     if let Err(e) = &result {
         tracing::error!(error.message = %e, error.cause_chain = ?e, "license-facade failed");
     }
+    drop(log_guard);
     result
 }
 

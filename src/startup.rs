@@ -234,7 +234,7 @@ impl Application {
         });
 
         let http_router = crate::http::router(crate::http::AppState {
-            service: self.service.clone(),
+            service: Arc::new(self.service.clone()),
             readiness: self.readiness.clone(),
             auth: self.auth.clone(),
         });

@@ -19,7 +19,10 @@ use crate::auth::{Authenticator, Principal, Scope};
 fn scope_of(method: &Method, path: &str) -> Scope {
     let admin = ["/v1/drift", "/v1/reconcile", "/v1/audit"]
         .iter()
-        .any(|prefix| path == *prefix || path.starts_with(&format!("{prefix}/")));
+        .any(|prefix| {
+            path.strip_prefix(prefix)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        });
     if admin {
         Scope::Admin
     } else if method == Method::GET || method == Method::HEAD {

@@ -33,11 +33,12 @@ use crate::service::LicenseService;
 /// Largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
-/// Shared state of the handlers.
+/// Shared state of the handlers; axum clones it for every extractor, so it is a few
+/// `Arc`s (the service alone holds a dozen).
 #[derive(Clone)]
 pub struct AppState {
     /// The use cases.
-    pub service: LicenseService,
+    pub service: Arc<LicenseService>,
     /// Readiness flags.
     pub readiness: Arc<Readiness>,
     /// Checks the bearer token of every `/v1` call.

@@ -1,0 +1,93 @@
+//! Logging: JSON lines when stdout is not a terminal (or when asked), readable text on
+//! a terminal. The level comes from `LICENSE_FACADE_LOG` (or `RUST_LOG`), default info.
+
+mod json;
+
+use std::io::IsTerminal;
+use std::os::fd::AsFd;
+
+use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
+use tracing_subscriber::EnvFilter;
+
+/// Installs the subscriber of the long-running commands (`serve`, `sandbox`): as
+/// [`init`], but lines are handed to a writer thread that batches them into few
+/// `write`s, so a request does not wait for a system call to log its access line
+/// (a writer per request was 7 % of a GetLicense, docs/benchmarks.md). Nothing is
+/// dropped: a full queue makes the logging task wait. Keep the guard until exit;
+/// dropping it writes out what is queued.
+pub fn init_serving() -> Option<WorkerGuard> {
+    // A handle of our own on stdout, so the buffer is ours (std's stdout flushes at
+    // every newline); the writer thread flushes whenever its queue runs empty.
+    let stdout = match std::io::stdout().as_fd().try_clone_to_owned() {
+        Ok(fd) => std::fs::File::from(fd),
+        Err(_) => {
+            init();
+            return None;
+        }
+    };
+    let (writer, guard) = NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("license-facade-log")
+        .finish(std::io::BufWriter::with_capacity(64 * 1024, stdout));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter())
+        .with_writer(writer);
+    let _ = if stdout_json() {
+        builder
+            .fmt_fields(json::SpanFields)
+            .event_format(json::JsonLines)
+            .try_init()
+    } else {
+        builder.try_init()
+    };
+    Some(guard)
+}
+
+fn filter() -> EnvFilter {
+    let filter = std::env::var("LICENSE_FACADE_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .unwrap_or_else(|_| "info".to_owned());
+    EnvFilter::try_new(&filter).unwrap_or_else(|_| EnvFilter::new("info"))
+}
+
+fn stdout_json() -> bool {
+    match std::env::var("LICENSE_FACADE_LOG_FORMAT").as_deref() {
+        Ok("json") => true,
+        Ok("pretty" | "text") => false,
+        _ => !std::io::stdout().is_terminal(),
+    }
+}
+
+/// Installs the global subscriber; a second call is a no-op (tests call it often).
+pub fn init() {
+    let builder = tracing_subscriber::fmt().with_env_filter(filter());
+    let _ = if stdout_json() {
+        builder
+            .fmt_fields(json::SpanFields)
+            .event_format(json::JsonLines)
+            .try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+/// Like [`init`], but logs go to stderr (JSON unless stderr is a terminal), for
+/// commands whose stdout is their output.
+pub fn init_stderr() {
+    let json = match std::env::var("LICENSE_FACADE_LOG_FORMAT").as_deref() {
+        Ok("json") => true,
+        Ok("pretty" | "text") => false,
+        _ => !std::io::stderr().is_terminal(),
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter())
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        builder
+            .fmt_fields(json::SpanFields)
+            .event_format(json::JsonLines)
+            .try_init()
+    } else {
+        builder.try_init()
+    };
+}
