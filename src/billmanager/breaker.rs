@@ -118,7 +118,7 @@ impl CircuitBreaker {
             Phase::Open { .. } | Phase::HalfOpen => {
                 crate::metrics::upstream_call(function, "circuit_open", Duration::ZERO);
                 Err(UpstreamError::Unavailable(
-                    "circuit breaker open: the upstream failed repeatedly; not called".into(),
+                    super::error::BREAKER_OPEN.into(),
                 ))
             }
         }

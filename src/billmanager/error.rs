@@ -29,7 +29,17 @@ pub enum UpstreamError {
     Indeterminate(String),
 }
 
+/// The message of the circuit breaker's refusal while it is open.
+pub(crate) const BREAKER_OPEN: &str =
+    "circuit breaker open: the upstream failed repeatedly; not called";
+
 impl UpstreamError {
+    /// Whether this process's circuit breaker refused the call without sending it. It
+    /// says only that the upstream failed recently, not that this call would.
+    pub fn is_shed(&self) -> bool {
+        matches!(self, Self::Unavailable(m) if m == BREAKER_OPEN)
+    }
+
     /// Whether the upstream definitely did not carry out the call.
     pub fn is_definite(&self) -> bool {
         matches!(

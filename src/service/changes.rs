@@ -212,21 +212,11 @@ impl Worker {
                 self.save(&op, &mut license, true).await
             }
             Err(e) => {
-                op.failures += 1;
-                op.last_error = Some(e.to_string());
-                if op.failures >= self.config.max_lookup_failures {
-                    op.phase = Phase::Failed;
-                    license.state = LicenseState::NeedsAttention;
-                    license.last_error = Some(UpstreamFailure {
-                        code: "UPSTREAM_OUTCOME_UNKNOWN".into(),
-                        message: format!(
-                            "{} may have been carried out upstream but could not be confirmed: {e}",
-                            op.kind.name()
-                        ),
-                    });
-                } else {
-                    op.run_after = self.backoff(op.failures, self.config.settle_interval);
-                }
+                let why = format!(
+                    "{} may have been carried out upstream but could not be confirmed: {e}",
+                    op.kind.name()
+                );
+                self.lookup_failed(&mut op, &mut license, &e, why);
                 self.save(&op, &mut license, true).await
             }
         }

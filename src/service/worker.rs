@@ -384,22 +384,11 @@ impl Worker {
                 self.save(&op, &mut license, true).await
             }
             Err(e) => {
-                op.failures += 1;
-                op.last_error = Some(e.to_string());
-                if op.failures >= self.config.max_lookup_failures {
-                    tracing::error!(error.message = %e, "cannot find out whether the order was placed; needs attention");
-                    op.phase = Phase::Failed;
-                    license.state = LicenseState::NeedsAttention;
-                    license.last_error = Some(UpstreamFailure {
-                        code: "UPSTREAM_OUTCOME_UNKNOWN".into(),
-                        message: format!(
-                            "the order may have been placed upstream but could not be confirmed after {} look-ups: {e}",
-                            op.failures
-                        ),
-                    });
-                } else {
-                    op.run_after = self.backoff(op.failures, self.config.settle_interval);
-                }
+                let failures = op.failures + 1;
+                let why = format!(
+                    "the order may have been placed upstream but could not be confirmed after {failures} look-ups: {e}"
+                );
+                self.lookup_failed(&mut op, &mut license, &e, why);
                 self.save(&op, &mut license, true).await
             }
         }
@@ -454,6 +443,37 @@ impl Worker {
                 op.run_after = self.backoff(op.failures, self.config.retry_max);
                 self.save(&op, &mut license, true).await
             }
+        }
+    }
+
+    /// Records a failed recovery look-up: after `max_lookup_failures` in a row the
+    /// license needs a person (`why` says so). A call that this process's circuit
+    /// breaker held back is not a look-up and is not counted: an outage shorter than
+    /// the breaker's pause must not hand licenses to people. It is tried again after
+    /// a settle interval.
+    pub(super) fn lookup_failed(
+        &self,
+        op: &mut Operation,
+        license: &mut License,
+        e: &UpstreamError,
+        why: String,
+    ) {
+        op.last_error = Some(e.to_string());
+        if e.is_shed() {
+            op.run_after = OffsetDateTime::now_utc() + self.config.settle_interval;
+            return;
+        }
+        op.failures += 1;
+        if op.failures >= self.config.max_lookup_failures {
+            tracing::error!(error.message = %e, "cannot find out whether the upstream call was carried out; needs attention");
+            op.phase = Phase::Failed;
+            license.state = LicenseState::NeedsAttention;
+            license.last_error = Some(UpstreamFailure {
+                code: "UPSTREAM_OUTCOME_UNKNOWN".into(),
+                message: why,
+            });
+        } else {
+            op.run_after = self.backoff(op.failures, self.config.settle_interval);
         }
     }
 

@@ -8,7 +8,7 @@
 //! overlapped any such write does not fill the cache (a generation counter).
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::domain::{License, LicenseId};
 
@@ -52,10 +52,13 @@ impl LicenseCache {
         inner.licenses.insert(license.id, license.clone());
     }
 
-    /// A guard to hold across a write of license `id`: when it is dropped (the write
-    /// committed, failed or was cancelled) the entry goes and the generation moves on.
-    pub(super) fn writing(&self, id: LicenseId) -> WriteGuard<'_> {
-        WriteGuard { cache: self, id }
+    /// A guard to hold across a write of license `id` until it committed or failed:
+    /// when it is dropped the entry goes and the generation moves on.
+    pub(super) fn writing(self: &Arc<Self>, id: LicenseId) -> WriteGuard {
+        WriteGuard {
+            cache: self.clone(),
+            id,
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -65,12 +68,12 @@ impl LicenseCache {
 }
 
 /// See [`LicenseCache::writing`].
-pub(super) struct WriteGuard<'a> {
-    cache: &'a LicenseCache,
+pub(super) struct WriteGuard {
+    cache: Arc<LicenseCache>,
     id: LicenseId,
 }
 
-impl Drop for WriteGuard<'_> {
+impl Drop for WriteGuard {
     fn drop(&mut self) {
         let mut inner = self.cache.lock();
         inner.licenses.remove(&self.id);
@@ -88,7 +91,7 @@ mod tests {
 
     #[test]
     fn a_read_that_overlapped_a_write_does_not_fill() {
-        let cache = LicenseCache::default();
+        let cache = Arc::new(LicenseCache::default());
         let l = license();
         let seen = cache.generation();
         drop(cache.writing(l.id));
@@ -100,7 +103,7 @@ mod tests {
 
     #[test]
     fn a_write_drops_the_entry_when_it_ends() {
-        let cache = LicenseCache::default();
+        let cache = Arc::new(LicenseCache::default());
         let l = license();
         cache.fill(cache.generation(), &l);
         let guard = cache.writing(l.id);

@@ -4,6 +4,7 @@
 mod audit;
 mod cache;
 mod codec;
+mod group_commit;
 mod postgres;
 mod sqlite;
 

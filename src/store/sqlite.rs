@@ -12,11 +12,12 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::{Row, Sqlite, SqliteConnection, Transaction};
 use time::OffsetDateTime;
 
 use super::cache::LicenseCache;
 use super::codec::{self, from_micros, to_micros};
+use super::group_commit::{GroupCommit, Written};
 use super::{Inserted, LicenseFilter, Page, RequestRecord, Store, StoreError};
 use crate::domain::{
     AuditEntry, ClientName, Event, EventKind, Hostname, License, LicenseId, Operation, Phase,
@@ -42,6 +43,8 @@ pub struct SqliteStore {
     /// Set by [`with_license_cache`](Self::with_license_cache) for a process that is
     /// the database's only writer.
     cache: Option<Arc<LicenseCache>>,
+    /// Commits the hot writes in groups (see `store::group_commit`).
+    writer: GroupCommit,
 }
 
 const LICENSE_COLUMNS: &str = "id, client, server_id, ip, hostname, panel, tariff_id, nodes, \
@@ -113,6 +116,7 @@ impl SqliteStore {
             .context("cannot apply the SQLite migrations")?;
         Ok(Self {
             lease_pool: lease_pool.unwrap_or_else(|| pool.clone()),
+            writer: GroupCommit::start(pool.clone()),
             pool,
             _keeper: keeper,
             cache: None,
@@ -128,8 +132,10 @@ impl SqliteStore {
     }
 
     /// Holds the cache entry of `id` for the length of a write (see `store::cache`).
-    fn writing(&self, id: LicenseId) -> Option<super::cache::WriteGuard<'_>> {
-        self.cache.as_deref().map(|c| c.writing(id))
+    fn writing(&self, id: LicenseId) -> Option<Box<dyn Send>> {
+        self.cache
+            .as_ref()
+            .map(|c| Box::new(c.writing(id)) as Box<dyn Send>)
     }
 
     async fn write_tx(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
@@ -226,7 +232,7 @@ fn operation_from_row(row: &SqliteRow) -> anyhow::Result<Operation> {
 }
 
 async fn live_license(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut SqliteConnection,
     client: &ClientName,
     server_id: &ServerId,
 ) -> anyhow::Result<Option<License>> {
@@ -237,13 +243,13 @@ async fn live_license(
     let row = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(client.as_str())
         .bind(server_id.as_str())
-        .fetch_optional(&mut **tx)
+        .fetch_optional(&mut *tx)
         .await?;
     row.as_ref().map(license_from_row).transpose()
 }
 
 async fn insert_event(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut SqliteConnection,
     kind: EventKind,
     license: &License,
 ) -> anyhow::Result<()> {
@@ -255,7 +261,7 @@ async fn insert_event(
     .bind(kind.as_str())
     .bind(codec::license_to_json(license))
     .bind(to_micros(license.update_time))
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await
     .context("cannot record an event")?;
     Ok(())
@@ -264,15 +270,12 @@ async fn insert_event(
 /// One [`Store::insert_adopted`] inside `tx`, which holds the write lock from BEGIN
 /// IMMEDIATE; commits nothing, and has stored nothing when it returns
 /// [`Inserted::Existing`].
-async fn adopt_in(
-    tx: &mut Transaction<'static, Sqlite>,
-    license: &License,
-) -> Result<Inserted, StoreError> {
+async fn adopt_in(tx: &mut SqliteConnection, license: &License) -> Result<Inserted, StoreError> {
     // The write lock is held, so this check cannot race.
     let sql = format!("SELECT {LICENSE_COLUMNS} FROM licenses WHERE upstream_id = ?1");
     let known = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(license.upstream_id.map(|id| id as i64))
-        .fetch_optional(&mut **tx)
+        .fetch_optional(&mut *tx)
         .await
         .context("cannot look the upstream id up")?;
     if let Some(row) = known {
@@ -300,7 +303,7 @@ async fn adopt_in(
     .bind(license.expire_time.map(to_micros))
     .bind(to_micros(license.create_time))
     .bind(to_micros(license.update_time))
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await;
     match inserted {
         Ok(_) => {}
@@ -321,10 +324,7 @@ async fn adopt_in(
     Ok(Inserted::Created(license.clone()))
 }
 
-async fn insert_operation(
-    tx: &mut Transaction<'static, Sqlite>,
-    op: &Operation,
-) -> anyhow::Result<i64> {
+async fn insert_operation(tx: &mut SqliteConnection, op: &Operation) -> anyhow::Result<i64> {
     let now = to_micros(OffsetDateTime::now_utc());
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO operations (license_id, kind, params, phase, attempt, checks, run_after, \
@@ -336,7 +336,7 @@ async fn insert_operation(
     .bind(op.phase.as_str())
     .bind(to_micros(op.run_after))
     .bind(now)
-    .fetch_one(&mut **tx)
+    .fetch_one(&mut *tx)
     .await
     .context("cannot insert the operation")?;
     Ok(id)
@@ -344,7 +344,7 @@ async fn insert_operation(
 
 /// Records a request id in the transaction of its work; a taken key aborts it.
 async fn insert_request(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut SqliteConnection,
     request: &RequestRecord,
 ) -> Result<(), StoreError> {
     let inserted = sqlx::query(
@@ -357,7 +357,7 @@ async fn insert_request(
     .bind(&request.response)
     .bind(request.busy_until.map(to_micros))
     .bind(to_micros(request.create_time))
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await;
     match inserted {
         Ok(_) => Ok(()),
@@ -368,6 +368,168 @@ async fn insert_request(
             .context("cannot record the request id")
             .into()),
     }
+}
+
+/// [`Store::insert_order`] inside the group's transaction (see `group_commit`).
+async fn order_in(
+    tx: &mut SqliteConnection,
+    license: &License,
+    op: &Operation,
+    request: Option<&RequestRecord>,
+    audit: &[AuditEntry],
+) -> Result<Written<Inserted>, StoreError> {
+    if let Some(request) = request {
+        insert_request(tx, request).await?;
+    }
+    // The partial unique index decides; a pre-check would race.
+    let inserted = sqlx::query(
+        "INSERT INTO licenses (id, client, server_id, ip, hostname, panel, tariff_id, nodes, \
+         period, auto_renew, state, license_key, upstream_id, expire_time, last_error_code, \
+         last_error_message, create_time, update_time) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, NULL, NULL, NULL, NULL, NULL, ?12, ?12)",
+    )
+    .bind(license.id.to_string())
+    .bind(license.client.as_str())
+    .bind(license.server_id.as_str())
+    .bind(license.ip.to_string())
+    .bind(license.hostname.as_ref().map(|h| h.as_str().to_owned()))
+    .bind(&license.panel)
+    .bind(i64::from(license.tariff_id))
+    .bind(license.nodes.map(i64::from))
+    .bind(i64::from(license.period.upstream_value()))
+    .bind(license.auto_renew)
+    .bind(license.state.as_str())
+    .bind(to_micros(license.create_time))
+    .execute(&mut *tx)
+    .await;
+    match inserted {
+        Ok(_) => {}
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+            let existing = live_license(tx, &license.client, &license.server_id)
+                .await
+                .context("cannot read the server's live license")?
+                .context("a unique violation without a live license")?;
+            // The request id stored above goes too: nothing is kept.
+            return Ok(Written::discarded(Inserted::Existing(existing)));
+        }
+        Err(e) => {
+            return Err(anyhow::Error::new(e)
+                .context("cannot insert the license")
+                .into());
+        }
+    }
+    insert_operation(tx, op).await?;
+    insert_event(tx, EventKind::Created, license).await?;
+    for entry in audit {
+        super::audit::insert_sqlite(&mut *tx, entry).await?;
+    }
+    Ok(Written::kept(Inserted::Created(license.clone())))
+}
+
+/// [`Store::insert_operations`] inside the group's transaction.
+async fn operations_in(
+    tx: &mut SqliteConnection,
+    license_id: LicenseId,
+    ops: &[Operation],
+    request: Option<&RequestRecord>,
+    audit: &[AuditEntry],
+) -> Result<Written<Vec<i64>>, StoreError> {
+    if let Some(request) = request {
+        insert_request(tx, request).await?;
+    }
+    // The write lock is held from BEGIN IMMEDIATE, and the group's writes run one
+    // after another, so this check and the inserts cannot interleave with another
+    // request's.
+    let open: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM operations WHERE license_id = ?1 \
+         AND phase NOT IN ('DONE', 'FAILED')",
+    )
+    .bind(license_id.to_string())
+    .fetch_one(&mut *tx)
+    .await
+    .context("cannot read open operations")?;
+    if open > 0 {
+        return Err(StoreError::OperationInProgress(license_id));
+    }
+    let mut ids = Vec::with_capacity(ops.len());
+    for op in ops {
+        ids.push(insert_operation(tx, op).await?);
+    }
+    for entry in audit {
+        super::audit::insert_sqlite(&mut *tx, entry).await?;
+    }
+    Ok(Written::kept(ids))
+}
+
+/// [`Store::save_progress`] inside the group's transaction.
+async fn progress_in(
+    tx: &mut SqliteConnection,
+    owner: &str,
+    op: &Operation,
+    license: &License,
+    events: &[EventKind],
+    release: bool,
+    ending: Option<&AuditEntry>,
+) -> Result<Written<bool>, StoreError> {
+    let stored: Option<String> = sqlx::query_scalar("SELECT phase FROM operations WHERE id = ?1")
+        .bind(op.id)
+        .fetch_optional(&mut *tx)
+        .await
+        .context("cannot read the operation")?;
+    let closes = !op.phase.is_open()
+        && stored.is_some_and(|p| Phase::parse(&p).is_some_and(|p| p.is_open()));
+    let updated = sqlx::query(
+        "UPDATE operations SET phase = ?1, attempt = ?2, checks = ?3, run_after = ?4, \
+         last_error = ?5, update_time = ?6, \
+         lease_owner = CASE WHEN ?7 THEN NULL ELSE lease_owner END, \
+         lease_until = CASE WHEN ?7 THEN NULL ELSE lease_until END, failures = ?10 \
+         WHERE id = ?8 AND lease_owner = ?9",
+    )
+    .bind(op.phase.as_str())
+    .bind(i64::from(op.attempt))
+    .bind(i64::from(op.checks))
+    .bind(to_micros(op.run_after))
+    .bind(op.last_error.as_deref())
+    .bind(to_micros(license.update_time))
+    .bind(release)
+    .bind(op.id)
+    .bind(owner)
+    .bind(i64::from(op.failures))
+    .execute(&mut *tx)
+    .await
+    .context("cannot save the operation")?;
+    if updated.rows_affected() == 0 {
+        return Err(StoreError::LeaseLost(op.id));
+    }
+    sqlx::query(
+        "UPDATE licenses SET ip = ?1, panel = ?2, tariff_id = ?3, nodes = ?4, period = ?5, \
+         auto_renew = ?6, state = ?7, license_key = ?8, upstream_id = ?9, expire_time = ?10, \
+         last_error_code = ?11, last_error_message = ?12, update_time = ?13 WHERE id = ?14",
+    )
+    .bind(license.ip.to_string())
+    .bind(&license.panel)
+    .bind(i64::from(license.tariff_id))
+    .bind(license.nodes.map(i64::from))
+    .bind(i64::from(license.period.upstream_value()))
+    .bind(license.auto_renew)
+    .bind(license.state.as_str())
+    .bind(license.license_key.as_deref())
+    .bind(license.upstream_id.map(|id| id as i64))
+    .bind(license.expire_time.map(to_micros))
+    .bind(license.last_error.as_ref().map(|e| e.code.clone()))
+    .bind(license.last_error.as_ref().map(|e| e.message.clone()))
+    .bind(to_micros(license.update_time))
+    .bind(license.id.to_string())
+    .execute(&mut *tx)
+    .await
+    .context("cannot save the license")?;
+    for kind in events {
+        insert_event(tx, *kind, license).await?;
+    }
+    if let Some(entry) = ending.filter(|_| closes) {
+        super::audit::append_ending_sqlite(tx, entry).await?;
+    }
+    Ok(Written::kept(closes))
 }
 
 #[async_trait]
@@ -439,54 +601,14 @@ impl Store for SqliteStore {
     ) -> Result<Inserted, StoreError> {
         // A new id, but a read may have missed it just before (misses are not cached
         // either way); the guard keeps every license write under the same rule.
-        let _cached = self.writing(license.id);
-        let mut tx = self.write_tx().await?;
-        if let Some(request) = request {
-            insert_request(&mut tx, request).await?;
-        }
-        // The partial unique index decides; a pre-check would race.
-        let inserted = sqlx::query(
-            "INSERT INTO licenses (id, client, server_id, ip, hostname, panel, tariff_id, nodes, \
-             period, auto_renew, state, license_key, upstream_id, expire_time, last_error_code, \
-             last_error_message, create_time, update_time) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, NULL, NULL, NULL, NULL, NULL, ?12, ?12)",
-        )
-        .bind(license.id.to_string())
-        .bind(license.client.as_str())
-        .bind(license.server_id.as_str())
-        .bind(license.ip.to_string())
-        .bind(license.hostname.as_ref().map(|h| h.as_str().to_owned()))
-        .bind(&license.panel)
-        .bind(i64::from(license.tariff_id))
-        .bind(license.nodes.map(i64::from))
-        .bind(i64::from(license.period.upstream_value()))
-        .bind(license.auto_renew)
-        .bind(license.state.as_str())
-        .bind(to_micros(license.create_time))
-        .execute(&mut *tx)
-        .await;
-        match inserted {
-            Ok(_) => {}
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                let existing = live_license(&mut tx, &license.client, &license.server_id)
-                    .await
-                    .context("cannot read the server's live license")?
-                    .context("a unique violation without a live license")?;
-                return Ok(Inserted::Existing(existing));
-            }
-            Err(e) => {
-                return Err(anyhow::Error::new(e)
-                    .context("cannot insert the license")
-                    .into());
-            }
-        }
-        insert_operation(&mut tx, op).await?;
-        insert_event(&mut tx, EventKind::Created, license).await?;
-        for entry in audit {
-            super::audit::insert_sqlite(&mut *tx, entry).await?;
-        }
-        tx.commit().await.context("cannot commit the order")?;
-        Ok(Inserted::Created(license.clone()))
+        let hold = self.writing(license.id);
+        let (license, op) = (license.clone(), op.clone());
+        let (request, audit) = (request.cloned(), audit.to_vec());
+        self.writer
+            .run(hold, move |tx| {
+                Box::pin(async move { order_in(tx, &license, &op, request.as_ref(), &audit).await })
+            })
+            .await
     }
 
     async fn insert_operations(
@@ -496,32 +618,15 @@ impl Store for SqliteStore {
         request: Option<&RequestRecord>,
         audit: &[AuditEntry],
     ) -> Result<Vec<i64>, StoreError> {
-        let mut tx = self.write_tx().await?;
-        if let Some(request) = request {
-            insert_request(&mut tx, request).await?;
-        }
-        // The write lock is held from BEGIN IMMEDIATE, so this check and the inserts
-        // cannot interleave with another request's.
-        let open: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM operations WHERE license_id = ?1 \
-             AND phase NOT IN ('DONE', 'FAILED')",
-        )
-        .bind(license_id.to_string())
-        .fetch_one(&mut *tx)
-        .await
-        .context("cannot read open operations")?;
-        if open > 0 {
-            return Err(StoreError::OperationInProgress(license_id));
-        }
-        let mut ids = Vec::with_capacity(ops.len());
-        for op in ops {
-            ids.push(insert_operation(&mut tx, op).await?);
-        }
-        for entry in audit {
-            super::audit::insert_sqlite(&mut *tx, entry).await?;
-        }
-        tx.commit().await.context("cannot commit the operations")?;
-        Ok(ids)
+        let ops = ops.to_vec();
+        let (request, audit) = (request.cloned(), audit.to_vec());
+        self.writer
+            .run(None, move |tx| {
+                Box::pin(async move {
+                    operations_in(tx, license_id, &ops, request.as_ref(), &audit).await
+                })
+            })
+            .await
     }
 
     async fn get_operation(&self, id: i64) -> Result<Option<Operation>, StoreError> {
@@ -656,69 +761,16 @@ impl Store for SqliteStore {
         release: bool,
         ending: Option<&AuditEntry>,
     ) -> Result<bool, StoreError> {
-        let _cached = self.writing(license.id);
-        let mut tx = self.write_tx().await?;
-        let stored: Option<String> =
-            sqlx::query_scalar("SELECT phase FROM operations WHERE id = ?1")
-                .bind(op.id)
-                .fetch_optional(&mut *tx)
-                .await
-                .context("cannot read the operation")?;
-        let closes = !op.phase.is_open()
-            && stored.is_some_and(|p| Phase::parse(&p).is_some_and(|p| p.is_open()));
-        let updated = sqlx::query(
-            "UPDATE operations SET phase = ?1, attempt = ?2, checks = ?3, run_after = ?4, \
-             last_error = ?5, update_time = ?6, \
-             lease_owner = CASE WHEN ?7 THEN NULL ELSE lease_owner END, \
-             lease_until = CASE WHEN ?7 THEN NULL ELSE lease_until END, failures = ?10 \
-             WHERE id = ?8 AND lease_owner = ?9",
-        )
-        .bind(op.phase.as_str())
-        .bind(i64::from(op.attempt))
-        .bind(i64::from(op.checks))
-        .bind(to_micros(op.run_after))
-        .bind(op.last_error.as_deref())
-        .bind(to_micros(license.update_time))
-        .bind(release)
-        .bind(op.id)
-        .bind(owner)
-        .bind(i64::from(op.failures))
-        .execute(&mut *tx)
-        .await
-        .context("cannot save the operation")?;
-        if updated.rows_affected() == 0 {
-            return Err(StoreError::LeaseLost(op.id));
-        }
-        sqlx::query(
-            "UPDATE licenses SET ip = ?1, panel = ?2, tariff_id = ?3, nodes = ?4, period = ?5, \
-             auto_renew = ?6, state = ?7, license_key = ?8, upstream_id = ?9, expire_time = ?10, \
-             last_error_code = ?11, last_error_message = ?12, update_time = ?13 WHERE id = ?14",
-        )
-        .bind(license.ip.to_string())
-        .bind(&license.panel)
-        .bind(i64::from(license.tariff_id))
-        .bind(license.nodes.map(i64::from))
-        .bind(i64::from(license.period.upstream_value()))
-        .bind(license.auto_renew)
-        .bind(license.state.as_str())
-        .bind(license.license_key.as_deref())
-        .bind(license.upstream_id.map(|id| id as i64))
-        .bind(license.expire_time.map(to_micros))
-        .bind(license.last_error.as_ref().map(|e| e.code.clone()))
-        .bind(license.last_error.as_ref().map(|e| e.message.clone()))
-        .bind(to_micros(license.update_time))
-        .bind(license.id.to_string())
-        .execute(&mut *tx)
-        .await
-        .context("cannot save the license")?;
-        for kind in events {
-            insert_event(&mut tx, *kind, license).await?;
-        }
-        if let Some(entry) = ending.filter(|_| closes) {
-            super::audit::append_ending_sqlite(&mut tx, entry).await?;
-        }
-        tx.commit().await.context("cannot commit progress")?;
-        Ok(closes)
+        let hold = self.writing(license.id);
+        let (owner, op, license) = (owner.to_owned(), op.clone(), license.clone());
+        let (events, ending) = (events.to_vec(), ending.cloned());
+        self.writer
+            .run(hold, move |tx| {
+                Box::pin(async move {
+                    progress_in(tx, &owner, &op, &license, &events, release, ending.as_ref()).await
+                })
+            })
+            .await
     }
 
     async fn events_after(

@@ -89,6 +89,7 @@ store_tests!(
     concurrent_adoptions_of_one_upstream_license_store_it_once,
     licenses_with_an_upstream_id_are_listed_in_id_order_in_any_state,
     only_a_newer_drift_report_replaces_the_stored_one,
+    concurrent_writes_commit_or_fail_each_on_its_own,
 );
 
 /// A SQLite file as `serve` opens it: with the license cache (the in-memory variant
@@ -1397,4 +1398,85 @@ async fn a_sqlite_file_is_served_by_one_process_at_a_time() {
     super::connect_serving(&url)
         .await
         .expect("free again once the first one stopped");
+}
+
+/// Writes arriving together (SQLite commits them as one group): each one that fails
+/// (a request id taken, a lease lost) leaves nothing behind, and every other one is
+/// stored and answered as if it had been alone.
+async fn concurrent_writes_commit_or_fail_each_on_its_own(store: Arc<dyn Store>) {
+    // Arrange: a license whose operation a worker holds, and 24 orders of which every
+    // third reuses the request id of the one before it.
+    let held = pending("acme", "held", T0);
+    create(&*store, &held, T0).await;
+    let op = claim_op_of(&*store, "w", held.id, T0).await;
+    let record = |key: usize| super::RequestRecord {
+        client: client("acme"),
+        key: format!("key-{key}"),
+        fingerprint: format!("fp-{key}"),
+        response: "{}".into(),
+        busy_until: None,
+        create_time: T0,
+    };
+    let orders: Vec<(License, usize)> = (0..24)
+        .map(|i| {
+            let key = if i % 3 == 2 { i - 1 } else { i };
+            (pending("acme", &format!("srv-{i}"), T0), key)
+        })
+        .collect();
+
+    // Act: all at once, with a save under a lease that is not the saver's.
+    let mut calls = Vec::new();
+    for (license, key) in &orders {
+        let (store, license, request) = (store.clone(), license.clone(), record(*key));
+        calls.push(tokio::spawn(async move {
+            let op = order_op(&license, T0);
+            store.insert_order(&license, &op, Some(&request), &[]).await
+        }));
+    }
+    let lost = {
+        let store = store.clone();
+        let (op, held) = (op.clone(), held.clone());
+        tokio::spawn(async move {
+            store
+                .save_progress(
+                    "someone-else",
+                    &op,
+                    &held,
+                    &[EventKind::StateChanged],
+                    true,
+                    None,
+                )
+                .await
+        })
+    };
+    let mut results = Vec::new();
+    for call in calls {
+        results.push(call.await.unwrap());
+    }
+
+    // Assert
+    assert!(matches!(lost.await.unwrap(), Err(StoreError::LeaseLost(_))));
+    for ((license, _), result) in orders.iter().zip(results) {
+        let stored = store.get_license(license.id).await.unwrap();
+        match result {
+            Ok(Inserted::Created(created)) => {
+                assert_eq!(&created, license);
+                assert_eq!(stored.as_ref(), Some(license));
+            }
+            Err(StoreError::RequestKeyTaken) => assert_eq!(stored, None, "nothing kept"),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let created = (0..24).filter(|i| i % 3 != 2).count();
+    let listed = store
+        .list_licenses(&LicenseFilter::default(), 100, None)
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(
+        listed.len(),
+        created + 1,
+        "the orders that kept a request id, and `held`"
+    );
+    assert_eq!(store.get_license(held.id).await.unwrap(), Some(held));
 }

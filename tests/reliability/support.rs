@@ -394,6 +394,7 @@ impl ServiceDir {
              request_timeout_ms = 500\n\
              connect_timeout_ms = 500\n\
              probe_interval_secs = 3600\n\
+             breaker_cool_down_secs = 1\n\
              \n\
              [workflow]\n\
              lease_secs = 1\n\
@@ -617,6 +618,9 @@ impl InProcess {
         settings.clients = Some(license_facade::auth::Clients::sandbox());
         settings.billmanager.request_timeout = timings.request_timeout;
         settings.billmanager.connect_timeout = timings.request_timeout;
+        // Compressed like the other timings: a burst of faults opens the breaker, and
+        // its default 30 s pause would outlast the tests' deadline.
+        settings.billmanager.breaker.cool_down = timings.lease;
         settings.workflow.lease = timings.lease;
         settings.workflow.settle_interval = timings.settle_interval;
         settings.workflow.settle_checks = timings.settle_checks;

@@ -1,0 +1,186 @@
+//! Group commit for the SQLite store. SQLite has one writer and, with
+//! `synchronous=FULL`, one fsync per commit, so every durable write of every request
+//! and worker queued behind the last one's fsync. Here the hot writes (an order, queued
+//! changes, a step of the workflow) go to one writer task, which runs whatever has
+//! queued up meanwhile in one transaction, each write in a savepoint of its own, and
+//! commits them with one fsync. Every caller hears its result only after that commit,
+//! so an acknowledged write is as durable as before; a write that fails or asks for
+//! it is rolled back alone. A burst of writes costs one fsync instead of one each.
+//!
+//! A write handed over runs to its end even when its caller stops waiting: like a
+//! commit that landed just before the caller was cancelled, which every write here
+//! already tolerates (a retry finds the work done, or the operation's lease fences).
+
+use futures::future::BoxFuture;
+use sqlx::{SqliteConnection, SqlitePool};
+use tokio::sync::{mpsc, oneshot};
+
+use super::StoreError;
+
+/// Writes committed together at most.
+const MAX_BATCH: usize = 64;
+
+/// What a write gives back: its value, and whether its changes are kept (a write may
+/// succeed and still store nothing, e.g. an order for a server that has a license).
+pub(super) struct Written<T> {
+    pub value: T,
+    pub keep: bool,
+}
+
+impl<T> Written<T> {
+    pub fn kept(value: T) -> Self {
+        Self { value, keep: true }
+    }
+
+    pub fn discarded(value: T) -> Self {
+        Self { value, keep: false }
+    }
+}
+
+/// One queued write, with the means to answer its caller.
+trait Job: Send {
+    /// Runs the write on `conn` (inside the group's transaction and the write's own
+    /// savepoint); returns whether its changes are kept.
+    fn run<'c>(&'c mut self, conn: &'c mut SqliteConnection) -> BoxFuture<'c, bool>;
+    /// Answers the caller once the group's fate is known (`Err`: the commit failed).
+    fn answer(self: Box<Self>, commit: Result<(), String>);
+}
+
+type WriteFn<T> = Box<
+    dyn for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<Written<T>, StoreError>>
+        + Send,
+>;
+
+struct Typed<T> {
+    write: Option<WriteFn<T>>,
+    outcome: Option<Result<T, StoreError>>,
+    reply: oneshot::Sender<Result<T, StoreError>>,
+    /// Dropped after the commit, before the caller hears of it (the license cache's
+    /// write guard).
+    hold: Option<Box<dyn Send>>,
+}
+
+impl<T: Send + 'static> Job for Typed<T> {
+    fn run<'c>(&'c mut self, conn: &'c mut SqliteConnection) -> BoxFuture<'c, bool> {
+        Box::pin(async move {
+            let Some(write) = self.write.take() else {
+                return false;
+            };
+            match write(conn).await {
+                Ok(written) => {
+                    self.outcome = Some(Ok(written.value));
+                    written.keep
+                }
+                Err(e) => {
+                    self.outcome = Some(Err(e));
+                    false
+                }
+            }
+        })
+    }
+
+    fn answer(self: Box<Self>, commit: Result<(), String>) {
+        let Typed {
+            outcome,
+            reply,
+            hold,
+            ..
+        } = *self;
+        drop(hold);
+        let answer = match (outcome, commit) {
+            // A failed write was rolled back alone; its error stands either way.
+            (Some(Err(e)), _) => Err(e),
+            (Some(Ok(value)), Ok(())) => Ok(value),
+            (Some(Ok(_)), Err(why)) | (None, Err(why)) => {
+                Err(StoreError::Unexpected(anyhow::anyhow!(why)))
+            }
+            (None, Ok(())) => Err(StoreError::Unexpected(anyhow::anyhow!(
+                "the write was not run"
+            ))),
+        };
+        let _ = reply.send(answer);
+    }
+}
+
+/// The handle of the writer task; cheap to clone. The task ends when the last handle
+/// is dropped.
+#[derive(Debug, Clone)]
+pub(super) struct GroupCommit {
+    queue: mpsc::UnboundedSender<Box<dyn Job>>,
+}
+
+impl GroupCommit {
+    /// Starts the writer task on `pool` (it takes one connection per group).
+    pub(super) fn start(pool: SqlitePool) -> Self {
+        let (queue, jobs) = mpsc::unbounded_channel();
+        tokio::spawn(writer(pool, jobs));
+        Self { queue }
+    }
+
+    /// Runs `write` in the next group and returns its value once the group committed;
+    /// `hold` is dropped after the commit (or the failure), even if this call's future
+    /// was dropped first.
+    pub(super) async fn run<T, F>(
+        &self,
+        hold: Option<Box<dyn Send>>,
+        write: F,
+    ) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(
+                &'c mut SqliteConnection,
+            ) -> BoxFuture<'c, Result<Written<T>, StoreError>>
+            + Send
+            + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let job = Box::new(Typed {
+            write: Some(Box::new(write)),
+            outcome: None,
+            reply,
+            hold,
+        });
+        self.queue.send(job).map_err(|_| {
+            StoreError::Unexpected(anyhow::anyhow!("the store's writer has stopped"))
+        })?;
+        answer.await.unwrap_or_else(|_| {
+            Err(StoreError::Unexpected(anyhow::anyhow!(
+                "the store's writer stopped before answering"
+            )))
+        })
+    }
+}
+
+async fn writer(pool: SqlitePool, mut jobs: mpsc::UnboundedReceiver<Box<dyn Job>>) {
+    let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_BATCH);
+    while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let commit = run_group(&pool, &mut batch).await;
+        if let Err(why) = &commit {
+            tracing::warn!(writes = batch.len(), error.message = %why, "a group of writes failed");
+        }
+        for job in batch.drain(..) {
+            job.answer(commit.clone());
+        }
+    }
+}
+
+/// Runs `batch` in one transaction, each write in its own savepoint, and commits.
+async fn run_group(pool: &SqlitePool, batch: &mut [Box<dyn Job>]) -> Result<(), String> {
+    let mut tx = pool
+        .begin_with("BEGIN IMMEDIATE")
+        .await
+        .map_err(|e| format!("cannot begin a write transaction: {e}"))?;
+    for job in batch.iter_mut() {
+        let mut savepoint = sqlx::Connection::begin(&mut *tx)
+            .await
+            .map_err(|e| format!("cannot open a savepoint: {e}"))?;
+        let keep = job.run(&mut savepoint).await;
+        let ended = if keep {
+            savepoint.commit().await
+        } else {
+            savepoint.rollback().await
+        };
+        ended.map_err(|e| format!("cannot close a savepoint: {e}"))?;
+    }
+    tx.commit().await.map_err(|e| format!("cannot commit: {e}"))
+}
