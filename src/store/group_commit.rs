@@ -164,12 +164,23 @@ async fn writer(pool: SqlitePool, mut jobs: mpsc::UnboundedReceiver<Box<dyn Job>
     }
 }
 
-/// Runs `batch` in one transaction, each write in its own savepoint, and commits.
+/// Runs `batch` in one transaction, each write in its own savepoint, and commits. A
+/// write alone needs no savepoint (each statement is a round trip to the connection's
+/// thread): its transaction is simply committed or rolled back.
 async fn run_group(pool: &SqlitePool, batch: &mut [Box<dyn Job>]) -> Result<(), String> {
     let mut tx = pool
         .begin_with("BEGIN IMMEDIATE")
         .await
         .map_err(|e| format!("cannot begin a write transaction: {e}"))?;
+    if let [job] = batch {
+        return if job.run(&mut tx).await {
+            tx.commit().await.map_err(|e| format!("cannot commit: {e}"))
+        } else {
+            tx.rollback()
+                .await
+                .map_err(|e| format!("cannot roll back: {e}"))
+        };
+    }
     for job in batch.iter_mut() {
         let mut savepoint = sqlx::Connection::begin(&mut *tx)
             .await
