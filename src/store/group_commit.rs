@@ -7,6 +7,11 @@
 //! so an acknowledged write is as durable as before; a write that fails or asks for
 //! it is rolled back alone. A burst of writes costs one fsync instead of one each.
 //!
+//! Claims, which change only a lease, queue here too, so that a stream of orders
+//! cannot starve the workers of the write lock (SQLite's busy handler sleeps, and the
+//! writer would rarely leave the lock free at the right moment). A group of nothing
+//! but claims commits without an fsync (see `SqliteStore::lease_pool`).
+//!
 //! A write handed over runs to its end even when its caller stops waiting: like a
 //! commit that landed just before the caller was cancelled, which every write here
 //! already tolerates (a retry finds the work done, or the operation's lease fences).
@@ -44,6 +49,8 @@ trait Job: Send {
     fn run<'c>(&'c mut self, conn: &'c mut SqliteConnection) -> BoxFuture<'c, bool>;
     /// Answers the caller once the group's fate is known (`Err`: the commit failed).
     fn answer(self: Box<Self>, commit: Result<(), String>);
+    /// Whether the write must be on disk before its caller hears of it.
+    fn durable(&self) -> bool;
 }
 
 type WriteFn<T> = Box<
@@ -58,6 +65,7 @@ struct Typed<T> {
     /// Dropped after the commit, before the caller hears of it (the license cache's
     /// write guard).
     hold: Option<Box<dyn Send>>,
+    durable: bool,
 }
 
 impl<T: Send + 'static> Job for Typed<T> {
@@ -77,6 +85,10 @@ impl<T: Send + 'static> Job for Typed<T> {
                 }
             }
         })
+    }
+
+    fn durable(&self) -> bool {
+        self.durable
     }
 
     fn answer(self: Box<Self>, commit: Result<(), String>) {
@@ -110,11 +122,26 @@ pub(super) struct GroupCommit {
 }
 
 impl GroupCommit {
-    /// Starts the writer task on `pool` (it takes one connection per group).
-    pub(super) fn start(pool: SqlitePool) -> Self {
+    /// Starts the writer task; it takes one connection per group, from `pool`, or
+    /// from `light` (no fsync) for a group of lease-only writes.
+    pub(super) fn start(pool: SqlitePool, light: SqlitePool) -> Self {
         let (queue, jobs) = mpsc::unbounded_channel();
-        tokio::spawn(writer(pool, jobs));
+        tokio::spawn(writer(pool, light, jobs));
         Self { queue }
+    }
+
+    /// Like [`run`](Self::run), for a write that changes only a lease: it may be
+    /// committed without an fsync when nothing durable shares its group.
+    pub(super) async fn run_light<T, F>(&self, write: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(
+                &'c mut SqliteConnection,
+            ) -> BoxFuture<'c, Result<Written<T>, StoreError>>
+            + Send
+            + 'static,
+    {
+        self.queue_write(false, None, write).await
     }
 
     /// Runs `write` in the next group and returns its value once the group committed;
@@ -133,12 +160,30 @@ impl GroupCommit {
             + Send
             + 'static,
     {
+        self.queue_write(true, hold, write).await
+    }
+
+    async fn queue_write<T, F>(
+        &self,
+        durable: bool,
+        hold: Option<Box<dyn Send>>,
+        write: F,
+    ) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(
+                &'c mut SqliteConnection,
+            ) -> BoxFuture<'c, Result<Written<T>, StoreError>>
+            + Send
+            + 'static,
+    {
         let (reply, answer) = oneshot::channel();
         let job = Box::new(Typed {
             write: Some(Box::new(write)),
             outcome: None,
             reply,
             hold,
+            durable,
         });
         self.queue.send(job).map_err(|_| {
             StoreError::Unexpected(anyhow::anyhow!("the store's writer has stopped"))
@@ -151,10 +196,15 @@ impl GroupCommit {
     }
 }
 
-async fn writer(pool: SqlitePool, mut jobs: mpsc::UnboundedReceiver<Box<dyn Job>>) {
+async fn writer(
+    pool: SqlitePool,
+    light: SqlitePool,
+    mut jobs: mpsc::UnboundedReceiver<Box<dyn Job>>,
+) {
     let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_BATCH);
     while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let commit = run_group(&pool, &mut batch).await;
+        let durable = batch.iter().any(|job| job.durable());
+        let commit = run_group(if durable { &pool } else { &light }, &mut batch).await;
         if let Err(why) = &commit {
             tracing::warn!(writes = batch.len(), error.message = %why, "a group of writes failed");
         }

@@ -28,8 +28,8 @@ use crate::domain::{
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
-    /// For lease-only writes (claims, releases, the named leases): connections with
-    /// `synchronous=NORMAL`, whose WAL commits skip the fsync. A process crash keeps
+    /// For lease-only writes (groups of claims, releases, the named leases):
+    /// connections with `synchronous=NORMAL`, whose WAL commits skip the fsync. A process crash keeps
     /// them (the WAL is written before the commit returns); a power loss may undo
     /// one, which only hands a lease back, and the next FULL commit (INTENT, before
     /// any upstream call) syncs the WAL with it in anyway. An in-memory database has
@@ -114,9 +114,10 @@ impl SqliteStore {
             .run(&pool)
             .await
             .context("cannot apply the SQLite migrations")?;
+        let lease_pool = lease_pool.unwrap_or_else(|| pool.clone());
         Ok(Self {
-            lease_pool: lease_pool.unwrap_or_else(|| pool.clone()),
-            writer: GroupCommit::start(pool.clone()),
+            writer: GroupCommit::start(pool.clone(), lease_pool.clone()),
+            lease_pool,
             pool,
             _keeper: keeper,
             cache: None,
@@ -728,28 +729,37 @@ impl Store for SqliteStore {
         now: OffsetDateTime,
         lease: Duration,
     ) -> Result<Option<Operation>, StoreError> {
+        let owner = owner.to_owned();
         let now_us = to_micros(now);
         let until = to_micros(now + lease);
         // One statement: SQLite runs it under the write lock, so two workers can
         // never claim the same row.
-        let row = sqlx::query(
-            "UPDATE operations SET lease_owner = ?1, lease_until = ?2, update_time = ?3 \
-             WHERE id = (SELECT o.id FROM operations o \
-                         WHERE o.phase NOT IN ('DONE', 'FAILED') AND o.run_after <= ?3 \
-                           AND (o.lease_until IS NULL OR o.lease_until < ?3) \
-                           AND NOT EXISTS (SELECT 1 FROM operations p \
-                               WHERE p.license_id = o.license_id AND p.id < o.id \
-                                 AND p.phase NOT IN ('DONE', 'FAILED')) \
-                         ORDER BY o.run_after, o.id LIMIT 1) \
-             RETURNING id, license_id, params, phase, attempt, checks, failures, run_after, last_error",
-        )
-        .bind(owner)
-        .bind(until)
-        .bind(now_us)
-        .fetch_optional(&self.lease_pool)
-        .await
-        .context("cannot claim an operation")?;
-        Ok(row.as_ref().map(operation_from_row).transpose()?)
+        self.writer
+            .run_light(move |tx| {
+                Box::pin(async move {
+                    let row = sqlx::query(
+                        "UPDATE operations SET lease_owner = ?1, lease_until = ?2, update_time = ?3 \
+                         WHERE id = (SELECT o.id FROM operations o \
+                                     WHERE o.phase NOT IN ('DONE', 'FAILED') AND o.run_after <= ?3 \
+                                       AND (o.lease_until IS NULL OR o.lease_until < ?3) \
+                                       AND NOT EXISTS (SELECT 1 FROM operations p \
+                                           WHERE p.license_id = o.license_id AND p.id < o.id \
+                                             AND p.phase NOT IN ('DONE', 'FAILED')) \
+                                     ORDER BY o.run_after, o.id LIMIT 1) \
+                         RETURNING id, license_id, params, phase, attempt, checks, failures, run_after, last_error",
+                    )
+                    .bind(&owner)
+                    .bind(until)
+                    .bind(now_us)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .context("cannot claim an operation")?;
+                    Ok(Written::kept(
+                        row.as_ref().map(operation_from_row).transpose()?,
+                    ))
+                })
+            })
+            .await
     }
 
     async fn save_progress(
