@@ -320,9 +320,12 @@ impl LicenseService {
         }
     }
 
-    /// Wakes the worker loops of this process (others find the work by polling).
+    /// Wakes one worker loop of this process for the work just queued (other
+    /// processes find it by polling). One, not all: every woken loop tries a claim, and
+    /// the claims queue behind each other. A loop that finishes a step claims again
+    /// at once, so queued work never waits for a wake-up; if no loop is waiting, the
+    /// next one to wait finds the wake-up stored.
     fn wake_workers(&self) {
-        self.work.notify_waiters();
         self.work.notify_one();
     }
 
