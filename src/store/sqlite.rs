@@ -472,13 +472,19 @@ async fn progress_in(
     release: bool,
     ending: Option<&AuditEntry>,
 ) -> Result<Written<bool>, StoreError> {
-    let stored: Option<String> = sqlx::query_scalar("SELECT phase FROM operations WHERE id = ?1")
-        .bind(op.id)
-        .fetch_optional(&mut *tx)
-        .await
-        .context("cannot read the operation")?;
-    let closes = !op.phase.is_open()
-        && stored.is_some_and(|p| Phase::parse(&p).is_some_and(|p| p.is_open()));
+    // Only a save to DONE or FAILED can close the operation; the others skip the read
+    // (each statement is a round trip to the connection's thread).
+    let closes = if op.phase.is_open() {
+        false
+    } else {
+        let stored: Option<String> =
+            sqlx::query_scalar("SELECT phase FROM operations WHERE id = ?1")
+                .bind(op.id)
+                .fetch_optional(&mut *tx)
+                .await
+                .context("cannot read the operation")?;
+        stored.is_some_and(|p| Phase::parse(&p).is_some_and(|p| p.is_open()))
+    };
     let updated = sqlx::query(
         "UPDATE operations SET phase = ?1, attempt = ?2, checks = ?3, run_after = ?4, \
          last_error = ?5, update_time = ?6, \
