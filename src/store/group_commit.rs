@@ -114,6 +114,15 @@ impl<T: Send + 'static> Job for Typed<T> {
     }
 }
 
+/// What a write changes, which decides how its group is committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum WriteKind {
+    /// Data that must be on disk before the caller hears of it.
+    Durable,
+    /// Only a lease: a group of nothing else commits without an fsync.
+    LeaseOnly,
+}
+
 /// The handle of the writer task; cheap to clone. The task ends when the last handle
 /// is dropped.
 #[derive(Debug, Clone)]
@@ -130,42 +139,12 @@ impl GroupCommit {
         Self { queue }
     }
 
-    /// Like [`run`](Self::run), for a write that changes only a lease: it may be
-    /// committed without an fsync when nothing durable shares its group.
-    pub(super) async fn run_light<T, F>(&self, write: F) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: for<'c> FnOnce(
-                &'c mut SqliteConnection,
-            ) -> BoxFuture<'c, Result<Written<T>, StoreError>>
-            + Send
-            + 'static,
-    {
-        self.queue_write(false, None, write).await
-    }
-
     /// Runs `write` in the next group and returns its value once the group committed;
     /// `hold` is dropped after the commit (or the failure), even if this call's future
     /// was dropped first.
     pub(super) async fn run<T, F>(
         &self,
-        hold: Option<Box<dyn Send>>,
-        write: F,
-    ) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: for<'c> FnOnce(
-                &'c mut SqliteConnection,
-            ) -> BoxFuture<'c, Result<Written<T>, StoreError>>
-            + Send
-            + 'static,
-    {
-        self.queue_write(true, hold, write).await
-    }
-
-    async fn queue_write<T, F>(
-        &self,
-        durable: bool,
+        kind: WriteKind,
         hold: Option<Box<dyn Send>>,
         write: F,
     ) -> Result<T, StoreError>
@@ -183,7 +162,7 @@ impl GroupCommit {
             outcome: None,
             reply,
             hold,
-            durable,
+            durable: kind == WriteKind::Durable,
         });
         self.queue.send(job).map_err(|_| {
             StoreError::Unexpected(anyhow::anyhow!("the store's writer has stopped"))

@@ -311,7 +311,7 @@ pub async fn connect_serving(url: &str) -> anyhow::Result<Serving> {
             lock: None,
         });
     }
-    let lock = if url.contains(":memory:") || url.contains("mode=memory") {
+    let lock = if sqlite::is_in_memory(url) {
         None
     } else {
         Some(sqlite::lock_file(url)?)

@@ -17,7 +17,7 @@ use time::OffsetDateTime;
 
 use super::cache::LicenseCache;
 use super::codec::{self, from_micros, to_micros};
-use super::group_commit::{GroupCommit, Written};
+use super::group_commit::{GroupCommit, WriteKind, Written};
 use super::{Inserted, LicenseFilter, Page, RequestRecord, Store, StoreError};
 use crate::domain::{
     AuditEntry, ClientName, Event, EventKind, Hostname, License, LicenseId, Operation, Phase,
@@ -55,7 +55,7 @@ impl SqliteStore {
     /// Opens (creating if missing) the database at `url` (`sqlite:path` or
     /// `sqlite::memory:`) and applies the migrations.
     pub async fn connect(url: &str) -> anyhow::Result<Self> {
-        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let in_memory = is_in_memory(url);
         // A named shared-cache database, so that every connection of this store (and
         // only of this store) sees the same data.
         let url = if url.contains(":memory:") {
@@ -146,6 +146,11 @@ impl SqliteStore {
             .context("cannot begin a write transaction")
             .map_err(StoreError::from)
     }
+}
+
+/// Whether a SQLite URL names an in-memory database (`sqlite::memory:`, `mode=memory`).
+pub(super) fn is_in_memory(url: &str) -> bool {
+    url.contains(":memory:") || url.contains("mode=memory")
 }
 
 /// Takes the lock that keeps a SQLite database to one `serve` process: an exclusive
@@ -606,13 +611,11 @@ impl Store for SqliteStore {
         request: Option<&RequestRecord>,
         audit: &[AuditEntry],
     ) -> Result<Inserted, StoreError> {
-        // A new id, but a read may have missed it just before (misses are not cached
-        // either way); the guard keeps every license write under the same rule.
-        let hold = self.writing(license.id);
+        // No cache guard: the id is new, and a read that found nothing fills nothing.
         let (license, op) = (license.clone(), op.clone());
         let (request, audit) = (request.cloned(), audit.to_vec());
         self.writer
-            .run(hold, move |tx| {
+            .run(WriteKind::Durable, None, move |tx| {
                 Box::pin(async move { order_in(tx, &license, &op, request.as_ref(), &audit).await })
             })
             .await
@@ -628,7 +631,7 @@ impl Store for SqliteStore {
         let ops = ops.to_vec();
         let (request, audit) = (request.cloned(), audit.to_vec());
         self.writer
-            .run(None, move |tx| {
+            .run(WriteKind::Durable, None, move |tx| {
                 Box::pin(async move {
                     operations_in(tx, license_id, &ops, request.as_ref(), &audit).await
                 })
@@ -741,7 +744,7 @@ impl Store for SqliteStore {
         // One statement: SQLite runs it under the write lock, so two workers can
         // never claim the same row.
         self.writer
-            .run_light(move |tx| {
+            .run(WriteKind::LeaseOnly, None, move |tx| {
                 Box::pin(async move {
                     let row = sqlx::query(
                         "UPDATE operations SET lease_owner = ?1, lease_until = ?2, update_time = ?3 \
@@ -781,7 +784,7 @@ impl Store for SqliteStore {
         let (owner, op, license) = (owner.to_owned(), op.clone(), license.clone());
         let (events, ending) = (events.to_vec(), ending.cloned());
         self.writer
-            .run(hold, move |tx| {
+            .run(WriteKind::Durable, hold, move |tx| {
                 Box::pin(async move {
                     progress_in(tx, &owner, &op, &license, &events, release, ending.as_ref()).await
                 })

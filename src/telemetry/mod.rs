@@ -1,5 +1,5 @@
-//! Logging: JSON lines when stdout is not a terminal (or when asked), readable text on
-//! a terminal. The level comes from `LICENSE_FACADE_LOG` (or `RUST_LOG`), default info.
+//! Logging: JSON lines when the output is not a terminal (or when asked), readable text
+//! on a terminal. The level comes from `LICENSE_FACADE_LOG` (or `RUST_LOG`), default info.
 
 mod json;
 
@@ -8,6 +8,7 @@ use std::os::fd::AsFd;
 
 use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::MakeWriter;
 
 /// Installs the subscriber of the long-running commands (`serve`, `sandbox`): as
 /// [`init`], but lines are handed to a writer thread that batches them into few
@@ -29,10 +30,29 @@ pub fn init_serving() -> Option<WorkerGuard> {
         .lossy(false)
         .thread_name("license-facade-log")
         .finish(std::io::BufWriter::with_capacity(64 * 1024, stdout));
+    install(writer, json_for(std::io::stdout().is_terminal()));
+    Some(guard)
+}
+
+/// Installs the global subscriber; a second call is a no-op (tests call it often).
+pub fn init() {
+    install(std::io::stdout, json_for(std::io::stdout().is_terminal()));
+}
+
+/// Like [`init`], but logs go to stderr (JSON unless stderr is a terminal), for
+/// commands whose stdout is their output.
+pub fn init_stderr() {
+    install(std::io::stderr, json_for(std::io::stderr().is_terminal()));
+}
+
+fn install<W>(writer: W, json: bool)
+where
+    W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
+{
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter())
         .with_writer(writer);
-    let _ = if stdout_json() {
+    let _ = if json {
         builder
             .fmt_fields(json::SpanFields)
             .event_format(json::JsonLines)
@@ -40,7 +60,6 @@ pub fn init_serving() -> Option<WorkerGuard> {
     } else {
         builder.try_init()
     };
-    Some(guard)
 }
 
 fn filter() -> EnvFilter {
@@ -50,44 +69,12 @@ fn filter() -> EnvFilter {
     EnvFilter::try_new(&filter).unwrap_or_else(|_| EnvFilter::new("info"))
 }
 
-fn stdout_json() -> bool {
+/// Whether to write JSON: as `LICENSE_FACADE_LOG_FORMAT` says, else unless the output
+/// is a terminal.
+fn json_for(terminal: bool) -> bool {
     match std::env::var("LICENSE_FACADE_LOG_FORMAT").as_deref() {
         Ok("json") => true,
         Ok("pretty" | "text") => false,
-        _ => !std::io::stdout().is_terminal(),
+        _ => !terminal,
     }
-}
-
-/// Installs the global subscriber; a second call is a no-op (tests call it often).
-pub fn init() {
-    let builder = tracing_subscriber::fmt().with_env_filter(filter());
-    let _ = if stdout_json() {
-        builder
-            .fmt_fields(json::SpanFields)
-            .event_format(json::JsonLines)
-            .try_init()
-    } else {
-        builder.try_init()
-    };
-}
-
-/// Like [`init`], but logs go to stderr (JSON unless stderr is a terminal), for
-/// commands whose stdout is their output.
-pub fn init_stderr() {
-    let json = match std::env::var("LICENSE_FACADE_LOG_FORMAT").as_deref() {
-        Ok("json") => true,
-        Ok("pretty" | "text") => false,
-        _ => !std::io::stderr().is_terminal(),
-    };
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter())
-        .with_writer(std::io::stderr);
-    let _ = if json {
-        builder
-            .fmt_fields(json::SpanFields)
-            .event_format(json::JsonLines)
-            .try_init()
-    } else {
-        builder.try_init()
-    };
 }
