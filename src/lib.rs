@@ -27,4 +27,5 @@ pub mod sandbox;
 pub mod service;
 pub mod startup;
 pub mod store;
+pub mod tasks;
 pub mod telemetry;

@@ -16,6 +16,8 @@ use crate::config::Settings;
 use crate::health::{Readiness, probe_upstream};
 use crate::sandbox::{Sandbox, SandboxHandle};
 use crate::service::{LicenseService, Worker};
+use crate::store::FileLock;
+use crate::tasks::Tasks;
 
 /// A built, bound application.
 pub struct Application {
@@ -33,8 +35,35 @@ pub struct Application {
     drain_delay: Duration,
     drain_timeout: Duration,
     auth: Arc<crate::auth::Authenticator>,
+    /// Every background task of the application (the worker's loops included).
+    tasks: Tasks,
     /// Held until the application stops: a SQLite file is served by one process.
-    _db_lock: Option<std::fs::File>,
+    db_lock: Option<FileLock>,
+}
+
+/// An application running in a task of its own, with the means to stop it.
+pub struct Running {
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    stop: CancellationToken,
+    kill: CancellationToken,
+}
+
+impl Running {
+    /// Stops it as a shutdown signal would (not serving, drain, stop) and returns once
+    /// everything it started has ended and its database is closed and unlocked.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.stop.cancel();
+        self.task.await.context("the application task failed")?
+    }
+
+    /// Stops it abruptly, like a crash: no drain, every task dropped at whatever await
+    /// point it was (open transactions roll back, calls in flight are cut, leases are
+    /// left to run out). Returns once everything it started has ended and its database
+    /// is closed and unlocked, so a new application can open the same file at once.
+    pub async fn kill(self) -> anyhow::Result<()> {
+        self.kill.cancel();
+        self.task.await.context("the application task failed")?
+    }
 }
 
 impl Application {
@@ -73,9 +102,11 @@ impl Application {
             breaker_config,
         ));
         let upstream: Arc<dyn Billmanager> = breaker.clone();
+        let tasks = Tasks::new();
         let service = LicenseService::new(store, upstream.clone(), Arc::new(settings.catalog))
             .with_reconcile_config(&settings.reconcile)
-            .with_spend_caps(&crate::auth::order_caps(&clients));
+            .with_spend_caps(&crate::auth::order_caps(&clients))
+            .with_tasks(tasks.clone());
         let auth = Arc::new(crate::auth::Authenticator::new(&clients));
         let worker = service.worker(settings.workflow);
         let http = TcpListener::bind(settings.http_addr)
@@ -98,7 +129,8 @@ impl Application {
             drain_delay: settings.drain_delay,
             drain_timeout: settings.drain_timeout,
             auth,
-            _db_lock: serving.lock,
+            tasks,
+            db_lock: serving.lock,
         })
     }
 
@@ -116,6 +148,11 @@ impl Application {
             .expect("a bound listener has an address")
     }
 
+    /// The application's background tasks: every one has ended when a stop returns.
+    pub fn tasks(&self) -> Tasks {
+        self.tasks.clone()
+    }
+
     /// The in-process sandbox, when running with one.
     pub fn sandbox(&self) -> Option<SandboxHandle> {
         self.sandbox.as_ref().map(Sandbox::handle)
@@ -127,13 +164,30 @@ impl Application {
     }
 
     /// Serves both APIs and runs the worker until `shutdown` resolves, then turns
-    /// readiness off, stops accepting, lets in-flight work finish (bounded) and returns.
+    /// readiness off, stops accepting, lets in-flight work finish (bounded) and returns
+    /// once everything the application started has ended and its database is closed.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
+        self.run(shutdown, CancellationToken::new()).await
+    }
+
+    /// Runs the application in a task of its own; the handle stops it.
+    pub fn spawn(self) -> Running {
         let stop = CancellationToken::new();
-        let mut tasks = tokio::task::JoinSet::new();
+        let kill = CancellationToken::new();
+        let task = tokio::spawn(self.run(stop.clone().cancelled_owned(), kill.clone()));
+        Running { task, stop, kill }
+    }
+
+    async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+        kill: CancellationToken,
+    ) -> anyhow::Result<()> {
+        let stop = CancellationToken::new();
+        let tasks = self.tasks.clone();
 
         tracing::info!(
             http = %self.http_addr(),
@@ -149,15 +203,17 @@ impl Application {
             );
         }
 
+        // The sandbox outlives the application's own tasks: the worker may still be
+        // talking to it while they drain.
         let sandbox_stop = CancellationToken::new();
-        if let Some(sandbox) = self.sandbox {
+        let sandbox_task = self.sandbox.map(|sandbox| {
             let token = sandbox_stop.clone();
             tokio::spawn(async move {
                 if let Err(e) = sandbox.run(token.cancelled_owned()).await {
                     tracing::error!(error.message = %e, "sandbox stopped");
                 }
-            });
-        }
+            })
+        });
 
         let (grpc_router, health_reporter) =
             crate::grpc::router(self.service.clone(), self.auth.clone()).await?;
@@ -261,37 +317,82 @@ impl Application {
             }
         });
 
-        shutdown.await;
+        let killed = tokio::select! {
+            _ = shutdown => false,
+            _ = kill.cancelled() => true,
+        };
+        if !killed {
+            let drain = Drain {
+                readiness: self.readiness.clone(),
+                service: self.service.clone(),
+                tasks: tasks.clone(),
+                delay: self.drain_delay,
+                timeout: self.drain_timeout,
+            };
+            drain.run(&health_reporter, &stop, &kill).await;
+        }
+        // Whatever is left (everything, after a kill) ends where it stands; then the
+        // store: nothing the application started writes once this returns.
+        tasks.kill();
+        tasks.wait().await;
+        self.service.store().close().await;
+        sandbox_stop.cancel();
+        if let Some(task) = sandbox_task {
+            task.abort();
+            let _ = task.await;
+        }
+        drop(self.db_lock);
+        tracing::info!(killed, "stopped");
+        Ok(())
+    }
+}
+
+/// The graceful part of a stop.
+struct Drain {
+    readiness: Arc<Readiness>,
+    service: LicenseService,
+    tasks: Tasks,
+    delay: Duration,
+    timeout: Duration,
+}
+
+impl Drain {
+    /// Not serving, then stop accepting and let in-flight work finish, bounded; a
+    /// kill cuts it short.
+    async fn run(
+        &self,
+        health_reporter: &tonic_health::server::HealthReporter,
+        stop: &CancellationToken,
+        kill: &CancellationToken,
+    ) {
         // 1. Readiness off first (both `/readyz` and gRPC health), while the listeners
         //    still accept: load balancers and probes see NOT_SERVING and stop sending
         //    new calls here during the drain delay, so no client meets a closed port
         //    mid-request.
         tracing::info!(
-            drain_delay_ms = self.drain_delay.as_millis() as u64,
+            drain_delay_ms = self.delay.as_millis() as u64,
             "shutting down: not serving"
         );
         self.readiness.start_draining();
-        crate::grpc::set_serving(&health_reporter, false).await;
-        tokio::time::sleep(self.drain_delay).await;
+        crate::grpc::set_serving(health_reporter, false).await;
+        tokio::select! {
+            _ = tokio::time::sleep(self.delay) => {}
+            _ = kill.cancelled() => return,
+        }
         // 2. Stop accepting; in-flight calls finish, change feeds end, the worker stops
         //    claiming, finishes its current steps and releases its leases. All bounded.
-        tracing::info!(
-            drain_timeout_secs = self.drain_timeout.as_secs(),
-            "draining"
-        );
+        tracing::info!(drain_timeout_secs = self.timeout.as_secs(), "draining");
         self.service.close_feeds();
         stop.cancel();
-        let drained = tokio::time::timeout(self.drain_timeout, async {
-            while tasks.join_next().await.is_some() {}
-        })
-        .await;
-        if drained.is_err() {
-            // Dropping `tasks` aborts what is left; unreleased leases simply run out.
-            tracing::warn!("drain timed out; stopping anyway");
+        tokio::select! {
+            drained = tokio::time::timeout(self.timeout, self.tasks.wait()) => {
+                if drained.is_err() {
+                    // What is left is killed; unreleased leases simply run out.
+                    tracing::warn!("drain timed out; stopping anyway");
+                }
+            }
+            _ = kill.cancelled() => {}
         }
-        sandbox_stop.cancel();
-        tracing::info!("stopped");
-        Ok(())
     }
 }
 

@@ -111,6 +111,9 @@ pub struct LicenseService {
     closing: tokio_util::sync::CancellationToken,
     /// Per-client order caps.
     spend: Arc<spend::SpendGuard>,
+    /// Where the service and its worker spawn background work: an application's set,
+    /// so that stopping the application ends it.
+    tasks: crate::tasks::Tasks,
 }
 
 impl LicenseService {
@@ -132,7 +135,14 @@ impl LicenseService {
             drift: Arc::default(),
             closing: tokio_util::sync::CancellationToken::new(),
             spend: Arc::default(),
+            tasks: crate::tasks::Tasks::new(),
         }
+    }
+
+    /// Spawns the service's and its worker's background work in `tasks`.
+    pub fn with_tasks(mut self, tasks: crate::tasks::Tasks) -> Self {
+        self.tasks = tasks;
+        self
     }
 
     /// The worker that carries this service's operations out upstream.
@@ -144,6 +154,7 @@ impl LicenseService {
             self.changes.clone(),
             self.catalog.clone(),
             config,
+            self.tasks.clone(),
         )
     }
 

@@ -58,7 +58,7 @@ impl LicenseService {
         let service = self.clone();
         let panel = license.panel.clone();
         let months = license.period.months();
-        tokio::spawn(async move {
+        self.tasks.spawn(async move {
             if let Ok(quote) = service.quote(&panel, months).await
                 && let Ok(amount) = quote.price.parse::<f64>()
             {

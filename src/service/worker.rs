@@ -73,6 +73,8 @@ pub struct Worker {
     catalog: Arc<PanelCatalog>,
     pub(super) config: WorkflowConfig,
     owner: Arc<str>,
+    /// Where the loops run (the application's set: stopping it ends them).
+    tasks: crate::tasks::Tasks,
 }
 
 impl Worker {
@@ -83,6 +85,7 @@ impl Worker {
         changes: broadcast::Sender<LicenseId>,
         catalog: Arc<PanelCatalog>,
         config: WorkflowConfig,
+        tasks: crate::tasks::Tasks,
     ) -> Self {
         Self {
             store,
@@ -91,6 +94,7 @@ impl Worker {
             changes,
             catalog,
             config,
+            tasks,
             owner: format!("worker-{}", uuid::Uuid::now_v7().simple()).into(),
         }
     }
@@ -102,7 +106,7 @@ impl Worker {
     /// cuts a step short, this future is dropped before that and the lease simply
     /// expires: a half-done step is never handed over early.
     pub async fn run(self, stop: CancellationToken) {
-        let mut loops = tokio::task::JoinSet::new();
+        let mut loops = Vec::new();
         let mut owners = Vec::new();
         for i in 0..self.config.concurrency.max(1) {
             let mut me = self.clone();
@@ -112,9 +116,15 @@ impl Worker {
             me.owner = format!("{}-{i}", self.owner).into();
             owners.push(me.owner.clone());
             let stop = stop.clone();
-            loops.spawn(async move { me.run_loop(stop).await });
+            loops.push(self.tasks.spawn(async move { me.run_loop(stop).await }));
         }
-        while loops.join_next().await.is_some() {}
+        for finished in futures::future::join_all(loops).await {
+            // Killed (the application stopped abruptly): leases are left to run out,
+            // as a crashed process's are.
+            if !matches!(finished, Ok(Some(()))) {
+                return;
+            }
+        }
         for owner in owners {
             match self.store.release_leases(&owner).await {
                 Ok(0) => {}

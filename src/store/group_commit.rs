@@ -16,9 +16,13 @@
 //! commit that landed just before the caller was cancelled, which every write here
 //! already tolerates (a retry finds the work done, or the operation's lease fences).
 
+use std::sync::{Arc, Mutex};
+
 use futures::future::BoxFuture;
 use sqlx::{SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use super::StoreError;
 
@@ -124,10 +128,13 @@ pub(super) enum WriteKind {
 }
 
 /// The handle of the writer task; cheap to clone. The task ends when the last handle
-/// is dropped.
+/// is dropped, or at [`stop`](GroupCommit::stop).
 #[derive(Debug, Clone)]
 pub(super) struct GroupCommit {
     queue: mpsc::UnboundedSender<Box<dyn Job>>,
+    stop: CancellationToken,
+    /// Taken by the first `stop`, which waits for the task to end.
+    task: Arc<Mutex<Option<JoinHandle<()>>>>,
 }
 
 impl GroupCommit {
@@ -135,8 +142,25 @@ impl GroupCommit {
     /// from `light` (no fsync) for a group of lease-only writes.
     pub(super) fn start(pool: SqlitePool, light: SqlitePool) -> Self {
         let (queue, jobs) = mpsc::unbounded_channel();
-        tokio::spawn(writer(pool, light, jobs));
-        Self { queue }
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(writer(pool, light, jobs, stop.clone()));
+        Self {
+            queue,
+            stop,
+            task: Arc::new(Mutex::new(Some(task))),
+        }
+    }
+
+    /// Ends the writer task and waits until it has: the group being committed is
+    /// finished, writes still queued are answered with an error (as after a crash,
+    /// they were never committed), and later writes fail at once. After this the
+    /// store writes nothing more, so its pools can be closed.
+    pub(super) async fn stop(&self) {
+        self.stop.cancel();
+        let task = self.task.lock().expect("not poisoned").take();
+        if let Some(task) = task {
+            let _ = task.await;
+        }
     }
 
     /// Runs `write` in the next group and returns its value once the group committed;
@@ -179,9 +203,18 @@ async fn writer(
     pool: SqlitePool,
     light: SqlitePool,
     mut jobs: mpsc::UnboundedReceiver<Box<dyn Job>>,
+    stop: CancellationToken,
 ) {
     let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_BATCH);
-    while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
+    loop {
+        let received = tokio::select! {
+            biased;
+            _ = stop.cancelled() => 0,
+            n = jobs.recv_many(&mut batch, MAX_BATCH) => n,
+        };
+        if received == 0 {
+            break;
+        }
         let durable = batch.iter().any(|job| job.durable());
         let commit = run_group(if durable { &pool } else { &light }, &mut batch).await;
         if let Err(why) = &commit {

@@ -4,10 +4,12 @@
 mod audit;
 mod cache;
 mod codec;
+mod file_lock;
 mod group_commit;
 mod postgres;
 mod sqlite;
 
+pub use file_lock::FileLock;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
@@ -95,6 +97,12 @@ pub struct RequestRecord {
 /// What the service needs from a database.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
+    /// Ends the store's own background work (SQLite's group-commit writer) and closes
+    /// its connections, waiting until both are done; calls made afterwards fail. An
+    /// application calls it last when it stops, so that nothing it started still
+    /// writes once the stop returns.
+    async fn close(&self);
+
     /// Stores a PENDING license with its first operation, a `CREATED` event, the
     /// request id if any and the `audit` entries, unless the client's server already
     /// has a live license: then returns that one and stores nothing. A request id that
@@ -297,7 +305,7 @@ pub struct Serving {
     pub store: Arc<dyn Store>,
     /// For a SQLite file: the lock on `<database>.lock` (released when dropped, and
     /// by the kernel when the process dies).
-    pub lock: Option<std::fs::File>,
+    pub lock: Option<file_lock::FileLock>,
 }
 
 /// Opens the store for `serve`, as [`connect`] does. A SQLite database belongs to this

@@ -373,6 +373,11 @@ async fn insert_request(
 
 #[async_trait]
 impl Store for PgStore {
+    async fn close(&self) {
+        self.pool.close().await;
+        self.lease_pool.close().await;
+    }
+
     async fn find_request(
         &self,
         client: &ClientName,

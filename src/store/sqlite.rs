@@ -156,28 +156,20 @@ pub(super) fn is_in_memory(url: &str) -> bool {
 /// Takes the lock that keeps a SQLite database to one `serve` process: an exclusive
 /// `flock` on `<database>.lock`, created beside it. A separate file, because closing
 /// any descriptor of the database itself would drop SQLite's own POSIX locks on it.
-pub(super) fn lock_file(url: &str) -> anyhow::Result<std::fs::File> {
+pub(super) fn lock_file(url: &str) -> anyhow::Result<super::file_lock::FileLock> {
     let options = SqliteConnectOptions::from_str(url).context("invalid SQLite database URL")?;
     let mut path = options.get_filename().as_os_str().to_owned();
     path.push(".lock");
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .with_context(|| format!("cannot open {}", std::path::Path::new(&path).display()))?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+    let path = std::path::PathBuf::from(path);
+    match super::file_lock::try_lock(&path) {
+        Ok(Some(lock)) => Ok(lock),
+        Ok(None) => anyhow::bail!(
             "another license-facade process is serving {} (it holds {}); SQLite serves \
              one process, use PostgreSQL for replicas",
             options.get_filename().display(),
-            std::path::Path::new(&path).display()
+            path.display()
         ),
-        Err(std::fs::TryLockError::Error(e)) => Err(anyhow::Error::new(e).context(format!(
-            "cannot lock {}",
-            std::path::Path::new(&path).display()
-        ))),
+        Err(e) => Err(anyhow::Error::new(e).context(format!("cannot lock {}", path.display()))),
     }
 }
 
@@ -546,6 +538,14 @@ async fn progress_in(
 
 #[async_trait]
 impl Store for SqliteStore {
+    async fn close(&self) {
+        // The writer first: it may hold a connection of either pool, and `close` on a
+        // pool waits for its connections to come back.
+        self.writer.stop().await;
+        self.pool.close().await;
+        self.lease_pool.close().await;
+    }
+
     async fn find_request(
         &self,
         client: &ClientName,

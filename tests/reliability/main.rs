@@ -12,3 +12,4 @@ mod faults;
 mod figures;
 mod model;
 mod sigkill;
+mod stop;

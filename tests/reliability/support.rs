@@ -572,12 +572,14 @@ impl Service {
 // ---------------------------------------------------------------------------------
 
 /// The application built from settings on a SQLite file, run as a task; "crashing" it
-/// aborts the task, which drops every future of the service at whatever await point
-/// it was (the store rolls back open transactions, requests in flight are cut).
+/// kills it, which drops every task of the service at whatever await point it was (the
+/// store rolls back open transactions, requests in flight are cut) and returns once
+/// all of them are gone and the file is unlocked.
 pub struct InProcess {
     pub api: Api,
     pub grpc_addr: std::net::SocketAddr,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    running: license_facade::startup::Running,
+    tasks: license_facade::tasks::Tasks,
 }
 
 /// Timings of the in-process application: everything short.
@@ -629,21 +631,34 @@ impl InProcess {
         settings.workflow.poll_max = Duration::from_millis(100);
         settings.workflow.retry_max = Duration::from_millis(200);
         settings.probe_interval = Duration::from_secs(3600);
+        // A graceful stop here has no load balancer to wait for.
+        settings.drain_delay = Duration::ZERO;
         let app = Application::build(settings).await.expect("the app builds");
         let api = Api::new(format!("http://{}", app.http_addr()));
         let grpc_addr = app.grpc_addr();
-        let task = tokio::spawn(app.run_until_stopped(std::future::pending()));
         Self {
             api,
             grpc_addr,
-            task,
+            tasks: app.tasks(),
+            running: app.spawn(),
         }
     }
 
-    /// Stops the application abruptly (no drain) and waits until its tasks are gone.
+    /// The application's background tasks (a handle that outlives the application).
+    pub fn tasks(&self) -> license_facade::tasks::Tasks {
+        self.tasks.clone()
+    }
+
+    /// Stops the application abruptly (no drain) and waits until its tasks are gone
+    /// and its database is closed and unlocked.
     pub async fn crash(self) {
-        self.task.abort();
-        let _ = self.task.await;
+        self.running.kill().await.expect("the application stops");
+    }
+
+    /// Stops the application as a shutdown signal would (drain, leases released) and
+    /// waits until its tasks are gone and its database is closed and unlocked.
+    pub async fn stop(self) {
+        self.running.stop().await.expect("the application stops");
     }
 }
 
