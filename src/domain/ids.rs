@@ -56,7 +56,39 @@ impl fmt::Display for LicenseId {
     }
 }
 
-/// The caller's id of a server: 1 to 128 printable characters.
+/// Whether `c` is in the Unicode general categories Cf (format: zero-width spaces and
+/// joiners, direction marks, the BOM, tags), Zl or Zp (line and paragraph
+/// separators), as of Unicode 16.0. The standard library has no category table; this
+/// is the complete list of those three categories.
+fn is_format_or_separator(c: char) -> bool {
+    matches!(
+        u32::from(c),
+        0x00AD
+            | 0x0600..=0x0605
+            | 0x061C
+            | 0x06DD
+            | 0x070F
+            | 0x0890..=0x0891
+            | 0x08E2
+            | 0x180E
+            | 0x200B..=0x200F
+            | 0x2028..=0x202E
+            | 0x2060..=0x2064
+            | 0x2066..=0x206F
+            | 0xFEFF
+            | 0xFFF9..=0xFFFB
+            | 0x110BD
+            | 0x110CD
+            | 0x13430..=0x1343F
+            | 0x1BCA0..=0x1BCA3
+            | 0x1D173..=0x1D17A
+            | 0xE0001
+            | 0xE0020..=0xE007F
+    )
+}
+
+/// The caller's id of a server: 1 to 128 printable characters, compared exactly
+/// (case-sensitive: `srv-1` and `SRV-1` are two servers).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ServerId(String);
 
@@ -81,6 +113,17 @@ impl ServerId {
             return Err(FieldViolation::new(
                 field,
                 "must be printable, without control characters or surrounding spaces",
+            ));
+        }
+        // Invisible characters would make two ids that look the same different keys
+        // (`srv-1` and `srv-1` + U+200B), i.e. two licenses for one server.
+        if let Some(c) = s.chars().find(|&c| is_format_or_separator(c)) {
+            return Err(FieldViolation::new(
+                field,
+                format!(
+                    "must not contain invisible format or separator characters (found U+{:04X})",
+                    u32::from(c)
+                ),
             ));
         }
         Ok(Self(s.to_owned()))
@@ -166,6 +209,29 @@ impl ClientName {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn server_id_refuses_invisible_format_and_separator_characters() {
+        for bad in [
+            "srv-1\u{200B}",
+            "srv\u{200D}-1",
+            "\u{FEFF}srv-1",
+            "srv-\u{202E}1",
+            "srv\u{2028}-1",
+            "srv\u{2029}-1",
+            "srv-\u{00AD}1",
+            "srv-1\u{E0041}",
+        ] {
+            let refused = ServerId::parse(bad, "server.id").expect_err(bad);
+            assert!(refused.message.contains("invisible"), "{refused:?}");
+        }
+        // Visible non-ASCII text stays allowed, and ids are compared as given.
+        assert!(ServerId::parse("сервер-1", "server.id").is_ok());
+        assert_ne!(
+            ServerId::parse("srv-1", "f").unwrap(),
+            ServerId::parse("SRV-1", "f").unwrap()
+        );
+    }
 
     #[test]
     fn server_id_accepts_printable_text_up_to_128_chars() {

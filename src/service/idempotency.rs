@@ -95,9 +95,29 @@ impl Stored {
     }
 }
 
-/// The parameters of a call, as compared between a first call and a replay.
+/// The parameters of a call, as compared between a first call and a replay. Callers
+/// pass them normalised (see [`order_params`]): a retry that spells a value another
+/// way is the same request.
 pub(super) fn fingerprint(method: &str, params: &impl Serialize) -> String {
     serde_json::to_string(&(method, params)).expect("request parameters serialize")
+}
+
+/// What an order means, as compared between retries: the panel by tariff (whatever
+/// name or alias named it), defaults filled in, the IP in its canonical form and the
+/// host name in lower case, so `ISPmanager 6 Pro` and `ispmanager-6-pro`, an unset
+/// and an explicit `periodMonths: 1`, or two spellings of one IPv6 address agree.
+pub(super) fn order_params(new: &crate::domain::NewLicense) -> impl Serialize + use<> {
+    (
+        new.server_id.as_str().to_owned(),
+        new.ip.to_string(),
+        new.hostname
+            .as_ref()
+            .map(|h| h.as_str().to_ascii_lowercase()),
+        new.tariff_id,
+        new.nodes,
+        new.period.upstream_value(),
+        new.auto_renew,
+    )
 }
 
 impl LicenseService {

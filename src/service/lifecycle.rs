@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
-use super::idempotency::fingerprint;
+use super::idempotency::{fingerprint, order_params};
 use super::{Call, LicenseService, OrderInput, Outcome, ServiceError};
 use crate::domain::{
     ClientName, FieldViolation, License, LicenseId, LicenseIp, LicenseState, Operation,
@@ -133,7 +133,12 @@ impl LicenseService {
         panel: &str,
         period_months: i32,
     ) -> Result<Outcome, ServiceError> {
-        let fp = fingerprint("ChangeLicensePanel", &(id, panel, period_months));
+        // The panel by tariff, so another spelling of it is the same request.
+        let panel_key = match self.catalog.resolve(panel) {
+            Ok(p) => p.tariff_id.to_string(),
+            Err(_) => panel.to_owned(),
+        };
+        let fp = fingerprint("ChangeLicensePanel", &(id, panel_key, period_months));
         let license = match self.change_target(call, &fp, id).await? {
             Ok(license) => license,
             Err(replayed) => return Ok(replayed),
@@ -224,7 +229,7 @@ impl LicenseService {
         input: OrderInput,
     ) -> Result<Outcome, ServiceError> {
         let wanted = input.clone().validate(&call.client, &self.catalog)?;
-        let fp = fingerprint("EnsureServerLicense", &input);
+        let fp = fingerprint("EnsureServerLicense", &order_params(&wanted));
         if let Some(replayed) = self.replay(call, &fp).await? {
             return Ok(replayed);
         }

@@ -181,7 +181,7 @@ impl LicenseService {
         input: OrderInput,
     ) -> Result<Outcome, ServiceError> {
         let new = input.clone().validate(&call.client, &self.catalog)?;
-        let fp = idempotency::fingerprint("OrderLicense", &input);
+        let fp = idempotency::fingerprint("OrderLicense", &idempotency::order_params(&new));
         if let Some(replayed) = self.replay(call, &fp).await? {
             return Ok(replayed);
         }

@@ -225,3 +225,43 @@ async fn malformed_request_ids_are_a_400() {
     assert_eq!(status.code(), tonic::Code::InvalidArgument);
     assert_eq!(app.sandbox.call_count("soft.order.param"), 0);
 }
+
+#[tokio::test]
+async fn a_retry_that_spells_the_same_order_another_way_is_a_replay_not_a_reuse() {
+    let app = spawn_app().await;
+    let post = |b: Value| {
+        let app = &app;
+        async move {
+            app.client
+                .post(format!("{}/v1/licenses", app.http))
+                .header("Idempotency-Key", "same-meaning")
+                .json(&b)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let first = post(serde_json::json!({
+        "server": {"id": "srv-spell", "ip": "2001:db8::7", "hostname": "Host.Example.com"},
+        "panel": "ISPmanager 6 Pro",
+    }))
+    .await;
+    assert_eq!(first.status(), 202);
+    let first: Value = first.json().await.unwrap();
+
+    // Another name of the panel, the default period stated, the IP in its long form,
+    // the host name in other case: the same order.
+    let retry = post(serde_json::json!({
+        "server": {"id": "srv-spell", "ip": "2001:0db8:0:0:0:0:0:7", "hostname": "host.example.com"},
+        "panel": "ispmanager-6-pro",
+        "periodMonths": 1,
+    }))
+    .await;
+
+    assert_eq!(retry.status(), 202, "a replay, not 422");
+    assert_eq!(retry.headers()["idempotent-replayed"], "true");
+    assert_eq!(retry.json::<Value>().await.unwrap()["id"], first["id"]);
+    app.license_until(first["id"].as_str().unwrap(), |l| l["state"] == "ACTIVE")
+        .await;
+    assert_eq!(app.sandbox.call_count("soft.order.param"), 1);
+}
