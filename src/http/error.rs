@@ -99,6 +99,7 @@ impl IntoResponse for ApiError {
                     ServiceError::ServerHasLicense { existing, .. } => {
                         Some(existing.id.to_string())
                     }
+                    ServiceError::IpHasLicense { visible, .. } => visible.clone(),
                     _ => None,
                 };
                 let errors = e

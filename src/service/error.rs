@@ -28,6 +28,16 @@ pub enum ServiceError {
         /// The RPC that makes the change (ChangeLicensePanel or ChangeLicenseIp).
         use_instead: &'static str,
     },
+    /// Another live license (any client's) is bound to the IP → 409 /
+    /// FAILED_PRECONDITION, `IP_HAS_LICENSE`; a panel license is bound to one IP, so a
+    /// second would be paid for nothing. Names the license when the caller may see it.
+    #[error("{ip} already has a live license{}; a license is bound to its IP, so a second one would be paid for nothing", .visible.as_ref().map(|id| format!(" ({id})")).unwrap_or_default())]
+    IpHasLicense {
+        /// The IP.
+        ip: String,
+        /// The license holding it, when the caller may see it.
+        visible: Option<String>,
+    },
     /// The license's state does not allow the change → 409 / FAILED_PRECONDITION,
     /// with the precondition's own code (`INVALID_LICENSE_STATE`, `SAME_IP`, …).
     #[error(transparent)]
@@ -92,6 +102,19 @@ pub enum ServiceError {
 }
 
 impl ServiceError {
+    /// [`IpHasLicense`](Self::IpHasLicense) for `holder`, named to `call`'s client only
+    /// when it may see that license.
+    pub(super) fn ip_has_license(
+        holder: &License,
+        client: &crate::domain::ClientName,
+        admin: bool,
+    ) -> Self {
+        Self::IpHasLicense {
+            ip: holder.ip.to_string(),
+            visible: (admin || &holder.client == client).then(|| holder.id.to_string()),
+        }
+    }
+
     /// The stable UPPER_SNAKE reason code.
     pub fn code(&self) -> &'static str {
         match self {
@@ -99,6 +122,7 @@ impl ServiceError {
             Self::UnknownPanel(_) => "UNKNOWN_PANEL",
             Self::NotFound => "LICENSE_NOT_FOUND",
             Self::ServerHasLicense { .. } => "SERVER_HAS_LICENSE",
+            Self::IpHasLicense { .. } => "IP_HAS_LICENSE",
             Self::Precondition(p) => p.code,
             Self::OperationInProgress(_) => "OPERATION_IN_PROGRESS",
             Self::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
@@ -140,7 +164,9 @@ impl ServiceError {
             Self::NotFound | Self::NoDriftReport | Self::UpstreamLicenseNotFound(_) => {
                 ErrorKind::NotFound
             }
-            Self::ServerHasLicense { .. } | Self::Precondition(_) => ErrorKind::FailedPrecondition,
+            Self::ServerHasLicense { .. } | Self::IpHasLicense { .. } | Self::Precondition(_) => {
+                ErrorKind::FailedPrecondition
+            }
             Self::OperationInProgress(_) | Self::RequestInProgress => ErrorKind::Aborted,
             Self::IdempotencyKeyReused => ErrorKind::Unprocessable,
             Self::UpstreamRefused(_) => ErrorKind::Refused,

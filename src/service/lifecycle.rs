@@ -121,8 +121,36 @@ impl LicenseService {
             Ok(license) => license,
             Err(replayed) => return Ok(replayed),
         };
+        self.ip_is_free(call, &ip.to_string(), &license).await?;
         let change = OperationKind::ChangeIp { ip: ip.to_string() };
         self.queue(call, &fp, license, vec![change], None).await
+    }
+
+    /// Refuses to move `license` onto `ip` while another live license (any client's)
+    /// is bound to it: the move would leave two paid licenses on one IP.
+    async fn ip_is_free(
+        &self,
+        call: &Call,
+        ip: &str,
+        license: &License,
+    ) -> Result<(), ServiceError> {
+        let filter = crate::store::LicenseFilter {
+            ip: Some(ip.to_owned()),
+            ..Default::default()
+        };
+        let on_ip = self.store.list_licenses(&filter, 10, None).await?;
+        match on_ip
+            .items
+            .iter()
+            .find(|l| l.state.is_live() && l.id != license.id)
+        {
+            Some(holder) => Err(ServiceError::ip_has_license(
+                holder,
+                &call.client,
+                call.admin,
+            )),
+            None => Ok(()),
+        }
     }
 
     /// Switches the license to another panel (tariff).
@@ -252,6 +280,8 @@ impl LicenseService {
             changes.push(self.panel_change(&license, &wanted.panel, input.period_months)?);
         }
         if license.ip != wanted.ip {
+            self.ip_is_free(call, &wanted.ip.to_string(), &license)
+                .await?;
             changes.push(OperationKind::ChangeIp {
                 ip: wanted.ip.to_string(),
             });

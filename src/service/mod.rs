@@ -224,6 +224,11 @@ impl LicenseService {
                 )
                 .await
             }
+            Inserted::IpTaken(holder) => Err(ServiceError::ip_has_license(
+                &holder,
+                &call.client,
+                call.admin,
+            )),
             Inserted::Existing(existing) if !new.matches(&existing) => {
                 Err(ServiceError::ServerHasLicense {
                     existing: Box::new(existing),

@@ -275,6 +275,8 @@ impl LicenseService {
                 existing: Box::new(existing),
                 use_instead: "CancelServerLicense",
             }),
+            // Adoption is an admin's call: it may see every license.
+            Inserted::IpTaken(holder) => Err(ServiceError::ip_has_license(&holder, client, true)),
         }
     }
 

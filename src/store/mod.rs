@@ -51,6 +51,9 @@ pub enum Inserted {
     Created(License),
     /// The server already had a live license; nothing was stored.
     Existing(License),
+    /// Another live license (any client's, any server id's) has the IP; nothing was
+    /// stored.
+    IpTaken(License),
 }
 
 /// Filters of a license listing; `None` means any.

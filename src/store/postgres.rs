@@ -121,8 +121,25 @@ impl PgStore {
         .bind(license.state.as_str())
         .bind(to_micros(license.create_time))
         .execute(&mut *tx)
-        .await
-        .context("cannot insert the license")?;
+        .await;
+        let inserted = match inserted {
+            Ok(inserted) => inserted,
+            // Another live license has the IP (the server's own conflict is skipped by
+            // `ON CONFLICT` above). The transaction is aborted: read the holder afresh;
+            // if it has gone meanwhile, the caller tries again.
+            Err(sqlx::Error::Database(e)) if e.constraint() == Some("licenses_one_live_per_ip") => {
+                tx.rollback().await.context("cannot roll back")?;
+                let holder = live_license_on_ip(&self.pool, &license.ip.to_string())
+                    .await
+                    .context("cannot read the IP's live license")?;
+                return Ok(holder.map(Inserted::IpTaken));
+            }
+            Err(e) => {
+                return Err(anyhow::Error::new(e)
+                    .context("cannot insert the license")
+                    .into());
+            }
+        };
         if inserted.rows_affected() == 0 {
             // READ COMMITTED: this new statement's snapshot includes the conflicting
             // row, whose transaction has committed by now.
@@ -340,6 +357,21 @@ async fn live_license(
     let row = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(client.as_str())
         .bind(server_id.as_str())
+        .fetch_optional(executor)
+        .await?;
+    row.as_ref().map(license_from_row).transpose()
+}
+
+async fn live_license_on_ip(
+    executor: impl PgExecutor<'_>,
+    ip: &str,
+) -> anyhow::Result<Option<License>> {
+    let sql = format!(
+        "SELECT {LICENSE_COLUMNS} FROM licenses WHERE ip = $1 \
+         AND state NOT IN ('CANCELLED', 'FAILED')"
+    );
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(ip)
         .fetch_optional(executor)
         .await?;
     row.as_ref().map(license_from_row).transpose()
@@ -879,8 +911,8 @@ async fn try_insert_adopted(
     let mut tx = pool.begin().await.context("cannot begin a transaction")?;
     let by_upstream_id = format!("SELECT {LICENSE_COLUMNS} FROM licenses WHERE upstream_id = $1");
     let upstream_id = license.upstream_id.map(|id| id as i64);
-    // `ON CONFLICT DO NOTHING` covers both unique indexes (one live license per server,
-    // one license per upstream id) and waits for a concurrent insert of either.
+    // `ON CONFLICT DO NOTHING` covers every unique index (one live license per server
+    // and per IP, one license per upstream id) and waits for a concurrent insert.
     let inserted = sqlx::query(
         "INSERT INTO licenses (id, client, server_id, ip, hostname, panel, tariff_id, nodes, \
          period, auto_renew, state, license_key, upstream_id, expire_time, last_error_code, \
@@ -915,13 +947,20 @@ async fn try_insert_adopted(
             .await
             .context("cannot look the upstream id up")?;
         let existing = match known {
-            Some(row) => Some(license_from_row(&row)?),
-            None => live_license(&mut *tx, &license.client, &license.server_id)
+            Some(row) => Some(Inserted::Existing(license_from_row(&row)?)),
+            None => match live_license(&mut *tx, &license.client, &license.server_id)
                 .await
-                .context("cannot read the server's live license")?,
+                .context("cannot read the server's live license")?
+            {
+                Some(existing) => Some(Inserted::Existing(existing)),
+                None => live_license_on_ip(&mut *tx, &license.ip.to_string())
+                    .await
+                    .context("cannot read the IP's live license")?
+                    .map(Inserted::IpTaken),
+            },
         };
         tx.rollback().await.context("cannot roll back")?;
-        return Ok(existing.map(Inserted::Existing));
+        return Ok(existing);
     }
     insert_events(&mut tx, &[EventKind::Created], license).await?;
     tx.commit().await.context("cannot commit the adoption")?;

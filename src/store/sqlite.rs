@@ -246,6 +246,21 @@ async fn live_license(
     row.as_ref().map(license_from_row).transpose()
 }
 
+async fn live_license_on_ip(
+    tx: &mut SqliteConnection,
+    ip: &str,
+) -> anyhow::Result<Option<License>> {
+    let sql = format!(
+        "SELECT {LICENSE_COLUMNS} FROM licenses WHERE ip = ?1 \
+         AND state NOT IN ('CANCELLED', 'FAILED')"
+    );
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(ip)
+        .fetch_optional(&mut *tx)
+        .await?;
+    row.as_ref().map(license_from_row).transpose()
+}
+
 async fn insert_event(
     tx: &mut SqliteConnection,
     kind: EventKind,
@@ -306,11 +321,17 @@ async fn adopt_in(tx: &mut SqliteConnection, license: &License) -> Result<Insert
     match inserted {
         Ok(_) => {}
         Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-            let existing = live_license(tx, &license.client, &license.server_id)
+            if let Some(existing) = live_license(tx, &license.client, &license.server_id)
                 .await
                 .context("cannot read the server's live license")?
+            {
+                return Ok(Inserted::Existing(existing));
+            }
+            let holder = live_license_on_ip(tx, &license.ip.to_string())
+                .await
+                .context("cannot read the IP's live license")?
                 .context("a unique violation without a live license")?;
-            return Ok(Inserted::Existing(existing));
+            return Ok(Inserted::IpTaken(holder));
         }
         Err(e) => {
             return Err(anyhow::Error::new(e)
@@ -403,12 +424,18 @@ async fn order_in(
     match inserted {
         Ok(_) => {}
         Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-            let existing = live_license(tx, &license.client, &license.server_id)
+            // The request id stored above goes too: nothing is kept.
+            if let Some(existing) = live_license(tx, &license.client, &license.server_id)
                 .await
                 .context("cannot read the server's live license")?
+            {
+                return Ok(Written::discarded(Inserted::Existing(existing)));
+            }
+            let holder = live_license_on_ip(tx, &license.ip.to_string())
+                .await
+                .context("cannot read the IP's live license")?
                 .context("a unique violation without a live license")?;
-            // The request id stored above goes too: nothing is kept.
-            return Ok(Written::discarded(Inserted::Existing(existing)));
+            return Ok(Written::discarded(Inserted::IpTaken(holder)));
         }
         Err(e) => {
             return Err(anyhow::Error::new(e)

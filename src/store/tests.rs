@@ -248,7 +248,7 @@ fn pending_with(id: LicenseId, client_name: &str, server_id: &str, at: OffsetDat
     NewLicense {
         client: client(client_name),
         server_id: server(server_id),
-        ip: LicenseIp::parse("203.0.113.10", "ip").expect("a valid ip"),
+        ip: fixture_ip(client_name, server_id),
         hostname: None,
         panel: "ispmanager6-lite".into(),
         tariff_id: 3651,
@@ -257,6 +257,22 @@ fn pending_with(id: LicenseId, client_name: &str, server_id: &str, at: OffsetDat
         auto_renew: true,
     }
     .into_pending(id, at)
+}
+
+/// The address of `client`'s `server` in these tests: one per server, as the store
+/// refuses a second live license on an IP.
+pub(super) fn fixture_ip(client_name: &str, server_id: &str) -> LicenseIp {
+    // FNV-1a: stable across runs and platforms.
+    let hash = format!("{client_name}/{server_id}")
+        .bytes()
+        .fold(0x811c_9dc5_u32, |h, b| {
+            (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+        });
+    LicenseIp::parse(
+        &format!("2001:db8::{:x}:{:x}", hash >> 16, hash & 0xffff),
+        "ip",
+    )
+    .expect("a valid ip")
 }
 
 pub(super) fn order_op(license: &License, run_after: OffsetDateTime) -> Operation {
@@ -271,7 +287,9 @@ async fn create(store: &dyn Store, license: &License, run_after: OffsetDateTime)
         .expect("the order is stored")
     {
         Inserted::Created(stored) => assert_eq!(&stored, license),
-        Inserted::Existing(other) => panic!("expected a new license, found {other:?}"),
+        Inserted::Existing(other) | Inserted::IpTaken(other) => {
+            panic!("expected a new license, found {other:?}")
+        }
     }
 }
 
@@ -475,6 +493,7 @@ async fn concurrent_orders_for_one_server_create_exactly_one_license(store: Arc<
                 created.push(stored);
             }
             (_, Inserted::Existing(found)) => existing.push(found),
+            (_, Inserted::IpTaken(found)) => panic!("the IP is this server's: {found:?}"),
         }
     }
 
@@ -730,7 +749,7 @@ async fn listings_filter_by_every_field(store: Arc<dyn Store>) {
     let combined = list(LicenseFilter {
         client: Some(client("acme")),
         server_id: Some(server("srv-1")),
-        ip: Some("203.0.113.10".into()),
+        ip: Some(fixture_ip("acme", "srv-1").to_string()),
         tariff_id: Some(3651),
         state: Some(LicenseState::Pending),
     })
@@ -1278,6 +1297,7 @@ async fn concurrent_adoptions_of_one_upstream_license_store_it_once(store: Arc<d
         match task.await.expect("the task finishes") {
             Inserted::Created(l) => created.push(l),
             Inserted::Existing(l) => existing.push(l),
+            Inserted::IpTaken(l) => panic!("the IP is this server's: {l:?}"),
         }
     }
 

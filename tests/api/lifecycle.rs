@@ -368,7 +368,21 @@ async fn trials_are_ordered_with_their_tariff_and_cannot_be_renewed_but_convert_
     assert_eq!(paid["periodMonths"], 12);
     assert_agrees(&app, &paid);
 
-    // A second trial on the same IP is refused upstream.
+    // A second trial on the same IP is refused upstream, even once the first license
+    // is gone here.
+    let cancelled = app
+        .client
+        .delete(format!(
+            "{}/v1/licenses/{}",
+            app.http,
+            paid["id"].as_str().unwrap()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert!(cancelled.status().is_success(), "{}", cancelled.status());
+    app.license_until(paid["id"].as_str().unwrap(), |l| l["state"] == "CANCELLED")
+        .await;
     let again = app
         .order_and_wait(&json!({"server": {"id": "trial-2", "ip": "203.0.113.120"}, "panel": "ISPmanager 6 Trial"}))
         .await;

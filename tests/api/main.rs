@@ -15,6 +15,7 @@ mod lifecycle;
 mod limits;
 mod listing;
 mod observability;
+mod one_per_ip;
 mod ordering;
 mod panels;
 mod secrets;
