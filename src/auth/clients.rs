@@ -54,13 +54,30 @@ impl fmt::Display for Scope {
     }
 }
 
-/// Caps on the orders one client may place (the spend guard); `None` is no cap.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// Caps on the paid calls one client may make (the spend guard): orders, renewals and
+/// panel changes; `None` is no cap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OrderCaps {
-    /// Orders in any sliding hour.
+    /// Paid calls in any sliding hour.
     pub per_hour: Option<u32>,
-    /// Orders in any sliding day.
+    /// Paid calls in any sliding day.
     pub per_day: Option<u32>,
+    /// How far ahead a renewal may pay: a license's expiry may not move beyond this
+    /// many months from now.
+    pub max_prepaid_months: u32,
+}
+
+/// The default of [`OrderCaps::max_prepaid_months`].
+pub const DEFAULT_MAX_PREPAID_MONTHS: u32 = 24;
+
+impl Default for OrderCaps {
+    fn default() -> Self {
+        Self {
+            per_hour: None,
+            per_day: None,
+            max_prepaid_months: DEFAULT_MAX_PREPAID_MONTHS,
+        }
+    }
 }
 
 /// One client as configured.
@@ -108,6 +125,7 @@ struct ClientEntry {
     scopes: Vec<String>,
     max_orders_per_hour: Option<u32>,
     max_orders_per_day: Option<u32>,
+    max_prepaid_months: Option<u32>,
     max_requests_per_second: Option<u32>,
 }
 
@@ -216,6 +234,11 @@ fn entry_to_spec(entry: ClientEntry) -> anyhow::Result<ClientSpec> {
         caps: OrderCaps {
             per_hour: entry.max_orders_per_hour,
             per_day: entry.max_orders_per_day,
+            max_prepaid_months: match entry.max_prepaid_months {
+                Some(0) => bail!("client {name:?}: max_prepaid_months = 0 forbids every renewal"),
+                Some(n) => n,
+                None => DEFAULT_MAX_PREPAID_MONTHS,
+            },
         },
         requests_per_second: match entry.max_requests_per_second {
             Some(0) => None,

@@ -6,8 +6,8 @@
 mod clients;
 
 pub use clients::{
-    ClientSpec, Clients, DEFAULT_REQUESTS_PER_SECOND, OrderCaps, SANDBOX_TOKEN, Scope,
-    token_sha256_hex,
+    ClientSpec, Clients, DEFAULT_MAX_PREPAID_MONTHS, DEFAULT_REQUESTS_PER_SECOND, OrderCaps,
+    SANDBOX_TOKEN, Scope, token_sha256_hex,
 };
 
 use std::collections::HashMap;

@@ -88,9 +88,20 @@ pub enum ServiceError {
         /// When a call is allowed again.
         retry_after: Duration,
     },
+    /// A renewal would pay the license beyond the client's `max_prepaid_months` → 429
+    /// / RESOURCE_EXHAUSTED with a retry hint, `SPEND_CAP_REACHED`; nothing was bought.
+    #[error("a license may be paid at most {max_months} months ahead; nothing was renewed")]
+    PrepaidLimitReached {
+        /// The limit.
+        max_months: u32,
+        /// When the renewal would fit.
+        retry_after: Duration,
+    },
     /// The client's order cap (spend guard) is reached → 429 / RESOURCE_EXHAUSTED with
     /// a retry hint, `SPEND_CAP_REACHED`; nothing was ordered.
-    #[error("the cap of {cap} orders per {window} is reached; nothing was ordered")]
+    #[error(
+        "the cap of {cap} paid calls (orders, renewals, panel changes) per {window} is reached; nothing was bought"
+    )]
     SpendCapReached {
         /// The cap.
         cap: u32,
@@ -136,7 +147,7 @@ impl ServiceError {
             Self::Unauthenticated => "UNAUTHENTICATED",
             Self::PermissionDenied(_) => "PERMISSION_DENIED",
             Self::RateLimited { .. } => "RATE_LIMITED",
-            Self::SpendCapReached { .. } => "SPEND_CAP_REACHED",
+            Self::SpendCapReached { .. } | Self::PrepaidLimitReached { .. } => "SPEND_CAP_REACHED",
         }
     }
 
@@ -173,16 +184,18 @@ impl ServiceError {
             Self::UpstreamUnavailable(_) | Self::Store(_) => ErrorKind::Unavailable,
             Self::Unauthenticated => ErrorKind::Unauthenticated,
             Self::PermissionDenied(_) => ErrorKind::PermissionDenied,
-            Self::RateLimited { .. } | Self::SpendCapReached { .. } => ErrorKind::ResourceExhausted,
+            Self::RateLimited { .. }
+            | Self::SpendCapReached { .. }
+            | Self::PrepaidLimitReached { .. } => ErrorKind::ResourceExhausted,
         }
     }
 
     /// How long the caller should wait before retrying, when the error says.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            Self::RateLimited { retry_after } | Self::SpendCapReached { retry_after, .. } => {
-                Some(*retry_after)
-            }
+            Self::RateLimited { retry_after }
+            | Self::SpendCapReached { retry_after, .. }
+            | Self::PrepaidLimitReached { retry_after, .. } => Some(*retry_after),
             _ => None,
         }
     }

@@ -38,6 +38,19 @@ impl LicenseService {
         for change in &changes {
             license.check_change(change)?;
         }
+        // A renewal or a panel change is paid: it counts against the caps, checked and
+        // stored one at a time per client.
+        let paid = changes.iter().any(|c| {
+            matches!(
+                c,
+                OperationKind::Renew { .. } | OperationKind::ChangePanel { .. }
+            )
+        });
+        let _spend = if paid {
+            self.paid_change_permit(&call.client).await?
+        } else {
+            None
+        };
         let now = OffsetDateTime::now_utc();
         let ops: Vec<Operation> = changes
             .into_iter()
@@ -97,6 +110,7 @@ impl LicenseService {
             Ok(license) => license,
             Err(replayed) => return Ok(replayed),
         };
+        self.check_prepaid(call, &license, period.months())?;
         let previous_expiry = license.expire_time.map(|t| {
             let d = t.date();
             format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
@@ -124,6 +138,33 @@ impl LicenseService {
         self.ip_is_free(call, &ip.to_string(), &license).await?;
         let change = OperationKind::ChangeIp { ip: ip.to_string() };
         self.queue(call, &fp, license, vec![change], None).await
+    }
+
+    /// Refuses a renewal by `months` that would leave `license` paid beyond the
+    /// client's `max_prepaid_months` from now.
+    fn check_prepaid(
+        &self,
+        call: &Call,
+        license: &License,
+        months: i32,
+    ) -> Result<(), ServiceError> {
+        let max = self.max_prepaid_months(&call.client);
+        let now = OffsetDateTime::now_utc();
+        let from = license.expire_time.filter(|t| *t > now).unwrap_or(now);
+        // Months as 31 days: a bound that never lets a renewal through early.
+        let month = time::Duration::days(31);
+        let limit = now + month * i32::try_from(max).unwrap_or(i32::MAX);
+        let after = from + month * months;
+        if after > limit {
+            tracing::warn!(client = %call.client, license_id = %license.id, max, "renewal refused: prepaid limit");
+            return Err(ServiceError::PrepaidLimitReached {
+                max_months: max,
+                retry_after: std::time::Duration::try_from(after - limit)
+                    .unwrap_or_default()
+                    .max(std::time::Duration::from_secs(1)),
+            });
+        }
+        Ok(())
     }
 
     /// Refuses to move `license` onto `ip` while another live license (any client's)

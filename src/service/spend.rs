@@ -1,8 +1,10 @@
-//! The spend guard: per-client caps on orders per hour and per day, checked before an
-//! order is stored, so a refused order never reaches the upstream. The count comes
-//! from the store (licenses the client created in the window), so it survives
-//! restarts and is shared by replicas; within one process a client's orders are
-//! checked and stored one at a time, so concurrent calls cannot overshoot the cap.
+//! The spend guard: per-client caps on paid calls (orders, renewals, panel changes)
+//! per hour and per day, and on how far ahead a renewal may pay, checked before the
+//! call is stored, so a refused call never reaches the upstream. The count comes from
+//! the store (licenses the client created and paid changes it queued in the window),
+//! so it survives restarts and is shared by replicas; within one process a client's
+//! paid calls are checked and stored one at a time, so concurrent calls cannot
+//! overshoot the cap.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -64,6 +66,35 @@ impl LicenseService {
         if has_live {
             return Ok(Some(guard));
         }
+        self.check_caps(client, caps).await?;
+        Ok(Some(guard))
+    }
+
+    /// Checks `client`'s caps before a paid change (a renewal or a panel change) is
+    /// queued; the guard must be held until it is stored.
+    pub(super) async fn paid_change_permit(
+        &self,
+        client: &ClientName,
+    ) -> Result<Option<OwnedMutexGuard<()>>, ServiceError> {
+        let Some(caps) = self.spend.caps.get(client) else {
+            return Ok(None);
+        };
+        let guard = self.spend.lock_of(client).lock_owned().await;
+        self.check_caps(client, caps).await?;
+        Ok(Some(guard))
+    }
+
+    /// How many months ahead `client` may have a license paid for.
+    pub(super) fn max_prepaid_months(&self, client: &ClientName) -> u32 {
+        self.spend
+            .caps
+            .get(client)
+            .map_or(crate::auth::DEFAULT_MAX_PREPAID_MONTHS, |c| {
+                c.max_prepaid_months
+            })
+    }
+
+    async fn check_caps(&self, client: &ClientName, caps: &OrderCaps) -> Result<(), ServiceError> {
         let now = OffsetDateTime::now_utc();
         for (cap, window, length) in [(caps.per_hour, "hour", HOUR), (caps.per_day, "day", DAY)] {
             let Some(cap) = cap else { continue };
@@ -74,7 +105,7 @@ impl LicenseService {
                     .and_then(|d| Duration::try_from(d).ok())
                     .unwrap_or(length)
                     .max(Duration::from_secs(1));
-                tracing::warn!(client = %client, cap, window, "order refused: spend cap reached");
+                tracing::warn!(client = %client, cap, window, "paid call refused: spend cap reached");
                 return Err(ServiceError::SpendCapReached {
                     cap,
                     window,
@@ -82,6 +113,6 @@ impl LicenseService {
                 });
             }
         }
-        Ok(Some(guard))
+        Ok(())
     }
 }

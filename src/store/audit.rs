@@ -225,7 +225,8 @@ pub(super) async fn list_pg(
     Ok(page(items, page_size))
 }
 
-/// How many licenses `client` created at or after `since`, and when the oldest of
+/// How many paid calls `client` made at or after `since` (licenses created, renewals
+/// and panel changes accepted), and when the oldest of
 /// them was created (SQLite).
 pub(super) async fn orders_since_sqlite(
     pool: &SqlitePool,
@@ -233,8 +234,12 @@ pub(super) async fn orders_since_sqlite(
     since: OffsetDateTime,
 ) -> Result<(u64, Option<OffsetDateTime>), StoreError> {
     let row = sqlx::query(
-        "SELECT COUNT(*) AS n, MIN(create_time) AS oldest FROM licenses \
-         WHERE client = ?1 AND create_time >= ?2",
+        "SELECT COUNT(*) AS n, MIN(t) AS oldest FROM ( \
+           SELECT create_time AS t FROM licenses WHERE client = ?1 AND create_time >= ?2 \
+           UNION ALL \
+           SELECT time AS t FROM audit_log WHERE client = ?1 AND time >= ?2 \
+             AND outcome = 'ACCEPTED' AND action IN ('RENEW', 'CHANGE_PANEL') \
+         ) AS paid",
     )
     .bind(client.as_str())
     .bind(to_micros(since))
@@ -244,7 +249,8 @@ pub(super) async fn orders_since_sqlite(
     counted(row.try_get("n"), row.try_get("oldest"))
 }
 
-/// How many licenses `client` created at or after `since`, and when the oldest of
+/// How many paid calls `client` made at or after `since` (licenses created, renewals
+/// and panel changes accepted), and when the oldest of
 /// them was created (PostgreSQL).
 pub(super) async fn orders_since_pg(
     pool: &PgPool,
@@ -252,8 +258,12 @@ pub(super) async fn orders_since_pg(
     since: OffsetDateTime,
 ) -> Result<(u64, Option<OffsetDateTime>), StoreError> {
     let row = sqlx::query(
-        "SELECT COUNT(*) AS n, MIN(create_time) AS oldest FROM licenses \
-         WHERE client = $1 AND create_time >= $2",
+        "SELECT COUNT(*) AS n, MIN(t) AS oldest FROM ( \
+           SELECT create_time AS t FROM licenses WHERE client = $1 AND create_time >= $2 \
+           UNION ALL \
+           SELECT time AS t FROM audit_log WHERE client = $1 AND time >= $2 \
+             AND outcome = 'ACCEPTED' AND action IN ('RENEW', 'CHANGE_PANEL') \
+         ) AS paid",
     )
     .bind(client.as_str())
     .bind(to_micros(since))

@@ -252,7 +252,7 @@ pub trait Store: Send + Sync + 'static {
         page_token: Option<&str>,
     ) -> Result<Page<crate::domain::AuditEntry>, StoreError>;
 
-    /// How many licenses `client` created at or after `since` (the spend guard's
+    /// How many paid calls `client` made at or after `since`: licenses created, renewals and panel changes accepted (the spend guard's
     /// count), and when the oldest of them was created.
     async fn orders_since(
         &self,

@@ -135,7 +135,8 @@ async fn a_replayed_renewal_is_not_sent_twice() {
     for _ in 0..2 {
         grpc.renew_license(pb::RenewLicenseRequest {
             id: id.to_owned(),
-            period_months: 12,
+            // A month (not a year): two years ahead is the prepaid limit.
+            period_months: 1,
             wait: true,
             request_id: "renew-grpc".into(),
         })

@@ -19,4 +19,5 @@ mod one_per_ip;
 mod ordering;
 mod panels;
 mod secrets;
+mod spend;
 mod validation;
