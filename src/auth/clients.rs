@@ -65,6 +65,9 @@ pub struct OrderCaps {
     /// How far ahead a renewal may pay: a license's expiry may not move beyond this
     /// many months from now.
     pub max_prepaid_months: u32,
+    /// What the paid calls of any sliding day may cost in all, in hundredths of the
+    /// account's currency, priced from the upstream price list.
+    pub spend_per_day_cents: Option<i64>,
 }
 
 /// The default of [`OrderCaps::max_prepaid_months`].
@@ -76,6 +79,7 @@ impl Default for OrderCaps {
             per_hour: None,
             per_day: None,
             max_prepaid_months: DEFAULT_MAX_PREPAID_MONTHS,
+            spend_per_day_cents: None,
         }
     }
 }
@@ -126,6 +130,7 @@ struct ClientEntry {
     max_orders_per_hour: Option<u32>,
     max_orders_per_day: Option<u32>,
     max_prepaid_months: Option<u32>,
+    max_spend_per_day: Option<f64>,
     max_requests_per_second: Option<u32>,
 }
 
@@ -238,6 +243,16 @@ fn entry_to_spec(entry: ClientEntry) -> anyhow::Result<ClientSpec> {
                 Some(0) => bail!("client {name:?}: max_prepaid_months = 0 forbids every renewal"),
                 Some(n) => n,
                 None => DEFAULT_MAX_PREPAID_MONTHS,
+            },
+            spend_per_day_cents: match entry.max_spend_per_day {
+                Some(amount) if amount.is_finite() && amount > 0.0 => {
+                    Some((amount * 100.0).round() as i64)
+                }
+                Some(_) => bail!(
+                    "client {name:?}: max_spend_per_day must be a positive amount in the \
+                     account's currency"
+                ),
+                None => None,
             },
         },
         requests_per_second: match entry.max_requests_per_second {

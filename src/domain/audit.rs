@@ -53,6 +53,9 @@ impl fmt::Display for AuditOutcome {
     }
 }
 
+/// The actions that cost money: what the spend guard counts and prices.
+pub const PAID_ACTIONS: [&str; 3] = ["ORDER", "RENEW", "CHANGE_PANEL"];
+
 /// One row of the audit log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditEntry {
@@ -77,6 +80,9 @@ pub struct AuditEntry {
     pub outcome: AuditOutcome,
     /// Why it failed, for people.
     pub detail: Option<String>,
+    /// What an accepted paid call was priced at, in hundredths of the account's
+    /// currency (recorded while the client has a money cap; the spend guard adds it up).
+    pub cost_cents: Option<i64>,
 }
 
 /// Which audit entries to list; `None` means any.

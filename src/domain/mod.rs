@@ -10,7 +10,7 @@ mod lifecycle;
 mod network;
 mod operation;
 
-pub use audit::{ADOPT_ACTION, AuditEntry, AuditFilter, AuditOutcome};
+pub use audit::{ADOPT_ACTION, AuditEntry, AuditFilter, AuditOutcome, PAID_ACTIONS};
 pub use catalog::{
     CatalogCheck, Panel, PanelCatalog, PanelCatalogConfig, PanelConfig, UnknownPanel,
 };

@@ -61,17 +61,23 @@ impl LicenseService {
         call: &Call,
         license: &License,
         actions: &[&str],
+        cost_cents: Option<i64>,
     ) -> Vec<AuditEntry> {
         actions
             .iter()
             .map(|action| {
-                entry(
+                let mut accepted = entry(
                     license,
                     call.client.clone(),
                     action,
                     call.request.as_ref().map(|r| r.as_str().to_owned()),
                     AuditOutcome::Accepted,
-                )
+                );
+                // The price belongs to the paid action of the call (one at most).
+                if crate::domain::PAID_ACTIONS.contains(action) {
+                    accepted.cost_cents = cost_cents;
+                }
+                accepted
             })
             .collect()
     }
@@ -134,6 +140,7 @@ fn entry(
         upstream_id: license.upstream_id,
         outcome,
         detail: None,
+        cost_cents: None,
     }
 }
 

@@ -97,6 +97,29 @@ pub enum ServiceError {
         /// When the renewal would fit.
         retry_after: Duration,
     },
+    /// The client's money cap per day would be passed → 429 / RESOURCE_EXHAUSTED with
+    /// a retry hint, `SPEND_CAP_REACHED`; nothing was bought.
+    #[error(
+        "this call costs {cost} {currency}; with {spent} spent in the last 24 hours it would pass the cap of {cap} a day; nothing was bought"
+    )]
+    MoneyCapReached {
+        /// The cap.
+        cap: String,
+        /// Spent in the window.
+        spent: String,
+        /// This call's price.
+        cost: String,
+        /// The account's currency.
+        currency: String,
+        /// When the oldest priced call leaves the window.
+        retry_after: Duration,
+    },
+    /// The client has a money cap and the call could not be priced from the price
+    /// list → 503 / UNAVAILABLE with a retry hint, `PRICE_UNKNOWN`; nothing was bought.
+    #[error(
+        "the price of this call is unknown ({0}); with a money cap set nothing is bought without one"
+    )]
+    PriceUnknown(String),
     /// The client's order cap (spend guard) is reached → 429 / RESOURCE_EXHAUSTED with
     /// a retry hint, `SPEND_CAP_REACHED`; nothing was ordered.
     #[error(
@@ -147,7 +170,10 @@ impl ServiceError {
             Self::Unauthenticated => "UNAUTHENTICATED",
             Self::PermissionDenied(_) => "PERMISSION_DENIED",
             Self::RateLimited { .. } => "RATE_LIMITED",
-            Self::SpendCapReached { .. } | Self::PrepaidLimitReached { .. } => "SPEND_CAP_REACHED",
+            Self::SpendCapReached { .. }
+            | Self::PrepaidLimitReached { .. }
+            | Self::MoneyCapReached { .. } => "SPEND_CAP_REACHED",
+            Self::PriceUnknown(_) => "PRICE_UNKNOWN",
         }
     }
 
@@ -186,7 +212,9 @@ impl ServiceError {
             Self::PermissionDenied(_) => ErrorKind::PermissionDenied,
             Self::RateLimited { .. }
             | Self::SpendCapReached { .. }
-            | Self::PrepaidLimitReached { .. } => ErrorKind::ResourceExhausted,
+            | Self::PrepaidLimitReached { .. }
+            | Self::MoneyCapReached { .. } => ErrorKind::ResourceExhausted,
+            Self::PriceUnknown(_) => ErrorKind::Unavailable,
         }
     }
 
@@ -195,7 +223,8 @@ impl ServiceError {
         match self {
             Self::RateLimited { retry_after }
             | Self::SpendCapReached { retry_after, .. }
-            | Self::PrepaidLimitReached { retry_after, .. } => Some(*retry_after),
+            | Self::PrepaidLimitReached { retry_after, .. }
+            | Self::MoneyCapReached { retry_after, .. } => Some(*retry_after),
             _ => None,
         }
     }

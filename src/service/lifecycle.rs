@@ -6,6 +6,7 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use super::idempotency::{fingerprint, order_params};
+use super::spend;
 use super::{Call, LicenseService, OrderInput, Outcome, ServiceError};
 use crate::domain::{
     ClientName, FieldViolation, License, LicenseId, LicenseIp, LicenseState, Operation,
@@ -40,17 +41,22 @@ impl LicenseService {
         }
         // A renewal or a panel change is paid: it counts against the caps, checked and
         // stored one at a time per client.
-        let paid = changes.iter().any(|c| {
-            matches!(
-                c,
-                OperationKind::Renew { .. } | OperationKind::ChangePanel { .. }
-            )
+        let paid = changes.iter().find_map(|c| match c {
+            OperationKind::Renew { period, .. } => Some(spend::Priced {
+                panel: &license.panel,
+                months: *period,
+            }),
+            OperationKind::ChangePanel { panel, period, .. } => Some(spend::Priced {
+                panel,
+                months: *period,
+            }),
+            _ => None,
         });
-        let _spend = if paid {
-            self.paid_change_permit(&call.client).await?
-        } else {
-            None
+        let spend = match paid {
+            Some(buys) => Some(self.paid_change_permit(&call.client, buys).await?),
+            None => None,
         };
+        let cost_cents = spend.as_ref().and_then(|p| p.cost_cents);
         let now = OffsetDateTime::now_utc();
         let ops: Vec<Operation> = changes
             .into_iter()
@@ -66,7 +72,7 @@ impl LicenseService {
             replayed: false,
         };
         let record = self.request_record(call, fingerprint, &outcome);
-        let audit = Self::accepted_entries(call, &outcome.license, &actions);
+        let audit = Self::accepted_entries(call, &outcome.license, &actions, cost_cents);
         let operations = match self
             .store
             .insert_operations(outcome.license.id, &ops, record.as_ref(), &audit)
@@ -77,6 +83,8 @@ impl LicenseService {
             }
             other => other?,
         };
+        // Stored: the client's next paid call may be counted.
+        drop(spend);
         tracing::info!(license_id = %outcome.license.id, ?operations, "change accepted");
         self.wake_workers();
         outcome.operations = operations;

@@ -186,7 +186,16 @@ impl LicenseService {
             return Ok(replayed);
         }
         // Held until the order is stored, so a client's orders are counted one at a time.
-        let spend = self.spend_permit(&call.client, &new.server_id).await?;
+        let spend = self
+            .spend_permit(
+                &call.client,
+                &new.server_id,
+                spend::Priced {
+                    panel: &new.panel,
+                    months: new.period.months(),
+                },
+            )
+            .await?;
         let now = OffsetDateTime::now_utc();
         let pending = new.clone().into_pending(LicenseId::generate(), now);
         let op = Operation::received(pending.id, OperationKind::Order, now);
@@ -199,7 +208,12 @@ impl LicenseService {
             replayed: false,
         };
         let record = self.request_record(call, &fp, &accepted);
-        let audit = Self::accepted_entries(call, &pending, &[OperationKind::Order.name()]);
+        let audit = Self::accepted_entries(
+            call,
+            &pending,
+            &[OperationKind::Order.name()],
+            spend.cost_cents,
+        );
         let inserted = match self
             .store
             .insert_order(&pending, &op, record.as_ref(), &audit)

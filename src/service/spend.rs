@@ -20,6 +20,20 @@ use crate::domain::{ClientName, ServerId};
 const HOUR: Duration = Duration::from_secs(3600);
 const DAY: Duration = Duration::from_secs(24 * 3600);
 
+/// What the guard let through: held until the paid call is stored, so a client's
+/// paid calls are counted one at a time.
+pub(super) struct Permit {
+    _guard: Option<OwnedMutexGuard<()>>,
+    /// The call's price, when the client has a money cap (recorded with the call).
+    pub cost_cents: Option<i64>,
+}
+
+/// What a paid call buys, to price it: a panel (by name) for a number of months.
+pub(super) struct Priced<'a> {
+    pub panel: &'a str,
+    pub months: i32,
+}
+
 /// The caps of every client that has one, and a lock per such client.
 #[derive(Debug, Default)]
 pub(super) struct SpendGuard {
@@ -35,6 +49,42 @@ impl SpendGuard {
     }
 }
 
+impl Permit {
+    fn free() -> Self {
+        Self {
+            _guard: None,
+            cost_cents: None,
+        }
+    }
+}
+
+/// A price as the upstream states it (`490.0000`, `9.5`) in hundredths, rounded up
+/// (a cap must not let a fraction through); `None` for an empty, negative or
+/// malformed price.
+pub(super) fn parse_cents(price: &str) -> Option<i64> {
+    let price = price.trim();
+    let (whole, fraction) = price.split_once('.').unwrap_or((price, ""));
+    if whole.is_empty() || !whole.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    if !fraction.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let whole: i64 = whole.parse().ok()?;
+    let mut cents = whole.checked_mul(100)?;
+    let digits: Vec<i64> = fraction.bytes().map(|b| i64::from(b - b'0')).collect();
+    cents += digits.first().copied().unwrap_or(0) * 10 + digits.get(1).copied().unwrap_or(0);
+    if digits.iter().skip(2).any(|&d| d != 0) {
+        cents += 1;
+    }
+    Some(cents)
+}
+
+/// Hundredths as a decimal amount, e.g. `1234` → `12.34`.
+pub(super) fn cents_text(cents: i64) -> String {
+    format!("{}.{:02}", cents / 100, cents % 100)
+}
+
 impl LicenseService {
     /// The service with per-client order caps (clients without one are not capped).
     pub fn with_spend_caps(mut self, caps: &HashMap<ClientName, OrderCaps>) -> Self {
@@ -46,16 +96,17 @@ impl LicenseService {
     }
 
     /// Checks `client`'s caps before an order for `server_id` is stored;
-    /// [`ServiceError::SpendCapReached`] when one is reached. The returned guard must be
-    /// held until the order is stored. An order for a server that already has a live
+    /// [`ServiceError::SpendCapReached`] when one is reached. The permit must be held
+    /// until the order is stored. An order for a server that already has a live
     /// license buys nothing (it answers that license or is refused), so it passes.
     pub(super) async fn spend_permit(
         &self,
         client: &ClientName,
         server_id: &ServerId,
-    ) -> Result<Option<OwnedMutexGuard<()>>, ServiceError> {
+        buys: Priced<'_>,
+    ) -> Result<Permit, ServiceError> {
         let Some(caps) = self.spend.caps.get(client) else {
-            return Ok(None);
+            return Ok(Permit::free());
         };
         let guard = self.spend.lock_of(client).lock_owned().await;
         let has_live = self
@@ -64,24 +115,34 @@ impl LicenseService {
             .await?
             .is_some_and(|l| l.state.is_live());
         if has_live {
-            return Ok(Some(guard));
+            return Ok(Permit {
+                _guard: Some(guard),
+                cost_cents: None,
+            });
         }
-        self.check_caps(client, caps).await?;
-        Ok(Some(guard))
+        let cost_cents = self.check_caps(client, caps, buys).await?;
+        Ok(Permit {
+            _guard: Some(guard),
+            cost_cents,
+        })
     }
 
     /// Checks `client`'s caps before a paid change (a renewal or a panel change) is
-    /// queued; the guard must be held until it is stored.
+    /// queued; the permit must be held until it is stored.
     pub(super) async fn paid_change_permit(
         &self,
         client: &ClientName,
-    ) -> Result<Option<OwnedMutexGuard<()>>, ServiceError> {
+        buys: Priced<'_>,
+    ) -> Result<Permit, ServiceError> {
         let Some(caps) = self.spend.caps.get(client) else {
-            return Ok(None);
+            return Ok(Permit::free());
         };
         let guard = self.spend.lock_of(client).lock_owned().await;
-        self.check_caps(client, caps).await?;
-        Ok(Some(guard))
+        let cost_cents = self.check_caps(client, caps, buys).await?;
+        Ok(Permit {
+            _guard: Some(guard),
+            cost_cents,
+        })
     }
 
     /// How many months ahead `client` may have a license paid for.
@@ -94,7 +155,14 @@ impl LicenseService {
             })
     }
 
-    async fn check_caps(&self, client: &ClientName, caps: &OrderCaps) -> Result<(), ServiceError> {
+    /// The count caps, then the money cap; returns the call's price when the client
+    /// has a money cap.
+    async fn check_caps(
+        &self,
+        client: &ClientName,
+        caps: &OrderCaps,
+        buys: Priced<'_>,
+    ) -> Result<Option<i64>, ServiceError> {
         let now = OffsetDateTime::now_utc();
         for (cap, window, length) in [(caps.per_hour, "hour", HOUR), (caps.per_day, "day", DAY)] {
             let Some(cap) = cap else { continue };
@@ -113,6 +181,50 @@ impl LicenseService {
                 });
             }
         }
-        Ok(())
+        let Some(cap_cents) = caps.spend_per_day_cents else {
+            return Ok(None);
+        };
+        // A money cap needs the price: a call that cannot be priced is refused.
+        let quote = self
+            .quote(buys.panel, buys.months)
+            .await
+            .map_err(|e| ServiceError::PriceUnknown(e.to_string()))?;
+        let cost = parse_cents(&quote.price).ok_or_else(|| {
+            ServiceError::PriceUnknown(format!("the price list states {:?}", quote.price))
+        })?;
+        let (spent, oldest) = self.store.spend_since(client, now - DAY).await?;
+        if spent.saturating_add(cost) > cap_cents {
+            let retry_after = oldest
+                .map(|t| t + DAY - now)
+                .and_then(|d| Duration::try_from(d).ok())
+                .unwrap_or(DAY)
+                .max(Duration::from_secs(1));
+            tracing::warn!(client = %client, cap_cents, spent, cost, "paid call refused: money cap reached");
+            return Err(ServiceError::MoneyCapReached {
+                cap: cents_text(cap_cents),
+                spent: cents_text(spent),
+                cost: cents_text(cost),
+                currency: quote.currency,
+                retry_after,
+            });
+        }
+        Ok(Some(cost))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prices_are_read_in_hundredths_rounding_fractions_up() {
+        assert_eq!(parse_cents("490.0000"), Some(49_000));
+        assert_eq!(parse_cents("9.5"), Some(950));
+        assert_eq!(parse_cents("12"), Some(1_200));
+        assert_eq!(parse_cents("0.001"), Some(1));
+        assert_eq!(parse_cents(""), None);
+        assert_eq!(parse_cents("-1.00"), None);
+        assert_eq!(parse_cents("1,50"), None);
+        assert_eq!(cents_text(1_234), "12.34");
     }
 }

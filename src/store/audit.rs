@@ -9,8 +9,8 @@ use super::codec::{self, from_micros, to_micros};
 use super::{Page, StoreError};
 use crate::domain::{AuditEntry, AuditFilter, AuditOutcome, ClientName};
 
-const COLUMNS: &str =
-    "id, time, client, action, license_id, server_id, request_id, upstream_id, outcome, detail";
+const COLUMNS: &str = "id, time, client, action, license_id, server_id, request_id, upstream_id, outcome, detail, \
+     cost_cents";
 
 /// Audit page tokens are the last id of the previous page behind a prefix, so a
 /// license page token is not taken for one.
@@ -63,6 +63,7 @@ where
         outcome: AuditOutcome::parse(&outcome)
             .with_context(|| format!("unknown stored audit outcome {outcome:?}"))?,
         detail: row.try_get("detail")?,
+        cost_cents: row.try_get("cost_cents")?,
     })
 }
 
@@ -81,7 +82,8 @@ pub(super) async fn insert_sqlite<'c>(
 ) -> Result<i64, StoreError> {
     let id = sqlx::query_scalar(
         "INSERT INTO audit_log (time, client, action, license_id, server_id, request_id, \
-         upstream_id, outcome, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) RETURNING id",
+         upstream_id, outcome, detail, cost_cents) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
+         RETURNING id",
     )
     .bind(to_micros(entry.time))
     .bind(entry.client.as_str())
@@ -92,6 +94,7 @@ pub(super) async fn insert_sqlite<'c>(
     .bind(upstream_id(entry)?)
     .bind(entry.outcome.as_str())
     .bind(&entry.detail)
+    .bind(entry.cost_cents)
     .fetch_one(db)
     .await
     .context("cannot append to the audit log")?;
@@ -105,7 +108,8 @@ pub(super) async fn insert_pg<'c>(
 ) -> Result<i64, StoreError> {
     let id = sqlx::query_scalar(
         "INSERT INTO audit_log (time, client, action, license_id, server_id, request_id, \
-         upstream_id, outcome, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+         upstream_id, outcome, detail, cost_cents) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+         RETURNING id",
     )
     .bind(to_micros(entry.time))
     .bind(entry.client.as_str())
@@ -116,6 +120,7 @@ pub(super) async fn insert_pg<'c>(
     .bind(upstream_id(entry)?)
     .bind(entry.outcome.as_str())
     .bind(&entry.detail)
+    .bind(entry.cost_cents)
     .fetch_one(db)
     .await
     .context("cannot append to the audit log")?;
@@ -283,4 +288,54 @@ fn counted(
         .map(from_micros)
         .transpose()?;
     Ok((n, oldest))
+}
+
+/// What `client`'s paid calls accepted at or after `since` cost in all (hundredths),
+/// and when the oldest priced one was accepted (SQLite).
+pub(super) async fn spend_since_sqlite(
+    pool: &SqlitePool,
+    client: &ClientName,
+    since: OffsetDateTime,
+) -> Result<(i64, Option<OffsetDateTime>), StoreError> {
+    let row = sqlx::query(
+        "SELECT COALESCE(SUM(cost_cents), 0) AS spent, MIN(time) AS oldest FROM audit_log \
+         WHERE client = ?1 AND time >= ?2 AND outcome = 'ACCEPTED' AND cost_cents IS NOT NULL",
+    )
+    .bind(client.as_str())
+    .bind(to_micros(since))
+    .fetch_one(pool)
+    .await
+    .context("cannot add up recent spending")?;
+    spent(row.try_get("spent"), row.try_get("oldest"))
+}
+
+/// What `client`'s paid calls accepted at or after `since` cost in all (hundredths),
+/// and when the oldest priced one was accepted (PostgreSQL).
+pub(super) async fn spend_since_pg(
+    pool: &PgPool,
+    client: &ClientName,
+    since: OffsetDateTime,
+) -> Result<(i64, Option<OffsetDateTime>), StoreError> {
+    let row = sqlx::query(
+        "SELECT COALESCE(SUM(cost_cents), 0)::BIGINT AS spent, MIN(time) AS oldest FROM audit_log \
+         WHERE client = $1 AND time >= $2 AND outcome = 'ACCEPTED' AND cost_cents IS NOT NULL",
+    )
+    .bind(client.as_str())
+    .bind(to_micros(since))
+    .fetch_one(pool)
+    .await
+    .context("cannot add up recent spending")?;
+    spent(row.try_get("spent"), row.try_get("oldest"))
+}
+
+fn spent(
+    total: Result<i64, sqlx::Error>,
+    oldest: Result<Option<i64>, sqlx::Error>,
+) -> Result<(i64, Option<OffsetDateTime>), StoreError> {
+    let total = total.context("cannot read the spending total")?;
+    let oldest = oldest
+        .context("cannot read the oldest priced call")?
+        .map(from_micros)
+        .transpose()?;
+    Ok((total, oldest))
 }

@@ -260,6 +260,15 @@ pub trait Store: Send + Sync + 'static {
         since: OffsetDateTime,
     ) -> Result<(u64, Option<OffsetDateTime>), StoreError>;
 
+    /// What `client`'s paid calls accepted at or after `since` were priced at in all
+    /// (hundredths of the account's currency; calls recorded without a price count
+    /// nothing), and when the oldest priced one was accepted.
+    async fn spend_since(
+        &self,
+        client: &ClientName,
+        since: OffsetDateTime,
+    ) -> Result<(i64, Option<OffsetDateTime>), StoreError>;
+
     /// Keeps `report` (JSON) as the latest drift report unless the stored one is newer.
     async fn save_drift_report(
         &self,

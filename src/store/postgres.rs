@@ -824,6 +824,14 @@ impl Store for PgStore {
         super::audit::orders_since_pg(&self.pool, client, since).await
     }
 
+    async fn spend_since(
+        &self,
+        client: &ClientName,
+        since: OffsetDateTime,
+    ) -> Result<(i64, Option<OffsetDateTime>), StoreError> {
+        super::audit::spend_since_pg(&self.pool, client, since).await
+    }
+
     async fn save_drift_report(
         &self,
         generate_time: OffsetDateTime,

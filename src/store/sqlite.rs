@@ -940,6 +940,14 @@ impl Store for SqliteStore {
         super::audit::orders_since_sqlite(&self.pool, client, since).await
     }
 
+    async fn spend_since(
+        &self,
+        client: &ClientName,
+        since: OffsetDateTime,
+    ) -> Result<(i64, Option<OffsetDateTime>), StoreError> {
+        super::audit::spend_since_sqlite(&self.pool, client, since).await
+    }
+
     async fn save_drift_report(
         &self,
         generate_time: OffsetDateTime,

@@ -33,6 +33,7 @@ pub fn test_clients() -> Clients {
             "max_orders_per_hour = 2\nmax_orders_per_day = 10\n",
         ),
         entry("slow", rw, "max_requests_per_second = 1\n"),
+        entry("budget", rw, "max_spend_per_day = 20.00\n"),
     ]
     .concat();
     Clients::from_toml(&text).expect("valid clients")

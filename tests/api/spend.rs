@@ -107,3 +107,81 @@ async fn a_license_cannot_be_prepaid_beyond_twenty_four_months() {
         "one renewal bought"
     );
 }
+
+#[tokio::test]
+async fn a_money_cap_counts_what_orders_and_renewals_cost_and_nothing_is_bought_past_it() {
+    // Arrange: `budget` may spend 20.00 a day; Pro costs 9.00 a month in the sandbox.
+    let app = spawn_with_clients().await;
+    let first = active_license(&app, "budget", "srv-m1", "203.0.113.231").await;
+    active_license(&app, "budget", "srv-m2", "203.0.113.232").await;
+
+    // Act: a renewal would bring the day to 27.00.
+    let renewal = rest(
+        &app,
+        Some("budget"),
+        Method::POST,
+        &format!("/v1/licenses/{first}/renew"),
+        Some(&json!({"periodMonths": 1})),
+    )
+    .await;
+    let order = rest(
+        &app,
+        Some("budget"),
+        Method::POST,
+        "/v1/licenses",
+        Some(&order_body("srv-m3", "203.0.113.233")),
+    )
+    .await;
+
+    // Assert
+    assert_eq!(renewal.status(), 429);
+    let problem: Value = renewal.json().await.unwrap();
+    assert_eq!(problem["code"], "SPEND_CAP_REACHED");
+    assert!(
+        problem["detail"].as_str().unwrap().contains("18.00"),
+        "{problem}"
+    );
+    assert_eq!(order.status(), 429);
+    assert_eq!(
+        app.sandbox.call_count("soft.order.param"),
+        2,
+        "two orders bought"
+    );
+    assert_eq!(
+        app.sandbox.call_count("service.prolong"),
+        0,
+        "no renewal bought"
+    );
+}
+
+#[tokio::test]
+async fn with_a_money_cap_a_call_whose_price_is_unknown_is_refused() {
+    let app = spawn_with_clients().await;
+    app.sandbox
+        .set_faults(vec!["pricelist.export:error5xx:1.0".parse().unwrap()]);
+
+    let order = rest(
+        &app,
+        Some("budget"),
+        Method::POST,
+        "/v1/licenses",
+        Some(&order_body("srv-m4", "203.0.113.234")),
+    )
+    .await;
+    let uncapped = rest(
+        &app,
+        Some("alpha"),
+        Method::POST,
+        "/v1/licenses",
+        Some(&order_body("srv-m5", "203.0.113.235")),
+    )
+    .await;
+
+    assert_eq!(order.status(), 503);
+    assert_eq!(problem_code(order).await, "PRICE_UNKNOWN");
+    assert_eq!(
+        uncapped.status(),
+        202,
+        "a client without a money cap needs no price"
+    );
+}

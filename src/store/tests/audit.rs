@@ -15,7 +15,53 @@ store_tests!(
     orders_since_counts_a_clients_licenses_created_in_the_window,
     accepted_entries_are_stored_with_the_work_they_record,
     the_save_that_closes_an_operation_records_its_end_once_for_the_accepting_client,
+    paid_calls_are_counted_and_priced_calls_added_up_in_the_window,
 );
+
+async fn paid_calls_are_counted_and_priced_calls_added_up_in_the_window(store: Arc<dyn Store>) {
+    // Arrange: renewals and a panel change accepted at 1, 2 and 3 s; other actions
+    // and outcomes cost nothing; another client's spending is its own.
+    let id = LicenseId::generate();
+    for e in [
+        entry(id, "RENEW", AuditOutcome::Accepted, 1),
+        entry(id, "CHANGE_PANEL", AuditOutcome::Accepted, 2),
+        entry(id, "RENEW", AuditOutcome::Accepted, 3),
+        entry(id, "RENEW", AuditOutcome::Succeeded, 4),
+        AuditEntry {
+            cost_cents: None,
+            ..entry(id, "SUSPEND", AuditOutcome::Accepted, 5)
+        },
+        AuditEntry {
+            client: ClientName::new("globex"),
+            ..entry(id, "RENEW", AuditOutcome::Accepted, 6)
+        },
+    ] {
+        store.insert_audit(&e).await.unwrap();
+    }
+    let acme = ClientName::new("acme");
+
+    // Act
+    let counted = store
+        .orders_since(&acme, T0 + Duration::from_secs(2))
+        .await
+        .unwrap();
+    let spent = store
+        .spend_since(&acme, T0 + Duration::from_secs(2))
+        .await
+        .unwrap();
+    let listed = store
+        .list_audit(&AuditFilter::default(), 10, None)
+        .await
+        .unwrap();
+
+    // Assert
+    assert_eq!(counted, (2, Some(T0 + Duration::from_secs(2))));
+    assert_eq!(spent, (200 + 300, Some(T0 + Duration::from_secs(2))));
+    assert!(
+        listed.items.iter().any(|e| e.cost_cents == Some(300)),
+        "the price is stored with the entry"
+    );
+}
 
 fn entry(license_id: LicenseId, action: &str, outcome: AuditOutcome, at: u64) -> AuditEntry {
     AuditEntry {
@@ -29,6 +75,7 @@ fn entry(license_id: LicenseId, action: &str, outcome: AuditOutcome, at: u64) ->
         upstream_id: (outcome != AuditOutcome::Accepted).then_some(u64::from(u32::MAX) + at),
         outcome,
         detail: (outcome == AuditOutcome::Failed).then(|| "refused".to_owned()),
+        cost_cents: (outcome == AuditOutcome::Accepted).then_some(100 * at as i64),
     }
 }
 
