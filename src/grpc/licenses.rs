@@ -69,17 +69,7 @@ fn license(outcome: &Outcome) -> Option<pb::License> {
 /// The caller's deadline from the `grpc-timeout` header (e.g. `5S`, `200m`).
 fn deadline<T>(request: &Request<T>) -> Option<Duration> {
     let raw = request.metadata().get("grpc-timeout")?.to_str().ok()?;
-    let (value, unit) = raw.split_at(raw.len().checked_sub(1)?);
-    let value: u64 = value.parse().ok()?;
-    Some(match unit {
-        "H" => Duration::from_secs(value.saturating_mul(3600)),
-        "M" => Duration::from_secs(value.saturating_mul(60)),
-        "S" => Duration::from_secs(value),
-        "m" => Duration::from_millis(value),
-        "u" => Duration::from_micros(value),
-        "n" => Duration::from_nanos(value),
-        _ => return None,
-    })
+    super::deadline::parse_grpc_timeout(raw)
 }
 
 #[tonic::async_trait]

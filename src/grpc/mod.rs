@@ -2,6 +2,7 @@
 //! server reflection (v1 and v1alpha).
 
 mod auth;
+mod deadline;
 mod error;
 mod licenses;
 mod observe;
@@ -17,9 +18,13 @@ use crate::service::LicenseService;
 /// Largest request the gRPC server accepts.
 pub const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
 
-/// The gRPC router with its observing layer (request id, span, metrics).
+/// The gRPC router with its observing layer (request id, span, metrics) and, inside
+/// it, the deadline layer.
 pub type Router = tonic::transport::server::Router<
-    tower::layer::util::Stack<observe::ObserveLayer, tower::layer::util::Identity>,
+    tower::layer::util::Stack<
+        deadline::DeadlineLayer,
+        tower::layer::util::Stack<observe::ObserveLayer, tower::layer::util::Identity>,
+    >,
 >;
 
 /// The gRPC services on one router, and the reporter behind its health service
@@ -49,6 +54,8 @@ pub async fn router(
         .timeout(std::time::Duration::from_secs(75))
         // Request id, span, access log and metrics for every call.
         .layer(observe::ObserveLayer)
+        // DEADLINE_EXCEEDED (not tonic's CANCELLED) for a call past its deadline.
+        .layer(deadline::DeadlineLayer)
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
