@@ -75,11 +75,21 @@ impl LicenseService {
         let audit = Self::accepted_entries(call, &outcome.license, &actions, cost_cents);
         let operations = match self
             .store
-            .insert_operations(outcome.license.id, &ops, record.as_ref(), &audit)
+            .insert_operations(
+                outcome.license.id,
+                &ops,
+                record.as_ref(),
+                &audit,
+                spend.as_ref().and_then(|p| p.limit.as_ref()),
+            )
             .await
         {
             Err(StoreError::RequestKeyTaken) => {
                 return self.replay_after_race(call, fingerprint).await;
+            }
+            Err(StoreError::SpendLimit(exceeded)) => {
+                let permit = spend.as_ref().expect("only a paid call has a limit");
+                return Err(permit.refusal(exceeded));
             }
             other => other?,
         };

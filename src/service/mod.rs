@@ -216,10 +216,11 @@ impl LicenseService {
         );
         let inserted = match self
             .store
-            .insert_order(&pending, &op, record.as_ref(), &audit)
+            .insert_order(&pending, &op, record.as_ref(), &audit, spend.limit.as_ref())
             .await
         {
             Err(StoreError::RequestKeyTaken) => return self.replay_after_race(call, &fp).await,
+            Err(StoreError::SpendLimit(exceeded)) => return Err(spend.refusal(exceeded)),
             other => other?,
         };
         drop(spend);

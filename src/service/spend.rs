@@ -16,6 +16,7 @@ use tokio::sync::OwnedMutexGuard;
 use super::{LicenseService, ServiceError};
 use crate::auth::OrderCaps;
 use crate::domain::{ClientName, ServerId};
+use crate::store::{SpendExceeded, SpendLimit};
 
 const HOUR: Duration = Duration::from_secs(3600);
 const DAY: Duration = Duration::from_secs(24 * 3600);
@@ -26,6 +27,11 @@ pub(super) struct Permit {
     _guard: Option<OwnedMutexGuard<()>>,
     /// The call's price, when the client has a money cap (recorded with the call).
     pub cost_cents: Option<i64>,
+    /// The limits the store checks again inside the transaction that stores the call
+    /// (the guard's lock is per process; replicas share only the database).
+    pub limit: Option<SpendLimit>,
+    /// The account's currency, for a refusal's message.
+    currency: String,
 }
 
 /// What a paid call buys, to price it: a panel (by name) for a number of months.
@@ -54,6 +60,68 @@ impl Permit {
         Self {
             _guard: None,
             cost_cents: None,
+            limit: None,
+            currency: String::new(),
+        }
+    }
+
+    fn checked(
+        guard: OwnedMutexGuard<()>,
+        client: &ClientName,
+        caps: &OrderCaps,
+        priced: Option<(i64, String)>,
+    ) -> Self {
+        let (cost_cents, currency) = match priced {
+            Some((cost, currency)) => (Some(cost), currency),
+            None => (None, String::new()),
+        };
+        Self {
+            _guard: Some(guard),
+            cost_cents,
+            limit: Some(SpendLimit {
+                client: client.clone(),
+                per_hour: caps.per_hour,
+                per_day: caps.per_day,
+                per_day_cents: caps.spend_per_day_cents,
+                cost_cents,
+                now: OffsetDateTime::now_utc(),
+            }),
+            currency,
+        }
+    }
+
+    /// The refusal for a limit the store found passed (another replica's paid calls
+    /// got there first).
+    pub(super) fn refusal(&self, exceeded: SpendExceeded) -> ServiceError {
+        let now = OffsetDateTime::now_utc();
+        let retry = |oldest: Option<OffsetDateTime>, window: Duration| {
+            oldest
+                .map(|t| t + window - now)
+                .and_then(|d| Duration::try_from(d).ok())
+                .unwrap_or(window)
+                .max(Duration::from_secs(1))
+        };
+        match exceeded {
+            SpendExceeded::Count {
+                cap,
+                window,
+                oldest,
+            } => ServiceError::SpendCapReached {
+                cap,
+                window,
+                retry_after: retry(oldest, if window == "hour" { HOUR } else { DAY }),
+            },
+            SpendExceeded::Money {
+                cap_cents,
+                spent_cents,
+                oldest,
+            } => ServiceError::MoneyCapReached {
+                cap: cents_text(cap_cents),
+                spent: cents_text(spent_cents),
+                cost: cents_text(self.cost_cents.unwrap_or(0)),
+                currency: self.currency.clone(),
+                retry_after: retry(oldest, DAY),
+            },
         }
     }
 }
@@ -115,16 +183,11 @@ impl LicenseService {
             .await?
             .is_some_and(|l| l.state.is_live());
         if has_live {
-            return Ok(Permit {
-                _guard: Some(guard),
-                cost_cents: None,
-            });
+            // Buys nothing; the store counts it only if it creates a license after all.
+            return Ok(Permit::checked(guard, client, caps, None));
         }
-        let cost_cents = self.check_caps(client, caps, buys).await?;
-        Ok(Permit {
-            _guard: Some(guard),
-            cost_cents,
-        })
+        let priced = self.check_caps(client, caps, buys).await?;
+        Ok(Permit::checked(guard, client, caps, priced))
     }
 
     /// Checks `client`'s caps before a paid change (a renewal or a panel change) is
@@ -138,11 +201,8 @@ impl LicenseService {
             return Ok(Permit::free());
         };
         let guard = self.spend.lock_of(client).lock_owned().await;
-        let cost_cents = self.check_caps(client, caps, buys).await?;
-        Ok(Permit {
-            _guard: Some(guard),
-            cost_cents,
-        })
+        let priced = self.check_caps(client, caps, buys).await?;
+        Ok(Permit::checked(guard, client, caps, priced))
     }
 
     /// How many months ahead `client` may have a license paid for.
@@ -155,14 +215,14 @@ impl LicenseService {
             })
     }
 
-    /// The count caps, then the money cap; returns the call's price when the client
-    /// has a money cap.
+    /// The count caps, then the money cap; returns the call's price and the account's
+    /// currency when the client has a money cap.
     async fn check_caps(
         &self,
         client: &ClientName,
         caps: &OrderCaps,
         buys: Priced<'_>,
-    ) -> Result<Option<i64>, ServiceError> {
+    ) -> Result<Option<(i64, String)>, ServiceError> {
         let now = OffsetDateTime::now_utc();
         for (cap, window, length) in [(caps.per_hour, "hour", HOUR), (caps.per_day, "day", DAY)] {
             let Some(cap) = cap else { continue };
@@ -208,7 +268,7 @@ impl LicenseService {
                 retry_after,
             });
         }
-        Ok(Some(cost))
+        Ok(Some((cost, quote.currency)))
     }
 }
 

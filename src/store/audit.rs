@@ -233,8 +233,8 @@ pub(super) async fn list_pg(
 /// How many paid calls `client` made at or after `since` (licenses created, renewals
 /// and panel changes accepted), and when the oldest of
 /// them was created (SQLite).
-pub(super) async fn orders_since_sqlite(
-    pool: &SqlitePool,
+pub(super) async fn orders_since_sqlite<'c>(
+    pool: impl sqlx::SqliteExecutor<'c>,
     client: &ClientName,
     since: OffsetDateTime,
 ) -> Result<(u64, Option<OffsetDateTime>), StoreError> {
@@ -257,8 +257,8 @@ pub(super) async fn orders_since_sqlite(
 /// How many paid calls `client` made at or after `since` (licenses created, renewals
 /// and panel changes accepted), and when the oldest of
 /// them was created (PostgreSQL).
-pub(super) async fn orders_since_pg(
-    pool: &PgPool,
+pub(super) async fn orders_since_pg<'c>(
+    pool: impl sqlx::PgExecutor<'c>,
     client: &ClientName,
     since: OffsetDateTime,
 ) -> Result<(u64, Option<OffsetDateTime>), StoreError> {
@@ -292,8 +292,8 @@ fn counted(
 
 /// What `client`'s paid calls accepted at or after `since` cost in all (hundredths),
 /// and when the oldest priced one was accepted (SQLite).
-pub(super) async fn spend_since_sqlite(
-    pool: &SqlitePool,
+pub(super) async fn spend_since_sqlite<'c>(
+    pool: impl sqlx::SqliteExecutor<'c>,
     client: &ClientName,
     since: OffsetDateTime,
 ) -> Result<(i64, Option<OffsetDateTime>), StoreError> {
@@ -311,8 +311,8 @@ pub(super) async fn spend_since_sqlite(
 
 /// What `client`'s paid calls accepted at or after `since` cost in all (hundredths),
 /// and when the oldest priced one was accepted (PostgreSQL).
-pub(super) async fn spend_since_pg(
-    pool: &PgPool,
+pub(super) async fn spend_since_pg<'c>(
+    pool: impl sqlx::PgExecutor<'c>,
     client: &ClientName,
     since: OffsetDateTime,
 ) -> Result<(i64, Option<OffsetDateTime>), StoreError> {

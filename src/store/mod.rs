@@ -39,9 +39,151 @@ pub enum StoreError {
     /// The request id was stored by a concurrent call first; nothing was stored.
     #[error("the request id is already taken")]
     RequestKeyTaken,
+    /// The paid call would pass the client's spend limit; nothing was stored.
+    #[error("the spend limit is reached")]
+    SpendLimit(SpendExceeded),
     /// Anything else (connection, constraint, corrupt row); maps to an internal error.
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
+}
+
+/// The limits a paid call (an order, a renewal, a panel change) must stay within,
+/// checked inside the transaction that stores it, after taking a lock of the client's:
+/// replicas sharing one database cannot overshoot them together.
+#[derive(Debug, Clone)]
+pub struct SpendLimit {
+    /// Whose paid calls are counted.
+    pub client: ClientName,
+    /// Paid calls in any sliding hour.
+    pub per_hour: Option<u32>,
+    /// Paid calls in any sliding day.
+    pub per_day: Option<u32>,
+    /// What the paid calls of any sliding day may cost in all (hundredths).
+    pub per_day_cents: Option<i64>,
+    /// This call's price (hundredths), when a money cap applies.
+    pub cost_cents: Option<i64>,
+    /// The moment the windows end.
+    pub now: OffsetDateTime,
+}
+
+/// Which limit a paid call would pass.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SpendExceeded {
+    /// Too many paid calls in the window.
+    Count {
+        /// The cap.
+        cap: u32,
+        /// `hour` or `day`.
+        window: &'static str,
+        /// When the oldest counted call leaves the window.
+        oldest: Option<OffsetDateTime>,
+    },
+    /// Too much spent in the day.
+    Money {
+        /// The cap (hundredths).
+        cap_cents: i64,
+        /// Spent in the window (hundredths).
+        spent_cents: i64,
+        /// When the oldest priced call leaves the window.
+        oldest: Option<OffsetDateTime>,
+    },
+}
+
+const HOUR: time::Duration = time::Duration::hours(1);
+const DAY: time::Duration = time::Duration::days(1);
+
+impl SpendLimit {
+    /// The windows to count over: (cap, name, start).
+    fn windows(&self) -> impl Iterator<Item = (u32, &'static str, OffsetDateTime)> + '_ {
+        [
+            (self.per_hour, "hour", self.now - HOUR),
+            (self.per_day, "day", self.now - DAY),
+        ]
+        .into_iter()
+        .filter_map(|(cap, name, since)| cap.map(|c| (c, name, since)))
+    }
+
+    /// The verdict on counts and a sum already read (`counted_self`: whether the
+    /// counts include this call already, as an order's own license row does): `Ok`
+    /// when this call fits.
+    fn judge(
+        &self,
+        counted: &[(u32, &'static str, u64, Option<OffsetDateTime>)],
+        spent: Option<(i64, Option<OffsetDateTime>)>,
+        counted_self: bool,
+    ) -> Result<(), SpendExceeded> {
+        for &(cap, window, count, oldest) in counted {
+            if count.saturating_sub(u64::from(counted_self)) >= u64::from(cap) {
+                return Err(SpendExceeded::Count {
+                    cap,
+                    window,
+                    oldest,
+                });
+            }
+        }
+        if let (Some(cap_cents), Some((spent_cents, oldest))) = (self.per_day_cents, spent)
+            && spent_cents.saturating_add(self.cost_cents.unwrap_or(0)) > cap_cents
+        {
+            return Err(SpendExceeded::Money {
+                cap_cents,
+                spent_cents,
+                oldest,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Checks `limit` inside a SQLite transaction (whose write lock serialises it).
+pub(crate) async fn check_spend_sqlite(
+    tx: &mut sqlx::SqliteConnection,
+    limit: &SpendLimit,
+    counted_self: bool,
+) -> Result<(), StoreError> {
+    let mut counted = Vec::new();
+    for (cap, window, since) in limit.windows() {
+        let (n, oldest) = audit::orders_since_sqlite(&mut *tx, &limit.client, since).await?;
+        counted.push((cap, window, n, oldest));
+    }
+    let spent = match limit.per_day_cents {
+        Some(_) => Some(audit::spend_since_sqlite(&mut *tx, &limit.client, limit.now - DAY).await?),
+        None => None,
+    };
+    limit
+        .judge(&counted, spent, counted_self)
+        .map_err(StoreError::SpendLimit)
+}
+
+/// Checks `limit` inside a PostgreSQL transaction, after taking the client's
+/// transaction-level advisory lock: a concurrent paid call of the same client on any
+/// replica waits here until this transaction ends, and its count (a new statement
+/// under READ COMMITTED) then includes this one.
+pub(crate) async fn check_spend_pg(
+    tx: &mut sqlx::PgConnection,
+    limit: &SpendLimit,
+    counted_self: bool,
+) -> Result<(), StoreError> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('spend:' || $1, 0))")
+        .bind(limit.client.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| {
+            StoreError::Unexpected(
+                anyhow::Error::new(e).context("cannot lock the client's spending"),
+            )
+        })?;
+    let mut counted = Vec::new();
+    for (cap, window, since) in limit.windows() {
+        let (n, oldest) = audit::orders_since_pg(&mut *tx, &limit.client, since).await?;
+        counted.push((cap, window, n, oldest));
+    }
+    let spent = match limit.per_day_cents {
+        Some(_) => Some(audit::spend_since_pg(&mut *tx, &limit.client, limit.now - DAY).await?),
+        None => None,
+    };
+    limit
+        .judge(&counted, spent, counted_self)
+        .map_err(StoreError::SpendLimit)
 }
 
 /// The result of inserting an order.
@@ -116,6 +258,7 @@ pub trait Store: Send + Sync + 'static {
         op: &Operation,
         request: Option<&RequestRecord>,
         audit: &[AuditEntry],
+        limit: Option<&SpendLimit>,
     ) -> Result<Inserted, StoreError>;
 
     /// Queues operations on an existing license, in order, with the request id if any
@@ -128,6 +271,7 @@ pub trait Store: Send + Sync + 'static {
         ops: &[Operation],
         request: Option<&RequestRecord>,
         audit: &[AuditEntry],
+        limit: Option<&SpendLimit>,
     ) -> Result<Vec<i64>, StoreError>;
 
     /// A stored request id.

@@ -15,7 +15,7 @@ use sqlx::{PgExecutor, Row};
 use time::OffsetDateTime;
 
 use super::codec::{self, from_micros, to_micros};
-use super::{Inserted, LicenseFilter, Page, RequestRecord, Store, StoreError};
+use super::{Inserted, LicenseFilter, Page, RequestRecord, SpendLimit, Store, StoreError};
 use crate::domain::{
     AuditEntry, ClientName, Event, EventKind, Hostname, License, LicenseId, Operation, Phase,
     ServerId, UpstreamFailure,
@@ -89,6 +89,7 @@ impl PgStore {
         op: &Operation,
         request: Option<&RequestRecord>,
         audit: &[AuditEntry],
+        limit: Option<&SpendLimit>,
     ) -> Result<Option<Inserted>, StoreError> {
         let mut tx = self
             .pool
@@ -132,7 +133,15 @@ impl PgStore {
                 let holder = live_license_on_ip(&self.pool, &license.ip.to_string())
                     .await
                     .context("cannot read the IP's live license")?;
-                return Ok(holder.map(Inserted::IpTaken));
+                // A concurrent order of the same server can meet the IP index before
+                // the server's: then it is that server's license, not another's.
+                return Ok(holder.map(|holder| {
+                    if holder.client == license.client && holder.server_id == license.server_id {
+                        Inserted::Existing(holder)
+                    } else {
+                        Inserted::IpTaken(holder)
+                    }
+                }));
             }
             Err(e) => {
                 return Err(anyhow::Error::new(e)
@@ -148,6 +157,11 @@ impl PgStore {
                 .context("cannot read the server's live license")?;
             tx.rollback().await.context("cannot roll back")?;
             return Ok(existing.map(Inserted::Existing));
+        }
+        // Only an order that creates a license buys: the limit is checked here, with the
+        // new license counted (dropping `tx` rolls it back when it does not fit).
+        if let Some(limit) = limit {
+            super::check_spend_pg(&mut tx, limit, true).await?;
         }
         insert_operation(&mut tx, op).await?;
         insert_events(&mut tx, &[EventKind::Created], license).await?;
@@ -474,9 +488,10 @@ impl Store for PgStore {
         op: &Operation,
         request: Option<&RequestRecord>,
         audit: &[AuditEntry],
+        limit: Option<&SpendLimit>,
     ) -> Result<Inserted, StoreError> {
         retrying("the order insert", || {
-            self.try_insert_order(license, op, request, audit)
+            self.try_insert_order(license, op, request, audit, limit)
         })
         .await
     }
@@ -487,6 +502,7 @@ impl Store for PgStore {
         ops: &[Operation],
         request: Option<&RequestRecord>,
         audit: &[AuditEntry],
+        limit: Option<&SpendLimit>,
     ) -> Result<Vec<i64>, StoreError> {
         let mut tx = self
             .pool
@@ -514,6 +530,9 @@ impl Store for PgStore {
         .context("cannot read open operations")?;
         if open > 0 {
             return Err(StoreError::OperationInProgress(license_id));
+        }
+        if let Some(limit) = limit {
+            super::check_spend_pg(&mut tx, limit, false).await?;
         }
         let mut ids = Vec::with_capacity(ops.len());
         for op in ops {

@@ -18,7 +18,7 @@ use time::OffsetDateTime;
 use super::cache::LicenseCache;
 use super::codec::{self, from_micros, to_micros};
 use super::group_commit::{GroupCommit, WriteKind, Written};
-use super::{Inserted, LicenseFilter, Page, RequestRecord, Store, StoreError};
+use super::{Inserted, LicenseFilter, Page, RequestRecord, SpendLimit, Store, StoreError};
 use crate::domain::{
     AuditEntry, ClientName, Event, EventKind, Hostname, License, LicenseId, Operation, Phase,
     ServerId, UpstreamFailure,
@@ -396,6 +396,7 @@ async fn order_in(
     op: &Operation,
     request: Option<&RequestRecord>,
     audit: &[AuditEntry],
+    limit: Option<&SpendLimit>,
 ) -> Result<Written<Inserted>, StoreError> {
     if let Some(request) = request {
         insert_request(tx, request).await?;
@@ -443,6 +444,11 @@ async fn order_in(
                 .into());
         }
     }
+    // Only an order that creates a license buys: the limit is checked here, with the
+    // new license counted (the write is rolled back when it does not fit).
+    if let Some(limit) = limit {
+        super::check_spend_sqlite(tx, limit, true).await?;
+    }
     insert_operation(tx, op).await?;
     insert_event(tx, EventKind::Created, license).await?;
     for entry in audit {
@@ -458,6 +464,7 @@ async fn operations_in(
     ops: &[Operation],
     request: Option<&RequestRecord>,
     audit: &[AuditEntry],
+    limit: Option<&SpendLimit>,
 ) -> Result<Written<Vec<i64>>, StoreError> {
     if let Some(request) = request {
         insert_request(tx, request).await?;
@@ -475,6 +482,9 @@ async fn operations_in(
     .context("cannot read open operations")?;
     if open > 0 {
         return Err(StoreError::OperationInProgress(license_id));
+    }
+    if let Some(limit) = limit {
+        super::check_spend_sqlite(tx, limit, false).await?;
     }
     let mut ids = Vec::with_capacity(ops.len());
     for op in ops {
@@ -637,13 +647,17 @@ impl Store for SqliteStore {
         op: &Operation,
         request: Option<&RequestRecord>,
         audit: &[AuditEntry],
+        limit: Option<&SpendLimit>,
     ) -> Result<Inserted, StoreError> {
         // No cache guard: the id is new, and a read that found nothing fills nothing.
         let (license, op) = (license.clone(), op.clone());
+        let limit = limit.cloned();
         let (request, audit) = (request.cloned(), audit.to_vec());
         self.writer
             .run(WriteKind::Durable, None, move |tx| {
-                Box::pin(async move { order_in(tx, &license, &op, request.as_ref(), &audit).await })
+                Box::pin(async move {
+                    order_in(tx, &license, &op, request.as_ref(), &audit, limit.as_ref()).await
+                })
             })
             .await
     }
@@ -654,13 +668,23 @@ impl Store for SqliteStore {
         ops: &[Operation],
         request: Option<&RequestRecord>,
         audit: &[AuditEntry],
+        limit: Option<&SpendLimit>,
     ) -> Result<Vec<i64>, StoreError> {
         let ops = ops.to_vec();
+        let limit = limit.cloned();
         let (request, audit) = (request.cloned(), audit.to_vec());
         self.writer
             .run(WriteKind::Durable, None, move |tx| {
                 Box::pin(async move {
-                    operations_in(tx, license_id, &ops, request.as_ref(), &audit).await
+                    operations_in(
+                        tx,
+                        license_id,
+                        &ops,
+                        request.as_ref(),
+                        &audit,
+                        limit.as_ref(),
+                    )
+                    .await
                 })
             })
             .await

@@ -282,7 +282,7 @@ pub(super) fn order_op(license: &License, run_after: OffsetDateTime) -> Operatio
 /// Stores `license` with an order operation due at `run_after`; it must be new.
 async fn create(store: &dyn Store, license: &License, run_after: OffsetDateTime) {
     match store
-        .insert_order(license, &order_op(license, run_after), None, &[])
+        .insert_order(license, &order_op(license, run_after), None, &[], None)
         .await
         .expect("the order is stored")
     {
@@ -403,7 +403,7 @@ async fn a_second_order_for_a_live_server_returns_the_existing_license_and_store
     let second = pending("acme", "srv-1", T0 + Duration::from_secs(5));
 
     let inserted = store
-        .insert_order(&second, &order_op(&second, T0), None, &[])
+        .insert_order(&second, &order_op(&second, T0), None, &[], None)
         .await
         .unwrap();
 
@@ -421,7 +421,7 @@ async fn a_server_whose_license_failed_can_be_ordered_again(store: Arc<dyn Store
     let second = pending("acme", "srv-1", T0 + Duration::from_secs(60));
 
     let inserted = store
-        .insert_order(&second, &order_op(&second, T0), None, &[])
+        .insert_order(&second, &order_op(&second, T0), None, &[], None)
         .await
         .unwrap();
 
@@ -430,7 +430,7 @@ async fn a_server_whose_license_failed_can_be_ordered_again(store: Arc<dyn Store
     let again = pending("acme", "srv-1", T0 + Duration::from_secs(61));
     assert_eq!(
         store
-            .insert_order(&again, &order_op(&again, T0), None, &[])
+            .insert_order(&again, &order_op(&again, T0), None, &[], None)
             .await
             .unwrap(),
         Inserted::Existing(second)
@@ -476,7 +476,7 @@ async fn concurrent_orders_for_one_server_create_exactly_one_license(store: Arc<
             tokio::spawn(async move {
                 let license = pending("acme", "srv-1", T0 + Duration::from_millis(i));
                 let inserted = store
-                    .insert_order(&license, &order_op(&license, T0), None, &[])
+                    .insert_order(&license, &order_op(&license, T0), None, &[], None)
                     .await
                     .expect("the order is stored or found");
                 (license, inserted)
@@ -922,16 +922,22 @@ async fn operations_are_not_queued_while_one_is_open(store: Arc<dyn Store>) {
     );
 
     let while_ordering = store
-        .insert_operations(license.id, std::slice::from_ref(&renew), None, &[])
+        .insert_operations(license.id, std::slice::from_ref(&renew), None, &[], None)
         .await;
     end(&*store, &license, LicenseState::Active).await;
     let suspend = Operation::received(license.id, OperationKind::Suspend, T0);
     let ids = store
-        .insert_operations(license.id, &[renew.clone(), suspend.clone()], None, &[])
+        .insert_operations(
+            license.id,
+            &[renew.clone(), suspend.clone()],
+            None,
+            &[],
+            None,
+        )
         .await
         .expect("queued once the order is done");
     let while_renewing = store
-        .insert_operations(license.id, std::slice::from_ref(&suspend), None, &[])
+        .insert_operations(license.id, std::slice::from_ref(&suspend), None, &[], None)
         .await;
 
     assert!(
@@ -974,7 +980,7 @@ async fn concurrent_requests_for_one_license_queue_operations_once(store: Arc<dy
             let op = Operation::received(license.id, OperationKind::Cancel, T0);
             tokio::spawn(async move {
                 store
-                    .insert_operations(op.license_id, &[op], None, &[])
+                    .insert_operations(op.license_id, &[op], None, &[], None)
                     .await
             })
         })
@@ -1016,6 +1022,7 @@ async fn only_the_oldest_open_operation_of_a_license_is_claimed(store: Arc<dyn S
             ],
             None,
             &[],
+            None,
         )
         .await
         .unwrap();
@@ -1224,6 +1231,7 @@ async fn adopting_a_known_upstream_id_or_a_live_server_stores_nothing(store: Arc
             &[Operation::received(cancelled.id, OperationKind::Cancel, T0)],
             None,
             &[],
+            None,
         )
         .await
         .unwrap();
@@ -1450,7 +1458,9 @@ async fn concurrent_writes_commit_or_fail_each_on_its_own(store: Arc<dyn Store>)
         let (store, license, request) = (store.clone(), license.clone(), record(*key));
         calls.push(tokio::spawn(async move {
             let op = order_op(&license, T0);
-            store.insert_order(&license, &op, Some(&request), &[]).await
+            store
+                .insert_order(&license, &op, Some(&request), &[], None)
+                .await
         }));
     }
     let lost = {

@@ -64,7 +64,10 @@ async fn check_release(store: Arc<dyn Store>) {
     }
     .into_pending(LicenseId::generate(), now);
     let op = Operation::received(license.id, OperationKind::Order, now);
-    store.insert_order(&license, &op, None, &[]).await.unwrap();
+    store
+        .insert_order(&license, &op, None, &[], None)
+        .await
+        .unwrap();
     let lease = Duration::from_secs(60);
     let claimed = store.claim_operation("w1", now, lease).await.unwrap();
     assert!(claimed.is_some(), "w1 claims the order");

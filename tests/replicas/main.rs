@@ -8,6 +8,7 @@
 
 mod support;
 
+mod caps;
 mod drain;
 mod healthcheck;
 mod leases;

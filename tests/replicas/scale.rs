@@ -55,11 +55,17 @@ async fn three_replicas_place_300_concurrent_orders_for_100_servers_exactly_once
     let first: Vec<String> = ids.iter().map(|same| same[0].clone()).collect();
     let licenses = wait_all_active(&replicas[2].api, &first).await;
     assert_exactly_once(&sandbox, &orders, &licenses);
+    // Purchases, not requests: on a starved machine an order request can time out
+    // before the upstream takes it (the call is cut and nothing is bought), and the
+    // worker then sends it again after recovery found nothing. What must hold is that
+    // nothing was bought twice: every license the upstream ever created is one of the
+    // live ones above.
     assert_eq!(
-        sandbox.handle.call_count("soft.order.param"),
-        SERVERS as u64,
-        "no order went upstream twice"
+        sandbox.handle.licenses().len(),
+        SERVERS,
+        "no order was bought twice"
     );
+    assert!(sandbox.handle.call_count("soft.order.param") >= SERVERS as u64);
 
     for replica in replicas {
         replica.stop().await;

@@ -29,6 +29,12 @@ pub const TOKEN: &str = "replicas-test-token";
 /// Writes the clients file replicas run with: one client with read and write scopes
 /// and no request-rate limit worth the name (the load tests are bursty on purpose).
 pub fn write_clients_file(dir: &Path) -> PathBuf {
+    write_clients_file_with(dir, "")
+}
+
+/// [`write_clients_file`] with `limits` (TOML lines, e.g. a spend cap) added to the
+/// client.
+pub fn write_clients_file_with(dir: &Path, limits: &str) -> PathBuf {
     let path = dir.join("clients.toml");
     std::fs::write(
         &path,
@@ -37,7 +43,7 @@ pub fn write_clients_file(dir: &Path) -> PathBuf {
              name = \"replicas-test\"\n\
              token_sha256 = \"{}\"\n\
              scopes = [\"licenses.read\", \"licenses.write\"]\n\
-             max_requests_per_second = 1000000\n",
+             max_requests_per_second = 1000000\n{limits}",
             license_facade::auth::token_sha256_hex(TOKEN)
         ),
     )
@@ -363,13 +369,18 @@ pub struct InProcess {
 
 impl InProcess {
     pub async fn start(database_url: &str, sandbox_url: &str) -> Self {
+        Self::start_with_limits(database_url, sandbox_url, "").await
+    }
+
+    /// [`start`](Self::start) with `limits` (clients-file lines) on the test client.
+    pub async fn start_with_limits(database_url: &str, sandbox_url: &str, limits: &str) -> Self {
         init();
         let dir = tempfile::tempdir().unwrap();
         let mut settings = Settings::from_args(ServeArgs {
             http_addr: Some("127.0.0.1:0".parse().unwrap()),
             grpc_addr: Some("127.0.0.1:0".parse().unwrap()),
             database_url: Some(database_url.to_owned()),
-            clients_file: Some(write_clients_file(dir.path())),
+            clients_file: Some(write_clients_file_with(dir.path(), limits)),
             billmanager_allow_http: true,
             billmanager_url: Some(sandbox_url.to_owned()),
             billmanager_user: Some("demo".into()),

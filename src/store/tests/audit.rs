@@ -16,7 +16,54 @@ store_tests!(
     accepted_entries_are_stored_with_the_work_they_record,
     the_save_that_closes_an_operation_records_its_end_once_for_the_accepting_client,
     paid_calls_are_counted_and_priced_calls_added_up_in_the_window,
+    the_spend_limit_is_checked_in_the_transaction_that_stores_a_paid_call,
 );
+
+async fn the_spend_limit_is_checked_in_the_transaction_that_stores_a_paid_call(
+    store: Arc<dyn Store>,
+) {
+    // Arrange: one paid call an hour; two orders (renewals are checked the same way,
+    // by `insert_operations`, and counted from their ACCEPTED entries).
+    let now = T0 + Duration::from_secs(10);
+    let limit = crate::store::SpendLimit {
+        client: ClientName::new("acme"),
+        per_hour: Some(1),
+        per_day: None,
+        per_day_cents: None,
+        cost_cents: None,
+        now,
+    };
+    let first = pending("acme", "srv-1", now);
+    let second = pending("acme", "srv-2", now);
+
+    // Act
+    let ordered = store
+        .insert_order(&first, &order_op(&first, now), None, &[], Some(&limit))
+        .await;
+    let again = store
+        .insert_order(&second, &order_op(&second, now), None, &[], Some(&limit))
+        .await;
+
+    // Assert: the first fits; the second would pass the cap, and stores nothing.
+    assert!(
+        matches!(ordered, Ok(crate::store::Inserted::Created(_))),
+        "{ordered:?}"
+    );
+    match again {
+        Err(StoreError::SpendLimit(crate::store::SpendExceeded::Count {
+            cap: 1,
+            window: "hour",
+            ..
+        })) => {}
+        other => panic!("expected the hourly cap, got {other:?}"),
+    }
+    assert!(store.get_license(second.id).await.unwrap().is_none());
+    let (n, _) = store
+        .orders_since(&ClientName::new("acme"), T0)
+        .await
+        .unwrap();
+    assert_eq!(n, 1, "only the first paid call was stored");
+}
 
 async fn paid_calls_are_counted_and_priced_calls_added_up_in_the_window(store: Arc<dyn Store>) {
     // Arrange: renewals and a panel change accepted at 1, 2 and 3 s; other actions
@@ -191,6 +238,7 @@ async fn accepted_entries_are_stored_with_the_work_they_record(store: Arc<dyn St
             &order_op(&license, T0),
             None,
             std::slice::from_ref(&order),
+            None,
         )
         .await
         .unwrap();
@@ -200,6 +248,7 @@ async fn accepted_entries_are_stored_with_the_work_they_record(store: Arc<dyn St
             &order_op(&again, T0),
             None,
             &[entry(again.id, "ORDER", AuditOutcome::Accepted, 3)],
+            None,
         )
         .await
         .unwrap();
@@ -209,6 +258,7 @@ async fn accepted_entries_are_stored_with_the_work_they_record(store: Arc<dyn St
             &[Operation::received(license.id, OperationKind::Suspend, T0)],
             None,
             std::slice::from_ref(&suspend),
+            None,
         )
         .await;
 
@@ -233,7 +283,7 @@ async fn the_save_that_closes_an_operation_records_its_end_once_for_the_acceptin
     let license = pending("acme", "srv-1", T0);
     let accepted = entry(license.id, "ORDER", AuditOutcome::Accepted, 1);
     store
-        .insert_order(&license, &order_op(&license, T0), None, &[accepted])
+        .insert_order(&license, &order_op(&license, T0), None, &[accepted], None)
         .await
         .unwrap();
     let op = claim_op_of(&*store, "w", license.id, T0).await;
