@@ -40,6 +40,10 @@ pub const ORDERS: &str = "license_facade_orders_total";
 /// `client` and `currency`.
 pub const SPEND: &str = "license_facade_order_spend_cents_total";
 
+/// The `method` label of a call that matched no route, method or service: callers
+/// choose paths and methods freely, so only known ones may become series.
+pub const UNMATCHED: &str = "unmatched";
+
 /// Latency buckets in seconds, from a cached read to a slow upstream call.
 const BUCKETS: &[f64] = &[
     0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
