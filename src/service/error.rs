@@ -60,6 +60,12 @@ pub enum ServiceError {
     /// `UPSTREAM_LICENSE_NOT_FOUND`.
     #[error("the upstream has no license {0}")]
     UpstreamLicenseNotFound(u64),
+    /// A page token this service did not issue (or no longer reads) → 400 /
+    /// INVALID_ARGUMENT, `INVALID_PAGE_TOKEN`.
+    #[error(
+        "invalid pageToken: pass the nextPageToken of the previous page unchanged, or none for the first page"
+    )]
+    InvalidPageToken,
     /// The store failed → 503 / UNAVAILABLE, `STORE_UNAVAILABLE` (the cause is logged).
     #[error("the license store is unavailable")]
     Store(#[source] StoreError),
@@ -107,7 +113,7 @@ impl ServiceError {
             Self::UpstreamUnavailable(_) => "UPSTREAM_UNAVAILABLE",
             Self::NoDriftReport => "DRIFT_REPORT_NOT_FOUND",
             Self::UpstreamLicenseNotFound(_) => "UPSTREAM_LICENSE_NOT_FOUND",
-            Self::Store(StoreError::BadPageToken) => "INVALID_PAGE_TOKEN",
+            Self::InvalidPageToken => "INVALID_PAGE_TOKEN",
             Self::Store(_) => "STORE_UNAVAILABLE",
             Self::Unauthenticated => "UNAUTHENTICATED",
             Self::PermissionDenied(_) => "PERMISSION_DENIED",
@@ -121,7 +127,7 @@ impl ServiceError {
         match self {
             Self::InvalidArgument(v) => v.clone(),
             Self::UnknownPanel(e) => vec![FieldViolation::new("panel", e.to_string())],
-            Self::Store(StoreError::BadPageToken) => {
+            Self::InvalidPageToken => {
                 vec![FieldViolation::new(
                     "pageToken",
                     "is not a token this service issued",
@@ -134,9 +140,9 @@ impl ServiceError {
     /// A one-word classification the transports map to a status.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Self::InvalidArgument(_)
-            | Self::UnknownPanel(_)
-            | Self::Store(StoreError::BadPageToken) => ErrorKind::InvalidArgument,
+            Self::InvalidArgument(_) | Self::UnknownPanel(_) | Self::InvalidPageToken => {
+                ErrorKind::InvalidArgument
+            }
             Self::NotFound | Self::NoDriftReport | Self::UpstreamLicenseNotFound(_) => {
                 ErrorKind::NotFound
             }
@@ -191,6 +197,7 @@ impl From<StoreError> for ServiceError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::OperationInProgress(id) => Self::OperationInProgress(id.to_string()),
+            StoreError::BadPageToken => Self::InvalidPageToken,
             other => Self::Store(other),
         }
     }
