@@ -2,6 +2,8 @@
 //! server reflection (v1 and v1alpha).
 
 mod auth;
+pub(crate) mod codec;
+mod content_type;
 mod error;
 mod licenses;
 mod observe;
@@ -19,7 +21,10 @@ pub const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
 
 /// The gRPC router with its observing layer (request id, span, metrics).
 pub type Router = tonic::transport::server::Router<
-    tower::layer::util::Stack<observe::ObserveLayer, tower::layer::util::Identity>,
+    tower::layer::util::Stack<
+        content_type::GrpcOnlyLayer,
+        tower::layer::util::Stack<observe::ObserveLayer, tower::layer::util::Identity>,
+    >,
 >;
 
 /// The gRPC services on one router, and the reporter behind its health service
@@ -49,6 +54,8 @@ pub async fn router(
         .timeout(std::time::Duration::from_secs(75))
         // Request id, span, access log and metrics for every call.
         .layer(observe::ObserveLayer)
+        // Anything but gRPC is refused before a service reads it.
+        .layer(content_type::GrpcOnlyLayer)
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
