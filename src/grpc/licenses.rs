@@ -115,12 +115,15 @@ impl Rpc for GrpcLicenses {
     ) -> Result<Response<pb::GetLicenseResponse>, Status> {
         let principal = principal(&request)?;
         let client = principal.owner_filter();
-        let license = match request.into_inner().selector {
+        let request = request.into_inner();
+        let license = match request.selector {
             Some(pb::get_license_request::Selector::Id(id)) => {
                 self.service.get_license(client, &id).await
             }
             Some(pb::get_license_request::Selector::ServerId(server_id)) => {
-                self.service.get_server_license(client, &server_id).await
+                self.service
+                    .get_server_license(client, &server_id, Some(&request.client))
+                    .await
             }
             None => {
                 return Err(Status::invalid_argument("set either id or serverId"));

@@ -28,6 +28,16 @@ pub enum ServiceError {
         /// The RPC that makes the change (ChangeLicensePanel or ChangeLicenseIp).
         use_instead: &'static str,
     },
+    /// An admin asked for a server's license by a server id that several clients use
+    /// → 409 / FAILED_PRECONDITION, `SERVER_ID_AMBIGUOUS`; the message names them and
+    /// how to choose one.
+    #[error("server id {server_id} is used by several clients ({}); choose one with ?client=NAME (gRPC: the client field)", clients.join(", "))]
+    ServerIdAmbiguous {
+        /// The server id asked for.
+        server_id: String,
+        /// The clients that use it, sorted.
+        clients: Vec<String>,
+    },
     /// The license's state does not allow the change → 409 / FAILED_PRECONDITION,
     /// with the precondition's own code (`INVALID_LICENSE_STATE`, `SAME_IP`, …).
     #[error(transparent)]
@@ -105,6 +115,7 @@ impl ServiceError {
             Self::UnknownPanel(_) => "UNKNOWN_PANEL",
             Self::NotFound => "LICENSE_NOT_FOUND",
             Self::ServerHasLicense { .. } => "SERVER_HAS_LICENSE",
+            Self::ServerIdAmbiguous { .. } => "SERVER_ID_AMBIGUOUS",
             Self::Precondition(p) => p.code,
             Self::OperationInProgress(_) => "OPERATION_IN_PROGRESS",
             Self::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
@@ -146,7 +157,9 @@ impl ServiceError {
             Self::NotFound | Self::NoDriftReport | Self::UpstreamLicenseNotFound(_) => {
                 ErrorKind::NotFound
             }
-            Self::ServerHasLicense { .. } | Self::Precondition(_) => ErrorKind::FailedPrecondition,
+            Self::ServerHasLicense { .. }
+            | Self::ServerIdAmbiguous { .. }
+            | Self::Precondition(_) => ErrorKind::FailedPrecondition,
             Self::OperationInProgress(_) | Self::RequestInProgress => ErrorKind::Aborted,
             Self::IdempotencyKeyReused => ErrorKind::Unprocessable,
             Self::UpstreamRefused(_) => ErrorKind::Refused,
