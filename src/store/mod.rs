@@ -148,6 +148,9 @@ pub trait Store: Send + Sync + 'static {
     /// One operation by id.
     async fn get_operation(&self, id: i64) -> Result<Option<Operation>, StoreError>;
 
+    /// Whether the license has an operation that has not ended (queued or running).
+    async fn has_open_operation(&self, license_id: LicenseId) -> Result<bool, StoreError>;
+
     /// One license by id.
     async fn get_license(&self, id: LicenseId) -> Result<Option<License>, StoreError>;
 

@@ -651,6 +651,19 @@ impl Store for SqliteStore {
         Ok(row.as_ref().map(operation_from_row).transpose()?)
     }
 
+    async fn has_open_operation(&self, license_id: LicenseId) -> Result<bool, StoreError> {
+        // Served by the partial index operations_open_license.
+        let open: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM operations WHERE license_id = ?1 \
+             AND phase NOT IN ('DONE', 'FAILED') LIMIT 1",
+        )
+        .bind(license_id.to_string())
+        .fetch_optional(&self.pool)
+        .await
+        .context("cannot read the license's open operations")?;
+        Ok(open.is_some())
+    }
+
     async fn get_license(&self, id: LicenseId) -> Result<Option<License>, StoreError> {
         let seen = match &self.cache {
             Some(cache) => match cache.get(id) {

@@ -477,3 +477,75 @@ async fn putting_the_desired_state_three_times_leaves_one_upstream_license_with_
     assert_eq!(removed.json::<Value>().await.unwrap()["state"], "CANCELLED");
     assert_eq!(app.sandbox.call_count("soft.order.param"), 1);
 }
+
+#[tokio::test]
+async fn fifteen_concurrent_puts_with_different_panels_converge_on_the_last_accepted_panel() {
+    // Arrange
+    let app = spawn_app().await;
+    let panels = [
+        ("ISPmanager 6 Lite", 55227),
+        ("ISPmanager 6 Pro", 55228),
+        ("ISPmanager 6 Host", 55229),
+    ];
+    let url = format!("{}/v1/servers/converge-1/license", app.http);
+    let put = |i: usize| {
+        let (client, url) = (app.client.clone(), url.clone());
+        async move {
+            let panel = panels[i % panels.len()].0;
+            let response = client
+                .put(&url)
+                .header("idempotency-key", format!("converge-{i}"))
+                .json(&json!({"ip": "203.0.113.140", "panel": panel}))
+                .send()
+                .await
+                .unwrap();
+            let status = response.status();
+            let body: Value = response.json().await.unwrap();
+            (status, body)
+        }
+    };
+
+    // Act
+    let answers = futures::future::join_all((0..15).map(put)).await;
+
+    // Assert: every PUT was accepted; the last accepted one names the final panel.
+    for (status, body) in &answers {
+        assert!(
+            *status == 200 || *status == 202,
+            "a PUT was refused: {status} {body}"
+        );
+    }
+    let license_id = answers[0].1["id"].as_str().unwrap().to_owned();
+    assert!(answers.iter().all(|(_, b)| b["id"] == license_id.as_str()));
+    let audit: Value = app
+        .get(&format!("/v1/audit?licenseId={license_id}&pageSize=100"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let last_accepted = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["outcome"] == "ACCEPTED")
+        .expect("an accepted entry");
+    let key = last_accepted["requestId"].as_str().unwrap();
+    let index: usize = key.trim_start_matches("converge-").parse().unwrap();
+    let (panel, tariff) = panels[index % panels.len()];
+    // The same desired state once more, waiting: it answers when the queue is through.
+    let settled = app
+        .client
+        .put(format!("{url}?wait=30s"))
+        .json(&json!({"ip": "203.0.113.140", "panel": panel}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(settled.headers()["x-ensure-action"], "ENSURE_ACTION_NONE");
+    let license: Value = settled.json().await.unwrap();
+    assert_eq!(license["state"], "ACTIVE", "{license}");
+    assert_eq!(license["tariffId"], tariff, "{license}");
+    let upstream = app.upstream_list().await;
+    assert_eq!(upstream.len(), 1, "one license: {upstream:?}");
+    assert_eq!(upstream[0]["pricelist"]["$"], tariff.to_string());
+    assert_eq!(app.sandbox.call_count("soft.order.param"), 1);
+}
