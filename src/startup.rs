@@ -8,12 +8,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::billmanager::{Billmanager, BillmanagerClient, CircuitBreaker};
 use crate::config::Settings;
 use crate::health::{Readiness, probe_upstream};
+use crate::listener::{ConnectionLimits, GuardedListener, TrackedRouter};
 use crate::sandbox::{Sandbox, SandboxHandle};
 use crate::service::{LicenseService, Worker};
 use crate::store::FileLock;
@@ -34,6 +34,7 @@ pub struct Application {
     reconcile: crate::service::ReconcileConfig,
     drain_delay: Duration,
     drain_timeout: Duration,
+    connections: ConnectionLimits,
     auth: Arc<crate::auth::Authenticator>,
     /// Every background task of the application (the worker's loops included).
     tasks: Tasks,
@@ -128,6 +129,7 @@ impl Application {
             reconcile: settings.reconcile,
             drain_delay: settings.drain_delay,
             drain_timeout: settings.drain_timeout,
+            connections: settings.connections,
             auth,
             tasks,
             db_lock: serving.lock,
@@ -216,7 +218,7 @@ impl Application {
         });
 
         let (grpc_router, health_reporter) =
-            crate::grpc::router(self.service.clone(), self.auth.clone()).await?;
+            crate::grpc::router(self.service.clone(), self.auth.clone(), &self.connections).await?;
 
         let worker_stop = stop.clone();
         tasks.spawn(self.worker.run(worker_stop));
@@ -295,9 +297,9 @@ impl Application {
             auth: self.auth.clone(),
         });
         let http_stop = stop.clone();
-        let http_listener = self.http;
+        let http_listener = GuardedListener::new(self.http, self.connections);
         tasks.spawn(async move {
-            if let Err(e) = axum::serve(http_listener, http_router)
+            if let Err(e) = axum::serve(http_listener, TrackedRouter(http_router))
                 .with_graceful_shutdown(http_stop.cancelled_owned())
                 .await
             {
@@ -306,9 +308,9 @@ impl Application {
         });
 
         let grpc_stop = stop.clone();
-        let grpc_listener = self.grpc;
+        let grpc_listener = GuardedListener::new(self.grpc, self.connections);
         tasks.spawn(async move {
-            let incoming = TcpListenerStream::new(grpc_listener);
+            let incoming = grpc_listener.into_stream();
             if let Err(e) = grpc_router
                 .serve_with_incoming_shutdown(incoming, grpc_stop.cancelled_owned())
                 .await
