@@ -506,6 +506,42 @@ impl Store for PgStore {
         Ok(row.as_ref().map(operation_from_row).transpose()?)
     }
 
+    async fn latest_event_id(&self) -> Result<i64, StoreError> {
+        let latest: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM events")
+            .fetch_one(&self.pool)
+            .await
+            .context("cannot read the latest event id")?;
+        Ok(latest)
+    }
+
+    async fn events_horizon(&self) -> Result<i64, StoreError> {
+        let horizon: i64 = sqlx::query_scalar("SELECT purged_through FROM events_horizon")
+            .fetch_one(&self.pool)
+            .await
+            .context("cannot read the events horizon")?;
+        Ok(horizon)
+    }
+
+    async fn purge_events(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
+        // The horizon is raised before the delete: after a crash in between, readers
+        // are told of a loss a little early, never left to miss events silently.
+        sqlx::query(
+            "UPDATE events_horizon SET purged_through = GREATEST(purged_through, \
+             (SELECT COALESCE(MAX(id), 0) FROM events WHERE time < $1))",
+        )
+        .bind(to_micros(before))
+        .execute(&self.pool)
+        .await
+        .context("cannot raise the events horizon")?;
+        let done = sqlx::query(
+            "DELETE FROM events WHERE id <= (SELECT purged_through FROM events_horizon)",
+        )
+        .execute(&self.pool)
+        .await
+        .context("cannot delete expired events")?;
+        Ok(done.rows_affected())
+    }
+
     async fn has_open_operation(&self, license_id: LicenseId) -> Result<bool, StoreError> {
         // Served by the partial index operations_open_license.
         let open: Option<i64> = sqlx::query_scalar(
