@@ -14,7 +14,7 @@ use crate::billmanager::{ClientConfig, WireFormat};
 use crate::domain::{PanelCatalog, PanelCatalogConfig};
 use crate::listener::ConnectionLimits;
 use crate::sandbox::SandboxConfig;
-use crate::service::WorkflowConfig;
+use crate::service::{FeedConfig, WorkflowConfig};
 
 /// Flags of `license-facade serve`.
 #[derive(clap::Args, Debug, Clone, Default)]
@@ -104,6 +104,19 @@ pub struct FileConfig {
     /// Connection bounds of both API listeners.
     #[serde(default)]
     pub connections: ConnectionsFile,
+    /// The change feed.
+    #[serde(default)]
+    pub feed: FeedFile,
+}
+
+/// `[feed]` in the file; see [`FeedConfig`] for the meaning.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeedFile {
+    /// Open change-feed streams per client and process [default: 8].
+    pub max_streams_per_client: Option<usize>,
+    /// Hours events are kept [default: 720, 30 days].
+    pub retention_hours: Option<u64>,
 }
 
 /// `[connections]` in the file; see [`ConnectionLimits`] for the meaning.
@@ -217,6 +230,8 @@ pub struct Settings {
     pub drain_timeout: Duration,
     /// Connection bounds of both API listeners.
     pub connections: ConnectionLimits,
+    /// Bounds of the change feed.
+    pub feed: FeedConfig,
     /// The API clients: from `--clients-file`, else with `--sandbox` the sandbox
     /// client; `serve` refuses to start without them.
     pub clients: Option<crate::auth::Clients>,
@@ -358,11 +373,33 @@ impl Settings {
             probe_interval: Duration::from_secs(bm.probe_interval_secs.unwrap_or(30).max(1)),
             reconcile: reconcile_config(file.reconcile)?,
             connections: connection_limits(file.connections)?,
+            feed: feed_config(file.feed)?,
             drain_delay: Duration::from_millis(args.drain_delay_ms.unwrap_or(2_000)),
             drain_timeout: Duration::from_secs(args.drain_timeout_secs.unwrap_or(20)),
             clients,
         })
     }
+}
+
+/// The change feed's bounds from `[feed]`, with defaults.
+fn feed_config(file: FeedFile) -> anyhow::Result<FeedConfig> {
+    let defaults = FeedConfig::default();
+    let config = FeedConfig {
+        max_streams_per_client: file
+            .max_streams_per_client
+            .unwrap_or(defaults.max_streams_per_client),
+        retention: file
+            .retention_hours
+            .map(|h| Duration::from_secs(h.saturating_mul(3600)))
+            .unwrap_or(defaults.retention),
+    };
+    if config.max_streams_per_client == 0 {
+        bail!("feed.max_streams_per_client must be positive");
+    }
+    if config.retention.is_zero() {
+        bail!("feed.retention_hours must be positive");
+    }
+    Ok(config)
 }
 
 /// The connection bounds from `[connections]`, with defaults.

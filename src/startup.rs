@@ -107,6 +107,7 @@ impl Application {
         let service = LicenseService::new(store, upstream.clone(), Arc::new(settings.catalog))
             .with_reconcile_config(&settings.reconcile)
             .with_spend_caps(&crate::auth::order_caps(&clients))
+            .with_feed_config(settings.feed)
             .with_tasks(tasks.clone());
         let auth = Arc::new(crate::auth::Authenticator::new(&clients));
         let worker = service.worker(settings.workflow);
@@ -245,6 +246,7 @@ impl Application {
                 .clone()
                 .run_reconciler(self.reconcile.clone(), stop.clone()),
         );
+        tasks.spawn(self.service.clone().run_event_retention(stop.clone()));
 
         let probe_reporter = health_reporter.clone();
         let probe_readiness = self.readiness.clone();

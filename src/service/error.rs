@@ -94,6 +94,13 @@ pub enum ServiceError {
         /// When a call is allowed again.
         retry_after: Duration,
     },
+    /// The client has as many change-feed streams open as it may → 429 /
+    /// RESOURCE_EXHAUSTED, `STREAM_LIMIT_REACHED`.
+    #[error("this client already has {limit} change-feed streams open; close one first")]
+    StreamLimitReached {
+        /// The cap.
+        limit: usize,
+    },
     /// The client's order cap (spend guard) is reached → 429 / RESOURCE_EXHAUSTED with
     /// a retry hint, `SPEND_CAP_REACHED`; nothing was ordered.
     #[error("the cap of {cap} orders per {window} is reached; nothing was ordered")]
@@ -129,6 +136,7 @@ impl ServiceError {
             Self::Unauthenticated => "UNAUTHENTICATED",
             Self::PermissionDenied(_) => "PERMISSION_DENIED",
             Self::RateLimited { .. } => "RATE_LIMITED",
+            Self::StreamLimitReached { .. } => "STREAM_LIMIT_REACHED",
             Self::SpendCapReached { .. } => "SPEND_CAP_REACHED",
         }
     }
@@ -166,7 +174,9 @@ impl ServiceError {
             Self::UpstreamUnavailable(_) | Self::Store(_) => ErrorKind::Unavailable,
             Self::Unauthenticated => ErrorKind::Unauthenticated,
             Self::PermissionDenied(_) => ErrorKind::PermissionDenied,
-            Self::RateLimited { .. } | Self::SpendCapReached { .. } => ErrorKind::ResourceExhausted,
+            Self::RateLimited { .. }
+            | Self::SpendCapReached { .. }
+            | Self::StreamLimitReached { .. } => ErrorKind::ResourceExhausted,
         }
     }
 

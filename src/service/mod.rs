@@ -20,6 +20,7 @@ pub use drift::{
     DriftReport, Expiring, MAX_LISTED, Mismatch, MismatchField, Missing, MissingReason, Orphan,
 };
 pub use error::{ErrorKind, ServiceError};
+pub use feed::{FeedConfig, FeedItem};
 pub use idempotency::{REQUEST_KEY_TTL, RequestKey};
 pub use input::{DEFAULT_PAGE_SIZE, ListInput, MAX_PAGE_SIZE, OrderInput};
 pub use lifecycle::EnsureAction;
@@ -111,6 +112,8 @@ pub struct LicenseService {
     closing: tokio_util::sync::CancellationToken,
     /// Per-client order caps.
     spend: Arc<spend::SpendGuard>,
+    /// The change feed's latest event id, open streams and bounds.
+    feed: Arc<feed::FeedHub>,
     /// Where the service and its worker spawn background work: an application's set,
     /// so that stopping the application ends it.
     tasks: crate::tasks::Tasks,
@@ -135,8 +138,15 @@ impl LicenseService {
             drift: Arc::default(),
             closing: tokio_util::sync::CancellationToken::new(),
             spend: Arc::default(),
+            feed: Arc::new(feed::FeedHub::new(FeedConfig::default())),
             tasks: crate::tasks::Tasks::new(),
         }
+    }
+
+    /// Bounds the change feed with `config`.
+    pub fn with_feed_config(mut self, config: FeedConfig) -> Self {
+        self.feed = Arc::new(feed::FeedHub::new(config));
+        self
     }
 
     /// Spawns the service's and its worker's background work in `tasks`.

@@ -7,7 +7,7 @@ mod codec;
 mod file_lock;
 mod group_commit;
 mod postgres;
-mod sqlite;
+pub(crate) mod sqlite;
 
 pub use file_lock::FileLock;
 pub use postgres::PgStore;
@@ -148,7 +148,8 @@ pub trait Store: Send + Sync + 'static {
     /// One operation by id.
     async fn get_operation(&self, id: i64) -> Result<Option<Operation>, StoreError>;
 
-    /// The id of the latest committed event; 0 when there is none.
+    /// The id of the latest committed event, or the horizon when retention deleted
+    /// every event; 0 when there never was one.
     async fn latest_event_id(&self) -> Result<i64, StoreError>;
 
     /// The highest event id that retention has deleted; 0 when none was.

@@ -507,10 +507,15 @@ impl Store for PgStore {
     }
 
     async fn latest_event_id(&self) -> Result<i64, StoreError> {
-        let latest: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM events")
-            .fetch_one(&self.pool)
-            .await
-            .context("cannot read the latest event id")?;
+        // The horizon counts: once retention has deleted every event, the feed still
+        // stands where it was.
+        let latest: i64 = sqlx::query_scalar(
+            "SELECT GREATEST((SELECT COALESCE(MAX(id), 0) FROM events), \
+             (SELECT purged_through FROM events_horizon))",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .context("cannot read the latest event id")?;
         Ok(latest)
     }
 
@@ -743,16 +748,24 @@ impl Store for PgStore {
         limit: u32,
         client: Option<&ClientName>,
     ) -> Result<Vec<Event>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, kind, license, time FROM events WHERE id > $1 \
-             AND ($2::TEXT IS NULL OR client = $2) ORDER BY id LIMIT $3",
-        )
-        .bind(after_id)
-        .bind(client.map(|c| c.as_str().to_owned()))
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .context("cannot read events")?;
+        // Two statements, not `($2 IS NULL OR client = $2)`: a generic plan of that
+        // cannot use the index `events_client`.
+        let query = match client {
+            Some(client) => sqlx::query(
+                "SELECT id, kind, license, time FROM events \
+                 WHERE client = $1 AND id > $2 ORDER BY id LIMIT $3",
+            )
+            .bind(client.as_str().to_owned()),
+            None => sqlx::query(
+                "SELECT id, kind, license, time FROM events WHERE id > $1 ORDER BY id LIMIT $2",
+            ),
+        };
+        let rows = query
+            .bind(after_id)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .context("cannot read events")?;
         let events = rows
             .iter()
             .map(|row| -> anyhow::Result<Event> {

@@ -299,7 +299,7 @@ pub fn operations() -> Vec<Op> {
                 "Resume after this event id (or send `Last-Event-ID`).",
             )],
             answer: Answer::Events,
-            errors: &[400],
+            errors: &[400, 429],
             ..op(
                 "get",
                 "/v1/events",

@@ -42,6 +42,15 @@ async fn purging_deletes_old_events_and_raises_the_horizon_to_the_last_deleted_i
         .await
         .unwrap();
     assert_eq!(acme.len(), 1);
+    store
+        .purge_events(T0 + Duration::from_secs(500))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.latest_event_id().await.unwrap(),
+        before[1].id,
+        "the feed stands where it was when every event is gone"
+    );
 }
 
 async fn the_latest_event_id_follows_commits(store: Arc<dyn Store>) {
@@ -55,4 +64,35 @@ async fn the_latest_event_id_follows_commits(store: Arc<dyn Store>) {
     assert!(one > 0);
     assert!(two > one);
     assert_eq!(store.events_horizon().await.unwrap(), 0);
+}
+
+/// A client's feed read seeks the index instead of scanning the history: without it
+/// 500 read-only streams took 1.5 cores at 4,766 events.
+#[tokio::test]
+async fn a_clients_feed_read_uses_the_client_index_on_sqlite() {
+    use sqlx::Row as _;
+    let pool = sqlx::SqlitePool::connect("sqlite::memory:").await.unwrap();
+    sqlx::migrate!("./migrations/sqlite")
+        .run(&pool)
+        .await
+        .unwrap();
+
+    let plan = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "EXPLAIN QUERY PLAN {}",
+        crate::store::sqlite::EVENTS_AFTER_OF_CLIENT
+    )))
+    .bind("acme")
+    .bind(0_i64)
+    .bind(500_i64)
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+
+    let detail: Vec<String> = plan.iter().map(|r| r.get::<String, _>("detail")).collect();
+    assert!(
+        detail
+            .iter()
+            .any(|d| d.contains("USING INDEX events_client")),
+        "{detail:?}"
+    );
 }
