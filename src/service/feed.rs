@@ -103,6 +103,7 @@ impl FeedHub {
             });
         }
         *count += 1;
+        crate::metrics::feed_streams(client.as_str(), *count);
         Ok(StreamSlot {
             hub: self.clone(),
             client: client.clone(),
@@ -121,6 +122,7 @@ impl Drop for StreamSlot {
         let mut open = self.hub.open.lock().expect("never poisoned");
         if let Some(count) = open.get_mut(&self.client) {
             *count -= 1;
+            crate::metrics::feed_streams(self.client.as_str(), *count);
             if *count == 0 {
                 open.remove(&self.client);
             }
@@ -146,7 +148,7 @@ struct Cursor {
     /// not wait for a newer event id.
     read_once: bool,
     snapshot: Option<Snapshot>,
-    _slot: StreamSlot,
+    slot: StreamSlot,
 }
 
 impl LicenseService {
@@ -171,7 +173,7 @@ impl LicenseService {
             latest: self.feed.latest.subscribe(),
             read_once: false,
             snapshot: None,
-            _slot: slot,
+            slot,
         };
         Ok(futures::stream::unfold(cursor, |mut c| async move {
             loop {
@@ -280,6 +282,7 @@ impl Cursor {
             self.fill_snapshot().await?;
             return Ok(true);
         }
+        crate::metrics::feed_read(self.slot.client.as_str());
         let events = store
             .events_after(self.after, BATCH, self.client.as_ref())
             .await?;

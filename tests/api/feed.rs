@@ -247,3 +247,60 @@ async fn a_reader_resuming_from_before_the_retention_gets_events_expired_then_th
     assert!(live.id > snapshot.id);
     assert_eq!(live.license.unwrap().server_id, "feed-expired-2");
 }
+
+/// `license_facade_feed_reads_total` of `client` in `/metrics` (0 when absent).
+async fn feed_reads(app: &TestApp, client: &str) -> u64 {
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    let series = format!("license_facade_feed_reads_total{{client=\"{client}\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&series))
+        .map_or(0, |v| v.trim().parse().unwrap())
+}
+
+#[tokio::test]
+async fn idle_streams_do_not_read_the_store_until_an_event_is_committed() {
+    // Arrange: a read-only client with ten open streams and nothing happening.
+    let reader = "quiet-reader";
+    let clients = license_facade::auth::Clients::from_toml(&format!(
+        "[[client]]\nname = \"{reader}\"\ntoken_sha256 = \"{}\"\nscopes = [\"licenses.read\"]\n\
+         [[client]]\nname = \"writer\"\ntoken_sha256 = \"{}\"\nscopes = [\"licenses.read\", \"licenses.write\"]\n",
+        license_facade::auth::token_sha256_hex("quiet-token"),
+        license_facade::auth::token_sha256_hex("writer-token"),
+    ))
+    .unwrap();
+    let app = crate::helpers::spawn_app_with(0, |s| {
+        s.clients = Some(clients);
+        s.feed.max_streams_per_client = 10;
+    })
+    .await;
+    let mut grpc = crate::helpers::grpc_client_with(app.grpc_addr, Some("quiet-token")).await;
+    let mut streams = Vec::new();
+    for _ in 0..10 {
+        streams.push(
+            grpc.watch_licenses(pb::WatchLicensesRequest::default())
+                .await
+                .unwrap()
+                .into_inner(),
+        );
+    }
+    // Each stream reads once as it starts.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let at_start = loop {
+        let reads = feed_reads(&app, reader).await;
+        if reads >= 10 {
+            break reads;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{reads} reads");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+
+    // Act: four times the old polling interval with no event.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let idle = feed_reads(&app, reader).await;
+
+    // Assert: each stream read once when it opened, and not since.
+    assert_eq!(at_start, 10, "one read per stream to start");
+    assert_eq!(idle, at_start, "idle streams read the store");
+    drop(streams);
+}
