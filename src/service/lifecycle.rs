@@ -258,10 +258,14 @@ impl LicenseService {
             return Ok(replayed);
         }
         let deadline = tokio::time::Instant::now() + ENSURE_TURN_WAIT;
+        let mut awaited: Option<LicenseId> = None;
         loop {
             // Subscribed before reading, so a change between the read and the wait
             // is not missed.
             let mut notices = self.subscribe();
+            if let Some(id) = awaited {
+                self.refused_while_awaited(call, id).await?;
+            }
             let busy = match self.ensure_once(call, &fp, &input, &wanted).await {
                 Err(e) => match Busy::of(&e) {
                     Some(busy) if tokio::time::Instant::now() < deadline => busy,
@@ -269,6 +273,7 @@ impl LicenseService {
                 },
                 done => return done,
             };
+            awaited = busy.0.or(awaited);
             // Notices come from this process only; the timeout covers a change made
             // by another replica.
             let poll = tokio::time::Instant::now() + ENSURE_TURN_POLL;
@@ -279,6 +284,24 @@ impl LicenseService {
                 }
             }
         }
+    }
+
+    /// The upstream's refusal when the license a desired-state call waited for was
+    /// refused (FAILED: nothing bought). The waiting call answers with it rather than
+    /// order again at once: concurrent calls must not turn one refusal into a paid
+    /// order per caller.
+    async fn refused_while_awaited(&self, call: &Call, id: LicenseId) -> Result<(), ServiceError> {
+        let Some(license) = self.store.get_license(id).await? else {
+            return Ok(());
+        };
+        if license.client != call.client || license.state != LicenseState::Failed {
+            return Ok(());
+        }
+        let message = license
+            .last_error
+            .map(|e| e.message)
+            .unwrap_or_else(|| "the order failed".into());
+        Err(ServiceError::UpstreamRefused(message))
     }
 
     /// One attempt of [`Self::ensure_server_license`].

@@ -549,3 +549,58 @@ async fn fifteen_concurrent_puts_with_different_panels_converge_on_the_last_acce
     assert_eq!(upstream[0]["pricelist"]["$"], tariff.to_string());
     assert_eq!(app.sandbox.call_count("soft.order.param"), 1);
 }
+
+#[tokio::test]
+async fn concurrent_puts_waiting_on_a_refused_order_answer_the_refusal_and_buy_nothing_more() {
+    // Arrange: the upstream refuses every order.
+    let app = spawn_app().await;
+    app.sandbox.set_faults(vec![
+        "soft.order.param:doc-error:1.0"
+            .parse::<license_facade::sandbox::Fault>()
+            .unwrap(),
+    ]);
+    let url = format!("{}/v1/servers/refused-1/license?wait=20s", app.http);
+    let put = |panel: &'static str| {
+        let (client, url) = (app.client.clone(), url.clone());
+        async move {
+            let response = client
+                .put(&url)
+                .json(&json!({"ip": "203.0.113.150", "panel": panel}))
+                .send()
+                .await
+                .unwrap();
+            let status = response.status();
+            (status, response.json::<Value>().await.unwrap())
+        }
+    };
+
+    // Act
+    let answers = futures::future::join_all(
+        ["ISPmanager 6 Lite", "ISPmanager 6 Pro", "ISPmanager 6 Host"]
+            .into_iter()
+            .cycle()
+            .take(6)
+            .map(put),
+    )
+    .await;
+
+    // Assert: one order was sent; each PUT answers with that order or its refusal,
+    // none with a conflict, and none ordered again.
+    assert_eq!(app.sandbox.call_count("soft.order.param"), 1);
+    let ids: std::collections::HashSet<&str> = answers
+        .iter()
+        .filter_map(|(_, b)| b["id"].as_str())
+        .collect();
+    assert!(ids.len() <= 1, "one license: {answers:?}");
+    for (status, body) in &answers {
+        assert_ne!(*status, 409, "{body}");
+        let refused = *status == 422 && body["code"] == "UPSTREAM_REFUSED";
+        assert!(refused || status.is_success(), "{status} {body}");
+    }
+    assert!(
+        answers
+            .iter()
+            .any(|(s, b)| *s == 422 || b["state"] == "FAILED"),
+        "the refusal was reported: {answers:?}"
+    );
+}
