@@ -272,6 +272,12 @@ impl Cursor {
         }
         self.read_once = true;
         let store = self.service.store();
+        crate::metrics::feed_read(self.slot.client.as_str());
+        let events = store
+            .events_after(self.after, BATCH, self.client.as_ref())
+            .await?;
+        // Read after the events: retention raises the horizon before it deletes, so
+        // a deletion that cut into this read shows here.
         if self.after < store.events_horizon().await? {
             let position = store.latest_event_id().await?;
             self.snapshot = Some(Snapshot {
@@ -282,10 +288,6 @@ impl Cursor {
             self.fill_snapshot().await?;
             return Ok(true);
         }
-        crate::metrics::feed_read(self.slot.client.as_str());
-        let events = store
-            .events_after(self.after, BATCH, self.client.as_ref())
-            .await?;
         match events.last() {
             Some(last) => {
                 self.after = last.id;
