@@ -131,7 +131,7 @@ pub struct ConnectionsFile {
     /// Connections open at once per listener; more wait to be accepted
     /// [default: 1024].
     pub max_per_listener: Option<usize>,
-    /// Seconds between HTTP/2 keep-alive pings on the gRPC listener [default: 20].
+    /// Seconds between HTTP/2 keep-alive pings [default: 20].
     pub http2_keepalive_interval_secs: Option<u64>,
     /// Seconds a keep-alive ping may go unanswered before the connection is closed
     /// [default: 10].

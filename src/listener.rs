@@ -10,8 +10,8 @@
 //! flight is told by [`Tracked`], which wraps the services and holds a mark from the
 //! start of each request until its response body has been sent or dropped. A
 //! long-lived stream (the change feed) is a request in flight, so it is not idle however
-//! quiet it is; HTTP/2 keep-alive pings (set on the gRPC server) find a peer that is
-//! gone.
+//! quiet it is; HTTP/2 keep-alive pings (set where each server is built) find a peer
+//! that is gone.
 
 use std::io;
 use std::net::SocketAddr;
@@ -36,7 +36,7 @@ pub struct ConnectionLimits {
     pub idle_timeout: Duration,
     /// Connections open at once, per listener.
     pub max_connections: usize,
-    /// Interval of HTTP/2 keep-alive pings on the gRPC listener.
+    /// Interval of HTTP/2 keep-alive pings.
     pub http2_keepalive_interval: Duration,
     /// How long an HTTP/2 keep-alive ping may go unanswered before the connection is
     /// closed.
@@ -105,19 +105,6 @@ impl GuardedListener {
             let (stream, _) = listener.accept_guarded().await;
             Some((Ok(stream), listener))
         })
-    }
-}
-
-impl axum::serve::Listener for GuardedListener {
-    type Io = GuardedStream;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        self.accept_guarded().await
-    }
-
-    fn local_addr(&self) -> io::Result<Self::Addr> {
-        self.inner.local_addr()
     }
 }
 
@@ -292,37 +279,6 @@ impl tonic::transport::server::Connected for GuardedStream {
     }
 }
 
-/// The REST router as axum serves it over a [`GuardedListener`]: each connection's
-/// requests are [`Tracked`].
-#[derive(Clone)]
-pub struct TrackedRouter(pub axum::Router);
-
-impl<'a> tower::Service<axum::serve::IncomingStream<'a, GuardedListener>> for TrackedRouter {
-    type Response = tower::util::MapResponse<
-        Tracked<axum::Router>,
-        fn(axum::http::Response<TrackedBody<axum::body::Body>>) -> axum::response::Response,
-    >;
-    type Error = std::convert::Infallible;
-    type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, incoming: axum::serve::IncomingStream<'a, GuardedListener>) -> Self::Future {
-        let tracked = Tracked {
-            inner: self.0.clone(),
-            conn: Some(incoming.io().conn()),
-        };
-        let to_axum: fn(
-            axum::http::Response<TrackedBody<axum::body::Body>>,
-        ) -> axum::response::Response = |response| response.map(axum::body::Body::new);
-        std::future::ready(Ok(
-            tower::ServiceExt::<axum::extract::Request>::map_response(tracked, to_axum),
-        ))
-    }
-}
-
 /// Adds [`Tracked`] around a tonic service; the connection comes from the request's
 /// connect info.
 #[derive(Debug, Clone, Copy, Default)]
@@ -344,6 +300,16 @@ pub struct Tracked<S> {
     /// The connection, when the service is per connection (REST); else it is read
     /// from the request (tonic's connect info).
     conn: Option<Conn>,
+}
+
+impl<S> Tracked<S> {
+    /// `inner` serving the requests of one connection.
+    pub fn per_connection(inner: S, conn: Conn) -> Self {
+        Self {
+            inner,
+            conn: Some(conn),
+        }
+    }
 }
 
 impl<S, B, R> tower::Service<axum::http::Request<B>> for Tracked<S>

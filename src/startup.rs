@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::billmanager::{Billmanager, BillmanagerClient, CircuitBreaker};
 use crate::config::Settings;
 use crate::health::{Readiness, probe_upstream};
-use crate::listener::{ConnectionLimits, GuardedListener, TrackedRouter};
+use crate::listener::{ConnectionLimits, GuardedListener};
 use crate::sandbox::{Sandbox, SandboxHandle};
 use crate::service::{LicenseService, Worker};
 use crate::store::FileLock;
@@ -298,16 +298,14 @@ impl Application {
             readiness: self.readiness.clone(),
             auth: self.auth.clone(),
         });
-        let http_stop = stop.clone();
         let http_listener = GuardedListener::new(self.http, self.connections);
-        tasks.spawn(async move {
-            if let Err(e) = axum::serve(http_listener, TrackedRouter(http_router))
-                .with_graceful_shutdown(http_stop.cancelled_owned())
-                .await
-            {
-                tracing::error!(error.message = %e, "REST server failed");
-            }
-        });
+        tasks.spawn(crate::http::serve(
+            http_listener,
+            http_router,
+            self.connections,
+            stop.clone(),
+            tasks.clone(),
+        ));
 
         let grpc_stop = stop.clone();
         let grpc_listener = GuardedListener::new(self.grpc, self.connections);
