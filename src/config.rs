@@ -12,8 +12,9 @@ use serde::Deserialize;
 
 use crate::billmanager::{ClientConfig, WireFormat};
 use crate::domain::{PanelCatalog, PanelCatalogConfig};
+use crate::listener::ConnectionLimits;
 use crate::sandbox::SandboxConfig;
-use crate::service::WorkflowConfig;
+use crate::service::{FeedConfig, WorkflowConfig};
 
 /// Flags of `license-facade serve`.
 #[derive(clap::Args, Debug, Clone, Default)]
@@ -100,6 +101,41 @@ pub struct FileConfig {
     /// The reconciler.
     #[serde(default)]
     pub reconcile: ReconcileFile,
+    /// Connection bounds of both API listeners.
+    #[serde(default)]
+    pub connections: ConnectionsFile,
+    /// The change feed.
+    #[serde(default)]
+    pub feed: FeedFile,
+}
+
+/// `[feed]` in the file; see [`FeedConfig`] for the meaning.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeedFile {
+    /// Open change-feed streams per client and process [default: 8].
+    pub max_streams_per_client: Option<usize>,
+    /// Hours events are kept [default: 720, 30 days].
+    pub retention_hours: Option<u64>,
+}
+
+/// `[connections]` in the file; see [`ConnectionLimits`] for the meaning.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionsFile {
+    /// Milliseconds from accepting a connection to the start of its first request
+    /// [default: 5000].
+    pub header_read_timeout_ms: Option<u64>,
+    /// Seconds a connection may stay open with no request in flight [default: 60].
+    pub idle_timeout_secs: Option<u64>,
+    /// Connections open at once per listener; more wait to be accepted
+    /// [default: 1024].
+    pub max_per_listener: Option<usize>,
+    /// Seconds between HTTP/2 keep-alive pings [default: 20].
+    pub http2_keepalive_interval_secs: Option<u64>,
+    /// Seconds a keep-alive ping may go unanswered before the connection is closed
+    /// [default: 10].
+    pub http2_keepalive_timeout_secs: Option<u64>,
 }
 
 /// `[reconcile]` in the file; see [`crate::service::ReconcileConfig`].
@@ -192,6 +228,10 @@ pub struct Settings {
     pub drain_delay: Duration,
     /// Shutdown: longest wait for in-flight calls and workflow steps.
     pub drain_timeout: Duration,
+    /// Connection bounds of both API listeners.
+    pub connections: ConnectionLimits,
+    /// Bounds of the change feed.
+    pub feed: FeedConfig,
     /// The API clients: from `--clients-file`, else with `--sandbox` the sandbox
     /// client; `serve` refuses to start without them.
     pub clients: Option<crate::auth::Clients>,
@@ -332,11 +372,70 @@ impl Settings {
             workflow,
             probe_interval: Duration::from_secs(bm.probe_interval_secs.unwrap_or(30).max(1)),
             reconcile: reconcile_config(file.reconcile)?,
+            connections: connection_limits(file.connections)?,
+            feed: feed_config(file.feed)?,
             drain_delay: Duration::from_millis(args.drain_delay_ms.unwrap_or(2_000)),
             drain_timeout: Duration::from_secs(args.drain_timeout_secs.unwrap_or(20)),
             clients,
         })
     }
+}
+
+/// The change feed's bounds from `[feed]`, with defaults.
+fn feed_config(file: FeedFile) -> anyhow::Result<FeedConfig> {
+    let defaults = FeedConfig::default();
+    let config = FeedConfig {
+        max_streams_per_client: file
+            .max_streams_per_client
+            .unwrap_or(defaults.max_streams_per_client),
+        retention: file
+            .retention_hours
+            .map(|h| Duration::from_secs(h.saturating_mul(3600)))
+            .unwrap_or(defaults.retention),
+    };
+    if config.max_streams_per_client == 0 {
+        bail!("feed.max_streams_per_client must be positive");
+    }
+    if config.retention.is_zero() {
+        bail!("feed.retention_hours must be positive");
+    }
+    Ok(config)
+}
+
+/// The connection bounds from `[connections]`, with defaults.
+fn connection_limits(file: ConnectionsFile) -> anyhow::Result<ConnectionLimits> {
+    let defaults = ConnectionLimits::default();
+    let limits = ConnectionLimits {
+        header_read_timeout: file
+            .header_read_timeout_ms
+            .map(Duration::from_millis)
+            .unwrap_or(defaults.header_read_timeout),
+        idle_timeout: file
+            .idle_timeout_secs
+            .map(Duration::from_secs)
+            .unwrap_or(defaults.idle_timeout),
+        max_connections: file.max_per_listener.unwrap_or(defaults.max_connections),
+        http2_keepalive_interval: file
+            .http2_keepalive_interval_secs
+            .map(Duration::from_secs)
+            .unwrap_or(defaults.http2_keepalive_interval),
+        http2_keepalive_timeout: file
+            .http2_keepalive_timeout_secs
+            .map(Duration::from_secs)
+            .unwrap_or(defaults.http2_keepalive_timeout),
+    };
+    if limits.header_read_timeout.is_zero() || limits.idle_timeout.is_zero() {
+        bail!("connections.header_read_timeout_ms and idle_timeout_secs must be positive");
+    }
+    if limits.max_connections == 0 {
+        bail!("connections.max_per_listener must be positive");
+    }
+    if limits.http2_keepalive_interval.is_zero() || limits.http2_keepalive_timeout.is_zero() {
+        bail!(
+            "connections.http2_keepalive_interval_secs and http2_keepalive_timeout_secs must be positive"
+        );
+    }
+    Ok(limits)
 }
 
 /// The reconciler's settings from `[reconcile]`, with defaults.

@@ -2,7 +2,8 @@
 //! on BILLmanager exactly once.
 //!
 //! Layers, outermost first:
-//! - [`grpc`] and [`http`]: thin transports over [`service`];
+//! - [`grpc`] and [`http`]: thin transports over [`service`], served on the bounded
+//!   connections of [`listener`];
 //! - [`service`]: the use cases and the durable workflow worker;
 //! - [`domain`]: validated values, the license, the panel catalog;
 //! - [`store`]: persistence behind the `Store` trait;
@@ -20,6 +21,7 @@ pub mod grpc;
 pub mod health;
 pub mod healthcheck;
 pub mod http;
+pub mod listener;
 pub mod metrics;
 pub mod panels_cmd;
 pub mod reconcile_cmd;

@@ -40,6 +40,15 @@ pub const ORDERS: &str = "license_facade_orders_total";
 /// `client` and `currency`.
 pub const SPEND: &str = "license_facade_order_spend_cents_total";
 
+/// Open change-feed streams by `client` (this process).
+pub const FEED_STREAMS: &str = "license_facade_feed_streams";
+/// Store reads made by change-feed streams, by `client`.
+pub const FEED_READS: &str = "license_facade_feed_reads_total";
+
+/// The `method` label of a call that matched no route, method or service: callers
+/// choose paths and methods freely, so only known ones may become series.
+pub const UNMATCHED: &str = "unmatched";
+
 /// Latency buckets in seconds, from a cached read to a slow upstream call.
 const BUCKETS: &[f64] = &[
     0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
@@ -107,6 +116,11 @@ fn describe() {
     describe_gauge!(DRIFT, "Entries of the latest drift report by kind");
     describe_gauge!(DRIFT_TIME, "Unix time of the latest drift report");
     describe_counter!(ORDERS, "Orders accepted (new licenses) by client");
+    describe_gauge!(FEED_STREAMS, "Open change-feed streams by client");
+    describe_counter!(
+        FEED_READS,
+        "Store reads made by change-feed streams, by client"
+    );
     describe_counter!(
         SPEND,
         "List price of accepted orders in cents, by client and currency"
@@ -145,6 +159,16 @@ pub fn spend(client: &str, amount: f64, currency: &str) {
     let cents = (amount * 100.0).round().max(0.0) as u64;
     metrics::counter!(SPEND, "client" => client.to_owned(), "currency" => currency.to_owned())
         .increment(cents);
+}
+
+/// Sets `client`'s count of open change-feed streams.
+pub fn feed_streams(client: &str, open: usize) {
+    metrics::gauge!(FEED_STREAMS, "client" => client.to_owned()).set(open as f64);
+}
+
+/// Counts one store read of a change-feed stream of `client`.
+pub fn feed_read(client: &str) {
+    metrics::counter!(FEED_READS, "client" => client.to_owned()).increment(1);
 }
 
 /// Sets the gauges that describe the shared database: licenses by state, the

@@ -8,12 +8,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::billmanager::{Billmanager, BillmanagerClient, CircuitBreaker};
 use crate::config::Settings;
 use crate::health::{Readiness, probe_upstream};
+use crate::listener::{ConnectionLimits, GuardedListener};
 use crate::sandbox::{Sandbox, SandboxHandle};
 use crate::service::{LicenseService, Worker};
 use crate::store::FileLock;
@@ -34,6 +34,7 @@ pub struct Application {
     reconcile: crate::service::ReconcileConfig,
     drain_delay: Duration,
     drain_timeout: Duration,
+    connections: ConnectionLimits,
     auth: Arc<crate::auth::Authenticator>,
     /// Every background task of the application (the worker's loops included).
     tasks: Tasks,
@@ -106,6 +107,7 @@ impl Application {
         let service = LicenseService::new(store, upstream.clone(), Arc::new(settings.catalog))
             .with_reconcile_config(&settings.reconcile)
             .with_spend_caps(&crate::auth::order_caps(&clients))
+            .with_feed_config(settings.feed)
             .with_tasks(tasks.clone());
         let auth = Arc::new(crate::auth::Authenticator::new(&clients));
         let worker = service.worker(settings.workflow);
@@ -128,6 +130,7 @@ impl Application {
             reconcile: settings.reconcile,
             drain_delay: settings.drain_delay,
             drain_timeout: settings.drain_timeout,
+            connections: settings.connections,
             auth,
             tasks,
             db_lock: serving.lock,
@@ -216,7 +219,7 @@ impl Application {
         });
 
         let (grpc_router, health_reporter) =
-            crate::grpc::router(self.service.clone(), self.auth.clone()).await?;
+            crate::grpc::router(self.service.clone(), self.auth.clone(), &self.connections).await?;
 
         let worker_stop = stop.clone();
         tasks.spawn(self.worker.run(worker_stop));
@@ -243,6 +246,7 @@ impl Application {
                 .clone()
                 .run_reconciler(self.reconcile.clone(), stop.clone()),
         );
+        tasks.spawn(self.service.clone().run_event_retention(stop.clone()));
 
         let probe_reporter = health_reporter.clone();
         let probe_readiness = self.readiness.clone();
@@ -294,21 +298,19 @@ impl Application {
             readiness: self.readiness.clone(),
             auth: self.auth.clone(),
         });
-        let http_stop = stop.clone();
-        let http_listener = self.http;
-        tasks.spawn(async move {
-            if let Err(e) = axum::serve(http_listener, http_router)
-                .with_graceful_shutdown(http_stop.cancelled_owned())
-                .await
-            {
-                tracing::error!(error.message = %e, "REST server failed");
-            }
-        });
+        let http_listener = GuardedListener::new(self.http, self.connections);
+        tasks.spawn(crate::http::serve(
+            http_listener,
+            http_router,
+            self.connections,
+            stop.clone(),
+            tasks.clone(),
+        ));
 
         let grpc_stop = stop.clone();
-        let grpc_listener = self.grpc;
+        let grpc_listener = GuardedListener::new(self.grpc, self.connections);
         tasks.spawn(async move {
-            let incoming = TcpListenerStream::new(grpc_listener);
+            let incoming = grpc_listener.into_stream();
             if let Err(e) = grpc_router
                 .serve_with_incoming_shutdown(incoming, grpc_stop.cancelled_owned())
                 .await

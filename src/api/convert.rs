@@ -6,7 +6,7 @@ use time::OffsetDateTime;
 
 use super::pb::v1 as pb;
 use crate::domain::{Event, EventKind, License, LicenseState, Panel, Period};
-use crate::service::{EnsureAction, ListInput, OrderInput, Quote};
+use crate::service::{EnsureAction, FeedItem, ListInput, OrderInput, Quote};
 
 fn timestamp(t: OffsetDateTime) -> Timestamp {
     Timestamp {
@@ -131,6 +131,26 @@ pub fn event_to_pb(e: &Event) -> pb::LicenseEvent {
         kind: kind as i32,
         license: Some(license_to_pb(&e.license)),
         time: Some(timestamp(e.time)),
+    }
+}
+
+/// A change-feed item as the API shows it.
+pub fn feed_item_to_pb(item: &FeedItem) -> pb::LicenseEvent {
+    use pb::license_event::Kind as K;
+    match item {
+        FeedItem::Event(event) => event_to_pb(event),
+        FeedItem::Expired { position } => pb::LicenseEvent {
+            id: position.unwrap_or(0),
+            kind: K::EventsExpired as i32,
+            license: None,
+            time: Some(timestamp(OffsetDateTime::now_utc())),
+        },
+        FeedItem::Snapshot { license, position } => pb::LicenseEvent {
+            id: position.unwrap_or(0),
+            kind: K::Snapshot as i32,
+            license: Some(license_to_pb(license)),
+            time: Some(timestamp(license.update_time)),
+        },
     }
 }
 

@@ -23,6 +23,7 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Mutex;
 
 use super::config::redacted_url;
+use super::scrub::Scrubber;
 use super::wire::Doc;
 use super::{
     Billmanager, ClientConfig, OrderParams, UpstreamError, UpstreamId, UpstreamLicense,
@@ -225,7 +226,11 @@ impl BillmanagerClient {
             Credential::Session(sid) => form.push(("auth", sid.expose_secret())),
         }
         form.extend(params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        self.exchange(&form).await
+        let sid = match credential {
+            Credential::AuthInfo => None,
+            Credential::Session(sid) => Some(sid.expose_secret()),
+        };
+        self.exchange(&form).await.map_err(|e| self.scrub(e, sid))
     }
 
     /// Sends a form and reads the answer: a transport failure, an unusable body or a
@@ -239,7 +244,7 @@ impl BillmanagerClient {
         let doc = Doc::parse(&body)
             .map_err(|e| UpstreamError::Indeterminate(format!("unusable answer: {e}")))?;
         match doc.error() {
-            Some(error) => Err(self.scrub(error)),
+            Some(error) => Err(error),
             None => Ok(doc),
         }
     }
@@ -258,13 +263,12 @@ impl BillmanagerClient {
         }
     }
 
-    /// Masks the password should the upstream echo it in an error message.
-    fn scrub(&self, error: UpstreamError) -> UpstreamError {
-        let secret = self.password.expose_secret();
-        if secret.is_empty() {
-            return error;
-        }
-        let clean = |s: String| s.replace(secret, "***");
+    /// `error` with its text bounded and the credentials of the request masked: an
+    /// upstream may echo the request (password, session id) in its messages, and these
+    /// messages are stored and shown (see [`scrub`](super::scrub)).
+    fn scrub(&self, error: UpstreamError, sid: Option<&str>) -> UpstreamError {
+        let scrubber = Scrubber::new([self.password.expose_secret(), sid.unwrap_or_default()]);
+        let clean = |s: String| scrubber.text(&s);
         match error {
             UpstreamError::Refused {
                 kind,
@@ -276,7 +280,8 @@ impl BillmanagerClient {
                 message: clean(message),
             },
             UpstreamError::Auth(message) => UpstreamError::Auth(clean(message)),
-            other => other,
+            UpstreamError::Unavailable(message) => UpstreamError::Unavailable(clean(message)),
+            UpstreamError::Indeterminate(message) => UpstreamError::Indeterminate(clean(message)),
         }
     }
 
@@ -316,6 +321,7 @@ impl BillmanagerClient {
         let result = self
             .exchange(&form)
             .await
+            .map_err(|e| self.scrub(e, None))
             .and_then(|doc| {
                 convert::session_id(&doc).ok_or_else(|| {
                     UpstreamError::Unavailable("log-in answer carried no session id".into())

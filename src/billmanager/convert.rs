@@ -2,6 +2,7 @@
 //!
 //! [`Billmanager`]: super::Billmanager
 
+use super::scrub::bounded;
 use super::wire::{Doc, Node};
 use super::{UpstreamError, UpstreamId, UpstreamLicense, UpstreamStatus, UpstreamTariff};
 
@@ -47,15 +48,13 @@ fn license<'a>(
         None => fallback_id
             .ok_or_else(|| UpstreamError::Indeterminate("license row without an id".into()))?,
     };
-    let owned = |name: &str| get(name).map(str::to_owned);
+    // Bounded: these fields are stored (drift reports, adopted licenses) and shown.
+    let owned = |name: &str| get(name).map(bounded);
     // `pricelist` is the tariff id in details but may be the tariff's name in the list.
     let pricelist = get("pricelist");
     let tariff_id = pricelist.and_then(|p| p.parse::<u32>().ok());
-    let tariff_name = owned("pricelist_name").or_else(|| {
-        pricelist
-            .filter(|p| p.parse::<u32>().is_err())
-            .map(str::to_owned)
-    });
+    let tariff_name = owned("pricelist_name")
+        .or_else(|| pricelist.filter(|p| p.parse::<u32>().is_err()).map(bounded));
     Ok(UpstreamLicense {
         id,
         ip: owned("ip"),
@@ -90,11 +89,9 @@ pub(crate) fn tariffs(doc: &Doc) -> Vec<UpstreamTariff> {
             let name = ["name", "pricelist_name", "intname", "additionintname"]
                 .iter()
                 .find_map(|n| pricelist.field(n))
-                .map(str::to_owned);
+                .map(bounded);
             let price = pricelist.child("price");
-            let currency = price
-                .and_then(|p| p.attr_or_field("currency"))
-                .map(str::to_owned);
+            let currency = price.and_then(|p| p.attr_or_field("currency")).map(bounded);
             let prices = price
                 .map(|p| {
                     p.children_named("period")

@@ -1,13 +1,17 @@
 //! Errors of the upstream client.
 
+use super::scrub::bounded;
+
 /// What went wrong talking to BILLmanager. The variants split by what the caller may
 /// safely do next: a [`Refused`](UpstreamError::Refused) call did nothing upstream; an
 /// [`Indeterminate`](UpstreamError::Indeterminate) one may have been carried out.
-/// No variant ever carries credentials, the upstream URL or a raw response body.
+/// No variant ever carries credentials, the upstream URL or a raw response body, and
+/// the rendered error (what is stored as a license's or an operation's last error) is
+/// at most [`MAX_UPSTREAM_TEXT`](super::MAX_UPSTREAM_TEXT) bytes.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UpstreamError {
     /// The upstream answered with a `doc/error` (HTTP 200): a definite refusal.
-    #[error("upstream refused ({kind}{}): {message}", object.as_deref().map(|o| format!(", {o}")).unwrap_or_default())]
+    #[error("{}", bounded(&format!("upstream refused ({kind}{}): {message}", object.as_deref().map(|o| format!(", {o}")).unwrap_or_default())))]
     Refused {
         /// `error/@type`: `missed`, `value`, `exists`, `access`, or a module string.
         kind: String,
@@ -17,15 +21,15 @@ pub enum UpstreamError {
         message: String,
     },
     /// The credentials or the session were rejected (`doc/error` of type `auth`).
-    #[error("upstream rejected the credentials: {0}")]
+    #[error("{}", bounded(&format!("upstream rejected the credentials: {_0}")))]
     Auth(String),
     /// The request never reached the upstream (connection refused, DNS failure): nothing
     /// happened there and a retry is safe.
-    #[error("upstream unreachable: {0}")]
+    #[error("{}", bounded(&format!("upstream unreachable: {_0}")))]
     Unavailable(String),
     /// The request may have been carried out but no usable answer came back (timeout,
     /// connection reset, HTTP 5xx, an unparseable or empty body).
-    #[error("upstream outcome unknown: {0}")]
+    #[error("{}", bounded(&format!("upstream outcome unknown: {_0}")))]
     Indeterminate(String),
 }
 

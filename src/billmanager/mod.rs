@@ -8,6 +8,7 @@ mod client;
 mod config;
 mod convert;
 mod error;
+mod scrub;
 #[cfg(test)]
 mod tests;
 mod transport;
@@ -17,6 +18,7 @@ pub use breaker::{BreakerConfig, CircuitBreaker};
 pub use client::BillmanagerClient;
 pub use config::{ClientConfig, WireFormat, check_url};
 pub use error::UpstreamError;
+pub use scrub::{MAX_UPSTREAM_TEXT, bounded};
 
 use std::net::IpAddr;
 

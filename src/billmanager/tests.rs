@@ -704,3 +704,54 @@ fn an_https_client_builds_with_the_system_roots() {
     }
     BillmanagerClient::new(config("https://api.ispmanager.com/billmgr".into())).unwrap();
 }
+
+/// Refuses every call with a message that echoes the request body, padded to 5 MB.
+struct EchoRefusal;
+
+impl wiremock::Respond for EchoRefusal {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let echoed = String::from_utf8_lossy(&request.body).replace('&', "&amp;");
+        let padding = "x".repeat(5 * 1024 * 1024);
+        xml(&format!(
+            r#"<doc><error type="value" object="ip"><msg>Bad request {echoed} {padding}</msg></error></doc>"#
+        ))
+    }
+}
+
+#[tokio::test]
+async fn an_upstream_text_is_cut_to_one_kibibyte_and_an_echoed_request_is_masked() {
+    let server = MockServer::start().await;
+    Mock::given(func("auth"))
+        .respond_with(xml(
+            r#"<doc><auth id="SIDSECRET42">SIDSECRET42</auth></doc>"#,
+        ))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(EchoRefusal)
+        .mount(&server)
+        .await;
+    let with_authinfo = client(&server);
+    let with_session = client_with(&server, |c| c.use_session = true);
+
+    let errors = [
+        with_authinfo.delete_license(1).await.unwrap_err(),
+        with_session.delete_license(1).await.unwrap_err(),
+    ];
+
+    for error in errors {
+        let UpstreamError::Refused { message, .. } = clean(error, &server.uri()) else {
+            panic!("a refusal")
+        };
+        assert!(
+            message.len() <= super::MAX_UPSTREAM_TEXT,
+            "{}",
+            message.len()
+        );
+        assert!(message.starts_with("Bad request"), "{message}");
+        assert!(message.contains("***"), "{message}");
+        assert!(!message.contains("SIDSECRET42"), "{message}");
+        // The form-encoded password: `:` `&` `=` `%` escaped.
+        assert!(!message.contains("p%26ss"), "{message}");
+    }
+}

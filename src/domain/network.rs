@@ -11,6 +11,10 @@ serde_as_text!(LicenseIp, |s| LicenseIp::parse(s, "ip"));
 /// A unicast IPv4 or IPv6 address that a license may be bound to. Documentation ranges
 /// (203.0.113.0/24, 2001:db8::/32, …) and private ranges are accepted: a license only
 /// needs an address the panel will see, and operators test with documentation ranges.
+/// Loopback, link-local, multicast and unspecified addresses are refused, and so is an
+/// IPv6 address that carries such an IPv4 address (IPv4-compatible `::a.b.c.d`, NAT64
+/// `64:ff9b::/96`, 6to4 `2002::/16`): another spelling of an address does not change
+/// where it leads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct LicenseIp(IpAddr);
 
@@ -62,6 +66,10 @@ fn check_v4(ip: Ipv4Addr) -> Result<(), &'static str> {
     if ip.is_broadcast() {
         return Err("must not be the broadcast address");
     }
+    // 169.254.0.0/16: valid only on one link, so no panel is reached through it.
+    if ip.is_link_local() {
+        return Err("must not be a link-local address");
+    }
     // 0.0.0.0/8 ("this network") and 240.0.0.0/4 (reserved) never reach a server.
     if ip.octets()[0] == 0 || ip.octets()[0] >= 240 {
         return Err("must be a unicast address");
@@ -79,7 +87,37 @@ fn check_v6(ip: Ipv6Addr) -> Result<(), &'static str> {
     if ip.is_multicast() {
         return Err("must not be a multicast address");
     }
-    Ok(())
+    // fe80::/10: valid only on one link, so no panel is reached through it.
+    if ip.segments()[0] & 0xffc0 == 0xfe80 {
+        return Err("must not be a link-local address");
+    }
+    match embedded_v4(ip) {
+        Some(v4) => check_v4(v4),
+        None => Ok(()),
+    }
+}
+
+/// The IPv4 address an IPv6 address carries by a standard translation: IPv4-compatible
+/// (`::a.b.c.d`, RFC 4291), the NAT64 well-known prefix (`64:ff9b::/96`, RFC 6052) and
+/// 6to4 (`2002:aabb:ccdd::/48`, RFC 3056). Mapped addresses are converted before this.
+fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
+    let s = ip.segments();
+    let low = Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
+    if s[..6] == [0; 6] {
+        return Some(low);
+    }
+    if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+        return Some(low);
+    }
+    if s[0] == 0x2002 {
+        return Some(Ipv4Addr::new(
+            (s[1] >> 8) as u8,
+            s[1] as u8,
+            (s[2] >> 8) as u8,
+            s[2] as u8,
+        ));
+    }
+    None
 }
 
 impl fmt::Display for LicenseIp {
@@ -99,7 +137,12 @@ mod tests {
             "198.51.100.1",
             "10.0.0.1",
             "2001:db8::1",
-            "fe80::1",
+            // Private ranges are accepted in every spelling, as in their plain form.
+            "::10.0.0.1",
+            "64:ff9b::10.0.0.1",
+            "2002:0a00:0001::1",
+            "64:ff9b::203.0.113.7",
+            "2002:cb00:7107::1",
         ] {
             assert!(LicenseIp::parse(ok, "ip").is_ok(), "{ok}");
         }
@@ -122,6 +165,29 @@ mod tests {
             "::ffff:127.0.0.1",
         ] {
             assert!(LicenseIp::parse(bad, "ip").is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn refuses_link_local_and_loopback_or_link_local_in_another_form() {
+        for bad in [
+            "169.254.10.20",
+            "fe80::1",
+            "febf::1",
+            "::ffff:169.254.0.1",
+            "::127.0.0.1",
+            "::169.254.1.1",
+            "64:ff9b::127.0.0.1",
+            "64:ff9b::7f00:1",
+            "64:ff9b::169.254.1.1",
+            "64:ff9b::0.0.0.0",
+            "64:ff9b::224.0.0.1",
+            "2002:7f00:0001::1",
+            "2002:a9fe:0101::1",
+            "2002::1",
+        ] {
+            let refused = LicenseIp::parse(bad, "ip");
+            assert!(refused.is_err(), "{bad} was accepted");
         }
     }
 

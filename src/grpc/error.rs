@@ -39,6 +39,9 @@ pub fn status(e: ServiceError) -> Status {
     {
         metadata.insert("licenseId".to_owned(), id.clone());
     }
+    if let ServiceError::ServerIdAmbiguous { clients, .. } = &e {
+        metadata.insert("clients".to_owned(), clients.join(","));
+    }
     let mut details = ErrorDetails::with_error_info(e.code(), ERROR_DOMAIN, metadata);
     for v in e.violations() {
         details.add_bad_request_violation(v.field, v.message);

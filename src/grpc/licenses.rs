@@ -11,7 +11,7 @@ use super::auth::principal;
 use super::error::status;
 use crate::api::pb::v1::{self as pb, license_service_server::LicenseService as Rpc};
 use crate::api::{
-    ensure_action_to_pb, ensure_input, event_to_pb, license_to_pb, list_input, order_input,
+    ensure_action_to_pb, ensure_input, feed_item_to_pb, license_to_pb, list_input, order_input,
     panel_to_pb, quote_to_pb,
 };
 use crate::service::{
@@ -105,12 +105,15 @@ impl Rpc for GrpcLicenses {
     ) -> Result<Response<pb::GetLicenseResponse>, Status> {
         let principal = principal(&request)?;
         let client = principal.owner_filter();
-        let license = match request.into_inner().selector {
+        let request = request.into_inner();
+        let license = match request.selector {
             Some(pb::get_license_request::Selector::Id(id)) => {
                 self.service.get_license(client, &id).await
             }
             Some(pb::get_license_request::Selector::ServerId(server_id)) => {
-                self.service.get_server_license(client, &server_id).await
+                self.service
+                    .get_server_license(client, &server_id, Some(&request.client))
+                    .await
             }
             None => {
                 return Err(Status::invalid_argument("set either id or serverId"));
@@ -292,14 +295,18 @@ impl Rpc for GrpcLicenses {
         &self,
         request: Request<pb::WatchLicensesRequest>,
     ) -> Result<Response<Self::WatchLicensesStream>, Status> {
-        let client = principal(&request)?.owner_filter().cloned();
+        let principal = principal(&request)?;
         let after = request.into_inner().after_event_id;
-        let events = self.service.watch(client, after).map(|item| {
-            item.map(|event| pb::WatchLicensesResponse {
-                event: Some(event_to_pb(&event)),
-            })
-            .map_err(status)
-        });
+        let events = self
+            .service
+            .watch(&principal.client, principal.owner_filter().cloned(), after)
+            .map_err(status)?
+            .map(|item| {
+                item.map(|item| pb::WatchLicensesResponse {
+                    event: Some(feed_item_to_pb(&item)),
+                })
+                .map_err(status)
+            });
         Ok(Response::new(Box::pin(events)))
     }
 

@@ -2,6 +2,8 @@
 //! server reflection (v1 and v1alpha).
 
 mod auth;
+pub(crate) mod codec;
+mod content_type;
 mod deadline;
 mod error;
 mod licenses;
@@ -23,7 +25,16 @@ pub const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
 pub type Router = tonic::transport::server::Router<
     tower::layer::util::Stack<
         deadline::DeadlineLayer,
-        tower::layer::util::Stack<observe::ObserveLayer, tower::layer::util::Identity>,
+        tower::layer::util::Stack<
+            content_type::GrpcOnlyLayer,
+            tower::layer::util::Stack<
+                observe::ObserveLayer,
+                tower::layer::util::Stack<
+                    crate::listener::TrackLayer,
+                    tower::layer::util::Identity,
+                >,
+            >,
+        >,
     >,
 >;
 
@@ -32,6 +43,7 @@ pub type Router = tonic::transport::server::Router<
 pub async fn router(
     service: LicenseService,
     auth: std::sync::Arc<crate::auth::Authenticator>,
+    connections: &crate::listener::ConnectionLimits,
 ) -> anyhow::Result<(Router, HealthReporter)> {
     let (reporter, health) = tonic_health::server::health_reporter();
     set_serving(&reporter, false).await;
@@ -52,8 +64,15 @@ pub async fn router(
         // A call's own deadline (`grpc-timeout`) applies when shorter; waits are capped
         // at 60 s, so this only bounds a call that hangs.
         .timeout(std::time::Duration::from_secs(75))
+        // Pings find a peer that is gone while its streams are quiet.
+        .http2_keepalive_interval(Some(connections.http2_keepalive_interval))
+        .http2_keepalive_timeout(Some(connections.http2_keepalive_timeout))
+        // Each call is a request in flight on its connection (listener.rs).
+        .layer(crate::listener::TrackLayer)
         // Request id, span, access log and metrics for every call.
         .layer(observe::ObserveLayer)
+        // Anything but gRPC is refused before a service reads it.
+        .layer(content_type::GrpcOnlyLayer)
         // DEADLINE_EXCEEDED (not tonic's CANCELLED) for a call past its deadline.
         .layer(deadline::DeadlineLayer)
         .add_service(health)

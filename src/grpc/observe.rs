@@ -2,11 +2,16 @@
 //! new one, echoed in the response headers), a span carrying it and the client's name
 //! (recorded by authentication), and the request metrics by method and status code.
 //!
+//! The method label is the call's path only when it names a method this server
+//! serves; any other path is `unmatched`, so invented paths cannot add series.
+//!
 //! The code is the `grpc-status` of the response headers, where tonic puts it for
 //! every error answer; a response without it is a success whose status follows in the
 //! trailers (`OK`). For `WatchLicenses` the latency is the time to the stream's start.
 
+use std::collections::HashSet;
 use std::pin::Pin;
+use std::sync::LazyLock;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -54,6 +59,7 @@ where
         let started = Instant::now();
         let id = request_id(request.headers().get(REQUEST_ID));
         let method = request.uri().path().to_owned();
+        let label = method_label(&method);
         let span = tracing::info_span!(
             "rpc",
             request_id = %id,
@@ -80,7 +86,7 @@ where
                 } else {
                     tracing::debug!(code = %code_name, elapsed_ms, "call finished");
                 }
-                crate::metrics::request("grpc", method, code_name, elapsed);
+                crate::metrics::request("grpc", label, code_name, elapsed);
                 if let Ok(value) = http::HeaderValue::from_str(&id) {
                     response.headers_mut().insert(REQUEST_ID, value);
                 }
@@ -88,6 +94,46 @@ where
             }
             .instrument(span),
         )
+    }
+}
+
+/// Every `/package.Service/Method` path this server serves, read from the descriptor
+/// sets of its services, so a new RPC is counted without a list to keep.
+static KNOWN_METHODS: LazyLock<HashSet<String>> = LazyLock::new(|| {
+    use prost::Message as _;
+    let mut known = HashSet::new();
+    for set in [
+        crate::api::pb::FILE_DESCRIPTOR_SET,
+        tonic_health::pb::FILE_DESCRIPTOR_SET,
+        tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+        tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+    ] {
+        // The sets are compiled into the binary; one that does not decode adds nothing.
+        let Ok(fds) = prost_types::FileDescriptorSet::decode(set) else {
+            continue;
+        };
+        for file in &fds.file {
+            for service in &file.service {
+                for method in &service.method {
+                    known.insert(format!(
+                        "/{}.{}/{}",
+                        file.package(),
+                        service.name(),
+                        method.name()
+                    ));
+                }
+            }
+        }
+    }
+    known
+});
+
+/// The metrics label of a call's path: the path of a served method, else `unmatched`.
+fn method_label(path: &str) -> String {
+    if KNOWN_METHODS.contains(path) {
+        path.to_owned()
+    } else {
+        crate::metrics::UNMATCHED.to_owned()
     }
 }
 
@@ -109,5 +155,26 @@ mod tests {
     fn codes_are_named_as_in_the_grpc_spec() {
         assert_eq!(super::upper_snake("Ok"), "OK");
         assert_eq!(super::upper_snake("InvalidArgument"), "INVALID_ARGUMENT");
+    }
+
+    #[test]
+    fn served_methods_keep_their_path_and_others_fold_into_unmatched() {
+        for served in [
+            "/licensefacade.v1.LicenseService/OrderLicense",
+            "/licensefacade.v1.LicenseService/WatchLicenses",
+            "/grpc.health.v1.Health/Check",
+            "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+            "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+        ] {
+            assert_eq!(super::method_label(served), served);
+        }
+        for invented in [
+            "/licensefacade.v1.LicenseService/Invented",
+            "/no.Such/Service",
+            "/",
+            "",
+        ] {
+            assert_eq!(super::method_label(invented), "unmatched");
+        }
     }
 }

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use super::AppState;
 use super::auth::Caller;
 use super::error::ApiError;
-use crate::api::event_to_pb;
+use crate::api::feed_item_to_pb;
 
 /// Query of `GET /v1/events`.
 #[derive(Debug, Deserialize)]
@@ -42,16 +42,20 @@ pub async fn stream(
     let after = from_header.or(query.after_event_id).unwrap_or(0);
     let events = state
         .service
-        .watch(principal.owner_filter().cloned(), after)
+        .watch(&principal.client, principal.owner_filter().cloned(), after)?
         .map(|item| {
             Ok(match item {
-                Ok(event) => {
-                    let pb = event_to_pb(&event);
+                Ok(item) => {
+                    let pb = feed_item_to_pb(&item);
                     let kind = pb.kind().as_str_name();
-                    SseEvent::default()
-                        .id(event.id.to_string())
-                        .event(kind)
-                        .json_data(&pb)
+                    let sse = SseEvent::default().event(kind);
+                    // Only a position to resume from sets the reader's Last-Event-ID.
+                    let sse = if pb.id > 0 {
+                        sse.id(pb.id.to_string())
+                    } else {
+                        sse
+                    };
+                    sse.json_data(&pb)
                         .unwrap_or_else(|_| SseEvent::default().comment("unserializable event"))
                 }
                 Err(e) => {

@@ -58,15 +58,28 @@ pub async fn get(
     Ok(Json(license_to_pb(&license)))
 }
 
-/// `GET /v1/servers/{serverId}/license`.
+/// Query of `GET /v1/servers/{serverId}/license`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ServerQuery {
+    /// Admin only: the client whose server it is, when several use the server id.
+    client: Option<String>,
+}
+
+/// `GET /v1/servers/{serverId}/license?client=`.
 pub async fn get_by_server(
     State(state): State<AppState>,
     Caller(principal): Caller,
     Path(server_id): Path<String>,
+    Query(query): Query<ServerQuery>,
 ) -> Result<Json<pb::License>, ApiError> {
     let license = state
         .service
-        .get_server_license(principal.owner_filter(), &server_id)
+        .get_server_license(
+            principal.owner_filter(),
+            &server_id,
+            query.client.as_deref(),
+        )
         .await?;
     Ok(Json(license_to_pb(&license)))
 }

@@ -15,8 +15,10 @@ mod metrics;
 pub(crate) mod observe;
 pub mod openapi;
 mod panels;
+mod serve;
 
 pub use error::ApiError;
+pub use serve::serve;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,7 +1,9 @@
 //! The outermost REST middleware: a request id (the caller's `x-request-id` when it is
 //! usable, else a new UUIDv7, echoed in the response), a span carrying it and the
 //! client's name (recorded by authentication), an access log line, and the request
-//! metrics by matched route and status code.
+//! metrics by matched route and status code. A request that matched no route, or
+//! whose method is not a standard one, is counted as `unmatched`: callers choose paths
+//! and methods freely, and each label value would be a series of its own.
 
 use std::time::Instant;
 
@@ -30,7 +32,7 @@ pub async fn observe(request: Request, next: Next) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()
-        .map_or("unmatched", |p| p.as_str())
+        .map_or(crate::metrics::UNMATCHED, |p| p.as_str())
         .to_owned();
     let method = request.method().clone();
     let span = tracing::info_span!(
@@ -53,7 +55,7 @@ pub async fn observe(request: Request, next: Next) -> Response {
     });
     crate::metrics::request(
         "rest",
-        format!("{method} {route}"),
+        method_label(&method, &route),
         status.as_u16().to_string(),
         elapsed,
     );
@@ -61,6 +63,27 @@ pub async fn observe(request: Request, next: Next) -> Response {
         response.headers_mut().insert(REQUEST_ID, value);
     }
     response
+}
+
+/// The metrics label of a request: `METHOD /route/template` for a matched route and a
+/// standard method, else `unmatched`.
+fn method_label(method: &axum::http::Method, route: &str) -> String {
+    use axum::http::Method;
+    let standard = [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::PATCH,
+        Method::OPTIONS,
+    ]
+    .contains(method);
+    if standard && route != crate::metrics::UNMATCHED {
+        format!("{method} {route}")
+    } else {
+        crate::metrics::UNMATCHED.to_owned()
+    }
 }
 
 /// Turns the plain-text 4xx answers of axum's extractors (a query string or path that
@@ -103,5 +126,17 @@ mod tests {
             let id = request_id(bad);
             assert!(uuid::Uuid::parse_str(&id).is_ok(), "{id}");
         }
+    }
+
+    #[test]
+    fn invented_methods_and_unmatched_routes_fold_into_one_label() {
+        use axum::http::Method;
+        assert_eq!(
+            method_label(&Method::POST, "/v1/licenses"),
+            "POST /v1/licenses"
+        );
+        let invented = Method::from_bytes(b"BREW").unwrap();
+        assert_eq!(method_label(&invented, "/v1/licenses"), "unmatched");
+        assert_eq!(method_label(&Method::GET, "unmatched"), "unmatched");
     }
 }

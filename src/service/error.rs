@@ -38,6 +38,16 @@ pub enum ServiceError {
         /// The license holding it, when the caller may see it.
         visible: Option<String>,
     },
+    /// An admin asked for a server's license by a server id that several clients use
+    /// → 409 / FAILED_PRECONDITION, `SERVER_ID_AMBIGUOUS`; the message names them and
+    /// how to choose one.
+    #[error("server id {server_id} is used by several clients ({}); choose one with ?client=NAME (gRPC: the client field)", clients.join(", "))]
+    ServerIdAmbiguous {
+        /// The server id asked for.
+        server_id: String,
+        /// The clients that use it, sorted.
+        clients: Vec<String>,
+    },
     /// The license's state does not allow the change → 409 / FAILED_PRECONDITION,
     /// with the precondition's own code (`INVALID_LICENSE_STATE`, `SAME_IP`, …).
     #[error(transparent)]
@@ -70,6 +80,12 @@ pub enum ServiceError {
     /// `UPSTREAM_LICENSE_NOT_FOUND`.
     #[error("the upstream has no license {0}")]
     UpstreamLicenseNotFound(u64),
+    /// A page token this service did not issue (or no longer reads) → 400 /
+    /// INVALID_ARGUMENT, `INVALID_PAGE_TOKEN`.
+    #[error(
+        "invalid pageToken: pass the nextPageToken of the previous page unchanged, or none for the first page"
+    )]
+    InvalidPageToken,
     /// The store failed → 503 / UNAVAILABLE, `STORE_UNAVAILABLE` (the cause is logged).
     #[error("the license store is unavailable")]
     Store(#[source] StoreError),
@@ -120,6 +136,13 @@ pub enum ServiceError {
         "the price of this call is unknown ({0}); with a money cap set nothing is bought without one"
     )]
     PriceUnknown(String),
+    /// The client has as many change-feed streams open as it may → 429 /
+    /// RESOURCE_EXHAUSTED, `STREAM_LIMIT_REACHED`.
+    #[error("this client already has {limit} change-feed streams open; close one first")]
+    StreamLimitReached {
+        /// The cap.
+        limit: usize,
+    },
     /// The client's order cap (spend guard) is reached → 429 / RESOURCE_EXHAUSTED with
     /// a retry hint, `SPEND_CAP_REACHED`; nothing was ordered.
     #[error(
@@ -157,6 +180,7 @@ impl ServiceError {
             Self::NotFound => "LICENSE_NOT_FOUND",
             Self::ServerHasLicense { .. } => "SERVER_HAS_LICENSE",
             Self::IpHasLicense { .. } => "IP_HAS_LICENSE",
+            Self::ServerIdAmbiguous { .. } => "SERVER_ID_AMBIGUOUS",
             Self::Precondition(p) => p.code,
             Self::OperationInProgress(_) => "OPERATION_IN_PROGRESS",
             Self::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
@@ -165,7 +189,7 @@ impl ServiceError {
             Self::UpstreamUnavailable(_) => "UPSTREAM_UNAVAILABLE",
             Self::NoDriftReport => "DRIFT_REPORT_NOT_FOUND",
             Self::UpstreamLicenseNotFound(_) => "UPSTREAM_LICENSE_NOT_FOUND",
-            Self::Store(StoreError::BadPageToken) => "INVALID_PAGE_TOKEN",
+            Self::InvalidPageToken => "INVALID_PAGE_TOKEN",
             Self::Store(_) => "STORE_UNAVAILABLE",
             Self::Unauthenticated => "UNAUTHENTICATED",
             Self::PermissionDenied(_) => "PERMISSION_DENIED",
@@ -174,6 +198,7 @@ impl ServiceError {
             | Self::PrepaidLimitReached { .. }
             | Self::MoneyCapReached { .. } => "SPEND_CAP_REACHED",
             Self::PriceUnknown(_) => "PRICE_UNKNOWN",
+            Self::StreamLimitReached { .. } => "STREAM_LIMIT_REACHED",
         }
     }
 
@@ -182,7 +207,7 @@ impl ServiceError {
         match self {
             Self::InvalidArgument(v) => v.clone(),
             Self::UnknownPanel(e) => vec![FieldViolation::new("panel", e.to_string())],
-            Self::Store(StoreError::BadPageToken) => {
+            Self::InvalidPageToken => {
                 vec![FieldViolation::new(
                     "pageToken",
                     "is not a token this service issued",
@@ -195,15 +220,16 @@ impl ServiceError {
     /// A one-word classification the transports map to a status.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Self::InvalidArgument(_)
-            | Self::UnknownPanel(_)
-            | Self::Store(StoreError::BadPageToken) => ErrorKind::InvalidArgument,
+            Self::InvalidArgument(_) | Self::UnknownPanel(_) | Self::InvalidPageToken => {
+                ErrorKind::InvalidArgument
+            }
             Self::NotFound | Self::NoDriftReport | Self::UpstreamLicenseNotFound(_) => {
                 ErrorKind::NotFound
             }
-            Self::ServerHasLicense { .. } | Self::IpHasLicense { .. } | Self::Precondition(_) => {
-                ErrorKind::FailedPrecondition
-            }
+            Self::ServerHasLicense { .. }
+            | Self::IpHasLicense { .. }
+            | Self::ServerIdAmbiguous { .. }
+            | Self::Precondition(_) => ErrorKind::FailedPrecondition,
             Self::OperationInProgress(_) | Self::RequestInProgress => ErrorKind::Aborted,
             Self::IdempotencyKeyReused => ErrorKind::Unprocessable,
             Self::UpstreamRefused(_) => ErrorKind::Refused,
@@ -213,7 +239,8 @@ impl ServiceError {
             Self::RateLimited { .. }
             | Self::SpendCapReached { .. }
             | Self::PrepaidLimitReached { .. }
-            | Self::MoneyCapReached { .. } => ErrorKind::ResourceExhausted,
+            | Self::MoneyCapReached { .. }
+            | Self::StreamLimitReached { .. } => ErrorKind::ResourceExhausted,
             Self::PriceUnknown(_) => ErrorKind::Unavailable,
         }
     }
@@ -259,6 +286,7 @@ impl From<StoreError> for ServiceError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::OperationInProgress(id) => Self::OperationInProgress(id.to_string()),
+            StoreError::BadPageToken => Self::InvalidPageToken,
             other => Self::Store(other),
         }
     }

@@ -14,6 +14,29 @@ use crate::domain::{
 };
 use crate::store::StoreError;
 
+/// How long a desired-state call waits for another call's change of the same server
+/// to finish before it answers `OPERATION_IN_PROGRESS` after all.
+pub const ENSURE_TURN_WAIT: Duration = Duration::from_secs(30);
+
+/// How often a waiting desired-state call looks again without a notice.
+const ENSURE_TURN_POLL: Duration = Duration::from_millis(250);
+
+/// An error of one desired-state attempt that waiting may clear: another call is
+/// converging the server. Holds the license to watch, when known.
+struct Busy(Option<LicenseId>);
+
+impl Busy {
+    fn of(e: &ServiceError) -> Option<Self> {
+        match e {
+            ServiceError::OperationInProgress(id) => Some(Self(LicenseId::parse(id).ok())),
+            // A concurrent call ordered the server's license first, on another panel
+            // or address: converge that one.
+            ServiceError::ServerHasLicense { existing, .. } => Some(Self(Some(existing.id))),
+            _ => None,
+        }
+    }
+}
+
 /// What `EnsureServerLicense` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EnsureAction {
@@ -310,6 +333,12 @@ impl LicenseService {
     /// Converges the server's license to `input`: orders one if there is none, changes
     /// the panel and/or the IP if they differ (never a second license), nothing if it
     /// matches.
+    ///
+    /// A desired-state call does not fail because another call is converging the same
+    /// server: while the license is being ordered or has a change running, it waits
+    /// for its turn (at most [`ENSURE_TURN_WAIT`]) and then compares again. So
+    /// concurrent calls are applied one after another, and the last one accepted is
+    /// the state the license ends in.
     pub async fn ensure_server_license(
         &self,
         call: &Call,
@@ -320,13 +349,64 @@ impl LicenseService {
         if let Some(replayed) = self.replay(call, &fp).await? {
             return Ok(replayed);
         }
-        let existing = self
+        let deadline = tokio::time::Instant::now() + ENSURE_TURN_WAIT;
+        let mut awaited: Option<LicenseId> = None;
+        loop {
+            // Subscribed before reading, so a change between the read and the wait
+            // is not missed.
+            let mut notices = self.subscribe();
+            let busy = match self.ensure_once(call, &fp, &input, &wanted, awaited).await {
+                Err(e) => match Busy::of(&e) {
+                    Some(busy) if tokio::time::Instant::now() < deadline => busy,
+                    _ => return Err(e),
+                },
+                done => return done,
+            };
+            awaited = busy.0.or(awaited);
+            // Notices come from this process only; the timeout covers a change made
+            // by another replica.
+            let poll = tokio::time::Instant::now() + ENSURE_TURN_POLL;
+            loop {
+                match tokio::time::timeout_at(poll.min(deadline), notices.recv()).await {
+                    Ok(Ok(changed)) if busy.0.is_some_and(|id| id != changed) => continue,
+                    _ => break,
+                }
+            }
+        }
+    }
+
+    /// One attempt of [`Self::ensure_server_license`].
+    async fn ensure_once(
+        &self,
+        call: &Call,
+        fp: &str,
+        input: &OrderInput,
+        wanted: &crate::domain::NewLicense,
+        awaited: Option<LicenseId>,
+    ) -> Result<Outcome, ServiceError> {
+        // The server's live license, else its latest one. When that is the license
+        // this call waited for and the upstream refused it (FAILED: nothing bought),
+        // the call answers with the refusal rather than order again: concurrent calls
+        // must not turn one refusal into a paid order per caller. Read in the same
+        // statement as the decision to order, so a refusal stored in between is seen.
+        let current = self
             .store
             .server_license(Some(&call.client), &wanted.server_id)
-            .await?
-            .filter(|l| l.state.is_live());
+            .await?;
+        if let Some(refused) = current
+            .as_ref()
+            .filter(|l| Some(l.id) == awaited && l.state == LicenseState::Failed)
+        {
+            let message = refused
+                .last_error
+                .as_ref()
+                .map(|e| e.message.clone())
+                .unwrap_or_else(|| "the order failed".into());
+            return Err(ServiceError::UpstreamRefused(message));
+        }
+        let existing = current.filter(|l| l.state.is_live());
         let Some(license) = existing else {
-            let mut outcome = self.order_license(call, input).await?;
+            let mut outcome = self.order_license(call, input.clone()).await?;
             outcome.action = Some(if outcome.created {
                 EnsureAction::Ordered
             } else {
@@ -346,6 +426,16 @@ impl LicenseService {
             });
         }
         if changes.is_empty() {
+            // It matches now, but a change queued by another call would move it away:
+            // this call's turn comes after that change. (While it is being ordered,
+            // the open operation is the order, which keeps the panel and address.)
+            let ordering = matches!(
+                license.state,
+                LicenseState::Pending | LicenseState::Provisioning
+            );
+            if !ordering && self.store.has_open_operation(license.id).await? {
+                return Err(ServiceError::OperationInProgress(license.id.to_string()));
+            }
             return Ok(Outcome {
                 license,
                 created: false,
@@ -355,7 +445,14 @@ impl LicenseService {
                 replayed: false,
             });
         }
-        self.queue(call, &fp, license, changes, Some(EnsureAction::Changed))
+        if matches!(
+            license.state,
+            LicenseState::Pending | LicenseState::Provisioning
+        ) {
+            // Still being ordered: the change can be judged once it is live.
+            return Err(ServiceError::OperationInProgress(license.id.to_string()));
+        }
+        self.queue(call, fp, license, changes, Some(EnsureAction::Changed))
             .await
     }
 

@@ -20,6 +20,7 @@ pub use drift::{
     DriftReport, Expiring, MAX_LISTED, Mismatch, MismatchField, Missing, MissingReason, Orphan,
 };
 pub use error::{ErrorKind, ServiceError};
+pub use feed::{FeedConfig, FeedItem};
 pub use idempotency::{REQUEST_KEY_TTL, RequestKey};
 pub use input::{DEFAULT_PAGE_SIZE, ListInput, MAX_PAGE_SIZE, OrderInput};
 pub use lifecycle::EnsureAction;
@@ -111,6 +112,8 @@ pub struct LicenseService {
     closing: tokio_util::sync::CancellationToken,
     /// Per-client order caps.
     spend: Arc<spend::SpendGuard>,
+    /// The change feed's latest event id, open streams and bounds.
+    feed: Arc<feed::FeedHub>,
     /// Where the service and its worker spawn background work: an application's set,
     /// so that stopping the application ends it.
     tasks: crate::tasks::Tasks,
@@ -135,8 +138,15 @@ impl LicenseService {
             drift: Arc::default(),
             closing: tokio_util::sync::CancellationToken::new(),
             spend: Arc::default(),
+            feed: Arc::new(feed::FeedHub::new(FeedConfig::default())),
             tasks: crate::tasks::Tasks::new(),
         }
+    }
+
+    /// Bounds the change feed with `config`.
+    pub fn with_feed_config(mut self, config: FeedConfig) -> Self {
+        self.feed = Arc::new(feed::FeedHub::new(config));
+        self
     }
 
     /// Spawns the service's and its worker's background work in `tasks`.
@@ -290,18 +300,60 @@ impl LicenseService {
             .ok_or(ServiceError::NotFound)
     }
 
-    /// A server's live license, else its most recent one.
+    /// A server's live license, else its most recent one. `client` is the caller's
+    /// owner filter (`None` for an admin); `chosen` the client an admin names. Server
+    /// ids are each client's own, so an admin who names none is answered only when one
+    /// client uses the server id, never with one of several picked at random.
     pub async fn get_server_license(
         &self,
         client: Option<&ClientName>,
         server_id: &str,
+        chosen: Option<&str>,
     ) -> Result<License, ServiceError> {
         let server_id = ServerId::parse(server_id, "serverId")
             .map_err(|v| ServiceError::InvalidArgument(vec![v]))?;
+        let chosen = chosen.filter(|c| !c.is_empty()).map(ClientName::new);
+        let owner = match (client, &chosen) {
+            // A client sees only its own licenses, whatever it names.
+            (Some(own), Some(named)) if own != named => return Err(ServiceError::NotFound),
+            (Some(own), _) => Some(own),
+            (None, Some(named)) => Some(named),
+            (None, None) => {
+                let clients = self.server_clients(&server_id).await?;
+                if clients.len() > 1 {
+                    return Err(ServiceError::ServerIdAmbiguous {
+                        server_id: server_id.as_str().to_owned(),
+                        clients,
+                    });
+                }
+                None
+            }
+        };
         self.store
-            .server_license(client, &server_id)
+            .server_license(owner, &server_id)
             .await?
             .ok_or(ServiceError::NotFound)
+    }
+
+    /// The clients that have (or had) a license for `server_id`, sorted.
+    async fn server_clients(&self, server_id: &ServerId) -> Result<Vec<String>, ServiceError> {
+        let filter = crate::store::LicenseFilter {
+            server_id: Some(server_id.clone()),
+            ..Default::default()
+        };
+        let mut clients = std::collections::BTreeSet::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .store
+                .list_licenses(&filter, 1000, token.as_deref())
+                .await?;
+            clients.extend(page.items.into_iter().map(|l| l.client.as_str().to_owned()));
+            match page.next_token {
+                Some(next) => token = Some(next),
+                None => return Ok(clients.into_iter().collect()),
+            }
+        }
     }
 
     /// Lists licenses.

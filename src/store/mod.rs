@@ -7,7 +7,7 @@ mod codec;
 mod file_lock;
 mod group_commit;
 mod postgres;
-mod sqlite;
+pub(crate) mod sqlite;
 
 pub use file_lock::FileLock;
 pub use postgres::PgStore;
@@ -294,6 +294,20 @@ pub trait Store: Send + Sync + 'static {
 
     /// One operation by id.
     async fn get_operation(&self, id: i64) -> Result<Option<Operation>, StoreError>;
+
+    /// The id of the latest committed event, or the horizon when retention deleted
+    /// every event; 0 when there never was one.
+    async fn latest_event_id(&self) -> Result<i64, StoreError>;
+
+    /// The highest event id that retention has deleted; 0 when none was.
+    async fn events_horizon(&self) -> Result<i64, StoreError>;
+
+    /// Deletes the events recorded before `before` (and any with a lower id), raising
+    /// the horizon first; returns how many were deleted.
+    async fn purge_events(&self, before: OffsetDateTime) -> Result<u64, StoreError>;
+
+    /// Whether the license has an operation that has not ended (queued or running).
+    async fn has_open_operation(&self, license_id: LicenseId) -> Result<bool, StoreError>;
 
     /// One license by id.
     async fn get_license(&self, id: LicenseId) -> Result<Option<License>, StoreError>;

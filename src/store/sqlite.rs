@@ -47,6 +47,16 @@ pub struct SqliteStore {
     writer: GroupCommit,
 }
 
+/// The change feed's read of one client's events after an id, served by the index
+/// `events_client`. A separate statement from [`EVENTS_AFTER_ALL`]: one statement
+/// with `(?2 IS NULL OR client = ?2)` is planned once, without the index.
+pub(crate) const EVENTS_AFTER_OF_CLIENT: &str = "SELECT id, kind, license, time FROM events \
+     WHERE client = ?1 AND id > ?2 ORDER BY id LIMIT ?3";
+
+/// The change feed's read of every client's events after an id.
+const EVENTS_AFTER_ALL: &str =
+    "SELECT id, kind, license, time FROM events WHERE id > ?1 ORDER BY id LIMIT ?2";
+
 const LICENSE_COLUMNS: &str = "id, client, server_id, ip, hostname, panel, tariff_id, nodes, \
      period, auto_renew, state, license_key, upstream_id, expire_time, last_error_code, \
      last_error_message, create_time, update_time";
@@ -702,6 +712,60 @@ impl Store for SqliteStore {
         Ok(row.as_ref().map(operation_from_row).transpose()?)
     }
 
+    async fn latest_event_id(&self) -> Result<i64, StoreError> {
+        // The horizon counts: once retention has deleted every event, the feed still
+        // stands where it was.
+        let latest: i64 = sqlx::query_scalar(
+            "SELECT MAX((SELECT COALESCE(MAX(id), 0) FROM events), \
+             (SELECT purged_through FROM events_horizon))",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .context("cannot read the latest event id")?;
+        Ok(latest)
+    }
+
+    async fn events_horizon(&self) -> Result<i64, StoreError> {
+        let horizon: i64 = sqlx::query_scalar("SELECT purged_through FROM events_horizon")
+            .fetch_one(&self.pool)
+            .await
+            .context("cannot read the events horizon")?;
+        Ok(horizon)
+    }
+
+    async fn purge_events(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
+        // The horizon is raised before the delete: after a crash in between, readers
+        // are told of a loss a little early, never left to miss events silently.
+        sqlx::query(
+            "UPDATE events_horizon SET purged_through = MAX(purged_through, \
+             (SELECT COALESCE(MAX(id), 0) FROM events WHERE time < ?1))",
+        )
+        .bind(to_micros(before))
+        .execute(&self.pool)
+        .await
+        .context("cannot raise the events horizon")?;
+        let done = sqlx::query(
+            "DELETE FROM events WHERE id <= (SELECT purged_through FROM events_horizon)",
+        )
+        .execute(&self.pool)
+        .await
+        .context("cannot delete expired events")?;
+        Ok(done.rows_affected())
+    }
+
+    async fn has_open_operation(&self, license_id: LicenseId) -> Result<bool, StoreError> {
+        // Served by the partial index operations_open_license.
+        let open: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM operations WHERE license_id = ?1 \
+             AND phase NOT IN ('DONE', 'FAILED') LIMIT 1",
+        )
+        .bind(license_id.to_string())
+        .fetch_optional(&self.pool)
+        .await
+        .context("cannot read the license's open operations")?;
+        Ok(open.is_some())
+    }
+
     async fn get_license(&self, id: LicenseId) -> Result<Option<License>, StoreError> {
         let seen = match &self.cache {
             Some(cache) => match cache.get(id) {
@@ -849,16 +913,16 @@ impl Store for SqliteStore {
         limit: u32,
         client: Option<&ClientName>,
     ) -> Result<Vec<Event>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, kind, license, time FROM events WHERE id > ?1 \
-             AND (?2 IS NULL OR client = ?2) ORDER BY id LIMIT ?3",
-        )
-        .bind(after_id)
-        .bind(client.map(|c| c.as_str().to_owned()))
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .context("cannot read events")?;
+        let query = match client {
+            Some(client) => sqlx::query(EVENTS_AFTER_OF_CLIENT).bind(client.as_str().to_owned()),
+            None => sqlx::query(EVENTS_AFTER_ALL),
+        };
+        let rows = query
+            .bind(after_id)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .context("cannot read events")?;
         let events = rows
             .iter()
             .map(|row| -> anyhow::Result<Event> {

@@ -232,6 +232,7 @@ async fn another_clients_license_is_not_found_also_in_lists_and_the_change_feed(
     let grpc_get = beta
         .get_license(pb::GetLicenseRequest {
             selector: Some(pb::get_license_request::Selector::Id(id.clone())),
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -264,6 +265,7 @@ async fn another_clients_license_is_not_found_also_in_lists_and_the_change_feed(
     let own = alpha
         .get_license(pb::GetLicenseRequest {
             selector: Some(pb::get_license_request::Selector::Id(id.clone())),
+            ..Default::default()
         })
         .await;
     assert!(own.is_ok(), "{own:?}");
@@ -324,4 +326,83 @@ async fn request_ids_are_scoped_per_client() {
         "the same key of another client is a new request"
     );
     assert!(beta.headers().get("idempotent-replayed").is_none());
+}
+
+#[tokio::test]
+async fn an_admin_reading_a_server_id_that_several_clients_use_is_told_to_choose_one() {
+    // Arrange: two clients, one server id, two addresses.
+    let app = spawn_with_clients().await;
+    let shared = "srv-shared-name";
+    for (client, ip) in [("alpha", "203.0.113.151"), ("beta", "203.0.113.152")] {
+        let ordered = rest(
+            &app,
+            Some(client),
+            reqwest::Method::POST,
+            "/v1/licenses",
+            Some(&order_body(shared, ip)),
+        )
+        .await;
+        assert!(ordered.status().is_success(), "{}", ordered.status());
+    }
+    let path = format!("/v1/servers/{shared}/license");
+
+    // Act
+    let ambiguous = rest(&app, Some("ops"), reqwest::Method::GET, &path, None).await;
+    let chosen: Value = rest(
+        &app,
+        Some("ops"),
+        reqwest::Method::GET,
+        &format!("{path}?client=beta"),
+        None,
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let own: Value = rest(&app, Some("alpha"), reqwest::Method::GET, &path, None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let other = rest(
+        &app,
+        Some("alpha"),
+        reqwest::Method::GET,
+        &format!("{path}?client=beta"),
+        None,
+    )
+    .await;
+    let mut ops = grpc_client_with(app.grpc_addr, Some("ops-token")).await;
+    let grpc_ambiguous = ops
+        .get_license(pb::GetLicenseRequest {
+            selector: Some(pb::get_license_request::Selector::ServerId(shared.into())),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    let grpc_chosen = ops
+        .get_license(pb::GetLicenseRequest {
+            selector: Some(pb::get_license_request::Selector::ServerId(shared.into())),
+            client: "alpha".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .license
+        .unwrap();
+
+    // Assert
+    assert_eq!(ambiguous.status(), 409);
+    let problem: Value = ambiguous.json().await.unwrap();
+    assert_eq!(problem["code"], "SERVER_ID_AMBIGUOUS", "{problem}");
+    let detail = problem["detail"].as_str().unwrap();
+    for needed in ["alpha", "beta", "?client="] {
+        assert!(detail.contains(needed), "{detail}");
+    }
+    assert_eq!(chosen["ip"], "203.0.113.152", "{chosen}");
+    assert_eq!(own["ip"], "203.0.113.151", "a client reads its own: {own}");
+    assert_eq!(other.status(), 404, "a client cannot name another");
+    assert_eq!(grpc_ambiguous.code(), Code::FailedPrecondition);
+    assert_eq!(reason(&grpc_ambiguous), "SERVER_ID_AMBIGUOUS");
+    assert_eq!(grpc_chosen.ip, "203.0.113.151");
 }

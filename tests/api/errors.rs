@@ -78,3 +78,69 @@ async fn a_wrong_method_is_a_problem_json_405() {
         "application/problem+json"
     );
 }
+
+/// A message whose field 1 is bytes: sent where a string is expected, invalid UTF-8
+/// makes a body that does not decode.
+#[derive(Clone, PartialEq, prost::Message)]
+struct RawField {
+    #[prost(bytes = "vec", tag = "1")]
+    data: Vec<u8>,
+}
+
+#[tokio::test]
+async fn a_malformed_protobuf_body_is_invalid_argument_not_internal() {
+    let app = spawn_app().await;
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", app.grpc_addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.unwrap();
+    let mut request = tonic::Request::new(RawField {
+        data: vec![0xff, 0xfe, 0xfd],
+    });
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {}", license_facade::auth::SANDBOX_TOKEN)
+            .parse()
+            .unwrap(),
+    );
+
+    let status = grpc
+        .unary::<_, RawField, _>(
+            request,
+            "/licensefacade.v1.LicenseService/GetLicense"
+                .parse()
+                .unwrap(),
+            tonic_prost::ProstCodec::default(),
+        )
+        .await
+        .unwrap_err();
+
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    assert_eq!(crate::helpers::reason(&status), "MALFORMED_PROTOBUF");
+}
+
+#[tokio::test]
+async fn the_grpc_port_refuses_a_content_type_that_is_not_grpc() {
+    let app = spawn_app().await;
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+
+    let response = h2
+        .post(format!(
+            "http://{}/licensefacade.v1.LicenseService/ListPanels",
+            app.grpc_addr
+        ))
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(response.status(), 415);
+    assert_eq!(app.sandbox.call_count("pricelist.export"), 0);
+}

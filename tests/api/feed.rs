@@ -151,3 +151,156 @@ async fn an_sse_watcher_that_reconnects_with_its_last_id_gets_the_rest_exactly_o
     assert_eq!(everything[0].1, "CREATED");
     assert!(rest.iter().all(|e| e.2["license"]["serverId"] == "feed-1"));
 }
+
+#[tokio::test]
+async fn a_client_beyond_its_stream_cap_is_refused_on_both_apis_until_a_stream_closes() {
+    // Arrange: two streams allowed, both open.
+    let app = crate::helpers::spawn_app_with(0, |s| s.feed.max_streams_per_client = 2).await;
+    let mut grpc = app.grpc().await;
+    let watch = || pb::WatchLicensesRequest::default();
+    let first = grpc.watch_licenses(watch()).await.unwrap().into_inner();
+    let _second = grpc.watch_licenses(watch()).await.unwrap().into_inner();
+
+    // Act
+    let third = grpc.watch_licenses(watch()).await.map(|_| ()).unwrap_err();
+    let rest = app.get("/v1/events").await;
+    drop(first);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let reopened = loop {
+        match grpc.watch_licenses(watch()).await {
+            Ok(stream) => break stream,
+            Err(_) => {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "the slot was never freed"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+
+    // Assert
+    assert_eq!(third.code(), tonic::Code::ResourceExhausted);
+    assert_eq!(crate::helpers::reason(&third), "STREAM_LIMIT_REACHED");
+    assert_eq!(rest.status(), 429);
+    let problem: Value = rest.json().await.unwrap();
+    assert_eq!(problem["code"], "STREAM_LIMIT_REACHED");
+    drop(reopened);
+}
+
+#[tokio::test]
+async fn a_reader_resuming_from_before_the_retention_gets_events_expired_then_the_current_state() {
+    use pb::license_event::Kind;
+    // Arrange: events kept for 300 ms; one license whose early events are gone.
+    let app = crate::helpers::spawn_app_with(0, |s| {
+        s.feed.retention = Duration::from_millis(300);
+    })
+    .await;
+    let license = app
+        .order_and_wait(&json!({"server": {"id": "feed-expired", "ip": "203.0.113.145"}, "panel": "ISPmanager 6 Lite"}))
+        .await;
+    let mut grpc = app.grpc().await;
+    let from_the_start = pb::WatchLicensesRequest { after_event_id: 1 };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let mut stream = loop {
+        let mut stream = grpc
+            .watch_licenses(from_the_start)
+            .await
+            .unwrap()
+            .into_inner();
+        let first = stream.message().await.unwrap().unwrap().event.unwrap();
+        if first.kind() == Kind::EventsExpired {
+            assert_eq!(first.id, 0, "a snapshot follows");
+            assert!(first.license.is_none());
+            break stream;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "events never expired"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+
+    // Act: the snapshot, then a new change.
+    let snapshot = stream.message().await.unwrap().unwrap().event.unwrap();
+    let order = json!({"server": {"id": "feed-expired-2", "ip": "203.0.113.146"}, "panel": "ISPmanager 6 Lite"});
+    let second = app.post_json("/v1/licenses", &order).await;
+    let live = tokio::time::timeout(Duration::from_secs(15), stream.message())
+        .await
+        .expect("a live event arrives")
+        .unwrap()
+        .unwrap()
+        .event
+        .unwrap();
+
+    // Assert
+    assert_eq!(snapshot.kind(), Kind::Snapshot);
+    let current = snapshot.license.unwrap();
+    assert_eq!(current.id, license["id"].as_str().unwrap());
+    assert_eq!(current.state(), pb::license::State::Active);
+    assert!(
+        snapshot.id > 0,
+        "the last snapshot is the position to resume from"
+    );
+    assert_eq!(second.status(), 202);
+    assert_eq!(live.kind(), Kind::Created);
+    assert!(live.id > snapshot.id);
+    assert_eq!(live.license.unwrap().server_id, "feed-expired-2");
+}
+
+/// `license_facade_feed_reads_total` of `client` in `/metrics` (0 when absent).
+async fn feed_reads(app: &TestApp, client: &str) -> u64 {
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    let series = format!("license_facade_feed_reads_total{{client=\"{client}\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&series))
+        .map_or(0, |v| v.trim().parse().unwrap())
+}
+
+#[tokio::test]
+async fn idle_streams_do_not_read_the_store_until_an_event_is_committed() {
+    // Arrange: a read-only client with ten open streams and nothing happening.
+    let reader = "quiet-reader";
+    let clients = license_facade::auth::Clients::from_toml(&format!(
+        "[[client]]\nname = \"{reader}\"\ntoken_sha256 = \"{}\"\nscopes = [\"licenses.read\"]\n\
+         [[client]]\nname = \"writer\"\ntoken_sha256 = \"{}\"\nscopes = [\"licenses.read\", \"licenses.write\"]\n",
+        license_facade::auth::token_sha256_hex("quiet-token"),
+        license_facade::auth::token_sha256_hex("writer-token"),
+    ))
+    .unwrap();
+    let app = crate::helpers::spawn_app_with(0, |s| {
+        s.clients = Some(clients);
+        s.feed.max_streams_per_client = 10;
+    })
+    .await;
+    let mut grpc = crate::helpers::grpc_client_with(app.grpc_addr, Some("quiet-token")).await;
+    let mut streams = Vec::new();
+    for _ in 0..10 {
+        streams.push(
+            grpc.watch_licenses(pb::WatchLicensesRequest::default())
+                .await
+                .unwrap()
+                .into_inner(),
+        );
+    }
+    // Each stream reads once as it starts.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let at_start = loop {
+        let reads = feed_reads(&app, reader).await;
+        if reads >= 10 {
+            break reads;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{reads} reads");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+
+    // Act: four times the old polling interval with no event.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let idle = feed_reads(&app, reader).await;
+
+    // Assert: each stream read once when it opened, and not since.
+    assert_eq!(at_start, 10, "one read per stream to start");
+    assert_eq!(idle, at_start, "idle streams read the store");
+    drop(streams);
+}

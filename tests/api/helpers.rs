@@ -253,6 +253,31 @@ pub async fn spawn_app_on_standalone_sandbox(config: SandboxConfig) -> TestApp {
     }
 }
 
+/// The app pointed at an upstream of the test's own (e.g. a wiremock server), with
+/// the sandbox client; returns its REST base URL, and the database to keep alive.
+pub async fn spawn_app_on_upstream(
+    url: &str,
+    user: &str,
+    password: &str,
+    adjust: impl FnOnce(&mut Settings),
+) -> (String, Option<TestDatabase>) {
+    init_logs();
+    let settings = Settings::from_args(ServeArgs {
+        billmanager_url: Some(url.to_owned()),
+        billmanager_user: Some(user.to_owned()),
+        billmanager_password: Some(password.to_owned()),
+        ..test_args()
+    })
+    .expect("valid settings");
+    let mut settings = Settings {
+        clients: Some(Clients::sandbox()),
+        ..settings
+    };
+    adjust(&mut settings);
+    let started = start(settings).await;
+    (started.http, started.database)
+}
+
 impl TestApp {
     pub async fn grpc(&self) -> GrpcClient {
         grpc_client(self.grpc_addr).await

@@ -491,3 +491,138 @@ async fn putting_the_desired_state_three_times_leaves_one_upstream_license_with_
     assert_eq!(removed.json::<Value>().await.unwrap()["state"], "CANCELLED");
     assert_eq!(app.sandbox.call_count("soft.order.param"), 1);
 }
+
+#[tokio::test]
+async fn fifteen_concurrent_puts_with_different_panels_converge_on_the_last_accepted_panel() {
+    // Arrange
+    let app = spawn_app().await;
+    let panels = [
+        ("ISPmanager 6 Lite", 55227),
+        ("ISPmanager 6 Pro", 55228),
+        ("ISPmanager 6 Host", 55229),
+    ];
+    let url = format!("{}/v1/servers/converge-1/license", app.http);
+    let put = |i: usize| {
+        let (client, url) = (app.client.clone(), url.clone());
+        async move {
+            let panel = panels[i % panels.len()].0;
+            let response = client
+                .put(&url)
+                .header("idempotency-key", format!("converge-{i}"))
+                .json(&json!({"ip": "203.0.113.140", "panel": panel}))
+                .send()
+                .await
+                .unwrap();
+            let status = response.status();
+            let body: Value = response.json().await.unwrap();
+            (status, body)
+        }
+    };
+
+    // Act
+    let answers = futures::future::join_all((0..15).map(put)).await;
+
+    // Assert: every PUT was accepted; the last accepted one names the final panel.
+    for (status, body) in &answers {
+        assert!(
+            *status == 200 || *status == 202,
+            "a PUT was refused: {status} {body}"
+        );
+    }
+    let license_id = answers[0].1["id"].as_str().unwrap().to_owned();
+    assert!(answers.iter().all(|(_, b)| b["id"] == license_id.as_str()));
+    let audit: Value = app
+        .get(&format!("/v1/audit?licenseId={license_id}&pageSize=100"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let last_accepted = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["outcome"] == "ACCEPTED")
+        .expect("an accepted entry");
+    let key = last_accepted["requestId"].as_str().unwrap();
+    let index: usize = key.trim_start_matches("converge-").parse().unwrap();
+    let (panel, tariff) = panels[index % panels.len()];
+    // The same desired state once more, waiting: it answers when the queue is through.
+    let settled = app
+        .client
+        .put(format!("{url}?wait=30s"))
+        .json(&json!({"ip": "203.0.113.140", "panel": panel}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(settled.headers()["x-ensure-action"], "ENSURE_ACTION_NONE");
+    let license: Value = settled.json().await.unwrap();
+    assert_eq!(license["state"], "ACTIVE", "{license}");
+    assert_eq!(license["tariffId"], tariff, "{license}");
+    let upstream = app.upstream_list().await;
+    assert_eq!(upstream.len(), 1, "one license: {upstream:?}");
+    assert_eq!(upstream[0]["pricelist"]["$"], tariff.to_string());
+    assert_eq!(app.sandbox.call_count("soft.order.param"), 1);
+}
+
+#[tokio::test]
+async fn concurrent_puts_waiting_on_a_refused_order_answer_the_refusal_and_buy_nothing_more() {
+    // Arrange: the upstream refuses every order, a little slowly, so that every PUT
+    // below has arrived before the refusal (a PUT that arrives after it is a new
+    // desired state, and may order again).
+    let app =
+        crate::helpers::spawn_app_on_standalone_sandbox(license_facade::sandbox::SandboxConfig {
+            latency: std::time::Duration::from_millis(300),
+            key_delay: std::time::Duration::ZERO,
+            ..license_facade::sandbox::SandboxConfig::default()
+        })
+        .await;
+    app.sandbox.set_faults(vec![
+        "soft.order.param:doc-error:1.0"
+            .parse::<license_facade::sandbox::Fault>()
+            .unwrap(),
+    ]);
+    let url = format!("{}/v1/servers/refused-1/license?wait=20s", app.http);
+    let put = |panel: &'static str| {
+        let (client, url) = (app.client.clone(), url.clone());
+        async move {
+            let response = client
+                .put(&url)
+                .json(&json!({"ip": "203.0.113.150", "panel": panel}))
+                .send()
+                .await
+                .unwrap();
+            let status = response.status();
+            (status, response.json::<Value>().await.unwrap())
+        }
+    };
+
+    // Act
+    let answers = futures::future::join_all(
+        ["ISPmanager 6 Lite", "ISPmanager 6 Pro", "ISPmanager 6 Host"]
+            .into_iter()
+            .cycle()
+            .take(6)
+            .map(put),
+    )
+    .await;
+
+    // Assert: one order was sent; each PUT answers with that order or its refusal,
+    // none with a conflict, and none ordered again.
+    assert_eq!(app.sandbox.call_count("soft.order.param"), 1);
+    let ids: std::collections::HashSet<&str> = answers
+        .iter()
+        .filter_map(|(_, b)| b["id"].as_str())
+        .collect();
+    assert!(ids.len() <= 1, "one license: {answers:?}");
+    for (status, body) in &answers {
+        assert_ne!(*status, 409, "{body}");
+        let refused = *status == 422 && body["code"] == "UPSTREAM_REFUSED";
+        assert!(refused || status.is_success(), "{status} {body}");
+    }
+    assert!(
+        answers
+            .iter()
+            .any(|(s, b)| *s == 422 || b["state"] == "FAILED"),
+        "the refusal was reported: {answers:?}"
+    );
+}

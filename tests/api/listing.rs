@@ -108,3 +108,39 @@ async fn bad_listing_parameters_are_a_400() {
         );
     }
 }
+
+#[tokio::test]
+async fn an_invalid_page_token_is_named_as_such_on_both_apis() {
+    let app = spawn_app().await;
+    let mut grpc = app.grpc().await;
+
+    let rest: serde_json::Value = app
+        .get("/v1/licenses?pageToken=forged")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let status = grpc
+        .list_licenses(license_facade::api::pb::v1::ListLicensesRequest {
+            page_token: "forged".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+
+    assert_eq!(rest["code"], "INVALID_PAGE_TOKEN", "{rest}");
+    let detail = rest["detail"].as_str().unwrap();
+    assert!(detail.contains("pageToken"), "{detail}");
+    assert!(!detail.contains("unavailable"), "{detail}");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert!(
+        status.message().contains("pageToken"),
+        "{}",
+        status.message()
+    );
+    assert!(
+        !status.message().contains("unavailable"),
+        "{}",
+        status.message()
+    );
+}

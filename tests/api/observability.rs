@@ -181,3 +181,60 @@ async fn the_spec_and_the_offline_reference_page_are_served_without_a_token() {
         "the page loads nothing from elsewhere"
     );
 }
+
+/// The `license_facade_requests_total` series whose method label is `unmatched`.
+fn unmatched_series(metrics: &str) -> Vec<&str> {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("license_facade_requests_total{"))
+        .filter(|l| l.contains("method=\"unmatched\""))
+        .collect()
+}
+
+#[tokio::test]
+async fn invented_paths_methods_and_grpc_services_fold_into_one_metrics_label() {
+    use futures::StreamExt as _;
+    let app = spawn_app().await;
+    let anonymous = reqwest::Client::new();
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", app.grpc_addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+
+    futures::stream::iter(0..1000)
+        .for_each_concurrent(16, |i| {
+            let (anonymous, channel, http) = (anonymous.clone(), channel.clone(), &app.http);
+            async move {
+                let method =
+                    reqwest::Method::from_bytes(format!("INVENTED{i}").as_bytes()).unwrap();
+                let _ = anonymous
+                    .request(method, format!("{http}/invented-{i}"))
+                    .send()
+                    .await
+                    .unwrap();
+                let _ = anonymous
+                    .get(format!("{http}/v1/invented-path-{i}"))
+                    .send()
+                    .await
+                    .unwrap();
+                let mut grpc = tonic::client::Grpc::new(channel);
+                grpc.ready().await.unwrap();
+                let path = format!("/invented{i}.Service/Method{i}").parse().unwrap();
+                let codec = tonic_prost::ProstCodec::<(), ()>::default();
+                let _ = grpc.unary(tonic::Request::new(()), path, codec).await;
+            }
+        })
+        .await;
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+
+    assert!(
+        !metrics.contains("invented") && !metrics.contains("INVENTED"),
+        "an invented name became a label"
+    );
+    // One series per status code at most (404, 405, UNIMPLEMENTED, …), however many
+    // names were invented.
+    let unmatched = unmatched_series(&metrics);
+    assert!(!unmatched.is_empty());
+    assert!(unmatched.len() <= 8, "{unmatched:#?}");
+}

@@ -107,6 +107,7 @@ async fn a_rest_order_is_visible_over_grpc_by_id_and_by_server() {
     let by_id = grpc
         .get_license(pb::GetLicenseRequest {
             selector: Some(pb::get_license_request::Selector::Id(id.clone())),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -116,6 +117,7 @@ async fn a_rest_order_is_visible_over_grpc_by_id_and_by_server() {
     let by_server = grpc
         .get_license(pb::GetLicenseRequest {
             selector: Some(pb::get_license_request::Selector::ServerId("srv-x".into())),
+            ..Default::default()
         })
         .await
         .unwrap()

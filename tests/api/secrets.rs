@@ -353,3 +353,106 @@ fn listening(stdout: &std::path::Path, stderr: &std::path::Path) -> (String, Str
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Refuses every call with a message that echoes the request's form body as it came
+/// (the password form-encoded in `authinfo`), padded to 5 MB.
+struct EchoingUpstream;
+
+impl wiremock::Respond for EchoingUpstream {
+    fn respond(&self, request: &wiremock::Request) -> wiremock::ResponseTemplate {
+        let echoed = String::from_utf8_lossy(&request.body).replace('&', "&amp;");
+        let padding = "x".repeat(5 * 1024 * 1024);
+        wiremock::ResponseTemplate::new(200).set_body_raw(
+            format!(
+                r#"<doc><error type="value" object="ip"><msg>Bad request {echoed} {padding}</msg></error></doc>"#
+            ),
+            "text/xml",
+        )
+    }
+}
+
+#[tokio::test]
+async fn an_upstream_error_echoing_the_request_is_stored_cut_and_without_the_password() {
+    // Arrange: an upstream that echoes every request in a 5 MB refusal.
+    let password = "p@ss w:rd&=%~*-echo";
+    let server = wiremock::MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .respond_with(EchoingUpstream)
+        .mount(&server)
+        .await;
+    let (http, _db) = crate::helpers::spawn_app_on_upstream(
+        &format!("{}/billmgr", server.uri()),
+        "reseller",
+        password,
+        |s| s.billmanager.use_session = false,
+    )
+    .await;
+    let client = crate::helpers::http_client();
+    let mut seen = Seen::default();
+
+    // Act
+    let quote = seen
+        .rest(
+            client
+                .get(format!("{http}/v1/panels/ISPmanager%206%20Pro/quote"))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+    let order =
+        json!({"server": {"id": "srv-echo", "ip": "203.0.113.181"}, "panel": "ISPmanager 6 Pro"});
+    let refused = seen
+        .rest(
+            client
+                .post(format!("{http}/v1/licenses?wait=20s"))
+                .json(&order)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+    let license = seen
+        .rest(
+            client
+                .get(format!("{http}/v1/servers/srv-echo/license"))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+    let listed = seen
+        .rest(
+            client
+                .get(format!("{http}/v1/licenses"))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+    let audit = seen
+        .rest(client.get(format!("{http}/v1/audit")).send().await.unwrap())
+        .await;
+
+    // Assert
+    assert!(quote["code"].is_string(), "{quote}");
+    assert_eq!(refused["state"], "FAILED", "{refused}");
+    let message = license["lastError"]["message"].as_str().unwrap();
+    assert!(message.len() <= 1024, "{} bytes stored", message.len());
+    assert!(message.contains("Bad request"), "{message}");
+    assert!(message.contains("***"), "{message}");
+    assert!(
+        listed.to_string().len() < 16 * 1024,
+        "the list answer is small"
+    );
+    assert!(audit["entries"].as_array().is_some_and(|e| !e.is_empty()));
+    let encoded_forms = [
+        password.to_owned(),
+        "p%40ss%20w%3Ard%26%3D%25~*-echo".to_owned(),
+        "p%40ss+w%3Ard%26%3D%25%7E*-echo".to_owned(),
+        "p%40ss".to_owned(),
+    ];
+    for form in encoded_forms {
+        assert!(!seen.0.contains(&form), "the password leaked as {form}");
+    }
+}

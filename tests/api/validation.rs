@@ -60,6 +60,41 @@ fn cases() -> Vec<(
             "INVALID_ARGUMENT",
             "server.ip",
         ),
+        (
+            "loopback ip in IPv4-compatible form",
+            json!({"server": {"id": "srv-1", "ip": "::127.0.0.1"}, "panel": "ISPmanager 6 Pro"}),
+            grpc_order("srv-1", "::127.0.0.1", "ISPmanager 6 Pro"),
+            "INVALID_ARGUMENT",
+            "server.ip",
+        ),
+        (
+            "loopback ip behind NAT64",
+            json!({"server": {"id": "srv-1", "ip": "64:ff9b::127.0.0.1"}, "panel": "ISPmanager 6 Pro"}),
+            grpc_order("srv-1", "64:ff9b::127.0.0.1", "ISPmanager 6 Pro"),
+            "INVALID_ARGUMENT",
+            "server.ip",
+        ),
+        (
+            "link-local ip behind 6to4",
+            json!({"server": {"id": "srv-1", "ip": "2002:a9fe:0101::1"}, "panel": "ISPmanager 6 Pro"}),
+            grpc_order("srv-1", "2002:a9fe:0101::1", "ISPmanager 6 Pro"),
+            "INVALID_ARGUMENT",
+            "server.ip",
+        ),
+        (
+            "link-local ipv4",
+            json!({"server": {"id": "srv-1", "ip": "169.254.169.254"}, "panel": "ISPmanager 6 Pro"}),
+            grpc_order("srv-1", "169.254.169.254", "ISPmanager 6 Pro"),
+            "INVALID_ARGUMENT",
+            "server.ip",
+        ),
+        (
+            "link-local ipv6",
+            json!({"server": {"id": "srv-1", "ip": "fe80::1"}, "panel": "ISPmanager 6 Pro"}),
+            grpc_order("srv-1", "fe80::1", "ISPmanager 6 Pro"),
+            "INVALID_ARGUMENT",
+            "server.ip",
+        ),
     ]
 }
 

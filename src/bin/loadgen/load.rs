@@ -205,6 +205,7 @@ pub fn request<T>(message: T, timeout: Duration) -> tonic::Request<T> {
 pub async fn grpc_get(client: &mut LicenseServiceClient<Channel>, id: &str) -> bool {
     let msg = pb::GetLicenseRequest {
         selector: Some(pb::get_license_request::Selector::Id(id.to_owned())),
+        ..Default::default()
     };
     client
         .get_license(request(msg, Duration::from_secs(10)))

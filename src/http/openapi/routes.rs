@@ -244,7 +244,12 @@ pub fn operations() -> Vec<Op> {
             None,
         ),
         Op {
-            errors: &[400, 404],
+            query: &[(
+                "client",
+                Param::Text,
+                "Admin only: the client whose server it is. Needed when several clients use the server id (else 409 `SERVER_ID_AMBIGUOUS`).",
+            )],
+            errors: &[400, 404, 409],
             ..op(
                 "get",
                 "/v1/servers/{serverId}/license",
@@ -294,7 +299,7 @@ pub fn operations() -> Vec<Op> {
                 "Resume after this event id (or send `Last-Event-ID`).",
             )],
             answer: Answer::Events,
-            errors: &[400],
+            errors: &[400, 429],
             ..op(
                 "get",
                 "/v1/events",

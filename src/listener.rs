@@ -1,0 +1,367 @@
+//! The bounds of the API listeners' connections, the same on REST and gRPC: at most
+//! `max_connections` open at once per listener (further clients wait in the kernel's
+//! accept backlog), a connection must have its first request under way within
+//! `header_read_timeout` of being accepted (HTTP/1 headers complete, or the HTTP/2
+//! preface, settings and a request's HEADERS), and a connection with no request in
+//! flight for `idle_timeout` is closed.
+//!
+//! The timeouts live in the connection's I/O ([`GuardedStream`]), so they hold for
+//! every protocol and for clients that send nothing at all; what counts as a request in
+//! flight is told by [`Tracked`], which wraps the services and holds a mark from the
+//! start of each request until its response body has been sent or dropped. A
+//! long-lived stream (the change feed) is a request in flight, so it is not idle however
+//! quiet it is; HTTP/2 keep-alive pings (set where each server is built) find a peer
+//! that is gone.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::task::AtomicWaker;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::{Instant, Sleep};
+
+/// Connection bounds of both API listeners.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// From accepting a connection to the start of its first request.
+    pub header_read_timeout: Duration,
+    /// How long a connection may stay open with no request in flight.
+    pub idle_timeout: Duration,
+    /// Connections open at once, per listener.
+    pub max_connections: usize,
+    /// Interval of HTTP/2 keep-alive pings.
+    pub http2_keepalive_interval: Duration,
+    /// How long an HTTP/2 keep-alive ping may go unanswered before the connection is
+    /// closed.
+    pub http2_keepalive_timeout: Duration,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 1024,
+            http2_keepalive_interval: Duration::from_secs(20),
+            http2_keepalive_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A TCP listener whose connections are [`GuardedStream`]s, at most
+/// `max_connections` at once.
+pub struct GuardedListener {
+    inner: TcpListener,
+    permits: Arc<Semaphore>,
+    limits: ConnectionLimits,
+}
+
+impl GuardedListener {
+    /// Guards `inner` with `limits`.
+    pub fn new(inner: TcpListener, limits: ConnectionLimits) -> Self {
+        Self {
+            inner,
+            permits: Arc::new(Semaphore::new(limits.max_connections.max(1))),
+            limits,
+        }
+    }
+
+    /// The next connection, once one of the `max_connections` slots is free. Accept
+    /// errors (too many open files, a connection reset before it was accepted) are
+    /// logged and retried after a pause, as axum and tonic do.
+    pub async fn accept_guarded(&mut self) -> (GuardedStream, SocketAddr) {
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
+        loop {
+            match self.inner.accept().await {
+                Ok((stream, remote)) => {
+                    let _ = stream.set_nodelay(true);
+                    return (GuardedStream::new(stream, permit, self.limits), remote);
+                }
+                Err(e) => {
+                    tracing::warn!(error.message = %e, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+
+    /// The connections as a stream, for tonic.
+    pub fn into_stream(
+        self,
+    ) -> impl futures::Stream<Item = Result<GuardedStream, std::convert::Infallible>> {
+        futures::stream::unfold(self, |mut listener| async move {
+            let (stream, _) = listener.accept_guarded().await;
+            Some((Ok(stream), listener))
+        })
+    }
+}
+
+/// What a connection's I/O and its requests share.
+#[derive(Debug)]
+struct ConnState {
+    accepted: Instant,
+    limits: ConnectionLimits,
+    in_flight: AtomicUsize,
+    served: AtomicBool,
+    /// When the last request in flight ended.
+    idle_since: Mutex<Instant>,
+    /// The reader to wake when the last request in flight ends, so that the idle
+    /// timer starts.
+    reader: AtomicWaker,
+}
+
+/// A connection's handle, given to the services (tonic: as its connect info) so that
+/// its requests are counted.
+#[derive(Debug, Clone)]
+pub struct Conn(Arc<ConnState>);
+
+impl Conn {
+    /// Marks a request in flight until the mark is dropped.
+    fn start(&self) -> InFlight {
+        self.0.served.store(true, Ordering::SeqCst);
+        self.0.in_flight.fetch_add(1, Ordering::SeqCst);
+        InFlight(self.clone())
+    }
+
+    /// When the connection is to be closed; `None` while a request is in flight.
+    fn deadline(&self) -> Option<Instant> {
+        let state = &self.0;
+        if state.in_flight.load(Ordering::SeqCst) > 0 {
+            return None;
+        }
+        if !state.served.load(Ordering::SeqCst) {
+            return Some(state.accepted + state.limits.header_read_timeout);
+        }
+        let idle_since = *state.idle_since.lock().expect("never poisoned");
+        Some(idle_since + state.limits.idle_timeout)
+    }
+}
+
+/// A request in flight on a connection.
+#[derive(Debug)]
+struct InFlight(Conn);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let state = &(self.0).0;
+        // The idle time is set before the count drops, so a reader that sees zero
+        // also sees when it started.
+        *state.idle_since.lock().expect("never poisoned") = Instant::now();
+        state.in_flight.fetch_sub(1, Ordering::SeqCst);
+        state.reader.wake();
+    }
+}
+
+/// An accepted connection: a [`TcpStream`] whose reads fail with `TimedOut` once it
+/// has gone without a request too long (see the module docs), holding its slot of the
+/// listener's connection cap.
+pub struct GuardedStream {
+    inner: TcpStream,
+    conn: Conn,
+    timer: Pin<Box<Sleep>>,
+    armed: Option<Instant>,
+    _slot: OwnedSemaphorePermit,
+}
+
+impl GuardedStream {
+    fn new(inner: TcpStream, slot: OwnedSemaphorePermit, limits: ConnectionLimits) -> Self {
+        let now = Instant::now();
+        Self {
+            inner,
+            conn: Conn(Arc::new(ConnState {
+                accepted: now,
+                limits,
+                in_flight: AtomicUsize::new(0),
+                served: AtomicBool::new(false),
+                idle_since: Mutex::new(now),
+                reader: AtomicWaker::new(),
+            })),
+            timer: Box::pin(tokio::time::sleep_until(now)),
+            armed: None,
+            _slot: slot,
+        }
+    }
+
+    /// The connection's handle.
+    pub fn conn(&self) -> Conn {
+        self.conn.clone()
+    }
+
+    /// Whether the connection has gone without a request too long; otherwise the
+    /// timer is armed for the current deadline.
+    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+        loop {
+            let Some(deadline) = self.conn.deadline() else {
+                return false;
+            };
+            if Instant::now() >= deadline {
+                return true;
+            }
+            if self.armed != Some(deadline) {
+                self.timer.as_mut().reset(deadline);
+                self.armed = Some(deadline);
+            }
+            if self.timer.as_mut().poll(cx).is_pending() {
+                return false;
+            }
+        }
+    }
+}
+
+impl AsyncRead for GuardedStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        if let Poll::Ready(read) = Pin::new(&mut this.inner).poll_read(cx, buf) {
+            return Poll::Ready(read);
+        }
+        this.conn.0.reader.register(cx.waker());
+        if this.expired(cx) {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "no request on the connection in time",
+            )));
+        }
+        Poll::Pending
+    }
+}
+
+impl AsyncWrite for GuardedStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+impl tonic::transport::server::Connected for GuardedStream {
+    type ConnectInfo = Conn;
+
+    fn connect_info(&self) -> Conn {
+        self.conn()
+    }
+}
+
+/// Adds [`Tracked`] around a tonic service; the connection comes from the request's
+/// connect info.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TrackLayer;
+
+impl<S> tower::Layer<S> for TrackLayer {
+    type Service = Tracked<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Tracked { inner, conn: None }
+    }
+}
+
+/// A service whose requests count as in flight on their connection until their
+/// response body is done.
+#[derive(Debug, Clone)]
+pub struct Tracked<S> {
+    inner: S,
+    /// The connection, when the service is per connection (REST); else it is read
+    /// from the request (tonic's connect info).
+    conn: Option<Conn>,
+}
+
+impl<S> Tracked<S> {
+    /// `inner` serving the requests of one connection.
+    pub fn per_connection(inner: S, conn: Conn) -> Self {
+        Self {
+            inner,
+            conn: Some(conn),
+        }
+    }
+}
+
+impl<S, B, R> tower::Service<axum::http::Request<B>> for Tracked<S>
+where
+    S: tower::Service<axum::http::Request<B>, Response = axum::http::Response<R>>,
+    S::Future: Send + 'static,
+{
+    type Response = axum::http::Response<TrackedBody<R>>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: axum::http::Request<B>) -> Self::Future {
+        let mark = self
+            .conn
+            .as_ref()
+            .or_else(|| request.extensions().get::<Conn>())
+            .map(Conn::start);
+        let future = self.inner.call(request);
+        Box::pin(async move {
+            let response = future.await?;
+            Ok(response.map(|inner| TrackedBody { inner, _mark: mark }))
+        })
+    }
+}
+
+/// A response body that keeps its request in flight until it is dropped.
+#[derive(Debug)]
+pub struct TrackedBody<B> {
+    inner: B,
+    _mark: Option<InFlight>,
+}
+
+impl<B: http_body::Body + Unpin> http_body::Body for TrackedBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
