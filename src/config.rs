@@ -166,6 +166,10 @@ pub struct WorkflowFile {
     pub poll_initial_ms: Option<u64>,
     /// Longest activation poll delay, in milliseconds.
     pub poll_max_ms: Option<u64>,
+    /// Automatic re-sends of an order whose outcome stayed unknown (0 allowed).
+    pub max_resends: Option<u32>,
+    /// Seconds an ordered license may stay unpaid (1) or processing (5) upstream.
+    pub activation_timeout_secs: Option<u64>,
 }
 
 /// Validated settings of `serve`.
@@ -296,6 +300,11 @@ impl Settings {
                 .max(1),
             poll_initial: wf.poll_initial_ms.map(ms).unwrap_or(defaults.poll_initial),
             poll_max: wf.poll_max_ms.map(ms).unwrap_or(defaults.poll_max),
+            max_resends: wf.max_resends.unwrap_or(defaults.max_resends),
+            activation_timeout: wf
+                .activation_timeout_secs
+                .map(Duration::from_secs)
+                .unwrap_or(defaults.activation_timeout),
             ..defaults
         };
         if workflow.lease <= billmanager.request_timeout {

@@ -21,7 +21,10 @@ use async_trait::async_trait;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::{Billmanager, OrderParams, UpstreamError, UpstreamId, UpstreamLicense, UpstreamTariff};
+use super::{
+    Billmanager, LicenseList, OrderParams, UpstreamError, UpstreamId, UpstreamLicense,
+    UpstreamTariff,
+};
 
 /// When the breaker opens and for how long.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -251,7 +254,7 @@ impl Billmanager for CircuitBreaker {
             .await
     }
 
-    async fn list_licenses(&self) -> Result<Vec<UpstreamLicense>, UpstreamError> {
+    async fn list_licenses(&self) -> Result<LicenseList, UpstreamError> {
         self.guarded("soft", self.inner.list_licenses()).await
     }
 
@@ -305,6 +308,10 @@ impl Billmanager for CircuitBreaker {
     async fn reissue_key(&self, id: UpstreamId) -> Result<(), UpstreamError> {
         self.guarded("soft.edit", self.inner.reissue_key(id)).await
     }
+
+    fn auth_refused(&self) -> Option<String> {
+        self.inner.auth_refused()
+    }
 }
 
 #[cfg(test)]
@@ -328,7 +335,7 @@ mod tests {
         async fn license_details(&self, _: UpstreamId) -> Result<UpstreamLicense, UpstreamError> {
             unreachable!("the breaker tests call only price_list")
         }
-        async fn list_licenses(&self) -> Result<Vec<UpstreamLicense>, UpstreamError> {
+        async fn list_licenses(&self) -> Result<LicenseList, UpstreamError> {
             unreachable!("the breaker tests call only price_list")
         }
         async fn price_list(&self) -> Result<Vec<UpstreamTariff>, UpstreamError> {

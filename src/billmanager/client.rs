@@ -23,10 +23,11 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Mutex;
 
 use super::config::redacted_url;
+use super::error::AUTH_BACKOFF;
 use super::wire::Doc;
 use super::{
-    Billmanager, ClientConfig, OrderParams, UpstreamError, UpstreamId, UpstreamLicense,
-    UpstreamTariff, WireFormat, convert, transport,
+    Billmanager, ClientConfig, LicenseList, OrderParams, UpstreamError, UpstreamId,
+    UpstreamLicense, UpstreamTariff, WireFormat, convert, transport,
 };
 
 /// Pause before the single repeat of a read that found the upstream unreachable; the
@@ -34,6 +35,8 @@ use super::{
 const READ_RETRY_PAUSE: Duration = Duration::from_millis(200);
 /// Upper bound on `soft` pages, against an upstream that pages forever.
 const MAX_PAGES: u32 = 10_000;
+/// The credentials' back-off grows to this many times its first length.
+const AUTH_BACKOFF_GROWTH: u32 = 16;
 
 /// Which calls may be repeated after an `Unavailable` (see the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +78,26 @@ pub struct BillmanagerClient {
     limiter: Option<governor::DefaultDirectRateLimiter>,
     /// The bound on a whole mutating call, waits included (see [`Self::call`]).
     call_timeout: std::time::Duration,
+    /// The credentials' back-off (see [`AuthGate`]).
+    auth_gate: std::sync::Mutex<AuthGate>,
+    auth_backoff: Duration,
+}
+
+/// After the upstream refuses the credentials, no call is made until `until`: every
+/// call would be another failed log-in, and panels block addresses whose log-ins keep
+/// failing. The pause doubles with each refusal in a row; any accepted call resets it.
+#[derive(Debug, Default)]
+struct AuthGate {
+    until: Option<Instant>,
+    refusals: u32,
+}
+
+impl AuthGate {
+    /// The pause after the `refusals`-th refusal in a row.
+    fn pause(first: Duration, refusals: u32) -> Duration {
+        let doublings = refusals.saturating_sub(1).min(AUTH_BACKOFF_GROWTH.ilog2());
+        first.saturating_mul(1 << doublings)
+    }
 }
 
 tokio::task_local! {
@@ -128,6 +151,8 @@ impl BillmanagerClient {
             session: Mutex::new(None),
             limiter,
             call_timeout: config.request_timeout,
+            auth_gate: std::sync::Mutex::new(AuthGate::default()),
+            auth_backoff: config.auth_backoff,
         })
     }
 
@@ -141,6 +166,11 @@ impl BillmanagerClient {
     /// `Unavailable` (nothing was sent); after it left, `Indeterminate`.
     async fn call(&self, func: &str, params: &Params, retry: Retry) -> Result<Doc, UpstreamError> {
         let started = Instant::now();
+        if self.auth_blocked().is_some() {
+            let held = Err(UpstreamError::Unavailable(AUTH_BACKOFF.into()));
+            log_outcome(func, started, held.as_ref().err());
+            return held;
+        }
         let result = if retry == Retry::OnceIfUnavailable {
             self.call_with_session(func, params, retry).await
         } else {
@@ -160,8 +190,42 @@ impl BillmanagerClient {
                 )),
             }
         };
+        self.note_auth(&result);
         log_outcome(func, started, result.as_ref().err());
         result
+    }
+
+    /// When the credentials' back-off ends, if it runs now.
+    fn auth_blocked(&self) -> Option<Instant> {
+        let gate = self.auth_gate.lock().unwrap_or_else(|e| e.into_inner());
+        gate.until.filter(|until| *until > Instant::now())
+    }
+
+    /// Starts or lengthens the back-off after a refusal of the credentials; ends it
+    /// after any answer that proves them good.
+    fn note_auth<T>(&self, result: &Result<T, UpstreamError>) {
+        let mut gate = self.auth_gate.lock().unwrap_or_else(|e| e.into_inner());
+        match result {
+            Err(UpstreamError::Auth(_)) => {
+                gate.refusals = gate.refusals.saturating_add(1);
+                let pause = AuthGate::pause(self.auth_backoff, gate.refusals);
+                gate.until = Some(Instant::now() + pause);
+                metrics::gauge!(crate::metrics::UPSTREAM_AUTH_REFUSED).set(1.0);
+                tracing::error!(
+                    refusals = gate.refusals,
+                    pause_secs = pause.as_secs(),
+                    "the upstream refused the credentials; no call until the back-off ends"
+                );
+            }
+            Err(UpstreamError::Unavailable(_) | UpstreamError::Indeterminate(_)) => {}
+            Ok(_) | Err(UpstreamError::Refused { .. } | UpstreamError::Unreadable(_)) => {
+                if gate.refusals > 0 {
+                    tracing::info!("the upstream accepted the credentials again");
+                    metrics::gauge!(crate::metrics::UPSTREAM_AUTH_REFUSED).set(0.0);
+                }
+                *gate = AuthGate::default();
+            }
+        }
     }
 
     async fn call_with_session(
@@ -286,7 +350,13 @@ impl BillmanagerClient {
         if let Some(sid) = current.as_ref() {
             return Ok(sid.clone());
         }
-        let sid = self.log_in().await?;
+        // Calls queued behind a log-in that was just refused must not each try again.
+        if self.auth_blocked().is_some() {
+            return Err(UpstreamError::Unavailable(AUTH_BACKOFF.into()));
+        }
+        let sid = self.log_in().await;
+        self.note_auth(&sid);
+        let sid = sid?;
         *current = Some(sid.clone());
         Ok(sid)
     }
@@ -327,13 +397,21 @@ impl BillmanagerClient {
                 UpstreamError::Refused { kind, message, .. } => {
                     UpstreamError::Auth(format!("log-in refused ({kind}): {message}"))
                 }
-                UpstreamError::Unavailable(m) | UpstreamError::Indeterminate(m) => {
+                UpstreamError::Unavailable(m)
+                | UpstreamError::Indeterminate(m)
+                | UpstreamError::Unreadable(m) => {
                     UpstreamError::Unavailable(format!("log-in failed: {m}"))
                 }
             });
         log_outcome("auth", started, result.as_ref().err());
         result
     }
+}
+
+/// Records why a list may be incomplete; the first reason is the one reported, later
+/// ones mostly follow from it.
+fn mark_incomplete(list: &mut LicenseList, why: String) {
+    list.incomplete.get_or_insert(why);
 }
 
 /// A pause drawn uniformly from half to one and a half times `base`.
@@ -364,6 +442,7 @@ fn outcome_label(error: Option<&UpstreamError>) -> &'static str {
         Some(UpstreamError::Auth(_)) => "auth",
         Some(UpstreamError::Unavailable(_)) => "unavailable",
         Some(UpstreamError::Indeterminate(_)) => "indeterminate",
+        Some(UpstreamError::Unreadable(_)) => "unreadable",
     }
 }
 
@@ -404,12 +483,20 @@ impl Billmanager for BillmanagerClient {
         convert::license_details(&doc, id)
     }
 
-    async fn list_licenses(&self) -> Result<Vec<UpstreamLicense>, UpstreamError> {
-        let mut licenses = Vec::new();
+    async fn list_licenses(&self) -> Result<LicenseList, UpstreamError> {
+        let mut list = LicenseList::default();
         let mut seen = HashSet::new();
+        let mut total = None;
         for page in 1..=MAX_PAGES {
             let form = vec![param("p_num", page), param("p_cnt", self.page_size)];
             let doc = self.call("soft", &form, Retry::OnceIfUnavailable).await?;
+            if !doc.looks_like_list() {
+                mark_incomplete(&mut list, "the `soft` answer has neither rows nor `p_elems`".into());
+            }
+            if let Some(note) = doc.filter_note() {
+                mark_incomplete(&mut list, note);
+            }
+            total = doc.p_elems().or(total);
             let rows = doc.elems();
             if rows.is_empty() {
                 break;
@@ -418,7 +505,7 @@ impl Billmanager for BillmanagerClient {
             for row in &rows {
                 let license = convert::license_row(row)?;
                 if seen.insert(license.id) {
-                    licenses.push(license);
+                    list.licenses.push(license);
                 } else {
                     repeated = true;
                 }
@@ -428,15 +515,31 @@ impl Billmanager for BillmanagerClient {
                 tracing::warn!(page, "billmanager repeated list rows; paging stopped");
                 break;
             }
-            let done = match doc.p_elems() {
-                Some(total) => licenses.len() as u64 >= total,
+            let done = match total {
+                Some(total) => list.licenses.len() as u64 >= total,
                 None => rows.len() < self.page_size as usize,
             };
             if done {
                 break;
             }
+            if page == MAX_PAGES {
+                mark_incomplete(&mut list, format!("paging stopped after {MAX_PAGES} pages"));
+            }
         }
-        Ok(licenses)
+        // Only a total that the rows add up to proves that nothing was left out.
+        let read = list.licenses.len() as u64;
+        match total {
+            None => mark_incomplete(
+                &mut list,
+                "the `soft` answer gives no total (`p_elems`)".into(),
+            ),
+            Some(total) if total != read => mark_incomplete(
+                &mut list,
+                format!("the `soft` answer counts {total} licenses but {read} were read"),
+            ),
+            Some(_) => {}
+        }
+        Ok(list)
     }
 
     async fn price_list(&self) -> Result<Vec<UpstreamTariff>, UpstreamError> {
@@ -508,5 +611,13 @@ impl Billmanager for BillmanagerClient {
             param("sok", "ok"),
         ];
         self.call("soft.edit", &form, Retry::Never).await.map(drop)
+    }
+
+    fn auth_refused(&self) -> Option<String> {
+        let until = self.auth_blocked()?;
+        Some(format!(
+            "the upstream refused the credentials; the next log-in is tried in {} s",
+            until.saturating_duration_since(Instant::now()).as_secs()
+        ))
     }
 }

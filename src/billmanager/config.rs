@@ -67,6 +67,10 @@ pub struct ClientConfig {
     pub max_calls_per_second: u32,
     /// The circuit breaker wrapped around the client by the service.
     pub breaker: super::BreakerConfig,
+    /// After the upstream refuses the credentials, how long no call (and so no log-in)
+    /// is made; each further refusal doubles it up to 16 times this (default 60 s,
+    /// growing to 16 min). Panels block addresses whose log-ins keep failing.
+    pub auth_backoff: Duration,
 }
 
 impl Default for ClientConfig {
@@ -81,6 +85,7 @@ impl Default for ClientConfig {
             use_session: false,
             page_size: 1000,
             max_response_bytes: 32 * 1024 * 1024,
+            auth_backoff: Duration::from_secs(60),
             max_calls_per_second: 20,
             breaker: super::BreakerConfig::default(),
         }

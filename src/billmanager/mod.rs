@@ -119,6 +119,18 @@ pub struct UpstreamLicense {
     pub key_change_date: Option<String>,
 }
 
+/// The `soft` list as read, with whether it can prove an absence.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LicenseList {
+    /// Every row read, in the upstream's order.
+    pub licenses: Vec<UpstreamLicense>,
+    /// Why the list may not show every license of the account (an active or saved
+    /// filter, paging that did not add up, an answer that does not look like a list);
+    /// `None` when nothing suggests that. A license missing from an incomplete list
+    /// may still exist upstream.
+    pub incomplete: Option<String>,
+}
+
 /// One tariff of `pricelist.export`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct UpstreamTariff {
@@ -142,8 +154,9 @@ pub trait Billmanager: Send + Sync + 'static {
     async fn order_license(&self, params: &OrderParams) -> Result<UpstreamId, UpstreamError>;
     /// `soft.edit` with `elid` and no `sok`: the license's details.
     async fn license_details(&self, id: UpstreamId) -> Result<UpstreamLicense, UpstreamError>;
-    /// `soft`: every license of the account (all pages).
-    async fn list_licenses(&self) -> Result<Vec<UpstreamLicense>, UpstreamError>;
+    /// `soft`: every license of the account (all pages), with whether the list is
+    /// known to be complete.
+    async fn list_licenses(&self) -> Result<LicenseList, UpstreamError>;
     /// `pricelist.export`: the tariffs and prices.
     async fn price_list(&self) -> Result<Vec<UpstreamTariff>, UpstreamError>;
     /// `service.prolong` (`elid`, `period`, `sok=ok`). Returns the new expiry date
@@ -170,4 +183,10 @@ pub trait Billmanager: Send + Sync + 'static {
     async fn delete_license(&self, id: UpstreamId) -> Result<(), UpstreamError>;
     /// `soft.edit` with `elid`, `clicked_button=newkey`, `sok=ok`.
     async fn reissue_key(&self, id: UpstreamId) -> Result<(), UpstreamError>;
+    /// Why calls are held back because the upstream refused the credentials, with
+    /// when the next log-in may be tried; `None` while the credentials are not in
+    /// doubt.
+    fn auth_refused(&self) -> Option<String> {
+        None
+    }
 }

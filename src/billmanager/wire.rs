@@ -66,11 +66,21 @@ impl Node {
         self.children.iter().filter(move |c| c.name == name)
     }
 
-    /// The text of the first child called `name`; `None` when absent or empty.
+    /// The value of the first child called `name`; `None` when absent or empty. A
+    /// formatted column carries its raw value in an `orig` attribute (`$orig` in JSON)
+    /// beside the translated text; the raw value wins.
     pub(crate) fn field(&self, name: &str) -> Option<&str> {
-        self.child(name)
-            .map(|c| c.text.as_str())
-            .filter(|t| !t.is_empty())
+        let child = self.child(name)?;
+        child
+            .attr("orig")
+            .map(str::trim)
+            .filter(|o| !o.is_empty())
+            .or(Some(child.text.as_str()).filter(|t| !t.is_empty()))
+    }
+
+    /// Whether the element has any content: text or children.
+    fn has_content(&self) -> bool {
+        !self.text.is_empty() || !self.children.is_empty()
     }
 
     /// An attribute or, failing that, a child's text: the JSON and XML forms of some
@@ -152,6 +162,39 @@ impl Doc {
         self.field("p_elems").and_then(|v| v.parse().ok())
     }
 
+    /// Whether the answer has the shape of a list: rows, or the paging fields a list
+    /// carries even when it is empty.
+    pub(crate) fn looks_like_list(&self) -> bool {
+        !self.elems().is_empty() || self.node("p_elems").is_some()
+    }
+
+    /// Why a list answer may show only part of the account's items: COREmanager lists
+    /// are narrowed by the filter set on the list, and every answer carries the
+    /// account's saved filters (`saved_filters`), any of which may be the one set.
+    /// `None` when the answer shows no filter at all.
+    pub(crate) fn filter_note(&self) -> Option<String> {
+        if let Some(saved) = self.node("saved_filters").filter(|n| n.has_content()) {
+            let names: Vec<&str> = saved
+                .children
+                .iter()
+                .filter_map(|f| f.attr("name").or(Some(f.text.as_str())))
+                .filter(|n| !n.is_empty())
+                .collect();
+            return Some(format!(
+                "the account has saved list filters ({}); one may be narrowing the list",
+                if names.is_empty() {
+                    "unnamed".to_owned()
+                } else {
+                    names.join(", ")
+                }
+            ));
+        }
+        ["filter", "p_filter", "filterinfo"]
+            .iter()
+            .find(|name| self.node(name).is_some_and(Node::has_content))
+            .map(|name| format!("the list answer carries an active filter (`{name}`)"))
+    }
+
     /// The `doc/error` (or `doc/doc/error`) as a refusal: type `auth` is
     /// [`UpstreamError::Auth`], every other type [`UpstreamError::Refused`].
     pub(crate) fn error(&self) -> Option<UpstreamError> {
@@ -161,9 +204,11 @@ impl Doc {
             .attr_or_field("object")
             .map(str::to_owned)
             .filter(|o| !o.is_empty());
-        // `msg` is the documented place; a bare text is what legacy answers carry.
+        // `msg` is the documented place, `detail` its recorded twin; a bare text is
+        // what legacy answers carry.
         let message = error
             .field("msg")
+            .or_else(|| error.field("detail"))
             .or(Some(error.text.as_str()).filter(|t| !t.is_empty()))
             .unwrap_or("no message")
             .to_owned();

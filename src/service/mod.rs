@@ -9,6 +9,7 @@ mod feed;
 mod idempotency;
 mod input;
 mod lifecycle;
+mod lookup;
 mod quotes;
 mod reconcile;
 mod spend;
@@ -347,5 +348,11 @@ impl LicenseService {
     /// Checks the store; used by readiness.
     pub async fn ready(&self) -> Result<(), ServiceError> {
         Ok(self.store.ping().await?)
+    }
+
+    /// Why no upstream call is made at present because the upstream refused the
+    /// credentials; used by readiness.
+    pub fn upstream_auth_refused(&self) -> Option<String> {
+        self.upstream.auth_refused()
     }
 }
