@@ -206,6 +206,9 @@ impl BillmanagerClient {
     fn note_auth<T>(&self, result: &Result<T, UpstreamError>) {
         let mut gate = self.auth_gate.lock().unwrap_or_else(|e| e.into_inner());
         match result {
+            // Refusals that arrive while the back-off runs are of calls sent before
+            // it began (or of the log-in already counted): one refusal, one doubling.
+            Err(UpstreamError::Auth(_)) if gate.until.is_some_and(|u| u > Instant::now()) => {}
             Err(UpstreamError::Auth(_)) => {
                 gate.refusals = gate.refusals.saturating_add(1);
                 let pause = AuthGate::pause(self.auth_backoff, gate.refusals);
@@ -491,7 +494,10 @@ impl Billmanager for BillmanagerClient {
             let form = vec![param("p_num", page), param("p_cnt", self.page_size)];
             let doc = self.call("soft", &form, Retry::OnceIfUnavailable).await?;
             if !doc.looks_like_list() {
-                mark_incomplete(&mut list, "the `soft` answer has neither rows nor `p_elems`".into());
+                mark_incomplete(
+                    &mut list,
+                    "the `soft` answer has neither rows nor `p_elems`".into(),
+                );
             }
             if let Some(note) = doc.filter_note() {
                 mark_incomplete(&mut list, note);

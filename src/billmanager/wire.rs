@@ -466,6 +466,49 @@ mod tests {
     }
 
     #[test]
+    fn recorded_error_shapes_read_as_their_type_and_trimmed_message() {
+        let xml = doc(
+            r#"<doc lang="ru" func="auth"><error type="auth" object="badpassword" lang="ru" code="1"><param name="object" type="msg">badpassword</param><param name="value"></param><stack><action level="0" user="">auth</action></stack><detail>Invalid username or password </detail><msg>Invalid username or password </msg></error><tparams><out>xml</out><func>auth</func></tparams><saved_filters></saved_filters></doc>"#,
+        );
+        assert_eq!(
+            xml.error(),
+            Some(UpstreamError::Auth("Invalid username or password".into()))
+        );
+        let sjson = doc(
+            r#"{"doc":{"error":{"$type":"auth","$object":"badpassword","$lang":"en","detail":{"$":"Invalid username or password "},"msg":{"$":"Invalid username or password "},"param":[{"$name":"object","$type":"msg","$":"badpassword"},{"$name":"value","$":"remote_addr: [85.140.114.49]"}]}}}"#,
+        );
+        assert_eq!(
+            sjson.error(),
+            Some(UpstreamError::Auth("Invalid username or password".into()))
+        );
+        let missed = doc(
+            r#"{"doc":{"error":{"$type":"missed","msg":{"$":"Не удалось найти функцию 'X'. Возможно, управляющий модуль не загружен."}}}}"#,
+        );
+        assert!(matches!(
+            missed.error(),
+            Some(UpstreamError::Refused { kind, object: None, .. }) if kind == "missed"
+        ));
+        let detail_only =
+            doc(r#"<doc><error type="value"><detail>Bad value </detail></error></doc>"#);
+        assert!(matches!(
+            detail_only.error(),
+            Some(UpstreamError::Refused { message, .. }) if message == "Bad value"
+        ));
+    }
+
+    #[test]
+    fn a_raw_orig_value_wins_over_the_translated_text() {
+        let xml = doc(
+            r#"<doc><elem><status_msg orig="db_not_assigned">Notused</status_msg><ip>1.2.3.4</ip></elem></doc>"#,
+        );
+        assert_eq!(xml.elems()[0].field("status_msg"), Some("db_not_assigned"));
+        assert_eq!(xml.elems()[0].field("ip"), Some("1.2.3.4"));
+        let json =
+            doc(r#"{"doc":{"elem":[{"status_msg":{"$orig":"db_not_assigned","$":"Notused"}}]}}"#);
+        assert_eq!(json.elems()[0].field("status_msg"), Some("db_not_assigned"));
+    }
+
+    #[test]
     fn broken_bodies_are_malformed() {
         for body in [
             "",

@@ -109,9 +109,9 @@ impl ApiError {
         self
     }
 
-    /// Bad, missing or expired credentials.
+    /// Bad, missing or expired credentials; the recorded message ends in a space.
     pub(crate) fn auth() -> Self {
-        Self::new("auth", "badpassword", "Invalid username or password")
+        Self::new("auth", "badpassword", "Invalid username or password ")
     }
 
     /// A required parameter is missing.
@@ -128,33 +128,47 @@ impl ApiError {
         Self::new("value", param, msg).with_value(value)
     }
 
-    /// The function does not exist.
+    /// The function does not exist: a `missed` error without an `object`, as
+    /// recorded.
     pub(crate) fn unknown_func(func: &str) -> Self {
         Self::new(
             "missed",
-            func,
+            "",
             format!(
                 "Could not find function '{func}'. Perhaps the processing module is not loaded"
             ),
         )
     }
 
-    /// The answer BILLmanager gives: `<doc><error …>…</error></doc>`.
-    pub(crate) fn to_doc(&self) -> Doc {
-        let mut error = Node::new("error")
-            .attr("type", &self.kind)
-            .attr("object", &self.object)
-            .attr("lang", "en")
-            .child(
+    /// The answer BILLmanager gives, shaped like the recorded ones:
+    /// `<doc><error type object lang code><param name="object">…</param>
+    /// <param name="value">…</param><stack>…</stack><detail>…</detail><msg>…</msg>
+    /// </error></doc>`; without an object, neither the attribute nor its `param`.
+    pub(crate) fn to_doc(&self, func: &str) -> Doc {
+        let mut error = Node::new("error").attr("type", &self.kind);
+        if !self.object.is_empty() {
+            error = error.attr("object", &self.object);
+        }
+        error = error.attr("lang", "en").attr("code", 1);
+        if !self.object.is_empty() {
+            error = error.child(
                 Node::text("param", &self.object)
                     .attr("name", "object")
                     .attr("type", "msg")
                     .attr("msg", field_label(&self.object)),
             );
+        }
         if let Some(value) = &self.value {
             error = error.child(Node::text("param", value).attr("name", "value"));
         }
-        Doc::form(vec![error.child(Node::text("msg", &self.msg))])
+        let stack =
+            Node::new("stack").child(Node::text("action", func).attr("level", 0).attr("user", ""));
+        Doc::form(vec![
+            error
+                .child(stack)
+                .child(Node::text("detail", &self.msg))
+                .child(Node::text("msg", &self.msg)),
+        ])
     }
 }
 

@@ -176,13 +176,13 @@ mod tests {
 
     #[test]
     fn json_errors_carry_type_object_and_msg() {
-        let doc = ApiError::auth().to_doc();
+        let doc = ApiError::auth().to_doc("auth");
         let v: Value = serde_json::from_str(&render(&doc, Format::Json, false)).unwrap();
         assert_eq!(v["doc"]["error"]["$type"], "auth");
         assert_eq!(v["doc"]["error"]["$object"], "badpassword");
         assert_eq!(
             v["doc"]["error"]["msg"]["$"],
-            "Invalid username or password"
+            "Invalid username or password "
         );
     }
 }

@@ -453,7 +453,10 @@ impl Worker {
         license.last_error = Some(failure(&refusal));
         match self.look_up(&license).await {
             Ok(Lookup::Found(id)) => {
-                tracing::warn!(upstream_id = id, "the refused order left an upstream item; adopting it");
+                tracing::warn!(
+                    upstream_id = id,
+                    "the refused order left an upstream item; adopting it"
+                );
                 self.confirm_order(op, license, id, claimed_at).await
             }
             Ok(Lookup::Absent) => {
@@ -487,7 +490,10 @@ impl Worker {
     ) -> Result<(), StoreError> {
         match self.look_up(&license).await {
             Ok(Lookup::Found(id)) => {
-                tracing::info!(upstream_id = id, "found the placed order upstream; adopting it");
+                tracing::info!(
+                    upstream_id = id,
+                    "found the placed order upstream; adopting it"
+                );
                 self.confirm_order(op, license, id, claimed_at).await
             }
             Ok(Lookup::Absent) => {
@@ -512,9 +518,8 @@ impl Worker {
                 let e = UpstreamError::Unreadable(format!(
                     "the upstream list cannot show whether the order was placed: {why}"
                 ));
-                let why = format!(
-                    "the order was placed upstream but its license cannot be found: {why}"
-                );
+                let why =
+                    format!("the order was placed upstream but its license cannot be found: {why}");
                 self.lookup_failed(&mut op, &mut license, &e, why);
                 self.save(&op, &mut license, true).await
             }
@@ -603,7 +608,10 @@ impl Worker {
                         if first {
                             metrics::counter!(crate::metrics::UPSTREAM_ANOMALIES, "kind" => "unpaid")
                                 .increment(1);
-                            tracing::warn!(upstream_id, "the upstream license is ordered but not paid");
+                            tracing::warn!(
+                                upstream_id,
+                                "the upstream license is ordered but not paid"
+                            );
                         }
                         license.last_error = Some(UpstreamFailure {
                             code: UNPAID.into(),
@@ -611,7 +619,11 @@ impl Worker {
                                 "the upstream license {upstream_id} is ordered but not paid (status 1); it activates once paid upstream"
                             ),
                         });
-                    } else if license.last_error.as_ref().is_some_and(|e| e.code == UNPAID) {
+                    } else if license
+                        .last_error
+                        .as_ref()
+                        .is_some_and(|e| e.code == UNPAID)
+                    {
                         license.last_error = None;
                     }
                     op.run_after = self.backoff(op.checks, self.config.poll_max);
