@@ -132,15 +132,23 @@ pub(crate) fn tariffs(doc: &Doc) -> Vec<UpstreamTariff> {
 }
 
 /// One `price/period`: the length from a `length` attribute or field (or the element's
-/// own text), the cost from a `cost` attribute or field.
+/// own text), in months when `type` is `month` (or absent) and in years when it is
+/// `year`; periods of other units (days) are not monthly prices and are skipped. The
+/// cost from a `cost` attribute or field, kept even when empty so that a quote can
+/// say the price is unknown rather than miss the period.
 fn period_price(period: &Node) -> Option<(i32, String)> {
     let length = period
         .attr_or_field("length")
         .or(Some(period.text.as_str()).filter(|t| !t.is_empty()))?
         .parse::<i32>()
         .ok()?;
-    let cost = period.attr_or_field("cost")?;
-    Some((length, cost.to_owned()))
+    let months = match period.attr_or_field("type") {
+        None | Some("month") => length,
+        Some("year") if length > 0 => length.checked_mul(12)?,
+        Some(_) => return None,
+    };
+    let cost = period.attr_or_field("cost").unwrap_or_default();
+    Some((months, cost.to_owned()))
 }
 
 /// The session id of a `func=auth` answer: `doc/auth/@id`, else the element's text.

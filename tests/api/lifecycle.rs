@@ -443,7 +443,7 @@ async fn putting_the_desired_state_three_times_leaves_one_upstream_license_with_
     assert_eq!(l3["tariffId"], 55230);
     let upstream = app.upstream_list().await;
     assert_eq!(upstream.len(), 1);
-    assert_eq!(upstream[0]["pricelist"]["$"], "55230");
+    assert_eq!(upstream[0]["pricelist"]["$orig"], "55230");
 
     let ensured = app
         .grpc()

@@ -18,4 +18,5 @@ mod observability;
 mod ordering;
 mod panels;
 mod secrets;
+mod upstream;
 mod validation;
