@@ -15,6 +15,7 @@ pub mod billmanager;
 pub mod cli;
 pub mod config;
 pub mod crash;
+pub mod doctor;
 pub mod domain;
 pub mod grpc;
 pub mod health;

@@ -30,6 +30,10 @@ async fn main() -> anyhow::Result<()> {
     let result = match cli.command {
         Command::Serve(args) => serve(args).await,
         Command::Sandbox(args) => sandbox(args).await,
+        Command::Doctor(args) => {
+            let code = license_facade::doctor::run(args).await?;
+            std::process::exit(code);
+        }
         Command::Panels(args) => {
             let code = license_facade::panels_cmd::run(args).await?;
             std::process::exit(code);

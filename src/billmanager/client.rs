@@ -61,6 +61,25 @@ fn elid_sok(id: UpstreamId) -> Params {
     vec![param("elid", id), param("sok", "ok")]
 }
 
+/// The shape of a `soft` list answer, as [`BillmanagerClient::list_shape`] saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListShape {
+    /// Rows on the first page.
+    pub rows: usize,
+    /// `p_elems`, when given.
+    pub total: Option<u64>,
+    /// The column that carried the license id (`id` or `elid`), if any row had one.
+    pub id_column: Option<&'static str>,
+    /// Whether rows carry `remoteid`.
+    pub remoteid: bool,
+    /// Whether rows carry `licname`.
+    pub licname: bool,
+    /// Whether any column carried a raw value in `orig`.
+    pub orig: bool,
+    /// Why the list may be narrowed by a filter, if the answer suggests it.
+    pub filter: Option<String>,
+}
+
 /// The BILLmanager client: one `reqwest::Client`, built once, shared by every call.
 pub struct BillmanagerClient {
     http: reqwest::Client,
@@ -309,6 +328,41 @@ impl BillmanagerClient {
             Some(error) => Err(self.scrub(error)),
             None => Ok(doc),
         }
+    }
+
+    /// `subaccount`: the account's balance and currency, when the API gives them.
+    /// A read; used by `doctor`.
+    pub async fn balance(&self) -> Result<Option<(String, String)>, UpstreamError> {
+        let doc = self
+            .call("subaccount", &Vec::new(), Retry::OnceIfUnavailable)
+            .await?;
+        let row = doc.elems().into_iter().next();
+        let field = |name: &str| {
+            row.and_then(|r| r.field(name))
+                .or_else(|| doc.field(name))
+                .map(str::to_owned)
+        };
+        Ok(field("balance").map(|b| (b, field("currency").unwrap_or_default())))
+    }
+
+    /// What the first page of `soft` looks like: which columns its rows carry and
+    /// whether raw values come in `orig`. A read; used by `doctor`.
+    pub async fn list_shape(&self) -> Result<ListShape, UpstreamError> {
+        let form = vec![param("p_num", 1), param("p_cnt", self.page_size)];
+        let doc = self.call("soft", &form, Retry::OnceIfUnavailable).await?;
+        let rows = doc.elems();
+        let columns = |name: &str| rows.iter().any(|r| r.child(name).is_some());
+        Ok(ListShape {
+            rows: rows.len(),
+            total: doc.p_elems(),
+            id_column: ["id", "elid"].into_iter().find(|c| columns(c)),
+            remoteid: columns("remoteid"),
+            licname: columns("licname"),
+            orig: rows
+                .iter()
+                .any(|r| r.children.iter().any(|c| c.attr("orig").is_some())),
+            filter: doc.filter_note(),
+        })
     }
 
     /// Waits until the outbound rate limit lets one more request go.

@@ -14,7 +14,7 @@ mod transport;
 mod wire;
 
 pub use breaker::{BreakerConfig, CircuitBreaker};
-pub use client::BillmanagerClient;
+pub use client::{BillmanagerClient, ListShape};
 pub use config::{ClientConfig, WireFormat, check_url};
 pub use error::UpstreamError;
 
