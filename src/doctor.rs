@@ -134,7 +134,7 @@ pub async fn examine(mut settings: Settings) -> anyhow::Result<Vec<Check>> {
                 let offered = tariffs.iter().find(|t| t.id == panel.tariff_id);
                 checks.push(match offered {
                     None => Check::fail(name, "not offered upstream: orders would be refused"),
-                    Some(t) if panel.trial => Check::pass(name, format!("offered{}", currency(t))),
+                    Some(_) if panel.trial => Check::pass(name, "offered (trial)"),
                     Some(t) => match t.prices.iter().find(|(months, _)| *months == 1) {
                         Some((_, cost)) if !cost.trim().is_empty() => {
                             Check::pass(name, format!("offered at {cost}{} a month", currency(t)))

@@ -22,8 +22,8 @@ async fn main() -> anyhow::Result<()> {
     // leave by `process::exit` log through plain writers instead.
     let mut log_guard = None;
     match cli.command {
-        // Its stdout is the report.
-        Command::Reconcile(_) => telemetry::init_stderr(),
+        // Their stdout is the report.
+        Command::Reconcile(_) | Command::Doctor(_) => telemetry::init_stderr(),
         Command::Serve(_) | Command::Sandbox(_) => log_guard = telemetry::init_serving(),
         _ => telemetry::init(),
     }
