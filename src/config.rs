@@ -146,6 +146,11 @@ pub struct BillmanagerFile {
     pub breaker_failures: Option<u32>,
     /// Seconds the open breaker waits before a trial call [default: 30].
     pub breaker_cool_down_secs: Option<u64>,
+    /// How `pricelist.export` is narrowed: `itemtype`, `elid`, `project` [default:
+    /// none of them].
+    pub price_list: Option<crate::billmanager::PriceListFilter>,
+    /// The largest price-list answer accepted, in bytes [default: 4 MiB].
+    pub price_list_max_bytes: Option<usize>,
 }
 
 /// `[workflow]` in the file; see [`WorkflowConfig`] for the meaning and defaults.
@@ -244,6 +249,8 @@ impl Settings {
                 failure_threshold: bm.breaker_failures.unwrap_or(5),
                 cool_down: Duration::from_secs(bm.breaker_cool_down_secs.unwrap_or(30)),
             },
+            price_list_filter: bm.price_list.unwrap_or_default(),
+            max_price_list_bytes: bm.price_list_max_bytes.unwrap_or(4 * 1024 * 1024).max(1),
             ..ClientConfig::default()
         };
         let sandbox = if args.sandbox {

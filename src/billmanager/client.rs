@@ -90,6 +90,8 @@ pub struct BillmanagerClient {
     use_session: bool,
     page_size: u32,
     max_response_bytes: usize,
+    max_price_list_bytes: usize,
+    price_list_filter: super::PriceListFilter,
     /// The session id in session mode. An async mutex because the log-in runs while it
     /// is held: concurrent calls wait for one log-in instead of each starting one.
     session: Mutex<Option<SecretString>>,
@@ -167,6 +169,8 @@ impl BillmanagerClient {
             use_session: config.use_session,
             page_size: config.page_size,
             max_response_bytes: config.max_response_bytes,
+            max_price_list_bytes: config.max_price_list_bytes.min(config.max_response_bytes),
+            price_list_filter: config.price_list_filter,
             session: Mutex::new(None),
             limiter,
             call_timeout: config.request_timeout,
@@ -320,8 +324,13 @@ impl BillmanagerClient {
         self.wait_for_rate_limit().await;
         // From here on the request may reach the upstream.
         let _ = SENT.try_with(|sent| sent.store(true, std::sync::atomic::Ordering::SeqCst));
-        let body =
-            transport::post_form(&self.http, &self.url, form, self.max_response_bytes).await?;
+        // The export is bounded more tightly: it only feeds quotes and checks.
+        let limit = if form.contains(&("func", "pricelist.export")) {
+            self.max_price_list_bytes
+        } else {
+            self.max_response_bytes
+        };
+        let body = transport::post_form(&self.http, &self.url, form, limit).await?;
         let doc = Doc::parse(&body)
             .map_err(|e| UpstreamError::Indeterminate(format!("unusable answer: {e}")))?;
         match doc.error() {
@@ -602,8 +611,20 @@ impl Billmanager for BillmanagerClient {
         Ok(list)
     }
 
+    async fn ping(&self) -> Result<(), UpstreamError> {
+        let form = vec![param("p_num", 1), param("p_cnt", 1)];
+        self.call("soft", &form, Retry::OnceIfUnavailable)
+            .await
+            .map(drop)
+    }
+
     async fn price_list(&self) -> Result<Vec<UpstreamTariff>, UpstreamError> {
-        let form = vec![param("onlyavailable", "on")];
+        let mut form = vec![param("onlyavailable", "on")];
+        form.extend(
+            self.price_list_filter
+                .params()
+                .map(|(name, value)| param(name, value)),
+        );
         let doc = self
             .call("pricelist.export", &form, Retry::OnceIfUnavailable)
             .await?;

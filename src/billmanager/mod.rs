@@ -15,7 +15,7 @@ mod wire;
 
 pub use breaker::{BreakerConfig, CircuitBreaker};
 pub use client::{BillmanagerClient, ListShape};
-pub use config::{ClientConfig, WireFormat, check_url};
+pub use config::{ClientConfig, PriceListFilter, WireFormat, check_url};
 pub use error::UpstreamError;
 
 use std::net::IpAddr;
@@ -157,6 +157,9 @@ pub trait Billmanager: Send + Sync + 'static {
     /// `soft`: every license of the account (all pages), with whether the list is
     /// known to be complete.
     async fn list_licenses(&self) -> Result<LicenseList, UpstreamError>;
+    /// A cheap read that shows the upstream answers and accepts the credentials (the
+    /// first `soft` page of one row). Readiness and the circuit breaker's trial use it.
+    async fn ping(&self) -> Result<(), UpstreamError>;
     /// `pricelist.export`: the tariffs and prices.
     async fn price_list(&self) -> Result<Vec<UpstreamTariff>, UpstreamError>;
     /// `service.prolong` (`elid`, `period`, `sok=ok`). Returns the new expiry date

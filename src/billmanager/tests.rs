@@ -785,6 +785,65 @@ async fn the_price_list_is_parsed() {
     assert_eq!(tariffs[1].currency.as_deref(), Some("EUR"));
 }
 
+#[tokio::test]
+async fn the_recorded_export_shape_is_read_with_period_types_and_empty_costs() {
+    let server = MockServer::start().await;
+    Mock::given(func("pricelist.export"))
+        .and(FormHas("itemtype", "21"))
+        .and(FormHas("project", "1"))
+        .respond_with(xml(
+            r#"<doc><pricelist><id>55228</id><itemtype>21</itemtype><itemtype_info><intname>soft</intname></itemtype_info>
+               <active>on</active><hideinorder>off</hideinorder><price currency="RUB">
+               <period cost="0.0000" type="month" length="-100">trial</period>
+               <period cost="490.0000" type="month" length="1">monthly</period>
+               <period cost="4900.0000" type="year" length="1">annually</period>
+               <period cost="" type="month" length="3">quarterly</period>
+               <period cost="10.0000" type="day" length="7">weekly</period></price></pricelist>
+               <tparams><func>pricelist.export</func></tparams><saved_filters/></doc>"#,
+        ))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let client = client_with(&server, |c| {
+        c.price_list_filter = super::PriceListFilter {
+            itemtype: Some("21".into()),
+            elid: None,
+            project: Some("1".into()),
+        };
+    });
+
+    let tariffs = client.price_list().await.unwrap();
+
+    assert_eq!(
+        tariffs[0].prices,
+        [
+            (-100, "0.0000".to_owned()),
+            (1, "490.0000".to_owned()),
+            (12, "4900.0000".to_owned()),
+            (3, String::new()),
+        ],
+        "days are not a monthly price; an empty cost is kept as unknown"
+    );
+}
+
+#[tokio::test]
+async fn a_price_list_larger_than_its_bound_fails_clearly() {
+    let server = MockServer::start().await;
+    let huge = format!(
+        "<doc>{}</doc>",
+        "<pricelist><id>1</id></pricelist>".repeat(200)
+    );
+    mount(&server, "pricelist.export", xml(&huge)).await;
+    let client = client_with(&server, |c| c.max_price_list_bytes = 1024);
+
+    let error = client.price_list().await.unwrap_err();
+
+    assert!(
+        error.to_string().contains("larger than 1024 bytes"),
+        "{error}"
+    );
+}
+
 #[test]
 fn the_config_debug_hides_the_password() {
     let config = config("https://user:pw@api.example.com/billmgr?authinfo=a:b".into());
