@@ -102,6 +102,8 @@ pub struct BillmanagerClient {
     /// The credentials' back-off (see [`AuthGate`]).
     auth_gate: std::sync::Mutex<AuthGate>,
     auth_backoff: Duration,
+    /// Held by the one call that may test credentials in doubt.
+    auth_trial: Mutex<()>,
 }
 
 /// After the upstream refuses the credentials, no call is made until `until`: every
@@ -175,6 +177,7 @@ impl BillmanagerClient {
             limiter,
             call_timeout: config.request_timeout,
             auth_gate: std::sync::Mutex::new(AuthGate::default()),
+            auth_trial: Mutex::new(()),
             auth_backoff: config.auth_backoff,
         })
     }
@@ -189,11 +192,6 @@ impl BillmanagerClient {
     /// `Unavailable` (nothing was sent); after it left, `Indeterminate`.
     async fn call(&self, func: &str, params: &Params, retry: Retry) -> Result<Doc, UpstreamError> {
         let started = Instant::now();
-        if self.auth_blocked().is_some() {
-            let held = Err(UpstreamError::Unavailable(AUTH_BACKOFF.into()));
-            log_outcome(func, started, held.as_ref().err());
-            return held;
-        }
         let result = if retry == Retry::OnceIfUnavailable {
             self.call_with_session(func, params, retry).await
         } else {
@@ -213,9 +211,14 @@ impl BillmanagerClient {
                 )),
             }
         };
-        self.note_auth(&result);
         log_outcome(func, started, result.as_ref().err());
         result
+    }
+
+    /// Whether the last verdict on the credentials was a refusal.
+    fn auth_in_doubt(&self) -> bool {
+        let gate = self.auth_gate.lock().unwrap_or_else(|e| e.into_inner());
+        gate.refusals > 0
     }
 
     /// When the credentials' back-off ends, if it runs now.
@@ -255,6 +258,29 @@ impl BillmanagerClient {
     }
 
     async fn call_with_session(
+        &self,
+        func: &str,
+        params: &Params,
+        retry: Retry,
+    ) -> Result<Doc, UpstreamError> {
+        // While the credentials are in doubt (refused, back-off over), calls go one at
+        // a time: in `authinfo` mode every call is a log-in, and a queue of them must
+        // not all fail at once. The wait is inside the bound of a mutating call.
+        let _one_at_a_time = if self.auth_in_doubt() {
+            Some(self.auth_trial.lock().await)
+        } else {
+            None
+        };
+        if self.auth_blocked().is_some() {
+            return Err(UpstreamError::Unavailable(AUTH_BACKOFF.into()));
+        }
+        // Noted before the turn is handed on, so the next call sees the verdict.
+        let result = self.call_with_credentials(func, params, retry).await;
+        self.note_auth(&result);
+        result
+    }
+
+    async fn call_with_credentials(
         &self,
         func: &str,
         params: &Params,
@@ -700,5 +726,21 @@ impl Billmanager for BillmanagerClient {
             "the upstream refused the credentials; the next log-in is tried in {} s",
             until.saturating_duration_since(Instant::now()).as_secs()
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_credentials_back_off_doubles_past_five_minutes_and_stops_growing() {
+        let first = ClientConfig::default().auth_backoff;
+        let pauses: Vec<u64> = (1..=8)
+            .map(|n| AuthGate::pause(first, n).as_secs())
+            .collect();
+
+        assert_eq!(pauses, [60, 120, 240, 480, 960, 960, 960, 960]);
+        assert!(pauses.iter().any(|p| *p >= 300));
     }
 }

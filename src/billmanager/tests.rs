@@ -469,6 +469,44 @@ async fn the_order_id_is_read_where_real_clients_read_it() {
 }
 
 #[tokio::test]
+async fn after_the_back_off_one_call_tests_the_credentials_while_the_others_wait() {
+    let server = MockServer::start().await;
+    mount(
+        &server,
+        "soft.edit",
+        xml(r#"<doc><error type="auth" object="badpassword"><msg>Invalid username or password </msg></error></doc>"#),
+    )
+    .await;
+    let client = std::sync::Arc::new(client_with(&server, |c| {
+        c.use_session = false;
+        c.auth_backoff = Duration::from_millis(100);
+    }));
+    assert!(matches!(
+        client.license_details(1).await,
+        Err(UpstreamError::Auth(_))
+    ));
+
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let calls: Vec<_> = (0..5)
+        .map(|_| {
+            let client = client.clone();
+            tokio::spawn(async move { client.license_details(1).await })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for call in calls {
+        results.push(call.await.unwrap());
+    }
+
+    let refused = results
+        .iter()
+        .filter(|r| matches!(r, Err(UpstreamError::Auth(_))))
+        .count();
+    assert_eq!(refused, 1, "{results:?}");
+    assert_eq!(server.received_requests().await.unwrap().len(), 2);
+}
+
+#[tokio::test]
 async fn refused_credentials_hold_every_call_back_for_the_back_off() {
     let server = MockServer::start().await;
     Mock::given(func("auth"))
