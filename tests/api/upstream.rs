@@ -454,3 +454,28 @@ async fn wrong_credentials_make_one_log_in_however_many_licenses_wait() {
         "{metrics}"
     );
 }
+
+#[tokio::test]
+#[ignore = "slow tier: cargo test -- --ignored"]
+async fn a_minute_of_pending_work_with_a_wrong_password_makes_at_most_3_log_ins() {
+    let app = spawn_app_on_sandbox_with(
+        SandboxConfig {
+            password: "the-right-one".into(),
+            ..sandbox()
+        },
+        |s| {
+            quick(s);
+            s.billmanager.password = secrecy::SecretString::from("a-wrong-one");
+        },
+    )
+    .await;
+    for n in 40..50 {
+        app.place(n).await;
+    }
+
+    tokio::time::sleep(Duration::from_secs(61)).await;
+
+    let log_ins = app.sandbox.call_count("auth");
+    assert!((1..=3).contains(&log_ins), "log-ins in a minute: {log_ins}");
+    assert_eq!(app.orders_sent(), 0);
+}
