@@ -79,8 +79,11 @@ impl Shape {
                 translated_without_orig: true,
                 ..base
             },
+            // New licenses stay in status 5 (hidden by the filter) for a while, so a
+            // look-up soon after a lost answer does not show them.
             Self::Filtered => SandboxConfig {
                 saved_filter: Some(SavedFilter::ActiveOnly),
+                key_delay: std::time::Duration::from_millis(300),
                 ..base
             },
         }
