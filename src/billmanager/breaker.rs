@@ -259,7 +259,7 @@ impl Billmanager for CircuitBreaker {
     }
 
     async fn ping(&self) -> Result<(), UpstreamError> {
-        self.guarded("soft", self.inner.ping()).await
+        self.guarded("subaccount", self.inner.ping()).await
     }
 
     /// Not guarded: the export only feeds quotes and checks, and a slow or huge one

@@ -638,10 +638,15 @@ impl Billmanager for BillmanagerClient {
     }
 
     async fn ping(&self) -> Result<(), UpstreamError> {
-        let form = vec![param("p_num", 1), param("p_cnt", 1)];
-        self.call("soft", &form, Retry::OnceIfUnavailable)
+        match self
+            .call("subaccount", &Vec::new(), Retry::OnceIfUnavailable)
             .await
-            .map(drop)
+        {
+            // A refusal (say, the function is not offered to this account) still
+            // shows an upstream that answers and accepts the credentials.
+            Ok(_) | Err(UpstreamError::Refused { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     async fn price_list(&self) -> Result<Vec<UpstreamTariff>, UpstreamError> {

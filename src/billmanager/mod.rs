@@ -157,8 +157,9 @@ pub trait Billmanager: Send + Sync + 'static {
     /// `soft`: every license of the account (all pages), with whether the list is
     /// known to be complete.
     async fn list_licenses(&self) -> Result<LicenseList, UpstreamError>;
-    /// A cheap read that shows the upstream answers and accepts the credentials (the
-    /// first `soft` page of one row). Readiness and the circuit breaker's trial use it.
+    /// A cheap read that shows the upstream answers and accepts the credentials
+    /// (`subaccount`; a refusal of it counts as an answer). Readiness and the circuit
+    /// breaker's trial use it.
     async fn ping(&self) -> Result<(), UpstreamError>;
     /// `pricelist.export`: the tariffs and prices.
     async fn price_list(&self) -> Result<Vec<UpstreamTariff>, UpstreamError>;

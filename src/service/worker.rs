@@ -24,8 +24,6 @@ use crate::domain::{
 };
 use crate::store::{Store, StoreError};
 
-use super::lookup::Lookup;
-
 /// Tuning of the workflow.
 #[derive(Debug, Clone)]
 pub struct WorkflowConfig {
@@ -246,9 +244,11 @@ impl Worker {
     ) -> Result<(), StoreError> {
         match op.phase {
             Phase::Received => self.send_order(op, license, claimed_at).await,
-            Phase::Intent => self.recover_order(op, license, claimed_at).await,
+            // INTENT: the outcome is unknown. CONFIRMED without an upstream id: the
+            // upstream took the order but did not say which license it created.
+            Phase::Intent => self.recover_order(op, license, claimed_at, false).await,
             Phase::Confirmed if license.upstream_id.is_none() => {
-                self.search_placed_order(op, license, claimed_at).await
+                self.recover_order(op, license, claimed_at, true).await
             }
             Phase::Confirmed => self.poll_activation(op, license).await,
             Phase::Done | Phase::Failed => {
@@ -357,7 +357,7 @@ impl Worker {
     /// operation stays at INTENT, whose recovery finds the license by our `remoteid`
     /// and never sends it again. Only when the lease could run out during the read is
     /// CONFIRMED committed first.
-    async fn confirm_order(
+    pub(super) async fn confirm_order(
         &self,
         mut op: Operation,
         mut license: License,
@@ -378,177 +378,6 @@ impl Worker {
         self.poll_activation(op, license).await?;
         crate::crash::point(crate::crash::AFTER_CONFIRMED);
         Ok(())
-    }
-
-    /// Looks for the order upstream after an unknown outcome.
-    async fn recover_order(
-        &self,
-        mut op: Operation,
-        mut license: License,
-        claimed_at: OffsetDateTime,
-    ) -> Result<(), StoreError> {
-        match self.look_up(&license).await {
-            Ok(Lookup::Found(id)) => {
-                tracing::info!(upstream_id = id, "found the order upstream; adopting it");
-                self.confirm_order(op, license, id, claimed_at).await
-            }
-            Ok(Lookup::Absent) => {
-                op.failures = 0;
-                op.checks += 1;
-                if op.checks < self.config.settle_checks {
-                    op.run_after = OffsetDateTime::now_utc() + self.config.settle_interval;
-                } else if op.attempt > self.config.max_resends {
-                    let why = format!(
-                        "the order was sent {} times with an unknown outcome and is not listed upstream; the re-send limit ({}) is reached",
-                        op.attempt, self.config.max_resends
-                    );
-                    self.needs_attention(&mut op, &mut license, "UPSTREAM_OUTCOME_UNKNOWN", why);
-                } else {
-                    tracing::info!(
-                        checks = op.checks,
-                        "no upstream license after the settle period; sending again"
-                    );
-                    op.phase = Phase::Received;
-                    op.run_after = OffsetDateTime::now_utc();
-                }
-                self.save(&op, &mut license, true).await
-            }
-            Ok(Lookup::Ambiguous(why)) => {
-                self.needs_attention(&mut op, &mut license, "UPSTREAM_AMBIGUOUS", why);
-                self.save(&op, &mut license, true).await
-            }
-            Ok(Lookup::Untrusted(why)) => {
-                let e = UpstreamError::Unreadable(format!(
-                    "the upstream list cannot prove the order absent: {why}"
-                ));
-                let why = format!(
-                    "the order may have been placed upstream, and the upstream list cannot show whether it was: {why}"
-                );
-                self.lookup_failed(&mut op, &mut license, &e, why);
-                self.save(&op, &mut license, true).await
-            }
-            Err(e) => {
-                let failures = op.failures + 1;
-                let why = format!(
-                    "the order may have been placed upstream but could not be confirmed after {failures} look-ups: {e}"
-                );
-                self.lookup_failed(&mut op, &mut license, &e, why);
-                self.save(&op, &mut license, true).await
-            }
-        }
-    }
-
-    /// After a refusal of the order, one look-up before the license is FAILED: with a
-    /// short balance the shop may still have created an unpaid item (status 1). A
-    /// look-up that cannot settle it leaves the order to be searched for like one
-    /// placed without a readable id.
-    async fn check_refusal(
-        &self,
-        mut op: Operation,
-        mut license: License,
-        refusal: UpstreamError,
-        claimed_at: OffsetDateTime,
-    ) -> Result<(), StoreError> {
-        op.last_error = Some(refusal.to_string());
-        license.last_error = Some(failure(&refusal));
-        match self.look_up(&license).await {
-            Ok(Lookup::Found(id)) => {
-                tracing::warn!(
-                    upstream_id = id,
-                    "the refused order left an upstream item; adopting it"
-                );
-                self.confirm_order(op, license, id, claimed_at).await
-            }
-            Ok(Lookup::Absent) => {
-                op.phase = Phase::Failed;
-                license.state = LicenseState::Failed;
-                self.save(&op, &mut license, true).await
-            }
-            Ok(Lookup::Ambiguous(why)) => {
-                self.needs_attention(&mut op, &mut license, "UPSTREAM_AMBIGUOUS", why);
-                self.save(&op, &mut license, true).await
-            }
-            Ok(Lookup::Untrusted(_)) | Err(_) => {
-                op.phase = Phase::Confirmed;
-                op.checks = 0;
-                op.failures = 0;
-                op.run_after = OffsetDateTime::now_utc() + self.config.settle_interval / 4;
-                license.state = LicenseState::Provisioning;
-                self.save(&op, &mut license, true).await
-            }
-        }
-    }
-
-    /// Searches for an order the upstream carried out (or may have) without saying
-    /// which license it created. Found: adopted. Never sent again: after the settle
-    /// checks find nothing, or when the look-ups keep failing, a person looks.
-    async fn search_placed_order(
-        &self,
-        mut op: Operation,
-        mut license: License,
-        claimed_at: OffsetDateTime,
-    ) -> Result<(), StoreError> {
-        match self.look_up(&license).await {
-            Ok(Lookup::Found(id)) => {
-                tracing::info!(
-                    upstream_id = id,
-                    "found the placed order upstream; adopting it"
-                );
-                self.confirm_order(op, license, id, claimed_at).await
-            }
-            Ok(Lookup::Absent) => {
-                op.failures = 0;
-                op.checks += 1;
-                if op.checks < self.config.settle_checks {
-                    op.run_after = OffsetDateTime::now_utc() + self.config.settle_interval;
-                } else {
-                    let why = format!(
-                        "the upstream answered the order without an error ({}) but no license of it is listed; not sending it again",
-                        op.last_error.as_deref().unwrap_or("no id in the answer")
-                    );
-                    self.needs_attention(&mut op, &mut license, "UPSTREAM_ANSWER_UNREADABLE", why);
-                }
-                self.save(&op, &mut license, true).await
-            }
-            Ok(Lookup::Ambiguous(why)) => {
-                self.needs_attention(&mut op, &mut license, "UPSTREAM_AMBIGUOUS", why);
-                self.save(&op, &mut license, true).await
-            }
-            Ok(Lookup::Untrusted(why)) => {
-                let e = UpstreamError::Unreadable(format!(
-                    "the upstream list cannot show whether the order was placed: {why}"
-                ));
-                let why =
-                    format!("the order was placed upstream but its license cannot be found: {why}");
-                self.lookup_failed(&mut op, &mut license, &e, why);
-                self.save(&op, &mut license, true).await
-            }
-            Err(e) => {
-                let why = format!(
-                    "the order was placed upstream but its license could not be looked up: {e}"
-                );
-                self.lookup_failed(&mut op, &mut license, &e, why);
-                self.save(&op, &mut license, true).await
-            }
-        }
-    }
-
-    /// Ends the operation and hands the license to a person.
-    pub(super) fn needs_attention(
-        &self,
-        op: &mut Operation,
-        license: &mut License,
-        code: &str,
-        why: String,
-    ) {
-        tracing::error!(code, reason = %why, "license needs attention");
-        op.phase = Phase::Failed;
-        op.last_error = Some(why.clone());
-        license.state = LicenseState::NeedsAttention;
-        license.last_error = Some(UpstreamFailure {
-            code: code.into(),
-            message: why,
-        });
     }
 
     /// Reads the ordered license until it is active with a key.
@@ -591,43 +420,7 @@ impl Worker {
                 if let Some(date) = details.expire_date.as_deref().and_then(parse_date) {
                     license.expire_time = Some(date);
                 }
-                let waited = OffsetDateTime::now_utc() - license.create_time;
-                if waited > self.config.activation_timeout {
-                    metrics::counter!(crate::metrics::UPSTREAM_ANOMALIES, "kind" => "activation_timeout")
-                        .increment(1);
-                    let why = format!(
-                        "the upstream license {upstream_id} is still in status {} {} s after the order",
-                        details.status.code(),
-                        waited.whole_seconds()
-                    );
-                    self.needs_attention(&mut op, &mut license, "ACTIVATION_TIMEOUT", why);
-                } else {
-                    if details.status == UpstreamStatus::Ordered {
-                        // Ordered but not paid: nothing will happen until someone pays.
-                        let first = license.last_error.as_ref().is_none_or(|e| e.code != UNPAID);
-                        if first {
-                            metrics::counter!(crate::metrics::UPSTREAM_ANOMALIES, "kind" => "unpaid")
-                                .increment(1);
-                            tracing::warn!(
-                                upstream_id,
-                                "the upstream license is ordered but not paid"
-                            );
-                        }
-                        license.last_error = Some(UpstreamFailure {
-                            code: UNPAID.into(),
-                            message: format!(
-                                "the upstream license {upstream_id} is ordered but not paid (status 1); it activates once paid upstream"
-                            ),
-                        });
-                    } else if license
-                        .last_error
-                        .as_ref()
-                        .is_some_and(|e| e.code == UNPAID)
-                    {
-                        license.last_error = None;
-                    }
-                    op.run_after = self.backoff(op.checks, self.config.poll_max);
-                }
+                self.still_waiting(&mut op, &mut license, upstream_id, details.status);
                 self.save(&op, &mut license, true).await
             }
             Err(e) => {
@@ -637,6 +430,51 @@ impl Worker {
                 self.save(&op, &mut license, true).await
             }
         }
+    }
+
+    /// A license not active yet: ends the wait after the activation timeout (counted
+    /// from the order's acceptance), shows an unpaid upstream item (status 1) as
+    /// `UPSTREAM_UNPAID`, and otherwise schedules the next poll.
+    fn still_waiting(
+        &self,
+        op: &mut Operation,
+        license: &mut License,
+        upstream_id: u64,
+        status: UpstreamStatus,
+    ) {
+        let waited = OffsetDateTime::now_utc() - license.create_time;
+        if waited > self.config.activation_timeout {
+            metrics::counter!(crate::metrics::UPSTREAM_ANOMALIES, "kind" => "activation_timeout")
+                .increment(1);
+            let why = format!(
+                "the upstream license {upstream_id} is still in status {} {} s after the order",
+                status.code(),
+                waited.whole_seconds()
+            );
+            self.needs_attention(op, license, "ACTIVATION_TIMEOUT", why);
+            return;
+        }
+        let shown_unpaid = license
+            .last_error
+            .as_ref()
+            .is_some_and(|e| e.code == UNPAID);
+        if status == UpstreamStatus::Ordered {
+            // Ordered but not paid: nothing will happen until someone pays upstream.
+            if !shown_unpaid {
+                metrics::counter!(crate::metrics::UPSTREAM_ANOMALIES, "kind" => "unpaid")
+                    .increment(1);
+                tracing::warn!(upstream_id, "the upstream license is ordered but not paid");
+            }
+            license.last_error = Some(UpstreamFailure {
+                code: UNPAID.into(),
+                message: format!(
+                    "the upstream license {upstream_id} is ordered but not paid (status 1); it activates once paid upstream"
+                ),
+            });
+        } else if shown_unpaid {
+            license.last_error = None;
+        }
+        op.run_after = self.backoff(op.checks, self.config.poll_max);
     }
 
     /// Records a failed recovery look-up: after `max_lookup_failures` in a row the

@@ -1,4 +1,5 @@
-//! Finding an order upstream when its answer did not say which license it created.
+//! Finding an order upstream when its answer did not say which license it created,
+//! and what the workflow does with what it finds.
 //!
 //! Nothing upstream carries an idempotency key, and the official `soft` list has no
 //! `remoteid` column, so a license is recognised by what the list does show: our id
@@ -10,13 +11,14 @@
 
 use std::collections::HashSet;
 
-use time::{Date, macros::format_description};
+use time::{Date, OffsetDateTime, macros::format_description};
 
 use crate::billmanager::{UpstreamError, UpstreamId, UpstreamLicense, UpstreamStatus};
-use crate::domain::{License, LicenseState, PanelCatalog};
+use crate::domain::{License, LicenseState, Operation, PanelCatalog, Phase, UpstreamFailure};
+use crate::store::StoreError;
 
 use super::drift::{normalize_ip, upstream_tariff};
-use super::worker::Worker;
+use super::worker::{Worker, failure};
 
 /// What a look-up found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,6 +82,130 @@ impl Worker {
             )));
         }
         Ok(Lookup::Absent)
+    }
+
+    /// Looks for an order upstream and acts on what is found. `placed`: the upstream
+    /// took the order (an answer without an error but without a readable id, or a
+    /// refusal whose look-up could not settle it), so it is never sent again; else
+    /// the outcome is unknown, and after the settle checks find nothing on complete
+    /// lists it is sent again, at most `max_resends` times in the order's life.
+    pub(super) async fn recover_order(
+        &self,
+        mut op: Operation,
+        mut license: License,
+        claimed_at: OffsetDateTime,
+        placed: bool,
+    ) -> Result<(), StoreError> {
+        let lookup = self.look_up(&license).await;
+        match lookup {
+            Ok(Lookup::Found(id)) => {
+                tracing::info!(upstream_id = id, "found the order upstream; adopting it");
+                return self.confirm_order(op, license, id, claimed_at).await;
+            }
+            Ok(Lookup::Absent) => {
+                op.failures = 0;
+                op.checks += 1;
+                if op.checks < self.config.settle_checks {
+                    op.run_after = OffsetDateTime::now_utc() + self.config.settle_interval;
+                } else if placed {
+                    let why = format!(
+                        "the upstream took the order ({}) but no license of it is listed; not sending it again",
+                        op.last_error.as_deref().unwrap_or("no id in the answer")
+                    );
+                    self.needs_attention(&mut op, &mut license, "UPSTREAM_ANSWER_UNREADABLE", why);
+                } else if op.attempt > self.config.max_resends {
+                    let why = format!(
+                        "the order was sent {} times with an unknown outcome and is not listed upstream; the re-send limit ({}) is reached",
+                        op.attempt, self.config.max_resends
+                    );
+                    self.needs_attention(&mut op, &mut license, "UPSTREAM_OUTCOME_UNKNOWN", why);
+                } else {
+                    tracing::info!(
+                        checks = op.checks,
+                        "no upstream license after the settle period; sending again"
+                    );
+                    op.phase = Phase::Received;
+                    op.run_after = OffsetDateTime::now_utc();
+                }
+            }
+            Ok(Lookup::Ambiguous(why)) => {
+                self.needs_attention(&mut op, &mut license, "UPSTREAM_AMBIGUOUS", why);
+            }
+            Ok(Lookup::Untrusted(why)) => {
+                let e = UpstreamError::Unreadable(format!(
+                    "the upstream list cannot prove the order absent: {why}"
+                ));
+                let why = format!(
+                    "the order may have been placed upstream, and the upstream list cannot show whether it was: {why}"
+                );
+                self.lookup_failed(&mut op, &mut license, &e, why);
+            }
+            Err(e) => {
+                let failures = op.failures + 1;
+                let why = format!(
+                    "the order may have been placed upstream but could not be confirmed after {failures} look-ups: {e}"
+                );
+                self.lookup_failed(&mut op, &mut license, &e, why);
+            }
+        }
+        self.save(&op, &mut license, true).await
+    }
+
+    /// After a refusal of the order, one look-up before the license is FAILED: with a
+    /// short balance the shop may still have created an unpaid item (status 1). A
+    /// look-up that cannot settle it leaves the order to be searched for as a placed
+    /// one: found, or a person looks; never sent again.
+    pub(super) async fn check_refusal(
+        &self,
+        mut op: Operation,
+        mut license: License,
+        refusal: UpstreamError,
+        claimed_at: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        op.last_error = Some(refusal.to_string());
+        license.last_error = Some(failure(&refusal));
+        match self.look_up(&license).await {
+            Ok(Lookup::Found(id)) => {
+                tracing::warn!(
+                    upstream_id = id,
+                    "the refused order left an upstream item; adopting it"
+                );
+                return self.confirm_order(op, license, id, claimed_at).await;
+            }
+            Ok(Lookup::Absent) => {
+                op.phase = Phase::Failed;
+                license.state = LicenseState::Failed;
+            }
+            Ok(Lookup::Ambiguous(why)) => {
+                self.needs_attention(&mut op, &mut license, "UPSTREAM_AMBIGUOUS", why);
+            }
+            Ok(Lookup::Untrusted(_)) | Err(_) => {
+                op.phase = Phase::Confirmed;
+                op.checks = 0;
+                op.failures = 0;
+                op.run_after = OffsetDateTime::now_utc() + self.config.settle_interval / 4;
+                license.state = LicenseState::Provisioning;
+            }
+        }
+        self.save(&op, &mut license, true).await
+    }
+
+    /// Ends the operation and hands the license to a person.
+    pub(super) fn needs_attention(
+        &self,
+        op: &mut Operation,
+        license: &mut License,
+        code: &str,
+        why: String,
+    ) {
+        tracing::error!(code, reason = %why, "license needs attention");
+        op.phase = Phase::Failed;
+        op.last_error = Some(why.clone());
+        license.state = LicenseState::NeedsAttention;
+        license.last_error = Some(UpstreamFailure {
+            code: code.into(),
+            message: why,
+        });
     }
 }
 
