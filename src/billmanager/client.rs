@@ -66,8 +66,6 @@ fn elid_sok(id: UpstreamId) -> Params {
 pub struct ListShape {
     /// Rows on the first page.
     pub rows: usize,
-    /// `p_elems`, when given.
-    pub total: Option<u64>,
     /// The column that carried the license id (`id` or `elid`), if any row had one.
     pub id_column: Option<&'static str>,
     /// Whether rows carry `remoteid`.
@@ -76,8 +74,6 @@ pub struct ListShape {
     pub licname: bool,
     /// Whether any column carried a raw value in `orig`.
     pub orig: bool,
-    /// Why the list may be narrowed by a filter, if the answer suggests it.
-    pub filter: Option<String>,
 }
 
 /// The BILLmanager client: one `reqwest::Client`, built once, shared by every call.
@@ -389,14 +385,12 @@ impl BillmanagerClient {
         let columns = |name: &str| rows.iter().any(|r| r.child(name).is_some());
         Ok(ListShape {
             rows: rows.len(),
-            total: doc.p_elems(),
             id_column: ["id", "elid"].into_iter().find(|c| columns(c)),
             remoteid: columns("remoteid"),
             licname: columns("licname"),
             orig: rows
                 .iter()
                 .any(|r| r.children.iter().any(|c| c.attr("orig").is_some())),
-            filter: doc.filter_note(),
         })
     }
 
