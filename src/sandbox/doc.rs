@@ -109,9 +109,10 @@ impl ApiError {
         self
     }
 
-    /// Bad, missing or expired credentials; the recorded message ends in a space.
+    /// Bad, missing or expired credentials; the recorded message ends in a space, and
+    /// the recorded `value` param (the caller's address there) is kept, empty.
     pub(crate) fn auth() -> Self {
-        Self::new("auth", "badpassword", "Invalid username or password ")
+        Self::new("auth", "badpassword", "Invalid username or password ").with_value("")
     }
 
     /// A required parameter is missing.

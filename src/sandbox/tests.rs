@@ -163,6 +163,54 @@ async fn authinfo_is_checked_on_every_request() {
 }
 
 #[tokio::test]
+async fn answers_carry_doc_attributes_tparams_without_secrets_and_saved_filters_as_recorded() {
+    let sb = start_default().await;
+
+    let login = sb
+        .raw(&[("func", "auth"), ("username", "demo"), ("password", "demo")])
+        .await;
+    let refused = sb
+        .raw(&[("func", "auth"), ("username", "demo"), ("password", "nope")])
+        .await;
+    let sjson: Value = serde_json::from_str(
+        &sb.raw(&[
+            ("func", "auth"),
+            ("username", "demo"),
+            ("password", "nope"),
+            ("out", "sjson"),
+        ])
+        .await,
+    )
+    .unwrap();
+
+    assert!(
+        login.contains("<doc lang=\"en\" func=\"auth\" binary=\"/billmgr\""),
+        "{login}"
+    );
+    assert!(
+        login.contains(
+            "<tparams><func>auth</func><username>demo</username></tparams><saved_filters/>"
+        ),
+        "{login}"
+    );
+    assert!(!login.contains("<password>"), "{login}");
+    assert!(
+        refused.contains("<error type=\"auth\" object=\"badpassword\" lang=\"en\" code=\"1\">"),
+        "{refused}"
+    );
+    assert!(
+        refused.contains(
+            "<detail>Invalid username or password </detail><msg>Invalid username or password </msg>"
+        ),
+        "{refused}"
+    );
+    let error = &sjson["doc"]["error"];
+    assert_eq!(error["param"][0]["$name"], "object");
+    assert_eq!(error["stack"]["action"]["$"], "auth");
+    assert_eq!(sjson["doc"]["saved_filters"], serde_json::json!({}));
+}
+
+#[tokio::test]
 async fn session_login_gives_a_sid_with_a_sliding_one_hour_ttl() {
     let sb = start_default().await;
     let login = sb
