@@ -7,7 +7,9 @@
 //! - [`domain`]: validated values, the license, the panel catalog;
 //! - [`store`]: persistence behind the `Store` trait;
 //! - [`billmanager`]: the upstream client behind the `Billmanager` trait;
-//! - [`sandbox`]: a BILLmanager simulator for demos and tests.
+//! - [`sandbox`]: a BILLmanager simulator for demos and tests;
+//! - `protocol`: the BILLmanager answer format, read by the client and written by the
+//!   sandbox.
 
 pub mod api;
 pub mod auth;
@@ -23,6 +25,7 @@ pub mod healthcheck;
 pub mod http;
 pub mod metrics;
 pub mod panels_cmd;
+pub(crate) mod protocol;
 pub mod reconcile_cmd;
 pub mod sandbox;
 pub mod service;

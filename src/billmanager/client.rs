@@ -24,11 +24,11 @@ use tokio::sync::Mutex;
 
 use super::config::redacted_url;
 use super::error::AUTH_BACKOFF;
-use super::wire::Doc;
 use super::{
     Billmanager, ClientConfig, LicenseList, OrderParams, UpstreamError, UpstreamId,
     UpstreamLicense, UpstreamTariff, WireFormat, convert, transport,
 };
+use crate::protocol::Doc;
 
 /// Pause before the single repeat of a read that found the upstream unreachable; the
 /// actual pause is drawn uniformly from half to one and a half times this.
@@ -356,7 +356,15 @@ impl BillmanagerClient {
         let doc = Doc::parse(&body)
             .map_err(|e| UpstreamError::Indeterminate(format!("unusable answer: {e}")))?;
         match doc.error() {
-            Some(error) => Err(self.scrub(error)),
+            // A refused session or password is `Auth`; every other type a refusal.
+            Some(error) if error.kind == "auth" => {
+                Err(self.scrub(UpstreamError::Auth(error.message)))
+            }
+            Some(error) => Err(self.scrub(UpstreamError::Refused {
+                kind: error.kind,
+                object: error.object,
+                message: error.message,
+            })),
             None => Ok(doc),
         }
     }

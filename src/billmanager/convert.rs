@@ -2,8 +2,8 @@
 //!
 //! [`Billmanager`]: super::Billmanager
 
-use super::wire::{Doc, Node};
 use super::{UpstreamError, UpstreamId, UpstreamLicense, UpstreamStatus, UpstreamTariff};
+use crate::protocol::{Doc, Node};
 
 /// The new license's id in a `soft.order.param` answer: `doc/id`, else `doc/item.id`
 /// (either also inside a nested `doc`), else `id/v` (the `bjson` shape). The answer
@@ -102,7 +102,7 @@ fn status(raw: Option<&str>) -> UpstreamStatus {
 /// The `pricelist` elements of `pricelist.export`. Elements without a numeric id, and
 /// periods without a length or a cost, are skipped.
 pub(crate) fn tariffs(doc: &Doc) -> Vec<UpstreamTariff> {
-    doc.list("pricelist")
+    doc.all("pricelist")
         .into_iter()
         .filter_map(|pricelist| {
             let id = pricelist.attr_or_field("id")?.parse::<u32>().ok()?;

@@ -11,7 +11,6 @@ mod error;
 #[cfg(test)]
 mod tests;
 mod transport;
-mod wire;
 
 pub use breaker::{BreakerConfig, CircuitBreaker};
 pub use client::{BillmanagerClient, ListShape};

@@ -219,7 +219,7 @@ fn prolong(cfg: &SandboxConfig, st: &mut State, p: &Params) -> Result<Doc, ApiEr
     }
     let period = p.require_parsed("period")?;
     let date = st.prolong(cfg, id, period)?;
-    let inner = Node::new("doc").child(Node::text("newexpiredate", date));
+    let inner = Node::new("doc").with_child(Node::text("newexpiredate", date));
     Ok(Doc::form(vec![inner]))
 }
 

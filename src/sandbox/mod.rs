@@ -18,7 +18,6 @@ mod conn;
 mod doc;
 mod faults;
 mod funcs;
-mod render;
 mod rules;
 mod server;
 mod state;

@@ -15,8 +15,8 @@ use super::conn::ConnInfo;
 use super::doc::{ApiError, Doc, Node};
 use super::faults::{self, FaultKind};
 use super::funcs::{self, Params};
-use super::render::{Format, render};
 use super::state::{self, Shared};
+use crate::protocol::{Format, render};
 
 /// Both paths BILLmanager is reached under; anything else is a plain 404.
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
@@ -102,7 +102,9 @@ fn authenticate(
         return match (user, password) {
             (Some(u), Some(pw)) if valid(u, pw) => {
                 let sid = st.open_session();
-                let auth = Node::text("auth", &sid).attr("id", &sid).attr("level", 16);
+                let auth = Node::text("auth", &sid)
+                    .with_attr("id", &sid)
+                    .with_attr("level", 16);
                 Ok(Some(Doc::form(vec![auth])))
             }
             _ => Err(ApiError::auth()),
@@ -173,7 +175,7 @@ fn decorate(doc: &mut Doc, params: &Params, filter: Option<SavedFilter>) {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
         if plain && !SECRET_PARAMS.contains(&name.as_str()) {
-            tparams.field(name, value);
+            tparams.add_field(name, value);
         }
     }
     let mut saved = Node::new("saved_filters");
@@ -182,7 +184,7 @@ fn decorate(doc: &mut Doc, params: &Params, filter: Option<SavedFilter>) {
             SavedFilter::ActiveOnly => ("active", "Status: Active"),
             SavedFilter::HideAll => ("none", "Nothing"),
         };
-        saved = saved.child(Node::text("filter", text).attr("name", name));
+        saved = saved.with_child(Node::text("filter", text).with_attr("name", name));
     }
     doc.root.children.push(tparams);
     doc.root.children.push(saved);

@@ -66,7 +66,7 @@ fn message(cfg: &SandboxConfig, name: &str, raw: impl ToString, text: impl ToStr
     if cfg.translated_without_orig {
         node
     } else {
-        node.attr("orig", raw)
+        node.with_attr("orig", raw)
     }
 }
 
@@ -91,32 +91,32 @@ fn list_elem(cfg: &SandboxConfig, rec: &Record) -> Node {
         .map(|t| money(t.price(l.period)))
         .unwrap_or_default();
     let mut e = Node::new("elem");
-    e.field("id", l.id);
+    e.add_field("id", l.id);
     if cfg.list_licname {
-        e.field("licname", &l.licname);
+        e.add_field("licname", &l.licname);
     }
-    e.field("ip", &l.ip);
+    e.add_field("ip", &l.ip);
     e.children
         .push(message(cfg, "period", l.period, period_name(l.period)));
-    e.field("update_expiredate", l.expire_date);
-    e.field("real_ipchange", date(l.ip_change_date));
-    e.field("real_keychange", date(l.key_change_date));
+    e.add_field("update_expiredate", l.expire_date);
+    e.add_field("real_ipchange", date(l.ip_change_date));
+    e.add_field("real_keychange", date(l.key_change_date));
     e.children.push(pricelist);
-    e.field("account", &cfg.user);
-    e.field("project", 1);
-    e.field("datacentername", "");
-    e.field("processingmodule", "ISPsystem");
-    e.field("createdate", l.create_time.date());
-    e.field("expiredate", l.expire_date);
+    e.add_field("account", &cfg.user);
+    e.add_field("project", 1);
+    e.add_field("datacentername", "");
+    e.add_field("processingmodule", "ISPsystem");
+    e.add_field("createdate", l.create_time.date());
+    e.add_field("expiredate", l.expire_date);
     e.children.push(auto);
     e.children
         .push(message(cfg, "status_msg", l.status, status_name(l.status)));
     e.children
         .push(message(cfg, "item_status", l.status, status_name(l.status)));
-    e.field("special_status", 0);
-    e.field("cost", cost);
+    e.add_field("special_status", 0);
+    e.add_field("cost", cost);
     if cfg.list_remoteid {
-        e.field("remoteid", &l.remote_id);
+        e.add_field("remoteid", &l.remote_id);
     }
     e
 }
@@ -158,25 +158,25 @@ pub(crate) fn soft_list(
 pub(crate) fn soft_edit_form(cfg: &SandboxConfig, rec: &Record) -> Doc {
     let l = &rec.lic;
     let mut d = Node::new("doc");
-    d.field("elid", l.id);
-    d.field("id", l.id);
-    d.field("name", &l.licname);
-    d.field("licname", &l.licname);
-    d.field("ip", &l.ip);
-    d.field("remoteid", &l.remote_id);
-    d.field("lickey", &l.license_key);
-    d.field("status", l.status);
-    d.field("pricelist", l.tariff_id);
-    d.field("pricelist_name", tariff_name(cfg, l.tariff_id));
-    d.field("period", l.period);
-    d.field("autoprolong", autoprolong(l.auto_prolong));
-    d.field("createdate", l.create_time.date());
-    d.field("expiredate", l.expire_date);
-    d.field(
+    d.add_field("elid", l.id);
+    d.add_field("id", l.id);
+    d.add_field("name", &l.licname);
+    d.add_field("licname", &l.licname);
+    d.add_field("ip", &l.ip);
+    d.add_field("remoteid", &l.remote_id);
+    d.add_field("lickey", &l.license_key);
+    d.add_field("status", l.status);
+    d.add_field("pricelist", l.tariff_id);
+    d.add_field("pricelist_name", tariff_name(cfg, l.tariff_id));
+    d.add_field("period", l.period);
+    d.add_field("autoprolong", autoprolong(l.auto_prolong));
+    d.add_field("createdate", l.create_time.date());
+    d.add_field("expiredate", l.expire_date);
+    d.add_field(
         "ip_change_date",
         change_date(cfg, rec.ip_changed_at, cfg.ip_change_cooldown),
     );
-    d.field(
+    d.add_field(
         "lickey_change_date",
         change_date(cfg, rec.key_changed_at, cfg.key_change_cooldown),
     );
@@ -187,7 +187,7 @@ pub(crate) fn soft_edit_form(cfg: &SandboxConfig, rec: &Record) -> Doc {
         .unwrap_or_default();
     for id in addon_ids {
         let n = l.addons.get(&id).copied().unwrap_or(0);
-        d.field(&format!("addon_{id}"), n);
+        d.add_field(&format!("addon_{id}"), n);
     }
     Doc {
         root: d,
@@ -198,10 +198,10 @@ pub(crate) fn soft_edit_form(cfg: &SandboxConfig, rec: &Record) -> Doc {
 /// `func=subaccount`: the account with its balance.
 pub(crate) fn subaccount(cfg: &SandboxConfig, st: &State) -> Doc {
     let mut e = Node::new("elem");
-    e.field("id", 1);
-    e.field("name", &cfg.user);
-    e.field("balance", money(st.balance));
-    e.field("currency", &cfg.currency);
+    e.add_field("id", 1);
+    e.add_field("name", &cfg.user);
+    e.add_field("balance", money(st.balance));
+    e.add_field("currency", &cfg.currency);
     Doc::list(vec![e], 1, 1, 1)
 }
 
@@ -211,13 +211,13 @@ fn export_money(cents: i64) -> String {
 }
 
 fn price_node(cfg: &SandboxConfig, periods: &[(i32, i64, &str)]) -> Node {
-    let mut price = Node::new("price").attr("currency", &cfg.currency);
+    let mut price = Node::new("price").with_attr("currency", &cfg.currency);
     for (len, cost, label) in periods {
-        price = price.child(
+        price = price.with_child(
             Node::text("period", label)
-                .attr("cost", export_money(*cost))
-                .attr("type", "month")
-                .attr("length", len),
+                .with_attr("cost", export_money(*cost))
+                .with_attr("type", "month")
+                .with_attr("length", len),
         );
     }
     price
@@ -240,21 +240,21 @@ pub(crate) fn pricelist_export(cfg: &SandboxConfig) -> Doc {
             ]
         };
         let mut p = Node::new("pricelist");
-        p.field("id", t.id);
-        p.field("name", &t.name);
-        p.field("itemtype", SOFT_ITEMTYPE);
+        p.add_field("id", t.id);
+        p.add_field("name", &t.name);
+        p.add_field("itemtype", SOFT_ITEMTYPE);
         p.children
-            .push(Node::new("itemtype_info").child(Node::text("intname", "soft")));
-        p.field("active", "on");
-        p.field("hideinorder", "off");
+            .push(Node::new("itemtype_info").with_child(Node::text("intname", "soft")));
+        p.add_field("active", "on");
+        p.add_field("hideinorder", "off");
         p.children.push(price_node(cfg, &periods));
         for addon in t.addons.iter().filter_map(|a| cfg.prices.addon(*a)) {
             let mut a = Node::new("addon");
-            a.field("id", addon.id);
-            a.field("intname", format!("addon_{}", addon.id));
-            a.field("name", &addon.name);
-            a.field("addontype", "integer");
-            a.field("addonmax", addon.max);
+            a.add_field("id", addon.id);
+            a.add_field("intname", format!("addon_{}", addon.id));
+            a.add_field("name", &addon.name);
+            a.add_field("addontype", "integer");
+            a.add_field("addonmax", addon.max);
             a.children.push(price_node(
                 cfg,
                 &[
@@ -276,10 +276,10 @@ pub(crate) fn changepricelist_form(cfg: &SandboxConfig, rec: &Record) -> Doc {
         .tariff(rec.lic.tariff_id)
         .map(|t| t.family.clone())
         .unwrap_or_default();
-    let mut slist = Node::new("slist").attr("name", "pricelist");
+    let mut slist = Node::new("slist").with_attr("name", "pricelist");
     for t in cfg.prices.tariffs.iter() {
         if t.family == family && !t.trial && t.id != rec.lic.tariff_id {
-            slist = slist.child(Node::text("val", &t.name).attr("key", t.id));
+            slist = slist.with_child(Node::text("val", &t.name).with_attr("key", t.id));
         }
     }
     Doc::form(vec![

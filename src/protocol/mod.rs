@@ -1,15 +1,20 @@
-//! The wire format: a BILLmanager answer (`out=xml` or `out=json`) parsed into one small
-//! generic tree, plus the shapes every function shares: `doc/error`, the nested
-//! `doc/doc` of some confirm answers, and `doc/elem` lists.
+//! The BILLmanager protocol, spoken by both the client (it reads answers) and the
+//! sandbox (it writes them), so that a shape learnt once is right on both sides: the
+//! `doc` envelope as one small element tree, parsed from and rendered to
+//! `out=xml|json|sjson` ([`render`]), and the shapes every function shares —
+//! `doc/error`, the nested `doc/doc` of some confirm answers, `doc/elem` lists with
+//! their paging fields, raw values in `orig`, saved filters.
 //!
-//! Nothing here ever copies the raw body into an error: a body may echo request data.
+//! Nothing here ever copies a raw body into an error: a body may echo request data.
+
+mod render;
+
+pub(crate) use render::{Format, render};
 
 use quick_xml::Reader;
 use quick_xml::escape::resolve_predefined_entity;
 use quick_xml::events::{BytesStart, Event};
 use serde_json::Value;
-
-use super::UpstreamError;
 
 /// A body that is neither a well-formed XML `<doc>` nor a JSON `{"doc": …}`. The message
 /// names what was wrong, never the body's content.
@@ -32,17 +37,46 @@ fn malformed(what: impl Into<String>) -> Malformed {
 pub(crate) struct Node {
     pub(crate) name: String,
     pub(crate) attrs: Vec<(String, String)>,
-    /// Trimmed text content.
+    /// Text content (trimmed when parsed).
     pub(crate) text: String,
     pub(crate) children: Vec<Node>,
 }
 
 impl Node {
-    fn named(name: &str) -> Self {
+    /// An empty element `<name/>`.
+    pub(crate) fn new(name: impl Into<String>) -> Self {
         Self {
-            name: name.to_owned(),
+            name: name.into(),
             ..Self::default()
         }
+    }
+
+    fn named(name: &str) -> Self {
+        Self::new(name)
+    }
+
+    /// A text element `<name>text</name>`.
+    pub(crate) fn text(name: impl Into<String>, text: impl ToString) -> Self {
+        let mut n = Self::new(name);
+        n.text = text.to_string();
+        n
+    }
+
+    /// Adds an attribute (builder style).
+    pub(crate) fn with_attr(mut self, name: &str, value: impl ToString) -> Self {
+        self.attrs.push((name.to_owned(), value.to_string()));
+        self
+    }
+
+    /// Adds a child (builder style).
+    pub(crate) fn with_child(mut self, child: Node) -> Self {
+        self.children.push(child);
+        self
+    }
+
+    /// Adds a text child `<name>text</name>`.
+    pub(crate) fn add_field(&mut self, name: &str, text: impl ToString) {
+        self.children.push(Node::text(name, text));
     }
 
     /// The attribute `name`, if present.
@@ -93,11 +127,46 @@ impl Node {
     }
 }
 
-/// A parsed answer whose root is `doc`.
+/// What a `doc/error` says: `type`, `object` (absent in some errors, e.g. a `missed`
+/// function) and the message (`msg`, else `detail`), trimmed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Doc(Node);
+pub(crate) struct ErrorAnswer {
+    pub(crate) kind: String,
+    pub(crate) object: Option<String>,
+    pub(crate) message: String,
+}
+
+/// A whole answer: the `<doc>` root, plus whether it is a list (so that `sjson` can
+/// emit an empty `elem` array; a parsed answer is never marked).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Doc {
+    pub(crate) root: Node,
+    pub(crate) list: bool,
+}
 
 impl Doc {
+    /// A form or action answer: `<doc>` with these children.
+    pub(crate) fn form(children: Vec<Node>) -> Self {
+        let mut root = Node::new("doc");
+        root.children = children;
+        Self { root, list: false }
+    }
+
+    /// `<doc><ok/></doc>`.
+    pub(crate) fn ok() -> Self {
+        Self::form(vec![Node::new("ok")])
+    }
+
+    /// A list answer: one `<elem>` per row, then the paging fields.
+    pub(crate) fn list(elems: Vec<Node>, total: usize, page: usize, page_size: usize) -> Self {
+        let mut root = Node::new("doc");
+        root.children = elems;
+        root.add_field("p_elems", total);
+        root.add_field("p_num", page);
+        root.add_field("p_cnt", page_size);
+        Self { root, list: true }
+    }
+
     /// Parses a body in either format: the first non-blank byte decides (`{` JSON, `<`
     /// XML), so an upstream that ignores `out` is still understood.
     pub(crate) fn parse(body: &[u8]) -> Result<Self, Malformed> {
@@ -113,37 +182,31 @@ impl Doc {
         if root.name != "doc" {
             return Err(malformed("response root is not `doc`"));
         }
-        Ok(Self(root))
-    }
-
-    /// The root `doc` element.
-    #[cfg(test)]
-    pub(crate) fn root(&self) -> &Node {
-        &self.0
+        Ok(Self { root, list: false })
     }
 
     /// `doc/doc`, which some confirm answers (`service.prolong`, `soft.edit` save) use.
     fn nested(&self) -> Option<&Node> {
-        self.0.child("doc")
+        self.root.child("doc")
     }
 
     /// `doc/name`, or `doc/doc/name` when the top level lacks it.
     pub(crate) fn node(&self, name: &str) -> Option<&Node> {
-        self.0
+        self.root
             .child(name)
             .or_else(|| self.nested().and_then(|n| n.child(name)))
     }
 
     /// The text of `doc/name` or `doc/doc/name`; `None` when absent or empty.
     pub(crate) fn field(&self, name: &str) -> Option<&str> {
-        self.0
+        self.root
             .field(name)
             .or_else(|| self.nested().and_then(|n| n.field(name)))
     }
 
     /// Every `doc/name` (or, when there is none, every `doc/doc/name`). Absent = empty.
-    pub(crate) fn list<'a>(&'a self, name: &'a str) -> Vec<&'a Node> {
-        let top: Vec<&Node> = self.0.children_named(name).collect();
+    pub(crate) fn all<'a>(&'a self, name: &'a str) -> Vec<&'a Node> {
+        let top: Vec<&Node> = self.root.children_named(name).collect();
         if !top.is_empty() {
             return top;
         }
@@ -154,7 +217,7 @@ impl Doc {
 
     /// The rows of a list answer (`doc/elem`).
     pub(crate) fn elems(&self) -> Vec<&Node> {
-        self.list("elem")
+        self.all("elem")
     }
 
     /// `p_elems`: the total row count of a paged list, when the upstream sends it.
@@ -195,9 +258,8 @@ impl Doc {
             .map(|name| format!("the list answer carries an active filter (`{name}`)"))
     }
 
-    /// The `doc/error` (or `doc/doc/error`) as a refusal: type `auth` is
-    /// [`UpstreamError::Auth`], every other type [`UpstreamError::Refused`].
-    pub(crate) fn error(&self) -> Option<UpstreamError> {
+    /// The `doc/error` (or `doc/doc/error`), if the answer is one.
+    pub(crate) fn error(&self) -> Option<ErrorAnswer> {
         let error = self.node("error")?;
         let kind = error.attr_or_field("type").unwrap_or("unknown").to_owned();
         let object = error
@@ -212,14 +274,10 @@ impl Doc {
             .or(Some(error.text.as_str()).filter(|t| !t.is_empty()))
             .unwrap_or("no message")
             .to_owned();
-        Some(if kind == "auth" {
-            UpstreamError::Auth(message)
-        } else {
-            UpstreamError::Refused {
-                kind,
-                object,
-                message,
-            }
+        Some(ErrorAnswer {
+            kind,
+            object,
+            message,
         })
     }
 }
@@ -384,6 +442,14 @@ mod tests {
         Doc::parse(body.as_bytes()).expect("parses")
     }
 
+    fn auth(message: &str) -> ErrorAnswer {
+        ErrorAnswer {
+            kind: "auth".into(),
+            object: Some("badpassword".into()),
+            message: message.into(),
+        }
+    }
+
     #[test]
     fn xml_attributes_text_and_children_become_a_tree() {
         let d = doc(r#"<?xml version="1.0" encoding="UTF-8"?>
@@ -396,7 +462,7 @@ mod tests {
         assert_eq!(periods[0].attr("cost"), Some("5.00"));
         assert_eq!(periods[1].text, "50");
         assert_eq!(d.field("name"), Some("a & b A<c>"));
-        assert_eq!(d.root().children.len(), 2);
+        assert_eq!(d.root.children.len(), 2);
     }
 
     #[test]
@@ -449,7 +515,7 @@ mod tests {
         );
         assert_eq!(
             xml.error(),
-            Some(UpstreamError::Refused {
+            Some(ErrorAnswer {
                 kind: "missed".into(),
                 object: Some("ip".into()),
                 message: "Field 'IP address' is required".into(),
@@ -458,10 +524,7 @@ mod tests {
         let json = doc(
             r#"{"doc":{"error":{"$type":"auth","$object":"badpassword","msg":{"$":"Invalid username or password"}}}}"#,
         );
-        assert_eq!(
-            json.error(),
-            Some(UpstreamError::Auth("Invalid username or password".into()))
-        );
+        assert_eq!(json.error(), Some(auth("Invalid username or password")));
         assert_eq!(doc("<doc><ok/></doc>").error(), None);
     }
 
@@ -470,29 +533,23 @@ mod tests {
         let xml = doc(
             r#"<doc lang="ru" func="auth"><error type="auth" object="badpassword" lang="ru" code="1"><param name="object" type="msg">badpassword</param><param name="value"></param><stack><action level="0" user="">auth</action></stack><detail>Invalid username or password </detail><msg>Invalid username or password </msg></error><tparams><out>xml</out><func>auth</func></tparams><saved_filters></saved_filters></doc>"#,
         );
-        assert_eq!(
-            xml.error(),
-            Some(UpstreamError::Auth("Invalid username or password".into()))
-        );
+        assert_eq!(xml.error(), Some(auth("Invalid username or password")));
         let sjson = doc(
             r#"{"doc":{"error":{"$type":"auth","$object":"badpassword","$lang":"en","detail":{"$":"Invalid username or password "},"msg":{"$":"Invalid username or password "},"param":[{"$name":"object","$type":"msg","$":"badpassword"},{"$name":"value","$":"remote_addr: [85.140.114.49]"}]}}}"#,
         );
-        assert_eq!(
-            sjson.error(),
-            Some(UpstreamError::Auth("Invalid username or password".into()))
-        );
+        assert_eq!(sjson.error(), Some(auth("Invalid username or password")));
         let missed = doc(
             r#"{"doc":{"error":{"$type":"missed","msg":{"$":"Не удалось найти функцию 'X'. Возможно, управляющий модуль не загружен."}}}}"#,
         );
         assert!(matches!(
             missed.error(),
-            Some(UpstreamError::Refused { kind, object: None, .. }) if kind == "missed"
+            Some(ErrorAnswer { kind, object: None, .. }) if kind == "missed"
         ));
         let detail_only =
             doc(r#"<doc><error type="value"><detail>Bad value </detail></error></doc>"#);
         assert!(matches!(
             detail_only.error(),
-            Some(UpstreamError::Refused { message, .. }) if message == "Bad value"
+            Some(ErrorAnswer { message, .. }) if message == "Bad value"
         ));
     }
 
