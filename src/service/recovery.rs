@@ -5,7 +5,7 @@
 //! `remoteid` column, so a license is recognised by what the list does show: our id
 //! in `remoteid` (when listed) or `licname`, else, for rows without a `licname`, the
 //! IP, the tariff and a creation date no earlier than the order. An empty result
-//! proves nothing unless the list is known to be complete: the upstream says nothing
+//! proves nothing unless the list is known to be complete: nothing in the answer
 //! suggests a filter or a short page, and it shows every license this service knows
 //! to be live upstream (the positive control).
 
