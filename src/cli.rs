@@ -21,6 +21,10 @@ pub enum Command {
     Serve(ServeArgs),
     /// Run a standalone BILLmanager sandbox (simulator).
     Sandbox(SandboxArgs),
+    /// Check the upstream account before spending money: log in once, read the
+    /// licenses, the price list and the balance, and say which answer shapes the
+    /// upstream uses. Buys and changes nothing. Exit 0 when every check passed.
+    Doctor(crate::doctor::DoctorArgs),
     /// Print the panel catalog; `--check` compares it with the upstream price list.
     Panels(crate::panels_cmd::PanelsArgs),
     /// Compare the upstream's licenses with the database once and print the drift

@@ -182,6 +182,11 @@ pub struct BillmanagerFile {
     pub breaker_failures: Option<u32>,
     /// Seconds the open breaker waits before a trial call [default: 30].
     pub breaker_cool_down_secs: Option<u64>,
+    /// How `pricelist.export` is narrowed: `itemtype`, `elid`, `project` [default:
+    /// none of them].
+    pub price_list: Option<crate::billmanager::PriceListFilter>,
+    /// The largest price-list answer accepted, in bytes [default: 4 MiB].
+    pub price_list_max_bytes: Option<usize>,
 }
 
 /// `[workflow]` in the file; see [`WorkflowConfig`] for the meaning and defaults.
@@ -202,6 +207,10 @@ pub struct WorkflowFile {
     pub poll_initial_ms: Option<u64>,
     /// Longest activation poll delay, in milliseconds.
     pub poll_max_ms: Option<u64>,
+    /// Automatic re-sends of an order whose outcome stayed unknown (0 allowed).
+    pub max_resends: Option<u32>,
+    /// Seconds an ordered license may stay unpaid (1) or processing (5) upstream.
+    pub activation_timeout_secs: Option<u64>,
 }
 
 /// Validated settings of `serve`.
@@ -280,6 +289,8 @@ impl Settings {
                 failure_threshold: bm.breaker_failures.unwrap_or(5),
                 cool_down: Duration::from_secs(bm.breaker_cool_down_secs.unwrap_or(30)),
             },
+            price_list_filter: bm.price_list.unwrap_or_default(),
+            max_price_list_bytes: bm.price_list_max_bytes.unwrap_or(4 * 1024 * 1024).max(1),
             ..ClientConfig::default()
         };
         let sandbox = if args.sandbox {
@@ -336,6 +347,11 @@ impl Settings {
                 .max(1),
             poll_initial: wf.poll_initial_ms.map(ms).unwrap_or(defaults.poll_initial),
             poll_max: wf.poll_max_ms.map(ms).unwrap_or(defaults.poll_max),
+            max_resends: wf.max_resends.unwrap_or(defaults.max_resends),
+            activation_timeout: wf
+                .activation_timeout_secs
+                .map(Duration::from_secs)
+                .unwrap_or(defaults.activation_timeout),
             ..defaults
         };
         if workflow.lease <= billmanager.request_timeout {

@@ -71,10 +71,11 @@ pub async fn check_catalog(
     Ok(catalog.check(&tariffs))
 }
 
-/// Probes the upstream (`pricelist.export`, a read, which also checks the catalog)
-/// every `interval` until `stop`. Ready means reachable with at least one configured
-/// panel on offer; configured panels the upstream does not offer are reported loudly.
-/// `on_change` runs whenever readiness flips.
+/// Probes the upstream every `interval` until `stop`. Ready means the upstream answers
+/// a cheap read ([`Billmanager::ping`]). The catalog is compared with the price list
+/// in the same round, but only reported: the export can be slow or huge, and a
+/// failure to read it must not take the service out of rotation (it fails quotes
+/// and `panels --check` instead). `on_change` runs whenever readiness flips.
 pub async fn probe_upstream<F, Fut>(
     upstream: Arc<dyn Billmanager>,
     catalog: Arc<PanelCatalog>,
@@ -89,25 +90,29 @@ pub async fn probe_upstream<F, Fut>(
     let mut last = None;
     let mut last_missing: Option<Vec<u32>> = None;
     loop {
-        let ok = match check_catalog(upstream.as_ref(), &catalog).await {
-            Ok(check) => {
-                let missing: Vec<u32> = check.missing.iter().map(|p| p.tariff_id).collect();
-                if !missing.is_empty() && last_missing.as_ref() != Some(&missing) {
-                    for p in &check.missing {
-                        tracing::error!(panel = %p.name, tariff_id = p.tariff_id, "configured panel is not offered upstream; orders for it will be refused");
-                    }
-                }
-                last_missing = Some(missing);
-                if check.present.is_empty() {
-                    tracing::error!("no configured panel is offered upstream; not ready");
-                }
-                !check.present.is_empty()
-            }
+        let ok = match upstream.ping().await {
+            Ok(()) => true,
             Err(e) => {
                 tracing::warn!(error.message = %e, "upstream probe failed");
                 false
             }
         };
+        if ok {
+            match check_catalog(upstream.as_ref(), &catalog).await {
+                Ok(check) => {
+                    let missing: Vec<u32> = check.missing.iter().map(|p| p.tariff_id).collect();
+                    if !missing.is_empty() && last_missing.as_ref() != Some(&missing) {
+                        for p in &check.missing {
+                            tracing::error!(panel = %p.name, tariff_id = p.tariff_id, "configured panel is not offered upstream; orders for it will be refused");
+                        }
+                    }
+                    last_missing = Some(missing);
+                }
+                Err(e) => {
+                    tracing::warn!(error.message = %e, "cannot read the upstream price list; quotes will fail until it can be read");
+                }
+            }
+        }
         readiness.set_upstream_ok(ok);
         if last != Some(ok) {
             tracing::info!(upstream_ok = ok, "upstream readiness changed");

@@ -8,7 +8,9 @@
 //! - [`domain`]: validated values, the license, the panel catalog;
 //! - [`store`]: persistence behind the `Store` trait;
 //! - [`billmanager`]: the upstream client behind the `Billmanager` trait;
-//! - [`sandbox`]: a BILLmanager simulator for demos and tests.
+//! - [`sandbox`]: a BILLmanager simulator for demos and tests;
+//! - `protocol`: the BILLmanager answer format, read by the client and written by the
+//!   sandbox.
 
 pub mod api;
 pub mod auth;
@@ -16,6 +18,7 @@ pub mod billmanager;
 pub mod cli;
 pub mod config;
 pub mod crash;
+pub mod doctor;
 pub mod domain;
 pub mod grpc;
 pub mod health;
@@ -24,6 +27,7 @@ pub mod http;
 pub mod listener;
 pub mod metrics;
 pub mod panels_cmd;
+pub(crate) mod protocol;
 pub mod reconcile_cmd;
 pub mod sandbox;
 pub mod service;

@@ -22,14 +22,18 @@ async fn main() -> anyhow::Result<()> {
     // leave by `process::exit` log through plain writers instead.
     let mut log_guard = None;
     match cli.command {
-        // Its stdout is the report.
-        Command::Reconcile(_) => telemetry::init_stderr(),
+        // Their stdout is the report.
+        Command::Reconcile(_) | Command::Doctor(_) => telemetry::init_stderr(),
         Command::Serve(_) | Command::Sandbox(_) => log_guard = telemetry::init_serving(),
         _ => telemetry::init(),
     }
     let result = match cli.command {
         Command::Serve(args) => serve(args).await,
         Command::Sandbox(args) => sandbox(args).await,
+        Command::Doctor(args) => {
+            let code = license_facade::doctor::run(args).await?;
+            std::process::exit(code);
+        }
         Command::Panels(args) => {
             let code = license_facade::panels_cmd::run(args).await?;
             std::process::exit(code);

@@ -23,6 +23,12 @@ pub const UPSTREAM_SECONDS: &str = "license_facade_upstream_call_duration_second
 pub const BREAKER_OPEN: &str = "license_facade_upstream_circuit_open";
 /// Breaker transitions by `to` (`open`, `half_open`, `closed`).
 pub const BREAKER_TRANSITIONS: &str = "license_facade_upstream_circuit_transitions_total";
+/// 1 while calls are held back because the upstream refused the credentials, else 0.
+pub const UPSTREAM_AUTH_REFUSED: &str = "license_facade_upstream_auth_refused";
+/// Upstream answers the workflow met: `kind` = `unpaid` (an ordered item left in
+/// status 1), `activation_timeout`, `unreadable_order` (an order answer without an id
+/// we can read), `incomplete_list` (a look-up on a list that cannot prove an absence).
+pub const UPSTREAM_ANOMALIES: &str = "license_facade_upstream_anomalies_total";
 /// Upstream requests that had to wait for the outbound rate limit.
 pub const RATE_LIMITED: &str = "license_facade_upstream_rate_limited_total";
 /// Licenses in the database by `state`.
@@ -104,6 +110,14 @@ fn describe() {
     );
     describe_gauge!(BREAKER_OPEN, "1 while the upstream circuit breaker is open");
     describe_counter!(BREAKER_TRANSITIONS, "Upstream circuit breaker transitions");
+    describe_gauge!(
+        UPSTREAM_AUTH_REFUSED,
+        "1 while no upstream call is made because the credentials were refused"
+    );
+    describe_counter!(
+        UPSTREAM_ANOMALIES,
+        "Upstream answers that sent a license to a person or held it back, by kind"
+    );
     describe_counter!(
         RATE_LIMITED,
         "Upstream requests that waited for the outbound rate limit"

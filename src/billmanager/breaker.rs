@@ -9,7 +9,7 @@
 //! it for another cool-down. Any definite answer (a refusal, an auth error) counts as
 //! success: the upstream is there.
 //!
-//! [`CircuitBreaker::run_recovery`] sends the trial itself (a `pricelist.export`) when
+//! [`CircuitBreaker::run_recovery`] sends the trial itself (a [`Billmanager::ping`]) when
 //! nothing else does, so an idle service notices the upstream's return. Readiness
 //! follows [`CircuitBreaker::subscribe`]: NOT_SERVING while open.
 
@@ -21,7 +21,10 @@ use async_trait::async_trait;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::{Billmanager, OrderParams, UpstreamError, UpstreamId, UpstreamLicense, UpstreamTariff};
+use super::{
+    Billmanager, LicenseList, OrderParams, UpstreamError, UpstreamId, UpstreamLicense,
+    UpstreamTariff,
+};
 
 /// When the breaker opens and for how long.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -183,7 +186,7 @@ impl CircuitBreaker {
     }
 
     /// Until `stop`: whenever the breaker is open and its cool-down has passed, sends
-    /// the trial call (`pricelist.export`, a read) so that the breaker closes once the
+    /// the trial call (a [`Billmanager::ping`], a read) so that the breaker closes once the
     /// upstream is back even when nothing else calls it.
     pub async fn run_recovery(self: Arc<Self>, stop: CancellationToken) {
         let mut open = self.subscribe();
@@ -207,7 +210,7 @@ impl CircuitBreaker {
                     }
                     if matches!(self.lock().phase, Phase::Open { until } if Instant::now() >= until)
                     {
-                        let _ = self.price_list().await;
+                        let _ = self.ping().await;
                     }
                 }
             }
@@ -251,13 +254,18 @@ impl Billmanager for CircuitBreaker {
             .await
     }
 
-    async fn list_licenses(&self) -> Result<Vec<UpstreamLicense>, UpstreamError> {
+    async fn list_licenses(&self) -> Result<LicenseList, UpstreamError> {
         self.guarded("soft", self.inner.list_licenses()).await
     }
 
+    async fn ping(&self) -> Result<(), UpstreamError> {
+        self.guarded("subaccount", self.inner.ping()).await
+    }
+
+    /// Not guarded: the export only feeds quotes and checks, and a slow or huge one
+    /// must neither open the breaker that guards orders nor be refused by it.
     async fn price_list(&self) -> Result<Vec<UpstreamTariff>, UpstreamError> {
-        self.guarded("pricelist.export", self.inner.price_list())
-            .await
+        self.inner.price_list().await
     }
 
     async fn renew_license(
@@ -305,6 +313,10 @@ impl Billmanager for CircuitBreaker {
     async fn reissue_key(&self, id: UpstreamId) -> Result<(), UpstreamError> {
         self.guarded("soft.edit", self.inner.reissue_key(id)).await
     }
+
+    fn auth_refused(&self) -> Option<String> {
+        self.inner.auth_refused()
+    }
 }
 
 #[cfg(test)]
@@ -313,7 +325,7 @@ mod tests {
 
     use super::*;
 
-    /// An upstream whose price list fails while `down` is set, and counts calls.
+    /// An upstream whose ping fails while `down` is set, and counts calls.
     #[derive(Default)]
     struct Flaky {
         down: AtomicBool,
@@ -323,20 +335,23 @@ mod tests {
     #[async_trait]
     impl Billmanager for Flaky {
         async fn order_license(&self, _: &OrderParams) -> Result<UpstreamId, UpstreamError> {
-            unreachable!("the breaker tests call only price_list")
+            unreachable!("the breaker tests call only ping")
         }
         async fn license_details(&self, _: UpstreamId) -> Result<UpstreamLicense, UpstreamError> {
-            unreachable!("the breaker tests call only price_list")
+            unreachable!("the breaker tests call only ping")
         }
-        async fn list_licenses(&self) -> Result<Vec<UpstreamLicense>, UpstreamError> {
-            unreachable!("the breaker tests call only price_list")
+        async fn list_licenses(&self) -> Result<LicenseList, UpstreamError> {
+            unreachable!("the breaker tests call only ping")
         }
         async fn price_list(&self) -> Result<Vec<UpstreamTariff>, UpstreamError> {
+            unreachable!("the breaker tests call only ping")
+        }
+        async fn ping(&self) -> Result<(), UpstreamError> {
             self.calls.fetch_add(1, Ordering::SeqCst);
             if self.down.load(Ordering::SeqCst) {
                 Err(UpstreamError::Indeterminate("HTTP 502".into()))
             } else {
-                Ok(Vec::new())
+                Ok(())
             }
         }
         async fn renew_license(
@@ -344,25 +359,25 @@ mod tests {
             _: UpstreamId,
             _: i32,
         ) -> Result<Option<String>, UpstreamError> {
-            unreachable!("the breaker tests call only price_list")
+            unreachable!("the breaker tests call only ping")
         }
         async fn change_ip(&self, _: UpstreamId, _: IpAddr) -> Result<(), UpstreamError> {
-            unreachable!("the breaker tests call only price_list")
+            unreachable!("the breaker tests call only ping")
         }
         async fn change_tariff(&self, _: UpstreamId, _: u32, _: i32) -> Result<(), UpstreamError> {
-            unreachable!("the breaker tests call only price_list")
+            unreachable!("the breaker tests call only ping")
         }
         async fn suspend_license(&self, _: UpstreamId) -> Result<(), UpstreamError> {
-            unreachable!("the breaker tests call only price_list")
+            unreachable!("the breaker tests call only ping")
         }
         async fn resume_license(&self, _: UpstreamId) -> Result<(), UpstreamError> {
-            unreachable!("the breaker tests call only price_list")
+            unreachable!("the breaker tests call only ping")
         }
         async fn delete_license(&self, _: UpstreamId) -> Result<(), UpstreamError> {
-            unreachable!("the breaker tests call only price_list")
+            unreachable!("the breaker tests call only ping")
         }
         async fn reissue_key(&self, _: UpstreamId) -> Result<(), UpstreamError> {
-            unreachable!("the breaker tests call only price_list")
+            unreachable!("the breaker tests call only ping")
         }
     }
 
@@ -384,9 +399,9 @@ mod tests {
         flaky.down.store(true, Ordering::SeqCst);
 
         for _ in 0..3 {
-            assert!(breaker.price_list().await.is_err());
+            assert!(breaker.ping().await.is_err());
         }
-        let fast = breaker.price_list().await;
+        let fast = breaker.ping().await;
 
         assert!(breaker.is_open());
         assert!(
@@ -406,7 +421,7 @@ mod tests {
 
         for down in [true, true, false, true, true] {
             flaky.down.store(down, Ordering::SeqCst);
-            let _ = breaker.price_list().await;
+            let _ = breaker.ping().await;
         }
 
         assert!(!breaker.is_open());
@@ -417,14 +432,14 @@ mod tests {
         let (flaky, breaker) = breaker(Duration::from_millis(20));
         flaky.down.store(true, Ordering::SeqCst);
         for _ in 0..3 {
-            let _ = breaker.price_list().await;
+            let _ = breaker.ping().await;
         }
         let mut open = breaker.subscribe();
         assert!(*open.borrow_and_update());
         flaky.down.store(false, Ordering::SeqCst);
 
         tokio::time::sleep(Duration::from_millis(30)).await;
-        let trial = breaker.price_list().await;
+        let trial = breaker.ping().await;
 
         assert!(trial.is_ok());
         assert!(!breaker.is_open());
@@ -437,12 +452,12 @@ mod tests {
         let (flaky, breaker) = breaker(Duration::from_millis(20));
         flaky.down.store(true, Ordering::SeqCst);
         for _ in 0..3 {
-            let _ = breaker.price_list().await;
+            let _ = breaker.ping().await;
         }
 
         tokio::time::sleep(Duration::from_millis(30)).await;
-        let trial = breaker.price_list().await;
-        let next = breaker.price_list().await;
+        let trial = breaker.ping().await;
+        let next = breaker.ping().await;
 
         assert!(matches!(trial, Err(UpstreamError::Indeterminate(_))));
         assert!(matches!(next, Err(UpstreamError::Unavailable(_))));
@@ -456,7 +471,7 @@ mod tests {
         let breaker = Arc::new(breaker);
         flaky.down.store(true, Ordering::SeqCst);
         for _ in 0..3 {
-            let _ = breaker.price_list().await;
+            let _ = breaker.ping().await;
         }
         let stop = CancellationToken::new();
         let task = tokio::spawn(breaker.clone().run_recovery(stop.clone()));
@@ -485,7 +500,7 @@ mod tests {
         flaky.down.store(true, Ordering::SeqCst);
 
         for _ in 0..10 {
-            let _ = breaker.price_list().await;
+            let _ = breaker.ping().await;
         }
 
         assert!(!breaker.is_open());

@@ -23,18 +23,21 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Mutex;
 
 use super::config::redacted_url;
+use super::error::AUTH_BACKOFF;
 use super::scrub::Scrubber;
-use super::wire::Doc;
 use super::{
-    Billmanager, ClientConfig, OrderParams, UpstreamError, UpstreamId, UpstreamLicense,
-    UpstreamTariff, WireFormat, convert, transport,
+    Billmanager, ClientConfig, LicenseList, OrderParams, UpstreamError, UpstreamId,
+    UpstreamLicense, UpstreamTariff, WireFormat, convert, transport,
 };
+use crate::protocol::Doc;
 
 /// Pause before the single repeat of a read that found the upstream unreachable; the
 /// actual pause is drawn uniformly from half to one and a half times this.
 const READ_RETRY_PAUSE: Duration = Duration::from_millis(200);
 /// Upper bound on `soft` pages, against an upstream that pages forever.
 const MAX_PAGES: u32 = 10_000;
+/// The credentials' back-off grows to this many times its first length.
+const AUTH_BACKOFF_GROWTH: u32 = 16;
 
 /// Which calls may be repeated after an `Unavailable` (see the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +62,21 @@ fn elid_sok(id: UpstreamId) -> Params {
     vec![param("elid", id), param("sok", "ok")]
 }
 
+/// The shape of a `soft` list answer, as [`BillmanagerClient::list_shape`] saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListShape {
+    /// Rows on the first page.
+    pub rows: usize,
+    /// The column that carried the license id (`id` or `elid`), if any row had one.
+    pub id_column: Option<&'static str>,
+    /// Whether rows carry `remoteid`.
+    pub remoteid: bool,
+    /// Whether rows carry `licname`.
+    pub licname: bool,
+    /// Whether any column carried a raw value in `orig`.
+    pub orig: bool,
+}
+
 /// The BILLmanager client: one `reqwest::Client`, built once, shared by every call.
 pub struct BillmanagerClient {
     http: reqwest::Client,
@@ -69,6 +87,8 @@ pub struct BillmanagerClient {
     use_session: bool,
     page_size: u32,
     max_response_bytes: usize,
+    max_price_list_bytes: usize,
+    price_list_filter: super::PriceListFilter,
     /// The session id in session mode. An async mutex because the log-in runs while it
     /// is held: concurrent calls wait for one log-in instead of each starting one.
     session: Mutex<Option<SecretString>>,
@@ -76,6 +96,28 @@ pub struct BillmanagerClient {
     limiter: Option<governor::DefaultDirectRateLimiter>,
     /// The bound on a whole mutating call, waits included (see [`Self::call`]).
     call_timeout: std::time::Duration,
+    /// The credentials' back-off (see [`AuthGate`]).
+    auth_gate: std::sync::Mutex<AuthGate>,
+    auth_backoff: Duration,
+    /// Held by the one call that may test credentials in doubt.
+    auth_trial: Mutex<()>,
+}
+
+/// After the upstream refuses the credentials, no call is made until `until`: every
+/// call would be another failed log-in, and panels block addresses whose log-ins keep
+/// failing. The pause doubles with each refusal in a row; any accepted call resets it.
+#[derive(Debug, Default)]
+struct AuthGate {
+    until: Option<Instant>,
+    refusals: u32,
+}
+
+impl AuthGate {
+    /// The pause after the `refusals`-th refusal in a row.
+    fn pause(first: Duration, refusals: u32) -> Duration {
+        let doublings = refusals.saturating_sub(1).min(AUTH_BACKOFF_GROWTH.ilog2());
+        first.saturating_mul(1 << doublings)
+    }
 }
 
 tokio::task_local! {
@@ -126,9 +168,14 @@ impl BillmanagerClient {
             use_session: config.use_session,
             page_size: config.page_size,
             max_response_bytes: config.max_response_bytes,
+            max_price_list_bytes: config.max_price_list_bytes.min(config.max_response_bytes),
+            price_list_filter: config.price_list_filter,
             session: Mutex::new(None),
             limiter,
             call_timeout: config.request_timeout,
+            auth_gate: std::sync::Mutex::new(AuthGate::default()),
+            auth_trial: Mutex::new(()),
+            auth_backoff: config.auth_backoff,
         })
     }
 
@@ -165,7 +212,72 @@ impl BillmanagerClient {
         result
     }
 
+    /// Whether the last verdict on the credentials was a refusal.
+    fn auth_in_doubt(&self) -> bool {
+        let gate = self.auth_gate.lock().unwrap_or_else(|e| e.into_inner());
+        gate.refusals > 0
+    }
+
+    /// When the credentials' back-off ends, if it runs now.
+    fn auth_blocked(&self) -> Option<Instant> {
+        let gate = self.auth_gate.lock().unwrap_or_else(|e| e.into_inner());
+        gate.until.filter(|until| *until > Instant::now())
+    }
+
+    /// Starts or lengthens the back-off after a refusal of the credentials; ends it
+    /// after any answer that proves them good.
+    fn note_auth<T>(&self, result: &Result<T, UpstreamError>) {
+        let mut gate = self.auth_gate.lock().unwrap_or_else(|e| e.into_inner());
+        match result {
+            // Refusals that arrive while the back-off runs are of calls sent before
+            // it began (or of the log-in already counted): one refusal, one doubling.
+            Err(UpstreamError::Auth(_)) if gate.until.is_some_and(|u| u > Instant::now()) => {}
+            Err(UpstreamError::Auth(_)) => {
+                gate.refusals = gate.refusals.saturating_add(1);
+                let pause = AuthGate::pause(self.auth_backoff, gate.refusals);
+                gate.until = Some(Instant::now() + pause);
+                metrics::gauge!(crate::metrics::UPSTREAM_AUTH_REFUSED).set(1.0);
+                tracing::error!(
+                    refusals = gate.refusals,
+                    pause_secs = pause.as_secs(),
+                    "the upstream refused the credentials; no call until the back-off ends"
+                );
+            }
+            Err(UpstreamError::Unavailable(_) | UpstreamError::Indeterminate(_)) => {}
+            Ok(_) | Err(UpstreamError::Refused { .. } | UpstreamError::Unreadable(_)) => {
+                if gate.refusals > 0 {
+                    tracing::info!("the upstream accepted the credentials again");
+                    metrics::gauge!(crate::metrics::UPSTREAM_AUTH_REFUSED).set(0.0);
+                }
+                *gate = AuthGate::default();
+            }
+        }
+    }
+
     async fn call_with_session(
+        &self,
+        func: &str,
+        params: &Params,
+        retry: Retry,
+    ) -> Result<Doc, UpstreamError> {
+        // While the credentials are in doubt (refused, back-off over), calls go one at
+        // a time: in `authinfo` mode every call is a log-in, and a queue of them must
+        // not all fail at once. The wait is inside the bound of a mutating call.
+        let _one_at_a_time = if self.auth_in_doubt() {
+            Some(self.auth_trial.lock().await)
+        } else {
+            None
+        };
+        if self.auth_blocked().is_some() {
+            return Err(UpstreamError::Unavailable(AUTH_BACKOFF.into()));
+        }
+        // Noted before the turn is handed on, so the next call sees the verdict.
+        let result = self.call_with_credentials(func, params, retry).await;
+        self.note_auth(&result);
+        result
+    }
+
+    async fn call_with_credentials(
         &self,
         func: &str,
         params: &Params,
@@ -239,14 +351,58 @@ impl BillmanagerClient {
         self.wait_for_rate_limit().await;
         // From here on the request may reach the upstream.
         let _ = SENT.try_with(|sent| sent.store(true, std::sync::atomic::Ordering::SeqCst));
-        let body =
-            transport::post_form(&self.http, &self.url, form, self.max_response_bytes).await?;
+        // The export is bounded more tightly: it only feeds quotes and checks.
+        let limit = if form.contains(&("func", "pricelist.export")) {
+            self.max_price_list_bytes
+        } else {
+            self.max_response_bytes
+        };
+        let body = transport::post_form(&self.http, &self.url, form, limit).await?;
         let doc = Doc::parse(&body)
             .map_err(|e| UpstreamError::Indeterminate(format!("unusable answer: {e}")))?;
         match doc.error() {
-            Some(error) => Err(error),
+            // A refused session or password is `Auth`; every other type a refusal.
+            Some(error) if error.kind == "auth" => Err(UpstreamError::Auth(error.message)),
+            Some(error) => Err(UpstreamError::Refused {
+                kind: error.kind,
+                object: error.object,
+                message: error.message,
+            }),
             None => Ok(doc),
         }
+    }
+
+    /// `subaccount`: the account's balance and currency, when the API gives them.
+    /// A read; used by `doctor`.
+    pub async fn balance(&self) -> Result<Option<(String, String)>, UpstreamError> {
+        let doc = self
+            .call("subaccount", &Vec::new(), Retry::OnceIfUnavailable)
+            .await?;
+        let row = doc.elems().into_iter().next();
+        let field = |name: &str| {
+            row.and_then(|r| r.field(name))
+                .or_else(|| doc.field(name))
+                .map(str::to_owned)
+        };
+        Ok(field("balance").map(|b| (b, field("currency").unwrap_or_default())))
+    }
+
+    /// What the first page of `soft` looks like: which columns its rows carry and
+    /// whether raw values come in `orig`. A read; used by `doctor`.
+    pub async fn list_shape(&self) -> Result<ListShape, UpstreamError> {
+        let form = vec![param("p_num", 1), param("p_cnt", self.page_size)];
+        let doc = self.call("soft", &form, Retry::OnceIfUnavailable).await?;
+        let rows = doc.elems();
+        let columns = |name: &str| rows.iter().any(|r| r.child(name).is_some());
+        Ok(ListShape {
+            rows: rows.len(),
+            id_column: ["id", "elid"].into_iter().find(|c| columns(c)),
+            remoteid: columns("remoteid"),
+            licname: columns("licname"),
+            orig: rows
+                .iter()
+                .any(|r| r.children.iter().any(|c| c.attr("orig").is_some())),
+        })
     }
 
     /// Waits until the outbound rate limit lets one more request go.
@@ -282,6 +438,7 @@ impl BillmanagerClient {
             UpstreamError::Auth(message) => UpstreamError::Auth(clean(message)),
             UpstreamError::Unavailable(message) => UpstreamError::Unavailable(clean(message)),
             UpstreamError::Indeterminate(message) => UpstreamError::Indeterminate(clean(message)),
+            UpstreamError::Unreadable(message) => UpstreamError::Unreadable(clean(message)),
         }
     }
 
@@ -291,7 +448,13 @@ impl BillmanagerClient {
         if let Some(sid) = current.as_ref() {
             return Ok(sid.clone());
         }
-        let sid = self.log_in().await?;
+        // Calls queued behind a log-in that was just refused must not each try again.
+        if self.auth_blocked().is_some() {
+            return Err(UpstreamError::Unavailable(AUTH_BACKOFF.into()));
+        }
+        let sid = self.log_in().await;
+        self.note_auth(&sid);
+        let sid = sid?;
         *current = Some(sid.clone());
         Ok(sid)
     }
@@ -333,13 +496,21 @@ impl BillmanagerClient {
                 UpstreamError::Refused { kind, message, .. } => {
                     UpstreamError::Auth(format!("log-in refused ({kind}): {message}"))
                 }
-                UpstreamError::Unavailable(m) | UpstreamError::Indeterminate(m) => {
+                UpstreamError::Unavailable(m)
+                | UpstreamError::Indeterminate(m)
+                | UpstreamError::Unreadable(m) => {
                     UpstreamError::Unavailable(format!("log-in failed: {m}"))
                 }
             });
         log_outcome("auth", started, result.as_ref().err());
         result
     }
+}
+
+/// Records why a list may be incomplete; the first reason is the one reported, later
+/// ones mostly follow from it.
+fn mark_incomplete(list: &mut LicenseList, why: String) {
+    list.incomplete.get_or_insert(why);
 }
 
 /// A pause drawn uniformly from half to one and a half times `base`.
@@ -370,6 +541,7 @@ fn outcome_label(error: Option<&UpstreamError>) -> &'static str {
         Some(UpstreamError::Auth(_)) => "auth",
         Some(UpstreamError::Unavailable(_)) => "unavailable",
         Some(UpstreamError::Indeterminate(_)) => "indeterminate",
+        Some(UpstreamError::Unreadable(_)) => "unreadable",
     }
 }
 
@@ -410,12 +582,23 @@ impl Billmanager for BillmanagerClient {
         convert::license_details(&doc, id)
     }
 
-    async fn list_licenses(&self) -> Result<Vec<UpstreamLicense>, UpstreamError> {
-        let mut licenses = Vec::new();
+    async fn list_licenses(&self) -> Result<LicenseList, UpstreamError> {
+        let mut list = LicenseList::default();
         let mut seen = HashSet::new();
+        let mut total = None;
         for page in 1..=MAX_PAGES {
             let form = vec![param("p_num", page), param("p_cnt", self.page_size)];
             let doc = self.call("soft", &form, Retry::OnceIfUnavailable).await?;
+            if !doc.looks_like_list() {
+                mark_incomplete(
+                    &mut list,
+                    "the `soft` answer has neither rows nor `p_elems`".into(),
+                );
+            }
+            if let Some(note) = doc.filter_note() {
+                mark_incomplete(&mut list, note);
+            }
+            total = doc.p_elems().or(total);
             let rows = doc.elems();
             if rows.is_empty() {
                 break;
@@ -424,7 +607,7 @@ impl Billmanager for BillmanagerClient {
             for row in &rows {
                 let license = convert::license_row(row)?;
                 if seen.insert(license.id) {
-                    licenses.push(license);
+                    list.licenses.push(license);
                 } else {
                     repeated = true;
                 }
@@ -434,19 +617,52 @@ impl Billmanager for BillmanagerClient {
                 tracing::warn!(page, "billmanager repeated list rows; paging stopped");
                 break;
             }
-            let done = match doc.p_elems() {
-                Some(total) => licenses.len() as u64 >= total,
+            let done = match total {
+                Some(total) => list.licenses.len() as u64 >= total,
                 None => rows.len() < self.page_size as usize,
             };
             if done {
                 break;
             }
+            if page == MAX_PAGES {
+                mark_incomplete(&mut list, format!("paging stopped after {MAX_PAGES} pages"));
+            }
         }
-        Ok(licenses)
+        // Only a total that the rows add up to proves that nothing was left out.
+        let read = list.licenses.len() as u64;
+        match total {
+            None => mark_incomplete(
+                &mut list,
+                "the `soft` answer gives no total (`p_elems`)".into(),
+            ),
+            Some(total) if total != read => mark_incomplete(
+                &mut list,
+                format!("the `soft` answer counts {total} licenses but {read} were read"),
+            ),
+            Some(_) => {}
+        }
+        Ok(list)
+    }
+
+    async fn ping(&self) -> Result<(), UpstreamError> {
+        match self
+            .call("subaccount", &Vec::new(), Retry::OnceIfUnavailable)
+            .await
+        {
+            // A refusal (say, the function is not offered to this account) still
+            // shows an upstream that answers and accepts the credentials.
+            Ok(_) | Err(UpstreamError::Refused { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     async fn price_list(&self) -> Result<Vec<UpstreamTariff>, UpstreamError> {
-        let form = vec![param("onlyavailable", "on")];
+        let mut form = vec![param("onlyavailable", "on")];
+        form.extend(
+            self.price_list_filter
+                .params()
+                .map(|(name, value)| param(name, value)),
+        );
         let doc = self
             .call("pricelist.export", &form, Retry::OnceIfUnavailable)
             .await?;
@@ -514,5 +730,29 @@ impl Billmanager for BillmanagerClient {
             param("sok", "ok"),
         ];
         self.call("soft.edit", &form, Retry::Never).await.map(drop)
+    }
+
+    fn auth_refused(&self) -> Option<String> {
+        let until = self.auth_blocked()?;
+        Some(format!(
+            "the upstream refused the credentials; the next log-in is tried in {} s",
+            until.saturating_duration_since(Instant::now()).as_secs()
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_credentials_back_off_doubles_past_five_minutes_and_stops_growing() {
+        let first = ClientConfig::default().auth_backoff;
+        let pauses: Vec<u64> = (1..=8)
+            .map(|n| AuthGate::pause(first, n).as_secs())
+            .collect();
+
+        assert_eq!(pauses, [60, 120, 240, 480, 960, 960, 960, 960]);
+        assert!(pauses.iter().any(|p| *p >= 300));
     }
 }

@@ -39,6 +39,30 @@ impl FromStr for WireFormat {
     }
 }
 
+/// The narrowing parameters of `pricelist.export`; each is sent only when set.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PriceListFilter {
+    /// `itemtype`: the item type whose tariffs to export.
+    pub itemtype: Option<String>,
+    /// `elid`: one tariff (or provider) id.
+    pub elid: Option<String>,
+    /// `project`: the provider's project id.
+    pub project: Option<String>,
+}
+
+impl PriceListFilter {
+    pub(crate) fn params(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        [
+            ("itemtype", &self.itemtype),
+            ("elid", &self.elid),
+            ("project", &self.project),
+        ]
+        .into_iter()
+        .filter_map(|(name, value)| value.as_deref().map(|v| (name, v)))
+    }
+}
+
 /// How to reach and talk to BILLmanager.
 #[derive(Clone)]
 pub struct ClientConfig {
@@ -67,6 +91,17 @@ pub struct ClientConfig {
     pub max_calls_per_second: u32,
     /// The circuit breaker wrapped around the client by the service.
     pub breaker: super::BreakerConfig,
+    /// How `pricelist.export` is narrowed, as real callers narrow it (a full export
+    /// can be tens of megabytes and take the billing seconds): `itemtype`, `elid`,
+    /// `project` parameters sent when set.
+    pub price_list_filter: PriceListFilter,
+    /// The largest `pricelist.export` answer accepted, in bytes (default 4 MiB). A
+    /// larger one fails quotes and `panels --check` with a clear message.
+    pub max_price_list_bytes: usize,
+    /// After the upstream refuses the credentials, how long no call (and so no log-in)
+    /// is made; each further refusal doubles it up to 16 times this (default 60 s,
+    /// growing to 16 min). Panels block addresses whose log-ins keep failing.
+    pub auth_backoff: Duration,
 }
 
 impl Default for ClientConfig {
@@ -81,6 +116,9 @@ impl Default for ClientConfig {
             use_session: false,
             page_size: 1000,
             max_response_bytes: 32 * 1024 * 1024,
+            auth_backoff: Duration::from_secs(60),
+            price_list_filter: PriceListFilter::default(),
+            max_price_list_bytes: 4 * 1024 * 1024,
             max_calls_per_second: 20,
             breaker: super::BreakerConfig::default(),
         }

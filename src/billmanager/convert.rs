@@ -3,21 +3,22 @@
 //! [`Billmanager`]: super::Billmanager
 
 use super::scrub::bounded;
-use super::wire::{Doc, Node};
 use super::{UpstreamError, UpstreamId, UpstreamLicense, UpstreamStatus, UpstreamTariff};
+use crate::protocol::{Doc, Node};
 
-/// The new license's id in a `soft.order.param` answer: `doc/id`, else `doc/item.id`,
-/// else `id/v` (the `bjson` shape). An answer without one is Indeterminate: the order
-/// may well have been placed, we just cannot tell which license it created.
+/// The new license's id in a `soft.order.param` answer: `doc/id`, else `doc/item.id`
+/// (either also inside a nested `doc`), else `id/v` (the `bjson` shape). The answer
+/// carried no `doc/error`, so the order was most likely placed: an answer without a
+/// readable id is [`UpstreamError::Unreadable`], which is never sent again.
 pub(crate) fn order_id(doc: &Doc) -> Result<UpstreamId, UpstreamError> {
     let raw = doc
         .field("id")
         .or_else(|| doc.field("item.id"))
         .or_else(|| doc.node("id").and_then(|id| id.field("v")))
-        .ok_or_else(|| UpstreamError::Indeterminate("order answer carried no license id".into()))?;
+        .ok_or_else(|| UpstreamError::Unreadable("order answer carried no license id".into()))?;
     match raw.parse::<UpstreamId>() {
         Ok(id) if id > 0 => Ok(id),
-        _ => Err(UpstreamError::Indeterminate(
+        _ => Err(UpstreamError::Unreadable(
             "order answer carried a license id that is not a positive number".into(),
         )),
     }
@@ -60,7 +61,11 @@ fn license<'a>(
         ip: owned("ip"),
         licname: owned("licname"),
         remote_id: owned("remoteid"),
-        status: status(get("status").or_else(|| get("item_status"))),
+        status: status(
+            get("status")
+                .or_else(|| get("item_status"))
+                .or_else(|| get("status_msg")),
+        ),
         tariff_id,
         tariff_name,
         license_key: owned("lickey"),
@@ -72,17 +77,31 @@ fn license<'a>(
     })
 }
 
-/// A numeric status maps through [`UpstreamStatus::from_code`]; a missing or
-/// non-numeric one is `Other(0)`, which no real code uses.
+/// A numeric status maps through [`UpstreamStatus::from_code`]; so do the English
+/// names clients show for the codes (a translated column without its raw value). A
+/// missing or unknown one is `Other(0)` ("Unknown"), which no real code uses.
 fn status(raw: Option<&str>) -> UpstreamStatus {
-    raw.and_then(|s| s.parse::<u32>().ok())
-        .map_or(UpstreamStatus::Other(0), UpstreamStatus::from_code)
+    let Some(raw) = raw.map(str::trim) else {
+        return UpstreamStatus::Other(0);
+    };
+    if let Ok(code) = raw.parse::<u32>() {
+        return UpstreamStatus::from_code(code);
+    }
+    let code = match raw.to_ascii_lowercase().as_str() {
+        "ordered" => 1,
+        "active" => 2,
+        "suspended" | "stopped" => 3,
+        "deleted" => 4,
+        "processing" => 5,
+        _ => 0,
+    };
+    UpstreamStatus::from_code(code)
 }
 
 /// The `pricelist` elements of `pricelist.export`. Elements without a numeric id, and
 /// periods without a length or a cost, are skipped.
 pub(crate) fn tariffs(doc: &Doc) -> Vec<UpstreamTariff> {
-    doc.list("pricelist")
+    doc.all("pricelist")
         .into_iter()
         .filter_map(|pricelist| {
             let id = pricelist.attr_or_field("id")?.parse::<u32>().ok()?;
@@ -110,15 +129,23 @@ pub(crate) fn tariffs(doc: &Doc) -> Vec<UpstreamTariff> {
 }
 
 /// One `price/period`: the length from a `length` attribute or field (or the element's
-/// own text), the cost from a `cost` attribute or field.
+/// own text), in months when `type` is `month` (or absent) and in years when it is
+/// `year`; periods of other units (days) are not monthly prices and are skipped. The
+/// cost from a `cost` attribute or field, kept even when empty so that a quote can
+/// say the price is unknown rather than miss the period.
 fn period_price(period: &Node) -> Option<(i32, String)> {
     let length = period
         .attr_or_field("length")
         .or(Some(period.text.as_str()).filter(|t| !t.is_empty()))?
         .parse::<i32>()
         .ok()?;
-    let cost = period.attr_or_field("cost")?;
-    Some((length, cost.to_owned()))
+    let months = match period.attr_or_field("type") {
+        None | Some("month") => length,
+        Some("year") if length > 0 => length.checked_mul(12)?,
+        Some(_) => return None,
+    };
+    let cost = period.attr_or_field("cost").unwrap_or_default();
+    Some((months, cost.to_owned()))
 }
 
 /// The session id of a `func=auth` answer: `doc/auth/@id`, else the element's text.

@@ -31,17 +31,27 @@ pub enum UpstreamError {
     /// connection reset, HTTP 5xx, an unparseable or empty body).
     #[error("{}", bounded(&format!("upstream outcome unknown: {_0}")))]
     Indeterminate(String),
+    /// The upstream answered without a `doc/error`, but the answer lacks what the
+    /// caller needs from it (an order answer with no license id we can read). The call
+    /// was most likely carried out, so it must never be sent again blindly.
+    #[error("upstream answer not understood: {0}")]
+    Unreadable(String),
 }
 
 /// The message of the circuit breaker's refusal while it is open.
 pub(crate) const BREAKER_OPEN: &str =
     "circuit breaker open: the upstream failed repeatedly; not called";
 
+/// The message of a call held back while the credentials' back-off runs.
+pub(crate) const AUTH_BACKOFF: &str =
+    "the upstream refused the credentials; no log-in is tried until the back-off ends; not called";
+
 impl UpstreamError {
-    /// Whether this process's circuit breaker refused the call without sending it. It
+    /// Whether this process held the call back without sending it: its circuit
+    /// breaker is open, or the credentials were refused and their back-off runs. It
     /// says only that the upstream failed recently, not that this call would.
     pub fn is_shed(&self) -> bool {
-        matches!(self, Self::Unavailable(m) if m == BREAKER_OPEN)
+        matches!(self, Self::Unavailable(m) if m == BREAKER_OPEN || m == AUTH_BACKOFF)
     }
 
     /// Whether the upstream definitely did not carry out the call.

@@ -12,11 +12,10 @@ mod scrub;
 #[cfg(test)]
 mod tests;
 mod transport;
-mod wire;
 
 pub use breaker::{BreakerConfig, CircuitBreaker};
-pub use client::BillmanagerClient;
-pub use config::{ClientConfig, WireFormat, check_url};
+pub use client::{BillmanagerClient, ListShape};
+pub use config::{ClientConfig, PriceListFilter, WireFormat, check_url};
 pub use error::UpstreamError;
 pub use scrub::{MAX_UPSTREAM_TEXT, bounded};
 
@@ -121,6 +120,18 @@ pub struct UpstreamLicense {
     pub key_change_date: Option<String>,
 }
 
+/// The `soft` list as read, with whether it can prove an absence.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LicenseList {
+    /// Every row read, in the upstream's order.
+    pub licenses: Vec<UpstreamLicense>,
+    /// Why the list may not show every license of the account (an active or saved
+    /// filter, paging that did not add up, an answer that does not look like a list);
+    /// `None` when nothing suggests that. A license missing from an incomplete list
+    /// may still exist upstream.
+    pub incomplete: Option<String>,
+}
+
 /// One tariff of `pricelist.export`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct UpstreamTariff {
@@ -144,8 +155,13 @@ pub trait Billmanager: Send + Sync + 'static {
     async fn order_license(&self, params: &OrderParams) -> Result<UpstreamId, UpstreamError>;
     /// `soft.edit` with `elid` and no `sok`: the license's details.
     async fn license_details(&self, id: UpstreamId) -> Result<UpstreamLicense, UpstreamError>;
-    /// `soft`: every license of the account (all pages).
-    async fn list_licenses(&self) -> Result<Vec<UpstreamLicense>, UpstreamError>;
+    /// `soft`: every license of the account (all pages), with whether the list is
+    /// known to be complete.
+    async fn list_licenses(&self) -> Result<LicenseList, UpstreamError>;
+    /// A cheap read that shows the upstream answers and accepts the credentials
+    /// (`subaccount`; a refusal of it counts as an answer). Readiness and the circuit
+    /// breaker's trial use it.
+    async fn ping(&self) -> Result<(), UpstreamError>;
     /// `pricelist.export`: the tariffs and prices.
     async fn price_list(&self) -> Result<Vec<UpstreamTariff>, UpstreamError>;
     /// `service.prolong` (`elid`, `period`, `sok=ok`). Returns the new expiry date
@@ -172,4 +188,10 @@ pub trait Billmanager: Send + Sync + 'static {
     async fn delete_license(&self, id: UpstreamId) -> Result<(), UpstreamError>;
     /// `soft.edit` with `elid`, `clicked_button=newkey`, `sok=ok`.
     async fn reissue_key(&self, id: UpstreamId) -> Result<(), UpstreamError>;
+    /// Why calls are held back because the upstream refused the credentials, with
+    /// when the next log-in may be tried; `None` while the credentials are not in
+    /// doubt.
+    fn auth_refused(&self) -> Option<String> {
+        None
+    }
 }

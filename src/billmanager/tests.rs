@@ -229,19 +229,6 @@ async fn an_order_in_json_returns_the_id_and_reads_fallback_shapes() {
     assert_eq!(client.order_license(&params).await.unwrap(), 458);
 }
 
-#[tokio::test]
-async fn an_ok_order_without_an_id_is_indeterminate() {
-    let server = MockServer::start().await;
-    mount(&server, "soft.order.param", xml("<doc><ok/></doc>")).await;
-
-    let error = client(&server).order_license(&order()).await.unwrap_err();
-
-    assert!(matches!(
-        clean(error, &server.uri()),
-        UpstreamError::Indeterminate(_)
-    ));
-}
-
 const DETAILS_XML: &str = "<doc><elid>123</elid><id>123</id><licname>srv1</licname>\
     <ip>203.0.113.5</ip><lickey>KEY-1</lickey><status>2</status><pricelist>55228</pricelist>\
     <pricelist_name>ispmanager 6 pro</pricelist_name><period>1</period>\
@@ -330,7 +317,8 @@ async fn lists_of_zero_one_and_two_elements_are_read() {
 
         let list = client(&server).list_licenses().await.unwrap();
 
-        assert_eq!(list.iter().map(|l| l.id).collect::<Vec<_>>(), ids);
+        assert_eq!(list.licenses.iter().map(|l| l.id).collect::<Vec<_>>(), ids);
+        assert_eq!(list.incomplete, None, "the totals add up");
         assert_eq!(server.received_requests().await.unwrap().len(), 1);
     }
 }
@@ -360,9 +348,11 @@ async fn a_list_is_read_across_pages() {
 
     let list = client.list_licenses().await.unwrap();
 
-    assert_eq!(list.iter().map(|l| l.id).collect::<Vec<_>>(), [1, 2, 3]);
-    assert_eq!(list[0].tariff_name.as_deref(), Some("Pro"));
-    assert_eq!(list[0].tariff_id, None);
+    let ids: Vec<_> = list.licenses.iter().map(|l| l.id).collect();
+    assert_eq!(ids, [1, 2, 3]);
+    assert_eq!(list.licenses[0].tariff_name.as_deref(), Some("Pro"));
+    assert_eq!(list.licenses[0].tariff_id, None);
+    assert_eq!(list.incomplete, None);
 }
 
 #[tokio::test]
@@ -379,7 +369,168 @@ async fn listing_stops_when_the_upstream_ignores_paging() {
 
     let list = client.list_licenses().await.unwrap();
 
-    assert_eq!(list.len(), 2);
+    assert_eq!(list.licenses.len(), 2);
+    assert!(
+        list.incomplete.is_some(),
+        "a list without a total cannot prove an absence"
+    );
+}
+
+#[tokio::test]
+async fn a_list_with_saved_filters_or_a_short_count_cannot_prove_an_absence() {
+    let cases = [
+        (
+            "<doc><elem><id>1</id></elem><p_elems>1</p_elems>             <saved_filters><filter name=\"active\">Status: Active</filter></saved_filters></doc>",
+            "saved list filters (active)",
+        ),
+        (
+            "<doc><elem><id>1</id></elem><p_elems>5</p_elems></doc>",
+            "counts 5 licenses but 1 were read",
+        ),
+        ("<doc><ok/></doc>", "neither rows nor `p_elems`"),
+    ];
+    for (body, why) in cases {
+        let server = MockServer::start().await;
+        mount(&server, "soft", xml(body)).await;
+        let client = client_with(&server, |c| c.page_size = 10);
+
+        let list = client.list_licenses().await.unwrap();
+
+        let incomplete = list.incomplete.expect("incomplete");
+        assert!(incomplete.contains(why), "{incomplete}");
+    }
+}
+
+#[tokio::test]
+async fn a_recorded_list_shape_is_complete_and_reads_raw_values_from_orig() {
+    let server = MockServer::start().await;
+    mount(
+        &server,
+        "soft",
+        json(
+            r#"{"doc":{"$lang":"en","$func":"soft","elem":[{"id":{"$":"7"},"licname":{"$":"x"},
+               "pricelist":{"$orig":"55228","$":"ispmanager 6 pro"},
+               "status_msg":{"$orig":"5","$":"Processing"},"item_status":{"$orig":"5","$":"Processing"},
+               "period":{"$orig":"1","$":"1 month"}}],
+               "p_cnt":{"$":"1000"},"p_elems":{"$":"1"},"p_num":{"$":"1"},"p_order":{"$":"asc"},
+               "saved_filters":{},"metadata":{"$name":"soft"},
+               "tparams":{"func":{"$":"soft"},"out":{"$":"json"}}}}"#,
+        ),
+    )
+    .await;
+
+    let list = client(&server).list_licenses().await.unwrap();
+
+    assert_eq!(list.incomplete, None);
+    let l = &list.licenses[0];
+    assert_eq!(
+        (l.id, l.tariff_id, l.status, l.period),
+        (7, Some(55228), UpstreamStatus::Processing, Some(1))
+    );
+}
+
+#[tokio::test]
+async fn an_order_answer_without_an_id_is_unreadable_not_indeterminate() {
+    for body in [
+        "<doc><ok/></doc>",
+        "<doc><ok/><tparams><elid>5</elid></tparams><saved_filters/></doc>",
+        "<doc><ok/><id>abc</id></doc>",
+    ] {
+        let server = MockServer::start().await;
+        mount(&server, "soft.order.param", xml(body)).await;
+
+        let error = client(&server).order_license(&order()).await.unwrap_err();
+
+        assert!(
+            matches!(error, UpstreamError::Unreadable(_)),
+            "{body}: {error:?}"
+        );
+        assert!(!error.is_definite());
+    }
+}
+
+#[tokio::test]
+async fn the_order_id_is_read_where_real_clients_read_it() {
+    for (body, want) in [
+        (xml("<doc><ok/><id>11</id></doc>"), 11),
+        (xml("<doc><ok/><item.id>12</item.id></doc>"), 12),
+        (xml("<doc><doc><id>13</id></doc></doc>"), 13),
+        (
+            json(r#"{"doc":{"ok":{},"id":{"$":"14"},"saved_filters":{}}}"#),
+            14,
+        ),
+        (json(r#"{"doc":{"id":{"v":"15"}}}"#), 15),
+    ] {
+        let server = MockServer::start().await;
+        mount(&server, "soft.order.param", body).await;
+
+        assert_eq!(client(&server).order_license(&order()).await, Ok(want));
+    }
+}
+
+#[tokio::test]
+async fn after_the_back_off_one_call_tests_the_credentials_while_the_others_wait() {
+    let server = MockServer::start().await;
+    mount(
+        &server,
+        "soft.edit",
+        xml(r#"<doc><error type="auth" object="badpassword"><msg>Invalid username or password </msg></error></doc>"#),
+    )
+    .await;
+    let client = std::sync::Arc::new(client_with(&server, |c| {
+        c.use_session = false;
+        c.auth_backoff = Duration::from_millis(100);
+    }));
+    assert!(matches!(
+        client.license_details(1).await,
+        Err(UpstreamError::Auth(_))
+    ));
+
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let calls: Vec<_> = (0..5)
+        .map(|_| {
+            let client = client.clone();
+            tokio::spawn(async move { client.license_details(1).await })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for call in calls {
+        results.push(call.await.unwrap());
+    }
+
+    let refused = results
+        .iter()
+        .filter(|r| matches!(r, Err(UpstreamError::Auth(_))))
+        .count();
+    assert_eq!(refused, 1, "{results:?}");
+    assert_eq!(server.received_requests().await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn refused_credentials_hold_every_call_back_for_the_back_off() {
+    let server = MockServer::start().await;
+    Mock::given(func("auth"))
+        .respond_with(xml(
+            r#"<doc><error type="auth" object="badpassword" lang="en" code="1"><param name="object" type="msg">badpassword</param><param name="value">remote_addr: [10.0.0.1]</param><stack><action level="0" user="">auth</action></stack><detail>Invalid username or password </detail><msg>Invalid username or password </msg></error><tparams><func>auth</func></tparams><saved_filters/></doc>"#,
+        ))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let client = client_with(&server, |c| c.use_session = true);
+
+    let first = client.list_licenses().await.unwrap_err();
+    let mut later = Vec::new();
+    for _ in 0..20 {
+        later.push(client.license_details(1).await.unwrap_err());
+    }
+
+    assert_eq!(
+        first,
+        UpstreamError::Auth("Invalid username or password".into())
+    );
+    assert!(later.iter().all(UpstreamError::is_shed), "{later:?}");
+    let why = client.auth_refused().expect("the back-off runs");
+    assert!(why.contains("refused the credentials"), "{why}");
 }
 
 #[tokio::test]
@@ -670,6 +821,65 @@ async fn the_price_list_is_parsed() {
     );
     assert_eq!(tariffs[1].prices, [(-100, "0.00".to_owned())]);
     assert_eq!(tariffs[1].currency.as_deref(), Some("EUR"));
+}
+
+#[tokio::test]
+async fn the_recorded_export_shape_is_read_with_period_types_and_empty_costs() {
+    let server = MockServer::start().await;
+    Mock::given(func("pricelist.export"))
+        .and(FormHas("itemtype", "21"))
+        .and(FormHas("project", "1"))
+        .respond_with(xml(
+            r#"<doc><pricelist><id>55228</id><itemtype>21</itemtype><itemtype_info><intname>soft</intname></itemtype_info>
+               <active>on</active><hideinorder>off</hideinorder><price currency="RUB">
+               <period cost="0.0000" type="month" length="-100">trial</period>
+               <period cost="490.0000" type="month" length="1">monthly</period>
+               <period cost="4900.0000" type="year" length="1">annually</period>
+               <period cost="" type="month" length="3">quarterly</period>
+               <period cost="10.0000" type="day" length="7">weekly</period></price></pricelist>
+               <tparams><func>pricelist.export</func></tparams><saved_filters/></doc>"#,
+        ))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let client = client_with(&server, |c| {
+        c.price_list_filter = super::PriceListFilter {
+            itemtype: Some("21".into()),
+            elid: None,
+            project: Some("1".into()),
+        };
+    });
+
+    let tariffs = client.price_list().await.unwrap();
+
+    assert_eq!(
+        tariffs[0].prices,
+        [
+            (-100, "0.0000".to_owned()),
+            (1, "490.0000".to_owned()),
+            (12, "4900.0000".to_owned()),
+            (3, String::new()),
+        ],
+        "days are not a monthly price; an empty cost is kept as unknown"
+    );
+}
+
+#[tokio::test]
+async fn a_price_list_larger_than_its_bound_fails_clearly() {
+    let server = MockServer::start().await;
+    let huge = format!(
+        "<doc>{}</doc>",
+        "<pricelist><id>1</id></pricelist>".repeat(200)
+    );
+    mount(&server, "pricelist.export", xml(&huge)).await;
+    let client = client_with(&server, |c| c.max_price_list_bytes = 1024);
+
+    let error = client.price_list().await.unwrap_err();
+
+    assert!(
+        error.to_string().contains("larger than 1024 bytes"),
+        "{error}"
+    );
 }
 
 #[test]

@@ -9,7 +9,10 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use serde::Deserialize;
 
-use super::config::{Addon, DuplicateIpPolicy, ListPricelist, PriceTable, SandboxConfig, Tariff};
+use super::config::{
+    Addon, DuplicateIpPolicy, ListPricelist, OrderIdAt, PriceTable, SandboxConfig, SavedFilter,
+    Tariff,
+};
 use super::faults::Fault;
 
 /// `license-facade sandbox`: run a BILLmanager simulator.
@@ -51,6 +54,60 @@ pub struct SandboxArgs {
     /// TOML file with any of the settings above plus policies and a price table.
     #[arg(long, env = "LICENSE_FACADE_SANDBOX_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Where the order answer carries the new id: `id` (doc/id), `item.id`, `both`, or
+    /// `none` (an answer that says ok without an id) [default: id].
+    #[arg(long, env = "LICENSE_FACADE_SANDBOX_ORDER_ID_AT", value_parser = parse_order_id_at)]
+    pub order_id_at: Option<OrderIdAt>,
+    /// List a `remoteid` column in `soft` (the documented columns have none).
+    #[arg(long, env = "LICENSE_FACADE_SANDBOX_LIST_REMOTEID")]
+    pub list_remoteid: bool,
+    /// Leave the `licname` column out of the `soft` list.
+    #[arg(long, env = "LICENSE_FACADE_SANDBOX_LIST_WITHOUT_LICNAME")]
+    pub list_without_licname: bool,
+    /// A saved filter that hides licenses from `soft`: `active-only` (only status 2
+    /// is listed) or `hide-all`.
+    #[arg(long, env = "LICENSE_FACADE_SANDBOX_SAVED_FILTER", value_parser = parse_saved_filter)]
+    pub saved_filter: Option<SavedFilter>,
+    /// Do not show the saved filter in `saved_filters` while it narrows the list.
+    #[arg(long, env = "LICENSE_FACADE_SANDBOX_SAVED_FILTER_SILENT")]
+    pub saved_filter_silent: bool,
+    /// On a short balance, leave an unpaid item (status 1) behind and still refuse.
+    #[arg(long, env = "LICENSE_FACADE_SANDBOX_UNPAID_ON_SHORT_BALANCE")]
+    pub unpaid_on_short_balance: bool,
+    /// Ordered licenses stay in this status instead of becoming active: 1 (ordered,
+    /// unpaid, nothing debited) or 5 (processing).
+    #[arg(long, env = "LICENSE_FACADE_SANDBOX_STUCK_STATUS", value_parser = parse_stuck_status)]
+    pub stuck_status: Option<u32>,
+    /// List message columns (status, tariff, period) as translated text only, with no
+    /// raw value in `orig`.
+    #[arg(long, env = "LICENSE_FACADE_SANDBOX_TRANSLATED_WITHOUT_ORIG")]
+    pub translated_without_orig: bool,
+}
+
+fn parse_order_id_at(s: &str) -> Result<OrderIdAt, String> {
+    match s {
+        "id" => Ok(OrderIdAt::Id),
+        "item.id" => Ok(OrderIdAt::ItemId),
+        "both" => Ok(OrderIdAt::Both),
+        "none" => Ok(OrderIdAt::Nowhere),
+        _ => Err(format!("{s:?}: expected id, item.id, both or none")),
+    }
+}
+
+fn parse_saved_filter(s: &str) -> Result<SavedFilter, String> {
+    match s {
+        "active-only" => Ok(SavedFilter::ActiveOnly),
+        "hide-all" => Ok(SavedFilter::HideAll),
+        _ => Err(format!("{s:?}: expected active-only or hide-all")),
+    }
+}
+
+fn parse_stuck_status(s: &str) -> Result<u32, String> {
+    match s {
+        "1" => Ok(1),
+        "5" => Ok(5),
+        _ => Err(format!("{s:?}: expected 1 or 5")),
+    }
 }
 
 impl SandboxArgs {
@@ -77,6 +134,18 @@ impl SandboxArgs {
         if !self.faults.is_empty() {
             cfg.faults = self.faults;
         }
+        set(&mut cfg.order_id_at, self.order_id_at);
+        cfg.list_remoteid |= self.list_remoteid;
+        cfg.list_licname &= !self.list_without_licname;
+        if self.saved_filter.is_some() {
+            cfg.saved_filter = self.saved_filter;
+        }
+        cfg.saved_filter_silent |= self.saved_filter_silent;
+        cfg.unpaid_on_short_balance |= self.unpaid_on_short_balance;
+        if self.stuck_status.is_some() {
+            cfg.stuck_status = self.stuck_status;
+        }
+        cfg.translated_without_orig |= self.translated_without_orig;
         Ok(cfg)
     }
 }
@@ -127,7 +196,7 @@ struct FileConfig {
     trial_once_per_ip: Option<bool>,
     /// `allow` or `refuse`.
     duplicate_ip: Option<String>,
-    /// `id` or `name`.
+    /// `name-with-orig`, `id` or `name`.
     list_pricelist: Option<String>,
     json_single_elem_as_array: Option<bool>,
     no_money_error_type: Option<String>,
@@ -234,9 +303,12 @@ impl FileConfig {
         }
         if let Some(v) = self.list_pricelist {
             cfg.list_pricelist = match v.as_str() {
+                "name-with-orig" => ListPricelist::NameWithOrig,
                 "id" => ListPricelist::Id,
                 "name" => ListPricelist::Name,
-                _ => bail!("list_pricelist must be \"id\" or \"name\", not {v:?}"),
+                _ => bail!(
+                    "list_pricelist must be \"name-with-orig\", \"id\" or \"name\", not {v:?}"
+                ),
             };
         }
         if let Some(faults) = self.faults {

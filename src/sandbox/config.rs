@@ -58,6 +58,52 @@ pub struct SandboxConfig {
     pub prices: PriceTable,
     /// Injected faults, checked in order on every request.
     pub faults: Vec<Fault>,
+    /// Where the `soft.order.param` answer carries the new id. Default `doc/id` only,
+    /// where the client written by ISPsystem reads it. [INFERRED]
+    pub order_id_at: OrderIdAt,
+    /// Add a `remoteid` column to the `soft` list, which the official column list
+    /// does not have. Default false.
+    pub list_remoteid: bool,
+    /// Show the `licname` column in the `soft` list. Default true (documented).
+    pub list_licname: bool,
+    /// A saved filter set on the `soft` list, hiding licenses from it. Default none.
+    pub saved_filter: Option<SavedFilter>,
+    /// Leave `saved_filters` empty even while [`saved_filter`](Self::saved_filter)
+    /// narrows the list, as an upstream that does not say so would. Default false.
+    pub saved_filter_silent: bool,
+    /// When the balance is short, still create the ordered item, unpaid (status 1),
+    /// before refusing the order. Default false. [INFERRED]
+    pub unpaid_on_short_balance: bool,
+    /// Ordered licenses stay in this status (1: ordered, not paid, nothing debited;
+    /// 5: processing) instead of becoming active. Default none.
+    pub stuck_status: Option<u32>,
+    /// Message columns of the `soft` list carry only the translated text, without
+    /// the raw value in `orig`. Default false.
+    pub translated_without_orig: bool,
+}
+
+/// Where a `soft.order.param` answer carries the new license's id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OrderIdAt {
+    /// `doc/id` (the ISPsystem-written client's XPath).
+    #[default]
+    Id,
+    /// `doc/item.id` (what joonte/jbs reads).
+    ItemId,
+    /// Both elements.
+    Both,
+    /// Neither: `<doc><ok/></doc>`.
+    Nowhere,
+}
+
+/// A filter saved on the account's `soft` list. [INFERRED]: the real mechanism is
+/// not recorded; these are the two shapes that matter to a client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SavedFilter {
+    /// Only active licenses (status 2) are listed: a new order (status 5 or 1) is not.
+    ActiveOnly,
+    /// Nothing is listed.
+    HideAll,
 }
 
 impl Default for SandboxConfig {
@@ -75,7 +121,7 @@ impl Default for SandboxConfig {
             trial_days: 14,
             trial_once_per_ip: true,
             duplicate_ip: DuplicateIpPolicy::Allow,
-            list_pricelist: ListPricelist::Id,
+            list_pricelist: ListPricelist::NameWithOrig,
             json_single_elem_as_array: false,
             no_money_error_type: "value".into(),
             exists_error_type: "exists".into(),
@@ -85,6 +131,14 @@ impl Default for SandboxConfig {
             timeout_hang: Duration::from_secs(3600),
             prices: PriceTable::default(),
             faults: Vec::new(),
+            order_id_at: OrderIdAt::Id,
+            list_remoteid: false,
+            list_licname: true,
+            saved_filter: None,
+            saved_filter_silent: false,
+            unpaid_on_short_balance: false,
+            stuck_status: None,
+            translated_without_orig: false,
         }
     }
 }
@@ -103,10 +157,13 @@ pub enum DuplicateIpPolicy {
 /// Content of the `pricelist` column in the `soft` list. [INFERRED]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ListPricelist {
-    /// The numeric tariff id, e.g. `55228`.
+    /// The tariff name with the numeric id in `orig`, like the recorded message
+    /// columns: `<pricelist orig="55228">ispmanager 6 pro</pricelist>`.
     #[default]
+    NameWithOrig,
+    /// The numeric tariff id only, e.g. `55228`.
     Id,
-    /// The tariff name, e.g. `ispmanager 6 pro`.
+    /// The tariff name only, e.g. `ispmanager 6 pro`.
     Name,
 }
 

@@ -8,7 +8,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use rand::Rng;
 
-use super::render::Format;
+use crate::protocol::Format;
 
 /// One injected failure: for requests to `func` (or `*` for all), with probability `rate`.
 #[derive(Debug, Clone, PartialEq)]

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::config::SandboxConfig;
+use super::config::{OrderIdAt, SandboxConfig};
 use super::doc::{ApiError, Doc, Node};
 use super::rules::{OrderRequest, check_ip};
 use super::state::{State, status};
@@ -148,19 +148,22 @@ fn order_request(p: &Params, skipbasket: bool) -> Result<OrderRequest, ApiError>
     })
 }
 
-/// `soft.order.param`: `<doc><ok/><id>N</id><item.id>N</item.id></doc>`, so that the
-/// XPath `/doc/id` and joonte's `item.id` both find the new id.
+/// `soft.order.param`: `<doc><ok/><id>N</id></doc>` by default (the XPath `/doc/id` of
+/// the client ISPsystem wrote); [`OrderIdAt`] moves or drops the id.
 fn order(cfg: &SandboxConfig, st: &mut State, p: &Params) -> Result<Doc, ApiError> {
     if !p.sok() {
         return Err(ApiError::missed("sok"));
     }
     let req = order_request(p, p.get("skipbasket") == Some("on"))?;
     let id = st.order(cfg, req)?;
-    Ok(Doc::form(vec![
-        Node::new("ok"),
-        Node::text("id", id),
-        Node::text("item.id", id),
-    ]))
+    let mut answer = vec![Node::new("ok")];
+    if matches!(cfg.order_id_at, OrderIdAt::Id | OrderIdAt::Both) {
+        answer.push(Node::text("id", id));
+    }
+    if matches!(cfg.order_id_at, OrderIdAt::ItemId | OrderIdAt::Both) {
+        answer.push(Node::text("item.id", id));
+    }
+    Ok(Doc::form(answer))
 }
 
 /// `soft.checkip`: would this order be accepted (money aside)?
@@ -216,7 +219,7 @@ fn prolong(cfg: &SandboxConfig, st: &mut State, p: &Params) -> Result<Doc, ApiEr
     }
     let period = p.require_parsed("period")?;
     let date = st.prolong(cfg, id, period)?;
-    let inner = Node::new("doc").child(Node::text("newexpiredate", date));
+    let inner = Node::new("doc").with_child(Node::text("newexpiredate", date));
     Ok(Doc::form(vec![inner]))
 }
 

@@ -18,7 +18,6 @@ mod conn;
 mod doc;
 mod faults;
 mod funcs;
-mod render;
 mod rules;
 mod server;
 mod state;
@@ -38,7 +37,10 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 pub use args::SandboxArgs;
-pub use config::{Addon, DuplicateIpPolicy, ListPricelist, PriceTable, SandboxConfig, Tariff};
+pub use config::{
+    Addon, DuplicateIpPolicy, ListPricelist, OrderIdAt, PriceTable, SandboxConfig, SavedFilter,
+    Tariff,
+};
 pub use faults::{Fault, FaultKind, FaultParseError};
 pub use state::{NewSandboxLicense, SandboxLicense};
 
@@ -149,6 +151,11 @@ impl SandboxHandle {
     /// Replaces the injected faults.
     pub fn set_faults(&self, faults: Vec<Fault>) {
         self.shared.lock().faults = faults;
+    }
+
+    /// Sets (or clears) the filter saved on the `soft` list.
+    pub fn set_saved_filter(&self, filter: Option<SavedFilter>) {
+        self.shared.lock().saved_filter = filter;
     }
 
     /// Moves the sandbox clock forward (key delay, cooldowns, sessions, dates).

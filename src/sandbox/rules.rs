@@ -148,8 +148,16 @@ impl State {
     ) -> Result<u64, ApiError> {
         let cost = self.check_order(cfg, &req)?;
         let trial = tariff(cfg, req.tariff_id)?.trial;
-        if req.skipbasket {
-            self.debit(cfg, cost)?;
+        // Stuck at 1: the item is created but never paid, so nothing is debited.
+        let paid = req.skipbasket && cfg.stuck_status != Some(status::ORDERED);
+        if paid && let Err(no_money) = self.debit(cfg, cost) {
+            if cfg.unpaid_on_short_balance {
+                // The shop keeps the unpaid item although it refuses the order.
+                let mut unpaid = req;
+                unpaid.skipbasket = false;
+                self.order(cfg, unpaid)?;
+            }
+            return Err(no_money);
         }
         let now = self.now();
         let expire_date = if trial {
@@ -166,7 +174,7 @@ impl State {
             period: req.period,
             licname: req.licname,
             remote_id: req.remote_id,
-            status: if req.skipbasket {
+            status: if paid {
                 status::PROCESSING
             } else {
                 status::ORDERED
@@ -175,7 +183,8 @@ impl State {
             addons: req.addons,
             auto_prolong: req.auto_prolong,
         };
-        let activates_at = req.skipbasket.then(|| now + to_time(cfg.key_delay));
+        let activates_at =
+            (paid && cfg.stuck_status.is_none()).then(|| now + to_time(cfg.key_delay));
         let id = self.insert(new, activates_at);
         // Settle at once so that a zero key delay answers status 2 on the next read.
         self.record(cfg, id)?;

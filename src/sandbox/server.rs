@@ -10,12 +10,13 @@ use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
+use super::config::SavedFilter;
 use super::conn::ConnInfo;
 use super::doc::{ApiError, Doc, Node};
 use super::faults::{self, FaultKind};
 use super::funcs::{self, Params};
-use super::render::{Format, render};
 use super::state::{self, Shared};
+use crate::protocol::{Format, render};
 
 /// Both paths BILLmanager is reached under; anything else is a plain 404.
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
@@ -66,7 +67,7 @@ async fn handle(
         }
         Some(FaultKind::DocError) => {
             let err = ApiError::new("api_error", &func, "Internal error, try again later");
-            return respond(&shared, &func, format, Err(err));
+            return respond(&shared, &params, format, Err(err));
         }
         Some(FaultKind::DropAfterCommit) | None => {}
     }
@@ -78,7 +79,7 @@ async fn handle(
             None => funcs::dispatch(cfg, &mut st, &func, &params),
         })
     };
-    let response = respond(&shared, &func, format, result);
+    let response = respond(&shared, &params, format, result);
     if fault == Some(FaultKind::DropAfterCommit) {
         tracing::debug!(func = %func, "sandbox fault: dropping the connection after commit");
         conn.kill();
@@ -101,7 +102,9 @@ fn authenticate(
         return match (user, password) {
             (Some(u), Some(pw)) if valid(u, pw) => {
                 let sid = st.open_session();
-                let auth = Node::text("auth", &sid).attr("id", &sid).attr("level", 16);
+                let auth = Node::text("auth", &sid)
+                    .with_attr("id", &sid)
+                    .with_attr("level", 16);
                 Ok(Some(Doc::form(vec![auth])))
             }
             _ => Err(ApiError::auth()),
@@ -122,13 +125,69 @@ fn authenticate(
     }
 }
 
-fn respond(shared: &Shared, func: &str, format: Format, result: Result<Doc, ApiError>) -> Response {
-    let doc = result.unwrap_or_else(|e| {
+fn respond(
+    shared: &Shared,
+    params: &Params,
+    format: Format,
+    result: Result<Doc, ApiError>,
+) -> Response {
+    let func = params.get("func").unwrap_or_default();
+    let mut doc = result.unwrap_or_else(|e| {
         tracing::debug!(func = %func, error.type = %e.kind, error.object = %e.object, "sandbox error answer");
-        e.to_doc()
+        e.to_doc(func)
     });
+    let filter = shared.lock().saved_filter;
+    decorate(
+        &mut doc,
+        params,
+        filter.filter(|_| !shared.config.saved_filter_silent),
+    );
     let body = render(&doc, format, shared.config.json_single_elem_as_array);
     ([(header::CONTENT_TYPE, format.content_type())], body).into_response()
+}
+
+/// Parameters never echoed in `tparams`.
+const SECRET_PARAMS: [&str; 4] = ["authinfo", "password", "auth", "key"];
+
+/// What every recorded answer carries besides its content: attributes on `doc`, a
+/// `tparams` echo of the request without secrets, and the account's `saved_filters`.
+fn decorate(doc: &mut Doc, params: &Params, filter: Option<SavedFilter>) {
+    let func = params.get("func").unwrap_or_default();
+    let lang = params.get("lang").unwrap_or("en");
+    for (name, value) in [
+        ("lang", lang),
+        ("func", func),
+        ("binary", "/billmgr"),
+        ("host", "https://sandbox.invalid"),
+        ("themename", "orion"),
+        ("theme", "orion"),
+        ("stylesheet", func),
+        ("features", "a0c6f79b4a7c43dbcd05f09e8e1800e7"),
+        ("notify", ""),
+        ("branddir", "https://sandbox.invalid/manimg/orion/"),
+    ] {
+        doc.root.attrs.push((name.to_owned(), value.to_owned()));
+    }
+    let mut tparams = Node::new("tparams");
+    for (name, value) in &params.0 {
+        let plain = !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
+        if plain && !SECRET_PARAMS.contains(&name.as_str()) {
+            tparams.add_field(name, value);
+        }
+    }
+    let mut saved = Node::new("saved_filters");
+    if let Some(filter) = filter {
+        let (name, text) = match filter {
+            SavedFilter::ActiveOnly => ("active", "Status: Active"),
+            SavedFilter::HideAll => ("none", "Nothing"),
+        };
+        saved = saved.with_child(Node::text("filter", text).with_attr("name", name));
+    }
+    doc.root.children.push(tparams);
+    doc.root.children.push(saved);
 }
 
 /// Decodes `application/x-www-form-urlencoded` (`+` is a space, `%XX` a byte).

@@ -10,7 +10,7 @@ use rand::Rng;
 use time::{Date, OffsetDateTime};
 use tokio_util::sync::CancellationToken;
 
-use super::config::SandboxConfig;
+use super::config::{SandboxConfig, SavedFilter};
 use super::doc::ApiError;
 use super::faults::Fault;
 
@@ -138,6 +138,8 @@ pub(crate) struct State {
     clock_offset: time::Duration,
     calls: HashMap<String, u64>,
     pub(crate) faults: Vec<Fault>,
+    /// The filter set on the `soft` list (starts as configured; tests may change it).
+    pub(crate) saved_filter: Option<SavedFilter>,
 }
 
 /// What the handler and the [`SandboxHandle`](super::SandboxHandle) share.
@@ -161,6 +163,7 @@ impl Shared {
             clock_offset: time::Duration::ZERO,
             calls: HashMap::new(),
             faults: config.faults.clone(),
+            saved_filter: config.saved_filter,
         };
         Self {
             config,

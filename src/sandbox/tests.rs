@@ -163,13 +163,61 @@ async fn authinfo_is_checked_on_every_request() {
 }
 
 #[tokio::test]
+async fn answers_carry_doc_attributes_tparams_without_secrets_and_saved_filters_as_recorded() {
+    let sb = start_default().await;
+
+    let login = sb
+        .raw(&[("func", "auth"), ("username", "demo"), ("password", "demo")])
+        .await;
+    let refused = sb
+        .raw(&[("func", "auth"), ("username", "demo"), ("password", "nope")])
+        .await;
+    let sjson: Value = serde_json::from_str(
+        &sb.raw(&[
+            ("func", "auth"),
+            ("username", "demo"),
+            ("password", "nope"),
+            ("out", "sjson"),
+        ])
+        .await,
+    )
+    .unwrap();
+
+    assert!(
+        login.contains("<doc lang=\"en\" func=\"auth\" binary=\"/billmgr\""),
+        "{login}"
+    );
+    assert!(
+        login.contains(
+            "<tparams><func>auth</func><username>demo</username></tparams><saved_filters/>"
+        ),
+        "{login}"
+    );
+    assert!(!login.contains("<password>"), "{login}");
+    assert!(
+        refused.contains("<error type=\"auth\" object=\"badpassword\" lang=\"en\" code=\"1\">"),
+        "{refused}"
+    );
+    assert!(
+        refused.contains(
+            "<detail>Invalid username or password </detail><msg>Invalid username or password </msg>"
+        ),
+        "{refused}"
+    );
+    let error = &sjson["doc"]["error"];
+    assert_eq!(error["param"][0]["$name"], "object");
+    assert_eq!(error["stack"]["action"]["$"], "auth");
+    assert_eq!(sjson["doc"]["saved_filters"], serde_json::json!({}));
+}
+
+#[tokio::test]
 async fn session_login_gives_a_sid_with_a_sliding_one_hour_ttl() {
     let sb = start_default().await;
     let login = sb
         .raw(&[("func", "auth"), ("username", "demo"), ("password", "demo")])
         .await;
     let sid = login
-        .split("\">")
+        .split("level=\"16\">")
         .nth(1)
         .and_then(|rest| rest.split("</auth>").next())
         .unwrap_or_default()
@@ -234,8 +282,12 @@ async fn both_paths_answer_get_and_post_and_other_paths_are_404() {
 async fn unknown_function_is_a_missed_error_with_http_200() {
     let sb = start_default().await;
     let body = sb.call(&[("func", "soft.frobnicate")]).await;
-    assert!(body.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<doc><error "));
-    assert_eq!(error_of(&body), err("missed", "soft.frobnicate"));
+    assert!(body.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<doc lang=\"en\""));
+    assert!(
+        body.contains("<error type=\"missed\" lang=\"en\" code=\"1\">"),
+        "no object: {body}"
+    );
+    assert!(body.contains("<stack><action level=\"0\" user=\"\">soft.frobnicate</action></stack>"));
     assert!(body.contains(
         "<msg>Could not find function 'soft.frobnicate'. Perhaps the processing module is not loaded</msg>"
     ));
@@ -259,7 +311,15 @@ async fn lists_render_in_xml_json_and_sjson_with_0_1_and_2_elements() {
     let first = sb.order("192.0.2.1", "55228").await;
     let one = sb.json("json", &soft).await;
     assert_eq!(one["doc"]["elem"]["id"]["$"], first.to_string());
-    assert_eq!(one["doc"]["elem"]["pricelist"]["$"], "55228");
+    assert_eq!(one["doc"]["elem"]["pricelist"]["$orig"], "55228");
+    assert_eq!(one["doc"]["elem"]["pricelist"]["$"], "ispmanager 6 pro");
+    assert_eq!(one["doc"]["elem"]["item_status"]["$orig"], "2");
+    assert_eq!(one["doc"]["saved_filters"], serde_json::json!({}));
+    assert_eq!(one["doc"]["tparams"]["func"]["$"], "soft");
+    assert!(
+        one["doc"]["tparams"].get("authinfo").is_none(),
+        "no secrets echoed"
+    );
     let one_s = sb.json("sjson", &soft).await;
     assert_eq!(one_s["doc"]["elem"][0]["ip"]["$"], "192.0.2.1");
     assert_eq!(one_s["doc"]["p_elems"]["$"], "1");
@@ -268,20 +328,35 @@ async fn lists_render_in_xml_json_and_sjson_with_0_1_and_2_elements() {
     let two = sb.json("json", &soft).await;
     assert_eq!(two["doc"]["elem"][1]["ip"]["$"], "192.0.2.2");
     let xml = sb.call(&soft).await;
+    assert!(
+        !xml.contains("<remoteid>"),
+        "the documented columns have no remoteid"
+    );
     for field in [
         "id",
-        "ip",
         "licname",
-        "pricelist",
-        "status",
-        "expiredate",
-        "createdate",
-        "remoteid",
+        "ip",
         "period",
+        "update_expiredate",
+        "real_ipchange",
+        "real_keychange",
+        "pricelist",
+        "account",
+        "project",
+        "datacentername",
+        "processingmodule",
+        "createdate",
+        "expiredate",
         "autoprolong",
+        "status_msg",
+        "item_status",
+        "special_status",
+        "cost",
     ] {
         assert!(
-            xml.contains(&format!("<{field}>")),
+            ["<{field}>", "<{field} ", "<{field}/>"]
+                .iter()
+                .any(|form| xml.contains(&form.replace("{field}", field))),
             "{field} missing in {xml}"
         );
     }
@@ -321,14 +396,16 @@ async fn pricelist_export_has_periods_with_costs_in_xml_and_json() {
     let sb = start_default().await;
     let xml = sb.call(&[("func", "pricelist.export")]).await;
     assert!(xml.contains(
-        "<pricelist><id>55227</id><name>ispmanager 6 lite</name><itemtype>soft</itemtype>\
-         <price currency=\"EUR\"><period length=\"1\" cost=\"6.00\"/><period length=\"12\" cost=\"60.00\"/></price>"
+        "<pricelist><id>55227</id><name>ispmanager 6 lite</name><itemtype>21</itemtype>\
+         <itemtype_info><intname>soft</intname></itemtype_info><active>on</active><hideinorder>off</hideinorder>\
+         <price currency=\"EUR\"><period cost=\"6.0000\" type=\"month\" length=\"1\">monthly</period>\
+         <period cost=\"60.0000\" type=\"month\" length=\"12\">annually</period></price>"
     ), "{xml}");
     let json = sb.json("json", &[("func", "pricelist.export")]).await;
     assert_eq!(json["doc"]["pricelist"][1]["id"]["$"], "55228");
     assert_eq!(
         json["doc"]["pricelist"][1]["price"]["period"][1]["$cost"],
-        "90.00"
+        "90.0000"
     );
 }
 

@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
-use super::config::{ListPricelist, SandboxConfig};
+use super::config::{ListPricelist, SandboxConfig, SavedFilter};
 use super::doc::{Doc, Node};
 use super::rules::to_time;
-use super::state::{Record, State};
+use super::state::{Record, State, status};
 
 /// Cents as BILLmanager prints money: `1234` → `12.34`.
 pub(crate) fn money(cents: i64) -> String {
@@ -38,37 +38,107 @@ fn tariff_name(cfg: &SandboxConfig, id: u32) -> String {
         .unwrap_or_default()
 }
 
-/// One `<elem>` of the `soft` list. Its columns are [INFERRED] from `softexternal`.
+/// The English name of a status code, as the list's message columns show it.
+fn status_name(code: u32) -> &'static str {
+    match code {
+        status::ORDERED => "Ordered",
+        status::ACTIVE => "Active",
+        status::SUSPENDED => "Suspended",
+        status::DELETED => "Deleted",
+        status::PROCESSING => "Processing",
+        _ => "Unknown",
+    }
+}
+
+fn period_name(period: i32) -> String {
+    match period {
+        -100 => "Trial".into(),
+        1 => "1 month".into(),
+        12 => "1 year".into(),
+        n => format!("{n} months"),
+    }
+}
+
+/// A message column: the translated text, with the raw value in `orig` unless the
+/// sandbox is told to leave it out.
+fn message(cfg: &SandboxConfig, name: &str, raw: impl ToString, text: impl ToString) -> Node {
+    let node = Node::text(name, text);
+    if cfg.translated_without_orig {
+        node
+    } else {
+        node.with_attr("orig", raw)
+    }
+}
+
+/// One `<elem>` of the `soft` list: the documented columns (billmanager-api.md
+/// §10.3), no `remoteid` unless configured.
 fn list_elem(cfg: &SandboxConfig, rec: &Record) -> Node {
     let l = &rec.lic;
+    let name = tariff_name(cfg, l.tariff_id);
     let pricelist = match cfg.list_pricelist {
-        ListPricelist::Id => l.tariff_id.to_string(),
-        ListPricelist::Name => tariff_name(cfg, l.tariff_id),
+        ListPricelist::NameWithOrig => message(cfg, "pricelist", l.tariff_id, &name),
+        ListPricelist::Id => Node::text("pricelist", l.tariff_id),
+        ListPricelist::Name => Node::text("pricelist", &name),
     };
+    let auto = match l.auto_prolong {
+        None => message(cfg, "autoprolong", "null", "Off"),
+        Some(p) => message(cfg, "autoprolong", p, period_name(p)),
+    };
+    let date = |d: Option<time::Date>| d.map(|d| d.to_string()).unwrap_or_default();
+    let cost = cfg
+        .prices
+        .tariff(l.tariff_id)
+        .map(|t| money(t.price(l.period)))
+        .unwrap_or_default();
     let mut e = Node::new("elem");
-    e.field("id", l.id);
-    e.field("ip", &l.ip);
-    e.field("licname", &l.licname);
-    e.field("pricelist", pricelist);
-    e.field("status", l.status);
-    e.field("item_status", l.status);
-    e.field("createdate", l.create_time.date());
-    e.field("expiredate", l.expire_date);
-    e.field("remoteid", &l.remote_id);
-    e.field("period", l.period);
-    e.field("autoprolong", autoprolong(l.auto_prolong));
+    e.add_field("id", l.id);
+    if cfg.list_licname {
+        e.add_field("licname", &l.licname);
+    }
+    e.add_field("ip", &l.ip);
+    e.children
+        .push(message(cfg, "period", l.period, period_name(l.period)));
+    e.add_field("update_expiredate", l.expire_date);
+    e.add_field("real_ipchange", date(l.ip_change_date));
+    e.add_field("real_keychange", date(l.key_change_date));
+    e.children.push(pricelist);
+    e.add_field("account", &cfg.user);
+    e.add_field("project", 1);
+    e.add_field("datacentername", "");
+    e.add_field("processingmodule", "ISPsystem");
+    e.add_field("createdate", l.create_time.date());
+    e.add_field("expiredate", l.expire_date);
+    e.children.push(auto);
+    e.children
+        .push(message(cfg, "status_msg", l.status, status_name(l.status)));
+    e.children
+        .push(message(cfg, "item_status", l.status, status_name(l.status)));
+    e.add_field("special_status", 0);
+    e.add_field("cost", cost);
+    if cfg.list_remoteid {
+        e.add_field("remoteid", &l.remote_id);
+    }
     e
 }
 
-/// `func=soft`: every license (deleted ones too), by id, optionally paged with
-/// `p_num` (1-based) and `p_cnt`.
+/// `func=soft`: every license (deleted ones too) the saved filter lets through, by
+/// id, optionally paged with `p_num` (1-based) and `p_cnt`. The total counts the
+/// filtered rows, as a filtered list does.
 pub(crate) fn soft_list(
     cfg: &SandboxConfig,
     st: &mut State,
     p_num: Option<usize>,
     p_cnt: Option<usize>,
 ) -> Doc {
-    let all: Vec<&Record> = st.settled().collect();
+    let filter = st.saved_filter;
+    let all: Vec<&Record> = st
+        .settled()
+        .filter(|r| match filter {
+            None => true,
+            Some(SavedFilter::ActiveOnly) => r.lic.status == status::ACTIVE,
+            Some(SavedFilter::HideAll) => false,
+        })
+        .collect();
     let total = all.len();
     let page = p_num.unwrap_or(1).max(1);
     let (skip, take) = match p_cnt {
@@ -88,25 +158,25 @@ pub(crate) fn soft_list(
 pub(crate) fn soft_edit_form(cfg: &SandboxConfig, rec: &Record) -> Doc {
     let l = &rec.lic;
     let mut d = Node::new("doc");
-    d.field("elid", l.id);
-    d.field("id", l.id);
-    d.field("name", &l.licname);
-    d.field("licname", &l.licname);
-    d.field("ip", &l.ip);
-    d.field("remoteid", &l.remote_id);
-    d.field("lickey", &l.license_key);
-    d.field("status", l.status);
-    d.field("pricelist", l.tariff_id);
-    d.field("pricelist_name", tariff_name(cfg, l.tariff_id));
-    d.field("period", l.period);
-    d.field("autoprolong", autoprolong(l.auto_prolong));
-    d.field("createdate", l.create_time.date());
-    d.field("expiredate", l.expire_date);
-    d.field(
+    d.add_field("elid", l.id);
+    d.add_field("id", l.id);
+    d.add_field("name", &l.licname);
+    d.add_field("licname", &l.licname);
+    d.add_field("ip", &l.ip);
+    d.add_field("remoteid", &l.remote_id);
+    d.add_field("lickey", &l.license_key);
+    d.add_field("status", l.status);
+    d.add_field("pricelist", l.tariff_id);
+    d.add_field("pricelist_name", tariff_name(cfg, l.tariff_id));
+    d.add_field("period", l.period);
+    d.add_field("autoprolong", autoprolong(l.auto_prolong));
+    d.add_field("createdate", l.create_time.date());
+    d.add_field("expiredate", l.expire_date);
+    d.add_field(
         "ip_change_date",
         change_date(cfg, rec.ip_changed_at, cfg.ip_change_cooldown),
     );
-    d.field(
+    d.add_field(
         "lickey_change_date",
         change_date(cfg, rec.key_changed_at, cfg.key_change_cooldown),
     );
@@ -117,7 +187,7 @@ pub(crate) fn soft_edit_form(cfg: &SandboxConfig, rec: &Record) -> Doc {
         .unwrap_or_default();
     for id in addon_ids {
         let n = l.addons.get(&id).copied().unwrap_or(0);
-        d.field(&format!("addon_{id}"), n);
+        d.add_field(&format!("addon_{id}"), n);
     }
     Doc {
         root: d,
@@ -128,49 +198,69 @@ pub(crate) fn soft_edit_form(cfg: &SandboxConfig, rec: &Record) -> Doc {
 /// `func=subaccount`: the account with its balance.
 pub(crate) fn subaccount(cfg: &SandboxConfig, st: &State) -> Doc {
     let mut e = Node::new("elem");
-    e.field("id", 1);
-    e.field("name", &cfg.user);
-    e.field("balance", money(st.balance));
-    e.field("currency", &cfg.currency);
+    e.add_field("id", 1);
+    e.add_field("name", &cfg.user);
+    e.add_field("balance", money(st.balance));
+    e.add_field("currency", &cfg.currency);
     Doc::list(vec![e], 1, 1, 1)
 }
 
-fn price_node(cfg: &SandboxConfig, periods: &[(i32, i64)]) -> Node {
-    let mut price = Node::new("price").attr("currency", &cfg.currency);
-    for (len, cost) in periods {
-        price = price.child(
-            Node::new("period")
-                .attr("length", len)
-                .attr("cost", money(*cost)),
+/// Money as `pricelist.export` prints it: four decimals (`490.0000`).
+fn export_money(cents: i64) -> String {
+    format!("{}00", money(cents))
+}
+
+fn price_node(cfg: &SandboxConfig, periods: &[(i32, i64, &str)]) -> Node {
+    let mut price = Node::new("price").with_attr("currency", &cfg.currency);
+    for (len, cost, label) in periods {
+        price = price.with_child(
+            Node::text("period", label)
+                .with_attr("cost", export_money(*cost))
+                .with_attr("type", "month")
+                .with_attr("length", len),
         );
     }
     price
 }
 
-/// `func=pricelist.export`: the tariffs with their period prices and add-ons.
+/// The numeric item type of ISPmanager licenses in the export. [INFERRED]
+const SOFT_ITEMTYPE: u32 = 21;
+
+/// `func=pricelist.export`: the tariffs with their period prices and add-ons, shaped
+/// like the recorded exports (billmanager-api.md §10.1).
 pub(crate) fn pricelist_export(cfg: &SandboxConfig) -> Doc {
     let mut out = Vec::new();
     for t in &cfg.prices.tariffs {
-        let periods: Vec<(i32, i64)> = if t.trial {
-            vec![(-100, 0)]
+        let periods: Vec<(i32, i64, &str)> = if t.trial {
+            vec![(-100, 0, "trial")]
         } else {
-            vec![(1, t.month_cents), (12, t.year_cents)]
+            vec![
+                (1, t.month_cents, "monthly"),
+                (12, t.year_cents, "annually"),
+            ]
         };
         let mut p = Node::new("pricelist");
-        p.field("id", t.id);
-        p.field("name", &t.name);
-        p.field("itemtype", "soft");
+        p.add_field("id", t.id);
+        p.add_field("name", &t.name);
+        p.add_field("itemtype", SOFT_ITEMTYPE);
+        p.children
+            .push(Node::new("itemtype_info").with_child(Node::text("intname", "soft")));
+        p.add_field("active", "on");
+        p.add_field("hideinorder", "off");
         p.children.push(price_node(cfg, &periods));
         for addon in t.addons.iter().filter_map(|a| cfg.prices.addon(*a)) {
             let mut a = Node::new("addon");
-            a.field("id", addon.id);
-            a.field("intname", format!("addon_{}", addon.id));
-            a.field("name", &addon.name);
-            a.field("addontype", "integer");
-            a.field("addonmax", addon.max);
+            a.add_field("id", addon.id);
+            a.add_field("intname", format!("addon_{}", addon.id));
+            a.add_field("name", &addon.name);
+            a.add_field("addontype", "integer");
+            a.add_field("addonmax", addon.max);
             a.children.push(price_node(
                 cfg,
-                &[(1, addon.month_cents), (12, addon.year_cents)],
+                &[
+                    (1, addon.month_cents, "monthly"),
+                    (12, addon.year_cents, "annually"),
+                ],
             ));
             p.children.push(a);
         }
@@ -186,10 +276,10 @@ pub(crate) fn changepricelist_form(cfg: &SandboxConfig, rec: &Record) -> Doc {
         .tariff(rec.lic.tariff_id)
         .map(|t| t.family.clone())
         .unwrap_or_default();
-    let mut slist = Node::new("slist").attr("name", "pricelist");
+    let mut slist = Node::new("slist").with_attr("name", "pricelist");
     for t in cfg.prices.tariffs.iter() {
         if t.family == family && !t.trial && t.id != rec.lic.tariff_id {
-            slist = slist.child(Node::text("val", &t.name).attr("key", t.id));
+            slist = slist.with_child(Node::text("val", &t.name).with_attr("key", t.id));
         }
     }
     Doc::form(vec![

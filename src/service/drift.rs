@@ -351,7 +351,7 @@ fn utc_day(t: OffsetDateTime) -> time::Date {
 }
 
 /// The canonical text of an upstream address, so `::FFFF:10.0.0.1` equals `10.0.0.1`.
-fn normalize_ip(raw: &str) -> String {
+pub(super) fn normalize_ip(raw: &str) -> String {
     raw.trim()
         .parse::<IpAddr>()
         .ok()

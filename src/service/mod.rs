@@ -11,6 +11,7 @@ mod input;
 mod lifecycle;
 mod quotes;
 mod reconcile;
+mod recovery;
 mod spend;
 mod stats;
 mod worker;
@@ -430,5 +431,11 @@ impl LicenseService {
     /// Checks the store; used by readiness.
     pub async fn ready(&self) -> Result<(), ServiceError> {
         Ok(self.store.ping().await?)
+    }
+
+    /// Why no upstream call is made at present because the upstream refused the
+    /// credentials; used by readiness.
+    pub fn upstream_auth_refused(&self) -> Option<String> {
+        self.upstream.auth_refused()
     }
 }

@@ -72,17 +72,25 @@ impl LicenseService {
                     ),
                 )])
             })?;
-        let price = tariff
+        let unknown = |why: &str| {
+            ServiceError::InvalidArgument(vec![FieldViolation::new(
+                "periodMonths",
+                format!(
+                    "price unknown: the upstream price list has {why} for {} (tariff {}) and {} months",
+                    panel.name,
+                    panel.tariff_id,
+                    period.months()
+                ),
+            )])
+        };
+        let cost = tariff
             .prices
             .iter()
             .find(|(p, _)| *p == period.upstream_value())
-            .map(|(_, cost)| cost.clone())
-            .ok_or_else(|| {
-                ServiceError::InvalidArgument(vec![FieldViolation::new(
-                    "periodMonths",
-                    format!("the upstream has no price for {} months", period.months()),
-                )])
-            })?;
+            .map(|(_, cost)| cost.as_str())
+            .ok_or_else(|| unknown("no price"))?;
+        // An empty or unreadable cost is not a price of 0.
+        let price = normalise_price(cost).ok_or_else(|| unknown("no readable price"))?;
         Ok(Quote {
             panel: panel.name,
             tariff_id: panel.tariff_id,
@@ -90,5 +98,39 @@ impl LicenseService {
             price,
             currency: tariff.currency.clone().unwrap_or_default(),
         })
+    }
+}
+
+/// A cost as the export prints it (`490.0000`, `6.00`, `12`) with two decimals,
+/// rounded half up; `None` for an empty, negative or unreadable one.
+fn normalise_price(cost: &str) -> Option<String> {
+    let cost = cost.trim();
+    let (whole, frac) = cost.split_once('.').unwrap_or((cost, ""));
+    let digits = |s: &str| s.chars().all(|c| c.is_ascii_digit());
+    if whole.is_empty() || !digits(whole) || !digits(frac) || whole.len() > 15 {
+        return None;
+    }
+    let whole: u64 = whole.parse().ok()?;
+    let frac = format!("{frac:0<3}");
+    let hundredths: u64 = frac[..2].parse().ok()?;
+    let round_up = frac.as_bytes()[2] >= b'5';
+    let cents = whole * 100 + hundredths + u64::from(round_up);
+    Some(format!("{}.{:02}", cents / 100, cents % 100))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalise_price;
+
+    #[test]
+    fn prices_are_shown_with_two_decimals_and_empty_ones_are_unknown() {
+        assert_eq!(normalise_price("490.0000").as_deref(), Some("490.00"));
+        assert_eq!(normalise_price("6.00").as_deref(), Some("6.00"));
+        assert_eq!(normalise_price("12").as_deref(), Some("12.00"));
+        assert_eq!(normalise_price("0.1250").as_deref(), Some("0.13"));
+        assert_eq!(normalise_price("9.9999").as_deref(), Some("10.00"));
+        for bad in ["", " ", "-1.00", "abc", "1.2.3", ".5"] {
+            assert_eq!(normalise_price(bad), None, "{bad:?}");
+        }
     }
 }

@@ -116,11 +116,19 @@ impl LicenseService {
         // The upstream is listed first: a license that changes here afterwards has a
         // newer update time and is left for the next run instead of being misjudged.
         let listed_at = OffsetDateTime::now_utc();
-        let upstream = self
+        let listed = self
             .upstream
             .list_licenses()
             .await
             .map_err(|e| ServiceError::UpstreamUnavailable(e.to_string()))?;
+        // A list that may leave licenses out would report them missing (and could
+        // hide orphans): no report is better than a wrong one.
+        if let Some(why) = listed.incomplete {
+            return Err(ServiceError::UpstreamUnavailable(format!(
+                "the upstream license list may be incomplete: {why}"
+            )));
+        }
+        let upstream = listed.licenses;
         let ours = self.store.licenses_with_upstream_id().await?;
         let report = Arc::new(compare(
             &upstream,

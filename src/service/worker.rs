@@ -2,9 +2,12 @@
 //! its next recovery point. Every step commits before and after the upstream call, so
 //! a crash at any moment leaves the operation at a point it can resume from.
 //!
-//! Money rule: an order whose outcome is unknown (timeout, reset, 5xx, crash after
-//! INTENT) is never sent again until repeated look-ups over a settle period prove that
-//! no upstream license carries our `remoteid`.
+//! Money rules: an order whose outcome is unknown (timeout, reset, 5xx, crash after
+//! INTENT) is never sent again until repeated look-ups of a complete upstream list
+//! over a settle period prove that it was not carried out, and then at most
+//! `max_resends` times in the order's life. An answer that says "ordered" without an
+//! id we can read is never sent again. A refusal is final only after a look-up.
+//! Every case these rules cannot settle ends in NEEDS_ATTENTION: a person looks.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,9 +17,7 @@ use tokio::sync::{Notify, broadcast};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::billmanager::{
-    Billmanager, OrderParams, UpstreamError, UpstreamLicense, UpstreamStatus,
-};
+use crate::billmanager::{Billmanager, OrderParams, UpstreamError, UpstreamStatus};
 use crate::domain::{
     EventKind, License, LicenseId, LicenseState, Operation, OperationKind, PanelCatalog, Phase,
     UpstreamFailure,
@@ -45,6 +46,13 @@ pub struct WorkflowConfig {
     /// The longest one upstream call may take (the client's request timeout): a call
     /// is only sent while the lease has at least this much left.
     pub call_timeout: Duration,
+    /// Automatic re-sends of one order after its outcome stayed unknown and complete
+    /// look-ups found nothing; 0 allowed. Past it the license needs a person.
+    pub max_resends: u32,
+    /// How long an ordered license may stay unpaid (status 1) or processing
+    /// (status 5) upstream, counted from the order's acceptance, before it needs a
+    /// person.
+    pub activation_timeout: Duration,
 }
 
 impl Default for WorkflowConfig {
@@ -59,6 +67,8 @@ impl Default for WorkflowConfig {
             poll_max: Duration::from_secs(30),
             retry_max: Duration::from_secs(60),
             call_timeout: Duration::from_secs(30),
+            max_resends: 1,
+            activation_timeout: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -70,7 +80,7 @@ pub struct Worker {
     pub(super) upstream: Arc<dyn Billmanager>,
     work: Arc<Notify>,
     changes: broadcast::Sender<LicenseId>,
-    catalog: Arc<PanelCatalog>,
+    pub(super) catalog: Arc<PanelCatalog>,
     pub(super) config: WorkflowConfig,
     owner: Arc<str>,
     /// Where the loops run (the application's set: stopping it ends them).
@@ -244,7 +254,12 @@ impl Worker {
     ) -> Result<(), StoreError> {
         match op.phase {
             Phase::Received => self.send_order(op, license, claimed_at).await,
-            Phase::Intent => self.recover_order(op, license, claimed_at).await,
+            // INTENT: the outcome is unknown. CONFIRMED without an upstream id: the
+            // upstream took the order but did not say which license it created.
+            Phase::Intent => self.recover_order(op, license, claimed_at, false).await,
+            Phase::Confirmed if license.upstream_id.is_none() => {
+                self.recover_order(op, license, claimed_at, true).await
+            }
             Phase::Confirmed => self.poll_activation(op, license).await,
             Phase::Done | Phase::Failed => {
                 // A claimed closed operation means a concurrent close; just release it.
@@ -304,8 +319,9 @@ impl Worker {
             }
             Err(e) if e.is_definite() && !matches!(e, UpstreamError::Refused { .. }) => {
                 // Not carried out (unreachable, or our credentials were refused): safe
-                // to send again later.
+                // to send again later, and not a send that counts against the limit.
                 op.phase = Phase::Received;
+                op.attempt = op.attempt.saturating_sub(1);
                 op.failures += 1;
                 op.run_after = self.backoff(op.failures, self.config.retry_max);
                 op.last_error = Some(e.to_string());
@@ -316,9 +332,21 @@ impl Worker {
             Err(e @ UpstreamError::Refused { .. }) => {
                 tracing::warn!(error.message = %e, "upstream refused the order");
                 crate::crash::point(crate::crash::AFTER_RESPONSE);
-                op.phase = Phase::Failed;
+                self.check_refusal(op, license, e, claimed_at).await
+            }
+            Err(e @ UpstreamError::Unreadable(_)) => {
+                // The upstream said nothing against the order: it was most likely
+                // placed. Find it; never send it again.
+                tracing::error!(error.message = %e, "order answer not understood; looking the license up");
+                crate::crash::point(crate::crash::AFTER_RESPONSE);
+                metrics::counter!(crate::metrics::UPSTREAM_ANOMALIES, "kind" => "unreadable_order")
+                    .increment(1);
+                op.phase = Phase::Confirmed;
+                op.checks = 0;
+                op.failures = 0;
                 op.last_error = Some(e.to_string());
-                license.state = LicenseState::Failed;
+                op.run_after = OffsetDateTime::now_utc() + self.config.settle_interval / 4;
+                license.state = LicenseState::Provisioning;
                 license.last_error = Some(failure(&e));
                 self.save(&op, &mut license, true).await
             }
@@ -339,7 +367,7 @@ impl Worker {
     /// operation stays at INTENT, whose recovery finds the license by our `remoteid`
     /// and never sends it again. Only when the lease could run out during the read is
     /// CONFIRMED committed first.
-    async fn confirm_order(
+    pub(super) async fn confirm_order(
         &self,
         mut op: Operation,
         mut license: License,
@@ -360,48 +388,6 @@ impl Worker {
         self.poll_activation(op, license).await?;
         crate::crash::point(crate::crash::AFTER_CONFIRMED);
         Ok(())
-    }
-
-    /// Looks for the order upstream after an unknown outcome.
-    async fn recover_order(
-        &self,
-        mut op: Operation,
-        mut license: License,
-        claimed_at: OffsetDateTime,
-    ) -> Result<(), StoreError> {
-        let ours = license.id.to_string();
-        match self.upstream.list_licenses().await {
-            Ok(all) => {
-                op.failures = 0;
-                if let Some(found) = find_ours(&all, &ours) {
-                    tracing::info!(
-                        upstream_id = found.id,
-                        "found the order upstream; adopting it"
-                    );
-                    return self.confirm_order(op, license, found.id, claimed_at).await;
-                }
-                op.checks += 1;
-                if op.checks >= self.config.settle_checks {
-                    tracing::info!(
-                        checks = op.checks,
-                        "no upstream license after the settle period; sending again"
-                    );
-                    op.phase = Phase::Received;
-                    op.run_after = OffsetDateTime::now_utc();
-                } else {
-                    op.run_after = OffsetDateTime::now_utc() + self.config.settle_interval;
-                }
-                self.save(&op, &mut license, true).await
-            }
-            Err(e) => {
-                let failures = op.failures + 1;
-                let why = format!(
-                    "the order may have been placed upstream but could not be confirmed after {failures} look-ups: {e}"
-                );
-                self.lookup_failed(&mut op, &mut license, &e, why);
-                self.save(&op, &mut license, true).await
-            }
-        }
     }
 
     /// Reads the ordered license until it is active with a key.
@@ -444,7 +430,7 @@ impl Worker {
                 if let Some(date) = details.expire_date.as_deref().and_then(parse_date) {
                     license.expire_time = Some(date);
                 }
-                op.run_after = self.backoff(op.checks, self.config.poll_max);
+                self.still_waiting(&mut op, &mut license, upstream_id, details.status);
                 self.save(&op, &mut license, true).await
             }
             Err(e) => {
@@ -454,6 +440,51 @@ impl Worker {
                 self.save(&op, &mut license, true).await
             }
         }
+    }
+
+    /// A license not active yet: ends the wait after the activation timeout (counted
+    /// from the order's acceptance), shows an unpaid upstream item (status 1) as
+    /// `UPSTREAM_UNPAID`, and otherwise schedules the next poll.
+    fn still_waiting(
+        &self,
+        op: &mut Operation,
+        license: &mut License,
+        upstream_id: u64,
+        status: UpstreamStatus,
+    ) {
+        let waited = OffsetDateTime::now_utc() - license.create_time;
+        if waited > self.config.activation_timeout {
+            metrics::counter!(crate::metrics::UPSTREAM_ANOMALIES, "kind" => "activation_timeout")
+                .increment(1);
+            let why = format!(
+                "the upstream license {upstream_id} is still in status {} {} s after the order",
+                status.code(),
+                waited.whole_seconds()
+            );
+            self.needs_attention(op, license, "ACTIVATION_TIMEOUT", why);
+            return;
+        }
+        let shown_unpaid = license
+            .last_error
+            .as_ref()
+            .is_some_and(|e| e.code == UNPAID);
+        if status == UpstreamStatus::Ordered {
+            // Ordered but not paid: nothing will happen until someone pays upstream.
+            if !shown_unpaid {
+                metrics::counter!(crate::metrics::UPSTREAM_ANOMALIES, "kind" => "unpaid")
+                    .increment(1);
+                tracing::warn!(upstream_id, "the upstream license is ordered but not paid");
+            }
+            license.last_error = Some(UpstreamFailure {
+                code: UNPAID.into(),
+                message: format!(
+                    "the upstream license {upstream_id} is ordered but not paid (status 1); it activates once paid upstream"
+                ),
+            });
+        } else if shown_unpaid {
+            license.last_error = None;
+        }
+        op.run_after = self.backoff(op.checks, self.config.poll_max);
     }
 
     /// Records a failed recovery look-up: after `max_lookup_failures` in a row the
@@ -518,19 +549,8 @@ impl Worker {
     }
 }
 
-/// Our license among the upstream's: by `remoteid`, else by `licname` (both carry our
-/// id), ignoring deleted ones.
-fn find_ours<'a>(all: &'a [UpstreamLicense], ours: &str) -> Option<&'a UpstreamLicense> {
-    let live = |l: &&UpstreamLicense| l.status != UpstreamStatus::Deleted;
-    all.iter()
-        .filter(live)
-        .find(|l| l.remote_id.as_deref() == Some(ours))
-        .or_else(|| {
-            all.iter()
-                .filter(live)
-                .find(|l| l.licname.as_deref() == Some(ours))
-        })
-}
+/// `lastError.code` of a license whose upstream item waits for payment (status 1).
+const UNPAID: &str = "UPSTREAM_UNPAID";
 
 pub(super) fn failure(e: &UpstreamError) -> UpstreamFailure {
     let code = match e {
@@ -538,6 +558,7 @@ pub(super) fn failure(e: &UpstreamError) -> UpstreamFailure {
         UpstreamError::Auth(_) => "UPSTREAM_AUTH_FAILED",
         UpstreamError::Unavailable(_) => "UPSTREAM_UNAVAILABLE",
         UpstreamError::Indeterminate(_) => "UPSTREAM_OUTCOME_UNKNOWN",
+        UpstreamError::Unreadable(_) => "UPSTREAM_ANSWER_UNREADABLE",
     };
     UpstreamFailure {
         code: code.into(),

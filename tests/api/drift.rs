@@ -75,7 +75,8 @@ async fn an_orphan_bought_behind_the_back_is_reported_with_ip_and_tariff_on_both
     let app = spawn_app().await;
     let ours = active_license(&app, "srv-1", "203.0.113.10", json!({})).await;
     let mut bought = NewSandboxLicense::new("203.0.113.77", 55229);
-    bought.remote_id = "someone-else".into();
+    // The documented `soft` columns have no `remoteid`: the name is what shows.
+    bought.licname = "someone-else".into();
     let orphan_id = app.sandbox.insert_license(bought);
 
     // Act
@@ -88,7 +89,7 @@ async fn an_orphan_bought_behind_the_back_is_reported_with_ip_and_tariff_on_both
     assert_eq!(orphan["ip"], "203.0.113.77");
     assert_eq!(orphan["tariffId"], 55229);
     assert_eq!(orphan["panel"], "ISPmanager 6 Host");
-    assert_eq!(orphan["remoteId"], "someone-else");
+    assert_eq!(orphan["licname"], "someone-else");
     assert_eq!(orphan["upstreamStatus"], 2);
     assert!(orphan["expireTime"].is_string(), "{orphan}");
     assert_eq!(count(&report, "upstreamSeen"), 2);

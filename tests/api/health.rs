@@ -61,22 +61,10 @@ async fn grpc_health_reports_the_license_service_serving() {
 }
 
 #[tokio::test]
-async fn readiness_fails_while_no_configured_panel_is_offered_upstream() {
-    use license_facade::domain::{PanelCatalog, PanelCatalogConfig, PanelConfig};
-    let app = crate::helpers::spawn_app_with(0, |s| {
-        s.catalog = PanelCatalog::from_config(PanelCatalogConfig {
-            panels: vec![PanelConfig {
-                name: "Ghost Panel".into(),
-                tariff_id: 99_999,
-                trial: false,
-                nodes_addon: None,
-                aliases: Vec::new(),
-            }],
-            aliases: Default::default(),
-        })
-        .unwrap();
-    })
-    .await;
+async fn a_failing_price_list_export_fails_quotes_but_neither_readiness_nor_orders() {
+    let app = spawn_app().await;
+    app.sandbox
+        .set_faults(vec!["pricelist.export:error5xx:1.0".parse().unwrap()]);
     // Wait for the first probe to have run (it asks for the price list once).
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
     while app.sandbox.call_count("pricelist.export") == 0 {
@@ -84,11 +72,21 @@ async fn readiness_fails_while_no_configured_panel_is_offered_upstream() {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
 
-    let response = app.get("/readyz").await;
+    // More failed exports than the breaker's threshold.
+    for _ in 0..8 {
+        let quote = app.get("/v1/panels/ISPmanager%206%20Pro/quote").await;
+        assert_eq!(quote.status(), 503);
+    }
+    let ready = app.get("/readyz").await;
+    let license = app
+        .order_and_wait(&serde_json::json!({
+            "server": {"id": "srv-export", "ip": "203.0.113.240"},
+            "panel": "ISPmanager 6 Pro",
+        }))
+        .await;
 
-    assert_eq!(response.status(), 503);
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(body["upstream"], false);
+    assert_eq!(ready.status(), 200);
+    assert_eq!(license["state"], "ACTIVE", "{license}");
 }
 
 #[tokio::test]

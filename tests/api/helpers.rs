@@ -173,7 +173,10 @@ async fn start(mut settings: Settings) -> Started {
     };
     settings.workflow.poll_initial = Duration::from_millis(20);
     settings.workflow.poll_max = Duration::from_millis(200);
-    settings.workflow.settle_interval = Duration::from_millis(200);
+    settings.workflow.settle_interval = settings
+        .workflow
+        .settle_interval
+        .min(Duration::from_millis(200));
     settings.probe_interval = Duration::from_secs(3600);
     let app = Application::build(settings).await.expect("the app builds");
     let started = Started {
@@ -222,6 +225,15 @@ pub async fn spawn_app() -> TestApp {
 /// A standalone sandbox (as `license-facade sandbox` runs it) and the app pointed at
 /// it over HTTP like at a real BILLmanager.
 pub async fn spawn_app_on_standalone_sandbox(config: SandboxConfig) -> TestApp {
+    spawn_app_on_sandbox_with(config, |_| {}).await
+}
+
+/// Like [`spawn_app_on_standalone_sandbox`], with the app's settings adjusted by
+/// `adjust` after the test defaults.
+pub async fn spawn_app_on_sandbox_with(
+    config: SandboxConfig,
+    adjust: impl FnOnce(&mut Settings),
+) -> TestApp {
     init_logs();
     let user = config.user.clone();
     let password = config.password.clone();
@@ -238,10 +250,11 @@ pub async fn spawn_app_on_standalone_sandbox(config: SandboxConfig) -> TestApp {
         ..test_args()
     })
     .expect("valid settings");
-    let settings = Settings {
+    let mut settings = Settings {
         clients: Some(Clients::sandbox()),
         ..settings
     };
+    adjust(&mut settings);
     let started = start(settings).await;
     TestApp {
         http: started.http,

@@ -457,7 +457,7 @@ async fn putting_the_desired_state_three_times_leaves_one_upstream_license_with_
     assert_eq!(l3["tariffId"], 55230);
     let upstream = app.upstream_list().await;
     assert_eq!(upstream.len(), 1);
-    assert_eq!(upstream[0]["pricelist"]["$"], "55230");
+    assert_eq!(upstream[0]["pricelist"]["$orig"], "55230");
 
     let ensured = app
         .grpc()
@@ -560,7 +560,7 @@ async fn fifteen_concurrent_puts_with_different_panels_converge_on_the_last_acce
     assert_eq!(license["tariffId"], tariff, "{license}");
     let upstream = app.upstream_list().await;
     assert_eq!(upstream.len(), 1, "one license: {upstream:?}");
-    assert_eq!(upstream[0]["pricelist"]["$"], tariff.to_string());
+    assert_eq!(upstream[0]["pricelist"]["$orig"], tariff.to_string());
     assert_eq!(app.sandbox.call_count("soft.order.param"), 1);
 }
 

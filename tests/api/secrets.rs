@@ -354,6 +354,18 @@ fn listening(stdout: &std::path::Path, stderr: &std::path::Path) -> (String, Str
     }
 }
 
+/// Matches a form-encoded request for the function `func`.
+struct FuncIs(&'static str);
+
+impl wiremock::Match for FuncIs {
+    fn matches(&self, request: &wiremock::Request) -> bool {
+        let wanted = format!("func={}", self.0);
+        String::from_utf8_lossy(&request.body)
+            .split('&')
+            .any(|pair| pair == wanted)
+    }
+}
+
 /// Refuses every call with a message that echoes the request's form body as it came
 /// (the password form-encoded in `authinfo`), padded to 5 MB.
 struct EchoingUpstream;
@@ -376,6 +388,17 @@ async fn an_upstream_error_echoing_the_request_is_stored_cut_and_without_the_pas
     // Arrange: an upstream that echoes every request in a 5 MB refusal.
     let password = "p@ss w:rd&=%~*-echo";
     let server = wiremock::MockServer::start().await;
+    // The license list answers (complete and empty), so that the look-up that follows
+    // a refusal proves nothing was bought and the order ends FAILED with the refusal.
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .and(FuncIs("soft"))
+        .respond_with(
+            wiremock::ResponseTemplate::new(200)
+                .set_body_raw("<doc><p_elems>0</p_elems></doc>", "text/xml"),
+        )
+        .with_priority(1)
+        .mount(&server)
+        .await;
     wiremock::Mock::given(wiremock::matchers::method("POST"))
         .respond_with(EchoingUpstream)
         .mount(&server)

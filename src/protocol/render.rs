@@ -6,7 +6,7 @@
 
 use serde_json::{Map, Value};
 
-use super::doc::{Doc, Node};
+use super::{Doc, Node};
 
 /// The `out` parameter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,17 +125,16 @@ fn node_to_json(node: &Node, elem_as_array: bool) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sandbox::doc::ApiError;
 
     fn elem(id: u32) -> Node {
-        Node::new("elem").child(Node::text("id", id))
+        Node::new("elem").with_child(Node::text("id", id))
     }
 
     #[test]
     fn xml_escapes_and_self_closes_empty_elements() {
         let doc = Doc::form(vec![
             Node::new("ok"),
-            Node::text("licname", "a<b&'c'").attr("x", "\"q\""),
+            Node::text("licname", "a<b&'c'").with_attr("x", "\"q\""),
         ]);
         let xml = render(&doc, Format::Xml, false);
         assert_eq!(
@@ -175,14 +174,31 @@ mod tests {
     }
 
     #[test]
-    fn json_errors_carry_type_object_and_msg() {
-        let doc = ApiError::auth().to_doc();
-        let v: Value = serde_json::from_str(&render(&doc, Format::Json, false)).unwrap();
-        assert_eq!(v["doc"]["error"]["$type"], "auth");
-        assert_eq!(v["doc"]["error"]["$object"], "badpassword");
-        assert_eq!(
-            v["doc"]["error"]["msg"]["$"],
-            "Invalid username or password"
-        );
+    fn what_is_rendered_in_any_format_parses_back_the_same() {
+        let mut row = Node::new("elem");
+        row.add_field("id", 7);
+        row.children
+            .push(Node::text("pricelist", "ispmanager 6 pro").with_attr("orig", 55228));
+        let doc = Doc::list(vec![row], 1, 1, 1);
+        let error = Doc::form(vec![
+            Node::new("error")
+                .with_attr("type", "missed")
+                .with_child(Node::text("msg", "Function not found ")),
+        ]);
+
+        for format in [Format::Xml, Format::Json, Format::Sjson] {
+            let back = Doc::parse(render(&doc, format, false).as_bytes()).unwrap();
+            let elems = back.elems();
+            assert_eq!(elems.len(), 1, "{format:?}");
+            assert_eq!(elems[0].field("id"), Some("7"));
+            assert_eq!(elems[0].field("pricelist"), Some("55228"), "orig wins");
+            assert_eq!(back.p_elems(), Some(1));
+            let e = Doc::parse(render(&error, format, false).as_bytes())
+                .unwrap()
+                .error()
+                .unwrap();
+            assert_eq!((e.kind.as_str(), e.object), ("missed", None));
+            assert_eq!(e.message, "Function not found");
+        }
     }
 }

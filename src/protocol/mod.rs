@@ -1,15 +1,20 @@
-//! The wire format: a BILLmanager answer (`out=xml` or `out=json`) parsed into one small
-//! generic tree, plus the shapes every function shares: `doc/error`, the nested
-//! `doc/doc` of some confirm answers, and `doc/elem` lists.
+//! The BILLmanager protocol, spoken by both the client (it reads answers) and the
+//! sandbox (it writes them), so that a shape learnt once is right on both sides: the
+//! `doc` envelope as one small element tree, parsed from and rendered to
+//! `out=xml|json|sjson` ([`render`]), and the shapes every function shares —
+//! `doc/error`, the nested `doc/doc` of some confirm answers, `doc/elem` lists with
+//! their paging fields, raw values in `orig`, saved filters.
 //!
-//! Nothing here ever copies the raw body into an error: a body may echo request data.
+//! Nothing here ever copies a raw body into an error: a body may echo request data.
+
+mod render;
+
+pub(crate) use render::{Format, render};
 
 use quick_xml::Reader;
 use quick_xml::escape::resolve_predefined_entity;
 use quick_xml::events::{BytesStart, Event};
 use serde_json::Value;
-
-use super::UpstreamError;
 
 /// A body that is neither a well-formed XML `<doc>` nor a JSON `{"doc": …}`. The message
 /// names what was wrong, never the body's content.
@@ -32,17 +37,46 @@ fn malformed(what: impl Into<String>) -> Malformed {
 pub(crate) struct Node {
     pub(crate) name: String,
     pub(crate) attrs: Vec<(String, String)>,
-    /// Trimmed text content.
+    /// Text content (trimmed when parsed).
     pub(crate) text: String,
     pub(crate) children: Vec<Node>,
 }
 
 impl Node {
-    fn named(name: &str) -> Self {
+    /// An empty element `<name/>`.
+    pub(crate) fn new(name: impl Into<String>) -> Self {
         Self {
-            name: name.to_owned(),
+            name: name.into(),
             ..Self::default()
         }
+    }
+
+    fn named(name: &str) -> Self {
+        Self::new(name)
+    }
+
+    /// A text element `<name>text</name>`.
+    pub(crate) fn text(name: impl Into<String>, text: impl ToString) -> Self {
+        let mut n = Self::new(name);
+        n.text = text.to_string();
+        n
+    }
+
+    /// Adds an attribute (builder style).
+    pub(crate) fn with_attr(mut self, name: &str, value: impl ToString) -> Self {
+        self.attrs.push((name.to_owned(), value.to_string()));
+        self
+    }
+
+    /// Adds a child (builder style).
+    pub(crate) fn with_child(mut self, child: Node) -> Self {
+        self.children.push(child);
+        self
+    }
+
+    /// Adds a text child `<name>text</name>`.
+    pub(crate) fn add_field(&mut self, name: &str, text: impl ToString) {
+        self.children.push(Node::text(name, text));
     }
 
     /// The attribute `name`, if present.
@@ -66,11 +100,21 @@ impl Node {
         self.children.iter().filter(move |c| c.name == name)
     }
 
-    /// The text of the first child called `name`; `None` when absent or empty.
+    /// The value of the first child called `name`; `None` when absent or empty. A
+    /// formatted column carries its raw value in an `orig` attribute (`$orig` in JSON)
+    /// beside the translated text; the raw value wins.
     pub(crate) fn field(&self, name: &str) -> Option<&str> {
-        self.child(name)
-            .map(|c| c.text.as_str())
-            .filter(|t| !t.is_empty())
+        let child = self.child(name)?;
+        child
+            .attr("orig")
+            .map(str::trim)
+            .filter(|o| !o.is_empty())
+            .or(Some(child.text.as_str()).filter(|t| !t.is_empty()))
+    }
+
+    /// Whether the element has any content: text or children.
+    fn has_content(&self) -> bool {
+        !self.text.is_empty() || !self.children.is_empty()
     }
 
     /// An attribute or, failing that, a child's text: the JSON and XML forms of some
@@ -83,11 +127,46 @@ impl Node {
     }
 }
 
-/// A parsed answer whose root is `doc`.
+/// What a `doc/error` says: `type`, `object` (absent in some errors, e.g. a `missed`
+/// function) and the message (`msg`, else `detail`), trimmed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Doc(Node);
+pub(crate) struct ErrorAnswer {
+    pub(crate) kind: String,
+    pub(crate) object: Option<String>,
+    pub(crate) message: String,
+}
+
+/// A whole answer: the `<doc>` root, plus whether it is a list (so that `sjson` can
+/// emit an empty `elem` array; a parsed answer is never marked).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Doc {
+    pub(crate) root: Node,
+    pub(crate) list: bool,
+}
 
 impl Doc {
+    /// A form or action answer: `<doc>` with these children.
+    pub(crate) fn form(children: Vec<Node>) -> Self {
+        let mut root = Node::new("doc");
+        root.children = children;
+        Self { root, list: false }
+    }
+
+    /// `<doc><ok/></doc>`.
+    pub(crate) fn ok() -> Self {
+        Self::form(vec![Node::new("ok")])
+    }
+
+    /// A list answer: one `<elem>` per row, then the paging fields.
+    pub(crate) fn list(elems: Vec<Node>, total: usize, page: usize, page_size: usize) -> Self {
+        let mut root = Node::new("doc");
+        root.children = elems;
+        root.add_field("p_elems", total);
+        root.add_field("p_num", page);
+        root.add_field("p_cnt", page_size);
+        Self { root, list: true }
+    }
+
     /// Parses a body in either format: the first non-blank byte decides (`{` JSON, `<`
     /// XML), so an upstream that ignores `out` is still understood.
     pub(crate) fn parse(body: &[u8]) -> Result<Self, Malformed> {
@@ -103,37 +182,31 @@ impl Doc {
         if root.name != "doc" {
             return Err(malformed("response root is not `doc`"));
         }
-        Ok(Self(root))
-    }
-
-    /// The root `doc` element.
-    #[cfg(test)]
-    pub(crate) fn root(&self) -> &Node {
-        &self.0
+        Ok(Self { root, list: false })
     }
 
     /// `doc/doc`, which some confirm answers (`service.prolong`, `soft.edit` save) use.
     fn nested(&self) -> Option<&Node> {
-        self.0.child("doc")
+        self.root.child("doc")
     }
 
     /// `doc/name`, or `doc/doc/name` when the top level lacks it.
     pub(crate) fn node(&self, name: &str) -> Option<&Node> {
-        self.0
+        self.root
             .child(name)
             .or_else(|| self.nested().and_then(|n| n.child(name)))
     }
 
     /// The text of `doc/name` or `doc/doc/name`; `None` when absent or empty.
     pub(crate) fn field(&self, name: &str) -> Option<&str> {
-        self.0
+        self.root
             .field(name)
             .or_else(|| self.nested().and_then(|n| n.field(name)))
     }
 
     /// Every `doc/name` (or, when there is none, every `doc/doc/name`). Absent = empty.
-    pub(crate) fn list<'a>(&'a self, name: &'a str) -> Vec<&'a Node> {
-        let top: Vec<&Node> = self.0.children_named(name).collect();
+    pub(crate) fn all<'a>(&'a self, name: &'a str) -> Vec<&'a Node> {
+        let top: Vec<&Node> = self.root.children_named(name).collect();
         if !top.is_empty() {
             return top;
         }
@@ -144,7 +217,7 @@ impl Doc {
 
     /// The rows of a list answer (`doc/elem`).
     pub(crate) fn elems(&self) -> Vec<&Node> {
-        self.list("elem")
+        self.all("elem")
     }
 
     /// `p_elems`: the total row count of a paged list, when the upstream sends it.
@@ -152,29 +225,59 @@ impl Doc {
         self.field("p_elems").and_then(|v| v.parse().ok())
     }
 
-    /// The `doc/error` (or `doc/doc/error`) as a refusal: type `auth` is
-    /// [`UpstreamError::Auth`], every other type [`UpstreamError::Refused`].
-    pub(crate) fn error(&self) -> Option<UpstreamError> {
+    /// Whether the answer has the shape of a list: rows, or the paging fields a list
+    /// carries even when it is empty.
+    pub(crate) fn looks_like_list(&self) -> bool {
+        !self.elems().is_empty() || self.node("p_elems").is_some()
+    }
+
+    /// Why a list answer may show only part of the account's items: COREmanager lists
+    /// are narrowed by the filter set on the list, and every answer carries the
+    /// account's saved filters (`saved_filters`), any of which may be the one set.
+    /// `None` when the answer shows no filter at all.
+    pub(crate) fn filter_note(&self) -> Option<String> {
+        if let Some(saved) = self.node("saved_filters").filter(|n| n.has_content()) {
+            let names: Vec<&str> = saved
+                .children
+                .iter()
+                .filter_map(|f| f.attr("name").or(Some(f.text.as_str())))
+                .filter(|n| !n.is_empty())
+                .collect();
+            return Some(format!(
+                "the account has saved list filters ({}); one may be narrowing the list",
+                if names.is_empty() {
+                    "unnamed".to_owned()
+                } else {
+                    names.join(", ")
+                }
+            ));
+        }
+        ["filter", "p_filter", "filterinfo"]
+            .iter()
+            .find(|name| self.node(name).is_some_and(Node::has_content))
+            .map(|name| format!("the list answer carries an active filter (`{name}`)"))
+    }
+
+    /// The `doc/error` (or `doc/doc/error`), if the answer is one.
+    pub(crate) fn error(&self) -> Option<ErrorAnswer> {
         let error = self.node("error")?;
         let kind = error.attr_or_field("type").unwrap_or("unknown").to_owned();
         let object = error
             .attr_or_field("object")
             .map(str::to_owned)
             .filter(|o| !o.is_empty());
-        // `msg` is the documented place; a bare text is what legacy answers carry.
+        // `msg` is the documented place, `detail` its recorded twin; a bare text is
+        // what legacy answers carry.
         let message = error
             .field("msg")
+            .or_else(|| error.field("detail"))
             .or(Some(error.text.as_str()).filter(|t| !t.is_empty()))
             .unwrap_or("no message")
             .to_owned();
-        Some(if kind == "auth" {
-            UpstreamError::Auth(message)
-        } else {
-            UpstreamError::Refused {
-                kind,
-                object,
-                message,
-            }
+        Some(ErrorAnswer {
+            kind,
+            object,
+            message,
         })
     }
 }
@@ -339,6 +442,14 @@ mod tests {
         Doc::parse(body.as_bytes()).expect("parses")
     }
 
+    fn auth(message: &str) -> ErrorAnswer {
+        ErrorAnswer {
+            kind: "auth".into(),
+            object: Some("badpassword".into()),
+            message: message.into(),
+        }
+    }
+
     #[test]
     fn xml_attributes_text_and_children_become_a_tree() {
         let d = doc(r#"<?xml version="1.0" encoding="UTF-8"?>
@@ -351,7 +462,7 @@ mod tests {
         assert_eq!(periods[0].attr("cost"), Some("5.00"));
         assert_eq!(periods[1].text, "50");
         assert_eq!(d.field("name"), Some("a & b A<c>"));
-        assert_eq!(d.root().children.len(), 2);
+        assert_eq!(d.root.children.len(), 2);
     }
 
     #[test]
@@ -404,7 +515,7 @@ mod tests {
         );
         assert_eq!(
             xml.error(),
-            Some(UpstreamError::Refused {
+            Some(ErrorAnswer {
                 kind: "missed".into(),
                 object: Some("ip".into()),
                 message: "Field 'IP address' is required".into(),
@@ -413,11 +524,45 @@ mod tests {
         let json = doc(
             r#"{"doc":{"error":{"$type":"auth","$object":"badpassword","msg":{"$":"Invalid username or password"}}}}"#,
         );
-        assert_eq!(
-            json.error(),
-            Some(UpstreamError::Auth("Invalid username or password".into()))
-        );
+        assert_eq!(json.error(), Some(auth("Invalid username or password")));
         assert_eq!(doc("<doc><ok/></doc>").error(), None);
+    }
+
+    #[test]
+    fn recorded_error_shapes_read_as_their_type_and_trimmed_message() {
+        let xml = doc(
+            r#"<doc lang="ru" func="auth"><error type="auth" object="badpassword" lang="ru" code="1"><param name="object" type="msg">badpassword</param><param name="value"></param><stack><action level="0" user="">auth</action></stack><detail>Invalid username or password </detail><msg>Invalid username or password </msg></error><tparams><out>xml</out><func>auth</func></tparams><saved_filters></saved_filters></doc>"#,
+        );
+        assert_eq!(xml.error(), Some(auth("Invalid username or password")));
+        let sjson = doc(
+            r#"{"doc":{"error":{"$type":"auth","$object":"badpassword","$lang":"en","detail":{"$":"Invalid username or password "},"msg":{"$":"Invalid username or password "},"param":[{"$name":"object","$type":"msg","$":"badpassword"},{"$name":"value","$":"remote_addr: [85.140.114.49]"}]}}}"#,
+        );
+        assert_eq!(sjson.error(), Some(auth("Invalid username or password")));
+        let missed = doc(
+            r#"{"doc":{"error":{"$type":"missed","msg":{"$":"Не удалось найти функцию 'X'. Возможно, управляющий модуль не загружен."}}}}"#,
+        );
+        assert!(matches!(
+            missed.error(),
+            Some(ErrorAnswer { kind, object: None, .. }) if kind == "missed"
+        ));
+        let detail_only =
+            doc(r#"<doc><error type="value"><detail>Bad value </detail></error></doc>"#);
+        assert!(matches!(
+            detail_only.error(),
+            Some(ErrorAnswer { message, .. }) if message == "Bad value"
+        ));
+    }
+
+    #[test]
+    fn a_raw_orig_value_wins_over_the_translated_text() {
+        let xml = doc(
+            r#"<doc><elem><status_msg orig="db_not_assigned">Notused</status_msg><ip>1.2.3.4</ip></elem></doc>"#,
+        );
+        assert_eq!(xml.elems()[0].field("status_msg"), Some("db_not_assigned"));
+        assert_eq!(xml.elems()[0].field("ip"), Some("1.2.3.4"));
+        let json =
+            doc(r#"{"doc":{"elem":[{"status_msg":{"$orig":"db_not_assigned","$":"Notused"}}]}}"#);
+        assert_eq!(json.elems()[0].field("status_msg"), Some("db_not_assigned"));
     }
 
     #[test]

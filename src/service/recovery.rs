@@ -1,0 +1,384 @@
+//! Finding an order upstream when its answer did not say which license it created,
+//! and what the workflow does with what it finds.
+//!
+//! Nothing upstream carries an idempotency key, and the official `soft` list has no
+//! `remoteid` column, so a license is recognised by what the list does show: our id
+//! in `remoteid` (when listed) or `licname`, else, for rows without a `licname`, the
+//! IP, the tariff and a creation date no earlier than the order. An empty result
+//! proves nothing unless the list is known to be complete: nothing in the answer
+//! suggests a filter or a short page, and it shows every license this service knows
+//! to be live upstream (the positive control).
+
+use std::collections::HashSet;
+
+use time::{Date, OffsetDateTime, macros::format_description};
+
+use crate::billmanager::{UpstreamError, UpstreamId, UpstreamLicense, UpstreamStatus};
+use crate::domain::{License, LicenseState, Operation, PanelCatalog, Phase, UpstreamFailure};
+use crate::store::StoreError;
+
+use super::drift::{normalize_ip, upstream_tariff};
+use super::worker::{Worker, failure};
+
+/// What a look-up found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Lookup {
+    /// Exactly one upstream license is ours.
+    Found(UpstreamId),
+    /// None is ours, and the list is complete: the order was not carried out.
+    Absent,
+    /// Several licenses could be ours (or one could be, but its creation date is not
+    /// shown): only a person can tell.
+    Ambiguous(String),
+    /// None is ours, but the list may leave licenses out; proves nothing.
+    Untrusted(String),
+}
+
+impl Worker {
+    /// Lists the upstream licenses and looks for `license` among them.
+    pub(super) async fn look_up(&self, license: &License) -> Result<Lookup, UpstreamError> {
+        let list = self.upstream.list_licenses().await?;
+        // Licenses of ours known to be live upstream: excluded from the matches (they
+        // are someone else's order) and expected in the list (the positive control).
+        let known = match self.store.licenses_with_upstream_id().await {
+            Ok(known) => known,
+            Err(e) => {
+                return Ok(Lookup::Untrusted(format!(
+                    "cannot read the licenses known upstream: {e}"
+                )));
+            }
+        };
+        let known_live: Vec<UpstreamId> = known
+            .iter()
+            .filter(|l| l.id != license.id)
+            .filter(|l| {
+                matches!(
+                    l.state,
+                    LicenseState::Active | LicenseState::Suspended | LicenseState::Provisioning
+                )
+            })
+            .filter_map(|l| l.upstream_id)
+            .collect();
+        let taken: HashSet<UpstreamId> = known
+            .iter()
+            .filter(|l| l.id != license.id)
+            .filter_map(|l| l.upstream_id)
+            .collect();
+        let found = match_ours(&list.licenses, license, &taken, &self.catalog);
+        if !matches!(found, Lookup::Absent) {
+            return Ok(found);
+        }
+        if let Some(why) = list.incomplete {
+            metrics::counter!(crate::metrics::UPSTREAM_ANOMALIES, "kind" => "incomplete_list")
+                .increment(1);
+            return Ok(Lookup::Untrusted(why));
+        }
+        let listed: HashSet<UpstreamId> = list.licenses.iter().map(|l| l.id).collect();
+        if let Some(hidden) = known_live.iter().find(|id| !listed.contains(id)) {
+            metrics::counter!(crate::metrics::UPSTREAM_ANOMALIES, "kind" => "incomplete_list")
+                .increment(1);
+            return Ok(Lookup::Untrusted(format!(
+                "the list does not show license {hidden}, which is live upstream; it is filtered or incomplete"
+            )));
+        }
+        Ok(Lookup::Absent)
+    }
+
+    /// Looks for an order upstream and acts on what is found. `placed`: the upstream
+    /// took the order (an answer without an error but without a readable id, or a
+    /// refusal whose look-up could not settle it), so it is never sent again; else
+    /// the outcome is unknown, and after the settle checks find nothing on complete
+    /// lists it is sent again, at most `max_resends` times in the order's life.
+    pub(super) async fn recover_order(
+        &self,
+        mut op: Operation,
+        mut license: License,
+        claimed_at: OffsetDateTime,
+        placed: bool,
+    ) -> Result<(), StoreError> {
+        let lookup = self.look_up(&license).await;
+        match lookup {
+            Ok(Lookup::Found(id)) => {
+                tracing::info!(upstream_id = id, "found the order upstream; adopting it");
+                return self.confirm_order(op, license, id, claimed_at).await;
+            }
+            Ok(Lookup::Absent) => {
+                op.failures = 0;
+                op.checks += 1;
+                if op.checks < self.config.settle_checks {
+                    op.run_after = OffsetDateTime::now_utc() + self.config.settle_interval;
+                } else if placed {
+                    let why = format!(
+                        "the upstream took the order ({}) but no license of it is listed; not sending it again",
+                        op.last_error.as_deref().unwrap_or("no id in the answer")
+                    );
+                    self.needs_attention(&mut op, &mut license, "UPSTREAM_ANSWER_UNREADABLE", why);
+                } else if op.attempt > self.config.max_resends {
+                    let why = format!(
+                        "the order was sent {} times with an unknown outcome and is not listed upstream; the re-send limit ({}) is reached",
+                        op.attempt, self.config.max_resends
+                    );
+                    self.needs_attention(&mut op, &mut license, "UPSTREAM_OUTCOME_UNKNOWN", why);
+                } else {
+                    tracing::info!(
+                        checks = op.checks,
+                        "no upstream license after the settle period; sending again"
+                    );
+                    op.phase = Phase::Received;
+                    op.run_after = OffsetDateTime::now_utc();
+                }
+            }
+            Ok(Lookup::Ambiguous(why)) => {
+                self.needs_attention(&mut op, &mut license, "UPSTREAM_AMBIGUOUS", why);
+            }
+            Ok(Lookup::Untrusted(why)) => {
+                let e = UpstreamError::Unreadable(format!(
+                    "the upstream list cannot prove the order absent: {why}"
+                ));
+                let why = format!(
+                    "the order may have been placed upstream, and the upstream list cannot show whether it was: {why}"
+                );
+                self.lookup_failed(&mut op, &mut license, &e, why);
+            }
+            Err(e) => {
+                let failures = op.failures + 1;
+                let why = format!(
+                    "the order may have been placed upstream but could not be confirmed after {failures} look-ups: {e}"
+                );
+                self.lookup_failed(&mut op, &mut license, &e, why);
+            }
+        }
+        self.save(&op, &mut license, true).await
+    }
+
+    /// After a refusal of the order, one look-up before the license is FAILED: with a
+    /// short balance the shop may still have created an unpaid item (status 1). A
+    /// look-up that cannot settle it leaves the order to be searched for as a placed
+    /// one: found, or a person looks; never sent again.
+    pub(super) async fn check_refusal(
+        &self,
+        mut op: Operation,
+        mut license: License,
+        refusal: UpstreamError,
+        claimed_at: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        op.last_error = Some(refusal.to_string());
+        license.last_error = Some(failure(&refusal));
+        match self.look_up(&license).await {
+            Ok(Lookup::Found(id)) => {
+                tracing::warn!(
+                    upstream_id = id,
+                    "the refused order left an upstream item; adopting it"
+                );
+                return self.confirm_order(op, license, id, claimed_at).await;
+            }
+            Ok(Lookup::Absent) => {
+                op.phase = Phase::Failed;
+                license.state = LicenseState::Failed;
+            }
+            Ok(Lookup::Ambiguous(why)) => {
+                self.needs_attention(&mut op, &mut license, "UPSTREAM_AMBIGUOUS", why);
+            }
+            Ok(Lookup::Untrusted(_)) | Err(_) => {
+                op.phase = Phase::Confirmed;
+                op.checks = 0;
+                op.failures = 0;
+                op.run_after = OffsetDateTime::now_utc() + self.config.settle_interval / 4;
+                license.state = LicenseState::Provisioning;
+            }
+        }
+        self.save(&op, &mut license, true).await
+    }
+
+    /// Ends the operation and hands the license to a person.
+    pub(super) fn needs_attention(
+        &self,
+        op: &mut Operation,
+        license: &mut License,
+        code: &str,
+        why: String,
+    ) {
+        tracing::error!(code, reason = %why, "license needs attention");
+        op.phase = Phase::Failed;
+        op.last_error = Some(why.clone());
+        license.state = LicenseState::NeedsAttention;
+        license.last_error = Some(UpstreamFailure {
+            code: code.into(),
+            message: why,
+        });
+    }
+}
+
+/// Our license among the upstream's (deleted ones and those bound to another license
+/// of ours left out): by `remoteid`, else by `licname` (both carry our id), else, for
+/// rows that show no `licname`, by IP + tariff + creation date.
+pub(super) fn match_ours(
+    all: &[UpstreamLicense],
+    license: &License,
+    taken: &HashSet<UpstreamId>,
+    catalog: &PanelCatalog,
+) -> Lookup {
+    let ours = license.id.to_string();
+    let candidates: Vec<&UpstreamLicense> = all
+        .iter()
+        .filter(|l| l.status != UpstreamStatus::Deleted && !taken.contains(&l.id))
+        .collect();
+    let by = |pick: &dyn Fn(&UpstreamLicense) -> Option<&str>| -> Vec<UpstreamId> {
+        candidates
+            .iter()
+            .filter(|l| pick(l) == Some(ours.as_str()))
+            .map(|l| l.id)
+            .collect()
+    };
+    for (what, ids) in [
+        ("remoteid", by(&|l| l.remote_id.as_deref())),
+        ("licname", by(&|l| l.licname.as_deref())),
+    ] {
+        match ids.as_slice() {
+            [] => {}
+            [one] => return Lookup::Found(*one),
+            many => {
+                return Lookup::Ambiguous(format!(
+                    "{} upstream licenses carry our id in `{what}`: {many:?}",
+                    many.len()
+                ));
+            }
+        }
+    }
+    // Without a name, a row is ours when IP and tariff match and it was created no
+    // earlier than the day before the order: the upstream's dates are in its own
+    // time zone, and a day of slack never misses a license created after the order.
+    let ip = license.ip.to_string();
+    let earliest = license.create_time.date().previous_day();
+    let mut dated = Vec::new();
+    let mut undated = Vec::new();
+    for l in candidates
+        .iter()
+        .filter(|l| l.licname.as_deref().is_none_or(str::is_empty))
+        .filter(|l| l.ip.as_deref().map(normalize_ip).as_deref() == Some(ip.as_str()))
+        .filter(|l| upstream_tariff(l, catalog).is_none_or(|t| t == license.tariff_id))
+    {
+        match l.create_date.as_deref().and_then(parse_day) {
+            Some(day) if earliest.is_none_or(|e| day >= e) => dated.push(l.id),
+            Some(_) => {}
+            None => undated.push(l.id),
+        }
+    }
+    match (dated.as_slice(), undated.as_slice()) {
+        ([], []) => Lookup::Absent,
+        ([one], []) => Lookup::Found(*one),
+        _ => Lookup::Ambiguous(format!(
+            "upstream licenses on this IP and tariff without a name could be ours: {:?}",
+            [dated, undated].concat()
+        )),
+    }
+}
+
+fn parse_day(s: &str) -> Option<Date> {
+    let format = format_description!("[year]-[month]-[day]");
+    // `createdate` may carry a time after the day.
+    Date::parse(s.get(..10)?, &format).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{ClientName, LicenseId, LicenseIp, Period, ServerId};
+
+    fn license() -> License {
+        let now = time::OffsetDateTime::now_utc();
+        License {
+            id: LicenseId::generate(),
+            client: ClientName::anonymous(),
+            server_id: ServerId::parse("srv-1", "serverId").unwrap(),
+            ip: LicenseIp::parse("203.0.113.7", "ip").unwrap(),
+            hostname: None,
+            panel: "ISPmanager 6 Pro".into(),
+            tariff_id: 55228,
+            nodes: None,
+            period: Period::Month,
+            auto_renew: false,
+            state: LicenseState::Provisioning,
+            license_key: None,
+            upstream_id: None,
+            expire_time: None,
+            create_time: now,
+            update_time: now,
+            last_error: None,
+        }
+    }
+
+    fn row(id: u64, ip: &str, licname: Option<&str>, created: Option<&str>) -> UpstreamLicense {
+        UpstreamLicense {
+            id,
+            ip: Some(ip.into()),
+            licname: licname.map(Into::into),
+            remote_id: None,
+            status: UpstreamStatus::Processing,
+            tariff_id: Some(55228),
+            tariff_name: None,
+            license_key: None,
+            period: Some(1),
+            create_date: created.map(Into::into),
+            expire_date: None,
+            ip_change_date: None,
+            key_change_date: None,
+        }
+    }
+
+    fn today() -> String {
+        time::OffsetDateTime::now_utc().date().to_string()
+    }
+
+    #[test]
+    fn licname_finds_ours_and_ignores_other_names_on_the_same_ip() {
+        let l = license();
+        let ours = l.id.to_string();
+        let all = [
+            row(1, "203.0.113.7", Some("someone-else"), Some(&today())),
+            row(2, "203.0.113.7", Some(&ours), Some(&today())),
+        ];
+        let got = match_ours(&all, &l, &HashSet::new(), &PanelCatalog::defaults());
+        assert_eq!(got, Lookup::Found(2));
+    }
+
+    #[test]
+    fn without_licname_ip_tariff_and_a_recent_createdate_match() {
+        let l = license();
+        let all = [
+            row(1, "203.0.113.7", None, Some("2001-01-01")),
+            row(2, "203.0.113.7", None, Some(&today())),
+            row(3, "203.0.113.8", None, Some(&today())),
+        ];
+        let got = match_ours(&all, &l, &HashSet::new(), &PanelCatalog::defaults());
+        assert_eq!(got, Lookup::Found(2));
+    }
+
+    #[test]
+    fn two_nameless_candidates_or_one_without_a_date_are_ambiguous() {
+        let l = license();
+        let two = [
+            row(1, "203.0.113.7", None, Some(&today())),
+            row(2, "203.0.113.7", None, Some(&today())),
+        ];
+        let undated = [row(3, "203.0.113.7", None, None)];
+        let catalog = PanelCatalog::defaults();
+        assert!(matches!(
+            match_ours(&two, &l, &HashSet::new(), &catalog),
+            Lookup::Ambiguous(_)
+        ));
+        assert!(matches!(
+            match_ours(&undated, &l, &HashSet::new(), &catalog),
+            Lookup::Ambiguous(_)
+        ));
+    }
+
+    #[test]
+    fn a_license_bound_to_another_of_ours_is_not_a_candidate() {
+        let l = license();
+        let all = [row(1, "203.0.113.7", None, Some(&today()))];
+        let taken = HashSet::from([1]);
+        let got = match_ours(&all, &l, &taken, &PanelCatalog::defaults());
+        assert_eq!(got, Lookup::Absent);
+    }
+}

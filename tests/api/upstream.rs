@@ -1,0 +1,481 @@
+//! The money rules against upstream answers the service has not seen: each test sets
+//! the sandbox switch that produces one answer shape the evidence allows, and counts
+//! the orders that reached the upstream. Never more than one purchase per license
+//! without a person.
+
+use std::time::Duration;
+
+use license_facade::config::Settings;
+use license_facade::sandbox::{NewSandboxLicense, OrderIdAt, SandboxConfig, SavedFilter};
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, spawn_app_on_sandbox_with};
+
+/// Sandbox defaults for these tests: keys at once.
+fn sandbox() -> SandboxConfig {
+    SandboxConfig {
+        key_delay: Duration::ZERO,
+        ..SandboxConfig::default()
+    }
+}
+
+/// Short look-up spacing and a small failure budget, so that every path ends fast.
+fn quick(settings: &mut Settings) {
+    settings.workflow.settle_interval = Duration::from_millis(50);
+    settings.workflow.settle_checks = 2;
+    settings.workflow.max_lookup_failures = 3;
+}
+
+fn order(n: u32) -> Value {
+    json!({
+        "server": {"id": format!("srv-{n}"), "ip": format!("203.0.113.{n}")},
+        "panel": "ISPmanager 6 Pro",
+    })
+}
+
+impl TestApp {
+    /// Places an order over REST (without waiting) and returns the license id.
+    async fn place(&self, n: u32) -> String {
+        let response = self.post_json("/v1/licenses", &order(n)).await;
+        assert!(response.status().is_success(), "{}", response.status());
+        let body: Value = response.json().await.unwrap();
+        body["id"].as_str().expect("an id").to_owned()
+    }
+
+    async fn settled(&self, id: &str, state: &str) -> Value {
+        self.license_until(id, |l| l["state"] == state).await
+    }
+
+    fn orders_sent(&self) -> u64 {
+        self.sandbox.call_count("soft.order.param")
+    }
+
+    /// Lets the worker run a while, to show that nothing more is sent.
+    async fn idle(&self) {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+}
+
+fn code(license: &Value) -> &str {
+    license["lastError"]["code"].as_str().unwrap_or_default()
+}
+
+// ----------------------------------------------------------------- rule 1
+
+#[tokio::test]
+async fn an_unknown_outcome_is_sent_again_at_most_once_then_needs_attention() {
+    let app = spawn_app_on_sandbox_with(sandbox(), quick).await;
+    // A 5xx answer: unknown outcome, nothing performed upstream.
+    app.sandbox
+        .set_faults(vec!["soft.order.param:error5xx:1.0".parse().unwrap()]);
+
+    let id = app.place(1).await;
+    let license = app.settled(&id, "NEEDS_ATTENTION").await;
+    app.idle().await;
+
+    assert_eq!(code(&license), "UPSTREAM_OUTCOME_UNKNOWN", "{license}");
+    assert_eq!(
+        app.orders_sent(),
+        2,
+        "the first send and one re-send, no more"
+    );
+}
+
+#[tokio::test]
+async fn with_max_resends_0_an_unknown_outcome_is_never_sent_again() {
+    let app = spawn_app_on_sandbox_with(sandbox(), |s| {
+        quick(s);
+        s.workflow.max_resends = 0;
+    })
+    .await;
+    app.sandbox
+        .set_faults(vec!["soft.order.param:error5xx:1.0".parse().unwrap()]);
+
+    let id = app.place(2).await;
+    let license = app.settled(&id, "NEEDS_ATTENTION").await;
+    app.idle().await;
+
+    assert_eq!(code(&license), "UPSTREAM_OUTCOME_UNKNOWN", "{license}");
+    assert_eq!(app.orders_sent(), 1);
+}
+
+// ----------------------------------------------------------------- rule 2
+
+#[tokio::test]
+async fn an_ok_answer_without_an_id_is_looked_up_not_sent_again() {
+    let app = spawn_app_on_sandbox_with(
+        SandboxConfig {
+            order_id_at: OrderIdAt::Nowhere,
+            ..sandbox()
+        },
+        quick,
+    )
+    .await;
+
+    let id = app.place(3).await;
+    let license = app.settled(&id, "ACTIVE").await;
+
+    assert_eq!(app.orders_sent(), 1);
+    let upstream = app.sandbox.licenses();
+    assert_eq!(license["upstreamId"], upstream[0].id.to_string());
+}
+
+#[tokio::test]
+async fn the_id_at_item_id_is_read() {
+    let app = spawn_app_on_sandbox_with(
+        SandboxConfig {
+            order_id_at: OrderIdAt::ItemId,
+            ..sandbox()
+        },
+        quick,
+    )
+    .await;
+
+    let id = app.place(4).await;
+    let license = app.settled(&id, "ACTIVE").await;
+
+    assert_eq!(app.orders_sent(), 1);
+    assert_eq!(app.sandbox.call_count("soft"), 0, "no look-up was needed");
+    assert_eq!(
+        license["upstreamId"],
+        app.sandbox.licenses()[0].id.to_string()
+    );
+}
+
+#[tokio::test]
+async fn an_ok_answer_without_an_id_whose_license_is_not_listed_needs_attention() {
+    // The list hides everything and does not say so; nothing else is known upstream.
+    let app = spawn_app_on_sandbox_with(
+        SandboxConfig {
+            order_id_at: OrderIdAt::Nowhere,
+            saved_filter: Some(SavedFilter::HideAll),
+            saved_filter_silent: true,
+            ..sandbox()
+        },
+        quick,
+    )
+    .await;
+
+    let id = app.place(5).await;
+    let license = app.settled(&id, "NEEDS_ATTENTION").await;
+    app.idle().await;
+
+    assert_eq!(code(&license), "UPSTREAM_ANSWER_UNREADABLE", "{license}");
+    assert_eq!(
+        app.orders_sent(),
+        1,
+        "an answer that says ordered is never re-sent"
+    );
+}
+
+// ----------------------------------------------------------------- rule 3
+
+#[tokio::test]
+async fn a_list_narrowed_by_a_saved_filter_is_not_proof_of_absence() {
+    // The answer is lost; the new license stays in status 5, which the account's
+    // saved filter (shown in `saved_filters`) keeps out of the list.
+    let app = spawn_app_on_sandbox_with(
+        SandboxConfig {
+            saved_filter: Some(SavedFilter::ActiveOnly),
+            stuck_status: Some(5),
+            ..sandbox()
+        },
+        quick,
+    )
+    .await;
+    app.sandbox.set_faults(vec![
+        "soft.order.param:drop-after-commit:1.0".parse().unwrap(),
+    ]);
+
+    let id = app.place(6).await;
+    let license = app.settled(&id, "NEEDS_ATTENTION").await;
+    app.idle().await;
+
+    assert_eq!(code(&license), "UPSTREAM_OUTCOME_UNKNOWN", "{license}");
+    assert!(
+        license["lastError"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("saved list filters"),
+        "{license}"
+    );
+    assert_eq!(
+        app.orders_sent(),
+        1,
+        "the hidden license was not bought again"
+    );
+    assert_eq!(app.sandbox.licenses().len(), 1);
+}
+
+#[tokio::test]
+async fn a_list_that_does_not_show_a_license_known_live_upstream_is_not_complete() {
+    let app = spawn_app_on_sandbox_with(
+        SandboxConfig {
+            saved_filter_silent: true,
+            ..sandbox()
+        },
+        quick,
+    )
+    .await;
+    let first = app.place(7).await;
+    app.settled(&first, "ACTIVE").await;
+    // From now on the list hides everything without saying so, and answers are lost.
+    app.sandbox.set_saved_filter(Some(SavedFilter::HideAll));
+    app.sandbox.set_faults(vec![
+        "soft.order.param:drop-after-commit:1.0".parse().unwrap(),
+    ]);
+
+    let id = app.place(8).await;
+    let license = app.settled(&id, "NEEDS_ATTENTION").await;
+    app.idle().await;
+
+    assert!(
+        license["lastError"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("which is live upstream"),
+        "{license}"
+    );
+    assert_eq!(app.orders_sent(), 2, "one order per license");
+}
+
+// ----------------------------------------------------------------- rule 4
+
+#[tokio::test]
+async fn a_lost_answer_is_found_by_licname_when_the_list_shows_no_remoteid() {
+    let app = spawn_app_on_sandbox_with(sandbox(), quick).await;
+    app.sandbox.set_faults(vec![
+        "soft.order.param:drop-after-commit:1.0".parse().unwrap(),
+    ]);
+
+    let id = app.place(9).await;
+    let license = app.settled(&id, "ACTIVE").await;
+
+    assert_eq!(app.orders_sent(), 1);
+    let upstream = app.sandbox.licenses();
+    assert_eq!(upstream[0].licname, id);
+    assert_eq!(license["upstreamId"], upstream[0].id.to_string());
+}
+
+#[tokio::test]
+async fn without_licname_a_lost_answer_is_found_by_ip_tariff_and_creation_date() {
+    let app = spawn_app_on_sandbox_with(
+        SandboxConfig {
+            list_licname: false,
+            ..sandbox()
+        },
+        quick,
+    )
+    .await;
+    app.sandbox.set_faults(vec![
+        "soft.order.param:drop-after-commit:1.0".parse().unwrap(),
+    ]);
+
+    let id = app.place(10).await;
+    let license = app.settled(&id, "ACTIVE").await;
+
+    assert_eq!(app.orders_sent(), 1);
+    assert_eq!(
+        license["upstreamId"],
+        app.sandbox.licenses()[0].id.to_string()
+    );
+}
+
+#[tokio::test]
+async fn two_nameless_candidates_on_the_ip_need_a_person() {
+    let app = spawn_app_on_sandbox_with(
+        SandboxConfig {
+            list_licname: false,
+            ..sandbox()
+        },
+        quick,
+    )
+    .await;
+    // Bought elsewhere today, same IP and tariff: it could be ours.
+    app.sandbox
+        .insert_license(NewSandboxLicense::new("203.0.113.11", 55228));
+    app.sandbox.set_faults(vec![
+        "soft.order.param:drop-after-commit:1.0".parse().unwrap(),
+    ]);
+
+    let id = app.place(11).await;
+    let license = app.settled(&id, "NEEDS_ATTENTION").await;
+    app.idle().await;
+
+    assert_eq!(code(&license), "UPSTREAM_AMBIGUOUS", "{license}");
+    assert_eq!(app.orders_sent(), 1);
+}
+
+// ----------------------------------------------------------------- rule 5
+
+#[tokio::test]
+async fn a_refusal_that_left_an_unpaid_item_is_adopted_and_shown_unpaid() {
+    let app = spawn_app_on_sandbox_with(
+        SandboxConfig {
+            balance_cents: 0,
+            unpaid_on_short_balance: true,
+            ..sandbox()
+        },
+        quick,
+    )
+    .await;
+
+    let id = app.place(12).await;
+    let license = app
+        .license_until(&id, |l| l["lastError"]["code"] == "UPSTREAM_UNPAID")
+        .await;
+
+    assert_eq!(license["state"], "PROVISIONING", "{license}");
+    let upstream = app.sandbox.licenses();
+    assert_eq!((upstream.len(), upstream[0].status), (1, 1));
+    assert_eq!(license["upstreamId"], upstream[0].id.to_string());
+    assert_eq!(app.orders_sent(), 1);
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains("license_facade_upstream_anomalies_total{kind=\"unpaid\"}"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn a_refusal_is_final_after_one_look_up_finds_nothing() {
+    let app = spawn_app_on_sandbox_with(
+        SandboxConfig {
+            balance_cents: 0,
+            ..sandbox()
+        },
+        quick,
+    )
+    .await;
+
+    let id = app.place(13).await;
+    let license = app.settled(&id, "FAILED").await;
+
+    assert_eq!(code(&license), "UPSTREAM_REFUSED", "{license}");
+    assert_eq!(app.sandbox.call_count("soft"), 1, "one look-up");
+    assert_eq!(app.orders_sent(), 1);
+}
+
+// ----------------------------------------------------------------- rule 6
+
+#[tokio::test]
+async fn a_license_stuck_in_processing_needs_attention_after_the_activation_timeout() {
+    let app = spawn_app_on_sandbox_with(
+        SandboxConfig {
+            stuck_status: Some(5),
+            ..sandbox()
+        },
+        |s| {
+            quick(s);
+            s.workflow.activation_timeout = Duration::from_millis(500);
+        },
+    )
+    .await;
+
+    let id = app.place(14).await;
+    let license = app.settled(&id, "NEEDS_ATTENTION").await;
+
+    assert_eq!(code(&license), "ACTIVATION_TIMEOUT", "{license}");
+    assert_eq!(app.orders_sent(), 1);
+}
+
+#[tokio::test]
+async fn an_unpaid_license_shows_upstream_unpaid_until_the_activation_timeout() {
+    let app = spawn_app_on_sandbox_with(
+        SandboxConfig {
+            stuck_status: Some(1),
+            ..sandbox()
+        },
+        |s| {
+            quick(s);
+            s.workflow.activation_timeout = Duration::from_millis(800);
+        },
+    )
+    .await;
+
+    let id = app.place(15).await;
+    let unpaid = app
+        .license_until(&id, |l| l["lastError"]["code"] == "UPSTREAM_UNPAID")
+        .await;
+    let ended = app.settled(&id, "NEEDS_ATTENTION").await;
+
+    assert_eq!(unpaid["state"], "PROVISIONING");
+    assert_eq!(code(&ended), "ACTIVATION_TIMEOUT", "{ended}");
+    assert_eq!(app.sandbox.balance(), 1_000_000, "nothing was debited");
+    assert_eq!(app.orders_sent(), 1);
+}
+
+// ----------------------------------------------------------------- rule 7
+
+#[tokio::test]
+async fn wrong_credentials_make_one_log_in_however_many_licenses_wait() {
+    let app = spawn_app_on_sandbox_with(
+        SandboxConfig {
+            password: "the-right-one".into(),
+            ..sandbox()
+        },
+        |s| {
+            quick(s);
+            s.billmanager.password = secrecy::SecretString::from("a-wrong-one");
+        },
+    )
+    .await;
+
+    let mut ids = Vec::new();
+    for n in 20..30 {
+        ids.push(app.place(n).await);
+    }
+    // Every license has been tried at least once (and held back since).
+    for id in &ids {
+        app.license_until(id, |l| l["lastError"]["code"].is_string())
+            .await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let ready = app.get("/readyz").await;
+    let status = ready.status();
+    let body: Value = ready.json().await.unwrap();
+
+    assert!(
+        app.sandbox.call_count("auth") <= 1,
+        "log-ins: {}",
+        app.sandbox.call_count("auth")
+    );
+    assert_eq!(app.orders_sent(), 0);
+    assert_eq!(status, 503);
+    assert!(
+        body["upstream_auth_refused"]
+            .as_str()
+            .is_some_and(|why| why.contains("refused the credentials")),
+        "{body}"
+    );
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains("license_facade_upstream_auth_refused 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+#[ignore = "slow tier: cargo test -- --ignored"]
+async fn a_minute_of_pending_work_with_a_wrong_password_makes_at_most_3_log_ins() {
+    let app = spawn_app_on_sandbox_with(
+        SandboxConfig {
+            password: "the-right-one".into(),
+            ..sandbox()
+        },
+        |s| {
+            quick(s);
+            s.billmanager.password = secrecy::SecretString::from("a-wrong-one");
+        },
+    )
+    .await;
+    for n in 40..50 {
+        app.place(n).await;
+    }
+
+    tokio::time::sleep(Duration::from_secs(61)).await;
+
+    let log_ins = app.sandbox.call_count("auth");
+    assert!((1..=3).contains(&log_ins), "log-ins in a minute: {log_ins}");
+    assert_eq!(app.orders_sent(), 0);
+}
