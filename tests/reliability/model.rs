@@ -120,6 +120,13 @@ enum Step {
     Pause(u64),
     /// Run a reconciliation.
     Reconcile,
+    /// Key k's order again with one request id (`model-k`) in one of two spellings
+    /// that mean the same order (panel by name or by slug, the default period unset or
+    /// stated): a replay of the same request, never a 422.
+    Spelled(usize, bool),
+    /// An order for key k's IP under a server id that differs only by case: refused
+    /// with IP_HAS_LICENSE while key k has a live license, never a second purchase.
+    CaseVariant(usize),
 }
 
 fn fault() -> impl Strategy<Value = Option<(&'static str, f64)>> {
@@ -141,7 +148,22 @@ fn step() -> impl Strategy<Value = Step> {
         2 => fault().prop_map(Step::Fault),
         2 => (0u64..150).prop_map(Step::Pause),
         1 => Just(Step::Reconcile),
+        2 => ((0..KEYS), any::<bool>()).prop_map(|(k, slug)| Step::Spelled(k, slug)),
+        1 => (0..KEYS).prop_map(Step::CaseVariant),
     ]
+}
+
+/// Key k's order in one of two spellings of the same meaning.
+fn spelled(order: &Order, slug: bool) -> serde_json::Value {
+    if slug {
+        serde_json::json!({
+            "server": {"id": order.server, "ip": order.ip},
+            "panel": "ispmanager-6-pro",
+            "periodMonths": 1,
+        })
+    } else {
+        serde_json::json!({"server": {"id": order.server, "ip": order.ip}, "panel": "ISPmanager 6 Pro"})
+    }
 }
 
 /// A sequence starts with a fault setting (most often a fault), so that orders meet
@@ -207,6 +229,39 @@ async fn run_case(shape: Shape, steps: Vec<Step>) -> Result<Figures, TestCaseErr
                     prop_assert_eq!(first, &id, "a retry returns the same license");
                 }
                 acknowledged.insert(k, id);
+            }
+            Step::Spelled(k, slug) => {
+                let order = order_for(k);
+                let key = format!("model-{k}");
+                let (status, body) = app
+                    .api
+                    .post_order(&spelled(&order, slug), Some(&key))
+                    .await
+                    .map_err(TestCaseError::fail)?;
+                prop_assert!((200..300).contains(&status), "{} {}", status, body);
+                let id = body["id"].as_str().expect("an id").to_owned();
+                if let Some(first) = acknowledged.get(&k) {
+                    prop_assert_eq!(first, &id, "the same order, spelt otherwise");
+                }
+                acknowledged.insert(k, id);
+            }
+            Step::CaseVariant(k) => {
+                // Only while key k has its license (no fault here ends one FAILED, so
+                // an acknowledged key's license stays live).
+                if acknowledged.contains_key(&k) {
+                    let order = order_for(k);
+                    let variant = Order {
+                        server: order.server.to_uppercase(),
+                        ip: order.ip.clone(),
+                    };
+                    let (status, body) = app
+                        .api
+                        .post_order(&variant.body(), None)
+                        .await
+                        .map_err(TestCaseError::fail)?;
+                    prop_assert_eq!(status, 409, "{}", body);
+                    prop_assert_eq!(&body["code"], "IP_HAS_LICENSE");
+                }
             }
             Step::Crash => {
                 app.crash().await;

@@ -165,6 +165,25 @@ impl Api {
         Ok(body["id"].as_str().expect("an id").to_owned())
     }
 
+    /// Posts an order `body` with an `Idempotency-Key`; the status and the body.
+    pub async fn post_order(
+        &self,
+        body: &Value,
+        key: Option<&str>,
+    ) -> Result<(u16, Value), String> {
+        let mut request = self
+            .client
+            .post(format!("{}/v1/licenses", self.base))
+            .json(body);
+        if let Some(key) = key {
+            request = request.header("Idempotency-Key", key);
+        }
+        let response = request.send().await.map_err(|e| format!("not sent: {e}"))?;
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.map_err(|e| format!("no body: {e}"))?;
+        Ok((status, body))
+    }
+
     /// Runs a reconciliation (`POST /v1/reconcile`) and returns its drift report.
     pub async fn reconcile(&self) -> Result<Value, String> {
         let response = self
