@@ -88,6 +88,24 @@ impl Application {
         // The URL's scheme picks the store: `sqlite:` or `postgres://` (replicas).
         let serving = crate::store::connect_serving(&settings.database_url).await?;
         let store = serving.store;
+        if serving.lock.is_some() {
+            // This process holds the SQLite file for itself: a lease left in it belongs
+            // to a process that is gone (killed mid-step). Its operations are taken
+            // over from their recovery points one request timeout from now (a request
+            // the dead process had in flight can no longer land by then), not when
+            // the lease runs out.
+            let not_before = time::OffsetDateTime::now_utc() + settings.billmanager.request_timeout;
+            let taken = store
+                .release_all_leases(not_before)
+                .await
+                .context("cannot take over the leases of a stopped process")?;
+            if taken > 0 {
+                tracing::info!(
+                    operations = taken,
+                    "took over the work of a stopped process"
+                );
+            }
+        }
         if in_memory {
             tracing::warn!("using an in-memory database: licenses are lost when the process stops");
         }

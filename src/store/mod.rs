@@ -445,6 +445,14 @@ pub trait Store: Send + Sync + 'static {
     /// must have no step of those operations running. Returns how many were released.
     async fn release_leases(&self, owner: &str) -> Result<u64, StoreError>;
 
+    /// Gives up every lease on an open operation, whoever holds it, and makes those
+    /// operations due no sooner than `not_before`. Only for a process that holds the
+    /// database for itself (`serve` on a SQLite file, whose lock it holds): every such
+    /// lease then belongs to a process that is gone, and waiting for it to run out
+    /// would only delay the recovery its operations need. Returns how many were
+    /// released.
+    async fn release_all_leases(&self, not_before: OffsetDateTime) -> Result<u64, StoreError>;
+
     /// Takes the named process-wide lease (one row of `leases`, e.g. `reconcile`) for
     /// `owner` until `now + ttl` when it is free or has run out; returns whether
     /// `owner` got it. Replicas use it to run a periodic job once per period in all.

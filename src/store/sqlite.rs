@@ -1076,6 +1076,19 @@ impl Store for SqliteStore {
         Ok(Some(decode()?))
     }
 
+    async fn release_all_leases(&self, not_before: OffsetDateTime) -> Result<u64, StoreError> {
+        let released = sqlx::query(
+            "UPDATE operations SET lease_owner = NULL, lease_until = NULL, \
+             run_after = MAX(run_after, ?1) \
+             WHERE lease_owner IS NOT NULL AND phase NOT IN ('DONE', 'FAILED')",
+        )
+        .bind(to_micros(not_before))
+        .execute(&self.lease_pool)
+        .await
+        .context("cannot release the leases")?;
+        Ok(released.rows_affected())
+    }
+
     async fn release_leases(&self, owner: &str) -> Result<u64, StoreError> {
         let released = sqlx::query(
             "UPDATE operations SET lease_owner = NULL, lease_until = NULL \

@@ -13,3 +13,4 @@ mod figures;
 mod model;
 mod sigkill;
 mod stop;
+mod takeover;
