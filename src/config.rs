@@ -29,6 +29,11 @@ pub struct ServeArgs {
     /// in the working directory; with --sandbox, an in-memory database].
     #[arg(long, env = "LICENSE_FACADE_DATABASE_URL")]
     pub database_url: Option<String>,
+    /// PostgreSQL connections this process may hold [default: 16]; a quarter more
+    /// (at least 2) serve lease-only writes. Replicas times this must stay under the
+    /// server's `max_connections`.
+    #[arg(long, env = "LICENSE_FACADE_DATABASE_MAX_CONNECTIONS")]
+    pub database_max_connections: Option<u32>,
     /// Run against a built-in BILLmanager sandbox started in this process.
     #[arg(long, env = "LICENSE_FACADE_SANDBOX")]
     pub sandbox: bool,
@@ -89,6 +94,8 @@ pub struct FileConfig {
     pub grpc_addr: Option<SocketAddr>,
     /// Database URL.
     pub database_url: Option<String>,
+    /// PostgreSQL connections this process may hold.
+    pub database_max_connections: Option<u32>,
     /// The upstream.
     #[serde(default)]
     pub billmanager: BillmanagerFile,
@@ -221,6 +228,8 @@ pub struct Settings {
     pub grpc_addr: SocketAddr,
     /// Database URL.
     pub database_url: String,
+    /// PostgreSQL connections this process may hold (SQLite ignores it).
+    pub database_max_connections: u32,
     /// An in-process sandbox to start and use as the upstream.
     pub sandbox: Option<SandboxConfig>,
     /// The upstream client; with a sandbox its URL is filled in once the sandbox is bound.
@@ -382,6 +391,11 @@ impl Settings {
                 .or(file.grpc_addr)
                 .unwrap_or_else(|| "127.0.0.1:50051".parse().expect("valid address")),
             database_url,
+            database_max_connections: args
+                .database_max_connections
+                .or(file.database_max_connections)
+                .unwrap_or(crate::store::DEFAULT_MAX_CONNECTIONS)
+                .max(1),
             sandbox,
             billmanager,
             catalog,

@@ -86,7 +86,11 @@ impl Application {
         };
         let in_memory = settings.database_url.contains(":memory:");
         // The URL's scheme picks the store: `sqlite:` or `postgres://` (replicas).
-        let serving = crate::store::connect_serving(&settings.database_url).await?;
+        let serving = crate::store::connect_serving_sized(
+            &settings.database_url,
+            settings.database_max_connections,
+        )
+        .await?;
         let store = serving.store;
         if serving.lock.is_some() {
             // This process holds the SQLite file for itself: a lease left in it belongs

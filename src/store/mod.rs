@@ -10,7 +10,7 @@ mod postgres;
 pub(crate) mod sqlite;
 
 pub use file_lock::FileLock;
-pub use postgres::PgStore;
+pub use postgres::{DEFAULT_MAX_CONNECTIONS, PgStore};
 pub use sqlite::SqliteStore;
 
 use std::sync::Arc;
@@ -491,6 +491,17 @@ pub struct Serving {
 /// SQLite is the one-node store, replicas use PostgreSQL), and reads of one license
 /// are answered from a cache that this process's writes keep exact.
 pub async fn connect_serving(url: &str) -> anyhow::Result<Serving> {
+    connect_serving_sized(url, DEFAULT_MAX_CONNECTIONS).await
+}
+
+/// [`connect_serving`] with at most `max_connections` PostgreSQL connections.
+pub async fn connect_serving_sized(url: &str, max_connections: u32) -> anyhow::Result<Serving> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(Serving {
+            store: Arc::new(PgStore::connect_sized(url, max_connections).await?),
+            lock: None,
+        });
+    }
     if !url.starts_with("sqlite:") {
         return Ok(Serving {
             store: connect(url).await?,

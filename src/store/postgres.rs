@@ -36,11 +36,8 @@ const LICENSE_COLUMNS: &str = "id, client, server_id, ip, hostname, panel, tarif
      period, auto_renew, state, license_key, upstream_id, expire_time, last_error_code, \
      last_error_message, create_time, update_time";
 
-/// Connections per process; every replica has its own pool.
-const MAX_CONNECTIONS: u32 = 16;
-
-/// Connections per process for lease-only writes.
-const LEASE_CONNECTIONS: u32 = 4;
+/// Connections per process by default; every replica has its own pool.
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 16;
 
 /// The advisory lock key that serialises migrations across replicas ("lfmigrat").
 /// Advisory locks are scoped to the current database, so one constant suffices.
@@ -61,18 +58,24 @@ impl PgStore {
     /// applies the migrations. Replicas starting together are safe: migrations run
     /// under an advisory lock.
     pub async fn connect(url: &str) -> anyhow::Result<Self> {
+        Self::connect_sized(url, DEFAULT_MAX_CONNECTIONS).await
+    }
+
+    /// [`connect`](Self::connect) with at most `max_connections` connections, and a
+    /// quarter more (at least 2) for lease-only writes.
+    pub async fn connect_sized(url: &str, max_connections: u32) -> anyhow::Result<Self> {
         let options = PgConnectOptions::from_str(url)
             .context("invalid PostgreSQL database URL")?
             .application_name("license-facade");
         migrate(&options).await?;
         let pool = PgPoolOptions::new()
-            .max_connections(MAX_CONNECTIONS)
+            .max_connections(max_connections.max(1))
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options.clone())
             .await
             .context("cannot connect to PostgreSQL")?;
         let lease_pool = PgPoolOptions::new()
-            .max_connections(LEASE_CONNECTIONS)
+            .max_connections((max_connections / 4).max(2))
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options.options([("synchronous_commit", "off")]))
             .await

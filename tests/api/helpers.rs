@@ -167,6 +167,8 @@ async fn start(mut settings: Settings) -> Started {
     let database = match TestDatabase::create().await {
         Some((db, url)) => {
             settings.database_url = url;
+            // Tests run side by side on one server's connection limit.
+            settings.database_max_connections = 4;
             Some(db)
         }
         None => None,

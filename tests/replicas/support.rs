@@ -401,6 +401,8 @@ impl InProcess {
         settings.workflow.poll_max = Duration::from_millis(200);
         settings.workflow.retry_max = Duration::from_millis(500);
         settings.probe_interval = Duration::from_secs(3600);
+        // Several replicas and tests share one server's connection limit.
+        settings.database_max_connections = 4;
         let app = Application::build(settings).await.expect("the app builds");
         let api = Api::new(format!("http://{}", app.http_addr()));
         let grpc_addr = app.grpc_addr();
@@ -434,7 +436,9 @@ pub fn write_child_config(dir: &Path) -> PathBuf {
     let path = dir.join("config.toml");
     std::fs::write(
         &path,
-        "[billmanager]\n\
+        "database_max_connections = 4\n\
+         \n\
+         [billmanager]\n\
          request_timeout_ms = 500\n\
          connect_timeout_ms = 500\n\
          probe_interval_secs = 3600\n\
