@@ -13,6 +13,11 @@
 //!   or NEEDS_ATTENTION (the re-send limit, an answer not understood, a list that
 //!   cannot prove an absence) with at most 1.
 //!
+//! The mix also holds the money edges: retries spelt another way under one request id
+//! (a replay), orders under a server id that differs only by case (refused: the IP has
+//! a license), and renewals; the client has a cap on paid calls below the number of
+//! keys, and a refusal at the cap must come exactly at it.
+//!
 //! A reconcile step (`POST /v1/reconcile`) may come at any point: it reports, never
 //! orders; at the end, on a list known to be complete, it finds nothing missing, no
 //! mismatch, and no orphan other than the licenses handed to a person.
@@ -34,6 +39,10 @@ use crate::support::{
 
 /// Distinct servers the sequences order for.
 const KEYS: usize = 4;
+
+/// The client's cap on paid calls (orders and renewals) an hour, below the number of
+/// keys: sequences reach it (across crashes too), and past it nothing more is bought.
+const PAID_CAP: u32 = 3;
 
 /// The answer shape the sandbox speaks for one whole sequence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,6 +136,8 @@ enum Step {
     /// An order for key k's IP under a server id that differs only by case: refused
     /// with IP_HAS_LICENSE while key k has a live license, never a second purchase.
     CaseVariant(usize),
+    /// Renew key k's license for a month: a paid call that counts against the cap.
+    Renew(usize),
 }
 
 fn fault() -> impl Strategy<Value = Option<(&'static str, f64)>> {
@@ -150,7 +161,14 @@ fn step() -> impl Strategy<Value = Step> {
         1 => Just(Step::Reconcile),
         2 => ((0..KEYS), any::<bool>()).prop_map(|(k, slug)| Step::Spelled(k, slug)),
         1 => (0..KEYS).prop_map(Step::CaseVariant),
+        2 => (0..KEYS).prop_map(Step::Renew),
     ]
+}
+
+/// Whether an answer refused a paid call at the spend cap (REST names the code; a
+/// gRPC status's text names its RESOURCE_EXHAUSTED).
+fn capped(error: &str) -> bool {
+    error.contains("SPEND_CAP_REACHED") || error.contains("resource has been exhausted")
 }
 
 /// Key k's order in one of two spellings of the same meaning.
@@ -211,10 +229,18 @@ async fn run_case(shape: Shape, steps: Vec<Step>) -> Result<Figures, TestCaseErr
     let sandbox = start_sandbox(shape.config()).await;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("db.sqlite");
-    let timings = Timings::default();
+    let timings = Timings {
+        paid_call_cap: Some(PAID_CAP),
+        ..Timings::default()
+    };
     let mut app = InProcess::start(&db, &sandbox.url, timings).await;
     let mut acknowledged = BTreeMap::<usize, String>::new();
     let mut crashes = 0;
+    // Paid calls accepted: licenses created and renewals.
+    let mut renewals = 0u32;
+    let paid = |acknowledged: &BTreeMap<usize, String>, renewals: u32| {
+        acknowledged.len() as u32 + renewals
+    };
 
     for step in steps {
         match step {
@@ -224,7 +250,17 @@ async fn run_case(shape: Shape, steps: Vec<Step>) -> Result<Figures, TestCaseErr
                     Step::Order(_) => app.api.order(&order).await,
                     _ => retry_over_grpc(&app, &order).await,
                 };
-                let id = id.map_err(|e| TestCaseError::fail(format!("order refused: {e}")))?;
+                let id = match id {
+                    // A new order past the cap: refused, nothing bought, and the cap
+                    // counted exactly.
+                    Err(e) if capped(&e) && !acknowledged.contains_key(&k) => {
+                        prop_assert_eq!(paid(&acknowledged, renewals), PAID_CAP, "{}", e);
+                        continue;
+                    }
+                    other => {
+                        other.map_err(|e| TestCaseError::fail(format!("order refused: {e}")))?
+                    }
+                };
                 if let Some(first) = acknowledged.get(&k) {
                     prop_assert_eq!(first, &id, "a retry returns the same license");
                 }
@@ -238,6 +274,11 @@ async fn run_case(shape: Shape, steps: Vec<Step>) -> Result<Figures, TestCaseErr
                     .post_order(&spelled(&order, slug), Some(&key))
                     .await
                     .map_err(TestCaseError::fail)?;
+                if status == 429 && !acknowledged.contains_key(&k) {
+                    prop_assert_eq!(&body["code"], "SPEND_CAP_REACHED");
+                    prop_assert_eq!(paid(&acknowledged, renewals), PAID_CAP);
+                    continue;
+                }
                 prop_assert!((200..300).contains(&status), "{} {}", status, body);
                 let id = body["id"].as_str().expect("an id").to_owned();
                 if let Some(first) = acknowledged.get(&k) {
@@ -259,8 +300,33 @@ async fn run_case(shape: Shape, steps: Vec<Step>) -> Result<Figures, TestCaseErr
                         .post_order(&variant.body(), None)
                         .await
                         .map_err(TestCaseError::fail)?;
-                    prop_assert_eq!(status, 409, "{}", body);
-                    prop_assert_eq!(&body["code"], "IP_HAS_LICENSE");
+                    // Refused either way: the IP has a license, or (checked first) the
+                    // client is at its cap.
+                    if status == 429 {
+                        prop_assert_eq!(&body["code"], "SPEND_CAP_REACHED");
+                        prop_assert_eq!(paid(&acknowledged, renewals), PAID_CAP);
+                    } else {
+                        prop_assert_eq!(status, 409, "{}", body);
+                        prop_assert_eq!(&body["code"], "IP_HAS_LICENSE");
+                    }
+                }
+            }
+            Step::Renew(k) => {
+                if let Some(id) = acknowledged.get(&k) {
+                    let (status, body) = app.api.renew(id).await.map_err(TestCaseError::fail)?;
+                    match status {
+                        200..300 => {
+                            renewals += 1;
+                            prop_assert!(paid(&acknowledged, renewals) <= PAID_CAP);
+                        }
+                        429 => {
+                            prop_assert_eq!(&body["code"], "SPEND_CAP_REACHED");
+                            prop_assert_eq!(paid(&acknowledged, renewals), PAID_CAP);
+                        }
+                        // Not ACTIVE yet, or a renewal still running.
+                        409 => {}
+                        _ => prop_assert!(false, "renewal answered {} {}", status, body),
+                    }
                 }
             }
             Step::Crash => {
@@ -283,6 +349,10 @@ async fn run_case(shape: Shape, steps: Vec<Step>) -> Result<Figures, TestCaseErr
                 }
             }
         }
+        prop_assert!(
+            sandbox.handle.call_count("service.prolong") <= u64::from(renewals),
+            "more renewals bought than accepted"
+        );
         for k in 0..KEYS {
             let ip = order_for(k).ip;
             let upstream = sandbox
@@ -304,6 +374,21 @@ async fn run_case(shape: Shape, steps: Vec<Step>) -> Result<Figures, TestCaseErr
     }
 
     sandbox.handle.set_faults(vec![]);
+    // Every accepted renewal finishes (its upstream call is never faulted), before the
+    // store and the upstream are compared.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while app.api.audit_count("RENEW", "SUCCEEDED").await < renewals as usize {
+        prop_assert!(
+            std::time::Instant::now() < deadline,
+            "renewals did not finish"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    prop_assert_eq!(
+        sandbox.handle.call_count("service.prolong"),
+        u64::from(renewals),
+        "each accepted renewal bought once"
+    );
     let mut attention = 0;
     let mut attention_with_license = 0;
     for (k, id) in &acknowledged {

@@ -184,6 +184,45 @@ impl Api {
         Ok((status, body))
     }
 
+    /// Renews license `id` for a month; the status and the body.
+    pub async fn renew(&self, id: &str) -> Result<(u16, Value), String> {
+        let response = self
+            .client
+            .post(format!("{}/v1/licenses/{id}/renew", self.base))
+            .json(&json!({"periodMonths": 1}))
+            .send()
+            .await
+            .map_err(|e| format!("not sent: {e}"))?;
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.map_err(|e| format!("no body: {e}"))?;
+        Ok((status, body))
+    }
+
+    /// How many audit entries have `action` and an outcome naming `outcome`.
+    pub async fn audit_count(&self, action: &str, outcome: &str) -> usize {
+        let page: Value = self
+            .client
+            .get(format!("{}/v1/audit?pageSize=1000", self.base))
+            .send()
+            .await
+            .expect("the service answers")
+            .json()
+            .await
+            .expect("a JSON page");
+        page["entries"]
+            .as_array()
+            .map(|entries| {
+                entries
+                    .iter()
+                    .filter(|e| {
+                        e["action"] == action
+                            && e["outcome"].as_str().is_some_and(|o| o.contains(outcome))
+                    })
+                    .count()
+            })
+            .unwrap_or(0)
+    }
+
     /// Runs a reconciliation (`POST /v1/reconcile`) and returns its drift report.
     pub async fn reconcile(&self) -> Result<Value, String> {
         let response = self
@@ -609,6 +648,8 @@ pub struct Timings {
     pub settle_interval: Duration,
     pub settle_checks: u32,
     pub max_lookup_failures: u32,
+    /// The test client's cap on paid calls an hour, if any.
+    pub paid_call_cap: Option<u32>,
 }
 
 impl Default for Timings {
@@ -619,6 +660,7 @@ impl Default for Timings {
             settle_interval: Duration::from_millis(60),
             settle_checks: 2,
             max_lookup_failures: 10,
+            paid_call_cap: None,
         }
     }
 }
@@ -636,7 +678,15 @@ impl InProcess {
             ..ServeArgs::default()
         })
         .expect("valid settings");
-        settings.clients = Some(license_facade::auth::Clients::sandbox());
+        settings.clients = Some(match timings.paid_call_cap {
+            None => license_facade::auth::Clients::sandbox(),
+            Some(cap) => license_facade::auth::Clients::from_toml(&format!(
+                "[[client]]\nname = \"tests\"\ntoken_sha256 = \"{}\"\nscopes = [\"admin\"]\n\
+                 max_requests_per_second = 0\nmax_orders_per_hour = {cap}\n",
+                license_facade::auth::token_sha256_hex(license_facade::auth::SANDBOX_TOKEN)
+            ))
+            .expect("valid clients"),
+        });
         settings.billmanager.request_timeout = timings.request_timeout;
         settings.billmanager.connect_timeout = timings.request_timeout;
         // Compressed like the other timings: a burst of faults opens the breaker, and
