@@ -100,6 +100,25 @@ pub struct FileConfig {
     /// The reconciler.
     #[serde(default)]
     pub reconcile: ReconcileFile,
+    /// The web console.
+    #[serde(default)]
+    pub console: ConsoleFile,
+}
+
+/// `[console]` in the file; see [`crate::console::ConsoleConfig`].
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleFile {
+    /// Mark the session cookie `Secure` even when the request did not say it came
+    /// over TLS (set it behind a TLS-terminating proxy that does not send
+    /// `X-Forwarded-Proto`).
+    pub secure_cookies: Option<bool>,
+    /// How long a console session lasts, in seconds (default 8 hours).
+    pub session_ttl_secs: Option<u64>,
+    /// A file holding the key that signs sessions (at least 32 bytes). Without it a
+    /// random key is made at start, so a restart logs everyone out; with it, replacing
+    /// the file and restarting revokes every session.
+    pub session_key_file: Option<PathBuf>,
 }
 
 /// `[reconcile]` in the file; see [`crate::service::ReconcileConfig`].
@@ -195,6 +214,8 @@ pub struct Settings {
     /// The API clients: from `--clients-file`, else with `--sandbox` the sandbox
     /// client; `serve` refuses to start without them.
     pub clients: Option<crate::auth::Clients>,
+    /// The web console at `/console`.
+    pub console: crate::console::ConsoleConfig,
 }
 
 fn read_secret_file(path: &Path) -> anyhow::Result<SecretString> {
@@ -335,8 +356,42 @@ impl Settings {
             drain_delay: Duration::from_millis(args.drain_delay_ms.unwrap_or(2_000)),
             drain_timeout: Duration::from_secs(args.drain_timeout_secs.unwrap_or(20)),
             clients,
+            console: console_config(file.console)?,
         })
     }
+}
+
+/// The console's settings from `[console]`, with defaults.
+fn console_config(file: ConsoleFile) -> anyhow::Result<crate::console::ConsoleConfig> {
+    let defaults = crate::console::ConsoleConfig::default();
+    let session_key = match &file.session_key_file {
+        None => None,
+        Some(path) => {
+            let key = std::fs::read(path).with_context(|| {
+                format!("cannot read the console session key {}", path.display())
+            })?;
+            let key = key.trim_ascii().to_vec();
+            if key.len() < 32 {
+                bail!(
+                    "console.session_key_file {} must hold at least 32 bytes",
+                    path.display()
+                );
+            }
+            Some(secrecy::SecretBox::new(Box::new(key)))
+        }
+    };
+    let session_ttl = file
+        .session_ttl_secs
+        .map(Duration::from_secs)
+        .unwrap_or(defaults.session_ttl);
+    if session_ttl < Duration::from_secs(60) {
+        bail!("console.session_ttl_secs must be at least 60");
+    }
+    Ok(crate::console::ConsoleConfig {
+        secure_cookies: file.secure_cookies.unwrap_or(defaults.secure_cookies),
+        session_ttl,
+        session_key,
+    })
 }
 
 /// The reconciler's settings from `[reconcile]`, with defaults.

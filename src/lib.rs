@@ -14,6 +14,7 @@ pub mod auth;
 pub mod billmanager;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod crash;
 pub mod domain;
 pub mod grpc;

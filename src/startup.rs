@@ -35,6 +35,8 @@ pub struct Application {
     drain_delay: Duration,
     drain_timeout: Duration,
     auth: Arc<crate::auth::Authenticator>,
+    /// The web console's settings.
+    console: crate::console::ConsoleConfig,
     /// Every background task of the application (the worker's loops included).
     tasks: Tasks,
     /// Held until the application stops: a SQLite file is served by one process.
@@ -129,6 +131,7 @@ impl Application {
             drain_delay: settings.drain_delay,
             drain_timeout: settings.drain_timeout,
             auth,
+            console: std::mem::take(&mut settings.console),
             tasks,
             db_lock: serving.lock,
         })
@@ -289,10 +292,18 @@ impl Application {
             }
         });
 
+        let service = Arc::new(self.service.clone());
+        let console = crate::console::ConsoleState::new(
+            service.clone(),
+            self.readiness.clone(),
+            self.auth.clone(),
+            &self.console,
+        );
         let http_router = crate::http::router(crate::http::AppState {
-            service: Arc::new(self.service.clone()),
+            service,
             readiness: self.readiness.clone(),
             auth: self.auth.clone(),
+            console,
         });
         let http_stop = stop.clone();
         let http_listener = self.http;

@@ -13,6 +13,7 @@ mod quotes;
 mod reconcile;
 mod spend;
 mod stats;
+mod usage;
 mod worker;
 
 pub use audit::AuditQuery;
@@ -26,6 +27,7 @@ pub use lifecycle::EnsureAction;
 pub use quotes::Quote;
 pub use reconcile::{MAX_EXPIRING_WITHIN_DAYS, ReconcileConfig};
 pub use stats::DriftCounts;
+pub use usage::ClientUsage;
 pub use worker::{Worker, WorkflowConfig};
 
 use std::sync::Arc;
