@@ -11,7 +11,7 @@ use serde::Deserialize;
 use super::error::PageError;
 use super::pages::panel_choices;
 use super::session::{Posted, Session};
-use super::views::{Chrome, Choice, Confirm, Hidden, LicenseRow, render};
+use super::views::{Choice, Chrome, Confirm, Hidden, LicenseRow, render};
 use super::{BASE, ConsoleState};
 use crate::auth::{Principal, Scope};
 use crate::service::{Call, RequestKey};
@@ -190,7 +190,11 @@ pub async fn confirm(
             let m = months(&input.period)?;
             summary.push((
                 "Period".into(),
-                if m == 1 { "1 month".into() } else { format!("{m} months") },
+                if m == 1 {
+                    "1 month".into()
+                } else {
+                    format!("{m} months")
+                },
             ));
             hidden.push(Hidden {
                 name: "period",
@@ -218,7 +222,11 @@ pub async fn confirm(
             .into_iter()
             .map(|m| Choice {
                 value: m.into(),
-                label: if m == "1" { "1 month".into() } else { "12 months".into() },
+                label: if m == "1" {
+                    "1 month".into()
+                } else {
+                    "12 months".into()
+                },
                 selected: input.period == m || (input.period.is_empty() && m == "1"),
             })
             .collect(),

@@ -9,9 +9,7 @@ use time::OffsetDateTime;
 use super::error::PageError;
 use super::pages::{drift_summary, query_string};
 use super::session::{Posted, Session};
-use super::views::{
-    Audit, AuditRow, Chrome, Choice, Drift, DriftRow, OrphanRow, day, render,
-};
+use super::views::{Audit, AuditRow, Choice, Chrome, Drift, DriftRow, OrphanRow, day, render};
 use super::{BASE, ConsoleState};
 use crate::auth::Scope;
 use crate::service::{AuditQuery, DriftCounts, ServiceError};

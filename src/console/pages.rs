@@ -9,7 +9,7 @@ use super::ConsoleState;
 use super::error::PageError;
 use super::session::Session;
 use super::views::{
-    ActionLink, AuditRow, Chrome, Choice, DriftSummary, LicensePage, LicenseRow, Licenses,
+    ActionLink, AuditRow, Choice, Chrome, DriftSummary, LicensePage, LicenseRow, Licenses,
     Overview, StateCount, UsageRow, render, state_class, when,
 };
 use crate::auth::Scope;

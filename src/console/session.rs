@@ -79,12 +79,8 @@ impl Keys {
     /// The client and nonce of a cookie value this key signed that has not expired.
     fn open(&self, value: &str, now: i64) -> Option<(ClientName, String)> {
         let mut parts = value.split('.');
-        let (client, expires, nonce, mac) = (
-            parts.next()?,
-            parts.next()?,
-            parts.next()?,
-            parts.next()?,
-        );
+        let (client, expires, nonce, mac) =
+            (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
         if parts.next().is_some() {
             return None;
         }
@@ -207,8 +203,9 @@ impl<T: DeserializeOwned> FromRequest<ConsoleState> for Posted<T> {
             tracing::info!(client = %session.principal.client, "console form refused: CSRF token");
             return Err(PageError::csrf().into_response());
         }
-        let form = serde_urlencoded::from_bytes(&bytes)
-            .map_err(|e| PageError::bad_request(format!("the form is not valid: {e}")).into_response())?;
+        let form = serde_urlencoded::from_bytes(&bytes).map_err(|e| {
+            PageError::bad_request(format!("the form is not valid: {e}")).into_response()
+        })?;
         Ok(Self { session, form })
     }
 }
@@ -345,7 +342,10 @@ mod tests {
         let (client, _) = keys.open(&value, 999).expect("valid");
         assert_eq!(client.as_str(), "ops");
         assert!(keys.open(&value, 1_000).is_none(), "expired");
-        assert!(Keys::new(vec![8; 32]).open(&value, 999).is_none(), "other key");
+        assert!(
+            Keys::new(vec![8; 32]).open(&value, 999).is_none(),
+            "other key"
+        );
         let forged = value.replacen(&hex::encode("ops"), &hex::encode("adm"), 1);
         assert!(keys.open(&forged, 999).is_none(), "changed client");
     }

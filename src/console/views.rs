@@ -100,7 +100,11 @@ impl From<&License> for LicenseRow {
             client: l.client.to_string(),
             server_id: l.server_id.to_string(),
             ip: l.ip.to_string(),
-            hostname: l.hostname.as_ref().map(|h| h.to_string()).unwrap_or_default(),
+            hostname: l
+                .hostname
+                .as_ref()
+                .map(|h| h.to_string())
+                .unwrap_or_default(),
             panel: l.panel.clone(),
             state: l.state.as_str(),
             state_class: state_class(l.state),

@@ -6,6 +6,7 @@ mod helpers;
 mod audit;
 mod auth;
 mod catalog;
+mod console;
 mod drift;
 mod errors;
 mod feed;
