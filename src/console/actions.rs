@@ -3,6 +3,13 @@
 //! action costs money, its price (the service's quote); only the confirmation's
 //! POST changes anything. The confirmation carries a fresh request id, so a form
 //! sent twice (a double click, a reload) is the same call and buys nothing twice.
+//!
+//! An action is one entry of [`ACTIONS`] (its inputs, its words) and one arm of
+//! [`carry_out`] calling its use case; the license page offers the entries whose
+//! operation the license's state allows. Resolving a `NEEDS_ATTENTION` license
+//! (retry, bind to an upstream id, abandon, each with a reason) fits the same shape
+//! once the core has that use case: an entry asking for the mode, the upstream id and
+//! the reason, and an arm calling it.
 
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};

@@ -83,12 +83,16 @@ pub(crate) enum ListBind {
 /// that are set appear in the statement, so the database can use the index of the
 /// column it filters by (`? IS NULL OR ip = ?` hides every index from the planner:
 /// a listing by IP read all 100,000 licenses). `placeholder(n)` spells the n-th
-/// parameter (`?n`, `$n`).
+/// parameter (`?n`, `$n`); `client_column` is how the client is compared (SQLite's
+/// `+client` keeps its planner off the `(client, create_time)` index: a client's
+/// page is found at once by walking the primary key newest first, where the index
+/// would read and sort every license of the client).
 pub(crate) fn license_list_sql(
     columns: &str,
     filter: &crate::store::LicenseFilter,
     after: Option<LicenseId>,
     page_size: u32,
+    client_column: &str,
     placeholder: impl Fn(usize) -> String,
 ) -> (String, Vec<ListBind>) {
     let mut binds = Vec::new();
@@ -98,7 +102,11 @@ pub(crate) fn license_list_sql(
         conditions.push(format!("{column} {op} {}", placeholder(binds.len())));
     };
     if let Some(client) = &filter.client {
-        add("client", "=", ListBind::Text(client.as_str().to_owned()));
+        add(
+            client_column,
+            "=",
+            ListBind::Text(client.as_str().to_owned()),
+        );
     }
     if let Some(server_id) = &filter.server_id {
         add(

@@ -578,7 +578,7 @@ impl Store for PgStore {
             None => None,
         };
         let (sql, binds) =
-            codec::license_list_sql(LICENSE_COLUMNS, filter, after, page_size, |n| {
+            codec::license_list_sql(LICENSE_COLUMNS, filter, after, page_size, "client", |n| {
                 format!("${n}")
             });
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));

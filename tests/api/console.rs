@@ -727,3 +727,86 @@ async fn the_license_list_filters_and_pages_with_the_store_token() {
     assert_eq!(rows(&by_server), 1);
     assert_eq!(bad_state.status, StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test]
+async fn an_upstream_error_message_is_escaped_where_it_is_shown() {
+    if std::env::var("LICENSE_FACADE_TEST_STORE").as_deref() == Ok("postgres") {
+        println!("the planted license is seeded in a SQLite file: checked on the SQLite run");
+        return;
+    }
+    // Arrange: a license that needs attention, whose last upstream error (and panel
+    // name, as the upstream named it) carry markup, seeded before the app starts.
+    use license_facade::domain::{
+        ClientName, License, LicenseId, LicenseIp, LicenseState, Period, ServerId,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", dir.path().join("planted.db").display());
+    let id = LicenseId::generate();
+    {
+        let store = license_facade::store::connect(&url).await.unwrap();
+        let now = time::OffsetDateTime::now_utc();
+        store
+            .insert_adopted(&License {
+                id,
+                client: ClientName::new("sandbox"),
+                server_id: ServerId::parse("srv-planted", "serverId").unwrap(),
+                ip: LicenseIp::parse("203.0.113.90", "ip").unwrap(),
+                hostname: None,
+                panel: format!("ISPmanager{ATTRIBUTE}"),
+                tariff_id: 55227,
+                nodes: None,
+                period: Period::Month,
+                auto_renew: false,
+                state: LicenseState::NeedsAttention,
+                license_key: Some(format!("key{SCRIPT}")),
+                upstream_id: Some(4242),
+                expire_time: None,
+                create_time: now,
+                update_time: now,
+                last_error: None,
+            })
+            .await
+            .unwrap();
+        store.close().await;
+        // An adopted license starts without an error; the upstream's words are planted
+        // as the workflow stores them.
+        let db = sqlx::SqlitePool::connect(&url).await.unwrap();
+        sqlx::query(
+            "UPDATE licenses SET last_error_code = ?1, last_error_message = ?2 WHERE id = ?3",
+        )
+        .bind("UPSTREAM_OUTCOME_UNKNOWN")
+        .bind(format!("upstream said {SCRIPT} and {ATTRIBUTE}"))
+        .bind(id.to_string())
+        .execute(&db)
+        .await
+        .unwrap();
+        db.close().await;
+    }
+    let app = spawn_app_with(0, |s| s.database_url = url.clone()).await;
+    let mut browser = Browser::new(&app);
+    browser.log_in(SANDBOX_TOKEN).await;
+
+    // Act
+    let overview = browser.get("/console/").await;
+    let list = browser.get("/console/licenses?state=NEEDS_ATTENTION").await;
+    let page = browser.get(&format!("/console/licenses/{id}")).await;
+
+    // Assert
+    for (name, p) in [("overview", &overview), ("list", &list), ("license", &page)] {
+        assert_eq!(p.status, StatusCode::OK, "{name}");
+        assert!(p.body.contains("srv-planted"), "{name} shows the license");
+        assert!(!p.body.contains("<script"), "{name}: unescaped <script>");
+        assert!(!p.body.contains("<img"), "{name}: unescaped <img");
+        assert!(
+            !p.body.contains("\"'>"),
+            "{name}: an attribute broken out of"
+        );
+    }
+    for p in [&overview, &page] {
+        assert!(
+            p.body
+                .contains("upstream said &#60;script&#62;alert(1)&#60;/script&#62; and &#34;&#39;&#62;&#60;img"),
+            "the error message is shown, escaped"
+        );
+    }
+}
