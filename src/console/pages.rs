@@ -9,8 +9,8 @@ use super::ConsoleState;
 use super::error::PageError;
 use super::session::Session;
 use super::views::{
-    ActionLink, AuditRow, Choice, Chrome, DriftSummary, LicensePage, LicenseRow, Licenses,
-    Overview, StateCount, UsageRow, render, state_class, when,
+    ActionLink, AuditRow, Choice, Chrome, DriftSummary, EventRow, LicensePage, LicenseRow,
+    Licenses, Overview, StateCount, UsageRow, render, state_class, when,
 };
 use crate::auth::Scope;
 use crate::domain::{License, LicenseState, OperationKind};
@@ -22,6 +22,8 @@ const QUEUE_SHOWN: i32 = 20;
 const LIST_PAGE: i32 = 50;
 /// Audit entries on a license's page.
 const HISTORY_SHOWN: i32 = 100;
+/// Events on a license's page.
+const EVENTS_SHOWN: u32 = 100;
 
 /// `GET /console/`.
 pub async fn overview(
@@ -302,6 +304,10 @@ pub async fn license(
     } else {
         None
     };
+    let events = state
+        .service
+        .license_events(session.principal.owner_filter(), &id, EVENTS_SHOWN)
+        .await?;
     let may_write = session.principal.allows(Scope::Write);
     let done = super::actions::ACTIONS
         .iter()
@@ -334,6 +340,7 @@ pub async fn license(
         },
         may_write,
         history,
+        events: events.iter().map(EventRow::from).collect(),
     };
     Ok(render(&page))
 }

@@ -158,6 +158,44 @@ impl From<&AuditEntry> for AuditRow {
     }
 }
 
+/// One event of a license: what changed and the license right after it.
+pub struct EventRow {
+    pub time: String,
+    pub kind: &'static str,
+    pub state: &'static str,
+    pub state_class: &'static str,
+    /// What the license was after the change, as far as the kind concerns it.
+    pub detail: String,
+}
+
+impl From<&crate::domain::Event> for EventRow {
+    fn from(e: &crate::domain::Event) -> Self {
+        use crate::domain::EventKind as K;
+        let l = &e.license;
+        let detail = match e.kind {
+            K::Created | K::PanelChanged => l.panel.clone(),
+            K::IpChanged => l.ip.to_string(),
+            K::Renewed => l
+                .expire_time
+                .map(|t| format!("expires {}", day(t)))
+                .unwrap_or_default(),
+            K::OperationFailed => l
+                .last_error
+                .as_ref()
+                .map(|f| format!("{}: {}", f.code, f.message))
+                .unwrap_or_default(),
+            K::KeyIssued | K::StateChanged => String::new(),
+        };
+        Self {
+            time: when(e.time),
+            kind: e.kind.as_str(),
+            state: l.state.as_str(),
+            state_class: state_class(l.state),
+            detail,
+        }
+    }
+}
+
 /// `login.html`.
 #[derive(Template)]
 #[template(path = "console/login.html")]
@@ -271,6 +309,8 @@ pub struct LicensePage {
     pub may_write: bool,
     /// `None`: the client may not read the audit log.
     pub history: Option<Vec<AuditRow>>,
+    /// The license's latest events, newest first.
+    pub events: Vec<EventRow>,
 }
 
 /// A hidden field of a confirmation form.

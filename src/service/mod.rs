@@ -305,6 +305,17 @@ impl LicenseService {
             .ok_or(ServiceError::NotFound)
     }
 
+    /// One license's latest events, newest first (`client`: only when it is theirs).
+    pub async fn license_events(
+        &self,
+        client: Option<&ClientName>,
+        id: &str,
+        limit: u32,
+    ) -> Result<Vec<crate::domain::Event>, ServiceError> {
+        let license = self.get_license(client, id).await?;
+        Ok(self.store.license_events(license.id, limit).await?)
+    }
+
     /// Lists licenses.
     pub async fn list_licenses(
         &self,

@@ -846,6 +846,30 @@ impl Store for SqliteStore {
         Ok(events)
     }
 
+    async fn license_events(&self, id: LicenseId, limit: u32) -> Result<Vec<Event>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, kind, license, time FROM events WHERE license_id = ?1 \
+             ORDER BY id DESC LIMIT ?2",
+        )
+        .bind(id.to_string())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .context("cannot read the license's events")?;
+        let events = rows
+            .iter()
+            .map(|row| -> anyhow::Result<Event> {
+                Ok(Event {
+                    id: row.try_get("id")?,
+                    kind: codec::event_kind(row.try_get("kind")?)?,
+                    license: codec::license_from_json(row.try_get("license")?)?,
+                    time: from_micros(row.try_get("time")?)?,
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(events)
+    }
+
     async fn next_due(&self) -> Result<Option<OffsetDateTime>, StoreError> {
         let due: Option<i64> = sqlx::query_scalar(
             "SELECT MIN(MAX(run_after, COALESCE(lease_until, 0))) FROM operations \

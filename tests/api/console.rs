@@ -346,6 +346,10 @@ async fn a_confirmed_cancel_cancels_once_even_when_the_form_is_sent_twice() {
         page.body.contains("action-cancel"),
         "the page offers cancel"
     );
+    assert!(
+        page.body.contains("<td>CREATED</td>") && page.body.contains("<td>KEY_ISSUED</td>"),
+        "the license's events are listed"
+    );
     assert!(confirm.body.contains("cannot be undone"));
     assert_eq!(first.status, StatusCode::SEE_OTHER);
     assert_eq!(
@@ -514,7 +518,7 @@ async fn what_a_client_sees_and_does_follows_its_scopes() {
         ops_overview.body.contains(">viewer<"),
         "every client's usage"
     );
-    assert!(ops_page.body.contains("History") && ops_page.body.contains("ORDER"));
+    assert!(ops_page.body.contains("Audit history") && ops_page.body.contains("ORDER"));
 }
 
 #[tokio::test]
