@@ -814,3 +814,49 @@ async fn an_upstream_error_message_is_escaped_where_it_is_shown() {
         );
     }
 }
+
+#[tokio::test]
+async fn reconcile_now_finds_an_orphan_that_the_drift_page_adopts() {
+    // Arrange: a license paid upstream that this service does not know.
+    let app = spawn_app().await;
+    let upstream_id = app
+        .sandbox
+        .insert_license(NewSandboxLicense::new("192.0.2.55", 55227));
+    let mut browser = Browser::new(&app);
+    browser.log_in(SANDBOX_TOKEN).await;
+    let csrf = browser.csrf().await;
+
+    // Act
+    let before = browser.get("/console/drift").await;
+    let reconciled = browser
+        .post("/console/drift/reconcile", &[("csrf", &csrf)])
+        .await;
+    let report = browser.get("/console/drift").await;
+    let adopted = browser
+        .post(
+            &format!("/console/drift/{upstream_id}/adopt"),
+            &[
+                ("csrf", &csrf),
+                ("server_id", "srv-adopted"),
+                ("hostname", ""),
+            ],
+        )
+        .await;
+    let page = browser.get(adopted.location()).await;
+
+    // Assert
+    assert!(before.body.contains("No reconciliation has run yet"));
+    assert_eq!(reconciled.status, StatusCode::SEE_OTHER);
+    assert_eq!(reconciled.location(), "/console/drift");
+    assert!(report.body.contains("192.0.2.55"), "the orphan is listed");
+    assert!(
+        report
+            .body
+            .contains(&format!("action=\"/console/drift/{upstream_id}/adopt\"")),
+        "with its adopt form"
+    );
+    assert_eq!(adopted.status, StatusCode::SEE_OTHER);
+    assert!(adopted.location().starts_with("/console/licenses/"));
+    assert!(page.body.contains("srv-adopted") && page.body.contains("ACTIVE"));
+    assert!(page.body.contains(&upstream_id.to_string()));
+}
