@@ -414,3 +414,57 @@ fn reconcile_config(file: ReconcileFile) -> anyhow::Result<crate::service::Recon
         expiring_within_days,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn console(text: &str) -> anyhow::Result<crate::console::ConsoleConfig> {
+        let file: FileConfig = toml::from_str(text)?;
+        console_config(file.console)
+    }
+
+    #[test]
+    fn the_console_defaults_to_an_eight_hour_session_under_a_random_key() {
+        let c = console("").unwrap();
+        assert_eq!(c.session_ttl, Duration::from_secs(8 * 3600));
+        assert!(!c.secure_cookies);
+        assert!(c.session_key.is_none());
+    }
+
+    #[test]
+    fn a_console_session_key_must_hold_at_least_32_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let short = dir.path().join("short");
+        let long = dir.path().join("long");
+        std::fs::write(&short, "too short\n").unwrap();
+        std::fs::write(&long, format!("{}\n", "k".repeat(32))).unwrap();
+        let text = |p: &Path| {
+            format!(
+                "[console]\nsession_key_file = {:?}\n",
+                p.display().to_string()
+            )
+        };
+        let e = console(&text(&short)).err().expect("refused");
+        assert!(e.to_string().contains("at least 32 bytes"), "{e}");
+        use secrecy::ExposeSecret;
+        let c = console(&text(&long)).unwrap();
+        assert_eq!(
+            c.session_key.unwrap().expose_secret().len(),
+            32,
+            "newline trimmed"
+        );
+    }
+
+    #[test]
+    fn console_settings_are_read_and_a_too_short_session_refused() {
+        let c = console("[console]\nsecure_cookies = true\nsession_ttl_secs = 600\n").unwrap();
+        assert!(c.secure_cookies);
+        assert_eq!(c.session_ttl, Duration::from_secs(600));
+        assert!(console("[console]\nsession_ttl_secs = 5\n").is_err());
+        assert!(
+            console("[console]\nsecure = true\n").is_err(),
+            "unknown keys refused"
+        );
+    }
+}

@@ -194,7 +194,7 @@ impl<T: DeserializeOwned> FromRequest<ConsoleState> for Posted<T> {
     async fn from_request(req: Request, state: &ConsoleState) -> Result<Self, Self::Rejection> {
         let (mut parts, body) = req.into_parts();
         let session = Session::from_request_parts(&mut parts, state).await?;
-        let bytes = axum::body::to_bytes(body, super::super::http::MAX_BODY_BYTES)
+        let bytes = axum::body::to_bytes(body, crate::http::MAX_BODY_BYTES)
             .await
             .map_err(|_| PageError::bad_request("the form could not be read").into_response())?;
         let csrf: CsrfField = serde_urlencoded::from_bytes(&bytes)
