@@ -445,7 +445,7 @@ mod tests {
                 p.display().to_string()
             )
         };
-        let e = console(&text(&short)).err().expect("refused");
+        let e = console(&text(&short)).expect_err("refused");
         assert!(e.to_string().contains("at least 32 bytes"), "{e}");
         use secrecy::ExposeSecret;
         let c = console(&text(&long)).unwrap();
