@@ -114,6 +114,9 @@ pub struct FileConfig {
     /// The change feed.
     #[serde(default)]
     pub feed: FeedFile,
+    /// The web console.
+    #[serde(default)]
+    pub console: ConsoleFile,
 }
 
 /// `[feed]` in the file; see [`FeedConfig`] for the meaning.
@@ -143,6 +146,22 @@ pub struct ConnectionsFile {
     /// Seconds a keep-alive ping may go unanswered before the connection is closed
     /// [default: 10].
     pub http2_keepalive_timeout_secs: Option<u64>,
+}
+
+/// `[console]` in the file; see [`crate::console::ConsoleConfig`].
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleFile {
+    /// Mark the session cookie `Secure` even when the request did not say it came
+    /// over TLS (set it behind a TLS-terminating proxy that does not send
+    /// `X-Forwarded-Proto`).
+    pub secure_cookies: Option<bool>,
+    /// How long a console session lasts, in seconds (default 8 hours).
+    pub session_ttl_secs: Option<u64>,
+    /// A file holding the key that signs sessions (at least 32 bytes). Without it a
+    /// random key is made at start, so a restart logs everyone out; with it, replacing
+    /// the file and restarting revokes every session.
+    pub session_key_file: Option<PathBuf>,
 }
 
 /// `[reconcile]` in the file; see [`crate::service::ReconcileConfig`].
@@ -253,6 +272,8 @@ pub struct Settings {
     /// The API clients: from `--clients-file`, else with `--sandbox` the sandbox
     /// client; `serve` refuses to start without them.
     pub clients: Option<crate::auth::Clients>,
+    /// The web console at `/console`.
+    pub console: crate::console::ConsoleConfig,
 }
 
 fn read_secret_file(path: &Path) -> anyhow::Result<SecretString> {
@@ -381,6 +402,20 @@ impl Settings {
             }
             workflow.settle_interval = billmanager.request_timeout;
         }
+        let database_max_connections = args
+            .database_max_connections
+            .or(file.database_max_connections)
+            .unwrap_or(crate::store::DEFAULT_MAX_CONNECTIONS);
+        // Each worker loop holds a connection through its claim and its saves; with
+        // fewer, loops wait for connections while their leases run out, and other
+        // replicas take their work over mid-step.
+        let needed = workflow.concurrency as u32 + 2;
+        if database_max_connections < needed {
+            bail!(
+                "database_max_connections ({database_max_connections}) must be at least \
+                 workflow.concurrency + 2 ({needed})"
+            );
+        }
         Ok(Self {
             http_addr: args
                 .http_addr
@@ -391,11 +426,7 @@ impl Settings {
                 .or(file.grpc_addr)
                 .unwrap_or_else(|| "127.0.0.1:50051".parse().expect("valid address")),
             database_url,
-            database_max_connections: args
-                .database_max_connections
-                .or(file.database_max_connections)
-                .unwrap_or(crate::store::DEFAULT_MAX_CONNECTIONS)
-                .max(1),
+            database_max_connections,
             sandbox,
             billmanager,
             catalog,
@@ -407,6 +438,7 @@ impl Settings {
             drain_delay: Duration::from_millis(args.drain_delay_ms.unwrap_or(2_000)),
             drain_timeout: Duration::from_secs(args.drain_timeout_secs.unwrap_or(20)),
             clients,
+            console: console_config(file.console)?,
         })
     }
 }
@@ -468,6 +500,39 @@ fn connection_limits(file: ConnectionsFile) -> anyhow::Result<ConnectionLimits> 
     Ok(limits)
 }
 
+/// The console's settings from `[console]`, with defaults.
+fn console_config(file: ConsoleFile) -> anyhow::Result<crate::console::ConsoleConfig> {
+    let defaults = crate::console::ConsoleConfig::default();
+    let session_key = match &file.session_key_file {
+        None => None,
+        Some(path) => {
+            let key = std::fs::read(path).with_context(|| {
+                format!("cannot read the console session key {}", path.display())
+            })?;
+            let key = key.trim_ascii().to_vec();
+            if key.len() < 32 {
+                bail!(
+                    "console.session_key_file {} must hold at least 32 bytes",
+                    path.display()
+                );
+            }
+            Some(secrecy::SecretBox::new(Box::new(key)))
+        }
+    };
+    let session_ttl = file
+        .session_ttl_secs
+        .map(Duration::from_secs)
+        .unwrap_or(defaults.session_ttl);
+    if session_ttl < Duration::from_secs(60) {
+        bail!("console.session_ttl_secs must be at least 60");
+    }
+    Ok(crate::console::ConsoleConfig {
+        secure_cookies: file.secure_cookies.unwrap_or(defaults.secure_cookies),
+        session_ttl,
+        session_key,
+    })
+}
+
 /// The reconciler's settings from `[reconcile]`, with defaults.
 fn reconcile_config(file: ReconcileFile) -> anyhow::Result<crate::service::ReconcileConfig> {
     let defaults = crate::service::ReconcileConfig::default();
@@ -487,4 +552,74 @@ fn reconcile_config(file: ReconcileFile) -> anyhow::Result<crate::service::Recon
             .unwrap_or(defaults.interval),
         expiring_within_days,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn console(text: &str) -> anyhow::Result<crate::console::ConsoleConfig> {
+        let file: FileConfig = toml::from_str(text)?;
+        console_config(file.console)
+    }
+
+    #[test]
+    fn a_pool_smaller_than_the_worker_loops_need_is_refused_at_start() {
+        let args = |n| ServeArgs {
+            database_max_connections: Some(n),
+            sandbox: true,
+            ..ServeArgs::default()
+        };
+        let refused = Settings::from_args(args(4)).err().expect("refused");
+        assert!(
+            refused.to_string().contains("database_max_connections"),
+            "{refused}"
+        );
+        let settings = Settings::from_args(args(10)).expect("enough for 8 loops");
+        assert_eq!(settings.database_max_connections, 10);
+    }
+
+    #[test]
+    fn the_console_defaults_to_an_eight_hour_session_under_a_random_key() {
+        let c = console("").unwrap();
+        assert_eq!(c.session_ttl, Duration::from_secs(8 * 3600));
+        assert!(!c.secure_cookies);
+        assert!(c.session_key.is_none());
+    }
+
+    #[test]
+    fn a_console_session_key_must_hold_at_least_32_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let short = dir.path().join("short");
+        let long = dir.path().join("long");
+        std::fs::write(&short, "too short\n").unwrap();
+        std::fs::write(&long, format!("{}\n", "k".repeat(32))).unwrap();
+        let text = |p: &Path| {
+            format!(
+                "[console]\nsession_key_file = {:?}\n",
+                p.display().to_string()
+            )
+        };
+        let e = console(&text(&short)).expect_err("refused");
+        assert!(e.to_string().contains("at least 32 bytes"), "{e}");
+        use secrecy::ExposeSecret;
+        let c = console(&text(&long)).unwrap();
+        assert_eq!(
+            c.session_key.unwrap().expose_secret().len(),
+            32,
+            "newline trimmed"
+        );
+    }
+
+    #[test]
+    fn console_settings_are_read_and_a_too_short_session_refused() {
+        let c = console("[console]\nsecure_cookies = true\nsession_ttl_secs = 600\n").unwrap();
+        assert!(c.secure_cookies);
+        assert_eq!(c.session_ttl, Duration::from_secs(600));
+        assert!(console("[console]\nsession_ttl_secs = 5\n").is_err());
+        assert!(
+            console("[console]\nsecure = true\n").is_err(),
+            "unknown keys refused"
+        );
+    }
 }

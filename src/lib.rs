@@ -17,6 +17,7 @@ pub mod auth;
 pub mod billmanager;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod crash;
 pub mod doctor;
 pub mod domain;

@@ -36,6 +36,8 @@ pub struct Application {
     drain_timeout: Duration,
     connections: ConnectionLimits,
     auth: Arc<crate::auth::Authenticator>,
+    /// The web console's settings.
+    console: crate::console::ConsoleConfig,
     /// Every background task of the application (the worker's loops included).
     tasks: Tasks,
     /// Held until the application stops: a SQLite file is served by one process.
@@ -154,6 +156,7 @@ impl Application {
             drain_timeout: settings.drain_timeout,
             connections: settings.connections,
             auth,
+            console: std::mem::take(&mut settings.console),
             tasks,
             db_lock: serving.lock,
         })
@@ -315,10 +318,18 @@ impl Application {
             }
         });
 
+        let service = Arc::new(self.service.clone());
+        let console = crate::console::ConsoleState::new(
+            service.clone(),
+            self.readiness.clone(),
+            self.auth.clone(),
+            &self.console,
+        );
         let http_router = crate::http::router(crate::http::AppState {
-            service: Arc::new(self.service.clone()),
+            service,
             readiness: self.readiness.clone(),
             auth: self.auth.clone(),
+            console,
         });
         let http_listener = GuardedListener::new(self.http, self.connections);
         tasks.spawn(crate::http::serve(

@@ -111,6 +111,7 @@ pub fn list_input(r: pb::ListLicensesRequest) -> ListInput {
         panel: r.panel,
         page_size: r.page_size,
         page_token: r.page_token,
+        client: String::new(),
     }
 }
 

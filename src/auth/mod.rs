@@ -131,6 +131,24 @@ impl Authenticator {
             .ok_or(ServiceError::Unauthenticated)
     }
 
+    /// The configured clients' names, in file order.
+    pub fn client_names(&self) -> Vec<ClientName> {
+        self.clients
+            .iter()
+            .map(|c| c.principal.client.clone())
+            .collect()
+    }
+
+    /// The principal of the configured client `name`, as its token would
+    /// authenticate it now (a console session names its client; the scopes come from
+    /// the clients file, so a session never holds more than the token does).
+    pub fn principal_of(&self, name: &ClientName) -> Option<Principal> {
+        self.clients
+            .iter()
+            .find(|c| &c.principal.client == name)
+            .map(|c| c.principal.clone())
+    }
+
     /// Counts one call of `principal` against its rate limit;
     /// [`ServiceError::RateLimited`] with the wait when it is over.
     pub fn admit(&self, principal: &Principal) -> Result<(), ServiceError> {

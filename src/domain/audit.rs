@@ -94,4 +94,10 @@ pub struct AuditFilter {
     pub action: Option<String>,
     /// Only entries with this outcome.
     pub outcome: Option<AuditOutcome>,
+    /// Only this client's.
+    pub client: Option<ClientName>,
+    /// Only entries recorded at or after this time.
+    pub since: Option<OffsetDateTime>,
+    /// Only entries recorded before this time.
+    pub until: Option<OffsetDateTime>,
 }

@@ -358,6 +358,7 @@ impl Rpc for GrpcLicenses {
                 license_id: r.license_id,
                 page_size: r.page_size,
                 page_token: r.page_token,
+                ..AuditQuery::default()
             })
             .await
             .map_err(status)?;

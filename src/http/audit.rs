@@ -40,6 +40,7 @@ pub async fn list(
             license_id: q.license_id.unwrap_or_default(),
             page_size,
             page_token: q.page_token.unwrap_or_default(),
+            ..AuditQuery::default()
         })
         .await?;
     Ok(Json(pb::ListAuditEntriesResponse {

@@ -45,6 +45,8 @@ pub struct AppState {
     pub readiness: Arc<Readiness>,
     /// Checks the bearer token of every `/v1` call.
     pub auth: Arc<crate::auth::Authenticator>,
+    /// The web console, served under `/console` with its own session log-in.
+    pub console: crate::console::ConsoleState,
 }
 
 /// The whole REST API.
@@ -88,6 +90,10 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics::scrape))
         .route("/openapi.json", get(openapi::openapi_json))
         .route("/docs", get(openapi::docs))
+        .nest_service(
+            crate::console::BASE,
+            crate::console::router(state.console.clone()),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

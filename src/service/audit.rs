@@ -23,6 +23,14 @@ pub struct AuditQuery {
     pub page_size: i32,
     /// The token of the page to read (empty: the first).
     pub page_token: String,
+    /// Only this client's entries (empty: all).
+    pub client: String,
+    /// Only this action's entries, e.g. `RENEW` (empty: all).
+    pub action: String,
+    /// Only entries recorded at or after this time.
+    pub since: Option<OffsetDateTime>,
+    /// Only entries recorded before this time.
+    pub until: Option<OffsetDateTime>,
 }
 
 impl LicenseService {
@@ -47,8 +55,28 @@ impl LicenseService {
             }
             n => n as u32,
         };
+        let action = match query.action.trim() {
+            "" => None,
+            a if a.len() <= 32 && a.bytes().all(|b| b.is_ascii_uppercase() || b == b'_') => {
+                Some(a.to_owned())
+            }
+            _ => {
+                return Err(ServiceError::InvalidArgument(vec![FieldViolation::new(
+                    "action",
+                    "must be an action name such as RENEW",
+                )]));
+            }
+        };
+        let client = match query.client.trim() {
+            "" => None,
+            c => Some(ClientName::new(c.to_owned())),
+        };
         let filter = AuditFilter {
             license_id,
+            action,
+            client,
+            since: query.since,
+            until: query.until,
             ..AuditFilter::default()
         };
         let token = (!query.page_token.is_empty()).then_some(query.page_token.as_str());

@@ -44,6 +44,9 @@ pub struct ListInput {
     pub page_size: i32,
     /// `pageToken` ("" = first page).
     pub page_token: String,
+    /// Only this client's licenses ("" = any); a caller that sees only its own
+    /// licenses sees only its own whatever this says.
+    pub client: String,
 }
 
 /// Largest page a listing returns.
@@ -201,8 +204,11 @@ impl ListInput {
             }
         };
         v.finish()?;
+        let asked = Some(self.client.trim())
+            .filter(|c| !c.is_empty())
+            .map(|c| ClientName::new(c.to_owned()));
         let filter = LicenseFilter {
-            client: client.cloned(),
+            client: client.cloned().or(asked),
             server_id,
             ip,
             tariff_id,

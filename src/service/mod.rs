@@ -14,6 +14,7 @@ mod reconcile;
 mod recovery;
 mod spend;
 mod stats;
+mod usage;
 mod worker;
 
 pub use audit::AuditQuery;
@@ -28,6 +29,7 @@ pub use lifecycle::EnsureAction;
 pub use quotes::Quote;
 pub use reconcile::{MAX_EXPIRING_WITHIN_DAYS, ReconcileConfig};
 pub use stats::DriftCounts;
+pub use usage::ClientUsage;
 pub use worker::{Worker, WorkflowConfig};
 
 use std::sync::Arc;
@@ -355,6 +357,17 @@ impl LicenseService {
                 None => return Ok(clients.into_iter().collect()),
             }
         }
+    }
+
+    /// One license's latest events, newest first (`client`: only when it is theirs).
+    pub async fn license_events(
+        &self,
+        client: Option<&ClientName>,
+        id: &str,
+        limit: u32,
+    ) -> Result<Vec<crate::domain::Event>, ServiceError> {
+        let license = self.get_license(client, id).await?;
+        Ok(self.store.license_events(license.id, limit).await?)
     }
 
     /// Lists licenses.

@@ -49,6 +49,11 @@ pub(super) struct SpendGuard {
 }
 
 impl SpendGuard {
+    /// `client`'s caps (the defaults, none, when it has none).
+    pub(super) fn caps_of(&self, client: &ClientName) -> OrderCaps {
+        self.caps.get(client).copied().unwrap_or_default()
+    }
+
     fn lock_of(&self, client: &ClientName) -> Arc<tokio::sync::Mutex<()>> {
         let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
         locks.entry(client.clone()).or_default().clone()

@@ -185,13 +185,18 @@ pub(super) async fn list_sqlite(
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM audit_log WHERE (?1 IS NULL OR license_id = ?1) \
          AND (?2 IS NULL OR action = ?2) AND (?3 IS NULL OR outcome = ?3) \
-         AND (?4 IS NULL OR id < ?4) ORDER BY id DESC LIMIT ?5"
+         AND (?4 IS NULL OR id < ?4) AND (?6 IS NULL OR client = ?6) \
+         AND (?7 IS NULL OR time >= ?7) AND (?8 IS NULL OR time < ?8) \
+         ORDER BY id DESC LIMIT ?5"
     )))
     .bind(filter.license_id.map(|id| id.to_string()))
     .bind(filter.action.as_deref())
     .bind(filter.outcome.map(AuditOutcome::as_str))
     .bind(before)
     .bind(i64::from(page_size) + 1)
+    .bind(filter.client.as_ref().map(ClientName::as_str))
+    .bind(filter.since.map(to_micros))
+    .bind(filter.until.map(to_micros))
     .fetch_all(pool)
     .await
     .context("cannot read the audit log")?;
@@ -213,13 +218,18 @@ pub(super) async fn list_pg(
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM audit_log WHERE ($1::TEXT IS NULL OR license_id = $1) \
          AND ($2::TEXT IS NULL OR action = $2) AND ($3::TEXT IS NULL OR outcome = $3) \
-         AND ($4::BIGINT IS NULL OR id < $4) ORDER BY id DESC LIMIT $5"
+         AND ($4::BIGINT IS NULL OR id < $4) AND ($6::TEXT IS NULL OR client = $6) \
+         AND ($7::BIGINT IS NULL OR time >= $7) AND ($8::BIGINT IS NULL OR time < $8) \
+         ORDER BY id DESC LIMIT $5"
     )))
     .bind(filter.license_id.map(|id| id.to_string()))
     .bind(filter.action.as_deref())
     .bind(filter.outcome.map(AuditOutcome::as_str))
     .bind(before)
     .bind(i64::from(page_size) + 1)
+    .bind(filter.client.as_ref().map(ClientName::as_str))
+    .bind(filter.since.map(to_micros))
+    .bind(filter.until.map(to_micros))
     .fetch_all(pool)
     .await
     .context("cannot read the audit log")?;

@@ -72,3 +72,70 @@ pub(crate) fn event_kind(s: &str) -> anyhow::Result<EventKind> {
     serde_json::from_value(serde_json::Value::String(s.to_owned()))
         .with_context(|| format!("stored event kind {s:?} is unknown"))
 }
+
+/// A value bound to a license listing.
+pub(crate) enum ListBind {
+    Text(String),
+    Int(i64),
+}
+
+/// The SQL and bound values of a license listing, newest first: only the filters
+/// that are set appear in the statement, so the database can use the index of the
+/// column it filters by (`? IS NULL OR ip = ?` hides every index from the planner:
+/// a listing by IP read all 100,000 licenses). `placeholder(n)` spells the n-th
+/// parameter (`?n`, `$n`); `client_column` is how the client is compared (SQLite's
+/// `+client` keeps its planner off the `(client, create_time)` index: a client's
+/// page is found at once by walking the primary key newest first, where the index
+/// would read and sort every license of the client).
+pub(crate) fn license_list_sql(
+    columns: &str,
+    filter: &crate::store::LicenseFilter,
+    after: Option<LicenseId>,
+    page_size: u32,
+    client_column: &str,
+    placeholder: impl Fn(usize) -> String,
+) -> (String, Vec<ListBind>) {
+    let mut binds = Vec::new();
+    let mut conditions = Vec::new();
+    let mut add = |column: &str, op: &str, value: ListBind| {
+        binds.push(value);
+        conditions.push(format!("{column} {op} {}", placeholder(binds.len())));
+    };
+    if let Some(client) = &filter.client {
+        add(
+            client_column,
+            "=",
+            ListBind::Text(client.as_str().to_owned()),
+        );
+    }
+    if let Some(server_id) = &filter.server_id {
+        add(
+            "server_id",
+            "=",
+            ListBind::Text(server_id.as_str().to_owned()),
+        );
+    }
+    if let Some(ip) = &filter.ip {
+        add("ip", "=", ListBind::Text(ip.clone()));
+    }
+    if let Some(tariff_id) = filter.tariff_id {
+        add("tariff_id", "=", ListBind::Int(i64::from(tariff_id)));
+    }
+    if let Some(state) = filter.state {
+        add("state", "=", ListBind::Text(state.as_str().to_owned()));
+    }
+    if let Some(after) = after {
+        add("id", "<", ListBind::Text(after.to_string()));
+    }
+    let condition = if conditions.is_empty() {
+        "TRUE".to_owned()
+    } else {
+        conditions.join(" AND ")
+    };
+    binds.push(ListBind::Int(i64::from(page_size) + 1));
+    let sql = format!(
+        "SELECT {columns} FROM licenses WHERE {condition} ORDER BY id DESC LIMIT {}",
+        placeholder(binds.len())
+    );
+    (sql, binds)
+}

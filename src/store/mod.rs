@@ -360,6 +360,10 @@ pub trait Store: Send + Sync + 'static {
         client: Option<&ClientName>,
     ) -> Result<Vec<Event>, StoreError>;
 
+    /// One license's latest events, newest first, at most `limit` (its page in the
+    /// console).
+    async fn license_events(&self, id: LicenseId, limit: u32) -> Result<Vec<Event>, StoreError>;
+
     /// The earliest moment an open operation becomes due, if any.
     async fn next_due(&self) -> Result<Option<OffsetDateTime>, StoreError>;
 

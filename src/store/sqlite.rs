@@ -816,21 +816,18 @@ impl Store for SqliteStore {
             Some(t) => Some(codec::decode_page_token(t).ok_or(StoreError::BadPageToken)?),
             None => None,
         };
-        let sql = format!(
-            "SELECT {LICENSE_COLUMNS} FROM licenses WHERE \
-             (?1 IS NULL OR client = ?1) AND (?2 IS NULL OR server_id = ?2) \
-             AND (?3 IS NULL OR ip = ?3) AND (?4 IS NULL OR tariff_id = ?4) \
-             AND (?5 IS NULL OR state = ?5) AND (?6 IS NULL OR id < ?6) \
-             ORDER BY id DESC LIMIT ?7"
-        );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(filter.client.as_ref().map(|c| c.as_str().to_owned()))
-            .bind(filter.server_id.as_ref().map(|s| s.as_str().to_owned()))
-            .bind(filter.ip.clone())
-            .bind(filter.tariff_id.map(i64::from))
-            .bind(filter.state.map(|s| s.as_str()))
-            .bind(after.map(|id| id.to_string()))
-            .bind(i64::from(page_size) + 1)
+        let (sql, binds) =
+            codec::license_list_sql(LICENSE_COLUMNS, filter, after, page_size, "+client", |n| {
+                format!("?{n}")
+            });
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for bind in binds {
+            query = match bind {
+                codec::ListBind::Text(v) => query.bind(v),
+                codec::ListBind::Int(v) => query.bind(v),
+            };
+        }
+        let rows = query
             .fetch_all(&self.pool)
             .await
             .context("cannot list licenses")?;
@@ -923,6 +920,30 @@ impl Store for SqliteStore {
             .fetch_all(&self.pool)
             .await
             .context("cannot read events")?;
+        let events = rows
+            .iter()
+            .map(|row| -> anyhow::Result<Event> {
+                Ok(Event {
+                    id: row.try_get("id")?,
+                    kind: codec::event_kind(row.try_get("kind")?)?,
+                    license: codec::license_from_json(row.try_get("license")?)?,
+                    time: from_micros(row.try_get("time")?)?,
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(events)
+    }
+
+    async fn license_events(&self, id: LicenseId, limit: u32) -> Result<Vec<Event>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, kind, license, time FROM events WHERE license_id = ?1 \
+             ORDER BY id DESC LIMIT ?2",
+        )
+        .bind(id.to_string())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .context("cannot read the license's events")?;
         let events = rows
             .iter()
             .map(|row| -> anyhow::Result<Event> {

@@ -168,7 +168,7 @@ async fn start(mut settings: Settings) -> Started {
         Some((db, url)) => {
             settings.database_url = url;
             // Tests run side by side on one server's connection limit.
-            settings.database_max_connections = 4;
+            settings.database_max_connections = 10;
             Some(db)
         }
         None => None,

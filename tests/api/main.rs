@@ -5,8 +5,10 @@ mod helpers;
 
 mod audit;
 mod auth;
+mod browser;
 mod catalog;
 mod connections;
+mod console;
 mod doctor;
 mod drift;
 mod errors;

@@ -161,6 +161,37 @@ impl Http {
         Ok((status, body))
     }
 
+    /// Sends one request with `headers` and an optional form body; returns the
+    /// status, the headers and the body (the console is driven like a browser).
+    pub async fn send_with(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        form: Option<&str>,
+    ) -> anyhow::Result<(u16, hyper::HeaderMap, Bytes)> {
+        let mut req = hyper::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", &self.host);
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        let body = match form {
+            Some(form) => {
+                req = req.header("content-type", "application/x-www-form-urlencoded");
+                Full::new(Bytes::copy_from_slice(form.as_bytes()))
+            }
+            None => Full::new(Bytes::new()),
+        };
+        self.sender.ready().await?;
+        let resp = self.sender.send_request(req.body(body)?).await?;
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = resp.into_body().collect().await?.to_bytes();
+        Ok((status, headers, body))
+    }
+
     /// `GET path` answered 200.
     pub async fn get_ok(&mut self, path: &str) -> bool {
         matches!(self.send("GET", path, None).await, Ok((200, _)))

@@ -45,7 +45,8 @@ struct Cli {
         default_value = "postgres://postgres@127.0.0.1:5432/postgres"
     )]
     pg_url: String,
-    /// Licenses in the sandbox and the store for the reconcile scenario.
+    /// Licenses in the sandbox and the store for the reconcile scenario (and in the
+    /// store for the console scenario).
     #[arg(long, global = true, default_value_t = 100_000)]
     licenses: usize,
     /// Directory of the order path's SQLite file [default: a temporary directory].
@@ -63,7 +64,9 @@ enum Cmd {
     Reconcile,
     /// 4. Idle RSS, RSS after 100,000 requests, start to ready, binary size.
     Footprint,
-    /// All four, in order.
+    /// 5. Console pages (license list, overview) with N stored licenses.
+    Console,
+    /// All five, in order.
     All,
     /// (internal) The bare servers of the read scenario.
     #[command(hide = true)]
@@ -117,12 +120,14 @@ async fn main() -> anyhow::Result<()> {
         (2, "2. Order path"),
         (3, "3. Reconcile at scale"),
         (4, "4. Footprint"),
+        (5, "5. Console pages"),
     ] {
         let wanted = match cli.command {
             Cmd::Read => n == 1,
             Cmd::Order => n == 2,
             Cmd::Reconcile => n == 3,
             Cmd::Footprint => n == 4,
+            Cmd::Console => n == 5,
             _ => all,
         };
         if !wanted {
@@ -136,7 +141,8 @@ async fn main() -> anyhow::Result<()> {
             1 => scenarios::read(&ctx).await,
             2 => scenarios::order(&ctx).await,
             3 => scenarios::reconcile(&ctx).await,
-            _ => scenarios::footprint(&ctx).await,
+            4 => scenarios::footprint(&ctx).await,
+            _ => scenarios::console(&ctx).await,
         };
         match result {
             Ok(table) => println!("{table}"),

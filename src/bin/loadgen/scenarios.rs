@@ -643,3 +643,215 @@ pub async fn footprint(ctx: &Ctx) -> anyhow::Result<String> {
     ]
     .join("\n"))
 }
+
+// ---------------------------------------------------------------- 5. console
+
+/// The console's pages with `ctx.licenses` stored licenses: a `serve --sandbox`
+/// child on a seeded SQLite file, driven like a browser (session cookie).
+pub async fn console(ctx: &Ctx) -> anyhow::Result<String> {
+    let n = ctx.licenses;
+    // Seeding: not measured. Every tenth license is suspended, one in a thousand
+    // needs attention (the overview's queue); three clients, three panels.
+    let t = Instant::now();
+    let db_path = ctx.dir.join("console.db");
+    let db = format!("sqlite:{}", db_path.display());
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::connect(&db).await?);
+    let catalog = PanelCatalog::defaults();
+    let panels: Vec<_> = ["ISPmanager 6 Lite", "ISPmanager 6 Pro", "ISPmanager 6 Host"]
+        .iter()
+        .map(|name| catalog.resolve(name).map(|p| (p.name.clone(), p.tariff_id)))
+        .collect::<Result<_, _>>()?;
+    let now = time::OffsetDateTime::now_utc();
+    let mut batch = Vec::with_capacity(10_000);
+    let mut seeded = 0;
+    for i in 0..n {
+        let (panel, tariff_id) = panels[i % panels.len()].clone();
+        let state = match i {
+            i if i % 1000 == 7 => LicenseState::NeedsAttention,
+            i if i % 10 == 3 => LicenseState::Suspended,
+            _ => LicenseState::Active,
+        };
+        batch.push(License {
+            id: LicenseId::generate(),
+            client: ClientName::new(["shop", "vps", "dedicated"][i % 3]),
+            server_id: ServerId::parse(&format!("srv-{i}"), "serverId")
+                .map_err(|v| anyhow::anyhow!(v.message))?,
+            ip: LicenseIp::parse(
+                &format!("10.{}.{}.{}", (i >> 16) & 255, (i >> 8) & 255, i & 255),
+                "ip",
+            )
+            .map_err(|v| anyhow::anyhow!(v.message))?,
+            hostname: None,
+            panel,
+            tariff_id,
+            nodes: None,
+            period: Period::Month,
+            auto_renew: false,
+            state,
+            license_key: Some(format!("{i:032x}")),
+            upstream_id: Some(i as u64 + 1),
+            expire_time: Some(now + time::Duration::days(30)),
+            create_time: now,
+            update_time: now,
+            last_error: None,
+        });
+        if batch.len() == 10_000 {
+            seeded += store.insert_adopted_batch(&batch).await?;
+            batch.clear();
+        }
+    }
+    seeded += store.insert_adopted_batch(&batch).await?;
+    drop(batch);
+    store.close().await;
+    let seed_time = t.elapsed();
+    eprintln!("seeded {seeded} licenses in {seed_time:.1?}");
+
+    // No periodic reconciliation: the in-process sandbox knows none of these
+    // licenses, and a report of 100,000 missing ones is not what is measured.
+    let config = ctx.dir.join("console.toml");
+    std::fs::write(&config, "[reconcile]\ninterval_secs = 0\n")?;
+    let http = free_addr();
+    let args = vec![
+        s("serve"),
+        s("--http-addr"),
+        http.to_string(),
+        s("--grpc-addr"),
+        free_addr().to_string(),
+        s("--database-url"),
+        db.clone(),
+        s("--drain-delay-ms"),
+        s("0"),
+        s("--sandbox"),
+        s("--config"),
+        config.display().to_string(),
+    ];
+    let mut facade = Proc::spawn(&ctx.bin, &args, &ctx.log(), "license-facade serve")?;
+    facade.wait_ready(http, "/readyz").await?;
+    let cookie = console_log_in(http).await?;
+
+    // A deep page: its token, after walking 1,000 pages (50,000 licenses) in.
+    let mut deep = String::from("/console/licenses");
+    let mut c = Http::connect(http).await?;
+    for _ in 0..(n / 50 / 2).min(1000) {
+        let (status, _, body) = c
+            .send_with("GET", &deep, &[("cookie", &cookie)], None)
+            .await?;
+        if status != 200 {
+            bail!("the license list answered {status}");
+        }
+        let body = String::from_utf8_lossy(&body);
+        let next = body
+            .split("id=\"next\"")
+            .next()
+            .and_then(|before| before.rsplit("href=\"").next())
+            .filter(|href| href.starts_with("/console/licenses?"))
+            .context("no next page link")?;
+        deep = next.trim_end_matches(['"', ' ']).replace("&amp;", "&");
+    }
+
+    let points = [
+        ("license list, first page (50 rows)", s("/console/licenses")),
+        ("license list, page 1,001 (keyset token)", deep),
+        (
+            "license list, state SUSPENDED and panel Pro",
+            s("/console/licenses?state=SUSPENDED&panel=ISPmanager+6+Pro"),
+        ),
+        ("license list, by IP", s("/console/licenses?ip=10.0.200.17")),
+        (
+            "license list, client vps (admin filter)",
+            s("/console/licenses?client=vps"),
+        ),
+        (
+            "overview (counts, NEEDS_ATTENTION queue, usage)",
+            s("/console/"),
+        ),
+    ];
+    let mut out = vec![
+        format!(
+            "{n} licenses stored (seeding, not measured: {:.1} s).",
+            seed_time.as_secs_f64()
+        ),
+        String::new(),
+        s("| page | concurrency | pages/s | p50 ms | p99 ms | errors |"),
+        s("|---|---:|---:|---:|---:|---:|"),
+    ];
+    for (name, path) in &points {
+        for conc in [1, 16] {
+            let st = console_point(http, path, &cookie, conc, ctx.bounds).await?;
+            out.push(row(name, conc, &st));
+            eprintln!("{}", out.last().expect("row"));
+        }
+    }
+    drop(facade);
+    Ok(out.join("\n"))
+}
+
+/// Logs in to the console with the sandbox token; returns the `Cookie` header of
+/// the session.
+async fn console_log_in(http: SocketAddr) -> anyhow::Result<String> {
+    let mut c = Http::connect(http).await?;
+    let (_, headers, body) = c.send_with("GET", "/console/login", &[], None).await?;
+    let nonce =
+        set_cookie(&headers, license_facade::console::LOGIN_COOKIE).context("no log-in cookie")?;
+    let body = String::from_utf8_lossy(&body);
+    let csrf = body
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .context("no CSRF field on the log-in form")?;
+    let form = format!("csrf={csrf}&token={}", license_facade::auth::SANDBOX_TOKEN);
+    let login_cookie = format!("{}={nonce}", license_facade::console::LOGIN_COOKIE);
+    let (status, headers, _) = c
+        .send_with(
+            "POST",
+            "/console/login",
+            &[("cookie", &login_cookie)],
+            Some(&form),
+        )
+        .await?;
+    let session = set_cookie(&headers, license_facade::console::SESSION_COOKIE)
+        .with_context(|| format!("the log-in answered {status} without a session"))?;
+    Ok(format!(
+        "{}={session}",
+        license_facade::console::SESSION_COOKIE
+    ))
+}
+
+/// The value a `Set-Cookie` header gives cookie `name`.
+fn set_cookie(headers: &hyper::HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|v| v.split(';').next()?.split_once('='))
+        .find(|(k, v)| *k == name && !v.is_empty())
+        .map(|(_, v)| v.to_owned())
+}
+
+async fn console_point(
+    addr: SocketAddr,
+    path: &str,
+    cookie: &str,
+    conc: usize,
+    b: Bounds,
+) -> anyhow::Result<Stats> {
+    let mut workers = Vec::with_capacity(conc);
+    for _ in 0..conc {
+        let conn = Arc::new(tokio::sync::Mutex::new(Http::connect(addr).await?));
+        let (path, cookie) = (path.to_owned(), cookie.to_owned());
+        workers.push(move || {
+            let conn = conn.clone();
+            let (path, cookie) = (path.clone(), cookie.clone());
+            async move {
+                matches!(
+                    conn.lock()
+                        .await
+                        .send_with("GET", &path, &[("cookie", &cookie)], None)
+                        .await,
+                    Ok((200, _, _))
+                )
+            }
+        });
+    }
+    Ok(drive(workers, b).await)
+}

@@ -159,6 +159,7 @@ async fn audit_entries_page_newest_first_and_filter_by_license_action_and_outcom
                 license_id: Some(a),
                 action: Some("RENEW".into()),
                 outcome: Some(AuditOutcome::Accepted),
+                ..AuditFilter::default()
             },
             10,
             None,

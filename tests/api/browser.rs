@@ -1,0 +1,384 @@
+//! The console in a real browser: headless Chromium driven through chromedriver
+//! (WebDriver) against the application with its sandbox. Skipped, with a message,
+//! where chromedriver is not installed; `.ci/run` installs it. Saves the screenshots
+//! the README shows (`docs/img/console-*.png`).
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use license_facade::auth::SANDBOX_TOKEN;
+use license_facade::sandbox::{Fault, NewSandboxLicense};
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, spawn_app_with};
+
+/// A chromedriver process, ended when dropped.
+struct Driver {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        // chromedriver leads a process group of its own: ending the group ends the
+        // browsers it started too, even after a failed assertion left them open.
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            // SAFETY: kill(2) with a negative pid signals that process group only.
+            unsafe {
+                libc::kill(-pid, libc::SIGKILL);
+            }
+        }
+        let _ = self.child.wait();
+    }
+}
+
+impl Driver {
+    /// Starts chromedriver on a free port; `None` when it is not installed.
+    fn start() -> Option<Self> {
+        let program = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
+        use std::os::unix::process::CommandExt as _;
+        let mut child = match Command::new(&program)
+            .arg("--port=0")
+            .process_group(0)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+        {
+            Ok(child) => child,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+            Err(e) => panic!("cannot start {program}: {e}"),
+        };
+        // chromedriver says which port it took once it listens: no polling needed.
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut port = None;
+        for line in BufReader::new(stdout).lines() {
+            let line = line.expect("chromedriver output");
+            if let Some(rest) = line.split("started successfully on port ").nth(1) {
+                port = rest.trim_end_matches('.').trim().parse().ok();
+                break;
+            }
+        }
+        let port = port.expect("chromedriver reported its port");
+        Some(Self { child, port })
+    }
+
+    /// A headless Chromium session of `width`×`height`; below 600 pixels wide, a
+    /// phone's screen (a desktop window cannot be that narrow).
+    async fn browser(&self, width: u32, height: u32) -> Client {
+        let args = vec![
+            "--headless=new".to_owned(),
+            "--no-sandbox".to_owned(),
+            "--disable-gpu".to_owned(),
+            "--disable-dev-shm-usage".to_owned(),
+            "--hide-scrollbars".to_owned(),
+            format!("--window-size={width},{height}"),
+        ];
+        let mut options = json!({ "args": args });
+        if width < 600 {
+            options["mobileEmulation"] = json!({
+                "deviceMetrics": {"width": width, "height": height, "pixelRatio": 2.0, "touch": true}
+            });
+        }
+        if std::path::Path::new("/usr/bin/chromium").exists() {
+            options["binary"] = json!("/usr/bin/chromium");
+        }
+        let mut caps = serde_json::Map::new();
+        caps.insert("browserName".into(), json!("chrome"));
+        caps.insert("goog:chromeOptions".into(), options);
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        ClientBuilder::new(connector)
+            .capabilities(caps)
+            .connect(&format!("http://127.0.0.1:{}", self.port))
+            .await
+            .expect("a WebDriver session")
+    }
+}
+
+fn screenshot_path(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("docs/img")
+        .join(format!("console-{name}.png"))
+}
+
+async fn save_screenshot(browser: &Client, name: &str) {
+    let png = browser.screenshot().await.expect("a screenshot");
+    let path = screenshot_path(name);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, png).unwrap();
+}
+
+/// Clicks `button` and waits for the page that answers to show `next` (a CSS
+/// selector), since a click does not wait for the navigation it starts.
+async fn submit(browser: &Client, button: &str, next: &str) {
+    browser
+        .find(Locator::Id(button))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    browser
+        .wait()
+        .at_most(std::time::Duration::from_secs(10))
+        .for_element(Locator::Css(next))
+        .await
+        .unwrap_or_else(|e| panic!("no {next} after clicking {button}: {e}"));
+}
+
+async fn text(browser: &Client) -> String {
+    browser
+        .find(Locator::Css("main"))
+        .await
+        .expect("a main element")
+        .text()
+        .await
+        .unwrap()
+}
+
+/// Licenses of several kinds, so the pages show what an operator sees: active ones
+/// with host names, a suspended one, one whose order outcome could not be
+/// established (NEEDS_ATTENTION), an orphan upstream found by a reconciliation.
+async fn seed(app: &TestApp) -> (String, String) {
+    // The order's answer is lost and the look-up fails: a person must decide.
+    app.sandbox.set_faults(vec![
+        "soft.order.param:drop-after-commit:1.0"
+            .parse::<Fault>()
+            .unwrap(),
+        "soft:error5xx:1.0".parse::<Fault>().unwrap(),
+    ]);
+    let stuck = app
+        .post_json(
+            "/v1/licenses",
+            &json!({"server": {"id": "vps-0412", "ip": "203.0.113.12", "hostname": "vps-0412.example.net"},
+                    "panel": "ISPmanager 6 Pro"}),
+        )
+        .await;
+    let stuck: Value = stuck.json().await.unwrap();
+    let stuck_id = stuck["id"].as_str().unwrap().to_owned();
+    app.license_until(&stuck_id, |l| l["state"] == "NEEDS_ATTENTION")
+        .await;
+    app.sandbox.set_faults(vec![]);
+
+    let mut shown = String::new();
+    for (n, (server, host, panel)) in [
+        ("web-01", "web-01.example.com", "ISPmanager 6 Lite"),
+        ("web-02", "web-02.example.com", "ISPmanager 6 Pro"),
+        ("db-01", "", "ISPmanager 6 Lite"),
+        ("mail-01", "mail.example.org", "ISPmanager 6 Business"),
+        ("shop-7", "shop7.example.com", "ISPmanager 6 Pro"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let license = app
+            .order_and_wait(&json!({"server": {"id": server, "ip": format!("198.51.100.{}", 20 + n), "hostname": host},
+                                    "panel": panel}))
+            .await;
+        if n == 1 {
+            shown = license["id"].as_str().unwrap().to_owned();
+        }
+        if n == 3 {
+            let id = license["id"].as_str().unwrap();
+            let suspended = app
+                .post_json(&format!("/v1/licenses/{id}/suspend?wait=20s"), &json!({}))
+                .await;
+            assert!(suspended.status().is_success());
+        }
+    }
+    app.sandbox
+        .insert_license(NewSandboxLicense::new("192.0.2.77", 55228));
+    let reconciled = app.post_json("/v1/reconcile", &json!({})).await;
+    assert!(reconciled.status().is_success());
+    (stuck_id, shown)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_works_in_a_real_browser() {
+    let Some(driver) = Driver::start() else {
+        println!(
+            "skipping the browser test: chromedriver is not installed \
+             (apt-get install chromium chromium-driver)"
+        );
+        return;
+    };
+    let app = spawn_app_with(0, |s| {
+        s.workflow.max_lookup_failures = 2;
+    })
+    .await;
+    let (stuck_id, shown_id) = seed(&app).await;
+    let to_cancel = app
+        .order_and_wait(&json!({"server": {"id": "old-box", "ip": "198.51.100.99"},
+                                "panel": "ISPmanager 6 Lite"}))
+        .await;
+    let cancel_id = to_cancel["id"].as_str().unwrap().to_owned();
+    let browser = driver.browser(1280, 1100).await;
+    let console = format!("{}/console/", app.http);
+
+    // A wrong token is refused.
+    browser.goto(&console).await.unwrap();
+    browser
+        .find(Locator::Id("token"))
+        .await
+        .unwrap()
+        .send_keys("wrong-token")
+        .await
+        .unwrap();
+    submit(&browser, "login", "p.alert").await;
+    assert!(text(&browser).await.contains("That token is not valid"));
+    save_screenshot(&browser, "login").await;
+
+    // The right one opens the overview.
+    browser
+        .find(Locator::Id("token"))
+        .await
+        .unwrap()
+        .send_keys(SANDBOX_TOKEN)
+        .await
+        .unwrap();
+    submit(&browser, "login", "body.page-overview").await;
+    let overview = text(&browser).await;
+    assert!(overview.contains("Overview"), "{overview}");
+    assert!(
+        overview.contains("UPSTREAM_OUTCOME_UNKNOWN"),
+        "the stuck license: {overview}"
+    );
+    assert!(overview.contains("vps-0412"));
+    save_screenshot(&browser, "overview").await;
+
+    // The stuck license is one click away.
+    browser
+        .find(Locator::LinkText("vps-0412"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    browser
+        .wait()
+        .for_element(Locator::Css("body.page-license"))
+        .await
+        .unwrap();
+    assert!(
+        browser
+            .current_url()
+            .await
+            .unwrap()
+            .as_str()
+            .ends_with(&stuck_id)
+    );
+    assert!(text(&browser).await.contains("NEEDS_ATTENTION"));
+
+    // The license list, and a license's page.
+    browser.goto(&format!("{console}licenses")).await.unwrap();
+    assert!(text(&browser).await.contains("mail-01"));
+    save_screenshot(&browser, "licenses").await;
+    browser
+        .goto(&format!("{console}licenses/{shown_id}"))
+        .await
+        .unwrap();
+    let page = text(&browser).await;
+    assert!(
+        page.contains("web-02.example.com") && page.contains("ORDER"),
+        "{page}"
+    );
+    save_screenshot(&browser, "license").await;
+
+    // A form without its CSRF token is refused and changes nothing.
+    browser
+        .goto(&format!("{console}licenses/{cancel_id}/actions/cancel"))
+        .await
+        .unwrap();
+    browser
+        .execute(
+            "document.querySelectorAll('input[name=csrf]').forEach(e => e.remove())",
+            vec![],
+        )
+        .await
+        .unwrap();
+    submit(&browser, "confirm", "body.page-error").await;
+    assert!(text(&browser).await.contains("Form refused"));
+    let still: Value = app
+        .get(&format!("/v1/licenses/{cancel_id}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(still["state"], "ACTIVE");
+
+    // Cancel it properly: the confirmation, then the license page says so.
+    browser
+        .goto(&format!("{console}licenses/{cancel_id}"))
+        .await
+        .unwrap();
+    submit(&browser, "action-cancel", "body.page-confirm").await;
+    assert!(text(&browser).await.contains("cannot be undone"));
+    save_screenshot(&browser, "confirm").await;
+    submit(&browser, "confirm", "body.page-license").await;
+    assert!(
+        text(&browser)
+            .await
+            .contains("The cancellation was accepted")
+    );
+    app.license_until(&cancel_id, |l| l["state"] == "CANCELLED")
+        .await;
+    browser.refresh().await.unwrap();
+    let state = browser
+        .find(Locator::Id("state"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(state, "CANCELLED");
+    assert_eq!(app.sandbox.call_count("soft.delete"), 1);
+
+    // Drift and audit.
+    browser.goto(&format!("{console}drift")).await.unwrap();
+    assert!(text(&browser).await.contains("192.0.2.77"));
+    save_screenshot(&browser, "drift").await;
+
+    // Log out: the pages are closed again.
+    submit(&browser, "logout", "body.page-login").await;
+    assert!(
+        browser
+            .current_url()
+            .await
+            .unwrap()
+            .path()
+            .ends_with("/console/login")
+    );
+    browser.goto(&console).await.unwrap();
+    assert!(
+        browser
+            .current_url()
+            .await
+            .unwrap()
+            .path()
+            .ends_with("/console/login")
+    );
+    browser.close().await.unwrap();
+
+    // On a phone-sized screen.
+    let phone = driver.browser(390, 844).await;
+    phone.goto(&console).await.unwrap();
+    phone
+        .find(Locator::Id("token"))
+        .await
+        .unwrap()
+        .send_keys(SANDBOX_TOKEN)
+        .await
+        .unwrap();
+    submit(&phone, "login", "body.page-overview").await;
+    let width: Value = phone
+        .execute("return document.documentElement.scrollWidth", vec![])
+        .await
+        .unwrap();
+    assert!(
+        width.as_u64().unwrap() <= 390,
+        "no sideways scrolling: {width}"
+    );
+    save_screenshot(&phone, "phone").await;
+    phone.close().await.unwrap();
+}
