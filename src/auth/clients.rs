@@ -54,35 +54,7 @@ impl fmt::Display for Scope {
     }
 }
 
-/// Caps on the paid calls one client may make (the spend guard): orders, renewals and
-/// panel changes; `None` is no cap.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct OrderCaps {
-    /// Paid calls in any sliding hour.
-    pub per_hour: Option<u32>,
-    /// Paid calls in any sliding day.
-    pub per_day: Option<u32>,
-    /// How far ahead a renewal may pay: a license's expiry may not move beyond this
-    /// many months from now.
-    pub max_prepaid_months: u32,
-    /// What the paid calls of any sliding day may cost in all, in hundredths of the
-    /// account's currency, priced from the upstream price list.
-    pub spend_per_day_cents: Option<i64>,
-}
-
-/// The default of [`OrderCaps::max_prepaid_months`].
-pub const DEFAULT_MAX_PREPAID_MONTHS: u32 = 24;
-
-impl Default for OrderCaps {
-    fn default() -> Self {
-        Self {
-            per_hour: None,
-            per_day: None,
-            max_prepaid_months: DEFAULT_MAX_PREPAID_MONTHS,
-            spend_per_day_cents: None,
-        }
-    }
-}
+pub use crate::domain::{DEFAULT_MAX_PREPAID_MONTHS, OrderCaps};
 
 /// One client as configured.
 #[derive(Clone, PartialEq, Eq)]

@@ -20,7 +20,24 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::domain::ClientName;
-use crate::service::ServiceError;
+
+/// Why a caller was refused; the service maps each to its own error (and so to one
+/// status and reason code per transport), so this layer needs no service type.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// No bearer token, or one that no client has.
+    #[error("missing or invalid bearer token")]
+    Unauthenticated,
+    /// The client lacks the named scope.
+    #[error("this call needs the {0} scope")]
+    PermissionDenied(&'static str),
+    /// The client made too many calls; allowed again after the wait.
+    #[error("too many requests")]
+    RateLimited {
+        /// When a call is allowed again.
+        retry_after: std::time::Duration,
+    },
+}
 
 /// An authenticated caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,12 +55,12 @@ impl Principal {
         self.scopes.contains(&Scope::Admin) || self.scopes.contains(&scope)
     }
 
-    /// [`ServiceError::PermissionDenied`] unless the principal holds `scope`.
-    pub fn require(&self, scope: Scope) -> Result<(), ServiceError> {
+    /// [`AuthError::PermissionDenied`] unless the principal holds `scope`.
+    pub fn require(&self, scope: Scope) -> Result<(), AuthError> {
         if self.allows(scope) {
             Ok(())
         } else {
-            Err(ServiceError::PermissionDenied(scope.as_str()))
+            Err(AuthError::PermissionDenied(scope.as_str()))
         }
     }
 
@@ -111,13 +128,13 @@ impl Authenticator {
     }
 
     /// The principal of an `Authorization` header value (`Bearer TOKEN`), or
-    /// [`ServiceError::Unauthenticated`]. The token is hashed and compared with every
+    /// [`AuthError::Unauthenticated`]. The token is hashed and compared with every
     /// configured hash in constant time, so the answer's timing tells nothing about
     /// how close a guess was.
-    pub fn authenticate(&self, authorization: Option<&[u8]>) -> Result<Principal, ServiceError> {
+    pub fn authenticate(&self, authorization: Option<&[u8]>) -> Result<Principal, AuthError> {
         let token = authorization
             .and_then(bearer_token)
-            .ok_or(ServiceError::Unauthenticated)?;
+            .ok_or(AuthError::Unauthenticated)?;
         let presented: [u8; 32] = Sha256::digest(token).into();
         let mut found = None;
         for client in &self.clients {
@@ -128,7 +145,7 @@ impl Authenticator {
         }
         found
             .map(|c| c.principal.clone())
-            .ok_or(ServiceError::Unauthenticated)
+            .ok_or(AuthError::Unauthenticated)
     }
 
     /// The configured clients' names, in file order.
@@ -150,8 +167,8 @@ impl Authenticator {
     }
 
     /// Counts one call of `principal` against its rate limit;
-    /// [`ServiceError::RateLimited`] with the wait when it is over.
-    pub fn admit(&self, principal: &Principal) -> Result<(), ServiceError> {
+    /// [`AuthError::RateLimited`] with the wait when it is over.
+    pub fn admit(&self, principal: &Principal) -> Result<(), AuthError> {
         let Some(client) = self
             .clients
             .iter()
@@ -162,7 +179,7 @@ impl Authenticator {
         match &client.limiter {
             Some(limiter) => limiter.check().map_err(|not_until| {
                 let wait = not_until.wait_time_from(self.clock.now());
-                ServiceError::RateLimited {
+                AuthError::RateLimited {
                     retry_after: wait.max(Duration::from_millis(1)),
                 }
             }),
@@ -176,7 +193,7 @@ impl Authenticator {
         &self,
         authorization: Option<&[u8]>,
         scope: Scope,
-    ) -> Result<Principal, ServiceError> {
+    ) -> Result<Principal, AuthError> {
         let principal = self.authenticate(authorization)?;
         // The request's span (REST and gRPC) names the client in every log line.
         tracing::Span::current().record("client", principal.client.as_str());
@@ -245,10 +262,7 @@ mod tests {
             Some(b"Bearer reader-token2"),
         ] {
             assert!(
-                matches!(
-                    auth.authenticate(header),
-                    Err(ServiceError::Unauthenticated)
-                ),
+                matches!(auth.authenticate(header), Err(AuthError::Unauthenticated)),
                 "{header:?}"
             );
         }
@@ -263,7 +277,7 @@ mod tests {
         assert!(reader.require(Scope::Read).is_ok());
         assert!(matches!(
             reader.require(Scope::Write),
-            Err(ServiceError::PermissionDenied("licenses.write"))
+            Err(AuthError::PermissionDenied("licenses.write"))
         ));
         assert!(ops.require(Scope::Write).is_ok() && ops.require(Scope::Admin).is_ok());
     }
@@ -283,7 +297,7 @@ mod tests {
 
         assert!(results[0].is_ok() && results[1].is_ok(), "a burst of two");
         match &results[2] {
-            Err(ServiceError::RateLimited { retry_after }) => {
+            Err(AuthError::RateLimited { retry_after }) => {
                 assert!(*retry_after <= Duration::from_secs(1));
             }
             other => panic!("expected RATE_LIMITED, got {other:?}"),

@@ -124,7 +124,9 @@ pub struct Session {
 impl Session {
     /// [`PageError`] 403 unless the session's client holds `scope`.
     pub fn require(&self, scope: Scope) -> Result<(), PageError> {
-        self.principal.require(scope).map_err(PageError::from)
+        self.principal
+            .require(scope)
+            .map_err(|e| PageError::from(crate::service::ServiceError::from(e)))
     }
 
     /// Whether the client has the admin scope.
@@ -163,7 +165,7 @@ impl FromRequestParts<ConsoleState> for Session {
         state
             .auth
             .admit(&principal)
-            .map_err(|e| PageError::from(e).into_response())?;
+            .map_err(|e| PageError::from(crate::service::ServiceError::from(e)).into_response())?;
         Ok(Self {
             csrf: state.keys.token("csrf", &nonce),
             principal,
@@ -286,6 +288,7 @@ pub async fn log_in(
     {
         Ok(principal) => principal,
         Err(e) => {
+            let e = crate::service::ServiceError::from(e);
             tracing::info!(code = e.code(), "console log-in refused");
             let (status, message) = match e.kind() {
                 crate::service::ErrorKind::PermissionDenied => (

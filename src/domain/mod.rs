@@ -2,6 +2,7 @@
 //! catalog. Nothing in here knows about a transport, the store or the upstream.
 
 mod audit;
+mod caps;
 mod catalog;
 mod event;
 mod ids;
@@ -11,6 +12,7 @@ mod network;
 mod operation;
 
 pub use audit::{ADOPT_ACTION, AuditEntry, AuditFilter, AuditOutcome, PAID_ACTIONS};
+pub use caps::{DEFAULT_MAX_PREPAID_MONTHS, OrderCaps};
 pub use catalog::{
     CatalogCheck, Panel, PanelCatalog, PanelCatalogConfig, PanelConfig, UnknownPanel,
 };

@@ -14,8 +14,7 @@ use time::OffsetDateTime;
 use tokio::sync::OwnedMutexGuard;
 
 use super::{LicenseService, ServiceError};
-use crate::auth::OrderCaps;
-use crate::domain::{ClientName, ServerId};
+use crate::domain::{ClientName, DEFAULT_MAX_PREPAID_MONTHS, OrderCaps, ServerId};
 use crate::store::{SpendExceeded, SpendLimit};
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -215,9 +214,7 @@ impl LicenseService {
         self.spend
             .caps
             .get(client)
-            .map_or(crate::auth::DEFAULT_MAX_PREPAID_MONTHS, |c| {
-                c.max_prepaid_months
-            })
+            .map_or(DEFAULT_MAX_PREPAID_MONTHS, |c| c.max_prepaid_months)
     }
 
     /// The count caps, then the money cap; returns the call's price and the account's

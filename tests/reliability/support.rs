@@ -443,7 +443,10 @@ impl Drop for PgDatabase {
 
 impl ServiceDir {
     /// Short workflow timings so that recovery after a crash takes about a second (the
-    /// lease of the crashed process must run out first).
+    /// lease of the crashed process must run out first). Each kill can cut an order
+    /// request before the upstream takes it, and a round kills up to 3 times, so the
+    /// automatic re-sends cover that many (these tests are about exactly-once across
+    /// kills; tests/api/upstream.rs tests the default limit of one).
     pub fn new() -> Self {
         let dir = tempfile::tempdir().expect("a temporary directory");
         std::fs::write(
@@ -456,6 +459,7 @@ impl ServiceDir {
              \n\
              [workflow]\n\
              lease_secs = 1\n\
+             max_resends = 4\n\
              settle_interval_ms = 100\n\
              settle_checks = 2\n\
              poll_initial_ms = 20\n\
