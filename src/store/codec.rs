@@ -68,6 +68,23 @@ pub(crate) fn license_from_json(s: &str) -> anyhow::Result<License> {
     serde_json::from_str(s).context("stored license snapshot is unreadable")
 }
 
+/// An event from a row of `SELECT id, kind, license, time FROM events`, on either
+/// backend.
+pub(crate) fn event_from_row<R>(row: &R) -> anyhow::Result<crate::domain::Event>
+where
+    R: sqlx::Row,
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+    for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> &'a str: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+{
+    Ok(crate::domain::Event {
+        id: row.try_get("id")?,
+        kind: event_kind(row.try_get("kind")?)?,
+        license: license_from_json(row.try_get("license")?)?,
+        time: from_micros(row.try_get("time")?)?,
+    })
+}
+
 pub(crate) fn event_kind(s: &str) -> anyhow::Result<EventKind> {
     serde_json::from_value(serde_json::Value::String(s.to_owned()))
         .with_context(|| format!("stored event kind {s:?} is unknown"))

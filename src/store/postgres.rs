@@ -817,18 +817,10 @@ impl Store for PgStore {
             .fetch_all(&self.pool)
             .await
             .context("cannot read events")?;
-        let events = rows
+        Ok(rows
             .iter()
-            .map(|row| -> anyhow::Result<Event> {
-                Ok(Event {
-                    id: row.try_get("id")?,
-                    kind: codec::event_kind(row.try_get("kind")?)?,
-                    license: codec::license_from_json(row.try_get("license")?)?,
-                    time: from_micros(row.try_get("time")?)?,
-                })
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        Ok(events)
+            .map(codec::event_from_row)
+            .collect::<anyhow::Result<Vec<Event>>>()?)
     }
 
     async fn license_events(&self, id: LicenseId, limit: u32) -> Result<Vec<Event>, StoreError> {
@@ -841,18 +833,10 @@ impl Store for PgStore {
         .fetch_all(&self.pool)
         .await
         .context("cannot read the license's events")?;
-        let events = rows
+        Ok(rows
             .iter()
-            .map(|row| -> anyhow::Result<Event> {
-                Ok(Event {
-                    id: row.try_get("id")?,
-                    kind: codec::event_kind(row.try_get("kind")?)?,
-                    license: codec::license_from_json(row.try_get("license")?)?,
-                    time: from_micros(row.try_get("time")?)?,
-                })
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        Ok(events)
+            .map(codec::event_from_row)
+            .collect::<anyhow::Result<Vec<Event>>>()?)
     }
 
     async fn next_due(&self) -> Result<Option<OffsetDateTime>, StoreError> {
