@@ -1,15 +1,23 @@
-//! The BILLmanager protocol, spoken by both the client (it reads answers) and the
-//! sandbox (it writes them), so that a shape learnt once is right on both sides: the
-//! `doc` envelope as one small element tree, parsed from and rendered to
-//! `out=xml|json|sjson` ([`render`]), and the shapes every function shares —
-//! `doc/error`, the nested `doc/doc` of some confirm answers, `doc/elem` lists with
+//! The BILLmanager protocol, spoken three ways: by the client (it reads answers), and
+//! by the sandbox and the downstream `/billmgr` endpoint (they read requests and write
+//! answers), so that a shape learnt once is right everywhere: request parameters
+//! ([`Params`]), the `doc` envelope as one small element tree, parsed from and
+//! rendered to `out=xml|json|sjson|bjson` ([`render`]), the envelope every answer
+//! carries ([`decorate`]), and the shapes every function shares — `doc/error`
+//! ([`ApiError`]), the nested `doc/doc` of some confirm answers, `doc/elem` lists with
 //! their paging fields, raw values in `orig`, saved filters.
 //!
 //! Nothing here ever copies a raw body into an error: a body may echo request data.
 
+mod envelope;
+mod error;
 mod render;
+mod request;
 
+pub(crate) use envelope::decorate;
+pub(crate) use error::ApiError;
 pub(crate) use render::{Format, render};
+pub(crate) use request::{Params, parse_urlencoded};
 
 use quick_xml::Reader;
 use quick_xml::escape::resolve_predefined_entity;

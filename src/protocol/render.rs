@@ -3,6 +3,11 @@
 //! JSON is the XML converted 1:1: element text under `"$"`, attributes as `"$name"`,
 //! repeated elements as arrays. `json` collapses a single `elem` to an object and omits
 //! it when the list is empty; `sjson` always makes `elem` an array.
+//!
+//! `bjson` (the form Upmind's client reads, billmanager-api.md §3.1) is flatter: every
+//! text element is `{"v": text}` (so a new id is `doc.id.v`), the flat fields of a
+//! form are repeated under `model` as plain strings, list rows are `elem[]` of such
+//! objects, and an error is `error` with `type`, `object` and `msg` as strings.
 
 use serde_json::{Map, Value};
 
@@ -14,14 +19,16 @@ pub(crate) enum Format {
     Xml,
     Json,
     Sjson,
+    Bjson,
 }
 
 impl Format {
-    /// Reads `out`; anything unknown (`devel`, `bjson`, …) falls back to XML.
+    /// Reads `out`; anything unknown (`devel`, `text`, …) falls back to XML.
     pub(crate) fn from_out(out: Option<&str>) -> Self {
         match out.map(str::trim) {
             Some("json") => Self::Json,
             Some("sjson") => Self::Sjson,
+            Some("bjson") => Self::Bjson,
             _ => Self::Xml,
         }
     }
@@ -30,7 +37,7 @@ impl Format {
     pub(crate) fn content_type(self) -> &'static str {
         match self {
             Self::Xml => "text/xml; charset=UTF-8",
-            Self::Json | Self::Sjson => "application/json; charset=UTF-8",
+            Self::Json | Self::Sjson | Self::Bjson => "application/json; charset=UTF-8",
         }
     }
 }
@@ -41,7 +48,81 @@ pub(crate) fn render(doc: &Doc, format: Format, single_elem_as_array: bool) -> S
         Format::Xml => to_xml(doc),
         Format::Json => to_json(doc, single_elem_as_array, false),
         Format::Sjson => to_json(doc, true, true),
+        Format::Bjson => to_bjson(doc),
     }
+}
+
+/// Envelope elements that `bjson` leaves out: they describe the request, not the
+/// answer.
+const ENVELOPE: [&str; 2] = ["tparams", "saved_filters"];
+
+fn to_bjson(doc: &Doc) -> String {
+    let mut map = Map::new();
+    let mut model = Map::new();
+    for child in doc.root.children.iter().filter(|c| !ENVELOPE.contains(&c.name.as_str())) {
+        if child.name == "error" {
+            map.insert("error".into(), bjson_error(child));
+            continue;
+        }
+        if child.children.is_empty() && child.name != "elem" {
+            model.insert(child.name.clone(), Value::String(child.text.clone()));
+        }
+        let value = bjson_node(child);
+        match map.get_mut(&child.name) {
+            Some(Value::Array(items)) => items.push(value),
+            Some(first) => *first = Value::Array(vec![first.take(), value]),
+            None if child.name == "elem" => {
+                map.insert(child.name.clone(), Value::Array(vec![value]));
+            }
+            None => {
+                map.insert(child.name.clone(), value);
+            }
+        }
+    }
+    if doc.list {
+        map.entry("elem").or_insert_with(|| Value::Array(Vec::new()));
+    } else if !map.contains_key("error") {
+        map.insert("model".into(), Value::Object(model));
+    }
+    let mut top = Map::new();
+    top.insert("doc".into(), Value::Object(map));
+    Value::Object(top).to_string()
+}
+
+/// An element as `bjson` shows it: `{"v": text}` plus its attributes (`"$name"`) and
+/// children.
+fn bjson_node(node: &Node) -> Value {
+    let mut map = Map::new();
+    if node.children.is_empty() {
+        map.insert("v".into(), Value::String(node.text.clone()));
+    }
+    for (k, v) in &node.attrs {
+        map.insert(format!("${k}"), Value::String(v.clone()));
+    }
+    for child in &node.children {
+        let value = bjson_node(child);
+        match map.get_mut(&child.name) {
+            Some(Value::Array(items)) => items.push(value),
+            Some(first) => *first = Value::Array(vec![first.take(), value]),
+            None => {
+                map.insert(child.name.clone(), value);
+            }
+        }
+    }
+    Value::Object(map)
+}
+
+fn bjson_error(error: &Node) -> Value {
+    let mut map = Map::new();
+    for (k, v) in &error.attrs {
+        map.insert(k.clone(), Value::String(v.clone()));
+    }
+    for name in ["msg", "detail"] {
+        if let Some(text) = error.child(name).map(|c| c.text.clone()) {
+            map.insert(name.into(), Value::String(text));
+        }
+    }
+    Value::Object(map)
 }
 
 fn to_xml(doc: &Doc) -> String {

@@ -154,7 +154,7 @@ pub(crate) fn bad_gateway() -> Response {
 pub(crate) fn malformed(format: Format) -> Response {
     let body = match format {
         Format::Xml => "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<doc><elem><id>10",
-        Format::Json | Format::Sjson => "{\"doc\":{\"elem\":[{\"id\":{\"$\":\"10",
+        Format::Json | Format::Sjson | Format::Bjson => "{\"doc\":{\"elem\":[{\"id\":{\"$\":\"10",
     };
     ([(header::CONTENT_TYPE, format.content_type())], body).into_response()
 }

@@ -1,99 +1,12 @@
 //! One function per BILLmanager `func`: read the parameters, apply the rules under the
 //! state lock, and build the answer.
 
-use std::collections::BTreeMap;
-
 use super::config::{OrderIdAt, SandboxConfig};
 use super::doc::{ApiError, Doc, Node};
+use crate::protocol::Params;
 use super::rules::{OrderRequest, check_ip};
 use super::state::{State, status};
 use super::views;
-
-/// Request parameters (query and form merged); a later duplicate wins.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Params(pub(crate) Vec<(String, String)>);
-
-impl Params {
-    /// The trimmed value of `name`, if present and non-empty.
-    pub(crate) fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .rev()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.trim())
-            .filter(|v| !v.is_empty())
-    }
-
-    fn require(&self, name: &str) -> Result<&str, ApiError> {
-        self.get(name).ok_or_else(|| ApiError::missed(name))
-    }
-
-    /// `sok` present and non-empty: the request commits.
-    fn sok(&self) -> bool {
-        self.get("sok").is_some()
-    }
-
-    fn parse<T: std::str::FromStr>(&self, name: &str) -> Result<Option<T>, ApiError> {
-        self.get(name)
-            .map(|v| {
-                v.parse::<T>()
-                    .map_err(|_| ApiError::value(name, v, format!("Invalid value of '{name}'")))
-            })
-            .transpose()
-    }
-
-    fn require_parsed<T: std::str::FromStr>(&self, name: &str) -> Result<T, ApiError> {
-        self.parse(name)?.ok_or_else(|| ApiError::missed(name))
-    }
-
-    /// `elid`, which group operations send as a `", "`-separated list.
-    fn elids(&self) -> Result<Vec<u64>, ApiError> {
-        let raw = self.require("elid")?;
-        raw.split(',')
-            .map(|s| {
-                s.trim()
-                    .parse()
-                    .map_err(|_| ApiError::value("elid", raw, "Invalid id"))
-            })
-            .collect()
-    }
-
-    fn elid(&self) -> Result<u64, ApiError> {
-        let ids = self.elids()?;
-        match ids.as_slice() {
-            [one] => Ok(*one),
-            _ => Err(ApiError::value(
-                "elid",
-                self.get("elid").unwrap_or_default(),
-                "One id expected",
-            )),
-        }
-    }
-
-    /// `pricelist`, tolerating the trailing `;` of the documentation's example URL.
-    fn pricelist(&self) -> Result<u32, ApiError> {
-        let raw = self.require("pricelist")?;
-        raw.trim_end_matches(';')
-            .trim()
-            .parse()
-            .map_err(|_| ApiError::value("pricelist", raw, format!("Unknown tariff plan {raw}")))
-    }
-
-    /// `addon_<id>=<n>` pairs.
-    fn addons(&self) -> Result<BTreeMap<u32, u32>, ApiError> {
-        let mut out = BTreeMap::new();
-        for (k, v) in &self.0 {
-            let Some(id) = k.strip_prefix("addon_") else {
-                continue;
-            };
-            let bad = || ApiError::value(k, v, format!("Invalid value of '{k}'"));
-            let id: u32 = id.parse().map_err(|_| bad())?;
-            let n: u32 = v.trim().parse().map_err(|_| bad())?;
-            out.insert(id, n);
-        }
-        Ok(out)
-    }
-}
 
 /// Runs `func` against the state. Authentication has already been checked.
 pub(crate) fn dispatch(

@@ -14,7 +14,11 @@ use super::config::SavedFilter;
 use super::conn::ConnInfo;
 use super::doc::{ApiError, Doc, Node};
 use super::faults::{self, FaultKind};
-use super::funcs::{self, Params};
+use super::funcs;
+use crate::protocol::{Params, decorate, parse_urlencoded};
+
+/// The host the sandbox names in its answers.
+const SANDBOX_HOST: &str = "https://sandbox.invalid";
 use super::state::{self, Shared};
 use crate::protocol::{Format, render};
 
@@ -140,44 +144,15 @@ fn respond(
     decorate(
         &mut doc,
         params,
-        filter.filter(|_| !shared.config.saved_filter_silent),
+        SANDBOX_HOST,
+        saved_filters(filter.filter(|_| !shared.config.saved_filter_silent)),
     );
     let body = render(&doc, format, shared.config.json_single_elem_as_array);
     ([(header::CONTENT_TYPE, format.content_type())], body).into_response()
 }
 
-/// Parameters never echoed in `tparams`.
-const SECRET_PARAMS: [&str; 4] = ["authinfo", "password", "auth", "key"];
-
-/// What every recorded answer carries besides its content: attributes on `doc`, a
-/// `tparams` echo of the request without secrets, and the account's `saved_filters`.
-fn decorate(doc: &mut Doc, params: &Params, filter: Option<SavedFilter>) {
-    let func = params.get("func").unwrap_or_default();
-    let lang = params.get("lang").unwrap_or("en");
-    for (name, value) in [
-        ("lang", lang),
-        ("func", func),
-        ("binary", "/billmgr"),
-        ("host", "https://sandbox.invalid"),
-        ("themename", "orion"),
-        ("theme", "orion"),
-        ("stylesheet", func),
-        ("features", "a0c6f79b4a7c43dbcd05f09e8e1800e7"),
-        ("notify", ""),
-        ("branddir", "https://sandbox.invalid/manimg/orion/"),
-    ] {
-        doc.root.attrs.push((name.to_owned(), value.to_owned()));
-    }
-    let mut tparams = Node::new("tparams");
-    for (name, value) in &params.0 {
-        let plain = !name.is_empty()
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
-        if plain && !SECRET_PARAMS.contains(&name.as_str()) {
-            tparams.add_field(name, value);
-        }
-    }
+/// The account's `saved_filters`: the configured filter, unless it is silent.
+fn saved_filters(filter: Option<SavedFilter>) -> Node {
     let mut saved = Node::new("saved_filters");
     if let Some(filter) = filter {
         let (name, text) = match filter {
@@ -186,63 +161,5 @@ fn decorate(doc: &mut Doc, params: &Params, filter: Option<SavedFilter>) {
         };
         saved = saved.with_child(Node::text("filter", text).with_attr("name", name));
     }
-    doc.root.children.push(tparams);
-    doc.root.children.push(saved);
-}
-
-/// Decodes `application/x-www-form-urlencoded` (`+` is a space, `%XX` a byte).
-pub(crate) fn parse_urlencoded(s: &str) -> Vec<(String, String)> {
-    s.split('&')
-        .filter(|piece| !piece.is_empty())
-        .map(|piece| {
-            let (k, v) = piece.split_once('=').unwrap_or((piece, ""));
-            (percent_decode(k), percent_decode(v))
-        })
-        .collect()
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
-                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                    Some(b) => {
-                        out.push(b);
-                        i += 2;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_urlencoded;
-
-    #[test]
-    fn decodes_plus_percent_and_bare_keys() {
-        let got = parse_urlencoded("func=soft.edit&licname=a+b%3Bc&sok&bad=%zz&x=%4");
-        let want = [
-            ("func", "soft.edit"),
-            ("licname", "a b;c"),
-            ("sok", ""),
-            ("bad", "%zz"),
-            ("x", "%4"),
-        ];
-        let want: Vec<(String, String)> = want
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        assert_eq!(got, want);
-    }
+    saved
 }

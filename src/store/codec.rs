@@ -156,3 +156,29 @@ pub(crate) fn license_list_sql(
     );
     (sql, binds)
 }
+
+/// `SELECT id, item_id` of `n` licenses by id, with the backend's `placeholder(i)`
+/// (1-based) for each.
+pub(crate) fn item_ids_sql(n: usize, placeholder: impl Fn(usize) -> String) -> String {
+    let list: Vec<String> = (1..=n).map(placeholder).collect();
+    format!(
+        "SELECT id, item_id FROM licenses WHERE id IN ({}) AND item_id IS NOT NULL",
+        list.join(", ")
+    )
+}
+
+/// `SELECT id` of the license with an item id, bound at `placeholder`.
+pub(crate) fn license_by_item_sql(placeholder: &str) -> String {
+    format!("SELECT id FROM licenses WHERE item_id = {placeholder}")
+}
+
+/// One row of [`item_ids_sql`].
+pub(crate) fn item_pair((id, item): (String, i64)) -> anyhow::Result<(LicenseId, u64)> {
+    let item = u64::try_from(item).map_err(|_| anyhow!("stored item id {item} is negative"))?;
+    Ok((license_id(&id)?, item))
+}
+
+/// An item id as bound in a query; one beyond the column's range matches nothing.
+pub(crate) fn item_bind(item: u64) -> i64 {
+    i64::try_from(item).unwrap_or(-1)
+}

@@ -312,6 +312,13 @@ pub trait Store: Send + Sync + 'static {
     /// One license by id.
     async fn get_license(&self, id: LicenseId) -> Result<Option<License>, StoreError>;
 
+    /// The downstream item ids (stable integers, assigned on insert) of `ids`; ids of
+    /// no license are left out.
+    async fn item_ids(&self, ids: &[LicenseId]) -> Result<Vec<(LicenseId, u64)>, StoreError>;
+
+    /// The license whose downstream item id is `item`.
+    async fn license_by_item(&self, item: u64) -> Result<Option<LicenseId>, StoreError>;
+
     /// A server's live license, or else its most recent one.
     async fn server_license(
         &self,

@@ -787,6 +787,35 @@ impl Store for SqliteStore {
         Ok(license)
     }
 
+    async fn item_ids(&self, ids: &[LicenseId]) -> Result<Vec<(LicenseId, u64)>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = codec::item_ids_sql(ids.len(), |i| format!("?{i}"));
+        let mut query = sqlx::query_as::<_, (String, i64)>(sqlx::AssertSqlSafe(sql));
+        for id in ids {
+            query = query.bind(id.to_string());
+        }
+        let rows = query
+            .fetch_all(&self.pool)
+            .await
+            .context("cannot read the item ids")?;
+        Ok(rows
+            .into_iter()
+            .map(codec::item_pair)
+            .collect::<anyhow::Result<_>>()?)
+    }
+
+    async fn license_by_item(&self, item: u64) -> Result<Option<LicenseId>, StoreError> {
+        let row: Option<(String,)> =
+            sqlx::query_as(sqlx::AssertSqlSafe(codec::license_by_item_sql("?1")))
+                .bind(codec::item_bind(item))
+                .fetch_optional(&self.pool)
+                .await
+                .context("cannot find the license of an item id")?;
+        Ok(row.map(|(id,)| codec::license_id(&id)).transpose()?)
+    }
+
     async fn server_license(
         &self,
         client: Option<&ClientName>,
