@@ -35,4 +35,7 @@ pub enum Command {
     Healthcheck(crate::healthcheck::HealthcheckArgs),
     /// Print the REST API's OpenAPI 3.1 document (the one served at /openapi.json).
     PrintOpenapi,
+    /// Read a password from stdin (one line) and print its argon2id hash, for a
+    /// client's `billmgr_password_hash` in the clients file.
+    HashPassword,
 }

@@ -3,14 +3,15 @@
 //!
 //! Layers, outermost first:
 //! - [`grpc`] and [`http`]: thin transports over [`service`], served on the bounded
-//!   connections of [`listener`];
+//!   connections of [`listener`]; [`downstream`], the shop's own `/billmgr` API on
+//!   the HTTP listener, is a third;
 //! - [`service`]: the use cases and the durable workflow worker;
 //! - [`domain`]: validated values, the license, the panel catalog;
 //! - [`store`]: persistence behind the `Store` trait;
 //! - [`billmanager`]: the upstream client behind the `Billmanager` trait;
 //! - [`sandbox`]: a BILLmanager simulator for demos and tests;
-//! - `protocol`: the BILLmanager answer format, read by the client and written by the
-//!   sandbox.
+//! - `protocol`: the BILLmanager request and answer format, read by the client and
+//!   written by the sandbox and the downstream endpoint.
 
 pub mod api;
 pub mod auth;
@@ -21,6 +22,7 @@ pub mod console;
 pub mod crash;
 pub mod doctor;
 pub mod domain;
+pub mod downstream;
 pub mod grpc;
 pub mod health;
 pub mod healthcheck;

@@ -49,6 +49,7 @@ async fn main() -> anyhow::Result<()> {
             let _ = std::io::stdout().lock().write_all(spec.as_bytes());
             Ok(())
         }
+        Command::HashPassword => hash_password(),
         Command::Healthcheck(args) => {
             std::process::exit(license_facade::healthcheck::run(args).await);
         }
@@ -72,5 +73,17 @@ async fn sandbox(args: license_facade::sandbox::SandboxArgs) -> anyhow::Result<(
     let sandbox = Sandbox::bind(addr, config).await?;
     tracing::info!(url = %sandbox.url(), alt_url = %format!("http://{}/manager/billmgr", sandbox.local_addr()), "BILLmanager sandbox listening");
     sandbox.run(shutdown_signal()).await?;
+    Ok(())
+}
+
+/// `hash-password`: the password is read from stdin, so it shows in no process list
+/// or shell history; only the hash is printed.
+fn hash_password() -> anyhow::Result<()> {
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    let password = line.strip_suffix('\n').unwrap_or(&line);
+    let password = password.strip_suffix('\r').unwrap_or(password);
+    anyhow::ensure!(!password.is_empty(), "no password on stdin");
+    println!("{}", license_facade::auth::hash_password(password));
     Ok(())
 }

@@ -15,6 +15,9 @@ use crate::domain::ClientName;
 /// The token `serve --sandbox` accepts when no clients file is given.
 pub const SANDBOX_TOKEN: &str = "sandbox-token";
 
+/// The `/billmgr` user name of the sandbox client; its password is [`SANDBOX_TOKEN`].
+pub const SANDBOX_BILLMGR_USER: &str = "sandbox";
+
 /// The requests per second a client may make when its entry does not say
 /// (`max_requests_per_second`); bursts of twice that are allowed.
 pub const DEFAULT_REQUESTS_PER_SECOND: u32 = 100;
@@ -69,6 +72,26 @@ pub struct ClientSpec {
     pub caps: OrderCaps,
     /// Requests per second allowed (bursts of twice that); `None` is unlimited.
     pub requests_per_second: Option<u32>,
+    /// Its account on the downstream BILLmanager API (`/billmgr`), if it has one.
+    pub billmgr: Option<BillmgrAccount>,
+}
+
+/// A client's log-in on the downstream BILLmanager API: the user name its
+/// `authinfo=user:password` or `func=auth` names, and the argon2id hash of the password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct BillmgrAccount {
+    /// The user name.
+    pub user: String,
+    /// The password's argon2id hash (PHC string).
+    pub password_hash: String,
+}
+
+impl fmt::Debug for BillmgrAccount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BillmgrAccount")
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
 }
 
 // The hash is not a secret, but nothing gains from printing it either.
@@ -79,6 +102,7 @@ impl fmt::Debug for ClientSpec {
             .field("scopes", &self.scopes)
             .field("caps", &self.caps)
             .field("requests_per_second", &self.requests_per_second)
+            .field("billmgr", &self.billmgr)
             .finish_non_exhaustive()
     }
 }
@@ -104,6 +128,8 @@ struct ClientEntry {
     max_prepaid_months: Option<u32>,
     max_spend_per_day: Option<f64>,
     max_requests_per_second: Option<u32>,
+    billmgr_user: Option<String>,
+    billmgr_password_hash: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -134,6 +160,7 @@ impl Clients {
         }
         let mut names = HashSet::new();
         let mut hashes = HashSet::new();
+        let mut users = HashSet::new();
         let clients = file
             .client
             .into_iter()
@@ -148,6 +175,14 @@ impl Clients {
                         spec.name.as_str()
                     );
                 }
+                if let Some(account) = &spec.billmgr
+                    && !users.insert(account.user.clone())
+                {
+                    bail!(
+                        "client {:?} has the same billmgr_user as another client",
+                        spec.name.as_str()
+                    );
+                }
                 Ok(spec)
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
@@ -158,7 +193,8 @@ impl Clients {
     }
 
     /// The one client of `serve --sandbox` without a clients file: token
-    /// [`SANDBOX_TOKEN`], every scope, no caps, no rate limit.
+    /// [`SANDBOX_TOKEN`], every scope, no caps, no rate limit; on `/billmgr` the user
+    /// [`SANDBOX_BILLMGR_USER`] with the token as its password.
     pub fn sandbox() -> Self {
         let mut token_sha256 = [0; 32];
         token_sha256.copy_from_slice(&Sha256::digest(SANDBOX_TOKEN.as_bytes()));
@@ -169,6 +205,10 @@ impl Clients {
                 scopes: vec![Scope::Read, Scope::Write, Scope::Admin],
                 caps: OrderCaps::default(),
                 requests_per_second: None,
+                billmgr: Some(BillmgrAccount {
+                    user: SANDBOX_BILLMGR_USER.to_owned(),
+                    password_hash: super::password::hash_password(SANDBOX_TOKEN),
+                }),
             }],
             sandbox: true,
         }
@@ -232,7 +272,39 @@ fn entry_to_spec(entry: ClientEntry) -> anyhow::Result<ClientSpec> {
             Some(n) => Some(n),
             None => Some(DEFAULT_REQUESTS_PER_SECOND),
         },
+        billmgr: billmgr_account(name, entry.billmgr_user, entry.billmgr_password_hash)?,
     })
+}
+
+/// `billmgr_user` and `billmgr_password_hash`: both or neither.
+fn billmgr_account(
+    name: &str,
+    user: Option<String>,
+    hash: Option<String>,
+) -> anyhow::Result<Option<BillmgrAccount>> {
+    match (user, hash) {
+        (None, None) => Ok(None),
+        (Some(user), Some(hash)) => {
+            let printable = !user.is_empty()
+                && user.trim() == user
+                && !user.contains(':')
+                && !user.chars().any(char::is_control);
+            if !printable {
+                bail!(
+                    "client {name:?}: billmgr_user must be non-empty printable text without ':' \
+                     (authinfo=user:password splits at the first ':')"
+                );
+            }
+            let hash = hash.trim().to_owned();
+            super::password::check_hash(&hash)
+                .map_err(|e| anyhow::anyhow!("client {name:?}: billmgr_password_hash: {e}"))?;
+            Ok(Some(BillmgrAccount {
+                user,
+                password_hash: hash,
+            }))
+        }
+        _ => bail!("client {name:?}: billmgr_user and billmgr_password_hash go together"),
+    }
 }
 
 #[cfg(test)]
@@ -284,6 +356,40 @@ mod tests {
             file(&(entry("a", &hash, "[\"admin\"]") + &entry("b", &hash, "[\"admin\"]"))).is_err()
         );
         assert!(file(&(entry("a", &hash, "[\"admin\"]") + "token = \"plain\"\n")).is_err());
+    }
+
+    #[test]
+    fn a_billmgr_account_needs_a_user_and_an_argon2id_hash() {
+        let base = format!(
+            "[[client]]\nname = \"shop\"\ntoken_sha256 = \"{}\"\nscopes = [\"licenses.write\"]\n",
+            token_sha256_hex("t1")
+        );
+        let hash = crate::auth::hash_password("pw");
+        let ok = file(&format!(
+            "{base}billmgr_user = \"reseller\"\nbillmgr_password_hash = \"{hash}\"\n"
+        ))
+        .unwrap();
+        let account = ok.clients[0].billmgr.as_ref().unwrap();
+        assert_eq!(account.user, "reseller");
+        assert!(
+            !format!("{:?}", ok.clients[0]).contains(&hash),
+            "the hash is not printed"
+        );
+
+        assert!(file(&format!("{base}billmgr_user = \"reseller\"\n")).is_err());
+        assert!(file(&format!("{base}billmgr_password_hash = \"{hash}\"\n")).is_err());
+        assert!(
+            file(&format!(
+                "{base}billmgr_user = \"a:b\"\nbillmgr_password_hash = \"{hash}\"\n"
+            ))
+            .is_err()
+        );
+        assert!(
+            file(&format!(
+                "{base}billmgr_user = \"reseller\"\nbillmgr_password_hash = \"plain\"\n"
+            ))
+            .is_err()
+        );
     }
 
     #[test]

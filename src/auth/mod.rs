@@ -4,11 +4,13 @@
 //! wrappers over [`Authenticator`].
 
 mod clients;
+mod password;
 
 pub use clients::{
-    ClientSpec, Clients, DEFAULT_MAX_PREPAID_MONTHS, DEFAULT_REQUESTS_PER_SECOND, OrderCaps,
-    SANDBOX_TOKEN, Scope, token_sha256_hex,
+    BillmgrAccount, ClientSpec, Clients, DEFAULT_MAX_PREPAID_MONTHS, DEFAULT_REQUESTS_PER_SECOND,
+    OrderCaps, SANDBOX_BILLMGR_USER, SANDBOX_TOKEN, Scope, token_sha256_hex,
 };
+pub use password::{check_hash, hash_password, verify_password};
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
@@ -73,6 +75,7 @@ impl Principal {
 
 struct Registered {
     token_sha256: [u8; 32],
+    billmgr: Option<BillmgrAccount>,
     principal: Principal,
     limiter: Option<DefaultDirectRateLimiter>,
 }
@@ -102,6 +105,7 @@ impl Authenticator {
             .iter()
             .map(|spec| Registered {
                 token_sha256: spec.token_sha256,
+                billmgr: spec.billmgr.clone(),
                 principal: Principal {
                     client: spec.name.clone(),
                     scopes: spec.scopes.clone(),
@@ -164,6 +168,17 @@ impl Authenticator {
             .iter()
             .find(|c| &c.principal.client == name)
             .map(|c| c.principal.clone())
+    }
+
+    /// The client whose downstream (`/billmgr`) user name is `user`, with the
+    /// password hash to check.
+    pub fn billmgr_account(&self, user: &str) -> Option<(ClientName, String)> {
+        self.clients.iter().find_map(|c| {
+            c.billmgr
+                .as_ref()
+                .filter(|a| a.user == user)
+                .map(|a| (c.principal.client.clone(), a.password_hash.clone()))
+        })
     }
 
     /// Counts one call of `principal` against its rate limit;

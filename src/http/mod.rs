@@ -51,6 +51,7 @@ pub struct AppState {
 
 /// The whole REST API.
 pub fn router(state: AppState) -> Router {
+    let downstream = crate::downstream::router(state.service.clone(), state.auth.clone());
     Router::new()
         .route("/v1/panels", get(panels::list))
         .route("/v1/panels/{panel}/quote", get(panels::quote))
@@ -90,6 +91,9 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics::scrape))
         .route("/openapi.json", get(openapi::openapi_json))
         .route("/docs", get(openapi::docs))
+        // The shop's own API, with its own log-in (`authinfo`, `func=auth`).
+        .route_service(crate::downstream::PATHS[0], downstream.clone())
+        .route_service(crate::downstream::PATHS[1], downstream)
         .nest_service(
             crate::console::BASE,
             crate::console::router(state.console.clone()),

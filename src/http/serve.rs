@@ -6,10 +6,13 @@
 
 use std::pin::pin;
 
+use axum::extract::ConnectInfo;
+use axum::http::Request;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::service::TowerToHyperService;
 use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
 
 use crate::listener::{ConnectionLimits, GuardedListener, Tracked};
 use crate::tasks::Tasks;
@@ -25,11 +28,17 @@ pub async fn serve(
     tasks: Tasks,
 ) {
     loop {
-        let (io, _remote) = tokio::select! {
+        let (io, remote) = tokio::select! {
             _ = stop.cancelled() => return,
             accepted = listener.accept_guarded() => accepted,
         };
-        let service = TowerToHyperService::new(Tracked::per_connection(router.clone(), io.conn()));
+        // The peer's address, for handlers that need it (the downstream endpoint's
+        // back-off against password guessing is kept per address).
+        let with_peer = router.clone().map_request(move |mut request: Request<_>| {
+            request.extensions_mut().insert(ConnectInfo(remote));
+            request
+        });
+        let service = TowerToHyperService::new(Tracked::per_connection(with_peer, io.conn()));
         let stop = stop.clone();
         tasks.spawn(async move {
             let mut builder = Builder::new(TokioExecutor::new());

@@ -53,6 +53,12 @@ impl ApiError {
         Self::new("value", param, msg).with_value(value)
     }
 
+    /// No item `id` (of this account): an error of type `kind` about `elid`, with the
+    /// id as its value.
+    pub(crate) fn not_found(kind: &str, id: &str) -> Self {
+        Self::new(kind, "elid", format!("License {id} not found")).with_value(id)
+    }
+
     /// The function does not exist: a `missed` error without an `object`, as
     /// recorded.
     pub(crate) fn unknown_func(func: &str) -> Self {

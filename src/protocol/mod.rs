@@ -13,11 +13,13 @@ mod envelope;
 mod error;
 mod render;
 mod request;
+mod vocab;
 
 pub(crate) use envelope::decorate;
 pub(crate) use error::ApiError;
 pub(crate) use render::{Format, render};
 pub(crate) use request::{Params, parse_urlencoded};
+pub(crate) use vocab::{SOFT_ITEMTYPE, period_name, price_node, status, status_name};
 
 use quick_xml::Reader;
 use quick_xml::escape::resolve_predefined_entity;

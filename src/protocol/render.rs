@@ -59,7 +59,12 @@ const ENVELOPE: [&str; 2] = ["tparams", "saved_filters"];
 fn to_bjson(doc: &Doc) -> String {
     let mut map = Map::new();
     let mut model = Map::new();
-    for child in doc.root.children.iter().filter(|c| !ENVELOPE.contains(&c.name.as_str())) {
+    for child in doc
+        .root
+        .children
+        .iter()
+        .filter(|c| !ENVELOPE.contains(&c.name.as_str()))
+    {
         if child.name == "error" {
             map.insert("error".into(), bjson_error(child));
             continue;
@@ -80,7 +85,8 @@ fn to_bjson(doc: &Doc) -> String {
         }
     }
     if doc.list {
-        map.entry("elem").or_insert_with(|| Value::Array(Vec::new()));
+        map.entry("elem")
+            .or_insert_with(|| Value::Array(Vec::new()));
     } else if !map.contains_key("error") {
         map.insert("model".into(), Value::Object(model));
     }

@@ -3,10 +3,10 @@
 
 use super::config::{OrderIdAt, SandboxConfig};
 use super::doc::{ApiError, Doc, Node};
-use crate::protocol::Params;
 use super::rules::{OrderRequest, check_ip};
 use super::state::{State, status};
 use super::views;
+use crate::protocol::Params;
 
 /// Runs `func` against the state. Authentication has already been checked.
 pub(crate) fn dispatch(

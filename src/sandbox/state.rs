@@ -14,19 +14,7 @@ use super::config::{SandboxConfig, SavedFilter};
 use super::doc::ApiError;
 use super::faults::Fault;
 
-/// Status codes of a license (`status` in `soft` and `soft.edit`).
-pub(crate) mod status {
-    /// Ordered, awaiting payment (`skipbasket=off`).
-    pub(crate) const ORDERED: u32 = 1;
-    /// Active.
-    pub(crate) const ACTIVE: u32 = 2;
-    /// Suspended.
-    pub(crate) const SUSPENDED: u32 = 3;
-    /// Deleted (still listed).
-    pub(crate) const DELETED: u32 = 4;
-    /// Processing: ordered and paid, key not issued yet.
-    pub(crate) const PROCESSING: u32 = 5;
-}
+pub(crate) use crate::protocol::status;
 
 /// A license as the sandbox holds it (a snapshot when returned by the handle).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -227,14 +215,10 @@ impl State {
     /// The settled record `id`, or the not-found error.
     pub(crate) fn record(&mut self, cfg: &SandboxConfig, id: u64) -> Result<&mut Record, ApiError> {
         let now = self.now();
-        let rec = self.records.get_mut(&id).ok_or_else(|| {
-            ApiError::new(
-                &cfg.not_found_error_type,
-                "elid",
-                format!("License {id} not found"),
-            )
-            .with_value(id.to_string())
-        })?;
+        let rec = self
+            .records
+            .get_mut(&id)
+            .ok_or_else(|| ApiError::not_found(&cfg.not_found_error_type, &id.to_string()))?;
         rec.settle(now);
         Ok(rec)
     }

@@ -9,6 +9,7 @@ use super::config::{ListPricelist, SandboxConfig, SavedFilter};
 use super::doc::{Doc, Node};
 use super::rules::to_time;
 use super::state::{Record, State, status};
+use crate::protocol::{SOFT_ITEMTYPE, period_name, status_name};
 
 /// Cents as BILLmanager prints money: `1234` → `12.34`.
 pub(crate) fn money(cents: i64) -> String {
@@ -36,27 +37,6 @@ fn tariff_name(cfg: &SandboxConfig, id: u32) -> String {
         .tariff(id)
         .map(|t| t.name.clone())
         .unwrap_or_default()
-}
-
-/// The English name of a status code, as the list's message columns show it.
-fn status_name(code: u32) -> &'static str {
-    match code {
-        status::ORDERED => "Ordered",
-        status::ACTIVE => "Active",
-        status::SUSPENDED => "Suspended",
-        status::DELETED => "Deleted",
-        status::PROCESSING => "Processing",
-        _ => "Unknown",
-    }
-}
-
-fn period_name(period: i32) -> String {
-    match period {
-        -100 => "Trial".into(),
-        1 => "1 month".into(),
-        12 => "1 year".into(),
-        n => format!("{n} months"),
-    }
 }
 
 /// A message column: the translated text, with the raw value in `orig` unless the
@@ -211,20 +191,12 @@ fn export_money(cents: i64) -> String {
 }
 
 fn price_node(cfg: &SandboxConfig, periods: &[(i32, i64, &str)]) -> Node {
-    let mut price = Node::new("price").with_attr("currency", &cfg.currency);
-    for (len, cost, label) in periods {
-        price = price.with_child(
-            Node::text("period", label)
-                .with_attr("cost", export_money(*cost))
-                .with_attr("type", "month")
-                .with_attr("length", len),
-        );
-    }
-    price
+    let periods: Vec<(i32, String, &str)> = periods
+        .iter()
+        .map(|(len, cost, label)| (*len, export_money(*cost), *label))
+        .collect();
+    crate::protocol::price_node(&cfg.currency, &periods)
 }
-
-/// The numeric item type of ISPmanager licenses in the export. [INFERRED]
-const SOFT_ITEMTYPE: u32 = 21;
 
 /// `func=pricelist.export`: the tariffs with their period prices and add-ons, shaped
 /// like the recorded exports (billmanager-api.md §10.1).

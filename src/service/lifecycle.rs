@@ -176,7 +176,8 @@ impl LicenseService {
             Ok(license) => license,
             Err(replayed) => return Ok(replayed),
         };
-        self.ip_is_free(call, &ip.to_string(), &license).await?;
+        self.ip_is_free(call, &ip.to_string(), Some(&license))
+            .await?;
         let change = OperationKind::ChangeIp { ip: ip.to_string() };
         self.queue(call, &fp, license, vec![change], None).await
     }
@@ -208,13 +209,14 @@ impl LicenseService {
         Ok(())
     }
 
-    /// Refuses to move `license` onto `ip` while another live license (any client's)
-    /// is bound to it: the move would leave two paid licenses on one IP.
-    async fn ip_is_free(
+    /// Refuses to move `license` (or, with `None`, a new one) onto `ip` while another
+    /// live license (any client's) is bound to it: that would leave two paid licenses
+    /// on one IP.
+    pub(super) async fn ip_is_free(
         &self,
         call: &Call,
         ip: &str,
-        license: &License,
+        license: Option<&License>,
     ) -> Result<(), ServiceError> {
         let filter = crate::store::LicenseFilter {
             ip: Some(ip.to_owned()),
@@ -224,7 +226,7 @@ impl LicenseService {
         match on_ip
             .items
             .iter()
-            .find(|l| l.state.is_live() && l.id != license.id)
+            .find(|l| l.state.is_live() && license.is_none_or(|own| l.id != own.id))
         {
             Some(holder) => Err(ServiceError::ip_has_license(
                 holder,
@@ -419,7 +421,7 @@ impl LicenseService {
             changes.push(self.panel_change(&license, &wanted.panel, input.period_months)?);
         }
         if license.ip != wanted.ip {
-            self.ip_is_free(call, &wanted.ip.to_string(), &license)
+            self.ip_is_free(call, &wanted.ip.to_string(), Some(&license))
                 .await?;
             changes.push(OperationKind::ChangeIp {
                 ip: wanted.ip.to_string(),
