@@ -1,0 +1,557 @@
+//! The downstream BILLmanager API (`/billmgr`): the request sequences of public
+//! clients end to end through the facade to the sandbox, a facade in front of a
+//! facade, duplicate orders, accounts and errors.
+
+use std::time::Duration;
+
+use license_facade::auth::{Clients, SANDBOX_BILLMGR_USER, SANDBOX_TOKEN, hash_password};
+use serde_json::Value;
+
+use crate::helpers::{
+    TestApp, spawn_app, spawn_app_on_upstream, spawn_app_with, spawn_app_with_key_delay,
+};
+
+/// How a client reads answers.
+#[derive(Clone, Copy, PartialEq)]
+enum Out {
+    Xml,
+    Sjson,
+    Bjson,
+}
+
+/// A client of one facade's `/billmgr`, logged in one way, reading one format.
+struct Shop {
+    http: reqwest::Client,
+    url: String,
+    creds: Vec<(String, String)>,
+    out: Out,
+}
+
+impl Shop {
+    fn new(app: &TestApp, path: &str, user: &str, password: &str, out: Out) -> Self {
+        Self {
+            http: reqwest::Client::new(),
+            url: format!("{}{path}", app.http),
+            creds: vec![("authinfo".into(), format!("{user}:{password}"))],
+            out,
+        }
+    }
+
+    /// Logs in with `func=auth` and uses the session from then on.
+    async fn with_session(mut self, user: &str, password: &str) -> Self {
+        let body = self
+            .raw(&[
+                ("func", "auth"),
+                ("username", user),
+                ("password", password),
+                ("out", "xml"),
+            ])
+            .await;
+        let sid = between(&body, "<auth id=\"", "\"").expect("a session id");
+        self.creds = vec![("auth".into(), sid.to_owned())];
+        self
+    }
+
+    async fn raw(&self, params: &[(&str, &str)]) -> String {
+        // Form POST, as Upmind and noc send it; the XML reader uses GET, as joonte.
+        let request = if self.out == Out::Xml {
+            let all = params
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .chain(self.creds.iter().cloned());
+            self.http
+                .get(reqwest::Url::parse_with_params(&self.url, all).unwrap())
+        } else {
+            let mut form: Vec<(String, String)> = params
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            form.extend(self.creds.iter().cloned());
+            self.http.post(&self.url).form(&form)
+        };
+        let response = request.send().await.expect("request sent");
+        assert_eq!(response.status(), 200, "refusals come with HTTP 200 too");
+        response.text().await.unwrap()
+    }
+
+    async fn call(&self, params: &[(&str, &str)]) -> String {
+        let out = match self.out {
+            Out::Xml => "xml",
+            Out::Sjson => "sjson",
+            Out::Bjson => "bjson",
+        };
+        let mut all = params.to_vec();
+        all.push(("out", out));
+        self.raw(&all).await
+    }
+
+    /// A field of the answer where this kind of client reads it.
+    fn field(&self, body: &str, name: &str) -> Option<String> {
+        match self.out {
+            Out::Xml => between(body, &format!("<{name}>"), &format!("</{name}>"))
+                .map(str::to_owned)
+                .or_else(|| body.contains(&format!("<{name}/>")).then(String::new)),
+            Out::Sjson => {
+                let v: Value = serde_json::from_str(body).unwrap();
+                // A confirm answer may nest its fields in `doc/doc`.
+                let f = match &v["doc"][name] {
+                    Value::Null => &v["doc"]["doc"][name],
+                    top => top,
+                };
+                f["$"]
+                    .as_str()
+                    .map(str::to_owned)
+                    .or_else(|| f.is_object().then(String::new))
+            }
+            Out::Bjson => {
+                let v: Value = serde_json::from_str(body).unwrap();
+                v["doc"]["model"][name]
+                    .as_str()
+                    .or_else(|| v["doc"][name]["v"].as_str())
+                    .or_else(|| v["doc"]["doc"][name]["v"].as_str())
+                    .map(str::to_owned)
+            }
+        }
+    }
+
+    fn error(&self, body: &str) -> Option<String> {
+        match self.out {
+            Out::Xml => between(body, "<error type=\"", "\"").map(str::to_owned),
+            Out::Sjson => {
+                let v: Value = serde_json::from_str(body).unwrap();
+                v["doc"]["error"]["$type"].as_str().map(str::to_owned)
+            }
+            Out::Bjson => {
+                let v: Value = serde_json::from_str(body).unwrap();
+                v["doc"]["error"]["type"].as_str().map(str::to_owned)
+            }
+        }
+    }
+
+    async fn ok(&self, params: &[(&str, &str)]) -> String {
+        let body = self.call(params).await;
+        assert_eq!(self.error(&body), None, "{params:?} refused: {body}");
+        body
+    }
+
+    /// `soft.edit` with only `elid`, in a loop until `done` holds for the answer.
+    async fn poll(&self, id: &str, done: impl Fn(&Shop, &str) -> bool) -> String {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let body = self.ok(&[("func", "soft.edit"), ("elid", id)]).await;
+            if done(self, &body) {
+                return body;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "never reached: {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+fn between<'a>(body: &'a str, start: &str, end: &str) -> Option<&'a str> {
+    let from = body.find(start)? + start.len();
+    let len = body[from..].find(end)?;
+    Some(&body[from..from + len])
+}
+
+fn status_is(code: &'static str) -> impl Fn(&Shop, &str) -> bool {
+    move |shop, body| shop.field(body, "status").as_deref() == Some(code)
+}
+
+/// Order, poll until the key, renew, move, suspend, resume, delete; `id_of` reads the
+/// new id the way the client does.
+async fn lifecycle(
+    app: &TestApp,
+    shop: &Shop,
+    remoteid: &str,
+    ip: &str,
+    id_of: impl Fn(&str) -> String,
+) {
+    let ordered = shop
+        .ok(&[
+            ("func", "soft.order.param"),
+            ("sok", "ok"),
+            ("clicked_button", "finish"),
+            ("skipbasket", "on"),
+            ("pricelist", "55228"),
+            ("period", "1"),
+            ("ip", ip),
+            ("licname", "srv1.example.com"),
+            ("remoteid", remoteid),
+        ])
+        .await;
+    let id = id_of(&ordered);
+    assert!(id.parse::<u64>().is_ok(), "an integer id: {ordered}");
+
+    let first = shop.ok(&[("func", "soft.edit"), ("elid", &id)]).await;
+    assert_eq!(
+        shop.field(&first, "status").as_deref(),
+        Some("5"),
+        "{first}"
+    );
+    assert_eq!(
+        shop.field(&first, "lickey").as_deref(),
+        Some(""),
+        "no key yet"
+    );
+    let active = shop
+        .poll(&id, |s, b| {
+            s.field(b, "lickey").is_some_and(|k| !k.is_empty())
+        })
+        .await;
+    assert_eq!(shop.field(&active, "status").as_deref(), Some("2"));
+    let upstream = app.sandbox.licenses();
+    let bought = upstream
+        .iter()
+        .find(|l| l.ip == ip)
+        .expect("bought upstream");
+    assert_eq!(shop.field(&active, "lickey").unwrap(), bought.license_key);
+    assert_ne!(
+        id,
+        bought.id.to_string(),
+        "the facade's id, not the upstream's"
+    );
+    let expiry = shop.field(&active, "expiredate").unwrap();
+
+    let renewed = shop
+        .ok(&[
+            ("func", "service.prolong"),
+            ("elid", &id),
+            ("period", "1"),
+            ("sok", "ok"),
+        ])
+        .await;
+    let new_expiry = shop
+        .field(&renewed, "newexpiredate")
+        .unwrap_or_else(|| panic!("renewed in time: {renewed}"));
+    assert!(new_expiry > expiry, "{new_expiry} after {expiry}");
+
+    let moved_to = format!("{ip}0");
+    shop.ok(&[
+        ("func", "soft.edit"),
+        ("elid", &id),
+        ("ip", &moved_to),
+        ("sok", "ok"),
+    ])
+    .await;
+    let moved = shop.ok(&[("func", "soft.edit"), ("elid", &id)]).await;
+    assert_eq!(shop.field(&moved, "ip"), Some(moved_to.clone()));
+    assert_eq!(app.sandbox.license(bought.id).unwrap().ip, moved_to);
+
+    shop.ok(&[("func", "soft.suspend"), ("elid", &id)]).await;
+    shop.poll(&id, status_is("3")).await;
+    shop.ok(&[("func", "soft.resume"), ("elid", &id)]).await;
+    shop.poll(&id, status_is("2")).await;
+    shop.ok(&[("func", "soft.delete"), ("elid", &id), ("sok", "ok")])
+        .await;
+    shop.poll(&id, status_is("4")).await;
+    assert_eq!(app.sandbox.license(bought.id).unwrap().status, 4);
+    assert_eq!(app.sandbox.licenses().len(), 1, "one purchase");
+}
+
+#[tokio::test]
+async fn the_whmcs_module_sequence_reads_doc_id_and_polls_for_the_key() {
+    let app = spawn_app_with_key_delay(300).await;
+    let shop = Shop::new(
+        &app,
+        "/billmgr",
+        SANDBOX_BILLMGR_USER,
+        SANDBOX_TOKEN,
+        Out::Xml,
+    );
+
+    lifecycle(&app, &shop, "l1001", "203.0.113.5", |body| {
+        // `/doc/id`: the first `id` child of the root.
+        between(body, "<ok/><id>", "</id>").unwrap().to_owned()
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_billing_reading_item_id_over_a_session_on_manager_billmgr() {
+    let app = spawn_app_with_key_delay(300).await;
+    let shop = Shop::new(&app, "/manager/billmgr", "", "", Out::Sjson)
+        .with_session(SANDBOX_BILLMGR_USER, SANDBOX_TOKEN)
+        .await;
+
+    lifecycle(&app, &shop, "jbs-7", "203.0.113.6", |body| {
+        let v: Value = serde_json::from_str(body).unwrap();
+        v["doc"]["item.id"]["$"].as_str().unwrap().to_owned()
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_billing_posting_out_bjson_reads_id_v() {
+    let app = spawn_app_with_key_delay(300).await;
+    let shop = Shop::new(
+        &app,
+        "/billmgr",
+        SANDBOX_BILLMGR_USER,
+        SANDBOX_TOKEN,
+        Out::Bjson,
+    );
+
+    lifecycle(&app, &shop, "upmind-9", "203.0.113.7", |body| {
+        let v: Value = serde_json::from_str(body).unwrap();
+        v["doc"]["id"]["v"].as_str().unwrap().to_owned()
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_facade_in_front_of_a_facade_runs_the_whole_lifecycle() {
+    let first = spawn_app().await;
+    let (second, _db) = spawn_app_on_upstream(
+        &format!("{}/billmgr", first.http),
+        SANDBOX_BILLMGR_USER,
+        SANDBOX_TOKEN,
+        |_| {},
+    )
+    .await;
+    let client = crate::helpers::http_client();
+    let post = |path: String, body: Value| {
+        let client = client.clone();
+        async move {
+            let response = client.post(path).json(&body).send().await.unwrap();
+            assert!(response.status().is_success(), "{}", response.status());
+            response.json::<Value>().await.unwrap()
+        }
+    };
+
+    let ordered = post(
+        format!("{second}/v1/licenses?wait=20s"),
+        serde_json::json!({"server": {"id": "srv-1", "ip": "203.0.113.20"}, "panel": "ISPmanager 6 Pro"}),
+    )
+    .await;
+    assert_eq!(ordered["state"], "ACTIVE", "{ordered}");
+    let id = ordered["id"].as_str().unwrap();
+    let bought = first.sandbox.licenses();
+    assert_eq!(bought.len(), 1);
+    assert_eq!(ordered["licenseKey"], bought[0].license_key.as_str());
+    let seen_by_first: Value = first.get("/v1/licenses").await.json().await.unwrap();
+    assert_eq!(seen_by_first["licenses"][0]["ip"], "203.0.113.20");
+
+    let base = format!("{second}/v1/licenses/{id}");
+    let renewed = post(
+        format!("{base}/renew?wait=20s"),
+        serde_json::json!({"periodMonths": 1}),
+    )
+    .await;
+    assert!(
+        renewed["expireTime"].as_str() > ordered["expireTime"].as_str(),
+        "{renewed}"
+    );
+    let moved = post(
+        format!("{base}/change-ip?wait=20s"),
+        serde_json::json!({"ip": "203.0.113.21"}),
+    )
+    .await;
+    assert_eq!(moved["ip"], "203.0.113.21");
+    assert_eq!(first.sandbox.licenses()[0].ip, "203.0.113.21");
+    let suspended = post(format!("{base}/suspend?wait=20s"), serde_json::json!({})).await;
+    assert_eq!(suspended["state"], "SUSPENDED");
+    assert_eq!(first.sandbox.licenses()[0].status, 3);
+    let resumed = post(format!("{base}/resume?wait=20s"), serde_json::json!({})).await;
+    assert_eq!(resumed["state"], "ACTIVE");
+    let cancelled = client
+        .delete(format!("{base}?wait=20s"))
+        .send()
+        .await
+        .unwrap();
+    assert!(cancelled.status().is_success());
+    let cancelled: Value = cancelled.json().await.unwrap();
+    assert_eq!(cancelled["state"], "CANCELLED");
+    assert_eq!(first.sandbox.licenses()[0].status, 4);
+    assert_eq!(first.sandbox.licenses().len(), 1, "one purchase in all");
+}
+
+#[tokio::test]
+async fn fifty_concurrent_retries_of_one_remoteid_buy_one_license() {
+    let app = spawn_app().await;
+    let shop = std::sync::Arc::new(Shop::new(
+        &app,
+        "/billmgr",
+        SANDBOX_BILLMGR_USER,
+        SANDBOX_TOKEN,
+        Out::Xml,
+    ));
+
+    let tasks: Vec<_> = (0..50)
+        .map(|_| {
+            let shop = shop.clone();
+            tokio::spawn(async move {
+                let body = shop
+                    .ok(&[
+                        ("func", "soft.order.param"),
+                        ("sok", "ok"),
+                        ("skipbasket", "on"),
+                        ("pricelist", "55227"),
+                        ("period", "1"),
+                        ("ip", "203.0.113.30"),
+                        ("remoteid", "l777"),
+                    ])
+                    .await;
+                shop.field(&body, "id").unwrap()
+            })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for task in tasks {
+        ids.push(task.await.unwrap());
+    }
+
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "every retry answers the first item: {ids:?}");
+    shop.poll(&ids[0], status_is("2")).await;
+    assert_eq!(app.sandbox.licenses().len(), 1, "one upstream purchase");
+    assert_eq!(app.sandbox.call_count("soft.order.param"), 1);
+}
+
+#[tokio::test]
+async fn without_remoteid_the_same_name_ip_and_tariff_is_the_same_item_and_rest_sees_it() {
+    let app = spawn_app().await;
+    let shop = Shop::new(
+        &app,
+        "/billmgr",
+        SANDBOX_BILLMGR_USER,
+        SANDBOX_TOKEN,
+        Out::Sjson,
+    );
+    let order = [
+        ("func", "soft.order.param"),
+        ("sok", "ok"),
+        ("skipbasket", "on"),
+        ("pricelist", "55227"),
+        ("period", "1"),
+        ("ip", "203.0.113.31"),
+        ("licname", "web1"),
+    ];
+
+    let first = shop.field(&shop.ok(&order).await, "id").unwrap();
+    let again = shop.field(&shop.ok(&order).await, "id").unwrap();
+
+    assert_eq!(first, again);
+    let listed: Value = app.get("/v1/licenses").await.json().await.unwrap();
+    assert_eq!(listed["licenses"].as_array().unwrap().len(), 1);
+    assert_eq!(listed["licenses"][0]["hostname"], "web1");
+    // The other way round: a license ordered over REST is an item of the list.
+    app.order_and_wait(&serde_json::json!({"server": {"id": "srv-9", "ip": "203.0.113.32"}, "panel": "ISPmanager 6 Lite"}))
+        .await;
+    let list: Value = serde_json::from_str(&shop.ok(&[("func", "soft")]).await).unwrap();
+    assert_eq!(list["doc"]["p_elems"]["$"], "2");
+    assert_eq!(list["doc"]["elem"][1]["ip"]["$"], "203.0.113.32");
+}
+
+fn two_accounts() -> Clients {
+    let entry = |name: &str, token: &str, user: &str| {
+        format!(
+            "[[client]]\nname = \"{name}\"\ntoken_sha256 = \"{}\"\n\
+             scopes = [\"licenses.read\", \"licenses.write\"]\n\
+             billmgr_user = \"{user}\"\nbillmgr_password_hash = \"{}\"\n",
+            license_facade::auth::token_sha256_hex(token),
+            hash_password(&format!("{user}-pw")),
+        )
+    };
+    Clients::from_toml(&(entry("a", "token-a", "alice") + &entry("b", "token-b", "bob"))).unwrap()
+}
+
+#[tokio::test]
+async fn an_account_sees_and_changes_only_its_own_items() {
+    let app = spawn_app_with(0, |s| s.clients = Some(two_accounts())).await;
+    let alice = Shop::new(&app, "/billmgr", "alice", "alice-pw", Out::Sjson);
+    let bob = Shop::new(&app, "/billmgr", "bob", "bob-pw", Out::Sjson);
+    let ordered = alice
+        .ok(&[
+            ("func", "soft.order.param"),
+            ("sok", "ok"),
+            ("skipbasket", "on"),
+            ("pricelist", "55227"),
+            ("period", "1"),
+            ("ip", "203.0.113.40"),
+            ("remoteid", "x1"),
+        ])
+        .await;
+    let id = alice.field(&ordered, "id").unwrap();
+
+    for params in [
+        vec![("func", "soft.edit"), ("elid", id.as_str())],
+        vec![("func", "soft.suspend"), ("elid", id.as_str())],
+        vec![
+            ("func", "service.prolong"),
+            ("elid", id.as_str()),
+            ("period", "1"),
+            ("sok", "ok"),
+        ],
+    ] {
+        let body = bob.call(&params).await;
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["doc"]["error"]["$type"], "value", "{body}");
+        assert_eq!(v["doc"]["error"]["$object"], "elid");
+        assert_eq!(
+            v["doc"]["error"]["msg"]["$"],
+            format!("License {id} not found")
+        );
+    }
+    let list: Value = serde_json::from_str(&bob.ok(&[("func", "soft")]).await).unwrap();
+    assert_eq!(list["doc"]["p_elems"]["$"], "0");
+    assert_eq!(list["doc"]["elem"], Value::Array(vec![]));
+    // Alice's client sees its item over REST too.
+    let own: Value = crate::helpers::http_client_with(Some("token-a"))
+        .get(format!("{}/v1/licenses", app.http))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(own["licenses"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_wrong_password_is_badpassword_and_an_unknown_function_is_missed() {
+    let app = spawn_app().await;
+    let wrong = Shop::new(&app, "/billmgr", SANDBOX_BILLMGR_USER, "nope", Out::Sjson);
+    let right = Shop::new(
+        &app,
+        "/billmgr",
+        SANDBOX_BILLMGR_USER,
+        SANDBOX_TOKEN,
+        Out::Sjson,
+    );
+
+    let refused: Value = serde_json::from_str(&wrong.call(&[("func", "soft")]).await).unwrap();
+    let error = &refused["doc"]["error"];
+    assert_eq!(error["$type"], "auth");
+    assert_eq!(error["$object"], "badpassword");
+    assert_eq!(error["msg"]["$"], "Invalid username or password ");
+    assert_eq!(error["detail"]["$"], "Invalid username or password ");
+    assert!(
+        refused["doc"]["tparams"].get("authinfo").is_none(),
+        "no secret echoed"
+    );
+    let session = wrong
+        .raw(&[
+            ("func", "auth"),
+            ("username", "sandbox"),
+            ("password", "nope"),
+            ("out", "xml"),
+        ])
+        .await;
+    assert!(
+        session.contains("<error type=\"auth\" object=\"badpassword\""),
+        "{session}"
+    );
+
+    let missed: Value = serde_json::from_str(&right.call(&[("func", "vds.order")]).await).unwrap();
+    assert_eq!(missed["doc"]["error"]["$type"], "missed");
+    assert!(missed["doc"]["error"].get("$object").is_none());
+    assert_eq!(
+        missed["doc"]["error"]["msg"]["$"],
+        "Could not find function 'vds.order'. Perhaps the processing module is not loaded"
+    );
+    assert_eq!(app.sandbox.call_count("vds.order"), 0);
+}
