@@ -64,7 +64,7 @@ pub fn list_elem(catalog: &PanelCatalog, l: &License, item: u64) -> Node {
         "licname",
         l.hostname.as_ref().map(|h| h.as_str()).unwrap_or_default(),
     );
-    e.add_field("ip", &l.ip);
+    e.add_field("ip", l.ip);
     e.children
         .push(message("period", period, period_name(period)));
     e.add_field("update_expiredate", date(l.expire_time));
@@ -102,7 +102,7 @@ pub fn form_fields(catalog: &PanelCatalog, l: &License, item: u64) -> Vec<Node> 
         Node::text("id", item),
         Node::text("name", licname),
         Node::text("licname", licname),
-        Node::text("ip", &l.ip),
+        Node::text("ip", l.ip),
         Node::text("remoteid", l.server_id.as_str()),
         Node::text("lickey", key_of(l)),
         Node::text("status", status_of(l)),
