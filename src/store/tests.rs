@@ -90,6 +90,7 @@ store_tests!(
     licenses_with_an_upstream_id_are_listed_in_id_order_in_any_state,
     only_a_newer_drift_report_replaces_the_stored_one,
     concurrent_writes_commit_or_fail_each_on_its_own,
+    licenses_get_increasing_item_ids_that_find_them_again,
 );
 
 /// A SQLite file as `serve` opens it: with the license cache (the in-memory variant
@@ -367,6 +368,38 @@ async fn claim_all(store: &dyn Store, now: OffsetDateTime) -> Vec<Operation> {
 // ---------------------------------------------------------------------------------
 // Orders
 // ---------------------------------------------------------------------------------
+
+async fn licenses_get_increasing_item_ids_that_find_them_again(store: Arc<dyn Store>) {
+    let licenses: Vec<License> = ["srv-1", "srv-2", "srv-3"]
+        .iter()
+        .map(|server| pending("acme", server, T0))
+        .collect();
+    for license in &licenses {
+        create(&*store, license, T0).await;
+    }
+    let mut ids: Vec<LicenseId> = licenses.iter().map(|l| l.id).collect();
+    ids.push(LicenseId::generate());
+
+    let items: std::collections::HashMap<LicenseId, u64> =
+        store.item_ids(&ids).await.unwrap().into_iter().collect();
+
+    assert_eq!(items.len(), 3, "an id of no license has no item");
+    let numbers: Vec<u64> = licenses.iter().map(|l| items[&l.id]).collect();
+    assert!(numbers.windows(2).all(|w| w[0] < w[1]), "{numbers:?}");
+    for license in &licenses {
+        let item = items[&license.id];
+        assert_eq!(store.license_by_item(item).await.unwrap(), Some(license.id));
+    }
+    assert_eq!(store.license_by_item(u64::MAX).await.unwrap(), None);
+    assert_eq!(store.item_ids(&[]).await.unwrap(), vec![]);
+    end(&*store, &licenses[0], LicenseState::Cancelled).await;
+    let again: Vec<(LicenseId, u64)> = store.item_ids(&ids[..1]).await.unwrap();
+    assert_eq!(
+        again,
+        vec![(licenses[0].id, numbers[0])],
+        "kept across changes"
+    );
+}
 
 async fn an_inserted_order_reads_back_unchanged(store: Arc<dyn Store>) {
     let mut license = pending("acme", "srv-1", T0);
