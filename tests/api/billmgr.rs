@@ -250,6 +250,48 @@ async fn lifecycle(
     shop.poll(&id, status_is("4")).await;
     assert_eq!(app.sandbox.license(bought.id).unwrap().status, 4);
     assert_eq!(app.sandbox.licenses().len(), 1, "one purchase");
+
+    // Every buy and change is in the audit log under the account's client.
+    let audit: Value = app
+        .get("/v1/audit?pageSize=100")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let entries = audit["entries"].as_array().unwrap();
+    for action in ["ORDER", "RENEW", "CHANGE_IP", "SUSPEND", "RESUME", "CANCEL"] {
+        assert!(
+            entries.iter().any(|e| e["action"] == action
+                && e["client"] == "sandbox"
+                && e["outcome"] == "SUCCEEDED"),
+            "{action} audited: {audit}"
+        );
+    }
+}
+
+#[test]
+fn hash_password_prints_an_argon2id_hash_of_stdin() {
+    use std::io::Write;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_license-facade"))
+        .arg("hash-password")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("the binary starts");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"correct horse\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+
+    assert!(out.status.success());
+    let hash = String::from_utf8(out.stdout).unwrap();
+    let hash = hash.trim();
+    assert!(hash.starts_with("$argon2id$"), "{hash}");
+    assert!(license_facade::auth::verify_password(hash, "correct horse"));
+    assert!(!hash.contains("correct"), "the password is not printed");
 }
 
 #[tokio::test]
