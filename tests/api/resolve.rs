@@ -312,7 +312,7 @@ async fn a_drift_orphan_resolves_the_license_it_belongs_to() {
         .as_array()
         .unwrap()
         .iter()
-        .find(|o| o["upstreamId"] == upstream_id.to_string())
+        .find(|o| o["upstreamId"].as_str() == Some(upstream_id.to_string().as_str()))
         .cloned()
         .expect("the purchase is an orphan");
     // Adopting it as a new license is refused for the stuck server, naming the call.
