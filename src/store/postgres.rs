@@ -451,10 +451,7 @@ impl PgStore {
             .and_then(|c| resolve::new_binding(resolution, c))
         {
             Some(upstream_id) => {
-                let sql = format!(
-                    "SELECT {LICENSE_COLUMNS} FROM licenses WHERE {}",
-                    resolve::HOLDER_WHERE
-                );
+                let sql = resolve::holder_sql(LICENSE_COLUMNS);
                 sqlx::query(sqlx::AssertSqlSafe(sql))
                     .bind(upstream_id)
                     .bind(license.id.to_string())

@@ -18,9 +18,11 @@ pub(super) const UPDATE_LICENSE: &str = "UPDATE licenses SET state = $1, license
      upstream_id = $3, expire_time = $4, last_error_code = $5, last_error_message = $6, \
      update_time = $7 WHERE id = $8 AND state = 'NEEDS_ATTENTION'";
 
-/// The condition that finds another license bound to an upstream id
+/// The statement that reads `columns` of another license bound to an upstream id
 /// (`$1` the upstream id, `$2` the resolved license).
-pub(super) const HOLDER_WHERE: &str = "upstream_id = $1 AND id <> $2";
+pub(super) fn holder_sql(columns: &str) -> String {
+    format!("SELECT {columns} FROM licenses WHERE upstream_id = $1 AND id <> $2")
+}
 
 /// The latest operation of a license (`$1`), with the columns both backends read.
 pub(super) const LATEST_OPERATION: &str = "SELECT id, license_id, params, phase, attempt, \

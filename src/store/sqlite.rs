@@ -608,10 +608,7 @@ async fn resolve_in(
         .and_then(|c| resolve::new_binding(resolution, c))
     {
         Some(upstream_id) => {
-            let sql = resolve::sqlite(&format!(
-                "SELECT {LICENSE_COLUMNS} FROM licenses WHERE {}",
-                resolve::HOLDER_WHERE
-            ));
+            let sql = resolve::sqlite(&resolve::holder_sql(LICENSE_COLUMNS));
             sqlx::query(sqlx::AssertSqlSafe(sql))
                 .bind(upstream_id)
                 .bind(license.id.to_string())
