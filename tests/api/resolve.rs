@@ -111,6 +111,19 @@ impl TestApp {
             .await
     }
 
+    /// RETRYs `id` with `reason`, waiting (server side) until the retried work is
+    /// done: 200 with the license.
+    async fn retried_until_done(&self, id: &str, reason: &str) -> Value {
+        let response = self
+            .post_json(
+                &format!("/v1/licenses/{id}/resolve?wait=20s"),
+                &json!({"action": "RETRY", "reason": reason}),
+            )
+            .await;
+        assert_eq!(response.status(), 200);
+        response.json().await.unwrap()
+    }
+
     fn bought(&self) -> usize {
         self.sandbox
             .licenses()
@@ -164,15 +177,10 @@ async fn retry_sends_a_stuck_order_once_more_and_it_becomes_active() {
     assert_eq!(app.bought(), 0);
     let sent = app.sandbox.call_count("soft.order.param");
 
-    let response = app
-        .post_json(
-            &format!("/v1/licenses/{id}/resolve?wait=20s"),
-            &json!({"action": "RETRY", "reason": "nothing in the panel; order again"}),
-        )
+    let license = app
+        .retried_until_done(&id, "nothing in the panel; order again")
         .await;
 
-    assert_eq!(response.status(), 200);
-    let license: Value = response.json().await.unwrap();
     assert_eq!(license["state"], "ACTIVE", "{license}");
     assert!(
         license["licenseKey"]
@@ -246,15 +254,10 @@ async fn a_retry_of_an_order_bought_after_all_adopts_it_and_buys_nothing() {
     let sent = app.sandbox.call_count("soft.order.param");
 
     // The operator is wrong: the order was bought. The retry looks it up first.
-    let response = app
-        .post_json(
-            &format!("/v1/licenses/{id}/resolve?wait=20s"),
-            &json!({"action": "RETRY", "reason": "looks like nothing was bought"}),
-        )
+    let license = app
+        .retried_until_done(&id, "looks like nothing was bought")
         .await;
 
-    assert_eq!(response.status(), 200);
-    let license: Value = response.json().await.unwrap();
     assert_eq!(license["state"], "ACTIVE", "{license}");
     assert_eq!(license["upstreamId"], upstream_id.to_string());
     assert_eq!(app.sandbox.call_count("soft.order.param"), sent);
