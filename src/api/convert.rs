@@ -6,7 +6,9 @@ use time::OffsetDateTime;
 
 use super::pb::v1 as pb;
 use crate::domain::{Event, EventKind, License, LicenseState, Panel, Period};
-use crate::service::{EnsureAction, FeedItem, ListInput, OrderInput, Quote};
+use crate::service::{
+    EnsureAction, FeedItem, ListInput, OrderInput, Quote, ResolveAction, ResolveInput,
+};
 
 fn timestamp(t: OffsetDateTime) -> Timestamp {
     Timestamp {
@@ -187,6 +189,28 @@ pub fn ensure_input(r: pb::EnsureServerLicenseRequest) -> OrderInput {
         auto_renew: r.auto_renew,
         nodes: r.nodes,
         trial: false,
+    }
+}
+
+/// The service action of an API resolve action; `None` for unspecified.
+pub fn resolve_action_from_pb(a: pb::resolve_license_request::Action) -> Option<ResolveAction> {
+    use pb::resolve_license_request::Action as A;
+    match a {
+        A::Unspecified => None,
+        A::Retry => Some(ResolveAction::Retry),
+        A::Bind => Some(ResolveAction::Bind),
+        A::Abandon => Some(ResolveAction::Abandon),
+    }
+}
+
+/// The service input of a resolve request.
+pub fn resolve_input(r: &pb::ResolveLicenseRequest) -> ResolveInput {
+    ResolveInput {
+        action: pb::resolve_license_request::Action::try_from(r.action)
+            .ok()
+            .and_then(resolve_action_from_pb),
+        reason: r.reason.clone(),
+        upstream_id: r.upstream_id.clone(),
     }
 }
 

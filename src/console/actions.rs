@@ -6,10 +6,10 @@
 //!
 //! An action is one entry of [`ACTIONS`] (its inputs, its words) and one arm of
 //! [`carry_out`] calling its use case; the license page offers the entries whose
-//! operation the license's state allows. Resolving a `NEEDS_ATTENTION` license
-//! (retry, bind to an upstream id, abandon, each with a reason) fits the same shape
-//! once the core has that use case: an entry asking for the mode, the upstream id and
-//! the reason, and an arm calling it.
+//! operation the license's state allows. Resolving a `NEEDS_ATTENTION` license is one
+//! of them, for admins: it asks for the action (retry, bind to an upstream id,
+//! abandon) and the reason, and suggests the drift report's orphans on the license's
+//! IP as the upstream id to bind.
 
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -21,7 +21,7 @@ use super::session::{Posted, Session};
 use super::views::{Choice, Chrome, Confirm, Hidden, LicenseRow, render};
 use super::{BASE, ConsoleState};
 use crate::auth::{Principal, Scope};
-use crate::service::{Call, RequestKey};
+use crate::service::{Call, RequestKey, ResolveAction, ResolveInput};
 
 /// What an action needs and says.
 pub struct Action {
@@ -35,11 +35,12 @@ pub struct Action {
     needs_period: bool,
     needs_ip: bool,
     needs_panel: bool,
+    /// Resolving a `NEEDS_ATTENTION` license (admin only).
+    needs_resolve: bool,
 }
 
-/// Every action of the API on one license (resolving a license that needs
-/// attention is not here).
-pub const ACTIONS: [Action; 7] = [
+/// Every action of the API on one license.
+pub const ACTIONS: [Action; 8] = [
     Action {
         slug: "renew",
         title: "Renew license",
@@ -49,6 +50,7 @@ pub const ACTIONS: [Action; 7] = [
         needs_period: true,
         needs_ip: false,
         needs_panel: false,
+        needs_resolve: false,
     },
     Action {
         slug: "change-ip",
@@ -60,6 +62,7 @@ pub const ACTIONS: [Action; 7] = [
         needs_period: false,
         needs_ip: true,
         needs_panel: false,
+        needs_resolve: false,
     },
     Action {
         slug: "change-panel",
@@ -71,6 +74,7 @@ pub const ACTIONS: [Action; 7] = [
         needs_period: true,
         needs_ip: false,
         needs_panel: true,
+        needs_resolve: false,
     },
     Action {
         slug: "suspend",
@@ -81,6 +85,7 @@ pub const ACTIONS: [Action; 7] = [
         needs_period: false,
         needs_ip: false,
         needs_panel: false,
+        needs_resolve: false,
     },
     Action {
         slug: "resume",
@@ -91,6 +96,7 @@ pub const ACTIONS: [Action; 7] = [
         needs_period: false,
         needs_ip: false,
         needs_panel: false,
+        needs_resolve: false,
     },
     Action {
         slug: "reissue-key",
@@ -101,6 +107,7 @@ pub const ACTIONS: [Action; 7] = [
         needs_period: false,
         needs_ip: false,
         needs_panel: false,
+        needs_resolve: false,
     },
     Action {
         slug: "cancel",
@@ -111,6 +118,22 @@ pub const ACTIONS: [Action; 7] = [
         needs_period: false,
         needs_ip: false,
         needs_panel: false,
+        needs_resolve: false,
+    },
+    Action {
+        slug: "resolve",
+        title: "Resolve license",
+        explain: "The service could not tell whether this license was bought, and stopped. \
+                  Look in the BILLmanager panel first. RETRY: nothing was bought; the order (or \
+                  change) is looked up once more and sent again only if it is not there. BIND: \
+                  it was bought; give its BILLmanager id (same IP and tariff). ABANDON: give \
+                  up here; nothing is sent and the server is free for a new order.",
+        done: "The license was resolved.",
+        danger: false,
+        needs_period: false,
+        needs_ip: false,
+        needs_panel: false,
+        needs_resolve: true,
     },
 ];
 
@@ -130,6 +153,12 @@ pub struct ActionInput {
     ip: String,
     #[serde(default)]
     panel: String,
+    #[serde(default)]
+    mode: String,
+    #[serde(default)]
+    upstream_id: String,
+    #[serde(default)]
+    reason: String,
     #[serde(default)]
     request_key: String,
 }
@@ -152,6 +181,9 @@ pub async fn confirm(
 ) -> Result<Response, PageError> {
     session.require(Scope::Write)?;
     let action = action(&slug)?;
+    if action.needs_resolve {
+        session.require(Scope::Admin)?;
+    }
     let license = state
         .service
         .get_license(session.principal.owner_filter(), &id)
@@ -159,7 +191,9 @@ pub async fn confirm(
     let ask_period = action.needs_period && input.period.is_empty();
     let ask_ip = action.needs_ip && input.ip.trim().is_empty();
     let ask_panel = action.needs_panel && input.panel.is_empty();
-    let ready = !(ask_period || ask_ip || ask_panel);
+    let ask_resolve = action.needs_resolve
+        && (ResolveAction::parse(&input.mode).is_none() || input.reason.trim().is_empty());
+    let ready = !(ask_period || ask_ip || ask_panel || ask_resolve);
     let mut summary = vec![
         ("License".to_owned(), license.id.to_string()),
         ("Server".to_owned(), license.server_id.to_string()),
@@ -182,6 +216,23 @@ pub async fn confirm(
                 name: "ip",
                 value: input.ip.trim().to_owned(),
             });
+        }
+        if action.needs_resolve {
+            summary.push(("Resolution".into(), input.mode.clone()));
+            if !input.upstream_id.trim().is_empty() {
+                summary.push(("Upstream license".into(), input.upstream_id.trim().into()));
+            }
+            summary.push(("Reason".into(), input.reason.trim().into()));
+            for (name, value) in [
+                ("mode", &input.mode),
+                ("upstream_id", &input.upstream_id),
+                ("reason", &input.reason),
+            ] {
+                hidden.push(Hidden {
+                    name,
+                    value: value.trim().to_owned(),
+                });
+            }
         }
         if action.needs_panel {
             summary.push(("From panel".into(), license.panel.clone()));
@@ -225,6 +276,22 @@ pub async fn confirm(
         ask_period: action.needs_period,
         ask_ip: action.needs_ip,
         ask_panel: action.needs_panel,
+        ask_resolve: action.needs_resolve,
+        modes: ResolveAction::ALL
+            .into_iter()
+            .map(|m| Choice {
+                value: m.as_str().into(),
+                label: m.as_str().into(),
+                selected: input.mode == m.as_str(),
+            })
+            .collect(),
+        upstream_id: input.upstream_id.trim().to_owned(),
+        reason: input.reason.clone(),
+        candidates: if action.needs_resolve {
+            bind_candidates(&state, &license).await
+        } else {
+            Vec::new()
+        },
         periods: ["1", "12"]
             .into_iter()
             .map(|m| Choice {
@@ -250,6 +317,22 @@ pub async fn confirm(
         request_key: format!("console-{}", uuid::Uuid::now_v7()),
     };
     Ok(render(&page))
+}
+
+/// The upstream ids of the latest drift report's orphans on `license`'s IP: the
+/// likely purchase of a license whose order could not be confirmed. None without a
+/// report.
+async fn bind_candidates(state: &ConsoleState, license: &crate::domain::License) -> Vec<String> {
+    let ip = license.ip.to_string();
+    match state.service.latest_drift().await {
+        Ok(report) => report
+            .orphans
+            .iter()
+            .filter(|o| o.ip.as_deref() == Some(ip.as_str()))
+            .map(|o| o.upstream_id.to_string())
+            .collect(),
+        Err(_) => Vec::new(),
+    }
 }
 
 /// The call of a console action: the session's client, with the confirmation's
@@ -289,6 +372,15 @@ pub async fn carry_out(
         "resume" => service.resume(&call, &id).await?,
         "reissue-key" => service.reissue_key(&call, &id).await?,
         "cancel" => service.cancel(&call, &id).await?,
+        "resolve" => {
+            session.require(Scope::Admin)?;
+            let input = ResolveInput {
+                action: ResolveAction::parse(&form.mode),
+                reason: form.reason.clone(),
+                upstream_id: form.upstream_id.clone(),
+            };
+            service.resolve(&call, &id, input).await?
+        }
         _ => return Err(PageError::not_found()),
     };
     tracing::info!(

@@ -41,6 +41,7 @@ pub async fn drift(
         }
         Err(e) => return Err(e.into()),
     };
+    let stuck = stuck_by_ip(&state).await?;
     let page = Drift {
         chrome,
         summary: Some(drift_summary(DriftCounts {
@@ -69,6 +70,7 @@ pub async fn drift(
                 remote_id: o.remote_id.clone().unwrap_or_default(),
                 status: o.status,
                 expires: o.expire_time.map(day).unwrap_or_default(),
+                resolves: o.ip.as_ref().and_then(|ip| stuck.get(ip)).cloned(),
             })
             .collect(),
         missing: report
@@ -106,6 +108,35 @@ pub async fn drift(
             .collect(),
     };
     Ok(render(&page))
+}
+
+/// The `NEEDS_ATTENTION` licenses (the first page of them) by IP, as (id, server id):
+/// an orphan on one of these IPs is likely the purchase the license could not
+/// confirm, and the drift page offers to resolve the license with it.
+async fn stuck_by_ip(
+    state: &ConsoleState,
+) -> Result<std::collections::HashMap<String, (String, String)>, PageError> {
+    let page = state
+        .service
+        .list_licenses(
+            None,
+            crate::service::ListInput {
+                state: Some(crate::domain::LicenseState::NeedsAttention),
+                page_size: crate::service::MAX_PAGE_SIZE,
+                ..Default::default()
+            },
+        )
+        .await?;
+    Ok(page
+        .items
+        .into_iter()
+        .map(|l| {
+            (
+                l.ip.to_string(),
+                (l.id.to_string(), l.server_id.to_string()),
+            )
+        })
+        .collect())
 }
 
 /// `POST /console/drift/reconcile`: runs a reconciliation now.

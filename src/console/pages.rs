@@ -229,7 +229,7 @@ pub struct LicenseQuery {
 
 /// The actions the license page offers: the ones the license's state allows now
 /// (the domain's own check), when the client may change licenses.
-fn offered_actions(license: &License) -> Vec<ActionLink> {
+fn offered_actions(license: &License, admin: bool) -> Vec<ActionLink> {
     let candidates = [
         (
             "renew",
@@ -267,7 +267,7 @@ fn offered_actions(license: &License) -> Vec<ActionLink> {
         ),
         ("cancel", "Cancel", true, OperationKind::Cancel),
     ];
-    candidates
+    let mut offered: Vec<ActionLink> = candidates
         .into_iter()
         .filter(|(.., kind)| license.check_change(kind).is_ok())
         .map(|(slug, label, danger, _)| ActionLink {
@@ -275,7 +275,19 @@ fn offered_actions(license: &License) -> Vec<ActionLink> {
             label,
             danger,
         })
-        .collect()
+        .collect();
+    // A person decides about a license the workflow stopped on: an admin's call.
+    if admin && license.state == crate::domain::LicenseState::NeedsAttention {
+        offered.insert(
+            0,
+            ActionLink {
+                slug: "resolve",
+                label: "Resolve",
+                danger: false,
+            },
+        );
+    }
+    offered
 }
 
 /// `GET /console/licenses/{id}`: the license, its actions and its audit history.
@@ -334,7 +346,7 @@ pub async fn license(
         created: when(license.create_time),
         done,
         actions: if may_write {
-            offered_actions(&license)
+            offered_actions(&license, session.is_admin())
         } else {
             Vec::new()
         },

@@ -333,6 +333,13 @@ pub struct Confirm {
     pub ask_period: bool,
     pub ask_ip: bool,
     pub ask_panel: bool,
+    /// Resolving a `NEEDS_ATTENTION` license: the action, the upstream id, the reason.
+    pub ask_resolve: bool,
+    pub modes: Vec<Choice>,
+    pub upstream_id: String,
+    pub reason: String,
+    /// Orphans of the latest drift report on the license's IP (BIND candidates).
+    pub candidates: Vec<String>,
     pub periods: Vec<Choice>,
     pub panels: Vec<Choice>,
     pub ip: String,
@@ -354,6 +361,9 @@ pub struct OrphanRow {
     pub remote_id: String,
     pub status: u32,
     pub expires: String,
+    /// A `NEEDS_ATTENTION` license on the orphan's IP, which the orphan may resolve
+    /// (BIND): its id and server id.
+    pub resolves: Option<(String, String)>,
 }
 
 /// A license of the drift report (missing, mismatched or expiring).

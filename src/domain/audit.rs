@@ -10,6 +10,9 @@ use super::{ClientName, LicenseId};
 /// The action an adoption is recorded as (the others are operation kind names).
 pub const ADOPT_ACTION: &str = "ADOPT";
 
+/// The action an operator's resolution of a `NEEDS_ATTENTION` license is recorded as.
+pub const RESOLVE_ACTION: &str = "RESOLVE";
+
 /// Where an audited action stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum AuditOutcome {
@@ -66,7 +69,7 @@ pub struct AuditEntry {
     /// Who: the client that made the call.
     pub client: ClientName,
     /// What: `ORDER`, `RENEW`, `CHANGE_IP`, `CHANGE_PANEL`, `SUSPEND`, `RESUME`,
-    /// `CANCEL`, `REISSUE_KEY` or `ADOPT`.
+    /// `CANCEL`, `REISSUE_KEY`, `ADOPT` or `RESOLVE`.
     pub action: String,
     /// The license.
     pub license_id: LicenseId,

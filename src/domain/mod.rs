@@ -11,7 +11,9 @@ mod lifecycle;
 mod network;
 mod operation;
 
-pub use audit::{ADOPT_ACTION, AuditEntry, AuditFilter, AuditOutcome, PAID_ACTIONS};
+pub use audit::{
+    ADOPT_ACTION, AuditEntry, AuditFilter, AuditOutcome, PAID_ACTIONS, RESOLVE_ACTION,
+};
 pub use caps::{DEFAULT_MAX_PREPAID_MONTHS, OrderCaps};
 pub use catalog::{
     CatalogCheck, Panel, PanelCatalog, PanelCatalogConfig, PanelConfig, UnknownPanel,

@@ -22,7 +22,9 @@ fn scope_of(method: &str) -> Scope {
         "ListPanels" | "GetLicense" | "ListLicenses" | "QuoteLicense" | "WatchLicenses" => {
             Scope::Read
         }
-        "Reconcile" | "ListDrift" | "AdoptLicense" | "ListAuditEntries" => Scope::Admin,
+        "Reconcile" | "ListDrift" | "AdoptLicense" | "ResolveLicense" | "ListAuditEntries" => {
+            Scope::Admin
+        }
         _ => Scope::Write,
     }
 }
@@ -120,6 +122,7 @@ mod tests {
         assert_eq!(scope_of("WatchLicenses"), Scope::Read);
         assert_eq!(scope_of("OrderLicense"), Scope::Write);
         assert_eq!(scope_of("CancelServerLicense"), Scope::Write);
+        assert_eq!(scope_of("ResolveLicense"), Scope::Admin);
         assert_eq!(scope_of("ListDrift"), Scope::Admin);
         assert_eq!(scope_of("ListAuditEntries"), Scope::Admin);
     }

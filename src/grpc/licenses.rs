@@ -347,6 +347,22 @@ impl Rpc for GrpcLicenses {
         }))
     }
 
+    async fn resolve_license(
+        &self,
+        request: Request<pb::ResolveLicenseRequest>,
+    ) -> Result<Response<pb::ResolveLicenseResponse>, Status> {
+        let r = request.get_ref();
+        let call = call(&request, &r.request_id, r.wait)?;
+        let outcome = self
+            .service
+            .resolve(&call, &r.id, crate::api::resolve_input(r))
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::ResolveLicenseResponse {
+            license: license(&outcome),
+        }))
+    }
+
     async fn list_audit_entries(
         &self,
         request: Request<pb::ListAuditEntriesRequest>,

@@ -14,15 +14,20 @@ use axum::response::{IntoResponse, Response};
 use super::error::ApiError;
 use crate::auth::{Authenticator, Principal, Scope};
 
-/// The scope a REST call needs: drift, reconciliation, adoption and the audit log are
-/// for admins; reads need `licenses.read`; everything else `licenses.write`.
+/// The scope a REST call needs: drift, reconciliation, adoption, resolution and the
+/// audit log are for admins; reads need `licenses.read`; everything else
+/// `licenses.write`.
 fn scope_of(method: &Method, path: &str) -> Scope {
     let admin = ["/v1/drift", "/v1/reconcile", "/v1/audit"]
         .iter()
         .any(|prefix| {
             path.strip_prefix(prefix)
                 .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
-        });
+        })
+        || path
+            .strip_prefix("/v1/licenses/")
+            .and_then(|rest| rest.strip_suffix("/resolve"))
+            .is_some_and(|id| !id.is_empty() && !id.contains('/'));
     if admin {
         Scope::Admin
     } else if method == Method::GET || method == Method::HEAD {
@@ -106,6 +111,14 @@ mod tests {
         );
         assert_eq!(scope_of(&Method::GET, "/v1/drift"), Scope::Admin);
         assert_eq!(scope_of(&Method::POST, "/v1/drift/7/adopt"), Scope::Admin);
+        assert_eq!(
+            scope_of(&Method::POST, "/v1/licenses/0190/resolve"),
+            Scope::Admin
+        );
+        assert_eq!(
+            scope_of(&Method::POST, "/v1/licenses/0190/renew"),
+            Scope::Write
+        );
         assert_eq!(scope_of(&Method::POST, "/v1/reconcile"), Scope::Admin);
         assert_eq!(scope_of(&Method::GET, "/v1/audit"), Scope::Admin);
         assert_eq!(scope_of(&Method::GET, "/v1/drifting"), Scope::Read);

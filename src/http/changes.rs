@@ -14,7 +14,7 @@ use super::call::{Answer, call, respond};
 use super::error::ApiError;
 use super::extract::ApiJson;
 use super::licenses::WaitQuery;
-use crate::service::OrderInput;
+use crate::service::{OrderInput, ResolveAction, ResolveInput};
 
 /// Body of `POST /v1/licenses/{id}/renew`.
 #[derive(Debug, Deserialize)]
@@ -191,5 +191,37 @@ pub async fn cancel_server(
         .service
         .cancel_server_license(&call, &server_id)
         .await?;
+    Ok(respond(&outcome, Answer::Change))
+}
+
+/// Body of `POST /v1/licenses/{id}/resolve`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ResolveBody {
+    #[serde(default)]
+    action: String,
+    #[serde(default)]
+    reason: String,
+    #[serde(default)]
+    upstream_id: String,
+}
+
+/// `POST /v1/licenses/{id}/resolve` (admin): 200 once bound or abandoned; a retry is
+/// 202 (200 with `?wait=` once the retried work is done).
+pub async fn resolve(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Caller(principal): Caller,
+    headers: HeaderMap,
+    Query(wait): Query<WaitQuery>,
+    ApiJson(body): ApiJson<ResolveBody>,
+) -> Result<Response, ApiError> {
+    let call = call(&principal, &headers, wait.wait.as_deref())?;
+    let input = ResolveInput {
+        action: ResolveAction::parse(body.action.trim()),
+        reason: body.reason,
+        upstream_id: body.upstream_id,
+    };
+    let outcome = state.service.resolve(&call, &id, input).await?;
     Ok(respond(&outcome, Answer::Change))
 }

@@ -69,6 +69,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/licenses/{id}/suspend", post(changes::suspend))
         .route("/v1/licenses/{id}/resume", post(changes::resume))
         .route("/v1/licenses/{id}/reissue-key", post(changes::reissue_key))
+        .route("/v1/licenses/{id}/resolve", post(changes::resolve))
         .route(
             "/v1/servers/{server_id}/license",
             get(licenses::get_by_server)

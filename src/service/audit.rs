@@ -150,7 +150,8 @@ pub(super) fn ending_entry(op: &Operation, license: &License) -> Option<AuditEnt
     Some(entry)
 }
 
-fn entry(
+/// An entry of `client`'s `action` on `license`, recorded now.
+pub(super) fn entry(
     license: &License,
     client: ClientName,
     action: &str,

@@ -80,6 +80,22 @@ pub enum ServiceError {
     /// `UPSTREAM_LICENSE_NOT_FOUND`.
     #[error("the upstream has no license {0}")]
     UpstreamLicenseNotFound(u64),
+    /// The upstream license a resolution would bind differs from the license in
+    /// `field` (`ip` or `tariffId`) → 409 / FAILED_PRECONDITION,
+    /// `UPSTREAM_LICENSE_MISMATCH`; the field is also given as a field violation.
+    #[error(
+        "upstream license {upstream_id} has {field} {upstream}, but this license has {here}; bind the upstream license of this IP and tariff"
+    )]
+    UpstreamLicenseMismatch {
+        /// The upstream license.
+        upstream_id: u64,
+        /// The differing field of the License resource.
+        field: &'static str,
+        /// Its value upstream.
+        upstream: String,
+        /// Its value here.
+        here: String,
+    },
     /// A page token this service did not issue (or no longer reads) → 400 /
     /// INVALID_ARGUMENT, `INVALID_PAGE_TOKEN`.
     #[error(
@@ -189,6 +205,7 @@ impl ServiceError {
             Self::UpstreamUnavailable(_) => "UPSTREAM_UNAVAILABLE",
             Self::NoDriftReport => "DRIFT_REPORT_NOT_FOUND",
             Self::UpstreamLicenseNotFound(_) => "UPSTREAM_LICENSE_NOT_FOUND",
+            Self::UpstreamLicenseMismatch { .. } => "UPSTREAM_LICENSE_MISMATCH",
             Self::InvalidPageToken => "INVALID_PAGE_TOKEN",
             Self::Store(_) => "STORE_UNAVAILABLE",
             Self::Unauthenticated => "UNAUTHENTICATED",
@@ -207,6 +224,9 @@ impl ServiceError {
         match self {
             Self::InvalidArgument(v) => v.clone(),
             Self::UnknownPanel(e) => vec![FieldViolation::new("panel", e.to_string())],
+            Self::UpstreamLicenseMismatch { field, .. } => {
+                vec![FieldViolation::new(*field, self.to_string())]
+            }
             Self::InvalidPageToken => {
                 vec![FieldViolation::new(
                     "pageToken",
@@ -229,6 +249,7 @@ impl ServiceError {
             Self::ServerHasLicense { .. }
             | Self::IpHasLicense { .. }
             | Self::ServerIdAmbiguous { .. }
+            | Self::UpstreamLicenseMismatch { .. }
             | Self::Precondition(_) => ErrorKind::FailedPrecondition,
             Self::OperationInProgress(_) | Self::RequestInProgress => ErrorKind::Aborted,
             Self::IdempotencyKeyReused => ErrorKind::Unprocessable,

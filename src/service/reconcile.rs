@@ -279,6 +279,14 @@ impl LicenseService {
                     ),
                 }))
             }
+            // A license that needs a person is resolved onto the orphan (BIND), not
+            // cancelled: nobody knows whether it holds a paid license.
+            Inserted::Existing(existing) if existing.state == LicenseState::NeedsAttention => {
+                Err(ServiceError::ServerHasLicense {
+                    existing: Box::new(existing),
+                    use_instead: "ResolveLicense",
+                })
+            }
             Inserted::Existing(existing) => Err(ServiceError::ServerHasLicense {
                 existing: Box::new(existing),
                 use_instead: "CancelServerLicense",
@@ -297,25 +305,7 @@ impl LicenseService {
         details: &UpstreamLicense,
     ) -> Result<License, ServiceError> {
         let id = details.id;
-        let state = match details.status {
-            UpstreamStatus::Active => LicenseState::Active,
-            UpstreamStatus::Suspended => LicenseState::Suspended,
-            UpstreamStatus::Deleted => {
-                return Err(not_adoptable(
-                    "UPSTREAM_LICENSE_DELETED",
-                    format!("upstream license {id} is deleted; there is nothing to adopt"),
-                ));
-            }
-            other => {
-                return Err(not_adoptable(
-                    "UPSTREAM_LICENSE_NOT_READY",
-                    format!(
-                        "upstream license {id} has status {}; adopt it once it is active",
-                        other.code()
-                    ),
-                ));
-            }
-        };
+        let state = managed_state(details)?;
         let bad = |message: String| {
             ServiceError::InvalidArgument(vec![FieldViolation::new("upstreamId", message)])
         };
@@ -368,6 +358,28 @@ impl LicenseService {
             update_time: now,
             last_error: None,
         })
+    }
+}
+
+/// The state a license managed here takes from its upstream license's status (an
+/// adoption, or a resolution that binds it): only an active or suspended upstream
+/// license can be taken over.
+pub(super) fn managed_state(details: &UpstreamLicense) -> Result<LicenseState, ServiceError> {
+    let id = details.id;
+    match details.status {
+        UpstreamStatus::Active => Ok(LicenseState::Active),
+        UpstreamStatus::Suspended => Ok(LicenseState::Suspended),
+        UpstreamStatus::Deleted => Err(not_adoptable(
+            "UPSTREAM_LICENSE_DELETED",
+            format!("upstream license {id} is deleted; there is nothing to take over"),
+        )),
+        other => Err(not_adoptable(
+            "UPSTREAM_LICENSE_NOT_READY",
+            format!(
+                "upstream license {id} has status {}; take it over once it is active",
+                other.code()
+            ),
+        )),
     }
 }
 

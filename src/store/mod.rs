@@ -7,6 +7,7 @@ mod codec;
 mod file_lock;
 mod group_commit;
 mod postgres;
+mod resolve;
 pub(crate) mod sqlite;
 
 pub use file_lock::FileLock;
@@ -196,6 +197,37 @@ pub enum Inserted {
     /// Another live license (any client's, any server id's) has the IP; nothing was
     /// stored.
     IpTaken(License),
+}
+
+/// A resolution of a `NEEDS_ATTENTION` license as the store writes it, in one
+/// transaction and only while the license still needs a person.
+#[derive(Debug, Clone)]
+pub struct Resolution {
+    /// The license as it is to be: its new state, upstream id, key, expiry, last
+    /// error and update time (the other fields are not written).
+    pub license: License,
+    /// The work that follows (a retry), if any.
+    pub op: Option<Operation>,
+    /// The change-feed events of the change.
+    pub events: Vec<EventKind>,
+    /// The audit entry: who resolved it, how, why and what followed.
+    pub audit: AuditEntry,
+    /// The caller's request id, if any.
+    pub request: Option<RequestRecord>,
+}
+
+/// What [`Store::resolve_license`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Resolved {
+    /// Stored; the id of the operation that follows, if any.
+    Stored(Option<i64>),
+    /// The license is no longer `NEEDS_ATTENTION` (another resolution came first);
+    /// nothing was stored.
+    NotNeedsAttention(Box<License>),
+    /// Another license of ours is bound to the upstream id; nothing was stored.
+    UpstreamBound(Box<License>),
+    /// There is no such license; nothing was stored.
+    Missing,
 }
 
 /// Filters of a license listing; `None` means any.
@@ -409,6 +441,20 @@ pub trait Store: Send + Sync + 'static {
         }
         Ok(created)
     }
+
+    /// Resolves a `NEEDS_ATTENTION` license in one transaction: writes the license's
+    /// new state and upstream binding, the operation that follows (if any), the
+    /// events, the audit entry and the request id, only while the license is still
+    /// `NEEDS_ATTENTION` and no other license holds the upstream id it takes.
+    /// Otherwise stores nothing and says why. A request id that exists already is
+    /// [`StoreError::RequestKeyTaken`].
+    async fn resolve_license(&self, resolution: &Resolution) -> Result<Resolved, StoreError>;
+
+    /// The latest operation of a license (the one a resolution retries), if any.
+    async fn latest_operation(
+        &self,
+        license_id: LicenseId,
+    ) -> Result<Option<Operation>, StoreError>;
 
     /// Appends an entry to the audit log (its `id` is ignored); returns the stored id.
     async fn insert_audit(&self, entry: &crate::domain::AuditEntry) -> Result<i64, StoreError>;

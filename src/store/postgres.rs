@@ -15,7 +15,11 @@ use sqlx::{PgExecutor, Row};
 use time::OffsetDateTime;
 
 use super::codec::{self, from_micros, to_micros};
-use super::{Inserted, LicenseFilter, Page, RequestRecord, SpendLimit, Store, StoreError};
+use super::resolve;
+use super::{
+    Inserted, LicenseFilter, Page, RequestRecord, Resolution, Resolved, SpendLimit, Store,
+    StoreError,
+};
 use crate::domain::{
     AuditEntry, ClientName, Event, EventKind, Hostname, License, LicenseId, Operation, Phase,
     ServerId, UpstreamFailure,
@@ -418,6 +422,70 @@ async fn insert_request(
         return Err(StoreError::RequestKeyTaken);
     }
     Ok(())
+}
+
+impl PgStore {
+    /// One attempt at [`Store::resolve_license`]; `Ok(None)` when another license took
+    /// the upstream id between the check and the write (the unique index refused it),
+    /// so that the next attempt's check finds that license.
+    async fn try_resolve(&self, resolution: &Resolution) -> Result<Option<Resolved>, StoreError> {
+        let license = &resolution.license;
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .context("cannot begin a transaction")?;
+        // The row lock makes a concurrent resolution (or worker save) of the license
+        // wait; the state read under it is the one the update is conditional on.
+        let sql = format!("SELECT {LICENSE_COLUMNS} FROM licenses WHERE id = $1 FOR UPDATE");
+        let current = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(license.id.to_string())
+            .fetch_optional(&mut *tx)
+            .await
+            .context("cannot lock the license")?
+            .as_ref()
+            .map(license_from_row)
+            .transpose()?;
+        let holder = match current
+            .as_ref()
+            .and_then(|c| resolve::new_binding(resolution, c))
+        {
+            Some(upstream_id) => {
+                let sql = resolve::holder_sql(LICENSE_COLUMNS);
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(upstream_id)
+                    .bind(license.id.to_string())
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .context("cannot look the upstream id up")?
+                    .as_ref()
+                    .map(license_from_row)
+                    .transpose()?
+            }
+            None => None,
+        };
+        if let Some(refused) = resolve::refusal(current, holder) {
+            return Ok(Some(refused));
+        }
+        if let Some(request) = &resolution.request {
+            insert_request(&mut tx, request).await?;
+        }
+        let updated = resolve::bind_update(sqlx::query(resolve::UPDATE_LICENSE), license)
+            .execute(&mut *tx)
+            .await;
+        match updated {
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => return Ok(None),
+            other => other.context("cannot resolve the license")?,
+        };
+        let op = match &resolution.op {
+            Some(op) => Some(insert_operation(&mut tx, op).await?),
+            None => None,
+        };
+        super::audit::insert_pg(&mut *tx, &resolution.audit).await?;
+        insert_events(&mut tx, &resolution.events, license).await?;
+        tx.commit().await.context("cannot commit the resolution")?;
+        Ok(Some(Resolved::Stored(op)))
+    }
 }
 
 #[async_trait]
@@ -919,6 +987,22 @@ impl Store for PgStore {
 
     async fn insert_adopted(&self, license: &License) -> Result<Inserted, StoreError> {
         retrying("the adoption", || try_insert_adopted(&self.pool, license)).await
+    }
+
+    async fn resolve_license(&self, resolution: &Resolution) -> Result<Resolved, StoreError> {
+        retrying("the resolution", || self.try_resolve(resolution)).await
+    }
+
+    async fn latest_operation(
+        &self,
+        license_id: LicenseId,
+    ) -> Result<Option<Operation>, StoreError> {
+        let row = sqlx::query(resolve::LATEST_OPERATION)
+            .bind(license_id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .context("cannot read the license's latest operation")?;
+        Ok(row.as_ref().map(operation_from_row).transpose()?)
     }
 
     async fn insert_audit(&self, entry: &crate::domain::AuditEntry) -> Result<i64, StoreError> {

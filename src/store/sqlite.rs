@@ -18,7 +18,11 @@ use time::OffsetDateTime;
 use super::cache::LicenseCache;
 use super::codec::{self, from_micros, to_micros};
 use super::group_commit::{GroupCommit, WriteKind, Written};
-use super::{Inserted, LicenseFilter, Page, RequestRecord, SpendLimit, Store, StoreError};
+use super::resolve;
+use super::{
+    Inserted, LicenseFilter, Page, RequestRecord, Resolution, Resolved, SpendLimit, Store,
+    StoreError,
+};
 use crate::domain::{
     AuditEntry, ClientName, Event, EventKind, Hostname, License, LicenseId, Operation, Phase,
     ServerId, UpstreamFailure,
@@ -583,6 +587,62 @@ async fn progress_in(
     Ok(Written::kept(closes))
 }
 
+/// [`Store::resolve_license`] inside the group's transaction, which holds the write
+/// lock: the checks and the writes cannot interleave with another writer's.
+async fn resolve_in(
+    tx: &mut SqliteConnection,
+    resolution: &Resolution,
+) -> Result<Written<Resolved>, StoreError> {
+    let license = &resolution.license;
+    let sql = format!("SELECT {LICENSE_COLUMNS} FROM licenses WHERE id = ?1");
+    let current = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(license.id.to_string())
+        .fetch_optional(&mut *tx)
+        .await
+        .context("cannot read the license")?
+        .as_ref()
+        .map(license_from_row)
+        .transpose()?;
+    let holder = match current
+        .as_ref()
+        .and_then(|c| resolve::new_binding(resolution, c))
+    {
+        Some(upstream_id) => {
+            let sql = resolve::sqlite(&resolve::holder_sql(LICENSE_COLUMNS));
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(upstream_id)
+                .bind(license.id.to_string())
+                .fetch_optional(&mut *tx)
+                .await
+                .context("cannot look the upstream id up")?
+                .as_ref()
+                .map(license_from_row)
+                .transpose()?
+        }
+        None => None,
+    };
+    if let Some(refused) = resolve::refusal(current, holder) {
+        return Ok(Written::discarded(refused));
+    }
+    if let Some(request) = &resolution.request {
+        insert_request(tx, request).await?;
+    }
+    let update = resolve::sqlite(resolve::UPDATE_LICENSE);
+    resolve::bind_update(sqlx::query(sqlx::AssertSqlSafe(update)), license)
+        .execute(&mut *tx)
+        .await
+        .context("cannot resolve the license")?;
+    let op = match &resolution.op {
+        Some(op) => Some(insert_operation(tx, op).await?),
+        None => None,
+    };
+    for kind in &resolution.events {
+        insert_event(tx, *kind, license).await?;
+    }
+    super::audit::insert_sqlite(&mut *tx, &resolution.audit).await?;
+    Ok(Written::kept(Resolved::Stored(op)))
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn close(&self) {
@@ -1039,6 +1099,30 @@ impl Store for SqliteStore {
         }
         tx.commit().await.context("cannot commit the adoptions")?;
         Ok(created)
+    }
+
+    async fn resolve_license(&self, resolution: &Resolution) -> Result<Resolved, StoreError> {
+        let hold = self.writing(resolution.license.id);
+        let resolution = resolution.clone();
+        self.writer
+            .run(WriteKind::Durable, hold, move |tx| {
+                Box::pin(async move { resolve_in(tx, &resolution).await })
+            })
+            .await
+    }
+
+    async fn latest_operation(
+        &self,
+        license_id: LicenseId,
+    ) -> Result<Option<Operation>, StoreError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(resolve::sqlite(
+            resolve::LATEST_OPERATION,
+        )))
+        .bind(license_id.to_string())
+        .fetch_optional(&self.pool)
+        .await
+        .context("cannot read the license's latest operation")?;
+        Ok(row.as_ref().map(operation_from_row).transpose()?)
     }
 
     async fn insert_audit(&self, entry: &crate::domain::AuditEntry) -> Result<i64, StoreError> {

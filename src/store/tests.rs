@@ -1396,6 +1396,7 @@ async fn only_a_newer_drift_report_replaces_the_stored_one(store: Arc<dyn Store>
 
 mod audit;
 mod feed;
+mod resolve;
 
 /// The license cache of a serving SQLite store: every write is seen by the next read,
 /// with other readers filling the cache meanwhile.

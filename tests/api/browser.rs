@@ -127,6 +127,40 @@ async fn submit(browser: &Client, button: &str, next: &str) {
         .unwrap_or_else(|e| panic!("no {next} after clicking {button}: {e}"));
 }
 
+/// Fills the resolve form (choosing `mode` when given; a link may have chosen it)
+/// with `reason` and reviews it: the confirmation page follows.
+async fn resolve(browser: &Client, mode: Option<&str>, reason: &str) {
+    if let Some(mode) = mode {
+        browser
+            .find(Locator::Css(&format!("#mode option[value={mode}]")))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+    }
+    browser
+        .find(Locator::Id("reason"))
+        .await
+        .unwrap()
+        .send_keys(reason)
+        .await
+        .unwrap();
+    submit(browser, "review", "#confirm").await;
+    assert!(text(browser).await.contains(reason));
+}
+
+/// The state badge of a license page.
+async fn state_shown(browser: &Client) -> String {
+    browser
+        .find(Locator::Id("state"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 async fn text(browser: &Client) -> String {
     browser
         .find(Locator::Css("main"))
@@ -138,9 +172,11 @@ async fn text(browser: &Client) -> String {
 }
 
 /// Licenses of several kinds, so the pages show what an operator sees: active ones
-/// with host names, a suspended one, one whose order outcome could not be
-/// established (NEEDS_ATTENTION), an orphan upstream found by a reconciliation.
-async fn seed(app: &TestApp) -> (String, String) {
+/// with host names, a suspended one, two whose order outcome could not be
+/// established (NEEDS_ATTENTION: one bought upstream, one not), an orphan upstream
+/// found by a reconciliation. Returns the bought stuck one, the one not bought, and
+/// the license the screenshots show.
+async fn seed(app: &TestApp) -> (String, String, String) {
     // The order's answer is lost and the look-up fails: a person must decide.
     app.sandbox.set_faults(vec![
         "soft.order.param:drop-after-commit:1.0"
@@ -158,6 +194,23 @@ async fn seed(app: &TestApp) -> (String, String) {
     let stuck: Value = stuck.json().await.unwrap();
     let stuck_id = stuck["id"].as_str().unwrap().to_owned();
     app.license_until(&stuck_id, |l| l["state"] == "NEEDS_ATTENTION")
+        .await;
+    // The order fails with a 5xx (nothing bought) and may not be sent again.
+    app.sandbox.set_faults(vec![
+        "soft.order.param:error5xx:1.0".parse::<Fault>().unwrap(),
+    ]);
+    let unbought: Value = app
+        .post_json(
+            "/v1/licenses",
+            &json!({"server": {"id": "vps-0413", "ip": "203.0.113.13", "hostname": "vps-0413.example.net"},
+                    "panel": "ISPmanager 6 Pro"}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let unbought_id = unbought["id"].as_str().unwrap().to_owned();
+    app.license_until(&unbought_id, |l| l["state"] == "NEEDS_ATTENTION")
         .await;
     app.sandbox.set_faults(vec![]);
 
@@ -191,7 +244,7 @@ async fn seed(app: &TestApp) -> (String, String) {
         .insert_license(NewSandboxLicense::new("192.0.2.77", 55228));
     let reconciled = app.post_json("/v1/reconcile", &json!({})).await;
     assert!(reconciled.status().is_success());
-    (stuck_id, shown)
+    (stuck_id, unbought_id, shown)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -205,9 +258,10 @@ async fn the_console_works_in_a_real_browser() {
     };
     let app = spawn_app_with(0, |s| {
         s.workflow.max_lookup_failures = 2;
+        s.workflow.max_resends = 0;
     })
     .await;
-    let (stuck_id, shown_id) = seed(&app).await;
+    let (stuck_id, unbought_id, shown_id) = seed(&app).await;
     let to_cancel = app
         .order_and_wait(&json!({"server": {"id": "old-box", "ip": "198.51.100.99"},
                                 "panel": "ISPmanager 6 Lite"}))
@@ -338,6 +392,51 @@ async fn the_console_works_in_a_real_browser() {
     browser.goto(&format!("{console}drift")).await.unwrap();
     assert!(text(&browser).await.contains("192.0.2.77"));
     save_screenshot(&browser, "drift").await;
+
+    // The stuck order was bought after all: the drift report's orphan on its IP
+    // resolves it (BIND), and it becomes ACTIVE without another purchase.
+    let bought = app
+        .sandbox
+        .licenses()
+        .into_iter()
+        .find(|l| l.licname == stuck_id)
+        .expect("the lost order was bought upstream");
+    let upstream_count = app.sandbox.licenses().len();
+    submit(
+        &browser,
+        &format!("resolve-with-{}", bought.id),
+        "body.page-confirm",
+    )
+    .await;
+    resolve(&browser, None, "BILLmanager shows it under our licname").await;
+    assert!(text(&browser).await.contains(&bought.id.to_string()));
+    save_screenshot(&browser, "resolve").await;
+    submit(&browser, "confirm", "body.page-license").await;
+    assert!(text(&browser).await.contains("The license was resolved."));
+    assert_eq!(state_shown(&browser).await, "ACTIVE");
+    assert_eq!(app.sandbox.licenses().len(), upstream_count);
+
+    // The other one was not bought: RETRY sends it once more, and it becomes ACTIVE.
+    let sent = app.sandbox.call_count("soft.order.param");
+    browser
+        .goto(&format!("{console}licenses/{unbought_id}"))
+        .await
+        .unwrap();
+    submit(&browser, "action-resolve", "body.page-confirm").await;
+    resolve(
+        &browser,
+        Some("RETRY"),
+        "nothing in BILLmanager for this IP",
+    )
+    .await;
+    submit(&browser, "confirm", "body.page-license").await;
+    app.license_until(&unbought_id, |l| l["state"] == "ACTIVE")
+        .await;
+    browser.refresh().await.unwrap();
+    assert_eq!(state_shown(&browser).await, "ACTIVE");
+    assert_eq!(app.sandbox.call_count("soft.order.param"), sent + 1);
+    assert_eq!(app.sandbox.licenses().len(), upstream_count + 1);
+    save_screenshot(&browser, "resolved").await;
 
     // Log out: the pages are closed again.
     submit(&browser, "logout", "body.page-login").await;

@@ -867,3 +867,115 @@ async fn reconcile_now_finds_an_orphan_that_the_drift_page_adopts() {
     assert!(page.body.contains("srv-adopted") && page.body.contains("ACTIVE"));
     assert!(page.body.contains(&upstream_id.to_string()));
 }
+
+#[tokio::test]
+async fn an_admin_resolves_a_license_that_needs_attention_from_its_page_and_the_drift_page() {
+    // Arrange: the order is bought upstream, its answer lost, the list failing.
+    let text = format!(
+        "[[client]]\nname = \"ops\"\ntoken_sha256 = \"{}\"\nscopes = [\"admin\"]\n\
+         [[client]]\nname = \"shop\"\ntoken_sha256 = \"{}\"\nscopes = [\"licenses.read\", \"licenses.write\"]\n",
+        token_sha256_hex("ops-token"),
+        token_sha256_hex("shop-token"),
+    );
+    let app = spawn_app_with(0, move |s| {
+        s.clients = Some(Clients::from_toml(&text).unwrap());
+        s.workflow.settle_interval = std::time::Duration::from_millis(50);
+        s.workflow.max_lookup_failures = 2;
+    })
+    .await;
+    let ops_api = crate::helpers::http_client_with(Some("ops-token"));
+    app.sandbox.set_faults(vec![
+        "soft.order.param:drop-after-commit:1.0".parse().unwrap(),
+        "soft:error5xx:1.0".parse().unwrap(),
+    ]);
+    let placed: Value = ops_api
+        .post(format!("{}/v1/licenses", app.http))
+        .json(&json!({"server": {"id": "srv-stuck", "ip": "203.0.113.61"}, "panel": "ISPmanager 6 Pro"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = placed["id"].as_str().unwrap().to_owned();
+    let read = |id: String| {
+        let (ops_api, http) = (ops_api.clone(), app.http.clone());
+        async move {
+            let license: Value = ops_api
+                .get(format!("{http}/v1/licenses/{id}"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            license
+        }
+    };
+    while read(id.clone()).await["state"] != "NEEDS_ATTENTION" {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    app.sandbox.set_faults(vec![]);
+    let upstream = app.sandbox.licenses()[0].id.to_string();
+    let mut ops = Browser::new(&app);
+    let mut shop = Browser::new(&app);
+    ops.log_in("ops-token").await;
+    shop.log_in("shop-token").await;
+    let csrf = ops.csrf().await;
+    let reconciled = ops
+        .post("/console/drift/reconcile", &[("csrf", &csrf)])
+        .await;
+
+    // Act
+    let drift = ops.get("/console/drift").await;
+    let page = ops.get(&format!("/console/licenses/{id}")).await;
+    let path = format!("/console/licenses/{id}/actions/resolve");
+    let inputs = ops.get(&path).await;
+    let confirm = ops
+        .get(&format!(
+            "{path}?mode=BIND&upstream_id={upstream}&reason=found+it+in+the+panel"
+        ))
+        .await;
+    let form: Vec<(&str, String)> = ["csrf", "request_key", "mode", "upstream_id", "reason"]
+        .into_iter()
+        .map(|name| (name, confirm.hidden(name)))
+        .collect();
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let shop_page = shop.get(&format!("/console/licenses/{id}")).await;
+    let shop_form = shop.get(&path).await;
+    let shop_post = shop.post(&path, &form).await;
+    let without_csrf = ops.post(&path, &form[1..]).await;
+    let done = ops.post(&path, &form).await;
+    let after = ops
+        .get(&format!("/console/licenses/{id}?done=resolve"))
+        .await;
+
+    // Assert
+    assert_eq!(reconciled.status, StatusCode::SEE_OTHER);
+    assert!(
+        drift.body.contains(&format!(
+            "href=\"/console/licenses/{id}/actions/resolve?mode=BIND&amp;upstream_id={upstream}\""
+        )),
+        "the drift page offers the orphan to the stuck license"
+    );
+    assert!(page.body.contains("id=\"action-resolve\""));
+    assert!(inputs.body.contains("name=\"reason\""));
+    assert!(
+        inputs
+            .body
+            .contains(&format!("<span class=\"mono\">{upstream}</span>")),
+        "the orphan on the license's IP is suggested"
+    );
+    assert!(confirm.body.contains("found it in the panel"));
+    assert!(!shop_page.body.contains("action-resolve"), "admins only");
+    assert_eq!(shop_form.status, StatusCode::FORBIDDEN);
+    assert_eq!(shop_post.status, StatusCode::FORBIDDEN);
+    assert_eq!(without_csrf.status, StatusCode::FORBIDDEN);
+    assert_eq!(done.status, StatusCode::SEE_OTHER);
+    assert!(after.body.contains("The license was resolved."));
+    let license = read(id.clone()).await;
+    assert_eq!(license["state"], "ACTIVE");
+    assert_eq!(license["upstreamId"], upstream.as_str());
+    assert_eq!(app.sandbox.licenses().len(), 1, "nothing more was bought");
+    assert!(after.body.contains("RESOLVE"), "the audit history shows it");
+}

@@ -23,6 +23,7 @@ mod observability;
 mod one_per_ip;
 mod ordering;
 mod panels;
+mod resolve;
 mod secrets;
 mod spend;
 mod upstream;

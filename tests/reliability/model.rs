@@ -21,6 +21,14 @@
 //! A reconcile step (`POST /v1/reconcile`) may come at any point: it reports, never
 //! orders; at the end, on a list known to be complete, it finds nothing missing, no
 //! mismatch, and no orphan other than the licenses handed to a person.
+//!
+//! A resolve step plays the person: on a key whose license is NEEDS_ATTENTION it
+//! either RETRYs (whether or not the order was bought: the operator may be wrong) or
+//! BINDs the upstream license on the key's IP when there is one. Neither may ever
+//! leave two upstream licenses on a key. (ABANDON is left out: it hands the server
+//! back for a new order under a new license id, which the model's "a key keeps its
+//! license id" does not describe; its money side is that nothing is sent, tested in
+//! the API suite.)
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -138,6 +146,9 @@ enum Step {
     CaseVariant(usize),
     /// Renew key k's license for a month: a paid call that counts against the cap.
     Renew(usize),
+    /// If key k's license needs a person: RETRY it (`false`) or BIND it to the live
+    /// upstream license on its IP, if any (`true`).
+    Resolve(usize, bool),
 }
 
 fn fault() -> impl Strategy<Value = Option<(&'static str, f64)>> {
@@ -162,6 +173,7 @@ fn step() -> impl Strategy<Value = Step> {
         2 => ((0..KEYS), any::<bool>()).prop_map(|(k, slug)| Step::Spelled(k, slug)),
         1 => (0..KEYS).prop_map(Step::CaseVariant),
         2 => (0..KEYS).prop_map(Step::Renew),
+        2 => ((0..KEYS), any::<bool>()).prop_map(|(k, bind)| Step::Resolve(k, bind)),
     ]
 }
 
@@ -327,6 +339,42 @@ async fn run_case(shape: Shape, steps: Vec<Step>) -> Result<Figures, TestCaseErr
                         409 => {}
                         _ => prop_assert!(false, "renewal answered {} {}", status, body),
                     }
+                }
+            }
+            Step::Resolve(k, bind) => {
+                let Some(id) = acknowledged.get(&k) else {
+                    continue;
+                };
+                // The person comes once the workflow has stopped (or not at all).
+                let settle = std::time::Instant::now() + Duration::from_millis(1500);
+                let mut state = app.api.license(id).await["state"].clone();
+                while (state == "PENDING" || state == "PROVISIONING")
+                    && std::time::Instant::now() < settle
+                {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    state = app.api.license(id).await["state"].clone();
+                }
+                if state != "NEEDS_ATTENTION" {
+                    continue;
+                }
+                let upstream = live_on(&sandbox.handle, &order_for(k).ip);
+                let (status, body) = match (bind, upstream.as_slice()) {
+                    (true, [one]) => app.api.resolve(id, "BIND", Some(one.id)).await,
+                    (true, _) => continue,
+                    (false, _) => app.api.resolve(id, "RETRY", None).await,
+                }
+                .map_err(TestCaseError::fail)?;
+                match status {
+                    200..300 => {}
+                    // An order that reached the upstream is not retried; an upstream
+                    // license still processing is not bound yet.
+                    409 => prop_assert!(
+                        ["ORDER_REACHED_UPSTREAM", "UPSTREAM_LICENSE_NOT_READY"]
+                            .contains(&body["code"].as_str().unwrap_or_default()),
+                        "{}",
+                        body
+                    ),
+                    _ => prop_assert!(false, "resolve answered {} {}", status, body),
                 }
             }
             Step::Crash => {

@@ -186,10 +186,35 @@ impl Api {
 
     /// Renews license `id` for a month; the status and the body.
     pub async fn renew(&self, id: &str) -> Result<(u16, Value), String> {
+        self.post(
+            &format!("/v1/licenses/{id}/renew"),
+            &json!({"periodMonths": 1}),
+        )
+        .await
+    }
+
+    /// Resolves license `id` (`RETRY`, `BIND` with `upstream_id`, `ABANDON`) as the
+    /// admin; the status and the body.
+    pub async fn resolve(
+        &self,
+        id: &str,
+        action: &str,
+        upstream_id: Option<u64>,
+    ) -> Result<(u16, Value), String> {
+        let mut body = json!({"action": action, "reason": "model step"});
+        if let Some(up) = upstream_id {
+            body["upstreamId"] = json!(up.to_string());
+        }
+        self.post(&format!("/v1/licenses/{id}/resolve"), &body)
+            .await
+    }
+
+    /// Posts `body` to `path`; the status and the body.
+    async fn post(&self, path: &str, body: &Value) -> Result<(u16, Value), String> {
         let response = self
             .client
-            .post(format!("{}/v1/licenses/{id}/renew", self.base))
-            .json(&json!({"periodMonths": 1}))
+            .post(format!("{}{path}", self.base))
+            .json(body)
             .send()
             .await
             .map_err(|e| format!("not sent: {e}"))?;

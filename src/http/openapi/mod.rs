@@ -118,7 +118,7 @@ fn hand_written_schemas() -> Vec<(String, RefOr<Schema>)> {
                     "code": {"type": "string", "description": "Stable UPPER_SNAKE reason, e.g. INVALID_ARGUMENT, NOT_FOUND, IDEMPOTENCY_KEY_REUSED."},
                     "errors": {
                         "type": "array",
-                        "description": "Field violations (400).",
+                        "description": "Field violations (400), or the field that differs (409 UPSTREAM_LICENSE_MISMATCH).",
                         "items": {
                             "type": "object",
                             "required": ["field", "message"],
@@ -156,6 +156,18 @@ fn hand_written_schemas() -> Vec<(String, RefOr<Schema>)> {
                 "properties": {
                     "panel": {"type": "string", "description": "The panel to switch to (name or alias)."},
                     "periodMonths": period
+                }
+            }),
+        ),
+        (
+            "ResolveLicenseBody",
+            json!({
+                "type": "object", "additionalProperties": false, "required": ["action", "reason"],
+                "description": "Body of `POST /v1/licenses/{id}/resolve` (ResolveLicenseRequest without the id).",
+                "properties": {
+                    "action": {"type": "string", "enum": ["RETRY", "BIND", "ABANDON"], "description": "RETRY: nothing was bought, send the stuck order or change once more. BIND: the purchase happened, take the upstream license `upstreamId`. ABANDON: FAILED here, nothing is sent."},
+                    "reason": {"type": "string", "minLength": 1, "maxLength": 1000, "description": "Why, for the audit log."},
+                    "upstreamId": {"type": "string", "pattern": "^[0-9]+$", "description": "BIND only: the BILLmanager license id (e.g. an orphan of the drift report); it must match the license's IP and tariff."}
                 }
             }),
         ),

@@ -63,6 +63,12 @@ fn text() -> Schema {
         .into()
 }
 
+/// Whether the operation takes an `Idempotency-Key`: every write, and the admin's
+/// resolution of a license.
+fn takes_request_id(op: Op) -> bool {
+    op.access == Access::Write || op.id == "ResolveLicense"
+}
+
 /// Every operation as OpenAPI paths.
 pub fn paths(protos: &Protos) -> Paths {
     let mut paths = PathsBuilder::new().build();
@@ -119,7 +125,7 @@ fn operation(op: Op, protos: &Protos) -> utoipa::openapi::path::Operation {
                 .schema(Some(param_schema(*kind))),
         );
     }
-    if op.access == Access::Write {
+    if takes_request_id(op) {
         let mut key = header_param(
             "Idempotency-Key",
             "Makes the call safe to repeat: a replay answers the first result (kept 72 h, per \
@@ -204,13 +210,13 @@ fn success(op: Op, description: &str) -> Response {
         Answer::Text(media) => response.content(media, Content::new(Some(text()))),
     };
     let mut response = response;
-    if op.access == Access::Write || op.id == "AdoptLicense" {
+    if takes_request_id(op) || op.id == "AdoptLicense" {
         response = response.header(
             "Location",
             described_header(Some("The license: `/v1/licenses/{id}`.")),
         );
     }
-    if op.access == Access::Write {
+    if takes_request_id(op) {
         response = response.header(
             "Idempotent-Replayed",
             described_header(Some("`true` when this is the answer of an earlier call with the same `Idempotency-Key`.")),

@@ -244,6 +244,28 @@ pub fn operations() -> Vec<Op> {
             None,
         ),
         Op {
+            query: &[WAIT],
+            body: Some(("ResolveLicenseBody", true)),
+            ok: &[
+                (
+                    200,
+                    "Bound or abandoned (or, with `?wait=`, retried and done).",
+                ),
+                (
+                    202,
+                    "Retry accepted; the work runs in the background. `Location` names the license.",
+                ),
+            ],
+            errors: &[400, 404, 409, 413, 415, 422, 503],
+            ..op(
+                "post",
+                "/v1/licenses/{id}/resolve",
+                "ResolveLicense",
+                "Resolve a license that needs attention",
+                Access::Admin,
+            )
+        },
+        Op {
             query: &[(
                 "client",
                 Param::Text,

@@ -1,0 +1,566 @@
+//! Resolving a NEEDS_ATTENTION license (RETRY, BIND, ABANDON) over REST and gRPC:
+//! each outcome, each refusal with the same reason code on both transports, and the
+//! purchases that reach the upstream counted in the sandbox.
+
+use std::time::Duration;
+
+use license_facade::api::pb::v1 as pb;
+use license_facade::auth::{Clients, token_sha256_hex};
+use license_facade::config::Settings;
+use license_facade::sandbox::{Fault, NewSandboxLicense};
+use serde_json::{Value, json};
+use tonic::Code;
+
+use crate::helpers::{GrpcClient, TestApp, grpc_client_with, http_client_with, reason};
+
+/// An admin (`ops`) and a writer without the admin scope (`alpha`).
+fn clients() -> Clients {
+    let entry = |name: &str, scopes: &str| {
+        format!(
+            "[[client]]\nname = \"{name}\"\ntoken_sha256 = \"{}\"\nscopes = {scopes}\n",
+            token_sha256_hex(&format!("{name}-token"))
+        )
+    };
+    let text = [
+        entry("ops", r#"["admin"]"#),
+        entry("alpha", r#"["licenses.read", "licenses.write"]"#),
+    ]
+    .concat();
+    Clients::from_toml(&text).expect("valid clients")
+}
+
+/// Quick look-ups, no automatic re-send: a lost order ends with a person at once.
+fn quick(settings: &mut Settings) {
+    settings.clients = Some(clients());
+    settings.workflow.settle_interval = Duration::from_millis(50);
+    settings.workflow.settle_checks = 2;
+    settings.workflow.max_lookup_failures = 3;
+    settings.workflow.max_resends = 0;
+}
+
+/// The app, called as the admin `ops` by default.
+async fn spawn() -> TestApp {
+    let mut app = crate::helpers::spawn_app_with(0, quick).await;
+    app.client = http_client_with(Some("ops-token"));
+    app
+}
+
+async fn grpc_as(app: &TestApp, client: &str) -> GrpcClient {
+    grpc_client_with(app.grpc_addr, Some(&format!("{client}-token"))).await
+}
+
+fn faults(app: &TestApp, specs: &[&str]) {
+    app.sandbox.set_faults(
+        specs
+            .iter()
+            .map(|s| s.parse::<Fault>().expect("a fault"))
+            .collect(),
+    );
+}
+
+fn order(n: u32) -> Value {
+    json!({"server": {"id": format!("srv-{n}"), "ip": format!("203.0.113.{n}")},
+           "panel": "ISPmanager 6 Pro"})
+}
+
+impl TestApp {
+    /// A license whose order failed with a 5xx (nothing bought upstream), handed to
+    /// a person because no automatic re-send is allowed.
+    async fn stuck_unbought(&self, n: u32) -> String {
+        faults(self, &["soft.order.param:error5xx:1.0"]);
+        let id = self.placed(n).await;
+        faults(self, &[]);
+        id
+    }
+
+    /// A license whose order was bought upstream but whose answer was lost while the
+    /// upstream list failed: a person must decide. Returns it and the upstream id.
+    async fn stuck_bought(&self, n: u32) -> (String, u64) {
+        faults(
+            self,
+            &[
+                "soft.order.param:drop-after-commit:1.0",
+                "soft:error5xx:1.0",
+            ],
+        );
+        let id = self.placed(n).await;
+        faults(self, &[]);
+        let ours = self
+            .sandbox
+            .licenses()
+            .into_iter()
+            .find(|l| l.licname == id)
+            .expect("the order was bought upstream");
+        (id, ours.id)
+    }
+
+    async fn placed(&self, n: u32) -> String {
+        let response = self.post_json("/v1/licenses", &order(n)).await;
+        assert!(response.status().is_success(), "{}", response.status());
+        let body: Value = response.json().await.unwrap();
+        let id = body["id"].as_str().unwrap().to_owned();
+        let stuck = self
+            .license_until(&id, |l| l["state"] == "NEEDS_ATTENTION")
+            .await;
+        assert!(stuck["lastError"]["code"].is_string(), "{stuck}");
+        id
+    }
+
+    async fn resolve(&self, id: &str, body: Value) -> reqwest::Response {
+        self.post_json(&format!("/v1/licenses/{id}/resolve"), &body)
+            .await
+    }
+
+    /// RETRYs `id` with `reason`, waiting (server side) until the retried work is
+    /// done: 200 with the license.
+    async fn retried_until_done(&self, id: &str, reason: &str) -> Value {
+        let response = self
+            .post_json(
+                &format!("/v1/licenses/{id}/resolve?wait=20s"),
+                &json!({"action": "RETRY", "reason": reason}),
+            )
+            .await;
+        assert_eq!(response.status(), 200);
+        response.json().await.unwrap()
+    }
+
+    fn bought(&self) -> usize {
+        self.sandbox
+            .licenses()
+            .iter()
+            .filter(|l| l.status != 4)
+            .count()
+    }
+
+    async fn resolve_entries(&self, id: &str) -> Vec<Value> {
+        let page: Value = self
+            .get(&format!("/v1/audit?licenseId={id}"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        page["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["action"] == "RESOLVE")
+            .cloned()
+            .collect()
+    }
+}
+
+async fn problem(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
+    (status, response.json().await.unwrap())
+}
+
+fn grpc_resolve(
+    id: &str,
+    action: pb::resolve_license_request::Action,
+) -> pb::ResolveLicenseRequest {
+    pb::ResolveLicenseRequest {
+        id: id.into(),
+        action: action as i32,
+        reason: "checked upstream".into(),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn retry_sends_a_stuck_order_once_more_and_it_becomes_active() {
+    let app = spawn().await;
+    let id = app.stuck_unbought(1).await;
+    assert_eq!(app.bought(), 0);
+    let sent = app.sandbox.call_count("soft.order.param");
+
+    let license = app
+        .retried_until_done(&id, "nothing in the panel; order again")
+        .await;
+
+    assert_eq!(license["state"], "ACTIVE", "{license}");
+    assert!(
+        license["licenseKey"]
+            .as_str()
+            .is_some_and(|k| !k.is_empty())
+    );
+    assert_eq!(app.sandbox.call_count("soft.order.param"), sent + 1);
+    assert_eq!(app.bought(), 1);
+    let upstream = &app.sandbox.licenses()[0];
+    assert_eq!(upstream.licname, id, "sent under the same licname");
+    let entries = app.resolve_entries(&id).await;
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert_eq!(entries[0]["client"], "ops");
+    let detail = entries[0]["detail"].as_str().unwrap();
+    assert!(
+        detail.starts_with("RETRY: nothing in the panel; order again"),
+        "{detail}"
+    );
+}
+
+#[tokio::test]
+async fn a_retried_or_raced_retry_sends_once() {
+    let app = spawn().await;
+    let id = app.stuck_unbought(2).await;
+    let sent = app.sandbox.call_count("soft.order.param");
+    let body = json!({"action": "RETRY", "reason": "not bought"});
+    let url = format!("{}/v1/licenses/{id}/resolve", app.http);
+
+    // Two operators at once, then the first one's request sent again.
+    let first = app
+        .client
+        .post(&url)
+        .header("Idempotency-Key", "resolve-a")
+        .json(&body);
+    let second = app
+        .client
+        .post(&url)
+        .header("Idempotency-Key", "resolve-b")
+        .json(&body);
+    let (a, b) = tokio::join!(first.send(), second.send());
+    let statuses = [a.unwrap().status().as_u16(), b.unwrap().status().as_u16()];
+    let replay = app
+        .client
+        .post(&url)
+        .header("Idempotency-Key", "resolve-a")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    app.license_until(&id, |l| l["state"] == "ACTIVE").await;
+    let again = app.resolve(&id, body.clone()).await;
+
+    let mut sorted = statuses;
+    sorted.sort_unstable();
+    assert_eq!(sorted, [202, 409], "one retry wins, the other is refused");
+    assert!(replay.status().is_success());
+    let (status, p) = problem(again).await;
+    assert_eq!(
+        (status, p["code"].as_str()),
+        (409, Some("INVALID_LICENSE_STATE"))
+    );
+    assert_eq!(app.sandbox.call_count("soft.order.param"), sent + 1);
+    assert_eq!(app.bought(), 1, "one purchase, whatever was retried");
+    assert_eq!(app.resolve_entries(&id).await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_retry_of_an_order_bought_after_all_adopts_it_and_buys_nothing() {
+    let app = spawn().await;
+    let (id, upstream_id) = app.stuck_bought(3).await;
+    let sent = app.sandbox.call_count("soft.order.param");
+
+    // The operator is wrong: the order was bought. The retry looks it up first.
+    let license = app
+        .retried_until_done(&id, "looks like nothing was bought")
+        .await;
+
+    assert_eq!(license["state"], "ACTIVE", "{license}");
+    assert_eq!(license["upstreamId"], upstream_id.to_string());
+    assert_eq!(app.sandbox.call_count("soft.order.param"), sent);
+    assert_eq!(app.bought(), 1);
+}
+
+#[tokio::test]
+async fn bind_takes_over_the_bought_upstream_license_over_grpc() {
+    let app = spawn().await;
+    let (id, upstream_id) = app.stuck_bought(4).await;
+    let mut grpc = grpc_as(&app, "ops").await;
+
+    let mut request = grpc_resolve(&id, pb::resolve_license_request::Action::Bind);
+    request.upstream_id = upstream_id.to_string();
+    request.reason = "found it in the panel".into();
+    let license = grpc
+        .resolve_license(request)
+        .await
+        .expect("bound")
+        .into_inner()
+        .license
+        .unwrap();
+
+    assert_eq!(license.state(), pb::license::State::Active);
+    assert_eq!(license.upstream_id, upstream_id.to_string());
+    assert!(!license.license_key.is_empty());
+    assert_eq!(app.bought(), 1, "nothing more was bought");
+    let entries = app.resolve_entries(&id).await;
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0]["upstreamId"], upstream_id.to_string());
+    assert!(entries[0]["detail"].as_str().unwrap().contains(&format!(
+        "bound to upstream license {upstream_id}, now ACTIVE"
+    )));
+    // The feed shows the change.
+    let events: Value = app
+        .get(&format!("/v1/licenses/{id}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(events["state"], "ACTIVE");
+}
+
+#[tokio::test]
+async fn a_drift_orphan_resolves_the_license_it_belongs_to() {
+    let app = spawn().await;
+    let (id, upstream_id) = app.stuck_bought(5).await;
+    let report: Value = app
+        .post_json("/v1/reconcile", &json!({}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let orphan = report["orphans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["upstreamId"].as_str() == Some(upstream_id.to_string().as_str()))
+        .cloned()
+        .expect("the purchase is an orphan");
+    // Adopting it as a new license is refused for the stuck server, naming the call.
+    let adopt = app
+        .post_json(
+            &format!("/v1/drift/{upstream_id}/adopt"),
+            &json!({"serverId": "srv-5"}),
+        )
+        .await;
+    let (status, p) = problem(adopt).await;
+    assert_eq!(
+        (status, p["code"].as_str()),
+        (409, Some("SERVER_HAS_LICENSE"))
+    );
+    assert!(
+        p["detail"].as_str().unwrap().contains("ResolveLicense"),
+        "{p}"
+    );
+
+    let response = app
+        .resolve(
+            &id,
+            json!({"action": "BIND", "reason": "the drift orphan is ours",
+                   "upstreamId": orphan["upstreamId"]}),
+        )
+        .await;
+
+    assert_eq!(response.status(), 200);
+    let license: Value = response.json().await.unwrap();
+    assert_eq!(license["state"], "ACTIVE");
+    let report: Value = app
+        .post_json("/v1/reconcile", &json!({}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(report["orphanCount"].as_u64().unwrap_or(0), 0, "{report}");
+}
+
+#[tokio::test]
+async fn abandon_fails_the_license_sends_nothing_and_frees_the_server() {
+    let app = spawn().await;
+    let id = app.stuck_unbought(6).await;
+    let calls = app.sandbox.call_count("soft.order.param");
+    let mut grpc = grpc_as(&app, "ops").await;
+
+    let license = grpc
+        .resolve_license(grpc_resolve(
+            &id,
+            pb::resolve_license_request::Action::Abandon,
+        ))
+        .await
+        .expect("abandoned")
+        .into_inner()
+        .license
+        .unwrap();
+
+    assert_eq!(license.state(), pb::license::State::Failed);
+    let error = license.last_error.unwrap();
+    assert_eq!(error.code, "ABANDONED_BY_OPERATOR");
+    assert!(error.message.contains("checked upstream"));
+    assert_eq!(app.sandbox.call_count("soft.order.param"), calls);
+    // The server and its IP take a new order.
+    let fresh = app.order_and_wait(&order(6)).await;
+    assert_eq!(fresh["state"], "ACTIVE");
+    assert_ne!(fresh["id"], id.as_str());
+    assert_eq!(app.bought(), 1);
+}
+
+/// One refusal on both transports: the REST status and problem code, and the gRPC
+/// status code and reason, for the same request.
+async fn refused_on_both(
+    app: &TestApp,
+    client: &str,
+    id: &str,
+    body: Value,
+    grpc_request: pb::ResolveLicenseRequest,
+    expect: (u16, Code, &str),
+) -> (Value, tonic::Status) {
+    let rest = http_client_with(Some(&format!("{client}-token")))
+        .post(format!("{}/v1/licenses/{id}/resolve", app.http))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let (status, p) = problem(rest).await;
+    assert_eq!(
+        (status, p["code"].as_str().unwrap()),
+        (expect.0, expect.2),
+        "{p}"
+    );
+    let refused = grpc_as(app, client)
+        .await
+        .resolve_license(grpc_request)
+        .await
+        .expect_err("refused");
+    assert_eq!(refused.code(), expect.1, "{refused:?}");
+    assert_eq!(reason(&refused), expect.2);
+    (p, refused)
+}
+
+#[tokio::test]
+async fn every_refusal_has_the_same_reason_on_both_transports() {
+    use pb::resolve_license_request::Action;
+    let app = spawn().await;
+    let active = app.order_and_wait(&order(10)).await;
+    let active_id = active["id"].as_str().unwrap().to_owned();
+    let active_upstream: u64 = active["upstreamId"].as_str().unwrap().parse().unwrap();
+    let id = app.stuck_unbought(11).await;
+    let stuck_ip = "203.0.113.11";
+
+    // Wrong state.
+    refused_on_both(
+        &app,
+        "ops",
+        &active_id,
+        json!({"action": "ABANDON", "reason": "x"}),
+        grpc_resolve(&active_id, Action::Abandon),
+        (409, Code::FailedPrecondition, "INVALID_LICENSE_STATE"),
+    )
+    .await;
+    // No reason.
+    let (p, _) = refused_on_both(
+        &app,
+        "ops",
+        &id,
+        json!({"action": "RETRY", "reason": " "}),
+        pb::ResolveLicenseRequest {
+            reason: String::new(),
+            ..grpc_resolve(&id, Action::Retry)
+        },
+        (400, Code::InvalidArgument, "INVALID_ARGUMENT"),
+    )
+    .await;
+    assert_eq!(p["errors"][0]["field"], "reason");
+    // No (known) action.
+    refused_on_both(
+        &app,
+        "ops",
+        &id,
+        json!({"action": "REDO", "reason": "x"}),
+        grpc_resolve(&id, Action::Unspecified),
+        (400, Code::InvalidArgument, "INVALID_ARGUMENT"),
+    )
+    .await;
+    // BIND to an upstream license that does not exist.
+    let bind = |up: u64| {
+        (
+            json!({"action": "BIND", "reason": "x", "upstreamId": up.to_string()}),
+            pb::ResolveLicenseRequest {
+                upstream_id: up.to_string(),
+                ..grpc_resolve(&id, Action::Bind)
+            },
+        )
+    };
+    let (body, request) = bind(987_654);
+    refused_on_both(
+        &app,
+        "ops",
+        &id,
+        body,
+        request,
+        (404, Code::NotFound, "UPSTREAM_LICENSE_NOT_FOUND"),
+    )
+    .await;
+    // BIND to one on another IP: the field is named.
+    let elsewhere = app
+        .sandbox
+        .insert_license(NewSandboxLicense::new("192.0.2.50", 55228));
+    let (body, request) = bind(elsewhere);
+    let (p, status) = refused_on_both(
+        &app,
+        "ops",
+        &id,
+        body,
+        request,
+        (409, Code::FailedPrecondition, "UPSTREAM_LICENSE_MISMATCH"),
+    )
+    .await;
+    assert_eq!(p["errors"][0]["field"], "ip", "{p}");
+    assert!(status.message().contains("192.0.2.50"));
+    // BIND to one bound to another license here: the active license's upstream
+    // license was moved to the stuck license's IP behind our back.
+    let moved: Value = app
+        .client
+        .post(&app.sandbox_url)
+        .form(&[
+            ("func", "soft.edit"),
+            ("out", "sjson"),
+            ("authinfo", "demo:demo"),
+            ("elid", &active_upstream.to_string()),
+            ("ip", stuck_ip),
+            ("sok", "ok"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(moved["doc"]["error"].is_null(), "{moved}");
+    let (body, request) = bind(active_upstream);
+    let (p, _) = refused_on_both(
+        &app,
+        "ops",
+        &id,
+        body,
+        request,
+        (409, Code::FailedPrecondition, "UPSTREAM_LICENSE_BOUND"),
+    )
+    .await;
+    assert!(p["detail"].as_str().unwrap().contains(&active_id), "{p}");
+    // BIND to one of another tariff on the right IP: the field is named.
+    let lite = app
+        .sandbox
+        .insert_license(NewSandboxLicense::new(stuck_ip, 55227));
+    let (body, request) = bind(lite);
+    let (p, _) = refused_on_both(
+        &app,
+        "ops",
+        &id,
+        body,
+        request,
+        (409, Code::FailedPrecondition, "UPSTREAM_LICENSE_MISMATCH"),
+    )
+    .await;
+    assert_eq!(p["errors"][0]["field"], "tariffId", "{p}");
+    // A client without the admin scope.
+    refused_on_both(
+        &app,
+        "alpha",
+        &id,
+        json!({"action": "ABANDON", "reason": "x"}),
+        grpc_resolve(&id, Action::Abandon),
+        (403, Code::PermissionDenied, "PERMISSION_DENIED"),
+    )
+    .await;
+
+    // None of it changed the license or bought anything.
+    let license: Value = app
+        .get(&format!("/v1/licenses/{id}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(license["state"], "NEEDS_ATTENTION");
+    assert!(app.resolve_entries(&id).await.is_empty());
+}
