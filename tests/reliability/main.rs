@@ -5,6 +5,7 @@
 //! Fast tier: plain `cargo test`. Slow tier (each crash point ≥ 20 times, more SIGKILL
 //! rounds): `cargo test -- --ignored`, run by `.ci/run`.
 
+#[path = "../support/mod.rs"]
 mod support;
 
 mod crash_points;
