@@ -29,7 +29,7 @@ impl Params {
     }
 
     /// `sok` present and non-empty: the request commits.
-    fn sok(&self) -> bool {
+    pub(crate) fn sok(&self) -> bool {
         self.get("sok").is_some()
     }
 

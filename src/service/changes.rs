@@ -53,10 +53,13 @@ impl Worker {
                 )
                 .await;
         };
+        // The same recovery points as an order's (see `crate::crash`).
+        crate::crash::point(crate::crash::BEFORE_INTENT);
         op.phase = Phase::Intent;
         op.attempt += 1;
         op.checks = 0;
         self.save(&op, &mut license, false).await?;
+        crate::crash::point(crate::crash::AFTER_INTENT);
         if !self.lease_covers_call(claimed_at) {
             return self.unsent(op, license).await;
         }
@@ -92,8 +95,10 @@ impl Worker {
             }
             OperationKind::Order => unreachable!("orders have their own path"),
         };
+        crate::crash::point(crate::crash::AFTER_SEND);
         match result {
             Ok(outcome) => {
+                crate::crash::point(crate::crash::AFTER_RESPONSE);
                 if let Outcome::NewExpiry(Some(date)) = &outcome
                     && let Some(t) = parse_date(date)
                 {
@@ -103,6 +108,7 @@ impl Worker {
             }
             Err(e @ UpstreamError::Refused { .. }) => {
                 tracing::warn!(error.message = %e, "upstream refused the change");
+                crate::crash::point(crate::crash::AFTER_RESPONSE);
                 let f = failure(&e);
                 self.fail_change(op, license, &f.code, f.message).await
             }
@@ -137,6 +143,7 @@ impl Worker {
         op.last_error = None;
         op.run_after = OffsetDateTime::now_utc();
         self.save(&op, &mut license, false).await?;
+        crate::crash::point(crate::crash::AFTER_CONFIRMED);
         self.finish_change(op, license).await
     }
 

@@ -8,6 +8,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod change_crash_points;
 mod crash_points;
 mod faults;
 mod figures;

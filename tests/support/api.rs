@@ -84,6 +84,15 @@ impl Api {
         self.exchange(request).await
     }
 
+    /// DELETEs `path` (with an `Idempotency-Key` when given); the status and the body.
+    pub async fn delete(&self, path: &str, key: Option<&str>) -> Result<(u16, Value), String> {
+        let mut request = self.client.delete(format!("{}{path}", self.base));
+        if let Some(key) = key {
+            request = request.header("Idempotency-Key", key);
+        }
+        self.exchange(request).await
+    }
+
     /// Places (or repeats) an order; `Ok(id)` when the service acknowledged it (2xx).
     pub async fn order(&self, order: &Order) -> Result<String, String> {
         let (status, body) = self.post("/v1/licenses", &order.body(), None).await?;
