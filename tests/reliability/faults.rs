@@ -47,6 +47,7 @@ async fn answers_dropped_after_commit_are_found_by_recovery_not_reordered() {
     Figures {
         runs: 1,
         orders: ORDERS as u64,
+        changes: 0,
         upstream_calls: sandbox.orders_sent(),
         crashes: 0,
         duplicates,
@@ -104,6 +105,7 @@ async fn timed_out_orders_are_sent_again_only_after_recovery_proves_them_absent(
     Figures {
         runs: 1,
         orders: ORDERS as u64,
+        changes: 0,
         upstream_calls: sandbox.orders_sent(),
         crashes: 0,
         duplicates,
