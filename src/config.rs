@@ -233,7 +233,8 @@ pub struct WorkflowFile {
     pub poll_initial_ms: Option<u64>,
     /// Longest activation poll delay, in milliseconds.
     pub poll_max_ms: Option<u64>,
-    /// Automatic re-sends of an order whose outcome stayed unknown (0 allowed).
+    /// Automatic re-sends of an order or a change whose outcome stayed unknown (0
+    /// allowed).
     pub max_resends: Option<u32>,
     /// Seconds an ordered license may stay unpaid (1) or processing (5) upstream.
     pub activation_timeout_secs: Option<u64>,

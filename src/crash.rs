@@ -1,6 +1,6 @@
-//! Crash points for tests: named places in the order workflow where a test can make the
+//! Crash points for tests: named places in the workflow where a test can make the
 //! process abort, to prove that a restart on the same database resumes from the last
-//! recovery point without ordering twice.
+//! recovery point without ordering twice or applying a change twice.
 //!
 //! Only builds with `debug_assertions` (what `cargo test` and `cargo build` produce) have
 //! the switch; in `--release` builds [`point`] is an empty function the optimiser removes,
@@ -14,7 +14,11 @@
 //!
 //! The points, in the order an order passes them (see `service::worker`):
 //! [`BEFORE_INTENT`], [`AFTER_INTENT`], [`AFTER_SEND`], [`AFTER_RESPONSE`],
-//! [`AFTER_CONFIRMED`].
+//! [`AFTER_CONFIRMED`]. A change of an existing license (renew, change IP or panel,
+//! suspend, resume, reissue key, cancel; see `service::changes`) passes the same
+//! points: its upstream call is sent between INTENT and the response, and
+//! [`AFTER_CONFIRMED`] follows the commit of CONFIRMED (the change made upstream and
+//! applied here), before the last read that picks up its results.
 
 /// The work item is claimed, nothing about this attempt is committed yet.
 pub const BEFORE_INTENT: &str = "before-intent";
@@ -26,8 +30,9 @@ pub const AFTER_SEND: &str = "after-send";
 /// A definite answer is in hand and about to be committed (CONFIRMED, or FAILED for a
 /// refusal).
 pub const AFTER_RESPONSE: &str = "after-response";
-/// The upstream id is committed with the first activation read's result: CONFIRMED
-/// (not active yet, polling goes on) or DONE (active at once).
+/// An order: the upstream id is committed with the first activation read's result:
+/// CONFIRMED (not active yet, polling goes on) or DONE (active at once). A change:
+/// CONFIRMED is committed, the read of what the change produced is not done yet.
 pub const AFTER_CONFIRMED: &str = "after-confirmed";
 
 /// Every crash point, in workflow order.

@@ -114,6 +114,14 @@ impl SandboxHandle {
         self.shared.lock().call_count(func)
     }
 
+    /// Requests for `func` with `sok` (the form submitted: an order, a renewal, an
+    /// edit, a suspension…) that the sandbox carried out; refused ones are not counted.
+    /// How many times a change was applied, where the state alone cannot tell (a second
+    /// suspension of a suspended license changes nothing).
+    pub fn carried_out(&self, func: &str) -> u64 {
+        self.shared.lock().carried_out(func)
+    }
+
     /// Every license, deleted ones (status 4) included, by id, with effective status.
     pub fn licenses(&self) -> Vec<SandboxLicense> {
         let mut st = self.shared.lock();

@@ -78,10 +78,14 @@ async fn handle(
 
     let result = {
         let mut st = shared.lock();
-        authenticate(&shared, &mut st, &func, &params).and_then(|login| match login {
+        let result = authenticate(&shared, &mut st, &func, &params).and_then(|login| match login {
             Some(doc) => Ok(doc),
             None => funcs::dispatch(cfg, &mut st, &func, &params),
-        })
+        });
+        if result.is_ok() && params.sok() {
+            st.count_carried_out(&func);
+        }
+        result
     };
     let response = respond(&shared, &params, format, result);
     if fault == Some(FaultKind::DropAfterCommit) {

@@ -125,6 +125,8 @@ pub(crate) struct State {
     /// Added to the wall clock; lets tests jump forward in time.
     clock_offset: time::Duration,
     calls: HashMap<String, u64>,
+    /// Requests with `sok` (the ones that act) that were carried out, by `func`.
+    carried_out: HashMap<String, u64>,
     pub(crate) faults: Vec<Fault>,
     /// The filter set on the `soft` list (starts as configured; tests may change it).
     pub(crate) saved_filter: Option<SavedFilter>,
@@ -150,6 +152,7 @@ impl Shared {
             trial_ips: HashSet::new(),
             clock_offset: time::Duration::ZERO,
             calls: HashMap::new(),
+            carried_out: HashMap::new(),
             faults: config.faults.clone(),
             saved_filter: config.saved_filter,
         };
@@ -183,6 +186,14 @@ impl State {
 
     pub(crate) fn call_count(&self, func: &str) -> u64 {
         self.calls.get(func).copied().unwrap_or(0)
+    }
+
+    pub(crate) fn count_carried_out(&mut self, func: &str) {
+        *self.carried_out.entry(func.to_owned()).or_default() += 1;
+    }
+
+    pub(crate) fn carried_out(&self, func: &str) -> u64 {
+        self.carried_out.get(func).copied().unwrap_or(0)
     }
 
     /// Opens a session and returns its id.

@@ -53,10 +53,13 @@ impl Worker {
                 )
                 .await;
         };
+        // The same recovery points as an order's (see `crate::crash`).
+        crate::crash::point(crate::crash::BEFORE_INTENT);
         op.phase = Phase::Intent;
         op.attempt += 1;
         op.checks = 0;
         self.save(&op, &mut license, false).await?;
+        crate::crash::point(crate::crash::AFTER_INTENT);
         if !self.lease_covers_call(claimed_at) {
             return self.unsent(op, license).await;
         }
@@ -92,8 +95,10 @@ impl Worker {
             }
             OperationKind::Order => unreachable!("orders have their own path"),
         };
+        crate::crash::point(crate::crash::AFTER_SEND);
         match result {
             Ok(outcome) => {
+                crate::crash::point(crate::crash::AFTER_RESPONSE);
                 if let Outcome::NewExpiry(Some(date)) = &outcome
                     && let Some(t) = parse_date(date)
                 {
@@ -103,11 +108,14 @@ impl Worker {
             }
             Err(e @ UpstreamError::Refused { .. }) => {
                 tracing::warn!(error.message = %e, "upstream refused the change");
+                crate::crash::point(crate::crash::AFTER_RESPONSE);
                 let f = failure(&e);
                 self.fail_change(op, license, &f.code, f.message).await
             }
             Err(e) if e.is_definite() => {
+                // Not carried out: not a send that counts against the re-send limit.
                 op.phase = Phase::Received;
+                op.attempt = op.attempt.saturating_sub(1);
                 op.failures += 1;
                 op.run_after = self.backoff(op.failures, self.config.retry_max);
                 op.last_error = Some(e.to_string());
@@ -137,6 +145,7 @@ impl Worker {
         op.last_error = None;
         op.run_after = OffsetDateTime::now_utc();
         self.save(&op, &mut license, false).await?;
+        crate::crash::point(crate::crash::AFTER_CONFIRMED);
         self.finish_change(op, license).await
     }
 
@@ -200,14 +209,25 @@ impl Worker {
             Ok(_) => {
                 op.failures = 0;
                 op.checks += 1;
-                if op.checks >= self.config.settle_checks {
+                if op.checks < self.config.settle_checks {
+                    op.run_after = OffsetDateTime::now_utc() + self.config.settle_interval;
+                } else if op.attempt > self.config.max_resends {
+                    // As for orders: an outcome that stays unknown is not re-sent
+                    // without end (a renewal re-sent that landed after all buys a
+                    // second period); a person looks.
+                    let why = format!(
+                        "{} was sent {} times with an unknown outcome and is not visible upstream; the re-send limit ({}) is reached",
+                        op.kind.name(),
+                        op.attempt,
+                        self.config.max_resends
+                    );
+                    self.needs_attention(&mut op, &mut license, "UPSTREAM_OUTCOME_UNKNOWN", why);
+                } else {
                     tracing::info!(
                         "the change is not visible upstream after the settle period; sending again"
                     );
                     op.phase = Phase::Received;
                     op.run_after = OffsetDateTime::now_utc();
-                } else {
-                    op.run_after = OffsetDateTime::now_utc() + self.config.settle_interval;
                 }
                 self.save(&op, &mut license, true).await
             }

@@ -47,7 +47,8 @@ pub struct WorkflowConfig {
     /// is only sent while the lease has at least this much left.
     pub call_timeout: Duration,
     /// Automatic re-sends of one order after its outcome stayed unknown and complete
-    /// look-ups found nothing; 0 allowed. Past it the license needs a person.
+    /// look-ups found nothing (of one change: after reads did not show it made); 0
+    /// allowed. Past it the license needs a person.
     pub max_resends: u32,
     /// How long an ordered license may stay unpaid (status 1) or processing
     /// (status 5) upstream, counted from the order's acceptance, before it needs a

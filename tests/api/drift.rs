@@ -481,8 +481,11 @@ async fn the_latest_report_is_served_by_every_replica_and_the_cli_writes_it_too(
     tokio::spawn(sandbox.run(std::future::pending()));
     handle.insert_license(NewSandboxLicense::new("203.0.113.70", 55228));
     let dir = tempfile::tempdir().unwrap();
-    let (pg, database_url) = match crate::helpers::TestDatabase::create().await {
-        Some((db, url)) => (Some(db), url),
+    let (pg, database_url) = match crate::support::TestDb::for_store("lf_api").await {
+        Some(db) => {
+            let url = db.url.clone();
+            (Some(db), url)
+        }
         None => (
             None,
             format!("sqlite:{}", dir.path().join("lf.db").display()),

@@ -10,6 +10,8 @@ use license_facade::config::{ServeArgs, Settings};
 use license_facade::sandbox::{Sandbox, SandboxConfig, SandboxHandle};
 use license_facade::startup::Application;
 use serde_json::Value;
+
+use crate::support::{TestDb, init};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
@@ -77,74 +79,7 @@ pub struct TestApp {
     pub sandbox: SandboxHandle,
     pub sandbox_url: String,
     pub client: reqwest::Client,
-    _database: Option<TestDatabase>,
-}
-
-/// A PostgreSQL database made for one test and dropped after it.
-///
-/// With `LICENSE_FACADE_TEST_STORE=postgres` (and `LICENSE_FACADE_TEST_POSTGRES_URL`)
-/// the whole API suite runs on PostgreSQL instead of SQLite; `.ci/run` runs it both
-/// ways.
-pub struct TestDatabase {
-    admin_url: String,
-    name: String,
-}
-
-impl TestDatabase {
-    /// The database and its URL in PostgreSQL mode; `None` on SQLite.
-    pub async fn create() -> Option<(Self, String)> {
-        if std::env::var("LICENSE_FACADE_TEST_STORE").as_deref() != Ok("postgres") {
-            return None;
-        }
-        let admin_url = std::env::var("LICENSE_FACADE_TEST_POSTGRES_URL")
-            .expect("LICENSE_FACADE_TEST_STORE=postgres needs LICENSE_FACADE_TEST_POSTGRES_URL");
-        let name = format!("lf_api_{}", uuid::Uuid::now_v7().simple());
-        let admin = sqlx::PgPool::connect(&admin_url)
-            .await
-            .expect("PostgreSQL answers");
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&admin)
-            .await
-            .expect("database created");
-        admin.close().await;
-        let base = admin_url
-            .rsplit_once('/')
-            .map(|(b, _)| b)
-            .unwrap_or(&admin_url);
-        let url = format!("{base}/{name}");
-        Some((Self { admin_url, name }, url))
-    }
-}
-
-impl Drop for TestDatabase {
-    fn drop(&mut self) {
-        let (url, name) = (self.admin_url.clone(), self.name.clone());
-        // The test's runtime is going away; drop the database from a runtime of our own.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("a runtime");
-            rt.block_on(async move {
-                if let Ok(admin) = sqlx::PgPool::connect(&url).await {
-                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                    )))
-                    .execute(&admin)
-                    .await;
-                }
-            });
-        })
-        .join();
-    }
-}
-
-fn init_logs() {
-    // reqwest is built without a default TLS provider (no aws-lc); tests install ring.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    if std::env::var_os("TEST_LOG").is_some() {
-        license_facade::telemetry::init();
-    }
+    _database: Option<TestDb>,
 }
 
 fn test_args() -> ServeArgs {
@@ -160,13 +95,15 @@ struct Started {
     http: String,
     grpc_addr: SocketAddr,
     sandbox: Option<(SandboxHandle, String)>,
-    database: Option<TestDatabase>,
+    database: Option<TestDb>,
 }
 
 async fn start(mut settings: Settings) -> Started {
-    let database = match TestDatabase::create().await {
-        Some((db, url)) => {
-            settings.database_url = url;
+    // With LICENSE_FACADE_TEST_STORE=postgres the whole suite runs on PostgreSQL;
+    // `.ci/run` runs it both ways.
+    let database = match TestDb::for_store("lf_api").await {
+        Some(db) => {
+            settings.database_url = db.url.clone();
             // Tests run side by side on one server's connection limit.
             settings.database_max_connections = 10;
             Some(db)
@@ -199,7 +136,7 @@ pub async fn spawn_app_with_key_delay(key_delay_ms: u64) -> TestApp {
 
 /// The app with its built-in sandbox and settings adjusted by `adjust`.
 pub async fn spawn_app_with(key_delay_ms: u64, adjust: impl FnOnce(&mut Settings)) -> TestApp {
-    init_logs();
+    init();
     let mut settings = Settings::from_args(ServeArgs {
         sandbox: true,
         sandbox_key_delay_ms: key_delay_ms,
@@ -236,7 +173,7 @@ pub async fn spawn_app_on_sandbox_with(
     config: SandboxConfig,
     adjust: impl FnOnce(&mut Settings),
 ) -> TestApp {
-    init_logs();
+    init();
     let user = config.user.clone();
     let password = config.password.clone();
     let sandbox = Sandbox::bind("127.0.0.1:0".parse().unwrap(), config)
@@ -275,8 +212,8 @@ pub async fn spawn_app_on_upstream(
     user: &str,
     password: &str,
     adjust: impl FnOnce(&mut Settings),
-) -> (String, Option<TestDatabase>) {
-    init_logs();
+) -> (String, Option<TestDb>) {
+    init();
     let settings = Settings::from_args(ServeArgs {
         billmanager_url: Some(url.to_owned()),
         billmanager_user: Some(user.to_owned()),

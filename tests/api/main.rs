@@ -2,6 +2,8 @@
 //! sandbox as upstream, driven over real HTTP and gRPC.
 
 mod helpers;
+#[path = "../support/mod.rs"]
+mod support;
 
 mod audit;
 mod auth;

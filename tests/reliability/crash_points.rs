@@ -61,6 +61,7 @@ async fn crash_and_recover(point: &'static str) -> Figures {
     let figures = Figures {
         runs: 1,
         orders: 1,
+        changes: 0,
         upstream_calls: sandbox.orders_sent(),
         crashes: 1,
         duplicates,

@@ -47,6 +47,7 @@ async fn answers_dropped_after_commit_are_found_by_recovery_not_reordered() {
     Figures {
         runs: 1,
         orders: ORDERS as u64,
+        changes: 0,
         upstream_calls: sandbox.orders_sent(),
         crashes: 0,
         duplicates,
@@ -104,6 +105,7 @@ async fn timed_out_orders_are_sent_again_only_after_recovery_proves_them_absent(
     Figures {
         runs: 1,
         orders: ORDERS as u64,
+        changes: 0,
         upstream_calls: sandbox.orders_sent(),
         crashes: 0,
         duplicates,
@@ -150,5 +152,43 @@ async fn an_unknown_outcome_that_cannot_be_looked_up_needs_attention_and_is_not_
     assert_eq!(app.api.order(&order).await.as_deref(), Ok(id.as_str()));
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(sandbox.orders_sent(), 1);
+    app.crash().await;
+}
+
+/// A change whose outcome stays unknown (every renewal request times out, and the
+/// sandbox does not carry out timed-out requests) is sent, re-sent at most
+/// `max_resends` times (1 by default) once recovery finds it not made, and then handed
+/// to a person: a paid change is never re-sent without end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_whose_outcome_stays_unknown_is_resent_at_most_the_limit_then_needs_attention() {
+    let sandbox = start_sandbox(sandbox_config()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let app = InProcess::start(
+        &dir.path().join("db.sqlite"),
+        &sandbox.url,
+        Timings::default(),
+    )
+    .await;
+    let order = Order::new(230);
+    let id = app.api.order(&order).await.expect("acknowledged");
+    let before = app.api.license_until(&id, &["ACTIVE"]).await;
+    sandbox.set_fault("service.prolong:timeout:1.0");
+
+    let (status, body) = app.api.renew(&id).await.expect("answered");
+    assert_eq!(status, 202, "{body}");
+    let license = app.api.license_until(&id, &["NEEDS_ATTENTION"]).await;
+
+    assert_eq!(
+        license["lastError"]["code"], "UPSTREAM_OUTCOME_UNKNOWN",
+        "{license}"
+    );
+    assert_eq!(
+        sandbox.handle.call_count("service.prolong"),
+        2,
+        "sent once and re-sent once (max_resends = 1)"
+    );
+    assert_eq!(sandbox.handle.carried_out("service.prolong"), 0);
+    assert_eq!(license["expireTime"], before["expireTime"]);
+    assert_eq!(app.api.audit_count("RENEW", "NEEDS_ATTENTION").await, 1);
     app.crash().await;
 }

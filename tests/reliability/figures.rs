@@ -9,6 +9,8 @@ pub struct Figures {
     pub runs: u64,
     /// Orders the service acknowledged.
     pub orders: u64,
+    /// Changes of licenses (renewals, IP and panel changes, …) the service accepted.
+    pub changes: u64,
     /// `soft.order.param` requests that reached the sandbox.
     pub upstream_calls: u64,
     /// Processes aborted or killed (or in-process applications dropped).
@@ -26,6 +28,7 @@ impl Figures {
     pub fn add(&mut self, other: Figures) {
         self.runs += other.runs;
         self.orders += other.orders;
+        self.changes += other.changes;
         self.upstream_calls += other.upstream_calls;
         self.crashes += other.crashes;
         self.duplicates += other.duplicates;
@@ -42,8 +45,14 @@ impl Figures {
             .map(|n| format!(" adopted_by_recovery={n}"))
             .unwrap_or_default();
         eprintln!(
-            "reliability-figures: {name}: runs={} orders={} upstream_order_calls={} crashes={} duplicates={} lost={}{recovered}",
-            self.runs, self.orders, self.upstream_calls, self.crashes, self.duplicates, self.lost
+            "reliability-figures: {name}: runs={} orders={} changes={} upstream_order_calls={} crashes={} duplicates={} lost={}{recovered}",
+            self.runs,
+            self.orders,
+            self.changes,
+            self.upstream_calls,
+            self.crashes,
+            self.duplicates,
+            self.lost
         );
     }
 }

@@ -5,8 +5,10 @@
 //! Fast tier: plain `cargo test`. Slow tier (each crash point ≥ 20 times, more SIGKILL
 //! rounds): `cargo test -- --ignored`, run by `.ci/run`.
 
+#[path = "../support/mod.rs"]
 mod support;
 
+mod change_crash_points;
 mod crash_points;
 mod faults;
 mod figures;

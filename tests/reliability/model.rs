@@ -18,6 +18,14 @@
 //! a license), and renewals; the client has a cap on paid calls below the number of
 //! keys, and a refusal at the cap must come exactly at it.
 //!
+//! And every change of a license: renew, change IP, change panel, suspend, resume,
+//! reissue key, cancel, under crashes and faults on their upstream functions. After
+//! every step nothing was carried out upstream more often than it was accepted; at the
+//! end every accepted change was carried out exactly once (the periods bought upstream
+//! are the order's and one per accepted renewal), and each license's upstream state
+//! (status, IP, tariff, key, expiry) is what the accepted changes make it and what the
+//! service shows.
+//!
 //! A reconcile step (`POST /v1/reconcile`) may come at any point: it reports, never
 //! orders; at the end, on a list known to be complete, it finds nothing missing, no
 //! mismatch, and no orphan other than the licenses handed to a person.
@@ -34,6 +42,8 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use serde_json::{Value, json};
+
 use license_facade::api::pb::v1 as pb;
 use license_facade::api::pb::v1::license_service_client::LicenseServiceClient;
 use license_facade::sandbox::{OrderIdAt, SandboxConfig, SavedFilter};
@@ -44,6 +54,19 @@ use crate::figures::{Figures, duplicates_and_lost};
 use crate::support::{
     InProcess, Order, Timings, assert_agree, count, live_on, sandbox_config, start_sandbox,
 };
+
+/// The upstream functions the sequences put faults on: the order's and the changes'.
+const FAULTED: [&str; 6] = [
+    "soft.order.param",
+    "service.prolong",
+    "service.changepricelist",
+    "soft.suspend",
+    "soft.resume",
+    "soft.delete",
+];
+
+/// How long a change step waits for the license's order to settle first.
+const ORDER_SETTLE: Duration = Duration::from_secs(2);
 
 /// Distinct servers the sequences order for.
 const KEYS: usize = 4;
@@ -73,7 +96,11 @@ enum Shape {
 
 impl Shape {
     fn config(self) -> SandboxConfig {
-        let base = sandbox_config();
+        // IP changes may follow each other (the model moves licenses back and forth).
+        let base = SandboxConfig {
+            ip_change_cooldown: Duration::ZERO,
+            ..sandbox_config()
+        };
         match self {
             Self::Recorded => base,
             Self::IdAtItemId => SandboxConfig {
@@ -131,8 +158,8 @@ enum Step {
     Retry(usize),
     /// Drop the running application without draining, build a new one on the same file.
     Crash,
-    /// Set (or clear) a fault on `soft.order.param`.
-    Fault(Option<(&'static str, f64)>),
+    /// Set (or clear) a fault on one upstream function.
+    Fault(Option<(&'static str, &'static str, f64)>),
     /// Let the worker run for a while.
     Pause(u64),
     /// Run a reconciliation.
@@ -149,17 +176,76 @@ enum Step {
     /// If key k's license needs a person: RETRY it (`false`) or BIND it to the live
     /// upstream license on its IP, if any (`true`).
     Resolve(usize, bool),
+    /// Another change of the n-th key ordered so far (modulo their number).
+    Change(usize, Change),
 }
 
-fn fault() -> impl Strategy<Value = Option<(&'static str, f64)>> {
+/// The changes besides renewal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Change {
+    /// To the key's other address (and back).
+    Ip,
+    /// To the other panel (Pro ↔ Business): a paid call.
+    Panel,
+    Suspend,
+    Resume,
+    Reissue,
+    Cancel,
+}
+
+/// What the accepted changes make of one key's license.
+#[derive(Debug, Clone, Copy, Default)]
+struct Expected {
+    /// Whether it is on the key's other address.
+    moved: bool,
+    /// Whether it is on the Business panel.
+    business: bool,
+    suspended: bool,
+    cancelled: bool,
+    /// Renewals accepted: periods bought beyond the order's.
+    renewals: u32,
+}
+
+impl Expected {
+    /// Whether an order of the key's first request still describes the license (an
+    /// order for another address or panel is a different request).
+    fn as_ordered(&self) -> bool {
+        !self.moved && !self.business && !self.cancelled
+    }
+}
+
+/// Accepted changes by audit action, and the upstream function that carries each out.
+const ACTIONS: [(&str, &str); 7] = [
+    ("RENEW", "service.prolong"),
+    ("CHANGE_IP", "soft.edit"),
+    ("CHANGE_PANEL", "service.changepricelist"),
+    ("SUSPEND", "soft.suspend"),
+    ("RESUME", "soft.resume"),
+    ("REISSUE_KEY", "soft.edit"),
+    ("CANCEL", "soft.delete"),
+];
+
+fn fault() -> impl Strategy<Value = Option<(&'static str, &'static str, f64)>> {
     prop_oneof![
         1 => Just(None),
         3 => (
+            prop_oneof![3 => Just(FAULTED[0]), 2 => prop::sample::select(&FAULTED[1..])],
             prop::sample::select(vec!["drop-after-commit", "timeout", "error5xx"]),
             prop::sample::select(vec![0.5, 1.0]),
         )
             .prop_map(Some),
     ]
+}
+
+fn change() -> impl Strategy<Value = Change> {
+    prop::sample::select(vec![
+        Change::Ip,
+        Change::Panel,
+        Change::Suspend,
+        Change::Resume,
+        Change::Reissue,
+        Change::Cancel,
+    ])
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -174,6 +260,7 @@ fn step() -> impl Strategy<Value = Step> {
         1 => (0..KEYS).prop_map(Step::CaseVariant),
         2 => (0..KEYS).prop_map(Step::Renew),
         2 => ((0..KEYS), any::<bool>()).prop_map(|(k, bind)| Step::Resolve(k, bind)),
+        4 => ((0..KEYS), change()).prop_map(|(k, c)| Step::Change(k, c)),
     ]
 }
 
@@ -210,6 +297,75 @@ fn order_for(key: usize) -> Order {
     Order::new(400 + key)
 }
 
+/// Key k's other address, the one IP changes move its license to.
+fn moved_ip(key: usize) -> String {
+    Order::new(450 + key).ip
+}
+
+/// Key k's address as `expected` has it.
+fn ip_of(key: usize, expected: &Expected) -> String {
+    if expected.moved {
+        moved_ip(key)
+    } else {
+        order_for(key).ip
+    }
+}
+
+/// Upstream licenses (deleted ones too) on either of key k's addresses.
+fn upstream_of(
+    sandbox: &license_facade::sandbox::SandboxHandle,
+    key: usize,
+) -> Vec<license_facade::sandbox::SandboxLicense> {
+    let ips = [order_for(key).ip, moved_ip(key)];
+    sandbox
+        .licenses()
+        .into_iter()
+        .filter(|l| ips.contains(&l.ip))
+        .collect()
+}
+
+/// The REST request of `change` for license `id` whose accepted changes are `expected`.
+fn change_request(key: usize, change: Change, expected: &Expected) -> (String, Value) {
+    match change {
+        Change::Ip => {
+            let to = ip_of(
+                key,
+                &Expected {
+                    moved: !expected.moved,
+                    ..*expected
+                },
+            );
+            ("/change-ip".into(), json!({ "ip": to }))
+        }
+        Change::Panel => {
+            let to = if expected.business {
+                "ISPmanager 6 Pro"
+            } else {
+                "ISPmanager 6 Business"
+            };
+            ("/change-panel".into(), json!({ "panel": to }))
+        }
+        Change::Suspend => ("/suspend".into(), json!({})),
+        Change::Resume => ("/resume".into(), json!({})),
+        Change::Reissue => ("/reissue-key".into(), json!({})),
+        Change::Cancel => (String::new(), Value::Null),
+    }
+}
+
+/// `date` plus `n` months one at a time, as renewals move an expiry (the day clamped
+/// to a shorter month stays clamped).
+fn plus_months(mut date: time::Date, n: u32) -> time::Date {
+    for _ in 0..n {
+        let (year, month) = match date.month() {
+            time::Month::December => (date.year() + 1, time::Month::January),
+            m => (date.year(), m.next()),
+        };
+        let day = date.day().min(month.length(year));
+        date = time::Date::from_calendar_date(year, month, day).expect("a valid date");
+    }
+    date
+}
+
 async fn retry_over_grpc(app: &InProcess, order: &Order) -> Result<String, String> {
     let channel = tonic::transport::Channel::from_shared(format!("http://{}", app.grpc_addr))
         .map_err(|e| e.to_string())?
@@ -237,6 +393,19 @@ async fn retry_over_grpc(app: &InProcess, order: &Order) -> Result<String, Strin
     Ok(response.into_inner().license.expect("a license").id)
 }
 
+/// Gives license `id`'s order a moment (at most [`ORDER_SETTLE`]) to settle, so that
+/// changes meet a live license more often than one still being ordered.
+async fn settled_order(app: &InProcess, id: &str) {
+    let deadline = std::time::Instant::now() + ORDER_SETTLE;
+    while std::time::Instant::now() < deadline {
+        let state = app.api.license(id).await["state"].clone();
+        if state != "PENDING" && state != "PROVISIONING" {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 async fn run_case(shape: Shape, steps: Vec<Step>) -> Result<Figures, TestCaseError> {
     let sandbox = start_sandbox(shape.config()).await;
     let dir = tempfile::tempdir().unwrap();
@@ -247,15 +416,24 @@ async fn run_case(shape: Shape, steps: Vec<Step>) -> Result<Figures, TestCaseErr
     };
     let mut app = InProcess::start(&db, &sandbox.url, timings).await;
     let mut acknowledged = BTreeMap::<usize, String>::new();
+    let mut expected = BTreeMap::<usize, Expected>::new();
+    // Changes accepted, by audit action.
+    let mut accepted = BTreeMap::<&'static str, u64>::new();
     let mut crashes = 0;
-    // Paid calls accepted: licenses created and renewals.
-    let mut renewals = 0u32;
-    let paid = |acknowledged: &BTreeMap<usize, String>, renewals: u32| {
-        acknowledged.len() as u32 + renewals
+    // Paid calls accepted besides orders: renewals and panel changes.
+    let mut paid_changes = 0u32;
+    let paid = |acknowledged: &BTreeMap<usize, String>, paid_changes: u32| {
+        acknowledged.len() as u32 + paid_changes
+    };
+    // Order steps only while the key's first request still describes its license.
+    let orderable = |expected: &BTreeMap<usize, Expected>, k: usize| {
+        expected.get(&k).is_none_or(Expected::as_ordered)
     };
 
     for step in steps {
         match step {
+            Step::Order(k) | Step::Retry(k) | Step::Spelled(k, _) | Step::CaseVariant(k)
+                if !orderable(&expected, k) => {}
             Step::Order(k) | Step::Retry(k) => {
                 let order = order_for(k);
                 let id = match step {
@@ -266,7 +444,7 @@ async fn run_case(shape: Shape, steps: Vec<Step>) -> Result<Figures, TestCaseErr
                     // A new order past the cap: refused, nothing bought, and the cap
                     // counted exactly.
                     Err(e) if capped(&e) && !acknowledged.contains_key(&k) => {
-                        prop_assert_eq!(paid(&acknowledged, renewals), PAID_CAP, "{}", e);
+                        prop_assert_eq!(paid(&acknowledged, paid_changes), PAID_CAP, "{}", e);
                         continue;
                     }
                     other => {
@@ -288,7 +466,7 @@ async fn run_case(shape: Shape, steps: Vec<Step>) -> Result<Figures, TestCaseErr
                     .map_err(TestCaseError::fail)?;
                 if status == 429 && !acknowledged.contains_key(&k) {
                     prop_assert_eq!(&body["code"], "SPEND_CAP_REACHED");
-                    prop_assert_eq!(paid(&acknowledged, renewals), PAID_CAP);
+                    prop_assert_eq!(paid(&acknowledged, paid_changes), PAID_CAP);
                     continue;
                 }
                 prop_assert!((200..300).contains(&status), "{} {}", status, body);
@@ -316,7 +494,7 @@ async fn run_case(shape: Shape, steps: Vec<Step>) -> Result<Figures, TestCaseErr
                     // client is at its cap.
                     if status == 429 {
                         prop_assert_eq!(&body["code"], "SPEND_CAP_REACHED");
-                        prop_assert_eq!(paid(&acknowledged, renewals), PAID_CAP);
+                        prop_assert_eq!(paid(&acknowledged, paid_changes), PAID_CAP);
                     } else {
                         prop_assert_eq!(status, 409, "{}", body);
                         prop_assert_eq!(&body["code"], "IP_HAS_LICENSE");
@@ -325,17 +503,20 @@ async fn run_case(shape: Shape, steps: Vec<Step>) -> Result<Figures, TestCaseErr
             }
             Step::Renew(k) => {
                 if let Some(id) = acknowledged.get(&k) {
+                    settled_order(&app, id).await;
                     let (status, body) = app.api.renew(id).await.map_err(TestCaseError::fail)?;
                     match status {
                         200..300 => {
-                            renewals += 1;
-                            prop_assert!(paid(&acknowledged, renewals) <= PAID_CAP);
+                            paid_changes += 1;
+                            *accepted.entry("RENEW").or_default() += 1;
+                            expected.entry(k).or_default().renewals += 1;
+                            prop_assert!(paid(&acknowledged, paid_changes) <= PAID_CAP);
                         }
                         429 => {
                             prop_assert_eq!(&body["code"], "SPEND_CAP_REACHED");
-                            prop_assert_eq!(paid(&acknowledged, renewals), PAID_CAP);
+                            prop_assert_eq!(paid(&acknowledged, paid_changes), PAID_CAP);
                         }
-                        // Not ACTIVE yet, or a renewal still running.
+                        // Not ACTIVE yet, or a change still running.
                         409 => {}
                         _ => prop_assert!(false, "renewal answered {} {}", status, body),
                     }
@@ -377,14 +558,69 @@ async fn run_case(shape: Shape, steps: Vec<Step>) -> Result<Figures, TestCaseErr
                     _ => prop_assert!(false, "resolve answered {} {}", status, body),
                 }
             }
+            Step::Change(n, change) => {
+                // One of the keys ordered so far, so that most change steps change one.
+                let key = acknowledged
+                    .keys()
+                    .nth(n % acknowledged.len().max(1))
+                    .copied();
+                if let Some((k, id)) = key.and_then(|k| Some((k, acknowledged.get(&k)?))) {
+                    settled_order(&app, id).await;
+                    let model = expected.entry(k).or_default();
+                    let (path, body) = change_request(k, change, model);
+                    let path = format!("/v1/licenses/{id}{path}");
+                    let (status, body) = match change {
+                        Change::Cancel => app.api.delete(&path, None).await,
+                        _ => app.api.post(&path, &body, None).await,
+                    }
+                    .map_err(TestCaseError::fail)?;
+                    match status {
+                        200..300 => {
+                            let action = match change {
+                                Change::Ip => {
+                                    model.moved = !model.moved;
+                                    "CHANGE_IP"
+                                }
+                                Change::Panel => {
+                                    model.business = !model.business;
+                                    paid_changes += 1;
+                                    prop_assert!(paid(&acknowledged, paid_changes) <= PAID_CAP);
+                                    "CHANGE_PANEL"
+                                }
+                                Change::Suspend => {
+                                    model.suspended = true;
+                                    "SUSPEND"
+                                }
+                                Change::Resume => {
+                                    model.suspended = false;
+                                    "RESUME"
+                                }
+                                Change::Reissue => "REISSUE_KEY",
+                                Change::Cancel => {
+                                    model.cancelled = true;
+                                    "CANCEL"
+                                }
+                            };
+                            *accepted.entry(action).or_default() += 1;
+                        }
+                        429 if change == Change::Panel => {
+                            prop_assert_eq!(&body["code"], "SPEND_CAP_REACHED");
+                            prop_assert_eq!(paid(&acknowledged, paid_changes), PAID_CAP);
+                        }
+                        // Not in a state for it, or a change still running.
+                        409 => {}
+                        _ => prop_assert!(false, "{:?} answered {} {}", change, status, body),
+                    }
+                }
+            }
             Step::Crash => {
                 app.crash().await;
                 crashes += 1;
                 app = InProcess::start(&db, &sandbox.url, timings).await;
             }
             Step::Fault(None) => sandbox.handle.set_faults(vec![]),
-            Step::Fault(Some((kind, rate))) => {
-                sandbox.set_fault(&format!("soft.order.param:{kind}:{rate}"));
+            Step::Fault(Some((func, kind, rate))) => {
+                sandbox.set_fault(&format!("{func}:{kind}:{rate}"));
             }
             Step::Pause(ms) => tokio::time::sleep(Duration::from_millis(ms)).await,
             Step::Reconcile => {
@@ -397,18 +633,23 @@ async fn run_case(shape: Shape, steps: Vec<Step>) -> Result<Figures, TestCaseErr
                 }
             }
         }
-        prop_assert!(
-            sandbox.handle.call_count("service.prolong") <= u64::from(renewals),
-            "more renewals bought than accepted"
-        );
+        for (action, func) in ACTIONS {
+            // Two actions share `soft.edit`: their sum bounds it.
+            let allowed: u64 = ACTIONS
+                .iter()
+                .filter(|(_, f)| *f == func)
+                .map(|(a, _)| accepted.get(a).copied().unwrap_or(0))
+                .sum();
+            prop_assert!(
+                sandbox.handle.carried_out(func) <= allowed,
+                "{} carried out more often than accepted ({} for {})",
+                func,
+                sandbox.handle.carried_out(func),
+                action
+            );
+        }
         for k in 0..KEYS {
-            let ip = order_for(k).ip;
-            let upstream = sandbox
-                .handle
-                .licenses()
-                .into_iter()
-                .filter(|l| l.ip == ip)
-                .count();
+            let upstream = upstream_of(&sandbox.handle, k).len();
             prop_assert!(
                 upstream <= 1,
                 "{} upstream licenses for key {}",
@@ -422,43 +663,117 @@ async fn run_case(shape: Shape, steps: Vec<Step>) -> Result<Figures, TestCaseErr
     }
 
     sandbox.handle.set_faults(vec![]);
-    // Every accepted renewal finishes (its upstream call is never faulted), before the
-    // store and the upstream are compared.
+    // Every accepted change finishes (faults cleared, recovery tells what was done),
+    // before the store and the upstream are compared: it succeeds, or, when its
+    // outcome stayed unknown past the re-send limit, a person looks. None is refused.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while app.api.audit_count("RENEW", "SUCCEEDED").await < renewals as usize {
-        prop_assert!(
-            std::time::Instant::now() < deadline,
-            "renewals did not finish"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    let mut ended = BTreeMap::<&str, (u64, u64)>::new();
+    for (action, count) in &accepted {
+        loop {
+            let succeeded = app.api.audit_count(action, "SUCCEEDED").await as u64;
+            let attention = app.api.audit_count(action, "NEEDS_ATTENTION").await as u64;
+            prop_assert_eq!(app.api.audit_count(action, "FAILED").await, 0, "{}", action);
+            if succeeded + attention >= *count {
+                prop_assert_eq!(succeeded + attention, *count, "{}", action);
+                ended.insert(action, (succeeded, attention));
+                break;
+            }
+            prop_assert!(
+                std::time::Instant::now() < deadline,
+                "{} {} did not finish",
+                count,
+                action
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
-    prop_assert_eq!(
-        sandbox.handle.call_count("service.prolong"),
-        u64::from(renewals),
-        "each accepted renewal bought once"
-    );
+    for (action, func) in ACTIONS {
+        // Those that succeeded were carried out once; those handed to a person at
+        // most once.
+        let (succeeded, attention) = ACTIONS
+            .iter()
+            .filter(|(_, f)| *f == func)
+            .filter_map(|(a, _)| ended.get(a))
+            .fold((0, 0), |(s, n), (a, b)| (s + a, n + b));
+        let carried = sandbox.handle.carried_out(func);
+        prop_assert!(
+            (succeeded..=succeeded + attention).contains(&carried),
+            "{} carried out {} times for {} succeeded and {} handed to a person ({})",
+            func,
+            carried,
+            succeeded,
+            attention,
+            action
+        );
+    }
     let mut attention = 0;
     let mut attention_with_license = 0;
     for (k, id) in &acknowledged {
         let order = order_for(*k);
+        let model = expected.get(k).copied().unwrap_or_default();
         let license = app
             .api
-            .license_until(id, &["ACTIVE", "NEEDS_ATTENTION"])
+            .license_until(id, &["ACTIVE", "SUSPENDED", "CANCELLED", "NEEDS_ATTENTION"])
             .await;
-        if license["state"] == "ACTIVE" {
-            assert_agree(&sandbox.handle, &order, &license);
+        if license["state"] != "NEEDS_ATTENTION" {
+            let state = match (model.cancelled, model.suspended) {
+                (true, _) => "CANCELLED",
+                (false, true) => "SUSPENDED",
+                (false, false) => "ACTIVE",
+            };
+            prop_assert_eq!(&license["state"], state, "{:?}", model);
+            let upstream = upstream_of(&sandbox.handle, *k);
+            prop_assert_eq!(upstream.len(), 1, "one upstream license: {:?}", upstream);
+            let upstream = &upstream[0];
+            let status = match state {
+                "CANCELLED" => 4,
+                "SUSPENDED" => 3,
+                _ => 2,
+            };
+            prop_assert_eq!(upstream.status, status);
+            prop_assert_eq!(&upstream.ip, &ip_of(*k, &model));
+            prop_assert_eq!(&license["ip"], &ip_of(*k, &model));
+            let tariff = if model.business { 55230 } else { 55228 };
+            prop_assert_eq!(upstream.tariff_id, tariff);
+            prop_assert_eq!(&license["tariffId"], tariff);
+            // The periods bought upstream: the order's and one per accepted renewal.
+            let expiry = plus_months(upstream.create_time.date(), 1 + model.renewals);
+            prop_assert_eq!(upstream.expire_date, expiry, "{:?}", model);
+            if state != "CANCELLED" {
+                prop_assert_eq!(
+                    license["licenseKey"].as_str(),
+                    Some(upstream.license_key.as_str())
+                );
+                prop_assert!(
+                    license["expireTime"]
+                        .as_str()
+                        .is_some_and(|t| t.starts_with(&expiry.to_string())),
+                    "the service shows the expiry {}: {}",
+                    expiry,
+                    license
+                );
+            }
+            if model.as_ordered() && !model.suspended {
+                assert_agree(&sandbox.handle, &order, &license);
+            }
         } else {
             // A person looks; nothing was bought twice meanwhile.
-            let upstream = live_on(&sandbox.handle, &order.ip).len();
+            let upstream = upstream_of(&sandbox.handle, *k)
+                .iter()
+                .filter(|l| l.status != 4)
+                .count();
             prop_assert!(upstream <= 1, "{} upstream licenses: {}", upstream, license);
             attention += 1;
             attention_with_license += upstream as u64;
         }
     }
     for k in (0..KEYS).filter(|k| !acknowledged.contains_key(k)) {
-        prop_assert!(live_on(&sandbox.handle, &order_for(k).ip).is_empty());
+        prop_assert!(upstream_of(&sandbox.handle, k).is_empty());
     }
-    let ips: Vec<String> = acknowledged.keys().map(|k| order_for(*k).ip).collect();
+    let ips: Vec<String> = acknowledged
+        .keys()
+        .map(|k| ip_of(*k, &expected.get(k).copied().unwrap_or_default()))
+        .collect();
     let (duplicates, without_license) =
         duplicates_and_lost(&sandbox.handle, ips.iter().map(String::as_str));
     prop_assert_eq!(duplicates, 0);
@@ -486,6 +801,7 @@ async fn run_case(shape: Shape, steps: Vec<Step>) -> Result<Figures, TestCaseErr
     Ok(Figures {
         runs: 1,
         orders: acknowledged.len() as u64,
+        changes: accepted.values().sum(),
         upstream_calls: sandbox.orders_sent(),
         crashes,
         duplicates,

@@ -85,6 +85,7 @@ async fn round(kills: usize) -> Figures {
     Figures {
         runs: 1,
         orders: ORDERS as u64,
+        changes: 0,
         upstream_calls: sandbox.orders_sent(),
         crashes,
         duplicates,

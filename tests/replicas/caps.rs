@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::support::{InProcess, Order, TestDb, start_sandbox};
+use crate::support::{InProcess, Order, TestDb, Timings, start_sandbox};
 use license_facade::sandbox::SandboxConfig;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -17,10 +17,13 @@ async fn two_replicas_accept_exactly_the_cap_of_twenty_concurrent_orders_from_on
         ..SandboxConfig::default()
     })
     .await;
-    let limits = "max_orders_per_hour = 5\n";
+    let timings = Timings {
+        paid_call_cap: Some(5),
+        ..Timings::replicas()
+    };
     let replicas = [
-        InProcess::start_with_limits(&db.url, &sandbox.url, limits).await,
-        InProcess::start_with_limits(&db.url, &sandbox.url, limits).await,
+        InProcess::start(&db.url, &sandbox.url, timings).await,
+        InProcess::start(&db.url, &sandbox.url, timings).await,
     ];
 
     // Act: 20 orders for 20 servers at once, alternating between the replicas.

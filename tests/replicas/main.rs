@@ -6,6 +6,7 @@
 //! database. The lease tests also run on SQLite, and the container healthcheck needs
 //! no database server.
 
+#[path = "../support/mod.rs"]
 mod support;
 
 mod caps;

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::support::{
-    InProcess, Order, TestDb, assert_exactly_once, start_sandbox, wait_all_active,
+    InProcess, Order, TestDb, Timings, assert_exactly_once, start_sandbox, wait_all_active,
 };
 use license_facade::sandbox::SandboxConfig;
 
@@ -24,7 +24,7 @@ async fn three_replicas_place_300_concurrent_orders_for_100_servers_exactly_once
     .await;
     let mut replicas = Vec::new();
     for _ in 0..3 {
-        replicas.push(InProcess::start(&db.url, &sandbox.url).await);
+        replicas.push(InProcess::start(&db.url, &sandbox.url, Timings::replicas()).await);
     }
     let orders: Vec<Order> = (0..SERVERS).map(Order::new).collect();
 

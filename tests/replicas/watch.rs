@@ -8,7 +8,7 @@ use license_facade::api::pb::v1 as pb;
 use license_facade::api::pb::v1::license_service_client::LicenseServiceClient;
 use license_facade::sandbox::SandboxConfig;
 
-use crate::support::{DEADLINE, InProcess, Order, TOKEN, TestDb, start_sandbox};
+use crate::support::{DEADLINE, InProcess, Order, TOKEN, TestDb, Timings, start_sandbox};
 
 fn authorized<T>(message: T) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
@@ -30,8 +30,8 @@ async fn a_watcher_on_one_replica_receives_events_of_orders_placed_through_anoth
         ..SandboxConfig::default()
     })
     .await;
-    let a = InProcess::start(&db.url, &sandbox.url).await;
-    let b = InProcess::start(&db.url, &sandbox.url).await;
+    let a = InProcess::start(&db.url, &sandbox.url, Timings::replicas()).await;
+    let b = InProcess::start(&db.url, &sandbox.url, Timings::replicas()).await;
     let mut client = LicenseServiceClient::connect(format!("http://{}", a.grpc_addr))
         .await
         .expect("gRPC connects to A");

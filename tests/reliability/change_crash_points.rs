@@ -1,0 +1,480 @@
+//! The real binary aborted at each crash point of every change of an existing license
+//! (renew, change IP, change panel, suspend, resume, reissue key, cancel), restarted on
+//! the same database, the change retried with its `Idempotency-Key`: the change is
+//! carried out upstream exactly once (never lost, never applied twice: a renewal sent
+//! twice buys two periods), and the store and the sandbox agree afterwards.
+//!
+//! Table-driven: [`CHANGES`] holds one row per operation, and `crash_tests!` makes one
+//! test per (operation, crash point).
+
+use license_facade::crash;
+use license_facade::sandbox::SandboxLicense;
+use serde_json::{Value, json};
+
+use crate::support::{Order, ServiceDir, TestSandbox, sandbox_config, start_sandbox};
+
+/// Iterations of every (operation, point) in the slow tier.
+const SLOW_ITERATIONS: u64 = 20;
+
+/// The service's log message when recovery finds a change already made upstream.
+const CONFIRMED_BY_RECOVERY_LOG: &str = "the change is visible upstream; confirming it";
+
+/// The address a license is moved to by the IP change.
+const NEW_IP: &str = "198.51.100.77";
+/// The panel a license is switched to by the panel change, and its tariff.
+const NEW_PANEL: &str = "ISPmanager 6 Business";
+const NEW_TARIFF: u32 = 55230;
+
+/// One change as a client asks for it and as the sandbox shows it carried out.
+pub struct Change {
+    /// The operation's name (its audit action).
+    pub action: &'static str,
+    /// `POST` to `/v1/licenses/{id}{path}` with `body`, or `DELETE` when `body` is
+    /// `None`.
+    pub path: &'static str,
+    pub body: Option<fn() -> Value>,
+    /// The sandbox function that carries it out.
+    pub func: &'static str,
+    /// Whether the license must be suspended first.
+    pub from_suspended: bool,
+    /// Checks the upstream license after the change against the one before it, and
+    /// the license as the service shows it.
+    pub check: fn(before: &SandboxLicense, after: &SandboxLicense, license: &Value),
+}
+
+pub const RENEW: Change = Change {
+    action: "RENEW",
+    path: "/renew",
+    body: Some(|| json!({"periodMonths": 1})),
+    func: "service.prolong",
+    from_suspended: false,
+    check: |before, after, license| {
+        // One period bought, not two.
+        let once = add_one_month(before.expire_date);
+        assert_eq!(after.expire_date, once, "the expiry moved by one month");
+        assert!(
+            license["expireTime"]
+                .as_str()
+                .is_some_and(|t| t.starts_with(&once.to_string())),
+            "the service shows the new expiry {once}: {license}"
+        );
+    },
+};
+
+pub const CHANGE_IP: Change = Change {
+    action: "CHANGE_IP",
+    path: "/change-ip",
+    body: Some(|| json!({"ip": NEW_IP})),
+    func: "soft.edit",
+    from_suspended: false,
+    check: |_, after, license| {
+        assert_eq!(after.ip, NEW_IP);
+        assert_eq!(license["ip"], NEW_IP, "{license}");
+    },
+};
+
+pub const CHANGE_PANEL: Change = Change {
+    action: "CHANGE_PANEL",
+    path: "/change-panel",
+    body: Some(|| json!({"panel": NEW_PANEL})),
+    func: "service.changepricelist",
+    from_suspended: false,
+    check: |before, after, license| {
+        assert_eq!(after.tariff_id, NEW_TARIFF);
+        assert_eq!(
+            after.expire_date, before.expire_date,
+            "paid → paid keeps the expiry"
+        );
+        assert_eq!(license["tariffId"], NEW_TARIFF, "{license}");
+        assert_eq!(license["panel"], NEW_PANEL, "{license}");
+    },
+};
+
+pub const SUSPEND: Change = Change {
+    action: "SUSPEND",
+    path: "/suspend",
+    body: Some(|| json!({})),
+    func: "soft.suspend",
+    from_suspended: false,
+    check: |_, after, license| {
+        assert_eq!(after.status, 3, "suspended upstream");
+        assert_eq!(license["state"], "SUSPENDED", "{license}");
+    },
+};
+
+pub const RESUME: Change = Change {
+    action: "RESUME",
+    path: "/resume",
+    body: Some(|| json!({})),
+    func: "soft.resume",
+    from_suspended: true,
+    check: |_, after, license| {
+        assert_eq!(after.status, 2, "active upstream");
+        assert_eq!(license["state"], "ACTIVE", "{license}");
+    },
+};
+
+pub const REISSUE_KEY: Change = Change {
+    action: "REISSUE_KEY",
+    path: "/reissue-key",
+    body: Some(|| json!({})),
+    func: "soft.edit",
+    from_suspended: false,
+    check: |before, after, license| {
+        assert_ne!(after.license_key, before.license_key, "a new key upstream");
+        assert_eq!(
+            license["licenseKey"].as_str(),
+            Some(after.license_key.as_str()),
+            "the service holds the key the upstream issued last: {license}"
+        );
+    },
+};
+
+pub const CANCEL: Change = Change {
+    action: "CANCEL",
+    path: "",
+    body: None,
+    func: "soft.delete",
+    from_suspended: false,
+    check: |_, after, license| {
+        assert_eq!(after.status, 4, "deleted upstream");
+        assert_eq!(license["state"], "CANCELLED", "{license}");
+    },
+};
+
+/// Every change, for the slow tier.
+pub const CHANGES: [&Change; 7] = [
+    &RENEW,
+    &CHANGE_IP,
+    &CHANGE_PANEL,
+    &SUSPEND,
+    &RESUME,
+    &REISSUE_KEY,
+    &CANCEL,
+];
+
+fn add_one_month(date: time::Date) -> time::Date {
+    let (year, month) = match date.month() {
+        time::Month::December => (date.year() + 1, time::Month::January),
+        m => (date.year(), m.next()),
+    };
+    let day = date.day().min(month.length(year));
+    time::Date::from_calendar_date(year, month, day).expect("a valid date")
+}
+
+impl Change {
+    /// Asks for the change with the idempotency key `key`; `Ok` with the answer when
+    /// the request was answered at all.
+    async fn request(
+        &self,
+        api: &crate::support::Api,
+        id: &str,
+        key: &str,
+    ) -> Result<(u16, Value), String> {
+        let path = format!("/v1/licenses/{id}{}", self.path);
+        match self.body {
+            Some(body) => api.post(&path, &body(), Some(key)).await,
+            None => api.delete(&path, Some(key)).await,
+        }
+    }
+}
+
+/// What one run tells (printed, so `--nocapture` shows them).
+#[derive(Debug, Default, Clone, Copy)]
+struct ChangeFigures {
+    runs: u64,
+    /// Requests for the change's function the sandbox carried out.
+    upstream_changes: u64,
+    /// Changes carried out more than once.
+    duplicates: u64,
+    /// Changes not carried out at all.
+    lost: u64,
+    /// Changes that a restarted service found made upstream and confirmed.
+    confirmed_by_recovery: u64,
+}
+
+impl ChangeFigures {
+    fn add(&mut self, other: Self) {
+        self.runs += other.runs;
+        self.upstream_changes += other.upstream_changes;
+        self.duplicates += other.duplicates;
+        self.lost += other.lost;
+        self.confirmed_by_recovery += other.confirmed_by_recovery;
+    }
+
+    fn report(&self, name: &str) {
+        eprintln!(
+            "reliability-figures: {name}: runs={} upstream_change_calls={} duplicates={} lost={} confirmed_by_recovery={}",
+            self.runs,
+            self.upstream_changes,
+            self.duplicates,
+            self.lost,
+            self.confirmed_by_recovery
+        );
+    }
+}
+
+/// The one live upstream license on `ip`.
+fn upstream_on(sandbox: &TestSandbox, ip: &str) -> SandboxLicense {
+    let all: Vec<_> = sandbox
+        .handle
+        .licenses()
+        .into_iter()
+        .filter(|l| l.ip == ip)
+        .collect();
+    assert_eq!(all.len(), 1, "one upstream license on {ip}: {all:?}");
+    all.into_iter().next().unwrap()
+}
+
+/// One order, then `change` with the process aborted at `point`, a restart, and the
+/// change retried, on a fresh database and sandbox.
+async fn crash_and_recover(change: &Change, point: &'static str) -> ChangeFigures {
+    let sandbox = start_sandbox(sandbox_config()).await;
+    let mut dir = ServiceDir::new();
+    let order = Order::new(9);
+
+    // A live license to change, ordered by a service that is then killed (its work is
+    // done: nothing is leased).
+    let setup = dir.start(&sandbox.url, None);
+    let id = setup
+        .api
+        .order(&order)
+        .await
+        .expect("the order is acknowledged");
+    setup.api.license_until(&id, &["ACTIVE"]).await;
+    if change.from_suspended {
+        let path = format!("/v1/licenses/{id}/suspend?wait=20s");
+        let (status, body) = setup.api.post(&path, &json!({}), None).await.unwrap();
+        assert_eq!(
+            (status, &body["state"]),
+            (200, &json!("SUSPENDED")),
+            "{body}"
+        );
+    }
+    drop(setup);
+    let before = upstream_on(&sandbox, &order.ip);
+    let carried_before = sandbox.handle.carried_out(change.func);
+    let carried = || sandbox.handle.carried_out(change.func) - carried_before;
+
+    // The change, with the process armed to abort at `point`. The abort may win the
+    // race with the answer; the change is committed either way (the worker only runs
+    // committed work).
+    let key = format!("change-{}-{point}", change.action);
+    let mut armed = dir.start(&sandbox.url, Some(point));
+    if let Ok((status, body)) = change.request(&armed.api, &id, &key).await {
+        assert_eq!(status, 202, "the change is accepted: {body}");
+    }
+    armed.expect_abort_at(point).await;
+    drop(armed);
+    let sent_before_restart = carried();
+    match point {
+        crash::BEFORE_INTENT | crash::AFTER_INTENT => assert_eq!(
+            sent_before_restart, 0,
+            "{} carried out before the restart ({point})",
+            change.action
+        ),
+        // The call is bounded as a whole by the request timeout; on a loaded machine it
+        // can give up before the request leaves, and then nothing was sent.
+        crash::AFTER_SEND => assert!(sent_before_restart <= 1),
+        _ => assert_eq!(
+            sent_before_restart, 1,
+            "{} carried out before the restart ({point})",
+            change.action
+        ),
+    }
+
+    // Restarted: the retry with the same key is the same change, and it completes.
+    let service = dir.start(&sandbox.url, None);
+    let (status, body) = change
+        .request(&service.api, &id, &key)
+        .await
+        .expect("the retry is answered");
+    assert!(
+        (200..300).contains(&status),
+        "the retried change is acknowledged: {status} {body}"
+    );
+    let deadline = std::time::Instant::now() + crate::support::DEADLINE;
+    while service.api.audit_count(change.action, "SUCCEEDED").await == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} never completed after a crash at {point}; license: {}",
+            change.action,
+            service.api.license(&id).await
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let license = service.api.license(&id).await;
+
+    let upstream_changes = carried();
+    let confirmed_by_recovery = dir.log_count(CONFIRMED_BY_RECOVERY_LOG);
+    let figures = ChangeFigures {
+        runs: 1,
+        upstream_changes,
+        duplicates: upstream_changes.saturating_sub(1),
+        lost: u64::from(upstream_changes == 0),
+        confirmed_by_recovery,
+    };
+    assert_eq!(
+        upstream_changes, 1,
+        "{} carried out upstream exactly once (crash at {point})",
+        change.action
+    );
+    assert_eq!(
+        service.api.audit_count(change.action, "SUCCEEDED").await,
+        1,
+        "one {} completed",
+        change.action
+    );
+    assert_eq!(sandbox.orders_sent(), 1, "no other license was ordered");
+    let after = upstream_on(&sandbox, license["ip"].as_str().expect("an IP"));
+    assert_eq!(after.id, before.id, "the same upstream license");
+    (change.check)(&before, &after, &license);
+    // Where the change was made upstream but not yet recorded, the restarted service
+    // found it made ("confirming it" in its log) instead of sending it again.
+    let expected_confirmations = match point {
+        crash::AFTER_SEND => sent_before_restart,
+        crash::AFTER_RESPONSE => 1,
+        _ => 0,
+    };
+    assert_eq!(
+        confirmed_by_recovery, expected_confirmations,
+        "changes confirmed by recovery after a crash at {point}"
+    );
+    figures
+}
+
+async fn fast(change: &Change, point: &'static str) {
+    crash_and_recover(change, point).await.report(&format!(
+        "change {} crash point {point} (fast)",
+        change.action
+    ));
+}
+
+/// One test per crash point for each listed operation: `name => ROW` adds the five.
+macro_rules! crash_tests {
+    ($($name:ident => $change:expr),* $(,)?) => {$(
+        mod $name {
+            use license_facade::crash;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn crash_before_intent_then_retry_applies_once() {
+                super::fast(&$change, crash::BEFORE_INTENT).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn crash_after_intent_then_retry_applies_once() {
+                super::fast(&$change, crash::AFTER_INTENT).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn crash_after_send_then_retry_applies_once() {
+                super::fast(&$change, crash::AFTER_SEND).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn crash_after_response_then_retry_applies_once() {
+                super::fast(&$change, crash::AFTER_RESPONSE).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn crash_after_confirmed_then_retry_applies_once() {
+                super::fast(&$change, crash::AFTER_CONFIRMED).await;
+            }
+        }
+    )*};
+}
+
+crash_tests! {
+    renew => super::RENEW,
+    change_ip => super::CHANGE_IP,
+    change_panel => super::CHANGE_PANEL,
+    suspend => super::SUSPEND,
+    resume => super::RESUME,
+    reissue_key => super::REISSUE_KEY,
+    cancel => super::CANCEL,
+}
+
+/// A refused renewal (no money) is a definite answer: a crash before it is committed
+/// leaves the renewal at INTENT; recovery finds the expiry unmoved, sends again, is
+/// refused again, and the renewal ends FAILED with nothing bought.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_after_a_refused_renewal_ends_failed_with_nothing_bought() {
+    let sandbox = start_sandbox(sandbox_config()).await;
+    let mut dir = ServiceDir::new();
+    let order = Order::new(10);
+    let setup = dir.start(&sandbox.url, None);
+    let id = setup.api.order(&order).await.expect("acknowledged");
+    setup.api.license_until(&id, &["ACTIVE"]).await;
+    drop(setup);
+    let before = upstream_on(&sandbox, &order.ip);
+    sandbox.handle.set_balance(0);
+
+    let mut armed = dir.start(&sandbox.url, Some(crash::AFTER_RESPONSE));
+    let _ = RENEW.request(&armed.api, &id, "refused-renewal").await;
+    armed.expect_abort_at(crash::AFTER_RESPONSE).await;
+    drop(armed);
+    assert_eq!(sandbox.handle.call_count("service.prolong"), 1);
+
+    let service = dir.start(&sandbox.url, None);
+    RENEW
+        .request(&service.api, &id, "refused-renewal")
+        .await
+        .expect("the retry is answered");
+    let deadline = std::time::Instant::now() + crate::support::DEADLINE;
+    while service.api.audit_count("RENEW", "FAILED").await == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the renewal never ended"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let license = service.api.license(&id).await;
+    assert_eq!(license["state"], "ACTIVE", "{license}");
+    assert_eq!(
+        license["lastError"]["code"], "UPSTREAM_REFUSED",
+        "{license}"
+    );
+    assert_eq!(
+        sandbox.handle.carried_out("service.prolong"),
+        0,
+        "nothing bought"
+    );
+    assert_eq!(
+        upstream_on(&sandbox, &order.ip).expire_date,
+        before.expire_date
+    );
+    assert_eq!(service.api.audit_count("RENEW", "SUCCEEDED").await, 0);
+}
+
+/// Slow tier: every change at every crash point at least 20 times, the points in
+/// parallel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "slow tier: cargo test -- --ignored"]
+async fn every_change_at_every_crash_point_twenty_times() {
+    let mut runs = tokio::task::JoinSet::new();
+    for point in crash::ALL {
+        runs.spawn(async move {
+            let mut total = ChangeFigures::default();
+            for change in CHANGES {
+                let mut figures = ChangeFigures::default();
+                for _ in 0..SLOW_ITERATIONS {
+                    figures.add(crash_and_recover(change, point).await);
+                }
+                figures.report(&format!(
+                    "change {} crash point {point} (slow)",
+                    change.action
+                ));
+                total.add(figures);
+            }
+            total
+        });
+    }
+    let mut all = ChangeFigures::default();
+    while let Some(done) = runs.join_next().await {
+        all.add(done.expect("a crash point run panicked"));
+    }
+    all.report("change crash points, all (slow)");
+    assert_eq!(all.runs, SLOW_ITERATIONS * 5 * CHANGES.len() as u64);
+    assert_eq!(all.duplicates, 0);
+    assert_eq!(all.lost, 0);
+}

@@ -1,0 +1,306 @@
+//! The orders the tests place, a REST client of one service, and the checks that the
+//! store and the sandbox tell the same story.
+
+use std::time::{Duration, Instant};
+
+use license_facade::sandbox::SandboxHandle;
+use serde_json::{Value, json};
+
+use super::sandbox::{TestSandbox, UPSTREAM_ACTIVE, live_on};
+use super::{DEADLINE, TOKEN};
+
+/// The service's log message when recovery finds an order upstream and adopts it.
+pub const ADOPTED_LOG: &str = "found the order upstream; adopting it";
+
+/// One order the tests place: a server, its IP, a panel.
+#[derive(Debug, Clone)]
+pub struct Order {
+    pub server: String,
+    pub ip: String,
+}
+
+impl Order {
+    pub fn new(n: usize) -> Self {
+        Self {
+            server: format!("srv-{n}"),
+            ip: format!("203.0.{}.{}", 113 + n / 250, 1 + n % 250),
+        }
+    }
+
+    pub fn body(&self) -> Value {
+        json!({"server": {"id": self.server, "ip": self.ip}, "panel": "ISPmanager 6 Pro"})
+    }
+}
+
+/// Default headers of every REST client here: the token the services accept.
+pub fn auth_headers() -> reqwest::header::HeaderMap {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {TOKEN}").parse().unwrap(),
+    );
+    headers
+}
+
+/// A REST client of one service instance.
+#[derive(Clone)]
+pub struct Api {
+    pub base: String,
+    client: reqwest::Client,
+}
+
+impl Api {
+    pub fn new(base: String) -> Self {
+        Self {
+            base,
+            client: reqwest::Client::builder()
+                .default_headers(auth_headers())
+                .timeout(Duration::from_secs(20))
+                .build()
+                .unwrap(),
+        }
+    }
+
+    /// Sends `request`; the status and the JSON body.
+    async fn exchange(&self, request: reqwest::RequestBuilder) -> Result<(u16, Value), String> {
+        let response = request.send().await.map_err(|e| format!("not sent: {e}"))?;
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.map_err(|e| format!("no body: {e}"))?;
+        Ok((status, body))
+    }
+
+    /// POSTs `body` to `path` (with an `Idempotency-Key` when given); the status and
+    /// the body.
+    pub async fn post(
+        &self,
+        path: &str,
+        body: &Value,
+        key: Option<&str>,
+    ) -> Result<(u16, Value), String> {
+        let mut request = self.client.post(format!("{}{path}", self.base)).json(body);
+        if let Some(key) = key {
+            request = request.header("Idempotency-Key", key);
+        }
+        self.exchange(request).await
+    }
+
+    /// DELETEs `path` (with an `Idempotency-Key` when given); the status and the body.
+    pub async fn delete(&self, path: &str, key: Option<&str>) -> Result<(u16, Value), String> {
+        let mut request = self.client.delete(format!("{}{path}", self.base));
+        if let Some(key) = key {
+            request = request.header("Idempotency-Key", key);
+        }
+        self.exchange(request).await
+    }
+
+    /// Places (or repeats) an order; `Ok(id)` when the service acknowledged it (2xx).
+    pub async fn order(&self, order: &Order) -> Result<String, String> {
+        let (status, body) = self.post("/v1/licenses", &order.body(), None).await?;
+        if !(200..300).contains(&status) {
+            return Err(format!("{status}: {body}"));
+        }
+        Ok(body["id"].as_str().expect("an id").to_owned())
+    }
+
+    /// Repeats an order until the service acknowledges it (it may still be starting,
+    /// or dying under the test).
+    pub async fn order_until_acknowledged(&self, order: &Order) -> String {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            match self.order(order).await {
+                Ok(id) => return id,
+                Err(e) => assert!(Instant::now() < deadline, "never acknowledged: {e}"),
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Posts an order `body` with an `Idempotency-Key`; the status and the body.
+    pub async fn post_order(
+        &self,
+        body: &Value,
+        key: Option<&str>,
+    ) -> Result<(u16, Value), String> {
+        self.post("/v1/licenses", body, key).await
+    }
+
+    /// Renews license `id` for a month; the status and the body.
+    pub async fn renew(&self, id: &str) -> Result<(u16, Value), String> {
+        let path = format!("/v1/licenses/{id}/renew");
+        self.post(&path, &json!({"periodMonths": 1}), None).await
+    }
+
+    /// Resolves license `id` (`RETRY`, `BIND` with `upstream_id`, `ABANDON`) as the
+    /// admin; the status and the body.
+    pub async fn resolve(
+        &self,
+        id: &str,
+        action: &str,
+        upstream_id: Option<u64>,
+    ) -> Result<(u16, Value), String> {
+        let mut body = json!({"action": action, "reason": "model step"});
+        if let Some(up) = upstream_id {
+            body["upstreamId"] = json!(up.to_string());
+        }
+        self.post(&format!("/v1/licenses/{id}/resolve"), &body, None)
+            .await
+    }
+
+    /// How many audit entries have `action` and an outcome naming `outcome`.
+    pub async fn audit_count(&self, action: &str, outcome: &str) -> usize {
+        let page: Value = self
+            .client
+            .get(format!("{}/v1/audit?pageSize=1000", self.base))
+            .send()
+            .await
+            .expect("the service answers")
+            .json()
+            .await
+            .expect("a JSON page");
+        page["entries"]
+            .as_array()
+            .map(|entries| {
+                entries
+                    .iter()
+                    .filter(|e| {
+                        e["action"] == action
+                            && e["outcome"].as_str().is_some_and(|o| o.contains(outcome))
+                    })
+                    .count()
+            })
+            .unwrap_or(0)
+    }
+
+    /// Runs a reconciliation (`POST /v1/reconcile`) and returns its drift report.
+    pub async fn reconcile(&self) -> Result<Value, String> {
+        let request = self.client.post(format!("{}/v1/reconcile", self.base));
+        let (status, body) = self.exchange(request).await?;
+        if !(200..300).contains(&status) {
+            return Err(format!("{status}: {body}"));
+        }
+        Ok(body)
+    }
+
+    pub async fn license(&self, id: &str) -> Value {
+        self.client
+            .get(format!("{}/v1/licenses/{id}", self.base))
+            .send()
+            .await
+            .expect("the service answers")
+            .json()
+            .await
+            .expect("a license")
+    }
+
+    /// Reads the license until `done` holds for it.
+    pub async fn license_when(&self, id: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let license = self.license(id).await;
+            if done(&license) {
+                return license;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "license {id} never reached {what}: {license}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Reads the license until its state is one of `states`.
+    pub async fn license_until(&self, id: &str, states: &[&str]) -> Value {
+        self.license_when(id, &format!("{states:?}"), |l| {
+            states.iter().any(|s| l["state"] == *s)
+        })
+        .await
+    }
+
+    /// `GET /readyz`'s status code.
+    pub async fn ready_status(&self) -> Result<u16, reqwest::Error> {
+        let response = self
+            .client
+            .get(format!("{}/readyz", self.base))
+            .send()
+            .await?;
+        Ok(response.status().as_u16())
+    }
+
+    /// Waits until `/readyz` answers 200 (the first upstream probe has run).
+    pub async fn wait_ready(&self) {
+        let deadline = Instant::now() + DEADLINE;
+        while !matches!(self.ready_status().await, Ok(200)) {
+            assert!(
+                Instant::now() < deadline,
+                "{} never became ready",
+                self.base
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// Reads every license through `api` until each is ACTIVE; returns them.
+pub async fn wait_all_active(api: &Api, ids: &[String]) -> Vec<Value> {
+    let mut done = Vec::with_capacity(ids.len());
+    for id in ids {
+        done.push(api.license_until(id, &["ACTIVE"]).await);
+    }
+    done
+}
+
+/// Asserts that the store and the sandbox tell the same story about an ACTIVE order:
+/// exactly one live upstream license on the IP, and it is the one the store holds.
+pub fn assert_agree(sandbox: &SandboxHandle, order: &Order, license: &Value) {
+    let live = live_on(sandbox, &order.ip);
+    assert_eq!(
+        live.len(),
+        1,
+        "exactly one upstream license for {}: {live:?}",
+        order.ip
+    );
+    let upstream = &live[0];
+    assert_eq!(upstream.status, UPSTREAM_ACTIVE, "{upstream:?}");
+    assert_eq!(license["state"], "ACTIVE", "{license}");
+    assert_eq!(
+        license["upstreamId"].as_str(),
+        Some(upstream.id.to_string().as_str()),
+        "store and sandbox agree on the upstream id: {license}"
+    );
+    assert_eq!(
+        license["licenseKey"].as_str(),
+        Some(upstream.license_key.as_str()),
+        "store and sandbox agree on the key"
+    );
+    assert_eq!(
+        license["id"].as_str(),
+        Some(upstream.remote_id.as_str()),
+        "the upstream license carries our id as remoteid"
+    );
+}
+
+/// Every order has exactly one live upstream license, the one its ACTIVE license
+/// holds, and there are no others.
+pub fn assert_exactly_once(sandbox: &TestSandbox, orders: &[Order], licenses: &[Value]) {
+    let live = sandbox.live();
+    assert_eq!(
+        live.len(),
+        orders.len(),
+        "exactly one upstream license per server ({} servers)",
+        orders.len()
+    );
+    for (order, license) in orders.iter().zip(licenses) {
+        assert_agree(&sandbox.handle, order, license);
+    }
+}
+
+/// A count field of a JSON answer (protobuf JSON writes 64-bit integers as strings and
+/// leaves zero values out).
+pub fn count(value: &Value) -> u64 {
+    match value {
+        Value::Null => 0,
+        Value::Number(n) => n.as_u64().expect("a count"),
+        Value::String(s) => s.parse().expect("a count"),
+        other => panic!("not a count: {other}"),
+    }
+}

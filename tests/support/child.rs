@@ -1,0 +1,331 @@
+//! The real `license-facade serve` binary as a child process: one service restarted on
+//! the same database ([`ServiceDir`]), or replicas sharing one ([`Service::start`]).
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::api::Api;
+use super::db::TestDb;
+use super::{DEADLINE, clients_toml};
+
+/// Writes the clients file of the one test client with `limits` (TOML lines, e.g. a
+/// spend cap) added.
+pub fn write_clients_file_with(dir: &Path, limits: &str) -> PathBuf {
+    let path = dir.join("clients.toml");
+    std::fs::write(&path, clients_toml(limits)).unwrap();
+    path
+}
+
+/// Writes the clients file of the one test client.
+pub fn write_clients_file(dir: &Path) -> PathBuf {
+    write_clients_file_with(dir, "")
+}
+
+/// Writes the configuration child replicas run with: a one-second lease (longer than
+/// the 500 ms request timeout, as `serve` requires), so a killed replica's work is
+/// taken over about a second later; look-ups after a lost answer are spaced by the
+/// request timeout, so an abandoned order has landed before it could be re-sent. With
+/// several replicas on 2 cores an order request can be cut before the upstream takes
+/// it more than once, so a few automatic re-sends are allowed (these tests are about
+/// exactly-once across replicas; tests/api/upstream.rs tests the re-send limit).
+pub fn write_child_config(dir: &Path) -> PathBuf {
+    write_config(dir, 3, 500)
+}
+
+/// `config.toml` in `dir` with short workflow timings (and a breaker pause that the
+/// tests' deadlines outlast).
+fn write_config(dir: &Path, max_resends: u32, settle_ms: u64) -> PathBuf {
+    let path = dir.join("config.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[billmanager]\n\
+             request_timeout_ms = 500\n\
+             connect_timeout_ms = 500\n\
+             probe_interval_secs = 3600\n\
+             breaker_cool_down_secs = 1\n\
+             \n\
+             [workflow]\n\
+             lease_secs = 1\n\
+             max_resends = {max_resends}\n\
+             settle_interval_ms = {settle_ms}\n\
+             settle_checks = 2\n\
+             poll_initial_ms = 20\n\
+             poll_max_ms = 200\n"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// A directory holding the database (a SQLite file there, or with
+/// `LICENSE_FACADE_TEST_STORE=postgres` a PostgreSQL database of its own) and the
+/// configuration one service runs on, across restarts.
+pub struct ServiceDir {
+    pub dir: tempfile::TempDir,
+    starts: usize,
+    database: Option<TestDb>,
+}
+
+impl Default for ServiceDir {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ServiceDir {
+    /// Short workflow timings so that recovery after a crash takes about a second (the
+    /// lease of the crashed process must run out first). Each kill can cut an order
+    /// request before the upstream takes it, and a round kills up to 3 times, so the
+    /// automatic re-sends cover that many (these tests are about exactly-once across
+    /// kills; tests/api/upstream.rs tests the default limit of one).
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        write_config(dir.path(), 4, 100);
+        write_clients_file(dir.path());
+        Self {
+            dir,
+            starts: 0,
+            database: TestDb::for_store_blocking("lf_rel"),
+        }
+    }
+
+    /// The database the services of this directory share across restarts.
+    pub fn database_url(&self) -> String {
+        match &self.database {
+            Some(db) => db.url.clone(),
+            None => format!("sqlite:{}", self.path().join("db.sqlite").display()),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Log lines with this message across every start so far.
+    pub fn log_count(&self, message: &str) -> u64 {
+        let needle = format!("\"message\":\"{message}\"");
+        (1..=self.starts)
+            .map(|n| {
+                std::fs::read_to_string(self.path().join(format!("{n}.stdout")))
+                    .unwrap_or_default()
+                    .lines()
+                    .filter(|l| l.contains(&needle))
+                    .count() as u64
+            })
+            .sum()
+    }
+
+    /// Starts `license-facade serve` on this directory's database against `sandbox_url`,
+    /// optionally armed to abort at `crash_at`; returns once it listens.
+    pub fn start(&mut self, sandbox_url: &str, crash_at: Option<&str>) -> Service {
+        self.starts += 1;
+        let mut command = serve_command(
+            self.path(),
+            &self.database_url(),
+            sandbox_url,
+            &self.path().join("config.toml"),
+        );
+        if let Some(point) = crash_at {
+            command.env(license_facade::crash::CRASH_AT_ENV, point);
+        }
+        Service::spawn(command, self.path(), &self.starts.to_string())
+    }
+}
+
+/// `license-facade serve` on `database_url` against `sandbox_url` with `config` and
+/// the test client, on free ports, logging JSON; nothing from the test's own
+/// environment reaches it.
+fn serve_command(dir: &Path, database_url: &str, sandbox_url: &str, config: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_license-facade"));
+    command
+        .arg("serve")
+        .args(["--database-url", database_url])
+        .args(["--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0"])
+        .args(["--billmanager-url", sandbox_url, "--billmanager-allow-http"])
+        .args(["--billmanager-user", "demo"])
+        .arg("--config")
+        .arg(config)
+        .arg("--clients-file")
+        .arg(dir.join("clients.toml"))
+        .env("LICENSE_FACADE_BILLMANAGER_PASSWORD", "demo")
+        .env("LICENSE_FACADE_LOG_FORMAT", "json")
+        .env("LICENSE_FACADE_LOG", "info")
+        .env_remove("RUST_LOG")
+        .env_remove("LICENSE_FACADE_SANDBOX")
+        .env_remove("LICENSE_FACADE_DATABASE_URL")
+        .env_remove("LICENSE_FACADE_CLIENTS_FILE")
+        .env_remove(license_facade::crash::CRASH_AT_ENV)
+        .env_remove(license_facade::crash::CRASH_AFTER_ENV)
+        .env_remove("LICENSE_FACADE_DRAIN_DELAY_MS")
+        .env_remove("LICENSE_FACADE_DRAIN_TIMEOUT_SECS")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped());
+    command
+}
+
+/// A replica: a [`Service`] started on a database other replicas share.
+pub type ChildReplica = Service;
+
+/// A running `license-facade serve`; SIGKILLed when dropped.
+pub struct Service {
+    child: Child,
+    pub api: Api,
+    pub grpc_addr: SocketAddr,
+    stderr_path: PathBuf,
+    /// Every stdout (JSON log) line so far.
+    log: Arc<Mutex<Vec<Value>>>,
+}
+
+impl Service {
+    /// Starts a replica on `database_url` against `sandbox_url`, with `extra` flags,
+    /// its files in `dir` named after `label`; returns once it logged its addresses.
+    pub fn start(
+        dir: &Path,
+        label: &str,
+        database_url: &str,
+        sandbox_url: &str,
+        extra: &[&str],
+    ) -> Self {
+        let config = write_child_config(dir);
+        write_clients_file(dir);
+        let mut command = serve_command(dir, database_url, sandbox_url, &config);
+        command.args(extra);
+        Self::spawn(command, dir, label)
+    }
+
+    /// Spawns `command` with its stderr in `dir/label.stderr` and its stdout kept
+    /// (in memory and in `dir/label.stdout`); returns once it logged its addresses.
+    fn spawn(mut command: Command, dir: &Path, label: &str) -> Self {
+        let stderr_path = dir.join(format!("{label}.stderr"));
+        let stdout_path = dir.join(format!("{label}.stdout"));
+        let mut child = command
+            .stderr(std::fs::File::create(&stderr_path).unwrap())
+            .spawn()
+            .expect("the binary starts");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel();
+        let lines = log.clone();
+        // Keeps draining stdout (so the child never blocks on a full pipe) into memory
+        // and a file; reports the addresses from the start-up line.
+        std::thread::spawn(move || {
+            let mut file = std::fs::File::create(stdout_path).ok();
+            let mut tx = Some(tx);
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(file) = file.as_mut() {
+                    let _ = writeln!(file, "{line}");
+                }
+                let Ok(event) = serde_json::from_str::<Value>(&line) else {
+                    continue;
+                };
+                if event["message"] == "license-facade listening"
+                    && let (Some(http), Some(grpc)) =
+                        (event["http"].as_str(), event["grpc"].as_str())
+                    && let Some(tx) = tx.take()
+                {
+                    let _ = tx.send((http.to_owned(), grpc.to_owned()));
+                }
+                lines.lock().unwrap().push(event);
+            }
+        });
+        let mut service = Self {
+            child,
+            api: Api::new(String::new()),
+            grpc_addr: "127.0.0.1:0".parse().unwrap(),
+            stderr_path,
+            log,
+        };
+        match rx.recv_timeout(DEADLINE) {
+            Ok((http, grpc)) => {
+                service.api = Api::new(format!("http://{http}"));
+                service.grpc_addr = grpc.parse().expect("a gRPC address");
+                service
+            }
+            Err(_) => panic!(
+                "service {label} did not report its addresses; stderr: {}",
+                service.stderr()
+            ),
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    /// The JSON log lines with this message so far.
+    pub fn logged(&self, message: &str) -> Vec<Value> {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| e["message"] == message)
+            .cloned()
+            .collect()
+    }
+
+    /// SIGKILL, then reap.
+    pub fn kill(&mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reaped");
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "SIGTERM sent");
+    }
+
+    /// Waits (polling, bounded) until the process exits by itself.
+    pub async fn wait_exit(&mut self, within: Duration) -> ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the service did not exit within {within:?}; stderr: {}",
+                self.stderr()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Waits for the abort at `point` and checks that it happened there.
+    pub async fn expect_abort_at(&mut self, point: &str) {
+        use std::os::unix::process::ExitStatusExt;
+        let status = self.wait_exit(DEADLINE).await;
+        let stderr = self.stderr();
+        assert_eq!(
+            status.signal(),
+            Some(6),
+            "the service should abort (SIGABRT) at {point}, got {status}; stderr: {stderr}"
+        );
+        assert!(
+            stderr.contains(&format!("crash point {point} reached")),
+            "the abort names the point {point}: {stderr}"
+        );
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

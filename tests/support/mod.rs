@@ -1,0 +1,50 @@
+//! Test support shared by the suites that run the real service: the sandbox
+//! BILLmanager in the test process, a PostgreSQL database per test, a REST client, the
+//! application in this process, and the `license-facade serve` binary as a child
+//! process that can be aborted, killed and restarted.
+//!
+//! Each suite includes this module with `#[path = "../support/mod.rs"] mod support;`
+//! and uses the part it needs, so what one suite leaves unused is not dead code.
+#![allow(dead_code, unused_imports)]
+
+mod api;
+mod child;
+mod db;
+mod in_process;
+mod sandbox;
+
+pub use api::*;
+pub use child::*;
+pub use db::*;
+pub use in_process::*;
+pub use sandbox::*;
+
+use std::time::Duration;
+
+/// How long any wait in these tests may take before it is a failure.
+pub const DEADLINE: Duration = Duration::from_secs(60);
+
+/// The bearer token of the one API client every service in these tests knows.
+pub const TOKEN: &str = license_facade::auth::SANDBOX_TOKEN;
+
+pub fn init() {
+    // reqwest is built without a default TLS provider; tests install ring.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    if std::env::var_os("TEST_LOG").is_some() {
+        license_facade::telemetry::init();
+    }
+}
+
+/// The clients file text of the one test client: token [`TOKEN`], every scope, no
+/// request-rate limit (the load tests are bursty on purpose), and `limits` (TOML
+/// lines, e.g. a spend cap).
+pub fn clients_toml(limits: &str) -> String {
+    format!(
+        "[[client]]\n\
+         name = \"tests\"\n\
+         token_sha256 = \"{}\"\n\
+         scopes = [\"admin\"]\n\
+         max_requests_per_second = 0\n{limits}",
+        license_facade::auth::token_sha256_hex(TOKEN)
+    )
+}

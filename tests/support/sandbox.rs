@@ -1,0 +1,129 @@
+//! A sandbox BILLmanager served from the test process, so it outlives every service
+//! the tests crash, kill or run side by side.
+
+use std::time::Duration;
+
+use license_facade::sandbox::{Fault, Sandbox, SandboxConfig, SandboxHandle, SandboxLicense};
+use tokio_util::sync::CancellationToken;
+
+/// Upstream status of an active license and of a deleted one.
+pub const UPSTREAM_ACTIVE: u32 = 2;
+pub const UPSTREAM_DELETED: u32 = 4;
+
+/// A sandbox served until dropped.
+pub struct TestSandbox {
+    pub handle: SandboxHandle,
+    pub url: String,
+    pub addr: std::net::SocketAddr,
+    stop: CancellationToken,
+}
+
+impl Drop for TestSandbox {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// Sandbox settings for the crash tests: keys at once, hung requests released soon.
+pub fn sandbox_config() -> SandboxConfig {
+    SandboxConfig {
+        key_delay: Duration::ZERO,
+        timeout_hang: Duration::from_secs(2),
+        ..SandboxConfig::default()
+    }
+}
+
+pub async fn start_sandbox(config: SandboxConfig) -> TestSandbox {
+    super::init();
+    let sandbox = Sandbox::bind("127.0.0.1:0".parse().unwrap(), config)
+        .await
+        .expect("the sandbox binds");
+    let handle = sandbox.handle();
+    let url = sandbox.url();
+    let addr = sandbox.local_addr();
+    let stop = CancellationToken::new();
+    tokio::spawn(sandbox.run(stop.clone().cancelled_owned()));
+    TestSandbox {
+        handle,
+        url,
+        addr,
+        stop,
+    }
+}
+
+impl TestSandbox {
+    /// Upstream licenses that are not deleted.
+    pub fn live(&self) -> Vec<SandboxLicense> {
+        live(&self.handle).collect()
+    }
+
+    /// Upstream licenses on `ip` that are not deleted.
+    pub fn live_on(&self, ip: &str) -> Vec<SandboxLicense> {
+        live_on(&self.handle, ip)
+    }
+
+    pub fn orders_sent(&self) -> u64 {
+        self.handle.call_count("soft.order.param")
+    }
+
+    pub fn set_fault(&self, fault: &str) {
+        self.handle
+            .set_faults(vec![fault.parse::<Fault>().expect("a valid fault")]);
+    }
+}
+
+fn live(handle: &SandboxHandle) -> impl Iterator<Item = SandboxLicense> {
+    handle
+        .licenses()
+        .into_iter()
+        .filter(|l| l.status != UPSTREAM_DELETED)
+}
+
+pub fn live_on(handle: &SandboxHandle, ip: &str) -> Vec<SandboxLicense> {
+    live(handle).filter(|l| l.ip == ip).collect()
+}
+
+/// A TCP proxy in front of the sandbox that holds every chunk of every answer for
+/// `delay` before passing it on: an order is performed at once but its answer is slow,
+/// which widens the window in which a killed service has bought a license it has not
+/// yet heard about (the window recovery exists for).
+pub async fn slow_answer_proxy(target: std::net::SocketAddr, delay: Duration) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(server) = tokio::net::TcpStream::connect(target).await else {
+                    return;
+                };
+                let (mut client_read, mut client_write) = client.into_split();
+                let (mut server_read, mut server_write) = server.into_split();
+                let requests = async {
+                    let _ = tokio::io::copy(&mut client_read, &mut server_write).await;
+                    let _ = server_write.shutdown().await;
+                };
+                let answers = async {
+                    let mut buf = vec![0u8; 16 * 1024];
+                    while let Ok(n) = server_read.read(&mut buf).await {
+                        if n == 0 {
+                            break;
+                        }
+                        tokio::time::sleep(delay).await;
+                        if client_write.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                    let _ = client_write.shutdown().await;
+                };
+                // Whichever side ends first ends the connection (a killed client must
+                // not keep the sandbox connection open).
+                tokio::select! {
+                    () = requests => {}
+                    () = answers => {}
+                }
+            });
+        }
+    });
+    format!("http://{addr}/billmgr")
+}
