@@ -6,6 +6,7 @@
 
 use time::OffsetDateTime;
 
+use super::lease::HeldLease;
 use super::worker::{Worker, failure, parse_date};
 use crate::billmanager::{UpstreamError, UpstreamLicense, UpstreamStatus};
 use crate::domain::{
@@ -24,10 +25,10 @@ impl Worker {
         &self,
         op: Operation,
         license: License,
-        claimed_at: OffsetDateTime,
+        held: &HeldLease,
     ) -> Result<(), StoreError> {
         match op.phase {
-            Phase::Received => self.send_change(op, license, claimed_at).await,
+            Phase::Received => self.send_change(op, license, held).await,
             Phase::Intent => self.recover_change(op, license).await,
             Phase::Confirmed => self.finish_change(op, license).await,
             Phase::Done | Phase::Failed => {
@@ -41,7 +42,7 @@ impl Worker {
         &self,
         mut op: Operation,
         mut license: License,
-        claimed_at: OffsetDateTime,
+        held: &HeldLease,
     ) -> Result<(), StoreError> {
         let Some(upstream_id) = license.upstream_id else {
             return self
@@ -56,13 +57,52 @@ impl Worker {
         op.phase = Phase::Intent;
         op.attempt += 1;
         op.checks = 0;
+        op.sent_at = Some(OffsetDateTime::now_utc());
         self.save(&op, &mut license, false).await?;
-        if !self.lease_covers_call(claimed_at) {
+        if !self.may_send(&op, held) {
             return self.unsent(op, license).await;
         }
         tracing::info!(attempt = op.attempt, "sending the change upstream");
+        let result = self.bounded(&op, self.call_change(&op, upstream_id)).await;
+        match result {
+            Ok(outcome) => {
+                if let Outcome::NewExpiry(Some(date)) = &outcome
+                    && let Some(t) = parse_date(date)
+                {
+                    license.expire_time = Some(t);
+                }
+                self.confirm_change(op, license).await
+            }
+            Err(e @ UpstreamError::Refused { .. }) => {
+                tracing::warn!(error.message = %e, "upstream refused the change");
+                let f = failure(&e);
+                self.fail_change(op, license, &f.code, f.message).await
+            }
+            Err(e) if e.is_definite() => {
+                op.phase = Phase::Received;
+                op.failures += 1;
+                op.run_after = self.backoff(op.failures, self.config.retry_max);
+                op.last_error = Some(e.to_string());
+                license.last_error = Some(failure(&e));
+                self.save(&op, &mut license, true).await
+            }
+            Err(e) => {
+                tracing::warn!(error.message = %e, "change outcome unknown; recovering");
+                op.run_after = OffsetDateTime::now_utc() + self.config.settle_interval;
+                op.last_error = Some(e.to_string());
+                self.save(&op, &mut license, true).await
+            }
+        }
+    }
+
+    /// The upstream call of a change operation.
+    async fn call_change(
+        &self,
+        op: &Operation,
+        upstream_id: u64,
+    ) -> Result<Outcome, UpstreamError> {
         let up = &self.upstream;
-        let result = match &op.kind {
+        match &op.kind {
             OperationKind::Renew { period, .. } => up
                 .renew_license(upstream_id, *period)
                 .await
@@ -91,35 +131,6 @@ impl Worker {
                 up.reissue_key(upstream_id).await.map(|()| Outcome::Done)
             }
             OperationKind::Order => unreachable!("orders have their own path"),
-        };
-        match result {
-            Ok(outcome) => {
-                if let Outcome::NewExpiry(Some(date)) = &outcome
-                    && let Some(t) = parse_date(date)
-                {
-                    license.expire_time = Some(t);
-                }
-                self.confirm_change(op, license).await
-            }
-            Err(e @ UpstreamError::Refused { .. }) => {
-                tracing::warn!(error.message = %e, "upstream refused the change");
-                let f = failure(&e);
-                self.fail_change(op, license, &f.code, f.message).await
-            }
-            Err(e) if e.is_definite() => {
-                op.phase = Phase::Received;
-                op.failures += 1;
-                op.run_after = self.backoff(op.failures, self.config.retry_max);
-                op.last_error = Some(e.to_string());
-                license.last_error = Some(failure(&e));
-                self.save(&op, &mut license, true).await
-            }
-            Err(e) => {
-                tracing::warn!(error.message = %e, "change outcome unknown; recovering");
-                op.run_after = OffsetDateTime::now_utc() + self.config.settle_interval / 4;
-                op.last_error = Some(e.to_string());
-                self.save(&op, &mut license, true).await
-            }
         }
     }
 
@@ -199,6 +210,13 @@ impl Worker {
             }
             Ok(_) => {
                 op.failures = 0;
+                let settled = self.settle_deadline(&mut op);
+                if OffsetDateTime::now_utc() < settled {
+                    // The last attempt's request may still land: not seeing the
+                    // change proves nothing yet.
+                    op.run_after = settled;
+                    return self.save(&op, &mut license, true).await;
+                }
                 op.checks += 1;
                 if op.checks >= self.config.settle_checks {
                     tracing::info!(

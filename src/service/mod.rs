@@ -8,6 +8,7 @@ mod error;
 mod feed;
 mod idempotency;
 mod input;
+mod lease;
 mod lifecycle;
 mod quotes;
 mod reconcile;

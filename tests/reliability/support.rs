@@ -448,9 +448,7 @@ impl ServiceDir {
     /// automatic re-sends cover that many (these tests are about exactly-once across
     /// kills; tests/api/upstream.rs tests the default limit of one).
     pub fn new() -> Self {
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        std::fs::write(
-            dir.path().join("config.toml"),
+        Self::with_config(
             "[billmanager]\n\
              request_timeout_ms = 500\n\
              connect_timeout_ms = 500\n\
@@ -465,7 +463,12 @@ impl ServiceDir {
              poll_initial_ms = 20\n\
              poll_max_ms = 200\n",
         )
-        .unwrap();
+    }
+
+    /// A directory whose services run with the configuration file `config` (TOML).
+    pub fn with_config(config: &str) -> Self {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        std::fs::write(dir.path().join("config.toml"), config).unwrap();
         Self {
             dir,
             starts: 0,

@@ -11,6 +11,7 @@ mod support;
 mod caps;
 mod drain;
 mod healthcheck;
+mod heartbeat;
 mod leases;
 mod scale;
 mod takeover;

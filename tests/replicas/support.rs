@@ -482,6 +482,18 @@ impl ChildReplica {
         extra: &[&str],
     ) -> Self {
         let config = write_child_config(dir);
+        Self::start_with(dir, label, database_url, sandbox_url, extra, &config)
+    }
+
+    /// [`start`](Self::start) with the configuration file `config`.
+    pub fn start_with(
+        dir: &Path,
+        label: &str,
+        database_url: &str,
+        sandbox_url: &str,
+        extra: &[&str],
+        config: &Path,
+    ) -> Self {
         let clients = write_clients_file(dir);
         let stderr_path = dir.join(format!("{label}.stderr"));
         let stdout_path = dir.join(format!("{label}.stdout"));
@@ -492,7 +504,7 @@ impl ChildReplica {
             .args(["--billmanager-url", sandbox_url, "--billmanager-allow-http"])
             .args(["--billmanager-user", "demo"])
             .arg("--config")
-            .arg(&config)
+            .arg(config)
             .arg("--clients-file")
             .arg(&clients)
             .args(extra)
