@@ -7,6 +7,8 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use license_facade::sandbox::SandboxConfig;
@@ -195,25 +197,30 @@ async fn a_storm_with_a_replica_sigkilled_is_all_active_within_60_s_of_the_last_
     let survivors = [replicas[1].api.clone(), replicas[2].api.clone()];
 
     // Act: every server through every replica at once; a call to the killed replica
-    // that fails is repeated through a survivor, as a client would.
+    // that fails is repeated through a survivor, as a client would. Replica 0 is
+    // killed once half the calls are answered and it has sent orders upstream.
     let storm_started = Instant::now();
+    let answered = Arc::new(AtomicUsize::new(0));
     let mut calls = tokio::task::JoinSet::new();
     for (n, order) in orders.iter().enumerate() {
         for replica in &replicas {
             let (api, retry) = (replica.api.clone(), survivors[n % 2].clone());
-            let order = order.clone();
+            let (order, answered) = (order.clone(), answered.clone());
             calls.spawn(async move {
                 let id = match api.order(&order).await {
                     Ok(id) => id,
                     Err(_) => retry.order_until_acknowledged(&order).await,
                 };
+                answered.fetch_add(1, Ordering::Relaxed);
                 (n, id, Instant::now())
             });
         }
     }
     let deadline = Instant::now() + Duration::from_secs(60);
-    while replicas[0].logged("sending the order upstream").len() < 10 {
-        assert!(Instant::now() < deadline, "replica 0 never sent 10 orders");
+    while answered.load(Ordering::Relaxed) < 150
+        || replicas[0].logged("sending the order upstream").is_empty()
+    {
+        assert!(Instant::now() < deadline, "the storm never got half way");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     replicas[0].kill();
