@@ -531,12 +531,13 @@ impl Worker {
     }
 
     /// Whether the call of `op`, whose INTENT is committed, may be sent now: the lease
-    /// is still ours (another worker cannot be running a step of it), and most of the
-    /// call's time bound is left (a slow INTENT commit used part of it; the attempt
-    /// is then claimed afresh rather than sent with little time to answer).
+    /// is still ours (another worker cannot be running a step of it), and at least
+    /// half of the call's time bound is left (a slow INTENT commit used part of it;
+    /// the attempt is then claimed afresh rather than sent with little time to
+    /// answer).
     pub(super) fn may_send(&self, op: &Operation, held: &HeldLease) -> bool {
         held.covers(self.config.lease / 10)
-            && self.call_time_left(op) >= self.config.call_timeout.mul_f32(0.75)
+            && self.call_time_left(op) >= self.config.call_timeout / 2
     }
 
     /// The moment the last attempt of `op` can no longer land upstream: one request
