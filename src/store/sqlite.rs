@@ -1107,16 +1107,13 @@ impl Store for SqliteStore {
         owner: &str,
         until: OffsetDateTime,
     ) -> Result<bool, StoreError> {
-        let renewed = sqlx::query(
-            "UPDATE operations SET lease_until = ?1 \
-             WHERE id = ?2 AND lease_owner = ?3 AND phase NOT IN ('DONE', 'FAILED')",
-        )
-        .bind(to_micros(until))
-        .bind(id)
-        .bind(owner)
-        .execute(&self.lease_pool)
-        .await
-        .context("cannot renew the lease")?;
+        let renewed = sqlx::query(codec::RENEW_LEASE_SQL)
+            .bind(to_micros(until))
+            .bind(id)
+            .bind(owner)
+            .execute(&self.lease_pool)
+            .await
+            .context("cannot renew the lease")?;
         Ok(renewed.rows_affected() == 1)
     }
 

@@ -13,6 +13,7 @@ mod drain;
 mod healthcheck;
 mod heartbeat;
 mod leases;
+mod renewal;
 mod scale;
 mod takeover;
 mod watch;
