@@ -11,6 +11,7 @@ mod crash_points;
 mod faults;
 mod figures;
 mod model;
+mod renewal;
 mod restart;
 mod sigkill;
 mod stop;
