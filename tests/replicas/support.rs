@@ -390,9 +390,8 @@ impl InProcess {
             ..ServeArgs::default()
         })
         .expect("valid settings");
-        // The settle spacing is not shorter than the request timeout: an order whose
-        // answer was lost has landed upstream (or never will) before a look-up that
-        // finds nothing may lead to sending it again.
+        // Short timings: nothing is re-sent before one request timeout after the
+        // stored send time, and look-ups after that are a second apart.
         settings.billmanager.request_timeout = Duration::from_secs(1);
         settings.workflow.lease = Duration::from_secs(3);
         settings.workflow.settle_interval = Duration::from_secs(1);
@@ -433,10 +432,10 @@ impl InProcess {
 // Replicas as child processes of the real binary.
 // ---------------------------------------------------------------------------------
 
-/// Writes the configuration child replicas run with: a one-second lease (longer than
-/// the 500 ms request timeout, as `serve` requires), so a killed replica's work is
-/// taken over about a second later; look-ups after a lost answer are spaced by the
-/// request timeout, so an abandoned order has landed before it could be re-sent. With
+/// Writes the configuration child replicas run with: a one-second lease (renewed while
+/// a replica works), so a killed replica's work is taken over about a second later;
+/// a 500 ms request timeout, so an abandoned order has landed (nothing is re-sent
+/// before 500 ms after its stored send time) soon. With
 /// several replicas on 2 cores an order request can be cut before the upstream takes
 /// it more than once, so a few automatic re-sends are allowed (these tests are about
 /// exactly-once across replicas; tests/api/upstream.rs tests the re-send limit).
