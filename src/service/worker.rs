@@ -503,7 +503,8 @@ impl Worker {
     /// license needs a person (`why` says so). A call that this process's circuit
     /// breaker held back is not a look-up and is not counted: an outage shorter than
     /// the breaker's pause must not hand licenses to people. It is tried again after
-    /// a settle interval.
+    /// a settle interval. Counted failures back off up to one request timeout, so the
+    /// failure budget spans minutes, not seconds.
     pub(super) fn lookup_failed(
         &self,
         op: &mut Operation,
@@ -526,18 +527,19 @@ impl Worker {
                 message: why,
             });
         } else {
-            op.run_after = self.backoff(op.failures, self.config.settle_interval);
+            let cap = self.config.call_timeout.max(self.config.settle_interval);
+            op.run_after = self.backoff(op.failures, cap);
         }
     }
 
     /// Whether the call of `op`, whose INTENT is committed, may be sent now: the lease
-    /// is still ours (another worker cannot be running a step of it), and at least
-    /// half of the call's time bound is left (a slow INTENT commit used part of it;
-    /// the attempt is then claimed afresh rather than sent with little time to
+    /// is still ours (another worker cannot be running a step of it), and at least a
+    /// quarter of the call's time bound is left (a slow INTENT commit used part of
+    /// it; the attempt is then claimed afresh rather than sent with little time to
     /// answer).
     pub(super) fn may_send(&self, op: &Operation, held: &HeldLease) -> bool {
         held.covers(self.config.lease / 10)
-            && self.call_time_left(op) >= self.config.call_timeout / 2
+            && self.call_time_left(op) >= self.config.call_timeout / 4
     }
 
     /// The moment the last attempt of `op` can no longer land upstream: one request
