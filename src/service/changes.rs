@@ -57,7 +57,7 @@ impl Worker {
         op.phase = Phase::Intent;
         op.attempt += 1;
         op.checks = 0;
-        op.sent_at = Some(OffsetDateTime::now_utc());
+        op.sent_at = Some(self.send_by());
         self.save(&op, &mut license, false).await?;
         if !self.may_send(&op, held) {
             return self.unsent(op, license).await;

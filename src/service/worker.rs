@@ -290,7 +290,7 @@ impl Worker {
         op.phase = Phase::Intent;
         op.attempt += 1;
         op.checks = 0;
-        op.sent_at = Some(OffsetDateTime::now_utc());
+        op.sent_at = Some(self.send_by());
         self.save(&op, &mut license, false).await?;
         crate::crash::point(crate::crash::AFTER_INTENT);
         if !self.may_send(&op, held) {
@@ -532,19 +532,26 @@ impl Worker {
         }
     }
 
+    /// The send time to stamp on an INTENT about to be committed: the latest moment
+    /// its request may leave, a short allowance ahead for the commit (a quarter of
+    /// the request timeout, at most 2 s). The call, bounded by the request timeout
+    /// from its start, then always ends by `sent_at + request timeout`.
+    pub(super) fn send_by(&self) -> OffsetDateTime {
+        OffsetDateTime::now_utc() + (self.config.call_timeout / 4).min(Duration::from_secs(2))
+    }
+
     /// Whether the call of `op`, whose INTENT is committed, may be sent now: the lease
-    /// is still ours (another worker cannot be running a step of it), and at least a
-    /// quarter of the call's time bound is left (a slow INTENT commit used part of
-    /// it; the attempt is then claimed afresh rather than sent with little time to
-    /// answer).
+    /// is still ours (another worker cannot be running a step of it), and the send
+    /// time stamped with the INTENT has not passed (a commit slower than its
+    /// allowance: the attempt is claimed afresh instead).
     pub(super) fn may_send(&self, op: &Operation, held: &HeldLease) -> bool {
         held.covers(self.config.lease / 10)
-            && self.call_time_left(op) >= self.config.call_timeout / 4
+            && op.sent_at.is_some_and(|by| OffsetDateTime::now_utc() <= by)
     }
 
     /// The moment the last attempt of `op` can no longer land upstream: one request
-    /// timeout after the send time stamped with its INTENT (its call is bounded to end
-    /// by then). An operation without one (stored before send times were) counts as
+    /// timeout after the send time stamped with its INTENT (the latest its request
+    /// could leave; its call is bounded to end by then). An operation without one (stored before send times were) counts as
     /// sent now, and records that.
     pub(super) fn settle_deadline(&self, op: &mut Operation) -> OffsetDateTime {
         *op.sent_at.get_or_insert_with(OffsetDateTime::now_utc) + self.config.call_timeout
@@ -557,8 +564,9 @@ impl Worker {
     }
 
     /// Runs the upstream call of `op`'s current attempt, cut (outcome unknown) at its
-    /// settle deadline: whoever recovers the operation waits only until then, so the
-    /// request must not be able to land any later.
+    /// settle deadline at the latest: whoever recovers the operation waits only until
+    /// then, so the request must not be able to land any later. (Sent by its stamped
+    /// send time, the call's own request timeout ends it no later than that.)
     pub(super) async fn bounded<T>(
         &self,
         op: &Operation,

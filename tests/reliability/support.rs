@@ -655,6 +655,8 @@ pub struct Timings {
     pub settle_interval: Duration,
     pub settle_checks: u32,
     pub max_lookup_failures: u32,
+    /// Automatic re-sends of an order whose outcome stayed unknown.
+    pub max_resends: u32,
     /// The test client's cap on paid calls an hour, if any.
     pub paid_call_cap: Option<u32>,
 }
@@ -667,6 +669,7 @@ impl Default for Timings {
             settle_interval: Duration::from_millis(60),
             settle_checks: 2,
             max_lookup_failures: 10,
+            max_resends: 1,
             paid_call_cap: None,
         }
     }
@@ -703,6 +706,7 @@ impl InProcess {
         settings.workflow.settle_interval = timings.settle_interval;
         settings.workflow.settle_checks = timings.settle_checks;
         settings.workflow.max_lookup_failures = timings.max_lookup_failures;
+        settings.workflow.max_resends = timings.max_resends;
         settings.workflow.poll_initial = Duration::from_millis(10);
         settings.workflow.poll_max = Duration::from_millis(100);
         settings.workflow.retry_max = Duration::from_millis(200);
