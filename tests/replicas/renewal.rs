@@ -6,34 +6,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use license_facade::domain::{
-    ClientName, LicenseId, LicenseIp, NewLicense, Operation, OperationKind, Period, Phase, ServerId,
-};
+use license_facade::domain::Phase;
 use license_facade::store::{Store, connect};
 use time::OffsetDateTime;
 
+use crate::leases::store_order;
 use crate::support::TestDb;
 
 async fn check_renewal(store: Arc<dyn Store>) {
     // Arrange: an order claimed by w1 for 10 s.
     let now = OffsetDateTime::now_utc();
-    let license = NewLicense {
-        client: ClientName::new("renewal-test".to_owned()),
-        server_id: ServerId::parse("srv-renewal", "serverId").unwrap(),
-        ip: LicenseIp::parse("192.0.2.20", "ip").unwrap(),
-        hostname: None,
-        panel: "ISPmanager 6 Pro".into(),
-        tariff_id: 3651,
-        nodes: None,
-        period: Period::Month,
-        auto_renew: true,
-    }
-    .into_pending(LicenseId::generate(), now);
-    let op = Operation::received(license.id, OperationKind::Order, now);
-    store
-        .insert_order(&license, &op, None, &[], None)
-        .await
-        .unwrap();
+    let license = store_order(&*store, "srv-renewal", "192.0.2.20", now).await;
     let lease = Duration::from_secs(10);
     let mut op = store
         .claim_operation("w1", now, lease)
