@@ -221,9 +221,10 @@ pub struct BillmanagerFile {
 pub struct WorkflowFile {
     /// Operations run at once.
     pub concurrency: Option<usize>,
-    /// Lease length in seconds.
+    /// Lease length in seconds (renewed while a step runs).
     pub lease_secs: Option<u64>,
-    /// Spacing of recovery look-ups, in milliseconds.
+    /// Spacing of recovery look-ups once a request can no longer land, in
+    /// milliseconds.
     pub settle_interval_ms: Option<u64>,
     /// Look-ups that must find nothing before an order is re-sent.
     pub settle_checks: Option<u32>,
@@ -385,23 +386,15 @@ impl Settings {
                 .unwrap_or(defaults.activation_timeout),
             ..defaults
         };
-        if workflow.lease <= billmanager.request_timeout {
-            bail!("workflow.lease_secs must be longer than billmanager.request_timeout_ms");
+        // The lease need not outlast an upstream call (a heartbeat renews it every
+        // third of its length while a step runs), and a request that may still land
+        // is waited out by the stored send time, not by the lease or the settle
+        // spacing; so neither is tied to the request timeout.
+        if workflow.lease.is_zero() {
+            bail!("workflow.lease_secs must be at least 1");
         }
-        // A request that timed out on our side may still be landing upstream: a
-        // look-up sooner than one request timeout later could miss it and re-order.
-        let mut workflow = workflow;
-        // The default (20 s) is raised quietly; a configured value loudly.
-        let settle_configured = wf.settle_interval_ms.is_some();
-        if workflow.settle_interval < billmanager.request_timeout {
-            if settle_configured {
-                tracing::warn!(
-                    settle_interval_ms = workflow.settle_interval.as_millis() as u64,
-                    request_timeout_ms = billmanager.request_timeout.as_millis() as u64,
-                    "workflow.settle_interval_ms is shorter than the upstream request timeout; using the timeout"
-                );
-            }
-            workflow.settle_interval = billmanager.request_timeout;
+        if workflow.settle_interval.is_zero() {
+            bail!("workflow.settle_interval_ms must be positive");
         }
         let database_max_connections = args
             .database_max_connections

@@ -97,12 +97,11 @@ impl Application {
         if serving.lock.is_some() {
             // This process holds the SQLite file for itself: a lease left in it belongs
             // to a process that is gone (killed mid-step). Its operations are taken
-            // over from their recovery points one request timeout from now (a request
-            // the dead process had in flight can no longer land by then), not when
-            // the lease runs out.
-            let not_before = time::OffsetDateTime::now_utc() + settings.billmanager.request_timeout;
+            // over from their recovery points at once, not when the lease runs out. A
+            // request the dead process had in flight may still land: recovery re-sends
+            // nothing before one request timeout after the send time stored with it.
             let taken = store
-                .release_all_leases(not_before)
+                .release_all_leases(time::OffsetDateTime::now_utc())
                 .await
                 .context("cannot take over the leases of a stopped process")?;
             if taken > 0 {

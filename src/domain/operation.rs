@@ -135,6 +135,14 @@ pub struct Operation {
     pub run_after: OffsetDateTime,
     /// The last transient problem, for operators.
     pub last_error: Option<String>,
+    /// When the last upstream attempt was sent, at the latest: stamped with INTENT
+    /// (a short allowance ahead for the commit; the call is not made once it has
+    /// passed), and the call is bounded to end one request timeout after it. A request that went out may
+    /// still land upstream until then, so no look-up before that moment can prove
+    /// the attempt absent; a takeover after a crash counts from it, not from the
+    /// restart. `None` until the first attempt.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub sent_at: Option<OffsetDateTime>,
 }
 
 impl Operation {
@@ -150,6 +158,7 @@ impl Operation {
             failures: 0,
             run_after: now,
             last_error: None,
+            sent_at: None,
         }
     }
 }

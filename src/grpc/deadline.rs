@@ -56,12 +56,16 @@ where
             .and_then(|v| v.to_str().ok())
             .and_then(parse_grpc_timeout)
             .map(|d| d.saturating_sub(MARGIN.min(d / 10)));
+        // The end is fixed now, when tonic's own timer starts too, not at the first
+        // poll: on a busy runtime that poll can come later than the margin, and
+        // tonic's CANCELLED would then win.
+        let end = budget.map(|b| tokio::time::Instant::now() + b);
         let future = self.inner.call(request);
         Box::pin(async move {
-            let Some(budget) = budget else {
+            let Some(end) = end else {
                 return future.await;
             };
-            match tokio::time::timeout(budget, future).await {
+            match tokio::time::timeout_at(end, future).await {
                 Ok(answer) => answer,
                 Err(_) => Ok(tonic::Status::deadline_exceeded(
                     "the call's deadline passed before it finished",

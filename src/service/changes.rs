@@ -6,6 +6,7 @@
 
 use time::OffsetDateTime;
 
+use super::lease::HeldLease;
 use super::worker::{Worker, failure, parse_date};
 use crate::billmanager::{UpstreamError, UpstreamLicense, UpstreamStatus};
 use crate::domain::{
@@ -24,10 +25,10 @@ impl Worker {
         &self,
         op: Operation,
         license: License,
-        claimed_at: OffsetDateTime,
+        held: &HeldLease,
     ) -> Result<(), StoreError> {
         match op.phase {
-            Phase::Received => self.send_change(op, license, claimed_at).await,
+            Phase::Received => self.send_change(op, license, held).await,
             Phase::Intent => self.recover_change(op, license).await,
             Phase::Confirmed => self.finish_change(op, license).await,
             Phase::Done | Phase::Failed => {
@@ -41,7 +42,7 @@ impl Worker {
         &self,
         mut op: Operation,
         mut license: License,
-        claimed_at: OffsetDateTime,
+        held: &HeldLease,
     ) -> Result<(), StoreError> {
         let Some(upstream_id) = license.upstream_id else {
             return self
@@ -58,43 +59,14 @@ impl Worker {
         op.phase = Phase::Intent;
         op.attempt += 1;
         op.checks = 0;
+        op.sent_at = Some(self.send_by());
         self.save(&op, &mut license, false).await?;
         crate::crash::point(crate::crash::AFTER_INTENT);
-        if !self.lease_covers_call(claimed_at) {
+        if !self.may_send(&op, held) {
             return self.unsent(op, license).await;
         }
         tracing::info!(attempt = op.attempt, "sending the change upstream");
-        let up = &self.upstream;
-        let result = match &op.kind {
-            OperationKind::Renew { period, .. } => up
-                .renew_license(upstream_id, *period)
-                .await
-                .map(Outcome::NewExpiry),
-            OperationKind::ChangeIp { ip } => match ip.parse() {
-                Ok(ip) => up.change_ip(upstream_id, ip).await.map(|()| Outcome::Done),
-                Err(_) => Err(UpstreamError::Refused {
-                    kind: "value".into(),
-                    object: Some("ip".into()),
-                    message: "invalid IP address".into(),
-                }),
-            },
-            OperationKind::ChangePanel {
-                tariff_id, period, ..
-            } => up
-                .change_tariff(upstream_id, *tariff_id, *period)
-                .await
-                .map(|()| Outcome::Done),
-            OperationKind::Suspend => up
-                .suspend_license(upstream_id)
-                .await
-                .map(|()| Outcome::Done),
-            OperationKind::Resume => up.resume_license(upstream_id).await.map(|()| Outcome::Done),
-            OperationKind::Cancel => up.delete_license(upstream_id).await.map(|()| Outcome::Done),
-            OperationKind::ReissueKey { .. } => {
-                up.reissue_key(upstream_id).await.map(|()| Outcome::Done)
-            }
-            OperationKind::Order => unreachable!("orders have their own path"),
-        };
+        let result = self.bounded(&op, self.call_change(&op, upstream_id)).await;
         crate::crash::point(crate::crash::AFTER_SEND);
         match result {
             Ok(outcome) => {
@@ -124,10 +96,49 @@ impl Worker {
             }
             Err(e) => {
                 tracing::warn!(error.message = %e, "change outcome unknown; recovering");
-                op.run_after = OffsetDateTime::now_utc() + self.config.settle_interval / 4;
+                op.run_after = OffsetDateTime::now_utc() + self.config.settle_interval;
                 op.last_error = Some(e.to_string());
                 self.save(&op, &mut license, true).await
             }
+        }
+    }
+
+    /// The upstream call of a change operation.
+    async fn call_change(
+        &self,
+        op: &Operation,
+        upstream_id: u64,
+    ) -> Result<Outcome, UpstreamError> {
+        let up = &self.upstream;
+        match &op.kind {
+            OperationKind::Renew { period, .. } => up
+                .renew_license(upstream_id, *period)
+                .await
+                .map(Outcome::NewExpiry),
+            OperationKind::ChangeIp { ip } => match ip.parse() {
+                Ok(ip) => up.change_ip(upstream_id, ip).await.map(|()| Outcome::Done),
+                Err(_) => Err(UpstreamError::Refused {
+                    kind: "value".into(),
+                    object: Some("ip".into()),
+                    message: "invalid IP address".into(),
+                }),
+            },
+            OperationKind::ChangePanel {
+                tariff_id, period, ..
+            } => up
+                .change_tariff(upstream_id, *tariff_id, *period)
+                .await
+                .map(|()| Outcome::Done),
+            OperationKind::Suspend => up
+                .suspend_license(upstream_id)
+                .await
+                .map(|()| Outcome::Done),
+            OperationKind::Resume => up.resume_license(upstream_id).await.map(|()| Outcome::Done),
+            OperationKind::Cancel => up.delete_license(upstream_id).await.map(|()| Outcome::Done),
+            OperationKind::ReissueKey { .. } => {
+                up.reissue_key(upstream_id).await.map(|()| Outcome::Done)
+            }
+            OperationKind::Order => unreachable!("orders have their own path"),
         }
     }
 
@@ -208,6 +219,13 @@ impl Worker {
             }
             Ok(_) => {
                 op.failures = 0;
+                let settled = self.settle_deadline(&mut op);
+                if OffsetDateTime::now_utc() < settled {
+                    // The last attempt's request may still land: not seeing the
+                    // change proves nothing yet.
+                    op.run_after = settled;
+                    return self.save(&op, &mut license, true).await;
+                }
                 op.checks += 1;
                 if op.checks < self.config.settle_checks {
                     op.run_after = OffsetDateTime::now_utc() + self.config.settle_interval;

@@ -9,6 +9,7 @@ mod feed;
 mod idempotency;
 mod input;
 mod items;
+mod lease;
 mod lifecycle;
 mod quotes;
 mod reconcile;

@@ -18,6 +18,7 @@ use crate::domain::{License, LicenseState, Operation, PanelCatalog, Phase, Upstr
 use crate::store::StoreError;
 
 use super::drift::{normalize_ip, upstream_tariff};
+use super::lease::HeldLease;
 use super::worker::{Worker, failure};
 
 /// What a look-up found.
@@ -88,22 +89,32 @@ impl Worker {
     /// took the order (an answer without an error but without a readable id, or a
     /// refusal whose look-up could not settle it), so it is never sent again; else
     /// the outcome is unknown, and after the settle checks find nothing on complete
-    /// lists it is sent again, at most `max_resends` times in the order's life.
+    /// lists it is sent again, at most `max_resends` times in the order's life. Only
+    /// look-ups made once the last attempt's request can no longer land (its settle
+    /// deadline) count as checks; one made before can only find the order.
     pub(super) async fn recover_order(
         &self,
         mut op: Operation,
         mut license: License,
-        claimed_at: OffsetDateTime,
+        held: &HeldLease,
         placed: bool,
     ) -> Result<(), StoreError> {
+        tracing::info!(attempt = op.attempt, "looking the order up upstream");
         let lookup = self.look_up(&license).await;
         match lookup {
             Ok(Lookup::Found(id)) => {
                 tracing::info!(upstream_id = id, "found the order upstream; adopting it");
-                return self.confirm_order(op, license, id, claimed_at).await;
+                return self.confirm_order(op, license, id, held).await;
             }
             Ok(Lookup::Absent) => {
                 op.failures = 0;
+                let settled = self.settle_deadline(&mut op);
+                if OffsetDateTime::now_utc() < settled {
+                    // The last attempt's request may still land: this absence proves
+                    // nothing. Look again once it cannot.
+                    op.run_after = settled;
+                    return self.save(&op, &mut license, true).await;
+                }
                 op.checks += 1;
                 if op.checks < self.config.settle_checks {
                     op.run_after = OffsetDateTime::now_utc() + self.config.settle_interval;
@@ -160,7 +171,7 @@ impl Worker {
         mut op: Operation,
         mut license: License,
         refusal: UpstreamError,
-        claimed_at: OffsetDateTime,
+        held: &HeldLease,
     ) -> Result<(), StoreError> {
         op.last_error = Some(refusal.to_string());
         license.last_error = Some(failure(&refusal));
@@ -170,7 +181,7 @@ impl Worker {
                     upstream_id = id,
                     "the refused order left an upstream item; adopting it"
                 );
-                return self.confirm_order(op, license, id, claimed_at).await;
+                return self.confirm_order(op, license, id, held).await;
             }
             Ok(Lookup::Absent) => {
                 op.phase = Phase::Failed;
@@ -183,7 +194,7 @@ impl Worker {
                 op.phase = Phase::Confirmed;
                 op.checks = 0;
                 op.failures = 0;
-                op.run_after = OffsetDateTime::now_utc() + self.config.settle_interval / 4;
+                op.run_after = OffsetDateTime::now_utc() + self.config.settle_interval;
                 license.state = LicenseState::Provisioning;
             }
         }

@@ -24,16 +24,22 @@ use crate::domain::{
 };
 use crate::store::{Store, StoreError};
 
+use super::lease::{self, HeldLease};
+
 /// Tuning of the workflow.
 #[derive(Debug, Clone)]
 pub struct WorkflowConfig {
     /// How many operations run at once in this process.
     pub concurrency: usize,
-    /// How long a claimed operation stays ours; longer than one upstream call.
+    /// How long a claimed operation stays ours without a renewal. A heartbeat renews
+    /// it every third of this while a step runs (an upstream call included), so it
+    /// need not outlast a call; it bounds how long a dead process's work waits.
     pub lease: Duration,
-    /// Spacing of the recovery look-ups after an unknown outcome.
+    /// Spacing of the recovery look-ups after an unknown outcome, once the attempt's
+    /// request can no longer land (one request timeout after it was sent).
     pub settle_interval: Duration,
-    /// Look-ups that must find nothing before an order is sent again.
+    /// Look-ups after that moment that must find nothing before an order is sent
+    /// again.
     pub settle_checks: u32,
     /// Consecutive failed look-ups after which a license needs a person.
     pub max_lookup_failures: u32,
@@ -43,8 +49,9 @@ pub struct WorkflowConfig {
     pub poll_max: Duration,
     /// Longest delay before retrying an upstream that could not be reached.
     pub retry_max: Duration,
-    /// The longest one upstream call may take (the client's request timeout): a call
-    /// is only sent while the lease has at least this much left.
+    /// The longest one upstream call may take (the client's request timeout). A
+    /// call is bounded to end this long after the send time stamped with its
+    /// INTENT; until then its request may still land upstream.
     pub call_timeout: Duration,
     /// Automatic re-sends of one order after its outcome stayed unknown and complete
     /// look-ups found nothing (of one change: after reads did not show it made); 0
@@ -60,8 +67,8 @@ impl Default for WorkflowConfig {
     fn default() -> Self {
         Self {
             concurrency: 8,
-            lease: Duration::from_secs(90),
-            settle_interval: Duration::from_secs(20),
+            lease: Duration::from_secs(10),
+            settle_interval: Duration::from_secs(2),
             settle_checks: 3,
             max_lookup_failures: 10,
             poll_initial: Duration::from_millis(200),
@@ -208,17 +215,19 @@ impl Worker {
             )));
         };
         let span = tracing::info_span!("operation", op_id = op.id, license_id = %license.id, kind = op.kind.name(), phase = op.phase.as_str());
-        match op.kind {
-            OperationKind::Order => {
-                self.advance_order(op, license, now)
-                    .instrument(span)
-                    .await?
+        let held = HeldLease::new(now + self.config.lease);
+        let op_id = op.id;
+        let step = async {
+            match op.kind {
+                OperationKind::Order => self.advance_order(op, license, &held).await,
+                _ => self.advance_change(op, license, &held).await,
             }
-            _ => {
-                self.advance_change(op, license, now)
-                    .instrument(span)
-                    .await?
-            }
+        };
+        // The heartbeat runs beside the step and ends with it.
+        let heartbeat = lease::keep(&*self.store, op_id, &self.owner, self.config.lease, &held);
+        tokio::select! {
+            done = step.instrument(span.clone()) => done?,
+            never = heartbeat.instrument(span) => match never {},
         }
         Ok(true)
     }
@@ -251,15 +260,15 @@ impl Worker {
         &self,
         mut op: Operation,
         mut license: License,
-        claimed_at: OffsetDateTime,
+        held: &HeldLease,
     ) -> Result<(), StoreError> {
         match op.phase {
-            Phase::Received => self.send_order(op, license, claimed_at).await,
+            Phase::Received => self.send_order(op, license, held).await,
             // INTENT: the outcome is unknown. CONFIRMED without an upstream id: the
             // upstream took the order but did not say which license it created.
-            Phase::Intent => self.recover_order(op, license, claimed_at, false).await,
+            Phase::Intent => self.recover_order(op, license, held, false).await,
             Phase::Confirmed if license.upstream_id.is_none() => {
-                self.recover_order(op, license, claimed_at, true).await
+                self.recover_order(op, license, held, true).await
             }
             Phase::Confirmed => self.poll_activation(op, license).await,
             Phase::Done | Phase::Failed => {
@@ -275,16 +284,17 @@ impl Worker {
         &self,
         mut op: Operation,
         mut license: License,
-        claimed_at: OffsetDateTime,
+        held: &HeldLease,
     ) -> Result<(), StoreError> {
         // INTENT is committed before any byte goes upstream.
         crate::crash::point(crate::crash::BEFORE_INTENT);
         op.phase = Phase::Intent;
         op.attempt += 1;
         op.checks = 0;
+        op.sent_at = Some(self.send_by());
         self.save(&op, &mut license, false).await?;
         crate::crash::point(crate::crash::AFTER_INTENT);
-        if !self.lease_covers_call(claimed_at) {
+        if !self.may_send(&op, held) {
             return self.unsent(op, license).await;
         }
 
@@ -306,7 +316,9 @@ impl Worker {
                 .unwrap_or_default(),
         };
         tracing::info!(attempt = op.attempt, "sending the order upstream");
-        let sent = self.upstream.order_license(&params).await;
+        let sent = self
+            .bounded(&op, self.upstream.order_license(&params))
+            .await;
         // Crash point "after-send": the request was on the wire. Aborting here, after the
         // call returned but before its result is looked at, is the same for the store as
         // aborting while the request is in flight: nothing is committed in between.
@@ -315,8 +327,7 @@ impl Worker {
             Ok(upstream_id) => {
                 tracing::info!(upstream_id, "upstream accepted the order");
                 crate::crash::point(crate::crash::AFTER_RESPONSE);
-                self.confirm_order(op, license, upstream_id, claimed_at)
-                    .await
+                self.confirm_order(op, license, upstream_id, held).await
             }
             Err(e) if e.is_definite() && !matches!(e, UpstreamError::Refused { .. }) => {
                 // Not carried out (unreachable, or our credentials were refused): safe
@@ -333,7 +344,7 @@ impl Worker {
             Err(e @ UpstreamError::Refused { .. }) => {
                 tracing::warn!(error.message = %e, "upstream refused the order");
                 crate::crash::point(crate::crash::AFTER_RESPONSE);
-                self.check_refusal(op, license, e, claimed_at).await
+                self.check_refusal(op, license, e, held).await
             }
             Err(e @ UpstreamError::Unreadable(_)) => {
                 // The upstream said nothing against the order: it was most likely
@@ -346,15 +357,16 @@ impl Worker {
                 op.checks = 0;
                 op.failures = 0;
                 op.last_error = Some(e.to_string());
-                op.run_after = OffsetDateTime::now_utc() + self.config.settle_interval / 4;
+                op.run_after = OffsetDateTime::now_utc() + self.config.settle_interval;
                 license.state = LicenseState::Provisioning;
                 license.last_error = Some(failure(&e));
                 self.save(&op, &mut license, true).await
             }
             Err(e) => {
-                // Unknown outcome: stay at INTENT; recovery looks the order up.
+                // Unknown outcome: stay at INTENT; recovery looks the order up (and
+                // counts nothing it does not find before the request could land).
                 tracing::warn!(error.message = %e, "order outcome unknown; recovering");
-                op.run_after = OffsetDateTime::now_utc() + self.config.settle_interval / 4;
+                op.run_after = OffsetDateTime::now_utc() + self.config.settle_interval;
                 op.last_error = Some(e.to_string());
                 license.last_error = Some(failure(&e));
                 self.save(&op, &mut license, true).await
@@ -366,14 +378,14 @@ impl Worker {
     /// order is that read's result (DONE when it is active already, else CONFIRMED
     /// with the next poll due): one durable write instead of two. Until it lands the
     /// operation stays at INTENT, whose recovery finds the license by our `remoteid`
-    /// and never sends it again. Only when the lease could run out during the read is
-    /// CONFIRMED committed first.
+    /// and never sends it again. Only when the lease is running short (its renewals
+    /// fail) is CONFIRMED committed first.
     pub(super) async fn confirm_order(
         &self,
         mut op: Operation,
         mut license: License,
         upstream_id: u64,
-        claimed_at: OffsetDateTime,
+        held: &HeldLease,
     ) -> Result<(), StoreError> {
         op.phase = Phase::Confirmed;
         op.checks = 0;
@@ -383,7 +395,7 @@ impl Worker {
         license.upstream_id = Some(upstream_id);
         license.state = LicenseState::Provisioning;
         license.last_error = None;
-        if !self.lease_covers_call(claimed_at) {
+        if !held.covers(self.config.lease / 2) {
             self.save(&op, &mut license, false).await?;
         }
         self.poll_activation(op, license).await?;
@@ -492,7 +504,8 @@ impl Worker {
     /// license needs a person (`why` says so). A call that this process's circuit
     /// breaker held back is not a look-up and is not counted: an outage shorter than
     /// the breaker's pause must not hand licenses to people. It is tried again after
-    /// a settle interval.
+    /// a settle interval. Counted failures back off up to one request timeout, so the
+    /// failure budget spans minutes, not seconds.
     pub(super) fn lookup_failed(
         &self,
         op: &mut Operation,
@@ -515,27 +528,67 @@ impl Worker {
                 message: why,
             });
         } else {
-            op.run_after = self.backoff(op.failures, self.config.settle_interval);
+            let cap = self.config.call_timeout.max(self.config.settle_interval);
+            op.run_after = self.backoff(op.failures, cap);
         }
     }
 
-    /// Whether the lease taken at `claimed_at` still covers one whole upstream call
-    /// (plus a margin). A call sent later could still be under way when the lease runs
-    /// out and another worker takes the operation over; that worker, finding nothing
-    /// upstream yet, could send it a second time.
-    pub(super) fn lease_covers_call(&self, claimed_at: OffsetDateTime) -> bool {
-        let deadline = claimed_at + self.config.lease;
-        OffsetDateTime::now_utc() + self.config.call_timeout + self.config.lease / 10 < deadline
+    /// The send time to stamp on an INTENT about to be committed: the latest moment
+    /// its request may leave, a short allowance ahead for the commit (a quarter of
+    /// the request timeout, at most 2 s). The call, bounded by the request timeout
+    /// from its start, then always ends by `sent_at + request timeout`.
+    pub(super) fn send_by(&self) -> OffsetDateTime {
+        OffsetDateTime::now_utc() + (self.config.call_timeout / 4).min(Duration::from_secs(2))
     }
 
-    /// Undoes an INTENT whose call was not sent (the lease was too short for it): the
-    /// operation goes back to RECEIVED and is claimed afresh.
+    /// Whether the call of `op`, whose INTENT is committed, may be sent now: the lease
+    /// is still ours (another worker cannot be running a step of it), and the send
+    /// time stamped with the INTENT has not passed (a commit slower than its
+    /// allowance: the attempt is claimed afresh instead).
+    pub(super) fn may_send(&self, op: &Operation, held: &HeldLease) -> bool {
+        held.covers(self.config.lease / 10)
+            && op.sent_at.is_some_and(|by| OffsetDateTime::now_utc() <= by)
+    }
+
+    /// The moment the last attempt of `op` can no longer land upstream: one request
+    /// timeout after the send time stamped with its INTENT (the latest its request
+    /// could leave; its call is bounded to end by then). An operation without one (stored before send times were) counts as
+    /// sent now, and records that.
+    pub(super) fn settle_deadline(&self, op: &mut Operation) -> OffsetDateTime {
+        *op.sent_at.get_or_insert_with(OffsetDateTime::now_utc) + self.config.call_timeout
+    }
+
+    fn call_time_left(&self, op: &Operation) -> Duration {
+        let now = OffsetDateTime::now_utc();
+        let deadline = op.sent_at.unwrap_or(now) + self.config.call_timeout;
+        (deadline - now).try_into().unwrap_or(Duration::ZERO)
+    }
+
+    /// Runs the upstream call of `op`'s current attempt, cut (outcome unknown) at its
+    /// settle deadline at the latest: whoever recovers the operation waits only until
+    /// then, so the request must not be able to land any later. (Sent by its stamped
+    /// send time, the call's own request timeout ends it no later than that.)
+    pub(super) async fn bounded<T>(
+        &self,
+        op: &Operation,
+        call: impl std::future::Future<Output = Result<T, UpstreamError>>,
+    ) -> Result<T, UpstreamError> {
+        match tokio::time::timeout(self.call_time_left(op), call).await {
+            Ok(result) => result,
+            Err(_) => Err(UpstreamError::Indeterminate(
+                "no answer within the request timeout of the attempt".into(),
+            )),
+        }
+    }
+
+    /// Undoes an INTENT whose call was not sent (the lease or the time left was too
+    /// short for it): the operation goes back to RECEIVED and is claimed afresh.
     pub(super) async fn unsent(
         &self,
         mut op: Operation,
         mut license: License,
     ) -> Result<(), StoreError> {
-        tracing::warn!("too little of the lease left for an upstream call; not sending now");
+        tracing::warn!("too little of the lease or the call's time left; not sending now");
         op.phase = Phase::Received;
         op.attempt = op.attempt.saturating_sub(1);
         op.run_after = OffsetDateTime::now_utc();

@@ -49,6 +49,12 @@ pub(crate) fn kind_from_json(s: &str) -> anyhow::Result<OperationKind> {
     serde_json::from_str(s).context("stored operation parameters are unreadable")
 }
 
+/// Extends an open operation's lease to `$1` while `$3` still holds it (`$2` the
+/// operation): the heartbeat's renewal, one statement on both backends (sqlx numbers
+/// `$N` parameters on SQLite too).
+pub(crate) const RENEW_LEASE_SQL: &str = "UPDATE operations SET lease_until = $1 \
+     WHERE id = $2 AND lease_owner = $3 AND phase NOT IN ('DONE', 'FAILED')";
+
 /// Page tokens are the last id of the previous page; they are opaque to callers.
 pub(crate) fn encode_page_token(last_id: &LicenseId) -> String {
     format!("a{last_id}")

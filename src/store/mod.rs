@@ -502,6 +502,17 @@ pub trait Store: Send + Sync + 'static {
     /// must have no step of those operations running. Returns how many were released.
     async fn release_leases(&self, owner: &str) -> Result<u64, StoreError>;
 
+    /// Extends `owner`'s lease on the open operation `id` to `until` (the heartbeat of
+    /// a running step). Returns false when `owner` no longer holds it: another worker
+    /// took the operation over, or it was released or closed; the caller then sends
+    /// nothing more for it.
+    async fn renew_lease(
+        &self,
+        id: i64,
+        owner: &str,
+        until: OffsetDateTime,
+    ) -> Result<bool, StoreError>;
+
     /// Gives up every lease on an open operation, whoever holds it, and makes those
     /// operations due no sooner than `not_before`. Only for a process that holds the
     /// database for itself (`serve` on a SQLite file, whose lock it holds): every such

@@ -240,6 +240,10 @@ fn operation_from_row(row: &SqliteRow) -> anyhow::Result<Operation> {
         failures: u32::try_from(row.try_get::<i64, _>("failures")?)?,
         run_after: from_micros(row.try_get("run_after")?)?,
         last_error: row.try_get("last_error")?,
+        sent_at: row
+            .try_get::<Option<i64>, _>("sent_at")?
+            .map(from_micros)
+            .transpose()?,
     })
 }
 
@@ -537,7 +541,8 @@ async fn progress_in(
         "UPDATE operations SET phase = ?1, attempt = ?2, checks = ?3, run_after = ?4, \
          last_error = ?5, update_time = ?6, \
          lease_owner = CASE WHEN ?7 THEN NULL ELSE lease_owner END, \
-         lease_until = CASE WHEN ?7 THEN NULL ELSE lease_until END, failures = ?10 \
+         lease_until = CASE WHEN ?7 THEN NULL ELSE lease_until END, failures = ?10, \
+         sent_at = ?11 \
          WHERE id = ?8 AND lease_owner = ?9",
     )
     .bind(op.phase.as_str())
@@ -550,6 +555,7 @@ async fn progress_in(
     .bind(op.id)
     .bind(owner)
     .bind(i64::from(op.failures))
+    .bind(op.sent_at.map(to_micros))
     .execute(&mut *tx)
     .await
     .context("cannot save the operation")?;
@@ -763,7 +769,7 @@ impl Store for SqliteStore {
     async fn get_operation(&self, id: i64) -> Result<Option<Operation>, StoreError> {
         let row = sqlx::query(
             "SELECT id, license_id, params, phase, attempt, checks, failures, run_after, \
-             last_error FROM operations WHERE id = ?1",
+             last_error, sent_at FROM operations WHERE id = ?1",
         )
         .bind(id)
         .fetch_optional(&self.pool)
@@ -956,7 +962,8 @@ impl Store for SqliteStore {
                                            WHERE p.license_id = o.license_id AND p.id < o.id \
                                              AND p.phase NOT IN ('DONE', 'FAILED')) \
                                      ORDER BY o.run_after, o.id LIMIT 1) \
-                         RETURNING id, license_id, params, phase, attempt, checks, failures, run_after, last_error",
+                         RETURNING id, license_id, params, phase, attempt, checks, failures, run_after, \
+                         last_error, sent_at",
                     )
                     .bind(&owner)
                     .bind(until)
@@ -1205,6 +1212,22 @@ impl Store for SqliteStore {
         .await
         .context("cannot release the leases")?;
         Ok(released.rows_affected())
+    }
+
+    async fn renew_lease(
+        &self,
+        id: i64,
+        owner: &str,
+        until: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let renewed = sqlx::query(codec::RENEW_LEASE_SQL)
+            .bind(to_micros(until))
+            .bind(id)
+            .bind(owner)
+            .execute(&self.lease_pool)
+            .await
+            .context("cannot renew the lease")?;
+        Ok(renewed.rows_affected() == 1)
     }
 
     async fn release_leases(&self, owner: &str) -> Result<u64, StoreError> {

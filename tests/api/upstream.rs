@@ -19,8 +19,11 @@ fn sandbox() -> SandboxConfig {
     }
 }
 
-/// Short look-up spacing and a small failure budget, so that every path ends fast.
+/// Short look-up spacing, a small failure budget and a short request timeout (an
+/// absence only counts once the attempt's request could no longer land, one request
+/// timeout after it was sent), so that every path ends fast.
 fn quick(settings: &mut Settings) {
+    settings.billmanager.request_timeout = Duration::from_secs(2);
     settings.workflow.settle_interval = Duration::from_millis(50);
     settings.workflow.settle_checks = 2;
     settings.workflow.max_lookup_failures = 3;

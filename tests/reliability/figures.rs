@@ -75,3 +75,12 @@ pub fn duplicates_and_lost<'a>(
         .count() as u64;
     (duplicates, lost)
 }
+
+/// Prints how long a recovery took against the bound it is held to.
+pub fn report_time(name: &str, took: std::time::Duration, bound: std::time::Duration) {
+    eprintln!(
+        "reliability-figures: {name}: took_ms={} bound_ms={}",
+        took.as_millis(),
+        bound.as_millis()
+    );
+}

@@ -13,6 +13,8 @@ mod crash_points;
 mod faults;
 mod figures;
 mod model;
+mod renewal;
+mod restart;
 mod sigkill;
 mod stop;
 mod takeover;

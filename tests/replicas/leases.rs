@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use license_facade::domain::{
-    ClientName, LicenseId, LicenseIp, NewLicense, Operation, OperationKind, Period, ServerId,
+    ClientName, License, LicenseId, LicenseIp, NewLicense, Operation, OperationKind, Period,
+    ServerId,
 };
 use license_facade::store::{Store, connect};
 use time::OffsetDateTime;
@@ -49,12 +50,17 @@ async fn check_named_lease(store: Arc<dyn Store>) {
     );
 }
 
-async fn check_release(store: Arc<dyn Store>) {
-    let now = OffsetDateTime::now_utc();
+/// Stores an order for `server` on `ip`, due at `now`; returns its license.
+pub async fn store_order(
+    store: &dyn Store,
+    server: &str,
+    ip: &str,
+    now: OffsetDateTime,
+) -> License {
     let license = NewLicense {
         client: ClientName::new("lease-test".to_owned()),
-        server_id: ServerId::parse("srv-lease", "serverId").unwrap(),
-        ip: LicenseIp::parse("192.0.2.10", "ip").unwrap(),
+        server_id: ServerId::parse(server, "serverId").unwrap(),
+        ip: LicenseIp::parse(ip, "ip").unwrap(),
         hostname: None,
         panel: "ISPmanager 6 Pro".into(),
         tariff_id: 3651,
@@ -68,6 +74,12 @@ async fn check_release(store: Arc<dyn Store>) {
         .insert_order(&license, &op, None, &[], None)
         .await
         .unwrap();
+    license
+}
+
+async fn check_release(store: Arc<dyn Store>) {
+    let now = OffsetDateTime::now_utc();
+    store_order(&*store, "srv-lease", "192.0.2.10", now).await;
     let lease = Duration::from_secs(60);
     let claimed = store.claim_operation("w1", now, lease).await.unwrap();
     assert!(claimed.is_some(), "w1 claims the order");

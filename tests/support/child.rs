@@ -27,10 +27,10 @@ pub fn write_clients_file(dir: &Path) -> PathBuf {
     write_clients_file_with(dir, "")
 }
 
-/// Writes the configuration child replicas run with: a one-second lease (longer than
-/// the 500 ms request timeout, as `serve` requires), so a killed replica's work is
-/// taken over about a second later; look-ups after a lost answer are spaced by the
-/// request timeout, so an abandoned order has landed before it could be re-sent. With
+/// Writes the configuration child replicas run with: a one-second lease (renewed while
+/// a replica works), so a killed replica's work is taken over about a second later;
+/// a 500 ms request timeout, so an abandoned order has landed (nothing is re-sent
+/// before 500 ms after its stored send time) soon. With
 /// several replicas on 2 cores an order request can be cut before the upstream takes
 /// it more than once, so a few automatic re-sends are allowed (these tests are about
 /// exactly-once across replicas; tests/api/upstream.rs tests the re-send limit).
@@ -88,6 +88,17 @@ impl ServiceDir {
     pub fn new() -> Self {
         let dir = tempfile::tempdir().expect("a temporary directory");
         write_config(dir.path(), 4, 100);
+        Self::in_dir(dir)
+    }
+
+    /// A directory whose services run with the configuration file `config` (TOML).
+    pub fn with_config(config: &str) -> Self {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        std::fs::write(dir.path().join("config.toml"), config).unwrap();
+        Self::in_dir(dir)
+    }
+
+    fn in_dir(dir: tempfile::TempDir) -> Self {
         write_clients_file(dir.path());
         Self {
             dir,
@@ -194,8 +205,20 @@ impl Service {
         extra: &[&str],
     ) -> Self {
         let config = write_child_config(dir);
+        Self::start_with(dir, label, database_url, sandbox_url, extra, &config)
+    }
+
+    /// [`start`](Self::start) with the configuration file `config`.
+    pub fn start_with(
+        dir: &Path,
+        label: &str,
+        database_url: &str,
+        sandbox_url: &str,
+        extra: &[&str],
+        config: &Path,
+    ) -> Self {
         write_clients_file(dir);
-        let mut command = serve_command(dir, database_url, sandbox_url, &config);
+        let mut command = serve_command(dir, database_url, sandbox_url, config);
         command.args(extra);
         Self::spawn(command, dir, label)
     }

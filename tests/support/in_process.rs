@@ -80,9 +80,8 @@ impl Default for Timings {
 }
 
 impl Timings {
-    /// For replicas on one PostgreSQL database. The settle spacing is not shorter than
-    /// the request timeout: an order whose answer was lost has landed upstream (or
-    /// never will) before a look-up that finds nothing may lead to sending it again.
+    /// For replicas on one PostgreSQL database. Nothing is re-sent before one request
+    /// timeout after the stored send time, and look-ups after that are a second apart.
     /// The 1 s request timeout is tight for 2 cores running several replicas: an order
     /// request can be cut before the upstream takes it more than once. These tests are
     /// about exactly-once across replicas, not the re-send limit (tests/api/upstream.rs
