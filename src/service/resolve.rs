@@ -280,6 +280,9 @@ impl LicenseService {
         };
         let mut op = Operation::received(before.id, last.kind, OffsetDateTime::now_utc());
         op.phase = Phase::Intent;
+        // The settle (no re-send while a request may still land) counts from the
+        // stuck operation's last attempt, the last request that was sent.
+        op.sent_at = last.sent_at;
         Ok(Plan {
             license,
             op: Some(op),

@@ -323,7 +323,8 @@ async fn insert_operation(conn: &mut PgConnection, op: &Operation) -> anyhow::Re
     let now = to_micros(OffsetDateTime::now_utc());
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO operations (license_id, kind, params, phase, attempt, checks, run_after, \
-         create_time, update_time) VALUES ($1, $2, $3, $4, 0, 0, $5, $6, $6) RETURNING id",
+         create_time, update_time, sent_at) \
+         VALUES ($1, $2, $3, $4, 0, 0, $5, $6, $6, $7) RETURNING id",
     )
     .bind(op.license_id.to_string())
     .bind(op.kind.name())
@@ -331,6 +332,7 @@ async fn insert_operation(conn: &mut PgConnection, op: &Operation) -> anyhow::Re
     .bind(op.phase.as_str())
     .bind(to_micros(op.run_after))
     .bind(now)
+    .bind(op.sent_at.map(to_micros))
     .fetch_one(conn)
     .await
     .context("cannot insert the operation")?;

@@ -26,7 +26,7 @@ pub(super) fn holder_sql(columns: &str) -> String {
 
 /// The latest operation of a license (`$1`), with the columns both backends read.
 pub(super) const LATEST_OPERATION: &str = "SELECT id, license_id, params, phase, attempt, \
-     checks, failures, run_after, last_error FROM operations WHERE license_id = $1 \
+     checks, failures, run_after, last_error, sent_at FROM operations WHERE license_id = $1 \
      ORDER BY id DESC LIMIT 1";
 
 /// A statement written with `$n` placeholders in SQLite's numbered form (`?n`).

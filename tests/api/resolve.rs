@@ -32,6 +32,8 @@ fn clients() -> Clients {
 /// Quick look-ups, no automatic re-send: a lost order ends with a person at once.
 fn quick(settings: &mut Settings) {
     settings.clients = Some(clients());
+    // Nothing is looked up as absent before a request timeout after the last send.
+    settings.billmanager.request_timeout = Duration::from_secs(2);
     settings.workflow.settle_interval = Duration::from_millis(50);
     settings.workflow.settle_checks = 2;
     settings.workflow.max_lookup_failures = 3;
