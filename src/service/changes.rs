@@ -215,6 +215,13 @@ impl Worker {
             Ok(details) if applied(&op.kind, &details, &license) => {
                 tracing::info!("the change is visible upstream; confirming it");
                 op.failures = 0;
+                // A renewal found done carries its new expiry, as its answer would
+                // have: the license shows it from the confirmation on.
+                if let OperationKind::Renew { .. } = op.kind
+                    && let Some(t) = details.expire_date.as_deref().and_then(parse_date)
+                {
+                    license.expire_time = Some(t);
+                }
                 self.confirm_change(op, license).await
             }
             Ok(_) => {
