@@ -35,18 +35,24 @@ pub fn write_clients_file(dir: &Path) -> PathBuf {
 /// it more than once, so a few automatic re-sends are allowed (these tests are about
 /// exactly-once across replicas; tests/api/upstream.rs tests the re-send limit).
 pub fn write_child_config(dir: &Path) -> PathBuf {
-    write_config(dir, 3, 500)
+    write_config(dir, "config.toml", 500, 3, 500)
 }
 
-/// `config.toml` in `dir` with short workflow timings (and a breaker pause that the
-/// tests' deadlines outlast).
-fn write_config(dir: &Path, max_resends: u32, settle_ms: u64) -> PathBuf {
-    let path = dir.join("config.toml");
+/// `name` in `dir` with short workflow timings (and a breaker pause that the tests'
+/// deadlines outlast).
+fn write_config(
+    dir: &Path,
+    name: &str,
+    request_timeout_ms: u64,
+    max_resends: u32,
+    settle_ms: u64,
+) -> PathBuf {
+    let path = dir.join(name);
     std::fs::write(
         &path,
         format!(
             "[billmanager]\n\
-             request_timeout_ms = 500\n\
+             request_timeout_ms = {request_timeout_ms}\n\
              connect_timeout_ms = 500\n\
              probe_interval_secs = 3600\n\
              breaker_cool_down_secs = 1\n\
@@ -69,6 +75,8 @@ fn write_config(dir: &Path, max_resends: u32, settle_ms: u64) -> PathBuf {
 /// configuration one service runs on, across restarts.
 pub struct ServiceDir {
     pub dir: tempfile::TempDir,
+    /// The configuration a start armed with a crash point runs on, when it differs.
+    armed_config: Option<PathBuf>,
     starts: usize,
     database: Option<TestDb>,
 }
@@ -85,10 +93,18 @@ impl ServiceDir {
     /// request before the upstream takes it, and a round kills up to 3 times, so the
     /// automatic re-sends cover that many (these tests are about exactly-once across
     /// kills; tests/api/upstream.rs tests the default limit of one).
+    ///
+    /// A start armed with a crash point gets a 10 s request timeout: the point must be
+    /// reached by the call it arms. With 500 ms, a loaded machine can cut the call
+    /// before its answer is read; recovery then finds the license by look-up, a path
+    /// that never passes "after-response", and the armed process never aborts.
     pub fn new() -> Self {
         let dir = tempfile::tempdir().expect("a temporary directory");
-        write_config(dir.path(), 4, 100);
-        Self::in_dir(dir)
+        write_config(dir.path(), "config.toml", 500, 4, 100);
+        let armed = write_config(dir.path(), "armed.toml", 10_000, 4, 100);
+        let mut this = Self::in_dir(dir);
+        this.armed_config = Some(armed);
+        this
     }
 
     /// A directory whose services run with the configuration file `config` (TOML).
@@ -102,6 +118,7 @@ impl ServiceDir {
         write_clients_file(dir.path());
         Self {
             dir,
+            armed_config: None,
             starts: 0,
             database: TestDb::for_store_blocking("lf_rel"),
         }
@@ -137,12 +154,11 @@ impl ServiceDir {
     /// optionally armed to abort at `crash_at`; returns once it listens.
     pub fn start(&mut self, sandbox_url: &str, crash_at: Option<&str>) -> Service {
         self.starts += 1;
-        let mut command = serve_command(
-            self.path(),
-            &self.database_url(),
-            sandbox_url,
-            &self.path().join("config.toml"),
-        );
+        let config = match (crash_at, &self.armed_config) {
+            (Some(_), Some(armed)) => armed.clone(),
+            _ => self.path().join("config.toml"),
+        };
+        let mut command = serve_command(self.path(), &self.database_url(), sandbox_url, &config);
         if let Some(point) = crash_at {
             command.env(license_facade::crash::CRASH_AT_ENV, point);
         }
