@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use super::LicenseId;
+use super::{License, LicenseId};
 
 /// What an operation does upstream. Each variant carries what its recovery needs to
 /// tell, from the upstream's view of the license, whether it was already carried out.
@@ -62,6 +62,28 @@ impl OperationKind {
             Self::ReissueKey { .. } => "REISSUE_KEY",
         }
     }
+
+    /// Takes what recovery compares against (the expiry before a renewal, the key
+    /// before a reissue) from `license` as it stands when the change is about to be
+    /// sent. Taken when the change is accepted, it can be stale: a change that was
+    /// still finishing then (a reissue reading its new key) moves it on afterwards,
+    /// and recovery would then take the upstream's state for this change done
+    /// without it ever being sent.
+    pub fn observe(&mut self, license: &License) {
+        match self {
+            Self::Renew {
+                previous_expiry, ..
+            } => *previous_expiry = license.expire_time.map(upstream_date),
+            Self::ReissueKey { previous_key } => previous_key.clone_from(&license.license_key),
+            _ => {}
+        }
+    }
+}
+
+/// A time as the upstream writes a date (`YYYY-MM-DD`).
+fn upstream_date(t: OffsetDateTime) -> String {
+    let d = t.date();
+    format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
 }
 
 /// The recovery point an operation has reached.

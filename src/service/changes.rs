@@ -56,6 +56,9 @@ impl Worker {
         };
         // The same recovery points as an order's (see `crate::crash`).
         crate::crash::point(crate::crash::BEFORE_INTENT);
+        // The license as claimed, with no other change open on it: what recovery
+        // compares against is taken from here, stored with the intent.
+        op.kind.observe(&license);
         op.phase = Phase::Intent;
         op.attempt += 1;
         op.checks = 0;

@@ -152,14 +152,11 @@ impl LicenseService {
             Err(replayed) => return Ok(replayed),
         };
         self.check_prepaid(call, &license, period.months())?;
-        let previous_expiry = license.expire_time.map(|t| {
-            let d = t.date();
-            format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
-        });
-        let change = OperationKind::Renew {
+        let mut change = OperationKind::Renew {
             period: period.upstream_value(),
-            previous_expiry,
+            previous_expiry: None,
         };
+        change.observe(&license);
         self.queue(call, &fp, license, vec![change], None).await
     }
 
@@ -325,9 +322,9 @@ impl LicenseService {
     /// Asks the upstream for a new license key.
     pub async fn reissue_key(&self, call: &Call, id: &str) -> Result<Outcome, ServiceError> {
         self.simple_change(call, id, "ReissueLicenseKey", |l| {
-            OperationKind::ReissueKey {
-                previous_key: l.license_key.clone(),
-            }
+            let mut change = OperationKind::ReissueKey { previous_key: None };
+            change.observe(l);
+            change
         })
         .await
     }

@@ -849,7 +849,7 @@ impl Store for PgStore {
              last_error = $5, update_time = $6, \
              lease_owner = CASE WHEN $7 THEN NULL ELSE lease_owner END, \
              lease_until = CASE WHEN $7 THEN NULL ELSE lease_until END, failures = $10, \
-             sent_at = $11 \
+             sent_at = $11, params = $12 \
              WHERE id = $8 AND lease_owner = $9",
         )
         .bind(op.phase.as_str())
@@ -863,6 +863,7 @@ impl Store for PgStore {
         .bind(owner)
         .bind(i64::from(op.failures))
         .bind(op.sent_at.map(to_micros))
+        .bind(codec::kind_to_json(&op.kind))
         .execute(&mut *tx)
         .await
         .context("cannot save the operation")?;

@@ -16,5 +16,6 @@ mod model;
 mod renewal;
 mod restart;
 mod sigkill;
+mod stale_change;
 mod stop;
 mod takeover;
