@@ -11,7 +11,7 @@ use license_facade::sandbox::{Sandbox, SandboxConfig, SandboxHandle};
 use license_facade::startup::Application;
 use serde_json::Value;
 
-use crate::support::{TestDb, init};
+use crate::support::{Api, Stuck, StuckLicense, TestDb, init, stuck_order};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
@@ -233,6 +233,17 @@ pub async fn spawn_app_on_upstream(
 impl TestApp {
     pub async fn grpc(&self) -> GrpcClient {
         grpc_client(self.grpc_addr).await
+    }
+
+    /// The shared REST client of this app, calling with `token`.
+    pub fn api_as(&self, token: &str) -> Api {
+        Api::with_token(self.http.clone(), token)
+    }
+
+    /// Places the order `body` as the client with `token` while `how`'s faults are
+    /// set, and returns it once it needs a person.
+    pub async fn stuck(&self, token: &str, body: &Value, how: Stuck) -> StuckLicense {
+        stuck_order(&self.api_as(token), &self.sandbox, body, how).await
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {

@@ -5,11 +5,13 @@
 
 use std::time::Duration;
 
+use license_facade::auth::SANDBOX_TOKEN;
 use license_facade::config::Settings;
 use license_facade::sandbox::{NewSandboxLicense, OrderIdAt, SandboxConfig, SavedFilter};
 use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, spawn_app_on_sandbox_with};
+use crate::support::Stuck;
 
 /// Sandbox defaults for these tests: keys at once.
 fn sandbox() -> SandboxConfig {
@@ -68,12 +70,12 @@ fn code(license: &Value) -> &str {
 #[tokio::test]
 async fn an_unknown_outcome_is_sent_again_at_most_once_then_needs_attention() {
     let app = spawn_app_on_sandbox_with(sandbox(), quick).await;
-    // A 5xx answer: unknown outcome, nothing performed upstream.
-    app.sandbox
-        .set_faults(vec!["soft.order.param:error5xx:1.0".parse().unwrap()]);
 
-    let id = app.place(1).await;
-    let license = app.settled(&id, "NEEDS_ATTENTION").await;
+    // A 5xx answer: unknown outcome, nothing performed upstream.
+    let license = app
+        .stuck(SANDBOX_TOKEN, &order(1), Stuck::Unbought)
+        .await
+        .license;
     app.idle().await;
 
     assert_eq!(code(&license), "UPSTREAM_OUTCOME_UNKNOWN", "{license}");
@@ -91,11 +93,11 @@ async fn with_max_resends_0_an_unknown_outcome_is_never_sent_again() {
         s.workflow.max_resends = 0;
     })
     .await;
-    app.sandbox
-        .set_faults(vec!["soft.order.param:error5xx:1.0".parse().unwrap()]);
 
-    let id = app.place(2).await;
-    let license = app.settled(&id, "NEEDS_ATTENTION").await;
+    let license = app
+        .stuck(SANDBOX_TOKEN, &order(2), Stuck::Unbought)
+        .await
+        .license;
     app.idle().await;
 
     assert_eq!(code(&license), "UPSTREAM_OUTCOME_UNKNOWN", "{license}");

@@ -32,12 +32,12 @@ impl Order {
     }
 }
 
-/// Default headers of every REST client here: the token the services accept.
-pub fn auth_headers() -> reqwest::header::HeaderMap {
+/// The headers that send `token` with every request.
+fn bearer(token: &str) -> reqwest::header::HeaderMap {
     let mut headers = reqwest::header::HeaderMap::new();
     headers.insert(
         reqwest::header::AUTHORIZATION,
-        format!("Bearer {TOKEN}").parse().unwrap(),
+        format!("Bearer {token}").parse().unwrap(),
     );
     headers
 }
@@ -51,10 +51,15 @@ pub struct Api {
 
 impl Api {
     pub fn new(base: String) -> Self {
+        Self::with_token(base, TOKEN)
+    }
+
+    /// A client of `base` that calls as the client whose token is `token`.
+    pub fn with_token(base: String, token: &str) -> Self {
         Self {
             base,
             client: reqwest::Client::builder()
-                .default_headers(auth_headers())
+                .default_headers(bearer(token))
                 .timeout(Duration::from_secs(20))
                 .build()
                 .unwrap(),
