@@ -135,6 +135,19 @@ async fn order(app: &TestApp, server: &str, ip: &str) -> Value {
     .await
 }
 
+/// A license ordered (and waited for) by the `shop` client; its id.
+async fn shop_license(app: &TestApp, server: &str, ip: &str) -> String {
+    let body = json!({"server": {"id": server, "ip": ip}, "panel": "ISPmanager 6 Lite"});
+    let shop = app.api_as("shop-token");
+    let (status, ordered) = shop
+        .post("/v1/licenses?wait=20s", &body, None)
+        .await
+        .expect("the order is answered");
+    assert_eq!(status, 201, "{ordered}");
+    assert_eq!(ordered["state"], "ACTIVE", "{ordered}");
+    ordered["id"].as_str().expect("an id").to_owned()
+}
+
 /// An admin (`ops`) and a writer (`shop`), each calling with `{name}-token`.
 const OPS_AND_SHOP: [(&str, &str, &str); 2] = [
     ("ops", r#"["admin"]"#, ""),
@@ -452,17 +465,8 @@ async fn a_renewal_is_confirmed_with_the_quoted_price_and_charged_once() {
 async fn what_a_client_sees_and_does_follows_its_scopes() {
     // Arrange
     let app = spawn_app_with_clients().await;
-    let shop = crate::helpers::http_client_with(Some("shop-token"));
-    let ordered: Value = shop
-        .post(format!("{}/v1/licenses?wait=20s", app.http))
-        .json(&json!({"server": {"id": "srv-shop", "ip": "203.0.113.44"}, "panel": "ISPmanager 6 Lite"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = ordered["id"].as_str().unwrap();
+    let ordered = shop_license(&app, "srv-shop", "203.0.113.44").await;
+    let id = ordered.as_str();
     let mut viewer = Browser::new(&app);
     let mut shop_browser = Browser::new(&app);
     let mut ops = Browser::new(&app);
@@ -671,17 +675,8 @@ fn urlencode(s: &str) -> String {
 async fn the_audit_page_filters_by_client_action_license_and_time() {
     // Arrange
     let app = spawn_app_with_clients().await;
-    let shop = crate::helpers::http_client_with(Some("shop-token"));
-    let ordered: Value = shop
-        .post(format!("{}/v1/licenses?wait=20s", app.http))
-        .json(&json!({"server": {"id": "srv-audit", "ip": "203.0.113.60"}, "panel": "ISPmanager 6 Lite"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = ordered["id"].as_str().unwrap();
+    let ordered = shop_license(&app, "srv-audit", "203.0.113.60").await;
+    let id = ordered.as_str();
     let mut ops = Browser::new(&app);
     ops.log_in("ops-token").await;
 

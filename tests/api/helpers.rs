@@ -296,6 +296,24 @@ impl TestApp {
         }
     }
 
+    /// A sandbox function called over its own HTTP API, as another client would; it
+    /// must succeed.
+    pub async fn upstream_call(&self, form: &[(&str, &str)]) {
+        let mut form = form.to_vec();
+        form.extend([("out", "sjson"), ("authinfo", "demo:demo"), ("sok", "ok")]);
+        let body: Value = self
+            .client
+            .post(&self.sandbox_url)
+            .form(&form)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert!(body["doc"]["error"].is_null(), "{body}");
+    }
+
     /// The sandbox's own `func=soft` list, read over its HTTP API.
     pub async fn upstream_list(&self) -> Vec<Value> {
         let body: Value = self

@@ -417,24 +417,13 @@ async fn every_refusal_has_the_same_reason_on_both_transports() {
     let elsewhere = app
         .sandbox
         .insert_license(NewSandboxLicense::new("192.0.2.50", 55228));
-    let moved: Value = app
-        .client
-        .post(&app.sandbox_url)
-        .form(&[
-            ("func", "soft.edit"),
-            ("out", "sjson"),
-            ("authinfo", "demo:demo"),
-            ("elid", &active_upstream.to_string()),
-            ("ip", stuck_ip),
-            ("sok", "ok"),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert!(moved["doc"]["error"].is_null(), "{moved}");
+    let active_upstream_id = active_upstream.to_string();
+    app.upstream_call(&[
+        ("func", "soft.edit"),
+        ("elid", &active_upstream_id),
+        ("ip", stuck_ip),
+    ])
+    .await;
     let lite = app
         .sandbox
         .insert_license(NewSandboxLicense::new(stuck_ip, 55227));

@@ -11,6 +11,7 @@ mod api;
 mod child;
 mod db;
 mod in_process;
+mod replica_set;
 mod sandbox;
 mod stuck;
 
@@ -18,6 +19,7 @@ pub use api::*;
 pub use child::*;
 pub use db::*;
 pub use in_process::*;
+pub use replica_set::*;
 pub use sandbox::*;
 pub use stuck::*;
 
