@@ -300,9 +300,22 @@ impl TestApp {
     /// must succeed.
     pub async fn upstream_call(&self, form: &[(&str, &str)]) {
         let mut form = form.to_vec();
-        form.extend([("out", "sjson"), ("authinfo", "demo:demo"), ("sok", "ok")]);
-        let body: Value = self
-            .client
+        form.push(("sok", "ok"));
+        let body = self.sandbox_post(&form).await;
+        assert!(body["doc"]["error"].is_null(), "{body}");
+    }
+
+    /// The sandbox's own `func=soft` list, read over its HTTP API.
+    pub async fn upstream_list(&self) -> Vec<Value> {
+        let body = self.sandbox_post(&[("func", "soft")]).await;
+        body["doc"]["elem"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// POSTs `form` to the sandbox's HTTP API as its user, asking for JSON.
+    async fn sandbox_post(&self, form: &[(&str, &str)]) -> Value {
+        let mut form = form.to_vec();
+        form.extend([("out", "sjson"), ("authinfo", "demo:demo")]);
+        self.client
             .post(&self.sandbox_url)
             .form(&form)
             .send()
@@ -310,27 +323,7 @@ impl TestApp {
             .unwrap()
             .json()
             .await
-            .unwrap();
-        assert!(body["doc"]["error"].is_null(), "{body}");
-    }
-
-    /// The sandbox's own `func=soft` list, read over its HTTP API.
-    pub async fn upstream_list(&self) -> Vec<Value> {
-        let body: Value = self
-            .client
-            .post(&self.sandbox_url)
-            .form(&[
-                ("func", "soft"),
-                ("out", "sjson"),
-                ("authinfo", "demo:demo"),
-            ])
-            .send()
-            .await
             .unwrap()
-            .json()
-            .await
-            .unwrap();
-        body["doc"]["elem"].as_array().cloned().unwrap_or_default()
     }
 }
 

@@ -303,17 +303,10 @@ async fn crash_and_recover(change: &Change, point: &'static str) -> ChangeFigure
         (200..300).contains(&status),
         "the retried change is acknowledged: {status} {body}"
     );
-    let deadline = std::time::Instant::now() + crate::support::DEADLINE;
-    while service.api.audit_count(change.action, "SUCCEEDED").await == 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{} never completed after a crash at {point}; license: {}",
-            change.action,
-            service.api.license(&id).await
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    let license = service.api.license(&id).await;
+    let license = service
+        .api
+        .license_after_audit(&id, change.action, "SUCCEEDED")
+        .await;
 
     let upstream_changes = carried();
     let confirmed_by_recovery = dir.log_count(CONFIRMED_BY_RECOVERY_LOG);
@@ -474,16 +467,10 @@ async fn crash_and_retry(retry: &Retry, point: &'static str) -> ChangeFigures {
     let license = match retry {
         Retry::Order => service.api.license_until(&id, &["ACTIVE"]).await,
         Retry::Renewal => {
-            let deadline = std::time::Instant::now() + crate::support::DEADLINE;
-            while service.api.audit_count("RENEW", "SUCCEEDED").await == 0 {
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "the retried renewal never completed after a crash at {point}; license: {}",
-                    service.api.license(&id).await
-                );
-                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-            }
-            service.api.license(&id).await
+            service
+                .api
+                .license_after_audit(&id, RENEW.action, "SUCCEEDED")
+                .await
         }
     };
 
@@ -636,15 +623,10 @@ async fn crash_after_a_refused_renewal_ends_failed_with_nothing_bought() {
         .request(&service.api, &id, "refused-renewal")
         .await
         .expect("the retry is answered");
-    let deadline = std::time::Instant::now() + crate::support::DEADLINE;
-    while service.api.audit_count("RENEW", "FAILED").await == 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the renewal never ended"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    let license = service.api.license(&id).await;
+    let license = service
+        .api
+        .license_after_audit(&id, RENEW.action, "FAILED")
+        .await;
     assert_eq!(license["state"], "ACTIVE", "{license}");
     assert_eq!(
         license["lastError"]["code"], "UPSTREAM_REFUSED",

@@ -176,6 +176,21 @@ impl Api {
             .unwrap_or(0)
     }
 
+    /// Waits until an audit entry has `action` and an outcome naming `outcome` (the
+    /// operation on license `id` ended so); returns the license then.
+    pub async fn license_after_audit(&self, id: &str, action: &str, outcome: &str) -> Value {
+        let deadline = Instant::now() + DEADLINE;
+        while self.audit_count(action, outcome).await == 0 {
+            assert!(
+                Instant::now() < deadline,
+                "no {action} {outcome} in the audit log; license: {}",
+                self.license(id).await
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.license(id).await
+    }
+
     /// Runs a reconciliation (`POST /v1/reconcile`) and returns its drift report.
     pub async fn reconcile(&self) -> Result<Value, String> {
         let request = self.client.post(format!("{}/v1/reconcile", self.base));
