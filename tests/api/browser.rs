@@ -9,10 +9,11 @@ use std::process::{Child, Command, Stdio};
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use license_facade::auth::SANDBOX_TOKEN;
-use license_facade::sandbox::{Fault, NewSandboxLicense};
+use license_facade::sandbox::NewSandboxLicense;
 use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, spawn_app_with};
+use crate::support::Stuck;
 
 /// A chromedriver process, ended when dropped.
 struct Driver {
@@ -177,42 +178,15 @@ async fn text(browser: &Client) -> String {
 /// found by a reconciliation. Returns the bought stuck one, the one not bought, and
 /// the license the screenshots show.
 async fn seed(app: &TestApp) -> (String, String, String) {
+    let place_stuck = |server: &str, ip: &str, how| {
+        let body = json!({"server": {"id": server, "ip": ip, "hostname": format!("{server}.example.net")},
+                          "panel": "ISPmanager 6 Pro"});
+        async move { app.stuck(SANDBOX_TOKEN, &body, how).await.id }
+    };
     // The order's answer is lost and the look-up fails: a person must decide.
-    app.sandbox.set_faults(vec![
-        "soft.order.param:drop-after-commit:1.0"
-            .parse::<Fault>()
-            .unwrap(),
-        "soft:error5xx:1.0".parse::<Fault>().unwrap(),
-    ]);
-    let stuck = app
-        .post_json(
-            "/v1/licenses",
-            &json!({"server": {"id": "vps-0412", "ip": "203.0.113.12", "hostname": "vps-0412.example.net"},
-                    "panel": "ISPmanager 6 Pro"}),
-        )
-        .await;
-    let stuck: Value = stuck.json().await.unwrap();
-    let stuck_id = stuck["id"].as_str().unwrap().to_owned();
-    app.license_until(&stuck_id, |l| l["state"] == "NEEDS_ATTENTION")
-        .await;
+    let stuck_id = place_stuck("vps-0412", "203.0.113.12", Stuck::Bought).await;
     // The order fails with a 5xx (nothing bought) and may not be sent again.
-    app.sandbox.set_faults(vec![
-        "soft.order.param:error5xx:1.0".parse::<Fault>().unwrap(),
-    ]);
-    let unbought: Value = app
-        .post_json(
-            "/v1/licenses",
-            &json!({"server": {"id": "vps-0413", "ip": "203.0.113.13", "hostname": "vps-0413.example.net"},
-                    "panel": "ISPmanager 6 Pro"}),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
-    let unbought_id = unbought["id"].as_str().unwrap().to_owned();
-    app.license_until(&unbought_id, |l| l["state"] == "NEEDS_ATTENTION")
-        .await;
-    app.sandbox.set_faults(vec![]);
+    let unbought_id = place_stuck("vps-0413", "203.0.113.13", Stuck::Unbought).await;
 
     let mut shown = String::new();
     for (n, (server, host, panel)) in [

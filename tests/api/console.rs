@@ -4,13 +4,14 @@
 
 use std::collections::HashMap;
 
-use license_facade::auth::{Clients, SANDBOX_TOKEN, token_sha256_hex};
+use license_facade::auth::SANDBOX_TOKEN;
 use license_facade::sandbox::NewSandboxLicense;
 use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
 use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, spawn_app, spawn_app_with};
+use crate::support::{Stuck, named_clients};
 
 /// What the escaping test plants in every text field a caller or the upstream
 /// controls.
@@ -134,20 +135,38 @@ async fn order(app: &TestApp, server: &str, ip: &str) -> Value {
     .await
 }
 
-/// An app whose clients file has an admin, a writer and a reader.
+/// A license ordered (and waited for) by the `shop` client; its id.
+async fn shop_license(app: &TestApp, server: &str, ip: &str) -> String {
+    let body = json!({"server": {"id": server, "ip": ip}, "panel": "ISPmanager 6 Lite"});
+    let shop = app.api_as("shop-token");
+    let (status, ordered) = shop
+        .post("/v1/licenses?wait=20s", &body, None)
+        .await
+        .expect("the order is answered");
+    assert_eq!(status, 201, "{ordered}");
+    assert_eq!(ordered["state"], "ACTIVE", "{ordered}");
+    ordered["id"].as_str().expect("an id").to_owned()
+}
+
+/// An admin (`ops`) and a writer (`shop`), each calling with `{name}-token`.
+const OPS_AND_SHOP: [(&str, &str, &str); 2] = [
+    ("ops", r#"["admin"]"#, ""),
+    ("shop", r#"["licenses.read", "licenses.write"]"#, ""),
+];
+
+/// An app whose clients file has an admin, a writer (capped at 5 orders a day) and a
+/// reader.
 async fn spawn_app_with_clients() -> TestApp {
-    let text = format!(
-        "[[client]]\nname = \"ops\"\ntoken_sha256 = \"{}\"\nscopes = [\"admin\"]\n\
-         [[client]]\nname = \"shop\"\ntoken_sha256 = \"{}\"\nscopes = [\"licenses.read\", \"licenses.write\"]\nmax_orders_per_day = 5\n\
-         [[client]]\nname = \"viewer\"\ntoken_sha256 = \"{}\"\nscopes = [\"licenses.read\"]\n",
-        token_sha256_hex("ops-token"),
-        token_sha256_hex("shop-token"),
-        token_sha256_hex("viewer-token"),
-    );
-    spawn_app_with(0, move |s| {
-        s.clients = Some(Clients::from_toml(&text).unwrap());
-    })
-    .await
+    let clients = named_clients(&[
+        OPS_AND_SHOP[0],
+        (
+            OPS_AND_SHOP[1].0,
+            OPS_AND_SHOP[1].1,
+            "max_orders_per_day = 5",
+        ),
+        ("viewer", r#"["licenses.read"]"#, ""),
+    ]);
+    spawn_app_with(0, move |s| s.clients = Some(clients)).await
 }
 
 #[tokio::test]
@@ -446,17 +465,8 @@ async fn a_renewal_is_confirmed_with_the_quoted_price_and_charged_once() {
 async fn what_a_client_sees_and_does_follows_its_scopes() {
     // Arrange
     let app = spawn_app_with_clients().await;
-    let shop = crate::helpers::http_client_with(Some("shop-token"));
-    let ordered: Value = shop
-        .post(format!("{}/v1/licenses?wait=20s", app.http))
-        .json(&json!({"server": {"id": "srv-shop", "ip": "203.0.113.44"}, "panel": "ISPmanager 6 Lite"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = ordered["id"].as_str().unwrap();
+    let ordered = shop_license(&app, "srv-shop", "203.0.113.44").await;
+    let id = ordered.as_str();
     let mut viewer = Browser::new(&app);
     let mut shop_browser = Browser::new(&app);
     let mut ops = Browser::new(&app);
@@ -665,17 +675,8 @@ fn urlencode(s: &str) -> String {
 async fn the_audit_page_filters_by_client_action_license_and_time() {
     // Arrange
     let app = spawn_app_with_clients().await;
-    let shop = crate::helpers::http_client_with(Some("shop-token"));
-    let ordered: Value = shop
-        .post(format!("{}/v1/licenses?wait=20s", app.http))
-        .json(&json!({"server": {"id": "srv-audit", "ip": "203.0.113.60"}, "panel": "ISPmanager 6 Lite"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = ordered["id"].as_str().unwrap();
+    let ordered = shop_license(&app, "srv-audit", "203.0.113.60").await;
+    let id = ordered.as_str();
     let mut ops = Browser::new(&app);
     ops.log_in("ops-token").await;
 
@@ -871,52 +872,16 @@ async fn reconcile_now_finds_an_orphan_that_the_drift_page_adopts() {
 #[tokio::test]
 async fn an_admin_resolves_a_license_that_needs_attention_from_its_page_and_the_drift_page() {
     // Arrange: the order is bought upstream, its answer lost, the list failing.
-    let text = format!(
-        "[[client]]\nname = \"ops\"\ntoken_sha256 = \"{}\"\nscopes = [\"admin\"]\n\
-         [[client]]\nname = \"shop\"\ntoken_sha256 = \"{}\"\nscopes = [\"licenses.read\", \"licenses.write\"]\n",
-        token_sha256_hex("ops-token"),
-        token_sha256_hex("shop-token"),
-    );
     let app = spawn_app_with(0, move |s| {
-        s.clients = Some(Clients::from_toml(&text).unwrap());
+        s.clients = Some(named_clients(&OPS_AND_SHOP));
         s.workflow.settle_interval = std::time::Duration::from_millis(50);
         s.workflow.max_lookup_failures = 2;
     })
     .await;
-    let ops_api = crate::helpers::http_client_with(Some("ops-token"));
-    app.sandbox.set_faults(vec![
-        "soft.order.param:drop-after-commit:1.0".parse().unwrap(),
-        "soft:error5xx:1.0".parse().unwrap(),
-    ]);
-    let placed: Value = ops_api
-        .post(format!("{}/v1/licenses", app.http))
-        .json(&json!({"server": {"id": "srv-stuck", "ip": "203.0.113.61"}, "panel": "ISPmanager 6 Pro"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = placed["id"].as_str().unwrap().to_owned();
-    let read = |id: String| {
-        let (ops_api, http) = (ops_api.clone(), app.http.clone());
-        async move {
-            let license: Value = ops_api
-                .get(format!("{http}/v1/licenses/{id}"))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            license
-        }
-    };
-    while read(id.clone()).await["state"] != "NEEDS_ATTENTION" {
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    app.sandbox.set_faults(vec![]);
-    let upstream = app.sandbox.licenses()[0].id.to_string();
+    let body =
+        json!({"server": {"id": "srv-stuck", "ip": "203.0.113.61"}, "panel": "ISPmanager 6 Pro"});
+    let stuck = app.stuck("ops-token", &body, Stuck::Bought).await;
+    let (id, upstream) = (stuck.id, stuck.bought.expect("bought").to_string());
     let mut ops = Browser::new(&app);
     let mut shop = Browser::new(&app);
     ops.log_in("ops-token").await;
@@ -973,7 +938,7 @@ async fn an_admin_resolves_a_license_that_needs_attention_from_its_page_and_the_
     assert_eq!(without_csrf.status, StatusCode::FORBIDDEN);
     assert_eq!(done.status, StatusCode::SEE_OTHER);
     assert!(after.body.contains("The license was resolved."));
-    let license = read(id.clone()).await;
+    let license = app.api_as("ops-token").license(&id).await;
     assert_eq!(license["state"], "ACTIVE");
     assert_eq!(license["upstreamId"], upstream.as_str());
     assert_eq!(app.sandbox.licenses().len(), 1, "nothing more was bought");

@@ -52,23 +52,6 @@ fn count(report: &Value, key: &str) -> u64 {
     report[key].as_u64().unwrap_or(0)
 }
 
-/// A sandbox function called over its own HTTP API, as another client would.
-async fn upstream_call(app: &TestApp, form: &[(&str, &str)]) {
-    let mut form = form.to_vec();
-    form.extend([("out", "sjson"), ("authinfo", "demo:demo"), ("sok", "ok")]);
-    let body: Value = app
-        .client
-        .post(&app.sandbox_url)
-        .form(&form)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert!(body["doc"]["error"].is_null(), "{body}");
-}
-
 #[tokio::test]
 async fn an_orphan_bought_behind_the_back_is_reported_with_ip_and_tariff_on_both_apis() {
     // Arrange
@@ -133,7 +116,8 @@ async fn licenses_removed_or_deleted_in_the_sandbox_are_reported_missing() {
     let fine = active_license(&app, "srv-fine", "203.0.113.22", json!({})).await;
     assert!(app.sandbox.remove_license(upstream_id(&gone)));
     let elid = upstream_id(&deleted).to_string();
-    upstream_call(&app, &[("func", "soft.delete"), ("elid", &elid)]).await;
+    app.upstream_call(&[("func", "soft.delete"), ("elid", &elid)])
+        .await;
     let planted_deleted = NewSandboxLicense {
         status: 4,
         ..NewSandboxLicense::new("203.0.113.23", 55228)
@@ -186,14 +170,11 @@ async fn an_ip_changed_behind_the_back_is_a_mismatch() {
     let app = spawn_app().await;
     let license = active_license(&app, "srv-ip", "203.0.113.30", json!({})).await;
     let elid = upstream_id(&license).to_string();
-    upstream_call(
-        &app,
-        &[
-            ("func", "soft.edit"),
-            ("elid", &elid),
-            ("ip", "203.0.113.31"),
-        ],
-    )
+    app.upstream_call(&[
+        ("func", "soft.edit"),
+        ("elid", &elid),
+        ("ip", "203.0.113.31"),
+    ])
     .await;
 
     // Act

@@ -11,7 +11,7 @@ use license_facade::sandbox::{Sandbox, SandboxConfig, SandboxHandle};
 use license_facade::startup::Application;
 use serde_json::Value;
 
-use crate::support::{TestDb, init};
+use crate::support::{Api, Stuck, StuckLicense, TestDb, init, stuck_order};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
@@ -235,6 +235,17 @@ impl TestApp {
         grpc_client(self.grpc_addr).await
     }
 
+    /// The shared REST client of this app, calling with `token`.
+    pub fn api_as(&self, token: &str) -> Api {
+        Api::with_token(self.http.clone(), token)
+    }
+
+    /// Places the order `body` as the client with `token` while `how`'s faults are
+    /// set, and returns it once it needs a person.
+    pub async fn stuck(&self, token: &str, body: &Value, how: Stuck) -> StuckLicense {
+        stuck_order(&self.api_as(token), &self.sandbox, body, how).await
+    }
+
     pub async fn get(&self, path: &str) -> reqwest::Response {
         self.client
             .get(format!("{}{path}", self.http))
@@ -285,23 +296,34 @@ impl TestApp {
         }
     }
 
+    /// A sandbox function called over its own HTTP API, as another client would; it
+    /// must succeed.
+    pub async fn upstream_call(&self, form: &[(&str, &str)]) {
+        let mut form = form.to_vec();
+        form.push(("sok", "ok"));
+        let body = self.sandbox_post(&form).await;
+        assert!(body["doc"]["error"].is_null(), "{body}");
+    }
+
     /// The sandbox's own `func=soft` list, read over its HTTP API.
     pub async fn upstream_list(&self) -> Vec<Value> {
-        let body: Value = self
-            .client
+        let body = self.sandbox_post(&[("func", "soft")]).await;
+        body["doc"]["elem"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// POSTs `form` to the sandbox's HTTP API as its user, asking for JSON.
+    async fn sandbox_post(&self, form: &[(&str, &str)]) -> Value {
+        let mut form = form.to_vec();
+        form.extend([("out", "sjson"), ("authinfo", "demo:demo")]);
+        self.client
             .post(&self.sandbox_url)
-            .form(&[
-                ("func", "soft"),
-                ("out", "sjson"),
-                ("authinfo", "demo:demo"),
-            ])
+            .form(&form)
             .send()
             .await
             .unwrap()
             .json()
             .await
-            .unwrap();
-        body["doc"]["elem"].as_array().cloned().unwrap_or_default()
+            .unwrap()
     }
 }
 

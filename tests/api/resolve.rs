@@ -5,33 +5,21 @@
 use std::time::Duration;
 
 use license_facade::api::pb::v1 as pb;
-use license_facade::auth::{Clients, token_sha256_hex};
 use license_facade::config::Settings;
-use license_facade::sandbox::{Fault, NewSandboxLicense};
+use license_facade::sandbox::NewSandboxLicense;
 use serde_json::{Value, json};
 use tonic::Code;
 
 use crate::helpers::{GrpcClient, TestApp, grpc_client_with, http_client_with, reason};
-
-/// An admin (`ops`) and a writer without the admin scope (`alpha`).
-fn clients() -> Clients {
-    let entry = |name: &str, scopes: &str| {
-        format!(
-            "[[client]]\nname = \"{name}\"\ntoken_sha256 = \"{}\"\nscopes = {scopes}\n",
-            token_sha256_hex(&format!("{name}-token"))
-        )
-    };
-    let text = [
-        entry("ops", r#"["admin"]"#),
-        entry("alpha", r#"["licenses.read", "licenses.write"]"#),
-    ]
-    .concat();
-    Clients::from_toml(&text).expect("valid clients")
-}
+use crate::support::{Stuck, named_clients};
 
 /// Quick look-ups, no automatic re-send: a lost order ends with a person at once.
+/// Called as an admin (`ops`) or a writer without the admin scope (`alpha`).
 fn quick(settings: &mut Settings) {
-    settings.clients = Some(clients());
+    settings.clients = Some(named_clients(&[
+        ("ops", r#"["admin"]"#, ""),
+        ("alpha", r#"["licenses.read", "licenses.write"]"#, ""),
+    ]));
     // Nothing is looked up as absent before a request timeout after the last send.
     settings.billmanager.request_timeout = Duration::from_secs(2);
     settings.workflow.settle_interval = Duration::from_millis(50);
@@ -51,15 +39,6 @@ async fn grpc_as(app: &TestApp, client: &str) -> GrpcClient {
     grpc_client_with(app.grpc_addr, Some(&format!("{client}-token"))).await
 }
 
-fn faults(app: &TestApp, specs: &[&str]) {
-    app.sandbox.set_faults(
-        specs
-            .iter()
-            .map(|s| s.parse::<Fault>().expect("a fault"))
-            .collect(),
-    );
-}
-
 fn order(n: u32) -> Value {
     json!({"server": {"id": format!("srv-{n}"), "ip": format!("203.0.113.{n}")},
            "panel": "ISPmanager 6 Pro"})
@@ -69,43 +48,14 @@ impl TestApp {
     /// A license whose order failed with a 5xx (nothing bought upstream), handed to
     /// a person because no automatic re-send is allowed.
     async fn stuck_unbought(&self, n: u32) -> String {
-        faults(self, &["soft.order.param:error5xx:1.0"]);
-        let id = self.placed(n).await;
-        faults(self, &[]);
-        id
+        self.stuck("ops-token", &order(n), Stuck::Unbought).await.id
     }
 
     /// A license whose order was bought upstream but whose answer was lost while the
     /// upstream list failed: a person must decide. Returns it and the upstream id.
     async fn stuck_bought(&self, n: u32) -> (String, u64) {
-        faults(
-            self,
-            &[
-                "soft.order.param:drop-after-commit:1.0",
-                "soft:error5xx:1.0",
-            ],
-        );
-        let id = self.placed(n).await;
-        faults(self, &[]);
-        let ours = self
-            .sandbox
-            .licenses()
-            .into_iter()
-            .find(|l| l.licname == id)
-            .expect("the order was bought upstream");
-        (id, ours.id)
-    }
-
-    async fn placed(&self, n: u32) -> String {
-        let response = self.post_json("/v1/licenses", &order(n)).await;
-        assert!(response.status().is_success(), "{}", response.status());
-        let body: Value = response.json().await.unwrap();
-        let id = body["id"].as_str().unwrap().to_owned();
-        let stuck = self
-            .license_until(&id, |l| l["state"] == "NEEDS_ATTENTION")
-            .await;
-        assert!(stuck["lastError"]["code"].is_string(), "{stuck}");
-        id
+        let stuck = self.stuck("ops-token", &order(n), Stuck::Bought).await;
+        (stuck.id, stuck.bought.expect("bought upstream"))
     }
 
     async fn resolve(&self, id: &str, body: Value) -> reqwest::Response {
@@ -211,7 +161,8 @@ async fn a_retried_or_raced_retry_sends_once() {
     let body = json!({"action": "RETRY", "reason": "not bought"});
     let url = format!("{}/v1/licenses/{id}/resolve", app.http);
 
-    // Two operators at once, then the first one's request sent again.
+    // Two operators at once, then the winner's request sent again (which one wins
+    // the race is up to the store).
     let first = app
         .client
         .post(&url)
@@ -224,10 +175,15 @@ async fn a_retried_or_raced_retry_sends_once() {
         .json(&body);
     let (a, b) = tokio::join!(first.send(), second.send());
     let statuses = [a.unwrap().status().as_u16(), b.unwrap().status().as_u16()];
+    let winner = if statuses[0] == 202 {
+        "resolve-a"
+    } else {
+        "resolve-b"
+    };
     let replay = app
         .client
         .post(&url)
-        .header("Idempotency-Key", "resolve-a")
+        .header("Idempotency-Key", winner)
         .json(&body)
         .send()
         .await
@@ -387,36 +343,69 @@ async fn abandon_fails_the_license_sends_nothing_and_frees_the_server() {
     assert_eq!(app.bought(), 1);
 }
 
-/// One refusal on both transports: the REST status and problem code, and the gRPC
-/// status code and reason, for the same request.
-async fn refused_on_both(
-    app: &TestApp,
-    client: &str,
-    id: &str,
+/// One refusal: who asks what, and what both transports answer.
+struct Refusal {
+    client: &'static str,
+    id: String,
     body: Value,
-    grpc_request: pb::ResolveLicenseRequest,
-    expect: (u16, Code, &str),
-) -> (Value, tonic::Status) {
-    let rest = http_client_with(Some(&format!("{client}-token")))
-        .post(format!("{}/v1/licenses/{id}/resolve", app.http))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let (status, p) = problem(rest).await;
-    assert_eq!(
-        (status, p["code"].as_str().unwrap()),
-        (expect.0, expect.2),
-        "{p}"
-    );
-    let refused = grpc_as(app, client)
-        .await
-        .resolve_license(grpc_request)
-        .await
-        .expect_err("refused");
-    assert_eq!(refused.code(), expect.1, "{refused:?}");
-    assert_eq!(reason(&refused), expect.2);
-    (p, refused)
+    grpc: pb::ResolveLicenseRequest,
+    /// The REST status, the gRPC code and the reason code both carry.
+    expect: (u16, Code, &'static str),
+    /// The field the first violation names, where one is named.
+    field: Option<&'static str>,
+    /// What the explanation (REST detail, gRPC message) mentions, if anything.
+    mentions: Option<String>,
+}
+
+impl Refusal {
+    fn new(
+        id: &str,
+        body: Value,
+        grpc: pb::ResolveLicenseRequest,
+        expect: (u16, Code, &'static str),
+    ) -> Self {
+        Self {
+            client: "ops",
+            id: id.to_owned(),
+            body,
+            grpc,
+            expect,
+            field: None,
+            mentions: None,
+        }
+    }
+
+    /// Sends the request on both transports and checks both answers.
+    async fn check(self, app: &TestApp) {
+        let what = format!("{} {}", self.client, self.body);
+        let rest = http_client_with(Some(&format!("{}-token", self.client)))
+            .post(format!("{}/v1/licenses/{}/resolve", app.http, self.id))
+            .json(&self.body)
+            .send()
+            .await
+            .unwrap();
+        let (status, p) = problem(rest).await;
+        assert_eq!(
+            (status, p["code"].as_str().unwrap()),
+            (self.expect.0, self.expect.2),
+            "{what}: {p}"
+        );
+        let refused = grpc_as(app, self.client)
+            .await
+            .resolve_license(self.grpc)
+            .await
+            .expect_err("refused");
+        assert_eq!(refused.code(), self.expect.1, "{what}: {refused:?}");
+        assert_eq!(reason(&refused), self.expect.2, "{what}");
+        if let Some(field) = self.field {
+            assert_eq!(p["errors"][0]["field"], field, "{what}: {p}");
+        }
+        if let Some(text) = self.mentions {
+            let detail = p["detail"].as_str().unwrap_or_default();
+            assert!(detail.contains(&text), "{what}: {p}");
+            assert!(refused.message().contains(&text), "{what}: {refused:?}");
+        }
+    }
 }
 
 #[tokio::test]
@@ -428,133 +417,99 @@ async fn every_refusal_has_the_same_reason_on_both_transports() {
     let active_upstream: u64 = active["upstreamId"].as_str().unwrap().parse().unwrap();
     let id = app.stuck_unbought(11).await;
     let stuck_ip = "203.0.113.11";
-
-    // Wrong state.
-    refused_on_both(
-        &app,
-        "ops",
-        &active_id,
-        json!({"action": "ABANDON", "reason": "x"}),
-        grpc_resolve(&active_id, Action::Abandon),
-        (409, Code::FailedPrecondition, "INVALID_LICENSE_STATE"),
-    )
+    // An upstream license on another IP; the active license's upstream license moved
+    // to the stuck license's IP behind our back (bound to another license here); and
+    // one of another tariff on that IP.
+    let elsewhere = app
+        .sandbox
+        .insert_license(NewSandboxLicense::new("192.0.2.50", 55228));
+    let active_upstream_id = active_upstream.to_string();
+    app.upstream_call(&[
+        ("func", "soft.edit"),
+        ("elid", &active_upstream_id),
+        ("ip", stuck_ip),
+    ])
     .await;
-    // No reason.
-    let (p, _) = refused_on_both(
-        &app,
-        "ops",
-        &id,
-        json!({"action": "RETRY", "reason": " "}),
-        pb::ResolveLicenseRequest {
-            reason: String::new(),
-            ..grpc_resolve(&id, Action::Retry)
-        },
-        (400, Code::InvalidArgument, "INVALID_ARGUMENT"),
-    )
-    .await;
-    assert_eq!(p["errors"][0]["field"], "reason");
-    // No (known) action.
-    refused_on_both(
-        &app,
-        "ops",
-        &id,
-        json!({"action": "REDO", "reason": "x"}),
-        grpc_resolve(&id, Action::Unspecified),
-        (400, Code::InvalidArgument, "INVALID_ARGUMENT"),
-    )
-    .await;
-    // BIND to an upstream license that does not exist.
-    let bind = |up: u64| {
-        (
+    let lite = app
+        .sandbox
+        .insert_license(NewSandboxLicense::new(stuck_ip, 55227));
+    let bind = |up: u64, expect| {
+        Refusal::new(
+            &id,
             json!({"action": "BIND", "reason": "x", "upstreamId": up.to_string()}),
             pb::ResolveLicenseRequest {
                 upstream_id: up.to_string(),
                 ..grpc_resolve(&id, Action::Bind)
             },
+            expect,
         )
     };
-    let (body, request) = bind(987_654);
-    refused_on_both(
-        &app,
-        "ops",
-        &id,
-        body,
-        request,
-        (404, Code::NotFound, "UPSTREAM_LICENSE_NOT_FOUND"),
-    )
-    .await;
-    // BIND to one on another IP: the field is named.
-    let elsewhere = app
-        .sandbox
-        .insert_license(NewSandboxLicense::new("192.0.2.50", 55228));
-    let (body, request) = bind(elsewhere);
-    let (p, status) = refused_on_both(
-        &app,
-        "ops",
-        &id,
-        body,
-        request,
-        (409, Code::FailedPrecondition, "UPSTREAM_LICENSE_MISMATCH"),
-    )
-    .await;
-    assert_eq!(p["errors"][0]["field"], "ip", "{p}");
-    assert!(status.message().contains("192.0.2.50"));
-    // BIND to one bound to another license here: the active license's upstream
-    // license was moved to the stuck license's IP behind our back.
-    let moved: Value = app
-        .client
-        .post(&app.sandbox_url)
-        .form(&[
-            ("func", "soft.edit"),
-            ("out", "sjson"),
-            ("authinfo", "demo:demo"),
-            ("elid", &active_upstream.to_string()),
-            ("ip", stuck_ip),
-            ("sok", "ok"),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert!(moved["doc"]["error"].is_null(), "{moved}");
-    let (body, request) = bind(active_upstream);
-    let (p, _) = refused_on_both(
-        &app,
-        "ops",
-        &id,
-        body,
-        request,
-        (409, Code::FailedPrecondition, "UPSTREAM_LICENSE_BOUND"),
-    )
-    .await;
-    assert!(p["detail"].as_str().unwrap().contains(&active_id), "{p}");
-    // BIND to one of another tariff on the right IP: the field is named.
-    let lite = app
-        .sandbox
-        .insert_license(NewSandboxLicense::new(stuck_ip, 55227));
-    let (body, request) = bind(lite);
-    let (p, _) = refused_on_both(
-        &app,
-        "ops",
-        &id,
-        body,
-        request,
-        (409, Code::FailedPrecondition, "UPSTREAM_LICENSE_MISMATCH"),
-    )
-    .await;
-    assert_eq!(p["errors"][0]["field"], "tariffId", "{p}");
-    // A client without the admin scope.
-    refused_on_both(
-        &app,
-        "alpha",
-        &id,
-        json!({"action": "ABANDON", "reason": "x"}),
-        grpc_resolve(&id, Action::Abandon),
-        (403, Code::PermissionDenied, "PERMISSION_DENIED"),
-    )
-    .await;
+    let mismatch = (409, Code::FailedPrecondition, "UPSTREAM_LICENSE_MISMATCH");
+    let invalid = (400, Code::InvalidArgument, "INVALID_ARGUMENT");
+
+    let refusals = [
+        // Wrong state.
+        Refusal::new(
+            &active_id,
+            json!({"action": "ABANDON", "reason": "x"}),
+            grpc_resolve(&active_id, Action::Abandon),
+            (409, Code::FailedPrecondition, "INVALID_LICENSE_STATE"),
+        ),
+        // No reason.
+        Refusal {
+            field: Some("reason"),
+            ..Refusal::new(
+                &id,
+                json!({"action": "RETRY", "reason": " "}),
+                pb::ResolveLicenseRequest {
+                    reason: String::new(),
+                    ..grpc_resolve(&id, Action::Retry)
+                },
+                invalid,
+            )
+        },
+        // No (known) action.
+        Refusal::new(
+            &id,
+            json!({"action": "REDO", "reason": "x"}),
+            grpc_resolve(&id, Action::Unspecified),
+            invalid,
+        ),
+        // BIND to an upstream license that does not exist.
+        bind(987_654, (404, Code::NotFound, "UPSTREAM_LICENSE_NOT_FOUND")),
+        // BIND to one on another IP: the field is named.
+        Refusal {
+            field: Some("ip"),
+            mentions: Some("192.0.2.50".into()),
+            ..bind(elsewhere, mismatch)
+        },
+        // BIND to one bound to another license here: that license is named.
+        Refusal {
+            mentions: Some(active_id.clone()),
+            ..bind(
+                active_upstream,
+                (409, Code::FailedPrecondition, "UPSTREAM_LICENSE_BOUND"),
+            )
+        },
+        // BIND to one of another tariff on the right IP: the field is named.
+        Refusal {
+            field: Some("tariffId"),
+            ..bind(lite, mismatch)
+        },
+        // A client without the admin scope.
+        Refusal {
+            client: "alpha",
+            ..Refusal::new(
+                &id,
+                json!({"action": "ABANDON", "reason": "x"}),
+                grpc_resolve(&id, Action::Abandon),
+                (403, Code::PermissionDenied, "PERMISSION_DENIED"),
+            )
+        },
+    ];
+    for refusal in refusals {
+        refusal.check(&app).await;
+    }
 
     // None of it changed the license or bought anything.
     let license: Value = app

@@ -5,11 +5,13 @@
 
 use std::time::Duration;
 
+use license_facade::auth::SANDBOX_TOKEN;
 use license_facade::config::Settings;
 use license_facade::sandbox::{NewSandboxLicense, OrderIdAt, SandboxConfig, SavedFilter};
 use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, spawn_app_on_sandbox_with};
+use crate::support::Stuck;
 
 /// Sandbox defaults for these tests: keys at once.
 fn sandbox() -> SandboxConfig {
@@ -27,6 +29,11 @@ fn quick(settings: &mut Settings) {
     settings.workflow.settle_interval = Duration::from_millis(50);
     settings.workflow.settle_checks = 2;
     settings.workflow.max_lookup_failures = 3;
+}
+
+/// The app on a sandbox with `config`, with [`quick`] timings.
+async fn quick_app(config: SandboxConfig) -> TestApp {
+    spawn_app_on_sandbox_with(config, quick).await
 }
 
 fn order(n: u32) -> Value {
@@ -49,6 +56,17 @@ impl TestApp {
         self.license_until(id, |l| l["state"] == state).await
     }
 
+    /// Places order `n` while every order's answer is lost after the upstream carried
+    /// it out, and returns the license once it is in `state`.
+    async fn answer_lost(&self, n: u32, state: &str) -> (String, Value) {
+        self.sandbox.set_faults(vec![
+            "soft.order.param:drop-after-commit:1.0".parse().unwrap(),
+        ]);
+        let id = self.place(n).await;
+        let license = self.settled(&id, state).await;
+        (id, license)
+    }
+
     fn orders_sent(&self) -> u64 {
         self.sandbox.call_count("soft.order.param")
     }
@@ -59,6 +77,25 @@ impl TestApp {
     }
 }
 
+/// An app whose upstream leaves every new license in `status` (5 processing, 1
+/// unpaid), and which hands a license to a person `activation_timeout` after its
+/// order; returns it with the license of order `n`.
+async fn stuck_in_status(status: u32, activation_timeout: Duration, n: u32) -> (TestApp, String) {
+    let app = spawn_app_on_sandbox_with(
+        SandboxConfig {
+            stuck_status: Some(status),
+            ..sandbox()
+        },
+        |s| {
+            quick(s);
+            s.workflow.activation_timeout = activation_timeout;
+        },
+    )
+    .await;
+    let id = app.place(n).await;
+    (app, id)
+}
+
 fn code(license: &Value) -> &str {
     license["lastError"]["code"].as_str().unwrap_or_default()
 }
@@ -67,13 +104,13 @@ fn code(license: &Value) -> &str {
 
 #[tokio::test]
 async fn an_unknown_outcome_is_sent_again_at_most_once_then_needs_attention() {
-    let app = spawn_app_on_sandbox_with(sandbox(), quick).await;
-    // A 5xx answer: unknown outcome, nothing performed upstream.
-    app.sandbox
-        .set_faults(vec!["soft.order.param:error5xx:1.0".parse().unwrap()]);
+    let app = quick_app(sandbox()).await;
 
-    let id = app.place(1).await;
-    let license = app.settled(&id, "NEEDS_ATTENTION").await;
+    // A 5xx answer: unknown outcome, nothing performed upstream.
+    let license = app
+        .stuck(SANDBOX_TOKEN, &order(1), Stuck::Unbought)
+        .await
+        .license;
     app.idle().await;
 
     assert_eq!(code(&license), "UPSTREAM_OUTCOME_UNKNOWN", "{license}");
@@ -91,11 +128,11 @@ async fn with_max_resends_0_an_unknown_outcome_is_never_sent_again() {
         s.workflow.max_resends = 0;
     })
     .await;
-    app.sandbox
-        .set_faults(vec!["soft.order.param:error5xx:1.0".parse().unwrap()]);
 
-    let id = app.place(2).await;
-    let license = app.settled(&id, "NEEDS_ATTENTION").await;
+    let license = app
+        .stuck(SANDBOX_TOKEN, &order(2), Stuck::Unbought)
+        .await
+        .license;
     app.idle().await;
 
     assert_eq!(code(&license), "UPSTREAM_OUTCOME_UNKNOWN", "{license}");
@@ -106,13 +143,10 @@ async fn with_max_resends_0_an_unknown_outcome_is_never_sent_again() {
 
 #[tokio::test]
 async fn an_ok_answer_without_an_id_is_looked_up_not_sent_again() {
-    let app = spawn_app_on_sandbox_with(
-        SandboxConfig {
-            order_id_at: OrderIdAt::Nowhere,
-            ..sandbox()
-        },
-        quick,
-    )
+    let app = quick_app(SandboxConfig {
+        order_id_at: OrderIdAt::Nowhere,
+        ..sandbox()
+    })
     .await;
 
     let id = app.place(3).await;
@@ -125,13 +159,10 @@ async fn an_ok_answer_without_an_id_is_looked_up_not_sent_again() {
 
 #[tokio::test]
 async fn the_id_at_item_id_is_read() {
-    let app = spawn_app_on_sandbox_with(
-        SandboxConfig {
-            order_id_at: OrderIdAt::ItemId,
-            ..sandbox()
-        },
-        quick,
-    )
+    let app = quick_app(SandboxConfig {
+        order_id_at: OrderIdAt::ItemId,
+        ..sandbox()
+    })
     .await;
 
     let id = app.place(4).await;
@@ -148,15 +179,12 @@ async fn the_id_at_item_id_is_read() {
 #[tokio::test]
 async fn an_ok_answer_without_an_id_whose_license_is_not_listed_needs_attention() {
     // The list hides everything and does not say so; nothing else is known upstream.
-    let app = spawn_app_on_sandbox_with(
-        SandboxConfig {
-            order_id_at: OrderIdAt::Nowhere,
-            saved_filter: Some(SavedFilter::HideAll),
-            saved_filter_silent: true,
-            ..sandbox()
-        },
-        quick,
-    )
+    let app = quick_app(SandboxConfig {
+        order_id_at: OrderIdAt::Nowhere,
+        saved_filter: Some(SavedFilter::HideAll),
+        saved_filter_silent: true,
+        ..sandbox()
+    })
     .await;
 
     let id = app.place(5).await;
@@ -177,21 +205,14 @@ async fn an_ok_answer_without_an_id_whose_license_is_not_listed_needs_attention(
 async fn a_list_narrowed_by_a_saved_filter_is_not_proof_of_absence() {
     // The answer is lost; the new license stays in status 5, which the account's
     // saved filter (shown in `saved_filters`) keeps out of the list.
-    let app = spawn_app_on_sandbox_with(
-        SandboxConfig {
-            saved_filter: Some(SavedFilter::ActiveOnly),
-            stuck_status: Some(5),
-            ..sandbox()
-        },
-        quick,
-    )
+    let app = quick_app(SandboxConfig {
+        saved_filter: Some(SavedFilter::ActiveOnly),
+        stuck_status: Some(5),
+        ..sandbox()
+    })
     .await;
-    app.sandbox.set_faults(vec![
-        "soft.order.param:drop-after-commit:1.0".parse().unwrap(),
-    ]);
 
-    let id = app.place(6).await;
-    let license = app.settled(&id, "NEEDS_ATTENTION").await;
+    let (_, license) = app.answer_lost(6, "NEEDS_ATTENTION").await;
     app.idle().await;
 
     assert_eq!(code(&license), "UPSTREAM_OUTCOME_UNKNOWN", "{license}");
@@ -212,24 +233,17 @@ async fn a_list_narrowed_by_a_saved_filter_is_not_proof_of_absence() {
 
 #[tokio::test]
 async fn a_list_that_does_not_show_a_license_known_live_upstream_is_not_complete() {
-    let app = spawn_app_on_sandbox_with(
-        SandboxConfig {
-            saved_filter_silent: true,
-            ..sandbox()
-        },
-        quick,
-    )
+    let app = quick_app(SandboxConfig {
+        saved_filter_silent: true,
+        ..sandbox()
+    })
     .await;
     let first = app.place(7).await;
     app.settled(&first, "ACTIVE").await;
     // From now on the list hides everything without saying so, and answers are lost.
     app.sandbox.set_saved_filter(Some(SavedFilter::HideAll));
-    app.sandbox.set_faults(vec![
-        "soft.order.param:drop-after-commit:1.0".parse().unwrap(),
-    ]);
 
-    let id = app.place(8).await;
-    let license = app.settled(&id, "NEEDS_ATTENTION").await;
+    let (_, license) = app.answer_lost(8, "NEEDS_ATTENTION").await;
     app.idle().await;
 
     assert!(
@@ -246,13 +260,9 @@ async fn a_list_that_does_not_show_a_license_known_live_upstream_is_not_complete
 
 #[tokio::test]
 async fn a_lost_answer_is_found_by_licname_when_the_list_shows_no_remoteid() {
-    let app = spawn_app_on_sandbox_with(sandbox(), quick).await;
-    app.sandbox.set_faults(vec![
-        "soft.order.param:drop-after-commit:1.0".parse().unwrap(),
-    ]);
+    let app = quick_app(sandbox()).await;
 
-    let id = app.place(9).await;
-    let license = app.settled(&id, "ACTIVE").await;
+    let (id, license) = app.answer_lost(9, "ACTIVE").await;
 
     assert_eq!(app.orders_sent(), 1);
     let upstream = app.sandbox.licenses();
@@ -262,20 +272,13 @@ async fn a_lost_answer_is_found_by_licname_when_the_list_shows_no_remoteid() {
 
 #[tokio::test]
 async fn without_licname_a_lost_answer_is_found_by_ip_tariff_and_creation_date() {
-    let app = spawn_app_on_sandbox_with(
-        SandboxConfig {
-            list_licname: false,
-            ..sandbox()
-        },
-        quick,
-    )
+    let app = quick_app(SandboxConfig {
+        list_licname: false,
+        ..sandbox()
+    })
     .await;
-    app.sandbox.set_faults(vec![
-        "soft.order.param:drop-after-commit:1.0".parse().unwrap(),
-    ]);
 
-    let id = app.place(10).await;
-    let license = app.settled(&id, "ACTIVE").await;
+    let (_, license) = app.answer_lost(10, "ACTIVE").await;
 
     assert_eq!(app.orders_sent(), 1);
     assert_eq!(
@@ -286,23 +289,16 @@ async fn without_licname_a_lost_answer_is_found_by_ip_tariff_and_creation_date()
 
 #[tokio::test]
 async fn two_nameless_candidates_on_the_ip_need_a_person() {
-    let app = spawn_app_on_sandbox_with(
-        SandboxConfig {
-            list_licname: false,
-            ..sandbox()
-        },
-        quick,
-    )
+    let app = quick_app(SandboxConfig {
+        list_licname: false,
+        ..sandbox()
+    })
     .await;
     // Bought elsewhere today, same IP and tariff: it could be ours.
     app.sandbox
         .insert_license(NewSandboxLicense::new("203.0.113.11", 55228));
-    app.sandbox.set_faults(vec![
-        "soft.order.param:drop-after-commit:1.0".parse().unwrap(),
-    ]);
 
-    let id = app.place(11).await;
-    let license = app.settled(&id, "NEEDS_ATTENTION").await;
+    let (_, license) = app.answer_lost(11, "NEEDS_ATTENTION").await;
     app.idle().await;
 
     assert_eq!(code(&license), "UPSTREAM_AMBIGUOUS", "{license}");
@@ -313,14 +309,11 @@ async fn two_nameless_candidates_on_the_ip_need_a_person() {
 
 #[tokio::test]
 async fn a_refusal_that_left_an_unpaid_item_is_adopted_and_shown_unpaid() {
-    let app = spawn_app_on_sandbox_with(
-        SandboxConfig {
-            balance_cents: 0,
-            unpaid_on_short_balance: true,
-            ..sandbox()
-        },
-        quick,
-    )
+    let app = quick_app(SandboxConfig {
+        balance_cents: 0,
+        unpaid_on_short_balance: true,
+        ..sandbox()
+    })
     .await;
 
     let id = app.place(12).await;
@@ -342,13 +335,10 @@ async fn a_refusal_that_left_an_unpaid_item_is_adopted_and_shown_unpaid() {
 
 #[tokio::test]
 async fn a_refusal_is_final_after_one_look_up_finds_nothing() {
-    let app = spawn_app_on_sandbox_with(
-        SandboxConfig {
-            balance_cents: 0,
-            ..sandbox()
-        },
-        quick,
-    )
+    let app = quick_app(SandboxConfig {
+        balance_cents: 0,
+        ..sandbox()
+    })
     .await;
 
     let id = app.place(13).await;
@@ -363,19 +353,8 @@ async fn a_refusal_is_final_after_one_look_up_finds_nothing() {
 
 #[tokio::test]
 async fn a_license_stuck_in_processing_needs_attention_after_the_activation_timeout() {
-    let app = spawn_app_on_sandbox_with(
-        SandboxConfig {
-            stuck_status: Some(5),
-            ..sandbox()
-        },
-        |s| {
-            quick(s);
-            s.workflow.activation_timeout = Duration::from_millis(500);
-        },
-    )
-    .await;
+    let (app, id) = stuck_in_status(5, Duration::from_millis(500), 14).await;
 
-    let id = app.place(14).await;
     let license = app.settled(&id, "NEEDS_ATTENTION").await;
 
     assert_eq!(code(&license), "ACTIVATION_TIMEOUT", "{license}");
@@ -384,19 +363,8 @@ async fn a_license_stuck_in_processing_needs_attention_after_the_activation_time
 
 #[tokio::test]
 async fn an_unpaid_license_shows_upstream_unpaid_until_the_activation_timeout() {
-    let app = spawn_app_on_sandbox_with(
-        SandboxConfig {
-            stuck_status: Some(1),
-            ..sandbox()
-        },
-        |s| {
-            quick(s);
-            s.workflow.activation_timeout = Duration::from_millis(800);
-        },
-    )
-    .await;
+    let (app, id) = stuck_in_status(1, Duration::from_millis(800), 15).await;
 
-    let id = app.place(15).await;
     let unpaid = app
         .license_until(&id, |l| l["lastError"]["code"] == "UPSTREAM_UNPAID")
         .await;

@@ -1,17 +1,27 @@
 //! The real binary aborted at each crash point of every change of an existing license
-//! (renew, change IP, change panel, suspend, resume, reissue key, cancel), restarted on
-//! the same database, the change retried with its `Idempotency-Key`: the change is
+//! (renew, change IP, change panel, suspend, resume, reissue key, cancel) and of an
+//! operator's RETRY of a license that needs a person, restarted on the same database,
+//! the request sent again with its `Idempotency-Key`: the change (or the purchase) is
 //! carried out upstream exactly once (never lost, never applied twice: a renewal sent
 //! twice buys two periods), and the store and the sandbox agree afterwards.
 //!
-//! Table-driven: [`CHANGES`] holds one row per operation, and `crash_tests!` makes one
-//! test per (operation, crash point).
+//! Table-driven: [`CHANGES`] holds one row per operation, [`RETRIES`] one per kind of
+//! stuck work a RETRY sends again, and `crash_tests!` makes one test per (row, crash
+//! point).
+//!
+//! A RETRY's fresh operation starts at INTENT: the worker looks the stuck work up,
+//! then sends it on the path an order or a change takes, through the same five crash
+//! points. BIND and ABANDON send nothing: each is one store transaction with no crash
+//! point on its way, so a crash leaves it either whole or not begun.
 
 use license_facade::crash;
 use license_facade::sandbox::SandboxLicense;
 use serde_json::{Value, json};
 
-use crate::support::{Order, ServiceDir, TestSandbox, sandbox_config, start_sandbox};
+use crate::support::{
+    ADOPTED_LOG, Order, ServiceDir, Stuck, TestSandbox, assert_agree, sandbox_config,
+    start_sandbox, stuck_order, stuck_renewal,
+};
 
 /// Iterations of every (operation, point) in the slow tier.
 const SLOW_ITERATIONS: u64 = 20;
@@ -293,17 +303,10 @@ async fn crash_and_recover(change: &Change, point: &'static str) -> ChangeFigure
         (200..300).contains(&status),
         "the retried change is acknowledged: {status} {body}"
     );
-    let deadline = std::time::Instant::now() + crate::support::DEADLINE;
-    while service.api.audit_count(change.action, "SUCCEEDED").await == 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{} never completed after a crash at {point}; license: {}",
-            change.action,
-            service.api.license(&id).await
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    let license = service.api.license(&id).await;
+    let license = service
+        .api
+        .license_after_audit(&id, change.action, "SUCCEEDED")
+        .await;
 
     let upstream_changes = carried();
     let confirmed_by_recovery = dir.log_count(CONFIRMED_BY_RECOVERY_LOG);
@@ -350,41 +353,235 @@ async fn fast(change: &Change, point: &'static str) {
     ));
 }
 
-/// One test per crash point for each listed operation: `name => ROW` adds the five.
+/// The stuck work an operator's RETRY sends once more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// An order whose outcome stayed unknown (nothing bought): the RETRY buys it.
+    Order,
+    /// A renewal whose outcome stayed unknown (nothing renewed): the RETRY renews.
+    Renewal,
+}
+
+/// Every RETRY row, for the slow tier.
+pub const RETRIES: [Retry; 2] = [Retry::Order, Retry::Renewal];
+
+impl Retry {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Order => "resolve RETRY of an order",
+            Self::Renewal => "resolve RETRY of a renewal",
+        }
+    }
+
+    /// The sandbox function that carries the stuck work out.
+    fn func(self) -> &'static str {
+        match self {
+            Self::Order => "soft.order.param",
+            Self::Renewal => RENEW.func,
+        }
+    }
+
+    /// The log message of a restarted service that finds the work done upstream.
+    fn found_done_log(self) -> &'static str {
+        match self {
+            Self::Order => ADOPTED_LOG,
+            Self::Renewal => CONFIRMED_BY_RECOVERY_LOG,
+        }
+    }
+}
+
+/// A license that needs a person (its order, or a renewal of it, sent once with an
+/// unknown outcome and not carried out), then RETRYed with the process aborted at
+/// `point`, a restart, and the RETRY sent again with its key, on a fresh database and
+/// sandbox.
+async fn crash_and_retry(retry: &Retry, point: &'static str) -> ChangeFigures {
+    let retry = *retry;
+    let sandbox = start_sandbox(sandbox_config()).await;
+    let mut dir = ServiceDir::new();
+    let order = Order::new(11);
+
+    // The stuck license, made by a service that sends nothing again by itself, then
+    // killed (its work is done: nothing is leased).
+    let setup = dir.start_strict(&sandbox.url);
+    let id = match retry {
+        Retry::Order => {
+            stuck_order(&setup.api, &sandbox.handle, &order.body(), Stuck::Unbought)
+                .await
+                .id
+        }
+        Retry::Renewal => {
+            let id = setup.api.order(&order).await.expect("acknowledged");
+            setup.api.license_until(&id, &["ACTIVE"]).await;
+            stuck_renewal(&setup.api, &sandbox.handle, &id).await;
+            id
+        }
+    };
+    drop(setup);
+    let carried = || sandbox.handle.carried_out(retry.func());
+    assert_eq!(carried(), 0, "the stuck work was not carried out");
+    let before = sandbox.handle.licenses();
+
+    // The RETRY, with the process armed to abort at `point`. The abort may win the
+    // race with the answer; the resolution is committed either way (the worker only
+    // runs committed work).
+    let path = format!("/v1/licenses/{id}/resolve");
+    let body = json!({"action": "RETRY", "reason": "nothing in the panel; send it again"});
+    let key = format!("resolve-{retry:?}-{point}");
+    let mut armed = dir.start(&sandbox.url, Some(point));
+    if let Ok((status, answer)) = armed.api.post(&path, &body, Some(&key)).await {
+        assert_eq!(status, 202, "the RETRY is accepted: {answer}");
+    }
+    armed.expect_abort_at(point).await;
+    drop(armed);
+    let sent_before_restart = carried();
+    match point {
+        crash::BEFORE_INTENT | crash::AFTER_INTENT => assert_eq!(
+            sent_before_restart,
+            0,
+            "{} carried out before the restart ({point})",
+            retry.name()
+        ),
+        // The call is bounded as a whole by the request timeout; on a loaded machine it
+        // can give up before the request leaves, and then nothing was sent.
+        crash::AFTER_SEND => assert!(sent_before_restart <= 1),
+        _ => assert_eq!(
+            sent_before_restart,
+            1,
+            "{} carried out before the restart ({point})",
+            retry.name()
+        ),
+    }
+
+    // Restarted: the RETRY sent again with its key is the same resolution (a replay,
+    // not a second one), and the work completes.
+    let service = dir.start(&sandbox.url, None);
+    let (status, answer) = service
+        .api
+        .post(&path, &body, Some(&key))
+        .await
+        .expect("the RETRY sent again is answered");
+    assert!(
+        (200..300).contains(&status),
+        "the RETRY sent again is acknowledged: {status} {answer}"
+    );
+    let license = match retry {
+        Retry::Order => service.api.license_until(&id, &["ACTIVE"]).await,
+        Retry::Renewal => {
+            service
+                .api
+                .license_after_audit(&id, RENEW.action, "SUCCEEDED")
+                .await
+        }
+    };
+
+    let upstream_changes = carried();
+    let found_done = dir.log_count(retry.found_done_log());
+    let figures = ChangeFigures {
+        runs: 1,
+        upstream_changes,
+        duplicates: upstream_changes.saturating_sub(1),
+        lost: u64::from(upstream_changes == 0),
+        confirmed_by_recovery: found_done,
+    };
+    assert_eq!(
+        upstream_changes,
+        1,
+        "{} carried out upstream exactly once (crash at {point})",
+        retry.name()
+    );
+    assert_eq!(
+        service.api.audit_count("RESOLVE", "SUCCEEDED").await,
+        1,
+        "one resolution, however often it was sent"
+    );
+    assert_eq!(
+        sandbox.handle.carried_out("soft.order.param"),
+        1,
+        "one license bought in all"
+    );
+    match retry {
+        Retry::Order => {
+            assert_agree(&sandbox.handle, &order, &license);
+            assert_eq!(sandbox.handle.licenses().len(), 1);
+        }
+        Retry::Renewal => {
+            assert_eq!(license["state"], "ACTIVE", "{license}");
+            let after = upstream_on(&sandbox, &order.ip);
+            let [before] = before.as_slice() else {
+                panic!("one upstream license before the RETRY: {before:?}")
+            };
+            assert_eq!(after.id, before.id, "the same upstream license");
+            (RENEW.check)(before, &after, &license);
+            assert_eq!(service.api.audit_count("RENEW", "SUCCEEDED").await, 1);
+        }
+    }
+    // Where the work was carried out upstream but not yet recorded, the restarted
+    // service found it done instead of sending it again.
+    let expected = match point {
+        crash::AFTER_SEND => sent_before_restart,
+        crash::AFTER_RESPONSE => 1,
+        _ => 0,
+    };
+    // As for orders (see `crash_points`): where the armed or the restarted service
+    // made the attempt itself, a loaded machine can cut its call after the upstream
+    // took it, and recovery then finds it: one more, still one purchase.
+    let own_attempt_found = u64::from(
+        retry == Retry::Order
+            && matches!(
+                point,
+                crash::BEFORE_INTENT | crash::AFTER_INTENT | crash::AFTER_CONFIRMED
+            ),
+    );
+    assert!(
+        (expected..=expected + own_attempt_found).contains(&found_done),
+        "work found done by recovery after a crash at {point}: {found_done}, expected {expected}"
+    );
+    figures
+}
+
+async fn fast_retry(retry: &Retry, point: &'static str) {
+    crash_and_retry(retry, point)
+        .await
+        .report(&format!("{} crash point {point} (fast)", retry.name()));
+}
+
+/// One test per crash point for each listed row: `run: name => ROW` adds the five,
+/// each calling `run(&ROW, point)`.
 macro_rules! crash_tests {
-    ($($name:ident => $change:expr),* $(,)?) => {$(
+    ($run:ident: $($name:ident => $change:expr),* $(,)?) => {$(
         mod $name {
             use license_facade::crash;
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn crash_before_intent_then_retry_applies_once() {
-                super::fast(&$change, crash::BEFORE_INTENT).await;
+                super::$run(&$change, crash::BEFORE_INTENT).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn crash_after_intent_then_retry_applies_once() {
-                super::fast(&$change, crash::AFTER_INTENT).await;
+                super::$run(&$change, crash::AFTER_INTENT).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn crash_after_send_then_retry_applies_once() {
-                super::fast(&$change, crash::AFTER_SEND).await;
+                super::$run(&$change, crash::AFTER_SEND).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn crash_after_response_then_retry_applies_once() {
-                super::fast(&$change, crash::AFTER_RESPONSE).await;
+                super::$run(&$change, crash::AFTER_RESPONSE).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn crash_after_confirmed_then_retry_applies_once() {
-                super::fast(&$change, crash::AFTER_CONFIRMED).await;
+                super::$run(&$change, crash::AFTER_CONFIRMED).await;
             }
         }
     )*};
 }
 
 crash_tests! {
+    fast:
     renew => super::RENEW,
     change_ip => super::CHANGE_IP,
     change_panel => super::CHANGE_PANEL,
@@ -392,6 +589,12 @@ crash_tests! {
     resume => super::RESUME,
     reissue_key => super::REISSUE_KEY,
     cancel => super::CANCEL,
+}
+
+crash_tests! {
+    fast_retry:
+    resolve_retry_order => super::Retry::Order,
+    resolve_retry_renewal => super::Retry::Renewal,
 }
 
 /// A refused renewal (no money) is a definite answer: a crash before it is committed
@@ -420,15 +623,10 @@ async fn crash_after_a_refused_renewal_ends_failed_with_nothing_bought() {
         .request(&service.api, &id, "refused-renewal")
         .await
         .expect("the retry is answered");
-    let deadline = std::time::Instant::now() + crate::support::DEADLINE;
-    while service.api.audit_count("RENEW", "FAILED").await == 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the renewal never ended"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    let license = service.api.license(&id).await;
+    let license = service
+        .api
+        .license_after_audit(&id, RENEW.action, "FAILED")
+        .await;
     assert_eq!(license["state"], "ACTIVE", "{license}");
     assert_eq!(
         license["lastError"]["code"], "UPSTREAM_REFUSED",
@@ -446,8 +644,8 @@ async fn crash_after_a_refused_renewal_ends_failed_with_nothing_bought() {
     assert_eq!(service.api.audit_count("RENEW", "SUCCEEDED").await, 0);
 }
 
-/// Slow tier: every change at every crash point at least 20 times, the points in
-/// parallel.
+/// Slow tier: every change and every RETRY at every crash point 20 times, the points
+/// in parallel.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "slow tier: cargo test -- --ignored"]
 async fn every_change_at_every_crash_point_twenty_times() {
@@ -466,6 +664,14 @@ async fn every_change_at_every_crash_point_twenty_times() {
                 ));
                 total.add(figures);
             }
+            for retry in RETRIES {
+                let mut figures = ChangeFigures::default();
+                for _ in 0..SLOW_ITERATIONS {
+                    figures.add(crash_and_retry(&retry, point).await);
+                }
+                figures.report(&format!("{} crash point {point} (slow)", retry.name()));
+                total.add(figures);
+            }
             total
         });
     }
@@ -474,7 +680,8 @@ async fn every_change_at_every_crash_point_twenty_times() {
         all.add(done.expect("a crash point run panicked"));
     }
     all.report("change crash points, all (slow)");
-    assert_eq!(all.runs, SLOW_ITERATIONS * 5 * CHANGES.len() as u64);
+    let rows = (CHANGES.len() + RETRIES.len()) as u64;
+    assert_eq!(all.runs, SLOW_ITERATIONS * 5 * rows);
     assert_eq!(all.duplicates, 0);
     assert_eq!(all.lost, 0);
 }

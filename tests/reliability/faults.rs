@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 
 use crate::figures::{Figures, duplicates_and_lost};
 use crate::support::{
-    DEADLINE, InProcess, Order, Timings, assert_agree, sandbox_config, start_sandbox,
+    DEADLINE, InProcess, Order, Stuck, Timings, assert_agree, sandbox_config, start_sandbox,
+    stuck_order,
 };
 
 const ORDERS: usize = 5;
@@ -124,10 +125,6 @@ async fn timed_out_orders_are_sent_again_only_after_recovery_proves_them_absent(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unknown_outcome_that_cannot_be_looked_up_needs_attention_and_is_not_resent() {
     let sandbox = start_sandbox(sandbox_config()).await;
-    sandbox.handle.set_faults(vec![
-        "soft.order.param:drop-after-commit:1.0".parse().unwrap(),
-        "soft:error5xx:1.0".parse().unwrap(),
-    ]);
     let dir = tempfile::tempdir().unwrap();
     let timings = Timings {
         max_lookup_failures: 3,
@@ -136,8 +133,8 @@ async fn an_unknown_outcome_that_cannot_be_looked_up_needs_attention_and_is_not_
     let app = InProcess::start(&dir.path().join("db.sqlite"), &sandbox.url, timings).await;
     let order = Order::new(500);
 
-    let id = app.api.order(&order).await.expect("acknowledged");
-    let license = app.api.license_until(&id, &["NEEDS_ATTENTION"]).await;
+    let stuck = stuck_order(&app.api, &sandbox.handle, &order.body(), Stuck::Bought).await;
+    let (id, license) = (stuck.id, stuck.license);
 
     assert_eq!(
         license["lastError"]["code"], "UPSTREAM_OUTCOME_UNKNOWN",

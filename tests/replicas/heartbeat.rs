@@ -6,7 +6,6 @@
 //! settings.
 
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -14,7 +13,9 @@ use std::time::{Duration, Instant};
 use license_facade::sandbox::SandboxConfig;
 use serde_json::Value;
 
-use crate::support::{ChildReplica, Order, TestDb, assert_exactly_once, start_sandbox};
+use crate::support::{
+    ChildReplica, Order, ReplicaSet, SENDING_LOG, assert_exactly_once, slow_upstream,
+};
 
 /// The guarantee on a takeover.
 const TAKEOVER_WITHIN: Duration = Duration::from_secs(15);
@@ -24,7 +25,7 @@ const STORM_ACTIVE_WITHIN: Duration = Duration::from_secs(60);
 /// What a replica logs when it starts a step of an order (its span names the license).
 const STEP_LOGS: [&str; 4] = [
     "looking the order up upstream",
-    "sending the order upstream",
+    SENDING_LOG,
     "found the order upstream; adopting it",
     "license active",
 ];
@@ -32,26 +33,14 @@ const STEP_LOGS: [&str; 4] = [
 /// A configuration with the default workflow settings (10 s lease, heartbeat) and
 /// this request timeout; a connection budget that lets three replicas share the
 /// test server.
-fn write_config(dir: &Path, request_timeout: Duration) -> PathBuf {
-    let path = dir.join("defaults.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "database_max_connections = 12\n\
-             [billmanager]\n\
-             request_timeout_ms = {}\n\
-             probe_interval_secs = 3600\n",
-            request_timeout.as_millis()
-        ),
+fn config(request_timeout: Duration) -> String {
+    format!(
+        "database_max_connections = 12\n\
+         [billmanager]\n\
+         request_timeout_ms = {}\n\
+         probe_interval_secs = 3600\n",
+        request_timeout.as_millis()
     )
-    .unwrap();
-    path
-}
-
-fn start_replicas(dir: &Path, db: &TestDb, sandbox_url: &str, config: &Path) -> Vec<ChildReplica> {
-    (0..3)
-        .map(|i| ChildReplica::start_with(dir, &format!("r{i}"), &db.url, sandbox_url, &[], config))
-        .collect()
 }
 
 /// The licenses named in `replica`'s log lines with one of `messages`.
@@ -97,40 +86,24 @@ async fn active(api: &crate::support::Api, id: &str, deadline: Instant) -> Value
 async fn a_sigkilled_replicas_work_is_taken_over_by_the_others_within_15_s() {
     // Arrange: three replicas; orders through replica 0 only, on an upstream slow
     // enough that it is mid-call when it dies.
-    let Some(db) = TestDb::create().await else {
+    let config = config(Duration::from_secs(2));
+    let Some(mut set) = ReplicaSet::start(slow_upstream(), Some(&config)).await else {
         return;
     };
-    let sandbox = start_sandbox(SandboxConfig {
-        key_delay: Duration::from_millis(300),
-        latency: Duration::from_millis(150),
-        ..SandboxConfig::default()
-    })
-    .await;
-    let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), Duration::from_secs(2));
-    let mut replicas = start_replicas(dir.path(), &db, &sandbox.url, &config);
     let orders: Vec<Order> = (0..24).map(|n| 3000 + n).map(Order::new).collect();
-    let mut in_flight = tokio::task::JoinSet::new();
-    for order in orders.clone() {
-        let api = replicas[0].api.clone();
-        in_flight.spawn(async move { api.order(&order).await });
-    }
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while replicas[0].logged("sending the order upstream").len() < 4 {
-        assert!(Instant::now() < deadline, "replica 0 never sent an order");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let mut in_flight = set.fire(&orders, |_| 0);
+    set.until_sending(0, 4, Duration::from_secs(30)).await;
 
     // Act: SIGKILL it with its leases held.
-    replicas[0].kill();
+    set.replicas[0].kill();
     let killed = Instant::now();
-    let held: HashSet<String> = licenses_logged(&replicas[0], &["sending the order upstream"])
-        .difference(&licenses_logged(&replicas[0], &["license active"]))
+    let held: HashSet<String> = licenses_logged(&set.replicas[0], &[SENDING_LOG])
+        .difference(&licenses_logged(&set.replicas[0], &["license active"]))
         .cloned()
         .collect();
     let mut taken_over = HashMap::new();
     while taken_over.len() < held.len() {
-        for replica in &replicas[1..] {
+        for replica in &set.replicas[1..] {
             for id in licenses_logged(replica, &STEP_LOGS).intersection(&held) {
                 taken_over
                     .entry(id.clone())
@@ -152,13 +125,13 @@ async fn a_sigkilled_replicas_work_is_taken_over_by_the_others_within_15_s() {
     while in_flight.join_next().await.is_some() {}
 
     // Assert: every order finished, one purchase per server.
-    let survivors = [&replicas[1], &replicas[2]];
+    let survivors = [&set.replicas[1], &set.replicas[2]];
     let licenses = finish_through(&survivors, &orders).await;
     assert!(!held.is_empty(), "the killed replica held work");
     assert!(slowest <= TAKEOVER_WITHIN, "slowest takeover {slowest:?}");
-    assert_exactly_once(&sandbox, &orders, &licenses);
+    assert_exactly_once(&set.sandbox, &orders, &licenses);
     assert_eq!(
-        sandbox.handle.licenses().len(),
+        set.sandbox.handle.licenses().len(),
         orders.len(),
         "no order was bought twice"
     );
@@ -168,8 +141,6 @@ async fn a_sigkilled_replicas_work_is_taken_over_by_the_others_within_15_s() {
         slowest.as_millis(),
         TAKEOVER_WITHIN.as_millis()
     );
-    drop(replicas);
-    drop(db);
 }
 
 /// Slow tier: 300 orders for 100 servers, each server through each of three
@@ -180,19 +151,16 @@ async fn a_sigkilled_replicas_work_is_taken_over_by_the_others_within_15_s() {
 #[ignore = "slow tier: cargo test -- --ignored"]
 async fn a_storm_with_a_replica_sigkilled_is_all_active_within_60_s_of_the_last_order() {
     // Arrange
-    let Some(db) = TestDb::create().await else {
-        return;
-    };
-    let sandbox = start_sandbox(SandboxConfig {
+    let defaults = license_facade::billmanager::ClientConfig::default().request_timeout;
+    let upstream = SandboxConfig {
         key_delay: Duration::from_millis(50),
         latency: Duration::from_millis(20),
         ..SandboxConfig::default()
-    })
-    .await;
-    let dir = tempfile::tempdir().unwrap();
-    let defaults = license_facade::billmanager::ClientConfig::default().request_timeout;
-    let config = write_config(dir.path(), defaults);
-    let mut replicas = start_replicas(dir.path(), &db, &sandbox.url, &config);
+    };
+    let Some(mut set) = ReplicaSet::start(upstream, Some(&config(defaults))).await else {
+        return;
+    };
+    let (replicas, sandbox) = (&mut set.replicas, &set.sandbox);
     let orders: Vec<Order> = (0..100).map(|n| 4000 + n).map(Order::new).collect();
     let survivors = [replicas[1].api.clone(), replicas[2].api.clone()];
 
@@ -203,7 +171,7 @@ async fn a_storm_with_a_replica_sigkilled_is_all_active_within_60_s_of_the_last_
     let answered = Arc::new(AtomicUsize::new(0));
     let mut calls = tokio::task::JoinSet::new();
     for (n, order) in orders.iter().enumerate() {
-        for replica in &replicas {
+        for replica in replicas.iter() {
             let (api, retry) = (replica.api.clone(), survivors[n % 2].clone());
             let (order, answered) = (order.clone(), answered.clone());
             calls.spawn(async move {
@@ -217,9 +185,7 @@ async fn a_storm_with_a_replica_sigkilled_is_all_active_within_60_s_of_the_last_
         }
     }
     let deadline = Instant::now() + Duration::from_secs(60);
-    while answered.load(Ordering::Relaxed) < 150
-        || replicas[0].logged("sending the order upstream").is_empty()
-    {
+    while answered.load(Ordering::Relaxed) < 150 || replicas[0].logged(SENDING_LOG).is_empty() {
         assert!(Instant::now() < deadline, "the storm never got half way");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
@@ -245,7 +211,7 @@ async fn a_storm_with_a_replica_sigkilled_is_all_active_within_60_s_of_the_last_
 
     // Assert
     assert!(all_active <= STORM_ACTIVE_WITHIN, "{all_active:?}");
-    assert_exactly_once(&sandbox, &orders, &licenses);
+    assert_exactly_once(sandbox, &orders, &licenses);
     assert_eq!(
         sandbox.handle.licenses().len(),
         orders.len(),
@@ -258,6 +224,4 @@ async fn a_storm_with_a_replica_sigkilled_is_all_active_within_60_s_of_the_last_
         all_active.as_millis(),
         STORM_ACTIVE_WITHIN.as_millis()
     );
-    drop(replicas);
-    drop(db);
 }

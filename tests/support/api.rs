@@ -32,12 +32,12 @@ impl Order {
     }
 }
 
-/// Default headers of every REST client here: the token the services accept.
-pub fn auth_headers() -> reqwest::header::HeaderMap {
+/// The headers that send `token` with every request.
+fn bearer(token: &str) -> reqwest::header::HeaderMap {
     let mut headers = reqwest::header::HeaderMap::new();
     headers.insert(
         reqwest::header::AUTHORIZATION,
-        format!("Bearer {TOKEN}").parse().unwrap(),
+        format!("Bearer {token}").parse().unwrap(),
     );
     headers
 }
@@ -51,10 +51,15 @@ pub struct Api {
 
 impl Api {
     pub fn new(base: String) -> Self {
+        Self::with_token(base, TOKEN)
+    }
+
+    /// A client of `base` that calls as the client whose token is `token`.
+    pub fn with_token(base: String, token: &str) -> Self {
         Self {
             base,
             client: reqwest::Client::builder()
-                .default_headers(auth_headers())
+                .default_headers(bearer(token))
                 .timeout(Duration::from_secs(20))
                 .build()
                 .unwrap(),
@@ -169,6 +174,21 @@ impl Api {
                     .count()
             })
             .unwrap_or(0)
+    }
+
+    /// Waits until an audit entry has `action` and an outcome naming `outcome` (the
+    /// operation on license `id` ended so); returns the license then.
+    pub async fn license_after_audit(&self, id: &str, action: &str, outcome: &str) -> Value {
+        let deadline = Instant::now() + DEADLINE;
+        while self.audit_count(action, outcome).await == 0 {
+            assert!(
+                Instant::now() < deadline,
+                "no {action} {outcome} in the audit log; license: {}",
+                self.license(id).await
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.license(id).await
     }
 
     /// Runs a reconciliation (`POST /v1/reconcile`) and returns its drift report.

@@ -153,12 +153,24 @@ impl ServiceDir {
     /// Starts `license-facade serve` on this directory's database against `sandbox_url`,
     /// optionally armed to abort at `crash_at`; returns once it listens.
     pub fn start(&mut self, sandbox_url: &str, crash_at: Option<&str>) -> Service {
-        self.starts += 1;
         let config = match (crash_at, &self.armed_config) {
             (Some(_), Some(armed)) => armed.clone(),
             _ => self.path().join("config.toml"),
         };
-        let mut command = serve_command(self.path(), &self.database_url(), sandbox_url, &config);
+        self.start_on(sandbox_url, crash_at, &config)
+    }
+
+    /// Starts a service that sends nothing again by itself: an order or change whose
+    /// outcome stays unknown goes to a person after its first attempt (how a test gets
+    /// a NEEDS_ATTENTION license without waiting through the re-sends).
+    pub fn start_strict(&mut self, sandbox_url: &str) -> Service {
+        let config = write_config(self.path(), "strict.toml", 500, 0, 100);
+        self.start_on(sandbox_url, None, &config)
+    }
+
+    fn start_on(&mut self, sandbox_url: &str, crash_at: Option<&str>, config: &Path) -> Service {
+        self.starts += 1;
+        let mut command = serve_command(self.path(), &self.database_url(), sandbox_url, config);
         if let Some(point) = crash_at {
             command.env(license_facade::crash::CRASH_AT_ENV, point);
         }

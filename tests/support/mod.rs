@@ -11,13 +11,17 @@ mod api;
 mod child;
 mod db;
 mod in_process;
+mod replica_set;
 mod sandbox;
+mod stuck;
 
 pub use api::*;
 pub use child::*;
 pub use db::*;
 pub use in_process::*;
+pub use replica_set::*;
 pub use sandbox::*;
+pub use stuck::*;
 
 use std::time::Duration;
 
@@ -39,12 +43,32 @@ pub fn init() {
 /// request-rate limit (the load tests are bursty on purpose), and `limits` (TOML
 /// lines, e.g. a spend cap).
 pub fn clients_toml(limits: &str) -> String {
+    client_toml(
+        "tests",
+        TOKEN,
+        r#"["admin"]"#,
+        &format!("max_requests_per_second = 0\n{limits}"),
+    )
+}
+
+/// One `[[client]]` entry: `name`, calling with `token`, its `scopes` (a TOML array)
+/// and `limits` (TOML lines).
+pub fn client_toml(name: &str, token: &str, scopes: &str, limits: &str) -> String {
     format!(
         "[[client]]\n\
-         name = \"tests\"\n\
+         name = \"{name}\"\n\
          token_sha256 = \"{}\"\n\
-         scopes = [\"admin\"]\n\
-         max_requests_per_second = 0\n{limits}",
-        license_facade::auth::token_sha256_hex(TOKEN)
+         scopes = {scopes}\n{limits}\n",
+        license_facade::auth::token_sha256_hex(token)
     )
+}
+
+/// Clients `(name, scopes, limits)`, each calling with the token `{name}-token`: for
+/// the tests about who may do what.
+pub fn named_clients(entries: &[(&str, &str, &str)]) -> license_facade::auth::Clients {
+    let text: String = entries
+        .iter()
+        .map(|(name, scopes, limits)| client_toml(name, &format!("{name}-token"), scopes, limits))
+        .collect();
+    license_facade::auth::Clients::from_toml(&text).expect("valid clients")
 }
