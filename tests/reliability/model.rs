@@ -735,7 +735,7 @@ async fn run_case(shape: Shape, steps: Vec<Step>) -> Result<Figures, TestCaseErr
         );
     }
     let mut attention = 0;
-    let mut attention_with_license = 0;
+    let mut attention_unbound = 0;
     for (k, id) in &acknowledged {
         let order = order_for(*k);
         let model = expected.get(k).copied().unwrap_or_default();
@@ -792,7 +792,16 @@ async fn run_case(shape: Shape, steps: Vec<Step>) -> Result<Figures, TestCaseErr
                 .count();
             prop_assert!(upstream <= 1, "{} upstream licenses: {}", upstream, license);
             attention += 1;
-            attention_with_license += upstream as u64;
+            // The reconciler reports an upstream license the store has not bound (a
+            // stuck order's) as an orphan; one bound to a license whose change is
+            // stuck is the store's, and its state is left to the person.
+            if license["upstreamId"]
+                .as_str()
+                .unwrap_or_default()
+                .is_empty()
+            {
+                attention_unbound += upstream as u64;
+            }
         }
     }
     for k in (0..KEYS).filter(|k| !acknowledged.contains_key(k)) {
@@ -819,7 +828,7 @@ async fn run_case(shape: Shape, steps: Vec<Step>) -> Result<Figures, TestCaseErr
                 count(&report["missingCount"]),
                 count(&report["mismatchCount"])
             ),
-            (attention_with_license, 0, 0),
+            (attention_unbound, 0, 0),
             "the reconciler finds the store and the upstream in step, but for the licenses a person must look at: {}",
             report
         );
