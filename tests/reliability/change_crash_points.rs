@@ -339,9 +339,15 @@ async fn crash_and_recover(change: &Change, point: &'static str) -> ChangeFigure
         crash::AFTER_RESPONSE => 1,
         _ => 0,
     };
-    assert_eq!(
-        confirmed_by_recovery, expected_confirmations,
-        "changes confirmed by recovery after a crash at {point}"
+    // Before the send the restarted service makes the call itself. A loaded machine
+    // can cut that call (500 ms here) after the upstream took it; recovery then finds
+    // the change made: one confirmation more, still carried out once (asserted above).
+    let own_attempt_confirmed =
+        u64::from(matches!(point, crash::BEFORE_INTENT | crash::AFTER_INTENT));
+    assert!(
+        (expected_confirmations..=expected_confirmations + own_attempt_confirmed)
+            .contains(&confirmed_by_recovery),
+        "changes confirmed by recovery after a crash at {point}: {confirmed_by_recovery}, expected {expected_confirmations}"
     );
     figures
 }
@@ -525,13 +531,10 @@ async fn crash_and_retry(retry: &Retry, point: &'static str) -> ChangeFigures {
     // As for orders (see `crash_points`): where the armed or the restarted service
     // made the attempt itself, a loaded machine can cut its call after the upstream
     // took it, and recovery then finds it: one more, still one purchase.
-    let own_attempt_found = u64::from(
-        retry == Retry::Order
-            && matches!(
-                point,
-                crash::BEFORE_INTENT | crash::AFTER_INTENT | crash::AFTER_CONFIRMED
-            ),
-    );
+    let own_attempt_found = u64::from(matches!(
+        point,
+        crash::BEFORE_INTENT | crash::AFTER_INTENT | crash::AFTER_CONFIRMED
+    ));
     assert!(
         (expected..=expected + own_attempt_found).contains(&found_done),
         "work found done by recovery after a crash at {point}: {found_done}, expected {expected}"
