@@ -1,0 +1,117 @@
+//! What differs between the two databases behind the one store implementation
+//! (`store::sql`): how a write's transaction is run, which connections serve reads and
+//! lease-only writes, the locks PostgreSQL takes where SQLite's single writer already
+//! serialises, and the few clauses only one of them has.
+
+use std::ops::DerefMut;
+
+use futures::future::BoxFuture;
+
+use super::StoreError;
+use super::group_commit::Written;
+use super::sql::exec::Conn;
+use crate::domain::ClientName;
+
+/// A write run in a transaction: given the transaction's connection, it says what it
+/// returns and whether its changes are kept (committed) or discarded.
+pub type WriteFn<C, T> =
+    Box<dyn for<'c> FnOnce(&'c mut C) -> BoxFuture<'c, Result<Written<T>, StoreError>> + Send>;
+
+/// One database's side of [`SqlStore`](super::sql::SqlStore).
+pub trait Dialect: std::fmt::Debug + Send + Sync + 'static {
+    /// A connection, or a transaction's connection.
+    type Conn: Conn;
+    /// A connection taken from a pool; returned to it when dropped.
+    type Pooled: DerefMut<Target = Self::Conn> + Send;
+
+    /// Whether one process is the database's only writer, so that a write transaction
+    /// holds the whole database (SQLite's write lock): a batch of adoptions then goes
+    /// in one transaction.
+    const ONE_WRITER: bool;
+
+    /// How a license listing compares the client (see `codec::license_list_sql`).
+    const CLIENT_COLUMN: &'static str;
+
+    /// Appended to a read inside a write transaction whose rows the rest of the
+    /// transaction depends on: a row lock where writers run concurrently, nothing
+    /// where the transaction holds the database's write lock.
+    const FOR_UPDATE: &'static str;
+
+    /// The lock a claim takes on the row it picks, passing over rows another worker
+    /// is claiming (nothing under a write lock).
+    const CLAIM_LOCK: &'static str;
+
+    /// A connection for reads and single-statement writes.
+    fn acquire(&self) -> BoxFuture<'_, Result<Self::Pooled, sqlx::Error>>;
+
+    /// A connection for writes that only change leases (they may skip the fsync).
+    fn acquire_lease(&self) -> BoxFuture<'_, Result<Self::Pooled, sqlx::Error>>;
+
+    /// Runs a durable write on the hot path (an order, queued changes, a step's
+    /// progress, a resolution) in a transaction of its own or of a group, and returns
+    /// its value once committed (or rolled back, when it keeps nothing). `hold` is
+    /// dropped when the transaction has ended.
+    fn write<T: Send + 'static>(
+        &self,
+        hold: Option<Box<dyn Send>>,
+        write: WriteFn<Self::Conn, T>,
+    ) -> BoxFuture<'_, Result<T, StoreError>>;
+
+    /// Runs a write that only changes a lease (a claim).
+    fn lease_write<T: Send + 'static>(
+        &self,
+        write: WriteFn<Self::Conn, T>,
+    ) -> BoxFuture<'_, Result<T, StoreError>>;
+
+    /// Runs a write off the hot path (adoptions) in a transaction of its own.
+    fn transaction<T: Send + 'static>(
+        &self,
+        write: WriteFn<Self::Conn, T>,
+    ) -> BoxFuture<'_, Result<T, StoreError>>;
+
+    /// Inside a write transaction, before the client's paid calls are counted: makes a
+    /// concurrent paid call of the same client wait until this transaction ends.
+    fn lock_spend<'c>(
+        conn: &'c mut Self::Conn,
+        client: &'c ClientName,
+    ) -> BoxFuture<'c, Result<(), StoreError>>;
+
+    /// Inside a write transaction, before its first change-feed event: makes event ids
+    /// increase in commit order (see `sql::events`).
+    fn lock_events(conn: &mut Self::Conn) -> BoxFuture<'_, anyhow::Result<()>>;
+
+    /// Inside a write transaction that queues operations on a license: makes a
+    /// concurrent one for the same license wait until this transaction ends.
+    fn lock_license<'c>(
+        conn: &'c mut Self::Conn,
+        license_id: &'c str,
+    ) -> BoxFuture<'c, anyhow::Result<()>>;
+
+    /// Ends the dialect's background work and closes its connections.
+    fn close(&self) -> BoxFuture<'_, ()>;
+}
+
+/// Runs `write` in `tx` and commits it, or rolls it back when the write keeps nothing
+/// (a failed write's transaction is rolled back when dropped).
+pub(crate) async fn run_in<DB, T>(
+    mut tx: sqlx::Transaction<'static, DB>,
+    write: WriteFn<DB::Connection, T>,
+) -> Result<T, StoreError>
+where
+    DB: sqlx::Database,
+    DB::Connection: Conn,
+{
+    use anyhow::Context;
+    let written = write(&mut *tx).await?;
+    if written.keep {
+        tx.commit().await.context("cannot commit")?;
+    } else {
+        tx.rollback().await.context("cannot roll back")?;
+    }
+    Ok(written.value)
+}
+
+/// A dialect hook with nothing to do.
+pub(crate) fn nothing<'a, E: Send + 'a>() -> BoxFuture<'a, Result<(), E>> {
+    Box::pin(async { Ok(()) })
+}
