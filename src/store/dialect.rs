@@ -3,8 +3,6 @@
 //! lease-only writes, the locks PostgreSQL takes where SQLite's single writer already
 //! serialises, and the few clauses only one of them has.
 
-use std::ops::DerefMut;
-
 use futures::future::BoxFuture;
 
 use super::StoreError;
@@ -17,12 +15,75 @@ use crate::domain::ClientName;
 pub type WriteFn<C, T> =
     Box<dyn for<'c> FnOnce(&'c mut C) -> BoxFuture<'c, Result<Written<T>, StoreError>> + Send>;
 
+/// A database's connection pools.
+#[derive(Debug)]
+pub struct Pools<DB: sqlx::Database> {
+    /// For reads, single-statement writes and transactions.
+    pub(crate) main: sqlx::Pool<DB>,
+    /// For writes that only change leases: their sessions may commit without
+    /// waiting for the disk (the dialect's connect says how), since losing one only
+    /// hands a lease back.
+    pub(crate) lease: sqlx::Pool<DB>,
+}
+
+// By hand: a derive would ask for `DB: Clone`.
+impl<DB: sqlx::Database> Clone for Pools<DB> {
+    fn clone(&self) -> Self {
+        Self {
+            main: self.main.clone(),
+            lease: self.lease.clone(),
+        }
+    }
+}
+
+impl<DB: sqlx::Database> Pools<DB> {
+    /// A connection of the main pool, or of the lease pool.
+    pub(crate) fn acquire(
+        &self,
+        lease: bool,
+    ) -> BoxFuture<'static, Result<sqlx::pool::PoolConnection<DB>, sqlx::Error>> {
+        Box::pin(if lease { &self.lease } else { &self.main }.acquire())
+    }
+
+    /// Runs `write` in a transaction on the main pool, begun with `begin` (or the
+    /// database's plain BEGIN), and commits it, or rolls it back when the write keeps
+    /// nothing (a failed write's transaction is rolled back when dropped).
+    pub(crate) async fn transaction<T>(
+        &self,
+        begin: Option<&'static str>,
+        write: WriteFn<DB::Connection, T>,
+    ) -> Result<T, StoreError>
+    where
+        DB::Connection: Conn,
+    {
+        use anyhow::Context;
+        let mut tx = match begin {
+            Some(statement) => self.main.begin_with(statement).await,
+            None => self.main.begin().await,
+        }
+        .context("cannot begin a write transaction")?;
+        let written = write(&mut *tx).await?;
+        if written.keep {
+            tx.commit().await.context("cannot commit")?;
+        } else {
+            tx.rollback().await.context("cannot roll back")?;
+        }
+        Ok(written.value)
+    }
+
+    /// Closes both pools, waiting for their connections to come back.
+    pub(crate) async fn close(&self) {
+        self.main.close().await;
+        self.lease.close().await;
+    }
+}
+
 /// One database's side of [`SqlStore`](super::sql::SqlStore).
 pub trait Dialect: std::fmt::Debug + Send + Sync + 'static {
+    /// The sqlx database.
+    type Db: sqlx::Database<Connection = Self::Conn>;
     /// A connection, or a transaction's connection.
-    type Conn: Conn;
-    /// A connection taken from a pool; returned to it when dropped.
-    type Pooled: DerefMut<Target = Self::Conn> + Send;
+    type Conn: Conn + sqlx::Connection<Database = Self::Db>;
 
     /// Whether one process is the database's only writer, so that a write transaction
     /// holds the whole database (SQLite's write lock): a batch of adoptions then goes
@@ -41,11 +102,8 @@ pub trait Dialect: std::fmt::Debug + Send + Sync + 'static {
     /// is claiming (nothing under a write lock).
     const CLAIM_LOCK: &'static str;
 
-    /// A connection for reads and single-statement writes.
-    fn acquire(&self) -> BoxFuture<'_, Result<Self::Pooled, sqlx::Error>>;
-
-    /// A connection for writes that only change leases (they may skip the fsync).
-    fn acquire_lease(&self) -> BoxFuture<'_, Result<Self::Pooled, sqlx::Error>>;
+    /// The connections of reads and single-statement writes, and of lease-only writes.
+    fn pools(&self) -> &Pools<Self::Db>;
 
     /// Runs a durable write on the hot path (an order, queued changes, a step's
     /// progress, a resolution) in a transaction of its own or of a group, and returns
@@ -89,26 +147,6 @@ pub trait Dialect: std::fmt::Debug + Send + Sync + 'static {
 
     /// Ends the dialect's background work and closes its connections.
     fn close(&self) -> BoxFuture<'_, ()>;
-}
-
-/// Runs `write` in `tx` and commits it, or rolls it back when the write keeps nothing
-/// (a failed write's transaction is rolled back when dropped).
-pub(crate) async fn run_in<DB, T>(
-    mut tx: sqlx::Transaction<'static, DB>,
-    write: WriteFn<DB::Connection, T>,
-) -> Result<T, StoreError>
-where
-    DB: sqlx::Database,
-    DB::Connection: Conn,
-{
-    use anyhow::Context;
-    let written = write(&mut *tx).await?;
-    if written.keep {
-        tx.commit().await.context("cannot commit")?;
-    } else {
-        tx.rollback().await.context("cannot roll back")?;
-    }
-    Ok(written.value)
 }
 
 /// A dialect hook with nothing to do.

@@ -12,13 +12,12 @@ use anyhow::Context;
 use futures::future::BoxFuture;
 use sqlx::Postgres;
 use sqlx::migrate::Migrator;
-use sqlx::pool::PoolConnection;
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions};
 
 use super::StoreError;
-use super::dialect::{Dialect, WriteFn, run_in};
+use super::dialect::{Dialect, Pools, WriteFn};
 use super::sql::SqlStore;
-use super::sql::exec::{Conn, args, fixed};
+use super::sql::exec::{Args, Conn, args, fixed};
 use crate::domain::ClientName;
 
 /// PostgreSQL-backed [`Store`](super::Store).
@@ -27,12 +26,11 @@ pub type PgStore = SqlStore<PgDb>;
 /// The PostgreSQL database of a [`PgStore`]: its pools.
 #[derive(Debug, Clone)]
 pub struct PgDb {
-    pool: PgPool,
-    /// For lease-only writes (claims, releases, the named leases): these sessions
-    /// commit with `synchronous_commit = off`. Losing such a commit to a database
-    /// crash only hands the lease back, and the next synchronous commit (INTENT
-    /// before any upstream call) flushes it anyway; the claim saves an fsync per step.
-    lease_pool: PgPool,
+    /// The lease pool's sessions (for claims, releases, the named leases) commit with
+    /// `synchronous_commit = off`. Losing such a commit to a database crash only hands
+    /// the lease back, and the next synchronous commit (INTENT before any upstream
+    /// call) flushes it anyway; the claim saves an fsync per step.
+    pools: Pools<Postgres>,
 }
 
 /// Connections per process by default; every replica has its own pool.
@@ -75,57 +73,62 @@ impl PgStore {
             .connect_with(options.options([("synchronous_commit", "off")]))
             .await
             .context("cannot connect to PostgreSQL")?;
-        Ok(Self::new(PgDb { pool, lease_pool }))
+        Ok(Self::new(PgDb {
+            pools: Pools {
+                main: pool,
+                lease: lease_pool,
+            },
+        }))
     }
 }
 
 impl Dialect for PgDb {
+    type Db = Postgres;
     type Conn = PgConnection;
-    type Pooled = PoolConnection<Postgres>;
 
     const ONE_WRITER: bool = false;
     const CLIENT_COLUMN: &'static str = "client";
+
+    /// The client's transaction-level advisory lock: a concurrent paid call of the
+    /// same client on any replica waits until this transaction ends.
+    fn lock_spend<'c>(
+        conn: &'c mut PgConnection,
+        client: &'c ClientName,
+    ) -> BoxFuture<'c, Result<(), StoreError>> {
+        let sql = "SELECT pg_advisory_xact_lock(hashtextextended('spend:' || $1, 0))";
+        let locked = lock(conn, sql, args![client.as_str()], "the client's spending");
+        Box::pin(async move { Ok(locked.await?) })
+    }
+
+    /// [`EVENTS_LOCK`], until the transaction ends.
+    fn lock_events(conn: &mut PgConnection) -> BoxFuture<'_, anyhow::Result<()>> {
+        let sql = "SELECT pg_advisory_xact_lock($1)";
+        lock(conn, sql, args![EVENTS_LOCK], "the events")
+    }
+
+    // Rows read for a decision are locked: writers run concurrently.
     const FOR_UPDATE: &'static str = " FOR UPDATE";
-    // `SKIP LOCKED` passes over a row another replica is claiming right now.
-    const CLAIM_LOCK: &'static str = " FOR UPDATE OF o SKIP LOCKED";
 
-    fn acquire(&self) -> BoxFuture<'_, Result<Self::Pooled, sqlx::Error>> {
-        Box::pin(self.pool.acquire())
+    /// The license's row lock.
+    fn lock_license<'c>(
+        conn: &'c mut PgConnection,
+        license_id: &'c str,
+    ) -> BoxFuture<'c, anyhow::Result<()>> {
+        let sql = "SELECT 1 FROM licenses WHERE id = $1 FOR NO KEY UPDATE";
+        lock(conn, sql, args![license_id], "the license")
     }
 
-    fn acquire_lease(&self) -> BoxFuture<'_, Result<Self::Pooled, sqlx::Error>> {
-        Box::pin(self.lease_pool.acquire())
-    }
-
+    /// A transaction of its own on the main pool, committed with the session's
+    /// default (synchronous) durability.
     fn write<T: Send + 'static>(
         &self,
         hold: Option<Box<dyn Send>>,
         write: WriteFn<PgConnection, T>,
     ) -> BoxFuture<'_, Result<T, StoreError>> {
         Box::pin(async move {
-            let tx = self
-                .pool
-                .begin()
-                .await
-                .context("cannot begin a transaction")?;
-            let result = run_in(tx, write).await;
+            let result = self.pools.transaction(None, write).await;
             drop(hold);
             result
-        })
-    }
-
-    fn lease_write<T: Send + 'static>(
-        &self,
-        write: WriteFn<PgConnection, T>,
-    ) -> BoxFuture<'_, Result<T, StoreError>> {
-        // A claim is one statement: it commits on its own, on a lease session.
-        Box::pin(async move {
-            let mut conn = self
-                .lease_pool
-                .acquire()
-                .await
-                .context("cannot get a database connection")?;
-            Ok(write(&mut conn).await?.value)
         })
     }
 
@@ -136,58 +139,47 @@ impl Dialect for PgDb {
         self.write(None, write)
     }
 
-    /// The client's transaction-level advisory lock: a concurrent paid call of the
-    /// same client on any replica waits until this transaction ends.
-    fn lock_spend<'c>(
-        conn: &'c mut PgConnection,
-        client: &'c ClientName,
-    ) -> BoxFuture<'c, Result<(), StoreError>> {
+    // `SKIP LOCKED` passes over a row another replica is claiming right now.
+    const CLAIM_LOCK: &'static str = " FOR UPDATE OF o SKIP LOCKED";
+
+    /// A claim is one statement: it commits on its own, on a lease session.
+    fn lease_write<T: Send + 'static>(
+        &self,
+        write: WriteFn<PgConnection, T>,
+    ) -> BoxFuture<'_, Result<T, StoreError>> {
         Box::pin(async move {
-            conn.execute(
-                fixed("SELECT pg_advisory_xact_lock(hashtextextended('spend:' || $1, 0))"),
-                args![client.as_str()],
-            )
-            .await
-            .context("cannot lock the client's spending")?;
-            Ok(())
+            let mut conn = self
+                .pools
+                .acquire(true)
+                .await
+                .context("cannot get a database connection")?;
+            Ok(write(&mut conn).await?.value)
         })
     }
 
-    /// [`EVENTS_LOCK`], until the transaction ends.
-    fn lock_events(conn: &mut PgConnection) -> BoxFuture<'_, anyhow::Result<()>> {
-        Box::pin(async move {
-            conn.execute(
-                fixed("SELECT pg_advisory_xact_lock($1)"),
-                args![EVENTS_LOCK],
-            )
-            .await
-            .context("cannot take the events lock")?;
-            Ok(())
-        })
-    }
-
-    /// The license's row lock.
-    fn lock_license<'c>(
-        conn: &'c mut PgConnection,
-        license_id: &'c str,
-    ) -> BoxFuture<'c, anyhow::Result<()>> {
-        Box::pin(async move {
-            conn.execute(
-                fixed("SELECT 1 FROM licenses WHERE id = $1 FOR NO KEY UPDATE"),
-                args![license_id],
-            )
-            .await
-            .context("cannot lock the license")?;
-            Ok(())
-        })
+    fn pools(&self) -> &Pools<Postgres> {
+        &self.pools
     }
 
     fn close(&self) -> BoxFuture<'_, ()> {
-        Box::pin(async move {
-            self.pool.close().await;
-            self.lease_pool.close().await;
-        })
+        Box::pin(self.pools.close())
     }
+}
+
+/// Runs `sql`, which takes a lock held until the transaction ends; `what` names
+/// what it locks.
+fn lock<'c>(
+    conn: &'c mut PgConnection,
+    sql: &'static str,
+    args: Args,
+    what: &'static str,
+) -> BoxFuture<'c, anyhow::Result<()>> {
+    Box::pin(async move {
+        conn.execute(fixed(sql), args)
+            .await
+            .with_context(|| format!("cannot lock {what}"))?;
+        Ok(())
+    })
 }
 
 /// Applies the migrations while holding [`MIGRATION_LOCK`], so replicas starting

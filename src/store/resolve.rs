@@ -6,21 +6,16 @@
 
 use anyhow::Context;
 
-use super::codec::to_micros;
 use super::dialect::Dialect;
 use super::group_commit::Written;
 use super::sql::events::insert_events;
-use super::sql::exec::{Conn, args, dynamic, fixed};
+use super::sql::exec::{Conn, args, dynamic};
 use super::sql::orders::{insert_operation, insert_request};
-use super::sql::rows::{LICENSE_COLUMNS, OPERATION_COLUMNS, licenses_where, one_license};
+use super::sql::rows::{
+    LICENSE_COLUMNS, OPERATION_COLUMNS, SET_STATE, license_values, licenses_where, one_license,
+};
 use super::{Resolution, Resolved, StoreError, audit};
 use crate::domain::{License, LicenseState};
-
-/// The license's new state and upstream binding; only while it still needs a person,
-/// so that of two resolutions racing each other exactly one is stored.
-const UPDATE_LICENSE: &str = "UPDATE licenses SET state = $1, license_key = $2, \
-     upstream_id = $3, expire_time = $4, last_error_code = $5, last_error_message = $6, \
-     update_time = $7 WHERE id = $8 AND state = 'NEEDS_ATTENTION'";
 
 /// The latest operation of a license (`$1`).
 pub(super) fn latest_operation_sql() -> sqlx::SqlStr {
@@ -64,9 +59,13 @@ pub(super) async fn resolve_in<D: Dialect>(
     if let Some(request) = &resolution.request {
         insert_request(tx, request).await?;
     }
-    let updated = tx
-        .execute(fixed(UPDATE_LICENSE), update_args(license))
-        .await;
+    // Only while the license still needs a person, so that of two resolutions racing
+    // each other exactly one is stored.
+    let mut values = license_values(license, false);
+    values.push(license.id.to_string().into());
+    let sql =
+        format!("UPDATE licenses SET {SET_STATE} WHERE id = $8 AND state = 'NEEDS_ATTENTION'");
+    let updated = tx.execute(dynamic(sql), values).await;
     match updated {
         Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
             return Ok(Written::discarded(None));
@@ -80,20 +79,6 @@ pub(super) async fn resolve_in<D: Dialect>(
     audit::insert(tx, &resolution.audit).await?;
     insert_events::<D>(tx, &resolution.events, license).await?;
     Ok(Written::kept(Some(Resolved::Stored(op))))
-}
-
-/// [`UPDATE_LICENSE`]'s values for `license`, as it is to be after the resolution.
-fn update_args(license: &License) -> super::sql::exec::Args {
-    args![
-        license.state.as_str(),
-        license.license_key.clone(),
-        license.upstream_id.map(|id| id as i64),
-        license.expire_time.map(to_micros),
-        license.last_error.as_ref().map(|e| e.code.clone()),
-        license.last_error.as_ref().map(|e| e.message.clone()),
-        to_micros(license.update_time),
-        license.id.to_string(),
-    ]
 }
 
 /// Why nothing may be stored, given the license as it is now (read under the

@@ -15,6 +15,7 @@ use std::time::Duration;
 use anyhow::Context;
 use async_trait::async_trait;
 use futures::future::BoxFuture;
+use sqlx::pool::PoolConnection;
 use time::OffsetDateTime;
 
 use self::orders::OrderAttempt;
@@ -52,19 +53,21 @@ impl<D: Dialect> SqlStore<D> {
     }
 
     /// A connection for a read or a single-statement write.
-    async fn conn(&self) -> Result<D::Pooled, StoreError> {
+    async fn conn(&self) -> Result<PoolConnection<D::Db>, StoreError> {
         Ok(self
             .db
-            .acquire()
+            .pools()
+            .acquire(false)
             .await
             .context("cannot get a database connection")?)
     }
 
     /// A connection for a lease-only write.
-    async fn lease_conn(&self) -> Result<D::Pooled, StoreError> {
+    async fn lease_conn(&self) -> Result<PoolConnection<D::Db>, StoreError> {
         Ok(self
             .db
-            .acquire_lease()
+            .pools()
+            .acquire(true)
             .await
             .context("cannot get a database connection")?)
     }

@@ -10,14 +10,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use futures::future::BoxFuture;
-use sqlx::pool::PoolConnection;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Sqlite, SqliteConnection};
 
 use super::StoreError;
-use super::dialect::{Dialect, WriteFn, nothing, run_in};
+use super::dialect::{Dialect, Pools, WriteFn, nothing};
 use super::group_commit::{GroupCommit, WriteKind};
 use super::sql::SqlStore;
 use crate::domain::ClientName;
@@ -28,14 +25,13 @@ pub type SqliteStore = SqlStore<SqliteDb>;
 /// The SQLite database of a [`SqliteStore`]: its pools and its group-commit writer.
 #[derive(Debug, Clone)]
 pub struct SqliteDb {
-    pool: SqlitePool,
-    /// For lease-only writes (groups of claims, releases, the named leases):
-    /// connections with `synchronous=NORMAL`, whose WAL commits skip the fsync. A process crash keeps
-    /// them (the WAL is written before the commit returns); a power loss may undo
-    /// one, which only hands a lease back, and the next FULL commit (INTENT, before
-    /// any upstream call) syncs the WAL with it in anyway. An in-memory database has
-    /// nothing to sync and shares `pool`.
-    lease_pool: SqlitePool,
+    /// The lease pool's connections (for groups of claims, releases, the named
+    /// leases) have `synchronous=NORMAL`, whose WAL commits skip the fsync. A process
+    /// crash keeps them (the WAL is written before the commit returns); a power loss
+    /// may undo one, which only hands a lease back, and the next FULL commit (INTENT,
+    /// before any upstream call) syncs the WAL with it in anyway. An in-memory
+    /// database has nothing to sync and uses the main pool for both.
+    pools: Pools<Sqlite>,
     /// For an in-memory database: a connection outside the pool that is never used,
     /// only held, because a shared in-memory database lives exactly as long as one
     /// connection to it is open — and the pool may close and replace its connection
@@ -111,8 +107,10 @@ impl SqliteStore {
         let lease_pool = lease_pool.unwrap_or_else(|| pool.clone());
         Ok(Self::new(SqliteDb {
             writer: GroupCommit::start(pool.clone(), lease_pool.clone()),
-            lease_pool,
-            pool,
+            pools: Pools {
+                main: pool,
+                lease: lease_pool,
+            },
             _keeper: keeper,
         }))
     }
@@ -127,22 +125,19 @@ impl SqliteStore {
 }
 
 impl Dialect for SqliteDb {
+    type Db = Sqlite;
     type Conn = SqliteConnection;
-    type Pooled = PoolConnection<Sqlite>;
 
     const ONE_WRITER: bool = true;
     // `+client` keeps SQLite's planner off the `(client, create_time)` index (see
     // `codec::license_list_sql`).
     const CLIENT_COLUMN: &'static str = "+client";
+    // The write lock, taken at BEGIN IMMEDIATE, serialises every writer.
     const FOR_UPDATE: &'static str = "";
     const CLAIM_LOCK: &'static str = "";
 
-    fn acquire(&self) -> BoxFuture<'_, Result<Self::Pooled, sqlx::Error>> {
-        Box::pin(self.pool.acquire())
-    }
-
-    fn acquire_lease(&self) -> BoxFuture<'_, Result<Self::Pooled, sqlx::Error>> {
-        Box::pin(self.lease_pool.acquire())
+    fn pools(&self) -> &Pools<Sqlite> {
+        &self.pools
     }
 
     fn write<T: Send + 'static>(
@@ -164,14 +159,7 @@ impl Dialect for SqliteDb {
         &self,
         write: WriteFn<SqliteConnection, T>,
     ) -> BoxFuture<'_, Result<T, StoreError>> {
-        Box::pin(async move {
-            let tx = self
-                .pool
-                .begin_with("BEGIN IMMEDIATE")
-                .await
-                .context("cannot begin a write transaction")?;
-            run_in(tx, write).await
-        })
+        Box::pin(self.pools.transaction(Some("BEGIN IMMEDIATE"), write))
     }
 
     fn lock_spend<'c>(
@@ -197,8 +185,7 @@ impl Dialect for SqliteDb {
             // The writer first: it may hold a connection of either pool, and `close`
             // on a pool waits for its connections to come back.
             self.writer.stop().await;
-            self.pool.close().await;
-            self.lease_pool.close().await;
+            self.pools.close().await;
         })
     }
 }

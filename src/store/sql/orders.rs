@@ -6,9 +6,10 @@ use anyhow::Context;
 use time::OffsetDateTime;
 
 use super::events::insert_events;
-use super::exec::{Conn, Row as _, args, fixed};
+use super::exec::{Args, Conn, Row as _, args, fixed};
 use super::rows::{
-    licenses_where, live_license, live_license_on_ip, one_license, open_operation_sql,
+    license_values, licenses_where, live_license, live_license_on_ip, one_license,
+    open_operation_sql,
 };
 use crate::domain::{AuditEntry, EventKind, License, LicenseId, Operation};
 use crate::store::codec::{self, to_micros};
@@ -28,32 +29,23 @@ pub(crate) enum OrderAttempt {
     Vanished,
 }
 
-/// The insert of an order's or an adopted license's row; `$12`..`$16` differ.
-const INSERT_LICENSE: &str = "INSERT INTO licenses (id, client, server_id, ip, hostname, panel, \
-     tariff_id, nodes, period, auto_renew, state, license_key, upstream_id, expire_time, \
-     last_error_code, last_error_message, create_time, update_time) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, NULL, NULL, $15, $16)";
+/// The insert of a license's row: its [`license_values`] with terms, then the rest.
+const INSERT_LICENSE: &str = "INSERT INTO licenses (state, license_key, upstream_id, \
+     expire_time, last_error_code, last_error_message, update_time, ip, panel, tariff_id, nodes, \
+     period, auto_renew, id, client, server_id, hostname, create_time) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)";
 
 /// [`INSERT_LICENSE`]'s values for `license`.
-fn license_args(license: &License) -> super::exec::Args {
-    args![
+fn insert_values(license: &License) -> Args {
+    let mut values = license_values(license, true);
+    values.extend(args![
         license.id.to_string(),
         license.client.as_str(),
         license.server_id.as_str(),
-        license.ip.to_string(),
         license.hostname.as_ref().map(|h| h.as_str().to_owned()),
-        license.panel.as_str(),
-        i64::from(license.tariff_id),
-        license.nodes.map(i64::from),
-        i64::from(license.period.upstream_value()),
-        license.auto_renew,
-        license.state.as_str(),
-        license.license_key.clone(),
-        license.upstream_id.map(|id| id as i64),
-        license.expire_time.map(to_micros),
         to_micros(license.create_time),
-        to_micros(license.update_time),
-    ]
+    ]);
+    values
 }
 
 /// Stores an operation; returns its id.
@@ -129,16 +121,22 @@ pub(crate) async fn order_in<D: Dialect>(
     // waits for a concurrent insert of the same server to commit or roll back, and
     // then skips the row instead of failing. An order stores no key, upstream id or
     // expiry yet.
-    let mut values = license_args(license);
-    values[11] = None::<String>.into();
-    values[12] = None::<i64>.into();
-    values[13] = None::<i64>.into();
-    values[15] = to_micros(license.create_time).into();
+    let ordered = License {
+        license_key: None,
+        upstream_id: None,
+        expire_time: None,
+        last_error: None,
+        update_time: license.create_time,
+        ..license.clone()
+    };
     let sql = format!(
         "{INSERT_LICENSE} ON CONFLICT (client, server_id) \
          WHERE state NOT IN ('CANCELLED', 'FAILED') DO NOTHING"
     );
-    let inserted = match tx.execute(super::exec::dynamic(sql), values).await {
+    let inserted = match tx
+        .execute(super::exec::dynamic(sql), insert_values(&ordered))
+        .await
+    {
         Ok(inserted) => inserted,
         // Another live license has the IP (the server's own conflict is skipped above).
         Err(sqlx::Error::Database(e))
@@ -243,7 +241,10 @@ pub(crate) async fn adopt_in<D: Dialect>(
     let inserted = tx
         .execute(
             super::exec::dynamic(format!("{INSERT_LICENSE} ON CONFLICT DO NOTHING")),
-            license_args(license),
+            insert_values(&License {
+                last_error: None,
+                ..license.clone()
+            }),
         )
         .await
         .context("cannot insert the adopted license")?;

@@ -6,7 +6,7 @@ use time::OffsetDateTime;
 
 use super::events::insert_events;
 use super::exec::{Conn, Row as _, args, dynamic, fixed};
-use super::rows::{OPERATION_COLUMNS, operation_from_row};
+use super::rows::{OPERATION_COLUMNS, SET_STATE, SET_TERMS, license_values, operation_from_row};
 use crate::domain::{AuditEntry, EventKind, License, Operation, Phase};
 use crate::store::codec::{self, to_micros};
 use crate::store::dialect::Dialect;
@@ -109,31 +109,12 @@ pub(crate) async fn progress_in<D: Dialect>(
     if updated == 0 {
         return Err(StoreError::LeaseLost(op.id));
     }
-    tx.execute(
-        fixed(
-            "UPDATE licenses SET ip = $1, panel = $2, tariff_id = $3, nodes = $4, period = $5, \
-             auto_renew = $6, state = $7, license_key = $8, upstream_id = $9, expire_time = $10, \
-             last_error_code = $11, last_error_message = $12, update_time = $13 WHERE id = $14",
-        ),
-        args![
-            license.ip.to_string(),
-            license.panel.as_str(),
-            i64::from(license.tariff_id),
-            license.nodes.map(i64::from),
-            i64::from(license.period.upstream_value()),
-            license.auto_renew,
-            license.state.as_str(),
-            license.license_key.clone(),
-            license.upstream_id.map(|id| id as i64),
-            license.expire_time.map(to_micros),
-            license.last_error.as_ref().map(|e| e.code.clone()),
-            license.last_error.as_ref().map(|e| e.message.clone()),
-            to_micros(license.update_time),
-            license.id.to_string(),
-        ],
-    )
-    .await
-    .context("cannot save the license")?;
+    let mut values = license_values(license, true);
+    values.push(license.id.to_string().into());
+    let sql = format!("UPDATE licenses SET {SET_STATE}, {SET_TERMS} WHERE id = $14");
+    tx.execute(dynamic(sql), values)
+        .await
+        .context("cannot save the license")?;
     insert_events::<D>(tx, events, license).await?;
     if let Some(entry) = ending.filter(|_| closes) {
         audit::append_ending(tx, entry).await?;

@@ -3,13 +3,46 @@
 
 use anyhow::Context;
 
-use super::exec::{Conn, Row, args, dynamic, fixed};
+use super::exec::{Args, Conn, Row, args, dynamic, fixed};
 use crate::domain::{ClientName, Hostname, License, Operation, ServerId, UpstreamFailure};
-use crate::store::codec::{self, from_micros};
+use crate::store::codec::{self, from_micros, to_micros};
 
 pub(crate) const LICENSE_COLUMNS: &str = "id, client, server_id, ip, hostname, panel, tariff_id, \
      nodes, period, auto_renew, state, license_key, upstream_id, expire_time, last_error_code, \
      last_error_message, create_time, update_time";
+
+/// How a write sets a license's state columns from [`license_values`] (`$1`..`$7`).
+pub(crate) const SET_STATE: &str = "state = $1, license_key = $2, upstream_id = $3, \
+     expire_time = $4, last_error_code = $5, last_error_message = $6, update_time = $7";
+
+/// How a write sets a license's terms from [`license_values`] with terms (`$8`..`$13`).
+pub(crate) const SET_TERMS: &str =
+    "ip = $8, panel = $9, tariff_id = $10, nodes = $11, period = $12, auto_renew = $13";
+
+/// The values a write stores of `license`: its state columns ([`SET_STATE`]), then,
+/// with `terms`, its terms ([`SET_TERMS`]).
+pub(crate) fn license_values(license: &License, terms: bool) -> Args {
+    let mut values = args![
+        license.state.as_str(),
+        license.license_key.clone(),
+        license.upstream_id.map(|id| id as i64),
+        license.expire_time.map(to_micros),
+        license.last_error.as_ref().map(|e| e.code.clone()),
+        license.last_error.as_ref().map(|e| e.message.clone()),
+        to_micros(license.update_time),
+    ];
+    if terms {
+        values.extend(args![
+            license.ip.to_string(),
+            license.panel.as_str(),
+            i64::from(license.tariff_id),
+            license.nodes.map(i64::from),
+            i64::from(license.period.upstream_value()),
+            license.auto_renew,
+        ]);
+    }
+    values
+}
 
 /// `SELECT` of the license columns from `licenses` where `condition` holds.
 pub(crate) fn licenses_where(condition: &str) -> sqlx::SqlStr {
@@ -74,7 +107,7 @@ pub(crate) fn operation_from_row(row: &impl Row) -> anyhow::Result<Operation> {
 pub(crate) async fn one_license<C: Conn>(
     conn: &mut C,
     sql: sqlx::SqlStr,
-    args: super::exec::Args,
+    args: Args,
 ) -> anyhow::Result<Option<License>> {
     let row = conn.fetch_optional(sql, args).await?;
     row.as_ref().map(license_from_row).transpose()
