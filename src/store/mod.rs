@@ -12,7 +12,7 @@ mod postgres;
 mod resolve;
 mod retry;
 pub(crate) mod sql;
-pub(crate) mod sqlite;
+mod sqlite;
 
 pub use file_lock::FileLock;
 pub use postgres::{DEFAULT_MAX_CONNECTIONS, PgDb, PgStore};

@@ -89,13 +89,15 @@ impl<D: Dialect> SqlStore<D> {
         limit: Option<&SpendLimit>,
     ) -> Result<Option<Inserted>, StoreError> {
         // No cache guard: the id is new, and a read that found nothing fills nothing.
-        let (l, op) = (license.clone(), op.clone());
-        let (request, audit, limit) = (request.cloned(), audit.to_vec(), limit.cloned());
-        let write = write_fn(move |tx| {
-            Box::pin(async move {
-                orders::order_in::<D>(tx, &l, &op, request.as_ref(), &audit, limit.as_ref()).await
-            })
-        });
+        let order = orders::Order {
+            license: license.clone(),
+            op: op.clone(),
+            request: request.cloned(),
+            audit: audit.to_vec(),
+            limit: limit.cloned(),
+        };
+        let write =
+            write_fn(move |tx| Box::pin(async move { orders::order_in::<D>(tx, &order).await }));
         match self.db.write(None, write).await? {
             OrderAttempt::Done(inserted) => Ok(Some(*inserted)),
             OrderAttempt::Vanished => Ok(None),
@@ -290,21 +292,16 @@ impl<D: Dialect> Store for SqlStore<D> {
         ending: Option<&AuditEntry>,
     ) -> Result<bool, StoreError> {
         let hold = self.writing(license.id);
-        let (owner, op, license) = (owner.to_owned(), op.clone(), license.clone());
-        let (events, ending) = (events.to_vec(), ending.cloned());
+        let step = progress::Step {
+            owner: owner.to_owned(),
+            op: op.clone(),
+            license: license.clone(),
+            events: events.to_vec(),
+            release,
+            ending: ending.cloned(),
+        };
         let write = write_fn(move |tx| {
-            Box::pin(async move {
-                progress::progress_in::<D>(
-                    tx,
-                    &owner,
-                    &op,
-                    &license,
-                    &events,
-                    release,
-                    ending.as_ref(),
-                )
-                .await
-            })
+            Box::pin(async move { progress::progress_in::<D>(tx, &step).await })
         });
         self.db.write(hold, write).await
     }

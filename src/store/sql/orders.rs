@@ -104,16 +104,28 @@ pub(crate) async fn insert_request<C: Conn>(
     Ok(())
 }
 
-/// [`Store::insert_order`](crate::store::Store::insert_order) inside a write
-/// transaction.
+/// An order as [`Store::insert_order`](crate::store::Store::insert_order) stores it
+/// (see there).
+pub(crate) struct Order {
+    pub license: License,
+    pub op: Operation,
+    pub request: Option<RequestRecord>,
+    pub audit: Vec<AuditEntry>,
+    pub limit: Option<SpendLimit>,
+}
+
+/// Stores `order` inside a write transaction.
 pub(crate) async fn order_in<D: Dialect>(
     tx: &mut D::Conn,
-    license: &License,
-    op: &Operation,
-    request: Option<&RequestRecord>,
-    audit: &[AuditEntry],
-    limit: Option<&SpendLimit>,
+    order: &Order,
 ) -> Result<Written<OrderAttempt>, StoreError> {
+    let Order {
+        license,
+        op,
+        request,
+        audit,
+        limit,
+    } = order;
     if let Some(request) = request {
         insert_request(tx, request).await?;
     }

@@ -46,17 +46,31 @@ pub(crate) async fn claim_in<D: Dialect>(
     ))
 }
 
-/// [`Store::save_progress`](crate::store::Store::save_progress) inside a write
-/// transaction.
+/// A step's progress as [`Store::save_progress`](crate::store::Store::save_progress)
+/// saves it (see there).
+pub(crate) struct Step {
+    pub owner: String,
+    pub op: Operation,
+    pub license: License,
+    pub events: Vec<EventKind>,
+    pub release: bool,
+    pub ending: Option<AuditEntry>,
+}
+
+/// Saves `step` inside a write transaction; returns whether it closed the operation.
 pub(crate) async fn progress_in<D: Dialect>(
     tx: &mut D::Conn,
-    owner: &str,
-    op: &Operation,
-    license: &License,
-    events: &[EventKind],
-    release: bool,
-    ending: Option<&AuditEntry>,
+    step: &Step,
 ) -> Result<Written<bool>, StoreError> {
+    let Step {
+        owner,
+        op,
+        license,
+        events,
+        release,
+        ending,
+    } = step;
+    let (owner, release) = (owner.as_str(), *release);
     // The fence: where writers run concurrently, the row lock this read takes also
     // waits out a concurrent claim, so a worker whose lease was taken over saves
     // nothing (the update below finds no row). Under a write lock only a save to DONE
@@ -116,7 +130,7 @@ pub(crate) async fn progress_in<D: Dialect>(
         .await
         .context("cannot save the license")?;
     insert_events::<D>(tx, events, license).await?;
-    if let Some(entry) = ending.filter(|_| closes) {
+    if let Some(entry) = ending.as_ref().filter(|_| closes) {
         audit::append_ending(tx, entry).await?;
     }
     Ok(Written::kept(closes))
