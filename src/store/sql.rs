@@ -18,6 +18,7 @@ use futures::future::BoxFuture;
 use sqlx::pool::PoolConnection;
 use time::OffsetDateTime;
 
+use self::exec::Conn as _;
 use self::orders::OrderAttempt;
 use super::cache::LicenseCache;
 use super::dialect::{Dialect, WriteFn};
@@ -458,5 +459,3 @@ impl<D: Dialect> Store for SqlStore<D> {
         Ok(progress::try_take_lease(&mut *conn, name, owner, now, now + ttl).await?)
     }
 }
-
-use exec::Conn as _;

@@ -1,12 +1,12 @@
 //! How the shared store code talks to a connection of either database: statements are
 //! text with `$N` parameters (sqlx numbers them on SQLite too), values are bound from
-//! [`Value`]s, and columns are read by name through [`Row`]. Only this file names
-//! sqlx's per-database types, once for both through [`connection!`]; everything above
-//! it is written once.
+//! [`Value`]s, and columns are read by name through [`Row`]. Of the shared code, only
+//! this file names sqlx's per-database types, once for both through `connection!`;
+//! everything above it is written once.
 
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
-use sqlx::SqlStr;
+use sqlx::{SqlSafeStr as _, SqlStr};
 
 /// A value bound to a statement parameter.
 #[derive(Debug, Clone)]
@@ -237,5 +237,3 @@ pub(crate) fn dynamic(sql: String) -> SqlStr {
 pub(crate) fn fixed(sql: &'static str) -> SqlStr {
     sqlx::SqlSafeStr::into_sql_str(sql)
 }
-
-use sqlx::SqlSafeStr as _;
