@@ -76,18 +76,14 @@ pub(crate) fn license_from_json(s: &str) -> anyhow::Result<License> {
 
 /// An event from a row of `SELECT id, kind, license, time FROM events`, on either
 /// backend.
-pub(crate) fn event_from_row<R>(row: &R) -> anyhow::Result<crate::domain::Event>
-where
-    R: sqlx::Row,
-    for<'a> &'a str: sqlx::ColumnIndex<R>,
-    for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
-    for<'a> &'a str: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
-{
+pub(crate) fn event_from_row(
+    row: &impl crate::store::sql::exec::Row,
+) -> anyhow::Result<crate::domain::Event> {
     Ok(crate::domain::Event {
-        id: row.try_get("id")?,
-        kind: event_kind(row.try_get("kind")?)?,
-        license: license_from_json(row.try_get("license")?)?,
-        time: from_micros(row.try_get("time")?)?,
+        id: row.int("id")?,
+        kind: event_kind(row.str("kind")?)?,
+        license: license_from_json(row.str("license")?)?,
+        time: from_micros(row.int("time")?)?,
     })
 }
 

@@ -10,7 +10,7 @@
 //! Claims, which change only a lease, queue here too, so that a stream of orders
 //! cannot starve the workers of the write lock (SQLite's busy handler sleeps, and the
 //! writer would rarely leave the lock free at the right moment). A group of nothing
-//! but claims commits without an fsync (see `SqliteStore::lease_pool`).
+//! but claims commits without an fsync (see `SqliteDb::lease_pool`).
 //!
 //! A write handed over runs to its end even when its caller stops waiting: like a
 //! commit that landed just before the caller was cancelled, which every write here
@@ -31,7 +31,7 @@ const MAX_BATCH: usize = 64;
 
 /// What a write gives back: its value, and whether its changes are kept (a write may
 /// succeed and still store nothing, e.g. an order for a server that has a license).
-pub(super) struct Written<T> {
+pub struct Written<T> {
     pub value: T,
     pub keep: bool,
 }

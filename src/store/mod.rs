@@ -1,18 +1,25 @@
-//! Persistence: the [`Store`] trait the service works through, and its SQLite
-//! implementation. Every method is one transaction.
+//! Persistence: the [`Store`] trait the service works through, and its one
+//! implementation ([`SqlStore`]) on SQLite or PostgreSQL (see `dialect`). Every method
+//! is one transaction.
 
 mod audit;
 mod cache;
 mod codec;
+mod dialect;
 mod file_lock;
 mod group_commit;
 mod postgres;
 mod resolve;
-pub(crate) mod sqlite;
+mod retry;
+pub(crate) mod sql;
+mod sqlite;
 
 pub use file_lock::FileLock;
-pub use postgres::{DEFAULT_MAX_CONNECTIONS, PgStore};
-pub use sqlite::SqliteStore;
+pub use postgres::{DEFAULT_MAX_CONNECTIONS, PgDb, PgStore};
+pub use sql::SqlStore;
+pub use sqlite::{SqliteDb, SqliteStore};
+
+use dialect::Dialect;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -135,51 +142,24 @@ impl SpendLimit {
     }
 }
 
-/// Checks `limit` inside a SQLite transaction (whose write lock serialises it).
-pub(crate) async fn check_spend_sqlite(
-    tx: &mut sqlx::SqliteConnection,
+/// Checks `limit` inside a write transaction, after the dialect's lock of the client's
+/// spending ([`Dialect::lock_spend`]): on SQLite the write lock already serialises it;
+/// on PostgreSQL a concurrent paid call of the same client on any replica waits there
+/// until this transaction ends, and its count (a new statement under READ COMMITTED)
+/// then includes this one.
+pub(crate) async fn check_spend<D: Dialect>(
+    tx: &mut D::Conn,
     limit: &SpendLimit,
     counted_self: bool,
 ) -> Result<(), StoreError> {
+    D::lock_spend(tx, &limit.client).await?;
     let mut counted = Vec::new();
     for (cap, window, since) in limit.windows() {
-        let (n, oldest) = audit::orders_since_sqlite(&mut *tx, &limit.client, since).await?;
+        let (n, oldest) = audit::orders_since(tx, &limit.client, since).await?;
         counted.push((cap, window, n, oldest));
     }
     let spent = match limit.per_day_cents {
-        Some(_) => Some(audit::spend_since_sqlite(&mut *tx, &limit.client, limit.now - DAY).await?),
-        None => None,
-    };
-    limit
-        .judge(&counted, spent, counted_self)
-        .map_err(StoreError::SpendLimit)
-}
-
-/// Checks `limit` inside a PostgreSQL transaction, after taking the client's
-/// transaction-level advisory lock: a concurrent paid call of the same client on any
-/// replica waits here until this transaction ends, and its count (a new statement
-/// under READ COMMITTED) then includes this one.
-pub(crate) async fn check_spend_pg(
-    tx: &mut sqlx::PgConnection,
-    limit: &SpendLimit,
-    counted_self: bool,
-) -> Result<(), StoreError> {
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('spend:' || $1, 0))")
-        .bind(limit.client.as_str())
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| {
-            StoreError::Unexpected(
-                anyhow::Error::new(e).context("cannot lock the client's spending"),
-            )
-        })?;
-    let mut counted = Vec::new();
-    for (cap, window, since) in limit.windows() {
-        let (n, oldest) = audit::orders_since_pg(&mut *tx, &limit.client, since).await?;
-        counted.push((cap, window, n, oldest));
-    }
-    let spent = match limit.per_day_cents {
-        Some(_) => Some(audit::spend_since_pg(&mut *tx, &limit.client, limit.now - DAY).await?),
+        Some(_) => Some(audit::spend_since(tx, &limit.client, limit.now - DAY).await?),
         None => None,
     };
     limit
@@ -427,19 +407,7 @@ pub trait Store: Send + Sync + 'static {
     /// seeding, e.g. by the load harness); returns how many were created. By default
     /// one call per license, 32 at a time; SQLite stores the batch in one transaction.
     async fn insert_adopted_batch(&self, licenses: &[License]) -> Result<u64, StoreError> {
-        let mut created = 0;
-        for chunk in licenses.chunks(32) {
-            let mut calls = Vec::with_capacity(chunk.len());
-            for license in chunk {
-                calls.push(self.insert_adopted(license));
-            }
-            for result in futures::future::join_all(calls).await {
-                if matches!(result?, Inserted::Created(_)) {
-                    created += 1;
-                }
-            }
-        }
-        Ok(created)
+        adopt_concurrently(self, licenses).await
     }
 
     /// Resolves a `NEEDS_ATTENTION` license in one transaction: writes the license's
@@ -531,6 +499,27 @@ pub trait Store: Send + Sync + 'static {
         now: OffsetDateTime,
         ttl: Duration,
     ) -> Result<bool, StoreError>;
+}
+
+/// [`Store::insert_adopted`] for each of `licenses`, 32 at a time; returns how many
+/// were created.
+pub(crate) async fn adopt_concurrently<S: Store + ?Sized>(
+    store: &S,
+    licenses: &[License],
+) -> Result<u64, StoreError> {
+    let mut created = 0;
+    for chunk in licenses.chunks(32) {
+        let mut calls = Vec::with_capacity(chunk.len());
+        for license in chunk {
+            calls.push(store.insert_adopted(license));
+        }
+        for result in futures::future::join_all(calls).await {
+            if matches!(result?, Inserted::Created(_)) {
+                created += 1;
+            }
+        }
+    }
+    Ok(created)
 }
 
 /// Opens the store a database URL names: `sqlite:…` for [`SqliteStore`],

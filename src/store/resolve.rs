@@ -1,67 +1,90 @@
-//! Resolving a `NEEDS_ATTENTION` license ([`Store::resolve_license`]): the statements
-//! and the decision both backends share. Each backend runs them in one transaction of
-//! its own (SQLite under its write lock, PostgreSQL under the license's row lock).
+//! Resolving a `NEEDS_ATTENTION` license ([`Store::resolve_license`]) in one write
+//! transaction: under SQLite's write lock, or under the license's row lock on
+//! PostgreSQL.
 //!
 //! [`Store::resolve_license`]: super::Store::resolve_license
 
-use sqlx::query::Query;
-use sqlx::{Database, Encode, Type};
+use anyhow::Context;
 
-use super::codec::to_micros;
-use super::{Resolution, Resolved};
+use super::dialect::Dialect;
+use super::group_commit::Written;
+use super::sql::events::insert_events;
+use super::sql::exec::{Conn, args, dynamic};
+use super::sql::orders::{insert_operation, insert_request};
+use super::sql::rows::{
+    LICENSE_COLUMNS, OPERATION_COLUMNS, SET_STATE, license_values, licenses_where, one_license,
+};
+use super::{Resolution, Resolved, StoreError, audit};
 use crate::domain::{License, LicenseState};
 
-/// The license's new state and upstream binding; only while it still needs a person,
-/// so that of two resolutions racing each other exactly one is stored. Written with
-/// PostgreSQL placeholders; [`sqlite`] turns them into SQLite's.
-pub(super) const UPDATE_LICENSE: &str = "UPDATE licenses SET state = $1, license_key = $2, \
-     upstream_id = $3, expire_time = $4, last_error_code = $5, last_error_message = $6, \
-     update_time = $7 WHERE id = $8 AND state = 'NEEDS_ATTENTION'";
-
-/// The statement that reads `columns` of another license bound to an upstream id
-/// (`$1` the upstream id, `$2` the resolved license).
-pub(super) fn holder_sql(columns: &str) -> String {
-    format!("SELECT {columns} FROM licenses WHERE upstream_id = $1 AND id <> $2")
+/// The latest operation of a license (`$1`).
+pub(super) fn latest_operation_sql() -> sqlx::SqlStr {
+    dynamic(format!(
+        "SELECT {OPERATION_COLUMNS} FROM operations WHERE license_id = $1 \
+         ORDER BY id DESC LIMIT 1"
+    ))
 }
 
-/// The latest operation of a license (`$1`), with the columns both backends read.
-pub(super) const LATEST_OPERATION: &str = "SELECT id, license_id, params, phase, attempt, \
-     checks, failures, run_after, last_error, sent_at FROM operations WHERE license_id = $1 \
-     ORDER BY id DESC LIMIT 1";
-
-/// A statement written with `$n` placeholders in SQLite's numbered form (`?n`).
-pub(super) fn sqlite(statement: &str) -> String {
-    statement.replace('$', "?")
-}
-
-/// Binds [`UPDATE_LICENSE`]'s values for `license`, as it is to be after the
-/// resolution.
-pub(super) fn bind_update<'q, DB>(
-    query: Query<'q, DB, <DB as Database>::Arguments>,
-    license: &License,
-) -> Query<'q, DB, <DB as Database>::Arguments>
-where
-    DB: Database,
-    for<'t> String: Encode<'t, DB> + Type<DB>,
-    for<'t> Option<String>: Encode<'t, DB> + Type<DB>,
-    for<'t> Option<i64>: Encode<'t, DB> + Type<DB>,
-    for<'t> i64: Encode<'t, DB> + Type<DB>,
-{
-    query
-        .bind(license.state.as_str().to_owned())
-        .bind(license.license_key.clone())
-        .bind(license.upstream_id.map(|id| id as i64))
-        .bind(license.expire_time.map(to_micros))
-        .bind(license.last_error.as_ref().map(|e| e.code.clone()))
-        .bind(license.last_error.as_ref().map(|e| e.message.clone()))
-        .bind(to_micros(license.update_time))
-        .bind(license.id.to_string())
+/// The resolution inside a write transaction; `None` when another license took the
+/// upstream id between the check and the write (the unique index refused it), so
+/// that the next attempt's check finds that license.
+pub(super) async fn resolve_in<D: Dialect>(
+    tx: &mut D::Conn,
+    resolution: &Resolution,
+) -> Result<Written<Option<Resolved>>, StoreError> {
+    let license = &resolution.license;
+    // The row lock (where there are row locks) makes a concurrent resolution or
+    // worker save of the license wait; the state read under it is the one the update
+    // is conditional on.
+    let sql = format!(
+        "SELECT {LICENSE_COLUMNS} FROM licenses WHERE id = $1{}",
+        D::FOR_UPDATE
+    );
+    let current = one_license(tx, dynamic(sql), args![license.id.to_string()])
+        .await
+        .context("cannot lock the license")?;
+    let holder = match current.as_ref().and_then(|c| new_binding(resolution, c)) {
+        Some(upstream_id) => one_license(
+            tx,
+            licenses_where("upstream_id = $1 AND id <> $2"),
+            args![upstream_id, license.id.to_string()],
+        )
+        .await
+        .context("cannot look the upstream id up")?,
+        None => None,
+    };
+    if let Some(refused) = refusal(current, holder) {
+        return Ok(Written::discarded(Some(refused)));
+    }
+    if let Some(request) = &resolution.request {
+        insert_request(tx, request).await?;
+    }
+    // Only while the license still needs a person, so that of two resolutions racing
+    // each other exactly one is stored.
+    let mut values = license_values(license, false);
+    values.push(license.id.to_string().into());
+    let sql =
+        format!("UPDATE licenses SET {SET_STATE} WHERE id = $8 AND state = 'NEEDS_ATTENTION'");
+    let updated = tx.execute(dynamic(sql), values).await;
+    match updated {
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+            return Ok(Written::discarded(None));
+        }
+        other => other.context("cannot resolve the license")?,
+    };
+    let op = match &resolution.op {
+        Some(op) => Some(insert_operation(tx, op).await?),
+        None => None,
+    };
+    audit::insert(tx, &resolution.audit).await?;
+    insert_events::<D>(tx, &resolution.events, license).await?;
+    Ok(Written::kept(Some(Resolved::Stored(op))))
 }
 
 /// Why nothing may be stored, given the license as it is now (read under the
 /// transaction's lock) and another license bound to the upstream id the resolution
 /// takes, if any; `None` when the resolution may go ahead.
-pub(super) fn refusal(current: Option<License>, holder: Option<License>) -> Option<Resolved> {
+fn refusal(current: Option<License>, holder: Option<License>) -> Option<Resolved> {
     match (current, holder) {
         (Some(current), _) if current.state != LicenseState::NeedsAttention => {
             Some(Resolved::NotNeedsAttention(Box::new(current)))
@@ -74,7 +97,7 @@ pub(super) fn refusal(current: Option<License>, holder: Option<License>) -> Opti
 
 /// The upstream id the resolution binds the license to, when it differs from the one
 /// it had: only then can another license hold it.
-pub(super) fn new_binding(resolution: &Resolution, current: &License) -> Option<i64> {
+fn new_binding(resolution: &Resolution, current: &License) -> Option<i64> {
     resolution
         .license
         .upstream_id

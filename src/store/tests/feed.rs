@@ -79,7 +79,7 @@ async fn a_clients_feed_read_uses_the_client_index_on_sqlite() {
 
     let plan = sqlx::query(sqlx::AssertSqlSafe(format!(
         "EXPLAIN QUERY PLAN {}",
-        crate::store::sqlite::EVENTS_AFTER_OF_CLIENT
+        crate::store::sql::events::EVENTS_AFTER_OF_CLIENT
     )))
     .bind("acme")
     .bind(0_i64)

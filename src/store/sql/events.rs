@@ -1,0 +1,148 @@
+//! The change feed: recording events inside a write's transaction, reading them in id
+//! order, and retention (the horizon below which events were deleted). Event ids must
+//! become visible in increasing order, which is the dialect's part
+//! ([`Dialect::lock_events`]): SQLite's single writer gives it for free, PostgreSQL
+//! takes a transaction-level lock before the first event of a transaction.
+
+use anyhow::Context;
+use time::OffsetDateTime;
+
+use super::exec::{Conn, Row as _, args, fixed};
+use crate::domain::{ClientName, Event, EventKind, License, LicenseId};
+use crate::store::codec::{self, to_micros};
+use crate::store::dialect::Dialect;
+
+/// The change feed's read of one client's events after an id, served by the index
+/// `events_client`. A separate statement from [`EVENTS_AFTER_ALL`]: one statement with
+/// `($1 IS NULL OR client = $1)` is planned once, without the index.
+pub(crate) const EVENTS_AFTER_OF_CLIENT: &str = "SELECT id, kind, license, time FROM events \
+     WHERE client = $1 AND id > $2 ORDER BY id LIMIT $3";
+
+/// The change feed's read of every client's events after an id.
+const EVENTS_AFTER_ALL: &str =
+    "SELECT id, kind, license, time FROM events WHERE id > $1 ORDER BY id LIMIT $2";
+
+/// Records `kinds` for `license` inside a write transaction; call it last before the
+/// commit, since on PostgreSQL it serialises event-writing transactions from here on.
+pub(crate) async fn insert_events<D: Dialect>(
+    conn: &mut D::Conn,
+    kinds: &[EventKind],
+    license: &License,
+) -> anyhow::Result<()> {
+    if kinds.is_empty() {
+        return Ok(());
+    }
+    D::lock_events(conn).await?;
+    let snapshot = codec::license_to_json(license);
+    for kind in kinds {
+        conn.execute(
+            fixed(
+                "INSERT INTO events (license_id, client, kind, license, time) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            ),
+            args![
+                license.id.to_string(),
+                license.client.as_str(),
+                kind.as_str(),
+                snapshot.as_str(),
+                to_micros(license.update_time),
+            ],
+        )
+        .await
+        .context("cannot record an event")?;
+    }
+    Ok(())
+}
+
+/// Events after `after_id`, oldest first, at most `limit`; only `client`'s when set.
+pub(crate) async fn events_after<C: Conn>(
+    conn: &mut C,
+    after_id: i64,
+    limit: u32,
+    client: Option<&ClientName>,
+) -> anyhow::Result<Vec<Event>> {
+    let (sql, args) = match client {
+        Some(client) => (
+            EVENTS_AFTER_OF_CLIENT,
+            args![client.as_str(), after_id, i64::from(limit)],
+        ),
+        None => (EVENTS_AFTER_ALL, args![after_id, i64::from(limit)]),
+    };
+    let rows = conn
+        .fetch_all(fixed(sql), args)
+        .await
+        .context("cannot read events")?;
+    rows.iter().map(codec::event_from_row).collect()
+}
+
+/// One license's latest events, newest first, at most `limit`.
+pub(crate) async fn license_events<C: Conn>(
+    conn: &mut C,
+    id: LicenseId,
+    limit: u32,
+) -> anyhow::Result<Vec<Event>> {
+    let rows = conn
+        .fetch_all(
+            fixed(
+                "SELECT id, kind, license, time FROM events WHERE license_id = $1 \
+                 ORDER BY id DESC LIMIT $2",
+            ),
+            args![id.to_string(), i64::from(limit)],
+        )
+        .await
+        .context("cannot read the license's events")?;
+    rows.iter().map(codec::event_from_row).collect()
+}
+
+/// The id of the latest event, or the horizon when retention deleted every event: the
+/// feed then still stands where it was.
+pub(crate) async fn latest_event_id<C: Conn>(conn: &mut C) -> anyhow::Result<i64> {
+    let row = conn
+        .fetch_one(
+            fixed(
+                "SELECT CASE WHEN e.latest > h.purged_through THEN e.latest \
+                 ELSE h.purged_through END AS latest \
+                 FROM (SELECT COALESCE(MAX(id), 0) AS latest FROM events) AS e, \
+                 events_horizon AS h",
+            ),
+            args![],
+        )
+        .await
+        .context("cannot read the latest event id")?;
+    Ok(row.int("latest")?)
+}
+
+/// The highest event id that retention has deleted.
+pub(crate) async fn events_horizon<C: Conn>(conn: &mut C) -> anyhow::Result<i64> {
+    let row = conn
+        .fetch_one(fixed("SELECT purged_through FROM events_horizon"), args![])
+        .await
+        .context("cannot read the events horizon")?;
+    Ok(row.int("purged_through")?)
+}
+
+/// Deletes the events recorded before `before` (and any with a lower id); returns
+/// how many.
+pub(crate) async fn purge_events<C: Conn>(
+    conn: &mut C,
+    before: OffsetDateTime,
+) -> anyhow::Result<u64> {
+    // The horizon is raised before the delete: after a crash in between, readers are
+    // told of a loss a little early, never left to miss events silently.
+    conn.execute(
+        fixed(
+            "UPDATE events_horizon SET purged_through = expired.id \
+             FROM (SELECT COALESCE(MAX(id), 0) AS id FROM events WHERE time < $1) AS expired \
+             WHERE expired.id > events_horizon.purged_through",
+        ),
+        args![to_micros(before)],
+    )
+    .await
+    .context("cannot raise the events horizon")?;
+    conn.execute(
+        fixed("DELETE FROM events WHERE id <= (SELECT purged_through FROM events_horizon)"),
+        args![],
+    )
+    .await
+    .context("cannot delete expired events")
+}

@@ -1,0 +1,282 @@
+//! Writes that store new work: an order (a license with its first operation), the
+//! operations queued on a license, the request id they were asked for with, and
+//! licenses adopted from the upstream.
+
+use anyhow::Context;
+use time::OffsetDateTime;
+
+use super::events::insert_events;
+use super::exec::{Args, Conn, Row as _, args, fixed};
+use super::rows::{
+    license_values, licenses_where, live_license, live_license_on_ip, one_license,
+    open_operation_sql,
+};
+use crate::domain::{AuditEntry, EventKind, License, LicenseId, Operation};
+use crate::store::codec::{self, to_micros};
+use crate::store::dialect::Dialect;
+use crate::store::group_commit::Written;
+use crate::store::{Inserted, RequestRecord, SpendLimit, StoreError, audit, check_spend};
+
+/// How one attempt at an order ended.
+pub(crate) enum OrderAttempt {
+    /// Settled: stored, or the server's live license found.
+    Done(Box<Inserted>),
+    /// Another live license has the IP; nothing was stored. The holder is read once
+    /// the transaction has ended (on PostgreSQL the failed insert aborted it).
+    IpTaken,
+    /// The server's live license we collided with left the live states before it
+    /// could be read; nothing was stored, and inserting again may now succeed.
+    Vanished,
+}
+
+/// The insert of a license's row: its [`license_values`] with terms, then the rest.
+const INSERT_LICENSE: &str = "INSERT INTO licenses (state, license_key, upstream_id, \
+     expire_time, last_error_code, last_error_message, update_time, ip, panel, tariff_id, nodes, \
+     period, auto_renew, id, client, server_id, hostname, create_time) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)";
+
+/// [`INSERT_LICENSE`]'s values for `license`.
+fn insert_values(license: &License) -> Args {
+    let mut values = license_values(license, true);
+    values.extend(args![
+        license.id.to_string(),
+        license.client.as_str(),
+        license.server_id.as_str(),
+        license.hostname.as_ref().map(|h| h.as_str().to_owned()),
+        to_micros(license.create_time),
+    ]);
+    values
+}
+
+/// Stores an operation; returns its id.
+pub(crate) async fn insert_operation<C: Conn>(conn: &mut C, op: &Operation) -> anyhow::Result<i64> {
+    let now = to_micros(OffsetDateTime::now_utc());
+    let row = conn
+        .fetch_one(
+            fixed(
+                "INSERT INTO operations (license_id, kind, params, phase, attempt, checks, \
+                 run_after, create_time, update_time, sent_at) \
+                 VALUES ($1, $2, $3, $4, 0, 0, $5, $6, $6, $7) RETURNING id",
+            ),
+            args![
+                op.license_id.to_string(),
+                op.kind.name(),
+                codec::kind_to_json(&op.kind),
+                op.phase.as_str(),
+                to_micros(op.run_after),
+                now,
+                op.sent_at.map(to_micros),
+            ],
+        )
+        .await
+        .context("cannot insert the operation")?;
+    row.int("id").context("cannot read the operation's id")
+}
+
+/// Records a request id in the transaction of its work. `ON CONFLICT DO NOTHING` waits
+/// (on PostgreSQL) for a concurrent holder of the same key to commit or roll back, so
+/// exactly one of two racing requests proceeds; the other gets
+/// [`StoreError::RequestKeyTaken`], and its transaction stores nothing.
+pub(crate) async fn insert_request<C: Conn>(
+    conn: &mut C,
+    request: &RequestRecord,
+) -> Result<(), StoreError> {
+    let inserted = conn
+        .execute(
+            fixed(
+                "INSERT INTO request_keys (client, key, fingerprint, response, busy_until, \
+                 create_time) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (client, key) DO NOTHING",
+            ),
+            args![
+                request.client.as_str(),
+                request.key.as_str(),
+                request.fingerprint.as_str(),
+                request.response.as_str(),
+                request.busy_until.map(to_micros),
+                to_micros(request.create_time),
+            ],
+        )
+        .await
+        .context("cannot record the request id")?;
+    if inserted == 0 {
+        return Err(StoreError::RequestKeyTaken);
+    }
+    Ok(())
+}
+
+/// An order as [`Store::insert_order`](crate::store::Store::insert_order) stores it
+/// (see there).
+pub(crate) struct Order {
+    pub license: License,
+    pub op: Operation,
+    pub request: Option<RequestRecord>,
+    pub audit: Vec<AuditEntry>,
+    pub limit: Option<SpendLimit>,
+}
+
+/// Stores `order` inside a write transaction.
+pub(crate) async fn order_in<D: Dialect>(
+    tx: &mut D::Conn,
+    order: &Order,
+) -> Result<Written<OrderAttempt>, StoreError> {
+    let Order {
+        license,
+        op,
+        request,
+        audit,
+        limit,
+    } = order;
+    if let Some(request) = request {
+        insert_request(tx, request).await?;
+    }
+    // The partial unique index decides; a pre-check would race. `ON CONFLICT` on it
+    // waits for a concurrent insert of the same server to commit or roll back, and
+    // then skips the row instead of failing. An order stores no key, upstream id or
+    // expiry yet.
+    let ordered = License {
+        license_key: None,
+        upstream_id: None,
+        expire_time: None,
+        last_error: None,
+        update_time: license.create_time,
+        ..license.clone()
+    };
+    let sql = format!(
+        "{INSERT_LICENSE} ON CONFLICT (client, server_id) \
+         WHERE state NOT IN ('CANCELLED', 'FAILED') DO NOTHING"
+    );
+    let inserted = match tx
+        .execute(super::exec::dynamic(sql), insert_values(&ordered))
+        .await
+    {
+        Ok(inserted) => inserted,
+        // Another live license has the IP (the server's own conflict is skipped above).
+        Err(sqlx::Error::Database(e))
+            if e.is_unique_violation()
+                && e.constraint()
+                    .is_none_or(|c| c == "licenses_one_live_per_ip") =>
+        {
+            return Ok(Written::discarded(OrderAttempt::IpTaken));
+        }
+        Err(e) => {
+            return Err(anyhow::Error::new(e)
+                .context("cannot insert the license")
+                .into());
+        }
+    };
+    if inserted == 0 {
+        // On PostgreSQL (READ COMMITTED) this new statement's snapshot includes the
+        // conflicting row, whose transaction has committed by now.
+        let existing = live_license(tx, &license.client, &license.server_id).await?;
+        return Ok(Written::discarded(match existing {
+            Some(existing) => OrderAttempt::Done(Box::new(Inserted::Existing(existing))),
+            None => OrderAttempt::Vanished,
+        }));
+    }
+    // Only an order that creates a license buys: the limit is checked here, with the
+    // new license counted (the write is rolled back when it does not fit).
+    if let Some(limit) = limit {
+        check_spend::<D>(tx, limit, true).await?;
+    }
+    insert_operation(tx, op).await?;
+    for entry in audit {
+        audit::insert(tx, entry).await?;
+    }
+    insert_events::<D>(tx, &[EventKind::Created], license).await?;
+    Ok(Written::kept(OrderAttempt::Done(Box::new(
+        Inserted::Created(license.clone()),
+    ))))
+}
+
+/// What an order that met another live license on its IP answers, given that
+/// license as read after the transaction (`None`: it has gone meanwhile, and the
+/// order may be tried again).
+pub(crate) fn ip_holder(license: &License, holder: Option<License>) -> Option<Inserted> {
+    // A concurrent order of the same server can meet the IP index before the
+    // server's: then it is that server's license, not another's.
+    holder.map(|holder| {
+        if holder.client == license.client && holder.server_id == license.server_id {
+            Inserted::Existing(holder)
+        } else {
+            Inserted::IpTaken(holder)
+        }
+    })
+}
+
+/// [`Store::insert_operations`](crate::store::Store::insert_operations) inside a write
+/// transaction.
+pub(crate) async fn operations_in<D: Dialect>(
+    tx: &mut D::Conn,
+    license_id: LicenseId,
+    ops: &[Operation],
+    request: Option<&RequestRecord>,
+    audit: &[AuditEntry],
+    limit: Option<&SpendLimit>,
+) -> Result<Written<Vec<i64>>, StoreError> {
+    if let Some(request) = request {
+        insert_request(tx, request).await?;
+    }
+    // A second request for the license waits here until the first commits (SQLite:
+    // the write lock; PostgreSQL: the license's row lock), and its check below (a new
+    // statement, so a new snapshot under READ COMMITTED) then sees the first one's
+    // operations.
+    let id = license_id.to_string();
+    D::lock_license(tx, &id).await?;
+    let open = tx
+        .fetch_optional(open_operation_sql(), args![id])
+        .await
+        .context("cannot read open operations")?;
+    if open.is_some() {
+        return Err(StoreError::OperationInProgress(license_id));
+    }
+    if let Some(limit) = limit {
+        check_spend::<D>(tx, limit, false).await?;
+    }
+    let mut ids = Vec::with_capacity(ops.len());
+    for op in ops {
+        ids.push(insert_operation(tx, op).await?);
+    }
+    for entry in audit {
+        audit::insert(tx, entry).await?;
+    }
+    Ok(Written::kept(ids))
+}
+
+/// [`Store::insert_adopted`](crate::store::Store::insert_adopted) inside a write
+/// transaction; `None` when the row it collided with left before it could be read.
+pub(crate) async fn adopt_in<D: Dialect>(
+    tx: &mut D::Conn,
+    license: &License,
+) -> Result<Written<Option<Inserted>>, StoreError> {
+    // `ON CONFLICT DO NOTHING` covers every unique index (one live license per server
+    // and per IP, one license per upstream id) and waits for a concurrent insert.
+    let inserted = tx
+        .execute(
+            super::exec::dynamic(format!("{INSERT_LICENSE} ON CONFLICT DO NOTHING")),
+            insert_values(&License {
+                last_error: None,
+                ..license.clone()
+            }),
+        )
+        .await
+        .context("cannot insert the adopted license")?;
+    if inserted == 0 {
+        // READ COMMITTED: these new statements see the committed conflicting row.
+        let upstream_id = license.upstream_id.map(|id| id as i64);
+        let known = one_license(tx, licenses_where("upstream_id = $1"), args![upstream_id])
+            .await
+            .context("cannot look the upstream id up")?;
+        let existing = match known {
+            Some(known) => Some(Inserted::Existing(known)),
+            None => match live_license(tx, &license.client, &license.server_id).await? {
+                Some(existing) => Some(Inserted::Existing(existing)),
+                None => live_license_on_ip(tx, &license.ip.to_string())
+                    .await?
+                    .map(Inserted::IpTaken),
+            },
+        };
+        return Ok(Written::discarded(existing));
+    }
+    insert_events::<D>(tx, &[EventKind::Created], license).await?;
+    Ok(Written::kept(Some(Inserted::Created(license.clone()))))
+}
