@@ -72,6 +72,33 @@ pub async fn grpc_client(addr: SocketAddr) -> GrpcClient {
     grpc_client_with(addr, Some(SANDBOX_TOKEN)).await
 }
 
+/// A gRPC client over a bare HTTP/2 connection.
+pub type BareGrpcClient = LicenseServiceClient<
+    InterceptedService<
+        hyper_util::client::legacy::Client<
+            hyper_util::client::legacy::connect::HttpConnector,
+            tonic::body::Body,
+        >,
+        Bearer,
+    >,
+>;
+
+/// A gRPC client of `addr` with the sandbox token that sends a call's `grpc-timeout`
+/// without enforcing it itself. tonic's own channel also ends a call locally when its
+/// timeout runs out, a few milliseconds after the server answers; on a loaded machine
+/// its local CANCELLED can come first. Tests of what the server answers at a deadline
+/// use this one.
+pub fn grpc_client_without_local_deadline(addr: SocketAddr) -> BareGrpcClient {
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build_http();
+    let token = format!("Bearer {SANDBOX_TOKEN}").parse().unwrap();
+    LicenseServiceClient::with_origin(
+        InterceptedService::new(client, Bearer(Some(token))),
+        format!("http://{addr}").parse().unwrap(),
+    )
+}
+
 /// A running application.
 pub struct TestApp {
     pub http: String,

@@ -9,7 +9,10 @@ use tonic::Code;
 use tonic_types::StatusExt;
 
 use crate::auth::{order_body, problem_code, rest, spawn_with_clients};
-use crate::helpers::{grpc_client_with, grpc_order, reason, spawn_app, spawn_app_with};
+use crate::helpers::{
+    grpc_client_with, grpc_client_without_local_deadline, grpc_order, reason, spawn_app,
+    spawn_app_with,
+};
 
 #[tokio::test]
 async fn past_the_order_cap_orders_are_refused_with_429_and_nothing_is_bought() {
@@ -169,6 +172,7 @@ async fn a_call_past_its_deadline_fails_and_the_worker_finishes_what_was_accepte
     })
     .await;
     let mut grpc = app.grpc().await;
+    let mut bare = grpc_client_without_local_deadline(app.grpc_addr);
 
     // Act: a quote needs the upstream and cannot finish in 300 ms; an order that
     // waits for the license answers at its deadline with the order accepted.
@@ -177,7 +181,7 @@ async fn a_call_past_its_deadline_fails_and_the_worker_finishes_what_was_accepte
         period_months: 1,
     });
     quote.set_timeout(Duration::from_millis(300));
-    let quote = grpc.quote_license(quote).await.unwrap_err();
+    let quote = bare.quote_license(quote).await.unwrap_err();
     let mut order = tonic::Request::new(pb::OrderLicenseRequest {
         wait_for_active: true,
         ..grpc_order("srv-deadline", "203.0.113.21", "ISPmanager 6 Pro")
