@@ -5,6 +5,7 @@
 
 use std::future::Future;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -16,6 +17,7 @@ use time::OffsetDateTime;
 
 use super::codec::{self, from_micros, to_micros};
 use super::resolve;
+use super::sequencer::Sequencer;
 use super::{
     Inserted, LicenseFilter, Page, RequestRecord, Resolution, Resolved, SpendLimit, Store,
     StoreError,
@@ -34,6 +36,8 @@ pub struct PgStore {
     /// crash only hands the lease back, and the next synchronous commit (INTENT
     /// before any upstream call) flushes it anyway; the claim saves an fsync per step.
     lease_pool: PgPool,
+    /// Numbers committed events for the feed (see `store::sequencer`).
+    sequencer: Arc<Sequencer>,
 }
 
 const LICENSE_COLUMNS: &str = "id, client, server_id, ip, hostname, panel, tariff_id, nodes, \
@@ -46,12 +50,6 @@ pub const DEFAULT_MAX_CONNECTIONS: u32 = 16;
 /// The advisory lock key that serialises migrations across replicas ("lfmigrat").
 /// Advisory locks are scoped to the current database, so one constant suffices.
 const MIGRATION_LOCK: i64 = 0x6c66_6d69_6772_6174;
-
-/// The transaction-level advisory lock ("lfevents") held from the first event insert
-/// to commit. Identity values are taken at insert time, not at commit, so without it a
-/// transaction with a smaller event id could commit after a reader has already moved
-/// past a larger one; with it, event ids increase in commit order, as the feed needs.
-const EVENTS_LOCK: i64 = 0x6c66_6576_656e_7473;
 
 /// How many times a transaction that hit a serialization failure or a deadlock
 /// (SQLSTATE 40001 / 40P01) is run in all.
@@ -84,7 +82,11 @@ impl PgStore {
             .connect_with(options.options([("synchronous_commit", "off")]))
             .await
             .context("cannot connect to PostgreSQL")?;
-        Ok(Self { pool, lease_pool })
+        Ok(Self {
+            pool,
+            lease_pool,
+            sequencer: Arc::default(),
+        })
     }
 
     /// One attempt at [`Store::insert_order`]; `Ok(None)` means the live license we
@@ -339,8 +341,8 @@ async fn insert_operation(conn: &mut PgConnection, op: &Operation) -> anyhow::Re
     Ok(id)
 }
 
-/// Records `kinds` for `license`; call it last before commit, since it serialises
-/// event-writing transactions from here on (see [`EVENTS_LOCK`]).
+/// Records `kinds` for `license`, without a feed position: the sequencer assigns it
+/// after commit (see `store::sequencer`).
 async fn insert_events(
     conn: &mut PgConnection,
     kinds: &[EventKind],
@@ -349,11 +351,6 @@ async fn insert_events(
     if kinds.is_empty() {
         return Ok(());
     }
-    sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind(EVENTS_LOCK)
-        .execute(&mut *conn)
-        .await
-        .context("cannot take the events lock")?;
     let snapshot = codec::license_to_json(license);
     for kind in kinds {
         sqlx::query(
@@ -635,10 +632,11 @@ impl Store for PgStore {
     }
 
     async fn latest_event_id(&self) -> Result<i64, StoreError> {
+        self.sequencer.catch_up(&self.pool).await?;
         // The horizon counts: once retention has deleted every event, the feed still
         // stands where it was.
         let latest: i64 = sqlx::query_scalar(
-            "SELECT GREATEST((SELECT COALESCE(MAX(id), 0) FROM events), \
+            "SELECT GREATEST((SELECT COALESCE(MAX(seq), 0) FROM events), \
              (SELECT purged_through FROM events_horizon))",
         )
         .fetch_one(&self.pool)
@@ -655,19 +653,24 @@ impl Store for PgStore {
         Ok(horizon)
     }
 
+    async fn sequence_events(&self) -> Result<u64, StoreError> {
+        Ok(self.sequencer.catch_up(&self.pool).await?)
+    }
+
     async fn purge_events(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
         // The horizon is raised before the delete: after a crash in between, readers
         // are told of a loss a little early, never left to miss events silently.
+        // Unnumbered events stay: they have no position the horizon could cover yet.
         sqlx::query(
             "UPDATE events_horizon SET purged_through = GREATEST(purged_through, \
-             (SELECT COALESCE(MAX(id), 0) FROM events WHERE time < $1))",
+             (SELECT COALESCE(MAX(seq), 0) FROM events WHERE time < $1))",
         )
         .bind(to_micros(before))
         .execute(&self.pool)
         .await
         .context("cannot raise the events horizon")?;
         let done = sqlx::query(
-            "DELETE FROM events WHERE id <= (SELECT purged_through FROM events_horizon)",
+            "DELETE FROM events WHERE seq <= (SELECT purged_through FROM events_horizon)",
         )
         .execute(&self.pool)
         .await
@@ -905,16 +908,19 @@ impl Store for PgStore {
         limit: u32,
         client: Option<&ClientName>,
     ) -> Result<Vec<Event>, StoreError> {
+        // What committed before this read is read with its position.
+        self.sequencer.catch_up(&self.pool).await?;
         // Two statements, not `($2 IS NULL OR client = $2)`: a generic plan of that
         // cannot use the index `events_client`.
         let query = match client {
             Some(client) => sqlx::query(
-                "SELECT id, kind, license, time FROM events \
-                 WHERE client = $1 AND id > $2 ORDER BY id LIMIT $3",
+                "SELECT seq AS id, kind, license, time FROM events \
+                 WHERE client = $1 AND seq > $2 ORDER BY seq LIMIT $3",
             )
             .bind(client.as_str().to_owned()),
             None => sqlx::query(
-                "SELECT id, kind, license, time FROM events WHERE id > $1 ORDER BY id LIMIT $2",
+                "SELECT seq AS id, kind, license, time FROM events \
+                 WHERE seq > $1 ORDER BY seq LIMIT $2",
             ),
         };
         let rows = query
@@ -930,9 +936,10 @@ impl Store for PgStore {
     }
 
     async fn license_events(&self, id: LicenseId, limit: u32) -> Result<Vec<Event>, StoreError> {
+        self.sequencer.catch_up(&self.pool).await?;
         let rows = sqlx::query(
-            "SELECT id, kind, license, time FROM events WHERE license_id = $1 \
-             ORDER BY id DESC LIMIT $2",
+            "SELECT seq AS id, kind, license, time FROM events \
+             WHERE license_id = $1 AND seq IS NOT NULL ORDER BY seq DESC LIMIT $2",
         )
         .bind(id.to_string())
         .bind(i64::from(limit))

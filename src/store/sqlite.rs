@@ -51,15 +51,17 @@ pub struct SqliteStore {
     writer: GroupCommit,
 }
 
-/// The change feed's read of one client's events after an id, served by the index
-/// `events_client`. A separate statement from [`EVENTS_AFTER_ALL`]: one statement
-/// with `(?2 IS NULL OR client = ?2)` is planned once, without the index.
-pub(crate) const EVENTS_AFTER_OF_CLIENT: &str = "SELECT id, kind, license, time FROM events \
-     WHERE client = ?1 AND id > ?2 ORDER BY id LIMIT ?3";
+/// The change feed's read of one client's events after a position, served by the
+/// index `events_client`. A separate statement from [`EVENTS_AFTER_ALL`]: one
+/// statement with `(?2 IS NULL OR client = ?2)` is planned once, without the index.
+/// The position `seq` is the id here (migration 0014); PostgreSQL assigns it after
+/// commit.
+pub(crate) const EVENTS_AFTER_OF_CLIENT: &str = "SELECT seq AS id, kind, license, time \
+     FROM events WHERE client = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3";
 
-/// The change feed's read of every client's events after an id.
+/// The change feed's read of every client's events after a position.
 const EVENTS_AFTER_ALL: &str =
-    "SELECT id, kind, license, time FROM events WHERE id > ?1 ORDER BY id LIMIT ?2";
+    "SELECT seq AS id, kind, license, time FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2";
 
 const LICENSE_COLUMNS: &str = "id, client, server_id, ip, hostname, panel, tariff_id, nodes, \
      period, auto_renew, state, license_key, upstream_id, expire_time, last_error_code, \
@@ -784,7 +786,7 @@ impl Store for SqliteStore {
         // The horizon counts: once retention has deleted every event, the feed still
         // stands where it was.
         let latest: i64 = sqlx::query_scalar(
-            "SELECT MAX((SELECT COALESCE(MAX(id), 0) FROM events), \
+            "SELECT MAX((SELECT COALESCE(MAX(seq), 0) FROM events), \
              (SELECT purged_through FROM events_horizon))",
         )
         .fetch_one(&self.pool)
@@ -806,14 +808,14 @@ impl Store for SqliteStore {
         // are told of a loss a little early, never left to miss events silently.
         sqlx::query(
             "UPDATE events_horizon SET purged_through = MAX(purged_through, \
-             (SELECT COALESCE(MAX(id), 0) FROM events WHERE time < ?1))",
+             (SELECT COALESCE(MAX(seq), 0) FROM events WHERE time < ?1))",
         )
         .bind(to_micros(before))
         .execute(&self.pool)
         .await
         .context("cannot raise the events horizon")?;
         let done = sqlx::query(
-            "DELETE FROM events WHERE id <= (SELECT purged_through FROM events_horizon)",
+            "DELETE FROM events WHERE seq <= (SELECT purged_through FROM events_horizon)",
         )
         .execute(&self.pool)
         .await
@@ -1026,8 +1028,8 @@ impl Store for SqliteStore {
 
     async fn license_events(&self, id: LicenseId, limit: u32) -> Result<Vec<Event>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, kind, license, time FROM events WHERE license_id = ?1 \
-             ORDER BY id DESC LIMIT ?2",
+            "SELECT seq AS id, kind, license, time FROM events \
+             WHERE license_id = ?1 AND seq IS NOT NULL ORDER BY seq DESC LIMIT ?2",
         )
         .bind(id.to_string())
         .bind(i64::from(limit))
