@@ -271,6 +271,7 @@ impl Application {
                 .run_reconciler(self.reconcile.clone(), stop.clone()),
         );
         tasks.spawn(self.service.clone().run_event_retention(stop.clone()));
+        tasks.spawn(self.service.clone().run_event_sequencer(stop.clone()));
 
         let probe_reporter = health_reporter.clone();
         let probe_readiness = self.readiness.clone();

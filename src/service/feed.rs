@@ -29,6 +29,9 @@ const BATCH: u32 = 500;
 const SNAPSHOT_PAGE: u32 = 1000;
 /// How often the process looks for events committed by other replicas.
 const POLL: Duration = Duration::from_millis(500);
+/// How often events are given their feed position when no reader asks (a store that
+/// numbers events after commit; see `Store::sequence_events`).
+const SEQUENCE_SWEEP: Duration = Duration::from_secs(1);
 
 /// Bounds of the change feed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,6 +94,15 @@ impl FeedHub {
             following: AtomicBool::new(false),
             open: Mutex::default(),
         }
+    }
+
+    /// Wakes the readers waiting for an event id past theirs, if `id` is newer.
+    fn publish_latest(&self, id: i64) {
+        self.latest.send_if_modified(|latest| {
+            let newer = id > *latest;
+            *latest = (*latest).max(id);
+            newer
+        });
     }
 
     /// Takes one of `client`'s stream slots, or says that none is free.
@@ -225,6 +237,32 @@ impl LicenseService {
         }
     }
 
+    /// Numbers committed events every [`SEQUENCE_SWEEP`] until `stop`: reads of the
+    /// feed number what they read, this numbers the rest (events written while nobody
+    /// reads, or by a process that died before a read), so they reach the feed and
+    /// retention. Announces newly numbered events to this process's readers.
+    pub async fn run_event_sequencer(self, stop: tokio_util::sync::CancellationToken) {
+        loop {
+            match self.store.sequence_events().await {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::debug!(numbered = n, "change-feed events numbered");
+                    match self.store.latest_event_id().await {
+                        Ok(id) => self.feed.publish_latest(id),
+                        Err(e) => {
+                            tracing::warn!(error.message = %e, "cannot read the latest event id")
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error.message = %e, "cannot number change-feed events"),
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(SEQUENCE_SWEEP) => {}
+            }
+        }
+    }
+
     /// Starts, once per process, the task that publishes the latest event id.
     fn follow_latest_event(&self) {
         if self.feed.following.swap(true, Ordering::SeqCst) {
@@ -235,13 +273,7 @@ impl LicenseService {
             let mut notices = service.change_notices();
             loop {
                 match service.store.latest_event_id().await {
-                    Ok(id) => {
-                        service.feed.latest.send_if_modified(|latest| {
-                            let newer = id > *latest;
-                            *latest = (*latest).max(id);
-                            newer
-                        });
-                    }
+                    Ok(id) => service.feed.publish_latest(id),
                     Err(e) => tracing::warn!(error.message = %e, "cannot read the latest event id"),
                 }
                 tokio::select! {

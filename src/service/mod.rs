@@ -50,8 +50,10 @@ use crate::domain::{
 use crate::store::{Inserted, Page, Store, StoreError};
 
 /// How often a waiting call re-reads its license even without a change notice from
-/// this process (another replica's worker may be doing the work).
-const WAIT_POLL: Duration = Duration::from_millis(500);
+/// this process (another replica's worker may be doing the work): one primary-key read
+/// per waiting call, which keeps an order carried out by another replica from waiting
+/// much longer than one carried out here.
+const WAIT_POLL: Duration = Duration::from_millis(100);
 
 /// Who calls a mutating use case, and how.
 #[derive(Debug, Clone)]
@@ -406,10 +408,12 @@ impl LicenseService {
             ) {
                 return Ok(license);
             }
+            // Another replica's worker may be the one moving the license on, and its
+            // changes are not announced here: re-read at least every poll. The poll is
+            // fixed before waiting: counted anew at each notice of another license, a
+            // busy process (notices every few milliseconds) would never re-read.
+            let wake = deadline.min(tokio::time::Instant::now() + WAIT_POLL);
             loop {
-                // Another replica's worker may be the one moving the license on, and
-                // its changes are not announced here: re-read at least every poll.
-                let wake = deadline.min(tokio::time::Instant::now() + WAIT_POLL);
                 match tokio::time::timeout_at(wake, changes.recv()).await {
                     Err(_) if wake == deadline => return Ok(license),
                     Err(_) => break,
@@ -424,8 +428,9 @@ impl LicenseService {
     /// Wakes one worker loop of this process for the work just queued (other
     /// processes find it by polling). One, not all: every woken loop tries a claim, and
     /// the claims queue behind each other. A loop that finishes a step claims again
-    /// at once, so queued work never waits for a wake-up; if no loop is waiting, the
-    /// next one to wait finds the wake-up stored.
+    /// at once, and a loop whose claim finds work wakes one more, so a burst spreads
+    /// over the loops; if no loop is waiting, the next one to wait finds the wake-up
+    /// stored.
     fn wake_workers(&self) {
         self.work.notify_one();
     }

@@ -195,6 +195,11 @@ impl Worker {
         else {
             return Ok(false);
         };
+        // Wake-ups of several queued operations coalesce into one stored wake-up, so
+        // one woken loop could be left to carry a whole burst alone while the others
+        // sleep out their idle time: a loop that found work wakes one more, and loops
+        // join in for as long as claims find work.
+        self.work.notify_one();
         // The lease runs from `now`, taken before the claim: a claim that waited long
         // for the database holds a lease already partly run out, which another worker
         // may take over in the middle of the upstream call. Leave such an operation

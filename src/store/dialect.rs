@@ -134,9 +134,10 @@ pub trait Dialect: std::fmt::Debug + Send + Sync + 'static {
         client: &'c ClientName,
     ) -> BoxFuture<'c, Result<(), StoreError>>;
 
-    /// Inside a write transaction, before its first change-feed event: makes event ids
-    /// increase in commit order (see `sql::events`).
-    fn lock_events(conn: &mut Self::Conn) -> BoxFuture<'_, anyhow::Result<()>>;
+    /// Gives every committed event its feed position (see `store::sequencer`);
+    /// returns how many it numbered. Nothing to do where positions are taken in commit
+    /// order already (SQLite's one writer).
+    fn sequence_events(&self) -> BoxFuture<'_, anyhow::Result<u64>>;
 
     /// Inside a write transaction that queues operations on a license: makes a
     /// concurrent one for the same license wait until this transaction ends.

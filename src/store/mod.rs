@@ -11,6 +11,7 @@ mod group_commit;
 mod postgres;
 mod resolve;
 mod retry;
+mod sequencer;
 pub(crate) mod sql;
 mod sqlite;
 
@@ -307,8 +308,10 @@ pub trait Store: Send + Sync + 'static {
     /// One operation by id.
     async fn get_operation(&self, id: i64) -> Result<Option<Operation>, StoreError>;
 
-    /// The id of the latest committed event, or the horizon when retention deleted
-    /// every event; 0 when there never was one.
+    /// The id (feed position) of the latest committed event, or the horizon when
+    /// retention deleted every event; 0 when there never was one. Event ids are feed
+    /// positions: they increase in the order readers may see events, and a position is
+    /// never visible before every lower one is.
     async fn latest_event_id(&self) -> Result<i64, StoreError>;
 
     /// The highest event id that retention has deleted; 0 when none was.
@@ -317,6 +320,14 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes the events recorded before `before` (and any with a lower id), raising
     /// the horizon first; returns how many were deleted.
     async fn purge_events(&self, before: OffsetDateTime) -> Result<u64, StoreError>;
+
+    /// Gives every committed event its feed position, for a store that assigns
+    /// positions after commit (PostgreSQL, see `store::sequencer`); returns how many
+    /// it numbered. Reads of the feed do this themselves; called periodically, it
+    /// also numbers events nobody has read, so they can expire.
+    async fn sequence_events(&self) -> Result<u64, StoreError> {
+        Ok(0)
+    }
 
     /// Whether the license has an operation that has not ended (queued or running).
     async fn has_open_operation(&self, license_id: LicenseId) -> Result<bool, StoreError>;

@@ -2,10 +2,12 @@
 //! Transactions run at READ COMMITTED: uniqueness is decided by the partial unique
 //! indexes (`ON CONFLICT`), work is shared by claiming rows with `FOR UPDATE SKIP
 //! LOCKED`, progress is fenced by the lease owner under a row lock, and advisory locks
-//! serialise what must be serialised across replicas (a client's spending, the change
-//! feed's event ids, migrations), so no stronger isolation is needed.
+//! serialise what must be serialised across replicas (a client's spending, the
+//! numbering of committed change-feed events, migrations), so no stronger isolation is
+//! needed.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -16,6 +18,7 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions};
 
 use super::StoreError;
 use super::dialect::{Dialect, Pools, WriteFn};
+use super::sequencer::Sequencer;
 use super::sql::SqlStore;
 use super::sql::exec::{Args, Conn, args, fixed};
 use crate::domain::ClientName;
@@ -31,6 +34,8 @@ pub struct PgDb {
     /// the lease back, and the next synchronous commit (INTENT before any upstream
     /// call) flushes it anyway; the claim saves an fsync per step.
     pools: Pools<Postgres>,
+    /// Numbers committed events for the feed (see `store::sequencer`).
+    sequencer: Arc<Sequencer>,
 }
 
 /// Connections per process by default; every replica has its own pool.
@@ -40,11 +45,6 @@ pub const DEFAULT_MAX_CONNECTIONS: u32 = 16;
 /// Advisory locks are scoped to the current database, so one constant suffices.
 const MIGRATION_LOCK: i64 = 0x6c66_6d69_6772_6174;
 
-/// The transaction-level advisory lock ("lfevents") held from the first event insert
-/// to commit. Identity values are taken at insert time, not at commit, so without it a
-/// transaction with a smaller event id could commit after a reader has already moved
-/// past a larger one; with it, event ids increase in commit order, as the feed needs.
-const EVENTS_LOCK: i64 = 0x6c66_6576_656e_7473;
 
 impl PgStore {
     /// Connects to the database at `url` (`postgres://…` or `postgresql://…`) and
@@ -78,6 +78,7 @@ impl PgStore {
                 main: pool,
                 lease: lease_pool,
             },
+            sequencer: Arc::default(),
         }))
     }
 }
@@ -100,10 +101,9 @@ impl Dialect for PgDb {
         Box::pin(async move { Ok(locked.await?) })
     }
 
-    /// [`EVENTS_LOCK`], until the transaction ends.
-    fn lock_events(conn: &mut PgConnection) -> BoxFuture<'_, anyhow::Result<()>> {
-        let sql = "SELECT pg_advisory_xact_lock($1)";
-        lock(conn, sql, args![EVENTS_LOCK], "the events")
+    /// Numbers committed events after their commit (see `store::sequencer`).
+    fn sequence_events(&self) -> BoxFuture<'_, anyhow::Result<u64>> {
+        Box::pin(self.sequencer.catch_up(&self.pools.main))
     }
 
     // Rows read for a decision are locked: writers run concurrently.

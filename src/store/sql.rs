@@ -202,11 +202,16 @@ impl<D: Dialect> Store for SqlStore<D> {
     }
 
     async fn latest_event_id(&self) -> Result<i64, StoreError> {
+        self.db.sequence_events().await?;
         Ok(events::latest_event_id(&mut *self.conn().await?).await?)
     }
 
     async fn events_horizon(&self) -> Result<i64, StoreError> {
         Ok(events::events_horizon(&mut *self.conn().await?).await?)
+    }
+
+    async fn sequence_events(&self) -> Result<u64, StoreError> {
+        Ok(self.db.sequence_events().await?)
     }
 
     async fn purge_events(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
@@ -313,10 +318,13 @@ impl<D: Dialect> Store for SqlStore<D> {
         limit: u32,
         client: Option<&ClientName>,
     ) -> Result<Vec<Event>, StoreError> {
+        // What committed before this read is read with its position.
+        self.db.sequence_events().await?;
         Ok(events::events_after(&mut *self.conn().await?, after_id, limit, client).await?)
     }
 
     async fn license_events(&self, id: LicenseId, limit: u32) -> Result<Vec<Event>, StoreError> {
+        self.db.sequence_events().await?;
         Ok(events::license_events(&mut *self.conn().await?, id, limit).await?)
     }
 

@@ -169,8 +169,8 @@ impl Dialect for SqliteDb {
         nothing()
     }
 
-    fn lock_events(_: &mut SqliteConnection) -> BoxFuture<'_, anyhow::Result<()>> {
-        nothing()
+    fn sequence_events(&self) -> BoxFuture<'_, anyhow::Result<u64>> {
+        Box::pin(async { Ok(0) })
     }
 
     fn lock_license<'c>(

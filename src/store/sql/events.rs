@@ -1,8 +1,10 @@
-//! The change feed: recording events inside a write's transaction, reading them in id
-//! order, and retention (the horizon below which events were deleted). Event ids must
-//! become visible in increasing order, which is the dialect's part
-//! ([`Dialect::lock_events`]): SQLite's single writer gives it for free, PostgreSQL
-//! takes a transaction-level lock before the first event of a transaction.
+//! The change feed: recording events inside a write's transaction, reading them in
+//! feed-position order (`seq`, read as the event's id), and retention (the horizon
+//! below which events were deleted). Positions must become visible in increasing
+//! order: SQLite's single writer gives it for free (`seq` is the row id there), and
+//! PostgreSQL numbers committed events after their commit
+//! ([`Dialect::sequence_events`], `store::sequencer`), which every read that shows
+//! positions runs first.
 
 use anyhow::Context;
 use time::OffsetDateTime;
@@ -12,18 +14,18 @@ use crate::domain::{ClientName, Event, EventKind, License, LicenseId};
 use crate::store::codec::{self, to_micros};
 use crate::store::dialect::Dialect;
 
-/// The change feed's read of one client's events after an id, served by the index
-/// `events_client`. A separate statement from [`EVENTS_AFTER_ALL`]: one statement with
-/// `($1 IS NULL OR client = $1)` is planned once, without the index.
-pub(crate) const EVENTS_AFTER_OF_CLIENT: &str = "SELECT id, kind, license, time FROM events \
-     WHERE client = $1 AND id > $2 ORDER BY id LIMIT $3";
+/// The change feed's read of one client's events after a position, served by the
+/// index `events_client`. A separate statement from [`EVENTS_AFTER_ALL`]: one
+/// statement with `($1 IS NULL OR client = $1)` is planned once, without the index.
+pub(crate) const EVENTS_AFTER_OF_CLIENT: &str = "SELECT seq AS id, kind, license, time \
+     FROM events WHERE client = $1 AND seq > $2 ORDER BY seq LIMIT $3";
 
-/// The change feed's read of every client's events after an id.
+/// The change feed's read of every client's events after a position.
 const EVENTS_AFTER_ALL: &str =
-    "SELECT id, kind, license, time FROM events WHERE id > $1 ORDER BY id LIMIT $2";
+    "SELECT seq AS id, kind, license, time FROM events WHERE seq > $1 ORDER BY seq LIMIT $2";
 
-/// Records `kinds` for `license` inside a write transaction; call it last before the
-/// commit, since on PostgreSQL it serialises event-writing transactions from here on.
+/// Records `kinds` for `license` inside a write transaction, without a feed position
+/// on PostgreSQL (numbered after commit; SQLite's `seq` is the row id).
 pub(crate) async fn insert_events<D: Dialect>(
     conn: &mut D::Conn,
     kinds: &[EventKind],
@@ -32,7 +34,6 @@ pub(crate) async fn insert_events<D: Dialect>(
     if kinds.is_empty() {
         return Ok(());
     }
-    D::lock_events(conn).await?;
     let snapshot = codec::license_to_json(license);
     for kind in kinds {
         conn.execute(
@@ -84,8 +85,8 @@ pub(crate) async fn license_events<C: Conn>(
     let rows = conn
         .fetch_all(
             fixed(
-                "SELECT id, kind, license, time FROM events WHERE license_id = $1 \
-                 ORDER BY id DESC LIMIT $2",
+                "SELECT seq AS id, kind, license, time FROM events \
+                 WHERE license_id = $1 AND seq IS NOT NULL ORDER BY seq DESC LIMIT $2",
             ),
             args![id.to_string(), i64::from(limit)],
         )
@@ -102,7 +103,7 @@ pub(crate) async fn latest_event_id<C: Conn>(conn: &mut C) -> anyhow::Result<i64
             fixed(
                 "SELECT CASE WHEN e.latest > h.purged_through THEN e.latest \
                  ELSE h.purged_through END AS latest \
-                 FROM (SELECT COALESCE(MAX(id), 0) AS latest FROM events) AS e, \
+                 FROM (SELECT COALESCE(MAX(seq), 0) AS latest FROM events) AS e, \
                  events_horizon AS h",
             ),
             args![],
@@ -128,11 +129,12 @@ pub(crate) async fn purge_events<C: Conn>(
     before: OffsetDateTime,
 ) -> anyhow::Result<u64> {
     // The horizon is raised before the delete: after a crash in between, readers are
-    // told of a loss a little early, never left to miss events silently.
+    // told of a loss a little early, never left to miss events silently. Unnumbered
+    // events stay: they have no position the horizon could cover yet.
     conn.execute(
         fixed(
             "UPDATE events_horizon SET purged_through = expired.id \
-             FROM (SELECT COALESCE(MAX(id), 0) AS id FROM events WHERE time < $1) AS expired \
+             FROM (SELECT COALESCE(MAX(seq), 0) AS id FROM events WHERE time < $1) AS expired \
              WHERE expired.id > events_horizon.purged_through",
         ),
         args![to_micros(before)],
@@ -140,7 +142,7 @@ pub(crate) async fn purge_events<C: Conn>(
     .await
     .context("cannot raise the events horizon")?;
     conn.execute(
-        fixed("DELETE FROM events WHERE id <= (SELECT purged_through FROM events_horizon)"),
+        fixed("DELETE FROM events WHERE seq <= (SELECT purged_through FROM events_horizon)"),
         args![],
     )
     .await
