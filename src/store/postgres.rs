@@ -45,7 +45,6 @@ pub const DEFAULT_MAX_CONNECTIONS: u32 = 16;
 /// Advisory locks are scoped to the current database, so one constant suffices.
 const MIGRATION_LOCK: i64 = 0x6c66_6d69_6772_6174;
 
-
 impl PgStore {
     /// Connects to the database at `url` (`postgres://…` or `postgresql://…`) and
     /// applies the migrations. Replicas starting together are safe: migrations run
