@@ -202,9 +202,7 @@ mod tests {
         }
         assert!(backoff.len() <= MAX_ADDRESSES);
         assert!(
-            backoff
-                .wait(guesser, t0 + Duration::from_secs(5))
-                .is_some(),
+            backoff.wait(guesser, t0 + Duration::from_secs(5)).is_some(),
             "the oldest entries made room, not the latest"
         );
     }

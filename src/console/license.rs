@@ -188,7 +188,9 @@ fn unbound(license: &License, op: Option<&Operation>) -> String {
         LicenseState::Pending | LicenseState::Provisioning => {
             format!("not known yet: the order reached BILLmanager ({sent}); its answer is awaited")
         }
-        _ => format!("none: the order was sent to BILLmanager ({sent}) and no license there is bound to this one"),
+        _ => format!(
+            "none: the order was sent to BILLmanager ({sent}) and no license there is bound to this one"
+        ),
     }
 }
 
@@ -230,7 +232,7 @@ mod tests {
     fn order(l: &License, attempt: u32, sent: bool) -> Operation {
         let mut op = Operation::received(l.id, OperationKind::Order, l.create_time);
         op.attempt = attempt;
-        op.sent_at = sent.then(|| time::macros::datetime!(2030-01-02 03:04 UTC));
+        op.sent_at = sent.then_some(time::macros::datetime!(2030-01-02 03:04 UTC));
         op
     }
 
@@ -242,7 +244,10 @@ mod tests {
         assert!(said.contains("sent at 2030-01-02 03:04 UTC"), "{said}");
         assert!(said.contains("outcome is unknown"), "{said}");
         let twice = unbound(&l, Some(&order(&l, 2, true)));
-        assert!(twice.contains("sent 2 times, last at 2030-01-02 03:04 UTC"), "{twice}");
+        assert!(
+            twice.contains("sent 2 times, last at 2030-01-02 03:04 UTC"),
+            "{twice}"
+        );
     }
 
     #[test]

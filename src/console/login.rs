@@ -130,7 +130,12 @@ fn backing_off(state: &ConsoleState, headers: &HeaderMap, wait: Duration) -> Res
          trying again; until then no token is checked, not even the right one.",
         if secs == 1 { "" } else { "s" }
     );
-    let mut response = login_form(state, headers, StatusCode::TOO_MANY_REQUESTS, Some(&message));
+    let mut response = login_form(
+        state,
+        headers,
+        StatusCode::TOO_MANY_REQUESTS,
+        Some(&message),
+    );
     response
         .headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from(secs));

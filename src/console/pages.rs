@@ -238,4 +238,3 @@ fn clone_query(q: &ListQuery) -> ListQuery {
 pub(super) fn query_string<T: Serialize>(value: &T) -> String {
     serde_urlencoded::to_string(value).unwrap_or_default()
 }
-

@@ -145,7 +145,11 @@ pub(crate) fn license_list_sql(
     }
     if let Some(item) = filter.item_id {
         // Beyond the column's range no license has it: -1 matches none.
-        add("item_id", "=", ListBind::Int(i64::try_from(item).unwrap_or(-1)));
+        add(
+            "item_id",
+            "=",
+            ListBind::Int(i64::try_from(item).unwrap_or(-1)),
+        );
     }
     if let Some(after) = after {
         add("id", "<", ListBind::Text(after.to_string()));

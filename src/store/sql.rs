@@ -7,8 +7,8 @@ pub(crate) mod exec;
 pub(crate) mod orders;
 mod progress;
 mod reads;
-mod sessions;
 pub(crate) mod rows;
+mod sessions;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -311,7 +311,10 @@ async fn the_console_works_in_a_real_browser() {
     assert!(overview.contains("vps-0412"));
     // Every state's tile holds its name and count, NEEDS_ATTENTION the longest.
     let tiles = overflow(&browser, ".counts li", "li").await;
-    assert!(tiles <= 0.0, "a state's tile overflows by {tiles}px at 1280px");
+    assert!(
+        tiles <= 0.0,
+        "a state's tile overflows by {tiles}px at 1280px"
+    );
     let tables = overflow(&browser, ".table-wrap", ".card").await;
     assert!(tables <= 0.0, "a table overflows its card by {tables}px");
     save_screenshot(&browser, "overview").await;
@@ -467,7 +470,10 @@ async fn the_console_works_in_a_real_browser() {
     assert!(text(&browser).await.contains("RESOLVE"));
     save_screenshot(&browser, "audit").await;
     let audit = overflow(&browser, ".table-wrap", ".card").await;
-    assert!(audit <= 0.0, "the audit table overflows its card by {audit}px");
+    assert!(
+        audit <= 0.0,
+        "the audit table overflows its card by {audit}px"
+    );
 
     // Log out: the pages are closed again.
     submit(&browser, "logout", "body.page-login").await;
