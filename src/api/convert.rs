@@ -114,6 +114,7 @@ pub fn list_input(r: pb::ListLicensesRequest) -> ListInput {
         page_size: r.page_size,
         page_token: r.page_token,
         client: String::new(),
+        item_id: None,
     }
 }
 

@@ -8,8 +8,9 @@
 //! [`carry_out`] calling its use case; the license page offers the entries whose
 //! operation the license's state allows. Resolving a `NEEDS_ATTENTION` license is one
 //! of them, for admins: it asks for the action (retry, bind to an upstream id,
-//! abandon) and the reason, and suggests the drift report's orphans on the license's
-//! IP as the upstream id to bind.
+//! abandon; none is chosen in advance, the operator must pick one) and the reason,
+//! and suggests the drift report's orphans on the license's IP as the upstream id to
+//! bind.
 
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -137,6 +138,10 @@ pub const ACTIONS: [Action; 8] = [
     },
 ];
 
+/// What a resolution sent without one is told.
+const NO_RESOLUTION: &str = "No resolution was chosen: choose RETRY, BIND or ABANDON. Nothing \
+                             was changed.";
+
 fn action(slug: &str) -> Result<&'static Action, PageError> {
     ACTIONS
         .iter()
@@ -153,8 +158,10 @@ pub struct ActionInput {
     ip: String,
     #[serde(default)]
     panel: String,
+    /// The resolution; `None` on the first visit, `Some("")` when the form was sent
+    /// without one.
     #[serde(default)]
-    mode: String,
+    mode: Option<String>,
     #[serde(default)]
     upstream_id: String,
     #[serde(default)]
@@ -191,8 +198,16 @@ pub async fn confirm(
     let ask_period = action.needs_period && input.period.is_empty();
     let ask_ip = action.needs_ip && input.ip.trim().is_empty();
     let ask_panel = action.needs_panel && input.panel.is_empty();
-    let ask_resolve = action.needs_resolve
-        && (ResolveAction::parse(&input.mode).is_none() || input.reason.trim().is_empty());
+    let mode = input.mode.as_deref().unwrap_or_default();
+    let resolution = ResolveAction::parse(mode);
+    let ask_resolve =
+        action.needs_resolve && (resolution.is_none() || input.reason.trim().is_empty());
+    // Sent without a resolution (an empty choice, or a value that is none): say so.
+    let problem = if action.needs_resolve && input.mode.is_some() && resolution.is_none() {
+        NO_RESOLUTION
+    } else {
+        ""
+    };
     let ready = !(ask_period || ask_ip || ask_panel || ask_resolve);
     let mut summary = vec![
         ("License".to_owned(), license.id.to_string()),
@@ -218,13 +233,13 @@ pub async fn confirm(
             });
         }
         if action.needs_resolve {
-            summary.push(("Resolution".into(), input.mode.clone()));
+            summary.push(("Resolution".into(), mode.to_owned()));
             if !input.upstream_id.trim().is_empty() {
                 summary.push(("Upstream license".into(), input.upstream_id.trim().into()));
             }
             summary.push(("Reason".into(), input.reason.trim().into()));
             for (name, value) in [
-                ("mode", &input.mode),
+                ("mode", mode),
                 ("upstream_id", &input.upstream_id),
                 ("reason", &input.reason),
             ] {
@@ -282,9 +297,11 @@ pub async fn confirm(
             .map(|m| Choice {
                 value: m.as_str().into(),
                 label: m.as_str().into(),
-                selected: input.mode == m.as_str(),
+                selected: resolution == Some(m),
             })
             .collect(),
+        mode_chosen: resolution.is_some(),
+        problem,
         upstream_id: input.upstream_id.trim().to_owned(),
         reason: input.reason.clone(),
         candidates: if action.needs_resolve {
@@ -374,8 +391,12 @@ pub async fn carry_out(
         "cancel" => service.cancel(&call, &id).await?,
         "resolve" => {
             session.require(Scope::Admin)?;
+            let mode = form.mode.as_deref().unwrap_or_default();
+            let Some(resolution) = ResolveAction::parse(mode) else {
+                return Err(PageError::bad_request(NO_RESOLUTION));
+            };
             let input = ResolveInput {
-                action: ResolveAction::parse(&form.mode),
+                action: Some(resolution),
                 reason: form.reason.clone(),
                 upstream_id: form.upstream_id.clone(),
             };

@@ -9,7 +9,10 @@
 
 mod actions;
 mod admin;
+mod backoff;
 mod error;
+mod license;
+mod login;
 mod pages;
 mod session;
 mod views;
@@ -26,6 +29,7 @@ use crate::auth::Authenticator;
 use crate::health::Readiness;
 use crate::service::LicenseService;
 
+pub use backoff::{FREE_FAILURES as LOGIN_FREE_FAILURES, MAX_BACKOFF as LOGIN_MAX_BACKOFF};
 pub use session::{CSRF_FIELD, LOGIN_COOKIE, SESSION_COOKIE};
 
 /// Settings of the console (`[console]` in the configuration file).
@@ -65,6 +69,7 @@ pub struct ConsoleState {
     readiness: Arc<Readiness>,
     auth: Arc<Authenticator>,
     keys: Arc<session::Keys>,
+    login_backoff: Arc<backoff::LoginBackoff>,
     secure_cookies: bool,
     session_ttl: Duration,
 }
@@ -87,6 +92,7 @@ impl ConsoleState {
             readiness,
             auth,
             keys: Arc::new(keys),
+            login_backoff: Arc::default(),
             secure_cookies: config.secure_cookies,
             session_ttl: config.session_ttl,
         }
@@ -97,11 +103,11 @@ impl ConsoleState {
 pub fn router(state: ConsoleState) -> Router {
     Router::new()
         .route("/", get(pages::overview))
-        .route("/login", get(session::login_page).post(session::log_in))
-        .route("/logout", post(session::log_out))
+        .route("/login", get(login::login_page).post(login::log_in))
+        .route("/logout", post(login::log_out))
         .route("/static/console.css", get(stylesheet))
         .route("/licenses", get(pages::licenses))
-        .route("/licenses/{id}", get(pages::license))
+        .route("/licenses/{id}", get(license::license))
         .route(
             "/licenses/{id}/actions/{action}",
             get(actions::confirm).post(actions::carry_out),

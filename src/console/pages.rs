@@ -1,7 +1,7 @@
-//! The pages everyone with `licenses.read` sees: the overview, the license list and
-//! a license's page.
+//! The pages everyone with `licenses.read` sees: the overview and the license list
+//! (a license's page is `license`).
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
 
@@ -9,21 +9,17 @@ use super::ConsoleState;
 use super::error::PageError;
 use super::session::Session;
 use super::views::{
-    ActionLink, AuditRow, Choice, Chrome, DriftSummary, EventRow, LicensePage, LicenseRow,
-    Licenses, Overview, StateCount, UsageRow, render, state_class, when,
+    Choice, Chrome, DriftSummary, LicenseRow, Licenses, Overview, StateCount, UsageRow, render,
+    state_class, when,
 };
 use crate::auth::Scope;
-use crate::domain::{License, LicenseState, OperationKind};
-use crate::service::{AuditQuery, ListInput};
+use crate::domain::LicenseState;
+use crate::service::ListInput;
 
 /// How many licenses of the NEEDS_ATTENTION queue the overview lists.
 const QUEUE_SHOWN: i32 = 20;
 /// Licenses per page of the list.
 const LIST_PAGE: i32 = 50;
-/// Audit entries on a license's page.
-const HISTORY_SHOWN: i32 = 100;
-/// Events on a license's page.
-const EVENTS_SHOWN: u32 = 100;
 
 /// `GET /console/`.
 pub async fn overview(
@@ -117,8 +113,23 @@ pub struct ListQuery {
     ip: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     client: String,
+    /// The downstream (`/billmgr`) item id.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    item: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     page: String,
+}
+
+/// The item id filter: digits, perhaps after a `#` as the page shows them.
+fn item_filter(item: &str) -> Result<Option<u64>, PageError> {
+    let item = item.trim();
+    let digits = item.strip_prefix('#').unwrap_or(item).trim();
+    if digits.is_empty() {
+        return Ok(None);
+    }
+    digits.parse().map(Some).map_err(|_| {
+        PageError::bad_request("the item id must be a whole number (the /billmgr item id)")
+    })
 }
 
 /// A `<select>` of the states, `selected` chosen.
@@ -178,9 +189,11 @@ pub async fn licenses(
                 page_size: LIST_PAGE,
                 page_token: q.page.clone(),
                 client: q.client.trim().to_owned(),
+                item_id: item_filter(&q.item)?,
             },
         )
         .await?;
+    let items = state.service.item_ids(&page.items).await?;
     let first = ListQuery {
         page: String::new(),
         ..clone_query(&q)
@@ -196,7 +209,12 @@ pub async fn licenses(
         server_id: q.server.clone(),
         ip: q.ip.clone(),
         client: q.client.clone(),
-        rows: page.items.iter().map(LicenseRow::from).collect(),
+        item: q.item.clone(),
+        rows: page
+            .items
+            .iter()
+            .map(|l| LicenseRow::from(l).with_item(items.get(&l.id).copied()))
+            .collect(),
         next: next.map(|n| query_string(&n)),
         paged: !q.page.is_empty(),
         first: query_string(&first),
@@ -211,6 +229,7 @@ fn clone_query(q: &ListQuery) -> ListQuery {
         server: q.server.clone(),
         ip: q.ip.clone(),
         client: q.client.clone(),
+        item: q.item.clone(),
         page: q.page.clone(),
     }
 }
@@ -218,141 +237,4 @@ fn clone_query(q: &ListQuery) -> ListQuery {
 /// `value` as a URL query (the template escapes it for the attribute).
 pub(super) fn query_string<T: Serialize>(value: &T) -> String {
     serde_urlencoded::to_string(value).unwrap_or_default()
-}
-
-/// `?done=` after an action: which one was accepted.
-#[derive(Debug, Default, Deserialize)]
-pub struct LicenseQuery {
-    #[serde(default)]
-    done: String,
-}
-
-/// The actions the license page offers: the ones the license's state allows now
-/// (the domain's own check), when the client may change licenses.
-fn offered_actions(license: &License, admin: bool) -> Vec<ActionLink> {
-    let candidates = [
-        (
-            "renew",
-            "Renew",
-            false,
-            OperationKind::Renew {
-                period: 1,
-                previous_expiry: None,
-            },
-        ),
-        (
-            "change-ip",
-            "Change IP",
-            false,
-            // Any other address: only the state matters here.
-            OperationKind::ChangeIp { ip: String::new() },
-        ),
-        (
-            "change-panel",
-            "Change panel",
-            false,
-            OperationKind::ChangePanel {
-                tariff_id: 0,
-                panel: String::new(),
-                period: 1,
-            },
-        ),
-        ("suspend", "Suspend", false, OperationKind::Suspend),
-        ("resume", "Resume", false, OperationKind::Resume),
-        (
-            "reissue-key",
-            "Reissue key",
-            false,
-            OperationKind::ReissueKey { previous_key: None },
-        ),
-        ("cancel", "Cancel", true, OperationKind::Cancel),
-    ];
-    let mut offered: Vec<ActionLink> = candidates
-        .into_iter()
-        .filter(|(.., kind)| license.check_change(kind).is_ok())
-        .map(|(slug, label, danger, _)| ActionLink {
-            slug,
-            label,
-            danger,
-        })
-        .collect();
-    // A person decides about a license the workflow stopped on: an admin's call.
-    if admin && license.state == crate::domain::LicenseState::NeedsAttention {
-        offered.insert(
-            0,
-            ActionLink {
-                slug: "resolve",
-                label: "Resolve",
-                danger: false,
-            },
-        );
-    }
-    offered
-}
-
-/// `GET /console/licenses/{id}`: the license, its actions and its audit history.
-pub async fn license(
-    State(state): State<ConsoleState>,
-    session: Session,
-    Path(id): Path<String>,
-    Query(q): Query<LicenseQuery>,
-) -> Result<Response, PageError> {
-    session.require(Scope::Read)?;
-    let license = state
-        .service
-        .get_license(session.principal.owner_filter(), &id)
-        .await?;
-    // The audit log is an admin read on the API, so it is here.
-    let history = if session.is_admin() {
-        let page = state
-            .service
-            .list_audit(AuditQuery {
-                license_id: license.id.to_string(),
-                page_size: HISTORY_SHOWN,
-                ..AuditQuery::default()
-            })
-            .await?;
-        Some(page.items.iter().map(AuditRow::from).collect())
-    } else {
-        None
-    };
-    let events = state
-        .service
-        .license_events(session.principal.owner_filter(), &id, EVENTS_SHOWN)
-        .await?;
-    let may_write = session.principal.allows(Scope::Write);
-    let done = super::actions::ACTIONS
-        .iter()
-        .find(|a| a.slug == q.done)
-        .map(|a| a.done)
-        .unwrap_or_default()
-        .to_owned();
-    let page = LicensePage {
-        chrome: Chrome::of(&session, "licenses"),
-        l: LicenseRow::from(&license),
-        upstream_id: license
-            .upstream_id
-            .map(|u| u.to_string())
-            .unwrap_or_default(),
-        tariff_id: license.tariff_id,
-        period: match license.period.months() {
-            0 => "trial".into(),
-            1 => "1 month".into(),
-            n => format!("{n} months"),
-        },
-        auto_renew: license.auto_renew,
-        nodes: license.nodes.map(|n| n.to_string()).unwrap_or_default(),
-        license_key: license.license_key.clone().unwrap_or_default(),
-        created: when(license.create_time),
-        done,
-        actions: if may_write {
-            offered_actions(&license, session.is_admin())
-        } else {
-            Vec::new()
-        },
-        may_write,
-        history,
-        events: events.iter().map(EventRow::from).collect(),
-    };
-    Ok(render(&page))
 }

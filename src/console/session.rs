@@ -1,26 +1,28 @@
-//! Console sessions: log-in with an API token, a signed session cookie, CSRF tokens.
+//! Console sessions: a signed session cookie, its revocation, CSRF tokens.
 //!
 //! The cookie holds the client's name, an expiry and a random nonce, signed with
-//! HMAC-SHA-256 under the console key; nothing is stored server-side. A restart with
-//! another key makes every signature fail, which revokes every session. The scopes
-//! are not in the cookie: each request takes them from the clients file, so a
-//! session never holds more than the client's token does. The CSRF token of a
-//! session is a MAC of its nonce; the log-in form, which has no session yet, gets a
-//! short-lived nonce cookie of its own.
+//! HMAC-SHA-256 under the console key, so any replica with the key opens it without
+//! the store. Ending one before it expires is the exception, and the one thing kept
+//! server-side: a log-out records the session as revoked in the store every replica
+//! shares (a digest of its nonce, until its expiry), and every request checks that
+//! record. A restart with another key makes every signature fail, which revokes every
+//! session. The scopes are not in the cookie: each request takes them from the clients
+//! file, so a session never holds more than the client's token does. The CSRF token
+//! of a session is a MAC of its nonce, so it dies with the session; the log-in form,
+//! which has no session yet, gets a short-lived nonce cookie of its own.
 
-use axum::extract::{FromRequest, FromRequestParts, Request, State};
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use sha2::Sha256;
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 
 use super::error::PageError;
-use super::views::{Login, render};
 use super::{BASE, ConsoleState};
 use crate::auth::{Principal, Scope};
 use crate::domain::ClientName;
@@ -32,7 +34,7 @@ pub const LOGIN_COOKIE: &str = "lf_console_login";
 /// The name of the CSRF field of every form that changes something.
 pub const CSRF_FIELD: &str = "csrf";
 /// How long a log-in form may be left open.
-const LOGIN_FORM_TTL_SECS: i64 = 1800;
+pub(super) const LOGIN_FORM_TTL_SECS: i64 = 1800;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -63,7 +65,7 @@ impl Keys {
     }
 
     /// A session cookie value for `client` until `expires`.
-    fn issue(&self, client: &ClientName, expires: i64) -> String {
+    pub(super) fn issue(&self, client: &ClientName, expires: i64) -> String {
         let client = hex::encode(client.as_str());
         let expires = expires.to_string();
         let nonce = hex::encode(rand::random::<[u8; 16]>());
@@ -76,8 +78,8 @@ impl Keys {
         format!("{client}.{expires}.{nonce}.{}", hex::encode(mac))
     }
 
-    /// The client and nonce of a cookie value this key signed that has not expired.
-    fn open(&self, value: &str, now: i64) -> Option<(ClientName, String)> {
+    /// What a cookie value this key signed says, if it has not expired.
+    fn open(&self, value: &str, now: i64) -> Option<Opened> {
         let mut parts = value.split('.');
         let (client, expires, nonce, mac) =
             (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
@@ -94,22 +96,41 @@ impl Keys {
         if !bool::from(expected.as_slice().ct_eq(&presented)) {
             return None;
         }
-        if expires.parse::<i64>().ok()? <= now {
+        let expires = expires.parse::<i64>().ok()?;
+        if expires <= now {
             return None;
         }
         let client = String::from_utf8(hex::decode(client).ok()?).ok()?;
-        Some((ClientName::new(client), nonce.to_owned()))
+        Some(Opened {
+            client: ClientName::new(client),
+            nonce: nonce.to_owned(),
+            expires,
+        })
     }
 
     /// The CSRF token of a nonce (`purpose`: `csrf` for sessions, `login`).
-    fn token(&self, purpose: &str, nonce: &str) -> String {
+    pub(super) fn token(&self, purpose: &str, nonce: &str) -> String {
         hex::encode(self.mac(&[purpose.as_bytes(), nonce.as_bytes()]))
     }
 
-    fn check_token(&self, purpose: &str, nonce: &str, presented: &str) -> bool {
+    pub(super) fn check_token(&self, purpose: &str, nonce: &str, presented: &str) -> bool {
         let expected = self.token(purpose, nonce);
         !presented.is_empty() && bool::from(expected.as_bytes().ct_eq(presented.as_bytes()))
     }
+}
+
+/// What a valid session cookie says.
+struct Opened {
+    client: ClientName,
+    nonce: String,
+    /// Unix seconds.
+    expires: i64,
+}
+
+/// How a session is named in the store's revocations: a digest of its nonce, so the
+/// store never holds what the session's CSRF token is made from.
+fn revocation_id(nonce: &str) -> String {
+    hex::encode(Sha256::digest(format!("console-session:{nonce}")))
 }
 
 /// A logged-in person: the client's principal and the session's CSRF token.
@@ -119,6 +140,8 @@ pub struct Session {
     /// The CSRF token forms of this session carry.
     pub csrf: String,
     nonce: String,
+    /// When the session expires (unix seconds).
+    expires: i64,
 }
 
 impl Session {
@@ -133,10 +156,21 @@ impl Session {
     pub fn is_admin(&self) -> bool {
         self.principal.allows(Scope::Admin)
     }
+
+    /// Ends this session on every replica (see the module's comment).
+    pub async fn revoke(&self, state: &ConsoleState) -> Result<(), PageError> {
+        let expires = OffsetDateTime::from_unix_timestamp(self.expires)
+            .map_err(|_| PageError::bad_request("the session's expiry is out of range"))?;
+        state
+            .service
+            .revoke_session(&revocation_id(&self.nonce), expires)
+            .await?;
+        Ok(())
+    }
 }
 
 /// The value of cookie `name` in the request, if sent.
-fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+pub(super) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -157,19 +191,34 @@ impl FromRequestParts<ConsoleState> for Session {
         let now = OffsetDateTime::now_utc().unix_timestamp();
         let opened = cookie(&parts.headers, SESSION_COOKIE)
             .and_then(|value| state.keys.open(value, now))
-            .and_then(|(client, nonce)| Some((state.auth.principal_of(&client)?, nonce)));
-        let Some((principal, nonce)) = opened else {
+            .and_then(|o| Some((state.auth.principal_of(&o.client)?, o)));
+        let Some((principal, opened)) = opened else {
             return Err(Redirect::to(&format!("{BASE}/login")).into_response());
         };
+        let revoked = state
+            .service
+            .session_revoked(&revocation_id(&opened.nonce))
+            .await
+            .map_err(|e| PageError::from(e).into_response())?;
+        if revoked {
+            tracing::info!(client = %principal.client, "console session refused: logged out");
+            let mut response = Redirect::to(&format!("{BASE}/login")).into_response();
+            response.headers_mut().append(
+                header::SET_COOKIE,
+                set_cookie(SESSION_COOKIE, "", 0, secure(state, &parts.headers)),
+            );
+            return Err(response);
+        }
         // A person's clicks count against the client's rate like its API calls.
         state
             .auth
             .admit(&principal)
             .map_err(|e| PageError::from(crate::service::ServiceError::from(e)).into_response())?;
         Ok(Self {
-            csrf: state.keys.token("csrf", &nonce),
+            csrf: state.keys.token("csrf", &opened.nonce),
             principal,
-            nonce,
+            nonce: opened.nonce,
+            expires: opened.expires,
         })
     }
 }
@@ -215,123 +264,19 @@ impl<T: DeserializeOwned> FromRequest<ConsoleState> for Posted<T> {
 /// Whether cookies must be `Secure`: configured so, or the request came over TLS
 /// (as a TLS-terminating proxy says). A spoofed header can only make the cookie
 /// stricter.
-fn secure(state: &ConsoleState, headers: &HeaderMap) -> bool {
+pub(super) fn secure(state: &ConsoleState, headers: &HeaderMap) -> bool {
     state.secure_cookies
         || headers
             .get("x-forwarded-proto")
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"))
 }
 
-fn set_cookie(name: &str, value: &str, max_age: i64, secure: bool) -> HeaderValue {
+pub(super) fn set_cookie(name: &str, value: &str, max_age: i64, secure: bool) -> HeaderValue {
     let secure = if secure { "; Secure" } else { "" };
     HeaderValue::from_str(&format!(
         "{name}={value}; Path={BASE}; Max-Age={max_age}; HttpOnly; SameSite=Strict{secure}"
     ))
     .expect("cookie values are hex, digits and dots")
-}
-
-/// `GET /console/login`: the form, with a fresh nonce cookie for its CSRF token.
-pub async fn login_page(State(state): State<ConsoleState>, headers: HeaderMap) -> Response {
-    login_form(&state, &headers, StatusCode::OK, None)
-}
-
-fn login_form(
-    state: &ConsoleState,
-    headers: &HeaderMap,
-    status: StatusCode,
-    error: Option<&str>,
-) -> Response {
-    let nonce = hex::encode(rand::random::<[u8; 16]>());
-    let page = Login {
-        csrf: state.keys.token("login", &nonce),
-        error: error.unwrap_or_default().to_owned(),
-    };
-    let mut response = (status, render(&page)).into_response();
-    response.headers_mut().append(
-        header::SET_COOKIE,
-        set_cookie(
-            LOGIN_COOKIE,
-            &nonce,
-            LOGIN_FORM_TTL_SECS,
-            secure(state, headers),
-        ),
-    );
-    response
-}
-
-/// The log-in form.
-#[derive(Deserialize)]
-pub struct LoginForm {
-    #[serde(default)]
-    token: String,
-    #[serde(default)]
-    csrf: String,
-}
-
-/// `POST /console/login`: checks the token like the API does (and the client's
-/// rate, and that it may at least read); sets the session cookie.
-pub async fn log_in(
-    State(state): State<ConsoleState>,
-    headers: HeaderMap,
-    axum::Form(form): axum::Form<LoginForm>,
-) -> Response {
-    let csrf_ok = cookie(&headers, LOGIN_COOKIE)
-        .is_some_and(|nonce| state.keys.check_token("login", nonce, &form.csrf));
-    if !csrf_ok {
-        tracing::info!("console log-in refused: CSRF token");
-        return PageError::csrf().into_response();
-    }
-    let authorization = format!("Bearer {}", form.token.trim());
-    let principal = match state
-        .auth
-        .check(Some(authorization.as_bytes()), Scope::Read)
-    {
-        Ok(principal) => principal,
-        Err(e) => {
-            let e = crate::service::ServiceError::from(e);
-            tracing::info!(code = e.code(), "console log-in refused");
-            let (status, message) = match e.kind() {
-                crate::service::ErrorKind::PermissionDenied => (
-                    StatusCode::FORBIDDEN,
-                    "This client may not read licenses, so it cannot use the console.",
-                ),
-                crate::service::ErrorKind::ResourceExhausted => (
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "Too many requests from this client; wait a moment and try again.",
-                ),
-                _ => (StatusCode::UNAUTHORIZED, "That token is not valid."),
-            };
-            return login_form(&state, &headers, status, Some(message));
-        }
-    };
-    let ttl = i64::try_from(state.session_ttl.as_secs()).unwrap_or(i64::MAX / 2);
-    let expires = OffsetDateTime::now_utc().unix_timestamp() + ttl;
-    let value = state.keys.issue(&principal.client, expires);
-    tracing::info!(client = %principal.client, "console log-in");
-    let secure = secure(&state, &headers);
-    let mut response = Redirect::to(&format!("{BASE}/")).into_response();
-    let h = response.headers_mut();
-    h.append(
-        header::SET_COOKIE,
-        set_cookie(SESSION_COOKIE, &value, ttl, secure),
-    );
-    h.append(header::SET_COOKIE, set_cookie(LOGIN_COOKIE, "", 0, secure));
-    response
-}
-
-/// `POST /console/logout`: clears the session cookie.
-pub async fn log_out(
-    State(state): State<ConsoleState>,
-    headers: HeaderMap,
-    posted: Posted<serde::de::IgnoredAny>,
-) -> Response {
-    tracing::info!(client = %posted.session.principal.client, "console log-out");
-    let mut response = Redirect::to(&format!("{BASE}/login")).into_response();
-    response.headers_mut().append(
-        header::SET_COOKIE,
-        set_cookie(SESSION_COOKIE, "", 0, secure(&state, &headers)),
-    );
-    response
 }
 
 #[cfg(test)]
@@ -342,8 +287,9 @@ mod tests {
     fn a_session_opens_only_under_its_key_and_before_it_expires() {
         let keys = Keys::new(vec![7; 32]);
         let value = keys.issue(&ClientName::new("ops"), 1_000);
-        let (client, _) = keys.open(&value, 999).expect("valid");
-        assert_eq!(client.as_str(), "ops");
+        let opened = keys.open(&value, 999).expect("valid");
+        assert_eq!(opened.client.as_str(), "ops");
+        assert_eq!(opened.expires, 1_000);
         assert!(keys.open(&value, 1_000).is_none(), "expired");
         assert!(
             Keys::new(vec![8; 32]).open(&value, 999).is_none(),

@@ -91,6 +91,16 @@ pub struct LicenseRow {
     pub expires: String,
     pub updated: String,
     pub last_error: String,
+    /// The downstream (`/billmgr`) item id; empty when not read.
+    pub item_id: String,
+}
+
+impl LicenseRow {
+    /// The row with the license's downstream item id.
+    pub fn with_item(mut self, item: Option<u64>) -> Self {
+        self.item_id = item.map(|i| i.to_string()).unwrap_or_default();
+        self
+    }
 }
 
 impl From<&License> for LicenseRow {
@@ -115,6 +125,7 @@ impl From<&License> for LicenseRow {
                 .as_ref()
                 .map(|e| format!("{}: {}", e.code, e.message))
                 .unwrap_or_default(),
+            item_id: String::new(),
         }
     }
 }
@@ -275,6 +286,8 @@ pub struct Licenses {
     pub server_id: String,
     pub ip: String,
     pub client: String,
+    /// The item id filter as typed.
+    pub item: String,
     pub rows: Vec<LicenseRow>,
     /// The query of the next page, if there is one.
     pub next: Option<String>,
@@ -298,6 +311,9 @@ pub struct LicensePage {
     pub chrome: Chrome,
     pub l: LicenseRow,
     pub upstream_id: String,
+    /// Shown instead of an upstream id the license does not have: how far its order
+    /// got upstream.
+    pub upstream_unbound: String,
     pub tariff_id: u32,
     pub period: String,
     pub auto_renew: bool,
@@ -335,7 +351,12 @@ pub struct Confirm {
     pub ask_panel: bool,
     /// Resolving a `NEEDS_ATTENTION` license: the action, the upstream id, the reason.
     pub ask_resolve: bool,
+    /// None is selected until the operator chooses.
     pub modes: Vec<Choice>,
+    /// Whether one of `modes` is chosen (else "Choose a resolution" is).
+    pub mode_chosen: bool,
+    /// Why the inputs are asked again (e.g. no resolution was chosen); empty at first.
+    pub problem: &'static str,
     pub upstream_id: String,
     pub reason: String,
     /// Orphans of the latest drift report on the license's IP (BIND candidates).

@@ -168,6 +168,12 @@ pub struct Operation {
 }
 
 impl Operation {
+    /// When its last attempt was sent upstream, if one was: an attempt counted and
+    /// its send time stamped (an attempt that was not sent after all is uncounted).
+    pub fn last_sent(&self) -> Option<OffsetDateTime> {
+        self.sent_at.filter(|_| self.attempt > 0)
+    }
+
     /// A new operation at [`Phase::Received`], due at once.
     pub fn received(license_id: LicenseId, kind: OperationKind, now: OffsetDateTime) -> Self {
         Self {

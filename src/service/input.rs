@@ -47,6 +47,8 @@ pub struct ListInput {
     /// Only this client's licenses ("" = any); a caller that sees only its own
     /// licenses sees only its own whatever this says.
     pub client: String,
+    /// Only the license with this downstream item id (`/billmgr`'s `elid`).
+    pub item_id: Option<u64>,
 }
 
 /// Largest page a listing returns.
@@ -213,6 +215,7 @@ impl ListInput {
             ip,
             tariff_id,
             state: self.state,
+            item_id: self.item_id,
         };
         let token = Some(self.page_token).filter(|t| !t.is_empty());
         Ok((filter, page_size as u32, token))

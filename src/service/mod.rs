@@ -15,6 +15,7 @@ mod quotes;
 mod reconcile;
 mod recovery;
 mod resolve;
+mod sessions;
 mod spend;
 mod stats;
 mod usage;
@@ -374,6 +375,18 @@ impl LicenseService {
     ) -> Result<Vec<crate::domain::Event>, ServiceError> {
         let license = self.get_license(client, id).await?;
         Ok(self.store.license_events(license.id, limit).await?)
+    }
+
+    /// The latest operation of a license (its order or its latest change) as the
+    /// workflow last recorded it: how far it got, and when it was last sent upstream.
+    /// `client`: only when the license is theirs.
+    pub async fn latest_operation(
+        &self,
+        client: Option<&ClientName>,
+        id: &str,
+    ) -> Result<Option<crate::domain::Operation>, ServiceError> {
+        let license = self.get_license(client, id).await?;
+        Ok(self.store.latest_operation(license.id).await?)
     }
 
     /// Lists licenses.

@@ -143,6 +143,14 @@ pub(crate) fn license_list_sql(
     if let Some(state) = filter.state {
         add("state", "=", ListBind::Text(state.as_str().to_owned()));
     }
+    if let Some(item) = filter.item_id {
+        // Beyond the column's range no license has it: -1 matches none.
+        add(
+            "item_id",
+            "=",
+            ListBind::Int(i64::try_from(item).unwrap_or(-1)),
+        );
+    }
     if let Some(after) = after {
         add("id", "<", ListBind::Text(after.to_string()));
     }

@@ -224,6 +224,8 @@ pub struct LicenseFilter {
     pub tariff_id: Option<u32>,
     /// Only this state.
     pub state: Option<LicenseState>,
+    /// Only the license with this downstream item id.
+    pub item_id: Option<u64>,
 }
 
 /// One page of a listing.
@@ -499,6 +501,19 @@ pub trait Store: Send + Sync + 'static {
     /// would only delay the recovery its operations need. Returns how many were
     /// released.
     async fn release_all_leases(&self, not_before: OffsetDateTime) -> Result<u64, StoreError>;
+
+    /// Records that the console session `session` (a digest of its id, never the id)
+    /// ended before it expires at `expires`, so that every process sharing the store
+    /// refuses it from now on; drops the records of sessions expired by `now`.
+    async fn revoke_session(
+        &self,
+        session: &str,
+        expires: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError>;
+
+    /// Whether the console session `session` (its digest) was revoked.
+    async fn session_revoked(&self, session: &str) -> Result<bool, StoreError>;
 
     /// Takes the named process-wide lease (one row of `leases`, e.g. `reconcile`) for
     /// `owner` until `now + ttl` when it is free or has run out; returns whether

@@ -8,6 +8,7 @@ pub(crate) mod orders;
 mod progress;
 mod reads;
 pub(crate) mod rows;
+mod sessions;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -454,6 +455,19 @@ impl<D: Dialect> Store for SqlStore<D> {
 
     async fn release_all_leases(&self, not_before: OffsetDateTime) -> Result<u64, StoreError> {
         Ok(progress::release_all_leases(&mut *self.lease_conn().await?, not_before).await?)
+    }
+
+    async fn revoke_session(
+        &self,
+        session: &str,
+        expires: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        Ok(sessions::revoke(&mut *self.conn().await?, session, expires, now).await?)
+    }
+
+    async fn session_revoked(&self, session: &str) -> Result<bool, StoreError> {
+        Ok(sessions::is_revoked(&mut *self.conn().await?, session).await?)
     }
 
     async fn try_take_lease(

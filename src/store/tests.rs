@@ -785,6 +785,7 @@ async fn listings_filter_by_every_field(store: Arc<dyn Store>) {
         ip: Some(fixture_ip("acme", "srv-1").to_string()),
         tariff_id: Some(3651),
         state: Some(LicenseState::Pending),
+        item_id: None,
     })
     .await;
     let nothing = list(LicenseFilter {
@@ -1395,6 +1396,7 @@ async fn only_a_newer_drift_report_replaces_the_stored_one(store: Arc<dyn Store>
 }
 
 mod audit;
+mod console;
 mod feed;
 mod resolve;
 

@@ -162,6 +162,40 @@ async fn state_shown(browser: &Client) -> String {
         .unwrap()
 }
 
+/// How far the widest of `selector`'s elements reaches past the inside of its card
+/// (`card`: the closest ancestor, or the element itself, matching it), in CSS
+/// pixels; 0 or less when everything fits. An element scrolled sideways inside its
+/// card counts with its full width: it does not fit either.
+async fn overflow(browser: &Client, selector: &str, card: &str) -> f64 {
+    let script = r#"
+        const [selector, cardSelector] = arguments;
+        const elements = [...document.querySelectorAll(selector)];
+        if (elements.length === 0) { return null; }
+        let worst = -Infinity;
+        for (const el of elements) {
+            const card = el.closest(cardSelector);
+            const style = getComputedStyle(card);
+            const inner = card.getBoundingClientRect().right - parseFloat(style.borderRightWidth)
+                - parseFloat(style.paddingRight);
+            // What is scrolled out of sight inside the element does not fit either.
+            worst = Math.max(worst, el.scrollWidth - el.clientWidth);
+            const parts = [...el.querySelectorAll('*')];
+            if (el !== card) { parts.push(el); }
+            for (const part of parts) {
+                worst = Math.max(worst, part.getBoundingClientRect().right - inner);
+            }
+        }
+        return worst;
+    "#;
+    let worst = browser
+        .execute(script, vec![json!(selector), json!(card)])
+        .await
+        .unwrap();
+    worst
+        .as_f64()
+        .unwrap_or_else(|| panic!("no {selector} on the page"))
+}
+
 async fn text(browser: &Client) -> String {
     browser
         .find(Locator::Css("main"))
@@ -275,6 +309,14 @@ async fn the_console_works_in_a_real_browser() {
         "the stuck license: {overview}"
     );
     assert!(overview.contains("vps-0412"));
+    // Every state's tile holds its name and count, NEEDS_ATTENTION the longest.
+    let tiles = overflow(&browser, ".counts li", "li").await;
+    assert!(
+        tiles <= 0.0,
+        "a state's tile overflows by {tiles}px at 1280px"
+    );
+    let tables = overflow(&browser, ".table-wrap", ".card").await;
+    assert!(tables <= 0.0, "a table overflows its card by {tables}px");
     save_screenshot(&browser, "overview").await;
 
     // The stuck license is one click away.
@@ -298,7 +340,13 @@ async fn the_console_works_in_a_real_browser() {
             .as_str()
             .ends_with(&stuck_id)
     );
-    assert!(text(&browser).await.contains("NEEDS_ATTENTION"));
+    let stuck_page = text(&browser).await;
+    assert!(stuck_page.contains("NEEDS_ATTENTION"));
+    assert!(
+        stuck_page.contains("the order reached BILLmanager (sent at"),
+        "how far the order got: {stuck_page}"
+    );
+    save_screenshot(&browser, "attention").await;
 
     // The license list, and a license's page.
     browser.goto(&format!("{console}licenses")).await.unwrap();
@@ -314,6 +362,8 @@ async fn the_console_works_in_a_real_browser() {
         "{page}"
     );
     save_screenshot(&browser, "license").await;
+    let history = overflow(&browser, ".table-wrap", ".card").await;
+    assert!(history <= 0.0, "a table overflows its card by {history}px");
 
     // A form without its CSRF token is refused and changes nothing.
     browser
@@ -413,6 +463,17 @@ async fn the_console_works_in_a_real_browser() {
     assert_eq!(app.sandbox.call_count("soft.order.param"), sent + 1);
     assert_eq!(app.sandbox.licenses().len(), upstream_count + 1);
     save_screenshot(&browser, "resolved").await;
+
+    // The audit log, with the request ids and reasons of everything above, fits its
+    // card without sideways scrolling.
+    browser.goto(&format!("{console}audit")).await.unwrap();
+    assert!(text(&browser).await.contains("RESOLVE"));
+    save_screenshot(&browser, "audit").await;
+    let audit = overflow(&browser, ".table-wrap", ".card").await;
+    assert!(
+        audit <= 0.0,
+        "the audit table overflows its card by {audit}px"
+    );
 
     // Log out: the pages are closed again.
     submit(&browser, "logout", "body.page-login").await;

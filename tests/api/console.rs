@@ -20,20 +20,20 @@ const ATTRIBUTE: &str = "\"'><img src=x onerror=alert(2)>";
 
 /// A browser without JavaScript: keeps the console's cookies, does not follow
 /// redirects (tests look at them).
-struct Browser {
-    base: String,
-    http: reqwest::Client,
-    cookies: HashMap<String, String>,
+pub(crate) struct Browser {
+    pub(crate) base: String,
+    pub(crate) http: reqwest::Client,
+    pub(crate) cookies: HashMap<String, String>,
 }
 
-struct Page {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: String,
+pub(crate) struct Page {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: String,
 }
 
 impl Page {
-    fn location(&self) -> &str {
+    pub(crate) fn location(&self) -> &str {
         self.headers
             .get(LOCATION)
             .and_then(|v| v.to_str().ok())
@@ -41,7 +41,7 @@ impl Page {
     }
 
     /// The value of the first hidden input `name`.
-    fn hidden(&self, name: &str) -> String {
+    pub(crate) fn hidden(&self, name: &str) -> String {
         let marker = format!("name=\"{name}\" value=\"");
         let start = self
             .body
@@ -51,7 +51,7 @@ impl Page {
         self.body[start..].split('"').next().unwrap().to_owned()
     }
 
-    fn set_cookies(&self) -> Vec<String> {
+    pub(crate) fn set_cookies(&self) -> Vec<String> {
         self.headers
             .get_all(SET_COOKIE)
             .iter()
@@ -61,7 +61,7 @@ impl Page {
 }
 
 impl Browser {
-    fn new(app: &TestApp) -> Self {
+    pub(crate) fn new(app: &TestApp) -> Self {
         Self {
             base: app.http.clone(),
             http: reqwest::Client::builder()
@@ -72,7 +72,7 @@ impl Browser {
         }
     }
 
-    fn cookie_header(&self) -> String {
+    pub(crate) fn cookie_header(&self) -> String {
         self.cookies
             .iter()
             .map(|(k, v)| format!("{k}={v}"))
@@ -80,7 +80,7 @@ impl Browser {
             .join("; ")
     }
 
-    async fn send(&mut self, request: reqwest::RequestBuilder) -> Page {
+    pub(crate) async fn send(&mut self, request: reqwest::RequestBuilder) -> Page {
         let response = request
             .header("cookie", self.cookie_header())
             .send()
@@ -103,18 +103,18 @@ impl Browser {
         page
     }
 
-    async fn get(&mut self, path: &str) -> Page {
+    pub(crate) async fn get(&mut self, path: &str) -> Page {
         let request = self.http.get(format!("{}{path}", self.base));
         self.send(request).await
     }
 
-    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
+    pub(crate) async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
         let request = self.http.post(format!("{}{path}", self.base)).form(form);
         self.send(request).await
     }
 
     /// Logs in with `token`; returns the answer to the log-in form.
-    async fn log_in(&mut self, token: &str) -> Page {
+    pub(crate) async fn log_in(&mut self, token: &str) -> Page {
         let form = self.get("/console/login").await;
         let csrf = form.hidden("csrf");
         self.post("/console/login", &[("csrf", &csrf), ("token", token)])
@@ -122,7 +122,7 @@ impl Browser {
     }
 
     /// The session's CSRF token, from the log-out form every page has.
-    async fn csrf(&mut self) -> String {
+    pub(crate) async fn csrf(&mut self) -> String {
         self.get("/console/").await.hidden("csrf")
     }
 }

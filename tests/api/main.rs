@@ -12,6 +12,7 @@ mod browser;
 mod catalog;
 mod connections;
 mod console;
+mod console_security;
 mod doctor;
 mod drift;
 mod errors;
