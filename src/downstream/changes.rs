@@ -3,9 +3,11 @@
 //! answered once it is made or after [`CHANGE_WAIT`](super::request::CHANGE_WAIT).
 
 use crate::domain::License;
-use crate::protocol::{ApiError, Doc, Node};
+use crate::protocol::{ApiError, Doc, Node, status_name};
 use crate::service::{Outcome, ServiceError};
 
+use super::error::to_api_error;
+use super::items::status_of;
 use super::request::Req;
 
 /// `func=service.prolong`: without `sok` the form; with it a renewal for `period`
@@ -49,22 +51,104 @@ pub enum Group {
     Delete,
 }
 
+/// What became of one item of a group change.
+enum ItemResult {
+    /// Made; the license as it is after it.
+    Done(License),
+    /// Accepted and still going after the wait; the license as the wait left it.
+    InProgress(License),
+    /// Refused; the license as it was looked up (unchanged by this call).
+    Refused(License, ApiError),
+}
+
 /// `soft.suspend` / `soft.resume` / `soft.delete` on one item or a `", "`-separated
 /// list. Every id is looked up first, so one the caller may not see changes nothing.
+///
+/// One item answers as before: `ok`, or the item's error. Several are changed one by
+/// one, each whatever became of the others, and the answer says per item what
+/// happened (one `elem` each, see docs/compat.md): with `ok` when every item was
+/// changed, else with the first refusal as the answer's `error` — never an error alone
+/// once an item has been changed.
 pub async fn group(r: &Req<'_>, change: Group) -> Result<Doc, ApiError> {
+    let items = r.params.elids()?;
     let mut licenses = Vec::new();
-    for item in r.params.elids()? {
-        licenses.push(r.license_of(item).await?);
+    for item in &items {
+        licenses.push(r.license_of(*item).await?);
     }
     let call = r.change_call();
-    for license in licenses {
+    let mut results = Vec::new();
+    for (item, license) in items.iter().zip(licenses) {
         let id = license.id.to_string();
-        let result: Result<Outcome, ServiceError> = match change {
+        let outcome: Result<Outcome, ServiceError> = match change {
             Group::Suspend => r.service.suspend(&call, &id).await,
             Group::Resume => r.service.resume(&call, &id).await,
             Group::Delete => r.service.cancel(&call, &id).await,
         };
-        result.map_err(|e| r.fail(&e))?;
+        let result = match outcome {
+            Ok(o) if o.settled => ItemResult::Done(o.license),
+            Ok(o) => ItemResult::InProgress(o.license),
+            Err(e) => ItemResult::Refused(license, to_api_error(&e, Some(&item.to_string()))),
+        };
+        results.push((*item, result));
     }
-    Ok(Doc::ok())
+    if let [(_, only)] = results.as_slice() {
+        return match only {
+            ItemResult::Refused(_, e) => Err(e.clone()),
+            _ => Ok(Doc::ok()),
+        };
+    }
+    let changed = results
+        .iter()
+        .filter(|(_, r)| !matches!(r, ItemResult::Refused(..)))
+        .count();
+    let first_refusal = results.iter().find_map(|(item, r)| match r {
+        ItemResult::Refused(_, e) => Some((*item, e)),
+        _ => None,
+    });
+    let head = match first_refusal {
+        None => Node::new("ok"),
+        Some((item, e)) => {
+            let total = results.len();
+            let summary = ApiError {
+                msg: format!(
+                    "Item {item}: {} ({changed} of {total} items changed)",
+                    e.msg.trim_end()
+                ),
+                ..e.clone()
+            };
+            let doc = summary.to_doc(r.params.get("func").unwrap_or_default());
+            doc.root
+                .children
+                .into_iter()
+                .next()
+                .expect("an error answer has its error")
+        }
+    };
+    let mut children = vec![head];
+    children.extend(results.iter().map(|(item, result)| item_row(*item, result)));
+    Ok(Doc::form(children))
+}
+
+/// One item's `elem`: `id`, `result` (`ok`, `in_progress` or `error`), the item's
+/// `status` after the call (with `status_msg`), and for a refusal its `error_type` and
+/// `msg`. Not called `error`, so that a client looking for the answer's error finds
+/// only the one at the top.
+fn item_row(item: u64, result: &ItemResult) -> Node {
+    let (outcome, license, refusal) = match result {
+        ItemResult::Done(l) => ("ok", l, None),
+        ItemResult::InProgress(l) => ("in_progress", l, None),
+        ItemResult::Refused(l, e) => ("error", l, Some(e)),
+    };
+    let code = status_of(license);
+    let mut row = Node::new("elem");
+    row.add_field("id", item);
+    row.add_field("result", outcome);
+    row.add_field("status", code);
+    row.children
+        .push(Node::text("status_msg", status_name(code)).with_attr("orig", code));
+    if let Some(e) = refusal {
+        row.add_field("error_type", &e.kind);
+        row.add_field("msg", e.msg.trim_end());
+    }
+    row
 }
