@@ -675,7 +675,12 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            (c.session_idle, c.session_lifetime, c.max_sessions, c.backoff_entries),
+            (
+                c.session_idle,
+                c.session_lifetime,
+                c.max_sessions,
+                c.backoff_entries
+            ),
             (Duration::from_secs(600), Duration::from_secs(7200), 50, 70)
         );
         for zero in [
@@ -684,7 +689,10 @@ mod tests {
             "max_sessions = 0",
             "backoff_entries = 0",
         ] {
-            assert!(downstream(&format!("[downstream]\n{zero}\n")).is_err(), "{zero}");
+            assert!(
+                downstream(&format!("[downstream]\n{zero}\n")).is_err(),
+                "{zero}"
+            );
         }
     }
 }

@@ -106,7 +106,10 @@ mod tests {
         assert_eq!(map.get(&0), Some(&0));
         // Re-inserting a held key replaces it without evicting anything.
         map.insert(3, 31);
-        assert_eq!((map.len(), map.get(&3), map.get(&2)), (3, Some(&31), Some(&20)));
+        assert_eq!(
+            (map.len(), map.get(&3), map.get(&2)),
+            (3, Some(&31), Some(&20))
+        );
     }
 
     #[test]

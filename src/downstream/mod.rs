@@ -230,7 +230,9 @@ async fn log_in(
         .map_err(|refused| match refused {
             Refused::BadCredentials | Refused::BackingOff => ApiError::auth(),
             // The value is never echoed: it is the oversized text itself.
-            Refused::TooLong(what) => ApiError::value(object, "", format!("The {what} is too long")),
+            Refused::TooLong(what) => {
+                ApiError::value(object, "", format!("The {what} is too long"))
+            }
         })
 }
 

@@ -53,11 +53,8 @@ pub struct AppState {
 
 /// The whole REST API.
 pub fn router(state: AppState) -> Router {
-    let downstream = crate::downstream::router(
-        state.service.clone(),
-        state.auth.clone(),
-        &state.downstream,
-    );
+    let downstream =
+        crate::downstream::router(state.service.clone(), state.auth.clone(), &state.downstream);
     Router::new()
         .route("/v1/panels", get(panels::list))
         .route("/v1/panels/{panel}/quote", get(panels::quote))

@@ -281,11 +281,16 @@ mod tests {
         ]);
         let xml = render(&doc, Format::Xml, false);
         assert!(
-            xml.contains("<licname x=\"1&#9;2&#10;3\u{FFFD}\">a\u{FFFD}b\u{FFFD}c\u{FFFD}d&#13;\ne</licname>"),
+            xml.contains(
+                "<licname x=\"1&#9;2&#10;3\u{FFFD}\">a\u{FFFD}b\u{FFFD}c\u{FFFD}d&#13;\ne</licname>"
+            ),
             "{xml}"
         );
         let back = Doc::parse(xml.as_bytes()).unwrap();
-        assert_eq!(back.root.child("licname").unwrap().attr("x"), Some("1\t2\n3\u{FFFD}"));
+        assert_eq!(
+            back.root.child("licname").unwrap().attr("x"),
+            Some("1\t2\n3\u{FFFD}")
+        );
     }
 
     #[test]
@@ -293,7 +298,9 @@ mod tests {
         for good in ["a", "_x", "addon_55236", "item.id", "p-cnt"] {
             assert!(is_xml_name(good), "{good}");
         }
-        for bad in ["", "1a", ".a", "-a", "a b", "a<b", "a:b", "a&b", "имя", "a\u{0}"] {
+        for bad in [
+            "", "1a", ".a", "-a", "a b", "a<b", "a:b", "a&b", "имя", "a\u{0}",
+        ] {
             assert!(!is_xml_name(bad), "{bad:?}");
         }
         let doc = Doc::form(vec![

@@ -176,7 +176,10 @@ async fn a_flood_of_huge_and_distinct_names_keeps_the_log_and_the_back_off_table
         if text.contains("guess-39") {
             break text;
         }
-        assert!(Instant::now() < deadline, "the last refusal was never logged");
+        assert!(
+            Instant::now() < deadline,
+            "the last refusal was never logged"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     let logged = text.len() as u64 - logged_before;
@@ -228,7 +231,11 @@ async fn func_auth_counts_against_the_rate_limit() {
     }
 
     // Assert
-    assert!(answers[0]["doc"]["auth"]["$id"].is_string(), "{}", answers[0]);
+    assert!(
+        answers[0]["doc"]["auth"]["$id"].is_string(),
+        "{}",
+        answers[0]
+    );
     assert!(
         answers
             .iter()
@@ -240,11 +247,17 @@ async fn func_auth_counts_against_the_rate_limit() {
 #[tokio::test]
 async fn a_session_past_its_lifetime_is_refused_however_busy() {
     // Arrange: sessions last a second from their start (and an hour when idle).
-    let app = spawn_app_with(0, |s| s.downstream.session_lifetime = Duration::from_secs(1)).await;
+    let app = spawn_app_with(0, |s| {
+        s.downstream.session_lifetime = Duration::from_secs(1)
+    })
+    .await;
     let client = reqwest::Client::new();
     let opened = Instant::now();
     let answer = auth(&client, &app.http, SANDBOX_BILLMGR_USER, SANDBOX_TOKEN).await;
-    let sid = answer["doc"]["auth"]["$id"].as_str().expect("a session").to_owned();
+    let sid = answer["doc"]["auth"]["$id"]
+        .as_str()
+        .expect("a session")
+        .to_owned();
     let list = |client: reqwest::Client, base: String, sid: String| async move {
         billmgr(&client, &base, &[("func", "soft"), ("auth", &sid)]).await
     };
@@ -369,19 +382,28 @@ async fn xml_answers_stay_well_formed_whatever_the_request_echoes() {
             panic!("not well-formed ({e}): {body:?}");
         }
         let doc = body.split("<tparams>").nth(1).expect("an echo");
-        assert!(doc.contains("<kept>"), "plain names are still echoed: {body}");
+        assert!(
+            doc.contains("<kept>"),
+            "plain names are still echoed: {body}"
+        );
         assert!(doc.contains("<licname>a"), "{body}");
     }
     // The JSON forms carry the same echo, escaped as JSON.
     let json: Value = client
-        .get(format!("{}/billmgr?func=soft&out=sjson&{auth}&{echoed}", app.http))
+        .get(format!(
+            "{}/billmgr?func=soft&out=sjson&{auth}&{echoed}",
+            app.http
+        ))
         .send()
         .await
         .unwrap()
         .json()
         .await
         .unwrap();
-    assert_eq!(json["doc"]["tparams"]["licname"]["$"], "a\u{1}b\u{1b}c\u{fffe}d");
+    assert_eq!(
+        json["doc"]["tparams"]["licname"]["$"],
+        "a\u{1}b\u{1b}c\u{fffe}d"
+    );
     assert!(json["doc"]["tparams"].get("9lives").is_none());
 }
 
@@ -391,7 +413,11 @@ async fn read_response(stream: &mut TcpStream) -> String {
     let mut buf = Vec::new();
     let mut byte = [0u8; 1];
     while !buf.ends_with(b"\r\n\r\n") {
-        assert_eq!(stream.read(&mut byte).await.unwrap(), 1, "connection closed");
+        assert_eq!(
+            stream.read(&mut byte).await.unwrap(),
+            1,
+            "connection closed"
+        );
         buf.push(byte[0]);
     }
     let head = String::from_utf8(buf).unwrap();
@@ -468,12 +494,18 @@ async fn slow_headers_on_a_kept_alive_connection_are_cut_at_the_header_timeout()
 
     // Assert
     assert_eq!(first, "HTTP/1.1 200 OK");
-    assert_eq!(second, "HTTP/1.1 200 OK", "a quiet kept-alive connection stays open");
+    assert_eq!(
+        second, "HTTP/1.1 200 OK",
+        "a quiet kept-alive connection stays open"
+    );
     assert!(
         closed,
         "a dribbled head on a kept-alive connection held it past 5 s"
     );
-    assert!(after >= header_read_timeout, "closed after {after:?}, before the timeout");
+    assert!(
+        after >= header_read_timeout,
+        "closed after {after:?}, before the timeout"
+    );
 }
 
 /// A client of the sandbox account's `/billmgr`.
@@ -511,7 +543,10 @@ async fn order(app: &TestApp, remoteid: &str, ip: &str) -> String {
         ],
     )
     .await;
-    let id = ordered["doc"]["id"]["$"].as_str().expect("an id").to_owned();
+    let id = ordered["doc"]["id"]["$"]
+        .as_str()
+        .expect("an id")
+        .to_owned();
     status_until(app, &id, "2").await;
     id
 }
@@ -536,7 +571,10 @@ async fn a_group_suspend_whose_later_item_fails_answers_per_item() {
     assert_eq!(error["$type"], "value", "{answer}");
     assert_eq!(error["$object"], "elid");
     let msg = error["msg"]["$"].as_str().unwrap();
-    assert!(msg.contains(&format!("Item {b}")) && msg.contains("1 of 2 items changed"), "{msg}");
+    assert!(
+        msg.contains(&format!("Item {b}")) && msg.contains("1 of 2 items changed"),
+        "{msg}"
+    );
     let rows = answer["doc"]["elem"].as_array().expect("one elem per item");
     assert_eq!(rows.len(), 2, "{answer}");
     assert_eq!(rows[0]["id"]["$"], a.as_str());
@@ -546,6 +584,9 @@ async fn a_group_suspend_whose_later_item_fails_answers_per_item() {
     assert_eq!(rows[1]["result"]["$"], "error");
     assert_eq!(rows[1]["status"]["$"], "4");
     assert_eq!(rows[1]["error_type"]["$"], "value");
-    assert!(rows[1]["error"].is_null(), "per-item refusals are not `error`s");
+    assert!(
+        rows[1]["error"].is_null(),
+        "per-item refusals are not `error`s"
+    );
     assert_eq!(a_after["doc"]["status"]["$"], "3", "{a_after}");
 }
