@@ -2,13 +2,15 @@
 //! service's own change (queued, sent once, recovered after an unknown outcome),
 //! answered once it is made or after [`CHANGE_WAIT`](super::request::CHANGE_WAIT).
 
+use std::time::Instant;
+
 use crate::domain::License;
 use crate::protocol::{ApiError, Doc, Node, status_name};
-use crate::service::{Outcome, ServiceError};
+use crate::service::{Call, Outcome, ServiceError};
 
 use super::error::to_api_error;
 use super::items::status_of;
-use super::request::Req;
+use super::request::{CHANGE_WAIT, Req};
 
 /// `func=service.prolong`: without `sok` the form; with it a renewal for `period`
 /// (1 or 12), answered `<doc><doc><newexpiredate>…</newexpiredate></doc></doc>` (where
@@ -65,7 +67,8 @@ enum ItemResult {
 /// list. Every id is looked up first, so one the caller may not see changes nothing.
 ///
 /// One item answers as before: `ok`, or the item's error. Several are changed one by
-/// one, each whatever became of the others, and the answer says per item what
+/// one, each whatever became of the others, waiting [`CHANGE_WAIT`] for them all
+/// together, and the answer says per item what
 /// happened (one `elem` each, see docs/compat.md): with `ok` when every item was
 /// changed, else with the first refusal as the answer's `error` — never an error alone
 /// once an item has been changed.
@@ -75,9 +78,16 @@ pub async fn group(r: &Req<'_>, change: Group) -> Result<Doc, ApiError> {
     for item in &items {
         licenses.push(r.license_of(*item).await?);
     }
-    let call = r.change_call();
+    // The items share one wait, so that a long list is still answered before the
+    // request's own timeout: an answer lost to it would hide what was changed.
+    let deadline = Instant::now() + CHANGE_WAIT;
     let mut results = Vec::new();
     for (item, license) in items.iter().zip(licenses) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let call = Call {
+            wait: Some(left).filter(|w| !w.is_zero()),
+            ..r.call()
+        };
         let id = license.id.to_string();
         let outcome: Result<Outcome, ServiceError> = match change {
             Group::Suspend => r.service.suspend(&call, &id).await,

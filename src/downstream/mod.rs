@@ -158,7 +158,7 @@ async fn answer(
     if func == "auth" {
         let user = params.get("username").unwrap_or_default();
         let password = params.get("password").unwrap_or_default();
-        let client = log_in(st, user, password, remote, "username").await?;
+        let client = log_in(st, user, password, remote, None).await?;
         // A log-in is a call like any other: it counts against the client's rate limit.
         let principal = admit(st, &client)?;
         let sid = st.accounts.open_session(principal.client);
@@ -205,7 +205,7 @@ async fn principal(
 ) -> Result<Principal, ApiError> {
     let client = if let Some(authinfo) = params.get("authinfo") {
         let (user, password) = authinfo.split_once(':').unwrap_or((authinfo, ""));
-        log_in(st, user, password, remote, "authinfo").await?
+        log_in(st, user, password, remote, Some("authinfo")).await?
     } else {
         params
             .get("auth")
@@ -215,14 +215,15 @@ async fn principal(
     admit(st, &client)
 }
 
-/// The client of `user:password`; `object` is the parameter that carried the user
-/// name, for the refusal of one longer than any account has.
+/// The client of `user:password`; `carrier` is the parameter that carried both
+/// (`authinfo`), if one did, for the refusal of a user name or password longer than
+/// any account has (else the refusal names `username` or `password`).
 async fn log_in(
     st: &Downstream,
     user: &str,
     password: &str,
     remote: Option<std::net::IpAddr>,
-    object: &str,
+    carrier: Option<&str>,
 ) -> Result<ClientName, ApiError> {
     st.accounts
         .log_in(user, password, remote)
@@ -230,9 +231,11 @@ async fn log_in(
         .map_err(|refused| match refused {
             Refused::BadCredentials | Refused::BackingOff => ApiError::auth(),
             // The value is never echoed: it is the oversized text itself.
-            Refused::TooLong(what) => {
-                ApiError::value(object, "", format!("The {what} is too long"))
-            }
+            Refused::TooLong(what) => ApiError::value(
+                carrier.unwrap_or(what),
+                "",
+                format!("The {what} is too long"),
+            ),
         })
 }
 
