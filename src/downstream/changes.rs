@@ -68,10 +68,7 @@ enum ItemResult {
 ///
 /// One item answers as before: `ok`, or the item's error. Several are changed one by
 /// one, each whatever became of the others, waiting [`CHANGE_WAIT`] for them all
-/// together, and the answer says per item what
-/// happened (one `elem` each, see docs/compat.md): with `ok` when every item was
-/// changed, else with the first refusal as the answer's `error` — never an error alone
-/// once an item has been changed.
+/// together, and the answer says per item what happened ([`per_item`]).
 pub async fn group(r: &Req<'_>, change: Group) -> Result<Doc, ApiError> {
     let items = r.params.elids()?;
     let mut licenses = Vec::new();
@@ -101,12 +98,18 @@ pub async fn group(r: &Req<'_>, change: Group) -> Result<Doc, ApiError> {
         };
         results.push((*item, result));
     }
-    if let [(_, only)] = results.as_slice() {
-        return match only {
-            ItemResult::Refused(_, e) => Err(e.clone()),
-            _ => Ok(Doc::ok()),
-        };
+    match results.as_slice() {
+        [(_, ItemResult::Refused(_, e))] => Err(e.clone()),
+        [_] => Ok(Doc::ok()),
+        _ => Ok(per_item(r.params.get("func").unwrap_or_default(), &results)),
     }
+}
+
+/// The answer of a change on several items (see docs/compat.md): `ok` when every item
+/// was changed, else the first refusal as the answer's `error`, its message naming the
+/// item and how many were changed — never an error alone once an item has been
+/// changed; then one `elem` per item.
+fn per_item(func: &str, results: &[(u64, ItemResult)]) -> Doc {
     let changed = results
         .iter()
         .filter(|(_, r)| !matches!(r, ItemResult::Refused(..)))
@@ -118,25 +121,20 @@ pub async fn group(r: &Req<'_>, change: Group) -> Result<Doc, ApiError> {
     let head = match first_refusal {
         None => Node::new("ok"),
         Some((item, e)) => {
-            let total = results.len();
             let summary = ApiError {
                 msg: format!(
-                    "Item {item}: {} ({changed} of {total} items changed)",
-                    e.msg.trim_end()
+                    "Item {item}: {} ({changed} of {} items changed)",
+                    e.msg.trim_end(),
+                    results.len()
                 ),
                 ..e.clone()
             };
-            let doc = summary.to_doc(r.params.get("func").unwrap_or_default());
-            doc.root
-                .children
-                .into_iter()
-                .next()
-                .expect("an error answer has its error")
+            summary.to_node(func)
         }
     };
     let mut children = vec![head];
     children.extend(results.iter().map(|(item, result)| item_row(*item, result)));
-    Ok(Doc::form(children))
+    Doc::form(children)
 }
 
 /// One item's `elem`: `id`, `result` (`ok`, `in_progress` or `error`), the item's
