@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 use crate::billmanager::{ClientConfig, WireFormat};
 use crate::domain::{PanelCatalog, PanelCatalogConfig};
+use crate::downstream::DownstreamConfig;
 use crate::listener::ConnectionLimits;
 use crate::sandbox::SandboxConfig;
 use crate::service::{FeedConfig, WorkflowConfig};
@@ -117,6 +118,23 @@ pub struct FileConfig {
     /// The web console.
     #[serde(default)]
     pub console: ConsoleFile,
+    /// The shop's API at `/billmgr`.
+    #[serde(default)]
+    pub downstream: DownstreamFile,
+}
+
+/// `[downstream]` in the file; see [`DownstreamConfig`] for the meaning.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DownstreamFile {
+    /// Seconds a `func=auth` session lasts after its last request [default: 3600].
+    pub session_idle_secs: Option<u64>,
+    /// Seconds a session lasts after it was opened, however busy [default: 86400].
+    pub session_lifetime_secs: Option<u64>,
+    /// Sessions held at once [default: 10000].
+    pub max_sessions: Option<usize>,
+    /// (user name, network) pairs the log-in back-off keeps [default: 10000].
+    pub backoff_entries: Option<usize>,
 }
 
 /// `[feed]` in the file; see [`FeedConfig`] for the meaning.
@@ -276,6 +294,8 @@ pub struct Settings {
     pub clients: Option<crate::auth::Clients>,
     /// The web console at `/console`.
     pub console: crate::console::ConsoleConfig,
+    /// Bounds of the log-ins of the shop's API at `/billmgr`.
+    pub downstream: DownstreamConfig,
 }
 
 fn read_secret_file(path: &Path) -> anyhow::Result<SecretString> {
@@ -433,6 +453,7 @@ impl Settings {
             drain_timeout: Duration::from_secs(args.drain_timeout_secs.unwrap_or(20)),
             clients,
             console: console_config(file.console)?,
+            downstream: downstream_config(file.downstream)?,
         })
     }
 }
@@ -492,6 +513,30 @@ fn connection_limits(file: ConnectionsFile) -> anyhow::Result<ConnectionLimits> 
         );
     }
     Ok(limits)
+}
+
+/// The `/billmgr` log-in bounds from `[downstream]`, with defaults.
+fn downstream_config(file: DownstreamFile) -> anyhow::Result<DownstreamConfig> {
+    let defaults = DownstreamConfig::default();
+    let config = DownstreamConfig {
+        session_idle: file
+            .session_idle_secs
+            .map(Duration::from_secs)
+            .unwrap_or(defaults.session_idle),
+        session_lifetime: file
+            .session_lifetime_secs
+            .map(Duration::from_secs)
+            .unwrap_or(defaults.session_lifetime),
+        max_sessions: file.max_sessions.unwrap_or(defaults.max_sessions),
+        backoff_entries: file.backoff_entries.unwrap_or(defaults.backoff_entries),
+    };
+    if config.session_idle.is_zero() || config.session_lifetime.is_zero() {
+        bail!("downstream.session_idle_secs and session_lifetime_secs must be positive");
+    }
+    if config.max_sessions == 0 || config.backoff_entries == 0 {
+        bail!("downstream.max_sessions and backoff_entries must be positive");
+    }
+    Ok(config)
 }
 
 /// The console's settings from `[console]`, with defaults.
@@ -615,5 +660,39 @@ mod tests {
             console("[console]\nsecure = true\n").is_err(),
             "unknown keys refused"
         );
+    }
+
+    #[test]
+    fn downstream_session_and_back_off_bounds_are_read_and_zero_refused() {
+        let downstream = |text: &str| {
+            let file: FileConfig = toml::from_str(text)?;
+            downstream_config(file.downstream)
+        };
+        assert_eq!(downstream("").unwrap(), DownstreamConfig::default());
+        let c = downstream(
+            "[downstream]\nsession_idle_secs = 600\nsession_lifetime_secs = 7200\n\
+             max_sessions = 50\nbackoff_entries = 70\n",
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                c.session_idle,
+                c.session_lifetime,
+                c.max_sessions,
+                c.backoff_entries
+            ),
+            (Duration::from_secs(600), Duration::from_secs(7200), 50, 70)
+        );
+        for zero in [
+            "session_idle_secs = 0",
+            "session_lifetime_secs = 0",
+            "max_sessions = 0",
+            "backoff_entries = 0",
+        ] {
+            assert!(
+                downstream(&format!("[downstream]\n{zero}\n")).is_err(),
+                "{zero}"
+            );
+        }
     }
 }

@@ -2,8 +2,9 @@
 //! `max_connections` open at once per listener (further clients wait in the kernel's
 //! accept backlog), a connection must have its first request under way within
 //! `header_read_timeout` of being accepted (HTTP/1 headers complete, or the HTTP/2
-//! preface, settings and a request's HEADERS), and a connection with no request in
-//! flight for `idle_timeout` is closed.
+//! preface, settings and a request's HEADERS), each further HTTP/1 request of a
+//! kept-alive connection must be under way within `header_read_timeout` of its first
+//! byte, and a connection with no request in flight for `idle_timeout` is closed.
 //!
 //! The timeouts live in the connection's I/O ([`GuardedStream`]), so they hold for
 //! every protocol and for clients that send nothing at all; what counts as a request in
@@ -12,6 +13,12 @@
 //! long-lived stream (the change feed) is a request in flight, so it is not idle however
 //! quiet it is; HTTP/2 keep-alive pings (set where each server is built) find a peer
 //! that is gone.
+//!
+//! Which protocol a connection speaks is read from its first bytes (the HTTP/2 preface
+//! starts `PRI `). On HTTP/1 a byte read with no request in flight is the start of the
+//! next request's head; on HTTP/2 it may be a ping, a window update or a settings
+//! acknowledgement, so there only the idle timeout applies between requests (a request
+//! starts once its HEADERS frames are complete, so a dribbled HEADERS is idle time).
 
 use std::io;
 use std::net::SocketAddr;
@@ -30,7 +37,8 @@ use tokio::time::{Instant, Sleep};
 /// Connection bounds of both API listeners.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConnectionLimits {
-    /// From accepting a connection to the start of its first request.
+    /// From accepting a connection to the start of its first request, and on HTTP/1
+    /// from the first byte of each further request to its start.
     pub header_read_timeout: Duration,
     /// How long a connection may stay open with no request in flight.
     pub idle_timeout: Duration,
@@ -117,6 +125,9 @@ struct ConnState {
     served: AtomicBool,
     /// When the last request in flight ended.
     idle_since: Mutex<Instant>,
+    /// HTTP/1: when the first byte of the next request's head arrived, while no
+    /// request was in flight; cleared when a request starts.
+    head_since: Mutex<Option<Instant>>,
     /// The reader to wake when the last request in flight ends, so that the idle
     /// timer starts.
     reader: AtomicWaker,
@@ -132,7 +143,22 @@ impl Conn {
     fn start(&self) -> InFlight {
         self.0.served.store(true, Ordering::SeqCst);
         self.0.in_flight.fetch_add(1, Ordering::SeqCst);
+        *self.0.head_since.lock().expect("never poisoned") = None;
         InFlight(self.clone())
+    }
+
+    /// Notes bytes of an HTTP/1 connection read at `now`: between requests they start
+    /// the next request's head, whose clock then runs.
+    fn http1_read(&self, now: Instant) {
+        let state = &self.0;
+        if state.in_flight.load(Ordering::SeqCst) > 0 || !state.served.load(Ordering::SeqCst) {
+            return;
+        }
+        state
+            .head_since
+            .lock()
+            .expect("never poisoned")
+            .get_or_insert(now);
     }
 
     /// When the connection is to be closed; `None` while a request is in flight.
@@ -145,7 +171,9 @@ impl Conn {
             return Some(state.accepted + state.limits.header_read_timeout);
         }
         let idle_since = *state.idle_since.lock().expect("never poisoned");
-        Some(idle_since + state.limits.idle_timeout)
+        let idle = idle_since + state.limits.idle_timeout;
+        let head = *state.head_since.lock().expect("never poisoned");
+        Some(head.map_or(idle, |h| idle.min(h + state.limits.header_read_timeout)))
     }
 }
 
@@ -164,6 +192,19 @@ impl Drop for InFlight {
     }
 }
 
+/// The protocol a connection speaks, as far as its first bytes tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    /// Fewer bytes than [`H2_PREFACE_START`] so far, all matching it.
+    Unknown,
+    Http1,
+    Http2,
+}
+
+/// The start of the HTTP/2 connection preface (`PRI * HTTP/2.0…`); no HTTP/1 method
+/// is `PRI`.
+const H2_PREFACE_START: &[u8] = b"PRI ";
+
 /// An accepted connection: a [`TcpStream`] whose reads fail with `TimedOut` once it
 /// has gone without a request too long (see the module docs), holding its slot of the
 /// listener's connection cap.
@@ -172,6 +213,9 @@ pub struct GuardedStream {
     conn: Conn,
     timer: Pin<Box<Sleep>>,
     armed: Option<Instant>,
+    protocol: Protocol,
+    /// Bytes read so far while the protocol is unknown (at most 4).
+    preface: Vec<u8>,
     _slot: OwnedSemaphorePermit,
 }
 
@@ -186,11 +230,37 @@ impl GuardedStream {
                 in_flight: AtomicUsize::new(0),
                 served: AtomicBool::new(false),
                 idle_since: Mutex::new(now),
+                head_since: Mutex::new(None),
                 reader: AtomicWaker::new(),
             })),
             timer: Box::pin(tokio::time::sleep_until(now)),
             armed: None,
+            protocol: Protocol::Unknown,
+            preface: Vec::with_capacity(H2_PREFACE_START.len()),
             _slot: slot,
+        }
+    }
+
+    /// Notes `bytes`, just read: they tell the protocol, and on HTTP/1 between
+    /// requests they start the next request's head.
+    fn read_bytes(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        if self.protocol == Protocol::Unknown {
+            let wanted = H2_PREFACE_START.len() - self.preface.len();
+            self.preface
+                .extend_from_slice(&bytes[..wanted.min(bytes.len())]);
+            self.protocol = if !H2_PREFACE_START.starts_with(&self.preface) {
+                Protocol::Http1
+            } else if self.preface.len() == H2_PREFACE_START.len() {
+                Protocol::Http2
+            } else {
+                Protocol::Unknown
+            };
+        }
+        if self.protocol == Protocol::Http1 {
+            self.conn.http1_read(Instant::now());
         }
     }
 
@@ -227,7 +297,11 @@ impl AsyncRead for GuardedStream {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
+        let before = buf.filled().len();
         if let Poll::Ready(read) = Pin::new(&mut this.inner).poll_read(cx, buf) {
+            if read.is_ok() {
+                this.read_bytes(&buf.filled()[before..]);
+            }
             return Poll::Ready(read);
         }
         this.conn.0.reader.register(cx.waker());

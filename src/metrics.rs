@@ -51,6 +51,12 @@ pub const FEED_STREAMS: &str = "license_facade_feed_streams";
 /// Store reads made by change-feed streams, by `client`.
 pub const FEED_READS: &str = "license_facade_feed_reads_total";
 
+/// (user name, network) pairs the `/billmgr` log-in back-off holds (this process);
+/// at most `downstream.backoff_entries`.
+pub const BILLMGR_BACKOFF_ENTRIES: &str = "license_facade_billmgr_backoff_entries";
+/// `/billmgr` sessions held (this process); at most `downstream.max_sessions`.
+pub const BILLMGR_SESSIONS: &str = "license_facade_billmgr_sessions";
+
 /// The `method` label of a call that matched no route, method or service: callers
 /// choose paths and methods freely, so only known ones may become series.
 pub const UNMATCHED: &str = "unmatched";
@@ -131,6 +137,11 @@ fn describe() {
     describe_gauge!(DRIFT_TIME, "Unix time of the latest drift report");
     describe_counter!(ORDERS, "Orders accepted (new licenses) by client");
     describe_gauge!(FEED_STREAMS, "Open change-feed streams by client");
+    describe_gauge!(
+        BILLMGR_BACKOFF_ENTRIES,
+        "User name and network pairs held by the /billmgr log-in back-off"
+    );
+    describe_gauge!(BILLMGR_SESSIONS, "Sessions held by /billmgr");
     describe_counter!(
         FEED_READS,
         "Store reads made by change-feed streams, by client"
@@ -178,6 +189,16 @@ pub fn spend(client: &str, amount: f64, currency: &str) {
 /// Sets `client`'s count of open change-feed streams.
 pub fn feed_streams(client: &str, open: usize) {
     metrics::gauge!(FEED_STREAMS, "client" => client.to_owned()).set(open as f64);
+}
+
+/// Sets the count of pairs the `/billmgr` back-off holds.
+pub fn billmgr_backoff_entries(held: usize) {
+    metrics::gauge!(BILLMGR_BACKOFF_ENTRIES).set(held as f64);
+}
+
+/// Sets the count of `/billmgr` sessions held.
+pub fn billmgr_sessions(held: usize) {
+    metrics::gauge!(BILLMGR_SESSIONS).set(held as f64);
 }
 
 /// Counts one store read of a change-feed stream of `client`.

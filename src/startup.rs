@@ -38,6 +38,8 @@ pub struct Application {
     auth: Arc<crate::auth::Authenticator>,
     /// The web console's settings.
     console: crate::console::ConsoleConfig,
+    /// Bounds of the `/billmgr` log-ins.
+    downstream: crate::downstream::DownstreamConfig,
     /// Every background task of the application (the worker's loops included).
     tasks: Tasks,
     /// Held until the application stops: a SQLite file is served by one process.
@@ -156,6 +158,7 @@ impl Application {
             connections: settings.connections,
             auth,
             console: std::mem::take(&mut settings.console),
+            downstream: settings.downstream,
             tasks,
             db_lock: serving.lock,
         })
@@ -330,6 +333,7 @@ impl Application {
             readiness: self.readiness.clone(),
             auth: self.auth.clone(),
             console,
+            downstream: self.downstream,
         });
         let http_listener = GuardedListener::new(self.http, self.connections);
         tasks.spawn(crate::http::serve(

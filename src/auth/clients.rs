@@ -76,6 +76,10 @@ pub struct ClientSpec {
     pub billmgr: Option<BillmgrAccount>,
 }
 
+/// The longest `billmgr_user`, in bytes: a log-in naming a longer one is refused
+/// before anything is hashed or counted.
+pub const MAX_BILLMGR_USER_BYTES: usize = 256;
+
 /// A client's log-in on the downstream BILLmanager API: the user name its
 /// `authinfo=user:password` or `func=auth` names, and the argon2id hash of the password.
 #[derive(Clone, PartialEq, Eq)]
@@ -286,13 +290,15 @@ fn billmgr_account(
         (None, None) => Ok(None),
         (Some(user), Some(hash)) => {
             let printable = !user.is_empty()
+                && user.len() <= MAX_BILLMGR_USER_BYTES
                 && user.trim() == user
                 && !user.contains(':')
                 && !user.chars().any(char::is_control);
             if !printable {
                 bail!(
                     "client {name:?}: billmgr_user must be non-empty printable text without ':' \
-                     (authinfo=user:password splits at the first ':')"
+                     (authinfo=user:password splits at the first ':'), at most \
+                     {MAX_BILLMGR_USER_BYTES} bytes"
                 );
             }
             let hash = hash.trim().to_owned();
@@ -387,6 +393,13 @@ mod tests {
         assert!(
             file(&format!(
                 "{base}billmgr_user = \"reseller\"\nbillmgr_password_hash = \"plain\"\n"
+            ))
+            .is_err()
+        );
+        let long = "r".repeat(MAX_BILLMGR_USER_BYTES + 1);
+        assert!(
+            file(&format!(
+                "{base}billmgr_user = \"{long}\"\nbillmgr_password_hash = \"{hash}\"\n"
             ))
             .is_err()
         );

@@ -8,7 +8,8 @@ mod password;
 
 pub use clients::{
     BillmgrAccount, ClientSpec, Clients, DEFAULT_MAX_PREPAID_MONTHS, DEFAULT_REQUESTS_PER_SECOND,
-    OrderCaps, SANDBOX_BILLMGR_USER, SANDBOX_TOKEN, Scope, token_sha256_hex,
+    MAX_BILLMGR_USER_BYTES, OrderCaps, SANDBOX_BILLMGR_USER, SANDBOX_TOKEN, Scope,
+    token_sha256_hex,
 };
 pub use password::{check_hash, hash_password, verify_password};
 

@@ -1,11 +1,15 @@
 //! Log-ins on the downstream API: `authinfo=user:password` on each call, or
-//! `func=auth` once and `auth=SID` after. Passwords are argon2id hashes in the clients
-//! file; verifying one costs tens of milliseconds of CPU, so it runs on a blocking
-//! thread, concurrent checks of the same credentials share one verification, and a
-//! success is remembered for [`VERIFIED_TTL`] under a keyed hash of user and password
-//! (never the password itself). Failures are counted per user and per address; after
-//! [`FREE_FAILURES`] the next attempt must wait, doubling up to [`MAX_BACKOFF`], and is
-//! refused unchecked until then.
+//! `func=auth` once and `auth=SID` after ([`Sessions`]). Passwords are argon2id hashes
+//! in the clients file; verifying one costs tens of milliseconds of CPU and 19 MiB, so
+//! it runs on a blocking thread, one per CPU at a time, concurrent checks
+//! of the same credentials share one verification, and a success is remembered for
+//! [`VERIFIED_TTL`] under a keyed hash of user and password (never the password
+//! itself). Failures are counted per user name and client network ([`Backoff`]).
+//!
+//! A user name or password longer than any account can have is refused before
+//! anything is hashed, counted or stored, and names are logged cut and escaped
+//! ([`super::loggable`]): a request cannot make the log or the tables grow with what
+//! it sends.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -13,41 +17,33 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
-use tokio::sync::OnceCell;
+use tokio::sync::{OnceCell, Semaphore};
 
-use crate::auth::{Authenticator, verify_password};
+use crate::auth::{Authenticator, MAX_BILLMGR_USER_BYTES, verify_password};
 use crate::domain::ClientName;
 
-/// A session ends this long after its last request (the shop's own rule).
-pub const SESSION_TTL: Duration = Duration::from_secs(3600);
+use super::DownstreamConfig;
+use super::backoff::Backoff;
+use super::loggable::loggable;
+use super::sessions::Sessions;
+
 /// How long a verified `user:password` is taken without verifying it again.
 pub const VERIFIED_TTL: Duration = Duration::from_secs(60);
-/// Failed log-ins (per user and per address) before each further one must wait.
-pub const FREE_FAILURES: u32 = 5;
-/// The longest wait between failed log-ins.
-pub const MAX_BACKOFF: Duration = Duration::from_secs(900);
-/// Entries kept in each table before old ones are dropped.
-const MAX_ENTRIES: usize = 10_000;
+/// The longest password checked; a longer one is refused unchecked.
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+/// Verifications running at once, so that a flood of log-ins holds a bounded amount
+/// of memory (19 MiB each) and leaves CPU to the rest of the service.
+fn max_verifying() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+/// Entries of the verified-credentials cache before old ones are dropped.
+const MAX_VERIFIED: usize = 10_000;
 
 type Verification = Arc<OnceCell<Option<ClientName>>>;
 
 struct Verified {
     cell: Verification,
     at: Instant,
-}
-
-struct Failures {
-    count: u32,
-    last: Instant,
-}
-
-impl Failures {
-    fn wait(&self) -> Duration {
-        match self.count.checked_sub(FREE_FAILURES) {
-            None => Duration::ZERO,
-            Some(over) => Duration::from_secs(1u64 << over.min(10)).min(MAX_BACKOFF),
-        }
-    }
 }
 
 /// Sessions, verified credentials and failure counts of one process.
@@ -57,31 +53,40 @@ pub struct Accounts {
     /// passwords against offline.
     secret: [u8; 32],
     verified: Mutex<HashMap<[u8; 32], Verified>>,
-    sessions: Mutex<HashMap<String, (ClientName, Instant)>>,
-    failures: Mutex<HashMap<String, Failures>>,
+    verifying: Arc<Semaphore>,
+    sessions: Sessions,
+    backoff: Backoff,
 }
 
-/// Why a log-in was refused; the answer is the same `auth`/`badpassword` error
-/// either way, so a guesser learns nothing from it.
+/// Why a log-in was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refused {
-    /// Wrong user, password or session.
+    /// Wrong user, password or session; answered with the same `auth`/`badpassword`
+    /// error as a back-off, so a guesser learns nothing from it.
     BadCredentials,
-    /// Too many failures from this user or address; not checked.
+    /// Too many failures of this user name from this network; not checked.
     BackingOff,
+    /// A user name longer than [`MAX_BILLMGR_USER_BYTES`] or a password longer than
+    /// [`MAX_PASSWORD_BYTES`]: no account has one, so nothing was checked or counted.
+    TooLong(&'static str),
 }
 
 impl Accounts {
-    /// Log-ins against the accounts of `auth`.
-    pub fn new(auth: Arc<Authenticator>) -> Self {
+    /// Log-ins against the accounts of `auth`, bounded by `config`.
+    pub fn new(auth: Arc<Authenticator>, config: &DownstreamConfig) -> Self {
         let mut secret = [0u8; 32];
         rand::fill(&mut secret);
         Self {
             auth,
             secret,
             verified: Mutex::default(),
-            sessions: Mutex::default(),
-            failures: Mutex::default(),
+            verifying: Arc::new(Semaphore::new(max_verifying())),
+            sessions: Sessions::new(
+                config.session_idle,
+                config.session_lifetime,
+                config.max_sessions,
+            ),
+            backoff: Backoff::new(config.backoff_entries),
         }
     }
 
@@ -92,25 +97,31 @@ impl Accounts {
         password: &str,
         remote: Option<IpAddr>,
     ) -> Result<ClientName, Refused> {
-        let keys = [
-            format!("user:{user}"),
-            remote.map_or_else(String::new, |a| format!("addr:{a}")),
-        ];
-        if self.backing_off(&keys) {
-            tracing::info!(user, "downstream log-in refused unchecked: backing off");
+        if user.len() > MAX_BILLMGR_USER_BYTES {
+            tracing::info!(
+                user = %loggable(user),
+                user.bytes = user.len(),
+                "downstream log-in refused unchecked: user name too long"
+            );
+            return Err(Refused::TooLong("username"));
+        }
+        if password.len() > MAX_PASSWORD_BYTES {
+            tracing::info!(user = %loggable(user), "downstream log-in refused unchecked: password too long");
+            return Err(Refused::TooLong("password"));
+        }
+        let pair = self.backoff.key(user, remote);
+        if self.backoff.waiting(&pair, Instant::now()) {
+            tracing::info!(user = %loggable(user), "downstream log-in refused unchecked: backing off");
             return Err(Refused::BackingOff);
         }
         match self.verify(user, password).await {
             Some(client) => {
-                let mut failures = self.failures.lock().expect("not poisoned");
-                for key in &keys {
-                    failures.remove(key);
-                }
+                self.backoff.succeeded(&pair);
                 Ok(client)
             }
             None => {
-                self.count_failure(&keys);
-                tracing::info!(user, "downstream log-in refused: bad credentials");
+                self.backoff.failed(pair, Instant::now());
+                tracing::info!(user = %loggable(user), "downstream log-in refused: bad credentials");
                 Err(Refused::BadCredentials)
             }
         }
@@ -118,57 +129,12 @@ impl Accounts {
 
     /// Opens a session for `client`; returns its id.
     pub fn open_session(&self, client: ClientName) -> String {
-        let mut raw = [0u8; 12];
-        rand::fill(&mut raw);
-        let sid = hex::encode(raw);
-        let now = Instant::now();
-        let mut sessions = self.sessions.lock().expect("not poisoned");
-        if sessions.len() >= MAX_ENTRIES {
-            sessions.retain(|_, (_, last)| now.duration_since(*last) < SESSION_TTL);
-        }
-        sessions.insert(sid.clone(), (client, now));
-        sid
+        self.sessions.open(client, Instant::now())
     }
 
     /// The client of a live session, which this request keeps alive.
     pub fn session(&self, sid: &str) -> Option<ClientName> {
-        let now = Instant::now();
-        let mut sessions = self.sessions.lock().expect("not poisoned");
-        match sessions.get_mut(sid) {
-            Some((client, last)) if now.duration_since(*last) < SESSION_TTL => {
-                *last = now;
-                Some(client.clone())
-            }
-            Some(_) => {
-                sessions.remove(sid);
-                None
-            }
-            None => None,
-        }
-    }
-
-    fn backing_off(&self, keys: &[String]) -> bool {
-        let failures = self.failures.lock().expect("not poisoned");
-        keys.iter().filter_map(|k| failures.get(k)).any(|f| {
-            let wait = f.wait();
-            !wait.is_zero() && f.last.elapsed() < wait
-        })
-    }
-
-    fn count_failure(&self, keys: &[String]) {
-        let now = Instant::now();
-        let mut failures = self.failures.lock().expect("not poisoned");
-        if failures.len() >= MAX_ENTRIES {
-            failures.retain(|_, f| now.duration_since(f.last) < MAX_BACKOFF);
-        }
-        for key in keys.iter().filter(|k| !k.is_empty()) {
-            let f = failures.entry(key.clone()).or_insert(Failures {
-                count: 0,
-                last: now,
-            });
-            f.count += 1;
-            f.last = now;
-        }
+        self.sessions.client(sid, Instant::now())
     }
 
     /// The client whose password `password` is, verified once for all concurrent
@@ -178,7 +144,7 @@ impl Accounts {
         let cell = {
             let now = Instant::now();
             let mut verified = self.verified.lock().expect("not poisoned");
-            if verified.len() >= MAX_ENTRIES {
+            if verified.len() >= MAX_VERIFIED {
                 verified.retain(|_, v| now.duration_since(v.at) < VERIFIED_TTL);
             }
             let entry = verified.entry(key).or_insert_with(|| Verified {
@@ -195,6 +161,7 @@ impl Accounts {
         };
         let account = self.auth.billmgr_account(user);
         let password = password.to_owned();
+        let verifying = self.verifying.clone();
         let result = cell
             .get_or_init(|| async move {
                 // An unknown user costs as much as a known one, so the time of the
@@ -203,6 +170,7 @@ impl Accounts {
                     Some((client, hash)) => (Some(client), hash),
                     None => (None, decoy_hash().to_owned()),
                 };
+                let _slot = verifying.acquire_owned().await.expect("never closed");
                 let ok = tokio::task::spawn_blocking(move || verify_password(&hash, &password))
                     .await
                     .unwrap_or(false);
@@ -246,18 +214,27 @@ fn decoy_hash() -> &'static str {
 
 #[cfg(test)]
 mod tests {
+    use super::super::backoff::FREE_FAILURES;
     use super::*;
     use crate::auth::{Clients, hash_password, token_sha256_hex};
 
     fn accounts() -> Accounts {
-        let text = format!(
-            "[[client]]\nname = \"shop\"\ntoken_sha256 = \"{}\"\nscopes = [\"licenses.write\"]\n\
-             billmgr_user = \"reseller\"\nbillmgr_password_hash = \"{}\"\n",
-            token_sha256_hex("t"),
-            hash_password("right"),
-        );
+        let entry = |name: &str, user: &str| {
+            format!(
+                "[[client]]\nname = \"{name}\"\ntoken_sha256 = \"{}\"\n\
+                 scopes = [\"licenses.write\"]\n\
+                 billmgr_user = \"{user}\"\nbillmgr_password_hash = \"{}\"\n",
+                token_sha256_hex(name),
+                hash_password("right"),
+            )
+        };
+        let text = entry("shop", "reseller") + &entry("other", "neighbour");
         let auth = Authenticator::new(&Clients::from_toml(&text).unwrap());
-        Accounts::new(Arc::new(auth))
+        Accounts::new(Arc::new(auth), &DownstreamConfig::default())
+    }
+
+    fn addr(s: &str) -> Option<IpAddr> {
+        Some(s.parse().unwrap())
     }
 
     #[tokio::test]
@@ -274,35 +251,53 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn repeated_failures_back_off_even_for_the_right_password() {
+    async fn repeated_failures_back_off_only_that_user_from_that_address() {
         let a = accounts();
-        let from: Option<IpAddr> = Some("198.51.100.7".parse().unwrap());
+        let attacker = addr("198.51.100.7");
         for _ in 0..FREE_FAILURES {
             assert_eq!(
-                a.log_in("reseller", "wrong", from).await,
+                a.log_in("reseller", "wrong", attacker).await,
                 Err(Refused::BadCredentials)
             );
         }
         assert_eq!(
-            a.log_in("reseller", "right", from).await,
-            Err(Refused::BackingOff)
+            a.log_in("reseller", "right", attacker).await,
+            Err(Refused::BackingOff),
+            "the attacked pair waits, even with the right password"
         );
         assert_eq!(
-            a.log_in("someone", "x", from).await,
-            Err(Refused::BackingOff),
-            "the address backs off for every user"
+            a.log_in("neighbour", "right", attacker)
+                .await
+                .map(|c| c.as_str().to_owned()),
+            Ok("other".into()),
+            "another user from the same address logs in"
+        );
+        assert_eq!(
+            a.log_in("reseller", "right", addr("203.0.113.9"))
+                .await
+                .map(|c| c.as_str().to_owned()),
+            Ok("shop".into()),
+            "the attacked user logs in from elsewhere"
         );
     }
 
-    #[test]
-    fn the_wait_doubles_up_to_the_cap() {
-        let f = |count| Failures {
-            count,
-            last: Instant::now(),
-        };
-        assert_eq!(f(FREE_FAILURES - 1).wait(), Duration::ZERO);
-        assert_eq!(f(FREE_FAILURES).wait(), Duration::from_secs(1));
-        assert_eq!(f(FREE_FAILURES + 3).wait(), Duration::from_secs(8));
-        assert_eq!(f(FREE_FAILURES + 40).wait(), MAX_BACKOFF);
+    #[tokio::test]
+    async fn overlong_names_and_passwords_are_refused_unchecked_and_uncounted() {
+        let a = accounts();
+        let from = addr("198.51.100.7");
+        let long = "r".repeat(MAX_BILLMGR_USER_BYTES + 1);
+        for _ in 0..3 * FREE_FAILURES {
+            assert_eq!(
+                a.log_in(&long, "x", from).await,
+                Err(Refused::TooLong("username"))
+            );
+        }
+        let password = "p".repeat(MAX_PASSWORD_BYTES + 1);
+        assert_eq!(
+            a.log_in("reseller", &password, from).await,
+            Err(Refused::TooLong("password"))
+        );
+        assert_eq!(a.backoff.len(), 0, "nothing counted");
+        assert!(a.log_in("reseller", "right", from).await.is_ok());
     }
 }

@@ -47,11 +47,14 @@ pub struct AppState {
     pub auth: Arc<crate::auth::Authenticator>,
     /// The web console, served under `/console` with its own session log-in.
     pub console: crate::console::ConsoleState,
+    /// Bounds of the log-ins of the shop's API at `/billmgr`.
+    pub downstream: crate::downstream::DownstreamConfig,
 }
 
 /// The whole REST API.
 pub fn router(state: AppState) -> Router {
-    let downstream = crate::downstream::router(state.service.clone(), state.auth.clone());
+    let downstream =
+        crate::downstream::router(state.service.clone(), state.auth.clone(), &state.downstream);
     Router::new()
         .route("/v1/panels", get(panels::list))
         .route("/v1/panels/{panel}/quote", get(panels::quote))

@@ -33,7 +33,7 @@ pub async fn serve(
             accepted = listener.accept_guarded() => accepted,
         };
         // The peer's address, for handlers that need it (the downstream endpoint's
-        // back-off against password guessing is kept per address).
+        // back-off against password guessing is kept per user name and address).
         let with_peer = router.clone().map_request(move |mut request: Request<_>| {
             request.extensions_mut().insert(ConnectInfo(remote));
             request

@@ -1,7 +1,9 @@
 //! What every recorded answer carries besides its content (billmanager-api.md §10.1):
-//! attributes on `doc`, a `tparams` echo of the request without secrets, and the
-//! account's `saved_filters`.
+//! attributes on `doc`, a `tparams` echo of the request without secrets (and without
+//! parameters whose names cannot be XML element names), and the account's
+//! `saved_filters`.
 
+use super::render::is_xml_name;
 use super::{Doc, Node, Params};
 
 /// Parameters never echoed in `tparams`.
@@ -29,11 +31,9 @@ pub(crate) fn decorate(doc: &mut Doc, params: &Params, host: &str, saved_filters
     }
     let mut tparams = Node::new("tparams");
     for (name, value) in &params.0 {
-        let plain = !name.is_empty()
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
-        if plain && !SECRET_PARAMS.contains(&name.as_str()) {
+        // A parameter whose name cannot be an element name is not echoed, in any
+        // format: the echo is the same whatever `out` is.
+        if is_xml_name(name) && !SECRET_PARAMS.contains(&name.as_str()) {
             tparams.add_field(name, value);
         }
     }

@@ -76,6 +76,12 @@ impl ApiError {
     /// <param name="value">…</param><stack>…</stack><detail>…</detail><msg>…</msg>
     /// </error></doc>`; without an object, neither the attribute nor its `param`.
     pub(crate) fn to_doc(&self, func: &str) -> Doc {
+        Doc::form(vec![self.to_node(func)])
+    }
+
+    /// The `<error>` element of [`to_doc`](Self::to_doc), for an answer that carries
+    /// more beside it.
+    pub(crate) fn to_node(&self, func: &str) -> Node {
         let mut error = Node::new("error").with_attr("type", &self.kind);
         if !self.object.is_empty() {
             error = error.with_attr("object", &self.object);
@@ -97,12 +103,10 @@ impl ApiError {
                 .with_attr("level", 0)
                 .with_attr("user", ""),
         );
-        Doc::form(vec![
-            error
-                .with_child(stack)
-                .with_child(Node::text("detail", &self.msg))
-                .with_child(Node::text("msg", &self.msg)),
-        ])
+        error
+            .with_child(stack)
+            .with_child(Node::text("detail", &self.msg))
+            .with_child(Node::text("msg", &self.msg))
     }
 }
 

@@ -139,14 +139,18 @@ fn to_xml(doc: &Doc) -> String {
 }
 
 fn write_xml(node: &Node, out: &mut String) {
+    // Names come from this code, but a tree may carry one from a request (an echoed
+    // parameter); an element that cannot be written well-formed is left out.
+    if !is_xml_name(&node.name) {
+        return;
+    }
     out.push('<');
     out.push_str(&node.name);
-    for (k, v) in &node.attrs {
+    for (k, v) in node.attrs.iter().filter(|(k, _)| is_xml_name(k)) {
         out.push(' ');
         out.push_str(k);
         out.push_str("=\"");
-        // Attributes are double-quoted, so `"` must go too; `'` may stay.
-        out.push_str(&quick_xml::escape::partial_escape(v.as_str()).replace('"', "&quot;"));
+        push_escaped(out, v, true);
         out.push('"');
     }
     if node.text.is_empty() && node.children.is_empty() {
@@ -154,13 +158,52 @@ fn write_xml(node: &Node, out: &mut String) {
         return;
     }
     out.push('>');
-    out.push_str(&quick_xml::escape::partial_escape(node.text.as_str()));
+    push_escaped(out, &node.text, false);
     for child in &node.children {
         write_xml(child, out);
     }
     out.push_str("</");
     out.push_str(&node.name);
     out.push('>');
+}
+
+/// Whether `name` can be an element or attribute name: a conservative ASCII subset
+/// of XML 1.0's `Name` (a letter or `_`, then letters, digits, `_`, `-`, `.`; no `:`,
+/// which namespaces reserve).
+pub(crate) fn is_xml_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}
+
+/// Whether XML 1.0 allows `c` in a document at all (its `Char` production): not the
+/// C0 controls but tab, newline and carriage return, nor U+FFFE and U+FFFF. No
+/// reference can carry the others either (`&#1;` is not well-formed in XML 1.0).
+fn is_xml_char(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..='\u{10FFFF}')
+}
+
+/// Appends `text` escaped for element content or (`attr`) a double-quoted attribute
+/// value. A character XML cannot carry becomes U+FFFD, so whatever a request put in
+/// a value, the answer is well-formed; `\r` (and in attributes tab and newline) are
+/// written as references, which the reader's normalisation of line ends and
+/// attribute values leaves as they were sent.
+fn push_escaped(out: &mut String, text: &str, attr: bool) {
+    for c in text.chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '"' if attr => out.push_str("&quot;"),
+            '\r' => out.push_str("&#13;"),
+            '\n' if attr => out.push_str("&#10;"),
+            '\t' if attr => out.push_str("&#9;"),
+            c if !is_xml_char(c) => out.push('\u{FFFD}'),
+            c => out.push(c),
+        }
+    }
 }
 
 fn to_json(doc: &Doc, elem_as_array: bool, empty_elem_array: bool) -> String {
@@ -228,6 +271,45 @@ mod tests {
             xml,
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
              <doc><ok/><licname x=\"&quot;q&quot;\">a&lt;b&amp;'c'</licname></doc>\n"
+        );
+    }
+
+    #[test]
+    fn characters_xml_cannot_carry_are_replaced_and_line_ends_survive() {
+        let doc = Doc::form(vec![
+            Node::text("licname", "a\u{1}b\u{1b}c\u{FFFE}d\r\ne").with_attr("x", "1\t2\n3\u{0}"),
+        ]);
+        let xml = render(&doc, Format::Xml, false);
+        assert!(
+            xml.contains(
+                "<licname x=\"1&#9;2&#10;3\u{FFFD}\">a\u{FFFD}b\u{FFFD}c\u{FFFD}d&#13;\ne</licname>"
+            ),
+            "{xml}"
+        );
+        let back = Doc::parse(xml.as_bytes()).unwrap();
+        assert_eq!(
+            back.root.child("licname").unwrap().attr("x"),
+            Some("1\t2\n3\u{FFFD}")
+        );
+    }
+
+    #[test]
+    fn elements_and_attributes_whose_names_are_not_xml_names_are_left_out() {
+        for good in ["a", "_x", "addon_55236", "item.id", "p-cnt"] {
+            assert!(is_xml_name(good), "{good}");
+        }
+        for bad in [
+            "", "1a", ".a", "-a", "a b", "a<b", "a:b", "a&b", "имя", "a\u{0}",
+        ] {
+            assert!(!is_xml_name(bad), "{bad:?}");
+        }
+        let doc = Doc::form(vec![
+            Node::text("9lives", "x"),
+            Node::text("ok", "y").with_attr("a b", "z"),
+        ]);
+        assert_eq!(
+            render(&doc, Format::Xml, false),
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<doc><ok>y</ok></doc>\n"
         );
     }
 

@@ -8,6 +8,7 @@ mod support;
 mod audit;
 mod auth;
 mod billmgr;
+mod billmgr_security;
 mod browser;
 mod catalog;
 mod connections;
