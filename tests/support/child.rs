@@ -136,6 +136,21 @@ impl ServiceDir {
         self.dir.path()
     }
 
+    /// Licenses whose order was unfinished (PENDING or PROVISIONING) in this
+    /// directory's database, read directly: after a kill, the orders the killed
+    /// process had in flight. Only while no service runs on it.
+    pub async fn unfinished_orders(&self) -> u64 {
+        let store = license_facade::store::connect(&self.database_url())
+            .await
+            .expect("the killed service's database opens");
+        let counts = store.count_by_state().await.expect("the database answers");
+        counts
+            .iter()
+            .filter(|(state, _)| state == "PENDING" || state == "PROVISIONING")
+            .map(|(_, n)| n)
+            .sum()
+    }
+
     /// Log lines with this message across every start so far.
     pub fn log_count(&self, message: &str) -> u64 {
         let needle = format!("\"message\":\"{message}\"");
