@@ -266,6 +266,25 @@ impl Service {
         Self::spawn(command, dir, label)
     }
 
+    /// `license-facade serve --sandbox` as a user starts it, on free ports, logging
+    /// JSON: its built-in sandbox, in-memory database and `sandbox-token` client.
+    pub fn serve_sandbox(dir: &Path, label: &str) -> Self {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_license-facade"));
+        command
+            .args(["serve", "--sandbox"])
+            .args(["--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0"])
+            .env("LICENSE_FACADE_LOG_FORMAT", "json")
+            .env("LICENSE_FACADE_LOG", "info")
+            .env_remove("RUST_LOG")
+            .env_remove("LICENSE_FACADE_CONFIG")
+            .env_remove("LICENSE_FACADE_DATABASE_URL")
+            .env_remove("LICENSE_FACADE_CLIENTS_FILE")
+            .env_remove("LICENSE_FACADE_SANDBOX_KEY_DELAY_MS")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped());
+        Self::spawn(command, dir, label)
+    }
+
     /// Spawns `command` with its stderr in `dir/label.stderr` and its stdout kept
     /// (in memory and in `dir/label.stdout`); returns once it logged its addresses.
     fn spawn(mut command: Command, dir: &Path, label: &str) -> Self {
