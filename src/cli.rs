@@ -23,7 +23,8 @@ pub enum Command {
     Sandbox(SandboxArgs),
     /// Check the upstream account before spending money: log in once, read the
     /// licenses, the price list and the balance, and say which answer shapes the
-    /// upstream uses. Buys and changes nothing. Exit 0 when every check passed.
+    /// upstream uses. Buys and changes nothing upstream; with --sandbox it orders one
+    /// license from its own sandbox and reads it back. Exit 0 when every check passed.
     Doctor(crate::doctor::DoctorArgs),
     /// Print the panel catalog; `--check` compares it with the upstream price list.
     Panels(crate::panels_cmd::PanelsArgs),

@@ -3,12 +3,23 @@
 //! checks that every catalog tariff is orderable, and says which answer shapes it saw
 //! and what they mean for recovery after a lost order answer. It calls no function
 //! that changes anything upstream.
+//!
+//! With `--sandbox` the upstream is a sandbox of its own, empty at first, so there is
+//! nothing to read; there (and only there) it orders one license and reads it back the
+//! ways recovery would, through `soft.edit` and the `soft` list, so that the report
+//! shows the shapes of answers that carry a license.
+
+mod round_trip;
 
 use anyhow::Context;
 
-use crate::billmanager::{Billmanager, BillmanagerClient, ListShape, UpstreamError};
+use crate::billmanager::{
+    Billmanager, BillmanagerClient, ListShape, UpstreamError, UpstreamStatus,
+};
 use crate::config::{ServeArgs, Settings};
 use crate::sandbox::Sandbox;
+
+use round_trip::sandbox_round_trip;
 
 /// Flags of `license-facade doctor`.
 #[derive(clap::Args, Debug, Clone)]
@@ -71,6 +82,7 @@ pub async fn run(args: DoctorArgs) -> anyhow::Result<i32> {
 /// Runs every check against the configured upstream (or the in-process sandbox with
 /// `--sandbox`).
 pub async fn examine(mut settings: Settings) -> anyhow::Result<Vec<Check>> {
+    let own_sandbox = settings.sandbox.is_some();
     let _sandbox = match settings.sandbox.take() {
         Some(config) => {
             let sandbox = Sandbox::bind("127.0.0.1:0".parse().expect("valid"), config).await?;
@@ -102,6 +114,22 @@ pub async fn examine(mut settings: Settings) -> anyhow::Result<Vec<Check>> {
             checks.push(Check::fail("log-in", format!("{what}: {e}")));
             return Ok(checks);
         }
+    };
+    let shape = if own_sandbox {
+        checks.extend(sandbox_round_trip(&client, &settings.catalog).await);
+        // Read again: the list now holds the license just ordered.
+        match client.list_shape().await {
+            Ok(shape) => shape,
+            Err(e) => {
+                checks.push(Check::fail(
+                    "answer shapes",
+                    format!("cannot read the list again: {e}"),
+                ));
+                return Ok(checks);
+            }
+        }
+    } else {
+        shape
     };
     checks.push(shapes(&shape));
     checks.push(match client.list_licenses().await {
@@ -166,12 +194,28 @@ fn currency(t: &crate::billmanager::UpstreamTariff) -> String {
         .unwrap_or_default()
 }
 
+/// A status code with its meaning, e.g. `5 (processing)`.
+fn status_name(code: u32) -> String {
+    let meaning = match UpstreamStatus::from_code(code) {
+        UpstreamStatus::Ordered => "ordered, unpaid",
+        UpstreamStatus::Active => "active",
+        UpstreamStatus::Suspended => "suspended",
+        UpstreamStatus::Deleted => "deleted",
+        UpstreamStatus::Processing => "processing",
+        UpstreamStatus::Other(_) => "unknown",
+    };
+    format!("{code} ({meaning})")
+}
+
 /// What the list's columns mean for finding an order whose answer was lost.
 fn shapes(shape: &ListShape) -> Check {
     if shape.rows == 0 {
         return Check::pass(
             "answer shapes",
-            "no license listed yet, so the list's columns are unknown; recovery matches by licname, else by IP + tariff + creation date",
+            format!(
+                "no license listed yet, so the list's columns are unknown; recovery matches by licname, else by IP + tariff + creation date; {}",
+                filters(shape)
+            ),
         );
     }
     let Some(id) = shape.id_column else {
@@ -192,8 +236,29 @@ fn shapes(shape: &ListShape) -> Check {
     } else {
         "no raw `orig` values (translated text is read)"
     };
+    let statuses = shape
+        .statuses
+        .iter()
+        .map(|(&code, n)| format!("{} ×{n}", status_name(code)))
+        .collect::<Vec<_>>();
+    let statuses = match shape.status_column {
+        None => "rows without a status column".to_owned(),
+        Some(column) => format!("status in `{column}`: {}", statuses.join(", ")),
+    };
     Check::pass(
         "answer shapes",
-        format!("the id in `{id}`; {matching}; {raw}"),
+        format!(
+            "the id in `{id}`; {matching}; {raw}; {statuses}; {}",
+            filters(shape)
+        ),
     )
+}
+
+/// What the list answer said about filters (the `licenses` check judges them).
+fn filters(shape: &ListShape) -> String {
+    match (&shape.filter, shape.saved_filters) {
+        (Some(why), _) => why.clone(),
+        (None, true) => "`saved_filters` present and empty".to_owned(),
+        (None, false) => "no `saved_filters` in the answer".to_owned(),
+    }
 }

@@ -38,3 +38,9 @@ pub mod startup;
 pub mod store;
 pub mod tasks;
 pub mod telemetry;
+
+/// The skip-or-fail rule of the integration suites (a test that lacks an outside piece
+/// is skipped, or with `CI=true` fails), shared with the unit tests that need one.
+#[cfg(test)]
+#[path = "../tests/support/skip.rs"]
+pub(crate) mod test_skip;

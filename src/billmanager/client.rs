@@ -58,6 +58,33 @@ fn param(key: &str, value: impl ToString) -> (String, String) {
     (key.to_owned(), value.to_string())
 }
 
+/// The `soft.order.param` form of a paid order (`skipbasket`: no cart).
+fn order_form(params: &OrderParams) -> Params {
+    let mut form = vec![
+        param("sok", "ok"),
+        param("clicked_button", "finish"),
+        param("skipbasket", "on"),
+        param("pricelist", params.tariff_id),
+        param("ip", params.ip),
+        param("period", params.period),
+        param(
+            "autoprolong",
+            params
+                .autoprolong
+                .map_or_else(|| "null".to_owned(), |m| m.to_string()),
+        ),
+        param("remoteid", &params.remote_id),
+        param("licname", &params.licname),
+    ];
+    form.extend(
+        params
+            .addons
+            .iter()
+            .map(|(addon, count)| param(&format!("addon_{addon}"), count)),
+    );
+    form
+}
+
 fn elid_sok(id: UpstreamId) -> Params {
     vec![param("elid", id), param("sok", "ok")]
 }
@@ -75,6 +102,25 @@ pub struct ListShape {
     pub licname: bool,
     /// Whether any column carried a raw value in `orig`.
     pub orig: bool,
+    /// Whether the answer carries the account's `saved_filters` (empty or not).
+    pub saved_filters: bool,
+    /// Why the list may leave licenses out (a saved or active filter), if it may.
+    pub filter: Option<String>,
+    /// The column that carried the status (`status`, `item_status` or `status_msg`),
+    /// if any row had one.
+    pub status_column: Option<&'static str>,
+    /// The status codes of the first page's rows as read (0 when unreadable), each
+    /// with how many rows had it.
+    pub statuses: std::collections::BTreeMap<u32, usize>,
+}
+
+/// Where a `soft.order.param` answer carried the new license's id. Used by `doctor`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OrderAnswer {
+    /// The new license's id.
+    pub id: UpstreamId,
+    /// Where it was: `doc/id`, `doc/item.id` or `doc/id/v`.
+    pub id_at: &'static str,
 }
 
 /// The BILLmanager client: one `reqwest::Client`, built once, shared by every call.
@@ -394,6 +440,10 @@ impl BillmanagerClient {
         let doc = self.call("soft", &form, Retry::OnceIfUnavailable).await?;
         let rows = doc.elems();
         let columns = |name: &str| rows.iter().any(|r| r.child(name).is_some());
+        let mut statuses = std::collections::BTreeMap::new();
+        for row in rows.iter().filter_map(|r| convert::license_row(r).ok()) {
+            *statuses.entry(row.status.code()).or_default() += 1;
+        }
         Ok(ListShape {
             rows: rows.len(),
             id_column: ["id", "elid"].into_iter().find(|c| columns(c)),
@@ -402,7 +452,27 @@ impl BillmanagerClient {
             orig: rows
                 .iter()
                 .any(|r| r.children.iter().any(|c| c.attr("orig").is_some())),
+            status_column: ["status", "item_status", "status_msg"]
+                .into_iter()
+                .find(|c| columns(c)),
+            saved_filters: doc.node("saved_filters").is_some(),
+            filter: doc.filter_note(),
+            statuses,
         })
+    }
+
+    /// Orders a license exactly as [`Billmanager::order_license`] does and says where
+    /// the answer carried its id. It spends money: `doctor` calls it on its own sandbox
+    /// only.
+    pub async fn order_license_answer(
+        &self,
+        params: &OrderParams,
+    ) -> Result<OrderAnswer, UpstreamError> {
+        let doc = self
+            .call("soft.order.param", &order_form(params), Retry::Never)
+            .await?;
+        let (id, id_at) = convert::order_id_at(&doc)?;
+        Ok(OrderAnswer { id, id_at })
     }
 
     /// Waits until the outbound rate limit lets one more request go.
@@ -548,29 +618,9 @@ fn outcome_label(error: Option<&UpstreamError>) -> &'static str {
 #[async_trait]
 impl Billmanager for BillmanagerClient {
     async fn order_license(&self, params: &OrderParams) -> Result<UpstreamId, UpstreamError> {
-        let mut form = vec![
-            param("sok", "ok"),
-            param("clicked_button", "finish"),
-            param("skipbasket", "on"),
-            param("pricelist", params.tariff_id),
-            param("ip", params.ip),
-            param("period", params.period),
-            param(
-                "autoprolong",
-                params
-                    .autoprolong
-                    .map_or_else(|| "null".to_owned(), |m| m.to_string()),
-            ),
-            param("remoteid", &params.remote_id),
-            param("licname", &params.licname),
-        ];
-        form.extend(
-            params
-                .addons
-                .iter()
-                .map(|(addon, count)| param(&format!("addon_{addon}"), count)),
-        );
-        let doc = self.call("soft.order.param", &form, Retry::Never).await?;
+        let doc = self
+            .call("soft.order.param", &order_form(params), Retry::Never)
+            .await?;
         convert::order_id(&doc)
     }
 

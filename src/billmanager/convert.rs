@@ -11,13 +11,23 @@ use crate::protocol::{Doc, Node};
 /// carried no `doc/error`, so the order was most likely placed: an answer without a
 /// readable id is [`UpstreamError::Unreadable`], which is never sent again.
 pub(crate) fn order_id(doc: &Doc) -> Result<UpstreamId, UpstreamError> {
-    let raw = doc
+    order_id_at(doc).map(|(id, _)| id)
+}
+
+/// [`order_id`] and where it was found: `doc/id`, `doc/item.id` or `doc/id/v`.
+pub(crate) fn order_id_at(doc: &Doc) -> Result<(UpstreamId, &'static str), UpstreamError> {
+    let (raw, at) = doc
         .field("id")
-        .or_else(|| doc.field("item.id"))
-        .or_else(|| doc.node("id").and_then(|id| id.field("v")))
+        .map(|raw| (raw, "doc/id"))
+        .or_else(|| doc.field("item.id").map(|raw| (raw, "doc/item.id")))
+        .or_else(|| {
+            doc.node("id")
+                .and_then(|id| id.field("v"))
+                .map(|raw| (raw, "doc/id/v"))
+        })
         .ok_or_else(|| UpstreamError::Unreadable("order answer carried no license id".into()))?;
     match raw.parse::<UpstreamId>() {
-        Ok(id) if id > 0 => Ok(id),
+        Ok(id) if id > 0 => Ok((id, at)),
         _ => Err(UpstreamError::Unreadable(
             "order answer carried a license id that is not a positive number".into(),
         )),

@@ -14,7 +14,7 @@ mod tests;
 mod transport;
 
 pub use breaker::{BreakerConfig, CircuitBreaker};
-pub use client::{BillmanagerClient, ListShape};
+pub use client::{BillmanagerClient, ListShape, OrderAnswer};
 pub use config::{ClientConfig, PriceListFilter, WireFormat, check_url};
 pub use error::UpstreamError;
 pub use scrub::{MAX_UPSTREAM_TEXT, bounded};

@@ -444,6 +444,32 @@ async fn the_order_id_is_read_where_real_clients_read_it() {
 }
 
 #[tokio::test]
+async fn the_order_answer_says_where_it_carried_the_id() {
+    for (body, id, id_at) in [
+        (xml("<doc><ok/><id>11</id></doc>"), 11, "doc/id"),
+        (
+            xml("<doc><ok/><item.id>12</item.id></doc>"),
+            12,
+            "doc/item.id",
+        ),
+        (
+            xml("<doc><item.id>14</item.id><id>13</id></doc>"),
+            13,
+            "doc/id",
+        ),
+        (json(r#"{"doc":{"id":{"v":"15"}}}"#), 15, "doc/id/v"),
+    ] {
+        let server = MockServer::start().await;
+        mount(&server, "soft.order.param", body).await;
+
+        assert_eq!(
+            client(&server).order_license_answer(&order()).await,
+            Ok(crate::billmanager::OrderAnswer { id, id_at })
+        );
+    }
+}
+
+#[tokio::test]
 async fn after_the_back_off_one_call_tests_the_credentials_while_the_others_wait() {
     let server = MockServer::start().await;
     mount(

@@ -42,7 +42,7 @@ pub use config::{
     Tariff,
 };
 pub use faults::{Fault, FaultKind, FaultParseError};
-pub use state::{NewSandboxLicense, SandboxLicense};
+pub use state::{NewSandboxLicense, SandboxLicense, SandboxRenewal};
 
 use conn::{ConnInfo, KillableListener};
 use state::{Shared, status};
@@ -120,6 +120,11 @@ impl SandboxHandle {
     /// suspension of a suspended license changes nothing).
     pub fn carried_out(&self, func: &str) -> u64 {
         self.shared.lock().carried_out(func)
+    }
+
+    /// Every renewal (`service.prolong`) carried out, oldest first.
+    pub fn renewals(&self) -> Vec<SandboxRenewal> {
+        self.shared.lock().renewals.clone()
     }
 
     /// Every license, deleted ones (status 4) included, by id, with effective status.

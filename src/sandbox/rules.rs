@@ -9,7 +9,7 @@ use time::Date;
 
 use super::config::{DuplicateIpPolicy, SandboxConfig, Tariff};
 use super::doc::ApiError;
-use super::state::{NewSandboxLicense, State, add_months, random_hex, status};
+use super::state::{NewSandboxLicense, SandboxRenewal, State, add_months, random_hex, status};
 
 /// A validated-on-use order (`soft.order.param`) or pre-check (`soft.checkip`).
 #[derive(Debug, Clone)]
@@ -296,8 +296,17 @@ impl State {
         let cost = t.price(period) + addons_price(cfg, t, &rec.lic.addons, period)?;
         self.debit(cfg, cost)?;
         let rec = self.live_record(cfg, id)?;
-        rec.lic.expire_date = add_months(rec.lic.expire_date, period);
-        Ok(rec.lic.expire_date)
+        let expire_before = rec.lic.expire_date;
+        rec.lic.expire_date = add_months(expire_before, period);
+        let expire_after = rec.lic.expire_date;
+        self.renewals.push(SandboxRenewal {
+            license: id,
+            months: period,
+            cost_cents: cost,
+            expire_before,
+            expire_after,
+        });
+        Ok(expire_after)
     }
 
     /// `service.changepricelist`. Charging rule: paid → paid debits the price difference

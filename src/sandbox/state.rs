@@ -49,6 +49,21 @@ pub struct SandboxLicense {
     pub auto_prolong: Option<i32>,
 }
 
+/// One renewal (`service.prolong`) the sandbox carried out: a period bought and paid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SandboxRenewal {
+    /// The renewed license (`elid`).
+    pub license: u64,
+    /// Months bought.
+    pub months: i32,
+    /// What was debited, in cents.
+    pub cost_cents: i64,
+    /// The paid period's end before the renewal.
+    pub expire_before: Date,
+    /// The paid period's end after it.
+    pub expire_after: Date,
+}
+
 /// A license to plant directly in the sandbox ("bought behind the service's back").
 /// Nothing is debited and the tariff is not checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,6 +142,9 @@ pub(crate) struct State {
     calls: HashMap<String, u64>,
     /// Requests with `sok` (the ones that act) that were carried out, by `func`.
     carried_out: HashMap<String, u64>,
+    /// Every renewal carried out, oldest first: what was paid for, where the state
+    /// alone (an expiry date) cannot tell one period from two.
+    pub(crate) renewals: Vec<SandboxRenewal>,
     pub(crate) faults: Vec<Fault>,
     /// The filter set on the `soft` list (starts as configured; tests may change it).
     pub(crate) saved_filter: Option<SavedFilter>,
@@ -153,6 +171,7 @@ impl Shared {
             clock_offset: time::Duration::ZERO,
             calls: HashMap::new(),
             carried_out: HashMap::new(),
+            renewals: Vec::new(),
             faults: config.faults.clone(),
             saved_filter: config.saved_filter,
         };

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::tests::{error_of, order_params, start, start_default, text_of};
-use super::{DuplicateIpPolicy, SandboxConfig};
+use super::{DuplicateIpPolicy, SandboxConfig, SandboxRenewal};
 
 fn err(t: &str, o: &str) -> Option<(String, String)> {
     Some((t.to_owned(), o.to_owned()))
@@ -279,6 +279,54 @@ async fn prolong_answers_a_nested_doc_and_debits_the_price() {
     );
     assert_eq!(sb.handle.license(id).unwrap().expire_date, after);
     assert_eq!(sb.handle.balance(), 1_000_000 - 600 - 6000);
+}
+
+#[tokio::test]
+async fn the_renewal_journal_lists_each_period_bought_and_no_refused_one() {
+    let sb = start_default().await;
+    let id = sb.order("203.0.113.5", "55227").await;
+    let before = sb.handle.license(id).unwrap().expire_date;
+    let prolong = |period: &'static str| {
+        let elid = id.to_string();
+        let sb = &sb;
+        async move {
+            sb.call(&[
+                ("func", "service.prolong"),
+                ("elid", &elid),
+                ("period", period),
+                ("sok", "ok"),
+            ])
+            .await
+        }
+    };
+
+    prolong("1").await;
+    let refused = prolong("7").await;
+    prolong("12").await;
+
+    assert!(refused.contains("<error"), "{refused}");
+    let once = super::state::add_months(before, 1);
+    let twice = super::state::add_months(once, 12);
+    assert_eq!(
+        sb.handle.renewals(),
+        vec![
+            SandboxRenewal {
+                license: id,
+                months: 1,
+                cost_cents: 600,
+                expire_before: before,
+                expire_after: once,
+            },
+            SandboxRenewal {
+                license: id,
+                months: 12,
+                cost_cents: 6000,
+                expire_before: once,
+                expire_after: twice,
+            },
+        ]
+    );
+    assert_eq!(sb.handle.carried_out("service.prolong"), 2);
 }
 
 #[tokio::test]

@@ -1,6 +1,7 @@
 //! One suite for every [`Store`]: each body below runs against a fresh SQLite file, an
 //! in-memory SQLite database and, when `LICENSE_FACADE_TEST_POSTGRES_URL` names a
-//! server, a fresh PostgreSQL database created for the test and dropped after it.
+//! server, a fresh PostgreSQL database created for the test and dropped after it
+//! (without one the PostgreSQL variants are skipped, or with `CI=true` fail).
 //!
 //! Run only the PostgreSQL variants with `cargo test --lib store::tests -- --skip sqlite`.
 
@@ -132,14 +133,17 @@ where
 }
 
 /// Runs `test` with the URL of a fresh, empty PostgreSQL database, dropped afterwards
-/// whether the test passed or panicked; skips when no server is configured.
+/// whether the test passed or panicked; skips when no server is configured (with
+/// `CI=true`, fails).
 async fn in_postgres_database<F, Fut>(test: F)
 where
     F: FnOnce(String) -> Fut,
     Fut: Future<Output = ()>,
 {
     let Ok(server_url) = std::env::var(POSTGRES_URL_VAR) else {
-        eprintln!("skipped: {POSTGRES_URL_VAR} is not set");
+        crate::test_skip::skip_unless_ci(&format!(
+            "{POSTGRES_URL_VAR} is not set (no PostgreSQL server)"
+        ));
         return;
     };
     let _slot = POSTGRES_SLOTS

@@ -10,6 +10,7 @@ use serde_json::Value;
 use crate::helpers::{
     TestApp, spawn_app, spawn_app_on_upstream, spawn_app_with, spawn_app_with_key_delay,
 };
+use crate::support::assert_renewed_once;
 
 /// How a client reads answers.
 #[derive(Clone, Copy, PartialEq)]
@@ -228,6 +229,8 @@ async fn lifecycle(
         .field(&renewed, "newexpiredate")
         .unwrap_or_else(|| panic!("renewed in time: {renewed}"));
     assert!(new_expiry > expiry, "{new_expiry} after {expiry}");
+    let renewal = assert_renewed_once(&app.sandbox, bought.id, 1);
+    assert_eq!(new_expiry, renewal.expire_after.to_string());
 
     let moved_to = format!("{ip}0");
     shop.ok(&[
@@ -387,6 +390,13 @@ async fn a_facade_in_front_of_a_facade_runs_the_whole_lifecycle() {
         renewed["expireTime"].as_str() > ordered["expireTime"].as_str(),
         "{renewed}"
     );
+    let renewal = assert_renewed_once(&first.sandbox, bought[0].id, 1);
+    assert!(
+        renewed["expireTime"]
+            .as_str()
+            .is_some_and(|t| t.starts_with(&renewal.expire_after.to_string())),
+        "{renewed}"
+    );
     let moved = post(
         format!("{base}/change-ip?wait=20s"),
         serde_json::json!({"ip": "203.0.113.21"}),
@@ -538,6 +548,11 @@ async fn an_account_sees_and_changes_only_its_own_items() {
             format!("License {id} not found")
         );
     }
+    assert_eq!(
+        app.sandbox.renewals(),
+        vec![],
+        "nothing was renewed upstream"
+    );
     let list: Value = serde_json::from_str(&bob.ok(&[("func", "soft")]).await).unwrap();
     assert_eq!(list["doc"]["p_elems"]["$"], "0");
     assert_eq!(list["doc"]["elem"], Value::Array(vec![]));

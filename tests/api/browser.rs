@@ -1,6 +1,7 @@
 //! The console in a real browser: headless Chromium driven through chromedriver
 //! (WebDriver) against the application with its sandbox. Skipped, with a message,
-//! where chromedriver is not installed; `.ci/run` installs it. Saves the screenshots
+//! where chromedriver is not installed (with `CI=true` that fails); `.ci/run` installs
+//! it. Saves the screenshots
 //! the README shows (`docs/img/console-*.png`).
 
 use std::io::{BufRead, BufReader};
@@ -13,7 +14,7 @@ use license_facade::sandbox::NewSandboxLicense;
 use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, spawn_app_with};
-use crate::support::Stuck;
+use crate::support::{Stuck, skip_unless_ci};
 
 /// A chromedriver process, ended when dropped.
 struct Driver {
@@ -258,9 +259,9 @@ async fn seed(app: &TestApp) -> (String, String, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_works_in_a_real_browser() {
     let Some(driver) = Driver::start() else {
-        println!(
-            "skipping the browser test: chromedriver is not installed \
-             (apt-get install chromium chromium-driver)"
+        skip_unless_ci(
+            "the browser test needs chromedriver, which is not installed \
+             (apt-get install chromium chromium-driver, or CHROMEDRIVER=path)",
         );
         return;
     };

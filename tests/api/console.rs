@@ -11,7 +11,7 @@ use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
 use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, spawn_app, spawn_app_with};
-use crate::support::{Stuck, named_clients};
+use crate::support::{Stuck, assert_renewed_once, named_clients};
 
 /// What the escaping test plants in every text field a caller or the upstream
 /// controls.
@@ -413,11 +413,20 @@ async fn a_renewal_is_confirmed_with_the_quoted_price_and_charged_once() {
         .await;
     let csrf = confirm.hidden("csrf");
     let key = confirm.hidden("request_key");
+    let form = [
+        ("csrf", csrf.as_str()),
+        ("request_key", key.as_str()),
+        ("period", "12"),
+    ];
     let done = browser
-        .post(
-            &format!("/console/licenses/{id}/actions/renew"),
-            &[("csrf", &csrf), ("request_key", &key), ("period", "12")],
-        )
+        .post(&format!("/console/licenses/{id}/actions/renew"), &form)
+        .await;
+    // The same confirmation sent again (a double click, a reload of the answer).
+    let again = browser
+        .post(&format!("/console/licenses/{id}/actions/renew"), &form)
+        .await;
+    app.api_as(SANDBOX_TOKEN)
+        .license_after_audit(id, "RENEW", "SUCCEEDED")
         .await;
     let audit: Value = app
         .get(&format!("/v1/audit?licenseId={id}"))
@@ -444,6 +453,14 @@ async fn a_renewal_is_confirmed_with_the_quoted_price_and_charged_once() {
         "price {price} missing"
     );
     assert_eq!(done.status, StatusCode::SEE_OTHER);
+    assert_eq!(again.status, StatusCode::SEE_OTHER, "{}", again.body);
+    let upstream_id: u64 = license["upstreamId"].as_str().unwrap().parse().unwrap();
+    let renewal = assert_renewed_once(&app.sandbox, upstream_id, 12);
+    assert_eq!(
+        format!("{:.2}", renewal.cost_cents as f64 / 100.0),
+        quote["price"].as_str().unwrap(),
+        "charged the quoted price, once"
+    );
     let renewals = audit["entries"]
         .as_array()
         .unwrap()

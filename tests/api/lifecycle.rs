@@ -4,6 +4,7 @@ use license_facade::api::pb::v1 as pb;
 use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, reason, spawn_app};
+use crate::support::assert_renewed_once;
 
 async fn active_license(app: &TestApp, server: &str, ip: &str, panel: &str) -> Value {
     let license = app
@@ -95,12 +96,8 @@ async fn one_license_walks_through_every_change_over_rest_and_agrees_with_the_sa
     assert_eq!(l["state"], "ACTIVE");
     assert_agrees(&app, &l);
 
-    let before = l["expireTime"].as_str().unwrap().to_owned();
     let l = post_wait(&app, &format!("{base}/renew"), json!({"periodMonths": 12})).await;
-    assert!(
-        l["expireTime"].as_str().unwrap() > before.as_str(),
-        "renewal moved the expiry"
-    );
+    assert_renewed_once(&app.sandbox, upstream_id(&l), 12);
     assert_agrees(&app, &l);
 
     let old_key = l["licenseKey"].as_str().unwrap().to_owned();
@@ -183,7 +180,6 @@ async fn every_change_works_over_grpc() {
         .license
         .unwrap();
     assert_eq!(l.state(), pb::license::State::Active);
-    let before = l.expire_time.unwrap();
     let l = grpc
         .renew_license(pb::RenewLicenseRequest {
             id: id.clone(),
@@ -196,7 +192,14 @@ async fn every_change_works_over_grpc() {
         .into_inner()
         .license
         .unwrap();
-    assert!(l.expire_time.unwrap().seconds > before.seconds);
+    let renewal = assert_renewed_once(&app.sandbox, l.upstream_id.parse().unwrap(), 1);
+    let expire_time = l.expire_time.unwrap();
+    let expire_time = time::OffsetDateTime::from_unix_timestamp(expire_time.seconds).unwrap();
+    assert_eq!(
+        expire_time.date(),
+        renewal.expire_after,
+        "the renewed expiry"
+    );
     let old_key = l.license_key.clone();
     let l = grpc
         .reissue_license_key(pb::ReissueLicenseKeyRequest {
@@ -356,6 +359,7 @@ async fn trials_are_ordered_with_their_tariff_and_cannot_be_renewed_but_convert_
         renew.json::<Value>().await.unwrap()["code"],
         "TRIAL_NOT_RENEWABLE"
     );
+    assert_eq!(app.sandbox.renewals(), vec![], "nothing renewed upstream");
 
     let paid = post_wait(
         &app,

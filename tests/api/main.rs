@@ -27,6 +27,7 @@ mod observability;
 mod one_per_ip;
 mod ordering;
 mod panels;
+mod readme;
 mod resolve;
 mod secrets;
 mod spend;

@@ -69,6 +69,60 @@ async fn rest_wait_returns_the_active_license() {
 }
 
 #[tokio::test]
+async fn rest_wait_that_runs_out_answers_202_with_the_license_still_being_ordered() {
+    let app = spawn_app_with_key_delay(10_000).await;
+
+    let response = app
+        .post_json(
+            "/v1/licenses?wait=1s",
+            &order_body("srv-slow", "203.0.113.12", "ISPmanager 6 Pro"),
+        )
+        .await;
+
+    assert_eq!(response.status(), 202);
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    let license: Value = response.json().await.unwrap();
+    assert_eq!(
+        location,
+        format!("/v1/licenses/{}", license["id"].as_str().unwrap())
+    );
+    assert!(
+        license["state"] == "PENDING" || license["state"] == "PROVISIONING",
+        "{license}"
+    );
+}
+
+#[tokio::test]
+async fn rest_wait_through_an_upstream_refusal_answers_200_with_the_failed_license() {
+    // Arrange: a trial on an IP, cancelled; the upstream gives each IP one trial.
+    let app = spawn_app().await;
+    let trial = |server: &str| json!({"server": {"id": server, "ip": "203.0.113.13"}, "panel": "ISPmanager 6 Pro", "trial": true});
+    let first = app.order_and_wait(&trial("srv-t1")).await;
+    let id = first["id"].as_str().unwrap();
+    let cancelled = app
+        .client
+        .delete(format!("{}/v1/licenses/{id}?wait=20s", app.http))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cancelled.status(), 200);
+
+    // Act
+    let response = app
+        .post_json("/v1/licenses?wait=20s", &trial("srv-t2"))
+        .await;
+
+    // Assert
+    assert_eq!(response.status(), 200);
+    let license: Value = response.json().await.unwrap();
+    assert_eq!(license["state"], "FAILED", "{license}");
+    assert_eq!(
+        license["lastError"]["code"], "UPSTREAM_REFUSED",
+        "{license}"
+    );
+}
+
+#[tokio::test]
 async fn grpc_order_waits_for_active_and_rest_sees_it() {
     let app = spawn_app().await;
     let mut grpc = app.grpc().await;

@@ -406,10 +406,10 @@ async fn wrong_credentials_make_one_log_in_however_many_licenses_wait() {
     let status = ready.status();
     let body: Value = ready.json().await.unwrap();
 
-    assert!(
-        app.sandbox.call_count("auth") <= 1,
-        "log-ins: {}",
-        app.sandbox.call_count("auth")
+    assert_eq!(
+        app.sandbox.call_count("auth"),
+        1,
+        "one log-in was tried, and only one"
     );
     assert_eq!(app.orders_sent(), 0);
     assert_eq!(status, 503);

@@ -9,6 +9,7 @@
 mod support;
 
 mod change_crash_points;
+mod checks;
 mod crash_points;
 mod faults;
 mod figures;

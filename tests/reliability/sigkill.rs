@@ -6,21 +6,50 @@
 //! kill often falls between "the sandbox bought the license" and "the service recorded
 //! it": the case only recovery by look-up can settle. The restarted services' logs
 //! count how often that happened (`adopted_by_recovery`).
+//!
+//! A kill lands at a random one of the upstream calls the service makes for its orders
+//! (sending one, looking one up, reading a key), the moment that call reaches the
+//! sandbox: the proxy holds its answer back, so the order it serves is unfinished when
+//! the process dies. Each kill is then checked against the dead process's own database:
+//! it must have left orders unfinished, or the round proved nothing about recovery.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rand::Rng;
 
 use crate::figures::{Figures, duplicates_and_lost};
 use crate::support::{
-    ADOPTED_LOG, Api, Order, ServiceDir, assert_agree, sandbox_config, slow_answer_proxy,
-    start_sandbox,
+    ADOPTED_LOG, Api, DEADLINE, Order, ServiceDir, TestSandbox, assert_agree, sandbox_config,
+    slow_answer_proxy, start_sandbox,
 };
 
 const ORDERS: usize = 20;
 
-fn random_ms(max: u64) -> Duration {
-    Duration::from_millis(rand::rng().random_range(0..max))
+/// The upstream functions a service calls to work on an order: `soft.order.param`
+/// sends it, `soft` looks it up after a lost answer, `soft.edit` reads its key. With
+/// reconciliation not due and no changes asked for, nothing else calls them.
+const ORDER_WORK: [&str; 3] = ["soft.order.param", "soft", "soft.edit"];
+
+/// Calls of [`ORDER_WORK`] the sandbox received so far.
+fn order_work(sandbox: &TestSandbox) -> u64 {
+    ORDER_WORK
+        .iter()
+        .map(|func| sandbox.handle.call_count(func))
+        .sum()
+}
+
+/// Waits until the sandbox has received `n` calls of order work after `from` (the
+/// service is then waiting for that call's answer, which the proxy holds back).
+async fn until_order_work(sandbox: &TestSandbox, from: u64, n: u64) {
+    let deadline = Instant::now() + DEADLINE;
+    while order_work(sandbox) < from + n {
+        assert!(
+            Instant::now() < deadline,
+            "the service made {} of {n} order calls",
+            order_work(sandbox) - from
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
 }
 
 /// Fires every order at once, ignoring the outcome (the process may die under them).
@@ -46,17 +75,27 @@ async fn round(kills: usize) -> Figures {
     let orders: Vec<Order> = (0..ORDERS).map(|n| Order::new(100 + n)).collect();
     let mut crashes = 0;
 
-    for _ in 0..kills {
+    for life in 0..kills {
+        // The first life makes at least two order calls per order (send it, read its
+        // key); a later one at least one, for an order the kill before left unfinished.
+        let calls = if life == 0 { 2 * ORDERS as u64 } else { 1 };
+        let kill_at = rand::rng().random_range(1..=calls);
+        let from = order_work(&sandbox);
         let mut service = dir.start(&upstream_url, None);
         let in_flight = fire(&service.api, &orders);
-        tokio::time::sleep(random_ms(700)).await;
+        until_order_work(&sandbox, from, kill_at).await;
         service.kill();
         crashes += 1;
         in_flight.join_all().await;
+        let unfinished = dir.unfinished_orders().await;
+        assert!(
+            unfinished > 0,
+            "kill {crashes} (at order call {kill_at}) landed with no order in flight"
+        );
         for order in &orders {
             assert!(
-                sandbox.live_on(&order.ip).len() <= 1,
-                "a duplicate after a kill"
+                sandbox.purchased_on(&order.ip).len() <= 1,
+                "a duplicate after a kill, deleted licenses included"
             );
         }
     }
@@ -78,9 +117,9 @@ async fn round(kills: usize) -> Figures {
     let (duplicates, lost) =
         duplicates_and_lost(&sandbox.handle, orders.iter().map(|o| o.ip.as_str()));
     assert_eq!(
-        sandbox.handle.licenses().len(),
-        ORDERS,
-        "one upstream license per server, deleted ones included"
+        sandbox.purchases(),
+        ORDERS as u64,
+        "one upstream purchase per server, deleted licenses included"
     );
     Figures {
         runs: 1,

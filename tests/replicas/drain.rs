@@ -340,18 +340,25 @@ async fn sigterm_under_load_turns_not_serving_first_and_resets_no_client() {
         ids.push(survivors.order_until_acknowledged(order).await);
     }
     wait_all_active(survivors, &ids).await;
+    // Purchases, deleted licenses included: a duplicate cancelled afterwards was paid.
     for order in ordered.iter().chain([&Order::new(4000)]) {
-        let live = sandbox.live_on(&order.ip);
+        let bought = sandbox.purchased_on(&order.ip);
         assert_eq!(
-            live.len(),
+            bought.len(),
             1,
-            "one license on {}: {:?}",
+            "one license ever on {}: {:?}",
             order.ip,
-            live.iter()
-                .map(|l| (l.id, l.remote_id.clone(), l.create_time))
+            bought
+                .iter()
+                .map(|l| (l.id, l.status, l.remote_id.clone(), l.create_time))
                 .collect::<Vec<_>>()
         );
     }
+    assert_eq!(
+        sandbox.purchases(),
+        SERVERS as u64 + 1,
+        "one purchase per server, nothing more"
+    );
     drop(replicas);
     drop(db);
 }

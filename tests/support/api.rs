@@ -299,17 +299,25 @@ pub fn assert_agree(sandbox: &SandboxHandle, order: &Order, license: &Value) {
     );
 }
 
-/// Every order has exactly one live upstream license, the one its ACTIVE license
-/// holds, and there are no others.
+/// Every order was bought exactly once upstream, and its ACTIVE license holds that
+/// purchase: one purchase per order in all and one upstream license on each order's IP,
+/// both counted with deleted licenses included (a duplicate that was cancelled
+/// afterwards was still paid for).
 pub fn assert_exactly_once(sandbox: &TestSandbox, orders: &[Order], licenses: &[Value]) {
-    let live = sandbox.live();
     assert_eq!(
-        live.len(),
-        orders.len(),
-        "exactly one upstream license per server ({} servers)",
+        sandbox.purchases(),
+        orders.len() as u64,
+        "exactly one upstream purchase per server ({} servers)",
         orders.len()
     );
     for (order, license) in orders.iter().zip(licenses) {
+        let bought = sandbox.purchased_on(&order.ip);
+        assert_eq!(
+            bought.len(),
+            1,
+            "one upstream license ever on {}, deleted ones included: {bought:?}",
+            order.ip
+        );
         assert_agree(&sandbox.handle, order, license);
     }
 }

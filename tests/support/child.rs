@@ -136,6 +136,21 @@ impl ServiceDir {
         self.dir.path()
     }
 
+    /// Licenses whose order was unfinished (PENDING or PROVISIONING) in this
+    /// directory's database, read directly: after a kill, the orders the killed
+    /// process had in flight. Only while no service runs on it.
+    pub async fn unfinished_orders(&self) -> u64 {
+        let store = license_facade::store::connect(&self.database_url())
+            .await
+            .expect("the killed service's database opens");
+        let counts = store.count_by_state().await.expect("the database answers");
+        counts
+            .iter()
+            .filter(|(state, _)| state == "PENDING" || state == "PROVISIONING")
+            .map(|(_, n)| n)
+            .sum()
+    }
+
     /// Log lines with this message across every start so far.
     pub fn log_count(&self, message: &str) -> u64 {
         let needle = format!("\"message\":\"{message}\"");
@@ -248,6 +263,25 @@ impl Service {
         write_clients_file(dir);
         let mut command = serve_command(dir, database_url, sandbox_url, config);
         command.args(extra);
+        Self::spawn(command, dir, label)
+    }
+
+    /// `license-facade serve --sandbox` as a user starts it, on free ports, logging
+    /// JSON: its built-in sandbox, in-memory database and `sandbox-token` client.
+    pub fn serve_sandbox(dir: &Path, label: &str) -> Self {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_license-facade"));
+        command
+            .args(["serve", "--sandbox"])
+            .args(["--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0"])
+            .env("LICENSE_FACADE_LOG_FORMAT", "json")
+            .env("LICENSE_FACADE_LOG", "info")
+            .env_remove("RUST_LOG")
+            .env_remove("LICENSE_FACADE_CONFIG")
+            .env_remove("LICENSE_FACADE_DATABASE_URL")
+            .env_remove("LICENSE_FACADE_CLIENTS_FILE")
+            .env_remove("LICENSE_FACADE_SANDBOX_KEY_DELAY_MS")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped());
         Self::spawn(command, dir, label)
     }
 

@@ -23,11 +23,12 @@ pub struct TestDb {
 
 impl TestDb {
     /// A new empty database, or `None` (after printing why) when [`POSTGRES_ENV`] is
-    /// unset: for the tests that only make sense on PostgreSQL.
+    /// unset: for the tests that only make sense on PostgreSQL. With `CI=true` an unset
+    /// [`POSTGRES_ENV`] fails the test instead.
     pub async fn create() -> Option<Self> {
         super::init();
         let Ok(admin_url) = std::env::var(POSTGRES_ENV) else {
-            eprintln!("skipped: {POSTGRES_ENV} is not set");
+            super::skip_unless_ci(&format!("{POSTGRES_ENV} is not set (no PostgreSQL server)"));
             return None;
         };
         Some(Self::create_on(admin_url, "lf").await)

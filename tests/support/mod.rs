@@ -13,6 +13,7 @@ mod db;
 mod in_process;
 mod replica_set;
 mod sandbox;
+mod skip;
 mod stuck;
 
 pub use api::*;
@@ -21,6 +22,7 @@ pub use db::*;
 pub use in_process::*;
 pub use replica_set::*;
 pub use sandbox::*;
+pub use skip::*;
 pub use stuck::*;
 
 use std::time::Duration;

@@ -37,7 +37,8 @@ pub struct ReplicaSet {
 impl ReplicaSet {
     /// Three replicas against a sandbox with `upstream`, each with the configuration
     /// `config` (TOML) or, when `None`, the child replicas' short timings; `None`
-    /// (skipped, with a note) when no PostgreSQL server is configured.
+    /// (skipped, with a note; with `CI=true` failed) when no PostgreSQL server is
+    /// configured.
     pub async fn start(upstream: SandboxConfig, config: Option<&str>) -> Option<Self> {
         let db = TestDb::create().await?;
         let sandbox = start_sandbox(upstream).await;

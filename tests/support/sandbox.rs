@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use license_facade::sandbox::{Fault, Sandbox, SandboxConfig, SandboxHandle, SandboxLicense};
+use license_facade::sandbox::{
+    Fault, Sandbox, SandboxConfig, SandboxHandle, SandboxLicense, SandboxRenewal,
+};
 use tokio_util::sync::CancellationToken;
 
 /// Upstream status of an active license and of a deleted one.
@@ -66,6 +68,16 @@ impl TestSandbox {
         self.handle.call_count("soft.order.param")
     }
 
+    /// Every license the sandbox sold, see [`purchases`].
+    pub fn purchases(&self) -> u64 {
+        purchases(&self.handle)
+    }
+
+    /// Every upstream license on `ip`, deleted ones included, see [`purchased_on`].
+    pub fn purchased_on(&self, ip: &str) -> Vec<SandboxLicense> {
+        purchased_on(&self.handle, ip)
+    }
+
     pub fn set_fault(&self, fault: &str) {
         self.handle
             .set_faults(vec![fault.parse::<Fault>().expect("a valid fault")]);
@@ -81,6 +93,53 @@ fn live(handle: &SandboxHandle) -> impl Iterator<Item = SandboxLicense> {
 
 pub fn live_on(handle: &SandboxHandle, ip: &str) -> Vec<SandboxLicense> {
     live(handle).filter(|l| l.ip == ip).collect()
+}
+
+/// Every license the sandbox sold: the orders (`soft.order.param`) it carried out,
+/// whatever became of the licenses since. A duplicate that was cancelled afterwards is
+/// still a purchase, so counts of money spent use this, never the live licenses.
+pub fn purchases(handle: &SandboxHandle) -> u64 {
+    handle.carried_out("soft.order.param")
+}
+
+/// Every upstream license on `ip`, deleted ones included (a license keeps its IP when
+/// it is deleted, so a cancelled duplicate still shows here).
+pub fn purchased_on(handle: &SandboxHandle, ip: &str) -> Vec<SandboxLicense> {
+    handle
+        .licenses()
+        .into_iter()
+        .filter(|l| l.ip == ip)
+        .collect()
+}
+
+/// Asserts that the sandbox carried out exactly one renewal in all, of license
+/// `upstream_id` for `months`, and that the license's paid period moved by exactly
+/// that; returns the renewal. An expiry that merely moved, or one accepted request,
+/// would also pass with two periods bought.
+#[track_caller]
+pub fn assert_renewed_once(
+    handle: &SandboxHandle,
+    upstream_id: u64,
+    months: i32,
+) -> SandboxRenewal {
+    let renewals = handle.renewals();
+    assert_eq!(
+        renewals.len(),
+        1,
+        "one renewal carried out upstream: {renewals:?}"
+    );
+    let renewal = renewals[0].clone();
+    assert_eq!(
+        (renewal.license, renewal.months),
+        (upstream_id, months),
+        "license {upstream_id} renewed for {months} months: {renewal:?}"
+    );
+    let license = handle.license(upstream_id).expect("the renewed license");
+    assert_eq!(
+        license.expire_date, renewal.expire_after,
+        "the license is paid until the end of that one period"
+    );
+    renewal
 }
 
 /// A TCP proxy in front of the sandbox that holds every chunk of every answer for

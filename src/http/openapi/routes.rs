@@ -168,12 +168,19 @@ pub fn operations() -> Vec<Op> {
             ok: &[
                 (
                     200,
-                    "The server already had this license; nothing was bought.",
+                    "The server already had this license; nothing was bought. Or, with \
+                     `?wait=`, the order ended within the wait without a license: `FAILED` \
+                     (the upstream refused; `lastError` says why) or `NEEDS_ATTENTION`.",
                 ),
-                (201, "Ordered and ACTIVE within `?wait=`."),
+                (
+                    201,
+                    "With `?wait=`: ordered, and `ACTIVE` with its key within the wait; the \
+                     body is the active license. `Location` names it.",
+                ),
                 (
                     202,
-                    "Accepted; the order runs in the background. `Location` names the license.",
+                    "Accepted; the order runs in the background (without `?wait=`, or still \
+                     running when the wait ran out). `Location` names the license.",
                 ),
             ],
             errors: CHANGE_ERRORS,

@@ -93,3 +93,30 @@ fn license_fields_follow_the_proto3_json_mapping() {
         "int64 is a string"
     );
 }
+
+#[test]
+fn an_order_documents_each_answer_of_a_waiting_call_with_its_location() {
+    let value: serde_json::Value = serde_json::from_str(spec_json()).unwrap();
+    let order = &value["paths"]["/v1/licenses"]["post"];
+    let described = |status: &str| {
+        let answer = &order["responses"][status];
+        assert!(
+            answer["headers"]["Location"].is_object(),
+            "{status} names the license: {answer}"
+        );
+        answer["description"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(described("201").contains("`ACTIVE` with its key within the wait"));
+    assert!(described("202").contains("still running when the wait ran out"));
+    assert!(described("200").contains("`FAILED`"));
+    let wait = order["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "wait")
+        .expect("a wait parameter");
+    assert_eq!(wait["in"], "query");
+}
