@@ -10,6 +10,7 @@ mod license;
 mod lifecycle;
 mod network;
 mod operation;
+mod price;
 
 pub use audit::{
     ADOPT_ACTION, AuditEntry, AuditFilter, AuditOutcome, PAID_ACTIONS, RESOLVE_ACTION,
@@ -24,6 +25,10 @@ pub use license::{License, LicenseState, NewLicense, Period, UpstreamFailure};
 pub use lifecycle::Precondition;
 pub use network::LicenseIp;
 pub use operation::{Operation, OperationKind, Phase};
+pub use price::{
+    AddonUnits, CallPrice, ListedPrice, MAX_REASON_BYTES, Money, Purchase, cents_text, parse_price,
+    price_of,
+};
 
 /// A value that failed validation; `field` names the request field in lowerCamelCase.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

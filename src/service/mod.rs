@@ -11,6 +11,7 @@ mod input;
 mod items;
 mod lease;
 mod lifecycle;
+mod pricing;
 mod quotes;
 mod reconcile;
 mod recovery;
@@ -29,6 +30,7 @@ pub use feed::{FeedConfig, FeedItem};
 pub use idempotency::{REQUEST_KEY_TTL, RequestKey};
 pub use input::{DEFAULT_PAGE_SIZE, ListInput, MAX_PAGE_SIZE, OrderInput};
 pub use lifecycle::EnsureAction;
+pub use pricing::UNCAPPED_PRICE_WAIT;
 pub use quotes::Quote;
 pub use reconcile::{MAX_EXPIRING_WITHIN_DAYS, ReconcileConfig};
 pub use resolve::{ABANDONED, MAX_REASON_CHARS, ResolveAction, ResolveInput};
@@ -204,16 +206,11 @@ impl LicenseService {
         if let Some(replayed) = self.replay(call, &fp).await? {
             return Ok(replayed);
         }
+        // A new license is paid from now for its period.
+        self.check_prepaid(call, None, new.period)?;
         // Held until the order is stored, so a client's orders are counted one at a time.
         let spend = self
-            .spend_permit(
-                &call.client,
-                &new.server_id,
-                spend::Priced {
-                    panel: &new.panel,
-                    months: new.period.months(),
-                },
-            )
+            .spend_permit(&call.client, &new.server_id, &self.order_purchase(&new))
             .await?;
         let now = OffsetDateTime::now_utc();
         let pending = new.clone().into_pending(LicenseId::generate(), now);
@@ -231,7 +228,7 @@ impl LicenseService {
             call,
             &pending,
             &[OperationKind::Order.name()],
-            spend.cost_cents,
+            Some(&spend.price),
         );
         let inserted = match self
             .store
@@ -242,11 +239,12 @@ impl LicenseService {
             Err(StoreError::SpendLimit(exceeded)) => return Err(spend.refusal(exceeded)),
             other => other?,
         };
+        let price = spend.price.clone();
         drop(spend);
         match inserted {
             Inserted::Created(license) => {
-                tracing::info!(license_id = %license.id, "order accepted");
-                self.count_order(&license);
+                tracing::info!(license_id = %license.id, price = %price, "order accepted");
+                self.count_order(&license, &price);
                 self.wake_workers();
                 let _ = self.changes.send(license.id);
                 self.finish(
