@@ -347,6 +347,7 @@ fn call(principal: &Principal, request_key: &str) -> Result<Call, PageError> {
         admin: principal.owner_filter().is_none(),
         request: Some(request),
         wait: None,
+        arrived: tokio::time::Instant::now(),
     })
 }
 

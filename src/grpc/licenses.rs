@@ -59,6 +59,7 @@ fn call<T>(request: &Request<T>, request_id: &str, wait: bool) -> Result<Call, S
         client: principal.client,
         request: request_key,
         wait: wait.then(|| wait_budget(request)),
+        arrived: tokio::time::Instant::now(),
     })
 }
 

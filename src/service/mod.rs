@@ -64,21 +64,27 @@ pub struct Call {
     pub client: ClientName,
     /// The caller's request id, if any.
     pub request: Option<RequestKey>,
-    /// Wait up to this long for the work to finish upstream before answering.
+    /// Wait up to this long, counted from `arrived`, for the work to finish upstream
+    /// before answering.
     pub wait: Option<Duration>,
     /// Whether the caller may change every client's licenses by id (the `admin`
     /// scope); otherwise only its own.
     pub admin: bool,
+    /// When the call arrived: the wait counts from here, so the time it took to accept
+    /// the call (pricing it, storing it) comes out of the wait, and an answer due by a
+    /// deadline is not late.
+    pub arrived: tokio::time::Instant,
 }
 
 impl Call {
-    /// A call of `client` without request id that does not wait.
+    /// A call of `client`, arriving now, without request id, that does not wait.
     pub fn of(client: ClientName) -> Self {
         Self {
             client,
             request: None,
             wait: None,
             admin: false,
+            arrived: tokio::time::Instant::now(),
         }
     }
 
