@@ -21,7 +21,7 @@ pub use catalog::{
 };
 pub use event::{Event, EventKind};
 pub use ids::{ClientName, Hostname, LicenseId, ServerId};
-pub use license::{License, LicenseState, NewLicense, Period, UpstreamFailure};
+pub use license::{License, LicenseState, MAX_NODES, NewLicense, Period, UpstreamFailure};
 pub use lifecycle::Precondition;
 pub use network::LicenseIp;
 pub use operation::{Operation, OperationKind, Phase};

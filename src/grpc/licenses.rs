@@ -149,7 +149,7 @@ impl Rpc for GrpcLicenses {
         let r = request.into_inner();
         let quote = self
             .service
-            .quote(&r.panel, r.period_months)
+            .quote(&r.panel, r.period_months, r.nodes)
             .await
             .map_err(status)?;
         Ok(Response::new(quote_to_pb(&quote)))

@@ -13,7 +13,7 @@ use futures::future::{BoxFuture, Shared};
 
 use super::{LicenseService, ServiceError};
 use crate::billmanager::UpstreamTariff;
-use crate::domain::{CallPrice, FieldViolation, Period, Purchase};
+use crate::domain::{AddonUnits, CallPrice, FieldViolation, MAX_NODES, Period, Purchase};
 
 /// How long a fetched price list is used.
 const PRICE_TTL: Duration = Duration::from_secs(300);
@@ -128,15 +128,36 @@ impl LicenseService {
         fetch
     }
 
-    /// The price of `panel` for `period_months` (1 or 12; ignored for trials), as a
-    /// paid call for it would be priced (without add-on units).
-    pub async fn quote(&self, panel: &str, period_months: i32) -> Result<Quote, ServiceError> {
+    /// The price of `panel` for `period_months` (1 or 12; ignored for trials) with
+    /// `nodes` where it is sold per node, as an order for it would be priced.
+    pub async fn quote(
+        &self,
+        panel: &str,
+        period_months: i32,
+        nodes: Option<u32>,
+    ) -> Result<Quote, ServiceError> {
         let panel = self.catalog.resolve(panel)?.clone();
         let period = if panel.trial {
             Period::Trial
         } else {
             Period::paid_months(period_months, "periodMonths")
                 .map_err(|v| ServiceError::InvalidArgument(vec![v]))?
+        };
+        let addon = match (panel.nodes_addon, nodes) {
+            (_, None) => None,
+            (Some(addon_id), Some(units @ 1..=MAX_NODES)) => Some(AddonUnits { addon_id, units }),
+            (Some(_), Some(_)) => {
+                return Err(ServiceError::InvalidArgument(vec![FieldViolation::new(
+                    "nodes",
+                    format!("must be between 1 and {MAX_NODES}"),
+                )]));
+            }
+            (None, Some(_)) => {
+                return Err(ServiceError::InvalidArgument(vec![FieldViolation::new(
+                    "nodes",
+                    format!("{} is not sold per node; leave nodes unset", panel.name),
+                )]));
+            }
         };
         let list = self.price_list().await?;
         if !list.iter().any(|t| t.id == panel.tariff_id) {
@@ -152,7 +173,7 @@ impl LicenseService {
             panel: panel.name.clone(),
             tariff_id: panel.tariff_id,
             period,
-            addon: None,
+            addon,
         };
         match super::pricing::price_in(&list, &purchase) {
             CallPrice::Known(money) => Ok(Quote {

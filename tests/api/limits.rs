@@ -189,6 +189,7 @@ async fn a_call_past_its_deadline_fails_and_the_worker_finishes_what_was_accepte
     let mut quote = tonic::Request::new(pb::QuoteLicenseRequest {
         panel: "ISPmanager 6 Pro".into(),
         period_months: 1,
+        ..Default::default()
     });
     quote.set_timeout(Duration::from_millis(300));
     let quote = bare.quote_license(quote).await.unwrap_err();

@@ -533,3 +533,42 @@ async fn the_prepaid_limit_applies_to_orders_and_trial_conversions() {
         "nothing bought for the refused order"
     );
 }
+
+#[tokio::test]
+async fn a_business_quote_prices_its_nodes_as_an_order_would() {
+    let app = spawn_with_clients().await;
+
+    let monthly: Value = rest(
+        &app,
+        Some("alpha"),
+        Method::GET,
+        "/v1/panels/ISPmanager%206%20Business/quote?nodes=100",
+        None,
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let yearly = crate::helpers::grpc_client_with(app.grpc_addr, Some("alpha-token"))
+        .await
+        .quote_license(license_facade::api::pb::v1::QuoteLicenseRequest {
+            panel: "ISPmanager 6 Business".into(),
+            period_months: 12,
+            nodes: Some(2),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let not_per_node = rest(
+        &app,
+        Some("alpha"),
+        Method::GET,
+        "/v1/panels/ISPmanager%206%20Pro/quote?nodes=2",
+        None,
+    )
+    .await;
+
+    assert_eq!(monthly["price"], "525.00", "{monthly}");
+    assert_eq!(yearly.price, "350.00");
+    assert_eq!(not_per_node.status(), 400);
+}
