@@ -153,11 +153,10 @@ pub enum ServiceError {
         /// When the oldest priced call leaves the window.
         retry_after: Duration,
     },
-    /// The client has a money cap and the call could not be priced from the price
-    /// list → 503 / UNAVAILABLE with a retry hint, `PRICE_UNKNOWN`; nothing was bought.
-    #[error(
-        "the price of this call is unknown ({0}); with a money cap set nothing is bought without one"
-    )]
+    /// The client has a money cap and the call's price is unknown, or that of a paid
+    /// call of its last 24 hours (what was spent is then unknown) → 503 / UNAVAILABLE,
+    /// `PRICE_UNKNOWN`; nothing was bought. Holds what is unknown and why.
+    #[error("{0}; with a money cap set nothing is bought without a known price")]
     PriceUnknown(String),
     /// The client has as many change-feed streams open as it may → 429 /
     /// RESOURCE_EXHAUSTED, `STREAM_LIMIT_REACHED`.

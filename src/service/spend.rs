@@ -133,8 +133,10 @@ impl Permit {
 /// (`calls` 0) or that of `calls` paid calls of the window.
 fn unpriced(price: &CallPrice, calls: u64) -> ServiceError {
     match (calls, price.unknown_reason()) {
-        (0, Some(why)) => ServiceError::PriceUnknown(why.to_owned()),
-        (0, None) => ServiceError::PriceUnknown("this call has no price".into()),
+        (0, why) => ServiceError::PriceUnknown(format!(
+            "the price of this call is unknown ({})",
+            why.unwrap_or("not priced")
+        )),
         (n, _) => ServiceError::PriceUnknown(format!(
             "{n} paid call(s) of the last 24 hours have no known price, so what was spent is \
              unknown"
