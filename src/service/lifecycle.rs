@@ -114,14 +114,8 @@ impl LicenseService {
         };
         // Stored: the client's next paid call may be counted.
         drop(spend);
-        match &price {
-            Some(price) => {
-                tracing::info!(license_id = %outcome.license.id, ?operations, price = %price, "change accepted");
-            }
-            None => {
-                tracing::info!(license_id = %outcome.license.id, ?operations, "change accepted")
-            }
-        }
+        let priced = price.as_ref().map(ToString::to_string);
+        tracing::info!(license_id = %outcome.license.id, ?operations, price = priced, "change accepted");
         self.wake_workers();
         outcome.operations = operations;
         self.finish(call, outcome).await

@@ -19,7 +19,7 @@ use crate::domain::{
 /// recorded as unknown, and the list is still fetched for the calls after). A call
 /// under a money cap waits as long as the export takes, since it cannot be accepted
 /// without its price.
-pub const UNCAPPED_PRICE_WAIT: Duration = Duration::from_millis(250);
+pub(super) const UNCAPPED_PRICE_WAIT: Duration = Duration::from_millis(250);
 
 /// How long a paid call waits for the price list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
