@@ -178,12 +178,12 @@ pub fn order(client: &str) {
     metrics::counter!(ORDERS, "client" => client.to_owned()).increment(1);
 }
 
-/// Adds an accepted order's list price to `client`'s spend.
-pub fn spend(client: &str, amount: f64, currency: &str) {
+/// Adds an accepted order's recorded price (hundredths, add-ons included) to
+/// `client`'s spend.
+pub fn spend(client: &str, cents: i64, currency: &str) {
     // Counters are integers; the spend is kept in hundredths (cents).
-    let cents = (amount * 100.0).round().max(0.0) as u64;
     metrics::counter!(SPEND, "client" => client.to_owned(), "currency" => currency.to_owned())
-        .increment(cents);
+        .increment(u64::try_from(cents).unwrap_or(0));
 }
 
 /// Sets `client`'s count of open change-feed streams.

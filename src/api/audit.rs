@@ -3,7 +3,7 @@
 use pbjson_types::Timestamp;
 
 use super::pb::v1 as pb;
-use crate::domain::{AuditEntry, AuditOutcome};
+use crate::domain::{AuditEntry, AuditOutcome, CallPrice};
 
 /// An audit entry as the API shows it.
 pub fn audit_entry_to_pb(e: &AuditEntry) -> pb::AuditEntry {
@@ -28,5 +28,22 @@ pub fn audit_entry_to_pb(e: &AuditEntry) -> pb::AuditEntry {
         upstream_id: e.upstream_id.map(|id| id.to_string()).unwrap_or_default(),
         outcome: outcome as i32,
         detail: e.detail.clone().unwrap_or_default(),
+        price: e.price.as_ref().map(call_price_to_pb),
+    }
+}
+
+/// A recorded price as the API shows it.
+pub fn call_price_to_pb(price: &CallPrice) -> pb::CallPrice {
+    match price {
+        CallPrice::Known(money) => pb::CallPrice {
+            amount: money.amount(),
+            currency: money.currency.clone(),
+            unknown_reason: String::new(),
+        },
+        CallPrice::Unknown(why) => pb::CallPrice {
+            amount: String::new(),
+            currency: String::new(),
+            unknown_reason: why.clone(),
+        },
     }
 }

@@ -135,6 +135,7 @@ pub fn event_to_pb(e: &Event) -> pb::LicenseEvent {
         kind: kind as i32,
         license: Some(license_to_pb(&e.license)),
         time: Some(timestamp(e.time)),
+        price: e.price.as_ref().map(super::audit::call_price_to_pb),
     }
 }
 
@@ -148,12 +149,14 @@ pub fn feed_item_to_pb(item: &FeedItem) -> pb::LicenseEvent {
             kind: K::EventsExpired as i32,
             license: None,
             time: Some(timestamp(OffsetDateTime::now_utc())),
+            price: None,
         },
         FeedItem::Snapshot { license, position } => pb::LicenseEvent {
             id: position.unwrap_or(0),
             kind: K::Snapshot as i32,
             license: Some(license_to_pb(license)),
             time: Some(timestamp(license.update_time)),
+            price: None,
         },
     }
 }

@@ -6,7 +6,7 @@ mod audit;
 mod convert;
 pub mod pb;
 
-pub use audit::audit_entry_to_pb;
+pub use audit::{audit_entry_to_pb, call_price_to_pb};
 pub use convert::drift_report_to_pb;
 pub use convert::{
     ensure_action_to_pb, ensure_input, event_to_pb, feed_item_to_pb, license_to_pb, list_input,

@@ -256,7 +256,9 @@ fn entry_to_spec(entry: ClientEntry) -> anyhow::Result<ClientSpec> {
             per_hour: entry.max_orders_per_hour,
             per_day: entry.max_orders_per_day,
             max_prepaid_months: match entry.max_prepaid_months {
-                Some(0) => bail!("client {name:?}: max_prepaid_months = 0 forbids every renewal"),
+                Some(0) => bail!(
+                    "client {name:?}: max_prepaid_months = 0 forbids every paid period (orders, renewals)"
+                ),
                 Some(n) => n,
                 None => DEFAULT_MAX_PREPAID_MONTHS,
             },

@@ -3,7 +3,9 @@
 //! [`Billmanager`]: super::Billmanager
 
 use super::scrub::bounded;
-use super::{UpstreamError, UpstreamId, UpstreamLicense, UpstreamStatus, UpstreamTariff};
+use super::{
+    UpstreamAddon, UpstreamError, UpstreamId, UpstreamLicense, UpstreamStatus, UpstreamTariff,
+};
 use crate::protocol::{Doc, Node};
 
 /// The new license's id in a `soft.order.param` answer: `doc/id`, else `doc/item.id`
@@ -121,21 +123,38 @@ pub(crate) fn tariffs(doc: &Doc) -> Vec<UpstreamTariff> {
                 .map(bounded);
             let price = pricelist.child("price");
             let currency = price.and_then(|p| p.attr_or_field("currency")).map(bounded);
-            let prices = price
-                .map(|p| {
-                    p.children_named("period")
-                        .filter_map(period_price)
-                        .collect()
+            let prices = period_prices(price);
+            // Add-ons without a numeric id cannot be ordered by id: skipped, so an
+            // order that needs one is priced as unknown rather than without it.
+            let addons = pricelist
+                .children_named("addon")
+                .filter_map(|addon| {
+                    Some(UpstreamAddon {
+                        id: addon.attr_or_field("id")?.trim().parse::<u32>().ok()?,
+                        prices: period_prices(addon.child("price")),
+                    })
                 })
-                .unwrap_or_default();
+                .collect();
             Some(UpstreamTariff {
                 id,
                 name,
                 currency,
                 prices,
+                addons,
             })
         })
         .collect()
+}
+
+/// The periods of a `price` element (none without one).
+fn period_prices(price: Option<&Node>) -> Vec<(i32, String)> {
+    price
+        .map(|p| {
+            p.children_named("period")
+                .filter_map(period_price)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// One `price/period`: the length from a `length` attribute or field (or the element's

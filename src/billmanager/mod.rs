@@ -143,6 +143,18 @@ pub struct UpstreamTariff {
     pub currency: Option<String>,
     /// Cost per period: (`period` in months, cost). Trials may carry -100.
     pub prices: Vec<(i32, String)>,
+    /// The per-unit add-ons the tariff takes (`addon`), e.g. Business nodes.
+    pub addons: Vec<UpstreamAddon>,
+}
+
+/// One `addon` of a tariff in `pricelist.export`: a per-unit add-on and the cost of
+/// one unit per period.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpstreamAddon {
+    /// `id` (ordered as `addon_<id>`).
+    pub id: u32,
+    /// Cost of one unit per period: (`period` in months, cost).
+    pub prices: Vec<(i32, String)>,
 }
 
 /// The upstream operations the service uses. Every method is one upstream call (plus

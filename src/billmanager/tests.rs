@@ -803,7 +803,10 @@ async fn the_price_list_is_parsed() {
         .respond_with(json(
             r#"{"doc":{"pricelist":[
                 {"id":{"$":"55227"},"name":{"$":"ispmanager 6 lite"},
-                 "price":{"$currency":"EUR","period":[{"$length":"1","$cost":"5.00"},{"$length":"12","$cost":"50.00"}]}},
+                 "price":{"$currency":"EUR","period":[{"$length":"1","$cost":"5.00"},{"$length":"12","$cost":"50.00"}]},
+                 "addon":[{"id":{"$":"55236"},"intname":{"$":"addon_55236"},"addontype":{"$":"integer"},
+                           "price":{"$currency":"EUR","period":[{"$length":"1","$cost":"0.50"}]}},
+                          {"intname":{"$":"addon_without_id"}}]},
                 {"id":{"$":"55239"},"price":{"currency":"EUR","period":{"length":{"$":"-100"},"cost":{"$":"0.00"}}}}
             ]}}"#,
         ))
@@ -822,6 +825,15 @@ async fn the_price_list_is_parsed() {
     );
     assert_eq!(tariffs[1].prices, [(-100, "0.00".to_owned())]);
     assert_eq!(tariffs[1].currency.as_deref(), Some("EUR"));
+    assert_eq!(
+        tariffs[0].addons,
+        [super::UpstreamAddon {
+            id: 55236,
+            prices: vec![(1, "0.50".to_owned())],
+        }],
+        "an add-on without an id is skipped"
+    );
+    assert!(tariffs[1].addons.is_empty());
 }
 
 #[tokio::test]

@@ -22,6 +22,7 @@ use super::session::{Posted, Session};
 use super::views::{Choice, Chrome, Confirm, Hidden, LicenseRow, render};
 use super::{BASE, ConsoleState};
 use crate::auth::{Principal, Scope};
+use crate::domain::CallPrice;
 use crate::service::{Call, RequestKey, ResolveAction, ResolveInput};
 
 /// What an action needs and says.
@@ -216,14 +217,6 @@ pub async fn confirm(
     let mut hidden = Vec::new();
     let (mut price, mut price_error) = (String::new(), String::new());
     if ready {
-        // The price the spend guard will charge: the quote of what is bought.
-        let bought = if action.needs_panel {
-            Some(input.panel.clone())
-        } else if action.needs_period {
-            Some(license.panel.clone())
-        } else {
-            None
-        };
         if action.needs_ip {
             summary.push(("From IP".into(), license.ip.to_string()));
             summary.push(("To IP".into(), input.ip.trim().to_owned()));
@@ -273,11 +266,20 @@ pub async fn confirm(
                 name: "period",
                 value: m.to_string(),
             });
-            if let Some(panel) = bought {
-                match state.service.quote(&panel, m).await {
-                    Ok(q) => price = format!("{} {}", q.price, q.currency),
-                    Err(e) => price_error = e.to_string(),
-                }
+            // The price the call will be recorded (and capped) with: the service's one
+            // price of what it buys, add-ons included.
+            let priced = if action.needs_panel {
+                state
+                    .service
+                    .panel_change_price(&license, &input.panel, m)
+                    .await
+            } else {
+                state.service.renewal_price(&license, m).await
+            };
+            match priced {
+                Ok(CallPrice::Unknown(why)) => price_error = why,
+                Ok(known) => price = known.to_string(),
+                Err(e) => price_error = e.to_string(),
             }
         }
     }
@@ -362,6 +364,7 @@ fn call(principal: &Principal, request_key: &str) -> Result<Call, PageError> {
         admin: principal.owner_filter().is_none(),
         request: Some(request),
         wait: None,
+        arrived: tokio::time::Instant::now(),
     })
 }
 

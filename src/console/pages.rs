@@ -70,6 +70,7 @@ pub async fn overview(
             per_day: u.per_day.map(|c| c.to_string()).unwrap_or_default(),
             per_hour: u.per_hour.map(|c| c.to_string()).unwrap_or_default(),
             spent: u.spent,
+            unpriced: u.unpriced,
             spend_cap: u.spend_cap.unwrap_or_default(),
         });
     }

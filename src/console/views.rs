@@ -162,8 +162,9 @@ impl From<&AuditEntry> for AuditRow {
             detail: e.detail.clone().unwrap_or_default(),
             request_id: e.request_id.clone().unwrap_or_default(),
             cost: e
-                .cost_cents
-                .map(|c| format!("{}.{:02}", c / 100, c % 100))
+                .price
+                .as_ref()
+                .map(ToString::to_string)
                 .unwrap_or_default(),
         }
     }
@@ -238,6 +239,8 @@ pub struct UsageRow {
     pub per_day: String,
     pub per_hour: String,
     pub spent: String,
+    /// Paid calls whose price is unknown, not in `spent`.
+    pub unpriced: u64,
     pub spend_cap: String,
     /// At or over the daily cap.
     pub at_cap: bool,

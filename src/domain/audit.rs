@@ -5,7 +5,7 @@ use std::fmt;
 
 use time::OffsetDateTime;
 
-use super::{ClientName, LicenseId};
+use super::{CallPrice, ClientName, LicenseId};
 
 /// The action an adoption is recorded as (the others are operation kind names).
 pub const ADOPT_ACTION: &str = "ADOPT";
@@ -83,9 +83,10 @@ pub struct AuditEntry {
     pub outcome: AuditOutcome,
     /// Why it failed, for people.
     pub detail: Option<String>,
-    /// What an accepted paid call was priced at, in hundredths of the account's
-    /// currency (recorded while the client has a money cap; the spend guard adds it up).
-    pub cost_cents: Option<i64>,
+    /// The price of a paid call (order, renewal, panel change), on its ACCEPTED
+    /// entry: recorded for every paid call, known or unknown with its reason; the
+    /// spend guard adds the known ones up. `None` on every other entry.
+    pub price: Option<CallPrice>,
 }
 
 /// Which audit entries to list; `None` means any.

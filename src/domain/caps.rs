@@ -9,11 +9,11 @@ pub struct OrderCaps {
     pub per_hour: Option<u32>,
     /// Paid calls in any sliding day.
     pub per_day: Option<u32>,
-    /// How far ahead a renewal may pay: a license's expiry may not move beyond this
-    /// many months from now.
+    /// How far ahead a paid call may pay: no order, trial conversion or renewal may
+    /// leave a license paid beyond this many months from now.
     pub max_prepaid_months: u32,
     /// What the paid calls of any sliding day may cost in all, in hundredths of the
-    /// account's currency, priced from the upstream price list.
+    /// account's currency, at the prices recorded with them (add-ons included).
     pub spend_per_day_cents: Option<i64>,
 }
 

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use super::{License, LicenseState};
+use super::{CallPrice, License, LicenseState};
 
 /// What happened to a license.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -82,4 +82,8 @@ pub struct Event {
     pub license: License,
     /// When it was recorded.
     pub time: OffsetDateTime,
+    /// The price of the paid call the event is the result of (an order's CREATED, a
+    /// renewal's RENEWED, a panel change's PANEL_CHANGED), as recorded when the call
+    /// was accepted; `None` on other events.
+    pub price: Option<CallPrice>,
 }

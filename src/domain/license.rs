@@ -173,6 +173,9 @@ pub struct License {
     pub last_error: Option<UpstreamFailure>,
 }
 
+/// The most nodes a license of a panel sold per node (Business) may have.
+pub const MAX_NODES: u32 = 100;
+
 /// What an order asks for, validated and resolved against the catalog.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewLicense {

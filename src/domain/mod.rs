@@ -10,6 +10,7 @@ mod license;
 mod lifecycle;
 mod network;
 mod operation;
+mod price;
 
 pub use audit::{
     ADOPT_ACTION, AuditEntry, AuditFilter, AuditOutcome, PAID_ACTIONS, RESOLVE_ACTION,
@@ -20,10 +21,14 @@ pub use catalog::{
 };
 pub use event::{Event, EventKind};
 pub use ids::{ClientName, Hostname, LicenseId, ServerId};
-pub use license::{License, LicenseState, NewLicense, Period, UpstreamFailure};
+pub use license::{License, LicenseState, MAX_NODES, NewLicense, Period, UpstreamFailure};
 pub use lifecycle::Precondition;
 pub use network::LicenseIp;
 pub use operation::{Operation, OperationKind, Phase};
+pub use price::{
+    AddonUnits, CallPrice, ListedPrice, MAX_REASON_BYTES, Money, Purchase, cents_text, parse_price,
+    price_of,
+};
 
 /// A value that failed validation; `field` names the request field in lowerCamelCase.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

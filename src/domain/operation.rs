@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use super::{License, LicenseId};
+use super::{EventKind, License, LicenseId};
 
 /// What an operation does upstream. Each variant carries what its recovery needs to
 /// tell, from the upstream's view of the license, whether it was already carried out.
@@ -60,6 +60,18 @@ impl OperationKind {
             Self::Resume => "RESUME",
             Self::Cancel => "CANCEL",
             Self::ReissueKey { .. } => "REISSUE_KEY",
+        }
+    }
+
+    /// The event that shows this paid operation carried out (an order's CREATED, a
+    /// renewal's RENEWED, a panel change's PANEL_CHANGED); it carries the call's
+    /// price in the change feed. `None` for an operation that buys nothing.
+    pub fn paid_event(&self) -> Option<EventKind> {
+        match self {
+            Self::Order => Some(EventKind::Created),
+            Self::Renew { .. } => Some(EventKind::Renewed),
+            Self::ChangePanel { .. } => Some(EventKind::PanelChanged),
+            _ => None,
         }
     }
 

@@ -1,7 +1,8 @@
 //! `pricelist.export`: the catalog's tariffs only (whatever else the upstream
 //! account may buy is not sold here), with the prices of the cached upstream price
-//! list, shaped like the recorded exports (billmanager-api.md §10.1). Without a price
-//! list (the upstream unreachable) the costs are empty, as some exports show them.
+//! list (the nodes add-on's price per unit included), shaped like the recorded
+//! exports (billmanager-api.md §10.1). Without a price list (the upstream
+//! unreachable) the costs are empty, as some exports show them.
 
 use crate::protocol::{ApiError, Doc, Node, SOFT_ITEMTYPE, price_node};
 
@@ -15,16 +16,20 @@ pub async fn export(r: &Req<'_>) -> Result<Doc, ApiError> {
         let upstream = prices
             .as_ref()
             .and_then(|list| list.iter().find(|t| t.id == panel.tariff_id));
-        let cost = |months: i32| {
-            upstream
-                .and_then(|t| t.prices.iter().find(|(m, _)| *m == months))
+        let cost = |prices: Option<&Vec<(i32, String)>>, months: i32| {
+            prices
+                .and_then(|p| p.iter().find(|(m, _)| *m == months))
                 .map(|(_, c)| c.clone())
                 .unwrap_or_default()
         };
+        let own = upstream.map(|t| &t.prices);
         let periods: Vec<(i32, String, &str)> = if panel.trial {
-            vec![(-100, cost(-100), "trial")]
+            vec![(-100, cost(own, -100), "trial")]
         } else {
-            vec![(1, cost(1), "monthly"), (12, cost(12), "annually")]
+            vec![
+                (1, cost(own, 1), "monthly"),
+                (12, cost(own, 12), "annually"),
+            ]
         };
         let currency = upstream
             .and_then(|t| t.currency.clone())
@@ -43,6 +48,18 @@ pub async fn export(r: &Req<'_>) -> Result<Doc, ApiError> {
             a.add_field("id", addon);
             a.add_field("intname", format!("addon_{addon}"));
             a.add_field("addontype", "integer");
+            // The price of one unit, as the upstream states it: a shop (or a facade in
+            // front of this one) prices the nodes it orders from it.
+            let unit = upstream
+                .and_then(|t| t.addons.iter().find(|a| a.id == addon))
+                .map(|a| &a.prices);
+            a.children.push(price_node(
+                &currency,
+                &[
+                    (1, cost(unit, 1), "monthly"),
+                    (12, cost(unit, 12), "annually"),
+                ],
+            ));
             p.children.push(a);
         }
         out.push(p);

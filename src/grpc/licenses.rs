@@ -59,6 +59,7 @@ fn call<T>(request: &Request<T>, request_id: &str, wait: bool) -> Result<Call, S
         client: principal.client,
         request: request_key,
         wait: wait.then(|| wait_budget(request)),
+        arrived: tokio::time::Instant::now(),
     })
 }
 
@@ -148,7 +149,7 @@ impl Rpc for GrpcLicenses {
         let r = request.into_inner();
         let quote = self
             .service
-            .quote(&r.panel, r.period_months)
+            .quote(&r.panel, r.period_months, r.nodes)
             .await
             .map_err(status)?;
         Ok(Response::new(quote_to_pb(&quote)))

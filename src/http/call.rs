@@ -59,6 +59,7 @@ pub fn call(
         admin: principal.owner_filter().is_none(),
         request,
         wait: parse_wait(wait)?,
+        arrived: tokio::time::Instant::now(),
     })
 }
 

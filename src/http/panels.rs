@@ -21,9 +21,10 @@ pub async fn list(State(state): State<AppState>) -> Json<pb::ListPanelsResponse>
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct QuoteQuery {
     period_months: Option<i32>,
+    nodes: Option<u32>,
 }
 
-/// `GET /v1/panels/{panel}/quote?periodMonths=12`.
+/// `GET /v1/panels/{panel}/quote?periodMonths=12&nodes=3`.
 pub async fn quote(
     State(state): State<AppState>,
     Path(panel): Path<String>,
@@ -31,7 +32,7 @@ pub async fn quote(
 ) -> Result<Json<pb::QuoteLicenseResponse>, ApiError> {
     let quote = state
         .service
-        .quote(&panel, q.period_months.unwrap_or(0))
+        .quote(&panel, q.period_months.unwrap_or(0), q.nodes)
         .await?;
     Ok(Json(quote_to_pb(&quote)))
 }

@@ -7,8 +7,8 @@ use time::OffsetDateTime;
 
 use super::{Call, LicenseService, ServiceError};
 use crate::domain::{
-    AuditEntry, AuditFilter, AuditOutcome, ClientName, FieldViolation, License, LicenseId,
-    LicenseState, Operation, Phase,
+    AuditEntry, AuditFilter, AuditOutcome, CallPrice, ClientName, FieldViolation, License,
+    LicenseId, LicenseState, Operation, Phase,
 };
 use crate::store::{Page, Store};
 
@@ -89,7 +89,7 @@ impl LicenseService {
         call: &Call,
         license: &License,
         actions: &[&str],
-        cost_cents: Option<i64>,
+        price: Option<&CallPrice>,
     ) -> Vec<AuditEntry> {
         actions
             .iter()
@@ -103,7 +103,7 @@ impl LicenseService {
                 );
                 // The price belongs to the paid action of the call (one at most).
                 if crate::domain::PAID_ACTIONS.contains(action) {
-                    accepted.cost_cents = cost_cents;
+                    accepted.price = price.cloned();
                 }
                 accepted
             })
@@ -169,7 +169,7 @@ pub(super) fn entry(
         upstream_id: license.upstream_id,
         outcome,
         detail: None,
-        cost_cents: None,
+        price: None,
     }
 }
 

@@ -120,14 +120,21 @@ pub enum ServiceError {
         /// When a call is allowed again.
         retry_after: Duration,
     },
-    /// A renewal would pay the license beyond the client's `max_prepaid_months` → 429
-    /// / RESOURCE_EXHAUSTED with a retry hint, `SPEND_CAP_REACHED`; nothing was bought.
-    #[error("a license may be paid at most {max_months} months ahead; nothing was renewed")]
+    /// A paid call (an order, a renewal, a trial conversion) would pay the license
+    /// beyond the client's `max_prepaid_months` → 429 / RESOURCE_EXHAUSTED,
+    /// `SPEND_CAP_REACHED`, with a retry hint when waiting can help (a renewal, once
+    /// the license has run down); nothing was bought.
+    #[error(
+        "a license may be paid at most {max_months} months ahead; this call would pay {months} months more, so nothing was bought"
+    )]
     PrepaidLimitReached {
         /// The limit.
         max_months: u32,
-        /// When the renewal would fit.
-        retry_after: Duration,
+        /// The months the call pays.
+        months: u32,
+        /// When the call would fit; `None` when it never does (a longer period than
+        /// the limit).
+        retry_after: Option<Duration>,
     },
     /// The client's money cap per day would be passed → 429 / RESOURCE_EXHAUSTED with
     /// a retry hint, `SPEND_CAP_REACHED`; nothing was bought.
@@ -146,11 +153,10 @@ pub enum ServiceError {
         /// When the oldest priced call leaves the window.
         retry_after: Duration,
     },
-    /// The client has a money cap and the call could not be priced from the price
-    /// list → 503 / UNAVAILABLE with a retry hint, `PRICE_UNKNOWN`; nothing was bought.
-    #[error(
-        "the price of this call is unknown ({0}); with a money cap set nothing is bought without one"
-    )]
+    /// The client has a money cap and the call's price is unknown, or that of a paid
+    /// call of its last 24 hours (what was spent is then unknown) → 503 / UNAVAILABLE,
+    /// `PRICE_UNKNOWN`; nothing was bought. Holds what is unknown and why.
+    #[error("{0}; with a money cap set nothing is bought without a known price")]
     PriceUnknown(String),
     /// The client has as many change-feed streams open as it may → 429 /
     /// RESOURCE_EXHAUSTED, `STREAM_LIMIT_REACHED`.
@@ -271,8 +277,8 @@ impl ServiceError {
         match self {
             Self::RateLimited { retry_after }
             | Self::SpendCapReached { retry_after, .. }
-            | Self::PrepaidLimitReached { retry_after, .. }
             | Self::MoneyCapReached { retry_after, .. } => Some(*retry_after),
+            Self::PrepaidLimitReached { retry_after, .. } => *retry_after,
             _ => None,
         }
     }

@@ -197,10 +197,11 @@ impl LicenseService {
             return Ok(outcome);
         };
         let id = outcome.license.id;
-        let deadline = tokio::time::Instant::now() + wait;
+        let deadline = call.arrived + wait;
         let mut result = Ok(());
         if outcome.created {
-            match self.wait_settled(call.owner_filter(), id, wait).await {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.wait_settled(call.owner_filter(), id, left).await {
                 Ok(license) => outcome.license = license,
                 Err(e) => result = Err(e),
             }

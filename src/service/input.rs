@@ -1,8 +1,8 @@
 //! Use-case inputs as plain values, validated here once for both transports.
 
 use crate::domain::{
-    ClientName, FieldViolation, Hostname, LicenseIp, LicenseState, NewLicense, PanelCatalog,
-    Period, ServerId,
+    ClientName, FieldViolation, Hostname, LicenseIp, LicenseState, MAX_NODES, NewLicense,
+    PanelCatalog, Period, ServerId,
 };
 use crate::store::LicenseFilter;
 
@@ -137,8 +137,11 @@ impl OrderInput {
                     "nodes",
                     format!("{} is not sold per node; leave nodes unset", p.name),
                 ));
-            } else if !(1..=100).contains(&n) {
-                v.0.push(FieldViolation::new("nodes", "must be between 1 and 100"));
+            } else if !(1..=MAX_NODES).contains(&n) {
+                v.0.push(FieldViolation::new(
+                    "nodes",
+                    format!("must be between 1 and {MAX_NODES}"),
+                ));
             }
         }
         if self.auto_renew && matches!(period, Some(Period::Trial)) {

@@ -6,7 +6,6 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use super::idempotency::{fingerprint, order_params};
-use super::spend;
 use super::{Call, LicenseService, OrderInput, Outcome, ServiceError};
 use crate::domain::{
     ClientName, FieldViolation, License, LicenseId, LicenseIp, LicenseState, Operation,
@@ -62,24 +61,21 @@ impl LicenseService {
         for change in &changes {
             license.check_change(change)?;
         }
-        // A renewal or a panel change is paid: it counts against the caps, checked and
-        // stored one at a time per client.
-        let paid = changes.iter().find_map(|c| match c {
-            OperationKind::Renew { period, .. } => Some(spend::Priced {
-                panel: &license.panel,
-                months: *period,
-            }),
-            OperationKind::ChangePanel { panel, period, .. } => Some(spend::Priced {
-                panel,
-                months: *period,
-            }),
-            _ => None,
-        });
-        let spend = match paid {
-            Some(buys) => Some(self.paid_change_permit(&call.client, buys).await?),
+        for change in &changes {
+            if let Some((paid_from, period)) = pays_ahead(&license, change) {
+                self.check_prepaid(call, paid_from, period)?;
+            }
+        }
+        // A renewal or a panel change is paid: it is priced, and counts against the
+        // caps, checked and stored one at a time per client.
+        let spend = match changes
+            .iter()
+            .find_map(|c| self.change_purchase(&license, c))
+        {
+            Some(buys) => Some(self.paid_change_permit(&call.client, &buys).await?),
             None => None,
         };
-        let cost_cents = spend.as_ref().and_then(|p| p.cost_cents);
+        let price = spend.as_ref().map(|p| p.price.clone());
         let now = OffsetDateTime::now_utc();
         let ops: Vec<Operation> = changes
             .into_iter()
@@ -95,7 +91,7 @@ impl LicenseService {
             replayed: false,
         };
         let record = self.request_record(call, fingerprint, &outcome);
-        let audit = Self::accepted_entries(call, &outcome.license, &actions, cost_cents);
+        let audit = Self::accepted_entries(call, &outcome.license, &actions, price.as_ref());
         let operations = match self
             .store
             .insert_operations(
@@ -118,7 +114,8 @@ impl LicenseService {
         };
         // Stored: the client's next paid call may be counted.
         drop(spend);
-        tracing::info!(license_id = %outcome.license.id, ?operations, "change accepted");
+        let priced = price.as_ref().map(ToString::to_string);
+        tracing::info!(license_id = %outcome.license.id, ?operations, price = priced, "change accepted");
         self.wake_workers();
         outcome.operations = operations;
         self.finish(call, outcome).await
@@ -151,7 +148,6 @@ impl LicenseService {
             Ok(license) => license,
             Err(replayed) => return Ok(replayed),
         };
-        self.check_prepaid(call, &license, period.months())?;
         let mut change = OperationKind::Renew {
             period: period.upstream_value(),
             previous_expiry: None,
@@ -179,28 +175,41 @@ impl LicenseService {
         self.queue(call, &fp, license, vec![change], None).await
     }
 
-    /// Refuses a renewal by `months` that would leave `license` paid beyond the
-    /// client's `max_prepaid_months` from now.
-    fn check_prepaid(
+    /// Refuses a paid call that would leave a license paid beyond the client's
+    /// `max_prepaid_months` from now: `period` paid on top of `paid_from` (a
+    /// renewal's current expiry; `None` for a period that starts now, as an order's
+    /// or a trial conversion's does).
+    pub(super) fn check_prepaid(
         &self,
         call: &Call,
-        license: &License,
-        months: i32,
+        paid_from: Option<OffsetDateTime>,
+        period: Period,
     ) -> Result<(), ServiceError> {
+        let months = period.months();
+        if months <= 0 {
+            // A trial pays no period.
+            return Ok(());
+        }
         let max = self.max_prepaid_months(&call.client);
         let now = OffsetDateTime::now_utc();
-        let from = license.expire_time.filter(|t| *t > now).unwrap_or(now);
-        // Months as 31 days: a bound that never lets a renewal through early.
+        let from = paid_from.filter(|t| *t > now).unwrap_or(now);
+        // Months as 31 days: a bound that never lets a call through early.
         let month = time::Duration::days(31);
         let limit = now + month * i32::try_from(max).unwrap_or(i32::MAX);
         let after = from + month * months;
         if after > limit {
-            tracing::warn!(client = %call.client, license_id = %license.id, max, "renewal refused: prepaid limit");
+            tracing::warn!(client = %call.client, max, months, "paid call refused: prepaid limit");
+            // A period longer than the limit never fits; a renewal fits once the
+            // license has run down far enough.
+            let fits_later = u32::try_from(months).is_ok_and(|m| m <= max);
             return Err(ServiceError::PrepaidLimitReached {
                 max_months: max,
-                retry_after: std::time::Duration::try_from(after - limit)
-                    .unwrap_or_default()
-                    .max(std::time::Duration::from_secs(1)),
+                months: months.unsigned_abs(),
+                retry_after: fits_later.then(|| {
+                    std::time::Duration::try_from(after - limit)
+                        .unwrap_or_default()
+                        .max(std::time::Duration::from_secs(1))
+                }),
             });
         }
         Ok(())
@@ -256,7 +265,7 @@ impl LicenseService {
         self.queue(call, &fp, license, vec![change], None).await
     }
 
-    fn panel_change(
+    pub(super) fn panel_change(
         &self,
         license: &License,
         panel: &str,
@@ -522,5 +531,23 @@ impl LicenseService {
                 }
             }
         }
+    }
+}
+
+/// What `change` of `license` pays ahead, if it moves its paid period: a renewal adds
+/// its period to the license's expiry; converting a trial to a paid panel starts a
+/// paid period now. A paid license's panel change keeps its expiry.
+fn pays_ahead(
+    license: &License,
+    change: &OperationKind,
+) -> Option<(Option<OffsetDateTime>, Period)> {
+    match change {
+        OperationKind::Renew { period, .. } => {
+            Some((license.expire_time, Period::from_upstream(*period)?))
+        }
+        OperationKind::ChangePanel { period, .. } if license.period == Period::Trial => {
+            Some((None, Period::from_upstream(*period)?))
+        }
+        _ => None,
     }
 }

@@ -11,6 +11,7 @@ mod input;
 mod items;
 mod lease;
 mod lifecycle;
+mod pricing;
 mod quotes;
 mod reconcile;
 mod recovery;
@@ -63,21 +64,27 @@ pub struct Call {
     pub client: ClientName,
     /// The caller's request id, if any.
     pub request: Option<RequestKey>,
-    /// Wait up to this long for the work to finish upstream before answering.
+    /// Wait up to this long, counted from `arrived`, for the work to finish upstream
+    /// before answering.
     pub wait: Option<Duration>,
     /// Whether the caller may change every client's licenses by id (the `admin`
     /// scope); otherwise only its own.
     pub admin: bool,
+    /// When the call arrived: the wait counts from here, so the time it took to accept
+    /// the call (pricing it, storing it) comes out of the wait, and an answer due by a
+    /// deadline is not late.
+    pub arrived: tokio::time::Instant,
 }
 
 impl Call {
-    /// A call of `client` without request id that does not wait.
+    /// A call of `client`, arriving now, without request id, that does not wait.
     pub fn of(client: ClientName) -> Self {
         Self {
             client,
             request: None,
             wait: None,
             admin: false,
+            arrived: tokio::time::Instant::now(),
         }
     }
 
@@ -205,16 +212,11 @@ impl LicenseService {
         if let Some(replayed) = self.replay(call, &fp).await? {
             return Ok(replayed);
         }
+        // A new license is paid from now for its period.
+        self.check_prepaid(call, None, new.period)?;
         // Held until the order is stored, so a client's orders are counted one at a time.
         let spend = self
-            .spend_permit(
-                &call.client,
-                &new.server_id,
-                spend::Priced {
-                    panel: &new.panel,
-                    months: new.period.months(),
-                },
-            )
+            .spend_permit(&call.client, &new.server_id, &self.order_purchase(&new))
             .await?;
         let now = OffsetDateTime::now_utc();
         let pending = new.clone().into_pending(LicenseId::generate(), now);
@@ -232,7 +234,7 @@ impl LicenseService {
             call,
             &pending,
             &[OperationKind::Order.name()],
-            spend.cost_cents,
+            Some(&spend.price),
         );
         let inserted = match self
             .store
@@ -243,11 +245,12 @@ impl LicenseService {
             Err(StoreError::SpendLimit(exceeded)) => return Err(spend.refusal(exceeded)),
             other => other?,
         };
+        let price = spend.price.clone();
         drop(spend);
         match inserted {
             Inserted::Created(license) => {
-                tracing::info!(license_id = %license.id, "order accepted");
-                self.count_order(&license);
+                tracing::info!(license_id = %license.id, price = %price, "order accepted");
+                self.count_order(&license, &price);
                 self.wake_workers();
                 let _ = self.changes.send(license.id);
                 self.finish(

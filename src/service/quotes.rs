@@ -1,15 +1,25 @@
 //! Prices from the upstream price list (`pricelist.export`), cached for a while: prices
-//! change rarely and quoting must not cost an upstream call each time.
+//! change rarely and pricing must not cost an upstream call each time. One fetch runs
+//! at a time and every caller that needs the list shares it; it runs to its end in the
+//! background even when its callers stop waiting, so the next call finds the list. A
+//! list past half its life is refreshed in the background while it is still used, so
+//! under steady traffic no call waits for the export.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared};
+
 use super::{LicenseService, ServiceError};
 use crate::billmanager::UpstreamTariff;
-use crate::domain::{FieldViolation, Period};
+use crate::domain::{AddonUnits, CallPrice, FieldViolation, MAX_NODES, Period, Purchase};
 
 /// How long a fetched price list is used.
 const PRICE_TTL: Duration = Duration::from_secs(300);
+
+/// From this age on a list is refreshed in the background while it is still used.
+const REFRESH_AFTER: Duration = Duration::from_secs(150);
 
 /// The price of a panel for a period.
 #[derive(Debug, Clone, PartialEq)]
@@ -20,38 +30,112 @@ pub struct Quote {
     pub tariff_id: u32,
     /// Months (0 for a trial).
     pub period_months: i32,
-    /// Price as the upstream states it, e.g. `9.00`.
+    /// Price with two decimals, e.g. `9.00`.
     pub price: String,
     /// Currency code, e.g. `EUR`.
     pub currency: String,
 }
 
-/// The cached price list.
+type Fetched = Result<Arc<Vec<UpstreamTariff>>, String>;
+type Fetch = Shared<BoxFuture<'static, Fetched>>;
+
+/// The cached price list and the fetch under way.
 #[derive(Default)]
 pub(super) struct PriceCache {
-    cached: Mutex<Option<(Instant, Arc<Vec<UpstreamTariff>>)>>,
+    // A std mutex: held only to read or swap these, never across an await.
+    state: Mutex<CacheState>,
+}
+
+#[derive(Default)]
+struct CacheState {
+    list: Option<(Instant, Arc<Vec<UpstreamTariff>>)>,
+    fetching: Option<Fetch>,
+}
+
+impl PriceCache {
+    fn state(&self) -> std::sync::MutexGuard<'_, CacheState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 impl LicenseService {
-    /// The upstream price list, from the cache while it is fresh.
+    /// The upstream price list, from the cache while it is fresh; waits for the fetch
+    /// otherwise.
     pub async fn price_list(&self) -> Result<Arc<Vec<UpstreamTariff>>, ServiceError> {
-        if let Some((at, list)) = self.prices.cached.lock().expect("not poisoned").as_ref()
-            && at.elapsed() < PRICE_TTL
-        {
-            return Ok(list.clone());
+        match self.cached_or_fetch() {
+            Ok(list) => Ok(list),
+            Err(fetch) => fetch.await.map_err(ServiceError::UpstreamUnavailable),
         }
-        let list = Arc::new(
-            self.upstream
-                .price_list()
-                .await
-                .map_err(|e| ServiceError::UpstreamUnavailable(e.to_string()))?,
-        );
-        *self.prices.cached.lock().expect("not poisoned") = Some((Instant::now(), list.clone()));
-        Ok(list)
     }
 
-    /// The price of `panel` for `period_months` (1 or 12; ignored for trials).
-    pub async fn quote(&self, panel: &str, period_months: i32) -> Result<Quote, ServiceError> {
+    /// The price list if it is at hand within `bound`; else why not (the fetch goes
+    /// on for the calls after).
+    pub(super) async fn price_list_within(&self, bound: Duration) -> Fetched {
+        match self.cached_or_fetch() {
+            Ok(list) => Ok(list),
+            Err(fetch) => tokio::time::timeout(bound, fetch)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(format!(
+                        "the price list did not arrive within {} ms",
+                        bound.as_millis()
+                    ))
+                }),
+        }
+    }
+
+    /// The fresh cached list, or the fetch to wait for (started if none runs).
+    fn cached_or_fetch(&self) -> Result<Arc<Vec<UpstreamTariff>>, Fetch> {
+        let mut state = self.prices.state();
+        if let Some((at, list)) = state.list.clone()
+            && at.elapsed() < PRICE_TTL
+        {
+            if at.elapsed() >= REFRESH_AFTER {
+                // Runs in the background (see `start_fetch`); this call uses the list
+                // it has.
+                let _refresh = self.start_fetch(&mut state);
+            }
+            return Ok(list);
+        }
+        Err(self.start_fetch(&mut state))
+    }
+
+    fn start_fetch(&self, state: &mut CacheState) -> Fetch {
+        if let Some(fetch) = &state.fetching {
+            return fetch.clone();
+        }
+        let upstream = self.upstream.clone();
+        let cache = self.prices.clone();
+        let fetch = async move {
+            let fetched = upstream
+                .price_list()
+                .await
+                .map(Arc::new)
+                .map_err(|e| e.to_string());
+            let mut state = cache.state();
+            state.fetching = None;
+            if let Ok(list) = &fetched {
+                state.list = Some((Instant::now(), list.clone()));
+            }
+            fetched
+        }
+        .boxed()
+        .shared();
+        state.fetching = Some(fetch.clone());
+        // Driven to its end in the background as well: a caller that stops waiting
+        // does not cancel the fetch the calls after it would use.
+        self.tasks.spawn(fetch.clone());
+        fetch
+    }
+
+    /// The price of `panel` for `period_months` (1 or 12; ignored for trials) with
+    /// `nodes` where it is sold per node, as an order for it would be priced.
+    pub async fn quote(
+        &self,
+        panel: &str,
+        period_months: i32,
+        nodes: Option<u32>,
+    ) -> Result<Quote, ServiceError> {
         let panel = self.catalog.resolve(panel)?.clone();
         let period = if panel.trial {
             Period::Trial
@@ -59,78 +143,52 @@ impl LicenseService {
             Period::paid_months(period_months, "periodMonths")
                 .map_err(|v| ServiceError::InvalidArgument(vec![v]))?
         };
-        let list = self.price_list().await?;
-        let tariff = list
-            .iter()
-            .find(|t| t.id == panel.tariff_id)
-            .ok_or_else(|| {
-                ServiceError::InvalidArgument(vec![FieldViolation::new(
-                    "panel",
-                    format!(
-                        "{} (tariff {}) is not in the upstream price list",
-                        panel.name, panel.tariff_id
-                    ),
-                )])
-            })?;
-        let unknown = |why: &str| {
-            ServiceError::InvalidArgument(vec![FieldViolation::new(
-                "periodMonths",
-                format!(
-                    "price unknown: the upstream price list has {why} for {} (tariff {}) and {} months",
-                    panel.name,
-                    panel.tariff_id,
-                    period.months()
-                ),
-            )])
+        let addon = match (panel.nodes_addon, nodes) {
+            (_, None) => None,
+            (Some(addon_id), Some(units @ 1..=MAX_NODES)) => Some(AddonUnits { addon_id, units }),
+            (Some(_), Some(_)) => {
+                return Err(ServiceError::InvalidArgument(vec![FieldViolation::new(
+                    "nodes",
+                    format!("must be between 1 and {MAX_NODES}"),
+                )]));
+            }
+            (None, Some(_)) => {
+                return Err(ServiceError::InvalidArgument(vec![FieldViolation::new(
+                    "nodes",
+                    format!("{} is not sold per node; leave nodes unset", panel.name),
+                )]));
+            }
         };
-        let cost = tariff
-            .prices
-            .iter()
-            .find(|(p, _)| *p == period.upstream_value())
-            .map(|(_, cost)| cost.as_str())
-            .ok_or_else(|| unknown("no price"))?;
-        // An empty or unreadable cost is not a price of 0.
-        let price = normalise_price(cost).ok_or_else(|| unknown("no readable price"))?;
-        Ok(Quote {
-            panel: panel.name,
+        let list = self.price_list().await?;
+        if !list.iter().any(|t| t.id == panel.tariff_id) {
+            return Err(ServiceError::InvalidArgument(vec![FieldViolation::new(
+                "panel",
+                format!(
+                    "{} (tariff {}) is not in the upstream price list",
+                    panel.name, panel.tariff_id
+                ),
+            )]));
+        }
+        let purchase = Purchase {
+            panel: panel.name.clone(),
             tariff_id: panel.tariff_id,
-            period_months: period.months(),
-            price,
-            currency: tariff.currency.clone().unwrap_or_default(),
-        })
-    }
-}
-
-/// A cost as the export prints it (`490.0000`, `6.00`, `12`) with two decimals,
-/// rounded half up; `None` for an empty, negative or unreadable one.
-fn normalise_price(cost: &str) -> Option<String> {
-    let cost = cost.trim();
-    let (whole, frac) = cost.split_once('.').unwrap_or((cost, ""));
-    let digits = |s: &str| s.chars().all(|c| c.is_ascii_digit());
-    if whole.is_empty() || !digits(whole) || !digits(frac) || whole.len() > 15 {
-        return None;
-    }
-    let whole: u64 = whole.parse().ok()?;
-    let frac = format!("{frac:0<3}");
-    let hundredths: u64 = frac[..2].parse().ok()?;
-    let round_up = frac.as_bytes()[2] >= b'5';
-    let cents = whole * 100 + hundredths + u64::from(round_up);
-    Some(format!("{}.{:02}", cents / 100, cents % 100))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::normalise_price;
-
-    #[test]
-    fn prices_are_shown_with_two_decimals_and_empty_ones_are_unknown() {
-        assert_eq!(normalise_price("490.0000").as_deref(), Some("490.00"));
-        assert_eq!(normalise_price("6.00").as_deref(), Some("6.00"));
-        assert_eq!(normalise_price("12").as_deref(), Some("12.00"));
-        assert_eq!(normalise_price("0.1250").as_deref(), Some("0.13"));
-        assert_eq!(normalise_price("9.9999").as_deref(), Some("10.00"));
-        for bad in ["", " ", "-1.00", "abc", "1.2.3", ".5"] {
-            assert_eq!(normalise_price(bad), None, "{bad:?}");
+            period,
+            addon,
+        };
+        match super::pricing::price_in(&list, &purchase) {
+            CallPrice::Known(money) => Ok(Quote {
+                panel: panel.name,
+                tariff_id: panel.tariff_id,
+                period_months: period.months(),
+                price: money.amount(),
+                currency: money.currency,
+            }),
+            CallPrice::Unknown(why) => {
+                Err(ServiceError::InvalidArgument(vec![FieldViolation::new(
+                    "periodMonths",
+                    format!("price unknown: {why}"),
+                )]))
+            }
         }
     }
 }

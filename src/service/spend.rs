@@ -1,8 +1,10 @@
 //! The spend guard: per-client caps on paid calls (orders, renewals, panel changes)
-//! per hour and per day, and on how far ahead a renewal may pay, checked before the
-//! call is stored, so a refused call never reaches the upstream. The count comes from
-//! the store (licenses the client created and paid changes it queued in the window),
-//! so it survives restarts and is shared by replicas; within one process a client's
+//! per hour and per day, on what they cost in a day, and on how far ahead a call may
+//! pay, checked before the call is stored, so a refused call never reaches the
+//! upstream. Every paid call is priced here (add-ons included, see `pricing`) whether
+//! or not a cap is set, and the price is recorded with it. The counts come from the
+//! store (licenses the client created and paid changes it queued in the window), so
+//! they survive restarts and are shared by replicas; within one process a client's
 //! paid calls are checked and stored one at a time, so concurrent calls cannot
 //! overshoot the cap.
 
@@ -13,8 +15,11 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use tokio::sync::OwnedMutexGuard;
 
+use super::pricing::PriceWait;
 use super::{LicenseService, ServiceError};
-use crate::domain::{ClientName, DEFAULT_MAX_PREPAID_MONTHS, OrderCaps, ServerId};
+use crate::domain::{
+    CallPrice, ClientName, DEFAULT_MAX_PREPAID_MONTHS, OrderCaps, Purchase, ServerId, cents_text,
+};
 use crate::store::{SpendExceeded, SpendLimit};
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -24,19 +29,11 @@ const DAY: Duration = Duration::from_secs(24 * 3600);
 /// paid calls are counted one at a time.
 pub(super) struct Permit {
     _guard: Option<OwnedMutexGuard<()>>,
-    /// The call's price, when the client has a money cap (recorded with the call).
-    pub cost_cents: Option<i64>,
+    /// The call's price, recorded with it (known or unknown with its reason).
+    pub price: CallPrice,
     /// The limits the store checks again inside the transaction that stores the call
     /// (the guard's lock is per process; replicas share only the database).
     pub limit: Option<SpendLimit>,
-    /// The account's currency, for a refusal's message.
-    currency: String,
-}
-
-/// What a paid call buys, to price it: a panel (by name) for a number of months.
-pub(super) struct Priced<'a> {
-    pub panel: &'a str,
-    pub months: i32,
 }
 
 /// The caps of every client that has one, and a lock per such client.
@@ -60,12 +57,12 @@ impl SpendGuard {
 }
 
 impl Permit {
-    fn free() -> Self {
+    /// The permit of a client without caps: the call is only priced.
+    fn free(price: CallPrice) -> Self {
         Self {
             _guard: None,
-            cost_cents: None,
+            price,
             limit: None,
-            currency: String::new(),
         }
     }
 
@@ -73,24 +70,19 @@ impl Permit {
         guard: OwnedMutexGuard<()>,
         client: &ClientName,
         caps: &OrderCaps,
-        priced: Option<(i64, String)>,
+        price: CallPrice,
     ) -> Self {
-        let (cost_cents, currency) = match priced {
-            Some((cost, currency)) => (Some(cost), currency),
-            None => (None, String::new()),
-        };
         Self {
             _guard: Some(guard),
-            cost_cents,
             limit: Some(SpendLimit {
                 client: client.clone(),
                 per_hour: caps.per_hour,
                 per_day: caps.per_day,
                 per_day_cents: caps.spend_per_day_cents,
-                cost_cents,
+                cost_cents: price.cents(),
                 now: OffsetDateTime::now_utc(),
             }),
-            currency,
+            price,
         }
     }
 
@@ -119,42 +111,37 @@ impl Permit {
                 cap_cents,
                 spent_cents,
                 oldest,
-            } => ServiceError::MoneyCapReached {
-                cap: cents_text(cap_cents),
-                spent: cents_text(spent_cents),
-                cost: cents_text(self.cost_cents.unwrap_or(0)),
-                currency: self.currency.clone(),
-                retry_after: retry(oldest, DAY),
-            },
+            } => {
+                let (cost, currency) = match &self.price {
+                    CallPrice::Known(m) => (m.amount(), m.currency.clone()),
+                    CallPrice::Unknown(_) => (String::new(), String::new()),
+                };
+                ServiceError::MoneyCapReached {
+                    cap: cents_text(cap_cents),
+                    spent: cents_text(spent_cents),
+                    cost,
+                    currency,
+                    retry_after: retry(oldest, DAY),
+                }
+            }
+            SpendExceeded::Unpriced { calls } => unpriced(&self.price, calls),
         }
     }
 }
 
-/// A price as the upstream states it (`490.0000`, `9.5`) in hundredths, rounded up
-/// (a cap must not let a fraction through); `None` for an empty, negative or
-/// malformed price.
-pub(super) fn parse_cents(price: &str) -> Option<i64> {
-    let price = price.trim();
-    let (whole, fraction) = price.split_once('.').unwrap_or((price, ""));
-    if whole.is_empty() || !whole.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
+/// The refusal of a call under a money cap when a price it needs is unknown: its own
+/// (`calls` 0) or that of `calls` paid calls of the window.
+fn unpriced(price: &CallPrice, calls: u64) -> ServiceError {
+    match (calls, price.unknown_reason()) {
+        (0, why) => ServiceError::PriceUnknown(format!(
+            "the price of this call is unknown ({})",
+            why.unwrap_or("not priced")
+        )),
+        (n, _) => ServiceError::PriceUnknown(format!(
+            "{n} paid call(s) of the last 24 hours have no known price, so what was spent is \
+             unknown"
+        )),
     }
-    if !fraction.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let whole: i64 = whole.parse().ok()?;
-    let mut cents = whole.checked_mul(100)?;
-    let digits: Vec<i64> = fraction.bytes().map(|b| i64::from(b - b'0')).collect();
-    cents += digits.first().copied().unwrap_or(0) * 10 + digits.get(1).copied().unwrap_or(0);
-    if digits.iter().skip(2).any(|&d| d != 0) {
-        cents += 1;
-    }
-    Some(cents)
-}
-
-/// Hundredths as a decimal amount, e.g. `1234` → `12.34`.
-pub(super) fn cents_text(cents: i64) -> String {
-    format!("{}.{:02}", cents / 100, cents % 100)
 }
 
 impl LicenseService {
@@ -167,18 +154,21 @@ impl LicenseService {
         self
     }
 
-    /// Checks `client`'s caps before an order for `server_id` is stored;
-    /// [`ServiceError::SpendCapReached`] when one is reached. The permit must be held
-    /// until the order is stored. An order for a server that already has a live
-    /// license buys nothing (it answers that license or is refused), so it passes.
+    /// Prices an order for `server_id` and checks `client`'s caps before it is
+    /// stored; the permit must be held until the order is stored. An order for a
+    /// server that already has a live license buys nothing (it answers that license
+    /// or is refused), so it passes; the store counts it only if it creates a license
+    /// after all.
     pub(super) async fn spend_permit(
         &self,
         client: &ClientName,
         server_id: &ServerId,
-        buys: Priced<'_>,
+        buys: &Purchase,
     ) -> Result<Permit, ServiceError> {
-        let Some(caps) = self.spend.caps.get(client) else {
-            return Ok(Permit::free());
+        let caps = self.spend.caps.get(client);
+        let price = self.price(buys, price_wait(caps)).await;
+        let Some(caps) = caps else {
+            return Ok(Permit::free(price));
         };
         let guard = self.spend.lock_of(client).lock_owned().await;
         let has_live = self
@@ -186,27 +176,27 @@ impl LicenseService {
             .server_license(Some(client), server_id)
             .await?
             .is_some_and(|l| l.state.is_live());
-        if has_live {
-            // Buys nothing; the store counts it only if it creates a license after all.
-            return Ok(Permit::checked(guard, client, caps, None));
+        if !has_live {
+            self.check_caps(client, caps, &price).await?;
         }
-        let priced = self.check_caps(client, caps, buys).await?;
-        Ok(Permit::checked(guard, client, caps, priced))
+        Ok(Permit::checked(guard, client, caps, price))
     }
 
-    /// Checks `client`'s caps before a paid change (a renewal or a panel change) is
-    /// queued; the permit must be held until it is stored.
+    /// Prices a paid change (a renewal or a panel change) and checks `client`'s caps
+    /// before it is queued; the permit must be held until it is stored.
     pub(super) async fn paid_change_permit(
         &self,
         client: &ClientName,
-        buys: Priced<'_>,
+        buys: &Purchase,
     ) -> Result<Permit, ServiceError> {
-        let Some(caps) = self.spend.caps.get(client) else {
-            return Ok(Permit::free());
+        let caps = self.spend.caps.get(client);
+        let price = self.price(buys, price_wait(caps)).await;
+        let Some(caps) = caps else {
+            return Ok(Permit::free(price));
         };
         let guard = self.spend.lock_of(client).lock_owned().await;
-        let priced = self.check_caps(client, caps, buys).await?;
-        Ok(Permit::checked(guard, client, caps, priced))
+        self.check_caps(client, caps, &price).await?;
+        Ok(Permit::checked(guard, client, caps, price))
     }
 
     /// How many months ahead `client` may have a license paid for.
@@ -217,14 +207,15 @@ impl LicenseService {
             .map_or(DEFAULT_MAX_PREPAID_MONTHS, |c| c.max_prepaid_months)
     }
 
-    /// The count caps, then the money cap; returns the call's price and the account's
-    /// currency when the client has a money cap.
+    /// The count caps, then the money cap with the call's `price`: an unknown price
+    /// (the call's own, or that of a paid call in the window) is refused, never
+    /// counted as zero.
     async fn check_caps(
         &self,
         client: &ClientName,
         caps: &OrderCaps,
-        buys: Priced<'_>,
-    ) -> Result<Option<(i64, String)>, ServiceError> {
+        price: &CallPrice,
+    ) -> Result<(), ServiceError> {
         let now = OffsetDateTime::now_utc();
         for (cap, window, length) in [(caps.per_hour, "hour", HOUR), (caps.per_day, "day", DAY)] {
             let Some(cap) = cap else { continue };
@@ -244,49 +235,43 @@ impl LicenseService {
             }
         }
         let Some(cap_cents) = caps.spend_per_day_cents else {
-            return Ok(None);
+            return Ok(());
         };
-        // A money cap needs the price: a call that cannot be priced is refused.
-        let quote = self
-            .quote(buys.panel, buys.months)
-            .await
-            .map_err(|e| ServiceError::PriceUnknown(e.to_string()))?;
-        let cost = parse_cents(&quote.price).ok_or_else(|| {
-            ServiceError::PriceUnknown(format!("the price list states {:?}", quote.price))
-        })?;
-        let (spent, oldest) = self.store.spend_since(client, now - DAY).await?;
-        if spent.saturating_add(cost) > cap_cents {
-            let retry_after = oldest
+        let CallPrice::Known(cost) = price else {
+            tracing::warn!(client = %client, price = %price, "paid call refused: price unknown under a money cap");
+            return Err(unpriced(price, 0));
+        };
+        let spent = self.store.spend_since(client, now - DAY).await?;
+        if spent.unpriced > 0 {
+            tracing::warn!(client = %client, unpriced = spent.unpriced, "paid call refused: spending of the day unknown under a money cap");
+            return Err(unpriced(price, spent.unpriced));
+        }
+        if spent.cents.saturating_add(cost.cents) > cap_cents {
+            let retry_after = spent
+                .oldest
                 .map(|t| t + DAY - now)
                 .and_then(|d| Duration::try_from(d).ok())
                 .unwrap_or(DAY)
                 .max(Duration::from_secs(1));
-            tracing::warn!(client = %client, cap_cents, spent, cost, "paid call refused: money cap reached");
+            tracing::warn!(client = %client, cap_cents, spent = spent.cents, cost = cost.cents, "paid call refused: money cap reached");
             return Err(ServiceError::MoneyCapReached {
                 cap: cents_text(cap_cents),
-                spent: cents_text(spent),
-                cost: cents_text(cost),
-                currency: quote.currency,
+                spent: cents_text(spent.cents),
+                cost: cost.amount(),
+                currency: cost.currency.clone(),
                 retry_after,
             });
         }
-        Ok(Some((cost, quote.currency)))
+        Ok(())
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn prices_are_read_in_hundredths_rounding_fractions_up() {
-        assert_eq!(parse_cents("490.0000"), Some(49_000));
-        assert_eq!(parse_cents("9.5"), Some(950));
-        assert_eq!(parse_cents("12"), Some(1_200));
-        assert_eq!(parse_cents("0.001"), Some(1));
-        assert_eq!(parse_cents(""), None);
-        assert_eq!(parse_cents("-1.00"), None);
-        assert_eq!(parse_cents("1,50"), None);
-        assert_eq!(cents_text(1_234), "12.34");
+/// How long a client with `caps` waits for the price list: a call under a money cap
+/// cannot be accepted without its price; any other call is not held up by a slow
+/// export.
+fn price_wait(caps: Option<&OrderCaps>) -> PriceWait {
+    match caps.and_then(|c| c.spend_per_day_cents) {
+        Some(_) => PriceWait::Full,
+        None => PriceWait::Bounded,
     }
 }

@@ -49,21 +49,16 @@ impl LicenseService {
 }
 
 impl LicenseService {
-    /// Counts an accepted order in the metrics, and its list price from the (cached)
-    /// price list in the background: the price may need an upstream read, which the
-    /// caller must not wait for. Without a price only the order is counted.
-    pub(super) fn count_order(&self, license: &crate::domain::License) {
-        let client = license.client.as_str().to_owned();
-        crate::metrics::order(&client);
-        let service = self.clone();
-        let panel = license.panel.clone();
-        let months = license.period.months();
-        self.tasks.spawn(async move {
-            if let Ok(quote) = service.quote(&panel, months).await
-                && let Ok(amount) = quote.price.parse::<f64>()
-            {
-                crate::metrics::spend(&client, amount, &quote.currency);
-            }
-        });
+    /// Counts an accepted order in the metrics, with its recorded price when known.
+    pub(super) fn count_order(
+        &self,
+        license: &crate::domain::License,
+        price: &crate::domain::CallPrice,
+    ) {
+        let client = license.client.as_str();
+        crate::metrics::order(client);
+        if let crate::domain::CallPrice::Known(money) = price {
+            crate::metrics::spend(client, money.cents, &money.currency);
+        }
     }
 }

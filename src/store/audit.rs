@@ -5,11 +5,11 @@ use time::OffsetDateTime;
 
 use super::codec::{self, from_micros, to_micros};
 use super::sql::exec::{Conn, Row, args, dynamic, fixed};
-use super::{Page, StoreError};
-use crate::domain::{AuditEntry, AuditFilter, AuditOutcome, ClientName};
+use super::{Page, Spent, StoreError};
+use crate::domain::{AuditEntry, AuditFilter, AuditOutcome, CallPrice, ClientName, LicenseId};
 
 const COLUMNS: &str = "id, time, client, action, license_id, server_id, request_id, upstream_id, outcome, detail, \
-     cost_cents";
+     cost_cents, cost_currency, cost_unknown";
 
 /// Audit page tokens are the last id of the previous page behind a prefix, so a
 /// license page token is not taken for one.
@@ -51,7 +51,7 @@ fn entry_from_row(row: &impl Row) -> anyhow::Result<AuditEntry> {
         outcome: AuditOutcome::parse(outcome)
             .with_context(|| format!("unknown stored audit outcome {outcome:?}"))?,
         detail: row.opt_text("detail")?,
-        cost_cents: row.opt_int("cost_cents")?,
+        price: codec::price_from_row(row)?,
     })
 }
 
@@ -65,12 +65,13 @@ fn upstream_id(entry: &AuditEntry) -> anyhow::Result<Option<i64>> {
 
 /// Appends `entry`, on a pool's connection or inside a transaction.
 pub(super) async fn insert<C: Conn>(conn: &mut C, entry: &AuditEntry) -> Result<i64, StoreError> {
+    let price = codec::PriceColumns::of(entry.price.as_ref());
     let row = conn
         .fetch_one(
             fixed(
                 "INSERT INTO audit_log (time, client, action, license_id, server_id, request_id, \
-                 upstream_id, outcome, detail, cost_cents) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
+                 upstream_id, outcome, detail, cost_cents, cost_currency, cost_unknown) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
             ),
             args![
                 to_micros(entry.time),
@@ -82,7 +83,9 @@ pub(super) async fn insert<C: Conn>(conn: &mut C, entry: &AuditEntry) -> Result<
                 upstream_id(entry)?,
                 entry.outcome.as_str(),
                 entry.detail.clone(),
-                entry.cost_cents,
+                price.cents,
+                price.currency,
+                price.unknown,
             ],
         )
         .await
@@ -114,6 +117,30 @@ pub(super) async fn append_ending<C: Conn>(
     }
     insert(conn, &entry).await?;
     Ok(())
+}
+
+/// The price recorded on the latest ACCEPTED entry of `action` on `license_id`: the
+/// price of the paid call whose operation is running.
+pub(super) async fn accepted_price<C: Conn>(
+    conn: &mut C,
+    license_id: LicenseId,
+    action: &str,
+) -> Result<Option<CallPrice>, StoreError> {
+    let row = conn
+        .fetch_optional(
+            fixed(
+                "SELECT cost_cents, cost_currency, cost_unknown FROM audit_log \
+                 WHERE license_id = $1 AND action = $2 AND outcome = 'ACCEPTED' \
+                 ORDER BY id DESC LIMIT 1",
+            ),
+            args![license_id.to_string(), action],
+        )
+        .await
+        .context("cannot read the accepted audit entry")?;
+    Ok(match row {
+        Some(row) => codec::price_from_row(&row)?,
+        None => None,
+    })
 }
 
 /// Entries matching `filter`, newest first.
@@ -183,25 +210,33 @@ pub(super) async fn orders_since<C: Conn>(
 }
 
 /// What `client`'s paid calls accepted at or after `since` cost in all (hundredths),
-/// and when the oldest priced one was accepted.
+/// how many of them have no known price, and when the oldest was accepted.
 pub(super) async fn spend_since<C: Conn>(
     conn: &mut C,
     client: &ClientName,
     since: OffsetDateTime,
-) -> Result<(i64, Option<OffsetDateTime>), StoreError> {
+) -> Result<Spent, StoreError> {
     let row = conn
         .fetch_one(
             fixed(
-                "SELECT CAST(COALESCE(SUM(cost_cents), 0) AS BIGINT) AS spent, MIN(time) AS oldest \
+                "SELECT CAST(COALESCE(SUM(cost_cents), 0) AS BIGINT) AS spent, \
+                 CAST(COUNT(*) - COUNT(cost_cents) AS BIGINT) AS unpriced, MIN(time) AS oldest \
                  FROM audit_log WHERE client = $1 AND time >= $2 AND outcome = 'ACCEPTED' \
-                 AND cost_cents IS NOT NULL",
+                 AND action IN ('ORDER', 'RENEW', 'CHANGE_PANEL')",
             ),
             args![client.as_str(), to_micros(since)],
         )
         .await
         .context("cannot add up recent spending")?;
-    let total = row.int("spent").context("cannot read the spending total")?;
-    Ok((total, oldest(&row)?))
+    Ok(Spent {
+        cents: row.int("spent").context("cannot read the spending total")?,
+        unpriced: u64::try_from(
+            row.int("unpriced")
+                .context("cannot read the unpriced count")?,
+        )
+        .unwrap_or(0),
+        oldest: oldest(&row)?,
+    })
 }
 
 /// The `oldest` column of a count: when the oldest counted call was made.

@@ -4,7 +4,8 @@ use anyhow::{Context, anyhow};
 use time::OffsetDateTime;
 
 use crate::domain::{
-    EventKind, License, LicenseId, LicenseIp, LicenseState, OperationKind, Period, Phase,
+    CallPrice, EventKind, License, LicenseId, LicenseIp, LicenseState, Money, OperationKind,
+    Period, Phase,
 };
 
 /// Timestamps are stored as unix microseconds: exact, sortable, the same in both
@@ -74,8 +75,56 @@ pub(crate) fn license_from_json(s: &str) -> anyhow::Result<License> {
     serde_json::from_str(s).context("stored license snapshot is unreadable")
 }
 
-/// An event from a row of `SELECT id, kind, license, time FROM events`, on either
-/// backend.
+/// A recorded price as its three columns (audit log and events): the amount and its
+/// currency, or the reason it is unknown; all `NULL` for no price.
+pub(crate) struct PriceColumns {
+    pub cents: Option<i64>,
+    pub currency: Option<String>,
+    pub unknown: Option<String>,
+}
+
+impl PriceColumns {
+    pub(crate) fn of(price: Option<&CallPrice>) -> Self {
+        match price {
+            None => Self {
+                cents: None,
+                currency: None,
+                unknown: None,
+            },
+            Some(CallPrice::Known(m)) => Self {
+                cents: Some(m.cents),
+                currency: Some(m.currency.clone()),
+                unknown: None,
+            },
+            Some(CallPrice::Unknown(why)) => Self {
+                cents: None,
+                currency: None,
+                unknown: Some(why.clone()),
+            },
+        }
+    }
+}
+
+/// The price of a row with the columns `cost_cents`, `cost_currency` and
+/// `cost_unknown` (an audit entry written before prices had a currency reads with
+/// none).
+pub(crate) fn price_from_row(
+    row: &impl crate::store::sql::exec::Row,
+) -> anyhow::Result<Option<CallPrice>> {
+    Ok(
+        match (row.opt_int("cost_cents")?, row.opt_text("cost_unknown")?) {
+            (Some(cents), _) => Some(CallPrice::Known(Money {
+                cents,
+                currency: row.opt_text("cost_currency")?.unwrap_or_default(),
+            })),
+            (None, Some(why)) => Some(CallPrice::Unknown(why)),
+            (None, None) => None,
+        },
+    )
+}
+
+/// An event from a row of `SELECT id, kind, license, time, cost_cents, cost_currency,
+/// cost_unknown FROM events`, on either backend.
 pub(crate) fn event_from_row(
     row: &impl crate::store::sql::exec::Row,
 ) -> anyhow::Result<crate::domain::Event> {
@@ -84,6 +133,7 @@ pub(crate) fn event_from_row(
         kind: event_kind(row.str("kind")?)?,
         license: license_from_json(row.str("license")?)?,
         time: from_micros(row.int("time")?)?,
+        price: price_from_row(row)?,
     })
 }
 

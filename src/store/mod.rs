@@ -69,7 +69,8 @@ pub struct SpendLimit {
     pub per_day: Option<u32>,
     /// What the paid calls of any sliding day may cost in all (hundredths).
     pub per_day_cents: Option<i64>,
-    /// This call's price (hundredths), when a money cap applies.
+    /// This call's price (hundredths); `None` when it is unknown, which a money cap
+    /// refuses.
     pub cost_cents: Option<i64>,
     /// The moment the windows end.
     pub now: OffsetDateTime,
@@ -96,6 +97,24 @@ pub enum SpendExceeded {
         /// When the oldest priced call leaves the window.
         oldest: Option<OffsetDateTime>,
     },
+    /// A money cap applies and a price is unknown: this call's (`calls` 0) or that of
+    /// `calls` paid calls in the window, so what the day costs cannot be told.
+    Unpriced {
+        /// Paid calls of the window without a known price.
+        calls: u64,
+    },
+}
+
+/// What a client's paid calls accepted in a window cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Spent {
+    /// The known prices in all (hundredths of the account's currency).
+    pub cents: i64,
+    /// Paid calls whose price is not known (recorded as unknown, or accepted before
+    /// every paid call was priced).
+    pub unpriced: u64,
+    /// When the oldest paid call of the window was accepted.
+    pub oldest: Option<OffsetDateTime>,
 }
 
 const HOUR: time::Duration = time::Duration::hours(1);
@@ -118,7 +137,7 @@ impl SpendLimit {
     fn judge(
         &self,
         counted: &[(u32, &'static str, u64, Option<OffsetDateTime>)],
-        spent: Option<(i64, Option<OffsetDateTime>)>,
+        spent: Option<Spent>,
         counted_self: bool,
     ) -> Result<(), SpendExceeded> {
         for &(cap, window, count, oldest) in counted {
@@ -130,13 +149,24 @@ impl SpendLimit {
                 });
             }
         }
-        if let (Some(cap_cents), Some((spent_cents, oldest))) = (self.per_day_cents, spent)
-            && spent_cents.saturating_add(self.cost_cents.unwrap_or(0)) > cap_cents
-        {
+        let (Some(cap_cents), Some(spent)) = (self.per_day_cents, spent) else {
+            return Ok(());
+        };
+        // An unknown price is never taken for zero.
+        let Some(cost_cents) = self.cost_cents else {
+            return Err(SpendExceeded::Unpriced { calls: 0 });
+        };
+        // This call's own entry is not written yet when the limit is checked.
+        if spent.unpriced > 0 {
+            return Err(SpendExceeded::Unpriced {
+                calls: spent.unpriced,
+            });
+        }
+        if spent.cents.saturating_add(cost_cents) > cap_cents {
             return Err(SpendExceeded::Money {
                 cap_cents,
-                spent_cents,
-                oldest,
+                spent_cents: spent.cents,
+                oldest: spent.oldest,
             });
         }
         Ok(())
@@ -457,13 +487,13 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(u64, Option<OffsetDateTime>), StoreError>;
 
     /// What `client`'s paid calls accepted at or after `since` were priced at in all
-    /// (hundredths of the account's currency; calls recorded without a price count
-    /// nothing), and when the oldest priced one was accepted.
+    /// (hundredths of the account's currency), how many of them have no known price,
+    /// and when the oldest was accepted.
     async fn spend_since(
         &self,
         client: &ClientName,
         since: OffsetDateTime,
-    ) -> Result<(i64, Option<OffsetDateTime>), StoreError>;
+    ) -> Result<Spent, StoreError>;
 
     /// Keeps `report` (JSON) as the latest drift report unless the stored one is newer.
     async fn save_drift_report(

@@ -421,7 +421,7 @@ impl<D: Dialect> Store for SqlStore<D> {
         &self,
         client: &ClientName,
         since: OffsetDateTime,
-    ) -> Result<(i64, Option<OffsetDateTime>), StoreError> {
+    ) -> Result<crate::store::Spent, StoreError> {
         audit::spend_since(&mut *self.conn().await?, client, since).await
     }
 

@@ -12,8 +12,8 @@ use crate::helpers::{
     TestApp, grpc_client_with, grpc_order, http_client_with, reason, spawn_app_with,
 };
 
-/// The clients of these tests: two writers, a reader, an admin, a capped writer and a
-/// slow one.
+/// The clients of these tests: two writers, a reader, an admin, writers with caps
+/// (on paid calls, on money, on prepaid months) and a slow one.
 pub fn test_clients() -> Clients {
     let entry = |name: &str, scopes: &str, extra: &str| {
         format!(
@@ -34,6 +34,8 @@ pub fn test_clients() -> Clients {
         ),
         entry("slow", rw, "max_requests_per_second = 1\n"),
         entry("budget", rw, "max_spend_per_day = 20.00\n"),
+        entry("frugal", rw, "max_spend_per_day = 50.00\n"),
+        entry("shortterm", rw, "max_prepaid_months = 6\n"),
     ]
     .concat();
     Clients::from_toml(&text).expect("valid clients")

@@ -422,6 +422,61 @@ async fn a_facade_in_front_of_a_facade_runs_the_whole_lifecycle() {
 }
 
 #[tokio::test]
+async fn a_facade_in_front_of_a_facade_prices_business_nodes_from_its_export() {
+    // Arrange: the first facade's export states Business at 25.00 a month and a node
+    // at 5.00 (the sandbox's prices); the second reads it as its price list.
+    let first = spawn_app().await;
+    let (second, _db) = spawn_app_on_upstream(
+        &format!("{}/billmgr", first.http),
+        SANDBOX_BILLMGR_USER,
+        SANDBOX_TOKEN,
+        |_| {},
+    )
+    .await;
+    let client = crate::helpers::http_client();
+    let quote = client
+        .get(format!(
+            "{second}/v1/panels/ISPmanager%206%20Business/quote"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(quote.status(), 200);
+
+    // Act
+    let ordered = client
+        .post(format!("{second}/v1/licenses?wait=20s"))
+        .json(&serde_json::json!({
+            "server": {"id": "srv-n", "ip": "203.0.113.30"},
+            "panel": "ISPmanager 6 Business",
+            "nodes": 3
+        }))
+        .send()
+        .await
+        .unwrap();
+    let audit: Value = client
+        .get(format!("{second}/v1/audit"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+
+    // Assert
+    assert_eq!(ordered.status(), 201);
+    let accepted = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "ORDER" && e["outcome"] == "ACCEPTED")
+        .expect("the order's entry");
+    assert_eq!(accepted["price"]["amount"], "40.00", "{accepted}");
+    assert_eq!(accepted["price"]["currency"], "EUR", "{accepted}");
+    assert_eq!(first.sandbox.licenses()[0].addons.get(&55236), Some(&3));
+}
+
+#[tokio::test]
 async fn fifty_concurrent_retries_of_one_remoteid_buy_one_license() {
     let app = spawn_app().await;
     let shop = std::sync::Arc::new(Shop::new(

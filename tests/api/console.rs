@@ -479,6 +479,49 @@ async fn a_renewal_is_confirmed_with_the_quoted_price_and_charged_once() {
 }
 
 #[tokio::test]
+async fn what_paid_calls_cost_shows_without_a_cap_and_a_business_renewal_is_confirmed_with_its_nodes()
+ {
+    // Arrange: the sandbox client has no cap; the price list is at hand (a quote read
+    // it). Lite costs 6.00 a month, Business 25.00 and each node 5.00.
+    let app = spawn_app().await;
+    let quote = app.get("/v1/panels/ISPmanager%206%20Lite/quote").await;
+    assert_eq!(quote.status(), StatusCode::OK);
+    order(&app, "srv-spent", "203.0.113.47").await;
+    let business = app
+        .order_and_wait(&json!({
+            "server": {"id": "srv-nodes", "ip": "203.0.113.48"},
+            "panel": "ISPmanager 6 Business",
+            "nodes": 100
+        }))
+        .await;
+    let id = business["id"].as_str().unwrap();
+    let mut browser = Browser::new(&app);
+    browser.log_in(SANDBOX_TOKEN).await;
+
+    // Act
+    let overview = browser.get("/console/").await;
+    let confirm = browser
+        .get(&format!("/console/licenses/{id}/actions/renew?period=1"))
+        .await;
+
+    // Assert
+    assert!(
+        overview
+            .body
+            .contains("<td class=\"num spent\">531.00</td>"),
+        "6.00 + 525.00 spent: {}",
+        overview.body
+    );
+    assert!(
+        confirm
+            .body
+            .contains("<strong id=\"price\">525.00 EUR</strong>"),
+        "the renewal's price with its 100 nodes: {}",
+        confirm.body
+    );
+}
+
+#[tokio::test]
 async fn what_a_client_sees_and_does_follows_its_scopes() {
     // Arrange
     let app = spawn_app_with_clients().await;

@@ -409,6 +409,7 @@ async fn quotes_come_from_the_upstream_price_list() {
         .quote_license(pb::QuoteLicenseRequest {
             panel: "ISPmanager 6 Lite".into(),
             period_months: 1,
+            ..Default::default()
         })
         .await
         .unwrap()

@@ -16,18 +16,18 @@ use crate::helpers::{
 
 #[tokio::test]
 async fn past_the_order_cap_orders_are_refused_with_429_and_nothing_is_bought() {
-    // Arrange: `capped` may place two orders an hour.
+    // Arrange: `capped` may place two orders an hour; both are bought.
     let app = spawn_with_clients().await;
     for (server, ip) in [("srv-c1", "203.0.113.11"), ("srv-c2", "203.0.113.12")] {
         let r = rest(
             &app,
             Some("capped"),
             reqwest::Method::POST,
-            "/v1/licenses",
+            "/v1/licenses?wait=30s",
             Some(&order_body(server, ip)),
         )
         .await;
-        assert_eq!(r.status(), 202);
+        assert_eq!(r.status(), 201);
     }
 
     // Act
@@ -56,7 +56,7 @@ async fn past_the_order_cap_orders_are_refused_with_429_and_nothing_is_bought() 
         &app,
         Some("alpha"),
         reqwest::Method::POST,
-        "/v1/licenses",
+        "/v1/licenses?wait=30s",
         Some(&order_body("srv-c3", "203.0.113.13")),
     )
     .await;
@@ -78,7 +78,7 @@ async fn past_the_order_cap_orders_are_refused_with_429_and_nothing_is_bought() 
         200,
         "re-ordering a license it has buys nothing"
     );
-    assert_eq!(other.status(), 202, "other clients are not capped");
+    assert_eq!(other.status(), 201, "other clients are not capped");
     let listed: Value = rest(
         &app,
         Some("ops"),
@@ -98,6 +98,16 @@ async fn past_the_order_cap_orders_are_refused_with_429_and_nothing_is_bought() 
         .collect();
     assert!(!servers.contains(&"srv-c4"), "{servers:?}");
     assert_eq!(servers.len(), 3, "{servers:?}");
+    // Upstream: the two capped orders and alpha's were bought, nothing else (every
+    // accepted order was waited for, so nothing is still on its way).
+    assert_eq!(
+        app.sandbox.call_count("soft.order.param"),
+        3,
+        "three orders sent upstream"
+    );
+    let mut bought: Vec<String> = app.sandbox.licenses().into_iter().map(|l| l.ip).collect();
+    bought.sort();
+    assert_eq!(bought, ["203.0.113.11", "203.0.113.12", "203.0.113.13"]);
 }
 
 #[tokio::test]
@@ -179,6 +189,7 @@ async fn a_call_past_its_deadline_fails_and_the_worker_finishes_what_was_accepte
     let mut quote = tonic::Request::new(pb::QuoteLicenseRequest {
         panel: "ISPmanager 6 Pro".into(),
         period_months: 1,
+        ..Default::default()
     });
     quote.set_timeout(Duration::from_millis(300));
     let quote = bare.quote_license(quote).await.unwrap_err();

@@ -128,11 +128,18 @@ pub fn operations() -> Vec<Op> {
             )
         },
         Op {
-            query: &[(
-                "periodMonths",
-                Param::Months,
-                "1 or 12 (default 1); ignored for trials.",
-            )],
+            query: &[
+                (
+                    "periodMonths",
+                    Param::Months,
+                    "1 or 12 (default 1); ignored for trials.",
+                ),
+                (
+                    "nodes",
+                    Param::Int,
+                    "Nodes (1 to 100) for a panel sold per node (Business), priced with it.",
+                ),
+            ],
             answer: Answer::Json("QuoteLicenseResponse"),
             errors: &[400, 404, 503],
             ..op(

@@ -10,19 +10,20 @@ use anyhow::Context;
 use time::OffsetDateTime;
 
 use super::exec::{Conn, Row as _, args, fixed};
-use crate::domain::{ClientName, Event, EventKind, License, LicenseId};
+use crate::domain::{CallPrice, ClientName, Event, EventKind, License, LicenseId};
 use crate::store::codec::{self, to_micros};
 use crate::store::dialect::Dialect;
 
 /// The change feed's read of one client's events after a position, served by the
 /// index `events_client`. A separate statement from [`EVENTS_AFTER_ALL`]: one
 /// statement with `($1 IS NULL OR client = $1)` is planned once, without the index.
-pub(crate) const EVENTS_AFTER_OF_CLIENT: &str = "SELECT seq AS id, kind, license, time \
+pub(crate) const EVENTS_AFTER_OF_CLIENT: &str = "SELECT seq AS id, kind, license, time, \
+     cost_cents, cost_currency, cost_unknown \
      FROM events WHERE client = $1 AND seq > $2 ORDER BY seq LIMIT $3";
 
 /// The change feed's read of every client's events after a position.
-const EVENTS_AFTER_ALL: &str =
-    "SELECT seq AS id, kind, license, time FROM events WHERE seq > $1 ORDER BY seq LIMIT $2";
+const EVENTS_AFTER_ALL: &str = "SELECT seq AS id, kind, license, time, cost_cents, \
+     cost_currency, cost_unknown FROM events WHERE seq > $1 ORDER BY seq LIMIT $2";
 
 /// Records `kinds` for `license` inside a write transaction, without a feed position
 /// on PostgreSQL (numbered after commit; SQLite's `seq` is the row id).
@@ -31,15 +32,32 @@ pub(crate) async fn insert_events<D: Dialect>(
     kinds: &[EventKind],
     license: &License,
 ) -> anyhow::Result<()> {
+    insert_priced_events::<D>(conn, kinds, license, None).await
+}
+
+/// [`insert_events`], with the price of the paid call they result from on the event
+/// of kind `priced.0` (an order's CREATED, a renewal's RENEWED, a panel change's
+/// PANEL_CHANGED).
+pub(crate) async fn insert_priced_events<D: Dialect>(
+    conn: &mut D::Conn,
+    kinds: &[EventKind],
+    license: &License,
+    priced: Option<(EventKind, &CallPrice)>,
+) -> anyhow::Result<()> {
     if kinds.is_empty() {
         return Ok(());
     }
     let snapshot = codec::license_to_json(license);
     for kind in kinds {
+        let price = codec::PriceColumns::of(
+            priced
+                .filter(|(paid, _)| paid == kind)
+                .map(|(_, price)| price),
+        );
         conn.execute(
             fixed(
-                "INSERT INTO events (license_id, client, kind, license, time) \
-                 VALUES ($1, $2, $3, $4, $5)",
+                "INSERT INTO events (license_id, client, kind, license, time, cost_cents, \
+                 cost_currency, cost_unknown) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             ),
             args![
                 license.id.to_string(),
@@ -47,6 +65,9 @@ pub(crate) async fn insert_events<D: Dialect>(
                 kind.as_str(),
                 snapshot.as_str(),
                 to_micros(license.update_time),
+                price.cents,
+                price.currency,
+                price.unknown,
             ],
         )
         .await
@@ -85,8 +106,8 @@ pub(crate) async fn license_events<C: Conn>(
     let rows = conn
         .fetch_all(
             fixed(
-                "SELECT seq AS id, kind, license, time FROM events \
-                 WHERE license_id = $1 AND seq IS NOT NULL ORDER BY seq DESC LIMIT $2",
+                "SELECT seq AS id, kind, license, time, cost_cents, cost_currency, cost_unknown \
+                 FROM events WHERE license_id = $1 AND seq IS NOT NULL ORDER BY seq DESC LIMIT $2",
             ),
             args![id.to_string(), i64::from(limit)],
         )

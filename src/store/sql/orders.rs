@@ -5,7 +5,7 @@
 use anyhow::Context;
 use time::OffsetDateTime;
 
-use super::events::insert_events;
+use super::events::{insert_events, insert_priced_events};
 use super::exec::{Args, Conn, Row as _, args, fixed};
 use super::rows::{
     license_values, licenses_where, live_license, live_license_on_ip, one_license,
@@ -182,7 +182,15 @@ pub(crate) async fn order_in<D: Dialect>(
     for entry in audit {
         audit::insert(tx, entry).await?;
     }
-    insert_events::<D>(tx, &[EventKind::Created], license).await?;
+    // The CREATED event carries the order's price, as its ACCEPTED entry records it.
+    let price = audit.iter().find_map(|e| e.price.as_ref());
+    insert_priced_events::<D>(
+        tx,
+        &[EventKind::Created],
+        license,
+        price.map(|p| (EventKind::Created, p)),
+    )
+    .await?;
     Ok(Written::kept(OrderAttempt::Done(Box::new(
         Inserted::Created(license.clone()),
     ))))

@@ -4,7 +4,7 @@
 use anyhow::Context;
 use time::OffsetDateTime;
 
-use super::events::insert_events;
+use super::events::insert_priced_events;
 use super::exec::{Conn, Row as _, args, dynamic, fixed};
 use super::rows::{OPERATION_COLUMNS, SET_STATE, SET_TERMS, license_values, operation_from_row};
 use crate::domain::{AuditEntry, EventKind, License, Operation, Phase};
@@ -130,7 +130,21 @@ pub(crate) async fn progress_in<D: Dialect>(
     tx.execute(dynamic(sql), values)
         .await
         .context("cannot save the license")?;
-    insert_events::<D>(tx, events, license).await?;
+    // The event that shows a paid change carried out carries the change's price, as
+    // its ACCEPTED entry records it.
+    let priced = match op.kind.paid_event().filter(|kind| events.contains(kind)) {
+        Some(kind) => audit::accepted_price(tx, license.id, op.kind.name())
+            .await?
+            .map(|price| (kind, price)),
+        None => None,
+    };
+    insert_priced_events::<D>(
+        tx,
+        events,
+        license,
+        priced.as_ref().map(|(kind, price)| (*kind, price)),
+    )
+    .await?;
     if let Some(entry) = ending.as_ref().filter(|_| closes) {
         audit::append_ending(tx, entry).await?;
     }

@@ -6,7 +6,9 @@ use std::time::Duration;
 use super::{
     T0, claim_op_of, create, on_postgres, on_sqlite_file, on_sqlite_memory, order_op, pending,
 };
-use crate::domain::{AuditEntry, AuditFilter, AuditOutcome, ClientName, LicenseId};
+use crate::domain::{
+    AuditEntry, AuditFilter, AuditOutcome, CallPrice, ClientName, LicenseId, Money,
+};
 use crate::domain::{EventKind, LicenseState, Operation, OperationKind, Phase};
 use crate::store::{Store, StoreError};
 
@@ -17,6 +19,8 @@ store_tests!(
     the_save_that_closes_an_operation_records_its_end_once_for_the_accepting_client,
     paid_calls_are_counted_and_priced_calls_added_up_in_the_window,
     the_spend_limit_is_checked_in_the_transaction_that_stores_a_paid_call,
+    a_money_cap_refuses_an_unknown_price_in_the_transaction,
+    the_event_of_a_paid_call_carries_its_recorded_price,
 );
 
 async fn the_spend_limit_is_checked_in_the_transaction_that_stores_a_paid_call(
@@ -75,12 +79,16 @@ async fn paid_calls_are_counted_and_priced_calls_added_up_in_the_window(store: A
         entry(id, "RENEW", AuditOutcome::Accepted, 3),
         entry(id, "RENEW", AuditOutcome::Succeeded, 4),
         AuditEntry {
-            cost_cents: None,
+            price: None,
             ..entry(id, "SUSPEND", AuditOutcome::Accepted, 5)
         },
         AuditEntry {
             client: ClientName::new("globex"),
             ..entry(id, "RENEW", AuditOutcome::Accepted, 6)
+        },
+        AuditEntry {
+            price: Some(CallPrice::unknown("the price list is unavailable")),
+            ..entry(id, "ORDER", AuditOutcome::Accepted, 7)
         },
     ] {
         store.insert_audit(&e).await.unwrap();
@@ -103,10 +111,171 @@ async fn paid_calls_are_counted_and_priced_calls_added_up_in_the_window(store: A
 
     // Assert
     assert_eq!(counted, (2, Some(T0 + Duration::from_secs(2))));
-    assert_eq!(spent, (200 + 300, Some(T0 + Duration::from_secs(2))));
+    assert_eq!(
+        spent,
+        crate::store::Spent {
+            cents: 200 + 300,
+            unpriced: 1,
+            oldest: Some(T0 + Duration::from_secs(2)),
+        },
+        "the unknown price is counted as unknown, not as 0"
+    );
     assert!(
-        listed.items.iter().any(|e| e.cost_cents == Some(300)),
+        listed.items.iter().any(|e| e.price == Some(eur(300))),
         "the price is stored with the entry"
+    );
+    assert!(
+        listed
+            .items
+            .iter()
+            .any(|e| e.price == Some(CallPrice::Unknown("the price list is unavailable".into()))),
+        "an unknown price is stored with its reason"
+    );
+}
+
+fn eur(cents: i64) -> CallPrice {
+    CallPrice::Known(Money {
+        cents,
+        currency: "EUR".into(),
+    })
+}
+
+async fn a_money_cap_refuses_an_unknown_price_in_the_transaction(store: Arc<dyn Store>) {
+    // Arrange: a money cap of 50.00 a day.
+    let now = T0 + Duration::from_secs(10);
+    let limit = |cost_cents| crate::store::SpendLimit {
+        client: ClientName::new("acme"),
+        per_hour: None,
+        per_day: None,
+        per_day_cents: Some(5_000),
+        cost_cents,
+        now,
+    };
+    let first = pending("acme", "srv-1", now);
+    let second = pending("acme", "srv-2", now);
+    let third = pending("acme", "srv-3", now);
+    let unpriced = AuditEntry {
+        price: Some(CallPrice::unknown("no price list")),
+        ..entry(second.id, "ORDER", AuditOutcome::Accepted, 5)
+    };
+
+    // Act: a call without a price; one with a price (fits); an unpriced entry in the
+    // window (accepted while no cap was set), then another priced call.
+    let unknown = store
+        .insert_order(
+            &first,
+            &order_op(&first, now),
+            None,
+            &[],
+            Some(&limit(None)),
+        )
+        .await;
+    let priced = store
+        .insert_order(
+            &second,
+            &order_op(&second, now),
+            None,
+            &[unpriced],
+            Some(&limit(Some(900))),
+        )
+        .await;
+    let after_unpriced = store
+        .insert_order(
+            &third,
+            &order_op(&third, now),
+            None,
+            &[],
+            Some(&limit(Some(900))),
+        )
+        .await;
+
+    // Assert
+    match unknown {
+        Err(StoreError::SpendLimit(crate::store::SpendExceeded::Unpriced { calls: 0 })) => {}
+        other => panic!("expected the unknown price refused, got {other:?}"),
+    }
+    assert!(store.get_license(first.id).await.unwrap().is_none());
+    assert!(
+        matches!(priced, Ok(crate::store::Inserted::Created(_))),
+        "{priced:?}"
+    );
+    match after_unpriced {
+        Err(StoreError::SpendLimit(crate::store::SpendExceeded::Unpriced { calls: 1 })) => {}
+        other => panic!("expected the unknown spending refused, got {other:?}"),
+    }
+    assert!(store.get_license(third.id).await.unwrap().is_none());
+}
+
+async fn the_event_of_a_paid_call_carries_its_recorded_price(store: Arc<dyn Store>) {
+    // Arrange: an order priced 525.00 EUR, carried out; then a renewal priced 250.00.
+    let license = pending("acme", "srv-1", T0);
+    let ordered = AuditEntry {
+        price: Some(eur(52_500)),
+        ..entry(license.id, "ORDER", AuditOutcome::Accepted, 1)
+    };
+    store
+        .insert_order(&license, &order_op(&license, T0), None, &[ordered], None)
+        .await
+        .unwrap();
+    let op = claim_op_of(&*store, "w", license.id, T0).await;
+    let mut active = license.clone();
+    active.state = LicenseState::Active;
+    active.expire_time = Some(T0 + Duration::from_secs(30 * 86_400));
+    let done = Operation {
+        phase: Phase::Done,
+        ..op
+    };
+    store
+        .save_progress("w", &done, &active, &[EventKind::StateChanged], true, None)
+        .await
+        .unwrap();
+    let renew = Operation::received(
+        license.id,
+        OperationKind::Renew {
+            period: 1,
+            previous_expiry: None,
+        },
+        T0,
+    );
+    let renewal = AuditEntry {
+        price: Some(eur(25_000)),
+        ..entry(license.id, "RENEW", AuditOutcome::Accepted, 2)
+    };
+    store
+        .insert_operations(license.id, &[renew], None, &[renewal], None)
+        .await
+        .unwrap();
+    let renew = claim_op_of(&*store, "w", license.id, T0).await;
+    let mut renewed = active.clone();
+    renewed.expire_time = Some(T0 + Duration::from_secs(60 * 86_400));
+
+    // Act: the step that shows the renewal carried out.
+    store
+        .save_progress(
+            "w",
+            &Operation {
+                phase: Phase::Done,
+                ..renew
+            },
+            &renewed,
+            &[EventKind::Renewed],
+            true,
+            None,
+        )
+        .await
+        .unwrap();
+    store.sequence_events().await.unwrap();
+    let events = store.events_after(0, 10, None).await.unwrap();
+
+    // Assert
+    let priced: Vec<_> = events.iter().map(|e| (e.kind, e.price.clone())).collect();
+    assert_eq!(
+        priced,
+        [
+            (EventKind::Created, Some(eur(52_500))),
+            (EventKind::StateChanged, None),
+            (EventKind::Renewed, Some(eur(25_000))),
+        ]
     );
 }
 
@@ -122,7 +291,7 @@ fn entry(license_id: LicenseId, action: &str, outcome: AuditOutcome, at: u64) ->
         upstream_id: (outcome != AuditOutcome::Accepted).then_some(u64::from(u32::MAX) + at),
         outcome,
         detail: (outcome == AuditOutcome::Failed).then(|| "refused".to_owned()),
-        cost_cents: (outcome == AuditOutcome::Accepted).then_some(100 * at as i64),
+        price: (outcome == AuditOutcome::Accepted).then(|| eur(100 * at as i64)),
     }
 }
 

@@ -44,7 +44,7 @@ fn retry(license: &License) -> Resolution {
             upstream_id: None,
             outcome: AuditOutcome::Succeeded,
             detail: Some("RETRY: nothing bought".into()),
-            cost_cents: None,
+            price: None,
         },
         license: after,
         request: None,
