@@ -359,3 +359,73 @@ async fn an_ip_change_to_the_ip_of_an_order_in_flight_is_refused() {
         "no change was sent"
     );
 }
+
+#[tokio::test]
+async fn a_change_to_the_ip_another_change_is_moving_to_is_refused_while_that_one_is_in_flight() {
+    let app = spawn_with_clients().await;
+    let (first_ip, second_ip, to) = ("203.0.113.231", "203.0.113.232", "203.0.113.233");
+    let (first, first_upstream) = active(&app, "alpha", "move-3", first_ip).await;
+    let (second, second_upstream) = active(&app, "beta", "move-4", second_ip).await;
+    app.sandbox
+        .set_faults(vec!["soft.edit:delay-3000ms:1".parse().unwrap()]);
+    let edits = app.sandbox.call_count("soft.edit");
+    let change = rest(
+        &app,
+        Some("alpha"),
+        Method::POST,
+        &format!("/v1/licenses/{first}/change-ip"),
+        Some(&json!({"ip": to})),
+    )
+    .await;
+    assert_eq!(change.status(), 202);
+    arrived(&app, "soft.edit", edits).await;
+
+    let other = rest(
+        &app,
+        Some("beta"),
+        Method::POST,
+        &format!("/v1/licenses/{second}/change-ip"),
+        Some(&json!({"ip": to})),
+    )
+    .await;
+    let mut grpc = grpc_client_with(app.grpc_addr, Some("beta-token")).await;
+    let status = grpc
+        .change_license_ip(pb::ChangeLicenseIpRequest {
+            id: second.clone(),
+            ip: to.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    app.sandbox.set_faults(vec![]);
+
+    assert_eq!(other.status(), 409);
+    let problem: Value = other.json().await.unwrap();
+    assert_eq!(problem["code"], "IP_HAS_LICENSE");
+    let detail = problem["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.contains("a change of a license to it is in flight"),
+        "{problem}"
+    );
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    assert_eq!(reason(&status), "IP_HAS_LICENSE");
+    assert_eq!(status.message(), detail);
+    license_once(&app, "alpha", &first, "ip", to).await;
+    assert_eq!(upstream_on(&app, to), [first_upstream]);
+    assert_eq!(app.sandbox.license(second_upstream).unwrap().ip, second_ip);
+    let second_now: Value = rest(
+        &app,
+        Some("beta"),
+        Method::GET,
+        &format!("/v1/licenses/{second}"),
+        None,
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(
+        (&second_now["state"], &second_now["ip"]),
+        (&json!("ACTIVE"), &json!(second_ip))
+    );
+}
