@@ -30,6 +30,12 @@
 //! orders; at the end, on a list known to be complete, it finds nothing missing, no
 //! mismatch, and no orphan other than the licenses handed to a person.
 //!
+//! A contest step plays two other clients (rivals, without caps) over a few shared
+//! addresses, all of its moves at once: orders for a shared address, IP changes of a
+//! rival's license to one, panel changes. After every step no address has more than
+//! one live upstream license, whoever bought or moved it there, and at the end every
+//! live rival license is on the address the upstream has it on.
+//!
 //! A resolve step plays the person: on a key whose license is NEEDS_ATTENTION it
 //! either RETRYs (whether or not the order was bought: the operator may be wrong) or
 //! BINDs the upstream license on the key's IP when there is one. Neither may ever
@@ -52,7 +58,8 @@ use proptest::test_runner::{Config, TestCaseError, TestRunner};
 
 use crate::figures::{Figures, duplicates_and_lost};
 use crate::support::{
-    InProcess, Order, Timings, assert_agree, count, live_on, sandbox_config, start_sandbox,
+    Api, InProcess, Order, RIVALS, Timings, assert_agree, count, live_on, sandbox_config,
+    start_sandbox,
 };
 
 /// The upstream functions the sequences put faults on: the order's and the changes'.
@@ -74,6 +81,12 @@ const KEYS: usize = 4;
 /// The client's cap on paid calls (orders and renewals) an hour, below the number of
 /// keys: sequences reach it (across crashes too), and past it nothing more is bought.
 const PAID_CAP: u32 = 3;
+
+/// Servers each rival orders for.
+const RIVAL_SERVERS: usize = 2;
+
+/// Addresses the rivals contend for, fewer than their servers.
+const SHARED: usize = 3;
 
 /// The answer shape the sandbox speaks for one whole sequence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -178,6 +191,29 @@ enum Step {
     Resolve(usize, bool),
     /// Another change of the n-th key ordered so far (modulo their number).
     Change(usize, Change),
+    /// Rivals' moves on the shared addresses, all sent at once.
+    Contest(Vec<Move>),
+}
+
+/// One rival's move in a contest.
+#[derive(Debug, Clone, Copy)]
+struct Move {
+    /// Which of [`RIVALS`].
+    rival: usize,
+    /// Which of its servers.
+    server: usize,
+    act: Act,
+}
+
+/// What a rival does to its server's license.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Act {
+    /// Orders it on the n-th shared address.
+    Order(usize),
+    /// Moves it to the n-th shared address.
+    MoveTo(usize),
+    /// Switches its panel (Pro ↔ Business): a paid change that holds the license.
+    Panel,
 }
 
 /// The changes besides renewal.
@@ -260,6 +296,20 @@ fn change() -> impl Strategy<Value = Change> {
     ])
 }
 
+fn contest() -> impl Strategy<Value = Vec<Move>> {
+    let act = prop_oneof![
+        2 => (0..SHARED).prop_map(Act::Order),
+        2 => (0..SHARED).prop_map(Act::MoveTo),
+        1 => Just(Act::Panel),
+    ];
+    let one = (0..RIVALS.len(), 0..RIVAL_SERVERS, act).prop_map(|(rival, server, act)| Move {
+        rival,
+        server,
+        act,
+    });
+    prop::collection::vec(one, 2..=4)
+}
+
 fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
         3 => (0..KEYS).prop_map(Step::Order),
@@ -273,6 +323,7 @@ fn step() -> impl Strategy<Value = Step> {
         2 => (0..KEYS).prop_map(Step::Renew),
         2 => ((0..KEYS), any::<bool>()).prop_map(|(k, bind)| Step::Resolve(k, bind)),
         4 => ((0..KEYS), change()).prop_map(|(k, c)| Step::Change(k, c)),
+        3 => contest().prop_map(Step::Contest),
     ]
 }
 
@@ -307,6 +358,81 @@ fn sequence(max_steps: usize) -> impl Strategy<Value = Vec<Step>> {
 
 fn order_for(key: usize) -> Order {
     Order::new(400 + key)
+}
+
+/// The n-th address the rivals contend for.
+fn shared_ip(n: usize) -> String {
+    Order::new(490 + n).ip
+}
+
+/// A rival's server id.
+fn rival_server(rival: usize, server: usize) -> String {
+    format!("{}-srv-{server}", RIVALS[rival])
+}
+
+/// `app`'s REST API as the rival calls it.
+fn rival_api(app: &InProcess, rival: usize) -> Api {
+    Api::with_token(app.api.base.clone(), &format!("{}-token", RIVALS[rival]))
+}
+
+/// Sends one contest move; the status and body of the answer that settles it (a
+/// change of a server without a license yet answers the 404 of the look-up).
+async fn play(app: &InProcess, m: Move) -> Result<(u16, Value), String> {
+    let api = rival_api(app, m.rival);
+    let server = rival_server(m.rival, m.server);
+    if let Act::Order(n) = m.act {
+        let body =
+            json!({"server": {"id": server, "ip": shared_ip(n)}, "panel": "ISPmanager 6 Pro"});
+        return api.post_order(&body, None).await;
+    }
+    let (status, license) = api.get(&format!("/v1/servers/{server}/license")).await?;
+    if status != 200 {
+        return Ok((status, license));
+    }
+    let id = license["id"].as_str().expect("a license id");
+    match m.act {
+        Act::MoveTo(n) => {
+            let path = format!("/v1/licenses/{id}/change-ip");
+            api.post(&path, &json!({"ip": shared_ip(n)}), None).await
+        }
+        _ => {
+            let to = if license["tariffId"] == 55230 {
+                "ISPmanager 6 Pro"
+            } else {
+                "ISPmanager 6 Business"
+            };
+            let path = format!("/v1/licenses/{id}/change-panel");
+            api.post(&path, &json!({"panel": to}), None).await
+        }
+    }
+}
+
+/// Every license of every rival, as the service shows them once none is being
+/// ordered any more (faults cleared, at most `within`).
+async fn settled_rival_licenses(app: &InProcess, within: Duration) -> Vec<Value> {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let mut all = Vec::new();
+        for rival in 0..RIVALS.len() {
+            let (status, page) = rival_api(app, rival)
+                .get("/v1/licenses?pageSize=100")
+                .await
+                .expect("the rival's licenses");
+            assert_eq!(status, 200, "{page}");
+            all.extend(page["licenses"].as_array().cloned().unwrap_or_default());
+        }
+        let ordering = all
+            .iter()
+            .any(|l| l["state"] == "PENDING" || l["state"] == "PROVISIONING");
+        if !ordering {
+            return all;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "rival orders never settled: {all:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Key k's other address, the one IP changes move its license to.
@@ -474,6 +600,10 @@ async fn run_case(shape: Shape, steps: Vec<Step>) -> Result<Figures, TestCaseErr
                     prop_assert_eq!(first, &id, "a retry returns the same license");
                 }
                 acknowledged.insert(k, id);
+                prop_assert!(
+                    paid(&acknowledged, paid_changes) <= PAID_CAP,
+                    "an order acknowledged past the cap"
+                );
             }
             Step::Spelled(k, slug) => {
                 let order = order_for(k);
@@ -501,6 +631,10 @@ async fn run_case(shape: Shape, steps: Vec<Step>) -> Result<Figures, TestCaseErr
                     prop_assert_eq!(first, &id, "the same order, spelt otherwise");
                 }
                 acknowledged.insert(k, id);
+                prop_assert!(
+                    paid(&acknowledged, paid_changes) <= PAID_CAP,
+                    "an order acknowledged past the cap"
+                );
             }
             Step::CaseVariant(k) => {
                 // Only while key k has its license (no fault here ends one FAILED, so
@@ -641,6 +775,46 @@ async fn run_case(shape: Shape, steps: Vec<Step>) -> Result<Figures, TestCaseErr
                     }
                 }
             }
+            Step::Contest(moves) => {
+                let answers = futures::future::join_all(moves.iter().map(|m| play(&app, *m))).await;
+                for (m, answer) in moves.iter().zip(answers) {
+                    let (status, body) = answer.map_err(TestCaseError::fail)?;
+                    let code = body["code"].as_str().unwrap_or_default();
+                    match (m.act, status) {
+                        (Act::MoveTo(_), 200..300) => {
+                            *accepted.entry("CHANGE_IP").or_default() += 1;
+                        }
+                        (Act::Panel, 200..300) => {
+                            *accepted.entry("CHANGE_PANEL").or_default() += 1;
+                        }
+                        // Ordered, or the server's license already is this order.
+                        (Act::Order(_), 200..300) => {}
+                        // The address has a license or a step in flight holds it; or
+                        // the server has a license elsewhere.
+                        (Act::Order(_), 409) => prop_assert!(
+                            ["IP_HAS_LICENSE", "SERVER_HAS_LICENSE"].contains(&code),
+                            "{:?}: {}",
+                            m,
+                            body
+                        ),
+                        // No license to change yet.
+                        (_, 404) => {}
+                        (_, 409) => prop_assert!(
+                            [
+                                "IP_HAS_LICENSE",
+                                "INVALID_LICENSE_STATE",
+                                "SAME_IP",
+                                "OPERATION_IN_PROGRESS",
+                            ]
+                            .contains(&code),
+                            "{:?}: {}",
+                            m,
+                            body
+                        ),
+                        _ => prop_assert!(false, "{:?} answered {} {}", m, status, body),
+                    }
+                }
+            }
             Step::Crash => {
                 app.crash().await;
                 crashes += 1;
@@ -675,6 +849,16 @@ async fn run_case(shape: Shape, steps: Vec<Step>) -> Result<Figures, TestCaseErr
                 sandbox.handle.carried_out(func),
                 action
             );
+        }
+        // Whoever bought or moved a license there: one live license per address.
+        let mut live = BTreeMap::<String, u32>::new();
+        for license in sandbox.handle.licenses() {
+            if license.status != 4 {
+                *live.entry(license.ip).or_default() += 1;
+            }
+        }
+        for (ip, n) in live {
+            prop_assert!(n <= 1, "{} live upstream licenses on {}", n, ip);
         }
         for k in 0..KEYS {
             let upstream = upstream_of(&sandbox.handle, k).len();
@@ -806,6 +990,26 @@ async fn run_case(shape: Shape, steps: Vec<Step>) -> Result<Figures, TestCaseErr
     }
     for k in (0..KEYS).filter(|k| !acknowledged.contains_key(k)) {
         prop_assert!(upstream_of(&sandbox.handle, k).is_empty());
+    }
+    for license in settled_rival_licenses(&app, Duration::from_secs(30)).await {
+        let ip = license["ip"].as_str().unwrap_or_default();
+        let upstream_id = license["upstreamId"].as_str().unwrap_or_default();
+        match license["state"].as_str().unwrap_or_default() {
+            // Every accepted change has ended: the upstream has it where we do.
+            "ACTIVE" | "SUSPENDED" => {
+                let up = sandbox
+                    .handle
+                    .license(upstream_id.parse().expect("an upstream id"))
+                    .expect("the upstream license");
+                prop_assert_eq!(&up.ip, ip, "{}", license);
+            }
+            // A stuck order's purchase, if it happened, is an orphan to the
+            // reconciler: the address is the license's alone, so it is the one there.
+            "NEEDS_ATTENTION" if upstream_id.is_empty() => {
+                attention_unbound += live_on(&sandbox.handle, ip).len() as u64;
+            }
+            _ => {}
+        }
     }
     let ips: Vec<String> = acknowledged
         .keys()
