@@ -31,10 +31,11 @@
 //! mismatch, and no orphan other than the licenses handed to a person.
 //!
 //! A contest step plays two other clients (rivals, without caps) over a few shared
-//! addresses, all of its moves at once: orders for a shared address, IP changes of a
-//! rival's license to one, panel changes. After every step no address has more than
-//! one live upstream license, whoever bought or moved it there, and at the end every
-//! live rival license is on the address the upstream has it on.
+//! addresses: its moves, all sent at once, contend for one of them (orders for it, IP
+//! changes of rival licenses to it) beside panel changes and cancellations (which free
+//! an address and a server for the next contest). After every step no address has
+//! more than one live upstream license, whoever bought or moved it there, and at the
+//! end every live rival license is on the address the upstream has it on.
 //!
 //! A resolve step plays the person: on a key whose license is NEEDS_ATTENTION it
 //! either RETRYs (whether or not the order was bought: the operator may be wrong) or
@@ -85,7 +86,7 @@ const PAID_CAP: u32 = 3;
 /// Servers each rival orders for.
 const RIVAL_SERVERS: usize = 2;
 
-/// Addresses the rivals contend for, fewer than their servers.
+/// Addresses the rivals contend for: fewer than their servers, so that they meet.
 const SHARED: usize = 3;
 
 /// The answer shape the sandbox speaks for one whole sequence.
@@ -191,8 +192,8 @@ enum Step {
     Resolve(usize, bool),
     /// Another change of the n-th key ordered so far (modulo their number).
     Change(usize, Change),
-    /// Rivals' moves on the shared addresses, all sent at once.
-    Contest(Vec<Move>),
+    /// Rivals' moves for the n-th shared address, all sent at once.
+    Contest(usize, Vec<Move>),
 }
 
 /// One rival's move in a contest.
@@ -205,15 +206,17 @@ struct Move {
     act: Act,
 }
 
-/// What a rival does to its server's license.
+/// What a rival does to its server's license in a contest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Act {
-    /// Orders it on the n-th shared address.
-    Order(usize),
-    /// Moves it to the n-th shared address.
-    MoveTo(usize),
+    /// Orders it on the contested address.
+    Order,
+    /// Moves it to the contested address.
+    MoveTo,
     /// Switches its panel (Pro ↔ Business): a paid change that holds the license.
     Panel,
+    /// Cancels it: the address and the server are free again.
+    Cancel,
 }
 
 /// The changes besides renewal.
@@ -296,18 +299,19 @@ fn change() -> impl Strategy<Value = Change> {
     ])
 }
 
-fn contest() -> impl Strategy<Value = Vec<Move>> {
+fn contest() -> impl Strategy<Value = (usize, Vec<Move>)> {
     let act = prop_oneof![
-        2 => (0..SHARED).prop_map(Act::Order),
-        2 => (0..SHARED).prop_map(Act::MoveTo),
+        3 => Just(Act::Order),
+        3 => Just(Act::MoveTo),
         1 => Just(Act::Panel),
+        1 => Just(Act::Cancel),
     ];
     let one = (0..RIVALS.len(), 0..RIVAL_SERVERS, act).prop_map(|(rival, server, act)| Move {
         rival,
         server,
         act,
     });
-    prop::collection::vec(one, 2..=4)
+    (0..SHARED, prop::collection::vec(one, 2..=4))
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -323,7 +327,7 @@ fn step() -> impl Strategy<Value = Step> {
         2 => (0..KEYS).prop_map(Step::Renew),
         2 => ((0..KEYS), any::<bool>()).prop_map(|(k, bind)| Step::Resolve(k, bind)),
         4 => ((0..KEYS), change()).prop_map(|(k, c)| Step::Change(k, c)),
-        3 => contest().prop_map(Step::Contest),
+        3 => contest().prop_map(|(n, moves)| Step::Contest(n, moves)),
     ]
 }
 
@@ -375,14 +379,14 @@ fn rival_api(app: &InProcess, rival: usize) -> Api {
     Api::with_token(app.api.base.clone(), &format!("{}-token", RIVALS[rival]))
 }
 
-/// Sends one contest move; the status and body of the answer that settles it (a
-/// change of a server without a license yet answers the 404 of the look-up).
-async fn play(app: &InProcess, m: Move) -> Result<(u16, Value), String> {
+/// Sends one move of a contest for `ip`; the status and body of the answer that
+/// settles it (a change of a server without a license answers the 404 of the
+/// look-up).
+async fn play(app: &InProcess, ip: &str, m: Move) -> Result<(u16, Value), String> {
     let api = rival_api(app, m.rival);
     let server = rival_server(m.rival, m.server);
-    if let Act::Order(n) = m.act {
-        let body =
-            json!({"server": {"id": server, "ip": shared_ip(n)}, "panel": "ISPmanager 6 Pro"});
+    if m.act == Act::Order {
+        let body = json!({"server": {"id": server, "ip": ip}, "panel": "ISPmanager 6 Pro"});
         return api.post_order(&body, None).await;
     }
     let (status, license) = api.get(&format!("/v1/servers/{server}/license")).await?;
@@ -391,10 +395,11 @@ async fn play(app: &InProcess, m: Move) -> Result<(u16, Value), String> {
     }
     let id = license["id"].as_str().expect("a license id");
     match m.act {
-        Act::MoveTo(n) => {
+        Act::MoveTo => {
             let path = format!("/v1/licenses/{id}/change-ip");
-            api.post(&path, &json!({"ip": shared_ip(n)}), None).await
+            api.post(&path, &json!({ "ip": ip }), None).await
         }
+        Act::Cancel => api.delete(&format!("/v1/licenses/{id}"), None).await,
         _ => {
             let to = if license["tariffId"] == 55230 {
                 "ISPmanager 6 Pro"
@@ -433,6 +438,23 @@ async fn settled_rival_licenses(app: &InProcess, within: Duration) -> Vec<Value>
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Whoever bought or moved a license there: at most one live upstream license on any
+/// address.
+fn one_live_license_per_address(
+    sandbox: &license_facade::sandbox::SandboxHandle,
+) -> Result<(), TestCaseError> {
+    let mut live = BTreeMap::<String, u32>::new();
+    for license in sandbox.licenses() {
+        if license.status != 4 {
+            *live.entry(license.ip).or_default() += 1;
+        }
+    }
+    for (ip, n) in live {
+        prop_assert!(n <= 1, "{} live upstream licenses on {}", n, ip);
+    }
+    Ok(())
 }
 
 /// Key k's other address, the one IP changes move its license to.
@@ -775,23 +797,28 @@ async fn run_case(shape: Shape, steps: Vec<Step>) -> Result<Figures, TestCaseErr
                     }
                 }
             }
-            Step::Contest(moves) => {
-                let answers = futures::future::join_all(moves.iter().map(|m| play(&app, *m))).await;
+            Step::Contest(n, moves) => {
+                let ip = shared_ip(n);
+                let answers =
+                    futures::future::join_all(moves.iter().map(|m| play(&app, &ip, *m))).await;
                 for (m, answer) in moves.iter().zip(answers) {
                     let (status, body) = answer.map_err(TestCaseError::fail)?;
                     let code = body["code"].as_str().unwrap_or_default();
                     match (m.act, status) {
-                        (Act::MoveTo(_), 200..300) => {
+                        (Act::MoveTo, 200..300) => {
                             *accepted.entry("CHANGE_IP").or_default() += 1;
                         }
                         (Act::Panel, 200..300) => {
                             *accepted.entry("CHANGE_PANEL").or_default() += 1;
                         }
+                        (Act::Cancel, 200..300) => {
+                            *accepted.entry("CANCEL").or_default() += 1;
+                        }
                         // Ordered, or the server's license already is this order.
-                        (Act::Order(_), 200..300) => {}
+                        (Act::Order, 200..300) => {}
                         // The address has a license or a step in flight holds it; or
                         // the server has a license elsewhere.
-                        (Act::Order(_), 409) => prop_assert!(
+                        (Act::Order, 409) => prop_assert!(
                             ["IP_HAS_LICENSE", "SERVER_HAS_LICENSE"].contains(&code),
                             "{:?}: {}",
                             m,
@@ -804,6 +831,7 @@ async fn run_case(shape: Shape, steps: Vec<Step>) -> Result<Figures, TestCaseErr
                                 "IP_HAS_LICENSE",
                                 "INVALID_LICENSE_STATE",
                                 "SAME_IP",
+                                "SAME_PANEL",
                                 "OPERATION_IN_PROGRESS",
                             ]
                             .contains(&code),
@@ -850,16 +878,7 @@ async fn run_case(shape: Shape, steps: Vec<Step>) -> Result<Figures, TestCaseErr
                 action
             );
         }
-        // Whoever bought or moved a license there: one live license per address.
-        let mut live = BTreeMap::<String, u32>::new();
-        for license in sandbox.handle.licenses() {
-            if license.status != 4 {
-                *live.entry(license.ip).or_default() += 1;
-            }
-        }
-        for (ip, n) in live {
-            prop_assert!(n <= 1, "{} live upstream licenses on {}", n, ip);
-        }
+        one_live_license_per_address(&sandbox.handle)?;
         for k in 0..KEYS {
             let upstream = upstream_of(&sandbox.handle, k).len();
             prop_assert!(
@@ -991,6 +1010,7 @@ async fn run_case(shape: Shape, steps: Vec<Step>) -> Result<Figures, TestCaseErr
     for k in (0..KEYS).filter(|k| !acknowledged.contains_key(k)) {
         prop_assert!(upstream_of(&sandbox.handle, k).is_empty());
     }
+    one_live_license_per_address(&sandbox.handle)?;
     for license in settled_rival_licenses(&app, Duration::from_secs(30)).await {
         let ip = license["ip"].as_str().unwrap_or_default();
         let upstream_id = license["upstreamId"].as_str().unwrap_or_default();
