@@ -299,19 +299,36 @@ fn change() -> impl Strategy<Value = Change> {
     ])
 }
 
+/// A contest: the address, and the moves for it. Each has an order for it and a move
+/// of a license to it (whichever rival servers they fall on), and up to two more moves
+/// of any kind.
 fn contest() -> impl Strategy<Value = (usize, Vec<Move>)> {
+    let by = || (0..RIVALS.len(), 0..RIVAL_SERVERS);
     let act = prop_oneof![
-        3 => Just(Act::Order),
-        3 => Just(Act::MoveTo),
+        2 => Just(Act::Order),
+        2 => Just(Act::MoveTo),
         1 => Just(Act::Panel),
         1 => Just(Act::Cancel),
     ];
-    let one = (0..RIVALS.len(), 0..RIVAL_SERVERS, act).prop_map(|(rival, server, act)| Move {
-        rival,
-        server,
-        act,
-    });
-    (0..SHARED, prop::collection::vec(one, 2..=4))
+    let extra = (by(), act).prop_map(|((rival, server), act)| Move { rival, server, act });
+    (0..SHARED, by(), by(), prop::collection::vec(extra, 0..=2)).prop_map(
+        |(n, (r1, s1), (r2, s2), extra)| {
+            let mut moves = vec![
+                Move {
+                    rival: r1,
+                    server: s1,
+                    act: Act::MoveTo,
+                },
+                Move {
+                    rival: r2,
+                    server: s2,
+                    act: Act::Order,
+                },
+            ];
+            moves.extend(extra);
+            (n, moves)
+        },
+    )
 }
 
 fn step() -> impl Strategy<Value = Step> {
