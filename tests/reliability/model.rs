@@ -344,7 +344,7 @@ fn step() -> impl Strategy<Value = Step> {
         2 => (0..KEYS).prop_map(Step::Renew),
         2 => ((0..KEYS), any::<bool>()).prop_map(|(k, bind)| Step::Resolve(k, bind)),
         4 => ((0..KEYS), change()).prop_map(|(k, c)| Step::Change(k, c)),
-        3 => contest().prop_map(|(n, moves)| Step::Contest(n, moves)),
+        5 => contest().prop_map(|(n, moves)| Step::Contest(n, moves)),
     ]
 }
 
