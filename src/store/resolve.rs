@@ -96,7 +96,7 @@ pub(super) async fn resolve_in<D: Dialect>(
                 match reserved {
                     Reserved::Taken => {}
                     Reserved::Held(held) => {
-                        return Ok(Written::discarded(Some(Resolved::IpTaken(Box::new(held)))));
+                        return Ok(Written::discarded(Some(Resolved::IpTaken(held))));
                     }
                     Reserved::Vanished => return Ok(Written::discarded(None)),
                 }

@@ -190,7 +190,7 @@ pub(crate) async fn order_in<D: Dialect>(
         Reserved::Taken => {}
         Reserved::Held(held) => {
             return Ok(Written::discarded(OrderAttempt::Done(Box::new(
-                Inserted::IpTaken(held),
+                Inserted::IpTaken(*held),
             ))));
         }
         Reserved::Vanished => return Ok(Written::discarded(OrderAttempt::Vanished)),
@@ -270,7 +270,7 @@ pub(crate) async fn operations_in<D: Dialect>(
             };
             match reserve::reserve_free(tx, &claim).await? {
                 Reserved::Taken => {}
-                Reserved::Held(held) => return Err(StoreError::IpTaken(Box::new(held))),
+                Reserved::Held(held) => return Err(StoreError::IpTaken(held)),
                 Reserved::Vanished => return Ok(Written::discarded(None)),
             }
         }
@@ -315,7 +315,7 @@ pub(crate) async fn adopt_in<D: Dialect>(
         };
         let refused = match reserve::pass(tx, &claim).await? {
             Reserved::Taken => None,
-            Reserved::Held(held) => Some(Some(Inserted::IpTaken(held))),
+            Reserved::Held(held) => Some(Some(Inserted::IpTaken(*held))),
             Reserved::Vanished => Some(None),
         };
         if let Some(refused) = refused {

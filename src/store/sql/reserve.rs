@@ -40,7 +40,7 @@ pub(crate) enum Reserved {
     /// The IP is reserved for the claim.
     Taken,
     /// Another step holds it.
-    Held(IpTaken),
+    Held(Box<IpTaken>),
     /// The holder gave it back before it could be read: the transaction may be run
     /// again.
     Vanished,
@@ -74,7 +74,7 @@ pub(crate) async fn reserve<C: Conn>(
         return Ok(Reserved::Taken);
     }
     Ok(match reservation_holder(conn, claim.ip).await? {
-        Some(held) => Reserved::Held(held),
+        Some(held) => Reserved::Held(Box::new(held)),
         None => Reserved::Vanished,
     })
 }
@@ -139,7 +139,7 @@ pub(crate) async fn reserve_free<C: Conn>(
     }
     Ok(
         match live_holder(conn, claim.ip, Some(claim.license_id)).await? {
-            Some(held) => Reserved::Held(held),
+            Some(held) => Reserved::Held(Box::new(held)),
             None => Reserved::Taken,
         },
     )
