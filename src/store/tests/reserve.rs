@@ -392,3 +392,145 @@ async fn concurrent_orders_and_ip_changes_for_one_ip_accept_exactly_one(store: A
     assert_eq!(accepted, 1, "one step for the IP, whichever came first");
     assert!(holder_of(&*store, target).await.is_some());
 }
+
+/// Licenses and operations as a database holds them before reservations existed:
+/// steps in flight and ended, one license handed to a person after an IP change and
+/// one after a renewal (its earlier IP change long ended), and two open IP changes to
+/// one address (the conflict this migration comes too late for).
+fn rows_before_reservations() -> Vec<String> {
+    let license = |n: u32, state: &str| {
+        format!(
+            "INSERT INTO licenses (id, client, server_id, ip, panel, tariff_id, period, \
+             auto_renew, state, create_time, update_time) VALUES \
+             ('0190a000-0000-7000-8000-00000000000{n}', 'acme', 'srv-{n}', '192.0.2.{n}', \
+             'ispmanager6-lite', 3651, 1, true, '{state}', 0, 0)"
+        )
+    };
+    let op = |n: u32, kind: &str, to: Option<&str>, phase: &str| {
+        let params = match to {
+            Some(ip) => format!(r#"{{"kind":"{kind}","ip":"{ip}"}}"#),
+            None => format!(r#"{{"kind":"{kind}"}}"#),
+        };
+        format!(
+            "INSERT INTO operations (license_id, kind, params, phase, run_after, create_time, \
+             update_time) VALUES ('0190a000-0000-7000-8000-00000000000{n}', '{kind}', \
+             '{params}', '{phase}', 0, 0, 0)"
+        )
+    };
+    vec![
+        license(1, "ACTIVE"),
+        op(1, "CHANGE_IP", Some("192.0.2.91"), "INTENT"),
+        license(2, "PENDING"),
+        op(2, "ORDER", None, "RECEIVED"),
+        license(3, "NEEDS_ATTENTION"),
+        op(3, "CHANGE_IP", Some("192.0.2.93"), "FAILED"),
+        license(4, "ACTIVE"),
+        op(4, "CHANGE_IP", Some("192.0.2.4"), "DONE"),
+        license(5, "NEEDS_ATTENTION"),
+        op(5, "CHANGE_IP", Some("192.0.2.95"), "DONE"),
+        op(5, "RENEW", None, "FAILED"),
+        license(6, "ACTIVE"),
+        op(6, "CHANGE_IP", Some("192.0.2.91"), "CONFIRMED"),
+    ]
+}
+
+/// A migrator of the migrations in `dir` numbered up to 14, the last before
+/// reservations, from a copy of their files.
+async fn migrator_before_reservations(
+    dir: &str,
+    copy: &tempfile::TempDir,
+) -> sqlx::migrate::Migrator {
+    for entry in std::fs::read_dir(dir).expect("the migrations") {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let version: u32 = name[..4].parse().expect("a numbered migration");
+        if version <= 14 {
+            std::fs::copy(&path, copy.path().join(&name)).unwrap();
+        }
+    }
+    sqlx::migrate::Migrator::new(copy.path())
+        .await
+        .expect("the copied migrations")
+}
+
+/// What the migration reserved, as the store reads it.
+async fn reserved_after_migration(store: &dyn Store) {
+    let holder = |n: u32| format!("0190a000-0000-7000-8000-00000000000{n}");
+    for (ip, expected) in [
+        (
+            "192.0.2.91",
+            Some((holder(1), Some("CHANGE_IP".to_owned()))),
+        ),
+        ("192.0.2.2", Some((holder(2), Some("ORDER".to_owned())))),
+        (
+            "192.0.2.93",
+            Some((holder(3), Some("CHANGE_IP".to_owned()))),
+        ),
+        ("192.0.2.95", None),
+        // Bound to license 4: a live license, no step.
+        ("192.0.2.4", Some((holder(4), None))),
+    ] {
+        assert_eq!(holder_of(store, ip).await, expected, "{ip}");
+    }
+}
+
+#[tokio::test]
+async fn the_migration_reserves_what_steps_in_flight_will_occupy_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let copy = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", dir.path().join("store.db").display());
+    let pool = sqlx::SqlitePool::connect(&format!("{url}?mode=rwc"))
+        .await
+        .unwrap();
+    migrator_before_reservations(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite"),
+        &copy,
+    )
+    .await
+    .run(&pool)
+    .await
+    .unwrap();
+    for row in rows_before_reservations() {
+        sqlx::query(sqlx::AssertSqlSafe(row))
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    pool.close().await;
+
+    let store = crate::store::connect(&url)
+        .await
+        .expect("migrated to the end");
+
+    reserved_after_migration(&*store).await;
+}
+
+#[tokio::test]
+async fn the_migration_reserves_what_steps_in_flight_will_occupy_on_postgres() {
+    super::in_postgres_database(async |url| {
+        let copy = tempfile::tempdir().unwrap();
+        let pool = sqlx::PgPool::connect(&url).await.unwrap();
+        migrator_before_reservations(
+            concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres"),
+            &copy,
+        )
+        .await
+        .run(&pool)
+        .await
+        .unwrap();
+        for row in rows_before_reservations() {
+            sqlx::query(sqlx::AssertSqlSafe(row))
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+        pool.close().await;
+
+        let store = crate::store::connect(&url)
+            .await
+            .expect("migrated to the end");
+
+        reserved_after_migration(&*store).await;
+    })
+    .await;
+}
