@@ -17,7 +17,7 @@
 use anyhow::Context;
 use time::OffsetDateTime;
 
-use super::exec::{Conn, Row as _, args, fixed};
+use super::exec::{Conn, Row as _, args, dynamic, fixed};
 use super::rows::{licenses_where, one_license};
 use crate::domain::LicenseId;
 use crate::store::codec::to_micros;
@@ -46,14 +46,48 @@ pub(crate) enum Reserved {
     Vanished,
 }
 
+/// Whether the reservation row `ip_reservations` (in a statement on that table) is
+/// stale: its step has ended and no person is to look at its license, or it is an
+/// adoption's passing reservation. Every step gives its reservation back in the
+/// transaction that ends it, so only a process that does not know reservations (a
+/// replica of an earlier version, during an upgrade) can leave one; it is then taken
+/// over as if free, never held for good.
+const STALE: &str = "(ip_reservations.operation_id IS NULL OR EXISTS (\
+     SELECT 1 FROM operations o JOIN licenses l ON l.id = o.license_id \
+     WHERE o.id = ip_reservations.operation_id AND o.phase IN ('DONE', 'FAILED') \
+       AND l.state <> 'NEEDS_ATTENTION'))";
+
 /// Reserves `claim.ip` inside a write transaction. `ON CONFLICT DO NOTHING` waits
 /// (on PostgreSQL) for a transaction that inserted the same IP to end, then skips the
 /// row if that one committed; the holder is then read by a new statement, which sees
-/// it.
+/// it. A stale reservation (see [`STALE`]) is deleted and the IP reserved.
 pub(crate) async fn reserve<C: Conn>(
     conn: &mut C,
     claim: &Claim<'_>,
 ) -> Result<Reserved, StoreError> {
+    if insert(conn, claim).await? {
+        return Ok(Reserved::Taken);
+    }
+    let cleared = conn
+        .execute(
+            dynamic(format!(
+                "DELETE FROM ip_reservations WHERE ip = $1 AND {STALE}"
+            )),
+            args![claim.ip],
+        )
+        .await
+        .context("cannot clear a stale reservation")?;
+    if cleared == 1 && insert(conn, claim).await? {
+        return Ok(Reserved::Taken);
+    }
+    Ok(match reservation_holder(conn, claim.ip).await? {
+        Some(held) => Reserved::Held(Box::new(held)),
+        None => Reserved::Vanished,
+    })
+}
+
+/// Inserts `claim`'s reservation unless the IP has one; returns whether it did.
+async fn insert<C: Conn>(conn: &mut C, claim: &Claim<'_>) -> Result<bool, StoreError> {
     let inserted = conn
         .execute(
             fixed(
@@ -70,23 +104,20 @@ pub(crate) async fn reserve<C: Conn>(
         )
         .await
         .context("cannot reserve the IP")?;
-    if inserted == 1 {
-        return Ok(Reserved::Taken);
-    }
-    Ok(match reservation_holder(conn, claim.ip).await? {
-        Some(held) => Reserved::Held(Box::new(held)),
-        None => Reserved::Vanished,
-    })
+    Ok(inserted == 1)
 }
 
-/// The step in flight that reserved `ip`, with its license.
+/// The step in flight that reserved `ip` (a stale reservation is none), with its
+/// license.
 pub(crate) async fn reservation_holder<C: Conn>(
     conn: &mut C,
     ip: &str,
 ) -> Result<Option<IpTaken>, StoreError> {
     let row = conn
         .fetch_optional(
-            fixed("SELECT license_id, kind FROM ip_reservations WHERE ip = $1"),
+            dynamic(format!(
+                "SELECT license_id, kind FROM ip_reservations WHERE ip = $1 AND NOT {STALE}"
+            )),
             args![ip],
         )
         .await

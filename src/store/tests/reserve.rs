@@ -534,3 +534,90 @@ async fn the_migration_reserves_what_steps_in_flight_will_occupy_on_postgres() {
     })
     .await;
 }
+
+/// A reservation whose step ended without giving it back (only a process that does
+/// not know reservations, during an upgrade, leaves one) holds nothing: `sql` runs
+/// the statements on the store's database.
+async fn a_stale_reservation_is_taken_over<F, Fut>(store: Arc<dyn Store>, sql: F)
+where
+    F: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let (a, b, stale, kept) = ("192.0.2.61", "192.0.2.62", "192.0.2.63", "192.0.2.64");
+    let mover = active(&*store, "acme", "srv-1", a).await;
+    let ids = move_to(&*store, &mover, b).await.unwrap();
+    let moved = finish(&*store, &mover, Phase::Done, LicenseState::Active, Some(b)).await;
+    let other = active(&*store, "beta", "srv-2", "192.0.2.65").await;
+    move_to(&*store, &other, "192.0.2.66").await.unwrap();
+    let stuck = finish(
+        &*store,
+        &other,
+        Phase::Failed,
+        LicenseState::NeedsAttention,
+        None,
+    )
+    .await;
+    let stuck_op = store.latest_operation(other.id).await.unwrap().unwrap().id;
+    let row = |ip: &str, license: &License, op: i64| {
+        format!(
+            "INSERT INTO ip_reservations (ip, license_id, operation_id, kind, create_time) \
+             VALUES ('{ip}', '{}', {op}, 'CHANGE_IP', 0)",
+            license.id
+        )
+    };
+    // Left by the ended change of `moved`; and one of the change a person must look at.
+    sql(row(stale, &moved, ids[0])).await;
+    sql(row(kept, &stuck, stuck_op)).await;
+
+    let stale_holder = holder_of(&*store, stale).await;
+    let (ordered, order) = order_on(&*store, "gamma", "srv-3", stale).await;
+    let (_, refused) = order_on(&*store, "gamma", "srv-4", kept).await;
+
+    assert_eq!(stale_holder, None);
+    assert_eq!(order, Inserted::Created(ordered.clone()));
+    assert_eq!(
+        holder_of(&*store, stale).await,
+        Some((ordered.id.to_string(), Some("ORDER".into())))
+    );
+    assert!(
+        matches!(&refused, Inserted::IpTaken(t) if t.holder.id == stuck.id),
+        "{refused:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_stale_reservation_is_taken_over_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", dir.path().join("store.db").display());
+    let store = crate::store::connect(&url).await.unwrap();
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    a_stale_reservation_is_taken_over(store, |statement| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query(sqlx::AssertSqlSafe(statement))
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_stale_reservation_is_taken_over_on_postgres() {
+    super::in_postgres_database(async |url| {
+        let store = crate::store::connect(&url).await.unwrap();
+        let pool = sqlx::PgPool::connect(&url).await.unwrap();
+        a_stale_reservation_is_taken_over(store, |statement| {
+            let pool = pool.clone();
+            async move {
+                sqlx::query(sqlx::AssertSqlSafe(statement))
+                    .execute(&pool)
+                    .await
+                    .unwrap();
+            }
+        })
+        .await;
+    })
+    .await;
+}
