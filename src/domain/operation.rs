@@ -75,6 +75,18 @@ impl OperationKind {
         }
     }
 
+    /// The IP the step binds its license to when that is not the license's own: an IP
+    /// change's target. It is reserved from the step's acceptance to its end, so that
+    /// no other step or order can bind a second license to it meanwhile (an order, which
+    /// binds its new license to the license's own IP, reserves that; see
+    /// [`Operation::occupies`]).
+    pub fn target_ip(&self) -> Option<&str> {
+        match self {
+            Self::ChangeIp { ip } => Some(ip),
+            _ => None,
+        }
+    }
+
     /// Takes what recovery compares against (the expiry before a renewal, the key
     /// before a reissue) from `license` as it stands when the change is about to be
     /// sent. Taken when the change is accepted, it can be stale: a change that was
@@ -184,6 +196,15 @@ impl Operation {
     /// its send time stamped (an attempt that was not sent after all is uncounted).
     pub fn last_sent(&self) -> Option<OffsetDateTime> {
         self.sent_at.filter(|_| self.attempt > 0)
+    }
+
+    /// The IP this step of `license` will occupy until it ends, if any: an order's
+    /// license's own IP, an IP change's target.
+    pub fn occupies(&self, license: &License) -> Option<String> {
+        match &self.kind {
+            OperationKind::Order => Some(license.ip.to_string()),
+            kind => kind.target_ip().map(str::to_owned),
+        }
     }
 
     /// A new operation at [`Phase::Received`], due at once.

@@ -44,7 +44,8 @@ pub struct SandboxArgs {
     #[arg(long, env = "LICENSE_FACADE_SANDBOX_IP_CHANGE_COOLDOWN", value_parser = parse_duration)]
     pub ip_change_cooldown: Option<Duration>,
     /// Injected fault FUNC:KIND:RATE (KIND: error5xx, timeout, drop-after-commit,
-    /// malformed, doc-error; FUNC may be *). Repeatable; comma-separated in the env var.
+    /// malformed, doc-error, delay-<N>ms; FUNC may be *). Repeatable; comma-separated in
+    /// the env var.
     #[arg(
         long = "fault",
         env = "LICENSE_FACADE_SANDBOX_FAULTS",

@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::time::Duration;
 
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -35,6 +36,9 @@ pub enum FaultKind {
     Malformed,
     /// An upstream `doc/error` of type `api_error`; nothing is performed.
     DocError,
+    /// The request is held this long, then performed and answered as usual: a slow
+    /// upstream call, with its outcome still to come while it is held (`delay-500ms`).
+    Delay(Duration),
 }
 
 /// Why a `FUNC:KIND:RATE` string was refused.
@@ -46,9 +50,9 @@ pub enum FaultParseError {
     /// The function part is empty.
     #[error("fault {0:?} has an empty function name (use * for all functions)")]
     EmptyFunc(String),
-    /// The kind is not one of the five names.
+    /// The kind is not one of the six names.
     #[error(
-        "unknown fault kind {0:?}; expected one of error5xx, timeout, drop-after-commit, malformed, doc-error"
+        "unknown fault kind {0:?}; expected one of error5xx, timeout, drop-after-commit, malformed, doc-error, delay-<N>ms"
     )]
     Kind(String),
     /// The rate is not a number in 0.0..=1.0.
@@ -66,7 +70,12 @@ impl FromStr for FaultKind {
             "drop-after-commit" => Ok(Self::DropAfterCommit),
             "malformed" => Ok(Self::Malformed),
             "doc-error" => Ok(Self::DocError),
-            _ => Err(FaultParseError::Kind(s.to_owned())),
+            other => other
+                .strip_prefix("delay-")
+                .and_then(|ms| ms.strip_suffix("ms"))
+                .and_then(|ms| ms.parse::<u64>().ok())
+                .map(|ms| Self::Delay(Duration::from_millis(ms)))
+                .ok_or_else(|| FaultParseError::Kind(s.to_owned())),
         }
     }
 }
@@ -79,6 +88,7 @@ impl fmt::Display for FaultKind {
             Self::DropAfterCommit => "drop-after-commit",
             Self::Malformed => "malformed",
             Self::DocError => "doc-error",
+            Self::Delay(held) => return write!(f, "delay-{}ms", held.as_millis()),
         })
     }
 }
@@ -172,6 +182,9 @@ mod tests {
         assert_eq!(f.to_string(), "soft.order.param:drop-after-commit:0.5");
         let all: Fault = "*:error5xx:1".parse().unwrap();
         assert_eq!((all.func.as_str(), all.kind), ("*", FaultKind::Error5xx));
+        let slow: Fault = "soft.edit:delay-1500ms:1".parse().unwrap();
+        assert_eq!(slow.kind, FaultKind::Delay(Duration::from_millis(1500)));
+        assert_eq!(slow.to_string(), "soft.edit:delay-1500ms:1");
     }
 
     #[test]
@@ -193,6 +206,12 @@ mod tests {
             ":timeout:1".parse::<Fault>(),
             Err(FaultParseError::EmptyFunc(_))
         ));
+        for bad in ["soft:delay:1", "soft:delay-ms:1", "soft:delay-2s:1"] {
+            assert!(
+                matches!(bad.parse::<Fault>(), Err(FaultParseError::Kind(_))),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -73,6 +73,13 @@ async fn handle(
             let err = ApiError::new("api_error", &func, "Internal error, try again later");
             return respond(&shared, &params, format, Err(err));
         }
+        Some(FaultKind::Delay(held)) => {
+            // Like the timeout's hang, ends early at shutdown.
+            tokio::select! {
+                () = tokio::time::sleep(held) => {}
+                () = shared.shutdown.cancelled() => {}
+            }
+        }
         Some(FaultKind::DropAfterCommit) | None => {}
     }
 

@@ -132,3 +132,25 @@ async fn latency_delays_every_answer() {
     sb.call(&[("func", "subaccount")]).await;
     assert!(started.elapsed() >= Duration::from_millis(50));
 }
+
+#[tokio::test]
+async fn a_delay_fault_holds_the_request_then_carries_it_out() {
+    let sb = start_default().await;
+    sb.handle
+        .set_faults(faults("soft.order.param:delay-300ms:1"));
+    let order = order_params("203.0.113.5", "55228", "1");
+
+    let started = std::time::Instant::now();
+    let body = sb.call(&order).await;
+
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert_eq!(error_of(&body), None, "{body}");
+    assert_eq!(sb.handle.licenses().len(), 1, "carried out after the delay");
+    assert_eq!(sb.handle.carried_out("soft.order.param"), 1);
+    let other = std::time::Instant::now();
+    sb.call(&[("func", "subaccount")]).await;
+    assert!(
+        other.elapsed() < Duration::from_millis(300),
+        "other functions are not held"
+    );
+}

@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use crate::domain::{FieldViolation, License, Precondition, UnknownPanel};
-use crate::store::StoreError;
+use crate::domain::{FieldViolation, License, OperationKind, Precondition, UnknownPanel};
+use crate::store::{IpTaken, StoreError};
 
 /// Why a use case did not succeed. Each variant names its stable reason code
 /// ([`ServiceError::code`]), the same on REST and gRPC.
@@ -28,15 +28,19 @@ pub enum ServiceError {
         /// The RPC that makes the change (ChangeLicensePanel or ChangeLicenseIp).
         use_instead: &'static str,
     },
-    /// Another live license (any client's) is bound to the IP → 409 /
+    /// Another live license (any client's) is bound to the IP, or a step in flight (an
+    /// order for it, a change of another license to it) has reserved it → 409 /
     /// FAILED_PRECONDITION, `IP_HAS_LICENSE`; a panel license is bound to one IP, so a
-    /// second would be paid for nothing. Names the license when the caller may see it.
-    #[error("{ip} already has a live license{}; a license is bound to its IP, so a second one would be paid for nothing", .visible.as_ref().map(|id| format!(" ({id})")).unwrap_or_default())]
+    /// second would be paid for nothing. Names the license when the caller may see it,
+    /// and the step in flight when there is one.
+    #[error("{}; a license is bound to its IP, so a second one would be paid for nothing", held_by(.ip, .visible.as_deref(), *.in_flight))]
     IpHasLicense {
         /// The IP.
         ip: String,
         /// The license holding it, when the caller may see it.
         visible: Option<String>,
+        /// The step in flight that reserved it, if one did.
+        in_flight: Option<InFlight>,
     },
     /// An admin asked for a server's license by a server id that several clients use
     /// → 409 / FAILED_PRECONDITION, `SERVER_ID_AMBIGUOUS`; the message names them and
@@ -180,17 +184,53 @@ pub enum ServiceError {
     },
 }
 
+/// A step in flight that holds an IP it will bind a license to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InFlight {
+    /// An order for the IP, not finished yet.
+    Order,
+    /// A change of a license to the IP, not finished yet.
+    IpChange,
+}
+
+/// The first half of [`ServiceError::IpHasLicense`]'s message.
+fn held_by(ip: &str, visible: Option<&str>, in_flight: Option<InFlight>) -> String {
+    let named = visible.map(|id| format!(" ({id})")).unwrap_or_default();
+    match in_flight {
+        None => format!("{ip} already has a live license{named}"),
+        Some(InFlight::Order) => {
+            format!("{ip} is reserved: an order for it is in flight{named}")
+        }
+        Some(InFlight::IpChange) => {
+            format!("{ip} is reserved: a change of a license{named} to it is in flight")
+        }
+    }
+}
+
 impl ServiceError {
-    /// [`IpHasLicense`](Self::IpHasLicense) for `holder`, named to `call`'s client only
-    /// when it may see that license.
+    /// [`IpHasLicense`](Self::IpHasLicense) for `taken`, naming the holding license to
+    /// `call`'s client only when it may see that license.
     pub(super) fn ip_has_license(
-        holder: &License,
+        taken: &IpTaken,
         client: &crate::domain::ClientName,
         admin: bool,
     ) -> Self {
+        Self::ip_held(taken, admin || &taken.holder.client == client)
+    }
+
+    /// [`IpHasLicense`](Self::IpHasLicense) for `taken`, naming the holding license
+    /// when `visible`.
+    fn ip_held(taken: &IpTaken, visible: bool) -> Self {
         Self::IpHasLicense {
-            ip: holder.ip.to_string(),
-            visible: (admin || &holder.client == client).then(|| holder.id.to_string()),
+            ip: taken.ip.clone(),
+            visible: visible.then(|| taken.holder.id.to_string()),
+            in_flight: taken.step.as_deref().map(|step| {
+                if step == OperationKind::Order.name() {
+                    InFlight::Order
+                } else {
+                    InFlight::IpChange
+                }
+            }),
         }
     }
 
@@ -314,6 +354,9 @@ impl From<StoreError> for ServiceError {
         match e {
             StoreError::OperationInProgress(id) => Self::OperationInProgress(id.to_string()),
             StoreError::BadPageToken => Self::InvalidPageToken,
+            // Without the caller at hand, the holder is not named (see
+            // `ip_has_license` for the answer that names it to whom may see it).
+            StoreError::IpTaken(taken) => Self::ip_held(&taken, false),
             other => Self::Store(other),
         }
     }

@@ -110,6 +110,15 @@ impl LicenseService {
                 let permit = spend.as_ref().expect("only a paid call has a limit");
                 return Err(permit.refusal(exceeded));
             }
+            // The IP a change moves the license to is held (the store decides, in the
+            // transaction that would have accepted it).
+            Err(StoreError::IpTaken(taken)) => {
+                return Err(ServiceError::ip_has_license(
+                    &taken,
+                    &call.client,
+                    call.admin,
+                ));
+            }
             other => other?,
         };
         // Stored: the client's next paid call may be counted.
@@ -216,26 +225,18 @@ impl LicenseService {
     }
 
     /// Refuses to move `license` (or, with `None`, a new one) onto `ip` while another
-    /// live license (any client's) is bound to it: that would leave two paid licenses
-    /// on one IP.
+    /// live license (any client's) is bound to it or a step in flight has reserved it:
+    /// that would leave two paid licenses on one IP. An early answer only: the store
+    /// decides again in the transaction that accepts the step.
     pub(super) async fn ip_is_free(
         &self,
         call: &Call,
         ip: &str,
         license: Option<&License>,
     ) -> Result<(), ServiceError> {
-        let filter = crate::store::LicenseFilter {
-            ip: Some(ip.to_owned()),
-            ..Default::default()
-        };
-        let on_ip = self.store.list_licenses(&filter, 10, None).await?;
-        match on_ip
-            .items
-            .iter()
-            .find(|l| l.state.is_live() && license.is_none_or(|own| l.id != own.id))
-        {
-            Some(holder) => Err(ServiceError::ip_has_license(
-                holder,
+        match self.store.ip_holder(ip, license.map(|l| l.id)).await? {
+            Some(taken) => Err(ServiceError::ip_has_license(
+                &taken,
                 &call.client,
                 call.admin,
             )),

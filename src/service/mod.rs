@@ -26,7 +26,7 @@ pub use audit::AuditQuery;
 pub use drift::{
     DriftReport, Expiring, MAX_LISTED, Mismatch, MismatchField, Missing, MissingReason, Orphan,
 };
-pub use error::{ErrorKind, ServiceError};
+pub use error::{ErrorKind, InFlight, ServiceError};
 pub use feed::{FeedConfig, FeedItem};
 pub use idempotency::{REQUEST_KEY_TTL, RequestKey};
 pub use input::{DEFAULT_PAGE_SIZE, ListInput, MAX_PAGE_SIZE, OrderInput};
@@ -262,8 +262,8 @@ impl LicenseService {
                 )
                 .await
             }
-            Inserted::IpTaken(holder) => Err(ServiceError::ip_has_license(
-                &holder,
+            Inserted::IpTaken(taken) => Err(ServiceError::ip_has_license(
+                &taken,
                 &call.client,
                 call.admin,
             )),

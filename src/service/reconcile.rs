@@ -292,7 +292,7 @@ impl LicenseService {
                 use_instead: "CancelServerLicense",
             }),
             // Adoption is an admin's call: it may see every license.
-            Inserted::IpTaken(holder) => Err(ServiceError::ip_has_license(&holder, client, true)),
+            Inserted::IpTaken(taken) => Err(ServiceError::ip_has_license(&taken, client, true)),
         }
     }
 

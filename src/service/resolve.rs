@@ -225,6 +225,10 @@ impl LicenseService {
                 Resolved::Stored(op) => op,
                 Resolved::NotNeedsAttention(current) => return Err(not_stuck(&current)),
                 Resolved::UpstreamBound(holder) => return Err(bound(upstream, &holder)),
+                // The retry would bind the license to an IP another one holds now.
+                Resolved::IpTaken(taken) => {
+                    return Err(ServiceError::ip_has_license(&taken, &call.client, true));
+                }
                 Resolved::Missing => return Err(ServiceError::NotFound),
             },
         };

@@ -51,6 +51,10 @@ pub enum StoreError {
     /// The paid call would pass the client's spend limit; nothing was stored.
     #[error("the spend limit is reached")]
     SpendLimit(SpendExceeded),
+    /// The step would bind its license to an IP that another license holds (bound to
+    /// it, or reserved by a step in flight); nothing was stored.
+    #[error("{} is held by license {}", .0.ip, .0.holder.id)]
+    IpTaken(Box<IpTaken>),
     /// Anything else (connection, constraint, corrupt row); maps to an internal error.
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
@@ -198,6 +202,19 @@ pub(crate) async fn check_spend<D: Dialect>(
         .map_err(StoreError::SpendLimit)
 }
 
+/// Another license holds an IP that a step wanted (see `store::sql::reserve`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct IpTaken {
+    /// The IP (canonical text form).
+    pub ip: String,
+    /// The license that holds it: the live license bound to it, or the license whose
+    /// step in flight reserved it (for an IP change, still bound to its old IP).
+    pub holder: License,
+    /// The kind of the step in flight that reserved it (`ORDER`, `CHANGE_IP`); `None`
+    /// when the holder is a live license bound to it with no step reserving it.
+    pub step: Option<String>,
+}
+
 /// The result of inserting an order.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Inserted {
@@ -205,9 +222,9 @@ pub enum Inserted {
     Created(License),
     /// The server already had a live license; nothing was stored.
     Existing(License),
-    /// Another live license (any client's, any server id's) has the IP; nothing was
-    /// stored.
-    IpTaken(License),
+    /// Another license (any client's, any server id's) has the IP or a step in flight
+    /// reserved it; nothing was stored.
+    IpTaken(IpTaken),
 }
 
 /// A resolution of a `NEEDS_ATTENTION` license as the store writes it, in one
@@ -237,6 +254,8 @@ pub enum Resolved {
     NotNeedsAttention(Box<License>),
     /// Another license of ours is bound to the upstream id; nothing was stored.
     UpstreamBound(Box<License>),
+    /// The retried step would occupy an IP another license holds; nothing was stored.
+    IpTaken(Box<IpTaken>),
     /// There is no such license; nothing was stored.
     Missing,
 }
@@ -294,9 +313,11 @@ pub trait Store: Send + Sync + 'static {
     async fn close(&self);
 
     /// Stores a PENDING license with its first operation, a `CREATED` event, the
-    /// request id if any and the `audit` entries, unless the client's server already
-    /// has a live license: then returns that one and stores nothing. A request id that
-    /// exists already is [`StoreError::RequestKeyTaken`] and nothing is stored.
+    /// request id if any and the `audit` entries, and reserves the license's IP for
+    /// the order until it ends, unless the client's server already has a live license
+    /// (then returns that one) or another license holds the IP
+    /// ([`Inserted::IpTaken`]); then stores nothing. A request id that exists already
+    /// is [`StoreError::RequestKeyTaken`] and nothing is stored.
     async fn insert_order(
         &self,
         license: &License,
@@ -307,9 +328,12 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Inserted, StoreError>;
 
     /// Queues operations on an existing license, in order, with the request id if any
-    /// and the `audit` entries, unless it already has an open one
-    /// ([`StoreError::OperationInProgress`]) or the request id exists
-    /// ([`StoreError::RequestKeyTaken`]). Returns their ids.
+    /// and the `audit` entries, reserving the IP each one moves the license to
+    /// ([`OperationKind::target_ip`](crate::domain::OperationKind::target_ip)) until
+    /// it ends, unless the license already has an open one
+    /// ([`StoreError::OperationInProgress`]), the request id exists
+    /// ([`StoreError::RequestKeyTaken`]) or another license holds such an IP
+    /// ([`StoreError::IpTaken`]); then stores nothing. Returns their ids.
     async fn insert_operations(
         &self,
         license_id: LicenseId,
@@ -403,7 +427,10 @@ pub trait Store: Send + Sync + 'static {
     /// `release` is set. When this save closes the operation (it was open and `op` is
     /// DONE or FAILED), appends `ending` to the audit log in the same transaction, on
     /// behalf of the client and request id of the latest ACCEPTED entry of the same
-    /// license and action when there is one. Returns whether it closed the operation.
+    /// license and action when there is one, and gives back the IP the operation
+    /// reserved, unless the license is left `NEEDS_ATTENTION` (its outcome unknown,
+    /// the upstream may hold the IP: the resolution gives it back). Returns whether it
+    /// closed the operation.
     async fn save_progress(
         &self,
         owner: &str,
@@ -442,8 +469,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Stores a license adopted from the upstream (already ordered, with its upstream
     /// id) with a `CREATED` event and no operation, unless the upstream id is already
-    /// known here or the client's server already has a live license: then returns
-    /// that license ([`Inserted::Existing`]) and stores nothing.
+    /// known here or the client's server already has a live license (then returns
+    /// that license, [`Inserted::Existing`]) or another license holds its IP or a step
+    /// in flight reserved it ([`Inserted::IpTaken`]); then stores nothing.
     async fn insert_adopted(&self, license: &License) -> Result<Inserted, StoreError>;
 
     /// [`insert_adopted`](Self::insert_adopted) for many licenses at once (bulk
@@ -455,11 +483,22 @@ pub trait Store: Send + Sync + 'static {
 
     /// Resolves a `NEEDS_ATTENTION` license in one transaction: writes the license's
     /// new state and upstream binding, the operation that follows (if any), the
-    /// events, the audit entry and the request id, only while the license is still
-    /// `NEEDS_ATTENTION` and no other license holds the upstream id it takes.
-    /// Otherwise stores nothing and says why. A request id that exists already is
-    /// [`StoreError::RequestKeyTaken`].
+    /// events, the audit entry and the request id, gives back the IPs the license's
+    /// stuck steps reserved and reserves what the operation that follows will occupy,
+    /// only while the license is still `NEEDS_ATTENTION`, no other license holds the
+    /// upstream id it takes, and none holds the IP the operation that follows will
+    /// occupy. Otherwise stores nothing and says why. A request id that exists
+    /// already is [`StoreError::RequestKeyTaken`].
     async fn resolve_license(&self, resolution: &Resolution) -> Result<Resolved, StoreError>;
+
+    /// Who holds `ip` (canonical text form), if any license but `except` does: a step
+    /// in flight that reserved it, else a live license bound to it. A read for
+    /// answering early (the acceptance of a step decides in its own transaction).
+    async fn ip_holder(
+        &self,
+        ip: &str,
+        except: Option<LicenseId>,
+    ) -> Result<Option<IpTaken>, StoreError>;
 
     /// The latest operation of a license (the one a resolution retries), if any.
     async fn latest_operation(

@@ -11,6 +11,7 @@ use super::group_commit::Written;
 use super::sql::events::insert_events;
 use super::sql::exec::{Conn, args, dynamic};
 use super::sql::orders::{insert_operation, insert_request};
+use super::sql::reserve::{self, Claim, Reserved};
 use super::sql::rows::{
     LICENSE_COLUMNS, OPERATION_COLUMNS, SET_STATE, license_values, licenses_where, one_license,
 };
@@ -27,7 +28,8 @@ pub(super) fn latest_operation_sql() -> sqlx::SqlStr {
 
 /// The resolution inside a write transaction; `None` when another license took the
 /// upstream id between the check and the write (the unique index refused it), so
-/// that the next attempt's check finds that license.
+/// that the next attempt's check finds that license, or when the step that held an IP
+/// the retry needs gave it back before it could be read.
 pub(super) async fn resolve_in<D: Dialect>(
     tx: &mut D::Conn,
     resolution: &Resolution,
@@ -72,8 +74,35 @@ pub(super) async fn resolve_in<D: Dialect>(
         }
         other => other.context("cannot resolve the license")?,
     };
+    // The stuck steps' reservations end with the resolution; the step that follows
+    // (a retry) reserves what it will occupy anew, refused if another license holds it.
+    reserve::release_license(tx, license.id).await?;
     let op = match &resolution.op {
-        Some(op) => Some(insert_operation(tx, op).await?),
+        Some(op) => {
+            let id = insert_operation(tx, op).await?;
+            if let Some(ip) = op.occupies(license) {
+                let claim = Claim {
+                    ip: &ip,
+                    license_id: license.id,
+                    operation_id: Some(id),
+                    kind: op.kind.name(),
+                };
+                // An order's license is bound to its IP already (the index guards
+                // it); a change moves it, so another live license there refuses it.
+                let reserved = match op.kind.target_ip() {
+                    Some(_) => reserve::reserve_free(tx, &claim).await?,
+                    None => reserve::reserve(tx, &claim).await?,
+                };
+                match reserved {
+                    Reserved::Taken => {}
+                    Reserved::Held(held) => {
+                        return Ok(Written::discarded(Some(Resolved::IpTaken(held))));
+                    }
+                    Reserved::Vanished => return Ok(Written::discarded(None)),
+                }
+            }
+            Some(id)
+        }
         None => None,
     };
     audit::insert(tx, &resolution.audit).await?;

@@ -7,6 +7,7 @@ pub(crate) mod exec;
 pub(crate) mod orders;
 mod progress;
 mod reads;
+pub(crate) mod reserve;
 pub(crate) mod rows;
 mod sessions;
 
@@ -26,7 +27,7 @@ use super::dialect::{Dialect, WriteFn};
 use super::group_commit::Written;
 use super::retry::retrying;
 use super::{
-    Inserted, LicenseFilter, Page, RequestRecord, Resolution, Resolved, SpendLimit, Store,
+    Inserted, IpTaken, LicenseFilter, Page, RequestRecord, Resolution, Resolved, SpendLimit, Store,
     StoreError, audit, resolve,
 };
 use crate::domain::{
@@ -112,6 +113,33 @@ impl<D: Dialect> SqlStore<D> {
         }
     }
 
+    /// One attempt at queueing operations.
+    async fn try_insert_operations(
+        &self,
+        license_id: LicenseId,
+        ops: &[Operation],
+        request: Option<&RequestRecord>,
+        audit: &[AuditEntry],
+        limit: Option<&SpendLimit>,
+    ) -> Result<Option<Vec<i64>>, StoreError> {
+        let ops = ops.to_vec();
+        let (request, audit, limit) = (request.cloned(), audit.to_vec(), limit.cloned());
+        let write = write_fn(move |tx| {
+            Box::pin(async move {
+                orders::operations_in::<D>(
+                    tx,
+                    license_id,
+                    &ops,
+                    request.as_ref(),
+                    &audit,
+                    limit.as_ref(),
+                )
+                .await
+            })
+        });
+        self.db.write(None, write).await
+    }
+
     /// One attempt at an adoption.
     async fn try_insert_adopted(&self, license: &License) -> Result<Option<Inserted>, StoreError> {
         let license = license.clone();
@@ -159,22 +187,10 @@ impl<D: Dialect> Store for SqlStore<D> {
         audit: &[AuditEntry],
         limit: Option<&SpendLimit>,
     ) -> Result<Vec<i64>, StoreError> {
-        let ops = ops.to_vec();
-        let (request, audit, limit) = (request.cloned(), audit.to_vec(), limit.cloned());
-        let write = write_fn(move |tx| {
-            Box::pin(async move {
-                orders::operations_in::<D>(
-                    tx,
-                    license_id,
-                    &ops,
-                    request.as_ref(),
-                    &audit,
-                    limit.as_ref(),
-                )
-                .await
-            })
-        });
-        self.db.write(None, write).await
+        retrying("queueing the operations", || {
+            self.try_insert_operations(license_id, ops, request, audit, limit)
+        })
+        .await
     }
 
     async fn find_request(
@@ -378,6 +394,20 @@ impl<D: Dialect> Store for SqlStore<D> {
 
     async fn resolve_license(&self, resolution: &Resolution) -> Result<Resolved, StoreError> {
         retrying("the resolution", || self.try_resolve(resolution)).await
+    }
+
+    async fn ip_holder(
+        &self,
+        ip: &str,
+        except: Option<LicenseId>,
+    ) -> Result<Option<IpTaken>, StoreError> {
+        let mut conn = self.conn().await?;
+        if let Some(held) = reserve::reservation_holder(&mut *conn, ip).await?
+            && Some(held.holder.id) != except
+        {
+            return Ok(Some(held));
+        }
+        reserve::live_holder(&mut *conn, ip, except).await
     }
 
     async fn latest_operation(

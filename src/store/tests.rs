@@ -292,9 +292,7 @@ async fn create(store: &dyn Store, license: &License, run_after: OffsetDateTime)
         .expect("the order is stored")
     {
         Inserted::Created(stored) => assert_eq!(&stored, license),
-        Inserted::Existing(other) | Inserted::IpTaken(other) => {
-            panic!("expected a new license, found {other:?}")
-        }
+        other => panic!("expected a new license, found {other:?}"),
     }
 }
 
@@ -1402,6 +1400,7 @@ async fn only_a_newer_drift_report_replaces_the_stored_one(store: Arc<dyn Store>
 mod audit;
 mod console;
 mod feed;
+mod reserve;
 mod resolve;
 
 /// The license cache of a serving SQLite store: every write is seen by the next read,

@@ -667,3 +667,115 @@ async fn a_wrong_password_is_badpassword_and_an_unknown_function_is_missed() {
     );
     assert_eq!(app.sandbox.call_count("vds.order"), 0);
 }
+
+/// `soft.order.param` of `remoteid` on `ip`, as `shop` sends it; the answer.
+async fn order_on(shop: &Shop, remoteid: &str, ip: &str) -> String {
+    shop.call(&[
+        ("func", "soft.order.param"),
+        ("sok", "ok"),
+        ("skipbasket", "on"),
+        ("pricelist", "55228"),
+        ("period", "1"),
+        ("ip", ip),
+        ("remoteid", remoteid),
+    ])
+    .await
+}
+
+/// The item id of an accepted order, once its key is issued.
+async fn ordered_item(shop: &Shop, remoteid: &str, ip: &str) -> String {
+    let ordered = order_on(shop, remoteid, ip).await;
+    assert_eq!(shop.error(&ordered), None, "{ordered}");
+    let id = shop.field(&ordered, "id").expect("an item id");
+    shop.poll(&id, |s, b| {
+        s.field(b, "lickey").is_some_and(|k| !k.is_empty())
+    })
+    .await;
+    id
+}
+
+/// `(type, object, message)` of a `doc/error` answer in sjson.
+fn refusal(body: &str) -> (String, String, String) {
+    let v: Value = serde_json::from_str(body).unwrap();
+    let error = &v["doc"]["error"];
+    let text = |value: &Value| value.as_str().unwrap_or_default().to_owned();
+    (
+        text(&error["$type"]),
+        text(&error["$object"]),
+        text(&error["msg"]["$"]),
+    )
+}
+
+#[tokio::test]
+async fn an_order_or_an_ip_change_onto_the_ip_a_change_is_moving_to_is_refused_as_exists() {
+    let app = spawn_app_with(0, |s| s.clients = Some(two_accounts())).await;
+    let alice = Shop::new(&app, "/billmgr", "alice", "alice-pw", Out::Sjson);
+    let bob = Shop::new(&app, "/billmgr", "bob", "bob-pw", Out::Sjson);
+    let to = "203.0.113.243";
+    let moving = ordered_item(&alice, "a-1", "203.0.113.241").await;
+    let staying = ordered_item(&bob, "b-1", "203.0.113.242").await;
+    // The upstream holds the move while bob asks for its target.
+    app.sandbox
+        .set_faults(vec!["soft.edit:delay-3000ms:1".parse().unwrap()]);
+    let edits = app.sandbox.call_count("soft.edit");
+    // A save waits for its change (up to a bound): it answers once the move is done.
+    let saver = Shop::new(&app, "/billmgr", "alice", "alice-pw", Out::Sjson);
+    let elid = moving.clone();
+    let save = tokio::spawn(async move {
+        saver
+            .ok(&[
+                ("func", "soft.edit"),
+                ("elid", &elid),
+                ("ip", to),
+                ("sok", "ok"),
+            ])
+            .await
+    });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while app.sandbox.call_count("soft.edit") <= edits {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the move was never sent"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+
+    let order = order_on(&bob, "b-2", to).await;
+    let edit = bob
+        .call(&[
+            ("func", "soft.edit"),
+            ("elid", &staying),
+            ("ip", to),
+            ("sok", "ok"),
+        ])
+        .await;
+    app.sandbox.set_faults(vec![]);
+
+    for refused in [&order, &edit] {
+        let (kind, object, message) = refusal(refused);
+        assert_eq!(
+            (kind.as_str(), object.as_str()),
+            ("exists", "ip"),
+            "{refused}"
+        );
+        assert!(message.contains("in flight"), "{refused}");
+    }
+    let saved = save.await.expect("the save is answered");
+    assert_eq!(alice.field(&saved, "ip").as_deref(), Some(to), "{saved}");
+    let upstream: Vec<_> = app
+        .sandbox
+        .licenses()
+        .into_iter()
+        .filter(|l| l.ip == to)
+        .collect();
+    assert_eq!(
+        upstream.len(),
+        1,
+        "one license ever bought or moved there: {upstream:?}"
+    );
+    assert_eq!(
+        app.sandbox.call_count("soft.order.param"),
+        2,
+        "alice's and bob's first"
+    );
+}

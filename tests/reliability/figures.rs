@@ -63,9 +63,19 @@ pub fn duplicates_and_lost<'a>(
     sandbox: &SandboxHandle,
     acknowledged: impl IntoIterator<Item = &'a str>,
 ) -> (u64, u64) {
+    duplicates_and_lost_within(sandbox, |_| true, acknowledged)
+}
+
+/// [`duplicates_and_lost`] counting only the upstream licenses on the addresses
+/// `within` admits.
+pub fn duplicates_and_lost_within<'a>(
+    sandbox: &SandboxHandle,
+    within: impl Fn(&str) -> bool,
+    acknowledged: impl IntoIterator<Item = &'a str>,
+) -> (u64, u64) {
     let all = sandbox.licenses();
     let mut per_ip = std::collections::BTreeMap::<&str, u64>::new();
-    for l in &all {
+    for l in all.iter().filter(|l| within(&l.ip)) {
         *per_ip.entry(l.ip.as_str()).or_default() += 1;
     }
     let duplicates = per_ip.values().map(|n| n.saturating_sub(1)).sum();

@@ -30,6 +30,13 @@
 //! orders; at the end, on a list known to be complete, it finds nothing missing, no
 //! mismatch, and no orphan other than the licenses handed to a person.
 //!
+//! A contest step plays two other clients (rivals, without caps) over a few shared
+//! addresses: its moves, all sent at once, contend for one of them (orders for it, IP
+//! changes of rival licenses to it) beside panel changes and cancellations (which free
+//! an address and a server for the next contest). After every step no address has
+//! more than one live upstream license, whoever bought or moved it there, and at the
+//! end every live rival license is on the address the upstream has it on.
+//!
 //! A resolve step plays the person: on a key whose license is NEEDS_ATTENTION it
 //! either RETRYs (whether or not the order was bought: the operator may be wrong) or
 //! BINDs the upstream license on the key's IP when there is one. Neither may ever
@@ -50,9 +57,10 @@ use license_facade::sandbox::{OrderIdAt, SandboxConfig, SavedFilter};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 
-use crate::figures::{Figures, duplicates_and_lost};
+use crate::figures::{Figures, duplicates_and_lost_within};
 use crate::support::{
-    InProcess, Order, Timings, assert_agree, count, live_on, sandbox_config, start_sandbox,
+    Api, InProcess, Order, RIVALS, Timings, assert_agree, count, live_on, sandbox_config,
+    start_sandbox,
 };
 
 /// The upstream functions the sequences put faults on: the order's and the changes'.
@@ -74,6 +82,12 @@ const KEYS: usize = 4;
 /// The client's cap on paid calls (orders and renewals) an hour, below the number of
 /// keys: sequences reach it (across crashes too), and past it nothing more is bought.
 const PAID_CAP: u32 = 3;
+
+/// Servers each rival orders for.
+const RIVAL_SERVERS: usize = 2;
+
+/// Addresses the rivals contend for: fewer than their servers, so that they meet.
+const SHARED: usize = 3;
 
 /// The answer shape the sandbox speaks for one whole sequence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -178,6 +192,31 @@ enum Step {
     Resolve(usize, bool),
     /// Another change of the n-th key ordered so far (modulo their number).
     Change(usize, Change),
+    /// Rivals' moves for the n-th shared address, all sent at once.
+    Contest(usize, Vec<Move>),
+}
+
+/// One rival's move in a contest.
+#[derive(Debug, Clone, Copy)]
+struct Move {
+    /// Which of [`RIVALS`].
+    rival: usize,
+    /// Which of its servers.
+    server: usize,
+    act: Act,
+}
+
+/// What a rival does to its server's license in a contest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Act {
+    /// Orders it on the contested address.
+    Order,
+    /// Moves it to the contested address.
+    MoveTo,
+    /// Switches its panel (Pro ↔ Business): a paid change that holds the license.
+    Panel,
+    /// Cancels it: the address and the server are free again.
+    Cancel,
 }
 
 /// The changes besides renewal.
@@ -260,6 +299,38 @@ fn change() -> impl Strategy<Value = Change> {
     ])
 }
 
+/// A contest: the address, and the moves for it. Each has an order for it and a move
+/// of a license to it (whichever rival servers they fall on), and up to two more moves
+/// of any kind.
+fn contest() -> impl Strategy<Value = (usize, Vec<Move>)> {
+    let by = || (0..RIVALS.len(), 0..RIVAL_SERVERS);
+    let act = prop_oneof![
+        2 => Just(Act::Order),
+        2 => Just(Act::MoveTo),
+        1 => Just(Act::Panel),
+        1 => Just(Act::Cancel),
+    ];
+    let extra = (by(), act).prop_map(|((rival, server), act)| Move { rival, server, act });
+    (0..SHARED, by(), by(), prop::collection::vec(extra, 0..=2)).prop_map(
+        |(n, (r1, s1), (r2, s2), extra)| {
+            let mut moves = vec![
+                Move {
+                    rival: r1,
+                    server: s1,
+                    act: Act::MoveTo,
+                },
+                Move {
+                    rival: r2,
+                    server: s2,
+                    act: Act::Order,
+                },
+            ];
+            moves.extend(extra);
+            (n, moves)
+        },
+    )
+}
+
 fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
         3 => (0..KEYS).prop_map(Step::Order),
@@ -273,6 +344,7 @@ fn step() -> impl Strategy<Value = Step> {
         2 => (0..KEYS).prop_map(Step::Renew),
         2 => ((0..KEYS), any::<bool>()).prop_map(|(k, bind)| Step::Resolve(k, bind)),
         4 => ((0..KEYS), change()).prop_map(|(k, c)| Step::Change(k, c)),
+        5 => contest().prop_map(|(n, moves)| Step::Contest(n, moves)),
     ]
 }
 
@@ -307,6 +379,99 @@ fn sequence(max_steps: usize) -> impl Strategy<Value = Vec<Step>> {
 
 fn order_for(key: usize) -> Order {
     Order::new(400 + key)
+}
+
+/// The n-th address the rivals contend for.
+fn shared_ip(n: usize) -> String {
+    Order::new(490 + n).ip
+}
+
+/// A rival's server id.
+fn rival_server(rival: usize, server: usize) -> String {
+    format!("{}-srv-{server}", RIVALS[rival])
+}
+
+/// `app`'s REST API as the rival calls it.
+fn rival_api(app: &InProcess, rival: usize) -> Api {
+    Api::with_token(app.api.base.clone(), &format!("{}-token", RIVALS[rival]))
+}
+
+/// Sends one move of a contest for `ip`; the status and body of the answer that
+/// settles it (a change of a server without a license answers the 404 of the
+/// look-up).
+async fn play(app: &InProcess, ip: &str, m: Move) -> Result<(u16, Value), String> {
+    let api = rival_api(app, m.rival);
+    let server = rival_server(m.rival, m.server);
+    if m.act == Act::Order {
+        let body = json!({"server": {"id": server, "ip": ip}, "panel": "ISPmanager 6 Pro"});
+        return api.post_order(&body, None).await;
+    }
+    let (status, license) = api.get(&format!("/v1/servers/{server}/license")).await?;
+    if status != 200 {
+        return Ok((status, license));
+    }
+    let id = license["id"].as_str().expect("a license id");
+    match m.act {
+        Act::MoveTo => {
+            let path = format!("/v1/licenses/{id}/change-ip");
+            api.post(&path, &json!({ "ip": ip }), None).await
+        }
+        Act::Cancel => api.delete(&format!("/v1/licenses/{id}"), None).await,
+        _ => {
+            let to = if license["tariffId"] == 55230 {
+                "ISPmanager 6 Pro"
+            } else {
+                "ISPmanager 6 Business"
+            };
+            let path = format!("/v1/licenses/{id}/change-panel");
+            api.post(&path, &json!({"panel": to}), None).await
+        }
+    }
+}
+
+/// Every license of every rival, as the service shows them once none is being
+/// ordered any more (faults cleared, at most `within`).
+async fn settled_rival_licenses(app: &InProcess, within: Duration) -> Vec<Value> {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let mut all = Vec::new();
+        for rival in 0..RIVALS.len() {
+            let (status, page) = rival_api(app, rival)
+                .get("/v1/licenses?pageSize=100")
+                .await
+                .expect("the rival's licenses");
+            assert_eq!(status, 200, "{page}");
+            all.extend(page["licenses"].as_array().cloned().unwrap_or_default());
+        }
+        let ordering = all
+            .iter()
+            .any(|l| l["state"] == "PENDING" || l["state"] == "PROVISIONING");
+        if !ordering {
+            return all;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "rival orders never settled: {all:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Whoever bought or moved a license there: at most one live upstream license on any
+/// address.
+fn one_live_license_per_address(
+    sandbox: &license_facade::sandbox::SandboxHandle,
+) -> Result<(), TestCaseError> {
+    let mut live = BTreeMap::<String, u32>::new();
+    for license in sandbox.licenses() {
+        if license.status != 4 {
+            *live.entry(license.ip).or_default() += 1;
+        }
+    }
+    for (ip, n) in live {
+        prop_assert!(n <= 1, "{} live upstream licenses on {}", n, ip);
+    }
+    Ok(())
 }
 
 /// Key k's other address, the one IP changes move its license to.
@@ -474,6 +639,10 @@ async fn run_case(shape: Shape, steps: Vec<Step>) -> Result<Figures, TestCaseErr
                     prop_assert_eq!(first, &id, "a retry returns the same license");
                 }
                 acknowledged.insert(k, id);
+                prop_assert!(
+                    paid(&acknowledged, paid_changes) <= PAID_CAP,
+                    "an order acknowledged past the cap"
+                );
             }
             Step::Spelled(k, slug) => {
                 let order = order_for(k);
@@ -501,6 +670,10 @@ async fn run_case(shape: Shape, steps: Vec<Step>) -> Result<Figures, TestCaseErr
                     prop_assert_eq!(first, &id, "the same order, spelt otherwise");
                 }
                 acknowledged.insert(k, id);
+                prop_assert!(
+                    paid(&acknowledged, paid_changes) <= PAID_CAP,
+                    "an order acknowledged past the cap"
+                );
             }
             Step::CaseVariant(k) => {
                 // Only while key k has its license (no fault here ends one FAILED, so
@@ -641,6 +814,52 @@ async fn run_case(shape: Shape, steps: Vec<Step>) -> Result<Figures, TestCaseErr
                     }
                 }
             }
+            Step::Contest(n, moves) => {
+                let ip = shared_ip(n);
+                let answers =
+                    futures::future::join_all(moves.iter().map(|m| play(&app, &ip, *m))).await;
+                for (m, answer) in moves.iter().zip(answers) {
+                    let (status, body) = answer.map_err(TestCaseError::fail)?;
+                    let code = body["code"].as_str().unwrap_or_default();
+                    match (m.act, status) {
+                        (Act::MoveTo, 200..300) => {
+                            *accepted.entry("CHANGE_IP").or_default() += 1;
+                        }
+                        (Act::Panel, 200..300) => {
+                            *accepted.entry("CHANGE_PANEL").or_default() += 1;
+                        }
+                        (Act::Cancel, 200..300) => {
+                            *accepted.entry("CANCEL").or_default() += 1;
+                        }
+                        // Ordered, or the server's license already is this order.
+                        (Act::Order, 200..300) => {}
+                        // The address has a license or a step in flight holds it; or
+                        // the server has a license elsewhere.
+                        (Act::Order, 409) => prop_assert!(
+                            ["IP_HAS_LICENSE", "SERVER_HAS_LICENSE"].contains(&code),
+                            "{:?}: {}",
+                            m,
+                            body
+                        ),
+                        // No license to change yet.
+                        (_, 404) => {}
+                        (_, 409) => prop_assert!(
+                            [
+                                "IP_HAS_LICENSE",
+                                "INVALID_LICENSE_STATE",
+                                "SAME_IP",
+                                "SAME_PANEL",
+                                "OPERATION_IN_PROGRESS",
+                            ]
+                            .contains(&code),
+                            "{:?}: {}",
+                            m,
+                            body
+                        ),
+                        _ => prop_assert!(false, "{:?} answered {} {}", m, status, body),
+                    }
+                }
+            }
             Step::Crash => {
                 app.crash().await;
                 crashes += 1;
@@ -676,6 +895,7 @@ async fn run_case(shape: Shape, steps: Vec<Step>) -> Result<Figures, TestCaseErr
                 action
             );
         }
+        one_live_license_per_address(&sandbox.handle)?;
         for k in 0..KEYS {
             let upstream = upstream_of(&sandbox.handle, k).len();
             prop_assert!(
@@ -807,12 +1027,41 @@ async fn run_case(shape: Shape, steps: Vec<Step>) -> Result<Figures, TestCaseErr
     for k in (0..KEYS).filter(|k| !acknowledged.contains_key(k)) {
         prop_assert!(upstream_of(&sandbox.handle, k).is_empty());
     }
+    one_live_license_per_address(&sandbox.handle)?;
+    for license in settled_rival_licenses(&app, Duration::from_secs(30)).await {
+        let ip = license["ip"].as_str().unwrap_or_default();
+        let upstream_id = license["upstreamId"].as_str().unwrap_or_default();
+        match license["state"].as_str().unwrap_or_default() {
+            // Every accepted change has ended: the upstream has it where we do.
+            "ACTIVE" | "SUSPENDED" => {
+                let up = sandbox
+                    .handle
+                    .license(upstream_id.parse().expect("an upstream id"))
+                    .expect("the upstream license");
+                prop_assert_eq!(&up.ip, ip, "{}", license);
+            }
+            // A stuck order's purchase, if it happened, is an orphan to the
+            // reconciler: the address is the license's alone, so it is the one there.
+            "NEEDS_ATTENTION" if upstream_id.is_empty() => {
+                attention_unbound += live_on(&sandbox.handle, ip).len() as u64;
+            }
+            _ => {}
+        }
+    }
     let ips: Vec<String> = acknowledged
         .keys()
         .map(|k| ip_of(*k, &expected.get(k).copied().unwrap_or_default()))
         .collect();
-    let (duplicates, without_license) =
-        duplicates_and_lost(&sandbox.handle, ips.iter().map(String::as_str));
+    // On the keys' addresses: the rivals' ones see licenses deleted (cancelled) and
+    // others bought or moved there after them.
+    let key_ips: Vec<String> = (0..KEYS)
+        .flat_map(|k| [order_for(k).ip, moved_ip(k)])
+        .collect();
+    let (duplicates, without_license) = duplicates_and_lost_within(
+        &sandbox.handle,
+        |ip| key_ips.iter().any(|k| k == ip),
+        ips.iter().map(String::as_str),
+    );
     prop_assert_eq!(duplicates, 0);
     // Only a license handed to a person may lack its upstream license.
     prop_assert!(without_license <= attention, "{} lost", without_license);

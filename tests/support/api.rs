@@ -89,6 +89,12 @@ impl Api {
         self.exchange(request).await
     }
 
+    /// GETs `path`; the status and the body.
+    pub async fn get(&self, path: &str) -> Result<(u16, Value), String> {
+        self.exchange(self.client.get(format!("{}{path}", self.base)))
+            .await
+    }
+
     /// DELETEs `path` (with an `Idempotency-Key` when given); the status and the body.
     pub async fn delete(&self, path: &str, key: Option<&str>) -> Result<(u16, Value), String> {
         let mut request = self.client.delete(format!("{}{path}", self.base));

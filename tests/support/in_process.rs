@@ -9,7 +9,7 @@ use license_facade::config::{ServeArgs, Settings};
 use license_facade::startup::Application;
 
 use super::api::Api;
-use super::clients_toml;
+use super::{clients_toml, rivals_toml};
 
 /// Where an in-process application keeps its data: a SQLite file, or a database URL.
 pub trait Database {
@@ -127,7 +127,7 @@ impl InProcess {
             .map(|cap| format!("max_orders_per_hour = {cap}\n"))
             .unwrap_or_default();
         settings.clients = Some(
-            license_facade::auth::Clients::from_toml(&clients_toml(&limits))
+            license_facade::auth::Clients::from_toml(&(clients_toml(&limits) + &rivals_toml()))
                 .expect("valid clients"),
         );
         settings.billmanager.request_timeout = timings.request_timeout;

@@ -53,6 +53,26 @@ pub fn clients_toml(limits: &str) -> String {
     )
 }
 
+/// Clients besides the test client that an in-process application also knows, each
+/// calling with the token `{name}-token`, reading and writing its own licenses, with
+/// no cap and no request-rate limit: rivals of each other for the same addresses.
+pub const RIVALS: [&str; 2] = ["north", "south"];
+
+/// The clients file text of [`RIVALS`].
+pub fn rivals_toml() -> String {
+    RIVALS
+        .iter()
+        .map(|name| {
+            client_toml(
+                name,
+                &format!("{name}-token"),
+                r#"["licenses.read", "licenses.write"]"#,
+                "max_requests_per_second = 0",
+            )
+        })
+        .collect()
+}
+
 /// One `[[client]]` entry: `name`, calling with `token`, its `scopes` (a TOML array)
 /// and `limits` (TOML lines).
 pub fn client_toml(name: &str, token: &str, scopes: &str, limits: &str) -> String {

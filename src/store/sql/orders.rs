@@ -7,6 +7,7 @@ use time::OffsetDateTime;
 
 use super::events::{insert_events, insert_priced_events};
 use super::exec::{Args, Conn, Row as _, args, fixed};
+use super::reserve::{self, Claim, Reserved};
 use super::rows::{
     license_values, licenses_where, live_license, live_license_on_ip, one_license,
     open_operation_sql,
@@ -15,7 +16,7 @@ use crate::domain::{AuditEntry, EventKind, License, LicenseId, Operation};
 use crate::store::codec::{self, to_micros};
 use crate::store::dialect::Dialect;
 use crate::store::group_commit::Written;
-use crate::store::{Inserted, RequestRecord, SpendLimit, StoreError, audit, check_spend};
+use crate::store::{Inserted, IpTaken, RequestRecord, SpendLimit, StoreError, audit, check_spend};
 
 /// How one attempt at an order ended.
 pub(crate) enum OrderAttempt {
@@ -25,7 +26,8 @@ pub(crate) enum OrderAttempt {
     /// the transaction has ended (on PostgreSQL the failed insert aborted it).
     IpTaken,
     /// The server's live license we collided with left the live states before it
-    /// could be read; nothing was stored, and inserting again may now succeed.
+    /// could be read, or the step that reserved the IP gave it back before it could
+    /// be read; nothing was stored, and inserting again may now succeed.
     Vanished,
 }
 
@@ -173,12 +175,31 @@ pub(crate) async fn order_in<D: Dialect>(
             None => OrderAttempt::Vanished,
         }));
     }
+    // The license row met no live license on the IP; a step in flight that will bind
+    // another license to it (an IP change) holds a reservation, which this one meets.
+    // Reserved before the spend lock is taken, so that no transaction waits for a
+    // reservation while holding that lock (a paid change reserves before it, too).
+    let op_id = insert_operation(tx, op).await?;
+    let claim = Claim {
+        ip: &ordered.ip.to_string(),
+        license_id: ordered.id,
+        operation_id: Some(op_id),
+        kind: op.kind.name(),
+    };
+    match reserve::reserve(tx, &claim).await? {
+        Reserved::Taken => {}
+        Reserved::Held(held) => {
+            return Ok(Written::discarded(OrderAttempt::Done(Box::new(
+                Inserted::IpTaken(*held),
+            ))));
+        }
+        Reserved::Vanished => return Ok(Written::discarded(OrderAttempt::Vanished)),
+    }
     // Only an order that creates a license buys: the limit is checked here, with the
     // new license counted (the write is rolled back when it does not fit).
     if let Some(limit) = limit {
         check_spend::<D>(tx, limit, true).await?;
     }
-    insert_operation(tx, op).await?;
     for entry in audit {
         audit::insert(tx, entry).await?;
     }
@@ -206,13 +227,18 @@ pub(crate) fn ip_holder(license: &License, holder: Option<License>) -> Option<In
         if holder.client == license.client && holder.server_id == license.server_id {
             Inserted::Existing(holder)
         } else {
-            Inserted::IpTaken(holder)
+            Inserted::IpTaken(IpTaken {
+                ip: license.ip.to_string(),
+                holder,
+                step: None,
+            })
         }
     })
 }
 
 /// [`Store::insert_operations`](crate::store::Store::insert_operations) inside a write
-/// transaction.
+/// transaction; `None` when the step that reserved an IP one of them moves to gave it
+/// back before it could be read (nothing was stored; the next attempt may reserve it).
 pub(crate) async fn operations_in<D: Dialect>(
     tx: &mut D::Conn,
     license_id: LicenseId,
@@ -220,7 +246,7 @@ pub(crate) async fn operations_in<D: Dialect>(
     request: Option<&RequestRecord>,
     audit: &[AuditEntry],
     limit: Option<&SpendLimit>,
-) -> Result<Written<Vec<i64>>, StoreError> {
+) -> Result<Written<Option<Vec<i64>>>, StoreError> {
     if let Some(request) = request {
         insert_request(tx, request).await?;
     }
@@ -237,17 +263,34 @@ pub(crate) async fn operations_in<D: Dialect>(
     if open.is_some() {
         return Err(StoreError::OperationInProgress(license_id));
     }
-    if let Some(limit) = limit {
-        check_spend::<D>(tx, limit, false).await?;
-    }
     let mut ids = Vec::with_capacity(ops.len());
     for op in ops {
-        ids.push(insert_operation(tx, op).await?);
+        let id = insert_operation(tx, op).await?;
+        ids.push(id);
+        // What the step will bind the license to, reserved until it ends: another
+        // step or order for that IP is refused from now on, not when this one lands.
+        if let Some(ip) = op.kind.target_ip() {
+            let claim = Claim {
+                ip,
+                license_id,
+                operation_id: Some(id),
+                kind: op.kind.name(),
+            };
+            match reserve::reserve_free(tx, &claim).await? {
+                Reserved::Taken => {}
+                Reserved::Held(held) => return Err(StoreError::IpTaken(held)),
+                Reserved::Vanished => return Ok(Written::discarded(None)),
+            }
+        }
+    }
+    // After the reservations (see `order_in`).
+    if let Some(limit) = limit {
+        check_spend::<D>(tx, limit, false).await?;
     }
     for entry in audit {
         audit::insert(tx, entry).await?;
     }
-    Ok(Written::kept(ids))
+    Ok(Written::kept(Some(ids)))
 }
 
 /// [`Store::insert_adopted`](crate::store::Store::insert_adopted) inside a write
@@ -268,7 +311,33 @@ pub(crate) async fn adopt_in<D: Dialect>(
         )
         .await
         .context("cannot insert the adopted license")?;
-    if inserted == 0 {
+    if inserted == 1 && license.state.is_live() {
+        // No live license has the IP; a step being accepted for it may be on its way
+        // to bind another one (and does not see this uncommitted row): wait it out
+        // and meet it, with a reservation given back at once.
+        let claim = Claim {
+            ip: &license.ip.to_string(),
+            license_id: license.id,
+            operation_id: None,
+            kind: "ADOPT",
+        };
+        let refused = match reserve::pass(tx, &claim).await? {
+            Reserved::Taken => None,
+            Reserved::Held(held) => Some(Some(Inserted::IpTaken(*held))),
+            Reserved::Vanished => Some(None),
+        };
+        if let Some(refused) = refused {
+            // Taken back here, not only by the rollback: a batch of adoptions keeps
+            // every write of its one transaction.
+            tx.execute(
+                fixed("DELETE FROM licenses WHERE id = $1"),
+                args![license.id.to_string()],
+            )
+            .await
+            .context("cannot take the adopted license back")?;
+            return Ok(Written::discarded(refused));
+        }
+    } else if inserted == 0 {
         // READ COMMITTED: these new statements see the committed conflicting row.
         let upstream_id = license.upstream_id.map(|id| id as i64);
         let known = one_license(tx, licenses_where("upstream_id = $1"), args![upstream_id])
@@ -280,7 +349,13 @@ pub(crate) async fn adopt_in<D: Dialect>(
                 Some(existing) => Some(Inserted::Existing(existing)),
                 None => live_license_on_ip(tx, &license.ip.to_string())
                     .await?
-                    .map(Inserted::IpTaken),
+                    .map(|holder| {
+                        Inserted::IpTaken(IpTaken {
+                            ip: license.ip.to_string(),
+                            holder,
+                            step: None,
+                        })
+                    }),
             },
         };
         return Ok(Written::discarded(existing));

@@ -6,8 +6,9 @@ use time::OffsetDateTime;
 
 use super::events::insert_priced_events;
 use super::exec::{Conn, Row as _, args, dynamic, fixed};
+use super::reserve;
 use super::rows::{OPERATION_COLUMNS, SET_STATE, SET_TERMS, license_values, operation_from_row};
-use crate::domain::{AuditEntry, EventKind, License, Operation, Phase};
+use crate::domain::{AuditEntry, EventKind, License, LicenseState, Operation, Phase};
 use crate::store::codec::{self, to_micros};
 use crate::store::dialect::Dialect;
 use crate::store::group_commit::Written;
@@ -147,6 +148,12 @@ pub(crate) async fn progress_in<D: Dialect>(
     .await?;
     if let Some(entry) = ending.as_ref().filter(|_| closes) {
         audit::append_ending(tx, entry).await?;
+    }
+    // The step has ended: what it reserved is free, or (moved) held by the license
+    // row itself. Not when a person must look: the outcome is unknown and the
+    // upstream may hold the IP, so it stays reserved until the resolution.
+    if closes && license.state != LicenseState::NeedsAttention {
+        reserve::release_operation(tx, op.id).await?;
     }
     Ok(Written::kept(closes))
 }
