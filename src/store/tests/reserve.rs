@@ -244,7 +244,7 @@ fn resolution(license: &License, state: LicenseState, op: Option<Operation>) -> 
             upstream_id: None,
             outcome: AuditOutcome::Succeeded,
             detail: Some("resolved".into()),
-            cost_cents: None,
+            price: None,
         },
         license: after,
         request: None,
