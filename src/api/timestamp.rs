@@ -165,7 +165,10 @@ mod tests {
         assert_eq!(text(1_893_456_000, 1), "2030-01-01T00:00:00.000000001Z");
         assert_eq!(text(-1, 0), "1969-12-31T23:59:59Z");
         assert_eq!(text(MIN_SECONDS, 0), "0001-01-01T00:00:00Z");
-        assert_eq!(text(MAX_SECONDS, 999_999_999), "9999-12-31T23:59:59.999999999Z");
+        assert_eq!(
+            text(MAX_SECONDS, 999_999_999),
+            "9999-12-31T23:59:59.999999999Z"
+        );
         let json = serde_json::to_string(&Timestamp {
             seconds: 1_893_456_000,
             nanos: 0,
