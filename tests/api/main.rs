@@ -26,6 +26,7 @@ mod observability;
 mod one_per_ip;
 mod ordering;
 mod panels;
+mod proto3_json;
 mod resolve;
 mod secrets;
 mod spend;

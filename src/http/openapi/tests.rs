@@ -188,15 +188,19 @@ fn every_64_bit_integer_is_a_string_and_every_timestamp_a_date_time() {
             }
             if field.type_name() == ".google.protobuf.Timestamp" {
                 assert_eq!(property["type"], "string", "{name}.{}", field.json_name());
-                assert_eq!(property["format"], "date-time", "{name}.{}", field.json_name());
+                assert_eq!(
+                    property["format"],
+                    "date-time",
+                    "{name}.{}",
+                    field.json_name()
+                );
                 *checked += 1;
             }
         }
     }
 
     let value: serde_json::Value = serde_json::from_str(spec_json()).unwrap();
-    let set =
-        prost_types::FileDescriptorSet::decode(crate::api::pb::FILE_DESCRIPTOR_SET).unwrap();
+    let set = prost_types::FileDescriptorSet::decode(crate::api::pb::FILE_DESCRIPTOR_SET).unwrap();
     let file = set
         .file
         .iter()
