@@ -305,7 +305,9 @@ fn python_ready() -> Result<(), String> {
     if probe.status.success() {
         Ok(())
     } else {
-        Err(String::from_utf8_lossy(&probe.stderr).trim().to_owned())
+        // The last line of the traceback says what is missing.
+        let stderr = String::from_utf8_lossy(&probe.stderr);
+        Err(stderr.trim().lines().last().unwrap_or_default().to_owned())
     }
 }
 

@@ -94,10 +94,12 @@ impl Protos {
     /// The schemas of the request messages `requests`, the answer messages `responses`
     /// (names without the package) and of everything they refer to, by component name.
     ///
-    /// A message an answer carries lists its always-present fields as `required`; a
-    /// message a request carries lists none, since a proto3 JSON reader takes a missing
-    /// field as its default (which is also why adding a field to a request breaks no
-    /// client). A message used both ways is described as a request.
+    /// A message an answer carries lists its always-present fields as `required` and
+    /// allows other properties (fields a later v1 adds); a message a request carries
+    /// lists none, since a proto3 JSON reader takes a missing field as its default
+    /// (which is also why adding a field to a request breaks no client), and allows no
+    /// others, since the service refuses unknown fields. A message used both ways is
+    /// described as a request.
     pub fn schemas(
         &self,
         requests: &[&str],
@@ -145,8 +147,13 @@ impl Protos {
     fn message_schema(&self, message: &DescriptorProto, path: &[i32], request: bool) -> Schema {
         let mut object = ObjectBuilder::new()
             .schema_type(Type::Object)
-            .description(self.comments.get(path).cloned())
-            .additional_properties(Some(AdditionalProperties::FreeForm(false)));
+            .description(self.comments.get(path).cloned());
+        // The service refuses unknown fields in a request. An answer may gain fields in
+        // a later v1 (additions are compatible), which clients are to ignore, so its
+        // schema does not forbid them (docs/clients.md, "Versioning policy").
+        if request {
+            object = object.additional_properties(Some(AdditionalProperties::FreeForm(false)));
+        }
         for (i, field) in message.field.iter().enumerate() {
             let field_path = [path, &[2, i as i32]].concat();
             let description = self.comments.get(&field_path).cloned();

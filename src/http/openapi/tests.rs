@@ -122,7 +122,7 @@ fn license_fields_follow_the_proto3_json_mapping() {
 /// requires no field; and so a field added to a request message (proto additions are
 /// allowed) adds no required field, which the gate would rightly refuse.
 #[test]
-fn request_messages_require_no_field_and_answers_list_theirs() {
+fn request_messages_require_no_field_and_answers_may_gain_fields() {
     let value: serde_json::Value = serde_json::from_str(spec_json()).unwrap();
     let schemas = &value["components"]["schemas"];
     for request in [
@@ -142,6 +142,12 @@ fn request_messages_require_no_field_and_answers_list_theirs() {
             .as_array()
             .is_some_and(|r| r.contains(&serde_json::json!("price")))
     );
+    // The service refuses unknown request fields; answers may gain fields in v1.
+    assert_eq!(
+        schemas["OrderLicenseRequest"]["additionalProperties"],
+        false
+    );
+    assert!(schemas["License"].get("additionalProperties").is_none());
 }
 
 /// Every 64-bit integer of every message in the spec is a string (as the proto3 JSON
