@@ -75,9 +75,10 @@ struct Check<'a> {
     baseline: &'a Value,
     current: &'a Value,
     breaks: Vec<Break>,
-    /// Component schemas already compared, per direction (schemas refer to each other,
-    /// and many operations share them).
-    compared: HashSet<(String, Direction)>,
+    /// Component schemas already compared, per direction (`None`: of unknown use).
+    /// Schemas refer to each other (and may to themselves), and many operations share
+    /// them.
+    compared: HashSet<(String, Option<Direction>)>,
 }
 
 impl<'a> Check<'a> {
@@ -246,18 +247,13 @@ impl<'a> Check<'a> {
     fn component_schemas(&mut self) {
         let baseline: &'a Value = self.baseline;
         let old_schemas = entries(&baseline["components"]["schemas"]);
-        for (name, old) in old_schemas {
-            let at = format!("#/components/schemas/{name}");
-            let Some(new) = self.current["components"]["schemas"].get(name) else {
-                self.broke(at, "schema removed");
-                continue;
-            };
-            let reached = [Direction::Request, Direction::Response]
-                .iter()
-                .any(|d| self.compared.contains(&(name.clone(), *d)));
-            if !reached {
-                // Unknown use: held to the rules both directions share.
-                self.compare(&at, old, new, None);
+        for (name, _) in old_schemas {
+            if self.current["components"]["schemas"].get(name).is_none() {
+                self.broke(format!("#/components/schemas/{name}"), "schema removed");
+            } else {
+                // Compared already if an operation reached it; else it is of unknown
+                // use, held to the rules both directions share.
+                self.component(name, None);
             }
         }
     }
@@ -404,11 +400,11 @@ impl<'a> Check<'a> {
         if old.is_null() {
             return;
         }
-        if let Some(direction) = direction {
-            if !self.compared.insert((name.to_owned(), direction)) {
-                return;
-            }
-        } else if self.compared.iter().any(|(n, _)| n == name) {
+        // Compared for a use already: the rules of unknown use are a subset.
+        if direction.is_none() && self.compared.iter().any(|(n, _)| n == name) {
+            return;
+        }
+        if !self.compared.insert((name.to_owned(), direction)) {
             return;
         }
         // A removed component is reported once, by `component_schemas`.

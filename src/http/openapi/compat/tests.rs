@@ -357,3 +357,26 @@ fn a_removed_enum_value_fails() {
         "#/components/schemas/State: enum value \"PENDING\" removed",
     );
 }
+
+#[test]
+fn a_schema_that_refers_to_itself_is_compared_once() {
+    let recursive = |doc: &mut Value| {
+        at(doc, "/components/schemas/Unused/properties")
+            .as_object_mut()
+            .unwrap()
+            .insert(
+                "next".into(),
+                json!({"$ref": "#/components/schemas/Unused"}),
+            );
+    };
+    let mut old = baseline();
+    recursive(&mut old);
+    let mut new = baseline();
+    recursive(&mut new);
+    remove(&mut new, "/components/schemas/Unused/properties/x");
+    let found: Vec<String> = breaking_changes(&old, &new)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(found, ["#/components/schemas/Unused.x: property removed"]);
+}
