@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """Reads what license-facade wrote with the reference proto3 JSON parser.
 
-    PYTHONPATH=clients/python/src python3 tests/api/proto3_json.py DIR
+    PYTHONPATH=clients/python/src python3 tests/api/json_mapping.py DIR
 
 Each file in DIR is one REST body or change-feed event, named `<n>.<Message>.json`
-(tests/api/proto3_json.rs writes them). Each is parsed with the Python protobuf
+(tests/api/json_mapping.rs writes them). Each is parsed with the Python protobuf
 runtime's `json_format.Parse` into `licensefacade.v1.<Message>`, unknown fields
 refused, and written back with `MessageToDict` (fields without presence always
 printed, as the service writes them): the result must be the very same JSON. A

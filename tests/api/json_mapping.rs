@@ -311,7 +311,7 @@ fn python_ready() -> Result<(), String> {
     }
 }
 
-/// Writes every body to a file and has tests/api/proto3_json.py read and write each
+/// Writes every body to a file and has tests/api/json_mapping.py read and write each
 /// back with the reference parser.
 fn reference_parser_reads_and_writes_back(bodies: &Bodies) {
     if let Err(why) = python_ready() {
@@ -343,7 +343,7 @@ fn reference_parser_reads_and_writes_back(bodies: &Bodies) {
 
 fn run_parser(dir: &Path) -> std::process::Output {
     Command::new("python3")
-        .arg(repo().join("tests/api/proto3_json.py"))
+        .arg(repo().join("tests/api/json_mapping.py"))
         .arg(dir)
         .env("PYTHONPATH", repo().join("clients/python/src"))
         .output()
