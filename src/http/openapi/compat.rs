@@ -119,8 +119,8 @@ impl<'a> Check<'a> {
         new_item: &'a Value,
         new_op: &'a Value,
     ) {
-        let old_params = self.parameters(self.baseline, old_item, old_op);
-        let new_params = self.parameters(self.current, new_item, new_op);
+        let old_params = parameters(self.baseline, old_item, old_op);
+        let new_params = parameters(self.current, new_item, new_op);
         for &(key, old) in &old_params {
             let (place, name) = key;
             let param_at = format!("{at} {place} parameter {name}");
@@ -150,30 +150,6 @@ impl<'a> Check<'a> {
         }
         self.request_body(at, old_op, new_op);
         self.responses(at, old_op, new_op);
-    }
-
-    /// The parameters of an operation (path-level ones included, the operation's
-    /// overriding them), `$ref`s resolved, keyed by (`in`, name).
-    fn parameters(
-        &self,
-        doc: &'a Value,
-        item: &'a Value,
-        op: &'a Value,
-    ) -> Vec<((&'a str, &'a str), &'a Value)> {
-        let mut out: Vec<((&str, &str), &Value)> = Vec::new();
-        let listed = [&item["parameters"], &op["parameters"]];
-        for list in listed {
-            for param in list.as_array().into_iter().flatten() {
-                let param = resolve(doc, param);
-                let key = (
-                    param["in"].as_str().unwrap_or(""),
-                    param["name"].as_str().unwrap_or(""),
-                );
-                out.retain(|(k, _)| *k != key);
-                out.push((key, param));
-            }
-        }
-        out
     }
 
     fn request_body(&mut self, at: &str, old_op: &'a Value, new_op: &'a Value) {
@@ -412,6 +388,29 @@ impl<'a> Check<'a> {
             self.compare(&at, old, new, direction);
         }
     }
+}
+
+/// The parameters of an operation (path-level ones included, the operation's
+/// overriding them), `$ref`s resolved, keyed by (`in`, name).
+fn parameters<'a>(
+    doc: &'a Value,
+    item: &'a Value,
+    op: &'a Value,
+) -> Vec<((&'a str, &'a str), &'a Value)> {
+    let mut out: Vec<((&str, &str), &Value)> = Vec::new();
+    let listed = [&item["parameters"], &op["parameters"]];
+    for list in listed {
+        for param in list.as_array().into_iter().flatten() {
+            let param = resolve(doc, param);
+            let key = (
+                param["in"].as_str().unwrap_or(""),
+                param["name"].as_str().unwrap_or(""),
+            );
+            out.retain(|(k, _)| *k != key);
+            out.push((key, param));
+        }
+    }
+    out
 }
 
 /// `{"$ref": "#/components/<kind>/<name>"}` resolved within `doc`; anything else as is.
