@@ -18,8 +18,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
-        // Timestamps come from pbjson-types so that they have the proto3 JSON mapping.
-        .extern_path(".google.protobuf.Timestamp", "::pbjson_types::Timestamp")
+        // Our own Timestamp: the same message, with the exact proto3 JSON text (`Z`,
+        // 0/3/6/9 fraction digits), which pbjson-types' does not write (src/api/timestamp.rs).
+        .extern_path(".google.protobuf.Timestamp", "crate::api::Timestamp")
         // prost's codec, except that a malformed request is INVALID_ARGUMENT.
         .codec_path("crate::grpc::codec::ProtoCodec")
         .compile_fds(fds)?;

@@ -1,6 +1,6 @@
 //! Conversion of audit log entries to the API message.
 
-use pbjson_types::Timestamp;
+use super::Timestamp;
 
 use super::pb::v1 as pb;
 use crate::domain::{AuditEntry, AuditOutcome, CallPrice};
@@ -16,10 +16,7 @@ pub fn audit_entry_to_pb(e: &AuditEntry) -> pb::AuditEntry {
     };
     pb::AuditEntry {
         id: e.id,
-        time: Some(Timestamp {
-            seconds: e.time.unix_timestamp(),
-            nanos: e.time.nanosecond() as i32,
-        }),
+        time: Some(Timestamp::from(e.time)),
         client: e.client.to_string(),
         action: e.action.clone(),
         license_id: e.license_id.to_string(),

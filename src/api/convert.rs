@@ -1,7 +1,7 @@
 //! Conversions between API messages and service-layer values. Validation itself lives
 //! in the service layer, so both transports refuse exactly the same requests.
 
-use pbjson_types::Timestamp;
+use super::Timestamp;
 use time::OffsetDateTime;
 
 use super::pb::v1 as pb;
@@ -11,10 +11,7 @@ use crate::service::{
 };
 
 fn timestamp(t: OffsetDateTime) -> Timestamp {
-    Timestamp {
-        seconds: t.unix_timestamp(),
-        nanos: t.nanosecond() as i32,
-    }
+    Timestamp::from(t)
 }
 
 /// The API state of a domain state.

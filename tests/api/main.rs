@@ -20,6 +20,7 @@ mod errors;
 mod feed;
 mod health;
 mod idempotency;
+mod json_mapping;
 mod lifecycle;
 mod limits;
 mod listing;

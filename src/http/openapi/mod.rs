@@ -6,8 +6,10 @@
 //! operation descriptions are the proto comments of the matching RPCs. The routes are
 //! listed in [`routes`], one entry per handler in `http::router`; a test checks
 //! that each listed route is served and that the spec matches the committed snapshot
-//! `docs/openapi.json`.
+//! `docs/openapi.json`. [`compat`] holds the spec to the last released one,
+//! `docs/openapi.baseline.json`: additions only.
 
+pub mod compat;
 mod paths;
 mod proto;
 mod routes;
@@ -22,25 +24,30 @@ use utoipa::openapi::{ComponentsBuilder, InfoBuilder, OpenApi, OpenApiBuilder, R
 
 pub use routes::{Access, Answer, Op, Param, operations};
 
-/// The messages the REST bodies are made of; everything they refer to comes along.
-const ROOTS: &[&str] = &[
+/// The messages the REST answers are made of; everything they refer to comes along.
+const RESPONSE_ROOTS: &[&str] = &[
     "ListPanelsResponse",
     "QuoteLicenseResponse",
-    "OrderLicenseRequest",
     "License",
     "ListLicensesResponse",
     "LicenseEvent",
-    "ReconcileRequest",
     "DriftReport",
-    "AdoptLicenseRequest",
     "ListAuditEntriesResponse",
+];
+
+/// The messages REST request bodies are; in proto3 JSON every field of a request may be
+/// left out, so their schemas require none (the service says what it needs).
+const REQUEST_ROOTS: &[&str] = &[
+    "OrderLicenseRequest",
+    "ReconcileRequest",
+    "AdoptLicenseRequest",
 ];
 
 /// The whole document.
 pub fn spec() -> OpenApi {
     let protos = proto::Protos::load();
     let mut components = ComponentsBuilder::new()
-        .schemas_from_iter(protos.schemas(ROOTS))
+        .schemas_from_iter(protos.schemas(REQUEST_ROOTS, RESPONSE_ROOTS))
         .schemas_from_iter(hand_written_schemas())
         .security_scheme(
             "bearer",

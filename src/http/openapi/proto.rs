@@ -3,10 +3,11 @@
 //! documentation (the proto comments) cannot drift from the proto.
 //!
 //! The mapping, as pbjson implements it with `emit_fields`: field names are the
-//! lowerCamelCase `json_name`; scalars and repeated fields are always present;
-//! message fields, proto3 `optional` fields and `oneof` members only when set;
-//! 64-bit integers are decimal strings; enums are their value names; timestamps are
-//! RFC 3339 strings. Unknown fields are refused.
+//! lowerCamelCase `json_name`; in answers scalars and repeated fields are always
+//! present, message fields, proto3 `optional` fields and `oneof` members only when
+//! set; in requests any field may be left out; 64-bit integers are decimal strings;
+//! enums are their value names; timestamps are RFC 3339 strings in UTC (`Z`, see
+//! `api::Timestamp`). Unknown fields are refused.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -90,27 +91,31 @@ impl Protos {
         self.messages.insert(name, (message.clone(), path));
     }
 
-    /// The schemas of `roots` (message names without the package) and of everything
-    /// they refer to, by component name.
-    pub fn schemas(&self, roots: &[&str]) -> BTreeMap<String, RefOr<Schema>> {
-        let mut done = BTreeSet::new();
-        let mut todo: Vec<String> = roots.iter().map(|r| format!("{PACKAGE}{r}")).collect();
+    /// The schemas of the request messages `requests`, the answer messages `responses`
+    /// (names without the package) and of everything they refer to, by component name.
+    ///
+    /// A message an answer carries lists its always-present fields as `required` and
+    /// allows other properties (fields a later v1 adds); a message a request carries
+    /// lists none, since a proto3 JSON reader takes a missing field as its default
+    /// (which is also why adding a field to a request breaks no client), and allows no
+    /// others, since the service refuses unknown fields. A message used both ways is
+    /// described as a request.
+    pub fn schemas(
+        &self,
+        requests: &[&str],
+        responses: &[&str],
+    ) -> BTreeMap<String, RefOr<Schema>> {
+        let in_requests = self.reachable(requests);
         let mut out = BTreeMap::new();
-        while let Some(name) = todo.pop() {
-            if !done.insert(name.clone()) {
-                continue;
-            }
-            if let Some((message, path)) = self.messages.get(&name) {
-                for field in &message.field {
-                    if matches!(field.r#type(), FieldType::Message | FieldType::Enum)
-                        && field.type_name() != TIMESTAMP
-                    {
-                        todo.push(field.type_name().to_owned());
-                    }
-                }
-                out.insert(component(&name), self.message_schema(message, path).into());
-            } else if let Some((e, path)) = self.enums.get(&name) {
-                out.insert(component(&name), self.enum_schema(e, path).into());
+        for name in in_requests.union(&self.reachable(responses)) {
+            if let Some((message, path)) = self.messages.get(name) {
+                let request = in_requests.contains(name);
+                out.insert(
+                    component(name),
+                    self.message_schema(message, path, request).into(),
+                );
+            } else if let Some((e, path)) = self.enums.get(name) {
+                out.insert(component(name), self.enum_schema(e, path).into());
             } else {
                 panic!("{name} is not in the API package");
             }
@@ -118,11 +123,37 @@ impl Protos {
         out
     }
 
-    fn message_schema(&self, message: &DescriptorProto, path: &[i32]) -> Schema {
+    /// The full names of `roots` and of the messages and enums they refer to.
+    fn reachable(&self, roots: &[&str]) -> BTreeSet<String> {
+        let mut done = BTreeSet::new();
+        let mut todo: Vec<String> = roots.iter().map(|r| format!("{PACKAGE}{r}")).collect();
+        while let Some(name) = todo.pop() {
+            if !done.insert(name.clone()) {
+                continue;
+            }
+            if let Some((message, _)) = self.messages.get(&name) {
+                for field in &message.field {
+                    if matches!(field.r#type(), FieldType::Message | FieldType::Enum)
+                        && field.type_name() != TIMESTAMP
+                    {
+                        todo.push(field.type_name().to_owned());
+                    }
+                }
+            }
+        }
+        done
+    }
+
+    fn message_schema(&self, message: &DescriptorProto, path: &[i32], request: bool) -> Schema {
         let mut object = ObjectBuilder::new()
             .schema_type(Type::Object)
-            .description(self.comments.get(path).cloned())
-            .additional_properties(Some(AdditionalProperties::FreeForm(false)));
+            .description(self.comments.get(path).cloned());
+        // The service refuses unknown fields in a request. An answer may gain fields in
+        // a later v1 (additions are compatible), which clients are to ignore, so its
+        // schema does not forbid them (docs/clients.md, "Versioning policy").
+        if request {
+            object = object.additional_properties(Some(AdditionalProperties::FreeForm(false)));
+        }
         for (i, field) in message.field.iter().enumerate() {
             let field_path = [path, &[2, i as i32]].concat();
             let description = self.comments.get(&field_path).cloned();
@@ -131,7 +162,7 @@ impl Protos {
                 || field.oneof_index.is_some()
                 || (field.r#type() == FieldType::Message && field.label() != Label::Repeated);
             object = object.property(&json, field_schema(field, description));
-            if !optional {
+            if !optional && !request {
                 object = object.required(&json);
             }
         }

@@ -1,6 +1,133 @@
 use super::*;
 
 const SNAPSHOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/openapi.json");
+const BASELINE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/openapi.baseline.json");
+
+/// The breaking-change gate of the REST API: the spec keeps every promise of the last
+/// released one. A deliberate break is a new API version beside this one
+/// (docs/clients.md, "Versioning policy"); the baseline moves only at a release.
+#[test]
+fn the_spec_breaks_nothing_of_the_released_baseline() {
+    let baseline: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(BASELINE).expect("docs/openapi.baseline.json is committed"),
+    )
+    .expect("the baseline is JSON");
+    let current: serde_json::Value = serde_json::from_str(spec_json()).unwrap();
+    let breaks = compat::breaking_changes(&baseline, &current);
+    assert!(
+        breaks.is_empty(),
+        "the REST API breaks clients of the released one (docs/openapi.baseline.json):\n{}\n\
+         Add instead of changing, or make the change in a new API version (docs/clients.md).",
+        breaks
+            .iter()
+            .map(|b| format!("  {b}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
+
+/// In proto3 JSON a reader takes a missing field as its default, so a request message
+/// requires no field; and so a field added to a request message (proto additions are
+/// allowed) adds no required field, which the gate would rightly refuse.
+#[test]
+fn request_messages_require_no_field_and_answers_may_gain_fields() {
+    let value: serde_json::Value = serde_json::from_str(spec_json()).unwrap();
+    let schemas = &value["components"]["schemas"];
+    for request in [
+        "OrderLicenseRequest",
+        "Server",
+        "AdoptLicenseRequest",
+        "ReconcileRequest",
+    ] {
+        assert!(
+            schemas[request].get("required").is_none(),
+            "{request}: {}",
+            schemas[request]
+        );
+    }
+    assert!(
+        schemas["QuoteLicenseResponse"]["required"]
+            .as_array()
+            .is_some_and(|r| r.contains(&serde_json::json!("price")))
+    );
+    // The service refuses unknown request fields; answers may gain fields in v1.
+    assert_eq!(
+        schemas["OrderLicenseRequest"]["additionalProperties"],
+        false
+    );
+    assert!(schemas["License"].get("additionalProperties").is_none());
+}
+
+/// Every 64-bit integer of every message in the spec is a string (as the proto3 JSON
+/// mapping writes it), every timestamp a `date-time` string.
+#[test]
+fn every_64_bit_integer_is_a_string_and_every_timestamp_a_date_time() {
+    use prost::Message as _;
+    use prost_types::field_descriptor_proto::{Label, Type};
+
+    fn check(
+        schemas: &serde_json::Value,
+        prefix: &str,
+        message: &prost_types::DescriptorProto,
+        checked: &mut usize,
+    ) {
+        let name = format!("{prefix}{}", message.name());
+        for nested in &message.nested_type {
+            check(schemas, &format!("{name}."), nested, checked);
+        }
+        let Some(schema) = schemas.get(&name) else {
+            return;
+        };
+        for field in &message.field {
+            let mut property = &schema["properties"][field.json_name()];
+            if field.label() == Label::Repeated {
+                property = &property["items"];
+            }
+            let types = |p: &serde_json::Value| match &p["type"] {
+                serde_json::Value::Array(list) => list.clone(),
+                one => vec![one.clone()],
+            };
+            let wide = matches!(
+                field.r#type(),
+                Type::Int64 | Type::Uint64 | Type::Sint64 | Type::Fixed64 | Type::Sfixed64
+            );
+            if wide {
+                assert!(
+                    types(property).contains(&serde_json::json!("string")),
+                    "{name}.{}: {property}",
+                    field.json_name()
+                );
+                assert!(!types(property).contains(&serde_json::json!("integer")));
+                *checked += 1;
+            }
+            if field.type_name() == ".google.protobuf.Timestamp" {
+                assert_eq!(property["type"], "string", "{name}.{}", field.json_name());
+                assert_eq!(
+                    property["format"],
+                    "date-time",
+                    "{name}.{}",
+                    field.json_name()
+                );
+                *checked += 1;
+            }
+        }
+    }
+
+    let value: serde_json::Value = serde_json::from_str(spec_json()).unwrap();
+    let set = prost_types::FileDescriptorSet::decode(crate::api::pb::FILE_DESCRIPTOR_SET).unwrap();
+    let file = set
+        .file
+        .iter()
+        .find(|f| f.package() == "licensefacade.v1")
+        .unwrap();
+    let mut checked = 0;
+    for message in &file.message_type {
+        check(&value["components"]["schemas"], "", message, &mut checked);
+    }
+    // LicenseEvent.id, AuditEntry.id and the timestamps of License, LicenseEvent,
+    // DriftReport, OrphanLicense and AuditEntry at least.
+    assert!(checked >= 10, "only {checked} fields checked");
+}
 
 /// The served spec is the committed `docs/openapi.json`. After an intended API change,
 /// regenerate it with `LICENSE_FACADE_UPDATE_OPENAPI=1 cargo test --lib openapi`
