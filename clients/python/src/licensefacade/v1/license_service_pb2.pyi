@@ -210,12 +210,14 @@ class ListLicensesResponse(_message.Message):
     def __init__(self, licenses: _Optional[_Iterable[_Union[License, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class QuoteLicenseRequest(_message.Message):
-    __slots__ = ("panel", "period_months")
+    __slots__ = ("panel", "period_months", "nodes")
     PANEL_FIELD_NUMBER: _ClassVar[int]
     PERIOD_MONTHS_FIELD_NUMBER: _ClassVar[int]
+    NODES_FIELD_NUMBER: _ClassVar[int]
     panel: str
     period_months: int
-    def __init__(self, panel: _Optional[str] = ..., period_months: _Optional[int] = ...) -> None: ...
+    nodes: int
+    def __init__(self, panel: _Optional[str] = ..., period_months: _Optional[int] = ..., nodes: _Optional[int] = ...) -> None: ...
 
 class QuoteLicenseResponse(_message.Message):
     __slots__ = ("panel", "tariff_id", "period_months", "price", "currency")
@@ -406,7 +408,7 @@ class WatchLicensesResponse(_message.Message):
     def __init__(self, event: _Optional[_Union[LicenseEvent, _Mapping]] = ...) -> None: ...
 
 class LicenseEvent(_message.Message):
-    __slots__ = ("id", "kind", "license", "time")
+    __slots__ = ("id", "kind", "license", "time", "price")
     class Kind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         KIND_UNSPECIFIED: _ClassVar[LicenseEvent.Kind]
@@ -433,11 +435,13 @@ class LicenseEvent(_message.Message):
     KIND_FIELD_NUMBER: _ClassVar[int]
     LICENSE_FIELD_NUMBER: _ClassVar[int]
     TIME_FIELD_NUMBER: _ClassVar[int]
+    PRICE_FIELD_NUMBER: _ClassVar[int]
     id: int
     kind: LicenseEvent.Kind
     license: License
     time: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[int] = ..., kind: _Optional[_Union[LicenseEvent.Kind, str]] = ..., license: _Optional[_Union[License, _Mapping]] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    price: CallPrice
+    def __init__(self, id: _Optional[int] = ..., kind: _Optional[_Union[LicenseEvent.Kind, str]] = ..., license: _Optional[_Union[License, _Mapping]] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., price: _Optional[_Union[CallPrice, _Mapping]] = ...) -> None: ...
 
 class ReconcileRequest(_message.Message):
     __slots__ = ("expiring_within_days",)
@@ -610,7 +614,7 @@ class ListAuditEntriesResponse(_message.Message):
     def __init__(self, entries: _Optional[_Iterable[_Union[AuditEntry, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class AuditEntry(_message.Message):
-    __slots__ = ("id", "time", "client", "action", "license_id", "server_id", "request_id", "upstream_id", "outcome", "detail")
+    __slots__ = ("id", "time", "client", "action", "license_id", "server_id", "request_id", "upstream_id", "outcome", "detail", "price")
     class Outcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         OUTCOME_UNSPECIFIED: _ClassVar[AuditEntry.Outcome]
@@ -633,6 +637,7 @@ class AuditEntry(_message.Message):
     UPSTREAM_ID_FIELD_NUMBER: _ClassVar[int]
     OUTCOME_FIELD_NUMBER: _ClassVar[int]
     DETAIL_FIELD_NUMBER: _ClassVar[int]
+    PRICE_FIELD_NUMBER: _ClassVar[int]
     id: int
     time: _timestamp_pb2.Timestamp
     client: str
@@ -643,4 +648,15 @@ class AuditEntry(_message.Message):
     upstream_id: str
     outcome: AuditEntry.Outcome
     detail: str
-    def __init__(self, id: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., client: _Optional[str] = ..., action: _Optional[str] = ..., license_id: _Optional[str] = ..., server_id: _Optional[str] = ..., request_id: _Optional[str] = ..., upstream_id: _Optional[str] = ..., outcome: _Optional[_Union[AuditEntry.Outcome, str]] = ..., detail: _Optional[str] = ...) -> None: ...
+    price: CallPrice
+    def __init__(self, id: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., client: _Optional[str] = ..., action: _Optional[str] = ..., license_id: _Optional[str] = ..., server_id: _Optional[str] = ..., request_id: _Optional[str] = ..., upstream_id: _Optional[str] = ..., outcome: _Optional[_Union[AuditEntry.Outcome, str]] = ..., detail: _Optional[str] = ..., price: _Optional[_Union[CallPrice, _Mapping]] = ...) -> None: ...
+
+class CallPrice(_message.Message):
+    __slots__ = ("amount", "currency", "unknown_reason")
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    UNKNOWN_REASON_FIELD_NUMBER: _ClassVar[int]
+    amount: str
+    currency: str
+    unknown_reason: str
+    def __init__(self, amount: _Optional[str] = ..., currency: _Optional[str] = ..., unknown_reason: _Optional[str] = ...) -> None: ...
