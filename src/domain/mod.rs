@@ -22,7 +22,7 @@ pub use event::{Event, EventKind};
 pub use ids::{ClientName, Hostname, LicenseId, ServerId};
 pub use license::{License, LicenseState, NewLicense, Period, UpstreamFailure};
 pub use lifecycle::Precondition;
-pub use network::LicenseIp;
+pub use network::{LicenseIp, canonical as canonical_ip};
 pub use operation::{Operation, OperationKind, Phase};
 
 /// A value that failed validation; `field` names the request field in lowerCamelCase.

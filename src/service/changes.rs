@@ -6,6 +6,7 @@
 
 use time::OffsetDateTime;
 
+use super::drift::normalize_ip;
 use super::lease::HeldLease;
 use super::worker::{Worker, failure, parse_date};
 use crate::billmanager::{UpstreamError, UpstreamLicense, UpstreamStatus};
@@ -297,7 +298,7 @@ fn applied(kind: &OperationKind, d: &UpstreamLicense, license: &License) -> bool
             (Some(now), Some(before)) => now > before,
             _ => false,
         },
-        OperationKind::ChangeIp { ip } => d.ip.as_deref() == Some(ip.as_str()),
+        OperationKind::ChangeIp { ip } => d.ip.as_deref().map(normalize_ip).as_deref() == Some(ip),
         OperationKind::ChangePanel { tariff_id, .. } => d.tariff_id == Some(*tariff_id),
         OperationKind::Suspend => d.status == UpstreamStatus::Suspended,
         OperationKind::Resume => {
