@@ -174,10 +174,7 @@ impl Carrier {
                     self.whose
                 ),
             },
-            None => format!(
-                "is {form}, {}: give the server's own address",
-                self.whose
-            ),
+            None => format!("is {form}, {}: give the server's own address", self.whose),
         }
     }
 }
@@ -295,9 +292,18 @@ mod tests {
                 "64:ff9b::cb00:7109",
                 "the NAT64 form (64:ff9b::/96) of 203.0.113.9",
             ),
-            ("64:ff9b:1::cb00:7109", "local-use NAT64 prefix 64:ff9b:1::/48"),
-            ("64:ff9b:1:cb00:71:900::", "local-use NAT64 prefix 64:ff9b:1::/48"),
-            ("2002:cb00:7109::1", "a 6to4 address (2002::/16) of 203.0.113.9"),
+            (
+                "64:ff9b:1::cb00:7109",
+                "local-use NAT64 prefix 64:ff9b:1::/48",
+            ),
+            (
+                "64:ff9b:1:cb00:71:900::",
+                "local-use NAT64 prefix 64:ff9b:1::/48",
+            ),
+            (
+                "2002:cb00:7109::1",
+                "a 6to4 address (2002::/16) of 203.0.113.9",
+            ),
             (
                 "::ffff:0:203.0.113.9",
                 "the IPv4-translated form (::ffff:0:0:0/96) of 203.0.113.9",
@@ -340,12 +346,21 @@ mod tests {
             ("::224.0.0.1", "multicast"),
             ("::0.0.0.2", "unicast"),
             ("::255.255.255.255", "broadcast"),
-            ("64:ff9b::127.0.0.1", "of 127.0.0.1, which must not be a loopback"),
-            ("64:ff9b::7f00:1", "of 127.0.0.1, which must not be a loopback"),
+            (
+                "64:ff9b::127.0.0.1",
+                "of 127.0.0.1, which must not be a loopback",
+            ),
+            (
+                "64:ff9b::7f00:1",
+                "of 127.0.0.1, which must not be a loopback",
+            ),
             ("64:ff9b::0.0.0.0", "NAT64"),
             ("64:ff9b:1::7f00:1", "NAT64"),
             ("64:ff9b:1:7f00:0:100::", "NAT64"),
-            ("2002:7f00:0001::1", "6to4 address (2002::/16) of 127.0.0.1, which"),
+            (
+                "2002:7f00:0001::1",
+                "6to4 address (2002::/16) of 127.0.0.1, which",
+            ),
             ("2002:a9fe:0101::1", "6to4"),
             ("2002::1", "6to4"),
             ("::ffff:0:127.0.0.1", "translated"),
