@@ -2,7 +2,9 @@
 //! change panel, suspend, resume, cancel, reissue key. Each one goes RECEIVED →
 //! INTENT (committed) → upstream call → CONFIRMED → DONE; after an unknown outcome the
 //! license's upstream details tell whether the change was already made, so a paid
-//! change (renewal, tariff change) is never sent twice.
+//! change (renewal, tariff change) is never sent twice. As for orders, absence is
+//! proven for the state the change could be in: details of a license in processing
+//! (status 5) may not show a change under way, so they prove nothing.
 
 use time::OffsetDateTime;
 
@@ -227,6 +229,23 @@ impl Worker {
                     license.expire_time = Some(t);
                 }
                 self.confirm_change(op, license).await
+            }
+            Ok(details) if details.status == UpstreamStatus::Processing => {
+                // Being processed upstream (status 5, "being set up or changed"): the
+                // change may be under way without showing yet, so this read proves
+                // nothing. It counts as a failed look-up: read again until the
+                // processing ends, and past the failure budget a person looks.
+                metrics::counter!(crate::metrics::UPSTREAM_ANOMALIES, "kind" => "unprovable_absence")
+                    .increment(1);
+                let e = UpstreamError::Unreadable(
+                    "the upstream license is being processed (status 5)".into(),
+                );
+                let why = format!(
+                    "{} may have been carried out upstream: the license stayed in processing (status 5), where a change need not show yet; it is not sent again",
+                    op.kind.name()
+                );
+                self.lookup_failed(&mut op, &mut license, &e, why);
+                self.save(&op, &mut license, true).await
             }
             Ok(_) => {
                 op.failures = 0;

@@ -3,12 +3,51 @@
 
 use std::time::Duration;
 
-use license_facade::sandbox::{Fault, Sandbox, SandboxConfig, SandboxHandle, SandboxLicense};
+use license_facade::sandbox::{
+    Fault, NewSandboxLicense, Sandbox, SandboxConfig, SandboxHandle, SandboxLicense,
+};
 use tokio_util::sync::CancellationToken;
 
 /// Upstream status of an active license and of a deleted one.
 pub const UPSTREAM_ACTIVE: u32 = 2;
 pub const UPSTREAM_DELETED: u32 = 4;
+
+/// The addresses of the licenses [`plant_status_witnesses`] plants start so.
+pub const WITNESS_IPS: &str = "192.0.2.24";
+
+/// Plants three licenses bought elsewhere, one in each status a new order may be in
+/// (5 processing, 2 active, 1 ordered), on 192.0.2.241–243, and returns their ids. A
+/// list that shows a license in each of them can prove an order absent; one that
+/// shows none in some status could hide an order there, and the service then hands
+/// the order to a person rather than sending it again. For the tests of what follows
+/// a proven absence (a re-send); they count their own licenses without these.
+pub fn plant_status_witnesses(handle: &SandboxHandle) -> Vec<u64> {
+    [5, 2, 1]
+        .into_iter()
+        .enumerate()
+        .map(|(i, status)| {
+            handle.insert_license(NewSandboxLicense {
+                status,
+                licname: format!("bought-elsewhere-{status}"),
+                ..NewSandboxLicense::new(format!("{WITNESS_IPS}{}", i + 1), 55227)
+            })
+        })
+        .collect()
+}
+
+/// Whether `license` is one of the [`plant_status_witnesses`].
+pub fn is_witness(license: &SandboxLicense) -> bool {
+    license.ip.starts_with(WITNESS_IPS)
+}
+
+/// Upstream licenses, deleted ones included, without the planted witnesses.
+pub fn bought(handle: &SandboxHandle) -> Vec<SandboxLicense> {
+    handle
+        .licenses()
+        .into_iter()
+        .filter(|l| !is_witness(l))
+        .collect()
+}
 
 /// A sandbox served until dropped.
 pub struct TestSandbox {
