@@ -91,9 +91,9 @@ pub async fn start_sandbox(config: SandboxConfig) -> TestSandbox {
 }
 
 impl TestSandbox {
-    /// Upstream licenses that are not deleted.
+    /// Upstream licenses that are not deleted, the planted witnesses left out.
     pub fn live(&self) -> Vec<SandboxLicense> {
-        live(&self.handle).collect()
+        live(&self.handle).filter(|l| !is_witness(l)).collect()
     }
 
     /// Upstream licenses on `ip` that are not deleted.
