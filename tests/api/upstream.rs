@@ -289,12 +289,20 @@ fn unprovable(license: &Value) -> &str {
 
 #[tokio::test]
 async fn a_silent_active_only_filter_that_hides_the_new_order_is_not_taken_for_absence() {
-    // Keys take an hour of sandbox time: a new license stays in processing (5).
-    let app = quick_app(SandboxConfig {
-        key_delay: Duration::from_secs(3600),
-        saved_filter_silent: true,
-        ..sandbox()
-    })
+    // Keys take an hour of sandbox time: a new license stays in processing (5). The
+    // worker reads a processing license often, so the first one is seen active soon
+    // after the sandbox's clock is moved past its hour.
+    let app = spawn_app_on_sandbox_with(
+        SandboxConfig {
+            key_delay: Duration::from_secs(3600),
+            saved_filter_silent: true,
+            ..sandbox()
+        },
+        |s| {
+            quick(s);
+            s.workflow.poll_max = Duration::from_millis(200);
+        },
+    )
     .await;
     let known = app.place(51).await;
     app.license_until(&known, |l| l["upstreamId"].is_string())
