@@ -6,19 +6,18 @@ use license_facade::crash;
 
 use crate::figures::{Figures, duplicates_and_lost};
 use crate::support::{
-    ADOPTED_LOG, Order, ServiceDir, assert_agree, bought, plant_status_witnesses, sandbox_config,
+    ADOPTED_LOG, Order, ServiceDir, assert_agree, bought, sandbox_config, start_bare_sandbox,
     start_sandbox,
 };
 
 /// Iterations of every point in the slow tier.
 const SLOW_ITERATIONS: u64 = 20;
 
-/// One crash-and-recover cycle at `point` on a fresh database and sandbox whose list
-/// shows licenses (bought elsewhere) in every status an order may be in, so that a
-/// look-up can prove an unsent order absent and the retry sends it.
+/// One crash-and-recover cycle at `point` on a fresh database and sandbox (whose list
+/// shows licenses bought elsewhere in every status an order may be in, so that a
+/// look-up can prove an unsent order absent and the retry sends it).
 async fn crash_and_recover(point: &'static str) -> Figures {
     let sandbox = start_sandbox(sandbox_config()).await;
-    plant_status_witnesses(&sandbox.handle);
     let mut dir = ServiceDir::new();
     let order = Order::new(7);
 
@@ -143,7 +142,6 @@ async fn crash_after_confirmed_then_retry_orders_exactly_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_after_a_refusal_ends_failed_with_nothing_bought() {
     let sandbox = start_sandbox(sandbox_config()).await;
-    plant_status_witnesses(&sandbox.handle);
     sandbox.handle.set_balance(0);
     let mut dir = ServiceDir::new();
     let order = Order::new(8);
@@ -172,7 +170,7 @@ async fn crash_after_a_refusal_ends_failed_with_nothing_bought() {
 /// unplaced, so it hands it to a person and sends nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_after_intent_on_a_list_that_cannot_prove_absence_needs_a_person_and_sends_nothing() {
-    let sandbox = start_sandbox(sandbox_config()).await;
+    let sandbox = start_bare_sandbox(sandbox_config()).await;
     let mut dir = ServiceDir::new();
     let order = Order::new(9);
 

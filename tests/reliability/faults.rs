@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use crate::figures::{Figures, duplicates_and_lost};
 use crate::support::{
-    DEADLINE, InProcess, Order, Stuck, Timings, assert_agree, bought, plant_status_witnesses,
-    sandbox_config, start_sandbox, stuck_order,
+    DEADLINE, InProcess, Order, Stuck, Timings, assert_agree, bought, sandbox_config,
+    start_sandbox, stuck_order,
 };
 
 const ORDERS: usize = 5;
@@ -62,10 +62,9 @@ async fn answers_dropped_after_commit_are_found_by_recovery_not_reordered() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn timed_out_orders_are_sent_again_only_after_recovery_proves_them_absent() {
+    // (The list shows licenses bought elsewhere in every status an order may be in:
+    // it can prove an order absent.)
     let sandbox = start_sandbox(sandbox_config()).await;
-    // Licenses bought elsewhere in every status an order may be in: the list can prove
-    // an order absent.
-    plant_status_witnesses(&sandbox.handle);
     sandbox.set_fault("soft.order.param:timeout:1.0");
     let dir = tempfile::tempdir().unwrap();
     // The fault is cleared once every first attempt was seen; on a loaded machine

@@ -16,9 +16,7 @@ use std::time::{Duration, Instant};
 use license_facade::crash;
 
 use crate::figures::report_time;
-use crate::support::{
-    Order, ServiceDir, assert_agree, bought, plant_status_witnesses, sandbox_config, start_sandbox,
-};
+use crate::support::{Order, ServiceDir, assert_agree, bought, sandbox_config, start_sandbox};
 
 /// What the guarantee allows beyond the request timeout.
 const BEYOND_REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
@@ -35,10 +33,9 @@ fn config(request_timeout: Duration) -> String {
 /// from the restart (the new process spawned) to ACTIVE; asserts the bound and that
 /// exactly one order request reached the upstream.
 async fn restart_to_active(point: &'static str, request_timeout: Duration) -> Duration {
-    // Arrange: the list shows licenses (bought elsewhere) in every status an order
-    // may be in, so that an order killed before it was sent can be proven unplaced.
+    // Arrange (the list shows licenses bought elsewhere in every status an order may
+    // be in, so that an order killed before it was sent can be proven unplaced)
     let sandbox = start_sandbox(sandbox_config()).await;
-    plant_status_witnesses(&sandbox.handle);
     let mut dir = ServiceDir::with_config(&config(request_timeout));
     let order = Order::new(11);
     let mut first = dir.start(&sandbox.url, Some(point));

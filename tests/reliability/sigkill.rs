@@ -13,8 +13,8 @@ use rand::Rng;
 
 use crate::figures::{Figures, duplicates_and_lost};
 use crate::support::{
-    ADOPTED_LOG, Api, Order, ServiceDir, assert_agree, bought, plant_status_witnesses,
-    sandbox_config, slow_answer_proxy, start_sandbox,
+    ADOPTED_LOG, Api, Order, ServiceDir, assert_agree, bought, sandbox_config, slow_answer_proxy,
+    start_sandbox,
 };
 
 const ORDERS: usize = 20;
@@ -40,11 +40,9 @@ async fn round(kills: usize) -> Figures {
     let mut config = sandbox_config();
     config.latency = Duration::from_millis(20);
     config.key_delay = Duration::from_millis(100);
+    // Orders cut by a kill before they were carried out are sent again where the list
+    // proves them absent: it shows licenses in every status an order may be in.
     let sandbox = start_sandbox(config).await;
-    // Orders cut by a kill before they were carried out are sent again only where
-    // the list can prove them absent: it shows licenses in every status an order may
-    // be in.
-    plant_status_witnesses(&sandbox.handle);
     let upstream_url = slow_answer_proxy(sandbox.addr, Duration::from_millis(60)).await;
     let mut dir = ServiceDir::new();
     let orders: Vec<Order> = (0..ORDERS).map(|n| Order::new(100 + n)).collect();

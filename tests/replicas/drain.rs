@@ -14,8 +14,7 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
 use crate::support::{
-    ChildReplica, DEADLINE, Order, TOKEN, TestDb, plant_status_witnesses, start_sandbox,
-    wait_all_active,
+    ChildReplica, DEADLINE, Order, TOKEN, TestDb, start_sandbox, wait_all_active,
 };
 
 const DRAIN_DELAY_MS: u64 = 1500;
@@ -72,9 +71,6 @@ async fn sigterm_under_load_turns_not_serving_first_and_resets_no_client() {
         ..SandboxConfig::default()
     })
     .await;
-    // Work the victim leaves at INTENT is proven unplaced and sent by a survivor
-    // only on a list that shows every status an order may be in.
-    plant_status_witnesses(&sandbox.handle);
     let dir = tempfile::tempdir().unwrap();
     let drain = [
         "--drain-delay-ms",

@@ -11,7 +11,7 @@ use tokio::task::JoinSet;
 use super::api::Order;
 use super::child::ChildReplica;
 use super::db::TestDb;
-use super::sandbox::{TestSandbox, plant_status_witnesses, start_sandbox};
+use super::sandbox::{TestSandbox, start_sandbox};
 
 /// What a replica logs when it sends an order upstream (its span names the license).
 pub const SENDING_LOG: &str = "sending the order upstream";
@@ -39,12 +39,11 @@ impl ReplicaSet {
     /// `config` (TOML) or, when `None`, the child replicas' short timings; `None`
     /// (skipped, with a note) when no PostgreSQL server is configured. The sandbox's
     /// list shows licenses bought elsewhere in every status an order may be in
-    /// ([`plant_status_witnesses`]): an order a killed replica had not sent yet can be
-    /// proven unplaced and is sent by another.
+    /// ([`start_sandbox`]): an order a killed replica had not sent yet can be proven
+    /// unplaced and is sent by another.
     pub async fn start(upstream: SandboxConfig, config: Option<&str>) -> Option<Self> {
         let db = TestDb::create().await?;
         let sandbox = start_sandbox(upstream).await;
-        plant_status_witnesses(&sandbox.handle);
         let dir = tempfile::tempdir().expect("a temporary directory");
         let path = config.map(|text| {
             let path = dir.path().join("replica.toml");

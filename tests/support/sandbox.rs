@@ -72,7 +72,19 @@ pub fn sandbox_config() -> SandboxConfig {
     }
 }
 
+/// A sandbox whose account lists licenses bought elsewhere in every status an order
+/// may be in ([`plant_status_witnesses`]), so that a look-up can prove an order
+/// unplaced and an order cut before the upstream took it (a kill, a call cut by its
+/// timeout on a loaded machine) is sent again, as these suites expect. The tests of
+/// what happens without them use [`start_bare_sandbox`].
 pub async fn start_sandbox(config: SandboxConfig) -> TestSandbox {
+    let sandbox = start_bare_sandbox(config).await;
+    plant_status_witnesses(&sandbox.handle);
+    sandbox
+}
+
+/// A sandbox with an empty account.
+pub async fn start_bare_sandbox(config: SandboxConfig) -> TestSandbox {
     super::init();
     let sandbox = Sandbox::bind("127.0.0.1:0".parse().unwrap(), config)
         .await
