@@ -132,6 +132,19 @@ pub struct LicenseList {
     pub incomplete: Option<String>,
 }
 
+impl LicenseList {
+    /// The statuses of `sought` that no row of the list is in. A list narrowed by a
+    /// filter on the status (say "active only") shows no row in the statuses it
+    /// hides, so a status that no row shows may be hidden.
+    pub fn statuses_not_shown(&self, sought: &[UpstreamStatus]) -> Vec<UpstreamStatus> {
+        sought
+            .iter()
+            .copied()
+            .filter(|s| !self.licenses.iter().any(|l| l.status == *s))
+            .collect()
+    }
+}
+
 /// One tariff of `pricelist.export`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct UpstreamTariff {

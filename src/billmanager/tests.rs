@@ -275,14 +275,20 @@ async fn an_empty_key_and_a_missing_id_read_as_none_and_the_requested_id() {
 #[tokio::test]
 async fn lists_of_zero_one_and_two_elements_are_read() {
     let cases = [
-        (json(r#"{"doc":{"p_elems":{"$":"0"}}}"#), vec![]),
         (
-            json(r#"{"doc":{"elem":{"id":{"$":"5"},"status":{"$":"3"}},"p_elems":{"$":"1"}}}"#),
+            json(r#"{"doc":{"p_elems":{"$":"0"},"saved_filters":{}}}"#),
+            vec![],
+        ),
+        (
+            json(
+                r#"{"doc":{"elem":{"id":{"$":"5"},"status":{"$":"3"}},"p_elems":{"$":"1"},"saved_filters":{}}}"#,
+            ),
             vec![5],
         ),
         (
             xml("<doc><elem><id>5</id><status>2</status></elem>\
-                 <elem><id>6</id><status>4</status></elem><p_elems>2</p_elems></doc>"),
+                 <elem><id>6</id><status>4</status></elem><p_elems>2</p_elems>\
+                 <saved_filters/></doc>"),
             vec![5, 6],
         ),
     ];
@@ -306,7 +312,7 @@ async fn a_list_is_read_across_pages() {
         .and(FormHas("p_cnt", "2"))
         .respond_with(xml(
             "<doc><elem><id>1</id><pricelist>Pro</pricelist></elem><elem><id>2</id></elem>\
-             <p_elems>3</p_elems><p_num>1</p_num></doc>",
+             <p_elems>3</p_elems><p_num>1</p_num><saved_filters/></doc>",
         ))
         .expect(1)
         .mount(&server)
@@ -314,7 +320,7 @@ async fn a_list_is_read_across_pages() {
     Mock::given(func("soft"))
         .and(FormHas("p_num", "2"))
         .respond_with(xml(
-            "<doc><elem><id>3</id></elem><p_elems>3</p_elems></doc>",
+            "<doc><elem><id>3</id></elem><p_elems>3</p_elems><saved_filters/></doc>",
         ))
         .expect(1)
         .mount(&server)
@@ -352,15 +358,20 @@ async fn listing_stops_when_the_upstream_ignores_paging() {
 }
 
 #[tokio::test]
-async fn a_list_with_saved_filters_or_a_short_count_cannot_prove_an_absence() {
+async fn a_list_with_saved_filters_a_short_count_or_without_saved_filters_cannot_prove_an_absence()
+{
     let cases = [
         (
             "<doc><elem><id>1</id></elem><p_elems>1</p_elems>             <saved_filters><filter name=\"active\">Status: Active</filter></saved_filters></doc>",
             "saved list filters (active)",
         ),
         (
-            "<doc><elem><id>1</id></elem><p_elems>5</p_elems></doc>",
+            "<doc><elem><id>1</id></elem><p_elems>5</p_elems><saved_filters/></doc>",
             "counts 5 licenses but 1 were read",
+        ),
+        (
+            "<doc><elem><id>1</id></elem><p_elems>1</p_elems></doc>",
+            "carries no `saved_filters`",
         ),
         ("<doc><ok/></doc>", "neither rows nor `p_elems`"),
     ];

@@ -23,7 +23,7 @@ pub use event::{Event, EventKind};
 pub use ids::{ClientName, Hostname, LicenseId, ServerId};
 pub use license::{License, LicenseState, MAX_NODES, NewLicense, Period, UpstreamFailure};
 pub use lifecycle::Precondition;
-pub use network::LicenseIp;
+pub use network::{LicenseIp, canonical as canonical_ip};
 pub use operation::{Operation, OperationKind, Phase};
 pub use price::{
     AddonUnits, CallPrice, ListedPrice, MAX_REASON_BYTES, Money, Purchase, cents_text, parse_price,

@@ -7,7 +7,7 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::domain::PanelCatalog;
+use crate::domain::{LicenseIp, PanelCatalog};
 use crate::protocol::{ApiError, Doc, Node, Params};
 use crate::service::{OrderInput, RequestKey};
 
@@ -72,12 +72,15 @@ fn order_input(catalog: &PanelCatalog, p: &Params) -> Result<OrderInput, ApiErro
         nodes = Some(n);
     }
     let licname = p.get("licname").unwrap_or_default();
+    // Named by its address, a server is named by the canonical one, so two spellings
+    // of one address are one server (the order refuses what is no address at all).
+    let canonical_ip = LicenseIp::parse(ip, "ip").map_or_else(|_| ip.to_owned(), |i| i.to_string());
     let server_id = p
         .get("remoteid")
         .or(Some(licname).filter(|n| !n.is_empty()))
-        .unwrap_or(ip);
+        .map_or(canonical_ip, str::to_owned);
     Ok(OrderInput {
-        server_id: server_id.to_owned(),
+        server_id,
         ip: ip.to_owned(),
         hostname: licname.to_owned(),
         panel: panel.name.clone(),
@@ -184,6 +187,15 @@ mod tests {
         ];
         let by_ip = order_input(&catalog, &params(&base)).unwrap();
         assert_eq!(by_ip.server_id, "203.0.113.5");
+        for spelled in ["::ffff:203.0.113.5", "::203.0.113.5", "::CB00:7105"] {
+            let mut other = base.to_vec();
+            other[2] = ("ip", spelled);
+            assert_eq!(
+                order_input(&catalog, &params(&other)).unwrap().server_id,
+                "203.0.113.5",
+                "{spelled} names the same server"
+            );
+        }
         let mut named = base.to_vec();
         named.push(("licname", "srv1"));
         assert_eq!(

@@ -3,7 +3,7 @@
 //! kept by the facade; upstream the facade names each license by its own id, which
 //! its recovery relies on, so a save that renames is refused.
 
-use crate::domain::License;
+use crate::domain::{License, LicenseIp};
 use crate::protocol::{ApiError, Doc, Node};
 use crate::service::{ListInput, MAX_PAGE_SIZE};
 
@@ -100,8 +100,10 @@ pub async fn edit(r: &Req<'_>) -> Result<Doc, ApiError> {
                 "The name a license was ordered with cannot be changed here",
             ));
         }
+        // Another spelling of the license's own address is no move; anything that
+        // is not an address goes to the change, which refuses it naming the field.
         if let Some(ip) = r.params.get("ip")
-            && ip != license.ip.to_string()
+            && LicenseIp::parse(ip, "ip").ok() != Some(license.ip)
         {
             after = r
                 .service

@@ -244,9 +244,16 @@ impl Doc {
     /// Why a list answer may show only part of the account's items: COREmanager lists
     /// are narrowed by the filter set on the list, and every answer carries the
     /// account's saved filters (`saved_filters`), any of which may be the one set.
-    /// `None` when the answer shows no filter at all.
+    /// `None` when the answer shows no filter at all. Every recorded answer carries
+    /// `saved_filters` (empty when there are none): an answer without it is of a
+    /// shape never seen, which cannot show that nothing narrows it.
     pub(crate) fn filter_note(&self) -> Option<String> {
-        if let Some(saved) = self.node("saved_filters").filter(|n| n.has_content()) {
+        let Some(saved) = self.node("saved_filters") else {
+            return Some(
+                "the list answer carries no `saved_filters`, which every recorded answer does, so it cannot show that no filter narrows it".into(),
+            );
+        };
+        if saved.has_content() {
             let names: Vec<&str> = saved
                 .children
                 .iter()

@@ -205,6 +205,9 @@ struct FileConfig {
     not_found_error_type: Option<String>,
     change_dates_as_next_allowed: Option<bool>,
     first_id: Option<u64>,
+    /// `active-only` or `hide-all`, as `--saved-filter`.
+    saved_filter: Option<String>,
+    saved_filter_silent: Option<bool>,
     faults: Option<Vec<String>>,
     /// Replaces the whole default tariff list when present.
     tariffs: Option<Vec<FileTariff>>,
@@ -295,6 +298,11 @@ impl FileConfig {
             self.change_dates_as_next_allowed,
         );
         set(&mut cfg.first_id, self.first_id);
+        if let Some(v) = self.saved_filter {
+            cfg.saved_filter =
+                Some(parse_saved_filter(&v).map_err(|e| anyhow::anyhow!("saved_filter: {e}"))?);
+        }
+        set(&mut cfg.saved_filter_silent, self.saved_filter_silent);
         if let Some(v) = self.duplicate_ip {
             cfg.duplicate_ip = match v.as_str() {
                 "allow" => DuplicateIpPolicy::Allow,
@@ -425,6 +433,47 @@ mod tests {
         assert_eq!(cfg.ip_change_cooldown, Duration::from_secs(12 * 3600));
         assert_eq!(cfg.faults, vec!["*:malformed:1".parse::<Fault>().unwrap()]);
         assert_eq!(cfg.prices.tariffs.len(), 1);
+    }
+
+    #[test]
+    fn a_saved_filter_is_set_by_flag_or_file_and_may_be_silent() {
+        let flags =
+            Cli::try_parse_from(["x", "--saved-filter", "hide-all", "--saved-filter-silent"])
+                .unwrap()
+                .args
+                .into_config()
+                .unwrap();
+        assert_eq!(
+            (flags.saved_filter, flags.saved_filter_silent),
+            (Some(SavedFilter::HideAll), true)
+        );
+
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        let toml = "saved_filter = \"active-only\"\nsaved_filter_silent = true\n";
+        std::io::Write::write_all(&mut file, toml.as_bytes()).unwrap();
+        let path = file.path().to_str().unwrap();
+        let from_file = Cli::try_parse_from(["x", "--config", path])
+            .unwrap()
+            .args
+            .into_config()
+            .unwrap();
+        assert_eq!(
+            (from_file.saved_filter, from_file.saved_filter_silent),
+            (Some(SavedFilter::ActiveOnly), true)
+        );
+
+        let mut bad = tempfile::NamedTempFile::new().unwrap();
+        std::io::Write::write_all(&mut bad, b"saved_filter = \"some\"\n").unwrap();
+        let path = bad.path().to_str().unwrap();
+        let refused = Cli::try_parse_from(["x", "--config", path])
+            .unwrap()
+            .args
+            .into_config()
+            .unwrap_err();
+        assert!(
+            format!("{refused:#}").contains("saved_filter"),
+            "{refused:#}"
+        );
     }
 
     #[test]

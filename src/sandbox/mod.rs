@@ -146,6 +146,20 @@ impl SandboxHandle {
         self.shared.lock().insert(new, None)
     }
 
+    /// Puts license `id` in `status` as the upstream's own processing would (5 while
+    /// it carries out a change), where it stays until told otherwise. Returns
+    /// whether the license exists.
+    pub fn set_status(&self, id: u64, status: u32) -> bool {
+        match self.shared.lock().records.get_mut(&id) {
+            Some(rec) => {
+                rec.lic.status = status;
+                rec.activates_at = None;
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Makes a license vanish without a trace (not even status 4).
     pub fn remove_license(&self, id: u64) -> bool {
         self.shared.lock().records.remove(&id).is_some()

@@ -2,10 +2,13 @@
 //! change panel, suspend, resume, cancel, reissue key. Each one goes RECEIVED →
 //! INTENT (committed) → upstream call → CONFIRMED → DONE; after an unknown outcome the
 //! license's upstream details tell whether the change was already made, so a paid
-//! change (renewal, tariff change) is never sent twice.
+//! change (renewal, tariff change) is never sent twice. As for orders, absence is
+//! proven for the state the change could be in: details of a license in processing
+//! (status 5) may not show a change under way, so they prove nothing.
 
 use time::OffsetDateTime;
 
+use super::drift::normalize_ip;
 use super::lease::HeldLease;
 use super::worker::{Worker, failure, parse_date};
 use crate::billmanager::{UpstreamError, UpstreamLicense, UpstreamStatus};
@@ -227,6 +230,23 @@ impl Worker {
                 }
                 self.confirm_change(op, license).await
             }
+            Ok(details) if details.status == UpstreamStatus::Processing => {
+                // Being processed upstream (status 5, "being set up or changed"): the
+                // change may be under way without showing yet, so this read proves
+                // nothing. It counts as a failed look-up: read again until the
+                // processing ends, and past the failure budget a person looks.
+                metrics::counter!(crate::metrics::UPSTREAM_ANOMALIES, "kind" => "unprovable_absence")
+                    .increment(1);
+                let e = UpstreamError::Unreadable(
+                    "the upstream license is being processed (status 5)".into(),
+                );
+                let why = format!(
+                    "{} may have been carried out upstream: the license stayed in processing (status 5), where a change need not show yet; it is not sent again",
+                    op.kind.name()
+                );
+                self.lookup_failed(&mut op, &mut license, &e, why);
+                self.save(&op, &mut license, true).await
+            }
             Ok(_) => {
                 op.failures = 0;
                 let settled = self.settle_deadline(&mut op);
@@ -297,7 +317,7 @@ fn applied(kind: &OperationKind, d: &UpstreamLicense, license: &License) -> bool
             (Some(now), Some(before)) => now > before,
             _ => false,
         },
-        OperationKind::ChangeIp { ip } => d.ip.as_deref() == Some(ip.as_str()),
+        OperationKind::ChangeIp { ip } => d.ip.as_deref().map(normalize_ip).as_deref() == Some(ip),
         OperationKind::ChangePanel { tariff_id, .. } => d.tariff_id == Some(*tariff_id),
         OperationKind::Suspend => d.status == UpstreamStatus::Suspended,
         OperationKind::Resume => {

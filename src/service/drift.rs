@@ -10,7 +10,7 @@ use time::{OffsetDateTime, UtcOffset};
 
 use super::worker::parse_date;
 use crate::billmanager::{UpstreamLicense, UpstreamStatus};
-use crate::domain::{License, LicenseIp, LicenseState, PanelCatalog};
+use crate::domain::{License, LicenseState, PanelCatalog, canonical_ip};
 
 /// The most entries a report lists per kind; the counts are always exact. Keeps a
 /// report of a badly drifted account (say 100,000 orphans) within a response's size.
@@ -350,13 +350,13 @@ fn utc_day(t: OffsetDateTime) -> time::Date {
     t.to_offset(UtcOffset::UTC).date()
 }
 
-/// The canonical text of an upstream address, so `::FFFF:10.0.0.1` equals `10.0.0.1`.
+/// The canonical text of an upstream address (`crate::domain::canonical_ip`), so
+/// `::FFFF:10.0.0.1` and `::10.0.0.1` equal `10.0.0.1`; text that is no address is
+/// kept as it is.
 pub(super) fn normalize_ip(raw: &str) -> String {
     raw.trim()
         .parse::<IpAddr>()
-        .ok()
-        .and_then(|ip| LicenseIp::new(ip).ok())
-        .map_or_else(|| raw.trim().to_owned(), |ip| ip.to_string())
+        .map_or_else(|_| raw.trim().to_owned(), |ip| canonical_ip(ip).to_string())
 }
 
 fn status_text(s: UpstreamStatus) -> String {
@@ -383,7 +383,7 @@ mod tests {
     use time::macros::datetime;
 
     use super::*;
-    use crate::domain::{ClientName, LicenseId, Period, ServerId};
+    use crate::domain::{ClientName, LicenseId, LicenseIp, Period, ServerId};
 
     const NOW: OffsetDateTime = datetime!(2030-06-15 12:00 UTC);
     const LISTED: OffsetDateTime = datetime!(2030-06-15 11:59 UTC);

@@ -33,6 +33,7 @@ pub use input::{DEFAULT_PAGE_SIZE, ListInput, MAX_PAGE_SIZE, OrderInput};
 pub use lifecycle::EnsureAction;
 pub use quotes::Quote;
 pub use reconcile::{MAX_EXPIRING_WITHIN_DAYS, ReconcileConfig};
+pub(crate) use recovery::unseen_statuses;
 pub use resolve::{ABANDONED, MAX_REASON_CHARS, ResolveAction, ResolveInput};
 pub use stats::DriftCounts;
 pub use usage::ClientUsage;

@@ -11,7 +11,7 @@ use anyhow::Context;
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
-use super::drift::{CompareAt, DriftReport, compare, upstream_tariff};
+use super::drift::{CompareAt, DriftReport, MissingReason, compare, upstream_tariff};
 use super::worker::parse_date;
 use super::{LicenseService, ServiceError};
 use crate::billmanager::{UpstreamError, UpstreamId, UpstreamLicense, UpstreamStatus};
@@ -23,6 +23,10 @@ use crate::store::Inserted;
 
 /// Largest `expiring_within_days` a caller may ask for (ten years).
 pub const MAX_EXPIRING_WITHIN_DAYS: u32 = 3650;
+
+/// The most licenses missing from the upstream list that one reconciliation reads
+/// one by one to confirm they are gone (see `LicenseService::confirm_missing`).
+pub const MAX_CONFIRMED_MISSING: usize = 50;
 
 /// The store lease that makes the periodic reconciliation run once per interval
 /// across replicas.
@@ -130,7 +134,7 @@ impl LicenseService {
         }
         let upstream = listed.licenses;
         let ours = self.store.licenses_with_upstream_id().await?;
-        let report = Arc::new(compare(
+        let mut report = compare(
             &upstream,
             &ours,
             CompareAt {
@@ -139,7 +143,9 @@ impl LicenseService {
                 listed_at,
                 expiring_within_days: days,
             },
-        ));
+        );
+        self.confirm_missing(&mut report).await?;
+        let report = Arc::new(report);
         log_report(&report);
         self.drift.offer(report.clone());
         if let Err(e) = self.persist(&report).await {
@@ -147,6 +153,46 @@ impl LicenseService {
             tracing::error!(error.message = %e, error.cause_chain = ?e, "cannot store the drift report");
         }
         Ok(report)
+    }
+
+    /// A license the list does not show is missing only if its own read
+    /// (`soft.edit`, which no list filter narrows) does not show it live either. A
+    /// list that leaves out a live license is filtered (a saved filter need not show
+    /// itself) or cut, and a report from it would call paid licenses gone, which a
+    /// person might "fix" by buying them again: no report then. The first
+    /// [`MAX_CONFIRMED_MISSING`] are read; a filter that hides licenses hides many.
+    async fn confirm_missing(&self, report: &mut DriftReport) -> Result<(), ServiceError> {
+        let unlisted = report
+            .missing
+            .iter_mut()
+            .filter(|m| m.reason == MissingReason::Absent)
+            .take(MAX_CONFIRMED_MISSING);
+        for missing in unlisted {
+            let Some(id) = missing.license.upstream_id else {
+                continue;
+            };
+            match self.upstream.license_details(id).await {
+                Ok(read) if read.status == UpstreamStatus::Deleted => {
+                    missing.reason = MissingReason::Deleted;
+                }
+                Ok(read) => {
+                    metrics::counter!(crate::metrics::UPSTREAM_ANOMALIES, "kind" => "incomplete_list")
+                        .increment(1);
+                    return Err(ServiceError::UpstreamUnavailable(format!(
+                        "the upstream license list may be incomplete: it leaves out license {id}, which its own read shows in status {}",
+                        read.status.code()
+                    )));
+                }
+                // The upstream does not know it: gone indeed.
+                Err(UpstreamError::Refused { .. }) => {}
+                Err(e) => {
+                    return Err(ServiceError::UpstreamUnavailable(format!(
+                        "cannot confirm that license {id}, which the list leaves out, is gone upstream: {e}"
+                    )));
+                }
+            }
+        }
+        Ok(())
     }
 
     async fn persist(&self, report: &DriftReport) -> anyhow::Result<()> {

@@ -4,16 +4,24 @@
 //! Nothing upstream carries an idempotency key, and the official `soft` list has no
 //! `remoteid` column, so a license is recognised by what the list does show: our id
 //! in `remoteid` (when listed) or `licname`, else, for rows without a `licname`, the
-//! IP, the tariff and a creation date no earlier than the order. An empty result
-//! proves nothing unless the list is known to be complete: nothing in the answer
-//! suggests a filter or a short page, and it shows every license this service knows
-//! to be live upstream (the positive control).
+//! IP, the tariff and a creation date no earlier than the order.
+//!
+//! Absence is proven for the state the sought license could be in, or not at all. A
+//! result that finds nothing proves the order was not placed only when the list
+//! could have shown it in every status an order may be in ([`ORDER_STATUSES`]):
+//! nothing in the answer suggests a filter or a short page, it shows every license
+//! this service knows to be live upstream (the positive control), and it shows some
+//! license in each of those statuses. The last is what a silent saved filter (one
+//! the answer does not show, as `saved_filters` may not) cannot fake: a filter that
+//! hides a status hides every license in it, and a list that shows none in status 5
+//! may hide the order that is being set up right now. Where no list proves it, the
+//! order is never sent again: it is found later, or a person looks.
 
 use std::collections::HashSet;
 
 use time::{Date, OffsetDateTime, macros::format_description};
 
-use crate::billmanager::{UpstreamError, UpstreamId, UpstreamLicense, UpstreamStatus};
+use crate::billmanager::{LicenseList, UpstreamError, UpstreamId, UpstreamLicense, UpstreamStatus};
 use crate::domain::{License, LicenseState, Operation, PanelCatalog, Phase, UpstreamFailure};
 use crate::store::StoreError;
 
@@ -33,6 +41,45 @@ pub(super) enum Lookup {
     Ambiguous(String),
     /// None is ours, but the list may leave licenses out; proves nothing.
     Untrusted(String),
+    /// None is ours and nothing suggests the list leaves licenses out, but it shows
+    /// no license in some status the order may be in (say 5, processing): an order
+    /// in that status could be hidden. Not found, not proven absent.
+    Unseen(String),
+}
+
+/// The upstream statuses a placed order may be in: 5 processing (being set up), 2
+/// active (set up at once), 1 ordered (kept unpaid, as after a short balance). A
+/// look-up proves an order absent only on a list that shows licenses in all three.
+pub(crate) const ORDER_STATUSES: [UpstreamStatus; 3] = [
+    UpstreamStatus::Processing,
+    UpstreamStatus::Active,
+    UpstreamStatus::Ordered,
+];
+
+/// Why a list that finds nothing still cannot prove an order absent because it shows
+/// no license in some status the order may be in; `None` when it shows them all.
+pub(crate) fn unseen_statuses(list: &LicenseList) -> Option<String> {
+    let hidden = list.statuses_not_shown(&ORDER_STATUSES);
+    if hidden.is_empty() {
+        return None;
+    }
+    let names: Vec<String> = hidden.iter().map(|s| status_name(*s)).collect();
+    Some(format!(
+        "the upstream list shows no license in status {}, which a new order may be in, so a filter (a saved one need not show itself) could hide it",
+        names.join(" or ")
+    ))
+}
+
+fn status_name(status: UpstreamStatus) -> String {
+    let name = match status {
+        UpstreamStatus::Ordered => "ordered",
+        UpstreamStatus::Active => "active",
+        UpstreamStatus::Suspended => "suspended",
+        UpstreamStatus::Deleted => "deleted",
+        UpstreamStatus::Processing => "processing",
+        UpstreamStatus::Other(_) => "unknown",
+    };
+    format!("{} ({name})", status.code())
 }
 
 impl Worker {
@@ -82,16 +129,21 @@ impl Worker {
                 "the list does not show license {hidden}, which is live upstream; it is filtered or incomplete"
             )));
         }
+        if let Some(why) = unseen_statuses(&list) {
+            return Ok(Lookup::Unseen(why));
+        }
         Ok(Lookup::Absent)
     }
 
     /// Looks for an order upstream and acts on what is found. `placed`: the upstream
     /// took the order (an answer without an error but without a readable id, or a
     /// refusal whose look-up could not settle it), so it is never sent again; else
-    /// the outcome is unknown, and after the settle checks find nothing on complete
-    /// lists it is sent again, at most `max_resends` times in the order's life. Only
-    /// look-ups made once the last attempt's request can no longer land (its settle
-    /// deadline) count as checks; one made before can only find the order.
+    /// the outcome is unknown, and after the settle checks find nothing it is sent
+    /// again, at most `max_resends` times in the order's life, and only when the last
+    /// check proved it absent (a list that shows every status an order may be in);
+    /// a list that could hide it hands it to a person instead. Only look-ups made
+    /// once the last attempt's request can no longer land (its settle deadline)
+    /// count as checks; one made before can only find the order.
     pub(super) async fn recover_order(
         &self,
         mut op: Operation,
@@ -106,7 +158,7 @@ impl Worker {
                 tracing::info!(upstream_id = id, "found the order upstream; adopting it");
                 return self.confirm_order(op, license, id, held).await;
             }
-            Ok(Lookup::Absent) => {
+            Ok(found @ (Lookup::Absent | Lookup::Unseen(_))) => {
                 op.failures = 0;
                 let settled = self.settle_deadline(&mut op);
                 if OffsetDateTime::now_utc() < settled {
@@ -124,6 +176,13 @@ impl Worker {
                         op.last_error.as_deref().unwrap_or("no id in the answer")
                     );
                     self.needs_attention(&mut op, &mut license, "UPSTREAM_ANSWER_UNREADABLE", why);
+                } else if let Lookup::Unseen(unseen) = found {
+                    metrics::counter!(crate::metrics::UPSTREAM_ANOMALIES, "kind" => "unprovable_absence")
+                        .increment(1);
+                    let why = format!(
+                        "the order's outcome is unknown and it is not listed upstream, which does not prove it was not placed: {unseen}. It is not sent again: look in the panel with its filters cleared, BIND the license if it is there, else ABANDON"
+                    );
+                    self.needs_attention(&mut op, &mut license, "UPSTREAM_OUTCOME_UNKNOWN", why);
                 } else if op.attempt > self.config.max_resends {
                     let why = format!(
                         "the order was sent {} times with an unknown outcome and is not listed upstream; the re-send limit ({}) is reached",
@@ -183,7 +242,10 @@ impl Worker {
                 );
                 return self.confirm_order(op, license, id, held).await;
             }
-            Ok(Lookup::Absent) => {
+            // A refusal is never sent again, so it needs no proof that a hidden item
+            // is absent: FAILED buys nothing. The look-up only adopts an unpaid item
+            // it does see.
+            Ok(Lookup::Absent | Lookup::Unseen(_)) => {
                 op.phase = Phase::Failed;
                 license.state = LicenseState::Failed;
             }
@@ -382,6 +444,42 @@ mod tests {
             match_ours(&undated, &l, &HashSet::new(), &catalog),
             Lookup::Ambiguous(_)
         ));
+    }
+
+    fn with_statuses(statuses: &[u32]) -> LicenseList {
+        LicenseList {
+            licenses: statuses
+                .iter()
+                .enumerate()
+                .map(|(i, code)| {
+                    let mut r = row(i as u64 + 1, "198.51.100.1", Some("other"), None);
+                    r.status = UpstreamStatus::from_code(*code);
+                    r
+                })
+                .collect(),
+            incomplete: None,
+        }
+    }
+
+    #[test]
+    fn only_a_list_showing_every_status_an_order_may_be_in_can_prove_it_absent() {
+        // A new account, or one that a "hide all" filter empties.
+        let empty = unseen_statuses(&with_statuses(&[])).expect("unproven");
+        assert!(
+            empty.contains("status 5 (processing) or 2 (active) or 1 (ordered)"),
+            "{empty}"
+        );
+        // Active licenses only: what an "active only" filter leaves.
+        let active = unseen_statuses(&with_statuses(&[2, 2, 3])).expect("unproven");
+        assert!(
+            active.contains("status 5 (processing) or 1 (ordered)"),
+            "{active}"
+        );
+        assert!(
+            unseen_statuses(&with_statuses(&[2, 5])).is_some(),
+            "no unpaid item"
+        );
+        assert_eq!(unseen_statuses(&with_statuses(&[4, 1, 2, 5, 3])), None);
     }
 
     #[test]

@@ -6,8 +6,10 @@
 //!   the same `licname`/`remoteid`, as a fresh operation (so the worker's re-send
 //!   budget starts again) that starts at INTENT: the worker first looks it up, as
 //!   after any unknown outcome, and sends only when the upstream shows it was not
-//!   carried out. A person who retries something that was bought after all gets it
-//!   adopted, not bought twice. An order that reached the upstream (it has an
+//!   carried out (for an order: a list that could have shown it in every status an
+//!   order may be in; on one that could not, it comes back to a person unsent). A
+//!   person who retries something that was bought after all gets it adopted, not
+//!   bought twice. An order that reached the upstream (it has an
 //!   upstream id) is never retried: use BIND or ABANDON.
 //! - `BIND`: the purchase did happen. The license takes the given upstream license,
 //!   which must exist, be bound to no other license here and match the IP and tariff,

@@ -24,7 +24,7 @@ pub(crate) fn license_id(s: &str) -> anyhow::Result<LicenseId> {
 }
 
 pub(crate) fn ip(s: &str) -> anyhow::Result<LicenseIp> {
-    LicenseIp::parse(s, "ip").map_err(|e| anyhow!("stored ip {s:?} is invalid: {e}"))
+    LicenseIp::read_stored(s).map_err(|e| anyhow!("stored ip {s:?} is invalid: {e}"))
 }
 
 pub(crate) fn state(s: &str) -> anyhow::Result<LicenseState> {

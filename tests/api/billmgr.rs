@@ -553,6 +553,94 @@ async fn without_remoteid_the_same_name_ip_and_tariff_is_the_same_item_and_rest_
     assert_eq!(list["doc"]["elem"][1]["ip"]["$"], "203.0.113.32");
 }
 
+#[tokio::test]
+async fn an_ipv6_spelling_of_a_licensed_ipv4_is_refused_by_checkip_order_and_move() {
+    let app = spawn_app().await;
+    let shop = Shop::new(
+        &app,
+        "/billmgr",
+        SANDBOX_BILLMGR_USER,
+        SANDBOX_TOKEN,
+        Out::Sjson,
+    );
+    fn order<'a>(ip: &'a str, remoteid: &'a str) -> [(&'a str, &'a str); 7] {
+        [
+            ("func", "soft.order.param"),
+            ("sok", "ok"),
+            ("skipbasket", "on"),
+            ("pricelist", "55227"),
+            ("period", "1"),
+            ("ip", ip),
+            ("remoteid", remoteid),
+        ]
+    }
+    shop.ok(&order("203.0.113.41", "first")).await;
+    let mover = shop.ok(&order("203.0.113.42", "mover")).await;
+    let mover = shop.field(&mover, "id").unwrap();
+
+    // Folded spellings find the IP taken; translated and tunnel forms are no
+    // server's own address.
+    for (n, (spelled, error)) in [
+        ("::ffff:203.0.113.41", "exists"),
+        ("::203.0.113.41", "exists"),
+        ("64:ff9b::203.0.113.41", "value"),
+        ("64:ff9b:1::cb00:7129", "value"),
+        ("2002:cb00:7129::1", "value"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let checked = shop
+            .call(&[
+                ("func", "soft.checkip"),
+                ("pricelist", "55227"),
+                ("period", "1"),
+                ("ip", spelled),
+                ("sok", "ok"),
+            ])
+            .await;
+        assert_eq!(
+            shop.error(&checked).as_deref(),
+            Some(error),
+            "{spelled}: {checked}"
+        );
+        let remoteid = format!("second-{n}");
+        let ordered = shop.call(&order(spelled, &remoteid)).await;
+        assert_eq!(
+            shop.error(&ordered).as_deref(),
+            Some(error),
+            "{spelled}: {ordered}"
+        );
+        let moved = shop
+            .call(&[
+                ("func", "soft.edit"),
+                ("elid", &mover),
+                ("ip", spelled),
+                ("sok", "ok"),
+            ])
+            .await;
+        assert_eq!(
+            shop.error(&moved).as_deref(),
+            Some(error),
+            "{spelled}: {moved}"
+        );
+        let v: Value = serde_json::from_str(&ordered).unwrap();
+        assert_eq!(v["doc"]["error"]["$object"], "ip", "{ordered}");
+    }
+    // Saving the license's own address in another spelling moves nothing.
+    shop.ok(&[
+        ("func", "soft.edit"),
+        ("elid", &mover),
+        ("ip", "::ffff:203.0.113.42"),
+        ("sok", "ok"),
+    ])
+    .await;
+
+    assert_eq!(app.sandbox.call_count("soft.order.param"), 2);
+    assert_eq!(app.sandbox.carried_out("soft.edit"), 0, "nothing moved");
+    assert_eq!(app.sandbox.licenses().len(), 2);
+}
+
 fn two_accounts() -> Clients {
     let entry = |name: &str, token: &str, user: &str| {
         format!(

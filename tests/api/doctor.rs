@@ -60,6 +60,14 @@ async fn doctor_passes_on_a_good_account_and_buys_nothing() {
             .contains("no remoteid column")
     );
     assert!(line(&checks, "balance").detail.contains("10000.00 EUR"));
+    // One active license listed: no status 5 or 1 shows, so a lost order answer
+    // cannot be proven unplaced, and the report says what follows.
+    let licenses = &line(&checks, "licenses").detail;
+    assert!(
+        licenses.contains("no license in status 5 (processing) or 1 (ordered)")
+            && licenses.contains("will go to a person"),
+        "{licenses}"
+    );
     assert!(
         checks.iter().any(|c| c.name.starts_with("tariff 55228")),
         "{checks:#?}"

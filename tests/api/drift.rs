@@ -5,11 +5,11 @@
 use license_facade::api::pb::v1 as pb;
 use license_facade::config::{ServeArgs, Settings};
 use license_facade::reconcile_cmd::{self, ReconcileArgs};
-use license_facade::sandbox::{NewSandboxLicense, Sandbox, SandboxConfig};
+use license_facade::sandbox::{NewSandboxLicense, Sandbox, SandboxConfig, SavedFilter};
 use license_facade::startup::Application;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, reason, spawn_app};
+use crate::helpers::{TestApp, reason, spawn_app, spawn_app_on_standalone_sandbox};
 
 async fn active_license(app: &TestApp, server: &str, ip: &str, body: Value) -> Value {
     let mut order = json!({"server": {"id": server, "ip": ip}, "panel": "ISPmanager 6 Pro"});
@@ -161,6 +161,43 @@ async fn licenses_removed_or_deleted_in_the_sandbox_are_reported_missing() {
     assert_eq!(
         fine_now["state"], "ACTIVE",
         "the reconciler changes nothing"
+    );
+}
+
+#[tokio::test]
+async fn a_list_that_silently_hides_a_live_license_makes_no_report_instead_of_calling_it_missing() {
+    // Arrange: the account's saved filter (which does not show itself) is set to
+    // hide everything once the license is active.
+    let app = spawn_app_on_standalone_sandbox(SandboxConfig {
+        key_delay: std::time::Duration::ZERO,
+        saved_filter_silent: true,
+        ..SandboxConfig::default()
+    })
+    .await;
+    let hidden = active_license(&app, "srv-hidden", "203.0.113.24", json!({})).await;
+    app.sandbox.set_saved_filter(Some(SavedFilter::HideAll));
+
+    // Act
+    let response = app
+        .client
+        .post(format!("{}/v1/reconcile", app.http))
+        .send()
+        .await
+        .unwrap();
+
+    // Assert: no report calls the paid license gone; the reason names it.
+    assert_eq!(response.status(), 503);
+    let problem: Value = response.json().await.unwrap();
+    assert_eq!(problem["code"], "UPSTREAM_UNAVAILABLE", "{problem}");
+    let leaves_out = format!("leaves out license {}", upstream_id(&hidden));
+    assert!(
+        problem["detail"].as_str().unwrap().contains(&leaves_out),
+        "{problem}"
+    );
+    assert_eq!(
+        app.get("/v1/drift").await.status(),
+        404,
+        "no report was kept"
     );
 }
 

@@ -429,3 +429,142 @@ async fn a_change_to_the_ip_another_change_is_moving_to_is_refused_while_that_on
         (&json!("ACTIVE"), &json!(second_ip))
     );
 }
+
+/// The IPv6 spellings of 203.0.113.205: the ones that *are* that address (folded to
+/// it, so the IP already has a license) and the translated and tunnel forms (refused
+/// as no server's own address, naming the IPv4).
+const SPELLINGS: [(&str, u16); 8] = [
+    ("::ffff:203.0.113.205", 409),
+    ("::203.0.113.205", 409),
+    ("::cb00:71cd", 409),
+    ("64:ff9b::203.0.113.205", 400),
+    ("64:ff9b:1::cb00:71cd", 400),
+    ("64:ff9b:1:cb00:71:cd00::", 400),
+    ("2002:cb00:71cd::1", 400),
+    ("::ffff:0:203.0.113.205", 400),
+];
+
+#[tokio::test]
+async fn no_ipv6_spelling_of_a_licensed_ipv4_buys_a_second_license() {
+    let app = spawn_with_clients().await;
+    let licensed = "203.0.113.205";
+    let first = rest(
+        &app,
+        Some("alpha"),
+        Method::POST,
+        "/v1/licenses?wait=30s",
+        Some(&order_body("spell-0", licensed)),
+    )
+    .await;
+    assert!(first.status().is_success(), "{}", first.status());
+    let mover: Value = rest(
+        &app,
+        Some("beta"),
+        Method::POST,
+        "/v1/licenses?wait=30s",
+        Some(&order_body("spell-mover", "203.0.113.206")),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(mover["state"], "ACTIVE");
+    let mover = mover["id"].as_str().unwrap().to_owned();
+
+    for (n, (spelled, status)) in SPELLINGS.into_iter().enumerate() {
+        let ordered = rest(
+            &app,
+            Some("beta"),
+            Method::POST,
+            "/v1/licenses",
+            Some(&order_body(&format!("spell-{}", n + 1), spelled)),
+        )
+        .await;
+        assert_eq!(ordered.status(), status, "order for {spelled}");
+        let problem: Value = ordered.json().await.unwrap();
+        if status == 409 {
+            assert_eq!(problem["code"], "IP_HAS_LICENSE", "{spelled}: {problem}");
+        } else {
+            assert_eq!(problem["errors"][0]["field"], "server.ip", "{problem}");
+            let why = problem["errors"][0]["message"].as_str().unwrap();
+            assert!(why.contains("give the server's own"), "{spelled}: {why}");
+        }
+
+        let moved = rest(
+            &app,
+            Some("beta"),
+            Method::POST,
+            &format!("/v1/licenses/{mover}/change-ip"),
+            Some(&json!({ "ip": spelled })),
+        )
+        .await;
+        assert_eq!(moved.status(), status, "move to {spelled}");
+        let problem: Value = moved.json().await.unwrap();
+        if status == 400 {
+            assert_eq!(problem["errors"][0]["field"], "ip", "{problem}");
+        }
+    }
+
+    // The same over gRPC, one folded and one refused spelling.
+    let mut grpc = grpc_client_with(app.grpc_addr, Some("beta-token")).await;
+    for (spelled, code) in [
+        ("::203.0.113.205", Code::FailedPrecondition),
+        ("64:ff9b::203.0.113.205", Code::InvalidArgument),
+    ] {
+        let status = grpc
+            .order_license(pb::OrderLicenseRequest {
+                server: Some(pb::Server {
+                    id: "spell-grpc".into(),
+                    ip: spelled.into(),
+                    hostname: String::new(),
+                }),
+                panel: "ISPmanager 6 Pro".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), code, "{spelled}");
+    }
+
+    assert_eq!(
+        app.sandbox.call_count("soft.order.param"),
+        2,
+        "the first license and the mover, nothing more"
+    );
+    assert_eq!(
+        app.sandbox
+            .licenses()
+            .iter()
+            .filter(|l| l.ip.contains("203.0.113.205") || l.ip.contains("cb00:71cd"))
+            .count(),
+        1,
+        "one license for the address"
+    );
+}
+
+#[tokio::test]
+async fn loopback_in_any_embedded_form_is_refused() {
+    let app = spawn_with_clients().await;
+    for spelled in [
+        "::ffff:127.0.0.1",
+        "::127.0.0.1",
+        "64:ff9b::127.0.0.1",
+        "64:ff9b:1::7f00:1",
+        "64:ff9b:1:7f00:0:100::",
+        "2002:7f00:1::1",
+        "::ffff:0:127.0.0.1",
+    ] {
+        let ordered = rest(
+            &app,
+            Some("alpha"),
+            Method::POST,
+            "/v1/licenses",
+            Some(&order_body("loop-1", spelled)),
+        )
+        .await;
+        assert_eq!(ordered.status(), 400, "{spelled}");
+        let problem: Value = ordered.json().await.unwrap();
+        assert_eq!(problem["errors"][0]["field"], "server.ip", "{problem}");
+    }
+    assert_eq!(app.sandbox.call_count("soft.order.param"), 0);
+}

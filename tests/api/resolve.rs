@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use tonic::Code;
 
 use crate::helpers::{GrpcClient, TestApp, grpc_client_with, http_client_with, reason};
-use crate::support::{Stuck, named_clients, purchases};
+use crate::support::{Stuck, named_clients, plant_status_witnesses, purchases};
 
 /// Quick look-ups, no automatic re-send: a lost order ends with a person at once.
 /// Called as an admin (`ops`) or a writer without the admin scope (`alpha`).
@@ -126,6 +126,9 @@ async fn retry_sends_a_stuck_order_once_more_and_it_becomes_active() {
     let id = app.stuck_unbought(1).await;
     assert_eq!(app.bought(), 0);
     let sent = app.sandbox.call_count("soft.order.param");
+    // The list shows a license in every status an order may be in, so the retry's
+    // look-up can prove the order absent.
+    plant_status_witnesses(&app.sandbox);
 
     let license = app
         .retried_until_done(&id, "nothing in the panel; order again")
@@ -139,8 +142,11 @@ async fn retry_sends_a_stuck_order_once_more_and_it_becomes_active() {
     );
     assert_eq!(app.sandbox.call_count("soft.order.param"), sent + 1);
     assert_eq!(app.bought(), 1);
-    let upstream = &app.sandbox.licenses()[0];
-    assert_eq!(upstream.licname, id, "sent under the same licname");
+    let upstream = app.sandbox.licenses();
+    assert!(
+        upstream.iter().any(|l| l.licname == id),
+        "sent under the same licname"
+    );
     let entries = app.resolve_entries(&id).await;
     assert_eq!(entries.len(), 1, "{entries:?}");
     assert_eq!(entries[0]["client"], "ops");
@@ -156,6 +162,7 @@ async fn a_retried_or_raced_retry_sends_once() {
     let app = spawn().await;
     let id = app.stuck_unbought(2).await;
     let sent = app.sandbox.call_count("soft.order.param");
+    plant_status_witnesses(&app.sandbox);
     let body = json!({"action": "RETRY", "reason": "not bought"});
     let url = format!("{}/v1/licenses/{id}/resolve", app.http);
 
@@ -202,6 +209,28 @@ async fn a_retried_or_raced_retry_sends_once() {
     assert_eq!(app.sandbox.call_count("soft.order.param"), sent + 1);
     assert_eq!(app.bought(), 1, "one purchase, whatever was retried");
     assert_eq!(app.resolve_entries(&id).await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_retry_on_a_list_that_cannot_prove_the_order_absent_goes_back_to_a_person_unsent() {
+    let app = spawn().await;
+    let id = app.stuck_unbought(7).await;
+    let sent = app.sandbox.call_count("soft.order.param");
+
+    // Nothing is listed, so nothing shows that an order in processing would be.
+    let license = app
+        .retried_until_done(&id, "nothing in the panel; order again")
+        .await;
+
+    assert_eq!(license["state"], "NEEDS_ATTENTION", "{license}");
+    assert_eq!(license["lastError"]["code"], "UPSTREAM_OUTCOME_UNKNOWN");
+    let message = license["lastError"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("BIND") && message.contains("ABANDON"),
+        "{message}"
+    );
+    assert_eq!(app.sandbox.call_count("soft.order.param"), sent, "not sent");
+    assert_eq!(app.bought(), 0);
 }
 
 #[tokio::test]

@@ -388,14 +388,15 @@ async fn an_upstream_error_echoing_the_request_is_stored_cut_and_without_the_pas
     // Arrange: an upstream that echoes every request in a 5 MB refusal.
     let password = "p@ss w:rd&=%~*-echo";
     let server = wiremock::MockServer::start().await;
-    // The license list answers (complete and empty), so that the look-up that follows
-    // a refusal proves nothing was bought and the order ends FAILED with the refusal.
+    // The license list answers (complete and empty, in the recorded shape), so that
+    // the look-up that follows a refusal finds nothing and the order ends FAILED with
+    // the refusal.
     wiremock::Mock::given(wiremock::matchers::method("POST"))
         .and(FuncIs("soft"))
-        .respond_with(
-            wiremock::ResponseTemplate::new(200)
-                .set_body_raw("<doc><p_elems>0</p_elems></doc>", "text/xml"),
-        )
+        .respond_with(wiremock::ResponseTemplate::new(200).set_body_raw(
+            "<doc><p_elems>0</p_elems><saved_filters/></doc>",
+            "text/xml",
+        ))
         .with_priority(1)
         .mount(&server)
         .await;

@@ -11,7 +11,7 @@ use license_facade::sandbox::{NewSandboxLicense, OrderIdAt, SandboxConfig, Saved
 use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, spawn_app_on_sandbox_with};
-use crate::support::Stuck;
+use crate::support::{Stuck, bought, plant_status_witnesses};
 
 /// Sandbox defaults for these tests: keys at once.
 fn sandbox() -> SandboxConfig {
@@ -105,6 +105,9 @@ fn code(license: &Value) -> &str {
 #[tokio::test]
 async fn an_unknown_outcome_is_sent_again_at_most_once_then_needs_attention() {
     let app = quick_app(sandbox()).await;
+    // The list shows a license in each status an order may be in, so it can prove
+    // the order absent (rule 3b).
+    plant_status_witnesses(&app.sandbox);
 
     // A 5xx answer: unknown outcome, nothing performed upstream.
     let license = app
@@ -254,6 +257,164 @@ async fn a_list_that_does_not_show_a_license_known_live_upstream_is_not_complete
         "{license}"
     );
     assert_eq!(app.orders_sent(), 2, "one order per license");
+}
+
+#[tokio::test]
+async fn a_hide_all_filter_that_shows_itself_is_not_proof_of_absence() {
+    let app = quick_app(SandboxConfig {
+        saved_filter: Some(SavedFilter::HideAll),
+        ..sandbox()
+    })
+    .await;
+
+    let (_, license) = app.answer_lost(50, "NEEDS_ATTENTION").await;
+    app.idle().await;
+
+    assert_eq!(code(&license), "UPSTREAM_OUTCOME_UNKNOWN", "{license}");
+    assert_eq!(app.orders_sent(), 1);
+    assert_eq!(app.sandbox.licenses().len(), 1);
+}
+
+// ----------------------------------------------------------------- rule 3b
+
+/// The message of a license handed to a person because the list could hide it.
+fn unprovable(license: &Value) -> &str {
+    let message = license["lastError"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("does not prove it was not placed"),
+        "{license}"
+    );
+    message
+}
+
+#[tokio::test]
+async fn a_silent_active_only_filter_that_hides_the_new_order_is_not_taken_for_absence() {
+    // Keys take an hour of sandbox time: a new license stays in processing (5). The
+    // worker reads a processing license often, so the first one is seen active soon
+    // after the sandbox's clock is moved past its hour.
+    let app = spawn_app_on_sandbox_with(
+        SandboxConfig {
+            key_delay: Duration::from_secs(3600),
+            saved_filter_silent: true,
+            ..sandbox()
+        },
+        |s| {
+            quick(s);
+            s.workflow.poll_max = Duration::from_millis(200);
+        },
+    )
+    .await;
+    let known = app.place(51).await;
+    // Bought upstream (the id is shown, as an empty string until then).
+    app.license_until(&known, |l| {
+        l["upstreamId"].as_str().is_some_and(|id| !id.is_empty())
+    })
+    .await;
+    app.sandbox.advance_clock(time::Duration::hours(2));
+    app.settled(&known, "ACTIVE").await;
+    // From now on the list shows active licenses only and does not say so: the known
+    // active license passes the positive control, the new order is hidden.
+    app.sandbox.set_saved_filter(Some(SavedFilter::ActiveOnly));
+
+    let (_, license) = app.answer_lost(52, "NEEDS_ATTENTION").await;
+    app.idle().await;
+
+    assert_eq!(code(&license), "UPSTREAM_OUTCOME_UNKNOWN", "{license}");
+    assert!(
+        unprovable(&license).contains("no license in status 5 (processing) or 1 (ordered)"),
+        "{license}"
+    );
+    assert_eq!(app.orders_sent(), 2, "one purchase per license");
+    assert_eq!(app.sandbox.licenses().len(), 2);
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains("license_facade_upstream_anomalies_total{kind=\"unprovable_absence\"}"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn a_silent_hide_all_filter_on_a_new_account_is_not_taken_for_absence() {
+    let app = quick_app(SandboxConfig {
+        saved_filter: Some(SavedFilter::HideAll),
+        saved_filter_silent: true,
+        ..sandbox()
+    })
+    .await;
+
+    let (_, license) = app.answer_lost(53, "NEEDS_ATTENTION").await;
+    app.idle().await;
+
+    assert_eq!(code(&license), "UPSTREAM_OUTCOME_UNKNOWN", "{license}");
+    assert!(
+        unprovable(&license)
+            .contains("no license in status 5 (processing) or 2 (active) or 1 (ordered)"),
+        "{license}"
+    );
+    assert_eq!(app.orders_sent(), 1, "the order was not sent again");
+    assert_eq!(app.sandbox.licenses().len(), 1);
+}
+
+#[tokio::test]
+async fn a_silent_filter_hides_the_licenses_that_would_prove_an_absence_too() {
+    // Licenses bought elsewhere in each status an order may be in; the silent filter
+    // then hides all but the active one: the new order, and with it the licenses in
+    // statuses 5 and 1 that would have shown those statuses listed.
+    let app = quick_app(SandboxConfig {
+        key_delay: Duration::from_secs(3600),
+        saved_filter_silent: true,
+        ..sandbox()
+    })
+    .await;
+    plant_status_witnesses(&app.sandbox);
+    app.sandbox.set_saved_filter(Some(SavedFilter::ActiveOnly));
+
+    let (_, license) = app.answer_lost(54, "NEEDS_ATTENTION").await;
+    app.idle().await;
+
+    assert!(
+        unprovable(&license).contains("status 5 (processing)"),
+        "{license}"
+    );
+    assert_eq!(app.orders_sent(), 1);
+    assert_eq!(bought(&app.sandbox).len(), 1);
+}
+
+#[tokio::test]
+async fn a_change_not_seen_on_a_license_in_processing_is_not_sent_again() {
+    let app = quick_app(sandbox()).await;
+    let id = app.place(55).await;
+    let license = app.settled(&id, "ACTIVE").await;
+    let upstream_id: u64 = license["upstreamId"].as_str().unwrap().parse().unwrap();
+    // The renewal's answer is a 5xx (nothing renewed), and the upstream shows the
+    // license in processing (5), where a renewal under way need not show yet.
+    app.sandbox
+        .set_faults(vec!["service.prolong:error5xx:1.0".parse().unwrap()]);
+    assert!(app.sandbox.set_status(upstream_id, 5));
+
+    let renewed = app
+        .post_json(
+            &format!("/v1/licenses/{id}/renew"),
+            &json!({"periodMonths": 1}),
+        )
+        .await;
+    assert_eq!(renewed.status(), 202);
+    let license = app.settled(&id, "NEEDS_ATTENTION").await;
+    app.idle().await;
+
+    assert_eq!(code(&license), "UPSTREAM_OUTCOME_UNKNOWN", "{license}");
+    assert!(
+        license["lastError"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("processing (status 5)"),
+        "{license}"
+    );
+    assert_eq!(
+        app.sandbox.call_count("service.prolong"),
+        1,
+        "the renewal was not sent again"
+    );
 }
 
 // ----------------------------------------------------------------- rule 4

@@ -75,6 +75,20 @@ fn cases() -> Vec<(
             "server.ip",
         ),
         (
+            "loopback ip behind local-use NAT64",
+            json!({"server": {"id": "srv-1", "ip": "64:ff9b:1::7f00:1"}, "panel": "ISPmanager 6 Pro"}),
+            grpc_order("srv-1", "64:ff9b:1::7f00:1", "ISPmanager 6 Pro"),
+            "INVALID_ARGUMENT",
+            "server.ip",
+        ),
+        (
+            "an IPv4 address behind NAT64",
+            json!({"server": {"id": "srv-1", "ip": "64:ff9b::203.0.113.10"}, "panel": "ISPmanager 6 Pro"}),
+            grpc_order("srv-1", "64:ff9b::203.0.113.10", "ISPmanager 6 Pro"),
+            "INVALID_ARGUMENT",
+            "server.ip",
+        ),
+        (
             "link-local ip behind 6to4",
             json!({"server": {"id": "srv-1", "ip": "2002:a9fe:0101::1"}, "panel": "ISPmanager 6 Pro"}),
             grpc_order("srv-1", "2002:a9fe:0101::1", "ISPmanager 6 Pro"),

@@ -5,12 +5,17 @@
 use license_facade::crash;
 
 use crate::figures::{Figures, duplicates_and_lost};
-use crate::support::{ADOPTED_LOG, Order, ServiceDir, assert_agree, sandbox_config, start_sandbox};
+use crate::support::{
+    ADOPTED_LOG, Order, ServiceDir, assert_agree, bought, sandbox_config, start_bare_sandbox,
+    start_sandbox,
+};
 
 /// Iterations of every point in the slow tier.
 const SLOW_ITERATIONS: u64 = 20;
 
-/// One crash-and-recover cycle at `point` on a fresh database and sandbox.
+/// One crash-and-recover cycle at `point` on a fresh database and sandbox (whose list
+/// shows licenses bought elsewhere in every status an order may be in, so that a
+/// look-up can prove an unsent order absent and the retry sends it).
 async fn crash_and_recover(point: &'static str) -> Figures {
     let sandbox = start_sandbox(sandbox_config()).await;
     let mut dir = ServiceDir::new();
@@ -76,7 +81,7 @@ async fn crash_and_recover(point: &'static str) -> Figures {
         1,
         "one upstream order request in all ({point})"
     );
-    assert_eq!(sandbox.handle.licenses().len(), 1);
+    assert_eq!(bought(&sandbox.handle).len(), 1);
     // Where the license was bought but not yet recorded, the restarted service found it
     // by look-up ("adopting it" in its log); elsewhere there was nothing to find.
     let expected_adoptions = match point {
@@ -131,8 +136,9 @@ async fn crash_after_confirmed_then_retry_orders_exactly_once() {
 }
 
 /// A refusal (no money) is a definite answer: a crash before it is committed leaves the
-/// order at INTENT; recovery proves there is no upstream license, sends again, is
-/// refused again, and the license ends FAILED with nothing bought.
+/// order at INTENT; recovery proves there is no upstream license (the list shows
+/// every status an order may be in), sends again, is refused again, and the license
+/// ends FAILED with nothing bought.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_after_a_refusal_ends_failed_with_nothing_bought() {
     let sandbox = start_sandbox(sandbox_config()).await;
@@ -155,7 +161,43 @@ async fn crash_after_a_refusal_ends_failed_with_nothing_bought() {
         // (a refused server may order again), refused again.
         second.api.license_until(&first_id, &["FAILED"]).await;
     }
-    assert!(sandbox.handle.licenses().is_empty(), "nothing was bought");
+    assert!(bought(&sandbox.handle).is_empty(), "nothing was bought");
+}
+
+/// The same crash after INTENT on an account whose list shows no license in some
+/// status an order may be in (here: none at all, a new account, which a silent
+/// "hide all" filter would look like): the restarted service cannot prove the order
+/// unplaced, so it hands it to a person and sends nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_after_intent_on_a_list_that_cannot_prove_absence_needs_a_person_and_sends_nothing() {
+    let sandbox = start_bare_sandbox(sandbox_config()).await;
+    let mut dir = ServiceDir::new();
+    let order = Order::new(9);
+
+    let mut first = dir.start(&sandbox.url, Some(crash::AFTER_INTENT));
+    let first_id = first.api.order(&order).await.ok();
+    first.expect_abort_at(crash::AFTER_INTENT).await;
+    drop(first);
+
+    let second = dir.start(&sandbox.url, None);
+    let id = second.api.order(&order).await.expect("acknowledged");
+    if let Some(first_id) = first_id {
+        assert_eq!(id, first_id, "the retry returns the same license");
+    }
+    let license = second.api.license_until(&id, &["NEEDS_ATTENTION"]).await;
+
+    assert_eq!(
+        license["lastError"]["code"], "UPSTREAM_OUTCOME_UNKNOWN",
+        "{license}"
+    );
+    assert!(
+        license["lastError"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("does not prove it was not placed")),
+        "{license}"
+    );
+    assert_eq!(sandbox.orders_sent(), 0, "nothing was sent");
+    assert!(sandbox.handle.licenses().is_empty());
 }
 
 /// Slow tier: every crash point at least 20 times, the points in parallel.

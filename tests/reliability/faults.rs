@@ -1,13 +1,14 @@
 //! Lost and timed-out upstream answers: the order ends with exactly one upstream
 //! license, found by recovery (not ordered again) when the upstream performed it, sent
-//! again only after recovery proved it absent.
+//! again only after recovery proved it absent (on a list that shows every status an
+//! order may be in).
 
 use std::time::{Duration, Instant};
 
 use crate::figures::{Figures, duplicates_and_lost};
 use crate::support::{
-    DEADLINE, InProcess, Order, Stuck, Timings, assert_agree, sandbox_config, start_sandbox,
-    stuck_order,
+    DEADLINE, InProcess, Order, Stuck, Timings, assert_agree, bought, sandbox_config,
+    start_sandbox, stuck_order,
 };
 
 const ORDERS: usize = 5;
@@ -61,6 +62,8 @@ async fn answers_dropped_after_commit_are_found_by_recovery_not_reordered() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn timed_out_orders_are_sent_again_only_after_recovery_proves_them_absent() {
+    // (The list shows licenses bought elsewhere in every status an order may be in:
+    // it can prove an order absent.)
     let sandbox = start_sandbox(sandbox_config()).await;
     sandbox.set_fault("soft.order.param:timeout:1.0");
     let dir = tempfile::tempdir().unwrap();
@@ -85,7 +88,7 @@ async fn timed_out_orders_are_sent_again_only_after_recovery_proves_them_absent(
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert!(
-        sandbox.handle.licenses().is_empty(),
+        bought(&sandbox.handle).is_empty(),
         "timed-out orders are not performed"
     );
     for id in &ids {
@@ -98,7 +101,7 @@ async fn timed_out_orders_are_sent_again_only_after_recovery_proves_them_absent(
         let license = app.api.license_until(id, &["ACTIVE"]).await;
         assert_agree(&sandbox.handle, order, &license);
     }
-    assert_eq!(sandbox.handle.licenses().len(), ORDERS);
+    assert_eq!(bought(&sandbox.handle).len(), ORDERS);
     assert!(
         sandbox.orders_sent() >= 2 * ORDERS as u64,
         "each order was sent again after its absence was proven"

@@ -69,6 +69,8 @@ async fn round(kills: usize) -> Figures {
     let mut config = sandbox_config();
     config.latency = Duration::from_millis(20);
     config.key_delay = Duration::from_millis(100);
+    // Orders cut by a kill before they were carried out are sent again where the list
+    // proves them absent: it shows licenses in every status an order may be in.
     let sandbox = start_sandbox(config).await;
     let upstream_url = slow_answer_proxy(sandbox.addr, Duration::from_millis(60)).await;
     let mut dir = ServiceDir::new();

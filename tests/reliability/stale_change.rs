@@ -14,7 +14,7 @@ use license_facade::crash;
 use license_facade::domain::{LicenseId, Operation, OperationKind};
 use time::OffsetDateTime;
 
-use crate::support::{Order, ServiceDir, sandbox_config, start_sandbox};
+use crate::support::{Order, ServiceDir, bought, sandbox_config, start_sandbox};
 
 /// Orders a license, queues `stale` on it straight into the store, aborts the service
 /// after the change's intent, restarts, and checks that `func` was carried out once.
@@ -27,7 +27,7 @@ async fn stale_view_is_sent_once(stale: OperationKind, func: &str) {
     let id = setup.api.order(&order).await.expect("acknowledged");
     setup.api.license_until(&id, &["ACTIVE"]).await;
     drop(setup);
-    let before = sandbox.handle.licenses()[0].clone();
+    let before = bought(&sandbox.handle)[0].clone();
 
     // The change as a request that read the license before another change finished.
     let store = license_facade::store::connect(&dir.database_url())
@@ -70,7 +70,7 @@ async fn stale_view_is_sent_once(stale: OperationKind, func: &str) {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     let license = service.api.license(&id).await;
-    let after = sandbox.handle.licenses()[0].clone();
+    let after = bought(&sandbox.handle)[0].clone();
     assert_eq!(
         sandbox.handle.carried_out(func),
         1,

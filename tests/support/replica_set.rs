@@ -38,7 +38,9 @@ impl ReplicaSet {
     /// Three replicas against a sandbox with `upstream`, each with the configuration
     /// `config` (TOML) or, when `None`, the child replicas' short timings; `None`
     /// (skipped, with a note; with `CI=true` failed) when no PostgreSQL server is
-    /// configured.
+    /// configured. The sandbox's list shows licenses bought elsewhere in every status an
+    /// order may be in ([`start_sandbox`]): an order a killed replica had not sent yet
+    /// can be proven unplaced and is sent by another.
     pub async fn start(upstream: SandboxConfig, config: Option<&str>) -> Option<Self> {
         let db = TestDb::create().await?;
         let sandbox = start_sandbox(upstream).await;

@@ -4,13 +4,51 @@
 use std::time::Duration;
 
 use license_facade::sandbox::{
-    Fault, Sandbox, SandboxConfig, SandboxHandle, SandboxLicense, SandboxRenewal,
+    Fault, NewSandboxLicense, Sandbox, SandboxConfig, SandboxHandle, SandboxLicense,
+    SandboxRenewal,
 };
 use tokio_util::sync::CancellationToken;
 
 /// Upstream status of an active license and of a deleted one.
 pub const UPSTREAM_ACTIVE: u32 = 2;
 pub const UPSTREAM_DELETED: u32 = 4;
+
+/// The addresses of the licenses [`plant_status_witnesses`] plants start so.
+pub const WITNESS_IPS: &str = "192.0.2.24";
+
+/// Plants three licenses bought elsewhere, one in each status a new order may be in
+/// (5 processing, 2 active, 1 ordered), on 192.0.2.241–243, and returns their ids. A
+/// list that shows a license in each of them can prove an order absent; one that
+/// shows none in some status could hide an order there, and the service then hands
+/// the order to a person rather than sending it again. For the tests of what follows
+/// a proven absence (a re-send); they count their own licenses without these.
+pub fn plant_status_witnesses(handle: &SandboxHandle) -> Vec<u64> {
+    [5, 2, 1]
+        .into_iter()
+        .enumerate()
+        .map(|(i, status)| {
+            handle.insert_license(NewSandboxLicense {
+                status,
+                licname: format!("bought-elsewhere-{status}"),
+                ..NewSandboxLicense::new(format!("{WITNESS_IPS}{}", i + 1), 55227)
+            })
+        })
+        .collect()
+}
+
+/// Whether `license` is one of the [`plant_status_witnesses`].
+pub fn is_witness(license: &SandboxLicense) -> bool {
+    license.ip.starts_with(WITNESS_IPS)
+}
+
+/// Upstream licenses, deleted ones included, without the planted witnesses.
+pub fn bought(handle: &SandboxHandle) -> Vec<SandboxLicense> {
+    handle
+        .licenses()
+        .into_iter()
+        .filter(|l| !is_witness(l))
+        .collect()
+}
 
 /// A sandbox served until dropped.
 pub struct TestSandbox {
@@ -35,7 +73,19 @@ pub fn sandbox_config() -> SandboxConfig {
     }
 }
 
+/// A sandbox whose account lists licenses bought elsewhere in every status an order
+/// may be in ([`plant_status_witnesses`]), so that a look-up can prove an order
+/// unplaced and an order cut before the upstream took it (a kill, a call cut by its
+/// timeout on a loaded machine) is sent again, as these suites expect. The tests of
+/// what happens without them use [`start_bare_sandbox`].
 pub async fn start_sandbox(config: SandboxConfig) -> TestSandbox {
+    let sandbox = start_bare_sandbox(config).await;
+    plant_status_witnesses(&sandbox.handle);
+    sandbox
+}
+
+/// A sandbox with an empty account.
+pub async fn start_bare_sandbox(config: SandboxConfig) -> TestSandbox {
     super::init();
     let sandbox = Sandbox::bind("127.0.0.1:0".parse().unwrap(), config)
         .await
@@ -54,9 +104,9 @@ pub async fn start_sandbox(config: SandboxConfig) -> TestSandbox {
 }
 
 impl TestSandbox {
-    /// Upstream licenses that are not deleted.
+    /// Upstream licenses that are not deleted, the planted witnesses left out.
     pub fn live(&self) -> Vec<SandboxLicense> {
-        live(&self.handle).collect()
+        live(&self.handle).filter(|l| !is_witness(l)).collect()
     }
 
     /// Upstream licenses on `ip` that are not deleted.

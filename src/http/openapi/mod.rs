@@ -152,7 +152,7 @@ fn hand_written_schemas() -> Vec<(String, RefOr<Schema>)> {
             json!({
                 "type": "object", "additionalProperties": false, "required": ["ip"],
                 "description": "Body of `POST /v1/licenses/{id}/change-ip`.",
-                "properties": {"ip": {"type": "string", "description": "The new unicast IPv4 or IPv6 address."}}
+                "properties": {"ip": {"type": "string", "description": "The new unicast IPv4 or IPv6 address, under the same rules as an order's server.ip."}}
             }),
         ),
         (
