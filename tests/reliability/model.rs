@@ -60,8 +60,7 @@ use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use crate::figures::{Figures, duplicates_and_lost_within};
 use crate::support::{
     Api, InProcess, Order, RIVALS, Timings, assert_agree, count, is_witness, live_on,
-    sandbox_config,
-    start_sandbox,
+    sandbox_config, start_sandbox,
 };
 
 /// The upstream functions the sequences put faults on: the order's and the changes'.

@@ -4,8 +4,7 @@
 use std::time::Duration;
 
 use license_facade::sandbox::{
-    Fault, NewSandboxLicense, Sandbox, SandboxConfig, SandboxHandle, SandboxLicense,
-    SandboxRenewal,
+    Fault, NewSandboxLicense, Sandbox, SandboxConfig, SandboxHandle, SandboxLicense, SandboxRenewal,
 };
 use tokio_util::sync::CancellationToken;
 
