@@ -18,6 +18,8 @@ mod error;
 mod fields;
 mod listing;
 pub mod sim;
+#[cfg(test)]
+mod tests;
 pub mod vmmanager;
 
 use std::net::Ipv4Addr;

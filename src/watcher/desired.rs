@@ -195,7 +195,7 @@ mod tests {
     use super::*;
 
     fn catalog() -> Catalog {
-        let pro = vec!["pro".to_owned()];
+        let pro = ["pro".to_owned()];
         Catalog::new([
             ("ISPmanager 6 Lite", &[][..]),
             ("ISPmanager 6 Pro", &pro[..]),
@@ -261,7 +261,7 @@ mod tests {
         let lite = wanted(&server("", &[], "ISPmanager on Alma", &ips));
         assert!(matches!(lite, Observed::Wanted(w) if w.panel == "ISPmanager 6 Lite"));
         // The comment wins over a tag.
-        let both = wanted(&server("panel=lite", &["panel=pro"], "", &ips));
+        let both = wanted(&server("panel=ispmanager-6-lite", &["panel=pro"], "", &ips));
         assert!(matches!(both, Observed::Wanted(w) if w.panel == "ISPmanager 6 Lite"));
     }
 

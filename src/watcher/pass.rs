@@ -102,15 +102,16 @@ pub async fn run(w: &Watcher, mode: PassMode) -> anyhow::Result<PassReport> {
         &plan,
         steps,
     );
-    w.board.record(
-        &prefix,
-        &report,
-        &listing.servers,
-        &observed,
-        &licenses,
-        &plan,
-        mode.dry_run,
-    );
+    if !mode.dry_run {
+        w.board.record(
+            &prefix,
+            &report,
+            &listing.servers,
+            &observed,
+            &licenses,
+            &plan,
+        );
+    }
     Ok(report)
 }
 

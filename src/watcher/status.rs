@@ -116,7 +116,7 @@ impl StatusBoard {
         self.lock().last_error = Some(format!("{error:#}"));
     }
 
-    /// Records a pass.
+    /// Records a pass that sent its calls (a dry run is not recorded).
     pub fn record(
         &self,
         prefix: &str,
@@ -125,11 +125,7 @@ impl StatusBoard {
         observed: &[(u64, Observed)],
         licenses: &[License],
         plan: &Plan,
-        dry_run: bool,
     ) {
-        if dry_run {
-            return;
-        }
         let c = &self.counters;
         let add = |counter: &AtomicU64, n: usize| counter.fetch_add(n as u64, Ordering::Relaxed);
         add(&c.ordered, report.ordered);

@@ -31,6 +31,9 @@ pub struct SimFaults {
     pub empty_list: bool,
     /// The page starting at this index answers 500 (a page error mid-listing).
     pub fail_page_at: Option<usize>,
+    /// The page starting at this index answers 503 this many times (the platform
+    /// suspended mid-listing).
+    pub busy_page_at: Option<(usize, u64)>,
 }
 
 /// Settings of the simulator.

@@ -19,7 +19,39 @@ use super::filter::Filter;
 use super::state::{NewHost, SimHost, TokenCheck};
 use crate::protocol::parse_urlencoded;
 
-type Answer = Result<Response, Response>;
+type Answer = Result<Response, Refusal>;
+
+/// An answer other than success.
+#[derive(Debug)]
+enum Refusal {
+    /// A JSON error with its HTTP status.
+    Error {
+        status: StatusCode,
+        code: u32,
+        msg: String,
+    },
+    /// 503, as a suspended platform answers.
+    Busy,
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        match self {
+            // The error body's shape is inferred: `{"error": {"code": …, "msg": …}}`.
+            Refusal::Error { status, code, msg } => (
+                status,
+                axum::Json(json!({"error": {"code": code, "msg": msg}})),
+            )
+                .into_response(),
+            Refusal::Busy => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(header::RETRY_AFTER, "1")],
+                "platform is starting, try again later",
+            )
+                .into_response(),
+        }
+    }
+}
 
 /// Every route, at the root and under `/api`.
 pub(super) fn router(shared: Arc<Shared>) -> Router {
@@ -46,12 +78,12 @@ pub(super) fn router(shared: Arc<Shared>) -> Router {
 }
 
 /// An error answer: `{"error": {"code": …, "msg": …}}` (the shape is inferred).
-fn error(status: StatusCode, code: u32, msg: &str) -> Response {
-    (
+fn error(status: StatusCode, code: u32, msg: &str) -> Refusal {
+    Refusal::Error {
         status,
-        axum::Json(json!({"error": {"code": code, "msg": msg}})),
-    )
-        .into_response()
+        code,
+        msg: msg.to_owned(),
+    }
 }
 
 fn ok(value: Value) -> Answer {
@@ -60,7 +92,7 @@ fn ok(value: Value) -> Answer {
 
 /// Counts the call and applies the busy fault; for every route but the log-in, also
 /// checks the session.
-fn gate(shared: &Shared, label: &str, headers: Option<&HeaderMap>) -> Result<(), Response> {
+fn gate(shared: &Shared, label: &str, headers: Option<&HeaderMap>) -> Result<(), Refusal> {
     let mut st = shared.lock();
     st.count(label);
     let busy = if st.faults.busy_next > 0 {
@@ -71,12 +103,7 @@ fn gate(shared: &Shared, label: &str, headers: Option<&HeaderMap>) -> Result<(),
     };
     if busy {
         st.count("503");
-        return Err((
-            StatusCode::SERVICE_UNAVAILABLE,
-            [(header::RETRY_AFTER, "1")],
-            "platform is starting, try again later",
-        )
-            .into_response());
+        return Err(Refusal::Busy);
     }
     st.settle();
     let Some(headers) = headers else {
@@ -107,7 +134,7 @@ fn token_of(headers: &HeaderMap) -> Option<String> {
         .find_map(|pair| pair.trim().strip_prefix("ses6=").map(str::to_owned))
 }
 
-fn body_json(body: &Bytes) -> Result<Value, Response> {
+fn body_json(body: &Bytes) -> Result<Value, Refusal> {
     if body.is_empty() {
         return Ok(json!({}));
     }
@@ -151,7 +178,7 @@ struct ListQuery {
     offset: usize,
 }
 
-fn list_query(shared: &Shared, raw: Option<&str>) -> Result<ListQuery, Response> {
+fn list_query(shared: &Shared, raw: Option<&str>) -> Result<ListQuery, Refusal> {
     let pairs = parse_urlencoded(raw.unwrap_or_default());
     let get = |name: &str| {
         pairs
@@ -160,7 +187,7 @@ fn list_query(shared: &Shared, raw: Option<&str>) -> Result<ListQuery, Response>
             .map(|(_, v)| v.clone())
     };
     let paging = &shared.config.paging;
-    let number = |name: &str| -> Result<Option<usize>, Response> {
+    let number = |name: &str| -> Result<Option<usize>, Refusal> {
         get(name)
             .map(|v| v.trim().parse::<usize>())
             .transpose()
@@ -185,7 +212,18 @@ fn list_query(shared: &Shared, raw: Option<&str>) -> Result<ListQuery, Response>
 
 /// One page of `rows` as `{"list": […], <total>: n}`, with the list faults applied.
 fn page(shared: &Shared, rows: Vec<Value>, q: &ListQuery) -> Answer {
-    let faults = shared.lock().faults.clone();
+    let faults = {
+        let mut st = shared.lock();
+        if let Some((offset, times)) = st.faults.busy_page_at.as_mut()
+            && *offset == q.offset
+            && *times > 0
+        {
+            *times -= 1;
+            st.count("503");
+            return Err(Refusal::Busy);
+        }
+        st.faults.clone()
+    };
     if faults.fail_page_at == Some(q.offset) {
         return Err(error(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -281,12 +319,12 @@ async fn create_host(State(shared): State<Arc<Shared>>, headers: HeaderMap, body
     ok(json!({"id": id, "task": task}))
 }
 
-fn parse_id(id: &str) -> Result<u64, Response> {
+fn parse_id(id: &str) -> Result<u64, Refusal> {
     id.parse()
         .map_err(|_| error(StatusCode::BAD_REQUEST, 400, "invalid id"))
 }
 
-fn not_found(what: &str) -> Response {
+fn not_found(what: &str) -> Refusal {
     error(StatusCode::NOT_FOUND, 404, &format!("{what} not found"))
 }
 
