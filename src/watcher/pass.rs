@@ -158,47 +158,67 @@ fn planned(plan: &Plan) -> Vec<StepResult> {
 /// Makes the calls, `concurrency` at a time: cancellations, then changes, then orders.
 async fn execute(w: &Watcher, plan: &Plan) -> Vec<StepResult> {
     let n = w.config.concurrency;
-    let mut steps: Vec<StepResult> = futures::stream::iter(&plan.cancels)
-        .map(|c| async move {
-            let mut step = planned_cancel(c);
-            match w.api.cancel(&c.license_id, &c.request_id).await {
-                Ok(license) => {
-                    step.result = "done";
-                    tracing::info!(server_id = %c.server_id, license_id = %license.id, reason = c.reason, state = license.state, "license cancelled");
-                }
-                Err(e) => fail(&mut step, &e),
-            }
-            step
-        })
+    // Each call owns what it needs: futures that borrow from a closure's argument are
+    // not `Send` for every lifetime, and the serving loop runs passes in a task.
+    let cancels: Vec<_> = plan
+        .cancels
+        .iter()
+        .map(|c| cancel(w.api.clone(), c.clone()))
+        .collect();
+    let mut steps: Vec<StepResult> = futures::stream::iter(cancels)
         .buffer_unordered(n)
         .collect()
         .await;
     let (changes, orders): (Vec<_>, Vec<_>) =
         plan.ensures.iter().partition(|e| e.why != EnsureWhy::Order);
     for phase in [changes, orders] {
-        let done: Vec<StepResult> = futures::stream::iter(phase)
-            .map(|e| async move {
-                let mut step = ensure_step(e.why, &e.call, e.license_id.clone());
-                match w.api.ensure(&e.call).await {
-                    Ok((license, action)) => {
-                        step.result = if action == Ensured::None { "unchanged" } else { "done" };
-                        step.license_id = Some(license.id.clone());
-                        tracing::info!(
-                            server_id = %e.call.server_id, license_id = %license.id, ip = %e.call.ip,
-                            panel = %e.call.panel, action = step.action, result = step.result,
-                            "license ensured"
-                        );
-                    }
-                    Err(err) => fail(&mut step, &err),
-                }
-                step
-            })
+        let calls: Vec<_> = phase
+            .into_iter()
+            .map(|e| ensure(w.api.clone(), e.clone()))
+            .collect();
+        let done: Vec<StepResult> = futures::stream::iter(calls)
             .buffer_unordered(n)
             .collect()
             .await;
         steps.extend(done);
     }
     steps
+}
+
+async fn cancel(api: super::api::LicenseApi, c: plan::CancelStep) -> StepResult {
+    let mut step = planned_cancel(&c);
+    match api.cancel(&c.license_id, &c.request_id).await {
+        Ok(license) => {
+            step.result = "done";
+            tracing::info!(
+                server_id = %c.server_id, license_id = %license.id, reason = c.reason,
+                state = license.state, "license cancelled"
+            );
+        }
+        Err(e) => fail(&mut step, &e),
+    }
+    step
+}
+
+async fn ensure(api: super::api::LicenseApi, e: plan::EnsureStep) -> StepResult {
+    let mut step = ensure_step(e.why, &e.call, e.license_id.clone());
+    match api.ensure(&e.call).await {
+        Ok((license, action)) => {
+            step.result = if action == Ensured::None {
+                "unchanged"
+            } else {
+                "done"
+            };
+            step.license_id = Some(license.id.clone());
+            tracing::info!(
+                server_id = %e.call.server_id, license_id = %license.id, ip = %e.call.ip,
+                panel = %e.call.panel, action = step.action, result = step.result,
+                "license ensured"
+            );
+        }
+        Err(err) => fail(&mut step, &err),
+    }
+    step
 }
 
 fn planned_cancel(c: &plan::CancelStep) -> StepResult {

@@ -53,7 +53,8 @@ pub struct PlatformSimConfig {
     pub max_page_size: usize,
     /// A session (not an API token) expires this long after log-in.
     pub session_ttl: Option<Duration>,
-    /// A session (not an API token) expires after this many calls.
+    /// A session (not an API token) expires after this many calls (changeable while
+    /// running).
     pub session_max_calls: Option<u64>,
     /// HTTP status of a call with an expired or unknown session: 401 or 403.
     pub expired_status: u16,

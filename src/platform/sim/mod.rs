@@ -135,6 +135,11 @@ impl PlatformSimHandle {
         self.shared.lock().expire_sessions();
     }
 
+    /// Sessions expire after this many calls from now on (`None`: never by calls).
+    pub fn set_session_max_calls(&self, max: Option<u64>) {
+        self.shared.lock().session_max_calls = max;
+    }
+
     /// Completes every running task now.
     pub fn finish_tasks(&self) {
         self.shared.lock().finish_tasks();

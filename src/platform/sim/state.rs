@@ -120,6 +120,7 @@ pub struct State {
     tasks: BTreeMap<u64, Task>,
     sessions: HashMap<String, Session>,
     api_tokens: Vec<String>,
+    pub(super) session_max_calls: Option<u64>,
     next_host: u64,
     next_ip_id: u64,
     next_task: u64,
@@ -137,6 +138,7 @@ impl State {
             tasks: BTreeMap::new(),
             sessions: HashMap::new(),
             api_tokens: config.api_tokens.clone(),
+            session_max_calls: config.session_max_calls,
             next_host: 1,
             next_ip_id: 1,
             next_task: 1000,
@@ -197,7 +199,7 @@ impl State {
         let too_old = config
             .session_ttl
             .is_some_and(|ttl| session.created.elapsed() >= ttl);
-        let too_used = config
+        let too_used = self
             .session_max_calls
             .is_some_and(|max| session.calls > max);
         if too_old || too_used {
