@@ -26,6 +26,9 @@ pub enum Command {
     Watch(crate::watcher::WatchArgs),
     /// Run a VMmanager 6 / DCImanager 6 API simulator (for demos and tests).
     PlatformSim(crate::platform::sim::PlatformSimArgs),
+    /// Run the whole chain in one process: platform simulator → watcher →
+    /// license-facade → BILLmanager sandbox.
+    DemoPlatform(crate::demo_platform::DemoArgs),
     /// Check the upstream account before spending money: log in once, read the
     /// licenses, the price list and the balance, and say which answer shapes the
     /// upstream uses. Buys and changes nothing. Exit 0 when every check passed.

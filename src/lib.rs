@@ -23,6 +23,7 @@ pub mod cli;
 pub mod config;
 pub mod console;
 pub mod crash;
+pub mod demo_platform;
 pub mod doctor;
 pub mod domain;
 pub mod downstream;

@@ -26,15 +26,20 @@ async fn main() -> anyhow::Result<()> {
         Command::Reconcile(_) | Command::Doctor(_) => telemetry::init_stderr(),
         // A dry run's stdout is the plan.
         Command::Watch(ref args) if args.dry_run => telemetry::init_stderr(),
-        Command::Serve(_) | Command::Sandbox(_) | Command::Watch(_) | Command::PlatformSim(_) => {
-            log_guard = telemetry::init_serving()
-        }
+        Command::Serve(_)
+        | Command::Sandbox(_)
+        | Command::Watch(_)
+        | Command::PlatformSim(_)
+        | Command::DemoPlatform(_) => log_guard = telemetry::init_serving(),
         _ => telemetry::init(),
     }
     let result = match cli.command {
         Command::Serve(args) => serve(args).await,
         Command::Sandbox(args) => sandbox(args).await,
         Command::PlatformSim(args) => platform_sim(args).await,
+        Command::DemoPlatform(args) => {
+            license_facade::demo_platform::run(args, shutdown_signal()).await
+        }
         Command::Watch(args) => {
             match license_facade::watcher::run_command(args, shutdown_signal()).await {
                 Ok(code) => {
