@@ -9,5 +9,6 @@ mod support;
 mod faults;
 mod lifecycle;
 mod operator;
+mod recipe;
 mod sigkill;
 mod two_watchers;
