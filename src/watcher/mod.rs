@@ -6,7 +6,7 @@
 //! like any provider's integration: it talks to the service only through the public
 //! gRPC API with its own client token, never through the core or the store.
 //!
-//! Layout: `config` (watcher.toml), `desired` (markers → panel and address), `api`
+//! Layout: `config` and `config_file` (watcher.toml, checked and as read), `desired` (markers → panel and address), `api`
 //! (the gRPC client), `plan` (a pass's decisions, pure), `ids` (server and request
 //! ids), `state` (absence bookkeeping on disk), `pass` (one pass), `report`, `status`
 //! (metrics and the status page's data), `http` (the operator and guest listeners),
@@ -15,6 +15,7 @@
 mod api;
 mod args;
 mod config;
+mod config_file;
 mod desired;
 mod http;
 mod ids;

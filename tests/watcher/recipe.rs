@@ -20,7 +20,10 @@ fn stub(path: &Path) {
 /// Runs the recipe as a guest calling from `address` (through the trusted proxy
 /// header); its exit code.
 fn run_recipe(dir: &Path, guest: &str, address: &str, wait_secs: u32) -> i32 {
-    let recipe = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/recipes/ispmanager-license.sh");
+    let recipe = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/recipes/ispmanager-license.sh"
+    );
     Command::new("sh")
         .arg(recipe)
         .env("LF_GUEST_URL", format!("http://{guest}"))
@@ -80,7 +83,10 @@ async fn the_recipe_installs_the_licensed_panel_only_once_the_license_is_active(
         "--silent --ignore-hostname --ispmgr6 ispmanager-pro"
     );
     let fetched = dir.path().join("licctl.args");
-    assert_eq!(std::fs::read_to_string(fetched).unwrap().trim(), "fetch ispmgr");
+    assert_eq!(
+        std::fs::read_to_string(fetched).unwrap().trim(),
+        "fetch ispmgr"
+    );
     stop.cancel();
     served.await.unwrap().unwrap();
 }

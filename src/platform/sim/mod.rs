@@ -11,11 +11,14 @@
 //! sessions that expire by time or by calls, lists cut short or empty, a page error.
 //!
 //! Layout: `config` (settings), `state` (data, tasks, sessions), `filter` (`where=`),
-//! `server` (HTTP), `args` (the `platform-sim` command).
+//! `server` (routes, authentication, faults, paging), `hosts` and `dci` (each
+//! platform's handlers), `args` (the `platform-sim` command).
 
 mod args;
 mod config;
+mod dci;
 mod filter;
+mod hosts;
 mod server;
 mod state;
 
