@@ -324,6 +324,15 @@ async fn the_simulated_vmmanager_creates_edits_readdresses_and_deletes_hosts() {
         ["198.51.100.9"]
     );
     call(
+        reqwest::Method::POST,
+        &format!("/vm/v3/host/{id}/stop"),
+        json!(null),
+    )
+    .await
+    .unwrap();
+    sim.handle.finish_tasks();
+    assert_eq!(sim.handle.hosts()[0].state.as_str(), "stopped");
+    call(
         reqwest::Method::DELETE,
         &format!("/vm/v3/host/{id}"),
         json!(null),

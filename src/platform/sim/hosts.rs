@@ -131,6 +131,39 @@ pub(super) async fn delete_host(
     ok(json!({"id": id, "task": task}))
 }
 
+/// `POST /vm/v3/host/{id}/stop` (inferred: the state `stopped` is seen in clients).
+pub(super) async fn stop_host(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Answer {
+    power(&shared, &headers, &id, false)
+}
+
+/// `POST /vm/v3/host/{id}/start`.
+pub(super) async fn start_host(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Answer {
+    power(&shared, &headers, &id, true)
+}
+
+fn power(shared: &Shared, headers: &HeaderMap, id: &str, running: bool) -> Answer {
+    let label = if running {
+        "POST /vm/v3/host/{id}/start"
+    } else {
+        "POST /vm/v3/host/{id}/stop"
+    };
+    gate(shared, label, Some(headers))?;
+    let id = parse_id(id)?;
+    let task = shared
+        .lock()
+        .power(id, running, shared.config.task_duration)
+        .ok_or_else(|| error(StatusCode::CONFLICT, 409, "no such host, or it is busy"))?;
+    ok(json!({"id": id, "task": task}))
+}
+
 pub(super) async fn list_host_ips(
     State(shared): State<Arc<Shared>>,
     headers: HeaderMap,

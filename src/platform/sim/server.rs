@@ -70,6 +70,8 @@ pub(super) fn router(shared: Arc<Shared>) -> Router {
                 "/vm/v3/host/{id}/ipv4",
                 get(hosts::list_host_ips).post(hosts::add_host_ip),
             )
+            .route("/vm/v3/host/{id}/stop", post(hosts::stop_host))
+            .route("/vm/v3/host/{id}/start", post(hosts::start_host))
             .route("/vm/v3/ip/{id}", delete(hosts::remove_ip))
             .route("/vm/v3/task", get(hosts::list_tasks))
             .route("/dci/v3/server", get(dci::list_servers))

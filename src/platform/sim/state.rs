@@ -342,6 +342,22 @@ impl State {
         Some(self.start_task("host_delete", id, Effect::Remove, run))
     }
 
+    /// Stops (`running` false) or starts a host; a task, or `None` when there is no
+    /// such host or it is being created or deleted.
+    pub fn power(&mut self, id: u64, running: bool, run: Duration) -> Option<u64> {
+        let host = self.hosts.get_mut(&id)?;
+        if matches!(host.state, HostState::Creating | HostState::Deleting) {
+            return None;
+        }
+        host.state = if running {
+            HostState::Active
+        } else {
+            HostState::Stopped
+        };
+        let name = if running { "host_start" } else { "host_stop" };
+        Some(self.start_task(name, id, Effect::Nothing, run))
+    }
+
     /// Adds an address to a host (`ip`, or the pool's next); the address and a task.
     pub fn add_ip(
         &mut self,
