@@ -223,3 +223,29 @@ pub async fn serve(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    /// The watcher is a client of the public API (design §11): no module of it may
+    /// reach into the service core, the store or the domain types behind the API.
+    #[test]
+    fn the_watcher_uses_nothing_of_the_service_but_its_grpc_api() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/watcher");
+        // Built here, so that this file does not name them itself.
+        let forbidden = ["service", "store", "domain", "startup"].map(|m| format!("crate::{m}"));
+        let mut checked = 0;
+        for entry in std::fs::read_dir(dir).expect("src/watcher") {
+            let path = entry.expect("an entry").path();
+            let text = std::fs::read_to_string(&path).expect("a source file");
+            for name in &forbidden {
+                assert!(
+                    !text.contains(name.as_str()),
+                    "{} uses {name}",
+                    path.display()
+                );
+            }
+            checked += 1;
+        }
+        assert!(checked > 5);
+    }
+}
