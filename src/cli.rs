@@ -1,4 +1,4 @@
-//! The command line: `serve` and `sandbox`.
+//! The command line: `serve`, the simulators, the watcher and the tools.
 
 use clap::{Parser, Subcommand};
 
@@ -21,6 +21,14 @@ pub enum Command {
     Serve(ServeArgs),
     /// Run a standalone BILLmanager sandbox (simulator).
     Sandbox(SandboxArgs),
+    /// Keep one license on every marked server of a VMmanager 6 or DCImanager 6
+    /// platform, through this service's gRPC API (docs/integrations.md).
+    Watch(crate::watcher::WatchArgs),
+    /// Run a VMmanager 6 / DCImanager 6 API simulator (for demos and tests).
+    PlatformSim(crate::platform::sim::PlatformSimArgs),
+    /// Run the whole chain in one process: platform simulator → watcher →
+    /// license-facade → BILLmanager sandbox.
+    DemoPlatform(crate::demo_platform::DemoArgs),
     /// Check the upstream account before spending money: log in once, read the
     /// licenses, the price list and the balance, and say which answer shapes the
     /// upstream uses. Buys and changes nothing upstream; with --sandbox it orders one

@@ -10,6 +10,9 @@
 //! - [`store`]: persistence behind the `Store` trait;
 //! - [`billmanager`]: the upstream client behind the `Billmanager` trait;
 //! - [`sandbox`]: a BILLmanager simulator for demos and tests;
+//! - [`watcher`]: the VMmanager 6 / DCImanager 6 integration, a client of the gRPC API
+//!   that keeps one license on every marked server; [`platform`] holds its platform
+//!   adapters and their simulator;
 //! - `protocol`: the BILLmanager request and answer format, read by the client and
 //!   written by the sandbox and the downstream endpoint.
 
@@ -20,6 +23,7 @@ pub mod cli;
 pub mod config;
 pub mod console;
 pub mod crash;
+pub mod demo_platform;
 pub mod doctor;
 pub mod domain;
 pub mod downstream;
@@ -30,6 +34,7 @@ pub mod http;
 pub mod listener;
 pub mod metrics;
 pub mod panels_cmd;
+pub mod platform;
 pub(crate) mod protocol;
 pub mod reconcile_cmd;
 pub mod sandbox;
@@ -38,6 +43,7 @@ pub mod startup;
 pub mod store;
 pub mod tasks;
 pub mod telemetry;
+pub mod watcher;
 
 /// The skip-or-fail rule of the integration suites (a test that lacks an outside piece
 /// is skipped, or with `CI=true` fails), shared with the unit tests that need one.

@@ -24,12 +24,31 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         // Their stdout is the report.
         Command::Reconcile(_) | Command::Doctor(_) => telemetry::init_stderr(),
-        Command::Serve(_) | Command::Sandbox(_) => log_guard = telemetry::init_serving(),
+        // A dry run's stdout is the plan.
+        Command::Watch(ref args) if args.dry_run => telemetry::init_stderr(),
+        Command::Serve(_)
+        | Command::Sandbox(_)
+        | Command::Watch(_)
+        | Command::PlatformSim(_)
+        | Command::DemoPlatform(_) => log_guard = telemetry::init_serving(),
         _ => telemetry::init(),
     }
     let result = match cli.command {
         Command::Serve(args) => serve(args).await,
         Command::Sandbox(args) => sandbox(args).await,
+        Command::PlatformSim(args) => platform_sim(args).await,
+        Command::DemoPlatform(args) => {
+            license_facade::demo_platform::run(args, shutdown_signal()).await
+        }
+        Command::Watch(args) => {
+            match license_facade::watcher::run_command(args, shutdown_signal()).await {
+                Ok(code) => {
+                    drop(log_guard.take());
+                    std::process::exit(code);
+                }
+                Err(e) => Err(e),
+            }
+        }
         Command::Doctor(args) => {
             let code = license_facade::doctor::run(args).await?;
             std::process::exit(code);
@@ -73,6 +92,19 @@ async fn sandbox(args: license_facade::sandbox::SandboxArgs) -> anyhow::Result<(
     let sandbox = Sandbox::bind(addr, config).await?;
     tracing::info!(url = %sandbox.url(), alt_url = %format!("http://{}/manager/billmgr", sandbox.local_addr()), "BILLmanager sandbox listening");
     sandbox.run(shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn platform_sim(args: license_facade::platform::sim::PlatformSimArgs) -> anyhow::Result<()> {
+    use license_facade::platform::sim::PlatformSim;
+    let addr = args.addr;
+    let (seed, panel) = (args.seed_hosts, args.seed_panel.clone());
+    let sim = PlatformSim::bind(addr, args.into_config()?).await?;
+    if seed > 0 {
+        sim.handle().seed_hosts(seed, |_| format!("panel={panel}"));
+    }
+    tracing::info!(url = %sim.url(), seeded = seed, "platform simulator listening");
+    sim.run(shutdown_signal()).await?;
     Ok(())
 }
 

@@ -11,7 +11,7 @@ mod error;
 mod scrub;
 #[cfg(test)]
 mod tests;
-mod transport;
+pub(crate) mod transport;
 
 pub use breaker::{BreakerConfig, CircuitBreaker};
 pub use client::{BillmanagerClient, ListShape, OrderAnswer};

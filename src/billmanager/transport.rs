@@ -78,7 +78,7 @@ pub(crate) fn http_client(
 
 /// System CA certificates: `SSL_CERT_FILE`, else `SSL_CERT_DIR`, else the first known
 /// bundle file that yields certificates.
-fn system_roots() -> Vec<CertificateDer<'static>> {
+pub(crate) fn system_roots() -> Vec<CertificateDer<'static>> {
     if let Some(file) = std::env::var_os("SSL_CERT_FILE") {
         return pem_file(Path::new(&file));
     }

@@ -415,7 +415,14 @@ impl LicenseService {
         }
         let existing = current.filter(|l| l.state.is_live());
         let Some(license) = existing else {
-            let mut outcome = self.order_license(call, input.clone()).await?;
+            let mut outcome = self
+                .order_as(
+                    call,
+                    input.clone(),
+                    "EnsureServerLicense",
+                    Some(EnsureAction::Ordered),
+                )
+                .await?;
             outcome.action = Some(if outcome.created {
                 EnsureAction::Ordered
             } else {

@@ -202,14 +202,28 @@ impl LicenseService {
     }
 
     /// Orders a license; see the OrderLicense RPC for the semantics.
-    #[tracing::instrument(skip_all, fields(server_id = %input.server_id, panel = %input.panel))]
     pub async fn order_license(
         &self,
         call: &Call,
         input: OrderInput,
     ) -> Result<Outcome, ServiceError> {
+        self.order_as(call, input, "OrderLicense", None).await
+    }
+
+    /// Orders a license on behalf of `method`: the request id is recorded with that
+    /// method's fingerprint and `action`, so that a replay of the call that ordered
+    /// (OrderLicense, or EnsureServerLicense when the server had no license) matches
+    /// the record and answers with the first result.
+    #[tracing::instrument(skip_all, fields(server_id = %input.server_id, panel = %input.panel))]
+    pub(crate) async fn order_as(
+        &self,
+        call: &Call,
+        input: OrderInput,
+        method: &'static str,
+        action: Option<EnsureAction>,
+    ) -> Result<Outcome, ServiceError> {
         let new = input.clone().validate(&call.client, &self.catalog)?;
-        let fp = idempotency::fingerprint("OrderLicense", &idempotency::order_params(&new));
+        let fp = idempotency::fingerprint(method, &idempotency::order_params(&new));
         if let Some(replayed) = self.replay(call, &fp).await? {
             return Ok(replayed);
         }
@@ -225,7 +239,7 @@ impl LicenseService {
         let accepted = Outcome {
             license: pending.clone(),
             created: true,
-            action: None,
+            action,
             operations: Vec::new(),
             settled: false,
             replayed: false,

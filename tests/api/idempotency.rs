@@ -266,3 +266,51 @@ async fn a_retry_that_spells_the_same_order_another_way_is_a_replay_not_a_reuse(
         .await;
     assert_eq!(app.sandbox.call_count("soft.order.param"), 1);
 }
+
+#[tokio::test]
+async fn an_ensure_that_ordered_answers_a_replay_of_its_request_id_with_the_first_result() {
+    // Arrange: a server without a license; a desired-state call that orders one.
+    let app = spawn_app().await;
+    let request = || pb::EnsureServerLicenseRequest {
+        server: Some(pb::Server {
+            id: "ensure-replay-1".into(),
+            ip: "203.0.113.160".into(),
+            hostname: String::new(),
+        }),
+        panel: "ispmanager-6-pro".into(),
+        request_id: "ensure-replay-key".into(),
+        ..Default::default()
+    };
+    let first = app
+        .grpc()
+        .await
+        .ensure_server_license(request())
+        .await
+        .expect("the first call orders")
+        .into_inner();
+
+    // Act: the same call again (a caller that did not see the answer retries).
+    let replay = app
+        .grpc()
+        .await
+        .ensure_server_license(request())
+        .await
+        .expect("a replay is answered, not refused as a reused key")
+        .into_inner();
+
+    // Assert: the first result, ORDERED, one license.
+    assert_eq!(first.action(), pb::EnsureAction::Ordered);
+    assert_eq!(replay.action(), pb::EnsureAction::Ordered);
+    assert_eq!(replay.license.unwrap().id, first.license.unwrap().id);
+    let listed = app
+        .grpc()
+        .await
+        .list_licenses(pb::ListLicensesRequest {
+            server_id: "ensure-replay-1".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.licenses.len(), 1);
+}

@@ -10,6 +10,7 @@ mod bare;
 mod load;
 mod procs;
 mod scenarios;
+mod watch;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -49,6 +50,9 @@ struct Cli {
     /// store for the console scenario).
     #[arg(long, global = true, default_value_t = 100_000)]
     licenses: usize,
+    /// Servers on the simulated platform for the watcher scenario.
+    #[arg(long, global = true, default_value_t = 10_000)]
+    servers: usize,
     /// Directory of the order path's SQLite file [default: a temporary directory].
     #[arg(long, global = true)]
     sqlite_dir: Option<PathBuf>,
@@ -66,7 +70,9 @@ enum Cmd {
     Footprint,
     /// 5. Console pages (license list, overview) with N stored licenses.
     Console,
-    /// All five, in order.
+    /// 6. The platform watcher: passes over N servers and N licenses.
+    Watcher,
+    /// All six, in order.
     All,
     /// (internal) The bare servers of the read scenario.
     #[command(hide = true)]
@@ -121,6 +127,7 @@ async fn main() -> anyhow::Result<()> {
         (3, "3. Reconcile at scale"),
         (4, "4. Footprint"),
         (5, "5. Console pages"),
+        (6, "6. Platform watcher"),
     ] {
         let wanted = match cli.command {
             Cmd::Read => n == 1,
@@ -128,6 +135,7 @@ async fn main() -> anyhow::Result<()> {
             Cmd::Reconcile => n == 3,
             Cmd::Footprint => n == 4,
             Cmd::Console => n == 5,
+            Cmd::Watcher => n == 6,
             _ => all,
         };
         if !wanted {
@@ -142,7 +150,8 @@ async fn main() -> anyhow::Result<()> {
             2 => scenarios::order(&ctx).await,
             3 => scenarios::reconcile(&ctx).await,
             4 => scenarios::footprint(&ctx).await,
-            _ => scenarios::console(&ctx).await,
+            5 => scenarios::console(&ctx).await,
+            _ => watch::watcher(&ctx, cli.servers).await,
         };
         match result {
             Ok(table) => println!("{table}"),

@@ -1,4 +1,4 @@
-//! The four scenarios. Each starts what it measures (child processes on loopback,
+//! The scenarios (the watcher's is in `watch.rs`). Each starts what it measures (child processes on loopback,
 //! or the sandbox in this process), prints a markdown table and returns it.
 
 use std::net::SocketAddr;
@@ -94,7 +94,7 @@ fn row(name: &str, conc: usize, st: &Stats) -> String {
 
 /// A `license-facade serve` child against `upstream` (a sandbox URL), or with an
 /// in-process sandbox when `upstream` is `None`.
-async fn start_facade(
+pub(crate) async fn start_facade(
     ctx: &Ctx,
     database_url: &str,
     upstream: Option<&str>,

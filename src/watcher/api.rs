@@ -1,0 +1,284 @@
+//! The watcher's only way into license-facade: the public gRPC API, called with the
+//! watcher's own client token, exactly as a provider's own integration would call it.
+//! Nothing here touches the service core or the store.
+
+use std::time::Duration;
+
+use secrecy::{ExposeSecret as _, SecretString};
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Channel, Endpoint};
+use tonic_types::StatusExt as _;
+
+use crate::api::pb::v1 as pb;
+use pb::license_service_client::LicenseServiceClient;
+
+/// Licenses asked per `ListLicenses` page (the API's maximum).
+const PAGE_SIZE: i32 = 1000;
+
+/// A license as the watcher needs it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct License {
+    /// License id.
+    pub id: String,
+    /// The server id it belongs to.
+    pub server_id: String,
+    /// The bound address.
+    pub ip: String,
+    /// Canonical panel name.
+    pub panel: String,
+    /// State, by its API name (`ACTIVE`, …).
+    pub state: &'static str,
+    /// When it last changed (`seconds.nanos` since the Unix epoch), part of the
+    /// request ids derived from it.
+    pub updated: String,
+    /// When it last changed, in whole seconds since the Unix epoch.
+    pub updated_secs: i64,
+}
+
+impl License {
+    /// Whether it is live: not CANCELLED or FAILED.
+    pub fn is_live(&self) -> bool {
+        !matches!(self.state, "CANCELLED" | "FAILED" | "STATE_UNSPECIFIED")
+    }
+
+    fn from_pb(l: pb::License) -> Self {
+        let state = pb::license::State::try_from(l.state)
+            .unwrap_or(pb::license::State::Unspecified)
+            .as_str_name();
+        let updated = l
+            .update_time
+            .as_ref()
+            .map(|t| format!("{}.{:09}", t.seconds, t.nanos))
+            .unwrap_or_default();
+        let updated_secs = l.update_time.as_ref().map_or(0, |t| t.seconds);
+        Self {
+            id: l.id,
+            server_id: l.server_id,
+            ip: l.ip,
+            panel: l.panel,
+            state,
+            updated,
+            updated_secs,
+        }
+    }
+}
+
+/// What `EnsureServerLicense` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Ensured {
+    /// The license already matched.
+    None,
+    /// A license was ordered.
+    Ordered,
+    /// Panel and/or IP changes were queued.
+    Changed,
+}
+
+/// A failed call, with the API's reason code when it sent one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code:?}{}: {message}", reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default())]
+pub struct ApiError {
+    /// The gRPC status code.
+    pub code: tonic::Code,
+    /// `google.rpc.ErrorInfo.reason`, e.g. `IP_IN_USE`.
+    pub reason: Option<String>,
+    /// The status message.
+    pub message: String,
+}
+
+impl From<tonic::Status> for ApiError {
+    fn from(status: tonic::Status) -> Self {
+        Self {
+            code: status.code(),
+            reason: status.get_details_error_info().map(|i| i.reason),
+            message: status.message().to_owned(),
+        }
+    }
+}
+
+/// Adds the bearer token to every call.
+#[derive(Clone)]
+pub struct Bearer(MetadataValue<Ascii>);
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        request
+            .metadata_mut()
+            .insert("authorization", self.0.clone());
+        Ok(request)
+    }
+}
+
+/// One ensure call.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct EnsureCall {
+    /// Server id.
+    pub server_id: String,
+    /// Address.
+    pub ip: String,
+    /// Host name (may be empty).
+    pub hostname: String,
+    /// Canonical panel.
+    pub panel: String,
+    /// 1 or 12.
+    pub period_months: i32,
+    /// Auto-renewal of a new order.
+    pub auto_renew: bool,
+    /// Request id.
+    pub request_id: String,
+}
+
+/// A client of license-facade's gRPC API.
+#[derive(Clone)]
+pub struct LicenseApi {
+    client: LicenseServiceClient<InterceptedService<Channel, Bearer>>,
+}
+
+impl LicenseApi {
+    /// A client of `url` calling with `token`. Connects lazily: the first call
+    /// connects, and a service that is down fails calls, not the start.
+    pub fn new(url: &str, token: &SecretString, timeout: Duration) -> anyhow::Result<Self> {
+        let channel = Endpoint::from_shared(url.to_owned())?
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(10)))
+            .connect_lazy();
+        let mut value: MetadataValue<Ascii> = format!("Bearer {}", token.expose_secret())
+            .parse()
+            .map_err(|_| {
+            anyhow::anyhow!("the license_facade token has characters a header cannot carry")
+        })?;
+        value.set_sensitive(true);
+        Ok(Self {
+            client: LicenseServiceClient::with_interceptor(channel, Bearer(value)),
+        })
+    }
+
+    /// `(canonical name, aliases)` of every panel.
+    pub async fn panels(&self) -> Result<Vec<(String, Vec<String>)>, ApiError> {
+        let answer = self
+            .client
+            .clone()
+            .list_panels(pb::ListPanelsRequest {})
+            .await?
+            .into_inner();
+        Ok(answer
+            .panels
+            .into_iter()
+            .map(|p| (p.name, p.aliases))
+            .collect())
+    }
+
+    /// Every license of this client whose server id starts with `prefix`, newest
+    /// first; CANCELLED and FAILED ones included (they name a server's generations).
+    pub async fn licenses(&self, prefix: &str) -> Result<(Vec<License>, u64), ApiError> {
+        let mut licenses = Vec::new();
+        let mut token = String::new();
+        let mut calls = 0u64;
+        loop {
+            calls += 1;
+            let page = self
+                .client
+                .clone()
+                .list_licenses(pb::ListLicensesRequest {
+                    page_size: PAGE_SIZE,
+                    page_token: token,
+                    ..Default::default()
+                })
+                .await?
+                .into_inner();
+            licenses.extend(
+                page.licenses
+                    .into_iter()
+                    .filter(|l| l.server_id.starts_with(prefix))
+                    .map(License::from_pb),
+            );
+            if page.next_page_token.is_empty() {
+                return Ok((licenses, calls));
+            }
+            token = page.next_page_token;
+        }
+    }
+
+    /// `EnsureServerLicense`, not waiting for the upstream.
+    pub async fn ensure(&self, call: &EnsureCall) -> Result<(License, Ensured), ApiError> {
+        let answer = self
+            .client
+            .clone()
+            .ensure_server_license(pb::EnsureServerLicenseRequest {
+                server: Some(pb::Server {
+                    id: call.server_id.clone(),
+                    ip: call.ip.clone(),
+                    hostname: call.hostname.clone(),
+                }),
+                panel: call.panel.clone(),
+                period_months: call.period_months,
+                auto_renew: call.auto_renew,
+                nodes: None,
+                wait: false,
+                request_id: call.request_id.clone(),
+            })
+            .await?
+            .into_inner();
+        let action = match pb::EnsureAction::try_from(answer.action) {
+            Ok(pb::EnsureAction::Ordered) => Ensured::Ordered,
+            Ok(pb::EnsureAction::Changed) => Ensured::Changed,
+            _ => Ensured::None,
+        };
+        let license = answer
+            .license
+            .map(License::from_pb)
+            .ok_or_else(|| ApiError {
+                code: tonic::Code::Internal,
+                reason: None,
+                message: "an answer without its license".into(),
+            })?;
+        Ok((license, action))
+    }
+
+    /// `CancelLicense` of one license (by id, so that only the license judged is ever
+    /// cancelled, never a newer one of the same server).
+    pub async fn cancel(&self, license_id: &str, request_id: &str) -> Result<License, ApiError> {
+        let answer = self
+            .client
+            .clone()
+            .cancel_license(pb::CancelLicenseRequest {
+                id: license_id.to_owned(),
+                wait: false,
+                request_id: request_id.to_owned(),
+            })
+            .await?
+            .into_inner();
+        answer
+            .license
+            .map(License::from_pb)
+            .ok_or_else(|| ApiError {
+                code: tonic::Code::Internal,
+                reason: None,
+                message: "an answer without its license".into(),
+            })
+    }
+
+    /// The server's live license, else its latest; `None` when it never had one.
+    pub async fn server_license(&self, server_id: &str) -> Result<Option<License>, ApiError> {
+        let answer = self
+            .client
+            .clone()
+            .get_license(pb::GetLicenseRequest {
+                selector: Some(pb::get_license_request::Selector::ServerId(
+                    server_id.to_owned(),
+                )),
+                client: String::new(),
+            })
+            .await;
+        match answer {
+            Ok(answer) => Ok(answer.into_inner().license.map(License::from_pb)),
+            Err(status) if status.code() == tonic::Code::NotFound => Ok(None),
+            Err(status) => Err(status.into()),
+        }
+    }
+}
