@@ -653,7 +653,9 @@ type Server struct {
 
 	// The caller's server id: 1 to 128 printable characters. Required.
 	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	// The unicast IPv4 or IPv6 address the license is bound to. Required.
+	// The unicast IPv4 or IPv6 address the license is bound to. Required. An IPv6
+	// spelling of an IPv4 address (::ffff:a.b.c.d, ::a.b.c.d) is that IPv4 address;
+	// NAT64, 6to4, IPv4-translated and Teredo addresses are refused (no server's own).
 	Ip string `protobuf:"bytes,2,opt,name=ip,proto3" json:"ip,omitempty"`
 	// Host name, for people reading lists. Optional.
 	Hostname string `protobuf:"bytes,3,opt,name=hostname,proto3" json:"hostname,omitempty"`
@@ -1722,7 +1724,7 @@ type ChangeLicenseIpRequest struct {
 
 	// License id.
 	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	// The new unicast address.
+	// The new unicast address, under the same rules as an order's server.ip.
 	Ip string `protobuf:"bytes,2,opt,name=ip,proto3" json:"ip,omitempty"`
 	// Wait until the change is done upstream.
 	Wait bool `protobuf:"varint,3,opt,name=wait,proto3" json:"wait,omitempty"`
