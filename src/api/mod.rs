@@ -4,6 +4,7 @@
 
 mod audit;
 mod convert;
+mod costs;
 pub mod pb;
 mod timestamp;
 
@@ -13,4 +14,5 @@ pub use convert::{
     ensure_action_to_pb, ensure_input, event_to_pb, feed_item_to_pb, license_to_pb, list_input,
     order_input, panel_to_pb, quote_to_pb, resolve_action_from_pb, resolve_input, state_from_pb,
 };
+pub use costs::cost_report_to_pb;
 pub use timestamp::{Timestamp, TimestampError};

@@ -10,6 +10,7 @@
 mod actions;
 mod admin;
 mod backoff;
+mod costs;
 mod error;
 mod license;
 mod login;
@@ -116,6 +117,8 @@ pub fn router(state: ConsoleState) -> Router {
         .route("/drift/reconcile", post(admin::reconcile))
         .route("/drift/{upstream_id}/adopt", post(admin::adopt))
         .route("/audit", get(admin::audit))
+        .route("/costs", get(costs::costs))
+        .route("/costs.csv", get(costs::costs_csv))
         .fallback(error::not_found)
         .with_state(state)
         .layer(axum::middleware::map_response(security_headers))

@@ -4,6 +4,7 @@
 mod audit;
 mod caps;
 mod catalog;
+mod cost;
 mod event;
 mod ids;
 mod license;
@@ -13,11 +14,16 @@ mod operation;
 mod price;
 
 pub use audit::{
-    ADOPT_ACTION, AuditEntry, AuditFilter, AuditOutcome, PAID_ACTIONS, RESOLVE_ACTION,
+    ADOPT_ACTION, AuditEntry, AuditFilter, AuditOutcome, Bought, PAID_ACTIONS, RESOLVE_ACTION,
 };
 pub use caps::{DEFAULT_MAX_PREPAID_MONTHS, OrderCaps};
 pub use catalog::{
-    CatalogCheck, Panel, PanelCatalog, PanelCatalogConfig, PanelConfig, UnknownPanel,
+    CatalogCheck, Panel, PanelCatalog, PanelCatalogConfig, PanelConfig, SellingPriceConfig,
+    UnknownPanel,
+};
+pub use cost::{
+    CSV_HEADER as COST_CSV_HEADER, CostReport, CostRow, LiveLicense, Month, PaidCall, PaidKind,
+    SellingPrices, renews_in,
 };
 pub use event::{Event, EventKind};
 pub use ids::{ClientName, Hostname, LicenseId, ServerId};
@@ -27,7 +33,7 @@ pub use network::{LicenseIp, canonical as canonical_ip};
 pub use operation::{Operation, OperationKind, Phase};
 pub use price::{
     AddonUnits, CallPrice, ListedPrice, MAX_REASON_BYTES, Money, Purchase, cents_text, parse_price,
-    price_of,
+    price_of, to_cents,
 };
 
 /// A value that failed validation; `field` names the request field in lowerCamelCase.

@@ -388,4 +388,22 @@ impl Rpc for GrpcLicenses {
             next_page_token: page.next_token.unwrap_or_default(),
         }))
     }
+
+    async fn get_cost_report(
+        &self,
+        request: Request<pb::GetCostReportRequest>,
+    ) -> Result<Response<pb::GetCostReportResponse>, Status> {
+        let principal = principal(&request)?;
+        let report = self
+            .service
+            .cost_report(principal.owner_filter(), &request.get_ref().month)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::GetCostReportResponse {
+            report: Some(crate::api::cost_report_to_pb(
+                &report,
+                time::OffsetDateTime::now_utc(),
+            )),
+        }))
+    }
 }

@@ -15,9 +15,11 @@ mod metrics;
 pub(crate) mod observe;
 pub mod openapi;
 mod panels;
+mod reports;
 mod serve;
 
 pub use error::ApiError;
+pub use reports::csv_response as cost_csv_response;
 pub use serve::serve;
 
 use std::sync::Arc;
@@ -84,6 +86,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/drift", get(drift::latest))
         .route("/v1/drift/{upstream_id}/adopt", post(drift::adopt))
         .route("/v1/audit", get(audit::list))
+        .route("/v1/reports/costs", get(reports::costs))
         // Every route above needs a token; the ones below (health, and whatever is
         // added after this line) do not.
         .route_layer(axum::middleware::from_fn_with_state(

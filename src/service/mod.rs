@@ -3,6 +3,7 @@
 
 mod audit;
 mod changes;
+mod costs;
 mod drift;
 mod error;
 mod feed;
@@ -245,12 +246,8 @@ impl LicenseService {
             replayed: false,
         };
         let record = self.request_record(call, &fp, &accepted);
-        let audit = Self::accepted_entries(
-            call,
-            &pending,
-            &[OperationKind::Order.name()],
-            Some(&spend.price),
-        );
+        let audit =
+            Self::accepted_entries(call, &pending, &[OperationKind::Order.name()], Some(&spend));
         let inserted = match self
             .store
             .insert_order(&pending, &op, record.as_ref(), &audit, spend.limit.as_ref())

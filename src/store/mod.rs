@@ -5,6 +5,7 @@
 mod audit;
 mod cache;
 mod codec;
+mod costs;
 mod dialect;
 mod file_lock;
 mod group_commit;
@@ -533,6 +534,24 @@ pub trait Store: Send + Sync + 'static {
         client: &ClientName,
         since: OffsetDateTime,
     ) -> Result<Spent, StoreError>;
+
+    /// The paid calls (orders, renewals, panel changes) accepted in `[since, until)`,
+    /// only `client`'s when set, oldest first: each with its recorded price, what it
+    /// bought, and whether its upstream work failed (the cost report's month).
+    async fn paid_calls(
+        &self,
+        since: OffsetDateTime,
+        until: OffsetDateTime,
+        client: Option<&ClientName>,
+    ) -> Result<Vec<crate::domain::PaidCall>, StoreError>;
+
+    /// The licenses live at `at` (accepted before it, neither FAILED nor cancelled
+    /// before it), only `client`'s when set.
+    async fn licenses_live_at(
+        &self,
+        at: OffsetDateTime,
+        client: Option<&ClientName>,
+    ) -> Result<Vec<License>, StoreError>;
 
     /// Keeps `report` (JSON) as the latest drift report unless the stored one is newer.
     async fn save_drift_report(

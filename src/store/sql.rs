@@ -28,7 +28,7 @@ use super::group_commit::Written;
 use super::retry::retrying;
 use super::{
     Inserted, IpTaken, LicenseFilter, Page, RequestRecord, Resolution, Resolved, SpendLimit, Store,
-    StoreError, audit, resolve,
+    StoreError, audit, costs, resolve,
 };
 use crate::domain::{
     AuditEntry, AuditFilter, ClientName, Event, EventKind, License, LicenseId, Operation, ServerId,
@@ -453,6 +453,23 @@ impl<D: Dialect> Store for SqlStore<D> {
         since: OffsetDateTime,
     ) -> Result<crate::store::Spent, StoreError> {
         audit::spend_since(&mut *self.conn().await?, client, since).await
+    }
+
+    async fn paid_calls(
+        &self,
+        since: OffsetDateTime,
+        until: OffsetDateTime,
+        client: Option<&ClientName>,
+    ) -> Result<Vec<crate::domain::PaidCall>, StoreError> {
+        costs::paid_calls(&mut *self.conn().await?, since, until, client).await
+    }
+
+    async fn licenses_live_at(
+        &self,
+        at: OffsetDateTime,
+        client: Option<&ClientName>,
+    ) -> Result<Vec<License>, StoreError> {
+        costs::licenses_live_at(&mut *self.conn().await?, at, client).await
     }
 
     async fn save_drift_report(

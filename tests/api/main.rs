@@ -14,6 +14,7 @@ mod catalog;
 mod connections;
 mod console;
 mod console_security;
+mod costs;
 mod doctor;
 mod drift;
 mod errors;

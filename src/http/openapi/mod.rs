@@ -33,6 +33,7 @@ const RESPONSE_ROOTS: &[&str] = &[
     "LicenseEvent",
     "DriftReport",
     "ListAuditEntriesResponse",
+    "CostReport",
 ];
 
 /// The messages REST request bodies are; in proto3 JSON every field of a request may be

@@ -25,6 +25,8 @@ pub enum Answer {
     Status,
     /// Text (metrics, docs page, the spec).
     Text(&'static str),
+    /// JSON of a component schema, or CSV for `Accept: text/csv`.
+    JsonOrCsv(&'static str),
 }
 
 /// One operation.
@@ -393,6 +395,22 @@ pub fn operations() -> Vec<Op> {
                 "ListAuditEntries",
                 "Read the audit log",
                 Access::Admin,
+            )
+        },
+        Op {
+            query: &[(
+                "month",
+                Param::Text,
+                "The month as YYYY-MM (UTC); the current month when left out.",
+            )],
+            answer: Answer::JsonOrCsv("CostReport"),
+            errors: &[400],
+            ..op(
+                "get",
+                "/v1/reports/costs",
+                "GetCostReport",
+                "A month's cost report",
+                Access::Read,
             )
         },
         Op {

@@ -4190,6 +4190,394 @@ func (x *CallPrice) GetUnknownReason() string {
 	return ""
 }
 
+// Request of GetCostReport.
+type GetCostReportRequest struct {
+	state         protoimpl.MessageState
+	sizeCache     protoimpl.SizeCache
+	unknownFields protoimpl.UnknownFields
+
+	// The month as YYYY-MM, in UTC; empty for the current month.
+	Month string `protobuf:"bytes,1,opt,name=month,proto3" json:"month,omitempty"`
+}
+
+func (x *GetCostReportRequest) Reset() {
+	*x = GetCostReportRequest{}
+	if protoimpl.UnsafeEnabled {
+		mi := &file_licensefacade_v1_license_service_proto_msgTypes[52]
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		ms.StoreMessageInfo(mi)
+	}
+}
+
+func (x *GetCostReportRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetCostReportRequest) ProtoMessage() {}
+
+func (x *GetCostReportRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_licensefacade_v1_license_service_proto_msgTypes[52]
+	if protoimpl.UnsafeEnabled && x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetCostReportRequest.ProtoReflect.Descriptor instead.
+func (*GetCostReportRequest) Descriptor() ([]byte, []int) {
+	return file_licensefacade_v1_license_service_proto_rawDescGZIP(), []int{52}
+}
+
+func (x *GetCostReportRequest) GetMonth() string {
+	if x != nil {
+		return x.Month
+	}
+	return ""
+}
+
+// Response of GetCostReport.
+type GetCostReportResponse struct {
+	state         protoimpl.MessageState
+	sizeCache     protoimpl.SizeCache
+	unknownFields protoimpl.UnknownFields
+
+	// The report.
+	Report *CostReport `protobuf:"bytes,1,opt,name=report,proto3" json:"report,omitempty"`
+}
+
+func (x *GetCostReportResponse) Reset() {
+	*x = GetCostReportResponse{}
+	if protoimpl.UnsafeEnabled {
+		mi := &file_licensefacade_v1_license_service_proto_msgTypes[53]
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		ms.StoreMessageInfo(mi)
+	}
+}
+
+func (x *GetCostReportResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetCostReportResponse) ProtoMessage() {}
+
+func (x *GetCostReportResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_licensefacade_v1_license_service_proto_msgTypes[53]
+	if protoimpl.UnsafeEnabled && x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetCostReportResponse.ProtoReflect.Descriptor instead.
+func (*GetCostReportResponse) Descriptor() ([]byte, []int) {
+	return file_licensefacade_v1_license_service_proto_rawDescGZIP(), []int{53}
+}
+
+func (x *GetCostReportResponse) GetReport() *CostReport {
+	if x != nil {
+		return x.Report
+	}
+	return nil
+}
+
+// What a month's paid calls cost, by client and panel. Amounts are decimal text with
+// two decimals, added up only from recorded prices: a paid call whose price is
+// unknown is counted in `unpriced_calls` and left out of every amount, never taken
+// for zero.
+type CostReport struct {
+	state         protoimpl.MessageState
+	sizeCache     protoimpl.SizeCache
+	unknownFields protoimpl.UnknownFields
+
+	// The month, YYYY-MM (UTC).
+	Month string `protobuf:"bytes,1,opt,name=month,proto3" json:"month,omitempty"`
+	// The currency of every cost amount, as the upstream price list states it; empty
+	// when no price of the month is known.
+	Currency string `protobuf:"bytes,2,opt,name=currency,proto3" json:"currency,omitempty"`
+	// The currency of `revenue` and `margin` (the catalog's selling prices'); empty
+	// when no selling price is set.
+	RevenueCurrency string `protobuf:"bytes,3,opt,name=revenue_currency,json=revenueCurrency,proto3" json:"revenue_currency,omitempty"`
+	// One row per client and panel, by client, then panel.
+	Rows []*CostReportRow `protobuf:"bytes,4,rep,name=rows,proto3" json:"rows,omitempty"`
+	// The sums of the rows (client and panel empty).
+	Totals *CostReportRow `protobuf:"bytes,5,opt,name=totals,proto3" json:"totals,omitempty"`
+	// When the report was computed.
+	GenerateTime *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=generate_time,json=generateTime,proto3" json:"generate_time,omitempty"`
+}
+
+func (x *CostReport) Reset() {
+	*x = CostReport{}
+	if protoimpl.UnsafeEnabled {
+		mi := &file_licensefacade_v1_license_service_proto_msgTypes[54]
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		ms.StoreMessageInfo(mi)
+	}
+}
+
+func (x *CostReport) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CostReport) ProtoMessage() {}
+
+func (x *CostReport) ProtoReflect() protoreflect.Message {
+	mi := &file_licensefacade_v1_license_service_proto_msgTypes[54]
+	if protoimpl.UnsafeEnabled && x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CostReport.ProtoReflect.Descriptor instead.
+func (*CostReport) Descriptor() ([]byte, []int) {
+	return file_licensefacade_v1_license_service_proto_rawDescGZIP(), []int{54}
+}
+
+func (x *CostReport) GetMonth() string {
+	if x != nil {
+		return x.Month
+	}
+	return ""
+}
+
+func (x *CostReport) GetCurrency() string {
+	if x != nil {
+		return x.Currency
+	}
+	return ""
+}
+
+func (x *CostReport) GetRevenueCurrency() string {
+	if x != nil {
+		return x.RevenueCurrency
+	}
+	return ""
+}
+
+func (x *CostReport) GetRows() []*CostReportRow {
+	if x != nil {
+		return x.Rows
+	}
+	return nil
+}
+
+func (x *CostReport) GetTotals() *CostReportRow {
+	if x != nil {
+		return x.Totals
+	}
+	return nil
+}
+
+func (x *CostReport) GetGenerateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.GenerateTime
+	}
+	return nil
+}
+
+// One client's figures for one panel in the month (or the totals).
+type CostReportRow struct {
+	state         protoimpl.MessageState
+	sizeCache     protoimpl.SizeCache
+	unknownFields protoimpl.UnknownFields
+
+	// The client's name; empty on the totals.
+	Client string `protobuf:"bytes,1,opt,name=client,proto3" json:"client,omitempty"`
+	// The panel's canonical name (what the call bought); empty on the totals.
+	Panel string `protobuf:"bytes,2,opt,name=panel,proto3" json:"panel,omitempty"`
+	// Paid calls accepted in the month whose upstream work did not fail.
+	PaidCalls int32 `protobuf:"varint,3,opt,name=paid_calls,json=paidCalls,proto3" json:"paid_calls,omitempty"`
+	// Of them, those whose price is unknown (or in another currency than the
+	// report's): left out of the amounts.
+	UnpricedCalls int32 `protobuf:"varint,4,opt,name=unpriced_calls,json=unpricedCalls,proto3" json:"unpriced_calls,omitempty"`
+	// Paid calls whose upstream work failed: nothing was bought, nothing is counted.
+	FailedCalls int32 `protobuf:"varint,5,opt,name=failed_calls,json=failedCalls,proto3" json:"failed_calls,omitempty"`
+	// What the orders cost, e.g. "18.00".
+	Orders string `protobuf:"bytes,6,opt,name=orders,proto3" json:"orders,omitempty"`
+	// What the renewals cost.
+	Renewals string `protobuf:"bytes,7,opt,name=renewals,proto3" json:"renewals,omitempty"`
+	// What the panel changes cost.
+	PanelChanges string `protobuf:"bytes,8,opt,name=panel_changes,json=panelChanges,proto3" json:"panel_changes,omitempty"`
+	// What the paid calls cost in all: orders + renewals + panel_changes.
+	Cost string `protobuf:"bytes,9,opt,name=cost,proto3" json:"cost,omitempty"`
+	// What the calls sell for at the catalog's selling prices (the panel's price for
+	// the period of each call); empty when no selling price is set.
+	Revenue string `protobuf:"bytes,10,opt,name=revenue,proto3" json:"revenue,omitempty"`
+	// revenue - cost; empty unless every call is priced and sold and revenue and cost
+	// are in one currency.
+	Margin string `protobuf:"bytes,11,opt,name=margin,proto3" json:"margin,omitempty"`
+	// Paid calls with a cost above zero and no selling price for their panel and period.
+	UnsoldCalls int32 `protobuf:"varint,12,opt,name=unsold_calls,json=unsoldCalls,proto3" json:"unsold_calls,omitempty"`
+	// Licenses live at the month's end (accepted before it, neither failed nor
+	// cancelled before it).
+	LiveAtMonthEnd int32 `protobuf:"varint,13,opt,name=live_at_month_end,json=liveAtMonthEnd,proto3" json:"live_at_month_end,omitempty"`
+	// Of them, those the upstream renews by itself in the next month (auto-renewal on,
+	// not a trial, the paid period ending in the next month).
+	NextMonthRenewals int32 `protobuf:"varint,14,opt,name=next_month_renewals,json=nextMonthRenewals,proto3" json:"next_month_renewals,omitempty"`
+	// What those renewals cost at today's upstream prices: the next month's committed
+	// cost.
+	NextMonthCommitted string `protobuf:"bytes,15,opt,name=next_month_committed,json=nextMonthCommitted,proto3" json:"next_month_committed,omitempty"`
+	// Of the next month's renewals, those whose price is unknown (left out of
+	// `next_month_committed`).
+	NextMonthUnpriced int32 `protobuf:"varint,16,opt,name=next_month_unpriced,json=nextMonthUnpriced,proto3" json:"next_month_unpriced,omitempty"`
+}
+
+func (x *CostReportRow) Reset() {
+	*x = CostReportRow{}
+	if protoimpl.UnsafeEnabled {
+		mi := &file_licensefacade_v1_license_service_proto_msgTypes[55]
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		ms.StoreMessageInfo(mi)
+	}
+}
+
+func (x *CostReportRow) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CostReportRow) ProtoMessage() {}
+
+func (x *CostReportRow) ProtoReflect() protoreflect.Message {
+	mi := &file_licensefacade_v1_license_service_proto_msgTypes[55]
+	if protoimpl.UnsafeEnabled && x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CostReportRow.ProtoReflect.Descriptor instead.
+func (*CostReportRow) Descriptor() ([]byte, []int) {
+	return file_licensefacade_v1_license_service_proto_rawDescGZIP(), []int{55}
+}
+
+func (x *CostReportRow) GetClient() string {
+	if x != nil {
+		return x.Client
+	}
+	return ""
+}
+
+func (x *CostReportRow) GetPanel() string {
+	if x != nil {
+		return x.Panel
+	}
+	return ""
+}
+
+func (x *CostReportRow) GetPaidCalls() int32 {
+	if x != nil {
+		return x.PaidCalls
+	}
+	return 0
+}
+
+func (x *CostReportRow) GetUnpricedCalls() int32 {
+	if x != nil {
+		return x.UnpricedCalls
+	}
+	return 0
+}
+
+func (x *CostReportRow) GetFailedCalls() int32 {
+	if x != nil {
+		return x.FailedCalls
+	}
+	return 0
+}
+
+func (x *CostReportRow) GetOrders() string {
+	if x != nil {
+		return x.Orders
+	}
+	return ""
+}
+
+func (x *CostReportRow) GetRenewals() string {
+	if x != nil {
+		return x.Renewals
+	}
+	return ""
+}
+
+func (x *CostReportRow) GetPanelChanges() string {
+	if x != nil {
+		return x.PanelChanges
+	}
+	return ""
+}
+
+func (x *CostReportRow) GetCost() string {
+	if x != nil {
+		return x.Cost
+	}
+	return ""
+}
+
+func (x *CostReportRow) GetRevenue() string {
+	if x != nil {
+		return x.Revenue
+	}
+	return ""
+}
+
+func (x *CostReportRow) GetMargin() string {
+	if x != nil {
+		return x.Margin
+	}
+	return ""
+}
+
+func (x *CostReportRow) GetUnsoldCalls() int32 {
+	if x != nil {
+		return x.UnsoldCalls
+	}
+	return 0
+}
+
+func (x *CostReportRow) GetLiveAtMonthEnd() int32 {
+	if x != nil {
+		return x.LiveAtMonthEnd
+	}
+	return 0
+}
+
+func (x *CostReportRow) GetNextMonthRenewals() int32 {
+	if x != nil {
+		return x.NextMonthRenewals
+	}
+	return 0
+}
+
+func (x *CostReportRow) GetNextMonthCommitted() string {
+	if x != nil {
+		return x.NextMonthCommitted
+	}
+	return ""
+}
+
+func (x *CostReportRow) GetNextMonthUnpriced() int32 {
+	if x != nil {
+		return x.NextMonthUnpriced
+	}
+	return 0
+}
+
 var File_licensefacade_v1_license_service_proto protoreflect.FileDescriptor
 
 var file_licensefacade_v1_license_service_proto_rawDesc = []byte{
@@ -4691,7 +5079,67 @@ var file_licensefacade_v1_license_service_proto_rawDesc = []byte{
 	0x75, 0x72, 0x72, 0x65, 0x6e, 0x63, 0x79, 0x18, 0x02, 0x20, 0x01, 0x28, 0x09, 0x52, 0x08, 0x63,
 	0x75, 0x72, 0x72, 0x65, 0x6e, 0x63, 0x79, 0x12, 0x25, 0x0a, 0x0e, 0x75, 0x6e, 0x6b, 0x6e, 0x6f,
 	0x77, 0x6e, 0x5f, 0x72, 0x65, 0x61, 0x73, 0x6f, 0x6e, 0x18, 0x03, 0x20, 0x01, 0x28, 0x09, 0x52,
-	0x0d, 0x75, 0x6e, 0x6b, 0x6e, 0x6f, 0x77, 0x6e, 0x52, 0x65, 0x61, 0x73, 0x6f, 0x6e, 0x2a, 0x7b,
+	0x0d, 0x75, 0x6e, 0x6b, 0x6e, 0x6f, 0x77, 0x6e, 0x52, 0x65, 0x61, 0x73, 0x6f, 0x6e, 0x22, 0x2c,
+	0x0a, 0x14, 0x47, 0x65, 0x74, 0x43, 0x6f, 0x73, 0x74, 0x52, 0x65, 0x70, 0x6f, 0x72, 0x74, 0x52,
+	0x65, 0x71, 0x75, 0x65, 0x73, 0x74, 0x12, 0x14, 0x0a, 0x05, 0x6d, 0x6f, 0x6e, 0x74, 0x68, 0x18,
+	0x01, 0x20, 0x01, 0x28, 0x09, 0x52, 0x05, 0x6d, 0x6f, 0x6e, 0x74, 0x68, 0x22, 0x4d, 0x0a, 0x15,
+	0x47, 0x65, 0x74, 0x43, 0x6f, 0x73, 0x74, 0x52, 0x65, 0x70, 0x6f, 0x72, 0x74, 0x52, 0x65, 0x73,
+	0x70, 0x6f, 0x6e, 0x73, 0x65, 0x12, 0x34, 0x0a, 0x06, 0x72, 0x65, 0x70, 0x6f, 0x72, 0x74, 0x18,
+	0x01, 0x20, 0x01, 0x28, 0x0b, 0x32, 0x1c, 0x2e, 0x6c, 0x69, 0x63, 0x65, 0x6e, 0x73, 0x65, 0x66,
+	0x61, 0x63, 0x61, 0x64, 0x65, 0x2e, 0x76, 0x31, 0x2e, 0x43, 0x6f, 0x73, 0x74, 0x52, 0x65, 0x70,
+	0x6f, 0x72, 0x74, 0x52, 0x06, 0x72, 0x65, 0x70, 0x6f, 0x72, 0x74, 0x22, 0x98, 0x02, 0x0a, 0x0a,
+	0x43, 0x6f, 0x73, 0x74, 0x52, 0x65, 0x70, 0x6f, 0x72, 0x74, 0x12, 0x14, 0x0a, 0x05, 0x6d, 0x6f,
+	0x6e, 0x74, 0x68, 0x18, 0x01, 0x20, 0x01, 0x28, 0x09, 0x52, 0x05, 0x6d, 0x6f, 0x6e, 0x74, 0x68,
+	0x12, 0x1a, 0x0a, 0x08, 0x63, 0x75, 0x72, 0x72, 0x65, 0x6e, 0x63, 0x79, 0x18, 0x02, 0x20, 0x01,
+	0x28, 0x09, 0x52, 0x08, 0x63, 0x75, 0x72, 0x72, 0x65, 0x6e, 0x63, 0x79, 0x12, 0x29, 0x0a, 0x10,
+	0x72, 0x65, 0x76, 0x65, 0x6e, 0x75, 0x65, 0x5f, 0x63, 0x75, 0x72, 0x72, 0x65, 0x6e, 0x63, 0x79,
+	0x18, 0x03, 0x20, 0x01, 0x28, 0x09, 0x52, 0x0f, 0x72, 0x65, 0x76, 0x65, 0x6e, 0x75, 0x65, 0x43,
+	0x75, 0x72, 0x72, 0x65, 0x6e, 0x63, 0x79, 0x12, 0x33, 0x0a, 0x04, 0x72, 0x6f, 0x77, 0x73, 0x18,
+	0x04, 0x20, 0x03, 0x28, 0x0b, 0x32, 0x1f, 0x2e, 0x6c, 0x69, 0x63, 0x65, 0x6e, 0x73, 0x65, 0x66,
+	0x61, 0x63, 0x61, 0x64, 0x65, 0x2e, 0x76, 0x31, 0x2e, 0x43, 0x6f, 0x73, 0x74, 0x52, 0x65, 0x70,
+	0x6f, 0x72, 0x74, 0x52, 0x6f, 0x77, 0x52, 0x04, 0x72, 0x6f, 0x77, 0x73, 0x12, 0x37, 0x0a, 0x06,
+	0x74, 0x6f, 0x74, 0x61, 0x6c, 0x73, 0x18, 0x05, 0x20, 0x01, 0x28, 0x0b, 0x32, 0x1f, 0x2e, 0x6c,
+	0x69, 0x63, 0x65, 0x6e, 0x73, 0x65, 0x66, 0x61, 0x63, 0x61, 0x64, 0x65, 0x2e, 0x76, 0x31, 0x2e,
+	0x43, 0x6f, 0x73, 0x74, 0x52, 0x65, 0x70, 0x6f, 0x72, 0x74, 0x52, 0x6f, 0x77, 0x52, 0x06, 0x74,
+	0x6f, 0x74, 0x61, 0x6c, 0x73, 0x12, 0x3f, 0x0a, 0x0d, 0x67, 0x65, 0x6e, 0x65, 0x72, 0x61, 0x74,
+	0x65, 0x5f, 0x74, 0x69, 0x6d, 0x65, 0x18, 0x06, 0x20, 0x01, 0x28, 0x0b, 0x32, 0x1a, 0x2e, 0x67,
+	0x6f, 0x6f, 0x67, 0x6c, 0x65, 0x2e, 0x70, 0x72, 0x6f, 0x74, 0x6f, 0x62, 0x75, 0x66, 0x2e, 0x54,
+	0x69, 0x6d, 0x65, 0x73, 0x74, 0x61, 0x6d, 0x70, 0x52, 0x0c, 0x67, 0x65, 0x6e, 0x65, 0x72, 0x61,
+	0x74, 0x65, 0x54, 0x69, 0x6d, 0x65, 0x22, 0xa5, 0x04, 0x0a, 0x0d, 0x43, 0x6f, 0x73, 0x74, 0x52,
+	0x65, 0x70, 0x6f, 0x72, 0x74, 0x52, 0x6f, 0x77, 0x12, 0x16, 0x0a, 0x06, 0x63, 0x6c, 0x69, 0x65,
+	0x6e, 0x74, 0x18, 0x01, 0x20, 0x01, 0x28, 0x09, 0x52, 0x06, 0x63, 0x6c, 0x69, 0x65, 0x6e, 0x74,
+	0x12, 0x14, 0x0a, 0x05, 0x70, 0x61, 0x6e, 0x65, 0x6c, 0x18, 0x02, 0x20, 0x01, 0x28, 0x09, 0x52,
+	0x05, 0x70, 0x61, 0x6e, 0x65, 0x6c, 0x12, 0x1d, 0x0a, 0x0a, 0x70, 0x61, 0x69, 0x64, 0x5f, 0x63,
+	0x61, 0x6c, 0x6c, 0x73, 0x18, 0x03, 0x20, 0x01, 0x28, 0x05, 0x52, 0x09, 0x70, 0x61, 0x69, 0x64,
+	0x43, 0x61, 0x6c, 0x6c, 0x73, 0x12, 0x25, 0x0a, 0x0e, 0x75, 0x6e, 0x70, 0x72, 0x69, 0x63, 0x65,
+	0x64, 0x5f, 0x63, 0x61, 0x6c, 0x6c, 0x73, 0x18, 0x04, 0x20, 0x01, 0x28, 0x05, 0x52, 0x0d, 0x75,
+	0x6e, 0x70, 0x72, 0x69, 0x63, 0x65, 0x64, 0x43, 0x61, 0x6c, 0x6c, 0x73, 0x12, 0x21, 0x0a, 0x0c,
+	0x66, 0x61, 0x69, 0x6c, 0x65, 0x64, 0x5f, 0x63, 0x61, 0x6c, 0x6c, 0x73, 0x18, 0x05, 0x20, 0x01,
+	0x28, 0x05, 0x52, 0x0b, 0x66, 0x61, 0x69, 0x6c, 0x65, 0x64, 0x43, 0x61, 0x6c, 0x6c, 0x73, 0x12,
+	0x16, 0x0a, 0x06, 0x6f, 0x72, 0x64, 0x65, 0x72, 0x73, 0x18, 0x06, 0x20, 0x01, 0x28, 0x09, 0x52,
+	0x06, 0x6f, 0x72, 0x64, 0x65, 0x72, 0x73, 0x12, 0x1a, 0x0a, 0x08, 0x72, 0x65, 0x6e, 0x65, 0x77,
+	0x61, 0x6c, 0x73, 0x18, 0x07, 0x20, 0x01, 0x28, 0x09, 0x52, 0x08, 0x72, 0x65, 0x6e, 0x65, 0x77,
+	0x61, 0x6c, 0x73, 0x12, 0x23, 0x0a, 0x0d, 0x70, 0x61, 0x6e, 0x65, 0x6c, 0x5f, 0x63, 0x68, 0x61,
+	0x6e, 0x67, 0x65, 0x73, 0x18, 0x08, 0x20, 0x01, 0x28, 0x09, 0x52, 0x0c, 0x70, 0x61, 0x6e, 0x65,
+	0x6c, 0x43, 0x68, 0x61, 0x6e, 0x67, 0x65, 0x73, 0x12, 0x12, 0x0a, 0x04, 0x63, 0x6f, 0x73, 0x74,
+	0x18, 0x09, 0x20, 0x01, 0x28, 0x09, 0x52, 0x04, 0x63, 0x6f, 0x73, 0x74, 0x12, 0x18, 0x0a, 0x07,
+	0x72, 0x65, 0x76, 0x65, 0x6e, 0x75, 0x65, 0x18, 0x0a, 0x20, 0x01, 0x28, 0x09, 0x52, 0x07, 0x72,
+	0x65, 0x76, 0x65, 0x6e, 0x75, 0x65, 0x12, 0x16, 0x0a, 0x06, 0x6d, 0x61, 0x72, 0x67, 0x69, 0x6e,
+	0x18, 0x0b, 0x20, 0x01, 0x28, 0x09, 0x52, 0x06, 0x6d, 0x61, 0x72, 0x67, 0x69, 0x6e, 0x12, 0x21,
+	0x0a, 0x0c, 0x75, 0x6e, 0x73, 0x6f, 0x6c, 0x64, 0x5f, 0x63, 0x61, 0x6c, 0x6c, 0x73, 0x18, 0x0c,
+	0x20, 0x01, 0x28, 0x05, 0x52, 0x0b, 0x75, 0x6e, 0x73, 0x6f, 0x6c, 0x64, 0x43, 0x61, 0x6c, 0x6c,
+	0x73, 0x12, 0x29, 0x0a, 0x11, 0x6c, 0x69, 0x76, 0x65, 0x5f, 0x61, 0x74, 0x5f, 0x6d, 0x6f, 0x6e,
+	0x74, 0x68, 0x5f, 0x65, 0x6e, 0x64, 0x18, 0x0d, 0x20, 0x01, 0x28, 0x05, 0x52, 0x0e, 0x6c, 0x69,
+	0x76, 0x65, 0x41, 0x74, 0x4d, 0x6f, 0x6e, 0x74, 0x68, 0x45, 0x6e, 0x64, 0x12, 0x2e, 0x0a, 0x13,
+	0x6e, 0x65, 0x78, 0x74, 0x5f, 0x6d, 0x6f, 0x6e, 0x74, 0x68, 0x5f, 0x72, 0x65, 0x6e, 0x65, 0x77,
+	0x61, 0x6c, 0x73, 0x18, 0x0e, 0x20, 0x01, 0x28, 0x05, 0x52, 0x11, 0x6e, 0x65, 0x78, 0x74, 0x4d,
+	0x6f, 0x6e, 0x74, 0x68, 0x52, 0x65, 0x6e, 0x65, 0x77, 0x61, 0x6c, 0x73, 0x12, 0x30, 0x0a, 0x14,
+	0x6e, 0x65, 0x78, 0x74, 0x5f, 0x6d, 0x6f, 0x6e, 0x74, 0x68, 0x5f, 0x63, 0x6f, 0x6d, 0x6d, 0x69,
+	0x74, 0x74, 0x65, 0x64, 0x18, 0x0f, 0x20, 0x01, 0x28, 0x09, 0x52, 0x12, 0x6e, 0x65, 0x78, 0x74,
+	0x4d, 0x6f, 0x6e, 0x74, 0x68, 0x43, 0x6f, 0x6d, 0x6d, 0x69, 0x74, 0x74, 0x65, 0x64, 0x12, 0x2e,
+	0x0a, 0x13, 0x6e, 0x65, 0x78, 0x74, 0x5f, 0x6d, 0x6f, 0x6e, 0x74, 0x68, 0x5f, 0x75, 0x6e, 0x70,
+	0x72, 0x69, 0x63, 0x65, 0x64, 0x18, 0x10, 0x20, 0x01, 0x28, 0x05, 0x52, 0x11, 0x6e, 0x65, 0x78,
+	0x74, 0x4d, 0x6f, 0x6e, 0x74, 0x68, 0x55, 0x6e, 0x70, 0x72, 0x69, 0x63, 0x65, 0x64, 0x2a, 0x7b,
 	0x0a, 0x0c, 0x45, 0x6e, 0x73, 0x75, 0x72, 0x65, 0x41, 0x63, 0x74, 0x69, 0x6f, 0x6e, 0x12, 0x1d,
 	0x0a, 0x19, 0x45, 0x4e, 0x53, 0x55, 0x52, 0x45, 0x5f, 0x41, 0x43, 0x54, 0x49, 0x4f, 0x4e, 0x5f,
 	0x55, 0x4e, 0x53, 0x50, 0x45, 0x43, 0x49, 0x46, 0x49, 0x45, 0x44, 0x10, 0x00, 0x12, 0x16, 0x0a,
@@ -4715,7 +5163,7 @@ var file_licensefacade_v1_license_service_proto_rawDesc = []byte{
 	0x41, 0x52, 0x49, 0x46, 0x46, 0x10, 0x02, 0x12, 0x19, 0x0a, 0x15, 0x4d, 0x49, 0x53, 0x4d, 0x41,
 	0x54, 0x43, 0x48, 0x5f, 0x46, 0x49, 0x45, 0x4c, 0x44, 0x5f, 0x53, 0x54, 0x41, 0x54, 0x55, 0x53,
 	0x10, 0x03, 0x12, 0x19, 0x0a, 0x15, 0x4d, 0x49, 0x53, 0x4d, 0x41, 0x54, 0x43, 0x48, 0x5f, 0x46,
-	0x49, 0x45, 0x4c, 0x44, 0x5f, 0x45, 0x58, 0x50, 0x49, 0x52, 0x59, 0x10, 0x04, 0x32, 0xd5, 0x0f,
+	0x49, 0x45, 0x4c, 0x44, 0x5f, 0x45, 0x58, 0x50, 0x49, 0x52, 0x59, 0x10, 0x04, 0x32, 0xb7, 0x10,
 	0x0a, 0x0e, 0x4c, 0x69, 0x63, 0x65, 0x6e, 0x73, 0x65, 0x53, 0x65, 0x72, 0x76, 0x69, 0x63, 0x65,
 	0x12, 0x57, 0x0a, 0x0a, 0x4c, 0x69, 0x73, 0x74, 0x50, 0x61, 0x6e, 0x65, 0x6c, 0x73, 0x12, 0x23,
 	0x2e, 0x6c, 0x69, 0x63, 0x65, 0x6e, 0x73, 0x65, 0x66, 0x61, 0x63, 0x61, 0x64, 0x65, 0x2e, 0x76,
@@ -4841,7 +5289,13 @@ var file_licensefacade_v1_license_service_proto_rawDesc = []byte{
 	0x65, 0x73, 0x52, 0x65, 0x71, 0x75, 0x65, 0x73, 0x74, 0x1a, 0x2a, 0x2e, 0x6c, 0x69, 0x63, 0x65,
 	0x6e, 0x73, 0x65, 0x66, 0x61, 0x63, 0x61, 0x64, 0x65, 0x2e, 0x76, 0x31, 0x2e, 0x4c, 0x69, 0x73,
 	0x74, 0x41, 0x75, 0x64, 0x69, 0x74, 0x45, 0x6e, 0x74, 0x72, 0x69, 0x65, 0x73, 0x52, 0x65, 0x73,
-	0x70, 0x6f, 0x6e, 0x73, 0x65, 0x62, 0x06, 0x70, 0x72, 0x6f, 0x74, 0x6f, 0x33,
+	0x70, 0x6f, 0x6e, 0x73, 0x65, 0x12, 0x60, 0x0a, 0x0d, 0x47, 0x65, 0x74, 0x43, 0x6f, 0x73, 0x74,
+	0x52, 0x65, 0x70, 0x6f, 0x72, 0x74, 0x12, 0x26, 0x2e, 0x6c, 0x69, 0x63, 0x65, 0x6e, 0x73, 0x65,
+	0x66, 0x61, 0x63, 0x61, 0x64, 0x65, 0x2e, 0x76, 0x31, 0x2e, 0x47, 0x65, 0x74, 0x43, 0x6f, 0x73,
+	0x74, 0x52, 0x65, 0x70, 0x6f, 0x72, 0x74, 0x52, 0x65, 0x71, 0x75, 0x65, 0x73, 0x74, 0x1a, 0x27,
+	0x2e, 0x6c, 0x69, 0x63, 0x65, 0x6e, 0x73, 0x65, 0x66, 0x61, 0x63, 0x61, 0x64, 0x65, 0x2e, 0x76,
+	0x31, 0x2e, 0x47, 0x65, 0x74, 0x43, 0x6f, 0x73, 0x74, 0x52, 0x65, 0x70, 0x6f, 0x72, 0x74, 0x52,
+	0x65, 0x73, 0x70, 0x6f, 0x6e, 0x73, 0x65, 0x62, 0x06, 0x70, 0x72, 0x6f, 0x74, 0x6f, 0x33,
 }
 
 var (
@@ -4857,7 +5311,7 @@ func file_licensefacade_v1_license_service_proto_rawDescGZIP() []byte {
 }
 
 var file_licensefacade_v1_license_service_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
-var file_licensefacade_v1_license_service_proto_msgTypes = make([]protoimpl.MessageInfo, 52)
+var file_licensefacade_v1_license_service_proto_msgTypes = make([]protoimpl.MessageInfo, 56)
 var file_licensefacade_v1_license_service_proto_goTypes = []interface{}{
 	(EnsureAction)(0),                   // 0: licensefacade.v1.EnsureAction
 	(MissingReason)(0),                  // 1: licensefacade.v1.MissingReason
@@ -4918,14 +5372,18 @@ var file_licensefacade_v1_license_service_proto_goTypes = []interface{}{
 	(*ListAuditEntriesResponse)(nil),    // 56: licensefacade.v1.ListAuditEntriesResponse
 	(*AuditEntry)(nil),                  // 57: licensefacade.v1.AuditEntry
 	(*CallPrice)(nil),                   // 58: licensefacade.v1.CallPrice
-	(*timestamppb.Timestamp)(nil),       // 59: google.protobuf.Timestamp
+	(*GetCostReportRequest)(nil),        // 59: licensefacade.v1.GetCostReportRequest
+	(*GetCostReportResponse)(nil),       // 60: licensefacade.v1.GetCostReportResponse
+	(*CostReport)(nil),                  // 61: licensefacade.v1.CostReport
+	(*CostReportRow)(nil),               // 62: licensefacade.v1.CostReportRow
+	(*timestamppb.Timestamp)(nil),       // 63: google.protobuf.Timestamp
 }
 var file_licensefacade_v1_license_service_proto_depIdxs = []int32{
 	7,  // 0: licensefacade.v1.ListPanelsResponse.panels:type_name -> licensefacade.v1.Panel
 	3,  // 1: licensefacade.v1.License.state:type_name -> licensefacade.v1.License.State
-	59, // 2: licensefacade.v1.License.expire_time:type_name -> google.protobuf.Timestamp
-	59, // 3: licensefacade.v1.License.create_time:type_name -> google.protobuf.Timestamp
-	59, // 4: licensefacade.v1.License.update_time:type_name -> google.protobuf.Timestamp
+	63, // 2: licensefacade.v1.License.expire_time:type_name -> google.protobuf.Timestamp
+	63, // 3: licensefacade.v1.License.create_time:type_name -> google.protobuf.Timestamp
+	63, // 4: licensefacade.v1.License.update_time:type_name -> google.protobuf.Timestamp
 	11, // 5: licensefacade.v1.License.last_error:type_name -> licensefacade.v1.LicenseError
 	10, // 6: licensefacade.v1.OrderLicenseRequest.server:type_name -> licensefacade.v1.Server
 	12, // 7: licensefacade.v1.OrderLicenseResponse.license:type_name -> licensefacade.v1.License
@@ -4946,74 +5404,80 @@ var file_licensefacade_v1_license_service_proto_depIdxs = []int32{
 	41, // 22: licensefacade.v1.WatchLicensesResponse.event:type_name -> licensefacade.v1.LicenseEvent
 	4,  // 23: licensefacade.v1.LicenseEvent.kind:type_name -> licensefacade.v1.LicenseEvent.Kind
 	12, // 24: licensefacade.v1.LicenseEvent.license:type_name -> licensefacade.v1.License
-	59, // 25: licensefacade.v1.LicenseEvent.time:type_name -> google.protobuf.Timestamp
+	63, // 25: licensefacade.v1.LicenseEvent.time:type_name -> google.protobuf.Timestamp
 	58, // 26: licensefacade.v1.LicenseEvent.price:type_name -> licensefacade.v1.CallPrice
 	50, // 27: licensefacade.v1.ReconcileResponse.report:type_name -> licensefacade.v1.DriftReport
 	50, // 28: licensefacade.v1.ListDriftResponse.report:type_name -> licensefacade.v1.DriftReport
 	12, // 29: licensefacade.v1.AdoptLicenseResponse.license:type_name -> licensefacade.v1.License
 	5,  // 30: licensefacade.v1.ResolveLicenseRequest.action:type_name -> licensefacade.v1.ResolveLicenseRequest.Action
 	12, // 31: licensefacade.v1.ResolveLicenseResponse.license:type_name -> licensefacade.v1.License
-	59, // 32: licensefacade.v1.DriftReport.generate_time:type_name -> google.protobuf.Timestamp
+	63, // 32: licensefacade.v1.DriftReport.generate_time:type_name -> google.protobuf.Timestamp
 	51, // 33: licensefacade.v1.DriftReport.orphans:type_name -> licensefacade.v1.OrphanLicense
 	52, // 34: licensefacade.v1.DriftReport.missing:type_name -> licensefacade.v1.MissingLicense
 	53, // 35: licensefacade.v1.DriftReport.mismatches:type_name -> licensefacade.v1.LicenseMismatch
 	54, // 36: licensefacade.v1.DriftReport.expiring:type_name -> licensefacade.v1.ExpiringLicense
-	59, // 37: licensefacade.v1.OrphanLicense.create_time:type_name -> google.protobuf.Timestamp
-	59, // 38: licensefacade.v1.OrphanLicense.expire_time:type_name -> google.protobuf.Timestamp
+	63, // 37: licensefacade.v1.OrphanLicense.create_time:type_name -> google.protobuf.Timestamp
+	63, // 38: licensefacade.v1.OrphanLicense.expire_time:type_name -> google.protobuf.Timestamp
 	12, // 39: licensefacade.v1.MissingLicense.license:type_name -> licensefacade.v1.License
 	1,  // 40: licensefacade.v1.MissingLicense.reason:type_name -> licensefacade.v1.MissingReason
 	12, // 41: licensefacade.v1.LicenseMismatch.license:type_name -> licensefacade.v1.License
 	2,  // 42: licensefacade.v1.LicenseMismatch.field:type_name -> licensefacade.v1.MismatchField
 	12, // 43: licensefacade.v1.ExpiringLicense.license:type_name -> licensefacade.v1.License
 	57, // 44: licensefacade.v1.ListAuditEntriesResponse.entries:type_name -> licensefacade.v1.AuditEntry
-	59, // 45: licensefacade.v1.AuditEntry.time:type_name -> google.protobuf.Timestamp
+	63, // 45: licensefacade.v1.AuditEntry.time:type_name -> google.protobuf.Timestamp
 	6,  // 46: licensefacade.v1.AuditEntry.outcome:type_name -> licensefacade.v1.AuditEntry.Outcome
 	58, // 47: licensefacade.v1.AuditEntry.price:type_name -> licensefacade.v1.CallPrice
-	8,  // 48: licensefacade.v1.LicenseService.ListPanels:input_type -> licensefacade.v1.ListPanelsRequest
-	13, // 49: licensefacade.v1.LicenseService.OrderLicense:input_type -> licensefacade.v1.OrderLicenseRequest
-	15, // 50: licensefacade.v1.LicenseService.GetLicense:input_type -> licensefacade.v1.GetLicenseRequest
-	17, // 51: licensefacade.v1.LicenseService.ListLicenses:input_type -> licensefacade.v1.ListLicensesRequest
-	19, // 52: licensefacade.v1.LicenseService.QuoteLicense:input_type -> licensefacade.v1.QuoteLicenseRequest
-	21, // 53: licensefacade.v1.LicenseService.RenewLicense:input_type -> licensefacade.v1.RenewLicenseRequest
-	23, // 54: licensefacade.v1.LicenseService.ChangeLicenseIp:input_type -> licensefacade.v1.ChangeLicenseIpRequest
-	25, // 55: licensefacade.v1.LicenseService.ChangeLicensePanel:input_type -> licensefacade.v1.ChangeLicensePanelRequest
-	27, // 56: licensefacade.v1.LicenseService.SuspendLicense:input_type -> licensefacade.v1.SuspendLicenseRequest
-	29, // 57: licensefacade.v1.LicenseService.ResumeLicense:input_type -> licensefacade.v1.ResumeLicenseRequest
-	31, // 58: licensefacade.v1.LicenseService.CancelLicense:input_type -> licensefacade.v1.CancelLicenseRequest
-	33, // 59: licensefacade.v1.LicenseService.ReissueLicenseKey:input_type -> licensefacade.v1.ReissueLicenseKeyRequest
-	35, // 60: licensefacade.v1.LicenseService.EnsureServerLicense:input_type -> licensefacade.v1.EnsureServerLicenseRequest
-	37, // 61: licensefacade.v1.LicenseService.CancelServerLicense:input_type -> licensefacade.v1.CancelServerLicenseRequest
-	39, // 62: licensefacade.v1.LicenseService.WatchLicenses:input_type -> licensefacade.v1.WatchLicensesRequest
-	42, // 63: licensefacade.v1.LicenseService.Reconcile:input_type -> licensefacade.v1.ReconcileRequest
-	44, // 64: licensefacade.v1.LicenseService.ListDrift:input_type -> licensefacade.v1.ListDriftRequest
-	46, // 65: licensefacade.v1.LicenseService.AdoptLicense:input_type -> licensefacade.v1.AdoptLicenseRequest
-	48, // 66: licensefacade.v1.LicenseService.ResolveLicense:input_type -> licensefacade.v1.ResolveLicenseRequest
-	55, // 67: licensefacade.v1.LicenseService.ListAuditEntries:input_type -> licensefacade.v1.ListAuditEntriesRequest
-	9,  // 68: licensefacade.v1.LicenseService.ListPanels:output_type -> licensefacade.v1.ListPanelsResponse
-	14, // 69: licensefacade.v1.LicenseService.OrderLicense:output_type -> licensefacade.v1.OrderLicenseResponse
-	16, // 70: licensefacade.v1.LicenseService.GetLicense:output_type -> licensefacade.v1.GetLicenseResponse
-	18, // 71: licensefacade.v1.LicenseService.ListLicenses:output_type -> licensefacade.v1.ListLicensesResponse
-	20, // 72: licensefacade.v1.LicenseService.QuoteLicense:output_type -> licensefacade.v1.QuoteLicenseResponse
-	22, // 73: licensefacade.v1.LicenseService.RenewLicense:output_type -> licensefacade.v1.RenewLicenseResponse
-	24, // 74: licensefacade.v1.LicenseService.ChangeLicenseIp:output_type -> licensefacade.v1.ChangeLicenseIpResponse
-	26, // 75: licensefacade.v1.LicenseService.ChangeLicensePanel:output_type -> licensefacade.v1.ChangeLicensePanelResponse
-	28, // 76: licensefacade.v1.LicenseService.SuspendLicense:output_type -> licensefacade.v1.SuspendLicenseResponse
-	30, // 77: licensefacade.v1.LicenseService.ResumeLicense:output_type -> licensefacade.v1.ResumeLicenseResponse
-	32, // 78: licensefacade.v1.LicenseService.CancelLicense:output_type -> licensefacade.v1.CancelLicenseResponse
-	34, // 79: licensefacade.v1.LicenseService.ReissueLicenseKey:output_type -> licensefacade.v1.ReissueLicenseKeyResponse
-	36, // 80: licensefacade.v1.LicenseService.EnsureServerLicense:output_type -> licensefacade.v1.EnsureServerLicenseResponse
-	38, // 81: licensefacade.v1.LicenseService.CancelServerLicense:output_type -> licensefacade.v1.CancelServerLicenseResponse
-	40, // 82: licensefacade.v1.LicenseService.WatchLicenses:output_type -> licensefacade.v1.WatchLicensesResponse
-	43, // 83: licensefacade.v1.LicenseService.Reconcile:output_type -> licensefacade.v1.ReconcileResponse
-	45, // 84: licensefacade.v1.LicenseService.ListDrift:output_type -> licensefacade.v1.ListDriftResponse
-	47, // 85: licensefacade.v1.LicenseService.AdoptLicense:output_type -> licensefacade.v1.AdoptLicenseResponse
-	49, // 86: licensefacade.v1.LicenseService.ResolveLicense:output_type -> licensefacade.v1.ResolveLicenseResponse
-	56, // 87: licensefacade.v1.LicenseService.ListAuditEntries:output_type -> licensefacade.v1.ListAuditEntriesResponse
-	68, // [68:88] is the sub-list for method output_type
-	48, // [48:68] is the sub-list for method input_type
-	48, // [48:48] is the sub-list for extension type_name
-	48, // [48:48] is the sub-list for extension extendee
-	0,  // [0:48] is the sub-list for field type_name
+	61, // 48: licensefacade.v1.GetCostReportResponse.report:type_name -> licensefacade.v1.CostReport
+	62, // 49: licensefacade.v1.CostReport.rows:type_name -> licensefacade.v1.CostReportRow
+	62, // 50: licensefacade.v1.CostReport.totals:type_name -> licensefacade.v1.CostReportRow
+	63, // 51: licensefacade.v1.CostReport.generate_time:type_name -> google.protobuf.Timestamp
+	8,  // 52: licensefacade.v1.LicenseService.ListPanels:input_type -> licensefacade.v1.ListPanelsRequest
+	13, // 53: licensefacade.v1.LicenseService.OrderLicense:input_type -> licensefacade.v1.OrderLicenseRequest
+	15, // 54: licensefacade.v1.LicenseService.GetLicense:input_type -> licensefacade.v1.GetLicenseRequest
+	17, // 55: licensefacade.v1.LicenseService.ListLicenses:input_type -> licensefacade.v1.ListLicensesRequest
+	19, // 56: licensefacade.v1.LicenseService.QuoteLicense:input_type -> licensefacade.v1.QuoteLicenseRequest
+	21, // 57: licensefacade.v1.LicenseService.RenewLicense:input_type -> licensefacade.v1.RenewLicenseRequest
+	23, // 58: licensefacade.v1.LicenseService.ChangeLicenseIp:input_type -> licensefacade.v1.ChangeLicenseIpRequest
+	25, // 59: licensefacade.v1.LicenseService.ChangeLicensePanel:input_type -> licensefacade.v1.ChangeLicensePanelRequest
+	27, // 60: licensefacade.v1.LicenseService.SuspendLicense:input_type -> licensefacade.v1.SuspendLicenseRequest
+	29, // 61: licensefacade.v1.LicenseService.ResumeLicense:input_type -> licensefacade.v1.ResumeLicenseRequest
+	31, // 62: licensefacade.v1.LicenseService.CancelLicense:input_type -> licensefacade.v1.CancelLicenseRequest
+	33, // 63: licensefacade.v1.LicenseService.ReissueLicenseKey:input_type -> licensefacade.v1.ReissueLicenseKeyRequest
+	35, // 64: licensefacade.v1.LicenseService.EnsureServerLicense:input_type -> licensefacade.v1.EnsureServerLicenseRequest
+	37, // 65: licensefacade.v1.LicenseService.CancelServerLicense:input_type -> licensefacade.v1.CancelServerLicenseRequest
+	39, // 66: licensefacade.v1.LicenseService.WatchLicenses:input_type -> licensefacade.v1.WatchLicensesRequest
+	42, // 67: licensefacade.v1.LicenseService.Reconcile:input_type -> licensefacade.v1.ReconcileRequest
+	44, // 68: licensefacade.v1.LicenseService.ListDrift:input_type -> licensefacade.v1.ListDriftRequest
+	46, // 69: licensefacade.v1.LicenseService.AdoptLicense:input_type -> licensefacade.v1.AdoptLicenseRequest
+	48, // 70: licensefacade.v1.LicenseService.ResolveLicense:input_type -> licensefacade.v1.ResolveLicenseRequest
+	55, // 71: licensefacade.v1.LicenseService.ListAuditEntries:input_type -> licensefacade.v1.ListAuditEntriesRequest
+	59, // 72: licensefacade.v1.LicenseService.GetCostReport:input_type -> licensefacade.v1.GetCostReportRequest
+	9,  // 73: licensefacade.v1.LicenseService.ListPanels:output_type -> licensefacade.v1.ListPanelsResponse
+	14, // 74: licensefacade.v1.LicenseService.OrderLicense:output_type -> licensefacade.v1.OrderLicenseResponse
+	16, // 75: licensefacade.v1.LicenseService.GetLicense:output_type -> licensefacade.v1.GetLicenseResponse
+	18, // 76: licensefacade.v1.LicenseService.ListLicenses:output_type -> licensefacade.v1.ListLicensesResponse
+	20, // 77: licensefacade.v1.LicenseService.QuoteLicense:output_type -> licensefacade.v1.QuoteLicenseResponse
+	22, // 78: licensefacade.v1.LicenseService.RenewLicense:output_type -> licensefacade.v1.RenewLicenseResponse
+	24, // 79: licensefacade.v1.LicenseService.ChangeLicenseIp:output_type -> licensefacade.v1.ChangeLicenseIpResponse
+	26, // 80: licensefacade.v1.LicenseService.ChangeLicensePanel:output_type -> licensefacade.v1.ChangeLicensePanelResponse
+	28, // 81: licensefacade.v1.LicenseService.SuspendLicense:output_type -> licensefacade.v1.SuspendLicenseResponse
+	30, // 82: licensefacade.v1.LicenseService.ResumeLicense:output_type -> licensefacade.v1.ResumeLicenseResponse
+	32, // 83: licensefacade.v1.LicenseService.CancelLicense:output_type -> licensefacade.v1.CancelLicenseResponse
+	34, // 84: licensefacade.v1.LicenseService.ReissueLicenseKey:output_type -> licensefacade.v1.ReissueLicenseKeyResponse
+	36, // 85: licensefacade.v1.LicenseService.EnsureServerLicense:output_type -> licensefacade.v1.EnsureServerLicenseResponse
+	38, // 86: licensefacade.v1.LicenseService.CancelServerLicense:output_type -> licensefacade.v1.CancelServerLicenseResponse
+	40, // 87: licensefacade.v1.LicenseService.WatchLicenses:output_type -> licensefacade.v1.WatchLicensesResponse
+	43, // 88: licensefacade.v1.LicenseService.Reconcile:output_type -> licensefacade.v1.ReconcileResponse
+	45, // 89: licensefacade.v1.LicenseService.ListDrift:output_type -> licensefacade.v1.ListDriftResponse
+	47, // 90: licensefacade.v1.LicenseService.AdoptLicense:output_type -> licensefacade.v1.AdoptLicenseResponse
+	49, // 91: licensefacade.v1.LicenseService.ResolveLicense:output_type -> licensefacade.v1.ResolveLicenseResponse
+	56, // 92: licensefacade.v1.LicenseService.ListAuditEntries:output_type -> licensefacade.v1.ListAuditEntriesResponse
+	60, // 93: licensefacade.v1.LicenseService.GetCostReport:output_type -> licensefacade.v1.GetCostReportResponse
+	73, // [73:94] is the sub-list for method output_type
+	52, // [52:73] is the sub-list for method input_type
+	52, // [52:52] is the sub-list for extension type_name
+	52, // [52:52] is the sub-list for extension extendee
+	0,  // [0:52] is the sub-list for field type_name
 }
 
 func init() { file_licensefacade_v1_license_service_proto_init() }
@@ -5646,6 +6110,54 @@ func file_licensefacade_v1_license_service_proto_init() {
 				return nil
 			}
 		}
+		file_licensefacade_v1_license_service_proto_msgTypes[52].Exporter = func(v interface{}, i int) interface{} {
+			switch v := v.(*GetCostReportRequest); i {
+			case 0:
+				return &v.state
+			case 1:
+				return &v.sizeCache
+			case 2:
+				return &v.unknownFields
+			default:
+				return nil
+			}
+		}
+		file_licensefacade_v1_license_service_proto_msgTypes[53].Exporter = func(v interface{}, i int) interface{} {
+			switch v := v.(*GetCostReportResponse); i {
+			case 0:
+				return &v.state
+			case 1:
+				return &v.sizeCache
+			case 2:
+				return &v.unknownFields
+			default:
+				return nil
+			}
+		}
+		file_licensefacade_v1_license_service_proto_msgTypes[54].Exporter = func(v interface{}, i int) interface{} {
+			switch v := v.(*CostReport); i {
+			case 0:
+				return &v.state
+			case 1:
+				return &v.sizeCache
+			case 2:
+				return &v.unknownFields
+			default:
+				return nil
+			}
+		}
+		file_licensefacade_v1_license_service_proto_msgTypes[55].Exporter = func(v interface{}, i int) interface{} {
+			switch v := v.(*CostReportRow); i {
+			case 0:
+				return &v.state
+			case 1:
+				return &v.sizeCache
+			case 2:
+				return &v.unknownFields
+			default:
+				return nil
+			}
+		}
 	}
 	file_licensefacade_v1_license_service_proto_msgTypes[5].OneofWrappers = []interface{}{}
 	file_licensefacade_v1_license_service_proto_msgTypes[6].OneofWrappers = []interface{}{}
@@ -5662,7 +6174,7 @@ func file_licensefacade_v1_license_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: file_licensefacade_v1_license_service_proto_rawDesc,
 			NumEnums:      7,
-			NumMessages:   52,
+			NumMessages:   56,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

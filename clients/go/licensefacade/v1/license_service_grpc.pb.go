@@ -75,6 +75,13 @@ type LicenseServiceClient interface {
 	// Lists the audit log, newest first: every action that bought or changed a license,
 	// with who, when, the request id, the upstream id and the outcome. Admin only.
 	ListAuditEntries(ctx context.Context, in *ListAuditEntriesRequest, opts ...grpc.CallOption) (*ListAuditEntriesResponse, error)
+	// The cost report of a calendar month (UTC): per client and panel, the paid calls
+	// (orders, renewals, panel changes) with what they cost by kind from their recorded
+	// prices, the revenue and margin at the catalog's selling prices, the licenses live
+	// at the month's end and what the next month is committed to (the live licenses
+	// the upstream renews by itself then, at today's prices). An admin sees every
+	// client; any other client its own. INVALID_ARGUMENT for a month not as YYYY-MM.
+	GetCostReport(ctx context.Context, in *GetCostReportRequest, opts ...grpc.CallOption) (*GetCostReportResponse, error)
 }
 
 type licenseServiceClient struct {
@@ -288,6 +295,15 @@ func (c *licenseServiceClient) ListAuditEntries(ctx context.Context, in *ListAud
 	return out, nil
 }
 
+func (c *licenseServiceClient) GetCostReport(ctx context.Context, in *GetCostReportRequest, opts ...grpc.CallOption) (*GetCostReportResponse, error) {
+	out := new(GetCostReportResponse)
+	err := c.cc.Invoke(ctx, "/licensefacade.v1.LicenseService/GetCostReport", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // LicenseServiceServer is the server API for LicenseService service.
 // All implementations must embed UnimplementedLicenseServiceServer
 // for forward compatibility
@@ -350,6 +366,13 @@ type LicenseServiceServer interface {
 	// Lists the audit log, newest first: every action that bought or changed a license,
 	// with who, when, the request id, the upstream id and the outcome. Admin only.
 	ListAuditEntries(context.Context, *ListAuditEntriesRequest) (*ListAuditEntriesResponse, error)
+	// The cost report of a calendar month (UTC): per client and panel, the paid calls
+	// (orders, renewals, panel changes) with what they cost by kind from their recorded
+	// prices, the revenue and margin at the catalog's selling prices, the licenses live
+	// at the month's end and what the next month is committed to (the live licenses
+	// the upstream renews by itself then, at today's prices). An admin sees every
+	// client; any other client its own. INVALID_ARGUMENT for a month not as YYYY-MM.
+	GetCostReport(context.Context, *GetCostReportRequest) (*GetCostReportResponse, error)
 	mustEmbedUnimplementedLicenseServiceServer()
 }
 
@@ -416,6 +439,9 @@ func (UnimplementedLicenseServiceServer) ResolveLicense(context.Context, *Resolv
 }
 func (UnimplementedLicenseServiceServer) ListAuditEntries(context.Context, *ListAuditEntriesRequest) (*ListAuditEntriesResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method ListAuditEntries not implemented")
+}
+func (UnimplementedLicenseServiceServer) GetCostReport(context.Context, *GetCostReportRequest) (*GetCostReportResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method GetCostReport not implemented")
 }
 func (UnimplementedLicenseServiceServer) mustEmbedUnimplementedLicenseServiceServer() {}
 
@@ -793,6 +819,24 @@ func _LicenseService_ListAuditEntries_Handler(srv interface{}, ctx context.Conte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _LicenseService_GetCostReport_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetCostReportRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(LicenseServiceServer).GetCostReport(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/licensefacade.v1.LicenseService/GetCostReport",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(LicenseServiceServer).GetCostReport(ctx, req.(*GetCostReportRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 var _LicenseService_serviceDesc = grpc.ServiceDesc{
 	ServiceName: "licensefacade.v1.LicenseService",
 	HandlerType: (*LicenseServiceServer)(nil),
@@ -872,6 +916,10 @@ var _LicenseService_serviceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListAuditEntries",
 			Handler:    _LicenseService_ListAuditEntries_Handler,
+		},
+		{
+			MethodName: "GetCostReport",
+			Handler:    _LicenseService_GetCostReport_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

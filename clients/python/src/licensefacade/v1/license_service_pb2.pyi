@@ -660,3 +660,67 @@ class CallPrice(_message.Message):
     currency: str
     unknown_reason: str
     def __init__(self, amount: _Optional[str] = ..., currency: _Optional[str] = ..., unknown_reason: _Optional[str] = ...) -> None: ...
+
+class GetCostReportRequest(_message.Message):
+    __slots__ = ("month",)
+    MONTH_FIELD_NUMBER: _ClassVar[int]
+    month: str
+    def __init__(self, month: _Optional[str] = ...) -> None: ...
+
+class GetCostReportResponse(_message.Message):
+    __slots__ = ("report",)
+    REPORT_FIELD_NUMBER: _ClassVar[int]
+    report: CostReport
+    def __init__(self, report: _Optional[_Union[CostReport, _Mapping]] = ...) -> None: ...
+
+class CostReport(_message.Message):
+    __slots__ = ("month", "currency", "revenue_currency", "rows", "totals", "generate_time")
+    MONTH_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    REVENUE_CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    TOTALS_FIELD_NUMBER: _ClassVar[int]
+    GENERATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    month: str
+    currency: str
+    revenue_currency: str
+    rows: _containers.RepeatedCompositeFieldContainer[CostReportRow]
+    totals: CostReportRow
+    generate_time: _timestamp_pb2.Timestamp
+    def __init__(self, month: _Optional[str] = ..., currency: _Optional[str] = ..., revenue_currency: _Optional[str] = ..., rows: _Optional[_Iterable[_Union[CostReportRow, _Mapping]]] = ..., totals: _Optional[_Union[CostReportRow, _Mapping]] = ..., generate_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class CostReportRow(_message.Message):
+    __slots__ = ("client", "panel", "paid_calls", "unpriced_calls", "failed_calls", "orders", "renewals", "panel_changes", "cost", "revenue", "margin", "unsold_calls", "live_at_month_end", "next_month_renewals", "next_month_committed", "next_month_unpriced")
+    CLIENT_FIELD_NUMBER: _ClassVar[int]
+    PANEL_FIELD_NUMBER: _ClassVar[int]
+    PAID_CALLS_FIELD_NUMBER: _ClassVar[int]
+    UNPRICED_CALLS_FIELD_NUMBER: _ClassVar[int]
+    FAILED_CALLS_FIELD_NUMBER: _ClassVar[int]
+    ORDERS_FIELD_NUMBER: _ClassVar[int]
+    RENEWALS_FIELD_NUMBER: _ClassVar[int]
+    PANEL_CHANGES_FIELD_NUMBER: _ClassVar[int]
+    COST_FIELD_NUMBER: _ClassVar[int]
+    REVENUE_FIELD_NUMBER: _ClassVar[int]
+    MARGIN_FIELD_NUMBER: _ClassVar[int]
+    UNSOLD_CALLS_FIELD_NUMBER: _ClassVar[int]
+    LIVE_AT_MONTH_END_FIELD_NUMBER: _ClassVar[int]
+    NEXT_MONTH_RENEWALS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_MONTH_COMMITTED_FIELD_NUMBER: _ClassVar[int]
+    NEXT_MONTH_UNPRICED_FIELD_NUMBER: _ClassVar[int]
+    client: str
+    panel: str
+    paid_calls: int
+    unpriced_calls: int
+    failed_calls: int
+    orders: str
+    renewals: str
+    panel_changes: str
+    cost: str
+    revenue: str
+    margin: str
+    unsold_calls: int
+    live_at_month_end: int
+    next_month_renewals: int
+    next_month_committed: str
+    next_month_unpriced: int
+    def __init__(self, client: _Optional[str] = ..., panel: _Optional[str] = ..., paid_calls: _Optional[int] = ..., unpriced_calls: _Optional[int] = ..., failed_calls: _Optional[int] = ..., orders: _Optional[str] = ..., renewals: _Optional[str] = ..., panel_changes: _Optional[str] = ..., cost: _Optional[str] = ..., revenue: _Optional[str] = ..., margin: _Optional[str] = ..., unsold_calls: _Optional[int] = ..., live_at_month_end: _Optional[int] = ..., next_month_renewals: _Optional[int] = ..., next_month_committed: _Optional[str] = ..., next_month_unpriced: _Optional[int] = ...) -> None: ...

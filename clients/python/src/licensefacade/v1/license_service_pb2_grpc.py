@@ -135,6 +135,11 @@ class LicenseServiceStub:
                 request_serializer=licensefacade_dot_v1_dot_license__service__pb2.ListAuditEntriesRequest.SerializeToString,
                 response_deserializer=licensefacade_dot_v1_dot_license__service__pb2.ListAuditEntriesResponse.FromString,
                 _registered_method=True)
+        self.GetCostReport = channel.unary_unary(
+                '/licensefacade.v1.LicenseService/GetCostReport',
+                request_serializer=licensefacade_dot_v1_dot_license__service__pb2.GetCostReportRequest.SerializeToString,
+                response_deserializer=licensefacade_dot_v1_dot_license__service__pb2.GetCostReportResponse.FromString,
+                _registered_method=True)
 
 
 class LicenseServiceServicer:
@@ -299,6 +304,18 @@ class LicenseServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetCostReport(self, request, context):
+        """The cost report of a calendar month (UTC): per client and panel, the paid calls
+        (orders, renewals, panel changes) with what they cost by kind from their recorded
+        prices, the revenue and margin at the catalog's selling prices, the licenses live
+        at the month's end and what the next month is committed to (the live licenses
+        the upstream renews by itself then, at today's prices). An admin sees every
+        client; any other client its own. INVALID_ARGUMENT for a month not as YYYY-MM.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_LicenseServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -401,6 +418,11 @@ def add_LicenseServiceServicer_to_server(servicer, server):
                     servicer.ListAuditEntries,
                     request_deserializer=licensefacade_dot_v1_dot_license__service__pb2.ListAuditEntriesRequest.FromString,
                     response_serializer=licensefacade_dot_v1_dot_license__service__pb2.ListAuditEntriesResponse.SerializeToString,
+            ),
+            'GetCostReport': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCostReport,
+                    request_deserializer=licensefacade_dot_v1_dot_license__service__pb2.GetCostReportRequest.FromString,
+                    response_serializer=licensefacade_dot_v1_dot_license__service__pb2.GetCostReportResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -944,6 +966,33 @@ class LicenseService:
             '/licensefacade.v1.LicenseService/ListAuditEntries',
             licensefacade_dot_v1_dot_license__service__pb2.ListAuditEntriesRequest.SerializeToString,
             licensefacade_dot_v1_dot_license__service__pb2.ListAuditEntriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCostReport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/licensefacade.v1.LicenseService/GetCostReport',
+            licensefacade_dot_v1_dot_license__service__pb2.GetCostReportRequest.SerializeToString,
+            licensefacade_dot_v1_dot_license__service__pb2.GetCostReportResponse.FromString,
             options,
             channel_credentials,
             insecure,
