@@ -7,6 +7,7 @@ mod convert;
 mod costs;
 pub mod pb;
 mod timestamp;
+mod webhooks;
 
 pub use audit::{audit_entry_to_pb, call_price_to_pb};
 pub use convert::drift_report_to_pb;
@@ -16,3 +17,4 @@ pub use convert::{
 };
 pub use costs::cost_report_to_pb;
 pub use timestamp::{Timestamp, TimestampError};
+pub use webhooks::{webhook_input, webhook_to_pb};

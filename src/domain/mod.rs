@@ -12,6 +12,7 @@ mod lifecycle;
 mod network;
 mod operation;
 mod price;
+mod webhook;
 
 pub use audit::{
     ADOPT_ACTION, AuditEntry, AuditFilter, AuditOutcome, Bought, PAID_ACTIONS, RESOLVE_ACTION,
@@ -34,6 +35,12 @@ pub use operation::{Operation, OperationKind, Phase};
 pub use price::{
     AddonUnits, CallPrice, ListedPrice, MAX_REASON_BYTES, Money, Purchase, cents_text, parse_price,
     price_of, to_cents,
+};
+pub use webhook::{
+    EVENT_ID_HEADER, EVENT_TYPE_HEADER, MAX_BACKOFF, RETRY_FOR, SIGNATURE_HEADER, Webhook,
+    WebhookState, backoff as webhook_backoff, check_target as check_webhook_target,
+    check_url as check_webhook_url, event_types as webhook_event_types,
+    signature as webhook_signature,
 };
 
 /// A value that failed validation; `field` names the request field in lowerCamelCase.

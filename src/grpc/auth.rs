@@ -20,7 +20,7 @@ use crate::service::ServiceError;
 fn scope_of(method: &str) -> Scope {
     match method {
         "ListPanels" | "GetLicense" | "ListLicenses" | "QuoteLicense" | "WatchLicenses"
-        | "GetCostReport" => Scope::Read,
+        | "GetCostReport" | "ListWebhooks" => Scope::Read,
         "Reconcile" | "ListDrift" | "AdoptLicense" | "ResolveLicense" | "ListAuditEntries" => {
             Scope::Admin
         }
@@ -125,5 +125,7 @@ mod tests {
         assert_eq!(scope_of("ListDrift"), Scope::Admin);
         assert_eq!(scope_of("ListAuditEntries"), Scope::Admin);
         assert_eq!(scope_of("GetCostReport"), Scope::Read);
+        assert_eq!(scope_of("ListWebhooks"), Scope::Read);
+        assert_eq!(scope_of("CreateWebhook"), Scope::Write);
     }
 }

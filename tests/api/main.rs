@@ -35,3 +35,4 @@ mod secrets;
 mod spend;
 mod upstream;
 mod validation;
+mod webhooks;

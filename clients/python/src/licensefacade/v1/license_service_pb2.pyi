@@ -724,3 +724,91 @@ class CostReportRow(_message.Message):
     next_month_committed: str
     next_month_unpriced: int
     def __init__(self, client: _Optional[str] = ..., panel: _Optional[str] = ..., paid_calls: _Optional[int] = ..., unpriced_calls: _Optional[int] = ..., failed_calls: _Optional[int] = ..., orders: _Optional[str] = ..., renewals: _Optional[str] = ..., panel_changes: _Optional[str] = ..., cost: _Optional[str] = ..., revenue: _Optional[str] = ..., margin: _Optional[str] = ..., unsold_calls: _Optional[int] = ..., live_at_month_end: _Optional[int] = ..., next_month_renewals: _Optional[int] = ..., next_month_committed: _Optional[str] = ..., next_month_unpriced: _Optional[int] = ...) -> None: ...
+
+class Webhook(_message.Message):
+    __slots__ = ("id", "client", "all_clients", "url", "event_types", "state", "last_event_id", "backlog", "delivered", "attempts", "last_error", "next_attempt_time", "create_time")
+    class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        STATE_UNSPECIFIED: _ClassVar[Webhook.State]
+        ACTIVE: _ClassVar[Webhook.State]
+        FAILING: _ClassVar[Webhook.State]
+    STATE_UNSPECIFIED: Webhook.State
+    ACTIVE: Webhook.State
+    FAILING: Webhook.State
+    ID_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_FIELD_NUMBER: _ClassVar[int]
+    ALL_CLIENTS_FIELD_NUMBER: _ClassVar[int]
+    URL_FIELD_NUMBER: _ClassVar[int]
+    EVENT_TYPES_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    LAST_EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    BACKLOG_FIELD_NUMBER: _ClassVar[int]
+    DELIVERED_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    LAST_ERROR_FIELD_NUMBER: _ClassVar[int]
+    NEXT_ATTEMPT_TIME_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    client: str
+    all_clients: bool
+    url: str
+    event_types: _containers.RepeatedScalarFieldContainer[LicenseEvent.Kind]
+    state: Webhook.State
+    last_event_id: int
+    backlog: int
+    delivered: int
+    attempts: int
+    last_error: str
+    next_attempt_time: _timestamp_pb2.Timestamp
+    create_time: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[str] = ..., client: _Optional[str] = ..., all_clients: _Optional[bool] = ..., url: _Optional[str] = ..., event_types: _Optional[_Iterable[_Union[LicenseEvent.Kind, str]]] = ..., state: _Optional[_Union[Webhook.State, str]] = ..., last_event_id: _Optional[int] = ..., backlog: _Optional[int] = ..., delivered: _Optional[int] = ..., attempts: _Optional[int] = ..., last_error: _Optional[str] = ..., next_attempt_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class CreateWebhookRequest(_message.Message):
+    __slots__ = ("url", "event_types", "secret")
+    URL_FIELD_NUMBER: _ClassVar[int]
+    EVENT_TYPES_FIELD_NUMBER: _ClassVar[int]
+    SECRET_FIELD_NUMBER: _ClassVar[int]
+    url: str
+    event_types: _containers.RepeatedScalarFieldContainer[LicenseEvent.Kind]
+    secret: str
+    def __init__(self, url: _Optional[str] = ..., event_types: _Optional[_Iterable[_Union[LicenseEvent.Kind, str]]] = ..., secret: _Optional[str] = ...) -> None: ...
+
+class CreateWebhookResponse(_message.Message):
+    __slots__ = ("webhook", "secret")
+    WEBHOOK_FIELD_NUMBER: _ClassVar[int]
+    SECRET_FIELD_NUMBER: _ClassVar[int]
+    webhook: Webhook
+    secret: str
+    def __init__(self, webhook: _Optional[_Union[Webhook, _Mapping]] = ..., secret: _Optional[str] = ...) -> None: ...
+
+class ListWebhooksRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListWebhooksResponse(_message.Message):
+    __slots__ = ("webhooks",)
+    WEBHOOKS_FIELD_NUMBER: _ClassVar[int]
+    webhooks: _containers.RepeatedCompositeFieldContainer[Webhook]
+    def __init__(self, webhooks: _Optional[_Iterable[_Union[Webhook, _Mapping]]] = ...) -> None: ...
+
+class DeleteWebhookRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class DeleteWebhookResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ResumeWebhookRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class ResumeWebhookResponse(_message.Message):
+    __slots__ = ("webhook",)
+    WEBHOOK_FIELD_NUMBER: _ClassVar[int]
+    webhook: Webhook
+    def __init__(self, webhook: _Optional[_Union[Webhook, _Mapping]] = ...) -> None: ...
