@@ -17,6 +17,7 @@ mod login;
 mod pages;
 mod session;
 mod views;
+mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -119,6 +120,9 @@ pub fn router(state: ConsoleState) -> Router {
         .route("/audit", get(admin::audit))
         .route("/costs", get(costs::costs))
         .route("/costs.csv", get(costs::costs_csv))
+        .route("/webhooks", get(webhooks::list).post(webhooks::create))
+        .route("/webhooks/{id}/resume", post(webhooks::resume))
+        .route("/webhooks/{id}/delete", post(webhooks::delete))
         .fallback(error::not_found)
         .with_state(state)
         .layer(axum::middleware::map_response(security_headers))

@@ -498,3 +498,29 @@ pub struct Costs {
     pub totals: CostLine,
     pub chart: Chart,
 }
+
+/// One subscription as the webhooks page shows it.
+pub struct WebhookRow {
+    pub id: String,
+    pub client: String,
+    pub url: String,
+    pub kinds: String,
+    pub state: &'static str,
+    pub state_class: &'static str,
+    pub backlog: u64,
+    pub delivered: u64,
+    pub attempts: u32,
+    pub last_error: String,
+    pub next_attempt: String,
+}
+
+/// `webhooks.html`.
+#[derive(Template)]
+#[template(path = "console/webhooks.html")]
+pub struct Webhooks {
+    pub chrome: Chrome,
+    pub can_write: bool,
+    pub rows: Vec<WebhookRow>,
+    /// Just created: its URL and secret, shown this once.
+    pub created: Option<(String, String)>,
+}

@@ -98,7 +98,7 @@ pub(super) async fn insert<C: Conn>(conn: &mut C, w: &Webhook) -> Result<(), Sto
 }
 
 /// The subscriptions (only `client`'s when set; only `id` when set), oldest first,
-/// each with its backlog: the events of its scope after its position.
+/// each with its backlog: the events of its scope and kinds after its position.
 pub(super) async fn list<C: Conn>(
     conn: &mut C,
     client: Option<&ClientName>,
@@ -108,7 +108,9 @@ pub(super) async fn list<C: Conn>(
         .fetch_all(
             dynamic(format!(
                 "SELECT {COLUMNS}, (SELECT COUNT(*) FROM events e WHERE e.seq > w.last_event_id \
-                 AND (w.all_clients = 1 OR e.client = w.client)) AS backlog \
+                 AND (w.all_clients = 1 OR e.client = w.client) \
+                 AND (w.event_types = '' \
+                   OR (',' || w.event_types || ',') LIKE ('%,' || e.kind || ',%'))) AS backlog \
                  FROM webhook_subscriptions w \
                  WHERE (CAST($1 AS TEXT) IS NULL OR client = $1) \
                  AND (CAST($2 AS TEXT) IS NULL OR id = $2) ORDER BY create_time, id"

@@ -343,3 +343,87 @@ async fn subscriptions_are_managed_by_their_client_and_seen_by_admins() {
     assert_eq!(deleted.status(), 200);
     assert_eq!(gone.status(), 404);
 }
+
+#[tokio::test]
+async fn the_console_subscribes_and_shows_a_failing_receivers_backlog() {
+    // Arrange: a receiver that is down throughout.
+    let app = spawn_allowing_loopback().await;
+    let (receiver, addr) = start_receiver(u32::MAX).await;
+    let mut browser = crate::console::Browser::new(&app);
+    browser.log_in("alpha-token").await;
+    let csrf = browser.csrf().await;
+    let url = format!("http://{addr}/hook");
+
+    // Act: subscribe from the console; an order makes events it cannot deliver.
+    let created = browser
+        .post(
+            "/console/webhooks",
+            &[("csrf", &csrf), ("url", &url), ("event_types", "created")],
+        )
+        .await;
+    rest(
+        &app,
+        Some("alpha"),
+        Method::POST,
+        "/v1/licenses?wait=30s",
+        Some(&order_body("srv-w9", "203.0.113.79")),
+    )
+    .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while receiver.got.lock().unwrap().is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "no attempt made");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let listed: Value = rest(&app, Some("alpha"), Method::GET, "/v1/webhooks", None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let hook = listed["webhooks"][0].clone();
+    let id = hook["id"].as_str().unwrap().to_owned();
+    let page = loop {
+        let page = browser.get("/console/webhooks").await;
+        if page.body.contains("the receiver answered 503") {
+            break page;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{}", page.body);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let deleted = browser
+        .post(
+            &format!("/console/webhooks/{id}/delete"),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    let after: Value = rest(&app, Some("alpha"), Method::GET, "/v1/webhooks", None)
+        .await
+        .json()
+        .await
+        .unwrap();
+
+    // Assert
+    assert_eq!(created.status, 200);
+    assert!(
+        created.body.contains("id=\"secret\">whsec_"),
+        "{}",
+        created.body
+    );
+    assert_eq!(hook["eventTypes"], json!(["CREATED"]));
+    assert!(page.body.contains(&format!("id=\"webhook-{id}\"")));
+    assert!(
+        page.body.contains("<td class=\"num backlog\">1</td>"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("badge warn"));
+    assert!(
+        receiver
+            .got
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|d| d.signature_ok || d.status == 503)
+    );
+    assert_eq!(deleted.status, 303);
+    assert_eq!(after["webhooks"].as_array().map_or(0, Vec::len), 0);
+}
