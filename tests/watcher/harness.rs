@@ -144,6 +144,26 @@ impl Chain {
         (answer.status().as_u16(), answer.json().await.unwrap())
     }
 
+    /// Every audit entry of the service (all clients), newest first.
+    pub async fn audit(&self) -> Vec<Value> {
+        let mut all = Vec::new();
+        let mut token = String::new();
+        loop {
+            let (status, page) = self
+                .get(&format!("/v1/audit?pageSize=200&pageToken={token}"))
+                .await;
+            assert_eq!(status, 200, "{page}");
+            all.extend(page["entries"].as_array().cloned().unwrap_or_default());
+            token = page["nextPageToken"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            if token.is_empty() {
+                return all;
+            }
+        }
+    }
+
     /// Every license the service holds (all clients), newest first.
     pub async fn licenses(&self) -> Vec<Value> {
         let mut all = Vec::new();
