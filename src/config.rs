@@ -202,6 +202,20 @@ pub struct ConsoleFile {
     /// random key is made at start, so a restart logs everyone out; with it, replacing
     /// the file and restarting revokes every session.
     pub session_key_file: Option<PathBuf>,
+    /// Platform watchers whose status the console's Servers page shows
+    /// (`[[console.watchers]]`, each a `name` and the `url` of its operator listener).
+    pub watchers: Option<Vec<WatcherLinkFile>>,
+}
+
+/// One `[[console.watchers]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WatcherLinkFile {
+    /// What the page calls it (its platform instance, e.g. `vm6-a`).
+    pub name: String,
+    /// The base URL of the watcher's operator listener (its `[http] addr`), e.g.
+    /// `http://10.0.0.5:9464`; the console reads `/status?format=json` under it.
+    pub url: String,
 }
 
 /// `[reconcile]` in the file; see [`crate::service::ReconcileConfig`].
@@ -613,10 +627,22 @@ fn console_config(file: ConsoleFile) -> anyhow::Result<crate::console::ConsoleCo
     if session_ttl < Duration::from_secs(60) {
         bail!("console.session_ttl_secs must be at least 60");
     }
+    let watchers = file
+        .watchers
+        .unwrap_or_default()
+        .into_iter()
+        .map(|w| crate::console::WatcherLink::new(&w.name, &w.url))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    for (i, w) in watchers.iter().enumerate() {
+        if watchers[..i].iter().any(|other| other.name == w.name) {
+            bail!("console.watchers: the name {:?} is given twice", w.name);
+        }
+    }
     Ok(crate::console::ConsoleConfig {
         secure_cookies: file.secure_cookies.unwrap_or(defaults.secure_cookies),
         session_ttl,
         session_key,
+        watchers,
     })
 }
 
@@ -672,6 +698,42 @@ mod tests {
         assert_eq!(c.session_ttl, Duration::from_secs(8 * 3600));
         assert!(!c.secure_cookies);
         assert!(c.session_key.is_none());
+    }
+
+    #[test]
+    fn console_watchers_need_a_plain_base_url_and_distinct_names() {
+        let one =
+            console("[[console.watchers]]\nname = \"vm6-a\"\nurl = \"http://10.0.0.5:9464/\"\n")
+                .unwrap();
+        assert_eq!(one.watchers.len(), 1);
+        assert_eq!(
+            one.watchers[0].status_url().as_str(),
+            "http://10.0.0.5:9464/status?format=json"
+        );
+        for (bad, says) in [
+            ("ftp://10.0.0.5/", "http or https"),
+            ("http://ops:secret@10.0.0.5/", "credentials"),
+            ("http://10.0.0.5/?x=1", "query"),
+            ("not a url", "console.watchers"),
+        ] {
+            let refused = console(&format!(
+                "[[console.watchers]]\nname = \"a\"\nurl = {bad:?}\n"
+            ))
+            .err()
+            .unwrap_or_else(|| panic!("{bad} accepted"));
+            let text = format!("{refused:#}");
+            assert!(text.contains(says), "{bad}: {text}");
+            assert!(
+                !text.contains("secret"),
+                "the password is not repeated: {text}"
+            );
+        }
+        let twice = console(
+            "[[console.watchers]]\nname = \"a\"\nurl = \"http://h1/\"\n\
+             [[console.watchers]]\nname = \"a\"\nurl = \"http://h2/\"\n",
+        )
+        .expect_err("refused");
+        assert!(twice.to_string().contains("twice"), "{twice}");
     }
 
     #[test]

@@ -54,15 +54,30 @@ pub async fn run(
         stopping.cancel();
     });
 
+    // The watcher's operator listener first: the console's Servers page reads it.
+    let operator = tokio::net::TcpListener::bind(args.watcher_addr)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot bind the watcher's listener on {}",
+                args.watcher_addr
+            )
+        })?;
+    let watcher_addr = operator.local_addr()?;
+
     // license-facade with its sandbox (the built-in sandbox client, token
     // `sandbox-token`, is the watcher's client here).
-    let settings = Settings::from_args(ServeArgs {
+    let mut settings = Settings::from_args(ServeArgs {
         http_addr: Some(args.http_addr),
         grpc_addr: Some(args.grpc_addr),
         sandbox: true,
         sandbox_key_delay_ms: 1000,
         ..ServeArgs::default()
     })?;
+    settings.console.watchers = vec![crate::console::WatcherLink::new(
+        "demo",
+        &format!("http://{watcher_addr}"),
+    )?];
     let app = Application::build(settings).await?;
     let grpc = app.grpc_addr();
     let service = tokio::spawn(app.run_until_stopped(stop.clone().cancelled_owned()));
@@ -100,16 +115,17 @@ pub async fn run(
             interval = args.interval_secs.max(1),
             token = crate::auth::SANDBOX_TOKEN,
             grace = args.grace_secs,
-            watcher = args.watcher_addr,
+            watcher = watcher_addr,
         ),
     )?;
     let config = WatcherConfig::load(&config_path)?;
-    let listeners = Listeners::bind(&config).await?;
+    let listeners = Listeners::from_bound(Some(operator), None);
     tracing::info!(
         platform = %platform_url,
         license_facade_rest = %format!("http://{}", args.http_addr),
         license_facade_grpc = %grpc,
-        watcher_status = %format!("http://{}/status", args.watcher_addr),
+        watcher_status = %format!("http://{watcher_addr}/status"),
+        console_servers = %format!("http://{}/console/servers", args.http_addr),
         watcher_config = %config_path.display(),
         "demo chain running: platform simulator → watcher → license-facade → BILLmanager sandbox"
     );

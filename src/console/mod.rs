@@ -17,6 +17,7 @@ mod login;
 mod pages;
 mod session;
 mod views;
+mod watchers;
 mod webhooks;
 
 use std::sync::Arc;
@@ -33,6 +34,7 @@ use crate::service::LicenseService;
 
 pub use backoff::{FREE_FAILURES as LOGIN_FREE_FAILURES, MAX_BACKOFF as LOGIN_MAX_BACKOFF};
 pub use session::{CSRF_FIELD, LOGIN_COOKIE, SESSION_COOKIE};
+pub use watchers::WatcherLink;
 
 /// Settings of the console (`[console]` in the configuration file).
 pub struct ConsoleConfig {
@@ -42,6 +44,8 @@ pub struct ConsoleConfig {
     pub session_ttl: Duration,
     /// The key that signs sessions and CSRF tokens; `None`: a random key per start.
     pub session_key: Option<secrecy::SecretBox<Vec<u8>>>,
+    /// Platform watchers whose status the Servers page reads.
+    pub watchers: Vec<WatcherLink>,
 }
 
 impl Default for ConsoleConfig {
@@ -50,6 +54,7 @@ impl Default for ConsoleConfig {
             secure_cookies: false,
             session_ttl: Duration::from_secs(8 * 3600),
             session_key: None,
+            watchers: Vec::new(),
         }
     }
 }
@@ -60,6 +65,7 @@ impl std::fmt::Debug for ConsoleConfig {
             .field("secure_cookies", &self.secure_cookies)
             .field("session_ttl", &self.session_ttl)
             .field("session_key", &self.session_key.as_ref().map(|_| "[set]"))
+            .field("watchers", &self.watchers)
             .finish()
     }
 }
@@ -72,6 +78,7 @@ pub struct ConsoleState {
     auth: Arc<Authenticator>,
     keys: Arc<session::Keys>,
     login_backoff: Arc<backoff::LoginBackoff>,
+    watchers: Arc<watchers::Watchers>,
     secure_cookies: bool,
     session_ttl: Duration,
 }
@@ -95,6 +102,7 @@ impl ConsoleState {
             auth,
             keys: Arc::new(keys),
             login_backoff: Arc::default(),
+            watchers: Arc::new(watchers::Watchers::new(config.watchers.clone())),
             secure_cookies: config.secure_cookies,
             session_ttl: config.session_ttl,
         }
@@ -123,6 +131,7 @@ pub fn router(state: ConsoleState) -> Router {
         .route("/webhooks", get(webhooks::list).post(webhooks::create))
         .route("/webhooks/{id}/resume", post(webhooks::resume))
         .route("/webhooks/{id}/delete", post(webhooks::delete))
+        .route("/servers", get(watchers::servers))
         .fallback(error::not_found)
         .with_state(state)
         .layer(axum::middleware::map_response(security_headers))

@@ -170,6 +170,12 @@ impl Listeners {
         })
     }
 
+    /// Listeners bound already (a caller that must know the operator address before
+    /// the watcher's configuration exists, as a console that links to it does).
+    pub fn from_bound(http: Option<TcpListener>, guest: Option<TcpListener>) -> Self {
+        Self { http, guest }
+    }
+
     /// The operator listener's address.
     pub fn http_addr(&self) -> Option<SocketAddr> {
         self.http.as_ref().and_then(|l| l.local_addr().ok())

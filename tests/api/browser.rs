@@ -207,6 +207,71 @@ async fn text(browser: &Client) -> String {
         .unwrap()
 }
 
+/// A watcher's operator listener serving `/status?format=json`.
+struct WatcherFixture {
+    url: String,
+    status: std::sync::Arc<std::sync::Mutex<Value>>,
+}
+
+impl WatcherFixture {
+    async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let status = std::sync::Arc::new(std::sync::Mutex::new(json!({})));
+        let served = status.clone();
+        let router = axum::Router::new().route(
+            "/status",
+            axum::routing::get(move || {
+                let served = served.clone();
+                async move { axum::Json(served.lock().unwrap().clone()) }
+            }),
+        );
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        Self { url, status }
+    }
+
+    /// Publishes a pass over the first licenses of the app, one server gone.
+    async fn publish(&self, app: &TestApp, gone_license: &str) {
+        let licenses: Value = app
+            .get("/v1/licenses?state=ACTIVE&pageSize=6")
+            .await
+            .json()
+            .await
+            .unwrap();
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let servers: Vec<Value> = licenses["licenses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|l| l["id"] != gone_license)
+            .enumerate()
+            .map(|(n, l)| {
+                json!({"server_id": format!("vm6-a:{}", 1100 + n), "name": l["hostname"],
+                       "state": "active", "wants": format!("{} on {}", l["panel"].as_str().unwrap(),
+                                                             l["ip"].as_str().unwrap()),
+                       "license": {"id": l["id"], "state": l["state"], "ip": l["ip"],
+                                   "panel": l["panel"]}})
+            })
+            .chain([
+                json!({"server_id": "vm6-a:1300", "name": "new-vm", "state": "creating",
+                           "wants": "nothing (unmarked)"}),
+            ])
+            .collect();
+        *self.status.lock().unwrap() = json!({
+            "last_pass": {"started_at": now - 20, "duration_ms": 41,
+                          "listing": {"complete": true, "servers": servers.len()},
+                          "servers_marked": servers.len() - 1, "licenses_live": servers.len(),
+                          "ordered": 1, "moved": 0, "panel_changed": 0, "cancelled": 0, "errors": 0,
+                          "held": []},
+            "servers": servers,
+            "pending": [{"server_id": "vm6-a:1207", "license_id": gone_license, "reason": "gone",
+                         "listings": 2, "listings_needed": 3, "since": now - 600,
+                         "grace_ends": now + 3000, "held_by_limit": false}],
+            "last_complete_listing": now - 20
+        });
+    }
+}
+
 /// Licenses of several kinds, so the pages show what an operator sees: active ones
 /// with host names, a suspended one, two whose order outcome could not be
 /// established (NEEDS_ATTENTION: one bought upstream, one not), an orphan upstream
@@ -265,7 +330,13 @@ async fn the_console_works_in_a_real_browser() {
         );
         return;
     };
-    let app = spawn_app_with(0, |s| {
+    // A platform watcher's operator listener, serving the status document the
+    // Servers page reads (filled in once the licenses exist).
+    let watcher = WatcherFixture::start().await;
+    let watcher_link =
+        license_facade::console::WatcherLink::new("vm6-a", &watcher.url).expect("a valid link");
+    let app = spawn_app_with(0, move |s| {
+        s.console.watchers = vec![watcher_link];
         // Nothing is looked up as absent before a request timeout after the last send.
         s.billmanager.request_timeout = std::time::Duration::from_secs(2);
         s.workflow.max_lookup_failures = 2;
@@ -480,6 +551,26 @@ async fn the_console_works_in_a_real_browser() {
     assert!(
         audit <= 0.0,
         "the audit table overflows its card by {audit}px"
+    );
+
+    // The Servers page: what the watcher sees, with the cancellation waiting for its
+    // grace period; it fits its card.
+    watcher.publish(&app, &shown_id).await;
+    browser.goto(&format!("{console}servers")).await.unwrap();
+    let servers = text(&browser).await;
+    assert!(servers.contains("Pending cancellations"), "{servers}");
+    assert!(servers.contains("vm6-a:1207"), "{servers}");
+    assert!(servers.contains("2 (3 needed)"), "{servers}");
+    assert!(servers.contains("shop7.example.com"), "{servers}");
+    assert!(
+        servers.contains(&shown_id),
+        "the pending license is linked: {servers}"
+    );
+    save_screenshot(&browser, "servers").await;
+    let servers_overflow = overflow(&browser, ".table-wrap", ".card").await;
+    assert!(
+        servers_overflow <= 0.0,
+        "the servers tables overflow their card by {servers_overflow}px"
     );
 
     // Log out: the pages are closed again.

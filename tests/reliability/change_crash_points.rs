@@ -309,6 +309,9 @@ async fn crash_and_recover(change: &Change, point: &'static str) -> ChangeFigure
         .await;
 
     let upstream_changes = carried();
+    let succeeded = service.api.audit_count(change.action, "SUCCEEDED").await;
+    // Every line the restarted service logged is in its file once it has stopped.
+    service.stop().await;
     let confirmed_by_recovery = dir.log_count(CONFIRMED_BY_RECOVERY_LOG);
     let figures = ChangeFigures {
         runs: 1,
@@ -322,12 +325,7 @@ async fn crash_and_recover(change: &Change, point: &'static str) -> ChangeFigure
         "{} carried out upstream exactly once (crash at {point})",
         change.action
     );
-    assert_eq!(
-        service.api.audit_count(change.action, "SUCCEEDED").await,
-        1,
-        "one {} completed",
-        change.action
-    );
+    assert_eq!(succeeded, 1, "one {} completed", change.action);
     assert_eq!(sandbox.orders_sent(), 1, "no other license was ordered");
     let after = upstream_on(&sandbox, license["ip"].as_str().expect("an IP"));
     assert_eq!(after.id, before.id, "the same upstream license");
@@ -483,6 +481,10 @@ async fn crash_and_retry(retry: &Retry, point: &'static str) -> ChangeFigures {
     };
 
     let upstream_changes = carried();
+    let resolved = service.api.audit_count("RESOLVE", "SUCCEEDED").await;
+    let renewed = service.api.audit_count("RENEW", "SUCCEEDED").await;
+    // Every line the restarted service logged is in its file once it has stopped.
+    service.stop().await;
     let found_done = dir.log_count(retry.found_done_log());
     let figures = ChangeFigures {
         runs: 1,
@@ -497,11 +499,7 @@ async fn crash_and_retry(retry: &Retry, point: &'static str) -> ChangeFigures {
         "{} carried out upstream exactly once (crash at {point})",
         retry.name()
     );
-    assert_eq!(
-        service.api.audit_count("RESOLVE", "SUCCEEDED").await,
-        1,
-        "one resolution, however often it was sent"
-    );
+    assert_eq!(resolved, 1, "one resolution, however often it was sent");
     assert_eq!(
         sandbox.handle.carried_out("soft.order.param"),
         1,
@@ -520,7 +518,7 @@ async fn crash_and_retry(retry: &Retry, point: &'static str) -> ChangeFigures {
             };
             assert_eq!(after.id, before.id, "the same upstream license");
             (RENEW.check)(before, &after, &license);
-            assert_eq!(service.api.audit_count("RENEW", "SUCCEEDED").await, 1);
+            assert_eq!(renewed, 1);
         }
     }
     // Where the work was carried out upstream but not yet recorded, the restarted

@@ -61,6 +61,8 @@ async fn crash_and_recover(point: &'static str) -> Figures {
     }
     let license = second.api.license_until(&id, &["ACTIVE"]).await;
 
+    // Every line the restarted service logged is in its file once it has stopped.
+    second.stop().await;
     let (duplicates, lost) = duplicates_and_lost(&sandbox.handle, [order.ip.as_str()]);
     let recovered = dir.log_count(ADOPTED_LOG);
     let figures = Figures {

@@ -151,7 +151,8 @@ impl ServiceDir {
             .sum()
     }
 
-    /// Log lines with this message across every start so far.
+    /// Log lines with this message across every start so far: complete only for the
+    /// services stopped ([`Service::stop`]) or dropped by then.
     pub fn log_count(&self, message: &str) -> u64 {
         let needle = format!("\"message\":\"{message}\"");
         (1..=self.starts)
@@ -217,7 +218,9 @@ fn serve_command(dir: &Path, database_url: &str, sandbox_url: &str, config: &Pat
         .env_remove("LICENSE_FACADE_CLIENTS_FILE")
         .env_remove(license_facade::crash::CRASH_AT_ENV)
         .env_remove(license_facade::crash::CRASH_AFTER_ENV)
-        .env_remove("LICENSE_FACADE_DRAIN_DELAY_MS")
+        // A test that stops a service (SIGTERM) waits for no readiness probe; the drain
+        // tests set their own delay with the flag, which wins over the variable.
+        .env("LICENSE_FACADE_DRAIN_DELAY_MS", "0")
         .env_remove("LICENSE_FACADE_DRAIN_TIMEOUT_SECS")
         .stdin(Stdio::null())
         .stdout(Stdio::piped());
@@ -235,6 +238,8 @@ pub struct Service {
     stderr_path: PathBuf,
     /// Every stdout (JSON log) line so far.
     log: Arc<Mutex<Vec<Value>>>,
+    /// The thread copying stdout into `log` and the stdout file; it ends at EOF.
+    drain: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Service {
@@ -300,7 +305,7 @@ impl Service {
         let lines = log.clone();
         // Keeps draining stdout (so the child never blocks on a full pipe) into memory
         // and a file; reports the addresses from the start-up line.
-        std::thread::spawn(move || {
+        let drain = std::thread::spawn(move || {
             let mut file = std::fs::File::create(stdout_path).ok();
             let mut tx = Some(tx);
             for line in BufReader::new(stdout).lines() {
@@ -327,6 +332,7 @@ impl Service {
             grpc_addr: "127.0.0.1:0".parse().unwrap(),
             stderr_path,
             log,
+            drain: Some(drain),
         };
         match rx.recv_timeout(DEADLINE) {
             Ok((http, grpc)) => {
@@ -375,6 +381,27 @@ impl Service {
         assert!(status.success(), "SIGTERM sent");
     }
 
+    /// Stops the service as an operator does (SIGTERM) and waits until it has exited
+    /// and every line it logged is in its stdout file. Its log is written by a
+    /// background thread and copied by another, so a line logged just before a
+    /// license turned ACTIVE may not be in the file yet while the service runs:
+    /// counting log lines (`ServiceDir::log_count`) must come after this.
+    pub async fn stop(mut self) {
+        self.terminate();
+        let status = self.wait_exit(DEADLINE).await;
+        assert!(
+            status.success(),
+            "a clean exit on SIGTERM, got {status}; stderr: {}",
+            self.stderr()
+        );
+        if let Some(drain) = self.drain.take() {
+            tokio::task::spawn_blocking(move || drain.join())
+                .await
+                .expect("the stdout copy finishes")
+                .expect("the stdout copy does not panic");
+        }
+    }
+
     /// Waits (polling, bounded) until the process exits by itself.
     pub async fn wait_exit(&mut self, within: Duration) -> ExitStatus {
         let deadline = Instant::now() + within;
@@ -412,5 +439,10 @@ impl Drop for Service {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // The process is gone, so its stdout ends: the copy finishes at once, and what
+        // the killed service logged is in its file before anyone counts it.
+        if let Some(drain) = self.drain.take() {
+            let _ = drain.join();
+        }
     }
 }

@@ -59,6 +59,15 @@ impl Chain {
 
     /// Starts the chain with `platform` as the simulator's settings.
     pub async fn start_with(platform: PlatformSimConfig) -> Self {
+        Self::start_configured(platform, |_| {}).await
+    }
+
+    /// Starts the chain with `platform` as the simulator's settings and the service's
+    /// settings changed by `tweak`.
+    pub async fn start_configured(
+        platform: PlatformSimConfig,
+        tweak: impl FnOnce(&mut Settings),
+    ) -> Self {
         let sandbox = start_sandbox(sandbox_config()).await;
         let dir = tempfile::tempdir().unwrap();
         let db = TestDb::for_store("lf_watch").await;
@@ -66,7 +75,7 @@ impl Chain {
             .as_ref()
             .map(|d| d.url.clone())
             .unwrap_or_else(|| format!("sqlite:{}", dir.path().join("db.sqlite").display()));
-        let app = service(&url, &sandbox.url).await;
+        let app = service(&url, &sandbox.url, tweak).await;
         let api = Api::new(format!("http://{}", app.http_addr()));
         let grpc = app.grpc_addr();
         let sim = PlatformSim::bind("127.0.0.1:0".parse().unwrap(), platform)
@@ -135,6 +144,26 @@ impl Chain {
         (answer.status().as_u16(), answer.json().await.unwrap())
     }
 
+    /// Every audit entry of the service (all clients), newest first.
+    pub async fn audit(&self) -> Vec<Value> {
+        let mut all = Vec::new();
+        let mut token = String::new();
+        loop {
+            let (status, page) = self
+                .get(&format!("/v1/audit?pageSize=200&pageToken={token}"))
+                .await;
+            assert_eq!(status, 200, "{page}");
+            all.extend(page["entries"].as_array().cloned().unwrap_or_default());
+            token = page["nextPageToken"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            if token.is_empty() {
+                return all;
+            }
+        }
+    }
+
     /// Every license the service holds (all clients), newest first.
     pub async fn licenses(&self) -> Vec<Value> {
         let mut all = Vec::new();
@@ -194,7 +223,11 @@ pub fn live_of<'a>(licenses: &'a [Value], server_id: &str) -> Option<&'a Value> 
 }
 
 /// license-facade in this process, knowing the admin test client and the watcher's.
-async fn service(database_url: &str, sandbox_url: &str) -> Application {
+async fn service(
+    database_url: &str,
+    sandbox_url: &str,
+    tweak: impl FnOnce(&mut Settings),
+) -> Application {
     let mut settings = Settings::from_args(ServeArgs {
         http_addr: Some("127.0.0.1:0".parse().unwrap()),
         grpc_addr: Some("127.0.0.1:0".parse().unwrap()),
@@ -223,6 +256,7 @@ async fn service(database_url: &str, sandbox_url: &str) -> Application {
     settings.probe_interval = Duration::from_secs(3600);
     settings.drain_delay = Duration::ZERO;
     settings.drain_timeout = Duration::from_secs(5);
+    tweak(&mut settings);
     Application::build(settings).await.expect("the app builds")
 }
 

@@ -75,6 +75,22 @@ async fn fifty_marked_servers_get_fifty_active_licenses_and_ten_deleted_ones_are
         (0, 0, 0)
     );
     assert_eq!(chain.purchases(), 50);
+    // Every action is in the audit log under the watcher's own client.
+    let audit = chain.audit().await;
+    let by_watcher = |action: &str| {
+        audit
+            .iter()
+            .filter(|e| e["action"] == action && e["outcome"] == "SUCCEEDED")
+            .map(|e| e["client"].as_str().unwrap_or_default())
+            .collect::<Vec<_>>()
+    };
+    let (orders, cancels) = (by_watcher("ORDER"), by_watcher("CANCEL"));
+    assert_eq!(orders.len(), 50, "{orders:?}");
+    assert_eq!(cancels.len(), 10, "{cancels:?}");
+    assert!(
+        orders.iter().chain(&cancels).all(|c| *c == "watcher"),
+        "{orders:?} {cancels:?}"
+    );
 }
 
 #[tokio::test]

@@ -6,6 +6,7 @@ mod harness;
 #[path = "../support/mod.rs"]
 mod support;
 
+mod console;
 mod faults;
 mod lifecycle;
 mod operator;
