@@ -15,7 +15,7 @@ use crate::domain::{PanelCatalog, PanelCatalogConfig};
 use crate::downstream::DownstreamConfig;
 use crate::listener::ConnectionLimits;
 use crate::sandbox::SandboxConfig;
-use crate::service::{FeedConfig, WorkflowConfig};
+use crate::service::{FeedConfig, WebhookConfig, WorkflowConfig};
 
 /// Flags of `license-facade serve`.
 #[derive(clap::Args, Debug, Clone, Default)]
@@ -121,6 +121,28 @@ pub struct FileConfig {
     /// The shop's API at `/billmgr`.
     #[serde(default)]
     pub downstream: DownstreamFile,
+    /// Webhook deliveries.
+    #[serde(default)]
+    pub webhooks: WebhooksFile,
+}
+
+/// `[webhooks]` in the file; see [`WebhookConfig`] for the meaning.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhooksFile {
+    /// Let deliveries go to loopback, link-local and metadata addresses [default:
+    /// false].
+    pub allow_private_targets: Option<bool>,
+    /// Milliseconds to wait for a receiver's connection [default: 5000].
+    pub connect_timeout_ms: Option<u64>,
+    /// Milliseconds a whole delivery may take [default: 15000].
+    pub timeout_ms: Option<u64>,
+    /// Bytes of a receiver's answer read at most [default: 4096].
+    pub max_response_bytes: Option<usize>,
+    /// Milliseconds between looks for due deliveries [default: 1000].
+    pub poll_ms: Option<u64>,
+    /// Seconds a process holds a subscription it delivers to [default: 60].
+    pub lease_secs: Option<u64>,
 }
 
 /// `[downstream]` in the file; see [`DownstreamConfig`] for the meaning.
@@ -310,6 +332,8 @@ pub struct Settings {
     pub console: crate::console::ConsoleConfig,
     /// Bounds of the log-ins of the shop's API at `/billmgr`.
     pub downstream: DownstreamConfig,
+    /// Webhook deliveries.
+    pub webhooks: WebhookConfig,
 }
 
 fn read_secret_file(path: &Path) -> anyhow::Result<SecretString> {
@@ -468,8 +492,32 @@ impl Settings {
             clients,
             console: console_config(file.console)?,
             downstream: downstream_config(file.downstream)?,
+            webhooks: webhook_config(file.webhooks)?,
         })
     }
+}
+
+/// The webhook settings from `[webhooks]`, with defaults.
+fn webhook_config(file: WebhooksFile) -> anyhow::Result<WebhookConfig> {
+    let d = WebhookConfig::default();
+    let ms = |v: Option<u64>, default: Duration| v.map(Duration::from_millis).unwrap_or(default);
+    let config = WebhookConfig {
+        allow_private_targets: file
+            .allow_private_targets
+            .unwrap_or(d.allow_private_targets),
+        connect_timeout: ms(file.connect_timeout_ms, d.connect_timeout),
+        timeout: ms(file.timeout_ms, d.timeout),
+        max_response_bytes: file.max_response_bytes.unwrap_or(d.max_response_bytes),
+        poll: ms(file.poll_ms, d.poll),
+        lease: file.lease_secs.map(Duration::from_secs).unwrap_or(d.lease),
+    };
+    if config.connect_timeout.is_zero() || config.timeout.is_zero() || config.poll.is_zero() {
+        bail!("webhooks.connect_timeout_ms, timeout_ms and poll_ms must be positive");
+    }
+    if config.lease <= config.timeout {
+        bail!("webhooks.lease_secs must be longer than webhooks.timeout_ms");
+    }
+    Ok(config)
 }
 
 /// The change feed's bounds from `[feed]`, with defaults.

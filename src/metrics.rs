@@ -53,6 +53,12 @@ pub const SPEND: &str = "license_facade_order_spend_cents_total";
 pub const FEED_STREAMS: &str = "license_facade_feed_streams";
 /// Store reads made by change-feed streams, by `client`.
 pub const FEED_READS: &str = "license_facade_feed_reads_total";
+/// Change-feed events delivered to webhooks (this process).
+pub const WEBHOOK_DELIVERIES: &str = "license_facade_webhook_deliveries_total";
+/// Failed webhook delivery attempts (this process).
+pub const WEBHOOK_FAILURES: &str = "license_facade_webhook_failures_total";
+/// Time from an event's commit to its delivery to a webhook.
+pub const WEBHOOK_DELAY: &str = "license_facade_webhook_delay_seconds";
 
 /// (user name, network) pairs the `/billmgr` log-in back-off holds (this process);
 /// at most `downstream.backoff_entries`.
@@ -150,6 +156,16 @@ fn describe() {
         "Store reads made by change-feed streams, by client"
     );
     describe_counter!(
+        WEBHOOK_DELIVERIES,
+        "Change-feed events delivered to webhooks"
+    );
+    describe_counter!(WEBHOOK_FAILURES, "Failed webhook delivery attempts");
+    describe_histogram!(
+        WEBHOOK_DELAY,
+        metrics::Unit::Seconds,
+        "Time from an event's commit to its webhook delivery"
+    );
+    describe_counter!(
         SPEND,
         "List price of accepted orders in cents, by client and currency"
     );
@@ -202,6 +218,18 @@ pub fn billmgr_backoff_entries(held: usize) {
 /// Sets the count of `/billmgr` sessions held.
 pub fn billmgr_sessions(held: usize) {
     metrics::gauge!(BILLMGR_SESSIONS).set(held as f64);
+}
+
+/// Counts one event delivered to a webhook, committed at `event_time`.
+pub fn webhook_delivered(event_time: time::OffsetDateTime) {
+    metrics::counter!(WEBHOOK_DELIVERIES).increment(1);
+    let delay = time::OffsetDateTime::now_utc() - event_time;
+    metrics::histogram!(WEBHOOK_DELAY).record(delay.as_seconds_f64().max(0.0));
+}
+
+/// Counts one failed webhook delivery attempt.
+pub fn webhook_failed() {
+    metrics::counter!(WEBHOOK_FAILURES).increment(1);
 }
 
 /// Counts one store read of a change-feed stream of `client`.

@@ -133,6 +133,7 @@ impl Application {
             .with_reconcile_config(&settings.reconcile)
             .with_spend_caps(&crate::auth::order_caps(&clients))
             .with_feed_config(settings.feed)
+            .with_webhook_config(settings.webhooks)
             .with_tasks(tasks.clone());
         let auth = Arc::new(crate::auth::Authenticator::new(&clients));
         let worker = service.worker(settings.workflow);
@@ -275,6 +276,7 @@ impl Application {
         );
         tasks.spawn(self.service.clone().run_event_retention(stop.clone()));
         tasks.spawn(self.service.clone().run_event_sequencer(stop.clone()));
+        tasks.spawn(self.service.clone().run_webhooks(stop.clone()));
 
         let probe_reporter = health_reporter.clone();
         let probe_readiness = self.readiness.clone();

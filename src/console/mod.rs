@@ -10,6 +10,7 @@
 mod actions;
 mod admin;
 mod backoff;
+mod costs;
 mod error;
 mod license;
 mod login;
@@ -17,6 +18,7 @@ mod pages;
 mod session;
 mod views;
 mod watchers;
+mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -124,6 +126,11 @@ pub fn router(state: ConsoleState) -> Router {
         .route("/drift/reconcile", post(admin::reconcile))
         .route("/drift/{upstream_id}/adopt", post(admin::adopt))
         .route("/audit", get(admin::audit))
+        .route("/costs", get(costs::costs))
+        .route("/costs.csv", get(costs::costs_csv))
+        .route("/webhooks", get(webhooks::list).post(webhooks::create))
+        .route("/webhooks/{id}/resume", post(webhooks::resume))
+        .route("/webhooks/{id}/delete", post(webhooks::delete))
         .route("/servers", get(watchers::servers))
         .fallback(error::not_found)
         .with_state(state)

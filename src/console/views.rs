@@ -429,3 +429,98 @@ pub struct Audit {
     pub paged: bool,
     pub first: String,
 }
+
+/// One row of the cost report, as the page shows it.
+pub struct CostLine {
+    pub client: String,
+    pub panel: String,
+    pub paid_calls: u32,
+    pub unpriced_calls: u32,
+    pub failed_calls: u32,
+    pub orders: String,
+    pub renewals: String,
+    pub panel_changes: String,
+    pub cost: String,
+    pub revenue: String,
+    pub margin: String,
+    pub live: u32,
+    pub next_renewals: u32,
+    pub committed: String,
+    pub next_unpriced: u32,
+}
+
+/// A bar of the cost chart (SVG units).
+pub struct ChartBar {
+    pub x: u32,
+    pub y: u32,
+    pub width: u32,
+    pub height: u32,
+    /// `cost` or `revenue`.
+    pub class: &'static str,
+    /// The tooltip: the month and the amount.
+    pub title: String,
+    /// The month under the bar, on every other month.
+    pub label: Option<String>,
+    pub label_x: u32,
+}
+
+/// A tick of the amount axis.
+pub struct ChartTick {
+    pub y: u32,
+    pub label: String,
+}
+
+/// The twelve months' chart, drawn by the template as inline SVG.
+pub struct Chart {
+    pub width: u32,
+    pub height: u32,
+    pub left: u32,
+    pub right: u32,
+    pub bottom: u32,
+    pub label_y: u32,
+    pub bars: Vec<ChartBar>,
+    pub ticks: Vec<ChartTick>,
+    pub with_revenue: bool,
+}
+
+/// `costs.html`.
+#[derive(Template)]
+#[template(path = "console/costs.html")]
+pub struct Costs {
+    pub chrome: Chrome,
+    pub month: String,
+    pub previous: String,
+    pub next: String,
+    pub next_month: String,
+    pub currency: String,
+    pub revenue_currency: String,
+    pub rows: Vec<CostLine>,
+    pub totals: CostLine,
+    pub chart: Chart,
+}
+
+/// One subscription as the webhooks page shows it.
+pub struct WebhookRow {
+    pub id: String,
+    pub client: String,
+    pub url: String,
+    pub kinds: String,
+    pub state: &'static str,
+    pub state_class: &'static str,
+    pub backlog: u64,
+    pub delivered: u64,
+    pub attempts: u32,
+    pub last_error: String,
+    pub next_attempt: String,
+}
+
+/// `webhooks.html`.
+#[derive(Template)]
+#[template(path = "console/webhooks.html")]
+pub struct Webhooks {
+    pub chrome: Chrome,
+    pub can_write: bool,
+    pub rows: Vec<WebhookRow>,
+    /// Just created: its URL and secret, shown this once.
+    pub created: Option<(String, String)>,
+}

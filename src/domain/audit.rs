@@ -5,7 +5,7 @@ use std::fmt;
 
 use time::OffsetDateTime;
 
-use super::{CallPrice, ClientName, LicenseId};
+use super::{CallPrice, ClientName, LicenseId, Period};
 
 /// The action an adoption is recorded as (the others are operation kind names).
 pub const ADOPT_ACTION: &str = "ADOPT";
@@ -87,6 +87,19 @@ pub struct AuditEntry {
     /// entry: recorded for every paid call, known or unknown with its reason; the
     /// spend guard adds the known ones up. `None` on every other entry.
     pub price: Option<CallPrice>,
+    /// What a paid call bought (its panel and period), beside its price on the
+    /// ACCEPTED entry, for the cost report; `None` on every other entry.
+    pub bought: Option<Bought>,
+}
+
+/// What a paid call bought: the panel (an order's, the license's at a renewal, the
+/// new one of a panel change) for a period.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bought {
+    /// The panel's canonical name.
+    pub panel: String,
+    /// The period paid for.
+    pub period: Period,
 }
 
 /// Which audit entries to list; `None` means any.

@@ -6,6 +6,9 @@ use std::collections::HashMap;
 
 use serde::Deserialize;
 
+use super::Period;
+use super::price::{parse_price, to_cents};
+
 /// One orderable panel.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Panel {
@@ -32,6 +35,25 @@ pub struct PanelCatalogConfig {
     /// Extra aliases: alias → panel name (or another alias of it).
     #[serde(default)]
     pub aliases: HashMap<String, String>,
+    /// The reseller's own selling prices, per panel and period: the cost report sets
+    /// the revenue and the margin beside the cost.
+    #[serde(default)]
+    pub selling_prices: Vec<SellingPriceConfig>,
+    /// The currency of the selling prices, e.g. `EUR`; required when any is set.
+    #[serde(default)]
+    pub selling_currency: Option<String>,
+}
+
+/// One selling price in the configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SellingPriceConfig {
+    /// The panel (its name or an alias).
+    pub panel: String,
+    /// The period in months: 1 or 12.
+    pub period_months: i32,
+    /// What the reseller charges for the panel for the period, e.g. `"12.50"`.
+    pub price: String,
 }
 
 /// One panel in the configuration file.
@@ -68,6 +90,9 @@ pub struct UnknownPanel {
 pub struct PanelCatalog {
     panels: Vec<Panel>,
     index: HashMap<String, usize>,
+    /// Selling prices in hundredths, by panel (its index) and period (months).
+    selling: HashMap<(usize, i32), i64>,
+    selling_currency: String,
 }
 
 impl PanelCatalog {
@@ -90,6 +115,8 @@ impl PanelCatalog {
                 panel("ISPmanager 6 Business Trial", 55240, true, None),
             ],
             aliases: HashMap::new(),
+            selling_prices: Vec::new(),
+            selling_currency: None,
         })
         .expect("the default catalog is consistent")
     }
@@ -120,6 +147,8 @@ impl PanelCatalog {
         let mut catalog = Self {
             panels: Vec::new(),
             index: HashMap::new(),
+            selling: HashMap::new(),
+            selling_currency: String::new(),
         };
         for p in config.panels {
             if catalog.panels.iter().any(|q| q.tariff_id == p.tariff_id) {
@@ -150,7 +179,48 @@ impl PanelCatalog {
         if catalog.panels.is_empty() {
             return Err("the panel catalog is empty".to_owned());
         }
+        catalog.set_selling_prices(&config.selling_prices, config.selling_currency)?;
         Ok(catalog)
+    }
+
+    fn set_selling_prices(
+        &mut self,
+        prices: &[SellingPriceConfig],
+        currency: Option<String>,
+    ) -> Result<(), String> {
+        let currency = currency.map(|c| c.trim().to_owned()).unwrap_or_default();
+        if !prices.is_empty() && currency.is_empty() {
+            return Err("selling_prices need a selling_currency".to_owned());
+        }
+        for p in prices {
+            let at = *self
+                .index
+                .get(&fold(&p.panel))
+                .ok_or_else(|| format!("a selling price names unknown panel {:?}", p.panel))?;
+            let period = Period::paid_months(p.period_months, "period_months")
+                .ok()
+                .filter(|_| p.period_months != 0)
+                .ok_or_else(|| {
+                    format!(
+                        "the selling price of {:?} has period_months {}; it must be 1 or 12",
+                        p.panel, p.period_months
+                    )
+                })?;
+            let cents = parse_price(&p.price).map(to_cents).ok_or_else(|| {
+                format!(
+                    "the selling price of {:?} is {:?}, not an amount such as \"12.50\"",
+                    p.panel, p.price
+                )
+            })?;
+            if self.selling.insert((at, period.months()), cents).is_some() {
+                return Err(format!(
+                    "{:?} has two selling prices for {} months",
+                    p.panel, p.period_months
+                ));
+            }
+        }
+        self.selling_currency = currency;
+        Ok(())
     }
 
     fn insert_name(&mut self, name: &str, at: usize) -> Result<(), String> {
@@ -185,6 +255,17 @@ impl PanelCatalog {
     /// Finds a panel by its upstream tariff id.
     pub fn by_tariff(&self, tariff_id: u32) -> Option<&Panel> {
         self.panels.iter().find(|p| p.tariff_id == tariff_id)
+    }
+}
+
+impl super::cost::SellingPrices for PanelCatalog {
+    fn selling_cents(&self, panel: &str, period: Period) -> Option<i64> {
+        let at = self.index.get(&fold(panel))?;
+        self.selling.get(&(*at, period.months())).copied()
+    }
+
+    fn selling_currency(&self) -> &str {
+        &self.selling_currency
     }
 }
 
@@ -304,5 +385,64 @@ mod tests {
         assert!(PanelCatalog::from_config(dup).is_err());
         let dangling: PanelCatalogConfig = toml::from_str("[aliases]\nx = 'nope'\n").unwrap();
         assert!(PanelCatalog::from_config(dangling).is_err());
+    }
+
+    #[test]
+    fn selling_prices_are_set_per_panel_and_period_over_the_defaults() {
+        use crate::domain::SellingPrices;
+        let price = |panel: &str, months, price: &str| SellingPriceConfig {
+            panel: panel.into(),
+            period_months: months,
+            price: price.into(),
+        };
+        let config = |prices: Vec<SellingPriceConfig>, currency: Option<&str>| PanelCatalogConfig {
+            selling_prices: prices,
+            selling_currency: currency.map(str::to_owned),
+            ..PanelCatalogConfig::default()
+        };
+
+        let catalog = PanelCatalog::from_config(config(
+            vec![
+                price("ispmanager-6-pro", 1, "12.5"),
+                price("ISPmanager 6 Pro", 12, "120"),
+            ],
+            Some("EUR"),
+        ))
+        .unwrap();
+
+        assert_eq!(
+            catalog.selling_cents("ISPmanager 6 Pro", Period::Month),
+            Some(1_250)
+        );
+        assert_eq!(
+            catalog.selling_cents("ISPmanager 6 Pro", Period::Year),
+            Some(12_000)
+        );
+        assert_eq!(
+            catalog.selling_cents("ISPmanager 6 Lite", Period::Month),
+            None
+        );
+        assert_eq!(catalog.selling_currency(), "EUR");
+        for (bad, why) in [
+            (
+                config(vec![price("Pro", 1, "1")], Some("EUR")),
+                "unknown panel",
+            ),
+            (
+                config(vec![price("ISPmanager 6 Pro", 3, "1")], Some("EUR")),
+                "1 or 12",
+            ),
+            (
+                config(vec![price("ISPmanager 6 Pro", 1, "-1")], Some("EUR")),
+                "not an amount",
+            ),
+            (
+                config(vec![price("ISPmanager 6 Pro", 1, "1")], None),
+                "selling_currency",
+            ),
+        ] {
+            let err = PanelCatalog::from_config(bad).unwrap_err();
+            assert!(err.contains(why), "{err}");
+        }
     }
 }

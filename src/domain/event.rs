@@ -40,6 +40,21 @@ impl EventKind {
         }
     }
 
+    /// Parses [`as_str`](Self::as_str).
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            Self::Created,
+            Self::StateChanged,
+            Self::KeyIssued,
+            Self::Renewed,
+            Self::IpChanged,
+            Self::PanelChanged,
+            Self::OperationFailed,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+    }
+
     /// The events that lead from `before` to `after`.
     pub fn between(before: &License, after: &License) -> Vec<Self> {
         let mut kinds = Vec::new();

@@ -4,6 +4,7 @@
 mod audit;
 mod caps;
 mod catalog;
+mod cost;
 mod event;
 mod ids;
 mod license;
@@ -11,13 +12,19 @@ mod lifecycle;
 mod network;
 mod operation;
 mod price;
+mod webhook;
 
 pub use audit::{
-    ADOPT_ACTION, AuditEntry, AuditFilter, AuditOutcome, PAID_ACTIONS, RESOLVE_ACTION,
+    ADOPT_ACTION, AuditEntry, AuditFilter, AuditOutcome, Bought, PAID_ACTIONS, RESOLVE_ACTION,
 };
 pub use caps::{DEFAULT_MAX_PREPAID_MONTHS, OrderCaps};
 pub use catalog::{
-    CatalogCheck, Panel, PanelCatalog, PanelCatalogConfig, PanelConfig, UnknownPanel,
+    CatalogCheck, Panel, PanelCatalog, PanelCatalogConfig, PanelConfig, SellingPriceConfig,
+    UnknownPanel,
+};
+pub use cost::{
+    CSV_HEADER as COST_CSV_HEADER, CostReport, CostRow, LiveLicense, Month, PaidCall, PaidKind,
+    SellingPrices, renews_in,
 };
 pub use event::{Event, EventKind};
 pub use ids::{ClientName, Hostname, LicenseId, ServerId};
@@ -27,7 +34,13 @@ pub use network::{LicenseIp, canonical as canonical_ip};
 pub use operation::{Operation, OperationKind, Phase};
 pub use price::{
     AddonUnits, CallPrice, ListedPrice, MAX_REASON_BYTES, Money, Purchase, cents_text, parse_price,
-    price_of,
+    price_of, to_cents,
+};
+pub use webhook::{
+    EVENT_ID_HEADER, EVENT_TYPE_HEADER, MAX_BACKOFF, RETRY_FOR, SIGNATURE_HEADER, Webhook,
+    WebhookState, backoff as webhook_backoff, check_target as check_webhook_target,
+    check_url as check_webhook_url, event_types as webhook_event_types,
+    signature as webhook_signature,
 };
 
 /// A value that failed validation; `field` names the request field in lowerCamelCase.

@@ -19,9 +19,8 @@ use crate::service::ServiceError;
 /// The scope a method needs.
 fn scope_of(method: &str) -> Scope {
     match method {
-        "ListPanels" | "GetLicense" | "ListLicenses" | "QuoteLicense" | "WatchLicenses" => {
-            Scope::Read
-        }
+        "ListPanels" | "GetLicense" | "ListLicenses" | "QuoteLicense" | "WatchLicenses"
+        | "GetCostReport" | "ListWebhooks" => Scope::Read,
         "Reconcile" | "ListDrift" | "AdoptLicense" | "ResolveLicense" | "ListAuditEntries" => {
             Scope::Admin
         }
@@ -125,5 +124,8 @@ mod tests {
         assert_eq!(scope_of("ResolveLicense"), Scope::Admin);
         assert_eq!(scope_of("ListDrift"), Scope::Admin);
         assert_eq!(scope_of("ListAuditEntries"), Scope::Admin);
+        assert_eq!(scope_of("GetCostReport"), Scope::Read);
+        assert_eq!(scope_of("ListWebhooks"), Scope::Read);
+        assert_eq!(scope_of("CreateWebhook"), Scope::Write);
     }
 }

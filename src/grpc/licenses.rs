@@ -388,4 +388,84 @@ impl Rpc for GrpcLicenses {
             next_page_token: page.next_token.unwrap_or_default(),
         }))
     }
+
+    async fn get_cost_report(
+        &self,
+        request: Request<pb::GetCostReportRequest>,
+    ) -> Result<Response<pb::GetCostReportResponse>, Status> {
+        let principal = principal(&request)?;
+        let report = self
+            .service
+            .cost_report(principal.owner_filter(), &request.get_ref().month)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::GetCostReportResponse {
+            report: Some(crate::api::cost_report_to_pb(
+                &report,
+                time::OffsetDateTime::now_utc(),
+            )),
+        }))
+    }
+
+    async fn create_webhook(
+        &self,
+        request: Request<pb::CreateWebhookRequest>,
+    ) -> Result<Response<pb::CreateWebhookResponse>, Status> {
+        let principal = principal(&request)?;
+        let view = self
+            .service
+            .create_webhook(
+                &principal.client,
+                principal.owner_filter().is_none(),
+                crate::api::webhook_input(request.into_inner()),
+            )
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::CreateWebhookResponse {
+            webhook: Some(crate::api::webhook_to_pb(&view)),
+            secret: view.webhook.secret.clone(),
+        }))
+    }
+
+    async fn list_webhooks(
+        &self,
+        request: Request<pb::ListWebhooksRequest>,
+    ) -> Result<Response<pb::ListWebhooksResponse>, Status> {
+        let principal = principal(&request)?;
+        let hooks = self
+            .service
+            .list_webhooks(principal.owner_filter())
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::ListWebhooksResponse {
+            webhooks: hooks.iter().map(crate::api::webhook_to_pb).collect(),
+        }))
+    }
+
+    async fn delete_webhook(
+        &self,
+        request: Request<pb::DeleteWebhookRequest>,
+    ) -> Result<Response<pb::DeleteWebhookResponse>, Status> {
+        let principal = principal(&request)?;
+        self.service
+            .delete_webhook(principal.owner_filter(), &request.get_ref().id)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::DeleteWebhookResponse {}))
+    }
+
+    async fn resume_webhook(
+        &self,
+        request: Request<pb::ResumeWebhookRequest>,
+    ) -> Result<Response<pb::ResumeWebhookResponse>, Status> {
+        let principal = principal(&request)?;
+        let view = self
+            .service
+            .resume_webhook(principal.owner_filter(), &request.get_ref().id)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::ResumeWebhookResponse {
+            webhook: Some(crate::api::webhook_to_pb(&view)),
+        }))
+    }
 }

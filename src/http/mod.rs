@@ -15,9 +15,12 @@ mod metrics;
 pub(crate) mod observe;
 pub mod openapi;
 mod panels;
+mod reports;
 mod serve;
+mod webhooks;
 
 pub use error::ApiError;
+pub use reports::csv_response as cost_csv_response;
 pub use serve::serve;
 
 use std::sync::Arc;
@@ -84,6 +87,13 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/drift", get(drift::latest))
         .route("/v1/drift/{upstream_id}/adopt", post(drift::adopt))
         .route("/v1/audit", get(audit::list))
+        .route("/v1/reports/costs", get(reports::costs))
+        .route("/v1/webhooks", get(webhooks::list).post(webhooks::create))
+        .route(
+            "/v1/webhooks/{id}",
+            get(webhooks::get).delete(webhooks::delete),
+        )
+        .route("/v1/webhooks/{id}/resume", post(webhooks::resume))
         // Every route above needs a token; the ones below (health, and whatever is
         // added after this line) do not.
         .route_layer(axum::middleware::from_fn_with_state(

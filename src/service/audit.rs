@@ -7,8 +7,8 @@ use time::OffsetDateTime;
 
 use super::{Call, LicenseService, ServiceError};
 use crate::domain::{
-    AuditEntry, AuditFilter, AuditOutcome, CallPrice, ClientName, FieldViolation, License,
-    LicenseId, LicenseState, Operation, Phase,
+    AuditEntry, AuditFilter, AuditOutcome, ClientName, FieldViolation, License, LicenseId,
+    LicenseState, Operation, Phase,
 };
 use crate::store::{Page, Store};
 
@@ -89,7 +89,7 @@ impl LicenseService {
         call: &Call,
         license: &License,
         actions: &[&str],
-        price: Option<&CallPrice>,
+        paid: Option<&super::spend::Permit>,
     ) -> Vec<AuditEntry> {
         actions
             .iter()
@@ -102,8 +102,9 @@ impl LicenseService {
                     AuditOutcome::Accepted,
                 );
                 // The price belongs to the paid action of the call (one at most).
-                if crate::domain::PAID_ACTIONS.contains(action) {
-                    accepted.price = price.cloned();
+                if let Some(paid) = paid.filter(|_| crate::domain::PAID_ACTIONS.contains(action)) {
+                    accepted.price = Some(paid.price.clone());
+                    accepted.bought = Some(paid.bought.clone());
                 }
                 accepted
             })
@@ -170,6 +171,7 @@ pub(super) fn entry(
         outcome,
         detail: None,
         price: None,
+        bought: None,
     }
 }
 

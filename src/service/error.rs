@@ -19,6 +19,15 @@ pub enum ServiceError {
     /// `LICENSE_NOT_FOUND`.
     #[error("license not found")]
     NotFound,
+    /// No such webhook subscription (or not the caller's) → 404 / NOT_FOUND,
+    /// `WEBHOOK_NOT_FOUND`.
+    #[error("webhook not found")]
+    WebhookNotFound,
+    /// A webhook URL whose host resolves to an address deliveries may not go to
+    /// (loopback, link-local, metadata, …) or does not resolve → 400 /
+    /// INVALID_ARGUMENT, `WEBHOOK_TARGET_REFUSED`, with the field violation on `url`.
+    #[error("url: {0}")]
+    WebhookTargetRefused(String),
     /// The server already has a live license that differs from the order → 409 /
     /// FAILED_PRECONDITION, `SERVER_HAS_LICENSE`; the message names the call to use.
     #[error("server {} already has license {} ({}, {}); use {use_instead} to change it", existing.server_id, existing.id, existing.panel, existing.ip)]
@@ -240,6 +249,8 @@ impl ServiceError {
             Self::InvalidArgument(_) => "INVALID_ARGUMENT",
             Self::UnknownPanel(_) => "UNKNOWN_PANEL",
             Self::NotFound => "LICENSE_NOT_FOUND",
+            Self::WebhookNotFound => "WEBHOOK_NOT_FOUND",
+            Self::WebhookTargetRefused(_) => "WEBHOOK_TARGET_REFUSED",
             Self::ServerHasLicense { .. } => "SERVER_HAS_LICENSE",
             Self::IpHasLicense { .. } => "IP_HAS_LICENSE",
             Self::ServerIdAmbiguous { .. } => "SERVER_ID_AMBIGUOUS",
@@ -270,6 +281,7 @@ impl ServiceError {
         match self {
             Self::InvalidArgument(v) => v.clone(),
             Self::UnknownPanel(e) => vec![FieldViolation::new("panel", e.to_string())],
+            Self::WebhookTargetRefused(why) => vec![FieldViolation::new("url", why.clone())],
             Self::UpstreamLicenseMismatch { field, .. } => {
                 vec![FieldViolation::new(*field, self.to_string())]
             }
@@ -286,12 +298,14 @@ impl ServiceError {
     /// A one-word classification the transports map to a status.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Self::InvalidArgument(_) | Self::UnknownPanel(_) | Self::InvalidPageToken => {
-                ErrorKind::InvalidArgument
-            }
-            Self::NotFound | Self::NoDriftReport | Self::UpstreamLicenseNotFound(_) => {
-                ErrorKind::NotFound
-            }
+            Self::InvalidArgument(_)
+            | Self::UnknownPanel(_)
+            | Self::InvalidPageToken
+            | Self::WebhookTargetRefused(_) => ErrorKind::InvalidArgument,
+            Self::NotFound
+            | Self::NoDriftReport
+            | Self::UpstreamLicenseNotFound(_)
+            | Self::WebhookNotFound => ErrorKind::NotFound,
             Self::ServerHasLicense { .. }
             | Self::IpHasLicense { .. }
             | Self::ServerIdAmbiguous { .. }

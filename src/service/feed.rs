@@ -207,6 +207,13 @@ impl LicenseService {
         }))
     }
 
+    /// A receiver of the latest committed event id this process knows of (woken by
+    /// every newer one): the webhook dispatcher's wake-up.
+    pub(super) fn latest_events(&self) -> watch::Receiver<i64> {
+        self.follow_latest_event();
+        self.feed.latest.subscribe()
+    }
+
     /// Ends every change-feed stream of this process once it has delivered what is
     /// committed; called at shutdown so watchers do not hold the drain open.
     pub fn close_feeds(&self) {

@@ -75,7 +75,6 @@ impl LicenseService {
             Some(buys) => Some(self.paid_change_permit(&call.client, &buys).await?),
             None => None,
         };
-        let price = spend.as_ref().map(|p| p.price.clone());
         let now = OffsetDateTime::now_utc();
         let ops: Vec<Operation> = changes
             .into_iter()
@@ -91,7 +90,7 @@ impl LicenseService {
             replayed: false,
         };
         let record = self.request_record(call, fingerprint, &outcome);
-        let audit = Self::accepted_entries(call, &outcome.license, &actions, price.as_ref());
+        let audit = Self::accepted_entries(call, &outcome.license, &actions, spend.as_ref());
         let operations = match self
             .store
             .insert_operations(
@@ -121,9 +120,9 @@ impl LicenseService {
             }
             other => other?,
         };
+        let priced = spend.as_ref().map(|p| p.price.to_string());
         // Stored: the client's next paid call may be counted.
         drop(spend);
-        let priced = price.as_ref().map(ToString::to_string);
         tracing::info!(license_id = %outcome.license.id, ?operations, price = priced, "change accepted");
         self.wake_workers();
         outcome.operations = operations;

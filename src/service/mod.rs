@@ -3,6 +3,7 @@
 
 mod audit;
 mod changes;
+mod costs;
 mod drift;
 mod error;
 mod feed;
@@ -20,6 +21,7 @@ mod sessions;
 mod spend;
 mod stats;
 mod usage;
+mod webhooks;
 mod worker;
 
 pub use audit::AuditQuery;
@@ -37,6 +39,7 @@ pub(crate) use recovery::unseen_statuses;
 pub use resolve::{ABANDONED, MAX_REASON_CHARS, ResolveAction, ResolveInput};
 pub use stats::DriftCounts;
 pub use usage::ClientUsage;
+pub use webhooks::{WebhookConfig, WebhookInput, WebhookView};
 pub use worker::{Worker, WorkflowConfig};
 
 use std::sync::Arc;
@@ -135,6 +138,10 @@ pub struct LicenseService {
     /// Where the service and its worker spawn background work: an application's set,
     /// so that stopping the application ends it.
     tasks: crate::tasks::Tasks,
+    /// Webhook delivery settings.
+    webhooks: Arc<webhooks::WebhookConfig>,
+    /// Wakes this process's webhook dispatcher (a subscription was resumed).
+    webhook_wake: Arc<Notify>,
 }
 
 impl LicenseService {
@@ -158,6 +165,8 @@ impl LicenseService {
             spend: Arc::default(),
             feed: Arc::new(feed::FeedHub::new(FeedConfig::default())),
             tasks: crate::tasks::Tasks::new(),
+            webhooks: Arc::default(),
+            webhook_wake: Arc::new(Notify::new()),
         }
     }
 
@@ -245,12 +254,8 @@ impl LicenseService {
             replayed: false,
         };
         let record = self.request_record(call, &fp, &accepted);
-        let audit = Self::accepted_entries(
-            call,
-            &pending,
-            &[OperationKind::Order.name()],
-            Some(&spend.price),
-        );
+        let audit =
+            Self::accepted_entries(call, &pending, &[OperationKind::Order.name()], Some(&spend));
         let inserted = match self
             .store
             .insert_order(&pending, &op, record.as_ref(), &audit, spend.limit.as_ref())

@@ -18,7 +18,8 @@ use tokio::sync::OwnedMutexGuard;
 use super::pricing::PriceWait;
 use super::{LicenseService, ServiceError};
 use crate::domain::{
-    CallPrice, ClientName, DEFAULT_MAX_PREPAID_MONTHS, OrderCaps, Purchase, ServerId, cents_text,
+    Bought, CallPrice, ClientName, DEFAULT_MAX_PREPAID_MONTHS, OrderCaps, Purchase, ServerId,
+    cents_text,
 };
 use crate::store::{SpendExceeded, SpendLimit};
 
@@ -31,6 +32,8 @@ pub(super) struct Permit {
     _guard: Option<OwnedMutexGuard<()>>,
     /// The call's price, recorded with it (known or unknown with its reason).
     pub price: CallPrice,
+    /// What the call buys (its panel and period), recorded beside the price.
+    pub bought: Bought,
     /// The limits the store checks again inside the transaction that stores the call
     /// (the guard's lock is per process; replicas share only the database).
     pub limit: Option<SpendLimit>,
@@ -58,10 +61,11 @@ impl SpendGuard {
 
 impl Permit {
     /// The permit of a client without caps: the call is only priced.
-    fn free(price: CallPrice) -> Self {
+    fn free(price: CallPrice, bought: Bought) -> Self {
         Self {
             _guard: None,
             price,
+            bought,
             limit: None,
         }
     }
@@ -71,9 +75,11 @@ impl Permit {
         client: &ClientName,
         caps: &OrderCaps,
         price: CallPrice,
+        bought: Bought,
     ) -> Self {
         Self {
             _guard: Some(guard),
+            bought,
             limit: Some(SpendLimit {
                 client: client.clone(),
                 per_hour: caps.per_hour,
@@ -168,7 +174,7 @@ impl LicenseService {
         let caps = self.spend.caps.get(client);
         let price = self.price(buys, price_wait(caps)).await;
         let Some(caps) = caps else {
-            return Ok(Permit::free(price));
+            return Ok(Permit::free(price, bought_by(buys)));
         };
         let guard = self.spend.lock_of(client).lock_owned().await;
         let has_live = self
@@ -179,7 +185,7 @@ impl LicenseService {
         if !has_live {
             self.check_caps(client, caps, &price).await?;
         }
-        Ok(Permit::checked(guard, client, caps, price))
+        Ok(Permit::checked(guard, client, caps, price, bought_by(buys)))
     }
 
     /// Prices a paid change (a renewal or a panel change) and checks `client`'s caps
@@ -192,11 +198,11 @@ impl LicenseService {
         let caps = self.spend.caps.get(client);
         let price = self.price(buys, price_wait(caps)).await;
         let Some(caps) = caps else {
-            return Ok(Permit::free(price));
+            return Ok(Permit::free(price, bought_by(buys)));
         };
         let guard = self.spend.lock_of(client).lock_owned().await;
         self.check_caps(client, caps, &price).await?;
-        Ok(Permit::checked(guard, client, caps, price))
+        Ok(Permit::checked(guard, client, caps, price, bought_by(buys)))
     }
 
     /// How many months ahead `client` may have a license paid for.
@@ -263,6 +269,14 @@ impl LicenseService {
             });
         }
         Ok(())
+    }
+}
+
+/// What `purchase` buys, as the audit log records it beside the price.
+fn bought_by(purchase: &Purchase) -> Bought {
+    Bought {
+        panel: purchase.panel.clone(),
+        period: purchase.period,
     }
 }
 

@@ -6,10 +6,12 @@ use time::OffsetDateTime;
 use super::codec::{self, from_micros, to_micros};
 use super::sql::exec::{Conn, Row, args, dynamic, fixed};
 use super::{Page, Spent, StoreError};
-use crate::domain::{AuditEntry, AuditFilter, AuditOutcome, CallPrice, ClientName, LicenseId};
+use crate::domain::{
+    AuditEntry, AuditFilter, AuditOutcome, Bought, CallPrice, ClientName, LicenseId,
+};
 
 const COLUMNS: &str = "id, time, client, action, license_id, server_id, request_id, upstream_id, outcome, detail, \
-     cost_cents, cost_currency, cost_unknown";
+     cost_cents, cost_currency, cost_unknown, cost_panel, cost_period";
 
 /// Audit page tokens are the last id of the previous page behind a prefix, so a
 /// license page token is not taken for one.
@@ -52,7 +54,22 @@ fn entry_from_row(row: &impl Row) -> anyhow::Result<AuditEntry> {
             .with_context(|| format!("unknown stored audit outcome {outcome:?}"))?,
         detail: row.opt_text("detail")?,
         price: codec::price_from_row(row)?,
+        bought: bought_from_row(row)?,
     })
+}
+
+/// What a paid call bought, from the `cost_panel` and `cost_period` columns (an entry
+/// written before they were recorded has neither).
+fn bought_from_row(row: &impl Row) -> anyhow::Result<Option<Bought>> {
+    Ok(
+        match (row.opt_text("cost_panel")?, row.opt_int("cost_period")?) {
+            (Some(panel), Some(period)) => Some(Bought {
+                panel,
+                period: codec::period(period)?,
+            }),
+            _ => None,
+        },
+    )
 }
 
 fn upstream_id(entry: &AuditEntry) -> anyhow::Result<Option<i64>> {
@@ -70,8 +87,9 @@ pub(super) async fn insert<C: Conn>(conn: &mut C, entry: &AuditEntry) -> Result<
         .fetch_one(
             fixed(
                 "INSERT INTO audit_log (time, client, action, license_id, server_id, request_id, \
-                 upstream_id, outcome, detail, cost_cents, cost_currency, cost_unknown) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
+                 upstream_id, outcome, detail, cost_cents, cost_currency, cost_unknown, cost_panel, \
+                 cost_period) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING id",
             ),
             args![
                 to_micros(entry.time),
@@ -86,6 +104,11 @@ pub(super) async fn insert<C: Conn>(conn: &mut C, entry: &AuditEntry) -> Result<
                 price.cents,
                 price.currency,
                 price.unknown,
+                entry.bought.as_ref().map(|b| b.panel.clone()),
+                entry
+                    .bought
+                    .as_ref()
+                    .map(|b| i64::from(b.period.upstream_value())),
             ],
         )
         .await

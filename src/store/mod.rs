@@ -5,6 +5,7 @@
 mod audit;
 mod cache;
 mod codec;
+mod costs;
 mod dialect;
 mod file_lock;
 mod group_commit;
@@ -14,6 +15,7 @@ mod retry;
 mod sequencer;
 pub(crate) mod sql;
 mod sqlite;
+mod webhooks;
 
 pub use file_lock::FileLock;
 pub use postgres::{DEFAULT_MAX_CONNECTIONS, PgDb, PgStore};
@@ -21,6 +23,7 @@ pub use sql::SqlStore;
 pub use sqlite::{SqliteDb, SqliteStore};
 
 use dialect::Dialect;
+pub use webhooks::WebhookProgress;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -533,6 +536,71 @@ pub trait Store: Send + Sync + 'static {
         client: &ClientName,
         since: OffsetDateTime,
     ) -> Result<Spent, StoreError>;
+
+    /// The paid calls (orders, renewals, panel changes) accepted in `[since, until)`,
+    /// only `client`'s when set, oldest first: each with its recorded price, what it
+    /// bought, and whether its upstream work failed (the cost report's month).
+    async fn paid_calls(
+        &self,
+        since: OffsetDateTime,
+        until: OffsetDateTime,
+        client: Option<&ClientName>,
+    ) -> Result<Vec<crate::domain::PaidCall>, StoreError>;
+
+    /// The licenses live at `at` (accepted before it, neither FAILED nor cancelled
+    /// before it), only `client`'s when set.
+    async fn licenses_live_at(
+        &self,
+        at: OffsetDateTime,
+        client: Option<&ClientName>,
+    ) -> Result<Vec<License>, StoreError>;
+
+    /// Stores a new webhook subscription.
+    async fn insert_webhook(&self, webhook: &crate::domain::Webhook) -> Result<(), StoreError>;
+
+    /// The webhook subscriptions, only `client`'s when set and only `id` when set,
+    /// oldest first, each with its backlog (the events of its scope it has not
+    /// reached).
+    async fn list_webhooks(
+        &self,
+        client: Option<&ClientName>,
+        id: Option<&str>,
+    ) -> Result<Vec<(crate::domain::Webhook, u64)>, StoreError>;
+
+    /// Deletes a subscription, only if `client`'s when set; whether there was one.
+    async fn delete_webhook(
+        &self,
+        id: &str,
+        client: Option<&ClientName>,
+    ) -> Result<bool, StoreError>;
+
+    /// Makes a subscription ACTIVE and due at `now`, its failures forgotten, only if
+    /// `client`'s when set; whether there was one.
+    async fn resume_webhook(
+        &self,
+        id: &str,
+        client: Option<&ClientName>,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError>;
+
+    /// Leases to `owner` until `now + ttl` the ACTIVE subscription due longest that
+    /// has an event to deliver and whose lease is free or has run out, if any.
+    async fn claim_webhook(
+        &self,
+        owner: &str,
+        now: OffsetDateTime,
+        ttl: Duration,
+    ) -> Result<Option<crate::domain::Webhook>, StoreError>;
+
+    /// Records the progress of a delivery on subscription `id`, only while `owner`
+    /// holds its lease; whether it did.
+    async fn record_webhook(
+        &self,
+        id: &str,
+        owner: &str,
+        now: OffsetDateTime,
+        progress: &WebhookProgress,
+    ) -> Result<bool, StoreError>;
 
     /// Keeps `report` (JSON) as the latest drift report unless the stored one is newer.
     async fn save_drift_report(

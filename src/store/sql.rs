@@ -28,7 +28,7 @@ use super::group_commit::Written;
 use super::retry::retrying;
 use super::{
     Inserted, IpTaken, LicenseFilter, Page, RequestRecord, Resolution, Resolved, SpendLimit, Store,
-    StoreError, audit, resolve,
+    StoreError, audit, costs, resolve, webhooks,
 };
 use crate::domain::{
     AuditEntry, AuditFilter, ClientName, Event, EventKind, License, LicenseId, Operation, ServerId,
@@ -453,6 +453,71 @@ impl<D: Dialect> Store for SqlStore<D> {
         since: OffsetDateTime,
     ) -> Result<crate::store::Spent, StoreError> {
         audit::spend_since(&mut *self.conn().await?, client, since).await
+    }
+
+    async fn paid_calls(
+        &self,
+        since: OffsetDateTime,
+        until: OffsetDateTime,
+        client: Option<&ClientName>,
+    ) -> Result<Vec<crate::domain::PaidCall>, StoreError> {
+        costs::paid_calls(&mut *self.conn().await?, since, until, client).await
+    }
+
+    async fn licenses_live_at(
+        &self,
+        at: OffsetDateTime,
+        client: Option<&ClientName>,
+    ) -> Result<Vec<License>, StoreError> {
+        costs::licenses_live_at(&mut *self.conn().await?, at, client).await
+    }
+
+    async fn insert_webhook(&self, webhook: &crate::domain::Webhook) -> Result<(), StoreError> {
+        webhooks::insert(&mut *self.conn().await?, webhook).await
+    }
+
+    async fn list_webhooks(
+        &self,
+        client: Option<&ClientName>,
+        id: Option<&str>,
+    ) -> Result<Vec<(crate::domain::Webhook, u64)>, StoreError> {
+        webhooks::list(&mut *self.conn().await?, client, id).await
+    }
+
+    async fn delete_webhook(
+        &self,
+        id: &str,
+        client: Option<&ClientName>,
+    ) -> Result<bool, StoreError> {
+        webhooks::delete(&mut *self.conn().await?, id, client).await
+    }
+
+    async fn resume_webhook(
+        &self,
+        id: &str,
+        client: Option<&ClientName>,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        webhooks::resume(&mut *self.conn().await?, id, client, now).await
+    }
+
+    async fn claim_webhook(
+        &self,
+        owner: &str,
+        now: OffsetDateTime,
+        ttl: Duration,
+    ) -> Result<Option<crate::domain::Webhook>, StoreError> {
+        webhooks::claim(&mut *self.lease_conn().await?, owner, now, now + ttl).await
+    }
+
+    async fn record_webhook(
+        &self,
+        id: &str,
+        owner: &str,
+        now: OffsetDateTime,
+        progress: &crate::store::WebhookProgress,
+    ) -> Result<bool, StoreError> {
+        webhooks::record(&mut *self.lease_conn().await?, id, owner, now, progress).await
     }
 
     async fn save_drift_report(

@@ -1402,6 +1402,7 @@ mod console;
 mod feed;
 mod reserve;
 mod resolve;
+mod webhooks;
 
 /// The license cache of a serving SQLite store: every write is seen by the next read,
 /// with other readers filling the cache meanwhile.

@@ -165,6 +165,26 @@ async fn every_rest_answer_and_feed_event_is_exactly_the_proto3_json_the_referen
     bodies
         .get(&app, "/v1/audit?pageSize=100", "ListAuditEntriesResponse")
         .await;
+    bodies.get(&app, "/v1/reports/costs", "CostReport").await;
+    let hook = bodies
+        .post(
+            &app,
+            "/v1/webhooks",
+            json!({"url": "https://203.0.113.50/licenses", "eventTypes": ["CREATED"]}),
+            201,
+            "CreateWebhookResponse",
+        )
+        .await;
+    bodies
+        .get(&app, "/v1/webhooks", "ListWebhooksResponse")
+        .await;
+    bodies
+        .get(
+            &app,
+            &format!("/v1/webhooks/{}", hook["webhook"]["id"].as_str().unwrap()),
+            "Webhook",
+        )
+        .await;
     // The last change: the feed is read up to its CREATED event. Accepted, not yet
     // ordered: a license without expiry or upstream id.
     let marker = bodies

@@ -20,3 +20,4 @@ mod sigkill;
 mod stale_change;
 mod stop;
 mod takeover;
+mod webhooks;

@@ -19,3 +19,4 @@ mod renewal;
 mod scale;
 mod takeover;
 mod watch;
+mod webhooks;

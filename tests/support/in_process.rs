@@ -149,6 +149,9 @@ impl InProcess {
             settings.database_max_connections = n;
         }
         settings.probe_interval = Duration::from_secs(3600);
+        // The suites' webhook receivers listen on 127.0.0.1.
+        settings.webhooks.allow_private_targets = true;
+        settings.webhooks.poll = Duration::from_millis(50);
         // A graceful stop here has no load balancer to wait for.
         settings.drain_delay = Duration::ZERO;
         settings.drain_timeout = Duration::from_secs(5);

@@ -7,6 +7,7 @@
 //! ```
 
 mod bare;
+mod hooks;
 mod load;
 mod procs;
 mod scenarios;
@@ -72,7 +73,9 @@ enum Cmd {
     Console,
     /// 6. The platform watcher: passes over N servers and N licenses.
     Watcher,
-    /// All six, in order.
+    /// 8. Webhook deliveries: drain rate and event-to-delivery delay at 100 events/s.
+    Webhooks,
+    /// All of them, in order.
     All,
     /// (internal) The bare servers of the read scenario.
     #[command(hide = true)]
@@ -128,6 +131,7 @@ async fn main() -> anyhow::Result<()> {
         (4, "4. Footprint"),
         (5, "5. Console pages"),
         (6, "6. Platform watcher"),
+        (8, "8. Webhook deliveries"),
     ] {
         let wanted = match cli.command {
             Cmd::Read => n == 1,
@@ -136,6 +140,7 @@ async fn main() -> anyhow::Result<()> {
             Cmd::Footprint => n == 4,
             Cmd::Console => n == 5,
             Cmd::Watcher => n == 6,
+            Cmd::Webhooks => n == 8,
             _ => all,
         };
         if !wanted {
@@ -151,6 +156,7 @@ async fn main() -> anyhow::Result<()> {
             3 => scenarios::reconcile(&ctx).await,
             4 => scenarios::footprint(&ctx).await,
             5 => scenarios::console(&ctx).await,
+            8 => hooks::webhooks(&ctx).await,
             _ => watch::watcher(&ctx, cli.servers).await,
         };
         match result {

@@ -68,7 +68,7 @@ fn s(v: &str) -> String {
 }
 
 /// A unique server id and a unique address for an order.
-fn next_server() -> (String, String) {
+pub(crate) fn next_server() -> (String, String) {
     static N: AtomicU64 = AtomicU64::new(1);
     let n = N.fetch_add(1, Ordering::Relaxed) + u64::from(std::process::id() % 64) * 1_000_000;
     (
@@ -99,6 +99,16 @@ pub(crate) async fn start_facade(
     database_url: &str,
     upstream: Option<&str>,
 ) -> anyhow::Result<(Proc, SocketAddr, SocketAddr, Duration)> {
+    start_facade_with(ctx, database_url, upstream, "").await
+}
+
+/// [`start_facade`] with `extra` (TOML) added to its configuration file.
+pub(crate) async fn start_facade_with(
+    ctx: &Ctx,
+    database_url: &str,
+    upstream: Option<&str>,
+    extra: &str,
+) -> anyhow::Result<(Proc, SocketAddr, SocketAddr, Duration)> {
     let (http, grpc) = (free_addr(), free_addr());
     let mut args = vec![
         s("serve"),
@@ -124,7 +134,10 @@ pub(crate) async fn start_facade(
         ]),
         None => args.extend([s("--sandbox"), s("--sandbox-key-delay-ms"), s("0")]),
     }
-    args.extend([s("--config"), unlimited_config(ctx)?.display().to_string()]);
+    args.extend([
+        s("--config"),
+        unlimited_config(ctx, extra)?.display().to_string(),
+    ]);
     let mut p = Proc::spawn(&ctx.bin, &args, &ctx.log(), "license-facade serve")?;
     let ready = p.wait_ready(http, "/readyz").await?;
     Ok((p, http, grpc, ready))
@@ -133,9 +146,12 @@ pub(crate) async fn start_facade(
 /// A configuration file that lifts the outbound rate limit (`max_calls_per_second`,
 /// default 20/s, which protects the real BILLmanager): the order path measures the
 /// facade, not the limiter.
-fn unlimited_config(ctx: &Ctx) -> anyhow::Result<PathBuf> {
+fn unlimited_config(ctx: &Ctx, extra: &str) -> anyhow::Result<PathBuf> {
     let path = ctx.dir.join("unlimited.toml");
-    std::fs::write(&path, "[billmanager]\nmax_calls_per_second = 0\n")?;
+    std::fs::write(
+        &path,
+        format!("[billmanager]\nmax_calls_per_second = 0\n{extra}"),
+    )?;
     Ok(path)
 }
 
@@ -516,7 +532,7 @@ pub async fn reconcile(ctx: &Ctx) -> anyhow::Result<String> {
     let mut rows = vec![];
     for (label, config) in [
         ("default settings (outbound limit 20 calls/s)", None),
-        ("outbound limit off", Some(unlimited_config(ctx)?)),
+        ("outbound limit off", Some(unlimited_config(ctx, "")?)),
     ] {
         let soft0 = handle.call_count("soft");
         let calls0 = calls();

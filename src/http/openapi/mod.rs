@@ -33,6 +33,11 @@ const RESPONSE_ROOTS: &[&str] = &[
     "LicenseEvent",
     "DriftReport",
     "ListAuditEntriesResponse",
+    "CostReport",
+    "ListWebhooksResponse",
+    "CreateWebhookResponse",
+    "Webhook",
+    "DeleteWebhookResponse",
 ];
 
 /// The messages REST request bodies are; in proto3 JSON every field of a request may be
@@ -41,6 +46,7 @@ const REQUEST_ROOTS: &[&str] = &[
     "OrderLicenseRequest",
     "ReconcileRequest",
     "AdoptLicenseRequest",
+    "CreateWebhookRequest",
 ];
 
 /// The whole document.

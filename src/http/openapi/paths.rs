@@ -208,6 +208,21 @@ fn success(op: Op, description: &str) -> Response {
             ))),
         ),
         Answer::Text(media) => response.content(media, Content::new(Some(text()))),
+        Answer::JsonOrCsv(schema) => response
+            .content(
+                "application/json",
+                Content::new(Some(Ref::from_schema_name(schema))),
+            )
+            .content(
+                "text/csv",
+                Content::builder()
+                    .schema(Some(text()))
+                    .description(Some(
+                        "RFC 4180 CSV: a header line, one line per row, the totals last (client \
+                         and panel empty); the same fields in snake_case.",
+                    ))
+                    .build(),
+            ),
     };
     let mut response = response;
     if takes_request_id(op) || op.id == "AdoptLicense" {

@@ -25,6 +25,8 @@ pub enum Answer {
     Status,
     /// Text (metrics, docs page, the spec).
     Text(&'static str),
+    /// JSON of a component schema, or CSV for `Accept: text/csv`.
+    JsonOrCsv(&'static str),
 }
 
 /// One operation.
@@ -393,6 +395,81 @@ pub fn operations() -> Vec<Op> {
                 "ListAuditEntries",
                 "Read the audit log",
                 Access::Admin,
+            )
+        },
+        Op {
+            query: &[(
+                "month",
+                Param::Text,
+                "The month as YYYY-MM (UTC); the current month when left out.",
+            )],
+            answer: Answer::JsonOrCsv("CostReport"),
+            errors: &[400],
+            ..op(
+                "get",
+                "/v1/reports/costs",
+                "GetCostReport",
+                "A month's cost report",
+                Access::Read,
+            )
+        },
+        Op {
+            answer: Answer::Json("ListWebhooksResponse"),
+            ..op(
+                "get",
+                "/v1/webhooks",
+                "ListWebhooks",
+                "List webhook subscriptions",
+                Access::Read,
+            )
+        },
+        Op {
+            body: Some(("CreateWebhookRequest", true)),
+            ok: &[(
+                201,
+                "Subscribed; `Location` names the subscription. The secret is shown only here.",
+            )],
+            answer: Answer::Json("CreateWebhookResponse"),
+            errors: &[400, 413, 415],
+            ..op(
+                "post",
+                "/v1/webhooks",
+                "CreateWebhook",
+                "Subscribe a URL to the change feed",
+                Access::Write,
+            )
+        },
+        Op {
+            answer: Answer::Json("Webhook"),
+            errors: &[404],
+            ..op(
+                "get",
+                "/v1/webhooks/{id}",
+                "GetWebhook",
+                "One webhook subscription",
+                Access::Read,
+            )
+        },
+        Op {
+            answer: Answer::Json("DeleteWebhookResponse"),
+            errors: &[404],
+            ..op(
+                "delete",
+                "/v1/webhooks/{id}",
+                "DeleteWebhook",
+                "Delete a webhook subscription",
+                Access::Write,
+            )
+        },
+        Op {
+            answer: Answer::Json("Webhook"),
+            errors: &[404],
+            ..op(
+                "post",
+                "/v1/webhooks/{id}/resume",
+                "ResumeWebhook",
+                "Resume a failing webhook subscription",
+                Access::Write,
             )
         },
         Op {

@@ -21,6 +21,7 @@ store_tests!(
     the_spend_limit_is_checked_in_the_transaction_that_stores_a_paid_call,
     a_money_cap_refuses_an_unknown_price_in_the_transaction,
     the_event_of_a_paid_call_carries_its_recorded_price,
+    the_cost_report_reads_a_windows_paid_calls_and_the_licenses_live_at_an_instant,
 );
 
 async fn the_spend_limit_is_checked_in_the_transaction_that_stores_a_paid_call(
@@ -80,6 +81,7 @@ async fn paid_calls_are_counted_and_priced_calls_added_up_in_the_window(store: A
         entry(id, "RENEW", AuditOutcome::Succeeded, 4),
         AuditEntry {
             price: None,
+            bought: None,
             ..entry(id, "SUSPEND", AuditOutcome::Accepted, 5)
         },
         AuditEntry {
@@ -88,6 +90,7 @@ async fn paid_calls_are_counted_and_priced_calls_added_up_in_the_window(store: A
         },
         AuditEntry {
             price: Some(CallPrice::unknown("the price list is unavailable")),
+            bought: None,
             ..entry(id, "ORDER", AuditOutcome::Accepted, 7)
         },
     ] {
@@ -156,6 +159,7 @@ async fn a_money_cap_refuses_an_unknown_price_in_the_transaction(store: Arc<dyn 
     let third = pending("acme", "srv-3", now);
     let unpriced = AuditEntry {
         price: Some(CallPrice::unknown("no price list")),
+        bought: None,
         ..entry(second.id, "ORDER", AuditOutcome::Accepted, 5)
     };
 
@@ -211,6 +215,7 @@ async fn the_event_of_a_paid_call_carries_its_recorded_price(store: Arc<dyn Stor
     let license = pending("acme", "srv-1", T0);
     let ordered = AuditEntry {
         price: Some(eur(52_500)),
+        bought: None,
         ..entry(license.id, "ORDER", AuditOutcome::Accepted, 1)
     };
     store
@@ -239,6 +244,7 @@ async fn the_event_of_a_paid_call_carries_its_recorded_price(store: Arc<dyn Stor
     );
     let renewal = AuditEntry {
         price: Some(eur(25_000)),
+        bought: None,
         ..entry(license.id, "RENEW", AuditOutcome::Accepted, 2)
     };
     store
@@ -279,6 +285,117 @@ async fn the_event_of_a_paid_call_carries_its_recorded_price(store: Arc<dyn Stor
     );
 }
 
+async fn the_cost_report_reads_a_windows_paid_calls_and_the_licenses_live_at_an_instant(
+    store: Arc<dyn Store>,
+) {
+    // Arrange: `a` ordered (Pro for a month, 9.00) and carried out, then renewed for a
+    // year; `b` ordered before what was bought was recorded, and failed; a change of
+    // IP (not paid) and an order after the window.
+    let a = pending("acme", "srv-1", T0);
+    let b = pending("acme", "srv-2", T0);
+    for license in [&a, &b] {
+        store
+            .insert_order(license, &order_op(license, T0), None, &[], None)
+            .await
+            .unwrap();
+    }
+    let bought = |period| {
+        Some(crate::domain::Bought {
+            panel: "ISPmanager 6 Pro".into(),
+            period,
+        })
+    };
+    let entries = [
+        AuditEntry {
+            bought: bought(crate::domain::Period::Month),
+            price: Some(eur(900)),
+            ..entry(a.id, "ORDER", AuditOutcome::Accepted, 1)
+        },
+        entry(a.id, "ORDER", AuditOutcome::Succeeded, 2),
+        AuditEntry {
+            price: Some(CallPrice::unknown("no list")),
+            ..entry(b.id, "ORDER", AuditOutcome::Accepted, 3)
+        },
+        entry(b.id, "ORDER", AuditOutcome::Failed, 4),
+        AuditEntry {
+            bought: bought(crate::domain::Period::Year),
+            price: Some(eur(9_000)),
+            ..entry(a.id, "RENEW", AuditOutcome::Accepted, 5)
+        },
+        entry(a.id, "CHANGE_IP", AuditOutcome::Accepted, 6),
+        entry(a.id, "ORDER", AuditOutcome::Accepted, 100),
+    ];
+    for e in &entries {
+        store.insert_audit(e).await.unwrap();
+    }
+    let window = (T0, T0 + Duration::from_secs(100));
+
+    // Act
+    let calls = store.paid_calls(window.0, window.1, None).await.unwrap();
+    let others = store
+        .paid_calls(window.0, window.1, Some(&ClientName::new("other")))
+        .await
+        .unwrap();
+    let live_before = store
+        .licenses_live_at(T0 - Duration::from_secs(1), None)
+        .await
+        .unwrap();
+    let live_after = store
+        .licenses_live_at(T0 + Duration::from_secs(1), Some(&ClientName::new("acme")))
+        .await
+        .unwrap();
+
+    // Assert
+    use crate::domain::{PaidKind, Period};
+    let seen: Vec<_> = calls
+        .iter()
+        .map(|c| {
+            (
+                c.kind,
+                c.panel.as_str(),
+                c.period,
+                c.price.clone(),
+                c.failed,
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (
+                PaidKind::Order,
+                "ISPmanager 6 Pro",
+                Period::Month,
+                Some(eur(900)),
+                false
+            ),
+            (
+                PaidKind::Order,
+                "ispmanager6-lite",
+                Period::Month,
+                Some(CallPrice::unknown("no list")),
+                true
+            ),
+            (
+                PaidKind::Renewal,
+                "ISPmanager 6 Pro",
+                Period::Year,
+                Some(eur(9_000)),
+                false
+            ),
+        ],
+        "the failed order is marked; the one recorded without what it bought reads the \
+         license's panel"
+    );
+    assert!(others.is_empty());
+    assert!(live_before.is_empty());
+    let mut live: Vec<_> = live_after.iter().map(|l| l.id).collect();
+    live.sort();
+    let mut expected = vec![a.id, b.id];
+    expected.sort();
+    assert_eq!(live, expected);
+}
+
 fn entry(license_id: LicenseId, action: &str, outcome: AuditOutcome, at: u64) -> AuditEntry {
     AuditEntry {
         id: 0,
@@ -292,6 +409,7 @@ fn entry(license_id: LicenseId, action: &str, outcome: AuditOutcome, at: u64) ->
         outcome,
         detail: (outcome == AuditOutcome::Failed).then(|| "refused".to_owned()),
         price: (outcome == AuditOutcome::Accepted).then(|| eur(100 * at as i64)),
+        bought: None,
     }
 }
 

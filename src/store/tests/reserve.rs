@@ -245,6 +245,7 @@ fn resolution(license: &License, state: LicenseState, op: Option<Operation>) -> 
             outcome: AuditOutcome::Succeeded,
             detail: Some("resolved".into()),
             price: None,
+            bought: None,
         },
         license: after,
         request: None,

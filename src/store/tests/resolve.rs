@@ -45,6 +45,7 @@ fn retry(license: &License) -> Resolution {
             outcome: AuditOutcome::Succeeded,
             detail: Some("RETRY: nothing bought".into()),
             price: None,
+            bought: None,
         },
         license: after,
         request: None,

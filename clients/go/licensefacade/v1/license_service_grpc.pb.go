@@ -75,6 +75,34 @@ type LicenseServiceClient interface {
 	// Lists the audit log, newest first: every action that bought or changed a license,
 	// with who, when, the request id, the upstream id and the outcome. Admin only.
 	ListAuditEntries(ctx context.Context, in *ListAuditEntriesRequest, opts ...grpc.CallOption) (*ListAuditEntriesResponse, error)
+	// The cost report of a calendar month (UTC): per client and panel, the paid calls
+	// (orders, renewals, panel changes) with what they cost by kind from their recorded
+	// prices, the revenue and margin at the catalog's selling prices, the licenses live
+	// at the month's end and what the next month is committed to (the live licenses
+	// the upstream renews by itself then, at today's prices). An admin sees every
+	// client; any other client its own. INVALID_ARGUMENT for a month not as YYYY-MM.
+	GetCostReport(ctx context.Context, in *GetCostReportRequest, opts ...grpc.CallOption) (*GetCostReportResponse, error)
+	// Subscribes the caller to the change feed by HTTP: each event committed from now on
+	// (of `event_types`, or every kind) is POSTed to `url` as a LicenseEvent in JSON,
+	// signed with HMAC-SHA-256 (header `License-Facade-Signature: t=<unix seconds>,
+	// v1=<hex HMAC of "<t>.<body>">`), with its id in `License-Facade-Event-Id` for
+	// de-duplication. Events go one at a time in feed order (a license's in order),
+	// at least once; a failed one is retried with exponential back-off (1 s doubling
+	// to an hour) for 72 hours, then the subscription is FAILING until resumed. An
+	// admin's subscription receives every client's events, any other client's its
+	// own. The URL's host must not resolve to a loopback, link-local or metadata
+	// address (unless the configuration allows it): INVALID_ARGUMENT
+	// (WEBHOOK_TARGET_REFUSED).
+	CreateWebhook(ctx context.Context, in *CreateWebhookRequest, opts ...grpc.CallOption) (*CreateWebhookResponse, error)
+	// Lists the caller's webhook subscriptions (an admin: everyone's) with their state
+	// and backlog.
+	ListWebhooks(ctx context.Context, in *ListWebhooksRequest, opts ...grpc.CallOption) (*ListWebhooksResponse, error)
+	// Deletes a webhook subscription. NOT_FOUND (WEBHOOK_NOT_FOUND) if it is not the
+	// caller's.
+	DeleteWebhook(ctx context.Context, in *DeleteWebhookRequest, opts ...grpc.CallOption) (*DeleteWebhookResponse, error)
+	// Makes a FAILING subscription deliver again from the event it stopped at (or an
+	// ACTIVE one retry now).
+	ResumeWebhook(ctx context.Context, in *ResumeWebhookRequest, opts ...grpc.CallOption) (*ResumeWebhookResponse, error)
 }
 
 type licenseServiceClient struct {
@@ -288,6 +316,51 @@ func (c *licenseServiceClient) ListAuditEntries(ctx context.Context, in *ListAud
 	return out, nil
 }
 
+func (c *licenseServiceClient) GetCostReport(ctx context.Context, in *GetCostReportRequest, opts ...grpc.CallOption) (*GetCostReportResponse, error) {
+	out := new(GetCostReportResponse)
+	err := c.cc.Invoke(ctx, "/licensefacade.v1.LicenseService/GetCostReport", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *licenseServiceClient) CreateWebhook(ctx context.Context, in *CreateWebhookRequest, opts ...grpc.CallOption) (*CreateWebhookResponse, error) {
+	out := new(CreateWebhookResponse)
+	err := c.cc.Invoke(ctx, "/licensefacade.v1.LicenseService/CreateWebhook", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *licenseServiceClient) ListWebhooks(ctx context.Context, in *ListWebhooksRequest, opts ...grpc.CallOption) (*ListWebhooksResponse, error) {
+	out := new(ListWebhooksResponse)
+	err := c.cc.Invoke(ctx, "/licensefacade.v1.LicenseService/ListWebhooks", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *licenseServiceClient) DeleteWebhook(ctx context.Context, in *DeleteWebhookRequest, opts ...grpc.CallOption) (*DeleteWebhookResponse, error) {
+	out := new(DeleteWebhookResponse)
+	err := c.cc.Invoke(ctx, "/licensefacade.v1.LicenseService/DeleteWebhook", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *licenseServiceClient) ResumeWebhook(ctx context.Context, in *ResumeWebhookRequest, opts ...grpc.CallOption) (*ResumeWebhookResponse, error) {
+	out := new(ResumeWebhookResponse)
+	err := c.cc.Invoke(ctx, "/licensefacade.v1.LicenseService/ResumeWebhook", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // LicenseServiceServer is the server API for LicenseService service.
 // All implementations must embed UnimplementedLicenseServiceServer
 // for forward compatibility
@@ -350,6 +423,34 @@ type LicenseServiceServer interface {
 	// Lists the audit log, newest first: every action that bought or changed a license,
 	// with who, when, the request id, the upstream id and the outcome. Admin only.
 	ListAuditEntries(context.Context, *ListAuditEntriesRequest) (*ListAuditEntriesResponse, error)
+	// The cost report of a calendar month (UTC): per client and panel, the paid calls
+	// (orders, renewals, panel changes) with what they cost by kind from their recorded
+	// prices, the revenue and margin at the catalog's selling prices, the licenses live
+	// at the month's end and what the next month is committed to (the live licenses
+	// the upstream renews by itself then, at today's prices). An admin sees every
+	// client; any other client its own. INVALID_ARGUMENT for a month not as YYYY-MM.
+	GetCostReport(context.Context, *GetCostReportRequest) (*GetCostReportResponse, error)
+	// Subscribes the caller to the change feed by HTTP: each event committed from now on
+	// (of `event_types`, or every kind) is POSTed to `url` as a LicenseEvent in JSON,
+	// signed with HMAC-SHA-256 (header `License-Facade-Signature: t=<unix seconds>,
+	// v1=<hex HMAC of "<t>.<body>">`), with its id in `License-Facade-Event-Id` for
+	// de-duplication. Events go one at a time in feed order (a license's in order),
+	// at least once; a failed one is retried with exponential back-off (1 s doubling
+	// to an hour) for 72 hours, then the subscription is FAILING until resumed. An
+	// admin's subscription receives every client's events, any other client's its
+	// own. The URL's host must not resolve to a loopback, link-local or metadata
+	// address (unless the configuration allows it): INVALID_ARGUMENT
+	// (WEBHOOK_TARGET_REFUSED).
+	CreateWebhook(context.Context, *CreateWebhookRequest) (*CreateWebhookResponse, error)
+	// Lists the caller's webhook subscriptions (an admin: everyone's) with their state
+	// and backlog.
+	ListWebhooks(context.Context, *ListWebhooksRequest) (*ListWebhooksResponse, error)
+	// Deletes a webhook subscription. NOT_FOUND (WEBHOOK_NOT_FOUND) if it is not the
+	// caller's.
+	DeleteWebhook(context.Context, *DeleteWebhookRequest) (*DeleteWebhookResponse, error)
+	// Makes a FAILING subscription deliver again from the event it stopped at (or an
+	// ACTIVE one retry now).
+	ResumeWebhook(context.Context, *ResumeWebhookRequest) (*ResumeWebhookResponse, error)
 	mustEmbedUnimplementedLicenseServiceServer()
 }
 
@@ -416,6 +517,21 @@ func (UnimplementedLicenseServiceServer) ResolveLicense(context.Context, *Resolv
 }
 func (UnimplementedLicenseServiceServer) ListAuditEntries(context.Context, *ListAuditEntriesRequest) (*ListAuditEntriesResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method ListAuditEntries not implemented")
+}
+func (UnimplementedLicenseServiceServer) GetCostReport(context.Context, *GetCostReportRequest) (*GetCostReportResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method GetCostReport not implemented")
+}
+func (UnimplementedLicenseServiceServer) CreateWebhook(context.Context, *CreateWebhookRequest) (*CreateWebhookResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method CreateWebhook not implemented")
+}
+func (UnimplementedLicenseServiceServer) ListWebhooks(context.Context, *ListWebhooksRequest) (*ListWebhooksResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ListWebhooks not implemented")
+}
+func (UnimplementedLicenseServiceServer) DeleteWebhook(context.Context, *DeleteWebhookRequest) (*DeleteWebhookResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method DeleteWebhook not implemented")
+}
+func (UnimplementedLicenseServiceServer) ResumeWebhook(context.Context, *ResumeWebhookRequest) (*ResumeWebhookResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ResumeWebhook not implemented")
 }
 func (UnimplementedLicenseServiceServer) mustEmbedUnimplementedLicenseServiceServer() {}
 
@@ -793,6 +909,96 @@ func _LicenseService_ListAuditEntries_Handler(srv interface{}, ctx context.Conte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _LicenseService_GetCostReport_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetCostReportRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(LicenseServiceServer).GetCostReport(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/licensefacade.v1.LicenseService/GetCostReport",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(LicenseServiceServer).GetCostReport(ctx, req.(*GetCostReportRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _LicenseService_CreateWebhook_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateWebhookRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(LicenseServiceServer).CreateWebhook(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/licensefacade.v1.LicenseService/CreateWebhook",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(LicenseServiceServer).CreateWebhook(ctx, req.(*CreateWebhookRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _LicenseService_ListWebhooks_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListWebhooksRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(LicenseServiceServer).ListWebhooks(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/licensefacade.v1.LicenseService/ListWebhooks",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(LicenseServiceServer).ListWebhooks(ctx, req.(*ListWebhooksRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _LicenseService_DeleteWebhook_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteWebhookRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(LicenseServiceServer).DeleteWebhook(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/licensefacade.v1.LicenseService/DeleteWebhook",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(LicenseServiceServer).DeleteWebhook(ctx, req.(*DeleteWebhookRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _LicenseService_ResumeWebhook_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ResumeWebhookRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(LicenseServiceServer).ResumeWebhook(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/licensefacade.v1.LicenseService/ResumeWebhook",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(LicenseServiceServer).ResumeWebhook(ctx, req.(*ResumeWebhookRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 var _LicenseService_serviceDesc = grpc.ServiceDesc{
 	ServiceName: "licensefacade.v1.LicenseService",
 	HandlerType: (*LicenseServiceServer)(nil),
@@ -872,6 +1078,26 @@ var _LicenseService_serviceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListAuditEntries",
 			Handler:    _LicenseService_ListAuditEntries_Handler,
+		},
+		{
+			MethodName: "GetCostReport",
+			Handler:    _LicenseService_GetCostReport_Handler,
+		},
+		{
+			MethodName: "CreateWebhook",
+			Handler:    _LicenseService_CreateWebhook_Handler,
+		},
+		{
+			MethodName: "ListWebhooks",
+			Handler:    _LicenseService_ListWebhooks_Handler,
+		},
+		{
+			MethodName: "DeleteWebhook",
+			Handler:    _LicenseService_DeleteWebhook_Handler,
+		},
+		{
+			MethodName: "ResumeWebhook",
+			Handler:    _LicenseService_ResumeWebhook_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -660,3 +660,155 @@ class CallPrice(_message.Message):
     currency: str
     unknown_reason: str
     def __init__(self, amount: _Optional[str] = ..., currency: _Optional[str] = ..., unknown_reason: _Optional[str] = ...) -> None: ...
+
+class GetCostReportRequest(_message.Message):
+    __slots__ = ("month",)
+    MONTH_FIELD_NUMBER: _ClassVar[int]
+    month: str
+    def __init__(self, month: _Optional[str] = ...) -> None: ...
+
+class GetCostReportResponse(_message.Message):
+    __slots__ = ("report",)
+    REPORT_FIELD_NUMBER: _ClassVar[int]
+    report: CostReport
+    def __init__(self, report: _Optional[_Union[CostReport, _Mapping]] = ...) -> None: ...
+
+class CostReport(_message.Message):
+    __slots__ = ("month", "currency", "revenue_currency", "rows", "totals", "generate_time")
+    MONTH_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    REVENUE_CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    TOTALS_FIELD_NUMBER: _ClassVar[int]
+    GENERATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    month: str
+    currency: str
+    revenue_currency: str
+    rows: _containers.RepeatedCompositeFieldContainer[CostReportRow]
+    totals: CostReportRow
+    generate_time: _timestamp_pb2.Timestamp
+    def __init__(self, month: _Optional[str] = ..., currency: _Optional[str] = ..., revenue_currency: _Optional[str] = ..., rows: _Optional[_Iterable[_Union[CostReportRow, _Mapping]]] = ..., totals: _Optional[_Union[CostReportRow, _Mapping]] = ..., generate_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class CostReportRow(_message.Message):
+    __slots__ = ("client", "panel", "paid_calls", "unpriced_calls", "failed_calls", "orders", "renewals", "panel_changes", "cost", "revenue", "margin", "unsold_calls", "live_at_month_end", "next_month_renewals", "next_month_committed", "next_month_unpriced")
+    CLIENT_FIELD_NUMBER: _ClassVar[int]
+    PANEL_FIELD_NUMBER: _ClassVar[int]
+    PAID_CALLS_FIELD_NUMBER: _ClassVar[int]
+    UNPRICED_CALLS_FIELD_NUMBER: _ClassVar[int]
+    FAILED_CALLS_FIELD_NUMBER: _ClassVar[int]
+    ORDERS_FIELD_NUMBER: _ClassVar[int]
+    RENEWALS_FIELD_NUMBER: _ClassVar[int]
+    PANEL_CHANGES_FIELD_NUMBER: _ClassVar[int]
+    COST_FIELD_NUMBER: _ClassVar[int]
+    REVENUE_FIELD_NUMBER: _ClassVar[int]
+    MARGIN_FIELD_NUMBER: _ClassVar[int]
+    UNSOLD_CALLS_FIELD_NUMBER: _ClassVar[int]
+    LIVE_AT_MONTH_END_FIELD_NUMBER: _ClassVar[int]
+    NEXT_MONTH_RENEWALS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_MONTH_COMMITTED_FIELD_NUMBER: _ClassVar[int]
+    NEXT_MONTH_UNPRICED_FIELD_NUMBER: _ClassVar[int]
+    client: str
+    panel: str
+    paid_calls: int
+    unpriced_calls: int
+    failed_calls: int
+    orders: str
+    renewals: str
+    panel_changes: str
+    cost: str
+    revenue: str
+    margin: str
+    unsold_calls: int
+    live_at_month_end: int
+    next_month_renewals: int
+    next_month_committed: str
+    next_month_unpriced: int
+    def __init__(self, client: _Optional[str] = ..., panel: _Optional[str] = ..., paid_calls: _Optional[int] = ..., unpriced_calls: _Optional[int] = ..., failed_calls: _Optional[int] = ..., orders: _Optional[str] = ..., renewals: _Optional[str] = ..., panel_changes: _Optional[str] = ..., cost: _Optional[str] = ..., revenue: _Optional[str] = ..., margin: _Optional[str] = ..., unsold_calls: _Optional[int] = ..., live_at_month_end: _Optional[int] = ..., next_month_renewals: _Optional[int] = ..., next_month_committed: _Optional[str] = ..., next_month_unpriced: _Optional[int] = ...) -> None: ...
+
+class Webhook(_message.Message):
+    __slots__ = ("id", "client", "all_clients", "url", "event_types", "state", "last_event_id", "backlog", "delivered", "attempts", "last_error", "next_attempt_time", "create_time")
+    class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        STATE_UNSPECIFIED: _ClassVar[Webhook.State]
+        ACTIVE: _ClassVar[Webhook.State]
+        FAILING: _ClassVar[Webhook.State]
+    STATE_UNSPECIFIED: Webhook.State
+    ACTIVE: Webhook.State
+    FAILING: Webhook.State
+    ID_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_FIELD_NUMBER: _ClassVar[int]
+    ALL_CLIENTS_FIELD_NUMBER: _ClassVar[int]
+    URL_FIELD_NUMBER: _ClassVar[int]
+    EVENT_TYPES_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    LAST_EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    BACKLOG_FIELD_NUMBER: _ClassVar[int]
+    DELIVERED_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    LAST_ERROR_FIELD_NUMBER: _ClassVar[int]
+    NEXT_ATTEMPT_TIME_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    client: str
+    all_clients: bool
+    url: str
+    event_types: _containers.RepeatedScalarFieldContainer[LicenseEvent.Kind]
+    state: Webhook.State
+    last_event_id: int
+    backlog: int
+    delivered: int
+    attempts: int
+    last_error: str
+    next_attempt_time: _timestamp_pb2.Timestamp
+    create_time: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[str] = ..., client: _Optional[str] = ..., all_clients: _Optional[bool] = ..., url: _Optional[str] = ..., event_types: _Optional[_Iterable[_Union[LicenseEvent.Kind, str]]] = ..., state: _Optional[_Union[Webhook.State, str]] = ..., last_event_id: _Optional[int] = ..., backlog: _Optional[int] = ..., delivered: _Optional[int] = ..., attempts: _Optional[int] = ..., last_error: _Optional[str] = ..., next_attempt_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class CreateWebhookRequest(_message.Message):
+    __slots__ = ("url", "event_types", "secret")
+    URL_FIELD_NUMBER: _ClassVar[int]
+    EVENT_TYPES_FIELD_NUMBER: _ClassVar[int]
+    SECRET_FIELD_NUMBER: _ClassVar[int]
+    url: str
+    event_types: _containers.RepeatedScalarFieldContainer[LicenseEvent.Kind]
+    secret: str
+    def __init__(self, url: _Optional[str] = ..., event_types: _Optional[_Iterable[_Union[LicenseEvent.Kind, str]]] = ..., secret: _Optional[str] = ...) -> None: ...
+
+class CreateWebhookResponse(_message.Message):
+    __slots__ = ("webhook", "secret")
+    WEBHOOK_FIELD_NUMBER: _ClassVar[int]
+    SECRET_FIELD_NUMBER: _ClassVar[int]
+    webhook: Webhook
+    secret: str
+    def __init__(self, webhook: _Optional[_Union[Webhook, _Mapping]] = ..., secret: _Optional[str] = ...) -> None: ...
+
+class ListWebhooksRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListWebhooksResponse(_message.Message):
+    __slots__ = ("webhooks",)
+    WEBHOOKS_FIELD_NUMBER: _ClassVar[int]
+    webhooks: _containers.RepeatedCompositeFieldContainer[Webhook]
+    def __init__(self, webhooks: _Optional[_Iterable[_Union[Webhook, _Mapping]]] = ...) -> None: ...
+
+class DeleteWebhookRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class DeleteWebhookResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ResumeWebhookRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class ResumeWebhookResponse(_message.Message):
+    __slots__ = ("webhook",)
+    WEBHOOK_FIELD_NUMBER: _ClassVar[int]
+    webhook: Webhook
+    def __init__(self, webhook: _Optional[_Union[Webhook, _Mapping]] = ...) -> None: ...

@@ -135,6 +135,31 @@ class LicenseServiceStub:
                 request_serializer=licensefacade_dot_v1_dot_license__service__pb2.ListAuditEntriesRequest.SerializeToString,
                 response_deserializer=licensefacade_dot_v1_dot_license__service__pb2.ListAuditEntriesResponse.FromString,
                 _registered_method=True)
+        self.GetCostReport = channel.unary_unary(
+                '/licensefacade.v1.LicenseService/GetCostReport',
+                request_serializer=licensefacade_dot_v1_dot_license__service__pb2.GetCostReportRequest.SerializeToString,
+                response_deserializer=licensefacade_dot_v1_dot_license__service__pb2.GetCostReportResponse.FromString,
+                _registered_method=True)
+        self.CreateWebhook = channel.unary_unary(
+                '/licensefacade.v1.LicenseService/CreateWebhook',
+                request_serializer=licensefacade_dot_v1_dot_license__service__pb2.CreateWebhookRequest.SerializeToString,
+                response_deserializer=licensefacade_dot_v1_dot_license__service__pb2.CreateWebhookResponse.FromString,
+                _registered_method=True)
+        self.ListWebhooks = channel.unary_unary(
+                '/licensefacade.v1.LicenseService/ListWebhooks',
+                request_serializer=licensefacade_dot_v1_dot_license__service__pb2.ListWebhooksRequest.SerializeToString,
+                response_deserializer=licensefacade_dot_v1_dot_license__service__pb2.ListWebhooksResponse.FromString,
+                _registered_method=True)
+        self.DeleteWebhook = channel.unary_unary(
+                '/licensefacade.v1.LicenseService/DeleteWebhook',
+                request_serializer=licensefacade_dot_v1_dot_license__service__pb2.DeleteWebhookRequest.SerializeToString,
+                response_deserializer=licensefacade_dot_v1_dot_license__service__pb2.DeleteWebhookResponse.FromString,
+                _registered_method=True)
+        self.ResumeWebhook = channel.unary_unary(
+                '/licensefacade.v1.LicenseService/ResumeWebhook',
+                request_serializer=licensefacade_dot_v1_dot_license__service__pb2.ResumeWebhookRequest.SerializeToString,
+                response_deserializer=licensefacade_dot_v1_dot_license__service__pb2.ResumeWebhookResponse.FromString,
+                _registered_method=True)
 
 
 class LicenseServiceServicer:
@@ -299,6 +324,59 @@ class LicenseServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetCostReport(self, request, context):
+        """The cost report of a calendar month (UTC): per client and panel, the paid calls
+        (orders, renewals, panel changes) with what they cost by kind from their recorded
+        prices, the revenue and margin at the catalog's selling prices, the licenses live
+        at the month's end and what the next month is committed to (the live licenses
+        the upstream renews by itself then, at today's prices). An admin sees every
+        client; any other client its own. INVALID_ARGUMENT for a month not as YYYY-MM.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateWebhook(self, request, context):
+        """Subscribes the caller to the change feed by HTTP: each event committed from now on
+        (of `event_types`, or every kind) is POSTed to `url` as a LicenseEvent in JSON,
+        signed with HMAC-SHA-256 (header `License-Facade-Signature: t=<unix seconds>,
+        v1=<hex HMAC of "<t>.<body>">`), with its id in `License-Facade-Event-Id` for
+        de-duplication. Events go one at a time in feed order (a license's in order),
+        at least once; a failed one is retried with exponential back-off (1 s doubling
+        to an hour) for 72 hours, then the subscription is FAILING until resumed. An
+        admin's subscription receives every client's events, any other client's its
+        own. The URL's host must not resolve to a loopback, link-local or metadata
+        address (unless the configuration allows it): INVALID_ARGUMENT
+        (WEBHOOK_TARGET_REFUSED).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListWebhooks(self, request, context):
+        """Lists the caller's webhook subscriptions (an admin: everyone's) with their state
+        and backlog.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteWebhook(self, request, context):
+        """Deletes a webhook subscription. NOT_FOUND (WEBHOOK_NOT_FOUND) if it is not the
+        caller's.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResumeWebhook(self, request, context):
+        """Makes a FAILING subscription deliver again from the event it stopped at (or an
+        ACTIVE one retry now).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_LicenseServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -401,6 +479,31 @@ def add_LicenseServiceServicer_to_server(servicer, server):
                     servicer.ListAuditEntries,
                     request_deserializer=licensefacade_dot_v1_dot_license__service__pb2.ListAuditEntriesRequest.FromString,
                     response_serializer=licensefacade_dot_v1_dot_license__service__pb2.ListAuditEntriesResponse.SerializeToString,
+            ),
+            'GetCostReport': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCostReport,
+                    request_deserializer=licensefacade_dot_v1_dot_license__service__pb2.GetCostReportRequest.FromString,
+                    response_serializer=licensefacade_dot_v1_dot_license__service__pb2.GetCostReportResponse.SerializeToString,
+            ),
+            'CreateWebhook': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateWebhook,
+                    request_deserializer=licensefacade_dot_v1_dot_license__service__pb2.CreateWebhookRequest.FromString,
+                    response_serializer=licensefacade_dot_v1_dot_license__service__pb2.CreateWebhookResponse.SerializeToString,
+            ),
+            'ListWebhooks': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListWebhooks,
+                    request_deserializer=licensefacade_dot_v1_dot_license__service__pb2.ListWebhooksRequest.FromString,
+                    response_serializer=licensefacade_dot_v1_dot_license__service__pb2.ListWebhooksResponse.SerializeToString,
+            ),
+            'DeleteWebhook': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteWebhook,
+                    request_deserializer=licensefacade_dot_v1_dot_license__service__pb2.DeleteWebhookRequest.FromString,
+                    response_serializer=licensefacade_dot_v1_dot_license__service__pb2.DeleteWebhookResponse.SerializeToString,
+            ),
+            'ResumeWebhook': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResumeWebhook,
+                    request_deserializer=licensefacade_dot_v1_dot_license__service__pb2.ResumeWebhookRequest.FromString,
+                    response_serializer=licensefacade_dot_v1_dot_license__service__pb2.ResumeWebhookResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -944,6 +1047,141 @@ class LicenseService:
             '/licensefacade.v1.LicenseService/ListAuditEntries',
             licensefacade_dot_v1_dot_license__service__pb2.ListAuditEntriesRequest.SerializeToString,
             licensefacade_dot_v1_dot_license__service__pb2.ListAuditEntriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCostReport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/licensefacade.v1.LicenseService/GetCostReport',
+            licensefacade_dot_v1_dot_license__service__pb2.GetCostReportRequest.SerializeToString,
+            licensefacade_dot_v1_dot_license__service__pb2.GetCostReportResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateWebhook(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/licensefacade.v1.LicenseService/CreateWebhook',
+            licensefacade_dot_v1_dot_license__service__pb2.CreateWebhookRequest.SerializeToString,
+            licensefacade_dot_v1_dot_license__service__pb2.CreateWebhookResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListWebhooks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/licensefacade.v1.LicenseService/ListWebhooks',
+            licensefacade_dot_v1_dot_license__service__pb2.ListWebhooksRequest.SerializeToString,
+            licensefacade_dot_v1_dot_license__service__pb2.ListWebhooksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteWebhook(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/licensefacade.v1.LicenseService/DeleteWebhook',
+            licensefacade_dot_v1_dot_license__service__pb2.DeleteWebhookRequest.SerializeToString,
+            licensefacade_dot_v1_dot_license__service__pb2.DeleteWebhookResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResumeWebhook(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/licensefacade.v1.LicenseService/ResumeWebhook',
+            licensefacade_dot_v1_dot_license__service__pb2.ResumeWebhookRequest.SerializeToString,
+            licensefacade_dot_v1_dot_license__service__pb2.ResumeWebhookResponse.FromString,
             options,
             channel_credentials,
             insecure,

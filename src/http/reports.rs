@@ -1,0 +1,91 @@
+//! `GET /v1/reports/costs`: the cost report of a month, as JSON or, for
+//! `Accept: text/csv`, as CSV.
+
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+use super::AppState;
+use super::auth::Caller;
+use super::error::ApiError;
+use crate::api::cost_report_to_pb;
+
+/// Query of `GET /v1/reports/costs`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CostQuery {
+    month: Option<String>,
+}
+
+/// `GET /v1/reports/costs?month=YYYY-MM`: an admin's covers every client, anyone
+/// else's its own calls.
+pub async fn costs(
+    State(state): State<AppState>,
+    Caller(principal): Caller,
+    headers: HeaderMap,
+    query: Result<Query<CostQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = query.map_err(|e| {
+        ApiError::request(StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", e.body_text())
+    })?;
+    let report = state
+        .service
+        .cost_report(
+            principal.owner_filter(),
+            q.month.as_deref().unwrap_or_default(),
+        )
+        .await?;
+    if wants_csv(&headers) {
+        return Ok(csv_response(&report));
+    }
+    Ok(Json(cost_report_to_pb(&report, time::OffsetDateTime::now_utc())).into_response())
+}
+
+/// Whether the caller asked for CSV (and not JSON first).
+fn wants_csv(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|v| v.split(';').next().unwrap_or_default().trim())
+        .find(|v| *v == "text/csv" || *v == "application/json")
+        == Some("text/csv")
+}
+
+/// The report as a CSV download named after its month.
+pub fn csv_response(report: &crate::domain::CostReport) -> Response {
+    let disposition = format!("attachment; filename=\"costs-{}.csv\"", report.month);
+    let mut response = report.to_csv().into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/csv; charset=utf-8; header=present"),
+    );
+    if let Ok(value) = HeaderValue::from_str(&disposition) {
+        headers.insert(header::CONTENT_DISPOSITION, value);
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_is_chosen_only_when_asked_for_before_json() {
+        let with = |accept: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::ACCEPT, HeaderValue::from_str(accept).unwrap());
+            wants_csv(&h)
+        };
+        assert!(with("text/csv"));
+        assert!(with("text/csv; charset=utf-8"));
+        assert!(with("text/csv, application/json;q=0.5"));
+        assert!(!with("application/json, text/csv"));
+        assert!(!with("*/*"));
+        assert!(!wants_csv(&HeaderMap::new()));
+    }
+}
