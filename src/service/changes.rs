@@ -100,10 +100,26 @@ impl Worker {
                 license.last_error = Some(failure(&e));
                 self.save(&op, &mut license, true).await
             }
+            Err(e @ UpstreamError::Unreadable(_)) => {
+                // As for an order: the upstream said nothing against the change, so it
+                // was most likely made. Look for it; never send it again (the license's
+                // last error, kept until the change is confirmed, says so to recovery).
+                tracing::error!(error.message = %e, "change answer not understood; looking the license up");
+                crate::crash::point(crate::crash::AFTER_RESPONSE);
+                metrics::counter!(crate::metrics::UPSTREAM_ANOMALIES, "kind" => "unreadable_change")
+                    .increment(1);
+                op.checks = 0;
+                op.failures = 0;
+                op.last_error = Some(e.to_string());
+                op.run_after = OffsetDateTime::now_utc() + self.config.settle_interval;
+                license.last_error = Some(failure(&e));
+                self.save(&op, &mut license, true).await
+            }
             Err(e) => {
                 tracing::warn!(error.message = %e, "change outcome unknown; recovering");
                 op.run_after = OffsetDateTime::now_utc() + self.config.settle_interval;
                 op.last_error = Some(e.to_string());
+                license.last_error = Some(failure(&e));
                 self.save(&op, &mut license, true).await
             }
         }
@@ -259,6 +275,15 @@ impl Worker {
                 op.checks += 1;
                 if op.checks < self.config.settle_checks {
                     op.run_after = OffsetDateTime::now_utc() + self.config.settle_interval;
+                } else if answered_unreadably(&license) {
+                    let why = format!(
+                        "the upstream took {} ({}) but it is not visible upstream; not sending it again",
+                        op.kind.name(),
+                        op.last_error
+                            .as_deref()
+                            .unwrap_or("an answer not understood")
+                    );
+                    self.needs_attention(&mut op, &mut license, "UPSTREAM_ANSWER_UNREADABLE", why);
                 } else if op.attempt > self.config.max_resends {
                     // As for orders: an outcome that stays unknown is not re-sent
                     // without end (a renewal re-sent that landed after all buys a
@@ -305,6 +330,15 @@ impl Worker {
         });
         self.save(&op, &mut license, true).await
     }
+}
+
+/// Whether the last answer to the change said nothing against it but could not be
+/// read: the change was most likely made, so it is never sent again.
+fn answered_unreadably(license: &License) -> bool {
+    license
+        .last_error
+        .as_ref()
+        .is_some_and(|e| e.code == "UPSTREAM_ANSWER_UNREADABLE")
 }
 
 /// Whether the upstream's view of the license shows the change made.

@@ -21,6 +21,8 @@ mod spend;
 mod stats;
 mod usage;
 mod worker;
+#[cfg(test)]
+mod worker_tests;
 
 pub use audit::AuditQuery;
 pub use drift::{
