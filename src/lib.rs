@@ -3,9 +3,12 @@
 //!
 //! Layers, outermost first:
 //! - [`grpc`] and [`http`]: thin transports over [`service`], served on the bounded
-//!   connections of [`listener`]; [`downstream`], the shop's own `/billmgr` API on
-//!   the HTTP listener, is a third;
-//! - [`service`]: the use cases and the durable workflow worker;
+//!   connections of [`listener`]; [`downstream`], the shop's own `/billmgr` API, and
+//!   the [`console`] share the HTTP listener, composed beside the REST API in
+//!   [`startup`]; [`edge`] is what the transports share at their edge;
+//! - [`service`]: the use cases; they store paid work and read its results;
+//! - [`workflow`]: the runner and the one attempt engine that carries every paid step
+//!   out upstream exactly once;
 //! - [`domain`]: validated values, the license, the panel catalog;
 //! - [`store`]: persistence behind the `Store` trait;
 //! - [`billmanager`]: the upstream client behind the `Billmanager` trait;
@@ -13,8 +16,8 @@
 //! - [`watcher`]: the VMmanager 6 / DCImanager 6 integration, a client of the gRPC API
 //!   that keeps one license on every marked server; [`platform`] holds its platform
 //!   adapters and their simulator;
-//! - `protocol`: the BILLmanager request and answer format, read by the client and
-//!   written by the sandbox and the downstream endpoint.
+//! - `protocol`: the BILLmanager request and answer format (the order form included),
+//!   written and read by the client, the sandbox and the downstream endpoint.
 
 pub mod api;
 pub mod auth;
@@ -46,6 +49,7 @@ pub mod store;
 pub mod tasks;
 pub mod telemetry;
 pub mod watcher;
+pub mod workflow;
 
 /// The skip-or-fail rule of the integration suites (a test that lacks an outside piece
 /// is skipped, or with `CI=true` fails), shared with the unit tests that need one.

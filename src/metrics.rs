@@ -27,7 +27,8 @@ pub const BREAKER_TRANSITIONS: &str = "license_facade_upstream_circuit_transitio
 pub const UPSTREAM_AUTH_REFUSED: &str = "license_facade_upstream_auth_refused";
 /// Upstream answers the workflow met: `kind` = `unpaid` (an ordered item left in
 /// status 1), `activation_timeout`, `unreadable_order` (an order answer without an id
-/// we can read), `incomplete_list` (a look-up on a list that may leave licenses
+/// we can read), `unreadable_change` (a change's answer without an error that cannot
+/// be read), `incomplete_list` (a look-up on a list that may leave licenses
 /// out), `unprovable_absence` (an order not found on a list that shows no license in
 /// some status an order may be in, handed to a person; a change not seen on a license
 /// in processing).

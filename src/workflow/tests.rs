@@ -10,12 +10,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::{Call, LicenseService, OrderInput, Worker, WorkflowConfig};
+use super::{Worker, WorkflowConfig};
 use crate::billmanager::{
     Billmanager, LicenseList, OrderParams, UpstreamError, UpstreamId, UpstreamLicense,
     UpstreamStatus, UpstreamTariff,
 };
 use crate::domain::{ClientName, License, LicenseState, PanelCatalog};
+use crate::service::{Call, LicenseService, OrderInput};
 
 /// What the fake upstream does with a paid call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
