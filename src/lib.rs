@@ -1,7 +1,8 @@
 //! license-facade: a gRPC + REST service that orders and manages ISPmanager licenses
 //! on BILLmanager exactly once.
 //!
-//! Layers, outermost first:
+//! Layers, outermost first (docs/architecture.md has who may import whom; the
+//! `layering` unit test checks it):
 //! - [`grpc`] and [`http`]: thin transports over [`service`], served on the bounded
 //!   connections of [`listener`]; [`downstream`], the shop's own `/billmgr` API, and
 //!   the [`console`] share the HTTP listener, composed beside the REST API in
@@ -53,6 +54,10 @@ pub mod workflow;
 
 /// The skip-or-fail rule of the integration suites (a test that lacks an outside piece
 /// is skipped, or with `CI=true` fails), shared with the unit tests that need one.
+/// Who may import whom, checked on the source (docs/architecture.md).
+#[cfg(test)]
+mod layering;
+
 #[cfg(test)]
 #[path = "../tests/support/skip.rs"]
 pub(crate) mod test_skip;
