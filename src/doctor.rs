@@ -136,7 +136,7 @@ pub async fn examine(mut settings: Settings) -> anyhow::Result<Vec<Check>> {
         Ok(list) => match &list.incomplete {
             // Normal for an account: a silent saved filter cannot be told from an
             // account without licenses in these statuses, so nothing to fix here.
-            None => match crate::service::unseen_statuses(&list) {
+            None => match crate::workflow::unseen_statuses(&list) {
                 Some(why) => Check::pass(
                     "licenses",
                     format!(

@@ -27,7 +27,8 @@ pub const BREAKER_TRANSITIONS: &str = "license_facade_upstream_circuit_transitio
 pub const UPSTREAM_AUTH_REFUSED: &str = "license_facade_upstream_auth_refused";
 /// Upstream answers the workflow met: `kind` = `unpaid` (an ordered item left in
 /// status 1), `activation_timeout`, `unreadable_order` (an order answer without an id
-/// we can read), `incomplete_list` (a look-up on a list that may leave licenses
+/// we can read), `unreadable_change` (a change's answer without an error that cannot
+/// be read), `incomplete_list` (a look-up on a list that may leave licenses
 /// out), `unprovable_absence` (an order not found on a list that shows no license in
 /// some status an order may be in, handed to a person; a change not seen on a license
 /// in processing).
@@ -237,22 +238,42 @@ pub fn feed_read(client: &str) {
     metrics::counter!(FEED_READS, "client" => client.to_owned()).increment(1);
 }
 
+/// The counts of the latest drift report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DriftCounts {
+    /// Unix time of the report.
+    pub generated_unix: i64,
+    /// Paid upstream, unknown here.
+    pub orphans: u64,
+    /// Live here, gone upstream.
+    pub missing: u64,
+    /// Field mismatches.
+    pub mismatches: u64,
+    /// Expiring without auto-renewal.
+    pub expiring: u64,
+}
+
+/// The figures of the shared database that the gauges show, as the service hands
+/// them over at a scrape: what could not be read is `None`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Figures {
+    /// Licenses by state, every state listed.
+    pub licenses: Option<Vec<(crate::domain::LicenseState, u64)>>,
+    /// The newest drift report's counts; `None` before the first one.
+    pub drift: Option<DriftCounts>,
+}
+
 /// Sets the gauges that describe the shared database: licenses by state, the
-/// NEEDS_ATTENTION count and the latest drift report's counts. A failed count leaves
-/// the previous values.
-pub async fn refresh(service: &crate::service::LicenseService) {
-    match service.license_counts().await {
-        Ok(counts) => {
-            for (state, n) in counts {
-                metrics::gauge!(LICENSES, "state" => state.as_str()).set(n as f64);
-                if state == crate::domain::LicenseState::NeedsAttention {
-                    metrics::gauge!(NEEDS_ATTENTION).set(n as f64);
-                }
-            }
+/// NEEDS_ATTENTION count and the latest drift report's counts. A figure that could
+/// not be read leaves the previous values.
+pub fn refresh(figures: &Figures) {
+    for (state, n) in figures.licenses.iter().flatten() {
+        metrics::gauge!(LICENSES, "state" => state.as_str()).set(*n as f64);
+        if *state == crate::domain::LicenseState::NeedsAttention {
+            metrics::gauge!(NEEDS_ATTENTION).set(*n as f64);
         }
-        Err(e) => tracing::warn!(error.message = %e, "cannot count the licenses for the metrics"),
     }
-    if let Some(drift) = service.drift_counts().await {
+    if let Some(drift) = figures.drift {
         for (kind, n) in [
             ("orphan", drift.orphans),
             ("missing", drift.missing),

@@ -276,7 +276,11 @@ impl Application {
         );
         tasks.spawn(self.service.clone().run_event_retention(stop.clone()));
         tasks.spawn(self.service.clone().run_event_sequencer(stop.clone()));
-        tasks.spawn(self.service.clone().run_webhooks(stop.clone()));
+        tasks.spawn(
+            self.service
+                .clone()
+                .run_webhooks(crate::api::event_json, stop.clone()),
+        );
 
         let probe_reporter = health_reporter.clone();
         let probe_readiness = self.readiness.clone();
@@ -330,13 +334,25 @@ impl Application {
             self.auth.clone(),
             &self.console,
         );
+        let downstream =
+            crate::downstream::router(service.clone(), self.auth.clone(), &self.downstream);
+        // The parts served on the HTTP listener, side by side: the REST API, the
+        // shop's own API (with its own log-in: `authinfo`, `func=auth`) and the
+        // console (with its session log-in); then the layers every answer passes.
         let http_router = crate::http::router(crate::http::AppState {
             service,
             readiness: self.readiness.clone(),
             auth: self.auth.clone(),
-            console,
-            downstream: self.downstream,
-        });
+        })
+        // As services, not merged routes: the shop's API answers every path and method
+        // of its own in its own way, never with the REST API's problem+json.
+        .route_service(
+            crate::downstream::PATHS[0],
+            downstream.clone().into_service(),
+        )
+        .route_service(crate::downstream::PATHS[1], downstream.into_service())
+        .nest_service(crate::console::BASE, crate::console::router(console));
+        let http_router = crate::http::layered(http_router);
         let http_listener = GuardedListener::new(self.http, self.connections);
         tasks.spawn(crate::http::serve(
             http_listener,

@@ -116,6 +116,12 @@ pub fn list_input(r: pb::ListLicensesRequest) -> ListInput {
 }
 
 /// An event as the API shows it.
+/// An event as the body of a webhook delivery: the proto3 JSON of its `LicenseEvent`,
+/// exactly as the change feed shows it.
+pub fn event_json(e: &Event) -> Result<Vec<u8>, String> {
+    serde_json::to_vec(&event_to_pb(e)).map_err(|e| e.to_string())
+}
+
 pub fn event_to_pb(e: &Event) -> pb::LicenseEvent {
     use pb::license_event::Kind as K;
     let kind = match e.kind {

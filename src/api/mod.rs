@@ -12,8 +12,9 @@ mod webhooks;
 pub use audit::{audit_entry_to_pb, call_price_to_pb};
 pub use convert::drift_report_to_pb;
 pub use convert::{
-    ensure_action_to_pb, ensure_input, event_to_pb, feed_item_to_pb, license_to_pb, list_input,
-    order_input, panel_to_pb, quote_to_pb, resolve_action_from_pb, resolve_input, state_from_pb,
+    ensure_action_to_pb, ensure_input, event_json, event_to_pb, feed_item_to_pb, license_to_pb,
+    list_input, order_input, panel_to_pb, quote_to_pb, resolve_action_from_pb, resolve_input,
+    state_from_pb,
 };
 pub use costs::cost_report_to_pb;
 pub use timestamp::{Timestamp, TimestampError};

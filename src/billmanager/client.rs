@@ -60,29 +60,17 @@ fn param(key: &str, value: impl ToString) -> (String, String) {
 
 /// The `soft.order.param` form of a paid order (`skipbasket`: no cart).
 fn order_form(params: &OrderParams) -> Params {
-    let mut form = vec![
-        param("sok", "ok"),
-        param("clicked_button", "finish"),
-        param("skipbasket", "on"),
-        param("pricelist", params.tariff_id),
-        param("ip", params.ip),
-        param("period", params.period),
-        param(
-            "autoprolong",
-            params
-                .autoprolong
-                .map_or_else(|| "null".to_owned(), |m| m.to_string()),
-        ),
-        param("remoteid", &params.remote_id),
-        param("licname", &params.licname),
-    ];
-    form.extend(
-        params
-            .addons
-            .iter()
-            .map(|(addon, count)| param(&format!("addon_{addon}"), count)),
-    );
-    form
+    crate::protocol::OrderForm {
+        tariff_id: params.tariff_id,
+        ip: params.ip.to_string(),
+        period: params.period,
+        autoprolong: params.autoprolong,
+        remote_id: params.remote_id.clone(),
+        licname: params.licname.clone(),
+        addons: params.addons.iter().copied().collect(),
+        skipbasket: true,
+    }
+    .to_params()
 }
 
 fn elid_sok(id: UpstreamId) -> Params {

@@ -97,7 +97,7 @@ pub async fn costs_csv(
         .service
         .cost_report(session.principal.owner_filter(), &month.to_string())
         .await?;
-    Ok(crate::http::cost_csv_response(&report))
+    Ok(crate::edge::csv_response(&report))
 }
 
 /// The bars of cost (and revenue, when selling prices are set) per month, scaled to

@@ -19,7 +19,7 @@ use super::session::{
 use super::views::{Login, render};
 use super::{BASE, ConsoleState};
 use crate::auth::Scope;
-use crate::service::{ErrorKind, ServiceError};
+use crate::service::ErrorKind;
 
 /// `GET /console/login`: the form, with a fresh nonce cookie for its CSRF token.
 pub async fn login_page(State(state): State<ConsoleState>, headers: HeaderMap) -> Response {
@@ -86,7 +86,7 @@ pub async fn log_in(
     {
         Ok(principal) => principal,
         Err(e) => {
-            let e = ServiceError::from(e);
+            let e = crate::edge::auth_refusal(e);
             tracing::info!(code = e.code(), "console log-in refused");
             let (status, message) = match e.kind() {
                 ErrorKind::PermissionDenied => (

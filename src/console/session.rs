@@ -149,7 +149,7 @@ impl Session {
     pub fn require(&self, scope: Scope) -> Result<(), PageError> {
         self.principal
             .require(scope)
-            .map_err(|e| PageError::from(crate::service::ServiceError::from(e)))
+            .map_err(|e| PageError::from(crate::edge::auth_refusal(e)))
     }
 
     /// Whether the client has the admin scope.
@@ -213,7 +213,7 @@ impl FromRequestParts<ConsoleState> for Session {
         state
             .auth
             .admit(&principal)
-            .map_err(|e| PageError::from(crate::service::ServiceError::from(e)).into_response())?;
+            .map_err(|e| PageError::from(crate::edge::auth_refusal(e)).into_response())?;
         Ok(Self {
             csrf: state.keys.token("csrf", &opened.nonce),
             principal,
@@ -245,7 +245,7 @@ impl<T: DeserializeOwned> FromRequest<ConsoleState> for Posted<T> {
     async fn from_request(req: Request, state: &ConsoleState) -> Result<Self, Self::Rejection> {
         let (mut parts, body) = req.into_parts();
         let session = Session::from_request_parts(&mut parts, state).await?;
-        let bytes = axum::body::to_bytes(body, crate::http::MAX_BODY_BYTES)
+        let bytes = axum::body::to_bytes(body, crate::limits::MAX_BODY_BYTES)
             .await
             .map_err(|_| PageError::bad_request("the form could not be read").into_response())?;
         let csrf: CsrfField = serde_urlencoded::from_bytes(&bytes)

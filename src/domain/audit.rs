@@ -102,6 +102,33 @@ pub struct Bought {
     pub period: Period,
 }
 
+impl AuditEntry {
+    /// An entry of `client`'s `action` on `license`, recorded now, without detail or
+    /// price.
+    pub fn of(
+        license: &super::License,
+        client: ClientName,
+        action: &str,
+        request_id: Option<String>,
+        outcome: AuditOutcome,
+    ) -> Self {
+        Self {
+            id: 0,
+            time: OffsetDateTime::now_utc(),
+            client,
+            action: action.to_owned(),
+            license_id: license.id,
+            server_id: license.server_id.to_string(),
+            request_id,
+            upstream_id: license.upstream_id,
+            outcome,
+            detail: None,
+            price: None,
+            bought: None,
+        }
+    }
+}
+
 /// Which audit entries to list; `None` means any.
 #[derive(Debug, Clone, Default)]
 pub struct AuditFilter {

@@ -44,7 +44,7 @@ use axum::routing::get;
 use crate::auth::{AuthError, Authenticator, Principal, Scope};
 use crate::domain::ClientName;
 use crate::protocol::{ApiError, Doc, Format, Node, Params, decorate, parse_urlencoded, render};
-use crate::service::{LicenseService, ServiceError};
+use crate::service::LicenseService;
 
 use accounts::{Accounts, Refused};
 use changes::Group;
@@ -113,7 +113,7 @@ async fn handle(State(st): State<Downstream>, request: Request) -> Response {
     // Clients may POST the form and still put some parameters in the query.
     let mut pairs = parse_urlencoded(parts.uri.query().unwrap_or_default());
     if parts.method == Method::POST {
-        let body = axum::body::to_bytes(body, crate::http::MAX_BODY_BYTES)
+        let body = axum::body::to_bytes(body, crate::limits::MAX_BODY_BYTES)
             .await
             .unwrap_or_default();
         pairs.extend(parse_urlencoded(&String::from_utf8_lossy(&body)));
@@ -181,7 +181,7 @@ async fn answer(
     };
     r.principal
         .require(scope)
-        .map_err(|e| r.fail(&ServiceError::from(e)))?;
+        .map_err(|e| r.fail(&crate::edge::auth_refusal(e)))?;
     match func {
         "soft" => soft::list(&r).await,
         "soft.edit" => soft::edit(&r).await,
@@ -244,7 +244,7 @@ fn admit(st: &Downstream, client: &ClientName) -> Result<Principal, ApiError> {
     let principal = st.auth.principal_of(client).ok_or_else(ApiError::auth)?;
     tracing::Span::current().record("client", principal.client.as_str());
     st.auth.admit(&principal).map_err(|e| match e {
-        AuthError::RateLimited { .. } => error::to_api_error(&ServiceError::from(e), None),
+        AuthError::RateLimited { .. } => error::to_api_error(&crate::edge::auth_refusal(e), None),
         _ => ApiError::auth(),
     })?;
     Ok(principal)

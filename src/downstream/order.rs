@@ -8,7 +8,7 @@
 use sha2::{Digest, Sha256};
 
 use crate::domain::{LicenseIp, PanelCatalog};
-use crate::protocol::{ApiError, Doc, Node, Params};
+use crate::protocol::{ApiError, Doc, Node, OrderForm, Params};
 use crate::service::{OrderInput, RequestKey};
 
 use super::request::Req;
@@ -22,7 +22,8 @@ fn request_key(remoteid: &str) -> RequestKey {
 
 /// The order's parameters as the service's input.
 fn order_input(catalog: &PanelCatalog, p: &Params) -> Result<OrderInput, ApiError> {
-    let tariff = p.pricelist()?;
+    let form = OrderForm::read(p)?;
+    let tariff = form.tariff_id;
     let panel = catalog
         .panels()
         .iter()
@@ -34,8 +35,7 @@ fn order_input(catalog: &PanelCatalog, p: &Params) -> Result<OrderInput, ApiErro
                 format!("Unknown tariff plan {tariff}"),
             )
         })?;
-    let ip = p.require("ip")?;
-    let period: i32 = p.require_parsed("period")?;
+    let period = form.period;
     let period_months = match (panel.trial, period) {
         (true, -100) => 0,
         (false, 1 | 12) => period,
@@ -47,20 +47,10 @@ fn order_input(catalog: &PanelCatalog, p: &Params) -> Result<OrderInput, ApiErro
             ));
         }
     };
-    let auto_renew = match p.get("autoprolong") {
-        None | Some("null" | "off") => false,
-        // The service renews for the license's own period.
-        Some("1" | "12") => true,
-        Some(v) => {
-            return Err(ApiError::value(
-                "autoprolong",
-                v,
-                "Invalid auto-renewal period",
-            ));
-        }
-    };
+    // The service renews for the license's own period.
+    let auto_renew = form.autoprolong.is_some();
     let mut nodes = None;
-    for (addon, n) in p.addons()? {
+    for (&addon, &n) in &form.addons {
         if Some(addon) != panel.nodes_addon {
             let name = format!("addon_{addon}");
             return Err(ApiError::value(
@@ -71,12 +61,13 @@ fn order_input(catalog: &PanelCatalog, p: &Params) -> Result<OrderInput, ApiErro
         }
         nodes = Some(n);
     }
-    let licname = p.get("licname").unwrap_or_default();
+    let ip = form.ip.as_str();
+    let licname = form.licname.as_str();
     // Named by its address, a server is named by the canonical one, so two spellings
     // of one address are one server (the order refuses what is no address at all).
     let canonical_ip = LicenseIp::parse(ip, "ip").map_or_else(|_| ip.to_owned(), |i| i.to_string());
-    let server_id = p
-        .get("remoteid")
+    let server_id = Some(form.remote_id.as_str())
+        .filter(|r| !r.is_empty())
         .or(Some(licname).filter(|n| !n.is_empty()))
         .map_or(canonical_ip, str::to_owned);
     Ok(OrderInput {

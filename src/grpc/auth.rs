@@ -94,7 +94,7 @@ where
                 Either::Left(self.inner.call(request))
             }
             Err(e) => {
-                let e = ServiceError::from(e);
+                let e = crate::edge::auth_refusal(e);
                 tracing::info!(code = e.code(), method, "call refused");
                 Either::Right(ready(Ok(status(e).into_http())))
             }

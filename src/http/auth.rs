@@ -53,7 +53,7 @@ pub async fn authenticate(
             next.run(request).await
         }
         Err(e) => {
-            let e = crate::service::ServiceError::from(e);
+            let e = crate::edge::auth_refusal(e);
             tracing::info!(code = e.code(), path = request.uri().path(), "call refused");
             ApiError::from(e).into_response()
         }

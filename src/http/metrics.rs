@@ -9,7 +9,7 @@ use super::AppState;
 
 /// `GET /metrics`.
 pub async fn scrape(State(state): State<AppState>) -> impl IntoResponse {
-    crate::metrics::refresh(&state.service).await;
+    crate::metrics::refresh(&state.service.metric_figures().await);
     (
         [(
             header::CONTENT_TYPE,

@@ -20,7 +20,6 @@ mod serve;
 mod webhooks;
 
 pub use error::ApiError;
-pub use reports::csv_response as cost_csv_response;
 pub use serve::serve;
 
 use std::sync::Arc;
@@ -35,8 +34,7 @@ use tower_http::timeout::TimeoutLayer;
 use crate::health::Readiness;
 use crate::service::LicenseService;
 
-/// Largest request body accepted.
-pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+pub use crate::limits::MAX_BODY_BYTES;
 
 /// Shared state of the handlers; axum clones it for every extractor, so it is a few
 /// `Arc`s (the service alone holds a dozen).
@@ -48,16 +46,12 @@ pub struct AppState {
     pub readiness: Arc<Readiness>,
     /// Checks the bearer token of every `/v1` call.
     pub auth: Arc<crate::auth::Authenticator>,
-    /// The web console, served under `/console` with its own session log-in.
-    pub console: crate::console::ConsoleState,
-    /// Bounds of the log-ins of the shop's API at `/billmgr`.
-    pub downstream: crate::downstream::DownstreamConfig,
 }
 
-/// The whole REST API.
+/// The REST API's own routes: `/v1` (each behind a token), health, metrics and the
+/// OpenAPI document. The other parts served on the same listener (the console, the
+/// shop's `/billmgr` API) are composed beside it by the caller, then [`layered`].
 pub fn router(state: AppState) -> Router {
-    let downstream =
-        crate::downstream::router(state.service.clone(), state.auth.clone(), &state.downstream);
     Router::new()
         .route("/v1/panels", get(panels::list))
         .route("/v1/panels/{panel}/quote", get(panels::quote))
@@ -105,16 +99,15 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics::scrape))
         .route("/openapi.json", get(openapi::openapi_json))
         .route("/docs", get(openapi::docs))
-        // The shop's own API, with its own log-in (`authinfo`, `func=auth`).
-        .route_service(crate::downstream::PATHS[0], downstream.clone())
-        .route_service(crate::downstream::PATHS[1], downstream)
-        .nest_service(
-            crate::console::BASE,
-            crate::console::router(state.console.clone()),
-        )
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
+}
+
+/// Wraps everything served on the HTTP listener: problem+json for an unknown path or
+/// method, the body limit, the overall timeout, and (outermost) the request id, span,
+/// access log and metrics, so every answer of every part passes through them.
+pub fn layered(app: Router) -> Router {
+    app.fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
         .layer(axum::middleware::map_response(auth::oversized_as_problem))
         .layer(axum::middleware::map_response(

@@ -3,7 +3,7 @@
 
 use axum::Json;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
@@ -38,7 +38,7 @@ pub async fn costs(
         )
         .await?;
     if wants_csv(&headers) {
-        return Ok(csv_response(&report));
+        return Ok(crate::edge::csv_response(&report));
     }
     Ok(Json(cost_report_to_pb(&report, time::OffsetDateTime::now_utc())).into_response())
 }
@@ -55,21 +55,6 @@ fn wants_csv(headers: &HeaderMap) -> bool {
         == Some("text/csv")
 }
 
-/// The report as a CSV download named after its month.
-pub fn csv_response(report: &crate::domain::CostReport) -> Response {
-    let disposition = format!("attachment; filename=\"costs-{}.csv\"", report.month);
-    let mut response = report.to_csv().into_response();
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/csv; charset=utf-8; header=present"),
-    );
-    if let Ok(value) = HeaderValue::from_str(&disposition) {
-        headers.insert(header::CONTENT_DISPOSITION, value);
-    }
-    response
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -78,7 +63,10 @@ mod tests {
     fn csv_is_chosen_only_when_asked_for_before_json() {
         let with = |accept: &str| {
             let mut h = HeaderMap::new();
-            h.insert(header::ACCEPT, HeaderValue::from_str(accept).unwrap());
+            h.insert(
+                header::ACCEPT,
+                axum::http::HeaderValue::from_str(accept).unwrap(),
+            );
             wants_csv(&h)
         };
         assert!(with("text/csv"));

@@ -1,7 +1,7 @@
 //! The BILLmanager protocol, spoken three ways: by the client (it reads answers), and
 //! by the sandbox and the downstream `/billmgr` endpoint (they read requests and write
 //! answers), so that a shape learnt once is right everywhere: request parameters
-//! ([`Params`]), the `doc` envelope as one small element tree, parsed from and
+//! ([`Params`]) and the order form ([`OrderForm`]), the `doc` envelope as one small element tree, parsed from and
 //! rendered to `out=xml|json|sjson|bjson` ([`render`]), the envelope every answer
 //! carries ([`decorate`]), and the shapes every function shares — `doc/error`
 //! ([`ApiError`]), the nested `doc/doc` of some confirm answers, `doc/elem` lists with
@@ -11,12 +11,14 @@
 
 mod envelope;
 mod error;
+mod order;
 mod render;
 mod request;
 mod vocab;
 
 pub(crate) use envelope::decorate;
 pub(crate) use error::ApiError;
+pub(crate) use order::OrderForm;
 pub(crate) use render::{Format, render};
 pub(crate) use request::{Params, parse_urlencoded};
 pub(crate) use vocab::{SOFT_ITEMTYPE, period_name, price_node, status, status_name};

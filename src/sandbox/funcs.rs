@@ -6,7 +6,7 @@ use super::doc::{ApiError, Doc, Node};
 use super::rules::{OrderRequest, check_ip};
 use super::state::{State, status};
 use super::views;
-use crate::protocol::Params;
+use crate::protocol::{OrderForm, Params};
 
 /// Runs `func` against the state. Authentication has already been checked.
 pub(crate) fn dispatch(
@@ -37,28 +37,10 @@ pub(crate) fn dispatch(
 }
 
 fn order_request(p: &Params, skipbasket: bool) -> Result<OrderRequest, ApiError> {
-    let tariff_id = p.pricelist()?;
-    let ip = check_ip(p.require("ip")?)?;
-    let period = p.require_parsed("period")?;
-    let auto_prolong = match p.get("autoprolong") {
-        None | Some("null") | Some("off") => None,
-        Some(v) => Some(
-            v.parse()
-                .ok()
-                .filter(|n| [1, 12].contains(n))
-                .ok_or_else(|| ApiError::value("autoprolong", v, "Invalid auto-renewal period"))?,
-        ),
-    };
-    Ok(OrderRequest {
-        tariff_id,
-        ip,
-        period,
-        licname: p.get("licname").unwrap_or_default().to_owned(),
-        remote_id: p.get("remoteid").unwrap_or_default().to_owned(),
-        auto_prolong,
-        addons: p.addons()?,
-        skipbasket,
-    })
+    let mut req = OrderForm::read(p)?;
+    req.ip = check_ip(&req.ip)?;
+    req.skipbasket = skipbasket;
+    Ok(req)
 }
 
 /// `soft.order.param`: `<doc><ok/><id>N</id></doc>` by default (the XPath `/doc/id` of

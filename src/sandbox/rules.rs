@@ -11,18 +11,9 @@ use super::config::{DuplicateIpPolicy, SandboxConfig, Tariff};
 use super::doc::ApiError;
 use super::state::{NewSandboxLicense, SandboxRenewal, State, add_months, random_hex, status};
 
-/// A validated-on-use order (`soft.order.param`) or pre-check (`soft.checkip`).
-#[derive(Debug, Clone)]
-pub(crate) struct OrderRequest {
-    pub(crate) tariff_id: u32,
-    pub(crate) ip: String,
-    pub(crate) period: i32,
-    pub(crate) licname: String,
-    pub(crate) remote_id: String,
-    pub(crate) auto_prolong: Option<i32>,
-    pub(crate) addons: BTreeMap<u32, u32>,
-    pub(crate) skipbasket: bool,
-}
+/// A validated-on-use order (`soft.order.param`) or pre-check (`soft.checkip`): the
+/// protocol's form, its IP checked and canonical.
+pub(crate) type OrderRequest = crate::protocol::OrderForm;
 
 /// The trial period code.
 const TRIAL_PERIOD: i32 = -100;
@@ -181,7 +172,7 @@ impl State {
             },
             expire_date: Some(expire_date),
             addons: req.addons,
-            auto_prolong: req.auto_prolong,
+            auto_prolong: req.autoprolong,
         };
         let activates_at =
             (paid && cfg.stuck_status.is_none()).then(|| now + to_time(cfg.key_delay));

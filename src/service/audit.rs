@@ -8,7 +8,6 @@ use time::OffsetDateTime;
 use super::{Call, LicenseService, ServiceError};
 use crate::domain::{
     AuditEntry, AuditFilter, AuditOutcome, ClientName, FieldViolation, License, LicenseId,
-    LicenseState, Operation, Phase,
 };
 use crate::store::{Page, Store};
 
@@ -124,33 +123,6 @@ impl LicenseService {
     }
 }
 
-/// The entry that records how `op` ended, when it is DONE or FAILED. The store
-/// writes it in the transaction that closes the operation, on behalf of the client
-/// whose call it was (the operation's ACCEPTED entry); the owner stands in for it.
-pub(super) fn ending_entry(op: &Operation, license: &License) -> Option<AuditEntry> {
-    let outcome = match (op.phase, license.state) {
-        (phase, _) if phase.is_open() => return None,
-        (Phase::Done, _) => AuditOutcome::Succeeded,
-        (_, LicenseState::NeedsAttention) => AuditOutcome::NeedsAttention,
-        _ => AuditOutcome::Failed,
-    };
-    let mut entry = entry(
-        license,
-        license.client.clone(),
-        op.kind.name(),
-        None,
-        outcome,
-    );
-    if outcome != AuditOutcome::Succeeded {
-        entry.detail = license
-            .last_error
-            .as_ref()
-            .map(|e| e.message.clone())
-            .or_else(|| op.last_error.clone());
-    }
-    Some(entry)
-}
-
 /// An entry of `client`'s `action` on `license`, recorded now.
 pub(super) fn entry(
     license: &License,
@@ -159,20 +131,7 @@ pub(super) fn entry(
     request_id: Option<String>,
     outcome: AuditOutcome,
 ) -> AuditEntry {
-    AuditEntry {
-        id: 0,
-        time: OffsetDateTime::now_utc(),
-        client,
-        action: action.to_owned(),
-        license_id: license.id,
-        server_id: license.server_id.to_string(),
-        request_id,
-        upstream_id: license.upstream_id,
-        outcome,
-        detail: None,
-        price: None,
-        bought: None,
-    }
+    AuditEntry::of(license, client, action, request_id, outcome)
 }
 
 async fn append(store: &dyn Store, entry: &AuditEntry) {

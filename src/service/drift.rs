@@ -3,14 +3,13 @@
 //! here performs I/O; [`super::reconcile`] gathers the inputs and keeps the result.
 
 use std::collections::{HashMap, HashSet};
-use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 use time::{OffsetDateTime, UtcOffset};
 
-use super::worker::parse_date;
 use crate::billmanager::{UpstreamLicense, UpstreamStatus};
-use crate::domain::{License, LicenseState, PanelCatalog, canonical_ip};
+use crate::domain::{License, LicenseState, PanelCatalog};
+use crate::workflow::matching::{normalize_ip, parse_date, status_name, upstream_tariff};
 
 /// The most entries a report lists per kind; the counts are always exact. Keeps a
 /// report of a badly drifted account (say 100,000 orphans) within a response's size.
@@ -263,7 +262,7 @@ fn judge(
                 differs(
                     MismatchField::Status,
                     license.state.to_string(),
-                    status_text(up.status),
+                    status_name(up.status),
                 );
             }
             if let Some(ip) = up.ip.as_deref().filter(|ip| !ip.is_empty())
@@ -299,7 +298,7 @@ fn judge(
                 differs(
                     MismatchField::Status,
                     license.state.to_string(),
-                    status_text(up.status),
+                    status_name(up.status),
                 );
             }
         }
@@ -335,40 +334,8 @@ fn expiring_days(license: &License, at: CompareAt<'_>) -> Option<i64> {
     (days_left <= i64::from(at.expiring_within_days)).then_some(days_left)
 }
 
-/// The tariff of an upstream license: its id, or its name resolved in the catalog
-/// (the listing may carry the tariff's name instead of its id).
-pub(super) fn upstream_tariff(u: &UpstreamLicense, catalog: &PanelCatalog) -> Option<u32> {
-    u.tariff_id.or_else(|| {
-        u.tariff_name
-            .as_deref()
-            .and_then(|name| catalog.resolve(name).ok())
-            .map(|p| p.tariff_id)
-    })
-}
-
 fn utc_day(t: OffsetDateTime) -> time::Date {
     t.to_offset(UtcOffset::UTC).date()
-}
-
-/// The canonical text of an upstream address (`crate::domain::canonical_ip`), so
-/// `::FFFF:10.0.0.1` and `::10.0.0.1` equal `10.0.0.1`; text that is no address is
-/// kept as it is.
-pub(super) fn normalize_ip(raw: &str) -> String {
-    raw.trim()
-        .parse::<IpAddr>()
-        .map_or_else(|_| raw.trim().to_owned(), |ip| canonical_ip(ip).to_string())
-}
-
-fn status_text(s: UpstreamStatus) -> String {
-    let name = match s {
-        UpstreamStatus::Ordered => "ordered",
-        UpstreamStatus::Active => "active",
-        UpstreamStatus::Suspended => "suspended",
-        UpstreamStatus::Deleted => "deleted",
-        UpstreamStatus::Processing => "processing",
-        UpstreamStatus::Other(_) => "unknown",
-    };
-    format!("{} ({name})", s.code())
 }
 
 fn tariff_text(tariff_id: u32, catalog: &PanelCatalog) -> String {

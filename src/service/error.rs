@@ -375,15 +375,3 @@ impl From<StoreError> for ServiceError {
         }
     }
 }
-
-impl From<crate::auth::AuthError> for ServiceError {
-    fn from(e: crate::auth::AuthError) -> Self {
-        match e {
-            crate::auth::AuthError::Unauthenticated => Self::Unauthenticated,
-            crate::auth::AuthError::PermissionDenied(scope) => Self::PermissionDenied(scope),
-            crate::auth::AuthError::RateLimited { retry_after } => {
-                Self::RateLimited { retry_after }
-            }
-        }
-    }
-}

@@ -1,8 +1,10 @@
-//! The application core: one type whose methods are the use cases. Both transports
-//! call it; it reaches the database and the upstream only through traits.
+//! The application core: one type whose methods are the use cases. The transports
+//! call it; it reaches the database and the upstream only through traits. A use case
+//! that buys or changes something stores the work and wakes the workflow
+//! ([`crate::workflow`]), which carries it out upstream; the core reads the results
+//! back from the store.
 
 mod audit;
-mod changes;
 mod costs;
 mod drift;
 mod error;
@@ -10,20 +12,18 @@ mod feed;
 mod idempotency;
 mod input;
 mod items;
-mod lease;
 mod lifecycle;
 mod pricing;
 mod quotes;
 mod reconcile;
-mod recovery;
 mod resolve;
 mod sessions;
 mod spend;
 mod stats;
 mod usage;
 mod webhooks;
-mod worker;
 
+pub use crate::workflow::{Worker, WorkflowConfig};
 pub use audit::AuditQuery;
 pub use drift::{
     DriftReport, Expiring, MAX_LISTED, Mismatch, MismatchField, Missing, MissingReason, Orphan,
@@ -35,12 +35,10 @@ pub use input::{DEFAULT_PAGE_SIZE, ListInput, MAX_PAGE_SIZE, OrderInput};
 pub use lifecycle::EnsureAction;
 pub use quotes::Quote;
 pub use reconcile::{MAX_EXPIRING_WITHIN_DAYS, ReconcileConfig};
-pub(crate) use recovery::unseen_statuses;
 pub use resolve::{ABANDONED, MAX_REASON_CHARS, ResolveAction, ResolveInput};
 pub use stats::DriftCounts;
 pub use usage::ClientUsage;
-pub use webhooks::{WebhookConfig, WebhookInput, WebhookView};
-pub use worker::{Worker, WorkflowConfig};
+pub use webhooks::{EncodeEvent, WebhookConfig, WebhookInput, WebhookView};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -184,7 +182,7 @@ impl LicenseService {
 
     /// The worker that carries this service's operations out upstream.
     pub fn worker(&self, config: WorkflowConfig) -> Worker {
-        Worker::new(
+        crate::workflow::Worker::new(
             self.store.clone(),
             self.upstream.clone(),
             self.work.clone(),

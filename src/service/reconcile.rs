@@ -11,8 +11,7 @@ use anyhow::Context;
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
-use super::drift::{CompareAt, DriftReport, MissingReason, compare, upstream_tariff};
-use super::worker::parse_date;
+use super::drift::{CompareAt, DriftReport, MissingReason, compare};
 use super::{LicenseService, ServiceError};
 use crate::billmanager::{UpstreamError, UpstreamId, UpstreamLicense, UpstreamStatus};
 use crate::domain::{
@@ -20,6 +19,7 @@ use crate::domain::{
     Precondition, ServerId,
 };
 use crate::store::Inserted;
+use crate::workflow::matching::{parse_date, upstream_tariff};
 
 /// Largest `expiring_within_days` a caller may ask for (ten years).
 pub const MAX_EXPIRING_WITHIN_DAYS: u32 = 3650;

@@ -23,9 +23,7 @@
 
 use time::OffsetDateTime;
 
-use super::drift::{normalize_ip, upstream_tariff};
 use super::idempotency::fingerprint;
-use super::worker::parse_date;
 use super::{Call, LicenseService, Outcome, ServiceError};
 use crate::billmanager::{UpstreamError, UpstreamId};
 use crate::domain::{
@@ -33,6 +31,7 @@ use crate::domain::{
     Phase, Precondition, RESOLVE_ACTION, UpstreamFailure,
 };
 use crate::store::{Resolution, Resolved, StoreError};
+use crate::workflow::matching::{normalize_ip, parse_date, upstream_tariff};
 
 /// The longest reason kept, in characters.
 pub const MAX_REASON_CHARS: usize = 1000;

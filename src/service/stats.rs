@@ -3,20 +3,7 @@
 use super::{LicenseService, ServiceError};
 use crate::domain::LicenseState;
 
-/// The counts of the latest drift report.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DriftCounts {
-    /// Unix time of the report.
-    pub generated_unix: i64,
-    /// Paid upstream, unknown here.
-    pub orphans: u64,
-    /// Live here, gone upstream.
-    pub missing: u64,
-    /// Field mismatches.
-    pub mismatches: u64,
-    /// Expiring without auto-renewal.
-    pub expiring: u64,
-}
+pub use crate::metrics::DriftCounts;
 
 impl LicenseService {
     /// How many licenses are in each state; every state is listed, zeros included.
@@ -33,6 +20,22 @@ impl LicenseService {
                 (state, n)
             })
             .collect())
+    }
+
+    /// The figures the metrics show of the shared database; a count that cannot be
+    /// read is left out (and logged).
+    pub async fn metric_figures(&self) -> crate::metrics::Figures {
+        let licenses = match self.license_counts().await {
+            Ok(counts) => Some(counts),
+            Err(e) => {
+                tracing::warn!(error.message = %e, "cannot count the licenses for the metrics");
+                None
+            }
+        };
+        crate::metrics::Figures {
+            licenses,
+            drift: self.drift_counts().await,
+        }
     }
 
     /// The counts of the newest drift report, or `None` before the first one.

@@ -37,6 +37,9 @@ const BATCH: u32 = 100;
 /// The longest reason of a failed attempt kept.
 const MAX_ERROR_BYTES: usize = 300;
 
+/// Writes an event as the body of its delivery.
+pub type EncodeEvent = fn(&Event) -> Result<Vec<u8>, String>;
+
 /// Settings of the deliveries (`[webhooks]` in the configuration file).
 #[derive(Debug, Clone)]
 pub struct WebhookConfig {
@@ -245,8 +248,10 @@ impl LicenseService {
     }
 
     /// Delivers due events to every subscription this process can lease, until
-    /// `stop`: woken by each event committed here, else every `poll`.
-    pub async fn run_webhooks(self, stop: CancellationToken) {
+    /// `stop`: woken by each event committed here, else every `poll`. `encode` writes
+    /// an event's body as the API shows it (the core does not know the wire format;
+    /// startup hands it the API's own mapping).
+    pub async fn run_webhooks(self, encode: EncodeEvent, stop: CancellationToken) {
         let owner = format!("webhooks-{}", uuid::Uuid::now_v7().simple());
         let tls = match tls_config() {
             Ok(tls) => tls,
@@ -270,7 +275,7 @@ impl LicenseService {
                     .claim_webhook(&owner, now, self.webhooks.lease)
                     .await
                 {
-                    Ok(Some(hook)) => self.deliver(&owner, &tls, hook).await,
+                    Ok(Some(hook)) => self.deliver(&owner, &tls, encode, hook).await,
                     Ok(None) => break,
                     Err(e) => {
                         tracing::warn!(error.message = %e, "cannot claim a webhook");
@@ -289,7 +294,13 @@ impl LicenseService {
 
     /// Sends `hook` the events after its position, in order, while the lease holds;
     /// stops at the first failure (recording it) or when no event is left.
-    async fn deliver(&self, owner: &str, tls: &rustls::ClientConfig, mut hook: Webhook) {
+    async fn deliver(
+        &self,
+        owner: &str,
+        tls: &rustls::ClientConfig,
+        encode: EncodeEvent,
+        mut hook: Webhook,
+    ) {
         let scope = (!hook.all_clients).then_some(&hook.client);
         let events = match self
             .store
@@ -319,7 +330,7 @@ impl LicenseService {
                 };
             }
             let http = client.as_ref().expect("built above");
-            match self.post(http, &hook, event).await {
+            match self.post(http, &hook, encode, event).await {
                 Ok(()) => {
                     let progress = WebhookProgress::Delivered {
                         through: event.id,
@@ -434,10 +445,10 @@ impl LicenseService {
         &self,
         http: &reqwest::Client,
         hook: &Webhook,
+        encode: EncodeEvent,
         event: &Event,
     ) -> Result<(), String> {
-        let body = serde_json::to_vec(&crate::api::event_to_pb(event))
-            .map_err(|e| format!("cannot encode the event: {e}"))?;
+        let body = encode(event).map_err(|e| format!("cannot encode the event: {e}"))?;
         let timestamp = OffsetDateTime::now_utc().unix_timestamp();
         let mut response = http
             .post(&hook.url)

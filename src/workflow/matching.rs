@@ -1,5 +1,7 @@
-//! Finding an order upstream when its answer did not say which license it created,
-//! and what the workflow does with what it finds.
+//! Recognising a paid step in what the upstream shows: an order in the `soft` list
+//! (when its answer did not say which license it created, or was lost), a change in
+//! a license's details; and the readings of upstream values (addresses, tariffs,
+//! dates) that the workflow and the reconciler share, so both compare alike.
 //!
 //! Nothing upstream carries an idempotency key, and the official `soft` list has no
 //! `remoteid` column, so a license is recognised by what the list does show: our id
@@ -18,20 +20,16 @@
 //! order is never sent again: it is found later, or a person looks.
 
 use std::collections::HashSet;
+use std::net::IpAddr;
 
 use time::{Date, OffsetDateTime, macros::format_description};
 
-use crate::billmanager::{LicenseList, UpstreamError, UpstreamId, UpstreamLicense, UpstreamStatus};
-use crate::domain::{License, LicenseState, Operation, PanelCatalog, Phase, UpstreamFailure};
-use crate::store::StoreError;
-
-use super::drift::{normalize_ip, upstream_tariff};
-use super::lease::HeldLease;
-use super::worker::{Worker, failure};
+use crate::billmanager::{LicenseList, UpstreamId, UpstreamLicense, UpstreamStatus};
+use crate::domain::{License, LicenseState, OperationKind, PanelCatalog, canonical_ip};
 
 /// What a look-up found.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Lookup {
+pub(crate) enum Lookup {
     /// Exactly one upstream license is ours.
     Found(UpstreamId),
     /// None is ours, and the list is complete: the order was not carried out.
@@ -70,7 +68,8 @@ pub(crate) fn unseen_statuses(list: &LicenseList) -> Option<String> {
     ))
 }
 
-fn status_name(status: UpstreamStatus) -> String {
+/// A status as people read it: `5 (processing)`.
+pub(crate) fn status_name(status: UpstreamStatus) -> String {
     let name = match status {
         UpstreamStatus::Ordered => "ordered",
         UpstreamStatus::Active => "active",
@@ -82,210 +81,59 @@ fn status_name(status: UpstreamStatus) -> String {
     format!("{} ({name})", status.code())
 }
 
-impl Worker {
-    /// Lists the upstream licenses and looks for `license` among them.
-    pub(super) async fn look_up(&self, license: &License) -> Result<Lookup, UpstreamError> {
-        let list = self.upstream.list_licenses().await?;
-        // Licenses of ours known to be live upstream: excluded from the matches (they
-        // are someone else's order) and expected in the list (the positive control).
-        let known = match self.store.licenses_with_upstream_id().await {
-            Ok(known) => known,
-            Err(e) => {
-                return Ok(Lookup::Untrusted(format!(
-                    "cannot read the licenses known upstream: {e}"
-                )));
-            }
-        };
-        let known_live: Vec<UpstreamId> = known
-            .iter()
-            .filter(|l| l.id != license.id)
-            .filter(|l| {
-                matches!(
-                    l.state,
-                    LicenseState::Active | LicenseState::Suspended | LicenseState::Provisioning
-                )
-            })
-            .filter_map(|l| l.upstream_id)
-            .collect();
-        let taken: HashSet<UpstreamId> = known
-            .iter()
-            .filter(|l| l.id != license.id)
-            .filter_map(|l| l.upstream_id)
-            .collect();
-        let found = match_ours(&list.licenses, license, &taken, &self.catalog);
-        if !matches!(found, Lookup::Absent) {
-            return Ok(found);
-        }
-        if let Some(why) = list.incomplete {
-            metrics::counter!(crate::metrics::UPSTREAM_ANOMALIES, "kind" => "incomplete_list")
-                .increment(1);
-            return Ok(Lookup::Untrusted(why));
-        }
-        let listed: HashSet<UpstreamId> = list.licenses.iter().map(|l| l.id).collect();
-        if let Some(hidden) = known_live.iter().find(|id| !listed.contains(id)) {
-            metrics::counter!(crate::metrics::UPSTREAM_ANOMALIES, "kind" => "incomplete_list")
-                .increment(1);
-            return Ok(Lookup::Untrusted(format!(
-                "the list does not show license {hidden}, which is live upstream; it is filtered or incomplete"
-            )));
-        }
-        if let Some(why) = unseen_statuses(&list) {
-            return Ok(Lookup::Unseen(why));
-        }
-        Ok(Lookup::Absent)
+/// Looks for `license` in the upstream `list`. `known`: every license here with an
+/// upstream id. Those of others are left out of the matches (they are someone else's
+/// order), and the live ones must be in the list (the positive control) before it
+/// can prove anything absent.
+pub(crate) fn find_order(
+    list: &LicenseList,
+    license: &License,
+    known: &[License],
+    catalog: &PanelCatalog,
+) -> Lookup {
+    let known_live: Vec<UpstreamId> = known
+        .iter()
+        .filter(|l| l.id != license.id)
+        .filter(|l| {
+            matches!(
+                l.state,
+                LicenseState::Active | LicenseState::Suspended | LicenseState::Provisioning
+            )
+        })
+        .filter_map(|l| l.upstream_id)
+        .collect();
+    let taken: HashSet<UpstreamId> = known
+        .iter()
+        .filter(|l| l.id != license.id)
+        .filter_map(|l| l.upstream_id)
+        .collect();
+    let found = match_ours(&list.licenses, license, &taken, catalog);
+    if !matches!(found, Lookup::Absent) {
+        return found;
     }
-
-    /// Looks for an order upstream and acts on what is found. `placed`: the upstream
-    /// took the order (an answer without an error but without a readable id, or a
-    /// refusal whose look-up could not settle it), so it is never sent again; else
-    /// the outcome is unknown, and after the settle checks find nothing it is sent
-    /// again, at most `max_resends` times in the order's life, and only when the last
-    /// check proved it absent (a list that shows every status an order may be in);
-    /// a list that could hide it hands it to a person instead. Only look-ups made
-    /// once the last attempt's request can no longer land (its settle deadline)
-    /// count as checks; one made before can only find the order.
-    pub(super) async fn recover_order(
-        &self,
-        mut op: Operation,
-        mut license: License,
-        held: &HeldLease,
-        placed: bool,
-    ) -> Result<(), StoreError> {
-        tracing::info!(attempt = op.attempt, "looking the order up upstream");
-        let lookup = self.look_up(&license).await;
-        match lookup {
-            Ok(Lookup::Found(id)) => {
-                tracing::info!(upstream_id = id, "found the order upstream; adopting it");
-                return self.confirm_order(op, license, id, held).await;
-            }
-            Ok(found @ (Lookup::Absent | Lookup::Unseen(_))) => {
-                op.failures = 0;
-                let settled = self.settle_deadline(&mut op);
-                if OffsetDateTime::now_utc() < settled {
-                    // The last attempt's request may still land: this absence proves
-                    // nothing. Look again once it cannot.
-                    op.run_after = settled;
-                    return self.save(&op, &mut license, true).await;
-                }
-                op.checks += 1;
-                if op.checks < self.config.settle_checks {
-                    op.run_after = OffsetDateTime::now_utc() + self.config.settle_interval;
-                } else if placed {
-                    let why = format!(
-                        "the upstream took the order ({}) but no license of it is listed; not sending it again",
-                        op.last_error.as_deref().unwrap_or("no id in the answer")
-                    );
-                    self.needs_attention(&mut op, &mut license, "UPSTREAM_ANSWER_UNREADABLE", why);
-                } else if let Lookup::Unseen(unseen) = found {
-                    metrics::counter!(crate::metrics::UPSTREAM_ANOMALIES, "kind" => "unprovable_absence")
-                        .increment(1);
-                    let why = format!(
-                        "the order's outcome is unknown and it is not listed upstream, which does not prove it was not placed: {unseen}. It is not sent again: look in the panel with its filters cleared, BIND the license if it is there, else ABANDON"
-                    );
-                    self.needs_attention(&mut op, &mut license, "UPSTREAM_OUTCOME_UNKNOWN", why);
-                } else if op.attempt > self.config.max_resends {
-                    let why = format!(
-                        "the order was sent {} times with an unknown outcome and is not listed upstream; the re-send limit ({}) is reached",
-                        op.attempt, self.config.max_resends
-                    );
-                    self.needs_attention(&mut op, &mut license, "UPSTREAM_OUTCOME_UNKNOWN", why);
-                } else {
-                    tracing::info!(
-                        checks = op.checks,
-                        "no upstream license after the settle period; sending again"
-                    );
-                    op.phase = Phase::Received;
-                    op.run_after = OffsetDateTime::now_utc();
-                }
-            }
-            Ok(Lookup::Ambiguous(why)) => {
-                self.needs_attention(&mut op, &mut license, "UPSTREAM_AMBIGUOUS", why);
-            }
-            Ok(Lookup::Untrusted(why)) => {
-                let e = UpstreamError::Unreadable(format!(
-                    "the upstream list cannot prove the order absent: {why}"
-                ));
-                let why = format!(
-                    "the order may have been placed upstream, and the upstream list cannot show whether it was: {why}"
-                );
-                self.lookup_failed(&mut op, &mut license, &e, why);
-            }
-            Err(e) => {
-                let failures = op.failures + 1;
-                let why = format!(
-                    "the order may have been placed upstream but could not be confirmed after {failures} look-ups: {e}"
-                );
-                self.lookup_failed(&mut op, &mut license, &e, why);
-            }
-        }
-        self.save(&op, &mut license, true).await
+    if let Some(why) = list.incomplete.clone() {
+        metrics::counter!(crate::metrics::UPSTREAM_ANOMALIES, "kind" => "incomplete_list")
+            .increment(1);
+        return Lookup::Untrusted(why);
     }
-
-    /// After a refusal of the order, one look-up before the license is FAILED: with a
-    /// short balance the shop may still have created an unpaid item (status 1). A
-    /// look-up that cannot settle it leaves the order to be searched for as a placed
-    /// one: found, or a person looks; never sent again.
-    pub(super) async fn check_refusal(
-        &self,
-        mut op: Operation,
-        mut license: License,
-        refusal: UpstreamError,
-        held: &HeldLease,
-    ) -> Result<(), StoreError> {
-        op.last_error = Some(refusal.to_string());
-        license.last_error = Some(failure(&refusal));
-        match self.look_up(&license).await {
-            Ok(Lookup::Found(id)) => {
-                tracing::warn!(
-                    upstream_id = id,
-                    "the refused order left an upstream item; adopting it"
-                );
-                return self.confirm_order(op, license, id, held).await;
-            }
-            // A refusal is never sent again, so it needs no proof that a hidden item
-            // is absent: FAILED buys nothing. The look-up only adopts an unpaid item
-            // it does see.
-            Ok(Lookup::Absent | Lookup::Unseen(_)) => {
-                op.phase = Phase::Failed;
-                license.state = LicenseState::Failed;
-            }
-            Ok(Lookup::Ambiguous(why)) => {
-                self.needs_attention(&mut op, &mut license, "UPSTREAM_AMBIGUOUS", why);
-            }
-            Ok(Lookup::Untrusted(_)) | Err(_) => {
-                op.phase = Phase::Confirmed;
-                op.checks = 0;
-                op.failures = 0;
-                op.run_after = OffsetDateTime::now_utc() + self.config.settle_interval;
-                license.state = LicenseState::Provisioning;
-            }
-        }
-        self.save(&op, &mut license, true).await
+    let listed: HashSet<UpstreamId> = list.licenses.iter().map(|l| l.id).collect();
+    if let Some(hidden) = known_live.iter().find(|id| !listed.contains(id)) {
+        metrics::counter!(crate::metrics::UPSTREAM_ANOMALIES, "kind" => "incomplete_list")
+            .increment(1);
+        return Lookup::Untrusted(format!(
+            "the list does not show license {hidden}, which is live upstream; it is filtered or incomplete"
+        ));
     }
-
-    /// Ends the operation and hands the license to a person.
-    pub(super) fn needs_attention(
-        &self,
-        op: &mut Operation,
-        license: &mut License,
-        code: &str,
-        why: String,
-    ) {
-        tracing::error!(code, reason = %why, "license needs attention");
-        op.phase = Phase::Failed;
-        op.last_error = Some(why.clone());
-        license.state = LicenseState::NeedsAttention;
-        license.last_error = Some(UpstreamFailure {
-            code: code.into(),
-            message: why,
-        });
+    if let Some(why) = unseen_statuses(list) {
+        return Lookup::Unseen(why);
     }
+    Lookup::Absent
 }
 
 /// Our license among the upstream's (deleted ones and those bound to another license
 /// of ours left out): by `remoteid`, else by `licname` (both carry our id), else, for
 /// rows that show no `licname`, by IP + tariff + creation date.
-pub(super) fn match_ours(
+pub(crate) fn match_ours(
     all: &[UpstreamLicense],
     license: &License,
     taken: &HashSet<UpstreamId>,
@@ -351,6 +199,56 @@ fn parse_day(s: &str) -> Option<Date> {
     let format = format_description!("[year]-[month]-[day]");
     // `createdate` may carry a time after the day.
     Date::parse(s.get(..10)?, &format).ok()
+}
+
+/// Whether the upstream's view of the license shows the change made.
+pub(crate) fn applied(kind: &OperationKind, d: &UpstreamLicense, license: &License) -> bool {
+    match kind {
+        OperationKind::Renew {
+            previous_expiry, ..
+        } => match (&d.expire_date, previous_expiry) {
+            // ISO dates compare correctly as text.
+            (Some(now), Some(before)) => now > before,
+            _ => false,
+        },
+        OperationKind::ChangeIp { ip } => d.ip.as_deref().map(normalize_ip).as_deref() == Some(ip),
+        OperationKind::ChangePanel { tariff_id, .. } => d.tariff_id == Some(*tariff_id),
+        OperationKind::Suspend => d.status == UpstreamStatus::Suspended,
+        OperationKind::Resume => {
+            d.status == UpstreamStatus::Active && license.state == LicenseState::Suspended
+        }
+        OperationKind::Cancel => d.status == UpstreamStatus::Deleted,
+        OperationKind::ReissueKey { previous_key } => d.license_key != *previous_key,
+        OperationKind::Order => false,
+    }
+}
+
+/// The tariff of an upstream license: its id, or its name resolved in the catalog
+/// (the listing may carry the tariff's name instead of its id).
+pub(crate) fn upstream_tariff(u: &UpstreamLicense, catalog: &PanelCatalog) -> Option<u32> {
+    u.tariff_id.or_else(|| {
+        u.tariff_name
+            .as_deref()
+            .and_then(|name| catalog.resolve(name).ok())
+            .map(|p| p.tariff_id)
+    })
+}
+
+/// The canonical text of an upstream address (`crate::domain::canonical_ip`), so
+/// `::FFFF:10.0.0.1` and `::10.0.0.1` equal `10.0.0.1`; text that is no address is
+/// kept as it is.
+pub(crate) fn normalize_ip(raw: &str) -> String {
+    raw.trim()
+        .parse::<IpAddr>()
+        .map_or_else(|_| raw.trim().to_owned(), |ip| canonical_ip(ip).to_string())
+}
+
+/// An upstream date (`YYYY-MM-DD`) as midnight UTC.
+pub(crate) fn parse_date(s: &str) -> Option<OffsetDateTime> {
+    let format = format_description!("[year]-[month]-[day]");
+    Date::parse(s, &format)
+        .ok()
+        .map(|d| d.midnight().assume_utc())
 }
 
 #[cfg(test)]
