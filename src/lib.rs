@@ -43,6 +43,7 @@ pub mod startup;
 pub mod store;
 pub mod tasks;
 pub mod telemetry;
+pub mod tls;
 pub mod watcher;
 
 /// The skip-or-fail rule of the integration suites (a test that lacks an outside piece

@@ -32,5 +32,6 @@ mod readme;
 mod resolve;
 mod secrets;
 mod spend;
+mod tls;
 mod upstream;
 mod validation;
