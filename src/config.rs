@@ -97,6 +97,10 @@ pub struct ServeArgs {
     /// [default: off; optional when a client CA is given].
     #[arg(long, env = "LICENSE_FACADE_TLS_CLIENT_AUTH", value_enum)]
     pub tls_client_auth: Option<crate::tls::ClientAuth>,
+    /// OTLP/gRPC endpoint to export traces to, e.g. http://127.0.0.1:4317 [default:
+    /// OTEL_EXPORTER_OTLP_ENDPOINT; none: traces off].
+    #[arg(long, env = "LICENSE_FACADE_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
 }
 
 /// The TOML configuration file.

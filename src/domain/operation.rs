@@ -189,6 +189,11 @@ pub struct Operation {
     /// restart. `None` until the first attempt.
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub sent_at: Option<OffsetDateTime>,
+    /// The W3C `traceparent` of the request that enqueued it, so that its steps,
+    /// run later by a worker, continue that request's trace; `None` when traces are
+    /// not exported.
+    #[serde(default)]
+    pub traceparent: Option<String>,
 }
 
 impl Operation {
@@ -207,7 +212,8 @@ impl Operation {
         }
     }
 
-    /// A new operation at [`Phase::Received`], due at once.
+    /// A new operation at [`Phase::Received`], due at once, in the trace of the span
+    /// that creates it.
     pub fn received(license_id: LicenseId, kind: OperationKind, now: OffsetDateTime) -> Self {
         Self {
             id: 0,
@@ -220,6 +226,7 @@ impl Operation {
             run_after: now,
             last_error: None,
             sent_at: None,
+            traceparent: crate::telemetry::otlp::traceparent(),
         }
     }
 }

@@ -33,5 +33,6 @@ mod resolve;
 mod secrets;
 mod spend;
 mod tls;
+mod tracing;
 mod upstream;
 mod validation;
