@@ -10,6 +10,7 @@ mod bare;
 mod load;
 mod procs;
 mod scenarios;
+mod transport;
 mod watch;
 
 use std::net::SocketAddr;
@@ -72,7 +73,9 @@ enum Cmd {
     Console,
     /// 6. The platform watcher: passes over N servers and N licenses.
     Watcher,
-    /// All six, in order.
+    /// 7. The read path at 64 concurrent: plain TCP, TLS, and traces exported.
+    Transport,
+    /// All seven, in order.
     All,
     /// (internal) The bare servers of the read scenario.
     #[command(hide = true)]
@@ -128,6 +131,7 @@ async fn main() -> anyhow::Result<()> {
         (4, "4. Footprint"),
         (5, "5. Console pages"),
         (6, "6. Platform watcher"),
+        (7, "7. Transport: TLS and traces"),
     ] {
         let wanted = match cli.command {
             Cmd::Read => n == 1,
@@ -136,6 +140,7 @@ async fn main() -> anyhow::Result<()> {
             Cmd::Footprint => n == 4,
             Cmd::Console => n == 5,
             Cmd::Watcher => n == 6,
+            Cmd::Transport => n == 7,
             _ => all,
         };
         if !wanted {
@@ -151,7 +156,8 @@ async fn main() -> anyhow::Result<()> {
             3 => scenarios::reconcile(&ctx).await,
             4 => scenarios::footprint(&ctx).await,
             5 => scenarios::console(&ctx).await,
-            _ => watch::watcher(&ctx, cli.servers).await,
+            6 => watch::watcher(&ctx, cli.servers).await,
+            _ => transport::transport(&ctx).await,
         };
         match result {
             Ok(table) => println!("{table}"),
