@@ -12,64 +12,13 @@ use license_facade::api::pb::v1 as pb;
 use license_facade::api::pb::v1::license_service_client::LicenseServiceClient;
 use license_facade::auth::{Clients, SANDBOX_TOKEN, token_sha256_hex};
 use license_facade::tls::{ClientAuth, TlsSettings};
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
-};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use serde_json::{Value, json};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
 use crate::helpers::{Bearer, TestApp, spawn_app_with};
-
-/// A certificate and its key, PEM.
-#[derive(Clone)]
-struct Pem {
-    cert: String,
-    key: String,
-}
-
-/// A test CA.
-struct Ca {
-    issuer: CertifiedIssuer<'static, KeyPair>,
-}
-
-impl Ca {
-    fn new(name: &str) -> Self {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let issuer = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
-        Self { issuer }
-    }
-
-    fn pem(&self) -> String {
-        self.issuer.pem()
-    }
-
-    /// A leaf certificate with common name `cn` and `sans`, valid from `days` days
-    /// ago (negative: valid until that many days ago).
-    fn leaf(&self, cn: &str, sans: &[&str], expired: bool) -> Pem {
-        let sans: Vec<String> = sans.iter().map(|s| s.to_string()).collect();
-        let mut params = CertificateParams::new(sans).unwrap();
-        params.distinguished_name.push(DnType::CommonName, cn);
-        let now = time::OffsetDateTime::now_utc();
-        if expired {
-            params.not_before = now - time::Duration::days(30);
-            params.not_after = now - time::Duration::days(1);
-        } else {
-            params.not_before = now - time::Duration::days(1);
-            params.not_after = now + time::Duration::days(30);
-        }
-        let key = KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        Pem {
-            cert: cert.pem(),
-            key: key.serialize_pem(),
-        }
-    }
-}
+use crate::support::{Ca, Pem};
 
 /// The PKI of one test: the server's CA and certificate, the client CA and the files
 /// the service reads.

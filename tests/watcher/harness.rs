@@ -195,6 +195,15 @@ pub fn live_of<'a>(licenses: &'a [Value], server_id: &str) -> Option<&'a Value> 
 
 /// license-facade in this process, knowing the admin test client and the watcher's.
 async fn service(database_url: &str, sandbox_url: &str) -> Application {
+    service_with(database_url, sandbox_url, |_| {}).await
+}
+
+/// [`service`] with its settings adjusted by `adjust` last.
+pub async fn service_with(
+    database_url: &str,
+    sandbox_url: &str,
+    adjust: impl FnOnce(&mut Settings),
+) -> Application {
     let mut settings = Settings::from_args(ServeArgs {
         http_addr: Some("127.0.0.1:0".parse().unwrap()),
         grpc_addr: Some("127.0.0.1:0".parse().unwrap()),
@@ -223,6 +232,7 @@ async fn service(database_url: &str, sandbox_url: &str) -> Application {
     settings.probe_interval = Duration::from_secs(3600);
     settings.drain_delay = Duration::ZERO;
     settings.drain_timeout = Duration::from_secs(5);
+    adjust(&mut settings);
     Application::build(settings).await.expect("the app builds")
 }
 
