@@ -84,6 +84,10 @@ impl Application {
             )),
             None => None,
         };
+        // Every console page then comes over TLS: its cookies are `Secure`.
+        if tls.is_some() {
+            settings.console.secure_cookies = true;
+        }
         let clients = settings.clients.take().context(
             "--clients-file is required (LICENSE_FACADE_CLIENTS_FILE): without it nobody could \
              call the API (only --sandbox has a built-in client)",
