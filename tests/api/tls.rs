@@ -305,6 +305,16 @@ async fn a_bearer_token_still_works_over_tls_when_client_certificates_are_option
         .send()
         .await
         .unwrap();
+    let mut console = crate::console::Browser {
+        base: https(&app),
+        http: reqwest::Client::builder()
+            .use_preconfigured_tls(rustls_client(&pki.server_ca.pem(), None))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap(),
+        cookies: Default::default(),
+    };
+    let logged_in = console.log_in(SANDBOX_TOKEN).await;
     let plain = reqwest::Client::new()
         .get(format!("{}/v1/licenses", app.http))
         .timeout(Duration::from_secs(10))
@@ -317,6 +327,12 @@ async fn a_bearer_token_still_works_over_tls_when_client_certificates_are_option
     assert_eq!(no_token.status(), 401);
     assert_eq!(with_cert.status(), 200, "a certificate still identifies");
     assert!(plain.is_err(), "plain HTTP on a TLS listener: {plain:?}");
+    let session = logged_in
+        .set_cookies()
+        .into_iter()
+        .find(|c| c.starts_with("lf_console="))
+        .expect("the console logs in over TLS");
+    assert!(session.contains("; Secure"), "{session}");
 }
 
 /// The certificate the listener at `addr` presents to a new connection.
