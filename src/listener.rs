@@ -36,12 +36,12 @@ use std::time::Duration;
 
 use futures::task::AtomicWaker;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio_rustls::TlsAcceptor;
-
-use crate::auth::PeerCertificate;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
+use tokio_rustls::TlsAcceptor;
+
+use crate::auth::PeerCertificate;
 
 /// Connection bounds of both API listeners.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
