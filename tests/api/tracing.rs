@@ -78,8 +78,28 @@ async fn one_order_is_one_trace_from_the_rest_request_to_the_upstream_call() {
         .await
         .unwrap();
     let status = response.status();
+    // A gRPC call with its own trace, in metadata.
+    let grpc_trace = "0af7651916cd43dd8448eb211c80319c";
+    let mut grpc = license_facade::api::pb::v1::license_service_client::LicenseServiceClient::new(
+        tonic::transport::Channel::from_shared(format!("http://{}", service.grpc_addr))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap(),
+    );
+    let mut list = tonic::Request::new(license_facade::api::pb::v1::ListLicensesRequest::default());
+    list.metadata_mut()
+        .insert("authorization", format!("Bearer {TOKEN}").parse().unwrap());
+    list.metadata_mut().insert(
+        "traceparent",
+        format!("00-{grpc_trace}-b7ad6b7169203331-01")
+            .parse()
+            .unwrap(),
+    );
+    let listed = grpc.list_licenses(list).await;
     service.terminate();
     let exit = service.wait_exit(DEADLINE).await;
+    service.read_to_end();
 
     // Assert
     assert!(status.is_success(), "{status}");
@@ -110,16 +130,35 @@ async fn one_order_is_one_trace_from_the_rest_request_to_the_upstream_call() {
             trace.insert(span.span_id.clone(), span);
         }
     };
-    let chain: Vec<&str> = chain.iter().map(|s| s.name.as_str()).collect();
+    let chain: Vec<String> = chain.iter().map(|s| s.name.clone()).collect();
+    let rpc_wanted = hex::decode(grpc_trace).unwrap();
+    let rpc = loop {
+        if let Some(span) = trace.values().find(|s| s.trace_id == rpc_wanted) {
+            break span.clone();
+        }
+        let span = tokio::time::timeout_at(deadline, spans.recv())
+            .await
+            .expect("the gRPC call's span in time")
+            .expect("the collector runs");
+        if span.trace_id == rpc_wanted {
+            trace.insert(span.span_id.clone(), span);
+        }
+    };
     assert_eq!(
-        chain.last(),
-        Some(&"request"),
+        chain.last().map(String::as_str),
+        Some("request"),
         "the upstream call descends from the REST request: {chain:?}"
     );
     assert!(
-        chain.contains(&"operation"),
+        chain.iter().any(|n| n == "operation"),
         "a workflow step between: {chain:?}"
     );
+    assert!(listed.is_ok(), "{listed:?}");
+    assert_eq!(
+        rpc.name, "rpc",
+        "the gRPC call continues its caller's trace"
+    );
+    assert_eq!(hex::encode(&rpc.parent_span_id), "b7ad6b7169203331");
     let sent = sandbox.handle.traceparents("soft.order.param");
     assert!(
         sent.iter().any(|t| t.contains(trace_id)),
@@ -150,7 +189,7 @@ async fn without_an_endpoint_nothing_is_sent_upstream_and_no_line_has_a_trace_id
     // Arrange
     let sandbox = start_sandbox(sandbox_config()).await;
     let dir = ServiceDir::new();
-    let service = Service::start(
+    let mut service = Service::start(
         dir.path(),
         "untraced",
         &dir.database_url(),
@@ -171,8 +210,15 @@ async fn without_an_endpoint_nothing_is_sent_upstream_and_no_line_has_a_trace_id
         .await
         .unwrap();
 
+    let status = response.status();
+    // Its log lines are all written out once it has stopped.
+    service.terminate();
+    let exit = service.wait_exit(DEADLINE).await;
+    service.read_to_end();
+
     // Assert
-    assert!(response.status().is_success());
+    assert!(status.is_success(), "{status}");
+    assert!(exit.success(), "{exit:?}");
     assert!(sandbox.handle.traceparents("soft.order.param").is_empty());
     let logged = service.logged("request finished");
     assert!(!logged.is_empty());

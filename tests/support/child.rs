@@ -235,6 +235,8 @@ pub struct Service {
     stderr_path: PathBuf,
     /// Every stdout (JSON log) line so far.
     log: Arc<Mutex<Vec<Value>>>,
+    /// The thread reading stdout; it ends at the end of the output.
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Service {
@@ -300,7 +302,7 @@ impl Service {
         let lines = log.clone();
         // Keeps draining stdout (so the child never blocks on a full pipe) into memory
         // and a file; reports the addresses from the start-up line.
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             let mut file = std::fs::File::create(stdout_path).ok();
             let mut tx = Some(tx);
             for line in BufReader::new(stdout).lines() {
@@ -327,6 +329,7 @@ impl Service {
             grpc_addr: "127.0.0.1:0".parse().unwrap(),
             stderr_path,
             log,
+            reader: Some(reader),
         };
         match rx.recv_timeout(DEADLINE) {
             Ok((http, grpc)) => {
@@ -373,6 +376,14 @@ impl Service {
             .status()
             .expect("kill runs");
         assert!(status.success(), "SIGTERM sent");
+    }
+
+    /// After the process exited: waits until every line it wrote has been read, so
+    /// [`logged`](Self::logged) sees them all.
+    pub fn read_to_end(&mut self) {
+        if let Some(reader) = self.reader.take() {
+            reader.join().expect("the reader thread ends");
+        }
     }
 
     /// Waits (polling, bounded) until the process exits by itself.
