@@ -83,6 +83,24 @@ pub struct ServeArgs {
     /// after the listeners close [default: 20].
     #[arg(long, env = "LICENSE_FACADE_DRAIN_TIMEOUT_SECS")]
     pub drain_timeout_secs: Option<u64>,
+    /// PEM file of the server certificate chain: with it (and --tls-key-file) both API
+    /// listeners serve TLS only. Reloaded on change or SIGHUP.
+    #[arg(long, env = "LICENSE_FACADE_TLS_CERT_FILE")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM file of the server's private key.
+    #[arg(long, env = "LICENSE_FACADE_TLS_KEY_FILE")]
+    pub tls_key_file: Option<PathBuf>,
+    /// PEM file of the CA that client certificates must chain to.
+    #[arg(long, env = "LICENSE_FACADE_TLS_CLIENT_CA_FILE")]
+    pub tls_client_ca_file: Option<PathBuf>,
+    /// Client certificates: off, optional (verified if presented) or required
+    /// [default: off; optional when a client CA is given].
+    #[arg(long, env = "LICENSE_FACADE_TLS_CLIENT_AUTH", value_enum)]
+    pub tls_client_auth: Option<crate::tls::ClientAuth>,
+    /// OTLP/gRPC endpoint to export traces to, e.g. http://127.0.0.1:4317 [default:
+    /// OTEL_EXPORTER_OTLP_ENDPOINT; none: traces off].
+    #[arg(long, env = "LICENSE_FACADE_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
 }
 
 /// The TOML configuration file.
@@ -124,6 +142,9 @@ pub struct FileConfig {
     /// Webhook deliveries.
     #[serde(default)]
     pub webhooks: WebhooksFile,
+    /// TLS on both API listeners.
+    #[serde(default)]
+    pub tls: TlsFile,
 }
 
 /// `[webhooks]` in the file; see [`WebhookConfig`] for the meaning.
@@ -143,6 +164,20 @@ pub struct WebhooksFile {
     pub poll_ms: Option<u64>,
     /// Seconds a process holds a subscription it delivers to [default: 60].
     pub lease_secs: Option<u64>,
+}
+
+/// `[tls]` in the file; see [`crate::tls::TlsSettings`].
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFile {
+    /// PEM file of the server certificate chain.
+    pub cert_file: Option<PathBuf>,
+    /// PEM file of the server's private key.
+    pub key_file: Option<PathBuf>,
+    /// PEM file of the CA client certificates must chain to.
+    pub client_ca_file: Option<PathBuf>,
+    /// `off`, `optional` or `required`.
+    pub client_auth: Option<crate::tls::ClientAuth>,
 }
 
 /// `[downstream]` in the file; see [`DownstreamConfig`] for the meaning.
@@ -334,6 +369,8 @@ pub struct Settings {
     pub downstream: DownstreamConfig,
     /// Webhook deliveries.
     pub webhooks: WebhookConfig,
+    /// TLS on both API listeners; plain TCP when `None`.
+    pub tls: Option<crate::tls::TlsSettings>,
 }
 
 fn read_secret_file(path: &Path) -> anyhow::Result<SecretString> {
@@ -355,6 +392,7 @@ impl Settings {
             }
             None => FileConfig::default(),
         };
+        let tls = tls_settings(&args, file.tls)?;
         let catalog = PanelCatalog::from_config(file.catalog)
             .map_err(|e| anyhow::anyhow!("invalid panel catalog: {e}"))?;
         let clients = match &args.clients_file {
@@ -493,6 +531,7 @@ impl Settings {
             console: console_config(file.console)?,
             downstream: downstream_config(file.downstream)?,
             webhooks: webhook_config(file.webhooks)?,
+            tls,
         })
     }
 }
@@ -518,6 +557,42 @@ fn webhook_config(file: WebhooksFile) -> anyhow::Result<WebhookConfig> {
         bail!("webhooks.lease_secs must be longer than webhooks.timeout_ms");
     }
     Ok(config)
+}
+
+/// TLS from the flags over `[tls]`: a certificate and a key together, or neither.
+fn tls_settings(
+    args: &ServeArgs,
+    file: TlsFile,
+) -> anyhow::Result<Option<crate::tls::TlsSettings>> {
+    use crate::tls::ClientAuth;
+    let cert_file = args.tls_cert_file.clone().or(file.cert_file);
+    let key_file = args.tls_key_file.clone().or(file.key_file);
+    let client_ca_file = args.tls_client_ca_file.clone().or(file.client_ca_file);
+    let client_auth = args.tls_client_auth.or(file.client_auth);
+    let (cert_file, key_file) = match (cert_file, key_file) {
+        (Some(cert), Some(key)) => (cert, key),
+        (None, None) => {
+            if client_ca_file.is_some() || client_auth.is_some_and(|m| m != ClientAuth::Off) {
+                bail!("client certificates need TLS: set tls.cert_file and tls.key_file too");
+            }
+            return Ok(None);
+        }
+        _ => bail!("tls.cert_file and tls.key_file go together"),
+    };
+    let client_auth = client_auth.unwrap_or(if client_ca_file.is_some() {
+        ClientAuth::Optional
+    } else {
+        ClientAuth::Off
+    });
+    if client_auth != ClientAuth::Off && client_ca_file.is_none() {
+        bail!("tls.client_auth = {client_auth:?} needs tls.client_ca_file");
+    }
+    Ok(Some(crate::tls::TlsSettings {
+        cert_file,
+        key_file,
+        client_ca_file,
+        client_auth,
+    }))
 }
 
 /// The change feed's bounds from `[feed]`, with defaults.
@@ -690,6 +765,42 @@ mod tests {
         );
         let settings = Settings::from_args(args(10)).expect("enough for 8 loops");
         assert_eq!(settings.database_max_connections, 10);
+    }
+
+    #[test]
+    fn tls_needs_a_certificate_and_a_key_and_client_certificates_a_ca() {
+        let tls = |text: &str, args: ServeArgs| {
+            let file: FileConfig = toml::from_str(text)?;
+            tls_settings(&args, file.tls)
+        };
+        assert_eq!(tls("", ServeArgs::default()).unwrap(), None, "plain TCP");
+        let both = tls(
+            "[tls]\ncert_file = \"c.pem\"\nkey_file = \"k.pem\"\nclient_ca_file = \"ca.pem\"\n",
+            ServeArgs::default(),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(both.client_auth, crate::tls::ClientAuth::Optional);
+        let flags = tls(
+            "[tls]\ncert_file = \"c.pem\"\nkey_file = \"k.pem\"\nclient_ca_file = \"ca.pem\"\n",
+            ServeArgs {
+                tls_cert_file: Some("flag.pem".into()),
+                tls_client_auth: Some(crate::tls::ClientAuth::Required),
+                ..ServeArgs::default()
+            },
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(flags.cert_file, PathBuf::from("flag.pem"), "a flag wins");
+        assert_eq!(flags.client_auth, crate::tls::ClientAuth::Required);
+        for refused in [
+            "[tls]\ncert_file = \"c.pem\"\n",
+            "[tls]\nclient_ca_file = \"ca.pem\"\n",
+            "[tls]\ncert_file = \"c.pem\"\nkey_file = \"k.pem\"\nclient_auth = \"required\"\n",
+            "[tls]\ncert_file = \"c.pem\"\nkey_file = \"k.pem\"\nclient_auth = \"sometimes\"\n",
+        ] {
+            assert!(tls(refused, ServeArgs::default()).is_err(), "{refused}");
+        }
     }
 
     #[test]

@@ -49,6 +49,7 @@ pub mod startup;
 pub mod store;
 pub mod tasks;
 pub mod telemetry;
+pub mod tls;
 pub mod watcher;
 pub mod workflow;
 

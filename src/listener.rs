@@ -14,6 +14,12 @@
 //! quiet it is; HTTP/2 keep-alive pings (set where each server is built) find a peer
 //! that is gone.
 //!
+//! With TLS ([`crate::tls`]) the handshake must also be done within
+//! `header_read_timeout` of the accept; it runs in the connection's own task, so a slow
+//! client holds up nobody else, and everything below reads the decrypted bytes. A
+//! verified client certificate's names go with the connection ([`Conn::peer`]) into
+//! each request's extensions.
+//!
 //! Which protocol a connection speaks is read from its first bytes (the HTTP/2 preface
 //! starts `PRI `). On HTTP/1 a byte read with no request in flight is the start of the
 //! next request's head; on HTTP/2 it may be a ping, a window update or a settings
@@ -33,6 +39,9 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
+use tokio_rustls::TlsAcceptor;
+
+use crate::auth::PeerCertificate;
 
 /// Connection bounds of both API listeners.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,28 +72,37 @@ impl Default for ConnectionLimits {
     }
 }
 
-/// A TCP listener whose connections are [`GuardedStream`]s, at most
-/// `max_connections` at once.
+/// A TCP listener whose connections are [`GuardedStream`]s (over TLS when given an
+/// acceptor), at most `max_connections` at once.
 pub struct GuardedListener {
     inner: TcpListener,
     permits: Arc<Semaphore>,
     limits: ConnectionLimits,
+    tls: Option<TlsAcceptor>,
 }
 
 impl GuardedListener {
-    /// Guards `inner` with `limits`.
+    /// Guards `inner` with `limits`; plain TCP.
     pub fn new(inner: TcpListener, limits: ConnectionLimits) -> Self {
         Self {
             inner,
             permits: Arc::new(Semaphore::new(limits.max_connections.max(1))),
             limits,
+            tls: None,
         }
     }
 
-    /// The next connection, once one of the `max_connections` slots is free. Accept
-    /// errors (too many open files, a connection reset before it was accepted) are
-    /// logged and retried after a pause, as axum and tonic do.
-    pub async fn accept_guarded(&mut self) -> (GuardedStream, SocketAddr) {
+    /// Makes every connection TLS, with `acceptor`'s configuration.
+    pub fn with_tls(mut self, acceptor: Option<TlsAcceptor>) -> Self {
+        self.tls = acceptor;
+        self
+    }
+
+    /// The next TCP connection, once one of the `max_connections` slots is free; its
+    /// TLS handshake, if any, is left to [`Accepted::establish`]. Accept errors (too
+    /// many open files, a connection reset before it was accepted) are logged and
+    /// retried after a pause, as axum and tonic do.
+    pub async fn accept(&mut self) -> Accepted {
         let permit = self
             .permits
             .clone()
@@ -95,7 +113,14 @@ impl GuardedListener {
             match self.inner.accept().await {
                 Ok((stream, remote)) => {
                     let _ = stream.set_nodelay(true);
-                    return (GuardedStream::new(stream, permit, self.limits), remote);
+                    return Accepted {
+                        stream,
+                        remote,
+                        slot: permit,
+                        limits: self.limits,
+                        accepted: Instant::now(),
+                        tls: self.tls.clone(),
+                    };
                 }
                 Err(e) => {
                     tracing::warn!(error.message = %e, "cannot accept a connection");
@@ -105,14 +130,169 @@ impl GuardedListener {
         }
     }
 
-    /// The connections as a stream, for tonic.
+    /// The established connections as a stream, for tonic. TLS handshakes run side by
+    /// side in tasks of their own; a failed one is logged and dropped. Once the stream
+    /// is dropped (the server stopped), nothing more is accepted.
     pub fn into_stream(
-        self,
-    ) -> impl futures::Stream<Item = Result<GuardedStream, std::convert::Infallible>> {
-        futures::stream::unfold(self, |mut listener| async move {
-            let (stream, _) = listener.accept_guarded().await;
-            Some((Ok(stream), listener))
-        })
+        mut self,
+    ) -> futures::stream::BoxStream<'static, Result<GuardedStream, std::convert::Infallible>> {
+        use futures::StreamExt as _;
+        if self.tls.is_none() {
+            return futures::stream::unfold(self, |mut listener| async move {
+                let accepted = listener.accept().await;
+                let stream = accepted
+                    .establish()
+                    .await
+                    .expect("a plain connection needs no handshake");
+                Some((Ok(stream), listener))
+            })
+            .boxed();
+        }
+        let (sender, receiver) = tokio::sync::mpsc::channel(16);
+        tokio::spawn(async move {
+            loop {
+                let accepted = tokio::select! {
+                    _ = sender.closed() => return,
+                    accepted = self.accept() => accepted,
+                };
+                let sender = sender.clone();
+                tokio::spawn(async move {
+                    if let Ok(stream) = accepted.establish().await {
+                        let _ = sender.send(Ok(stream)).await;
+                    }
+                });
+            }
+        });
+        tokio_stream::wrappers::ReceiverStream::new(receiver).boxed()
+    }
+}
+
+/// A TCP connection accepted, holding its slot, not yet established.
+pub struct Accepted {
+    stream: TcpStream,
+    remote: SocketAddr,
+    slot: OwnedSemaphorePermit,
+    limits: ConnectionLimits,
+    accepted: Instant,
+    tls: Option<TlsAcceptor>,
+}
+
+impl Accepted {
+    /// The peer's address.
+    pub fn remote(&self) -> SocketAddr {
+        self.remote
+    }
+
+    /// The connection, after its TLS handshake when the listener has TLS. The
+    /// handshake must end within `header_read_timeout` of the accept (the first
+    /// request's clock keeps running from the accept); a failed or late one is logged
+    /// at debug level (scanners and clients with the wrong CA are routine) and the
+    /// connection closed.
+    pub async fn establish(self) -> io::Result<GuardedStream> {
+        let Some(acceptor) = self.tls else {
+            return Ok(GuardedStream::new(
+                Io::Plain(self.stream),
+                self.slot,
+                self.limits,
+                self.accepted,
+                None,
+            ));
+        };
+        let deadline = self.accepted + self.limits.header_read_timeout;
+        let handshake = tokio::time::timeout_at(deadline, acceptor.accept(self.stream)).await;
+        let tls = match handshake {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(e)) => {
+                tracing::debug!(remote = %self.remote, error.message = %e, "TLS handshake failed");
+                return Err(e);
+            }
+            Err(_) => {
+                tracing::debug!(remote = %self.remote, "TLS handshake timed out");
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "no TLS handshake in time",
+                ));
+            }
+        };
+        // Only a certificate the verifier accepted is here at all.
+        let peer = tls
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|chain| chain.first())
+            .and_then(crate::tls::peer_certificate)
+            .map(Arc::new);
+        Ok(GuardedStream::new(
+            Io::Tls(Box::new(tls)),
+            self.slot,
+            self.limits,
+            self.accepted,
+            peer,
+        ))
+    }
+}
+
+/// A connection's bytes: plain TCP, or TLS over it.
+enum Io {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Io {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Io {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_flush(cx),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Io::Plain(s) => s.is_write_vectored(),
+            Io::Tls(s) => s.is_write_vectored(),
+        }
     }
 }
 
@@ -131,6 +311,8 @@ struct ConnState {
     /// The reader to wake when the last request in flight ends, so that the idle
     /// timer starts.
     reader: AtomicWaker,
+    /// The verified TLS client certificate's names, if the peer presented one.
+    peer: Option<Arc<PeerCertificate>>,
 }
 
 /// A connection's handle, given to the services (tonic: as its connect info) so that
@@ -139,6 +321,11 @@ struct ConnState {
 pub struct Conn(Arc<ConnState>);
 
 impl Conn {
+    /// The verified TLS client certificate of the connection, if any.
+    pub fn peer(&self) -> Option<&Arc<PeerCertificate>> {
+        self.0.peer.as_ref()
+    }
+
     /// Marks a request in flight until the mark is dropped.
     fn start(&self) -> InFlight {
         self.0.served.store(true, Ordering::SeqCst);
@@ -205,11 +392,11 @@ enum Protocol {
 /// is `PRI`.
 const H2_PREFACE_START: &[u8] = b"PRI ";
 
-/// An accepted connection: a [`TcpStream`] whose reads fail with `TimedOut` once it
+/// An established connection: a [`TcpStream`] (or TLS over it) whose reads fail with `TimedOut` once it
 /// has gone without a request too long (see the module docs), holding its slot of the
 /// listener's connection cap.
 pub struct GuardedStream {
-    inner: TcpStream,
+    inner: Io,
     conn: Conn,
     timer: Pin<Box<Sleep>>,
     armed: Option<Instant>,
@@ -220,8 +407,14 @@ pub struct GuardedStream {
 }
 
 impl GuardedStream {
-    fn new(inner: TcpStream, slot: OwnedSemaphorePermit, limits: ConnectionLimits) -> Self {
-        let now = Instant::now();
+    fn new(
+        inner: Io,
+        slot: OwnedSemaphorePermit,
+        limits: ConnectionLimits,
+        accepted: Instant,
+        peer: Option<Arc<PeerCertificate>>,
+    ) -> Self {
+        let now = accepted;
         Self {
             inner,
             conn: Conn(Arc::new(ConnState {
@@ -232,6 +425,7 @@ impl GuardedStream {
                 idle_since: Mutex::new(now),
                 head_since: Mutex::new(None),
                 reader: AtomicWaker::new(),
+                peer,
             })),
             timer: Box::pin(tokio::time::sleep_until(now)),
             armed: None,
@@ -399,12 +593,17 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: axum::http::Request<B>) -> Self::Future {
-        let mark = self
+    fn call(&mut self, mut request: axum::http::Request<B>) -> Self::Future {
+        let conn = self
             .conn
             .as_ref()
             .or_else(|| request.extensions().get::<Conn>())
-            .map(Conn::start);
+            .cloned();
+        let mark = conn.as_ref().map(Conn::start);
+        // The auth layers of both APIs read the client certificate from here.
+        if let Some(peer) = conn.as_ref().and_then(Conn::peer) {
+            request.extensions_mut().insert(peer.clone());
+        }
         let future = self.inner.call(request);
         Box::pin(async move {
             let response = future.await?;

@@ -26,11 +26,15 @@ async fn main() -> anyhow::Result<()> {
         Command::Reconcile(_) | Command::Doctor(_) => telemetry::init_stderr(),
         // A dry run's stdout is the plan.
         Command::Watch(ref args) if args.dry_run => telemetry::init_stderr(),
-        Command::Serve(_)
-        | Command::Sandbox(_)
+        // Traces are exported by `serve` only, when an endpoint is set.
+        Command::Serve(ref args) => {
+            let endpoint = telemetry::otlp::endpoint(args.otlp_endpoint.as_deref());
+            log_guard = Some(telemetry::init_serving(endpoint.as_deref()));
+        }
+        Command::Sandbox(_)
         | Command::Watch(_)
         | Command::PlatformSim(_)
-        | Command::DemoPlatform(_) => log_guard = telemetry::init_serving(),
+        | Command::DemoPlatform(_) => log_guard = Some(telemetry::init_serving(None)),
         _ => telemetry::init(),
     }
     let result = match cli.command {

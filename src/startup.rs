@@ -44,6 +44,8 @@ pub struct Application {
     tasks: Tasks,
     /// Held until the application stops: a SQLite file is served by one process.
     db_lock: Option<FileLock>,
+    /// TLS of both API listeners, with the SIGHUP listener that reloads it.
+    tls: Option<(crate::tls::Tls, Option<tokio::signal::unix::Signal>)>,
 }
 
 /// An application running in a task of its own, with the means to stop it.
@@ -74,6 +76,18 @@ impl Running {
 impl Application {
     /// Opens the store, starts nothing, binds both listeners (and the sandbox's).
     pub async fn build(mut settings: Settings) -> anyhow::Result<Self> {
+        // The certificate is read before anything else starts: a bad file stops here.
+        let tls = match &settings.tls {
+            Some(tls) => Some((
+                crate::tls::Tls::new(tls).context("cannot set up TLS")?,
+                crate::tls::hangup_signal(),
+            )),
+            None => None,
+        };
+        // Every console page then comes over TLS: its cookies are `Secure`.
+        if tls.is_some() {
+            settings.console.secure_cookies = true;
+        }
         let clients = settings.clients.take().context(
             "--clients-file is required (LICENSE_FACADE_CLIENTS_FILE): without it nobody could \
              call the API (only --sandbox has a built-in client)",
@@ -162,7 +176,13 @@ impl Application {
             downstream: settings.downstream,
             tasks,
             db_lock: serving.lock,
+            tls,
         })
+    }
+
+    /// Successful reloads of the TLS certificate, when the listeners serve TLS.
+    pub fn tls_reloads(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        self.tls.as_ref().map(|(tls, _)| tls.resolver().subscribe())
     }
 
     /// The bound REST address.
@@ -213,7 +233,7 @@ impl Application {
     }
 
     async fn run(
-        self,
+        mut self,
         shutdown: impl Future<Output = ()> + Send + 'static,
         kill: CancellationToken,
     ) -> anyhow::Result<()> {
@@ -223,6 +243,7 @@ impl Application {
         tracing::info!(
             http = %self.http_addr(),
             grpc = %self.grpc_addr(),
+            tls = self.tls.is_some(),
             upstream = if self.sandbox.is_some() { "built-in sandbox" } else { "BILLmanager" },
             sandbox_url = self.sandbox_url().as_deref().unwrap_or(""),
             "license-facade listening"
@@ -353,7 +374,12 @@ impl Application {
         .route_service(crate::downstream::PATHS[1], downstream.into_service())
         .nest_service(crate::console::BASE, crate::console::router(console));
         let http_router = crate::http::layered(http_router);
-        let http_listener = GuardedListener::new(self.http, self.connections);
+        let tls = self.tls.take().map(|(tls, hangup)| {
+            tasks.spawn(tls.resolver().run_reloads(hangup, stop.clone()));
+            tls
+        });
+        let http_listener = GuardedListener::new(self.http, self.connections)
+            .with_tls(tls.as_ref().map(crate::tls::Tls::rest_acceptor));
         tasks.spawn(crate::http::serve(
             http_listener,
             http_router,
@@ -363,7 +389,8 @@ impl Application {
         ));
 
         let grpc_stop = stop.clone();
-        let grpc_listener = GuardedListener::new(self.grpc, self.connections);
+        let grpc_listener = GuardedListener::new(self.grpc, self.connections)
+            .with_tls(tls.as_ref().map(crate::tls::Tls::grpc_acceptor));
         tasks.spawn(async move {
             let incoming = grpc_listener.into_stream();
             if let Err(e) = grpc_router

@@ -71,8 +71,11 @@ pub use crate::domain::{DEFAULT_MAX_PREPAID_MONTHS, OrderCaps};
 pub struct ClientSpec {
     /// Its name; licenses and request ids are scoped by it.
     pub name: ClientName,
-    /// SHA-256 of its bearer token.
-    pub token_sha256: [u8; 32],
+    /// SHA-256 of its bearer token; `None` for a client known only by its TLS
+    /// certificate.
+    pub token_sha256: Option<[u8; 32]>,
+    /// The TLS client certificates that identify it, as an alternative to a token.
+    pub cert: CertIdentity,
     /// What it may do.
     pub scopes: Vec<Scope>,
     /// The spend guard.
@@ -81,6 +84,36 @@ pub struct ClientSpec {
     pub requests_per_second: Option<u32>,
     /// Its account on the downstream BILLmanager API (`/billmgr`), if it has one.
     pub billmgr: Option<BillmgrAccount>,
+}
+
+/// Which verified TLS client certificates identify a client (`cert_subject`,
+/// `cert_san` in the clients file): the subject's common name, or one subject
+/// alternative name (a DNS name or a URI). Empty matches no certificate.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CertIdentity {
+    /// The subject common name (CN), exactly.
+    pub subject: Option<String>,
+    /// A DNS or URI subject alternative name, exactly.
+    pub san: Option<String>,
+}
+
+impl CertIdentity {
+    /// Whether a certificate with these names is this identity.
+    pub fn matches(&self, common_name: Option<&str>, sans: &[String]) -> bool {
+        let subject = self
+            .subject
+            .as_deref()
+            .is_some_and(|s| common_name == Some(s));
+        let san = self
+            .san
+            .as_deref()
+            .is_some_and(|wanted| sans.iter().any(|s| s == wanted));
+        subject || san
+    }
+
+    fn is_empty(&self) -> bool {
+        self.subject.is_none() && self.san.is_none()
+    }
 }
 
 /// The longest `billmgr_user`, in bytes: a log-in naming a longer one is refused
@@ -111,6 +144,7 @@ impl fmt::Debug for ClientSpec {
         f.debug_struct("ClientSpec")
             .field("name", &self.name)
             .field("scopes", &self.scopes)
+            .field("cert", &self.cert)
             .field("caps", &self.caps)
             .field("requests_per_second", &self.requests_per_second)
             .field("billmgr", &self.billmgr)
@@ -132,7 +166,11 @@ pub struct Clients {
 #[serde(deny_unknown_fields)]
 struct ClientEntry {
     name: String,
-    token_sha256: String,
+    token_sha256: Option<String>,
+    /// Subject common name of the TLS client certificate that identifies the client.
+    cert_subject: Option<String>,
+    /// A DNS or URI subject alternative name of that certificate.
+    cert_san: Option<String>,
     scopes: Vec<String>,
     max_orders_per_hour: Option<u32>,
     max_orders_per_day: Option<u32>,
@@ -171,6 +209,7 @@ impl Clients {
         }
         let mut names = HashSet::new();
         let mut hashes = HashSet::new();
+        let mut cert_names = HashSet::new();
         let mut users = HashSet::new();
         let clients = file
             .client
@@ -180,11 +219,31 @@ impl Clients {
                 if !names.insert(spec.name.as_str().to_owned()) {
                     bail!("client {:?} is listed twice", spec.name.as_str());
                 }
-                if !hashes.insert(spec.token_sha256) {
+                if let Some(hash) = spec.token_sha256
+                    && !hashes.insert(hash)
+                {
                     bail!(
                         "client {:?} has the same token as another client",
                         spec.name.as_str()
                     );
+                }
+                // A certificate names one client; two entries naming the same subject
+                // or alternative name would make it ambiguous.
+                let names = [
+                    spec.cert
+                        .subject
+                        .as_ref()
+                        .map(|s| ("cert_subject", s.clone())),
+                    spec.cert.san.as_ref().map(|s| ("cert_san", s.clone())),
+                ];
+                for (key, value) in names.into_iter().flatten() {
+                    if !cert_names.insert(value) {
+                        bail!(
+                            "client {:?} has the same {key} as another client's certificate \
+                             identity",
+                            spec.name.as_str()
+                        );
+                    }
                 }
                 if let Some(account) = &spec.billmgr
                     && !users.insert(account.user.clone())
@@ -212,7 +271,8 @@ impl Clients {
         Self {
             clients: vec![ClientSpec {
                 name: ClientName::new("sandbox"),
-                token_sha256,
+                token_sha256: Some(token_sha256),
+                cert: CertIdentity::default(),
                 scopes: vec![Scope::Read, Scope::Write, Scope::Admin],
                 caps: OrderCaps::default(),
                 requests_per_second: None,
@@ -234,10 +294,32 @@ fn entry_to_spec(entry: ClientEntry) -> anyhow::Result<ClientSpec> {
             entry.name
         );
     }
-    let mut token_sha256 = [0; 32];
-    hex::decode_to_slice(entry.token_sha256.trim(), &mut token_sha256).map_err(|_| {
-        anyhow::anyhow!("client {name:?}: token_sha256 must be 64 hex digits (a SHA-256)")
-    })?;
+    let token_sha256 = match &entry.token_sha256 {
+        Some(text) => {
+            let mut hash = [0; 32];
+            hex::decode_to_slice(text.trim(), &mut hash).map_err(|_| {
+                anyhow::anyhow!("client {name:?}: token_sha256 must be 64 hex digits (a SHA-256)")
+            })?;
+            Some(hash)
+        }
+        None => None,
+    };
+    let cert_name = |key: &str, value: Option<String>| match value {
+        Some(v) if v.is_empty() || v.trim() != v || v.chars().any(char::is_control) => {
+            bail!("client {name:?}: {key} must be non-empty printable text")
+        }
+        other => Ok(other),
+    };
+    let cert = CertIdentity {
+        subject: cert_name("cert_subject", entry.cert_subject)?,
+        san: cert_name("cert_san", entry.cert_san)?,
+    };
+    if token_sha256.is_none() && cert.is_empty() {
+        bail!(
+            "client {name:?} needs token_sha256, or cert_subject / cert_san to be known by \
+             its TLS client certificate"
+        );
+    }
     let scopes = entry
         .scopes
         .iter()
@@ -258,6 +340,7 @@ fn entry_to_spec(entry: ClientEntry) -> anyhow::Result<ClientSpec> {
     Ok(ClientSpec {
         name: ClientName::new(name),
         token_sha256,
+        cert,
         scopes,
         caps: OrderCaps {
             per_hour: entry.max_orders_per_hour,
@@ -342,7 +425,7 @@ mod tests {
 
         let spec = &clients.clients[0];
         assert_eq!(spec.name.as_str(), "dcimanager");
-        assert_eq!(hex::encode(spec.token_sha256), hash);
+        assert_eq!(hex::encode(spec.token_sha256.unwrap()), hash);
         assert_eq!(spec.scopes, vec![Scope::Read, Scope::Write]);
         assert_eq!(spec.caps.per_hour, Some(100));
         assert_eq!(spec.caps.per_day, Some(1000));
@@ -428,12 +511,39 @@ mod tests {
     }
 
     #[test]
+    fn a_client_may_be_known_by_its_certificate_instead_of_a_token() {
+        let clients = file(
+            "[[client]]\nname = \"watcher\"\ncert_subject = \"watcher.example\"\n\
+             cert_san = \"spiffe://example/watcher\"\nscopes = [\"licenses.read\"]\n",
+        )
+        .unwrap();
+        let spec = &clients.clients[0];
+        assert_eq!(spec.token_sha256, None);
+        assert!(spec.cert.matches(Some("watcher.example"), &[]));
+        assert!(
+            spec.cert
+                .matches(None, &["spiffe://example/watcher".to_owned()])
+        );
+        assert!(!spec.cert.matches(Some("other"), &["other".to_owned()]));
+
+        let neither = "[[client]]\nname = \"x\"\nscopes = [\"admin\"]\n";
+        assert!(file(neither).is_err(), "no token and no certificate");
+        let entry = |name: &str| {
+            format!(
+                "[[client]]\nname = \"{name}\"\ncert_subject = \"same\"\nscopes = [\"admin\"]\n"
+            )
+        };
+        assert!(file(&(entry("a") + &entry("b"))).is_err(), "ambiguous");
+        assert!(file("[[client]]\nname = \"x\"\ncert_san = \"\"\nscopes = [\"admin\"]\n").is_err());
+    }
+
+    #[test]
     fn the_sandbox_client_holds_every_scope_and_no_limits() {
         let clients = Clients::sandbox();
         let spec = &clients.clients[0];
         assert!(clients.sandbox);
         assert_eq!(
-            hex::encode(spec.token_sha256),
+            hex::encode(spec.token_sha256.unwrap()),
             token_sha256_hex(SANDBOX_TOKEN)
         );
         assert!(spec.scopes.contains(&Scope::Admin));

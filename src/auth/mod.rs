@@ -1,5 +1,6 @@
-//! Client authentication, shared by both transports: a bearer token maps to a
-//! [`Principal`] (the client, its scopes), and each client's calls are rate limited.
+//! Client authentication, shared by both transports: a bearer token, or else a
+//! verified TLS client certificate, maps to a [`Principal`] (the client, its scopes),
+//! and each client's calls are rate limited.
 //! The REST middleware (`http::auth`) and the gRPC layer (`grpc::auth`) are thin
 //! wrappers over [`Authenticator`].
 
@@ -7,9 +8,9 @@ mod clients;
 mod password;
 
 pub use clients::{
-    BillmgrAccount, ClientSpec, Clients, DEFAULT_MAX_PREPAID_MONTHS, DEFAULT_REQUESTS_PER_SECOND,
-    MAX_BILLMGR_USER_BYTES, OrderCaps, SANDBOX_BILLMGR_USER, SANDBOX_TOKEN, Scope,
-    token_sha256_hex,
+    BillmgrAccount, CertIdentity, ClientSpec, Clients, DEFAULT_MAX_PREPAID_MONTHS,
+    DEFAULT_REQUESTS_PER_SECOND, MAX_BILLMGR_USER_BYTES, OrderCaps, SANDBOX_BILLMGR_USER,
+    SANDBOX_TOKEN, Scope, token_sha256_hex,
 };
 pub use password::{check_hash, hash_password, verify_password};
 
@@ -74,8 +75,20 @@ impl Principal {
     }
 }
 
+/// The names of a TLS client certificate that the listener verified against the
+/// configured CA; a client whose `cert_subject` or `cert_san` is among them is the
+/// caller when no bearer token is sent.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PeerCertificate {
+    /// The subject's common name, if it has one.
+    pub common_name: Option<String>,
+    /// Its DNS and URI subject alternative names.
+    pub sans: Vec<String>,
+}
+
 struct Registered {
-    token_sha256: [u8; 32],
+    token_sha256: Option<[u8; 32]>,
+    cert: CertIdentity,
     billmgr: Option<BillmgrAccount>,
     principal: Principal,
     limiter: Option<DefaultDirectRateLimiter>,
@@ -106,6 +119,7 @@ impl Authenticator {
             .iter()
             .map(|spec| Registered {
                 token_sha256: spec.token_sha256,
+                cert: spec.cert.clone(),
                 billmgr: spec.billmgr.clone(),
                 principal: Principal {
                     client: spec.name.clone(),
@@ -144,13 +158,40 @@ impl Authenticator {
         let mut found = None;
         for client in &self.clients {
             // No early exit: every hash is compared whatever matched before.
-            if bool::from(client.token_sha256.ct_eq(&presented)) {
+            if let Some(hash) = &client.token_sha256
+                && bool::from(hash.ct_eq(&presented))
+            {
                 found = Some(client);
             }
         }
         found
             .map(|c| c.principal.clone())
             .ok_or(AuthError::Unauthenticated)
+    }
+
+    /// The principal of a request: its bearer token when it sends one (a wrong token
+    /// is refused even with a good certificate, so a token is never silently
+    /// ignored), else the client its verified TLS certificate names. A certificate
+    /// that names no client, or more than one (its subject one client's and an
+    /// alternative name another's), is [`AuthError::Unauthenticated`].
+    pub fn identify(
+        &self,
+        authorization: Option<&[u8]>,
+        peer: Option<&PeerCertificate>,
+    ) -> Result<Principal, AuthError> {
+        match (authorization, peer) {
+            (None, Some(peer)) => {
+                let mut matching = self.clients.iter().filter(|c| {
+                    c.cert
+                        .matches(peer.common_name.as_deref(), peer.sans.as_slice())
+                });
+                match (matching.next(), matching.next()) {
+                    (Some(client), None) => Ok(client.principal.clone()),
+                    _ => Err(AuthError::Unauthenticated),
+                }
+            }
+            (authorization, _) => self.authenticate(authorization),
+        }
     }
 
     /// The configured clients' names, in file order.
@@ -203,14 +244,15 @@ impl Authenticator {
         }
     }
 
-    /// [`authenticate`](Self::authenticate), then [`admit`](Self::admit), then a
-    /// check that the principal holds `scope`.
+    /// [`identify`](Self::identify), then [`admit`](Self::admit), then a check that
+    /// the principal holds `scope`.
     pub fn check(
         &self,
         authorization: Option<&[u8]>,
+        peer: Option<&PeerCertificate>,
         scope: Scope,
     ) -> Result<Principal, AuthError> {
-        let principal = self.authenticate(authorization)?;
+        let principal = self.identify(authorization, peer)?;
         // The request's span (REST and gRPC) names the client in every log line.
         tracing::Span::current().record("client", principal.client.as_str());
         self.admit(&principal)?;
@@ -299,6 +341,48 @@ mod tests {
     }
 
     #[test]
+    fn a_certificate_names_its_client_unless_a_token_is_sent() {
+        let auth = authenticator(
+            "[[client]]\nname = \"watcher\"\ncert_subject = \"watcher.example\"\n\
+             scopes = [\"licenses.read\"]\n\
+             [[client]]\nname = \"mesh\"\ncert_san = \"spiffe://example/mesh\"\n\
+             scopes = [\"licenses.read\"]\n",
+        );
+        let cert = |cn: &str, sans: &[&str]| PeerCertificate {
+            common_name: Some(cn.to_owned()),
+            sans: sans.iter().map(|s| s.to_string()).collect(),
+        };
+
+        let by_cn = auth
+            .identify(None, Some(&cert("watcher.example", &[])))
+            .unwrap();
+        let by_san = auth
+            .identify(None, Some(&cert("x", &["spiffe://example/mesh"])))
+            .unwrap();
+        let token_wins = auth
+            .identify(
+                Some(b"Bearer ops-token"),
+                Some(&cert("watcher.example", &[])),
+            )
+            .unwrap();
+
+        assert_eq!(by_cn.client.as_str(), "watcher");
+        assert_eq!(by_san.client.as_str(), "mesh");
+        assert_eq!(token_wins.client.as_str(), "ops");
+        for refused in [
+            auth.identify(None, Some(&cert("stranger", &["dns.example"]))),
+            auth.identify(
+                None,
+                Some(&cert("watcher.example", &["spiffe://example/mesh"])),
+            ),
+            auth.identify(Some(b"Bearer wrong"), Some(&cert("watcher.example", &[]))),
+            auth.identify(None, None),
+        ] {
+            assert_eq!(refused, Err(AuthError::Unauthenticated));
+        }
+    }
+
+    #[test]
     fn a_client_over_its_rate_is_told_when_to_retry() {
         let text = format!(
             "[[client]]\nname = \"slow\"\ntoken_sha256 = \"{}\"\nscopes = [\"licenses.read\"]\n\
@@ -308,7 +392,7 @@ mod tests {
         let auth = Authenticator::new(&Clients::from_toml(&text).unwrap());
 
         let results: Vec<_> = (0..3)
-            .map(|_| auth.check(Some(b"Bearer slow-token"), Scope::Read))
+            .map(|_| auth.check(Some(b"Bearer slow-token"), None, Scope::Read))
             .collect();
 
         assert!(results[0].is_ok() && results[1].is_ok(), "a burst of two");

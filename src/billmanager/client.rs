@@ -21,6 +21,7 @@ use anyhow::{anyhow, bail};
 use async_trait::async_trait;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Mutex;
+use tracing::Instrument as _;
 
 use super::config::redacted_url;
 use super::error::AUTH_BACKOFF;
@@ -223,7 +224,31 @@ impl BillmanagerClient {
     /// `Unavailable` (nothing was sent); after it left, `Indeterminate`.
     async fn call(&self, func: &str, params: &Params, retry: Retry) -> Result<Doc, UpstreamError> {
         let started = Instant::now();
-        let result = if retry == Retry::OnceIfUnavailable {
+        // A span of its own, named by the function (never its parameters), only when
+        // traces are exported: log lines keep the caller's span otherwise.
+        let span = if crate::telemetry::otlp::exporting() {
+            tracing::info_span!(
+                "upstream call",
+                otel.name = func,
+                otel.kind = "client",
+                billmanager.function = func,
+            )
+        } else {
+            tracing::Span::none()
+        };
+        let result = self.call_traced(func, params, retry).instrument(span).await;
+        log_outcome(func, started, result.as_ref().err());
+        result
+    }
+
+    /// [`call`](Self::call) without its log line, in the call's span.
+    async fn call_traced(
+        &self,
+        func: &str,
+        params: &Params,
+        retry: Retry,
+    ) -> Result<Doc, UpstreamError> {
+        if retry == Retry::OnceIfUnavailable {
             self.call_with_session(func, params, retry).await
         } else {
             let sent = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -241,9 +266,7 @@ impl BillmanagerClient {
                         .into(),
                 )),
             }
-        };
-        log_outcome(func, started, result.as_ref().err());
-        result
+        }
     }
 
     /// Whether the last verdict on the credentials was a refusal.

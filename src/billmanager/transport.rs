@@ -115,12 +115,12 @@ pub(crate) async fn post_form(
     form: &[(&str, &str)],
     max_bytes: usize,
 ) -> Result<Vec<u8>, UpstreamError> {
-    let mut response = http
-        .post(url)
-        .form(form)
-        .send()
-        .await
-        .map_err(request_error)?;
+    let mut request = http.post(url).form(form);
+    // The trace continues upstream (W3C trace context), when traces are exported.
+    if let Some(traceparent) = crate::telemetry::otlp::traceparent() {
+        request = request.header("traceparent", traceparent);
+    }
+    let mut response = request.send().await.map_err(request_error)?;
     let status = response.status();
     if status.is_server_error() {
         return Err(UpstreamError::Indeterminate(format!("HTTP {status}")));

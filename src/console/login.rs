@@ -82,7 +82,7 @@ pub async fn log_in(
     let authorization = format!("Bearer {}", form.token.trim());
     let principal = match state
         .auth
-        .check(Some(authorization.as_bytes()), Scope::Read)
+        .check(Some(authorization.as_bytes()), None, Scope::Read)
     {
         Ok(principal) => principal,
         Err(e) => {

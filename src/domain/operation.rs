@@ -189,6 +189,11 @@ pub struct Operation {
     /// restart. `None` until the first attempt.
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub sent_at: Option<OffsetDateTime>,
+    /// The W3C `traceparent` of the request that enqueued it, so that its steps,
+    /// run later by a worker, continue that request's trace; `None` when traces are
+    /// not exported.
+    #[serde(default)]
+    pub traceparent: Option<String>,
 }
 
 impl Operation {
@@ -207,7 +212,8 @@ impl Operation {
         }
     }
 
-    /// A new operation at [`Phase::Received`], due at once.
+    /// A new operation at [`Phase::Received`], due at once (in no trace until
+    /// [`in_trace`](Self::in_trace)).
     pub fn received(license_id: LicenseId, kind: OperationKind, now: OffsetDateTime) -> Self {
         Self {
             id: 0,
@@ -220,6 +226,13 @@ impl Operation {
             run_after: now,
             last_error: None,
             sent_at: None,
+            traceparent: None,
         }
+    }
+
+    /// The operation, continuing the trace `traceparent` (W3C) when its steps run.
+    pub fn in_trace(mut self, traceparent: Option<String>) -> Self {
+        self.traceparent = traceparent;
+        self
     }
 }

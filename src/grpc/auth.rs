@@ -1,7 +1,7 @@
 //! Authentication of `licensefacade.v1.LicenseService` (health and reflection stay
-//! open): a tower layer that checks the `authorization` metadata, the client's rate
-//! and the scope the method needs, and hands the [`Principal`] to the methods through
-//! the request's extensions.
+//! open): a tower layer that checks the `authorization` metadata (or the connection's
+//! TLS client certificate), the client's rate and the scope the method needs, and
+//! hands the [`Principal`] to the methods through the request's extensions.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -13,7 +13,7 @@ use tonic::server::NamedService;
 use tonic::{Request, Status};
 
 use super::error::status;
-use crate::auth::{Authenticator, Principal, Scope};
+use crate::auth::{Authenticator, PeerCertificate, Principal, Scope};
 use crate::service::ServiceError;
 
 /// The scope a method needs.
@@ -85,10 +85,14 @@ where
         let scope = scope_of(method);
         // Removed before the call goes on, so nothing downstream can log the token.
         let authorization = request.headers_mut().remove(http::header::AUTHORIZATION);
-        match self
-            .auth
-            .check(authorization.as_ref().map(|v| v.as_bytes()), scope)
-        {
+        // The connection's verified TLS client certificate, when the listener asked for
+        // one.
+        let peer = request.extensions().get::<Arc<PeerCertificate>>().cloned();
+        match self.auth.check(
+            authorization.as_ref().map(|v| v.as_bytes()),
+            peer.as_deref(),
+            scope,
+        ) {
             Ok(principal) => {
                 request.extensions_mut().insert(principal);
                 Either::Left(self.inner.call(request))

@@ -66,6 +66,8 @@ where
             rpc.method = %method,
             client = tracing::field::Empty,
         );
+        let header = |name| request.headers().get(name).and_then(|v| v.to_str().ok());
+        crate::telemetry::otlp::continue_trace(&span, header("traceparent"), header("tracestate"));
         // Entered while the inner services start the call, so that authentication
         // (which runs here, synchronously) records the client in this span.
         let future = span.in_scope(|| self.inner.call(request));

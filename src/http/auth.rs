@@ -1,7 +1,7 @@
-//! Authentication of the `/v1` routes: a middleware that checks the bearer token, the
-//! client's rate and the scope the route needs, and hands the [`Principal`] to the
-//! handlers (the [`Caller`] extractor). Also the problem+json answer to an oversized
-//! body.
+//! Authentication of the `/v1` routes: a middleware that checks the bearer token (or
+//! the connection's TLS client certificate), the client's rate and the scope the route
+//! needs, and hands the [`Principal`] to the handlers (the [`Caller`] extractor). Also
+//! the problem+json answer to an oversized body.
 
 use std::sync::Arc;
 
@@ -12,7 +12,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
-use crate::auth::{Authenticator, Principal, Scope};
+use crate::auth::{Authenticator, PeerCertificate, Principal, Scope};
 
 /// The scope a REST call needs: drift, reconciliation, adoption, resolution and the
 /// audit log are for admins; reads need `licenses.read`; everything else
@@ -47,7 +47,13 @@ pub async fn authenticate(
 ) -> Response {
     let scope = scope_of(request.method(), request.uri().path());
     let authorization = request.headers_mut().remove(header::AUTHORIZATION);
-    match auth.check(authorization.as_ref().map(|v| v.as_bytes()), scope) {
+    // The connection's verified TLS client certificate, when the listener asked for one.
+    let peer = request.extensions().get::<Arc<PeerCertificate>>().cloned();
+    match auth.check(
+        authorization.as_ref().map(|v| v.as_bytes()),
+        peer.as_deref(),
+        scope,
+    ) {
         Ok(principal) => {
             request.extensions_mut().insert(principal);
             next.run(request).await

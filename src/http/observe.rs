@@ -24,6 +24,10 @@ pub fn request_id(header: Option<&HeaderValue>) -> String {
         .map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_owned)
 }
 
+fn header_str<'a>(request: &'a Request, name: &str) -> Option<&'a str> {
+    request.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
 /// The middleware; see the module docs.
 pub async fn observe(request: Request, next: Next) -> Response {
     let started = Instant::now();
@@ -41,6 +45,11 @@ pub async fn observe(request: Request, next: Next) -> Response {
         http.method = %method,
         http.route = %route,
         client = tracing::field::Empty,
+    );
+    crate::telemetry::otlp::continue_trace(
+        &span,
+        header_str(&request, "traceparent"),
+        header_str(&request, "tracestate"),
     );
     let mut response = next.run(request).instrument(span.clone()).await;
     let elapsed = started.elapsed();

@@ -28,19 +28,24 @@ pub async fn serve(
     tasks: Tasks,
 ) {
     loop {
-        let (io, remote) = tokio::select! {
+        let accepted = tokio::select! {
             _ = stop.cancelled() => return,
-            accepted = listener.accept_guarded() => accepted,
+            accepted = listener.accept() => accepted,
         };
+        let remote = accepted.remote();
         // The peer's address, for handlers that need it (the downstream endpoint's
         // back-off against password guessing is kept per user name and address).
         let with_peer = router.clone().map_request(move |mut request: Request<_>| {
             request.extensions_mut().insert(ConnectInfo(remote));
             request
         });
-        let service = TowerToHyperService::new(Tracked::per_connection(with_peer, io.conn()));
         let stop = stop.clone();
         tasks.spawn(async move {
+            // The TLS handshake, if any, in the connection's own task.
+            let Ok(io) = accepted.establish().await else {
+                return;
+            };
+            let service = TowerToHyperService::new(Tracked::per_connection(with_peer, io.conn()));
             let mut builder = Builder::new(TokioExecutor::new());
             builder
                 .http2()

@@ -114,6 +114,12 @@ impl SandboxHandle {
         self.shared.lock().call_count(func)
     }
 
+    /// The W3C `traceparent` headers of the last requests for `func` (up to 64),
+    /// oldest first: what a caller's tracing sent along.
+    pub fn traceparents(&self, func: &str) -> Vec<String> {
+        self.shared.lock().traceparents(func)
+    }
+
     /// Requests for `func` with `sok` (the form submitted: an order, a renewal, an
     /// edit, a suspension…) that the sandbox carried out; refused ones are not counted.
     /// How many times a change was applied, where the state alone cannot tell (a second

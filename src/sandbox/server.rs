@@ -35,6 +35,7 @@ async fn handle(
     State(shared): State<Arc<Shared>>,
     ConnectInfo(conn): ConnectInfo<ConnInfo>,
     method: Method,
+    headers: axum::http::HeaderMap,
     RawQuery(query): RawQuery,
     body: Bytes,
 ) -> Response {
@@ -52,6 +53,9 @@ async fn handle(
     let fault = {
         let mut st = shared.lock();
         st.count_call(&func);
+        if let Some(traceparent) = headers.get("traceparent").and_then(|v| v.to_str().ok()) {
+            st.note_traceparent(&func, traceparent);
+        }
         faults::pick(&st.faults, &func)
     };
     let cfg = &shared.config;

@@ -14,6 +14,9 @@ use super::config::{SandboxConfig, SavedFilter};
 use super::doc::ApiError;
 use super::faults::Fault;
 
+/// How many `traceparent` headers the sandbox keeps per function.
+const TRACEPARENTS_KEPT: usize = 64;
+
 pub(crate) use crate::protocol::status;
 
 /// A license as the sandbox holds it (a snapshot when returned by the handle).
@@ -140,6 +143,8 @@ pub(crate) struct State {
     /// Added to the wall clock; lets tests jump forward in time.
     clock_offset: time::Duration,
     calls: HashMap<String, u64>,
+    /// The W3C `traceparent` headers received, by function, the last few of each.
+    traceparents: HashMap<String, Vec<String>>,
     /// Requests with `sok` (the ones that act) that were carried out, by `func`.
     carried_out: HashMap<String, u64>,
     /// Every renewal carried out, oldest first: what was paid for, where the state
@@ -170,6 +175,7 @@ impl Shared {
             trial_ips: HashSet::new(),
             clock_offset: time::Duration::ZERO,
             calls: HashMap::new(),
+            traceparents: HashMap::new(),
             carried_out: HashMap::new(),
             renewals: Vec::new(),
             faults: config.faults.clone(),
@@ -201,6 +207,20 @@ impl State {
 
     pub(crate) fn count_call(&mut self, func: &str) {
         *self.calls.entry(func.to_owned()).or_default() += 1;
+    }
+
+    /// Notes the `traceparent` a request for `func` came with (the last
+    /// [`TRACEPARENTS_KEPT`] of each function are kept).
+    pub(crate) fn note_traceparent(&mut self, func: &str, traceparent: &str) {
+        let kept = self.traceparents.entry(func.to_owned()).or_default();
+        if kept.len() == TRACEPARENTS_KEPT {
+            kept.remove(0);
+        }
+        kept.push(traceparent.to_owned());
+    }
+
+    pub(crate) fn traceparents(&self, func: &str) -> Vec<String> {
+        self.traceparents.get(func).cloned().unwrap_or_default()
     }
 
     pub(crate) fn call_count(&self, func: &str) -> u64 {

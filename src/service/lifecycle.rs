@@ -78,7 +78,10 @@ impl LicenseService {
         let now = OffsetDateTime::now_utc();
         let ops: Vec<Operation> = changes
             .into_iter()
-            .map(|kind| Operation::received(license.id, kind, now))
+            .map(|kind| {
+                Operation::received(license.id, kind, now)
+                    .in_trace(crate::telemetry::otlp::traceparent())
+            })
             .collect();
         let actions: Vec<&str> = ops.iter().map(|op| op.kind.name()).collect();
         let mut outcome = Outcome {

@@ -242,7 +242,8 @@ impl LicenseService {
             .await?;
         let now = OffsetDateTime::now_utc();
         let pending = new.clone().into_pending(LicenseId::generate(), now);
-        let op = Operation::received(pending.id, OperationKind::Order, now);
+        let op = Operation::received(pending.id, OperationKind::Order, now)
+            .in_trace(crate::telemetry::otlp::traceparent());
         let accepted = Outcome {
             license: pending.clone(),
             created: true,

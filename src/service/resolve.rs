@@ -283,7 +283,8 @@ impl LicenseService {
                 last.kind.name()
             )
         };
-        let mut op = Operation::received(before.id, last.kind, OffsetDateTime::now_utc());
+        let mut op = Operation::received(before.id, last.kind, OffsetDateTime::now_utc())
+            .in_trace(crate::telemetry::otlp::traceparent());
         op.phase = Phase::Intent;
         // The settle (no re-send while a request may still land) counts from the
         // stuck operation's last attempt, the last request that was sent.

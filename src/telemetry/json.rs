@@ -5,7 +5,8 @@
 //! re-serialises that text for every event and every field recorded later (the client
 //! of a call is), which made logging the largest cost of a GetLicense after the socket
 //! (docs/benchmarks.md). Here span fields are kept as `"name":value` pairs that later
-//! fields are appended to, and copied into each line as they are.
+//! fields are appended to, and copied into each line as they are. When traces are
+//! exported, a line in a span ends with the span's `trace_id`.
 
 use std::fmt::{self, Write};
 
@@ -90,6 +91,13 @@ where
             writer.write_str("\"name\":")?;
             string(&mut writer, span.name())?;
             writer.write_char('}')?;
+            drop(extensions);
+            // Last, so that no other field moves: the trace of the request, when
+            // traces are exported.
+            if let Some(trace_id) = super::otlp::trace_id_of(&span.id()) {
+                writer.write_str(",\"trace_id\":")?;
+                string(&mut writer, &trace_id)?;
+            }
         }
         writer.write_str("}\n")
     }

@@ -1,7 +1,10 @@
 //! Logging: JSON lines when the output is not a terminal (or when asked), readable text
 //! on a terminal. The level comes from `LICENSE_FACADE_LOG` (or `RUST_LOG`), default info.
+//! With an OTLP endpoint, spans are also exported as OpenTelemetry traces
+//! ([`otlp`]) and each JSON line carries the `trace_id` of its request.
 
 mod json;
+pub mod otlp;
 
 use std::io::IsTerminal;
 use std::os::fd::AsFd;
@@ -15,51 +18,99 @@ use tracing_subscriber::fmt::MakeWriter;
 /// `write`s, so a request does not wait for a system call to log its access line
 /// (a writer per request was 7 % of a GetLicense, docs/benchmarks.md). Nothing is
 /// dropped: a full queue makes the logging task wait. Keep the guard until exit;
-/// dropping it writes out what is queued.
-pub fn init_serving() -> Option<WorkerGuard> {
+/// dropping it writes out what is queued (and the spans not yet exported, when
+/// `otlp_endpoint` is given: see [`otlp`]).
+pub fn init_serving(otlp_endpoint: Option<&str>) -> ServingGuard {
+    let tracer = otlp_endpoint.and_then(|endpoint| match otlp::Tracing::new(endpoint) {
+        Ok(tracing) => Some(tracing),
+        Err(e) => {
+            // Logging is not up yet; the service runs on without traces.
+            eprintln!("license-facade: cannot export traces to {endpoint}: {e:#}");
+            None
+        }
+    });
+    let layer = tracer.as_ref().map(otlp::Tracing::layer);
     // A handle of our own on stdout, so the buffer is ours (std's stdout flushes at
     // every newline); the writer thread flushes whenever its queue runs empty.
     let stdout = match std::io::stdout().as_fd().try_clone_to_owned() {
         Ok(fd) => std::fs::File::from(fd),
         Err(_) => {
-            init();
-            return None;
+            install(
+                std::io::stdout,
+                json_for(std::io::stdout().is_terminal()),
+                layer,
+            );
+            return ServingGuard { tracer, _log: None };
         }
     };
     let (writer, guard) = NonBlockingBuilder::default()
         .lossy(false)
         .thread_name("license-facade-log")
         .finish(std::io::BufWriter::with_capacity(64 * 1024, stdout));
-    install(writer, json_for(std::io::stdout().is_terminal()));
-    Some(guard)
+    install(writer, json_for(std::io::stdout().is_terminal()), layer);
+    ServingGuard {
+        tracer,
+        _log: Some(guard),
+    }
+}
+
+/// Held until exit by the long-running commands: dropping it exports the spans still
+/// queued, then writes out the queued log lines.
+pub struct ServingGuard {
+    tracer: Option<otlp::Tracing>,
+    _log: Option<WorkerGuard>,
+}
+
+impl Drop for ServingGuard {
+    fn drop(&mut self) {
+        // Spans first: their export may log.
+        drop(self.tracer.take());
+    }
 }
 
 /// Installs the global subscriber; a second call is a no-op (tests call it often).
 pub fn init() {
-    install(std::io::stdout, json_for(std::io::stdout().is_terminal()));
+    install(
+        std::io::stdout,
+        json_for(std::io::stdout().is_terminal()),
+        None,
+    );
 }
 
 /// Like [`init`], but logs go to stderr (JSON unless stderr is a terminal), for
 /// commands whose stdout is their output.
 pub fn init_stderr() {
-    install(std::io::stderr, json_for(std::io::stderr().is_terminal()));
+    install(
+        std::io::stderr,
+        json_for(std::io::stderr().is_terminal()),
+        None,
+    );
 }
 
-fn install<W>(writer: W, json: bool)
+fn install<W>(writer: W, json: bool, otlp: Option<otlp::Layer>)
 where
     W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
 {
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter())
-        .with_writer(writer);
-    let _ = if json {
-        builder
-            .fmt_fields(json::SpanFields)
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let fmt = tracing_subscriber::fmt::layer().with_writer(writer);
+    let fmt = if json {
+        fmt.fmt_fields(json::SpanFields)
             .event_format(json::JsonLines)
-            .try_init()
+            .boxed()
     } else {
-        builder.try_init()
+        fmt.boxed()
     };
+    let exporting = otlp.is_some();
+    let installed = tracing_subscriber::registry()
+        .with(otlp)
+        .with(fmt)
+        .with(filter())
+        .try_init();
+    if installed.is_ok() && exporting {
+        otlp::set_exporting();
+    }
 }
 
 fn filter() -> EnvFilter {

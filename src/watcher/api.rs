@@ -4,10 +4,13 @@
 
 use std::time::Duration;
 
+use anyhow::Context as _;
 use secrecy::{ExposeSecret as _, SecretString};
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+
+use super::config::ApiTls;
 use tonic_types::StatusExt as _;
 
 use crate::api::pb::v1 as pb;
@@ -98,18 +101,20 @@ impl From<tonic::Status> for ApiError {
     }
 }
 
-/// Adds the bearer token to every call.
+/// Adds the bearer token, if any, to every call.
 #[derive(Clone)]
-pub struct Bearer(MetadataValue<Ascii>);
+pub struct Bearer(Option<MetadataValue<Ascii>>);
 
 impl tonic::service::Interceptor for Bearer {
     fn call(
         &mut self,
         mut request: tonic::Request<()>,
     ) -> Result<tonic::Request<()>, tonic::Status> {
-        request
-            .metadata_mut()
-            .insert("authorization", self.0.clone());
+        if let Some(value) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
         Ok(request)
     }
 }
@@ -140,19 +145,43 @@ pub struct LicenseApi {
 }
 
 impl LicenseApi {
-    /// A client of `url` calling with `token`. Connects lazily: the first call
-    /// connects, and a service that is down fails calls, not the start.
-    pub fn new(url: &str, token: &SecretString, timeout: Duration) -> anyhow::Result<Self> {
-        let channel = Endpoint::from_shared(url.to_owned())?
+    /// A client of `url` calling with `token` (none when a TLS client certificate
+    /// identifies the watcher), over TLS when `tls` is given. Connects lazily: the
+    /// first call connects, and a service that is down fails calls, not the start.
+    pub fn new(
+        url: &str,
+        token: Option<&SecretString>,
+        timeout: Duration,
+        tls: Option<&ApiTls>,
+    ) -> anyhow::Result<Self> {
+        let mut endpoint = Endpoint::from_shared(url.to_owned())?
             .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(10)))
-            .connect_lazy();
-        let mut value: MetadataValue<Ascii> = format!("Bearer {}", token.expose_secret())
-            .parse()
-            .map_err(|_| {
-            anyhow::anyhow!("the license_facade token has characters a header cannot carry")
-        })?;
-        value.set_sensitive(true);
+            .connect_timeout(timeout.min(Duration::from_secs(10)));
+        if let Some(tls) = tls {
+            let mut config =
+                ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&tls.ca_pem));
+            if let Some((cert, key)) = &tls.identity {
+                config = config.identity(Identity::from_pem(cert, key.expose_secret()));
+            }
+            endpoint = endpoint
+                .tls_config(config)
+                .context("invalid TLS settings of license_facade")?;
+        }
+        let channel = endpoint.connect_lazy();
+        let value = match token {
+            Some(token) => {
+                let mut value: MetadataValue<Ascii> = format!("Bearer {}", token.expose_secret())
+                    .parse()
+                    .map_err(|_| {
+                        anyhow::anyhow!(
+                            "the license_facade token has characters a header cannot carry"
+                        )
+                    })?;
+                value.set_sensitive(true);
+                Some(value)
+            }
+            None => None,
+        };
         Ok(Self {
             client: LicenseServiceClient::with_interceptor(channel, Bearer(value)),
         })

@@ -52,10 +52,30 @@ pub struct WatcherConfig {
 pub struct ApiConfig {
     /// gRPC URL, e.g. `http://127.0.0.1:50051`.
     pub grpc_url: String,
-    /// The watcher's own client token (scopes `licenses.read` and `licenses.write`).
-    pub token: SecretString,
+    /// The watcher's own client token (scopes `licenses.read` and `licenses.write`);
+    /// `None` when its TLS client certificate identifies it.
+    pub token: Option<SecretString>,
     /// Deadline of one call.
     pub timeout: Duration,
+    /// TLS to the service, for an `https://` URL.
+    pub tls: Option<ApiTls>,
+}
+
+/// TLS settings of the watcher's channel to license-facade.
+#[derive(Clone)]
+pub struct ApiTls {
+    /// PEM of the CA that signed the service's certificate.
+    pub ca_pem: String,
+    /// PEM of the watcher's client certificate and its key, if it presents one.
+    pub identity: Option<(String, SecretString)>,
+}
+
+impl std::fmt::Debug for ApiTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiTls")
+            .field("client_certificate", &self.identity.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Where the wanted panel of a server is read from, in this order.
@@ -194,23 +214,57 @@ impl WatcherConfig {
 fn api_config(file: FileApi, base: &Path) -> anyhow::Result<ApiConfig> {
     let url =
         reqwest::Url::parse(&file.grpc_url).context("license_facade.grpc_url is not a URL")?;
-    ensure!(
-        url.scheme() == "http",
-        "license_facade.grpc_url must be http:// (the gRPC listener serves plain HTTP/2; put TLS \
-         in front of both with a sidecar or a mesh)"
-    );
+    let read = |key: &str, path: &Path| {
+        let path = base.join(path);
+        std::fs::read_to_string(&path)
+            .with_context(|| format!("license_facade.{key}: cannot read {}", path.display()))
+    };
+    let tls = match url.scheme() {
+        "http" => {
+            ensure!(
+                file.ca_file.is_none() && file.cert_file.is_none() && file.key_file.is_none(),
+                "license_facade.ca_file, cert_file and key_file need an https:// grpc_url"
+            );
+            None
+        }
+        "https" => {
+            let ca = file.ca_file.as_deref().context(
+                "an https:// license_facade.grpc_url needs ca_file (the CA of the service's \
+                 certificate)",
+            )?;
+            let identity = match (&file.cert_file, &file.key_file) {
+                (Some(cert), Some(key)) => Some((
+                    read("cert_file", cert)?,
+                    SecretString::from(read("key_file", key)?),
+                )),
+                (None, None) => None,
+                _ => bail!("license_facade.cert_file and key_file go together"),
+            };
+            Some(ApiTls {
+                ca_pem: read("ca_file", ca)?,
+                identity,
+            })
+        }
+        other => bail!("license_facade.grpc_url must be http:// or https://, not {other}://"),
+    };
     let token = secret(
         "license_facade.token",
         file.token,
         file.token_env,
         file.token_file,
         base,
-    )?
-    .context("license_facade needs token_env, token_file or token (the watcher's client token)")?;
+    )?;
+    let has_certificate = tls.as_ref().is_some_and(|t| t.identity.is_some());
+    ensure!(
+        token.is_some() || has_certificate,
+        "license_facade needs token_env, token_file or token (the watcher's client token), or \
+         cert_file and key_file (a client certificate the service knows the watcher by)"
+    );
     Ok(ApiConfig {
         grpc_url: file.grpc_url,
         token,
         timeout: Duration::from_secs(file.timeout_secs.max(1)),
+        tls,
     })
 }
 
@@ -400,6 +454,47 @@ mod tests {
         assert!(bad("password = \"p\"", "token = \"x\"").contains("not both"));
         assert!(bad("token = \"t\"", "").contains("token"));
         assert!(bad("instance", "instanse").contains("unknown field"));
+    }
+
+    #[test]
+    fn an_https_service_needs_its_ca_and_a_client_certificate_may_replace_the_token() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["ca.pem", "watcher.pem", "watcher.key"] {
+            std::fs::write(dir.path().join(name), "PEM").unwrap();
+        }
+        let parse = |from: &str, to: &str| {
+            WatcherConfig::parse(&MINIMAL.replace(from, to), dir.path())
+                .map_err(|e| format!("{e:#}"))
+        };
+        let https = "grpc_url = \"https://127.0.0.1:50051\"";
+        let tls = format!(
+            "{https}\nca_file = \"ca.pem\"\ncert_file = \"watcher.pem\"\nkey_file = \"watcher.key\""
+        );
+
+        let by_cert = parse(
+            "grpc_url = \"http://127.0.0.1:50051\"\n        token = \"t\"",
+            &tls,
+        )
+        .unwrap();
+        let no_ca = parse("grpc_url = \"http://127.0.0.1:50051\"", https).unwrap_err();
+        let half = parse(
+            "grpc_url = \"http://127.0.0.1:50051\"",
+            &format!("{https}\nca_file = \"ca.pem\"\ncert_file = \"watcher.pem\""),
+        )
+        .unwrap_err();
+        let ca_on_http = parse(
+            "grpc_url = \"http://127.0.0.1:50051\"",
+            "grpc_url = \"http://127.0.0.1:50051\"\nca_file = \"ca.pem\"",
+        )
+        .unwrap_err();
+
+        assert!(by_cert.api.token.is_none());
+        let api_tls = by_cert.api.tls.expect("TLS");
+        assert_eq!(api_tls.ca_pem, "PEM");
+        assert!(api_tls.identity.is_some());
+        assert!(no_ca.contains("ca_file"), "{no_ca}");
+        assert!(half.contains("go together"), "{half}");
+        assert!(ca_on_http.contains("https://"), "{ca_on_http}");
     }
 
     #[test]

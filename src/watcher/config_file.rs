@@ -47,6 +47,12 @@ pub(super) struct FileApi {
     pub(super) token_file: Option<PathBuf>,
     #[serde(default = "default_timeout")]
     pub(super) timeout_secs: u64,
+    /// With an `https://` URL: the CA that signed the service's certificate.
+    pub(super) ca_file: Option<PathBuf>,
+    /// The watcher's TLS client certificate, when the service knows it by one.
+    pub(super) cert_file: Option<PathBuf>,
+    /// That certificate's private key.
+    pub(super) key_file: Option<PathBuf>,
 }
 
 fn default_timeout() -> u64 {

@@ -65,7 +65,12 @@ impl Watcher {
     /// Builds the adapter and the client; connects to nothing yet.
     pub fn new(config: WatcherConfig) -> anyhow::Result<Self> {
         let platform = Platform::new(config.platform.clone())?;
-        let api = LicenseApi::new(&config.api.grpc_url, &config.api.token, config.api.timeout)?;
+        let api = LicenseApi::new(
+            &config.api.grpc_url,
+            config.api.token.as_ref(),
+            config.api.timeout,
+            config.api.tls.as_ref(),
+        )?;
         let state_file = StateFile::new(config.state_file.clone(), &config.server_prefix());
         state_file.load().context("the state file")?;
         Ok(Self {

@@ -250,6 +250,8 @@ impl Worker {
             )));
         };
         let span = tracing::info_span!("operation", op_id = op.id, license_id = %license.id, kind = op.kind.name(), phase = op.phase.as_str());
+        // The step continues the trace of the request that enqueued the operation.
+        crate::telemetry::otlp::continue_stored(&span, op.traceparent.as_deref());
         let held = HeldLease::new(now + self.config.lease);
         let op_id = op.id;
         let step = async {

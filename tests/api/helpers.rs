@@ -20,7 +20,7 @@ pub type GrpcClient = LicenseServiceClient<InterceptedService<Channel, Bearer>>;
 
 /// Adds `authorization: Bearer TOKEN` to every gRPC call.
 #[derive(Clone)]
-pub struct Bearer(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
+pub struct Bearer(pub Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
 
 impl tonic::service::Interceptor for Bearer {
     fn call(
@@ -106,6 +106,8 @@ pub struct TestApp {
     pub sandbox: SandboxHandle,
     pub sandbox_url: String,
     pub client: reqwest::Client,
+    /// Successful TLS certificate reloads, when the listeners serve TLS.
+    pub tls_reloads: Option<tokio::sync::watch::Receiver<u64>>,
     _database: Option<TestDb>,
 }
 
@@ -122,6 +124,7 @@ struct Started {
     http: String,
     grpc_addr: SocketAddr,
     sandbox: Option<(SandboxHandle, String)>,
+    tls_reloads: Option<tokio::sync::watch::Receiver<u64>>,
     database: Option<TestDb>,
 }
 
@@ -149,6 +152,7 @@ async fn start(mut settings: Settings) -> Started {
         http: format!("http://{}", app.http_addr()),
         grpc_addr: app.grpc_addr(),
         sandbox: app.sandbox().zip(app.sandbox_url()),
+        tls_reloads: app.tls_reloads(),
         database,
     };
     tokio::spawn(app.run_until_stopped(std::future::pending()));
@@ -179,6 +183,7 @@ pub async fn spawn_app_with(key_delay_ms: u64, adjust: impl FnOnce(&mut Settings
         sandbox,
         sandbox_url,
         client: http_client(),
+        tls_reloads: started.tls_reloads,
         _database: started.database,
     }
 }
@@ -228,6 +233,7 @@ pub async fn spawn_app_on_sandbox_with(
         sandbox: handle,
         sandbox_url,
         client: http_client(),
+        tls_reloads: started.tls_reloads,
         _database: started.database,
     }
 }

@@ -33,6 +33,8 @@ mod readme;
 mod resolve;
 mod secrets;
 mod spend;
+mod tls;
+mod tracing;
 mod upstream;
 mod validation;
 mod webhooks;

@@ -402,6 +402,14 @@ impl Service {
         }
     }
 
+    /// After the process exited: waits until every line it wrote has been read, so
+    /// [`logged`](Self::logged) sees them all.
+    pub fn read_to_end(&mut self) {
+        if let Some(drain) = self.drain.take() {
+            drain.join().expect("the reader thread ends");
+        }
+    }
+
     /// Waits (polling, bounded) until the process exits by itself.
     pub async fn wait_exit(&mut self, within: Duration) -> ExitStatus {
         let deadline = Instant::now() + within;

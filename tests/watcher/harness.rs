@@ -75,7 +75,7 @@ impl Chain {
             .as_ref()
             .map(|d| d.url.clone())
             .unwrap_or_else(|| format!("sqlite:{}", dir.path().join("db.sqlite").display()));
-        let app = service(&url, &sandbox.url, tweak).await;
+        let app = service_with(&url, &sandbox.url, tweak).await;
         let api = Api::new(format!("http://{}", app.http_addr()));
         let grpc = app.grpc_addr();
         let sim = PlatformSim::bind("127.0.0.1:0".parse().unwrap(), platform)
@@ -223,7 +223,7 @@ pub fn live_of<'a>(licenses: &'a [Value], server_id: &str) -> Option<&'a Value> 
 }
 
 /// license-facade in this process, knowing the admin test client and the watcher's.
-async fn service(
+pub async fn service_with(
     database_url: &str,
     sandbox_url: &str,
     tweak: impl FnOnce(&mut Settings),

@@ -12,4 +12,5 @@ mod lifecycle;
 mod operator;
 mod recipe;
 mod sigkill;
+mod tls;
 mod two_watchers;

@@ -11,6 +11,7 @@ mod hooks;
 mod load;
 mod procs;
 mod scenarios;
+mod transport;
 mod watch;
 
 use std::net::SocketAddr;
@@ -73,6 +74,8 @@ enum Cmd {
     Console,
     /// 6. The platform watcher: passes over N servers and N licenses.
     Watcher,
+    /// 7. The read path at 64 concurrent: plain TCP, TLS, and traces exported.
+    Transport,
     /// 8. Webhook deliveries: drain rate and event-to-delivery delay at 100 events/s.
     Webhooks,
     /// All of them, in order.
@@ -131,6 +134,7 @@ async fn main() -> anyhow::Result<()> {
         (4, "4. Footprint"),
         (5, "5. Console pages"),
         (6, "6. Platform watcher"),
+        (7, "7. Transport: TLS and traces"),
         (8, "8. Webhook deliveries"),
     ] {
         let wanted = match cli.command {
@@ -140,6 +144,7 @@ async fn main() -> anyhow::Result<()> {
             Cmd::Footprint => n == 4,
             Cmd::Console => n == 5,
             Cmd::Watcher => n == 6,
+            Cmd::Transport => n == 7,
             Cmd::Webhooks => n == 8,
             _ => all,
         };
@@ -156,6 +161,7 @@ async fn main() -> anyhow::Result<()> {
             3 => scenarios::reconcile(&ctx).await,
             4 => scenarios::footprint(&ctx).await,
             5 => scenarios::console(&ctx).await,
+            7 => transport::transport(&ctx).await,
             8 => hooks::webhooks(&ctx).await,
             _ => watch::watcher(&ctx, cli.servers).await,
         };

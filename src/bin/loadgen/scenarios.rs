@@ -82,7 +82,7 @@ pub(crate) fn next_server() -> (String, String) {
     )
 }
 
-fn row(name: &str, conc: usize, st: &Stats) -> String {
+pub(crate) fn row(name: &str, conc: usize, st: &Stats) -> String {
     format!(
         "| {name} | {conc} | {:.0} | {:.3} | {:.3} | {} |",
         st.rps(),
@@ -157,7 +157,7 @@ fn unlimited_config(ctx: &Ctx, extra: &str) -> anyhow::Result<PathBuf> {
 
 /// A clients file holding the sandbox token with every scope and no practical rate
 /// limit (the per-client limit would otherwise cap the load at 100 requests/s).
-fn clients_file(ctx: &Ctx) -> anyhow::Result<PathBuf> {
+pub(crate) fn clients_file(ctx: &Ctx) -> anyhow::Result<PathBuf> {
     let path = ctx.dir.join("clients.toml");
     let token = license_facade::auth::token_sha256_hex(license_facade::auth::SANDBOX_TOKEN);
     std::fs::write(

@@ -57,8 +57,8 @@ pub(crate) async fn insert_operation<C: Conn>(conn: &mut C, op: &Operation) -> a
         .fetch_one(
             fixed(
                 "INSERT INTO operations (license_id, kind, params, phase, attempt, checks, \
-                 run_after, create_time, update_time, sent_at) \
-                 VALUES ($1, $2, $3, $4, 0, 0, $5, $6, $6, $7) RETURNING id",
+                 run_after, create_time, update_time, sent_at, traceparent) \
+                 VALUES ($1, $2, $3, $4, 0, 0, $5, $6, $6, $7, $8) RETURNING id",
             ),
             args![
                 op.license_id.to_string(),
@@ -68,6 +68,7 @@ pub(crate) async fn insert_operation<C: Conn>(conn: &mut C, op: &Operation) -> a
                 to_micros(op.run_after),
                 now,
                 op.sent_at.map(to_micros),
+                op.traceparent.clone(),
             ],
         )
         .await

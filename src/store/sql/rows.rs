@@ -85,8 +85,8 @@ pub(crate) fn license_from_row(row: &impl Row) -> anyhow::Result<License> {
 }
 
 /// The operation columns [`operation_from_row`] reads.
-pub(crate) const OPERATION_COLUMNS: &str =
-    "id, license_id, params, phase, attempt, checks, failures, run_after, last_error, sent_at";
+pub(crate) const OPERATION_COLUMNS: &str = "id, license_id, params, phase, attempt, checks, failures, run_after, last_error, sent_at, \
+     traceparent";
 
 pub(crate) fn operation_from_row(row: &impl Row) -> anyhow::Result<Operation> {
     Ok(Operation {
@@ -100,6 +100,7 @@ pub(crate) fn operation_from_row(row: &impl Row) -> anyhow::Result<Operation> {
         run_after: from_micros(row.int("run_after")?)?,
         last_error: row.opt_text("last_error")?,
         sent_at: row.opt_int("sent_at")?.map(from_micros).transpose()?,
+        traceparent: row.opt_text("traceparent")?,
     })
 }
 
