@@ -381,3 +381,41 @@ pub fn reason(status: &tonic::Status) -> String {
         .map(|i| i.reason)
         .unwrap_or_default()
 }
+
+/// POSTs to `path` a request that announces a body of `length` bytes in its
+/// `Content-Length` and sends none of it, then reads the whole answer: its status,
+/// its head and its body. A body over the limit is refused on the header alone; a
+/// client still writing the body when the service answers and closes the connection
+/// can fail with a broken pipe before it reads the answer, so a test of that refusal
+/// does not send the body.
+pub async fn post_announcing(
+    base: &str,
+    path: &str,
+    token: &str,
+    length: usize,
+) -> (u16, String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {token}\r\n\
+         content-type: application/json\r\ncontent-length: {length}\r\nconnection: close\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        stream.read_to_end(&mut answer),
+    )
+    .await
+    .expect("the answer comes without the body")
+    .unwrap();
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("an HTTP answer: {answer}"));
+    (status, head.to_owned(), body.to_owned())
+}

@@ -10,9 +10,10 @@ use tonic_types::StatusExt;
 
 use crate::auth::{order_body, problem_code, rest, spawn_with_clients};
 use crate::helpers::{
-    grpc_client_with, grpc_client_without_local_deadline, grpc_order, reason, spawn_app,
-    spawn_app_with,
+    grpc_client_with, grpc_client_without_local_deadline, grpc_order, post_announcing, reason,
+    spawn_app, spawn_app_with,
 };
+use crate::support::TOKEN;
 
 #[tokio::test]
 async fn past_the_order_cap_orders_are_refused_with_429_and_nothing_is_bought() {
@@ -145,19 +146,18 @@ async fn a_client_over_its_request_rate_is_told_to_retry() {
 #[tokio::test]
 async fn a_3_mib_body_is_refused_with_a_problem_json_413() {
     let app = spawn_app().await;
-    let big = vec![b' '; 3 * 1024 * 1024];
 
-    let response = app
-        .client
-        .post(format!("{}/v1/licenses", app.http))
-        .header("content-type", "application/json")
-        .body(big)
-        .send()
-        .await
-        .unwrap();
+    let (status, head, body) =
+        post_announcing(&app.http, "/v1/licenses", TOKEN, 3 * 1024 * 1024).await;
 
-    assert_eq!(response.status(), 413);
-    assert_eq!(problem_code(response).await, "PAYLOAD_TOO_LARGE");
+    assert_eq!(status, 413, "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: application/problem+json"),
+        "{head}"
+    );
+    let problem: serde_json::Value = serde_json::from_str(&body).expect("a JSON body");
+    assert_eq!(problem["code"], "PAYLOAD_TOO_LARGE", "{problem}");
     assert!(app.sandbox.licenses().is_empty());
 }
 

@@ -11,7 +11,7 @@ use license_facade::auth::token_sha256_hex;
 use license_facade::sandbox::{Fault, FaultKind, Sandbox, SandboxConfig};
 use serde_json::{Value, json};
 
-use crate::helpers::{grpc_client_with, grpc_order, http_client_with};
+use crate::helpers::{grpc_client_with, grpc_order, http_client_with, post_announcing};
 
 const PASSWORD: &str = "canary-password-91ad4e-never-log";
 const TOKEN: &str = "canary-token-7f3b9c2e-never-log";
@@ -227,15 +227,12 @@ async fn no_secret_reaches_a_log_a_response_or_a_header() {
     )
     .await;
     seen.rest(get("/v1/audit").await.unwrap()).await;
-    seen.rest(
-        api.post(format!("{base}/v1/licenses"))
-            .header("content-type", "application/json")
-            .body(vec![b' '; 3 << 20])
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, head, body) = post_announcing(&base, "/v1/licenses", TOKEN, 3 << 20).await;
+    assert_eq!(
+        status, 413,
+        "a body over the limit is refused: {head} {body}"
+    );
+    seen.0.push_str(&format!("{head}\n{body}\n"));
     // Wrong tokens, one of them the canary with a suffix.
     for token in [
         None,
