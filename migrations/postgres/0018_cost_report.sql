@@ -5,7 +5,7 @@
 -- them even after the license moved on. Entries written before this have neither;
 -- the report then reads the license's current panel and period.
 ALTER TABLE audit_log ADD COLUMN cost_panel TEXT;
-ALTER TABLE audit_log ADD COLUMN cost_period INTEGER;
+ALTER TABLE audit_log ADD COLUMN cost_period BIGINT;
 
 -- The cost report reads a month of the log at once.
 CREATE INDEX audit_log_time ON audit_log (time);
