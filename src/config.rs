@@ -145,6 +145,9 @@ pub struct FileConfig {
     /// TLS on both API listeners.
     #[serde(default)]
     pub tls: TlsFile,
+    /// The license pool: the upstream's cooldowns and the rules per tariff.
+    #[serde(default)]
+    pub pool: crate::domain::PoolConfig,
 }
 
 /// `[webhooks]` in the file; see [`WebhookConfig`] for the meaning.
@@ -371,6 +374,8 @@ pub struct Settings {
     pub webhooks: WebhookConfig,
     /// TLS on both API listeners; plain TCP when `None`.
     pub tls: Option<crate::tls::TlsSettings>,
+    /// The license pool.
+    pub pool: crate::domain::PoolConfig,
 }
 
 fn read_secret_file(path: &Path) -> anyhow::Result<SecretString> {
@@ -393,6 +398,9 @@ impl Settings {
             None => FileConfig::default(),
         };
         let tls = tls_settings(&args, file.tls)?;
+        file.pool
+            .check()
+            .map_err(|e| anyhow::anyhow!("invalid [pool]: {e}"))?;
         let catalog = PanelCatalog::from_config(file.catalog)
             .map_err(|e| anyhow::anyhow!("invalid panel catalog: {e}"))?;
         let clients = match &args.clients_file {
@@ -532,6 +540,7 @@ impl Settings {
             downstream: downstream_config(file.downstream)?,
             webhooks: webhook_config(file.webhooks)?,
             tls,
+            pool: file.pool,
         })
     }
 }

@@ -49,6 +49,8 @@ pub const ORDERS: &str = "license_facade_orders_total";
 /// List price of the accepted orders in hundredths of the currency (cents), by
 /// `client` and `currency`.
 pub const SPEND: &str = "license_facade_order_spend_cents_total";
+/// Orders that took a parked license instead of buying, by `panel`.
+pub const POOL_REUSES: &str = "license_facade_pool_reuses_total";
 
 /// Open change-feed streams by `client` (this process).
 pub const FEED_STREAMS: &str = "license_facade_feed_streams";
@@ -146,6 +148,10 @@ fn describe() {
     describe_gauge!(DRIFT, "Entries of the latest drift report by kind");
     describe_gauge!(DRIFT_TIME, "Unix time of the latest drift report");
     describe_counter!(ORDERS, "Orders accepted (new licenses) by client");
+    describe_counter!(
+        POOL_REUSES,
+        "Orders that took a parked license instead of buying, by panel"
+    );
     describe_gauge!(FEED_STREAMS, "Open change-feed streams by client");
     describe_gauge!(
         BILLMGR_BACKOFF_ENTRIES,

@@ -148,6 +148,7 @@ impl Application {
             .with_spend_caps(&crate::auth::order_caps(&clients))
             .with_feed_config(settings.feed)
             .with_webhook_config(settings.webhooks)
+            .with_pool(settings.pool)
             .with_tasks(tasks.clone());
         let auth = Arc::new(crate::auth::Authenticator::new(&clients));
         let worker = service.worker(settings.workflow);
@@ -296,6 +297,11 @@ impl Application {
                 .run_reconciler(self.reconcile.clone(), stop.clone()),
         );
         tasks.spawn(self.service.clone().run_event_retention(stop.clone()));
+        tasks.spawn(
+            self.service
+                .clone()
+                .run_pool_sweeper(crate::service::POOL_SWEEP_INTERVAL, stop.clone()),
+        );
         tasks.spawn(self.service.clone().run_event_sequencer(stop.clone()));
         tasks.spawn(
             self.service

@@ -25,6 +25,8 @@ fn state_to_pb(s: LicenseState) -> pb::license::State {
         LicenseState::Cancelled => S::Cancelled,
         LicenseState::Failed => S::Failed,
         LicenseState::NeedsAttention => S::NeedsAttention,
+        LicenseState::Parked => S::Parked,
+        LicenseState::Reused => S::Reused,
     }
 }
 
@@ -40,6 +42,8 @@ pub fn state_from_pb(s: pb::license::State) -> Option<LicenseState> {
         S::Cancelled => LicenseState::Cancelled,
         S::Failed => LicenseState::Failed,
         S::NeedsAttention => LicenseState::NeedsAttention,
+        S::Parked => LicenseState::Parked,
+        S::Reused => LicenseState::Reused,
     })
 }
 
@@ -70,6 +74,8 @@ pub fn license_to_pb(l: &License) -> pb::License {
             code: e.code.clone(),
             message: e.message.clone(),
         }),
+        reused_from: l.reused_from.map(|id| id.to_string()).unwrap_or_default(),
+        reused_by: l.reused_by.map(|id| id.to_string()).unwrap_or_default(),
     }
 }
 

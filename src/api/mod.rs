@@ -6,6 +6,7 @@ mod audit;
 mod convert;
 mod costs;
 pub mod pb;
+mod pool;
 mod timestamp;
 mod webhooks;
 
@@ -17,5 +18,6 @@ pub use convert::{
     state_from_pb,
 };
 pub use costs::cost_report_to_pb;
+pub use pool::{pool_to_pb, release_outcome_to_pb, release_to_pb};
 pub use timestamp::{Timestamp, TimestampError};
 pub use webhooks::{webhook_input, webhook_to_pb};

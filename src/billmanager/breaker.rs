@@ -314,6 +314,16 @@ impl Billmanager for CircuitBreaker {
         self.guarded("soft.edit", self.inner.reissue_key(id)).await
     }
 
+    async fn move_license(
+        &self,
+        id: UpstreamId,
+        ip: IpAddr,
+        name: &str,
+    ) -> Result<(), UpstreamError> {
+        self.guarded("soft.edit", self.inner.move_license(id, ip, name))
+            .await
+    }
+
     fn auth_refused(&self) -> Option<String> {
         self.inner.auth_refused()
     }
@@ -377,6 +387,14 @@ mod tests {
             unreachable!("the breaker tests call only ping")
         }
         async fn reissue_key(&self, _: UpstreamId) -> Result<(), UpstreamError> {
+            unreachable!("the breaker tests call only ping")
+        }
+        async fn move_license(
+            &self,
+            _: UpstreamId,
+            _: IpAddr,
+            _: &str,
+        ) -> Result<(), UpstreamError> {
             unreachable!("the breaker tests call only ping")
         }
     }

@@ -793,6 +793,22 @@ impl Billmanager for BillmanagerClient {
         self.call("soft.edit", &form, Retry::Never).await.map(drop)
     }
 
+    async fn move_license(
+        &self,
+        id: UpstreamId,
+        ip: IpAddr,
+        name: &str,
+    ) -> Result<(), UpstreamError> {
+        let form = vec![
+            param("elid", id),
+            param("ip", ip),
+            param("licname", name),
+            param("remoteid", name),
+            param("sok", "ok"),
+        ];
+        self.call("soft.edit", &form, Retry::Never).await.map(drop)
+    }
+
     fn auth_refused(&self) -> Option<String> {
         let until = self.auth_blocked()?;
         Some(format!(

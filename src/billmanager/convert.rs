@@ -86,6 +86,8 @@ fn license<'a>(
         expire_date: owned("expiredate"),
         ip_change_date: owned("ip_change_date"),
         key_change_date: owned("lickey_change_date"),
+        ip_changed: owned("real_ipchange"),
+        key_changed: owned("real_keychange"),
     })
 }
 

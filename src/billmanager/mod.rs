@@ -118,6 +118,10 @@ pub struct UpstreamLicense {
     pub ip_change_date: Option<String>,
     /// `lickey_change_date`.
     pub key_change_date: Option<String>,
+    /// `real_ipchange` (list): the day of the last IP change, `YYYY-MM-DD`.
+    pub ip_changed: Option<String>,
+    /// `real_keychange` (list): the day of the last new key.
+    pub key_changed: Option<String>,
 }
 
 /// The `soft` list as read, with whether it can prove an absence.
@@ -213,6 +217,14 @@ pub trait Billmanager: Send + Sync + 'static {
     async fn delete_license(&self, id: UpstreamId) -> Result<(), UpstreamError>;
     /// `soft.edit` with `elid`, `clicked_button=newkey`, `sok=ok`.
     async fn reissue_key(&self, id: UpstreamId) -> Result<(), UpstreamError>;
+    /// `soft.edit` with `elid`, `ip`, `licname` and `remoteid` set to `name`,
+    /// `sok=ok`: moves a (parked) license to another server and names it ours.
+    async fn move_license(
+        &self,
+        id: UpstreamId,
+        ip: IpAddr,
+        name: &str,
+    ) -> Result<(), UpstreamError>;
     /// Why calls are held back because the upstream refused the credentials, with
     /// when the next log-in may be tried; `None` while the credentials are not in
     /// doubt.

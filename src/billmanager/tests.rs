@@ -226,6 +226,8 @@ fn expected_details() -> super::UpstreamLicense {
         expire_date: Some("2025-02-01".into()),
         ip_change_date: Some("2025-01-02".into()),
         key_change_date: Some("2025-01-03".into()),
+        ip_changed: None,
+        key_changed: None,
     }
 }
 

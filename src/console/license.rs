@@ -226,6 +226,8 @@ mod tests {
             create_time: now,
             update_time: now,
             last_error: None,
+            reused_by: None,
+            reused_from: None,
         }
     }
 

@@ -74,7 +74,8 @@ pub fn state_class(state: LicenseState) -> &'static str {
         LicenseState::Pending | LicenseState::Provisioning => "busy",
         LicenseState::Suspended => "warn",
         LicenseState::NeedsAttention | LicenseState::Failed => "bad",
-        LicenseState::Cancelled => "off",
+        LicenseState::Cancelled | LicenseState::Reused => "off",
+        LicenseState::Parked => "pool",
     }
 }
 

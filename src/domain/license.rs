@@ -26,11 +26,18 @@ pub enum LicenseState {
     /// The outcome is unknown after every safe check; a person must look. Never
     /// retried blindly.
     NeedsAttention,
+    /// Suspended and parked upstream (bound to `0.0.0.0`) with its paid period left:
+    /// a pool entry of its tariff, which the next order of that tariff takes instead
+    /// of buying. It no longer holds its server or IP.
+    Parked,
+    /// Its parked upstream license was taken by another license of ours
+    /// ([`License::reused_by`]); kept here as history.
+    Reused,
 }
 
 impl LicenseState {
     /// Every state, in life-cycle order.
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 9] = [
         Self::Pending,
         Self::Provisioning,
         Self::Active,
@@ -38,6 +45,8 @@ impl LicenseState {
         Self::Cancelled,
         Self::Failed,
         Self::NeedsAttention,
+        Self::Parked,
+        Self::Reused,
     ];
 
     /// The stable UPPER_SNAKE name used on both APIs and in the store.
@@ -50,6 +59,8 @@ impl LicenseState {
             Self::Cancelled => "CANCELLED",
             Self::Failed => "FAILED",
             Self::NeedsAttention => "NEEDS_ATTENTION",
+            Self::Parked => "PARKED",
+            Self::Reused => "REUSED",
         }
     }
 
@@ -58,11 +69,19 @@ impl LicenseState {
         Self::ALL.into_iter().find(|st| st.as_str() == s)
     }
 
-    /// Whether the license holds (or may hold) a paid upstream license: a server has at
-    /// most one live license.
+    /// Whether the license holds (or may hold) a paid upstream license bound to its
+    /// server: a server, and an IP, has at most one live license. A parked license
+    /// holds a paid license but no server.
     pub fn is_live(self) -> bool {
-        !matches!(self, Self::Cancelled | Self::Failed)
+        !matches!(
+            self,
+            Self::Cancelled | Self::Failed | Self::Parked | Self::Reused
+        )
     }
+
+    /// The SQL condition on a `state` column that [`is_live`](Self::is_live) is; the
+    /// partial unique indexes on the server and the IP use the same text.
+    pub const LIVE_SQL: &'static str = "state NOT IN ('CANCELLED', 'FAILED', 'PARKED', 'REUSED')";
 }
 
 impl fmt::Display for LicenseState {
@@ -171,6 +190,10 @@ pub struct License {
     pub update_time: OffsetDateTime,
     /// The last upstream error, if the last attempt failed.
     pub last_error: Option<UpstreamFailure>,
+    /// The parked license whose upstream license this one took instead of buying.
+    pub reused_from: Option<LicenseId>,
+    /// The license that took this parked one's upstream license (state REUSED).
+    pub reused_by: Option<LicenseId>,
 }
 
 /// The most nodes a license of a panel sold per node (Business) may have.
@@ -220,6 +243,8 @@ impl NewLicense {
             create_time: now,
             update_time: now,
             last_error: None,
+            reused_from: None,
+            reused_by: None,
         }
     }
 
@@ -242,12 +267,24 @@ mod tests {
     }
 
     #[test]
-    fn only_cancelled_and_failed_are_not_live() {
+    fn ended_and_pooled_licenses_hold_no_server() {
         let dead: Vec<_> = LicenseState::ALL
             .into_iter()
             .filter(|s| !s.is_live())
             .collect();
-        assert_eq!(dead, [LicenseState::Cancelled, LicenseState::Failed]);
+        assert_eq!(
+            dead,
+            [
+                LicenseState::Cancelled,
+                LicenseState::Failed,
+                LicenseState::Parked,
+                LicenseState::Reused
+            ]
+        );
+        for s in LicenseState::ALL {
+            let named = LicenseState::LIVE_SQL.contains(&format!("'{}'", s.as_str()));
+            assert_eq!(named, !s.is_live(), "{s}");
+        }
     }
 
     #[test]

@@ -86,14 +86,21 @@ impl License {
                 S::Suspended => Ok(()),
                 _ => wrong_state("SUSPENDED"),
             },
+            // A parked license may be cancelled too: the pool gives up what it holds.
             OperationKind::Cancel => match state {
-                S::Active | S::Suspended => Ok(()),
-                _ => wrong_state("ACTIVE or SUSPENDED"),
+                S::Active | S::Suspended | S::Parked => Ok(()),
+                _ => wrong_state("ACTIVE, SUSPENDED or PARKED"),
             },
             OperationKind::ReissueKey { .. } => match state {
                 S::Active => Ok(()),
                 _ => wrong_state("ACTIVE"),
             },
+            OperationKind::Park => match state {
+                S::Active | S::Suspended => Ok(()),
+                _ => wrong_state("ACTIVE or SUSPENDED"),
+            },
+            // Taken at an order's acceptance, never queued on a license.
+            OperationKind::Reuse { .. } => wrong_state("being ordered"),
         }
     }
 }

@@ -11,6 +11,7 @@ mod license;
 mod lifecycle;
 mod network;
 mod operation;
+mod pool;
 mod price;
 mod webhook;
 
@@ -32,6 +33,7 @@ pub use license::{License, LicenseState, MAX_NODES, NewLicense, Period, Upstream
 pub use lifecycle::Precondition;
 pub use network::{LicenseIp, canonical as canonical_ip};
 pub use operation::{Operation, OperationKind, Phase};
+pub use pool::{AtExpiry, PARKED_IP, PoolConfig, PoolPick, PoolRules, Release};
 pub use price::{
     AddonUnits, CallPrice, ListedPrice, MAX_REASON_BYTES, Money, Purchase, cents_text, parse_price,
     price_of, to_cents,

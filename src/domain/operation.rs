@@ -46,6 +46,21 @@ pub enum OperationKind {
         /// The key before, to recognise the new one.
         previous_key: Option<String>,
     },
+    /// `soft.suspend` (unless suspended already), then `soft.edit` with `ip=0.0.0.0`:
+    /// the license goes to the pool of its tariff.
+    Park,
+    /// A parked license of ours taken for this order instead of buying: `soft.edit`
+    /// to this license's IP with its id as `licname`/`remoteid`, then `soft.resume`
+    /// (and a new key when the pool's rules ask for one); done once it is active
+    /// upstream with a key. Nothing is bought.
+    Reuse {
+        /// The parked license taken.
+        from: String,
+        /// Whether a new key is asked for after the move.
+        new_key: bool,
+        /// The key before, to recognise the new one.
+        previous_key: Option<String>,
+    },
 }
 
 impl OperationKind {
@@ -60,6 +75,8 @@ impl OperationKind {
             Self::Resume => "RESUME",
             Self::Cancel => "CANCEL",
             Self::ReissueKey { .. } => "REISSUE_KEY",
+            Self::Park => "PARK",
+            Self::Reuse { .. } => "REUSE",
         }
     }
 
@@ -207,7 +224,7 @@ impl Operation {
     /// license's own IP, an IP change's target.
     pub fn occupies(&self, license: &License) -> Option<String> {
         match &self.kind {
-            OperationKind::Order => Some(license.ip.to_string()),
+            OperationKind::Order | OperationKind::Reuse { .. } => Some(license.ip.to_string()),
             kind => kind.target_ip().map(str::to_owned),
         }
     }

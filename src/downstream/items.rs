@@ -15,8 +15,10 @@ pub fn status_of(l: &License) -> u32 {
         | LicenseState::Provisioning
         | LicenseState::Active
         | LicenseState::NeedsAttention => status::PROCESSING,
-        LicenseState::Suspended => status::SUSPENDED,
-        LicenseState::Cancelled | LicenseState::Failed => status::DELETED,
+        // Parked: suspended upstream, as the shop parks its own.
+        LicenseState::Suspended | LicenseState::Parked => status::SUSPENDED,
+        // Its license went on under another item.
+        LicenseState::Cancelled | LicenseState::Failed | LicenseState::Reused => status::DELETED,
     }
 }
 

@@ -21,9 +21,8 @@ fn scope_of(method: &str) -> Scope {
     match method {
         "ListPanels" | "GetLicense" | "ListLicenses" | "QuoteLicense" | "WatchLicenses"
         | "GetCostReport" | "ListWebhooks" => Scope::Read,
-        "Reconcile" | "ListDrift" | "AdoptLicense" | "ResolveLicense" | "ListAuditEntries" => {
-            Scope::Admin
-        }
+        "Reconcile" | "ListDrift" | "AdoptLicense" | "ResolveLicense" | "ListAuditEntries"
+        | "GetPool" => Scope::Admin,
         _ => Scope::Write,
     }
 }
@@ -128,6 +127,8 @@ mod tests {
         assert_eq!(scope_of("ResolveLicense"), Scope::Admin);
         assert_eq!(scope_of("ListDrift"), Scope::Admin);
         assert_eq!(scope_of("ListAuditEntries"), Scope::Admin);
+        assert_eq!(scope_of("GetPool"), Scope::Admin);
+        assert_eq!(scope_of("ReleaseLicense"), Scope::Write);
         assert_eq!(scope_of("GetCostReport"), Scope::Read);
         assert_eq!(scope_of("ListWebhooks"), Scope::Read);
         assert_eq!(scope_of("CreateWebhook"), Scope::Write);

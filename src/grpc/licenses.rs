@@ -279,14 +279,39 @@ impl Rpc for GrpcLicenses {
     ) -> Result<Response<pb::CancelServerLicenseResponse>, Status> {
         let r = request.get_ref();
         let call = call(&request, &r.request_id, r.wait)?;
-        let outcome = self
+        let park = r.policy == pb::ReleasePolicy::Park as i32;
+        let released = self
             .service
-            .cancel_server_license(&call, &r.server_id)
+            .end_server_license(&call, &r.server_id, park)
             .await
             .map_err(status)?;
         Ok(Response::new(pb::CancelServerLicenseResponse {
-            license: license(&outcome),
+            license: license(&released.outcome),
+            outcome: crate::api::release_outcome_to_pb(&released) as i32,
+            reason: if park {
+                released.cancelled.clone().unwrap_or_default()
+            } else {
+                String::new()
+            },
         }))
+    }
+
+    async fn release_license(
+        &self,
+        request: Request<pb::ReleaseLicenseRequest>,
+    ) -> Result<Response<pb::ReleaseLicenseResponse>, Status> {
+        let r = request.get_ref();
+        let call = call(&request, &r.request_id, r.wait)?;
+        let released = self.service.release(&call, &r.id).await.map_err(status)?;
+        Ok(Response::new(crate::api::release_to_pb(&released)))
+    }
+
+    async fn get_pool(
+        &self,
+        _: Request<pb::GetPoolRequest>,
+    ) -> Result<Response<pb::GetPoolResponse>, Status> {
+        let view = self.service.pool_view().await.map_err(status)?;
+        Ok(Response::new(crate::api::pool_to_pb(&view)))
     }
 
     type WatchLicensesStream =

@@ -18,7 +18,7 @@ use crate::auth::{Authenticator, PeerCertificate, Principal, Scope};
 /// audit log are for admins; reads need `licenses.read`; everything else
 /// `licenses.write`.
 fn scope_of(method: &Method, path: &str) -> Scope {
-    let admin = ["/v1/drift", "/v1/reconcile", "/v1/audit"]
+    let admin = ["/v1/drift", "/v1/reconcile", "/v1/audit", "/v1/pool"]
         .iter()
         .any(|prefix| {
             path.strip_prefix(prefix)
@@ -127,6 +127,7 @@ mod tests {
         );
         assert_eq!(scope_of(&Method::POST, "/v1/reconcile"), Scope::Admin);
         assert_eq!(scope_of(&Method::GET, "/v1/audit"), Scope::Admin);
+        assert_eq!(scope_of(&Method::GET, "/v1/pool"), Scope::Admin);
         assert_eq!(scope_of(&Method::GET, "/v1/drifting"), Scope::Read);
     }
 }

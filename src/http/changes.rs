@@ -5,7 +5,7 @@
 
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::AppState;
@@ -178,20 +178,88 @@ pub async fn ensure(
     Ok(respond(&outcome, Answer::Ensure))
 }
 
-/// `DELETE /v1/servers/{serverId}/license`.
+/// Query of `DELETE /v1/servers/{serverId}/license`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndQuery {
+    /// How long to wait, e.g. `30s`.
+    wait: Option<String>,
+    /// `cancel` (the default) or `park`.
+    policy: Option<String>,
+}
+
+/// `DELETE /v1/servers/{serverId}/license[?policy=park]`: cancels the server's
+/// license, or releases it to the pool (`X-Release-Outcome: PARKED|CANCELLED`, and
+/// why a release cancelled in `X-Release-Reason`).
 pub async fn cancel_server(
     State(state): State<AppState>,
     Path(server_id): Path<String>,
     Caller(principal): Caller,
     headers: HeaderMap,
+    Query(query): Query<EndQuery>,
+) -> Result<Response, ApiError> {
+    let park = match query.policy.as_deref().map(str::trim) {
+        None | Some("" | "cancel" | "CANCEL") => false,
+        Some("park" | "PARK") => true,
+        Some(other) => {
+            return Err(ApiError::field(
+                "policy",
+                format!("must be cancel or park, not {other:?}"),
+            ));
+        }
+    };
+    let call = call(&principal, &headers, query.wait.as_deref())?;
+    let released = state
+        .service
+        .end_server_license(&call, &server_id, park)
+        .await?;
+    let mut response = respond(&released.outcome, Answer::Change);
+    if park {
+        release_headers(&mut response, &released);
+    }
+    Ok(response)
+}
+
+/// `POST /v1/licenses/{id}/release`: parks the license by the pool's rules, else
+/// cancels it; the body is the ReleaseLicenseResponse (license, outcome, reason).
+pub async fn release(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Caller(principal): Caller,
+    headers: HeaderMap,
     Query(wait): Query<WaitQuery>,
 ) -> Result<Response, ApiError> {
     let call = call(&principal, &headers, wait.wait.as_deref())?;
-    let outcome = state
-        .service
-        .cancel_server_license(&call, &server_id)
-        .await?;
-    Ok(respond(&outcome, Answer::Change))
+    let released = state.service.release(&call, &id).await?;
+    let status = respond(&released.outcome, Answer::Change).status();
+    let mut response = (status, axum::Json(crate::api::release_to_pb(&released))).into_response();
+    let location = format!("/v1/licenses/{}", released.outcome.license.id);
+    if let Ok(value) = axum::http::HeaderValue::from_str(&location) {
+        response
+            .headers_mut()
+            .insert(axum::http::header::LOCATION, value);
+    }
+    if released.outcome.replayed {
+        response.headers_mut().insert(
+            "idempotent-replayed",
+            axum::http::HeaderValue::from_static("true"),
+        );
+    }
+    release_headers(&mut response, &released);
+    Ok(response)
+}
+
+fn release_headers(response: &mut Response, released: &crate::service::Released) {
+    let outcome = crate::api::release_outcome_to_pb(released).as_str_name();
+    let outcome = outcome.trim_start_matches("RELEASE_OUTCOME_");
+    if let Ok(value) = axum::http::HeaderValue::from_str(outcome) {
+        response.headers_mut().insert("x-release-outcome", value);
+    }
+    if let Some(why) = &released.cancelled
+        && let Ok(value) = axum::http::HeaderValue::from_str(why)
+    {
+        response.headers_mut().insert("x-release-reason", value);
+    }
 }
 
 /// Body of `POST /v1/licenses/{id}/resolve`.

@@ -70,6 +70,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/licenses/{id}/resume", post(changes::resume))
         .route("/v1/licenses/{id}/reissue-key", post(changes::reissue_key))
         .route("/v1/licenses/{id}/resolve", post(changes::resolve))
+        .route("/v1/licenses/{id}/release", post(changes::release))
+        .route("/v1/pool", get(reports::pool))
         .route(
             "/v1/servers/{server_id}/license",
             get(licenses::get_by_server)

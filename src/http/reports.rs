@@ -1,5 +1,5 @@
 //! `GET /v1/reports/costs`: the cost report of a month, as JSON or, for
-//! `Accept: text/csv`, as CSV.
+//! `Accept: text/csv`, as CSV; and `GET /v1/pool`, what the license pool holds.
 
 use axum::Json;
 use axum::extract::{Query, State};
@@ -53,6 +53,15 @@ fn wants_csv(headers: &HeaderMap) -> bool {
         .map(|v| v.split(';').next().unwrap_or_default().trim())
         .find(|v| *v == "text/csv" || *v == "application/json")
         == Some("text/csv")
+}
+
+/// `GET /v1/pool` (admin): per tariff, the parked licenses, how many an order could
+/// take now, their monthly cost and what reuse saved; then every parked license.
+pub async fn pool(
+    State(state): State<AppState>,
+) -> Result<Json<crate::api::pb::v1::GetPoolResponse>, ApiError> {
+    let view = state.service.pool_view().await?;
+    Ok(Json(crate::api::pool_to_pb(&view)))
 }
 
 #[cfg(test)]

@@ -302,10 +302,41 @@ fn judge(
                 );
             }
         }
-        // Nothing ordered yet, or a person is already looking.
-        S::Pending | S::NeedsAttention => {}
+        // In the pool: paid upstream, suspended and bound to no server (0.0.0.0).
+        // Not an orphan (it is ours), and not missing while it is there.
+        S::Parked => {
+            let Some(up) = found.filter(|u| u.status != UpstreamStatus::Deleted) else {
+                missing.push(Missing {
+                    license: license.clone(),
+                    reason: if found.is_some() {
+                        MissingReason::Deleted
+                    } else {
+                        MissingReason::Absent
+                    },
+                });
+                return;
+            };
+            if up.status != UpstreamStatus::Suspended {
+                differs(
+                    MismatchField::Status,
+                    license.state.to_string(),
+                    status_name(up.status),
+                );
+            }
+            if let Some(ip) = up.ip.as_deref().filter(|ip| !ip.is_empty())
+                && normalize_ip(ip) != PARKED_IP
+            {
+                differs(MismatchField::Ip, PARKED_IP.to_owned(), ip.to_owned());
+            }
+        }
+        // Nothing ordered yet, a person is already looking, or its upstream license
+        // went on as another license of ours.
+        S::Pending | S::NeedsAttention | S::Reused => {}
     }
 }
+
+/// The address a parked license is bound to upstream.
+const PARKED_IP: &str = crate::domain::PARKED_IP;
 
 fn orphan(u: &UpstreamLicense, catalog: &PanelCatalog) -> Orphan {
     let tariff_id = upstream_tariff(u, catalog);
@@ -384,6 +415,8 @@ mod tests {
             create_time: BEFORE,
             update_time: BEFORE,
             last_error: None,
+            reused_by: None,
+            reused_from: None,
         }
     }
 
@@ -402,6 +435,8 @@ mod tests {
             expire_date: Some("2030-07-15".into()),
             ip_change_date: None,
             key_change_date: None,
+            ip_changed: None,
+            key_changed: None,
         }
     }
 

@@ -371,6 +371,12 @@ impl From<StoreError> for ServiceError {
             // Without the caller at hand, the holder is not named (see
             // `ip_has_license` for the answer that names it to whom may see it).
             StoreError::IpTaken(taken) => Self::ip_held(&taken, false),
+            StoreError::Reused(id) => Self::Precondition(Precondition {
+                code: "INVALID_LICENSE_STATE",
+                message: format!(
+                    "license {id} is REUSED: another license took its parked upstream license"
+                ),
+            }),
             other => Self::Store(other),
         }
     }

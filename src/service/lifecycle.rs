@@ -50,7 +50,7 @@ pub enum EnsureAction {
 impl LicenseService {
     /// Checks `changes` against the license, queues them with the call's request id,
     /// and answers (after waiting, if the call asked to).
-    async fn queue(
+    pub(super) async fn queue(
         &self,
         call: &Call,
         fingerprint: &str,
@@ -133,7 +133,7 @@ impl LicenseService {
     }
 
     /// Replays a repeated request id, or reads the license a new change applies to.
-    async fn change_target(
+    pub(super) async fn change_target(
         &self,
         call: &Call,
         fingerprint: &str,

@@ -13,6 +13,7 @@ mod idempotency;
 mod input;
 mod items;
 mod lifecycle;
+mod pool;
 mod pricing;
 mod quotes;
 mod reconcile;
@@ -33,6 +34,7 @@ pub use feed::{FeedConfig, FeedItem};
 pub use idempotency::{REQUEST_KEY_TTL, RequestKey};
 pub use input::{DEFAULT_PAGE_SIZE, ListInput, MAX_PAGE_SIZE, OrderInput};
 pub use lifecycle::EnsureAction;
+pub use pool::{POOL_SWEEP_INTERVAL, PoolEntry, PoolTariff, PoolView, Released};
 pub use quotes::Quote;
 pub use reconcile::{MAX_EXPIRING_WITHIN_DAYS, ReconcileConfig};
 pub use resolve::{ABANDONED, MAX_REASON_CHARS, ResolveAction, ResolveInput};
@@ -140,6 +142,8 @@ pub struct LicenseService {
     webhooks: Arc<webhooks::WebhookConfig>,
     /// Wakes this process's webhook dispatcher (a subscription was resumed).
     webhook_wake: Arc<Notify>,
+    /// The pool's rules.
+    pool: Arc<crate::domain::PoolConfig>,
 }
 
 impl LicenseService {
@@ -165,6 +169,7 @@ impl LicenseService {
             tasks: crate::tasks::Tasks::new(),
             webhooks: Arc::default(),
             webhook_wake: Arc::new(Notify::new()),
+            pool: Arc::default(),
         }
     }
 
@@ -255,9 +260,21 @@ impl LicenseService {
         let record = self.request_record(call, &fp, &accepted);
         let audit =
             Self::accepted_entries(call, &pending, &[OperationKind::Order.name()], Some(&spend));
+        // A parked license of the tariff, when one fits, is taken instead of buying
+        // (trials are never parked).
+        let pick = (new.period != crate::domain::Period::Trial)
+            .then(|| self.pool.pick(new.tariff_id, new.nodes, now))
+            .flatten();
         let inserted = match self
             .store
-            .insert_order(&pending, &op, record.as_ref(), &audit, spend.limit.as_ref())
+            .insert_order_from_pool(
+                &pending,
+                &op,
+                record.as_ref(),
+                &audit,
+                spend.limit.as_ref(),
+                pick.as_ref(),
+            )
             .await
         {
             Err(StoreError::RequestKeyTaken) => return self.replay_after_race(call, &fp).await,
@@ -268,8 +285,17 @@ impl LicenseService {
         drop(spend);
         match inserted {
             Inserted::Created(license) => {
-                tracing::info!(license_id = %license.id, price = %price, "order accepted");
-                self.count_order(&license, &price);
+                match license.reused_from {
+                    Some(from) => {
+                        tracing::info!(license_id = %license.id, reused_from = %from, "order accepted; a parked license is taken instead of buying");
+                        metrics::counter!(crate::metrics::POOL_REUSES, "panel" => license.panel.clone())
+                            .increment(1);
+                    }
+                    None => {
+                        tracing::info!(license_id = %license.id, price = %price, "order accepted");
+                        self.count_order(&license, &price);
+                    }
+                }
                 self.wake_workers();
                 let _ = self.changes.send(license.id);
                 self.finish(

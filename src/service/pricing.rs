@@ -105,7 +105,7 @@ impl LicenseService {
     }
 
     /// `nodes` as units of the node add-on of `tariff_id`, when it is sold per node.
-    fn nodes_of(&self, tariff_id: u32, nodes: Option<u32>) -> Option<AddonUnits> {
+    pub(super) fn nodes_of(&self, tariff_id: u32, nodes: Option<u32>) -> Option<AddonUnits> {
         let addon_id = self.catalog.by_tariff(tariff_id)?.nodes_addon?;
         nodes
             .filter(|n| *n > 0)

@@ -403,6 +403,8 @@ impl LicenseService {
             create_time: now,
             update_time: now,
             last_error: None,
+            reused_from: None,
+            reused_by: None,
         })
     }
 }

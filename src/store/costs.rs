@@ -70,8 +70,9 @@ fn paid_call(row: &impl Row) -> anyhow::Result<PaidCall> {
 }
 
 /// The licenses (of `client` when set) live at `at`: accepted before it, not FAILED
-/// (nothing was bought) and not CANCELLED before it (a cancelled license's last
-/// change is its cancellation).
+/// (nothing was bought) and not CANCELLED or REUSED before it (a cancelled license's
+/// last change is its cancellation; a reused one's upstream license went on as the
+/// license that took it).
 pub(super) async fn licenses_live_at<C: Conn>(
     conn: &mut C,
     at: OffsetDateTime,
@@ -80,7 +81,7 @@ pub(super) async fn licenses_live_at<C: Conn>(
     let mut rows = conn.fetch(
         licenses_where(
             "create_time < $1 AND state <> 'FAILED' \
-             AND NOT (state = 'CANCELLED' AND update_time < $1) \
+             AND NOT (state IN ('CANCELLED', 'REUSED') AND update_time < $1) \
              AND (CAST($2 AS TEXT) IS NULL OR client = $2) ORDER BY id",
         ),
         args![to_micros(at), client.map(ClientName::as_str)],

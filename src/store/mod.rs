@@ -58,6 +58,10 @@ pub enum StoreError {
     /// it, or reserved by a step in flight); nothing was stored.
     #[error("{} is held by license {}", .0.ip, .0.holder.id)]
     IpTaken(Box<IpTaken>),
+    /// The license's parked upstream license was taken by another license of ours
+    /// meanwhile (it is REUSED): nothing was stored.
+    #[error("license {0} was reused by another license")]
+    Reused(LicenseId),
     /// Anything else (connection, constraint, corrupt row); maps to an internal error.
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
@@ -230,6 +234,17 @@ pub enum Inserted {
     IpTaken(IpTaken),
 }
 
+/// A parked license with the upstream's last changes, as read when it was parked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParkedLicense {
+    /// The license (PARKED).
+    pub license: License,
+    /// Its last IP change upstream; `None` while its park is finishing.
+    pub ip_changed: Option<OffsetDateTime>,
+    /// Its last key change upstream.
+    pub key_changed: Option<OffsetDateTime>,
+}
+
 /// A resolution of a `NEEDS_ATTENTION` license as the store writes it, in one
 /// transaction and only while the license still needs a person.
 #[derive(Debug, Clone)]
@@ -328,7 +343,48 @@ pub trait Store: Send + Sync + 'static {
         request: Option<&RequestRecord>,
         audit: &[AuditEntry],
         limit: Option<&SpendLimit>,
+    ) -> Result<Inserted, StoreError> {
+        self.insert_order_from_pool(license, op, request, audit, limit, None)
+            .await
+    }
+
+    /// [`insert_order`](Self::insert_order); with `pick`, the order takes a parked
+    /// license that fits it instead of buying, in the same transaction: the parked
+    /// license becomes REUSED by the new one, which holds its upstream id and is
+    /// carried out by a REUSE step instead of the ORDER (its audit entries become
+    /// REUSE entries without a price, its CREATED event has none, and no spend limit
+    /// applies). The created license says so in `reused_from`.
+    async fn insert_order_from_pool(
+        &self,
+        license: &License,
+        op: &Operation,
+        request: Option<&RequestRecord>,
+        audit: &[AuditEntry],
+        limit: Option<&SpendLimit>,
+        pick: Option<&crate::domain::PoolPick>,
     ) -> Result<Inserted, StoreError>;
+
+    /// Records the upstream's last IP and key change of a parked license.
+    async fn set_pool_changes(
+        &self,
+        id: LicenseId,
+        ip_changed: OffsetDateTime,
+        key_changed: OffsetDateTime,
+    ) -> Result<(), StoreError>;
+
+    /// Gives the parked licenses whose reuse was refused (the taking license ended
+    /// FAILED without an upstream id) back to the pool, with `retry_from` as their
+    /// last IP change. Returns them.
+    async fn give_back_to_pool(
+        &self,
+        retry_from: OffsetDateTime,
+    ) -> Result<Vec<LicenseId>, StoreError>;
+
+    /// Every parked license, soonest to expire first.
+    async fn parked_licenses(&self) -> Result<Vec<ParkedLicense>, StoreError>;
+
+    /// Per tariff id, the licenses that took a parked license instead of buying.
+    async fn reuse_counts(&self) -> Result<Vec<(u32, u64)>, StoreError>;
 
     /// Queues operations on an existing license, in order, with the request id if any
     /// and the `audit` entries, reserving the IP each one moves the license to

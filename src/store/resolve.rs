@@ -48,7 +48,7 @@ pub(super) async fn resolve_in<D: Dialect>(
     let holder = match current.as_ref().and_then(|c| new_binding(resolution, c)) {
         Some(upstream_id) => one_license(
             tx,
-            licenses_where("upstream_id = $1 AND id <> $2"),
+            licenses_where("upstream_id = $1 AND id <> $2 AND state <> 'REUSED'"),
             args![upstream_id, license.id.to_string()],
         )
         .await

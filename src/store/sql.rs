@@ -5,6 +5,7 @@
 pub(crate) mod events;
 pub(crate) mod exec;
 pub(crate) mod orders;
+mod pool;
 mod progress;
 mod reads;
 pub(crate) mod reserve;
@@ -27,11 +28,12 @@ use super::dialect::{Dialect, WriteFn};
 use super::group_commit::Written;
 use super::retry::retrying;
 use super::{
-    Inserted, IpTaken, LicenseFilter, Page, RequestRecord, Resolution, Resolved, SpendLimit, Store,
-    StoreError, audit, costs, resolve, webhooks,
+    Inserted, IpTaken, LicenseFilter, Page, ParkedLicense, RequestRecord, Resolution, Resolved,
+    SpendLimit, Store, StoreError, audit, costs, resolve, webhooks,
 };
 use crate::domain::{
-    AuditEntry, AuditFilter, ClientName, Event, EventKind, License, LicenseId, Operation, ServerId,
+    AuditEntry, AuditFilter, ClientName, Event, EventKind, License, LicenseId, Operation, PoolPick,
+    ServerId,
 };
 
 /// A [`Store`] on the database of the dialect `D`.
@@ -90,6 +92,7 @@ impl<D: Dialect> SqlStore<D> {
         request: Option<&RequestRecord>,
         audit: &[AuditEntry],
         limit: Option<&SpendLimit>,
+        pick: Option<&PoolPick>,
     ) -> Result<Option<Inserted>, StoreError> {
         // No cache guard: the id is new, and a read that found nothing fills nothing.
         let order = orders::Order {
@@ -98,6 +101,7 @@ impl<D: Dialect> SqlStore<D> {
             request: request.cloned(),
             audit: audit.to_vec(),
             limit: limit.cloned(),
+            pick: pick.cloned(),
         };
         let write =
             write_fn(move |tx| Box::pin(async move { orders::order_in::<D>(tx, &order).await }));
@@ -165,18 +169,70 @@ impl<D: Dialect> Store for SqlStore<D> {
         self.db.close().await;
     }
 
-    async fn insert_order(
+    async fn insert_order_from_pool(
         &self,
         license: &License,
         op: &Operation,
         request: Option<&RequestRecord>,
         audit: &[AuditEntry],
         limit: Option<&SpendLimit>,
+        pick: Option<&PoolPick>,
     ) -> Result<Inserted, StoreError> {
-        retrying("the order insert", || {
-            self.try_insert_order(license, op, request, audit, limit)
+        let inserted = retrying("the order insert", || {
+            self.try_insert_order(license, op, request, audit, limit, pick)
         })
-        .await
+        .await?;
+        // The parked license it took changed in the order's transaction: its cached
+        // entry (PARKED) is dropped now. A change of it accepted from the stale entry
+        // meanwhile is refused by the store, which reads its state under the lock.
+        if let (Some(cache), Inserted::Created(created)) = (&self.cache, &inserted)
+            && let Some(from) = created.reused_from
+        {
+            drop(cache.writing(from));
+        }
+        Ok(inserted)
+    }
+
+    async fn set_pool_changes(
+        &self,
+        id: LicenseId,
+        ip_changed: OffsetDateTime,
+        key_changed: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let write = write_fn(move |tx| {
+            Box::pin(async move {
+                pool::set_changes(tx, id, ip_changed, key_changed).await?;
+                Ok(Written::kept(()))
+            })
+        });
+        self.db.write(None, write).await
+    }
+
+    async fn give_back_to_pool(
+        &self,
+        retry_from: OffsetDateTime,
+    ) -> Result<Vec<LicenseId>, StoreError> {
+        let write = write_fn(move |tx| {
+            Box::pin(async move {
+                let given = pool::give_back(tx, retry_from, OffsetDateTime::now_utc()).await?;
+                Ok(Written::kept(given))
+            })
+        });
+        let given = self.db.write(None, write).await?;
+        if let Some(cache) = &self.cache {
+            for id in &given {
+                drop(cache.writing(*id));
+            }
+        }
+        Ok(given)
+    }
+
+    async fn parked_licenses(&self) -> Result<Vec<ParkedLicense>, StoreError> {
+        Ok(pool::parked(&mut *self.conn().await?).await?)
+    }
+
+    async fn reuse_counts(&self) -> Result<Vec<(u32, u64)>, StoreError> {
+        Ok(pool::reuses(&mut *self.conn().await?).await?)
     }
 
     async fn insert_operations(

@@ -11,14 +11,15 @@ use time::OffsetDateTime;
 
 use crate::billmanager::{UpstreamError, UpstreamLicense, UpstreamStatus};
 use crate::domain::{
-    License, LicenseIp, LicenseState, Operation, OperationKind, Period, Phase, UpstreamFailure,
+    License, LicenseIp, LicenseState, Operation, OperationKind, PARKED_IP, Period, Phase,
+    UpstreamFailure,
 };
 use crate::store::StoreError;
 
 use super::Worker;
 use super::attempt::failure;
 use super::lease::HeldLease;
-use super::matching::{applied, parse_date};
+use super::matching::{applied, normalize_ip, parse_date};
 use super::step::{Found, Step};
 
 /// What a successful call told us beyond "done".
@@ -51,6 +52,19 @@ impl Step for ChangeStep {
     }
 
     fn ready(&self, op: &mut Operation, license: &License) -> Result<(), UpstreamFailure> {
+        if license.state == LicenseState::Reused {
+            // Its upstream license is another license's now: nothing may act on it.
+            return Err(UpstreamFailure {
+                code: "INVALID_LICENSE_STATE".into(),
+                message: format!(
+                    "the license is REUSED: its upstream license went on as {}",
+                    license
+                        .reused_by
+                        .map(|id| id.to_string())
+                        .unwrap_or_default()
+                ),
+            });
+        }
         if license.upstream_id.is_none() {
             return Err(UpstreamFailure {
                 code: "NO_UPSTREAM_LICENSE".into(),
@@ -70,7 +84,7 @@ impl Step for ChangeStep {
         license: &License,
     ) -> Result<Answer, UpstreamError> {
         match license.upstream_id {
-            Some(upstream_id) => w.call_change(op, upstream_id).await,
+            Some(upstream_id) => w.call_change(op, license, upstream_id).await,
             None => unreachable!("`ready` refuses a license without an upstream id"),
         }
     }
@@ -99,6 +113,10 @@ impl Step for ChangeStep {
         refusal: UpstreamError,
         _: &HeldLease,
     ) -> Result<(), StoreError> {
+        if let OperationKind::Reuse { from, .. } = &op.kind {
+            let from = from.clone();
+            return w.reuse_refused(op, license, &from, &refusal).await;
+        }
         w.fail(op, license, failure(&refusal)).await
     }
 
@@ -183,7 +201,12 @@ impl ChangeStep {
 
 impl Worker {
     /// The upstream call of a change operation.
-    async fn call_change(&self, op: &Operation, upstream_id: u64) -> Result<Answer, UpstreamError> {
+    async fn call_change(
+        &self,
+        op: &Operation,
+        license: &License,
+        upstream_id: u64,
+    ) -> Result<Answer, UpstreamError> {
         let up = &self.upstream;
         match &op.kind {
             OperationKind::Renew { period, .. } => up
@@ -210,8 +233,97 @@ impl Worker {
             OperationKind::ReissueKey { .. } => {
                 up.reissue_key(upstream_id).await.map(|()| Answer::Done)
             }
+            OperationKind::Park => self.park(upstream_id).await.map(|()| Answer::Done),
+            OperationKind::Reuse {
+                new_key,
+                previous_key,
+                ..
+            } => self
+                .reuse(license, upstream_id, *new_key, previous_key.as_deref())
+                .await
+                .map(|()| Answer::Done),
             OperationKind::Order => unreachable!("orders have their own path"),
         }
+    }
+
+    /// Parks upstream as ISPsystem's own integrations do: suspends the license (unless
+    /// it is suspended already, as after an earlier attempt that went no further),
+    /// then binds it to 0.0.0.0. Neither call is paid; the name stays ours, which is
+    /// what recovery finds it by.
+    async fn park(&self, upstream_id: u64) -> Result<(), UpstreamError> {
+        let now = self.upstream.license_details(upstream_id).await?;
+        if now.status == UpstreamStatus::Active {
+            self.upstream.suspend_license(upstream_id).await?;
+        }
+        let parked: std::net::IpAddr = PARKED_IP.parse().expect("a literal address");
+        self.upstream.change_ip(upstream_id, parked).await
+    }
+
+    /// Moves a parked upstream license to `license`: to its IP under its id as
+    /// `licname`/`remoteid`, resumed, with a new key when asked. Each call is made
+    /// only if the upstream does not show it made already, so a repeat after an
+    /// unknown outcome picks up where the last attempt stopped. None is paid.
+    async fn reuse(
+        &self,
+        license: &License,
+        upstream_id: u64,
+        new_key: bool,
+        previous_key: Option<&str>,
+    ) -> Result<(), UpstreamError> {
+        let up = &self.upstream;
+        let now = up.license_details(upstream_id).await?;
+        let ip = license.ip.to_string();
+        if now.ip.as_deref().map(normalize_ip).as_deref() != Some(ip.as_str()) {
+            up.move_license(upstream_id, license.ip.addr(), &license.id.to_string())
+                .await?;
+        }
+        if now.status != UpstreamStatus::Active {
+            up.resume_license(upstream_id).await?;
+        }
+        if new_key && now.license_key.as_deref() == previous_key {
+            up.reissue_key(upstream_id).await?;
+        }
+        Ok(())
+    }
+
+    /// The upstream refused to move a parked license to `license`: nothing was
+    /// bought and nothing moved. The license ends FAILED (the caller orders again,
+    /// which buys), without the upstream id it borrowed; the parked license goes back
+    /// to the pool, not to be taken again for a cooldown (the upstream's own clock
+    /// said no). A crash between the two writes leaves the give-back to the pool's
+    /// sweep, which looks for exactly this.
+    async fn reuse_refused(
+        &self,
+        op: Operation,
+        mut license: License,
+        from: &str,
+        refusal: &UpstreamError,
+    ) -> Result<(), StoreError> {
+        tracing::warn!(parked = from, error.message = %refusal, "the upstream refused to move the parked license; it goes back to the pool");
+        license.state = LicenseState::Failed;
+        license.upstream_id = None;
+        let why = UpstreamFailure {
+            code: "REUSE_REFUSED".into(),
+            message: format!(
+                "the upstream refused to move parked license {from} here ({}); nothing was bought or moved: order again to buy",
+                failure(refusal).message
+            ),
+        };
+        self.fail(op, license, why).await?;
+        self.give_back_to_pool().await
+    }
+
+    /// Gives refused reuses' parked licenses back to the pool.
+    pub(super) async fn give_back_to_pool(&self) -> Result<(), StoreError> {
+        for id in self
+            .store
+            .give_back_to_pool(OffsetDateTime::now_utc())
+            .await?
+        {
+            tracing::info!(license_id = %id, "parked license back in the pool");
+            let _ = self.changes.send(id);
+        }
+        Ok(())
     }
 
     /// The change is made upstream: apply it here, then finish.
@@ -246,11 +358,27 @@ impl Worker {
             op.phase = Phase::Done;
             return self.save(&op, &mut license, true).await;
         }
+        if matches!(op.kind, OperationKind::Park) {
+            return self.finish_park(op, license, upstream_id).await;
+        }
         match self.upstream.license_details(upstream_id).await {
             Ok(details) => {
-                if let OperationKind::ReissueKey { previous_key } = &op.kind
-                    && (details.license_key.is_none() || details.license_key == *previous_key)
-                {
+                let waits_for_key = match &op.kind {
+                    OperationKind::ReissueKey { previous_key } => {
+                        details.license_key.is_none() || details.license_key == *previous_key
+                    }
+                    // Resumed after the move: the key may appear some time later.
+                    OperationKind::Reuse {
+                        new_key,
+                        previous_key,
+                        ..
+                    } => {
+                        details.license_key.is_none()
+                            || (*new_key && details.license_key == *previous_key)
+                    }
+                    _ => false,
+                };
+                if waits_for_key {
                     op.checks += 1;
                     op.run_after = self.backoff(op.checks, self.config.poll_max);
                     return self.save(&op, &mut license, true).await;
@@ -260,6 +388,9 @@ impl Worker {
                 }
                 if let Some(t) = details.expire_date.as_deref().and_then(parse_date) {
                     license.expire_time = Some(t);
+                }
+                if matches!(op.kind, OperationKind::Reuse { .. }) {
+                    license.state = LicenseState::Active;
                 }
                 op.phase = Phase::Done;
                 tracing::info!("change done");
@@ -272,6 +403,45 @@ impl Worker {
                 self.save(&op, &mut license, true).await
             }
         }
+    }
+
+    /// A park is confirmed: reads the upstream's last IP and key change from its list
+    /// (`real_ipchange`, `real_keychange`), which tell when the cooldowns let the
+    /// license move, and records them before the park is done. An upstream that does
+    /// not show them is taken to have changed both now (parking itself changed the
+    /// IP): the license waits a full cooldown rather than be taken too early.
+    async fn finish_park(
+        &self,
+        mut op: Operation,
+        mut license: License,
+        upstream_id: u64,
+    ) -> Result<(), StoreError> {
+        let list = match self.upstream.list_licenses().await {
+            Ok(list) => list,
+            Err(e) => {
+                op.failures += 1;
+                op.last_error = Some(e.to_string());
+                op.run_after = self.backoff(op.failures, self.config.retry_max);
+                return self.save(&op, &mut license, true).await;
+            }
+        };
+        let now = OffsetDateTime::now_utc();
+        let row = list.licenses.iter().find(|l| l.id == upstream_id);
+        let day = |d: Option<&String>| d.and_then(|d| parse_date(d)).unwrap_or(now);
+        let ip_changed = day(row.and_then(|r| r.ip_changed.as_ref()));
+        let key_changed = day(row.and_then(|r| r.key_changed.as_ref()));
+        if let Some(t) = row
+            .and_then(|r| r.expire_date.as_deref())
+            .and_then(parse_date)
+        {
+            license.expire_time = Some(t);
+        }
+        self.store
+            .set_pool_changes(license.id, ip_changed, key_changed)
+            .await?;
+        op.phase = Phase::Done;
+        tracing::info!("license parked");
+        self.save(&op, &mut license, true).await
     }
 }
 
@@ -297,6 +467,10 @@ fn apply(kind: &OperationKind, license: &mut License) {
         }
         OperationKind::Suspend => license.state = LicenseState::Suspended,
         OperationKind::Resume => license.state = LicenseState::Active,
+        // Moved and resumed; active once its key is read (`finish_change`), as an
+        // order is.
+        OperationKind::Reuse { .. } => license.state = LicenseState::Provisioning,
         OperationKind::Cancel => license.state = LicenseState::Cancelled,
+        OperationKind::Park => license.state = LicenseState::Parked,
     }
 }

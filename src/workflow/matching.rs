@@ -219,6 +219,20 @@ pub(crate) fn applied(kind: &OperationKind, d: &UpstreamLicense, license: &Licen
         }
         OperationKind::Cancel => d.status == UpstreamStatus::Deleted,
         OperationKind::ReissueKey { previous_key } => d.license_key != *previous_key,
+        OperationKind::Park => {
+            d.status == UpstreamStatus::Suspended
+                && d.ip.as_deref().map(normalize_ip).as_deref() == Some(crate::domain::PARKED_IP)
+        }
+        // Moved here and resumed (with a new key when asked): done.
+        OperationKind::Reuse {
+            new_key,
+            previous_key,
+            ..
+        } => {
+            d.status == UpstreamStatus::Active
+                && d.ip.as_deref().map(normalize_ip) == Some(license.ip.to_string())
+                && (!new_key || d.license_key != *previous_key)
+        }
         OperationKind::Order => false,
     }
 }
@@ -276,6 +290,8 @@ mod tests {
             create_time: now,
             update_time: now,
             last_error: None,
+            reused_by: None,
+            reused_from: None,
         }
     }
 
@@ -294,6 +310,8 @@ mod tests {
             expire_date: None,
             ip_change_date: None,
             key_change_date: None,
+            ip_changed: None,
+            key_changed: None,
         }
     }
 

@@ -117,6 +117,8 @@ impl Billmanager for Fake {
                 expire_date: Some(in_days(30)),
                 ip_change_date: None,
                 key_change_date: None,
+                ip_changed: None,
+                key_changed: None,
             });
             id
         })
@@ -153,6 +155,8 @@ impl Billmanager for Fake {
                 expire_date: None,
                 ip_change_date: None,
                 key_change_date: None,
+                ip_changed: None,
+                key_changed: None,
             });
         }
         Ok(LicenseList {
@@ -208,6 +212,18 @@ impl Billmanager for Fake {
     async fn reissue_key(&self, id: UpstreamId) -> Result<(), UpstreamError> {
         self.edit("soft.edit", id, |l| {
             l.license_key = Some(format!("KEY-{id}-new"));
+        })
+    }
+
+    async fn move_license(
+        &self,
+        id: UpstreamId,
+        ip: IpAddr,
+        name: &str,
+    ) -> Result<(), UpstreamError> {
+        self.edit("soft.edit", id, |l| {
+            l.ip = Some(ip.to_string());
+            l.licname = Some(name.to_owned());
         })
     }
 }

@@ -836,6 +836,8 @@ async fn an_upstream_error_message_is_escaped_where_it_is_shown() {
                 create_time: now,
                 update_time: now,
                 last_error: None,
+                reused_by: None,
+                reused_from: None,
             })
             .await
             .unwrap();

@@ -29,6 +29,7 @@ mod observability;
 mod one_per_ip;
 mod ordering;
 mod panels;
+mod pool;
 mod readme;
 mod resolve;
 mod secrets;

@@ -38,6 +38,8 @@ const RESPONSE_ROOTS: &[&str] = &[
     "CreateWebhookResponse",
     "Webhook",
     "DeleteWebhookResponse",
+    "ReleaseLicenseResponse",
+    "GetPoolResponse",
 ];
 
 /// The messages REST request bodies are; in proto3 JSON every field of a request may be

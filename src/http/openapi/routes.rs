@@ -282,6 +282,29 @@ pub fn operations() -> Vec<Op> {
             )
         },
         Op {
+            query: &[WAIT],
+            ok: CHANGED,
+            answer: Answer::Json("ReleaseLicenseResponse"),
+            errors: CHANGE_ERRORS,
+            ..op(
+                "post",
+                "/v1/licenses/{id}/release",
+                "ReleaseLicense",
+                "Release a license to the pool (parked, or cancelled by the pool's rules)",
+                Access::Write,
+            )
+        },
+        Op {
+            answer: Answer::Json("GetPoolResponse"),
+            ..op(
+                "get",
+                "/v1/pool",
+                "GetPool",
+                "What the license pool holds, costs and saved",
+                Access::Admin,
+            )
+        },
+        Op {
             query: &[(
                 "client",
                 Param::Text,
@@ -319,7 +342,14 @@ pub fn operations() -> Vec<Op> {
             )
         },
         Op {
-            query: &[WAIT],
+            query: &[
+                WAIT,
+                (
+                    "policy",
+                    Param::Text,
+                    "`cancel` (the default) or `park`: release to the pool by its rules; `X-Release-Outcome` (PARKED or CANCELLED) and `X-Release-Reason` say where it went.",
+                ),
+            ],
             ok: CHANGED,
             errors: CHANGE_ERRORS,
             ..op(

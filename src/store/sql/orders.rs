@@ -7,12 +7,15 @@ use time::OffsetDateTime;
 
 use super::events::{insert_events, insert_priced_events};
 use super::exec::{Args, Conn, Row as _, args, fixed};
+use super::pool;
 use super::reserve::{self, Claim, Reserved};
 use super::rows::{
     license_values, licenses_where, live_license, live_license_on_ip, one_license,
     open_operation_sql,
 };
-use crate::domain::{AuditEntry, EventKind, License, LicenseId, Operation};
+use crate::domain::{
+    AuditEntry, EventKind, License, LicenseId, LicenseState, Operation, OperationKind, PoolPick,
+};
 use crate::store::codec::{self, to_micros};
 use crate::store::dialect::Dialect;
 use crate::store::group_commit::Written;
@@ -34,8 +37,8 @@ pub(crate) enum OrderAttempt {
 /// The insert of a license's row: its [`license_values`] with terms, then the rest.
 const INSERT_LICENSE: &str = "INSERT INTO licenses (state, license_key, upstream_id, \
      expire_time, last_error_code, last_error_message, update_time, ip, panel, tariff_id, nodes, \
-     period, auto_renew, id, client, server_id, hostname, create_time) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)";
+     period, auto_renew, id, client, server_id, hostname, create_time, reused_from) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)";
 
 /// [`INSERT_LICENSE`]'s values for `license`.
 fn insert_values(license: &License) -> Args {
@@ -46,6 +49,7 @@ fn insert_values(license: &License) -> Args {
         license.server_id.as_str(),
         license.hostname.as_ref().map(|h| h.as_str().to_owned()),
         to_micros(license.create_time),
+        license.reused_from.map(|id| id.to_string()),
     ]);
     values
 }
@@ -115,6 +119,7 @@ pub(crate) struct Order {
     pub request: Option<RequestRecord>,
     pub audit: Vec<AuditEntry>,
     pub limit: Option<SpendLimit>,
+    pub pick: Option<PoolPick>,
 }
 
 /// Stores `order` inside a write transaction.
@@ -128,6 +133,7 @@ pub(crate) async fn order_in<D: Dialect>(
         request,
         audit,
         limit,
+        pick,
     } = order;
     if let Some(request) = request {
         insert_request(tx, request).await?;
@@ -145,8 +151,8 @@ pub(crate) async fn order_in<D: Dialect>(
         ..license.clone()
     };
     let sql = format!(
-        "{INSERT_LICENSE} ON CONFLICT (client, server_id) \
-         WHERE state NOT IN ('CANCELLED', 'FAILED') DO NOTHING"
+        "{INSERT_LICENSE} ON CONFLICT (client, server_id) WHERE {} DO NOTHING",
+        LicenseState::LIVE_SQL
     );
     let inserted = match tx
         .execute(super::exec::dynamic(sql), insert_values(&ordered))
@@ -176,6 +182,52 @@ pub(crate) async fn order_in<D: Dialect>(
             None => OrderAttempt::Vanished,
         }));
     }
+    // A parked license that fits takes the place of a purchase (design.md §11: the
+    // pool is a state; reuse is a step like any other). Taken here, in the order's
+    // transaction, so that two orders never take one license and a crash leaves
+    // either both rows changed or neither.
+    let mut license = license.clone();
+    let mut op = op.clone();
+    let mut audit = audit.clone();
+    let mut limit = limit.as_ref();
+    if let Some(pick) = pick
+        && let Some(parked) = pool::take(tx, pick, license.id, license.create_time).await?
+    {
+        license.upstream_id = parked.upstream_id;
+        license.reused_from = Some(parked.id);
+        tx.execute(
+            fixed("UPDATE licenses SET upstream_id = $1, reused_from = $2 WHERE id = $3"),
+            args![
+                license.upstream_id.map(|id| id as i64),
+                parked.id.to_string(),
+                license.id.to_string()
+            ],
+        )
+        .await
+        .context("cannot record the reuse")?;
+        op.kind = OperationKind::Reuse {
+            from: parked.id.to_string(),
+            new_key: pick.new_key,
+            previous_key: parked.license_key.clone(),
+        };
+        // Nothing is bought: no price, no spend limit.
+        for entry in &mut audit {
+            if entry.action == op_name_order() {
+                entry.action = op.kind.name().to_owned();
+            }
+            entry.price = None;
+            entry.bought = None;
+        }
+        limit = None;
+        let taken = License {
+            state: LicenseState::Reused,
+            reused_by: Some(license.id),
+            update_time: license.create_time,
+            ..parked
+        };
+        insert_events::<D>(tx, &[EventKind::StateChanged], &taken).await?;
+    }
+    let (license, op, audit) = (&license, &op, &audit);
     // The license row met no live license on the IP; a step in flight that will bind
     // another license to it (an IP change) holds a reservation, which this one meets.
     // Reserved before the spend lock is taken, so that no transaction waits for a
@@ -218,6 +270,11 @@ pub(crate) async fn order_in<D: Dialect>(
     ))))
 }
 
+/// The action name of an order's audit entries.
+fn op_name_order() -> &'static str {
+    OperationKind::Order.name()
+}
+
 /// What an order that met another live license on its IP answers, given that
 /// license as read after the transaction (`None`: it has gone meanwhile, and the
 /// order may be tried again).
@@ -257,6 +314,18 @@ pub(crate) async fn operations_in<D: Dialect>(
     // operations.
     let id = license_id.to_string();
     D::lock_license(tx, &id).await?;
+    // An order may have taken the (parked) license since the caller read it: a change
+    // now would act on the upstream license the other one holds.
+    let reused = tx
+        .fetch_optional(
+            fixed("SELECT id FROM licenses WHERE id = $1 AND state = 'REUSED'"),
+            args![id.clone()],
+        )
+        .await
+        .context("cannot read the license's state")?;
+    if reused.is_some() {
+        return Err(StoreError::Reused(license_id));
+    }
     let open = tx
         .fetch_optional(open_operation_sql(), args![id])
         .await
@@ -341,9 +410,13 @@ pub(crate) async fn adopt_in<D: Dialect>(
     } else if inserted == 0 {
         // READ COMMITTED: these new statements see the committed conflicting row.
         let upstream_id = license.upstream_id.map(|id| id as i64);
-        let known = one_license(tx, licenses_where("upstream_id = $1"), args![upstream_id])
-            .await
-            .context("cannot look the upstream id up")?;
+        let known = one_license(
+            tx,
+            licenses_where("upstream_id = $1 AND state <> 'REUSED'"),
+            args![upstream_id],
+        )
+        .await
+        .context("cannot look the upstream id up")?;
         let existing = match known {
             Some(known) => Some(Inserted::Existing(known)),
             None => match live_license(tx, &license.client, &license.server_id).await? {

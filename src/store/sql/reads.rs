@@ -128,10 +128,11 @@ pub(crate) async fn server_license<C: Conn>(
     client: Option<&ClientName>,
     server_id: &ServerId,
 ) -> anyhow::Result<Option<License>> {
-    let sql = licenses_where(
+    let sql = licenses_where(&format!(
         "server_id = $1 AND (CAST($2 AS TEXT) IS NULL OR client = $2) \
-         ORDER BY state NOT IN ('CANCELLED', 'FAILED') DESC, id DESC LIMIT 1",
-    );
+         ORDER BY {} DESC, id DESC LIMIT 1",
+        crate::domain::LicenseState::LIVE_SQL
+    ));
     one_license(
         conn,
         sql,
@@ -211,7 +212,7 @@ pub(crate) async fn licenses_with_upstream_id<C: Conn>(
     conn: &mut C,
 ) -> anyhow::Result<Vec<License>> {
     let mut rows = conn.fetch(
-        licenses_where("upstream_id IS NOT NULL ORDER BY id"),
+        licenses_where("upstream_id IS NOT NULL AND state <> 'REUSED' ORDER BY id"),
         args![],
     );
     let mut licenses = Vec::new();

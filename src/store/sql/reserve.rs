@@ -146,7 +146,10 @@ pub(crate) async fn live_holder<C: Conn>(
     let except = except.map(|id| id.to_string()).unwrap_or_default();
     let holder = one_license(
         conn,
-        licenses_where("ip = $1 AND state NOT IN ('CANCELLED', 'FAILED') AND id <> $2"),
+        licenses_where(&format!(
+            "ip = $1 AND {} AND id <> $2",
+            crate::domain::LicenseState::LIVE_SQL
+        )),
         args![ip, except],
     )
     .await

@@ -4,12 +4,14 @@
 use anyhow::Context;
 
 use super::exec::{Args, Conn, Row, args, dynamic, fixed};
-use crate::domain::{ClientName, Hostname, License, Operation, ServerId, UpstreamFailure};
+use crate::domain::{
+    ClientName, Hostname, License, LicenseState, Operation, ServerId, UpstreamFailure,
+};
 use crate::store::codec::{self, from_micros, to_micros};
 
 pub(crate) const LICENSE_COLUMNS: &str = "id, client, server_id, ip, hostname, panel, tariff_id, \
      nodes, period, auto_renew, state, license_key, upstream_id, expire_time, last_error_code, \
-     last_error_message, create_time, update_time";
+     last_error_message, create_time, update_time, reused_from, reused_by";
 
 /// How a write sets a license's state columns from [`license_values`] (`$1`..`$7`).
 pub(crate) const SET_STATE: &str = "state = $1, license_key = $2, upstream_id = $3, \
@@ -81,6 +83,14 @@ pub(crate) fn license_from_row(row: &impl Row) -> anyhow::Result<License> {
             code,
             message: error_message.unwrap_or_default(),
         }),
+        reused_from: row
+            .opt_text("reused_from")?
+            .map(|id| codec::license_id(&id))
+            .transpose()?,
+        reused_by: row
+            .opt_text("reused_by")?
+            .map(|id| codec::license_id(&id))
+            .transpose()?,
     })
 }
 
@@ -120,8 +130,10 @@ pub(crate) async fn live_license<C: Conn>(
     client: &ClientName,
     server_id: &ServerId,
 ) -> anyhow::Result<Option<License>> {
-    let sql =
-        licenses_where("client = $1 AND server_id = $2 AND state NOT IN ('CANCELLED', 'FAILED')");
+    let sql = licenses_where(&format!(
+        "client = $1 AND server_id = $2 AND {}",
+        LicenseState::LIVE_SQL
+    ));
     one_license(conn, sql, args![client.as_str(), server_id.as_str()])
         .await
         .context("cannot read the server's live license")
@@ -132,7 +144,7 @@ pub(crate) async fn live_license_on_ip<C: Conn>(
     conn: &mut C,
     ip: &str,
 ) -> anyhow::Result<Option<License>> {
-    let sql = licenses_where("ip = $1 AND state NOT IN ('CANCELLED', 'FAILED')");
+    let sql = licenses_where(&format!("ip = $1 AND {}", LicenseState::LIVE_SQL));
     one_license(conn, sql, args![ip])
         .await
         .context("cannot read the IP's live license")

@@ -47,8 +47,18 @@ type LicenseServiceClient interface {
 	// none, changes panel and/or IP if they differ (never a second license), nothing if
 	// it already matches.
 	EnsureServerLicense(ctx context.Context, in *EnsureServerLicenseRequest, opts ...grpc.CallOption) (*EnsureServerLicenseResponse, error)
-	// Cancels a server's live license.
+	// Cancels a server's live license, or with `policy` PARK releases it as
+	// ReleaseLicense does.
 	CancelServerLicense(ctx context.Context, in *CancelServerLicenseRequest, opts ...grpc.CallOption) (*CancelServerLicenseResponse, error)
+	// Gives an ACTIVE or SUSPENDED license back: by the pool's rules of its tariff it is
+	// parked (suspended, moved to 0.0.0.0 upstream, PARKED here with its paid period,
+	// to be taken by the next order of the tariff instead of buying) or, when not worth
+	// keeping (too little paid time left, a full pool, a tariff that does not park),
+	// cancelled. The answer says which and why.
+	ReleaseLicense(ctx context.Context, in *ReleaseLicenseRequest, opts ...grpc.CallOption) (*ReleaseLicenseResponse, error)
+	// The pool: per tariff, the parked licenses, how many an order could take now,
+	// what they cost per month, and the purchases reuse saved. Admin only.
+	GetPool(ctx context.Context, in *GetPoolRequest, opts ...grpc.CallOption) (*GetPoolResponse, error)
 	// Streams license events after `after_event_id`, then new ones as they happen. A
 	// client that reconnects with the last id it saw misses nothing and gets nothing
 	// twice.
@@ -239,6 +249,24 @@ func (c *licenseServiceClient) CancelServerLicense(ctx context.Context, in *Canc
 	return out, nil
 }
 
+func (c *licenseServiceClient) ReleaseLicense(ctx context.Context, in *ReleaseLicenseRequest, opts ...grpc.CallOption) (*ReleaseLicenseResponse, error) {
+	out := new(ReleaseLicenseResponse)
+	err := c.cc.Invoke(ctx, "/licensefacade.v1.LicenseService/ReleaseLicense", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *licenseServiceClient) GetPool(ctx context.Context, in *GetPoolRequest, opts ...grpc.CallOption) (*GetPoolResponse, error) {
+	out := new(GetPoolResponse)
+	err := c.cc.Invoke(ctx, "/licensefacade.v1.LicenseService/GetPool", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *licenseServiceClient) WatchLicenses(ctx context.Context, in *WatchLicensesRequest, opts ...grpc.CallOption) (LicenseService_WatchLicensesClient, error) {
 	stream, err := c.cc.NewStream(ctx, &_LicenseService_serviceDesc.Streams[0], "/licensefacade.v1.LicenseService/WatchLicenses", opts...)
 	if err != nil {
@@ -395,8 +423,18 @@ type LicenseServiceServer interface {
 	// none, changes panel and/or IP if they differ (never a second license), nothing if
 	// it already matches.
 	EnsureServerLicense(context.Context, *EnsureServerLicenseRequest) (*EnsureServerLicenseResponse, error)
-	// Cancels a server's live license.
+	// Cancels a server's live license, or with `policy` PARK releases it as
+	// ReleaseLicense does.
 	CancelServerLicense(context.Context, *CancelServerLicenseRequest) (*CancelServerLicenseResponse, error)
+	// Gives an ACTIVE or SUSPENDED license back: by the pool's rules of its tariff it is
+	// parked (suspended, moved to 0.0.0.0 upstream, PARKED here with its paid period,
+	// to be taken by the next order of the tariff instead of buying) or, when not worth
+	// keeping (too little paid time left, a full pool, a tariff that does not park),
+	// cancelled. The answer says which and why.
+	ReleaseLicense(context.Context, *ReleaseLicenseRequest) (*ReleaseLicenseResponse, error)
+	// The pool: per tariff, the parked licenses, how many an order could take now,
+	// what they cost per month, and the purchases reuse saved. Admin only.
+	GetPool(context.Context, *GetPoolRequest) (*GetPoolResponse, error)
 	// Streams license events after `after_event_id`, then new ones as they happen. A
 	// client that reconnects with the last id it saw misses nothing and gets nothing
 	// twice.
@@ -499,6 +537,12 @@ func (UnimplementedLicenseServiceServer) EnsureServerLicense(context.Context, *E
 }
 func (UnimplementedLicenseServiceServer) CancelServerLicense(context.Context, *CancelServerLicenseRequest) (*CancelServerLicenseResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method CancelServerLicense not implemented")
+}
+func (UnimplementedLicenseServiceServer) ReleaseLicense(context.Context, *ReleaseLicenseRequest) (*ReleaseLicenseResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ReleaseLicense not implemented")
+}
+func (UnimplementedLicenseServiceServer) GetPool(context.Context, *GetPoolRequest) (*GetPoolResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method GetPool not implemented")
 }
 func (UnimplementedLicenseServiceServer) WatchLicenses(*WatchLicensesRequest, LicenseService_WatchLicensesServer) error {
 	return status.Errorf(codes.Unimplemented, "method WatchLicenses not implemented")
@@ -798,6 +842,42 @@ func _LicenseService_CancelServerLicense_Handler(srv interface{}, ctx context.Co
 	return interceptor(ctx, in, info, handler)
 }
 
+func _LicenseService_ReleaseLicense_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReleaseLicenseRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(LicenseServiceServer).ReleaseLicense(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/licensefacade.v1.LicenseService/ReleaseLicense",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(LicenseServiceServer).ReleaseLicense(ctx, req.(*ReleaseLicenseRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _LicenseService_GetPool_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetPoolRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(LicenseServiceServer).GetPool(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/licensefacade.v1.LicenseService/GetPool",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(LicenseServiceServer).GetPool(ctx, req.(*GetPoolRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _LicenseService_WatchLicenses_Handler(srv interface{}, stream grpc.ServerStream) error {
 	m := new(WatchLicensesRequest)
 	if err := stream.RecvMsg(m); err != nil {
@@ -1058,6 +1138,14 @@ var _LicenseService_serviceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CancelServerLicense",
 			Handler:    _LicenseService_CancelServerLicense_Handler,
+		},
+		{
+			MethodName: "ReleaseLicense",
+			Handler:    _LicenseService_ReleaseLicense_Handler,
+		},
+		{
+			MethodName: "GetPool",
+			Handler:    _LicenseService_GetPool_Handler,
 		},
 		{
 			MethodName: "Reconcile",

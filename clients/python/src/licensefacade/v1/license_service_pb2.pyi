@@ -17,6 +17,18 @@ class EnsureAction(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ENSURE_ACTION_ORDERED: _ClassVar[EnsureAction]
     ENSURE_ACTION_CHANGED: _ClassVar[EnsureAction]
 
+class ReleasePolicy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    RELEASE_POLICY_UNSPECIFIED: _ClassVar[ReleasePolicy]
+    RELEASE_POLICY_CANCEL: _ClassVar[ReleasePolicy]
+    RELEASE_POLICY_PARK: _ClassVar[ReleasePolicy]
+
+class ReleaseOutcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    RELEASE_OUTCOME_UNSPECIFIED: _ClassVar[ReleaseOutcome]
+    RELEASE_OUTCOME_PARKED: _ClassVar[ReleaseOutcome]
+    RELEASE_OUTCOME_CANCELLED: _ClassVar[ReleaseOutcome]
+
 class MissingReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     MISSING_REASON_UNSPECIFIED: _ClassVar[MissingReason]
@@ -34,6 +46,12 @@ ENSURE_ACTION_UNSPECIFIED: EnsureAction
 ENSURE_ACTION_NONE: EnsureAction
 ENSURE_ACTION_ORDERED: EnsureAction
 ENSURE_ACTION_CHANGED: EnsureAction
+RELEASE_POLICY_UNSPECIFIED: ReleasePolicy
+RELEASE_POLICY_CANCEL: ReleasePolicy
+RELEASE_POLICY_PARK: ReleasePolicy
+RELEASE_OUTCOME_UNSPECIFIED: ReleaseOutcome
+RELEASE_OUTCOME_PARKED: ReleaseOutcome
+RELEASE_OUTCOME_CANCELLED: ReleaseOutcome
 MISSING_REASON_UNSPECIFIED: MissingReason
 MISSING_REASON_ABSENT: MissingReason
 MISSING_REASON_DELETED: MissingReason
@@ -86,7 +104,7 @@ class LicenseError(_message.Message):
     def __init__(self, code: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
 
 class License(_message.Message):
-    __slots__ = ("id", "server_id", "ip", "hostname", "panel", "tariff_id", "state", "license_key", "upstream_id", "period_months", "auto_renew", "nodes", "trial", "expire_time", "create_time", "update_time", "last_error")
+    __slots__ = ("id", "server_id", "ip", "hostname", "panel", "tariff_id", "state", "license_key", "upstream_id", "period_months", "auto_renew", "nodes", "trial", "expire_time", "create_time", "update_time", "last_error", "reused_from", "reused_by")
     class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         STATE_UNSPECIFIED: _ClassVar[License.State]
@@ -97,6 +115,8 @@ class License(_message.Message):
         CANCELLED: _ClassVar[License.State]
         FAILED: _ClassVar[License.State]
         NEEDS_ATTENTION: _ClassVar[License.State]
+        PARKED: _ClassVar[License.State]
+        REUSED: _ClassVar[License.State]
     STATE_UNSPECIFIED: License.State
     PENDING: License.State
     PROVISIONING: License.State
@@ -105,6 +125,8 @@ class License(_message.Message):
     CANCELLED: License.State
     FAILED: License.State
     NEEDS_ATTENTION: License.State
+    PARKED: License.State
+    REUSED: License.State
     ID_FIELD_NUMBER: _ClassVar[int]
     SERVER_ID_FIELD_NUMBER: _ClassVar[int]
     IP_FIELD_NUMBER: _ClassVar[int]
@@ -122,6 +144,8 @@ class License(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
     LAST_ERROR_FIELD_NUMBER: _ClassVar[int]
+    REUSED_FROM_FIELD_NUMBER: _ClassVar[int]
+    REUSED_BY_FIELD_NUMBER: _ClassVar[int]
     id: str
     server_id: str
     ip: str
@@ -139,7 +163,9 @@ class License(_message.Message):
     create_time: _timestamp_pb2.Timestamp
     update_time: _timestamp_pb2.Timestamp
     last_error: LicenseError
-    def __init__(self, id: _Optional[str] = ..., server_id: _Optional[str] = ..., ip: _Optional[str] = ..., hostname: _Optional[str] = ..., panel: _Optional[str] = ..., tariff_id: _Optional[int] = ..., state: _Optional[_Union[License.State, str]] = ..., license_key: _Optional[str] = ..., upstream_id: _Optional[str] = ..., period_months: _Optional[int] = ..., auto_renew: _Optional[bool] = ..., nodes: _Optional[int] = ..., trial: _Optional[bool] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_error: _Optional[_Union[LicenseError, _Mapping]] = ...) -> None: ...
+    reused_from: str
+    reused_by: str
+    def __init__(self, id: _Optional[str] = ..., server_id: _Optional[str] = ..., ip: _Optional[str] = ..., hostname: _Optional[str] = ..., panel: _Optional[str] = ..., tariff_id: _Optional[int] = ..., state: _Optional[_Union[License.State, str]] = ..., license_key: _Optional[str] = ..., upstream_id: _Optional[str] = ..., period_months: _Optional[int] = ..., auto_renew: _Optional[bool] = ..., nodes: _Optional[int] = ..., trial: _Optional[bool] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_error: _Optional[_Union[LicenseError, _Mapping]] = ..., reused_from: _Optional[str] = ..., reused_by: _Optional[str] = ...) -> None: ...
 
 class OrderLicenseRequest(_message.Message):
     __slots__ = ("server", "panel", "period_months", "auto_renew", "nodes", "trial", "wait_for_active", "request_id")
@@ -380,20 +406,86 @@ class EnsureServerLicenseResponse(_message.Message):
     def __init__(self, license: _Optional[_Union[License, _Mapping]] = ..., action: _Optional[_Union[EnsureAction, str]] = ...) -> None: ...
 
 class CancelServerLicenseRequest(_message.Message):
-    __slots__ = ("server_id", "wait", "request_id")
+    __slots__ = ("server_id", "wait", "request_id", "policy")
     SERVER_ID_FIELD_NUMBER: _ClassVar[int]
     WAIT_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
     server_id: str
     wait: bool
     request_id: str
-    def __init__(self, server_id: _Optional[str] = ..., wait: _Optional[bool] = ..., request_id: _Optional[str] = ...) -> None: ...
+    policy: ReleasePolicy
+    def __init__(self, server_id: _Optional[str] = ..., wait: _Optional[bool] = ..., request_id: _Optional[str] = ..., policy: _Optional[_Union[ReleasePolicy, str]] = ...) -> None: ...
 
 class CancelServerLicenseResponse(_message.Message):
-    __slots__ = ("license",)
+    __slots__ = ("license", "outcome", "reason")
     LICENSE_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
     license: License
-    def __init__(self, license: _Optional[_Union[License, _Mapping]] = ...) -> None: ...
+    outcome: ReleaseOutcome
+    reason: str
+    def __init__(self, license: _Optional[_Union[License, _Mapping]] = ..., outcome: _Optional[_Union[ReleaseOutcome, str]] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class ReleaseLicenseRequest(_message.Message):
+    __slots__ = ("id", "wait", "request_id")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    WAIT_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    wait: bool
+    request_id: str
+    def __init__(self, id: _Optional[str] = ..., wait: _Optional[bool] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class ReleaseLicenseResponse(_message.Message):
+    __slots__ = ("license", "outcome", "reason")
+    LICENSE_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    license: License
+    outcome: ReleaseOutcome
+    reason: str
+    def __init__(self, license: _Optional[_Union[License, _Mapping]] = ..., outcome: _Optional[_Union[ReleaseOutcome, str]] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class GetPoolRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetPoolResponse(_message.Message):
+    __slots__ = ("tariffs", "entries")
+    TARIFFS_FIELD_NUMBER: _ClassVar[int]
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    tariffs: _containers.RepeatedCompositeFieldContainer[PoolTariff]
+    entries: _containers.RepeatedCompositeFieldContainer[PoolEntry]
+    def __init__(self, tariffs: _Optional[_Iterable[_Union[PoolTariff, _Mapping]]] = ..., entries: _Optional[_Iterable[_Union[PoolEntry, _Mapping]]] = ...) -> None: ...
+
+class PoolTariff(_message.Message):
+    __slots__ = ("tariff_id", "panel", "parked", "reusable", "monthly_cost", "reuses", "saved", "currency")
+    TARIFF_ID_FIELD_NUMBER: _ClassVar[int]
+    PANEL_FIELD_NUMBER: _ClassVar[int]
+    PARKED_FIELD_NUMBER: _ClassVar[int]
+    REUSABLE_FIELD_NUMBER: _ClassVar[int]
+    MONTHLY_COST_FIELD_NUMBER: _ClassVar[int]
+    REUSES_FIELD_NUMBER: _ClassVar[int]
+    SAVED_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    tariff_id: int
+    panel: str
+    parked: int
+    reusable: int
+    monthly_cost: str
+    reuses: int
+    saved: str
+    currency: str
+    def __init__(self, tariff_id: _Optional[int] = ..., panel: _Optional[str] = ..., parked: _Optional[int] = ..., reusable: _Optional[int] = ..., monthly_cost: _Optional[str] = ..., reuses: _Optional[int] = ..., saved: _Optional[str] = ..., currency: _Optional[str] = ...) -> None: ...
+
+class PoolEntry(_message.Message):
+    __slots__ = ("license", "reusable_time")
+    LICENSE_FIELD_NUMBER: _ClassVar[int]
+    REUSABLE_TIME_FIELD_NUMBER: _ClassVar[int]
+    license: License
+    reusable_time: _timestamp_pb2.Timestamp
+    def __init__(self, license: _Optional[_Union[License, _Mapping]] = ..., reusable_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class WatchLicensesRequest(_message.Message):
     __slots__ = ("after_event_id",)

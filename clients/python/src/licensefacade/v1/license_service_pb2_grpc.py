@@ -105,6 +105,16 @@ class LicenseServiceStub:
                 request_serializer=licensefacade_dot_v1_dot_license__service__pb2.CancelServerLicenseRequest.SerializeToString,
                 response_deserializer=licensefacade_dot_v1_dot_license__service__pb2.CancelServerLicenseResponse.FromString,
                 _registered_method=True)
+        self.ReleaseLicense = channel.unary_unary(
+                '/licensefacade.v1.LicenseService/ReleaseLicense',
+                request_serializer=licensefacade_dot_v1_dot_license__service__pb2.ReleaseLicenseRequest.SerializeToString,
+                response_deserializer=licensefacade_dot_v1_dot_license__service__pb2.ReleaseLicenseResponse.FromString,
+                _registered_method=True)
+        self.GetPool = channel.unary_unary(
+                '/licensefacade.v1.LicenseService/GetPool',
+                request_serializer=licensefacade_dot_v1_dot_license__service__pb2.GetPoolRequest.SerializeToString,
+                response_deserializer=licensefacade_dot_v1_dot_license__service__pb2.GetPoolResponse.FromString,
+                _registered_method=True)
         self.WatchLicenses = channel.unary_stream(
                 '/licensefacade.v1.LicenseService/WatchLicenses',
                 request_serializer=licensefacade_dot_v1_dot_license__service__pb2.WatchLicensesRequest.SerializeToString,
@@ -262,7 +272,27 @@ class LicenseServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CancelServerLicense(self, request, context):
-        """Cancels a server's live license.
+        """Cancels a server's live license, or with `policy` PARK releases it as
+        ReleaseLicense does.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReleaseLicense(self, request, context):
+        """Gives an ACTIVE or SUSPENDED license back: by the pool's rules of its tariff it is
+        parked (suspended, moved to 0.0.0.0 upstream, PARKED here with its paid period,
+        to be taken by the next order of the tariff instead of buying) or, when not worth
+        keeping (too little paid time left, a full pool, a tariff that does not park),
+        cancelled. The answer says which and why.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetPool(self, request, context):
+        """The pool: per tariff, the parked licenses, how many an order could take now,
+        what they cost per month, and the purchases reuse saved. Admin only.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -449,6 +479,16 @@ def add_LicenseServiceServicer_to_server(servicer, server):
                     servicer.CancelServerLicense,
                     request_deserializer=licensefacade_dot_v1_dot_license__service__pb2.CancelServerLicenseRequest.FromString,
                     response_serializer=licensefacade_dot_v1_dot_license__service__pb2.CancelServerLicenseResponse.SerializeToString,
+            ),
+            'ReleaseLicense': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReleaseLicense,
+                    request_deserializer=licensefacade_dot_v1_dot_license__service__pb2.ReleaseLicenseRequest.FromString,
+                    response_serializer=licensefacade_dot_v1_dot_license__service__pb2.ReleaseLicenseResponse.SerializeToString,
+            ),
+            'GetPool': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPool,
+                    request_deserializer=licensefacade_dot_v1_dot_license__service__pb2.GetPoolRequest.FromString,
+                    response_serializer=licensefacade_dot_v1_dot_license__service__pb2.GetPoolResponse.SerializeToString,
             ),
             'WatchLicenses': grpc.unary_stream_rpc_method_handler(
                     servicer.WatchLicenses,
@@ -885,6 +925,60 @@ class LicenseService:
             '/licensefacade.v1.LicenseService/CancelServerLicense',
             licensefacade_dot_v1_dot_license__service__pb2.CancelServerLicenseRequest.SerializeToString,
             licensefacade_dot_v1_dot_license__service__pb2.CancelServerLicenseResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReleaseLicense(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/licensefacade.v1.LicenseService/ReleaseLicense',
+            licensefacade_dot_v1_dot_license__service__pb2.ReleaseLicenseRequest.SerializeToString,
+            licensefacade_dot_v1_dot_license__service__pb2.ReleaseLicenseResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPool(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/licensefacade.v1.LicenseService/GetPool',
+            licensefacade_dot_v1_dot_license__service__pb2.GetPoolRequest.SerializeToString,
+            licensefacade_dot_v1_dot_license__service__pb2.GetPoolResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,324 @@
+//! The pool's use cases: releasing a license (parked by the pool's rules, else
+//! cancelled), what the pool holds and what it saved, and its sweep (refused reuses'
+//! licenses back to the pool, parked licenses cancelled before their next paid
+//! period). Taking a parked license is part of the order (see `order_as`).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use time::OffsetDateTime;
+
+use super::idempotency::fingerprint;
+use super::pricing::price_in;
+use super::{Call, LicenseService, Outcome, ServiceError};
+use crate::domain::{
+    CallPrice, License, OperationKind, Period, PoolConfig, Purchase, Release, ServerId,
+};
+use crate::store::ParkedLicense;
+
+/// How often the pool is swept.
+pub const POOL_SWEEP_INTERVAL: Duration = Duration::from_secs(300);
+
+/// Where a release sent a license, and why it was cancelled when it was.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Released {
+    /// The call's result.
+    pub outcome: Outcome,
+    /// Parked (`None`), or cancelled and why.
+    pub cancelled: Option<String>,
+}
+
+/// One tariff's pool.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PoolTariff {
+    /// The tariff.
+    pub tariff_id: u32,
+    /// Its panel, when in the catalog.
+    pub panel: Option<String>,
+    /// Parked licenses.
+    pub parked: u32,
+    /// Of those, how many an order could take now.
+    pub reusable: u32,
+    /// What the parked licenses cost per month; `None` when a price is unknown.
+    pub monthly_cost: Option<i64>,
+    /// Orders that took a parked license instead of buying.
+    pub reuses: u64,
+    /// What those orders would have cost at today's monthly price; `None` when
+    /// unknown.
+    pub saved: Option<i64>,
+    /// The currency of the amounts.
+    pub currency: String,
+}
+
+/// One parked license and when the upstream lets it move.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PoolEntry {
+    /// The license (PARKED).
+    pub license: License,
+    /// When its cooldowns pass; `None` while its park is finishing.
+    pub reusable_time: Option<OffsetDateTime>,
+    /// Whether an order could take it now.
+    pub reusable: bool,
+}
+
+/// The pool as a whole.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct PoolView {
+    /// Per tariff, by id.
+    pub tariffs: Vec<PoolTariff>,
+    /// Every parked license, soonest to expire first.
+    pub entries: Vec<PoolEntry>,
+}
+
+impl LicenseService {
+    /// The pool's rules.
+    pub fn pool_config(&self) -> &PoolConfig {
+        &self.pool
+    }
+
+    /// Sets the pool's rules.
+    pub fn with_pool(mut self, pool: PoolConfig) -> Self {
+        self.pool = std::sync::Arc::new(pool);
+        self
+    }
+
+    /// Releases license `id`: parked by the pool's rules of its tariff, else
+    /// cancelled.
+    pub async fn release(&self, call: &Call, id: &str) -> Result<Released, ServiceError> {
+        let fp = fingerprint("ReleaseLicense", &id);
+        let license = match self.change_target(call, &fp, id).await? {
+            Ok(license) => license,
+            Err(replayed) => return self.released(replayed).await,
+        };
+        self.release_license(call, &fp, license).await
+    }
+
+    /// Ends the server's live license: cancels it, or with `park` releases it.
+    pub async fn end_server_license(
+        &self,
+        call: &Call,
+        server_id: &str,
+        park: bool,
+    ) -> Result<Released, ServiceError> {
+        if !park {
+            return self
+                .cancel_server_license(call, server_id)
+                .await
+                .map(|outcome| Released {
+                    outcome,
+                    cancelled: Some("cancelled as asked".into()),
+                });
+        }
+        let server_id = ServerId::parse(server_id, "serverId")
+            .map_err(|v| ServiceError::InvalidArgument(vec![v]))?;
+        let fp = fingerprint("ReleaseServerLicense", &server_id.as_str());
+        if let Some(replayed) = self.replay(call, &fp).await? {
+            return self.released(replayed).await;
+        }
+        let license = self
+            .store
+            .server_license(Some(&call.client), &server_id)
+            .await?
+            .filter(|l| l.state.is_live())
+            .ok_or(ServiceError::NotFound)?;
+        self.release_license(call, &fp, license).await
+    }
+
+    async fn release_license(
+        &self,
+        call: &Call,
+        fp: &str,
+        license: License,
+    ) -> Result<Released, ServiceError> {
+        let parked = self.parked_count(license.tariff_id).await?;
+        let now = OffsetDateTime::now_utc();
+        let (change, cancelled) = match self.pool.release(&license, parked, now) {
+            Release::Park => (OperationKind::Park, None),
+            Release::Cancel(why) => (OperationKind::Cancel, Some(why)),
+        };
+        if let Some(why) = &cancelled {
+            tracing::info!(license_id = %license.id, reason = %why, "released license cancelled, not parked");
+        }
+        let outcome = self.queue(call, fp, license, vec![change], None).await?;
+        Ok(Released { outcome, cancelled })
+    }
+
+    /// Parked licenses of `tariff_id` (and those on their way: a park being carried
+    /// out counts, so a burst of releases does not overfill the pool).
+    async fn parked_count(&self, tariff_id: u32) -> Result<u64, ServiceError> {
+        let parked = self
+            .store
+            .parked_licenses()
+            .await?
+            .into_iter()
+            .filter(|p| p.license.tariff_id == tariff_id)
+            .count();
+        Ok(u64::try_from(parked).unwrap_or(u64::MAX))
+    }
+
+    /// What the pool holds, costs and saved.
+    pub async fn pool_view(&self) -> Result<PoolView, ServiceError> {
+        let now = OffsetDateTime::now_utc();
+        let parked = self.store.parked_licenses().await?;
+        let reuses: BTreeMap<u32, u64> = self.store.reuse_counts().await?.into_iter().collect();
+        // Prices are what the pool's figures are worth; without them the figures are
+        // shown as unknown, never as zero.
+        let list = self.price_list_within(Duration::from_secs(2)).await.ok();
+        let monthly = |tariff_id: u32, nodes: Option<u32>| -> CallPrice {
+            let panel = self
+                .catalog
+                .by_tariff(tariff_id)
+                .map(|p| p.name.clone())
+                .unwrap_or_default();
+            let purchase = Purchase {
+                panel,
+                tariff_id,
+                period: Period::Month,
+                addon: self.nodes_of(tariff_id, nodes),
+            };
+            match &list {
+                Some(list) => price_in(list, &purchase),
+                None => CallPrice::unknown("the price list is unavailable"),
+            }
+        };
+        let mut tariffs: BTreeMap<u32, PoolTariff> = BTreeMap::new();
+        let mut entries = Vec::with_capacity(parked.len());
+        for ParkedLicense {
+            license,
+            ip_changed,
+            key_changed,
+        } in parked
+        {
+            let reusable_time = ip_changed
+                .zip(key_changed)
+                .map(|(ip, key)| self.pool.reusable_from(ip, key));
+            let reusable = self
+                .pool
+                .pick(license.tariff_id, license.nodes, now)
+                .is_some_and(|pick| {
+                    reusable_time.is_some_and(|t| t <= now)
+                        && license
+                            .expire_time
+                            .is_some_and(|t| t >= pick.paid_until_at_least)
+                });
+            let entry = tariffs
+                .entry(license.tariff_id)
+                .or_insert_with(|| self.pool_tariff(license.tariff_id));
+            entry.parked += 1;
+            entry.reusable += u32::from(reusable);
+            let price = monthly(license.tariff_id, license.nodes);
+            entry.monthly_cost = entry.monthly_cost.zip(price.cents()).map(|(a, b)| a + b);
+            if let CallPrice::Known(m) = &price {
+                entry.currency.clone_from(&m.currency);
+            }
+            entries.push(PoolEntry {
+                license,
+                reusable_time,
+                reusable,
+            });
+        }
+        for (tariff_id, count) in reuses {
+            let entry = tariffs
+                .entry(tariff_id)
+                .or_insert_with(|| self.pool_tariff(tariff_id));
+            entry.reuses = count;
+            let price = monthly(tariff_id, None);
+            entry.saved = price
+                .cents()
+                .map(|c| c * i64::try_from(count).unwrap_or(i64::MAX));
+            if let CallPrice::Known(m) = &price {
+                entry.currency.clone_from(&m.currency);
+            }
+        }
+        Ok(PoolView {
+            tariffs: tariffs.into_values().collect(),
+            entries,
+        })
+    }
+
+    fn pool_tariff(&self, tariff_id: u32) -> PoolTariff {
+        PoolTariff {
+            tariff_id,
+            panel: self.catalog.by_tariff(tariff_id).map(|p| p.name.clone()),
+            parked: 0,
+            reusable: 0,
+            monthly_cost: Some(0),
+            reuses: 0,
+            saved: None,
+            currency: String::new(),
+        }
+    }
+
+    /// One sweep of the pool: gives refused reuses' licenses back (a crash between a
+    /// refused reuse's two writes leaves that here), and cancels the parked licenses
+    /// whose rules say so before their next paid period. Returns the cancellations
+    /// queued.
+    pub async fn sweep_pool(&self) -> Result<u32, ServiceError> {
+        let now = OffsetDateTime::now_utc();
+        for id in self.store.give_back_to_pool(now).await? {
+            tracing::info!(license_id = %id, "parked license back in the pool");
+            let _ = self.changes.send(id);
+        }
+        let mut cancelled = 0;
+        for parked in self.store.parked_licenses().await? {
+            let l = &parked.license;
+            if !self.pool.cancel_due(l.tariff_id, l.expire_time, now) {
+                continue;
+            }
+            let call = Call::of(l.client.clone());
+            match self
+                .queue(
+                    &call,
+                    "",
+                    parked.license.clone(),
+                    vec![OperationKind::Cancel],
+                    None,
+                )
+                .await
+            {
+                Ok(_) => {
+                    tracing::info!(license_id = %l.id, "parked license cancelled before its next paid period");
+                    cancelled += 1;
+                }
+                // Taken by an order meanwhile, or a step already open: nothing to do.
+                Err(ServiceError::OperationInProgress(_) | ServiceError::Precondition(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(cancelled)
+    }
+
+    /// Runs [`sweep_pool`](Self::sweep_pool) every `interval` until `stop`.
+    pub async fn run_pool_sweeper(
+        self,
+        interval: Duration,
+        stop: tokio_util::sync::CancellationToken,
+    ) {
+        loop {
+            if let Err(e) = self.sweep_pool().await {
+                tracing::warn!(error.message = %e, "pool sweep failed");
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(interval) => {}
+            }
+        }
+    }
+}
+
+impl LicenseService {
+    /// A replayed release: where its step sent the license (the reason of a
+    /// cancellation was said to the first call only).
+    async fn released(&self, outcome: Outcome) -> Result<Released, ServiceError> {
+        let mut parked = false;
+        for id in &outcome.operations {
+            if let Some(op) = self.store.get_operation(*id).await? {
+                parked |= matches!(op.kind, OperationKind::Park);
+            }
+        }
+        Ok(Released {
+            cancelled: (!parked).then(|| "cancelled by the pool's rules".to_owned()),
+            outcome,
+        })
+    }
+}

@@ -1,0 +1,318 @@
+//! The license pool over both APIs: a released license is parked upstream and taken
+//! by the next order of its tariff instead of buying; two orders never take one
+//! parked license; a pool whose cooldowns have not passed buys; a refused move gives
+//! the license back without buying; a release not worth parking cancels.
+
+use std::time::Duration;
+
+use license_facade::api::pb::v1 as pb;
+use license_facade::config::Settings;
+use license_facade::domain::{PoolConfig, PoolRules};
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, grpc_client, spawn_app_with};
+
+const PRO: &str = "ISPmanager 6 Pro";
+
+/// The app on its sandbox with the pool's cooldowns at `pool_days` and the
+/// sandbox's at `sandbox_days`, and `rules` for every tariff.
+async fn app(pool_days: u32, sandbox_days: u64, rules: PoolRules) -> TestApp {
+    spawn_app_with(0, |s: &mut Settings| {
+        s.pool = PoolConfig {
+            ip_change_cooldown_days: pool_days,
+            key_change_cooldown_days: pool_days,
+            default: rules,
+            ..PoolConfig::default()
+        };
+        let sandbox = s.sandbox.as_mut().expect("a sandbox");
+        sandbox.ip_change_cooldown = Duration::from_secs(sandbox_days * 86_400);
+        sandbox.key_change_cooldown = Duration::from_secs(sandbox_days * 86_400);
+    })
+    .await
+}
+
+async fn order(app: &TestApp, server: &str, ip: &str) -> Value {
+    let (status, body) = post(
+        app,
+        "/v1/licenses?wait=20s",
+        json!({"server": {"id": server, "ip": ip}, "panel": PRO}),
+    )
+    .await;
+    assert!(status == 201 || status == 202, "{status} {body}");
+    body
+}
+
+async fn post(app: &TestApp, path: &str, body: Value) -> (u16, Value) {
+    let r = app
+        .client
+        .post(format!("{}{path}", app.http))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+async fn get(app: &TestApp, path: &str) -> Value {
+    let r = app
+        .client
+        .get(format!("{}{path}", app.http))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{path}");
+    r.json().await.unwrap()
+}
+
+async fn release(app: &TestApp, id: &str) -> Value {
+    let (status, body) = post(
+        app,
+        &format!("/v1/licenses/{id}/release?wait=20s"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+fn orders_sent(app: &TestApp) -> u64 {
+    app.sandbox.carried_out("soft.order.param")
+}
+
+#[tokio::test]
+async fn a_released_license_is_parked_and_the_next_order_takes_it_instead_of_buying() {
+    let app = app(0, 0, PoolRules::default()).await;
+    let first = order(&app, "pool-a", "203.0.113.61").await;
+    assert_eq!(first["state"], "ACTIVE", "{first}");
+    let first_id = first["id"].as_str().unwrap().to_owned();
+    let upstream_id: u64 = first["upstreamId"].as_str().unwrap().parse().unwrap();
+
+    let released = release(&app, &first_id).await;
+    assert_eq!(released["outcome"], "RELEASE_OUTCOME_PARKED", "{released}");
+    assert_eq!(released["license"]["state"], "PARKED", "{released}");
+    let parked = app.sandbox.license(upstream_id).unwrap();
+    assert_eq!((parked.status, parked.ip.as_str()), (3, "0.0.0.0"));
+    // The server and its IP are free: the pool holds no server.
+    let listed = get(&app, "/v1/licenses?state=PARKED").await;
+    assert_eq!(listed["licenses"].as_array().unwrap().len(), 1, "{listed}");
+
+    let orders_before = orders_sent(&app);
+    let edits_before = app.sandbox.carried_out("soft.edit");
+    let resumes_before = app.sandbox.carried_out("soft.resume");
+    let second = order(&app, "pool-b", "203.0.113.62").await;
+    assert_eq!(second["state"], "ACTIVE", "{second}");
+    assert_eq!(second["reusedFrom"], first_id.as_str(), "{second}");
+    assert_eq!(second["upstreamId"], upstream_id.to_string(), "{second}");
+    assert_eq!(orders_sent(&app), orders_before, "nothing was bought");
+    assert_eq!(app.sandbox.carried_out("soft.edit") - edits_before, 1);
+    assert_eq!(app.sandbox.carried_out("soft.resume") - resumes_before, 1);
+    let moved = app.sandbox.license(upstream_id).unwrap();
+    assert_eq!(moved.ip, "203.0.113.62");
+    assert_eq!(moved.status, 2);
+    assert_eq!(moved.licname, second["id"].as_str().unwrap(), "named ours");
+    assert_eq!(
+        second["licenseKey"].as_str(),
+        Some(moved.license_key.as_str())
+    );
+
+    let donor = get(&app, &format!("/v1/licenses/{first_id}")).await;
+    assert_eq!(donor["state"], "REUSED", "{donor}");
+    assert_eq!(donor["reusedBy"], second["id"], "{donor}");
+    // A REUSED license cannot be changed: its upstream license is the other one's.
+    let (status, body) = post(&app, &format!("/v1/licenses/{first_id}/suspend"), json!({})).await;
+    assert_eq!(
+        (status, &body["code"]),
+        (409, &json!("INVALID_LICENSE_STATE")),
+        "{body}"
+    );
+
+    // The audit log says what happened: a reuse, no priced order.
+    let audit = get(
+        &app,
+        &format!("/v1/audit?licenseId={}", second["id"].as_str().unwrap()),
+    )
+    .await;
+    let actions: Vec<_> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["action"].as_str().unwrap().to_owned(), e["price"].clone()))
+        .collect();
+    assert!(
+        actions.iter().all(|(a, p)| a == "REUSE" && p.is_null()),
+        "{audit}"
+    );
+
+    // The pool view counts the reuse and shows an empty pool.
+    let pool = get(&app, "/v1/pool").await;
+    let tariff = &pool["tariffs"][0];
+    assert_eq!(tariff["tariffId"], 55228, "{pool}");
+    assert_eq!(tariff["reuses"], 1, "{pool}");
+    assert_eq!(tariff["parked"].as_u64().unwrap_or(0), 0, "{pool}");
+    assert!(!tariff["saved"].as_str().unwrap_or("").is_empty(), "{pool}");
+}
+
+#[tokio::test]
+async fn two_concurrent_orders_never_take_one_parked_license() {
+    let app = app(0, 0, PoolRules::default()).await;
+    let first = order(&app, "pool-c", "203.0.113.63").await;
+    release(&app, first["id"].as_str().unwrap()).await;
+    let orders_before = orders_sent(&app);
+    let (a, b) = tokio::join!(
+        order(&app, "pool-d", "203.0.113.64"),
+        order(&app, "pool-e", "203.0.113.65")
+    );
+    for l in [&a, &b] {
+        assert_eq!(l["state"], "ACTIVE", "{l}");
+    }
+    let reused = [&a, &b]
+        .iter()
+        .filter(|l| l["reusedFrom"].as_str().is_some_and(|s| !s.is_empty()))
+        .count();
+    assert_eq!(reused, 1, "one reuse: {a} {b}");
+    assert_eq!(orders_sent(&app) - orders_before, 1, "one purchase");
+    assert_ne!(a["upstreamId"], b["upstreamId"]);
+}
+
+#[tokio::test]
+async fn an_order_buys_while_the_cooldowns_have_not_passed() {
+    // The pool knows the upstream's cooldown (30 days): a license parked today waits.
+    let app = app(30, 30, PoolRules::default()).await;
+    let first = order(&app, "pool-f", "203.0.113.66").await;
+    release(&app, first["id"].as_str().unwrap()).await;
+    let orders_before = orders_sent(&app);
+    let second = order(&app, "pool-g", "203.0.113.67").await;
+    assert_eq!(second["state"], "ACTIVE", "{second}");
+    assert!(
+        second["reusedFrom"].as_str().unwrap_or("").is_empty(),
+        "{second}"
+    );
+    assert_eq!(orders_sent(&app) - orders_before, 1, "bought");
+    let pool = get(&app, "/v1/pool").await;
+    assert_eq!(pool["tariffs"][0]["parked"], 1, "{pool}");
+    assert_eq!(
+        pool["tariffs"][0]["reusable"].as_u64().unwrap_or(0),
+        0,
+        "{pool}"
+    );
+    assert!(pool["entries"][0]["reusableTime"].is_string(), "{pool}");
+}
+
+#[tokio::test]
+async fn a_move_the_upstream_refuses_buys_nothing_and_gives_the_license_back() {
+    // The pool believes the cooldowns passed; the upstream's clock says no.
+    let app = app(0, 30, PoolRules::default()).await;
+    let first = order(&app, "pool-h", "203.0.113.68").await;
+    let first_id = first["id"].as_str().unwrap().to_owned();
+    release(&app, &first_id).await;
+    let orders_before = orders_sent(&app);
+    let (status, second) = post(
+        &app,
+        "/v1/licenses?wait=20s",
+        json!({"server": {"id": "pool-i", "ip": "203.0.113.69"}, "panel": PRO}),
+    )
+    .await;
+    assert_eq!(status, 200, "answered once it ended: {second}");
+    assert_eq!(second["state"], "FAILED", "{second}");
+    assert_eq!(second["lastError"]["code"], "REUSE_REFUSED", "{second}");
+    assert_eq!(orders_sent(&app), orders_before, "nothing was bought");
+    let donor = get(&app, &format!("/v1/licenses/{first_id}")).await;
+    assert_eq!(donor["state"], "PARKED", "back in the pool: {donor}");
+    let taken = get(&app, "/v1/servers/pool-i/license").await;
+    assert_eq!(taken["state"], "FAILED", "{taken}");
+    assert_eq!(taken["lastError"]["code"], "REUSE_REFUSED", "{taken}");
+}
+
+#[tokio::test]
+async fn a_release_cancels_what_is_not_worth_parking_and_grpc_ends_a_server_by_policy() {
+    // A month's license never has 40 days left: released, it is cancelled.
+    let app = app(
+        0,
+        0,
+        PoolRules {
+            park_min_days_left: 40,
+            ..PoolRules::default()
+        },
+    )
+    .await;
+    let first = order(&app, "pool-j", "203.0.113.70").await;
+    let released = release(&app, first["id"].as_str().unwrap()).await;
+    assert_eq!(
+        released["outcome"], "RELEASE_OUTCOME_CANCELLED",
+        "{released}"
+    );
+    assert!(
+        released["reason"].as_str().unwrap().contains("40"),
+        "{released}"
+    );
+    assert_eq!(released["license"]["state"], "CANCELLED", "{released}");
+
+    // gRPC: CancelServerLicense with the PARK policy releases by the same rules.
+    let mut grpc = grpc_client(app.grpc_addr).await;
+    order(&app, "pool-k", "203.0.113.71").await;
+    let answer = grpc
+        .cancel_server_license(pb::CancelServerLicenseRequest {
+            server_id: "pool-k".into(),
+            wait: true,
+            request_id: String::new(),
+            policy: pb::ReleasePolicy::Park as i32,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(answer.outcome, pb::ReleaseOutcome::Cancelled as i32);
+    assert!(answer.reason.contains("40"), "{}", answer.reason);
+}
+
+#[tokio::test]
+async fn grpc_releases_and_shows_the_pool() {
+    let app = app(0, 0, PoolRules::default()).await;
+    let first = order(&app, "pool-l", "203.0.113.72").await;
+    let mut grpc = grpc_client(app.grpc_addr).await;
+    let released = grpc
+        .release_license(pb::ReleaseLicenseRequest {
+            id: first["id"].as_str().unwrap().into(),
+            wait: true,
+            request_id: "release-pool-l".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(released.outcome, pb::ReleaseOutcome::Parked as i32);
+    let license = released.license.unwrap();
+    assert_eq!(license.state, pb::license::State::Parked as i32);
+    // Replayed with its request id: the same answer, nothing sent again.
+    let edits = app.sandbox.carried_out("soft.edit");
+    let again = grpc
+        .release_license(pb::ReleaseLicenseRequest {
+            id: license.id.clone(),
+            wait: true,
+            request_id: "release-pool-l".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again.outcome, pb::ReleaseOutcome::Parked as i32);
+    assert_eq!(app.sandbox.carried_out("soft.edit"), edits);
+    let pool = grpc
+        .get_pool(pb::GetPoolRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(pool.tariffs.len(), 1);
+    assert_eq!(pool.tariffs[0].parked, 1);
+    assert_eq!(pool.tariffs[0].reusable, 1);
+    assert!(!pool.tariffs[0].monthly_cost.is_empty());
+    assert_eq!(pool.entries[0].license.as_ref().unwrap().id, license.id);
+    // The drift report does not take a parked license for an orphan or a mismatch.
+    let drift = grpc
+        .reconcile(pb::ReconcileRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let report = drift.report.unwrap();
+    assert!(report.orphans.is_empty(), "{report:?}");
+    assert!(report.mismatches.is_empty(), "{report:?}");
+    assert!(report.missing.is_empty(), "{report:?}");
+}
