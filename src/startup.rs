@@ -297,11 +297,7 @@ impl Application {
                 .run_reconciler(self.reconcile.clone(), stop.clone()),
         );
         tasks.spawn(self.service.clone().run_event_retention(stop.clone()));
-        tasks.spawn(
-            self.service
-                .clone()
-                .run_pool_sweeper(crate::service::POOL_SWEEP_INTERVAL, stop.clone()),
-        );
+        tasks.spawn(self.service.clone().run_pool_sweeper(stop.clone()));
         tasks.spawn(self.service.clone().run_event_sequencer(stop.clone()));
         tasks.spawn(
             self.service

@@ -81,6 +81,9 @@ pub struct PoolConfig {
     /// Rules per tariff id (`[pool.tariffs.55228]`; each starts from the built-in
     /// defaults, not from `default`).
     pub tariffs: BTreeMap<String, PoolRules>,
+    /// Seconds between sweeps of the pool (parked licenses due to be cancelled,
+    /// refused reuses' licenses given back).
+    pub sweep_interval_secs: u64,
 }
 
 impl Default for PoolConfig {
@@ -90,6 +93,7 @@ impl Default for PoolConfig {
             key_change_cooldown_days: 30,
             default: PoolRules::default(),
             tariffs: BTreeMap::new(),
+            sweep_interval_secs: 300,
         }
     }
 }
@@ -130,8 +134,11 @@ impl PoolConfig {
             .unwrap_or(&self.default)
     }
 
-    /// Refuses a `tariffs` key that is not a tariff id.
+    /// Refuses a `tariffs` key that is not a tariff id, or no sweep interval.
     pub fn check(&self) -> Result<(), String> {
+        if self.sweep_interval_secs == 0 {
+            return Err("pool.sweep_interval_secs: must be at least 1".into());
+        }
         match self.tariffs.keys().find(|k| k.parse::<u32>().is_err()) {
             Some(bad) => Err(format!(
                 "pool.tariffs.{bad}: the key must be a tariff id (a number)"

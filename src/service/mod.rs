@@ -34,7 +34,7 @@ pub use feed::{FeedConfig, FeedItem};
 pub use idempotency::{REQUEST_KEY_TTL, RequestKey};
 pub use input::{DEFAULT_PAGE_SIZE, ListInput, MAX_PAGE_SIZE, OrderInput};
 pub use lifecycle::EnsureAction;
-pub use pool::{POOL_SWEEP_INTERVAL, PoolEntry, PoolTariff, PoolView, Released};
+pub use pool::{PoolEntry, PoolTariff, PoolView, Released};
 pub use quotes::Quote;
 pub use reconcile::{MAX_EXPIRING_WITHIN_DAYS, ReconcileConfig};
 pub use resolve::{ABANDONED, MAX_REASON_CHARS, ResolveAction, ResolveInput};

@@ -16,9 +16,6 @@ use crate::domain::{
 };
 use crate::store::ParkedLicense;
 
-/// How often the pool is swept.
-pub const POOL_SWEEP_INTERVAL: Duration = Duration::from_secs(300);
-
 /// Where a release sent a license, and why it was cancelled when it was.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Released {
@@ -288,12 +285,9 @@ impl LicenseService {
         Ok(cancelled)
     }
 
-    /// Runs [`sweep_pool`](Self::sweep_pool) every `interval` until `stop`.
-    pub async fn run_pool_sweeper(
-        self,
-        interval: Duration,
-        stop: tokio_util::sync::CancellationToken,
-    ) {
+    /// Runs [`sweep_pool`](Self::sweep_pool) every `sweep_interval_secs` until `stop`.
+    pub async fn run_pool_sweeper(self, stop: tokio_util::sync::CancellationToken) {
+        let interval = Duration::from_secs(self.pool.sweep_interval_secs.max(1));
         loop {
             if let Err(e) = self.sweep_pool().await {
                 tracing::warn!(error.message = %e, "pool sweep failed");

@@ -22,6 +22,7 @@ async fn app(pool_days: u32, sandbox_days: u64, rules: PoolRules) -> TestApp {
             ip_change_cooldown_days: pool_days,
             key_change_cooldown_days: pool_days,
             default: rules,
+            sweep_interval_secs: 1,
             ..PoolConfig::default()
         };
         let sandbox = s.sandbox.as_mut().expect("a sandbox");
@@ -315,4 +316,51 @@ async fn grpc_releases_and_shows_the_pool() {
     assert!(report.orphans.is_empty(), "{report:?}");
     assert!(report.mismatches.is_empty(), "{report:?}");
     assert!(report.missing.is_empty(), "{report:?}");
+}
+
+#[tokio::test]
+async fn the_sweep_cancels_a_parked_license_before_its_next_paid_period() {
+    // Cancelled 40 days before its end: a month's license is due as soon as parked.
+    let app = app(
+        0,
+        0,
+        PoolRules {
+            cancel_days_before_expiry: 40,
+            park_min_days_left: 0,
+            ..PoolRules::default()
+        },
+    )
+    .await;
+    let first = order(&app, "pool-m", "203.0.113.73").await;
+    let id = first["id"].as_str().unwrap().to_owned();
+    let upstream_id: u64 = first["upstreamId"].as_str().unwrap().parse().unwrap();
+    let released = release(&app, &id).await;
+    assert_eq!(released["outcome"], "RELEASE_OUTCOME_PARKED", "{released}");
+    // The sweep runs every second here; the cancellation is its own CANCEL step.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let license = get(&app, &format!("/v1/licenses/{id}")).await;
+        if license["state"] == "CANCELLED" {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never cancelled: {license}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        app.sandbox.license(upstream_id).unwrap().status,
+        4,
+        "deleted upstream"
+    );
+    let audit = get(&app, &format!("/v1/audit?licenseId={id}")).await;
+    assert!(
+        audit["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "CANCEL" && e["outcome"] == "SUCCEEDED"),
+        "{audit}"
+    );
 }
