@@ -159,6 +159,12 @@ impl Api {
 
     /// How many audit entries have `action` and an outcome naming `outcome`.
     pub async fn audit_count(&self, action: &str, outcome: &str) -> usize {
+        self.audit_entries(action, outcome).await.len()
+    }
+
+    /// The audit entries that have `action` and an outcome naming `outcome` (with
+    /// their detail: a failure message names the upstream's refusal).
+    pub async fn audit_entries(&self, action: &str, outcome: &str) -> Vec<Value> {
         let page: Value = self
             .client
             .get(format!("{}/v1/audit?pageSize=1000", self.base))
@@ -177,9 +183,10 @@ impl Api {
                         e["action"] == action
                             && e["outcome"].as_str().is_some_and(|o| o.contains(outcome))
                     })
-                    .count()
+                    .cloned()
+                    .collect()
             })
-            .unwrap_or(0)
+            .unwrap_or_default()
     }
 
     /// Waits until an audit entry has `action` and an outcome naming `outcome` (the
