@@ -143,7 +143,9 @@ impl LicenseService {
             create_time: now,
         };
         self.store.insert_webhook(&webhook).await?;
-        tracing::info!(webhook = %webhook.id, client = %client, url = %webhook.url, "webhook created");
+        // The receiver's origin only: a path or query may carry a token of the
+        // receiver's, which has no place in a log.
+        tracing::info!(webhook = %webhook.id, client = %client, target = %url.origin().ascii_serialization(), "webhook created");
         Ok(WebhookView {
             webhook,
             backlog: 0,
@@ -462,7 +464,9 @@ impl LicenseService {
             .body(body)
             .send()
             .await
-            .map_err(|e| error_chain(&e))?;
+            // Without the URL: its path or query may carry the receiver's token, and
+            // this text is logged.
+            .map_err(|e| error_chain(&e.without_url()))?;
         let status = response.status();
         let mut read = 0;
         while read < self.webhooks.max_response_bytes {

@@ -15,6 +15,9 @@ use crate::helpers::{grpc_client_with, grpc_order, http_client_with, post_announ
 
 const PASSWORD: &str = "canary-password-91ad4e-never-log";
 const TOKEN: &str = "canary-token-7f3b9c2e-never-log";
+/// A receiver's token in a webhook URL's query: the caller sees its own URL back, but
+/// no log line may carry it (deliveries to it fail, and failures are logged).
+const URL_TOKEN: &str = "canary-url-token-3c1d-never-log";
 
 /// Everything a client saw: statuses, headers and bodies.
 #[derive(Default)]
@@ -76,10 +79,15 @@ async fn no_secret_reaches_a_log_a_response_or_a_header() {
         token_sha256_hex("reader-token"),
     )
     .unwrap();
+    // Deliveries may go to this host, so that a webhook to a closed port is accepted.
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, "[webhooks]\nallow_private_targets = true\n").unwrap();
     let stdout = dir.path().join("stdout");
     let stderr = dir.path().join("stderr");
     let mut child = Command::new(env!("CARGO_BIN_EXE_license-facade"))
         .arg("serve")
+        .arg("--config")
+        .arg(&config)
         .args(["--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0"])
         .args(["--database-url", "sqlite::memory:"])
         .args([
@@ -106,6 +114,16 @@ async fn no_secret_reaches_a_log_a_response_or_a_header() {
     let base = format!("http://{http}");
     let api = http_client_with(Some(TOKEN));
     let mut seen = Seen::default();
+
+    // A webhook whose URL carries a token, to a port nothing listens on: every event
+    // below is a failed delivery, logged.
+    let hook = api
+        .post(format!("{base}/v1/webhooks"))
+        .json(&json!({"url": format!("http://127.0.0.1:9/hook?token={URL_TOKEN}")}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(hook.status(), 201, "{:?}", hook.text().await);
 
     // Act: every REST endpoint, with failures.
     let get = |path: &str| api.get(format!("{base}{path}")).send();
@@ -324,6 +342,14 @@ async fn no_secret_reaches_a_log_a_response_or_a_header() {
         assert!(!logs.contains(secret), "a secret is in the logs");
         assert!(!seen.0.contains(secret), "a secret reached a client");
     }
+    assert!(
+        logs.contains("webhook delivery failed"),
+        "deliveries to the closed port failed and were logged"
+    );
+    assert!(
+        !logs.contains(URL_TOKEN),
+        "a webhook URL's token is in the logs"
+    );
 }
 
 /// The REST and gRPC addresses from the child's start-up line.
