@@ -81,10 +81,19 @@ fn edit(cfg: &SandboxConfig, st: &mut State, p: &Params) -> Result<Doc, ApiError
         return Ok(Doc::ok());
     }
     let ip = p.get("ip").map(check_ip).transpose()?;
-    let licname = p.get("licname").map(str::to_owned);
-    let remote_id = p.get("remoteid").map(str::to_owned);
+    let licname = sent(p, "licname").map(str::to_owned);
+    let remote_id = sent(p, "remoteid").map(str::to_owned);
     st.edit(cfg, id, ip, licname, remote_id)?;
     Ok(Doc::ok())
+}
+
+/// The trimmed value of `name` when it was sent, an empty one included: an empty
+/// `remoteid` clears it, as a pool does when it parks a license.
+fn sent<'a>(p: &'a Params, name: &str) -> Option<&'a str> {
+    p.0.iter()
+        .rev()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.trim())
 }
 
 /// `soft.suspend` / `soft.resume` / `soft.delete` on one id or a list of ids.
