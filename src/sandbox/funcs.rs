@@ -68,8 +68,9 @@ fn checkip(cfg: &SandboxConfig, st: &mut State, p: &Params) -> Result<Doc, ApiEr
     Ok(Doc::ok())
 }
 
-/// `soft.edit`: the form without `sok`; with `sok`, a new key (`clicked_button=newkey`)
-/// or a save of `ip` / `licname` / `remoteid`.
+/// `soft.edit`: the form without `sok`; with `sok`, a new key (`clicked_button=newkey`,
+/// answered with the form and so the new key at `/doc/lickey`, where ISPsystem's WHMCS
+/// module reads it) or a save of `ip` / `licname` / `remoteid` (`<ok/>`).
 fn edit(cfg: &SandboxConfig, st: &mut State, p: &Params) -> Result<Doc, ApiError> {
     let id = p.elid()?;
     if !p.sok() {
@@ -78,7 +79,8 @@ fn edit(cfg: &SandboxConfig, st: &mut State, p: &Params) -> Result<Doc, ApiError
     }
     if p.get("clicked_button") == Some("newkey") {
         st.new_key(cfg, id)?;
-        return Ok(Doc::ok());
+        let rec = st.record(cfg, id)?;
+        return Ok(views::soft_edit_form(cfg, rec));
     }
     let ip = p.get("ip").map(check_ip).transpose()?;
     let licname = sent(p, "licname").map(str::to_owned);

@@ -1,6 +1,6 @@
 //! Tests of parking a license for reuse (0.0.0.0, `free.lic`, no remoteid), of the
-//! cooldowns that hold a parked license in the pool, and of the `real_ipchange` /
-//! `real_keychange` columns.
+//! cooldowns that hold a parked license in the pool, of the `real_ipchange` /
+//! `real_keychange` columns, and of the new-key answer.
 
 use std::time::Duration;
 
@@ -324,6 +324,30 @@ async fn parking_and_leaving_the_pool_are_not_moves_of_a_license_in_use() {
     );
     ok(&park_again);
     assert_eq!(sb.handle.license(id).unwrap().ip, "0.0.0.0");
+}
+
+#[tokio::test]
+async fn a_new_key_answers_the_form_with_the_new_key_at_doc_lickey_in_xml_and_json() {
+    let sb = start_with_cooldowns(30, 30).await;
+    let id = sb.order("203.0.113.5", "55228").await;
+    let old = sb.handle.license(id).unwrap().license_key;
+
+    let xml = sb.new_key(id, "xml").await;
+    let after_xml = sb.handle.license(id).unwrap().license_key;
+    let json: Value = serde_json::from_str(&sb.new_key(id, "json").await).unwrap();
+    let after_json = sb.handle.license(id).unwrap().license_key;
+
+    let key = text_of(&xml, "lickey").expect("doc/lickey");
+    assert_ne!(key, old);
+    assert_eq!(key, after_xml);
+    assert_eq!(key.len(), 32);
+    assert!(
+        xml.contains(&format!("<elid>{id}</elid>")),
+        "the flat fields of the form: {xml}"
+    );
+    assert_eq!(text_of(&xml, "ip").as_deref(), Some("203.0.113.5"));
+    assert_eq!(json["doc"]["lickey"]["$"], after_json.as_str());
+    assert_ne!(after_json, after_xml);
 }
 
 #[tokio::test]
