@@ -389,8 +389,8 @@ const POOL_AT_ONCE: &str = "[pool]\nip_change_cooldown_days = 0\nkey_change_cool
 /// moved and resumed upstream exactly once, nothing is bought, and it is REUSED here.
 async fn crash_and_reuse(point: &'static str) -> ChangeFigures {
     let mut config = sandbox_config();
-    config.ip_change_cooldown = std::time::Duration::ZERO;
-    config.key_change_cooldown = std::time::Duration::ZERO;
+    config.ip_change_cooldown_days = 0;
+    config.key_change_cooldown_days = 0;
     let sandbox = start_sandbox(config).await;
     let mut dir = ServiceDir::with_extra_config(POOL_AT_ONCE);
     let parked_order = Order::new(12);

@@ -298,6 +298,8 @@ impl Service {
             .env_remove("LICENSE_FACADE_DATABASE_URL")
             .env_remove("LICENSE_FACADE_CLIENTS_FILE")
             .env_remove("LICENSE_FACADE_SANDBOX_KEY_DELAY_MS")
+            .env_remove("LICENSE_FACADE_SANDBOX_IP_CHANGE_COOLDOWN_DAYS")
+            .env_remove("LICENSE_FACADE_SANDBOX_KEY_CHANGE_COOLDOWN_DAYS")
             .stdin(Stdio::null())
             .stdout(Stdio::piped());
         Self::spawn(command, dir, label)
