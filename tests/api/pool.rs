@@ -3,6 +3,8 @@
 //! parked license; a pool whose cooldowns have not passed buys; a refused move gives
 //! the license back without buying; a release not worth parking cancels.
 
+use std::time::Duration;
+
 use license_facade::api::pb::v1 as pb;
 use license_facade::config::Settings;
 use license_facade::domain::{PoolConfig, PoolRules};
