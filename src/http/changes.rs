@@ -231,20 +231,12 @@ pub async fn release(
 ) -> Result<Response, ApiError> {
     let call = call(&principal, &headers, wait.wait.as_deref())?;
     let released = state.service.release(&call, &id).await?;
-    let status = respond(&released.outcome, Answer::Change).status();
-    let mut response = (status, axum::Json(crate::api::release_to_pb(&released))).into_response();
-    let location = format!("/v1/licenses/{}", released.outcome.license.id);
-    if let Ok(value) = axum::http::HeaderValue::from_str(&location) {
-        response
-            .headers_mut()
-            .insert(axum::http::header::LOCATION, value);
-    }
-    if released.outcome.replayed {
-        response.headers_mut().insert(
-            "idempotent-replayed",
-            axum::http::HeaderValue::from_static("true"),
-        );
-    }
+    // The status and headers of any change; the body says where the license went.
+    let (parts, _) = respond(&released.outcome, Answer::Change).into_parts();
+    let body = axum::Json(crate::api::release_to_pb(&released))
+        .into_response()
+        .into_body();
+    let mut response = Response::from_parts(parts, body);
     release_headers(&mut response, &released);
     Ok(response)
 }

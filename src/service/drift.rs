@@ -239,15 +239,7 @@ fn judge(
     };
     match license.state {
         S::Active | S::Suspended | S::Provisioning => {
-            let Some(up) = found.filter(|u| u.status != UpstreamStatus::Deleted) else {
-                missing.push(Missing {
-                    license: license.clone(),
-                    reason: if found.is_some() {
-                        MissingReason::Deleted
-                    } else {
-                        MissingReason::Absent
-                    },
-                });
+            let Some(up) = present(license, found, missing) else {
                 return;
             };
             let status_ok = match license.state {
@@ -305,15 +297,7 @@ fn judge(
         // In the pool: paid upstream, suspended and bound to no server (0.0.0.0).
         // Not an orphan (it is ours), and not missing while it is there.
         S::Parked => {
-            let Some(up) = found.filter(|u| u.status != UpstreamStatus::Deleted) else {
-                missing.push(Missing {
-                    license: license.clone(),
-                    reason: if found.is_some() {
-                        MissingReason::Deleted
-                    } else {
-                        MissingReason::Absent
-                    },
-                });
+            let Some(up) = present(license, found, missing) else {
                 return;
             };
             if up.status != UpstreamStatus::Suspended {
@@ -333,6 +317,27 @@ fn judge(
         // went on as another license of ours.
         S::Pending | S::NeedsAttention | S::Reused => {}
     }
+}
+
+/// What the upstream shows of `license`, which holds a paid upstream license: `None`
+/// (and the license is listed as missing) when it is absent or deleted.
+fn present<'u>(
+    license: &License,
+    found: Option<&'u UpstreamLicense>,
+    missing: &mut Vec<Missing>,
+) -> Option<&'u UpstreamLicense> {
+    let up = found.filter(|u| u.status != UpstreamStatus::Deleted);
+    if up.is_none() {
+        missing.push(Missing {
+            license: license.clone(),
+            reason: if found.is_some() {
+                MissingReason::Deleted
+            } else {
+                MissingReason::Absent
+            },
+        });
+    }
+    up
 }
 
 /// The address a parked license is bound to upstream.

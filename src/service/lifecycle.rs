@@ -486,14 +486,22 @@ impl LicenseService {
         if let Some(replayed) = self.replay(call, &fp).await? {
             return Ok(replayed);
         }
-        let license = self
-            .store
-            .server_license(Some(&call.client), &server_id)
-            .await?
-            .filter(|l| l.state.is_live())
-            .ok_or(ServiceError::NotFound)?;
+        let license = self.live_server_license(call, &server_id).await?;
         self.queue(call, &fp, license, vec![OperationKind::Cancel], None)
             .await
+    }
+
+    /// The caller's server's live license, else `NotFound`.
+    pub(super) async fn live_server_license(
+        &self,
+        call: &Call,
+        server_id: &ServerId,
+    ) -> Result<License, ServiceError> {
+        self.store
+            .server_license(Some(&call.client), server_id)
+            .await?
+            .filter(|l| l.state.is_live())
+            .ok_or(ServiceError::NotFound)
     }
 
     /// Waits until every operation in `ops` has finished or `timeout` passes, then

@@ -112,12 +112,7 @@ impl LicenseService {
         if let Some(replayed) = self.replay(call, &fp).await? {
             return self.released(replayed).await;
         }
-        let license = self
-            .store
-            .server_license(Some(&call.client), &server_id)
-            .await?
-            .filter(|l| l.state.is_live())
-            .ok_or(ServiceError::NotFound)?;
+        let license = self.live_server_license(call, &server_id).await?;
         self.release_license(call, &fp, license).await
     }
 
