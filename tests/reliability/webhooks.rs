@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use license_facade::api::pb::v1 as pb;
 use license_facade::api::pb::v1::license_service_client::LicenseServiceClient;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::support::{
-    Api, DEADLINE, Order, ServiceDir, TOKEN, WEBHOOK_SECRET, WebhookReceiver, check_deliveries,
-    sandbox_config, start_sandbox,
+    Api, DEADLINE, Order, ServiceDir, TOKEN, WebhookReceiver, check_deliveries, sandbox_config,
+    start_sandbox,
 };
 
 const ORDERS: usize = 6;
@@ -98,22 +98,7 @@ async fn round(kills: usize) -> usize {
     let receiver = WebhookReceiver::start(Duration::from_millis(40)).await;
     let mut dir = ServiceDir::with_config(CONFIG);
     let mut service = dir.start(&sandbox.url, None);
-    let (status, created) = service
-        .api
-        .post(
-            "/v1/webhooks",
-            &json!({"url": receiver.url(), "secret": WEBHOOK_SECRET}),
-            None,
-        )
-        .await
-        .unwrap();
-    assert_eq!(status, 201, "{created}");
-    let id = created["webhook"]["id"].as_str().unwrap().to_owned();
-    let start: i64 = created["webhook"]["lastEventId"]
-        .as_str()
-        .unwrap_or("0")
-        .parse()
-        .unwrap();
+    let (id, start) = receiver.subscribe(&service.api).await;
     let orders: Vec<Order> = (0..ORDERS).map(|n| Order::new(400 + n)).collect();
     let mut ids = Vec::new();
     for order in &orders {

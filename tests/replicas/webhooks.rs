@@ -8,11 +8,10 @@ use futures::StreamExt;
 use license_facade::api::pb::v1 as pb;
 use license_facade::api::pb::v1::license_service_client::LicenseServiceClient;
 use license_facade::sandbox::SandboxConfig;
-use serde_json::json;
 
 use crate::support::{
-    DEADLINE, InProcess, Order, TOKEN, TestDb, Timings, WEBHOOK_SECRET, WebhookReceiver,
-    check_deliveries, start_sandbox,
+    DEADLINE, InProcess, Order, TOKEN, TestDb, Timings, WebhookReceiver, check_deliveries,
+    start_sandbox,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -29,22 +28,7 @@ async fn with_two_replicas_each_event_is_delivered_once() {
     let receiver = WebhookReceiver::start(Duration::from_millis(5)).await;
     let a = InProcess::start(&db.url, &sandbox.url, Timings::replicas()).await;
     let b = InProcess::start(&db.url, &sandbox.url, Timings::replicas()).await;
-    let (status, created) = a
-        .api
-        .post(
-            "/v1/webhooks",
-            &json!({"url": receiver.url(), "secret": WEBHOOK_SECRET}),
-            None,
-        )
-        .await
-        .unwrap();
-    assert_eq!(status, 201, "{created}");
-    let id = created["webhook"]["id"].as_str().unwrap().to_owned();
-    let start: i64 = created["webhook"]["lastEventId"]
-        .as_str()
-        .unwrap_or("0")
-        .parse()
-        .unwrap();
+    let (id, start) = receiver.subscribe(&a.api).await;
 
     // Act: orders through both replicas.
     let mut ids = Vec::new();

@@ -55,6 +55,27 @@ impl WebhookReceiver {
         format!("http://{}/hook", self.addr.expect("started"))
     }
 
+    /// Subscribes this receiver through `api` with [`WEBHOOK_SECRET`]; the
+    /// subscription's id and the last event id before it (deliveries start after it).
+    pub async fn subscribe(&self, api: &super::Api) -> (String, i64) {
+        let (status, created) = api
+            .post(
+                "/v1/webhooks",
+                &serde_json::json!({"url": self.url(), "secret": WEBHOOK_SECRET}),
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(status, 201, "{created}");
+        let id = created["webhook"]["id"].as_str().unwrap().to_owned();
+        let start = created["webhook"]["lastEventId"]
+            .as_str()
+            .unwrap_or("0")
+            .parse()
+            .unwrap();
+        (id, start)
+    }
+
     /// Every delivery answered so far, in arrival order.
     pub fn received(&self) -> Vec<Received> {
         self.got.lock().unwrap().clone()
