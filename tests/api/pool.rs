@@ -364,3 +364,29 @@ async fn the_sweep_cancels_a_parked_license_before_its_next_paid_period() {
         "{audit}"
     );
 }
+
+#[tokio::test]
+async fn a_reuse_asks_for_a_new_key_when_the_rules_say_so() {
+    let app = app(
+        0,
+        0,
+        PoolRules {
+            new_key_on_reuse: true,
+            ..PoolRules::default()
+        },
+    )
+    .await;
+    let first = order(&app, "pool-n", "203.0.113.74").await;
+    let old_key = first["licenseKey"].as_str().unwrap().to_owned();
+    assert!(!old_key.is_empty(), "{first}");
+    release(&app, first["id"].as_str().unwrap()).await;
+    let orders_before = orders_sent(&app);
+    let second = order(&app, "pool-o", "203.0.113.75").await;
+    assert_eq!(second["state"], "ACTIVE", "{second}");
+    assert_eq!(second["reusedFrom"], first["id"], "{second}");
+    let new_key = second["licenseKey"].as_str().unwrap();
+    assert!(!new_key.is_empty() && new_key != old_key, "{second}");
+    let upstream: u64 = second["upstreamId"].as_str().unwrap().parse().unwrap();
+    assert_eq!(app.sandbox.license(upstream).unwrap().license_key, new_key);
+    assert_eq!(orders_sent(&app), orders_before, "nothing was bought");
+}
