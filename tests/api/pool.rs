@@ -390,3 +390,54 @@ async fn a_reuse_asks_for_a_new_key_when_the_rules_say_so() {
     assert_eq!(app.sandbox.license(upstream).unwrap().license_key, new_key);
     assert_eq!(orders_sent(&app), orders_before, "nothing was bought");
 }
+
+#[tokio::test]
+async fn a_reuse_and_an_ip_change_racing_for_one_ip_leave_one_license_there() {
+    let app = app(0, 0, PoolRules::default()).await;
+    // Ordered before the release, so that it does not take the parked license.
+    let other = order(&app, "pool-q", "203.0.113.77").await;
+    let parked = order(&app, "pool-p", "203.0.113.76").await;
+    release(&app, parked["id"].as_str().unwrap()).await;
+    let contested = "203.0.113.78";
+    for round in 0..5 {
+        let orders_before = orders_sent(&app);
+        let server = format!("pool-r{round}");
+        let move_path = format!(
+            "/v1/licenses/{}/change-ip?wait=20s",
+            other["id"].as_str().unwrap()
+        );
+        let (ordered, moved) = tokio::join!(
+            post(
+                &app,
+                "/v1/licenses?wait=20s",
+                json!({"server": {"id": server, "ip": contested}, "panel": PRO}),
+            ),
+            post(&app, &move_path, json!({"ip": contested}))
+        );
+        let won = [&ordered, &moved]
+            .iter()
+            .filter(|(status, _)| (200..300).contains(status))
+            .count();
+        assert_eq!(won, 1, "exactly one takes the IP: {ordered:?} {moved:?}");
+        let live: Vec<_> = app
+            .sandbox
+            .licenses()
+            .into_iter()
+            .filter(|l| l.ip == contested && matches!(l.status, 1 | 2 | 3 | 5))
+            .collect();
+        assert_eq!(live.len(), 1, "one license on the IP: {live:?}");
+        assert_eq!(
+            orders_sent(&app),
+            orders_before,
+            "nothing was bought (round {round}): {ordered:?} {moved:?}"
+        );
+        // Free the IP for the next round: give it back to the pool or move back.
+        if (200..300).contains(&ordered.0) {
+            release(&app, ordered.1["id"].as_str().unwrap()).await;
+        } else {
+            let back = json!({"ip": format!("203.0.113.{}", 90 + round)});
+            let (status, body) = post(&app, &move_path, back).await;
+            assert_eq!(status, 200, "{body}");
+        }
+    }
+}
