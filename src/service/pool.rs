@@ -130,9 +130,7 @@ impl LicenseService {
         fp: &str,
         license: License,
     ) -> Result<Released, ServiceError> {
-        let parked = self.parked_count(license.tariff_id).await?;
-        let now = OffsetDateTime::now_utc();
-        let (change, cancelled) = match self.pool.release(&license, parked, now) {
+        let (change, cancelled) = match self.release_outlook(&license).await? {
             Release::Park => (OperationKind::Park, None),
             Release::Cancel(why) => (OperationKind::Cancel, Some(why)),
         };
@@ -141,6 +139,16 @@ impl LicenseService {
         }
         let outcome = self.queue(call, fp, license, vec![change], None).await?;
         Ok(Released { outcome, cancelled })
+    }
+
+    /// Where a release of `license` would send it now, by the pool's rules of its
+    /// tariff and what the pool holds: what a release does, and what a person is told
+    /// before asking for one.
+    pub async fn release_outlook(&self, license: &License) -> Result<Release, ServiceError> {
+        let parked = self.parked_count(license.tariff_id).await?;
+        Ok(self
+            .pool
+            .release(license, parked, OffsetDateTime::now_utc()))
     }
 
     /// Parked licenses of `tariff_id` (and those on their way: a park being carried
