@@ -88,7 +88,7 @@ impl LicenseService {
         let fp = fingerprint("ReleaseLicense", &id);
         let license = match self.change_target(call, &fp, id).await? {
             Ok(license) => license,
-            Err(replayed) => return self.released(replayed).await,
+            Err(replayed) => return self.released(call, replayed).await,
         };
         self.release_license(call, &fp, license).await
     }
@@ -113,7 +113,7 @@ impl LicenseService {
             .map_err(|v| ServiceError::InvalidArgument(vec![v]))?;
         let fp = fingerprint("ReleaseServerLicense", &server_id.as_str());
         if let Some(replayed) = self.replay(call, &fp).await? {
-            return self.released(replayed).await;
+            return self.released(call, replayed).await;
         }
         let license = self
             .store
@@ -317,16 +317,40 @@ impl LicenseService {
 impl LicenseService {
     /// A replayed release: where its step sent the license (the reason of a
     /// cancellation was said to the first call only).
-    async fn released(&self, outcome: Outcome) -> Result<Released, ServiceError> {
+    async fn released(&self, call: &Call, outcome: Outcome) -> Result<Released, ServiceError> {
         let mut parked = false;
         for id in &outcome.operations {
             if let Some(op) = self.store.get_operation(*id).await? {
                 parked |= matches!(op.kind, OperationKind::Park);
             }
         }
+        // A first call that did not wait stored its result before its operations
+        // were numbered; the audit entry accepted with its request id names its step.
+        if outcome.operations.is_empty() {
+            parked = self.park_accepted(call, &outcome.license).await?;
+        }
         Ok(Released {
             cancelled: (!parked).then(|| "cancelled by the pool's rules".to_owned()),
             outcome,
         })
+    }
+
+    /// Whether a PARK of `license` was accepted with the request id of `call`.
+    async fn park_accepted(&self, call: &Call, license: &License) -> Result<bool, ServiceError> {
+        let Some(key) = &call.request else {
+            return Ok(false);
+        };
+        let park = OperationKind::Park.name();
+        let entries = self
+            .list_audit(super::AuditQuery {
+                license_id: license.id.to_string(),
+                action: park.to_owned(),
+                ..super::AuditQuery::default()
+            })
+            .await?;
+        Ok(entries.items.iter().any(|e| {
+            e.outcome == crate::domain::AuditOutcome::Accepted
+                && e.request_id.as_deref() == Some(key.as_str())
+        }))
     }
 }

@@ -105,6 +105,16 @@ async fn a_license_released_from_its_page_is_parked_shown_in_the_pool_and_its_re
     let (_, forged) = release(&mut shop, &first_id, Some("not-the-token")).await;
     let unchanged = api.license(&first_id).await;
     let (confirm, done) = release(&mut shop, &first_id, None).await;
+    // The same confirmation sent again (a double click): the same call.
+    let again = shop
+        .post(
+            &format!("/console/licenses/{first_id}/actions/release"),
+            &[
+                ("csrf", &confirm.hidden("csrf")),
+                ("request_key", &confirm.hidden("request_key")),
+            ],
+        )
+        .await;
     api.license_until(&first_id, &["PARKED"]).await;
     let after = shop
         .get(&format!("/console/licenses/{first_id}?done=release"))
@@ -132,6 +142,14 @@ async fn a_license_released_from_its_page_is_parked_shown_in_the_pool_and_its_re
         done.location(),
         format!("/console/licenses/{first_id}?done=release")
     );
+    assert_eq!(
+        again.status,
+        StatusCode::SEE_OTHER,
+        "a replay: {}",
+        again.body
+    );
+    assert_eq!(again.location(), done.location());
+    assert_eq!(app.sandbox.call_count("soft.suspend"), 1, "parked once");
     assert!(after.body.contains("being parked in the pool"));
     assert!(
         after
