@@ -157,6 +157,7 @@ async fn a_license_released_from_its_page_is_parked_shown_in_the_pool_and_its_re
             .contains("class=\"badge pool\" id=\"state\">PARKED")
     );
     assert!(after.body.contains("id=\"state-note\""));
+    assert!(after.body.contains("upstream it is bound to 0.0.0.0"));
     assert!(
         !after.body.contains("id=\"action-release\""),
         "a parked license is not released again"
