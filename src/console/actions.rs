@@ -42,7 +42,7 @@ pub struct Action {
 }
 
 /// Every action of the API on one license.
-pub const ACTIONS: [Action; 8] = [
+pub const ACTIONS: [Action; 9] = [
     Action {
         slug: "renew",
         title: "Renew license",
@@ -105,6 +105,20 @@ pub const ACTIONS: [Action; 8] = [
         title: "Reissue license key",
         explain: "Asks the upstream for a new key; the old key stops working.",
         done: "The new key was requested; it appears here once issued.",
+        danger: false,
+        needs_period: false,
+        needs_ip: false,
+        needs_panel: false,
+        needs_resolve: false,
+    },
+    Action {
+        slug: "release",
+        title: "Release license",
+        explain: "Gives the license up for the pool: if the pool's rules of its tariff keep it, \
+                  it is parked upstream with its paid time and the next order of its tariff \
+                  takes it instead of buying; if it is not worth keeping, it is cancelled. \
+                  Either way the server and its IP address no longer hold it.",
+        done: "The release was accepted: the license is being parked in the pool.",
         danger: false,
         needs_period: false,
         needs_ip: false,
@@ -216,7 +230,11 @@ pub async fn confirm(
     ];
     let mut hidden = Vec::new();
     let (mut price, mut price_error) = (String::new(), String::new());
+    let (mut outlook, mut cancels) = (String::new(), false);
     if ready {
+        if action.slug == "release" {
+            (outlook, cancels) = super::pool::release_outlook(&state, &license).await?;
+        }
         if action.needs_ip {
             summary.push(("From IP".into(), license.ip.to_string()));
             summary.push(("To IP".into(), input.ip.trim().to_owned()));
@@ -289,7 +307,8 @@ pub async fn confirm(
         slug: action.slug,
         title: action.title,
         explain: action.explain,
-        danger: action.danger,
+        danger: action.danger || cancels,
+        outlook,
         ask_period: action.needs_period,
         ask_ip: action.needs_ip,
         ask_panel: action.needs_panel,
@@ -380,6 +399,7 @@ pub async fn carry_out(
     let action = action(&slug)?;
     let call = call(&session.principal, &form.request_key)?;
     let service = &state.service;
+    let mut done = action.slug;
     let outcome = match action.slug {
         "renew" => service.renew(&call, &id, months(&form.period)?).await?,
         "change-ip" => service.change_ip(&call, &id, form.ip.trim()).await?,
@@ -392,6 +412,14 @@ pub async fn carry_out(
         "resume" => service.resume(&call, &id).await?,
         "reissue-key" => service.reissue_key(&call, &id).await?,
         "cancel" => service.cancel(&call, &id).await?,
+        "release" => {
+            let released = service.release(&call, &id).await?;
+            // The pool's rules cancelled it: the page says so, as after a cancel.
+            if released.cancelled.is_some() {
+                done = "cancel";
+            }
+            released.outcome
+        }
         "resolve" => {
             session.require(Scope::Admin)?;
             let mode = form.mode.as_deref().unwrap_or_default();
@@ -414,8 +442,8 @@ pub async fn carry_out(
         "console action accepted"
     );
     Ok(Redirect::to(&format!(
-        "{BASE}/licenses/{}?done={}",
-        outcome.license.id, action.slug
+        "{BASE}/licenses/{}?done={done}",
+        outcome.license.id
     ))
     .into_response())
 }

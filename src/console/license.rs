@@ -65,6 +65,7 @@ fn offered_actions(license: &License, admin: bool) -> Vec<ActionLink> {
             false,
             OperationKind::ReissueKey { previous_key: None },
         ),
+        ("release", "Release", false, OperationKind::Park),
         ("cancel", "Cancel", true, OperationKind::Cancel),
     ];
     let mut offered: Vec<ActionLink> = candidates
@@ -155,6 +156,14 @@ pub async fn license(
         auto_renew: license.auto_renew,
         nodes: license.nodes.map(|n| n.to_string()).unwrap_or_default(),
         license_key: license.license_key.clone().unwrap_or_default(),
+        reused_from: license
+            .reused_from
+            .map(|id| id.to_string())
+            .unwrap_or_default(),
+        reused_by: license
+            .reused_by
+            .map(|id| id.to_string())
+            .unwrap_or_default(),
         created: when(license.create_time),
         done,
         actions: if may_write {

@@ -15,6 +15,7 @@ mod error;
 mod license;
 mod login;
 mod pages;
+mod pool;
 mod session;
 mod views;
 mod watchers;
@@ -132,6 +133,7 @@ pub fn router(state: ConsoleState) -> Router {
         .route("/webhooks/{id}/resume", post(webhooks::resume))
         .route("/webhooks/{id}/delete", post(webhooks::delete))
         .route("/servers", get(watchers::servers))
+        .route("/pool", get(pool::pool))
         .fallback(error::not_found)
         .with_state(state)
         .layer(axum::middleware::map_response(security_headers))

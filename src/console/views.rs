@@ -323,6 +323,10 @@ pub struct LicensePage {
     pub auto_renew: bool,
     pub nodes: String,
     pub license_key: String,
+    /// The license this one took from the pool instead of buying; empty if none.
+    pub reused_from: String,
+    /// The license that took this one's upstream license (REUSED); empty if none.
+    pub reused_by: String,
     pub created: String,
     pub done: String,
     pub actions: Vec<ActionLink>,
@@ -349,6 +353,9 @@ pub struct Confirm {
     pub title: &'static str,
     pub explain: &'static str,
     pub danger: bool,
+    /// Where the action sends the license, when that depends on more than its state
+    /// (a release: parked or cancelled by the pool's rules); empty otherwise.
+    pub outlook: String,
     /// Inputs still needed: the first step shows them.
     pub ask_period: bool,
     pub ask_ip: bool,

@@ -85,7 +85,7 @@ impl LicenseService {
         let fp = fingerprint("ReleaseLicense", &id);
         let license = match self.change_target(call, &fp, id).await? {
             Ok(license) => license,
-            Err(replayed) => return self.released(replayed).await,
+            Err(replayed) => return self.released(call, replayed).await,
         };
         self.release_license(call, &fp, license).await
     }
@@ -110,7 +110,7 @@ impl LicenseService {
             .map_err(|v| ServiceError::InvalidArgument(vec![v]))?;
         let fp = fingerprint("ReleaseServerLicense", &server_id.as_str());
         if let Some(replayed) = self.replay(call, &fp).await? {
-            return self.released(replayed).await;
+            return self.released(call, replayed).await;
         }
         let license = self.live_server_license(call, &server_id).await?;
         self.release_license(call, &fp, license).await
@@ -122,9 +122,7 @@ impl LicenseService {
         fp: &str,
         license: License,
     ) -> Result<Released, ServiceError> {
-        let parked = self.parked_count(license.tariff_id).await?;
-        let now = OffsetDateTime::now_utc();
-        let (change, cancelled) = match self.pool.release(&license, parked, now) {
+        let (change, cancelled) = match self.release_outlook(&license).await? {
             Release::Park => (OperationKind::Park, None),
             Release::Cancel(why) => (OperationKind::Cancel, Some(why)),
         };
@@ -133,6 +131,16 @@ impl LicenseService {
         }
         let outcome = self.queue(call, fp, license, vec![change], None).await?;
         Ok(Released { outcome, cancelled })
+    }
+
+    /// Where a release of `license` would send it now, by the pool's rules of its
+    /// tariff and what the pool holds: what a release does, and what a person is told
+    /// before asking for one.
+    pub async fn release_outlook(&self, license: &License) -> Result<Release, ServiceError> {
+        let parked = self.parked_count(license.tariff_id).await?;
+        Ok(self
+            .pool
+            .release(license, parked, OffsetDateTime::now_utc()))
     }
 
     /// Parked licenses of `tariff_id` (and those on their way: a park being carried
@@ -298,16 +306,40 @@ impl LicenseService {
 impl LicenseService {
     /// A replayed release: where its step sent the license (the reason of a
     /// cancellation was said to the first call only).
-    async fn released(&self, outcome: Outcome) -> Result<Released, ServiceError> {
+    async fn released(&self, call: &Call, outcome: Outcome) -> Result<Released, ServiceError> {
         let mut parked = false;
         for id in &outcome.operations {
             if let Some(op) = self.store.get_operation(*id).await? {
                 parked |= matches!(op.kind, OperationKind::Park);
             }
         }
+        // A first call that did not wait stored its result before its operations
+        // were numbered; the audit entry accepted with its request id names its step.
+        if outcome.operations.is_empty() {
+            parked = self.park_accepted(call, &outcome.license).await?;
+        }
         Ok(Released {
             cancelled: (!parked).then(|| "cancelled by the pool's rules".to_owned()),
             outcome,
         })
+    }
+
+    /// Whether a PARK of `license` was accepted with the request id of `call`.
+    async fn park_accepted(&self, call: &Call, license: &License) -> Result<bool, ServiceError> {
+        let Some(key) = &call.request else {
+            return Ok(false);
+        };
+        let park = OperationKind::Park.name();
+        let entries = self
+            .list_audit(super::AuditQuery {
+                license_id: license.id.to_string(),
+                action: park.to_owned(),
+                ..super::AuditQuery::default()
+            })
+            .await?;
+        Ok(entries.items.iter().any(|e| {
+            e.outcome == crate::domain::AuditOutcome::Accepted
+                && e.request_id.as_deref() == Some(key.as_str())
+        }))
     }
 }

@@ -321,6 +321,71 @@ async fn seed(app: &TestApp) -> (String, String, String) {
     (stuck_id, unbought_id, shown)
 }
 
+/// The license of `server`'s id.
+async fn license_of(app: &TestApp, server: &str) -> String {
+    let license: Value = app
+        .get(&format!("/v1/servers/{server}/license"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    license["id"].as_str().expect("a license").to_owned()
+}
+
+/// The Pool page: a license released from its page is parked, an order of its
+/// tariff takes it instead of buying, and one of another tariff released by the API
+/// waits in the pool; the page fits its cards.
+async fn pool(app: &TestApp, browser: &Client, console: &str) {
+    let released = license_of(app, "shop-7").await;
+    browser
+        .goto(&format!("{console}licenses/{released}"))
+        .await
+        .unwrap();
+    submit(browser, "action-release", "body.page-confirm").await;
+    assert!(text(browser).await.contains("rules it is parked"));
+    submit(browser, "confirm", "body.page-license").await;
+    assert!(text(browser).await.contains("being parked in the pool"));
+    app.license_until(&released, |l| l["state"] == "PARKED")
+        .await;
+    let bought = app.sandbox.call_count("soft.order.param");
+    let taker = app
+        .order_and_wait(&json!({"server": {"id": "web-03", "ip": "198.51.100.30",
+                                           "hostname": "web-03.example.com"},
+                                "panel": "ISPmanager 6 Pro"}))
+        .await;
+    assert_eq!(taker["reusedFrom"], released.as_str(), "{taker}");
+    assert_eq!(app.sandbox.call_count("soft.order.param"), bought);
+    let parked = license_of(app, "db-01").await;
+    let answer = app
+        .post_json(
+            &format!("/v1/licenses/{parked}/release?wait=20s"),
+            &json!({}),
+        )
+        .await;
+    assert!(answer.status().is_success());
+    app.license_until(&parked, |l| l["state"] == "PARKED").await;
+
+    browser.goto(&format!("{console}pool")).await.unwrap();
+    let page = text(browser).await;
+    for shown in ["ISPmanager 6 Lite", "ISPmanager 6 Pro", "db-01"] {
+        assert!(page.contains(shown), "{shown}: {page}");
+    }
+    let reuses = browser
+        .find(Locator::Id("total-reuses"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(reuses, "1");
+    save_screenshot(browser, "pool").await;
+    let tables = overflow(browser, ".table-wrap", ".card").await;
+    assert!(
+        tables <= 0.0,
+        "a pool table overflows its card by {tables}px"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_works_in_a_real_browser() {
     let Some(driver) = Driver::start() else {
@@ -341,6 +406,12 @@ async fn the_console_works_in_a_real_browser() {
         s.billmanager.request_timeout = std::time::Duration::from_secs(2);
         s.workflow.max_lookup_failures = 2;
         s.workflow.max_resends = 0;
+        // A parked license may move at once, so the Pool page shows a reuse.
+        s.pool.ip_change_cooldown_days = 0;
+        s.pool.key_change_cooldown_days = 0;
+        let sandbox = s.sandbox.as_mut().expect("a sandbox");
+        sandbox.ip_change_cooldown = std::time::Duration::ZERO;
+        sandbox.key_change_cooldown = std::time::Duration::ZERO;
     })
     .await;
     let (stuck_id, unbought_id, shown_id) = seed(&app).await;
@@ -572,6 +643,8 @@ async fn the_console_works_in_a_real_browser() {
         servers_overflow <= 0.0,
         "the servers tables overflow their card by {servers_overflow}px"
     );
+
+    pool(&app, &browser, &console).await;
 
     // Log out: the pages are closed again.
     submit(&browser, "logout", "body.page-login").await;

@@ -298,8 +298,10 @@ async fn every_console_page_sends_the_security_headers() {
         "/console/licenses".to_owned(),
         format!("/console/licenses/{id}"),
         format!("/console/licenses/{id}/actions/renew?period=1"),
+        format!("/console/licenses/{id}/actions/release"),
         "/console/drift".to_owned(),
         "/console/audit".to_owned(),
+        "/console/pool".to_owned(),
         "/console/no-such-page".to_owned(),
     ] {
         pages.push(browser.get(&path).await);

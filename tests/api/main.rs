@@ -13,6 +13,7 @@ mod browser;
 mod catalog;
 mod connections;
 mod console;
+mod console_pool;
 mod console_security;
 mod costs;
 mod doctor;
