@@ -410,8 +410,8 @@ async fn the_console_works_in_a_real_browser() {
         s.pool.ip_change_cooldown_days = 0;
         s.pool.key_change_cooldown_days = 0;
         let sandbox = s.sandbox.as_mut().expect("a sandbox");
-        sandbox.ip_change_cooldown = std::time::Duration::ZERO;
-        sandbox.key_change_cooldown = std::time::Duration::ZERO;
+        sandbox.ip_change_cooldown_days = 0;
+        sandbox.key_change_cooldown_days = 0;
     })
     .await;
     let (stuck_id, unbought_id, shown_id) = seed(&app).await;

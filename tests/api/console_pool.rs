@@ -4,8 +4,6 @@
 //! other; a release not worth keeping says it cancels, and does; the pool is for
 //! admins.
 
-use std::time::Duration;
-
 use license_facade::config::Settings;
 use license_facade::domain::{PoolConfig, PoolRules};
 use reqwest::StatusCode;
@@ -33,8 +31,8 @@ async fn app(rules: PoolRules) -> TestApp {
             ..PoolConfig::default()
         };
         let sandbox = s.sandbox.as_mut().expect("a sandbox");
-        sandbox.ip_change_cooldown = Duration::ZERO;
-        sandbox.key_change_cooldown = Duration::ZERO;
+        sandbox.ip_change_cooldown_days = 0;
+        sandbox.key_change_cooldown_days = 0;
     })
     .await
 }
