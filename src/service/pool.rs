@@ -111,7 +111,13 @@ impl LicenseService {
             ip: ip.to_string(),
             previous_ip: license.ip.to_string(),
         };
-        self.queue(call, &fp, license, vec![change], None).await
+        let mut outcome = self.queue(call, &fp, license, vec![change], None).await?;
+        if !outcome.settled {
+            // Taken out of the pool by the acceptance itself: shown as it is now, not
+            // as it was read before.
+            outcome.license = self.get_license(call.owner_filter(), id).await?;
+        }
+        Ok(outcome)
     }
 
     /// Ends the server's live license: cancels it, or with `park` releases it.
