@@ -1,10 +1,9 @@
 //! The change steps: renew, change IP, change panel, suspend, resume, cancel, reissue
 //! key, park, reuse and unpark, each a call (or a few) on a license that already
 //! exists upstream. The attempt engine carries them RECEIVED → INTENT (committed) →
-//! upstream call → CONFIRMED → DONE; what
-//! is theirs is the call, and after an unknown outcome the license's upstream details,
-//! which tell whether the change was already made, so a paid change (renewal, tariff
-//! change) is never sent twice. As for orders, absence is proven for the state the
+//! upstream call → CONFIRMED → DONE; what is theirs is the call, and after an unknown
+//! outcome the license's upstream details, which tell whether the change was already
+//! made, so a paid change (renewal, tariff change) is never sent twice. As for orders, absence is proven for the state the
 //! change could be in: details of a license in processing (status 5) may not show a
 //! change under way, so they prove nothing.
 
