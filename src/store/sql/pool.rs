@@ -80,13 +80,16 @@ pub(crate) async fn take<C: Conn>(
 /// on `ip` from now on, so that it holds its server and the IP as a live license, and
 /// an order for either, accepted meanwhile, meets it in the one-live-license indexes
 /// rather than the unpark meeting the order when it lands. Refused when its server
-/// has another live license now.
+/// has another live license now. Returns `false` when an order for the server
+/// committed its license while this update waited for it: the transaction is to be
+/// run again (on PostgreSQL the failed update aborted it), and its check then finds
+/// that license.
 pub(crate) async fn unpark<D: Dialect>(
     tx: &mut D::Conn,
     id: LicenseId,
     ip: &str,
     now: OffsetDateTime,
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
     let parked = one_license(
         tx,
         licenses_where("id = $1 AND state = 'PARKED'"),
@@ -98,22 +101,31 @@ pub(crate) async fn unpark<D: Dialect>(
     if let Some(holder) = live_license(tx, &parked.client, &parked.server_id).await? {
         return Err(StoreError::ServerTaken(Box::new(holder)));
     }
-    tx.execute(
-        fixed(
-            "UPDATE licenses SET state = 'SUSPENDED', ip = $1, update_time = $2 \
-             WHERE id = $3 AND state = 'PARKED'",
-        ),
-        args![ip, to_micros(now), id.to_string()],
-    )
-    .await
-    .context("cannot take the license out of the pool")?;
+    let updated = tx
+        .execute(
+            fixed(
+                "UPDATE licenses SET state = 'SUSPENDED', ip = $1, update_time = $2 \
+                 WHERE id = $3 AND state = 'PARKED'",
+            ),
+            args![ip, to_micros(now), id.to_string()],
+        )
+        .await;
+    match updated {
+        Ok(_) => {}
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => return Ok(false),
+        Err(e) => {
+            return Err(anyhow::Error::new(e)
+                .context("cannot take the license out of the pool")
+                .into());
+        }
+    }
     let mut after = parked;
     after.state = LicenseState::Suspended;
     after.ip = crate::domain::LicenseIp::parse(ip, "ip")
         .map_err(|v| StoreError::Unexpected(anyhow::anyhow!("{v}")))?;
     after.update_time = now;
     insert_events::<D>(tx, &[EventKind::StateChanged, EventKind::IpChanged], &after).await?;
-    Ok(())
+    Ok(true)
 }
 
 /// Records the upstream's last IP and key change of a parked license.

@@ -17,6 +17,7 @@ store_tests!(
     labels_are_each_accounts_own_and_a_label_not_sent_is_kept,
     an_unpark_holds_the_server_and_the_new_ip_from_its_acceptance,
     an_unpark_is_refused_while_its_server_has_another_live_license,
+    an_unpark_and_an_order_for_its_server_racing_accept_exactly_one,
 );
 
 fn labels(licname: Option<&str>, remoteid: Option<&str>) -> ItemLabels {
@@ -61,8 +62,8 @@ async fn labels_are_each_accounts_own_and_a_label_not_sent_is_kept(store: Arc<dy
     assert_eq!(store.item_labels(&alice, &[]).await.unwrap(), vec![]);
 }
 
-/// A PARKED license of `client`'s `server`, ordered upstream.
-async fn parked(store: &dyn Store, client: &str, server: &str) -> License {
+/// A PARKED license of `client`'s `server`, ordered upstream as `upstream_id`.
+async fn parked(store: &dyn Store, client: &str, server: &str, upstream_id: u64) -> License {
     let license = pending(client, server, T0);
     create(store, &license, T0).await;
     let active = end(store, &license, LicenseState::Active).await;
@@ -75,7 +76,7 @@ async fn parked(store: &dyn Store, client: &str, server: &str) -> License {
     op.phase = Phase::Done;
     let parked = License {
         state: LicenseState::Parked,
-        upstream_id: Some(7_001),
+        upstream_id: Some(upstream_id),
         update_time: active.update_time + Duration::from_secs(1),
         ..active
     };
@@ -103,7 +104,7 @@ fn unpark(license: &License, to: &str) -> Operation {
 
 async fn an_unpark_holds_the_server_and_the_new_ip_from_its_acceptance(store: Arc<dyn Store>) {
     let store = &*store;
-    let license = parked(store, "alice", "srv-1").await;
+    let license = parked(store, "alice", "srv-1", 7_001).await;
 
     store
         .insert_operations(
@@ -150,7 +151,7 @@ async fn an_unpark_holds_the_server_and_the_new_ip_from_its_acceptance(store: Ar
 
 async fn an_unpark_is_refused_while_its_server_has_another_live_license(store: Arc<dyn Store>) {
     let store = &*store;
-    let license = parked(store, "alice", "srv-1").await;
+    let license = parked(store, "alice", "srv-1", 7_001).await;
     let successor = pending("alice", "srv-1", T0 + Duration::from_secs(5));
     create(store, &successor, T0).await;
 
@@ -183,4 +184,33 @@ async fn an_unpark_is_refused_while_its_server_has_another_live_license(store: A
         matches!(order, Inserted::Created(_)),
         "the IP was not held: {order:?}"
     );
+}
+
+async fn an_unpark_and_an_order_for_its_server_racing_accept_exactly_one(store: Arc<dyn Store>) {
+    for n in 0..8u8 {
+        let server = format!("srv-race-{n}");
+        let license = parked(&*store, "alice", &server, 7_100 + u64::from(n)).await;
+        let unparker = store.clone();
+        let change = unpark(&license, &format!("192.0.2.{}", 100 + n));
+        let unparked = tokio::spawn(async move {
+            unparker
+                .insert_operations(change.license_id, &[change], None, &[], None)
+                .await
+        });
+        let order = pending("alice", &server, T0);
+        let orderer = store.clone();
+        let ordered = tokio::spawn(async move {
+            orderer
+                .insert_order(&order, &super::order_op(&order, T0), None, &[], None)
+                .await
+        });
+        let (unparked, ordered) = (unparked.await.unwrap(), ordered.await.unwrap().unwrap());
+        match (&unparked, &ordered) {
+            (Ok(_), Inserted::Existing(l)) => assert_eq!(l.id, license.id),
+            (Err(StoreError::ServerTaken(holder)), Inserted::Created(created)) => {
+                assert_eq!(holder.id, created.id);
+            }
+            other => panic!("round {n}: {other:?}"),
+        }
+    }
 }
