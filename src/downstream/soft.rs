@@ -168,3 +168,18 @@ async fn park(r: &Req<'_>, license: License) -> Result<License, ApiError> {
     }
     Ok(released.outcome.license)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::parks;
+
+    #[test]
+    fn only_the_unspecified_address_parks() {
+        for ip in ["0.0.0.0", " 0.0.0.0", "::", "0:0:0:0:0:0:0:0"] {
+            assert!(parks(ip), "{ip}");
+        }
+        for ip in ["", "free.lic", "203.0.113.5", "0.0.0.1", "::1"] {
+            assert!(!parks(ip), "{ip}");
+        }
+    }
+}
