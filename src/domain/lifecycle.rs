@@ -101,6 +101,13 @@ impl License {
             },
             // Taken at an order's acceptance, never queued on a license.
             OperationKind::Reuse { .. } => wrong_state("being ordered"),
+            OperationKind::Unpark { ip, .. } => match state {
+                S::Parked if ip.as_str() == super::PARKED_IP => {
+                    refuse("SAME_IP", format!("the license is parked on {ip} already"))
+                }
+                S::Parked => Ok(()),
+                _ => wrong_state("PARKED"),
+            },
         }
     }
 }

@@ -7,6 +7,7 @@ mod catalog;
 mod cost;
 mod event;
 mod ids;
+mod labels;
 mod license;
 mod lifecycle;
 mod network;
@@ -29,6 +30,7 @@ pub use cost::{
 };
 pub use event::{Event, EventKind};
 pub use ids::{ClientName, Hostname, LicenseId, ServerId};
+pub use labels::{ItemLabels, MAX_LABEL_CHARS};
 pub use license::{License, LicenseState, MAX_NODES, NewLicense, Period, UpstreamFailure};
 pub use lifecycle::Precondition;
 pub use network::{LicenseIp, canonical as canonical_ip};

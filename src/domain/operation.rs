@@ -61,6 +61,18 @@ pub enum OperationKind {
         /// The key before, to recognise the new one.
         previous_key: Option<String>,
     },
+    /// A parked license of ours taken back out of the pool by its own client onto
+    /// `ip` (the WHMCS module's reuse of its own parked item): `soft.edit` with the
+    /// new `ip` (our id stays its name), and it stays suspended until resumed. The
+    /// license is SUSPENDED on `ip` from its acceptance, so it holds its server and
+    /// the IP as an order's license does; refused upstream, it goes back to the pool
+    /// on `previous_ip`. Nothing is bought.
+    Unpark {
+        /// The address it moves to.
+        ip: String,
+        /// Its address before it was parked, kept while it is parked.
+        previous_ip: String,
+    },
 }
 
 impl OperationKind {
@@ -77,6 +89,7 @@ impl OperationKind {
             Self::ReissueKey { .. } => "REISSUE_KEY",
             Self::Park => "PARK",
             Self::Reuse { .. } => "REUSE",
+            Self::Unpark { .. } => "UNPARK",
         }
     }
 
@@ -93,13 +106,13 @@ impl OperationKind {
     }
 
     /// The IP the step binds its license to when that is not the license's own: an IP
-    /// change's target. It is reserved from the step's acceptance to its end, so that
+    /// change's or an unpark's target. It is reserved from the step's acceptance to its end, so that
     /// no other step or order can bind a second license to it meanwhile (an order, which
     /// binds its new license to the license's own IP, reserves that; see
     /// [`Operation::occupies`]).
     pub fn target_ip(&self) -> Option<&str> {
         match self {
-            Self::ChangeIp { ip } => Some(ip),
+            Self::ChangeIp { ip } | Self::Unpark { ip, .. } => Some(ip),
             _ => None,
         }
     }

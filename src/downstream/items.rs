@@ -1,8 +1,11 @@
 //! A license as the shop shows a `soft` item: its status code, a row of the `soft`
 //! list and the `soft.edit` form. The id is the license's item id, never the
-//! upstream's; the key shows only once the license is active with it.
+//! upstream's; the key shows only once the license is active with it. `licname` and
+//! `remoteid` are the account's own labels of the item when it set them, else the
+//! license's host name and server id; a parked license shows the address it is
+//! parked on upstream.
 
-use crate::domain::{License, LicenseState, PanelCatalog};
+use crate::domain::{ItemLabels, License, LicenseState, PARKED_IP, PanelCatalog};
 use crate::protocol::{Doc, Node, period_name, status, status_name};
 
 /// The shop's status code of a license: 5 (processing) until it is active with a key
@@ -27,6 +30,29 @@ fn key_of(l: &License) -> &str {
     match status_of(l) {
         status::ACTIVE | status::SUSPENDED => l.license_key.as_deref().unwrap_or_default(),
         _ => "",
+    }
+}
+
+/// The item's `licname`: the account's label, else the license's host name.
+fn licname<'a>(l: &'a License, labels: Option<&'a ItemLabels>) -> &'a str {
+    labels
+        .and_then(|x| x.licname.as_deref())
+        .unwrap_or_else(|| l.hostname.as_ref().map_or("", |h| h.as_str()))
+}
+
+/// The item's `remoteid`: the account's label, else the license's server id.
+fn remoteid<'a>(l: &'a License, labels: Option<&'a ItemLabels>) -> &'a str {
+    labels
+        .and_then(|x| x.remoteid.as_deref())
+        .unwrap_or_else(|| l.server_id.as_str())
+}
+
+/// The item's `ip`: where the license is bound upstream.
+fn ip_of(l: &License) -> String {
+    if l.state == LicenseState::Parked {
+        PARKED_IP.to_owned()
+    } else {
+        l.ip.to_string()
     }
 }
 
@@ -57,16 +83,18 @@ fn message(name: &str, raw: impl ToString, text: impl ToString) -> Node {
 
 /// One `<elem>` of the `soft` list: the shop's documented columns
 /// (billmanager-api.md §10.3) plus `status`.
-pub fn list_elem(catalog: &PanelCatalog, l: &License, item: u64) -> Node {
+pub fn list_elem(
+    catalog: &PanelCatalog,
+    l: &License,
+    item: u64,
+    labels: Option<&ItemLabels>,
+) -> Node {
     let code = status_of(l);
     let period = l.period.upstream_value();
     let mut e = Node::new("elem");
     e.add_field("id", item);
-    e.add_field(
-        "licname",
-        l.hostname.as_ref().map(|h| h.as_str()).unwrap_or_default(),
-    );
-    e.add_field("ip", l.ip);
+    e.add_field("licname", licname(l, labels));
+    e.add_field("ip", ip_of(l));
     e.children
         .push(message("period", period, period_name(period)));
     e.add_field("update_expiredate", date(l.expire_time));
@@ -97,15 +125,20 @@ pub fn list_elem(catalog: &PanelCatalog, l: &License, item: u64) -> Node {
 
 /// The flat fields of the `soft.edit` form (what noc reads at `/doc/lickey`,
 /// `/doc/expiredate`, …).
-pub fn form_fields(catalog: &PanelCatalog, l: &License, item: u64) -> Vec<Node> {
-    let licname = l.hostname.as_ref().map(|h| h.as_str()).unwrap_or_default();
+pub fn form_fields(
+    catalog: &PanelCatalog,
+    l: &License,
+    item: u64,
+    labels: Option<&ItemLabels>,
+) -> Vec<Node> {
+    let licname = licname(l, labels);
     let mut fields = vec![
         Node::text("elid", item),
         Node::text("id", item),
         Node::text("name", licname),
         Node::text("licname", licname),
-        Node::text("ip", l.ip),
-        Node::text("remoteid", l.server_id.as_str()),
+        Node::text("ip", ip_of(l)),
+        Node::text("remoteid", remoteid(l, labels)),
         Node::text("lickey", key_of(l)),
         Node::text("status", status_of(l)),
         Node::text("pricelist", l.tariff_id),
@@ -129,6 +162,6 @@ pub fn form_fields(catalog: &PanelCatalog, l: &License, item: u64) -> Vec<Node> 
 }
 
 /// The `soft.edit` form.
-pub fn form(catalog: &PanelCatalog, l: &License, item: u64) -> Doc {
-    Doc::form(form_fields(catalog, l, item))
+pub fn form(catalog: &PanelCatalog, l: &License, item: u64, labels: Option<&ItemLabels>) -> Doc {
+    Doc::form(form_fields(catalog, l, item, labels))
 }

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use crate::auth::Principal;
-use crate::domain::{ClientName, License};
+use crate::domain::{ClientName, ItemLabels, License};
 use crate::protocol::{ApiError, Params};
 use crate::service::{Call, LicenseService, ServiceError};
 
@@ -57,6 +57,16 @@ impl Req<'_> {
     pub async fn license(&self) -> Result<(u64, License), ApiError> {
         let item = self.params.elid()?;
         self.license_of(item).await.map(|l| (item, l))
+    }
+
+    /// The account's own labels of `license`, if it set any.
+    pub async fn labels(&self, license: &License) -> Result<Option<ItemLabels>, ApiError> {
+        let mut labels = self
+            .service
+            .item_labels(&self.principal.client, std::slice::from_ref(license))
+            .await
+            .map_err(|e| self.fail(&e))?;
+        Ok(labels.remove(&license.id))
     }
 
     /// The license of item `item`, if the caller may see it.

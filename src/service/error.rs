@@ -377,6 +377,10 @@ impl From<StoreError> for ServiceError {
                     "license {id} is REUSED: another license took its parked upstream license"
                 ),
             }),
+            StoreError::ServerTaken(existing) => Self::ServerHasLicense {
+                existing,
+                use_instead: "ReleaseLicense",
+            },
             other => Self::Store(other),
         }
     }

@@ -1,12 +1,12 @@
 //! What the downstream BILLmanager API needs beyond the other use cases: the stable
 //! integer item ids its clients keep (assigned by the store when a license is
-//! inserted, whichever API created it), a license by item id, and the pre-check of an
-//! order (`soft.checkip`).
+//! inserted, whichever API created it), a license by item id, the account's own labels
+//! of its items, and the pre-check of an order (`soft.checkip`).
 
 use std::collections::HashMap;
 
 use super::{Call, LicenseService, OrderInput, ServiceError};
-use crate::domain::{ClientName, License, LicenseId};
+use crate::domain::{ClientName, ItemLabels, License, LicenseId};
 
 impl LicenseService {
     /// The item ids of `licenses`.
@@ -38,6 +38,45 @@ impl LicenseService {
             .await?
             .ok_or(ServiceError::NotFound)?;
         self.get_license(client, &id.to_string()).await
+    }
+
+    /// The labels the downstream account of `client` gave `licenses` (those without
+    /// labels are left out).
+    pub async fn item_labels(
+        &self,
+        client: &ClientName,
+        licenses: &[License],
+    ) -> Result<HashMap<LicenseId, ItemLabels>, ServiceError> {
+        let ids: Vec<LicenseId> = licenses.iter().map(|l| l.id).collect();
+        Ok(self
+            .store
+            .item_labels(client, &ids)
+            .await?
+            .into_iter()
+            .collect())
+    }
+
+    /// Sets the labels of `labels` that are `Some` on `license` for the downstream
+    /// account of `client`. Labels are the account's own: nothing is sent upstream,
+    /// and the license keeps its host name and server id.
+    pub async fn set_item_labels(
+        &self,
+        client: &ClientName,
+        license: &License,
+        labels: &ItemLabels,
+    ) -> Result<(), ServiceError> {
+        labels
+            .check()
+            .map_err(|v| ServiceError::InvalidArgument(vec![v]))?;
+        if labels.is_empty() {
+            return Ok(());
+        }
+        let now = time::OffsetDateTime::now_utc();
+        self.store
+            .set_item_labels(client, license.id, labels, now)
+            .await?;
+        tracing::info!(license_id = %license.id, client = %client, "item labels set");
+        Ok(())
     }
 
     /// Whether `input` would be accepted as an order now: valid, a known panel, and no

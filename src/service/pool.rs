@@ -1,5 +1,6 @@
 //! The pool's use cases: releasing a license (parked by the pool's rules, else
-//! cancelled), what the pool holds and what it saved, and its sweep (refused reuses'
+//! cancelled), taking a parked license back onto an IP, what the pool holds and what
+//! it saved, and its sweep (refused reuses'
 //! licenses back to the pool, parked licenses cancelled before their next paid
 //! period). Taking a parked license is part of the order (see `order_as`).
 
@@ -12,7 +13,7 @@ use super::idempotency::fingerprint;
 use super::pricing::price_in;
 use super::{Call, LicenseService, Outcome, ServiceError};
 use crate::domain::{
-    CallPrice, License, OperationKind, Period, PoolConfig, Purchase, Release, ServerId,
+    CallPrice, License, LicenseIp, OperationKind, Period, PoolConfig, Purchase, Release, ServerId,
 };
 use crate::store::ParkedLicense;
 
@@ -88,6 +89,32 @@ impl LicenseService {
             Err(replayed) => return self.released(call, replayed).await,
         };
         self.release_license(call, &fp, license).await
+    }
+
+    /// Takes parked license `id` back out of the pool onto `ip`, for its own client:
+    /// it holds its server and the IP again, suspended until resumed (a shop's reuse
+    /// of a license it parked itself, as the WHMCS module does). Nothing is bought;
+    /// refused upstream (e.g. by its cooldown), the license stays parked.
+    pub async fn unpark(&self, call: &Call, id: &str, ip: &str) -> Result<Outcome, ServiceError> {
+        let ip = LicenseIp::parse(ip, "ip").map_err(|v| ServiceError::InvalidArgument(vec![v]))?;
+        let fp = fingerprint("UnparkLicense", &(id, ip.to_string()));
+        let license = match self.change_target(call, &fp, id).await? {
+            Ok(license) => license,
+            Err(replayed) => return Ok(replayed),
+        };
+        self.ip_is_free(call, &ip.to_string(), Some(&license))
+            .await?;
+        let change = OperationKind::Unpark {
+            ip: ip.to_string(),
+            previous_ip: license.ip.to_string(),
+        };
+        let mut outcome = self.queue(call, &fp, license, vec![change], None).await?;
+        if !outcome.settled {
+            // Taken out of the pool by the acceptance itself: shown as it is now, not
+            // as it was read before.
+            outcome.license = self.get_license(call.owner_filter(), id).await?;
+        }
+        Ok(outcome)
     }
 
     /// Ends the server's live license: cancels it, or with `park` releases it.

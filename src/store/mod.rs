@@ -32,7 +32,8 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use crate::domain::{
-    AuditEntry, ClientName, Event, EventKind, License, LicenseId, LicenseState, Operation, ServerId,
+    AuditEntry, ClientName, Event, EventKind, ItemLabels, License, LicenseId, LicenseState,
+    Operation, ServerId,
 };
 
 /// Errors of the store.
@@ -62,6 +63,10 @@ pub enum StoreError {
     /// meanwhile (it is REUSED): nothing was stored.
     #[error("license {0} was reused by another license")]
     Reused(LicenseId),
+    /// A parked license would be taken out of the pool onto its server, which has
+    /// another live license now (held here); nothing was stored.
+    #[error("server {} has license {}", .0.server_id, .0.id)]
+    ServerTaken(Box<License>),
     /// Anything else (connection, constraint, corrupt row); maps to an internal error.
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
@@ -456,6 +461,24 @@ pub trait Store: Send + Sync + 'static {
 
     /// The license whose downstream item id is `item`.
     async fn license_by_item(&self, item: u64) -> Result<Option<LicenseId>, StoreError>;
+
+    /// The labels the downstream account of `client` gave any of `ids` (licenses
+    /// without labels are left out).
+    async fn item_labels(
+        &self,
+        client: &ClientName,
+        ids: &[LicenseId],
+    ) -> Result<Vec<(LicenseId, ItemLabels)>, StoreError>;
+
+    /// Sets the labels of `labels` that are `Some` on license `id` for the downstream
+    /// account of `client`, keeping the others.
+    async fn set_item_labels(
+        &self,
+        client: &ClientName,
+        id: LicenseId,
+        labels: &ItemLabels,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError>;
 
     /// A server's live license, or else its most recent one.
     async fn server_license(

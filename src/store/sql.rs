@@ -4,6 +4,7 @@
 
 pub(crate) mod events;
 pub(crate) mod exec;
+mod labels;
 pub(crate) mod orders;
 mod pool;
 mod progress;
@@ -32,8 +33,8 @@ use super::{
     SpendLimit, Store, StoreError, audit, costs, resolve, webhooks,
 };
 use crate::domain::{
-    AuditEntry, AuditFilter, ClientName, Event, EventKind, License, LicenseId, Operation, PoolPick,
-    ServerId,
+    AuditEntry, AuditFilter, ClientName, Event, EventKind, ItemLabels, License, LicenseId,
+    Operation, OperationKind, PoolPick, ServerId,
 };
 
 /// A [`Store`] on the database of the dialect `D`.
@@ -126,6 +127,12 @@ impl<D: Dialect> SqlStore<D> {
         audit: &[AuditEntry],
         limit: Option<&SpendLimit>,
     ) -> Result<Option<Vec<i64>>, StoreError> {
+        // An unpark changes the license in this transaction: its cached entry is held.
+        let hold = ops
+            .iter()
+            .any(|op| matches!(op.kind, OperationKind::Unpark { .. }))
+            .then(|| self.writing(license_id))
+            .flatten();
         let ops = ops.to_vec();
         let (request, audit, limit) = (request.cloned(), audit.to_vec(), limit.cloned());
         let write = write_fn(move |tx| {
@@ -141,7 +148,7 @@ impl<D: Dialect> SqlStore<D> {
                 .await
             })
         });
-        self.db.write(None, write).await
+        self.db.write(hold, write).await
     }
 
     /// One attempt at an adoption.
@@ -324,6 +331,24 @@ impl<D: Dialect> Store for SqlStore<D> {
             return Ok(Vec::new());
         }
         Ok(reads::item_ids(&mut *self.conn().await?, ids).await?)
+    }
+
+    async fn item_labels(
+        &self,
+        client: &ClientName,
+        ids: &[LicenseId],
+    ) -> Result<Vec<(LicenseId, ItemLabels)>, StoreError> {
+        Ok(labels::labels(&mut *self.conn().await?, client, ids).await?)
+    }
+
+    async fn set_item_labels(
+        &self,
+        client: &ClientName,
+        id: LicenseId,
+        labels: &ItemLabels,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        Ok(labels::set(&mut *self.conn().await?, client, id, labels, now).await?)
     }
 
     async fn license_by_item(&self, item: u64) -> Result<Option<LicenseId>, StoreError> {

@@ -1400,6 +1400,7 @@ async fn only_a_newer_drift_report_replaces_the_stored_one(store: Arc<dyn Store>
 mod audit;
 mod console;
 mod feed;
+mod labels;
 mod reserve;
 mod resolve;
 mod webhooks;

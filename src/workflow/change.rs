@@ -1,9 +1,9 @@
 //! The change steps: renew, change IP, change panel, suspend, resume, cancel, reissue
-//! key, each one call on a license that already exists upstream. The attempt engine
-//! carries them RECEIVED → INTENT (committed) → upstream call → CONFIRMED → DONE; what
-//! is theirs is the call, and after an unknown outcome the license's upstream details,
-//! which tell whether the change was already made, so a paid change (renewal, tariff
-//! change) is never sent twice. As for orders, absence is proven for the state the
+//! key, park, reuse and unpark, each a call (or a few) on a license that already
+//! exists upstream. The attempt engine carries them RECEIVED → INTENT (committed) →
+//! upstream call → CONFIRMED → DONE; what is theirs is the call, and after an unknown
+//! outcome the license's upstream details, which tell whether the change was already
+//! made, so a paid change (renewal, tariff change) is never sent twice. As for orders, absence is proven for the state the
 //! change could be in: details of a license in processing (status 5) may not show a
 //! change under way, so they prove nothing.
 
@@ -113,11 +113,17 @@ impl Step for ChangeStep {
         refusal: UpstreamError,
         _: &HeldLease,
     ) -> Result<(), StoreError> {
-        if let OperationKind::Reuse { from, .. } = &op.kind {
-            let from = from.clone();
-            return w.reuse_refused(op, license, &from, &refusal).await;
+        match &op.kind {
+            OperationKind::Reuse { from, .. } => {
+                let from = from.clone();
+                w.reuse_refused(op, license, &from, &refusal).await
+            }
+            OperationKind::Unpark { previous_ip, .. } => {
+                let previous_ip = previous_ip.clone();
+                w.unpark_refused(op, license, &previous_ip, &refusal).await
+            }
+            _ => w.fail(op, license, failure(&refusal)).await,
         }
-        w.fail(op, license, failure(&refusal)).await
     }
 
     fn mark_placed(&self, _: &mut Operation, _: &mut License) {
@@ -213,7 +219,7 @@ impl Worker {
                 .renew_license(upstream_id, *period)
                 .await
                 .map(Answer::NewExpiry),
-            OperationKind::ChangeIp { ip } => match ip.parse() {
+            OperationKind::ChangeIp { ip } | OperationKind::Unpark { ip, .. } => match ip.parse() {
                 Ok(ip) => up.change_ip(upstream_id, ip).await.map(|()| Answer::Done),
                 Err(_) => Err(UpstreamError::Refused {
                     kind: "value".into(),
@@ -311,6 +317,25 @@ impl Worker {
         };
         self.fail(op, license, why).await?;
         self.give_back_to_pool().await
+    }
+
+    /// The upstream refused to move a parked license out of the pool: nothing moved.
+    /// The license is parked again, on the address it kept while parked, and gives
+    /// back its server and the IP it was taken onto (the step's end gives back the
+    /// reservation).
+    async fn unpark_refused(
+        &self,
+        op: Operation,
+        mut license: License,
+        previous_ip: &str,
+        refusal: &UpstreamError,
+    ) -> Result<(), StoreError> {
+        tracing::warn!(error.message = %refusal, "the upstream refused to move the parked license; it stays parked");
+        license.state = LicenseState::Parked;
+        if let Ok(ip) = LicenseIp::parse(previous_ip, "ip") {
+            license.ip = ip;
+        }
+        self.fail(op, license, failure(refusal)).await
     }
 
     /// Gives refused reuses' parked licenses back to the pool.
@@ -453,6 +478,14 @@ fn apply(kind: &OperationKind, license: &mut License) {
             if let Ok(ip) = LicenseIp::parse(ip, "ip") {
                 license.ip = ip;
             }
+        }
+        // Taken out of the pool at its acceptance (see `OperationKind::Unpark`); moved
+        // upstream now, and suspended there until resumed.
+        OperationKind::Unpark { ip, .. } => {
+            if let Ok(ip) = LicenseIp::parse(ip, "ip") {
+                license.ip = ip;
+            }
+            license.state = LicenseState::Suspended;
         }
         OperationKind::ChangePanel {
             tariff_id,

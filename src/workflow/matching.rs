@@ -211,7 +211,9 @@ pub(crate) fn applied(kind: &OperationKind, d: &UpstreamLicense, license: &Licen
             (Some(now), Some(before)) => now > before,
             _ => false,
         },
-        OperationKind::ChangeIp { ip } => d.ip.as_deref().map(normalize_ip).as_deref() == Some(ip),
+        OperationKind::ChangeIp { ip } | OperationKind::Unpark { ip, .. } => {
+            d.ip.as_deref().map(normalize_ip).as_deref() == Some(ip)
+        }
         OperationKind::ChangePanel { tariff_id, .. } => d.tariff_id == Some(*tariff_id),
         OperationKind::Suspend => d.status == UpstreamStatus::Suspended,
         OperationKind::Resume => {
@@ -317,6 +319,45 @@ mod tests {
 
     fn today() -> String {
         time::OffsetDateTime::now_utc().date().to_string()
+    }
+
+    #[test]
+    fn an_unpark_is_only_for_a_parked_license_and_done_once_the_upstream_shows_its_ip() {
+        let parked = License {
+            state: LicenseState::Parked,
+            upstream_id: Some(9),
+            ..license()
+        };
+        let to = |ip: &str| OperationKind::Unpark {
+            ip: ip.into(),
+            previous_ip: "203.0.113.7".into(),
+        };
+        assert_eq!(parked.check_change(&to("198.51.100.4")), Ok(()));
+        assert_eq!(
+            parked.check_change(&to("0.0.0.0")).unwrap_err().code,
+            "SAME_IP"
+        );
+        for state in [
+            LicenseState::Active,
+            LicenseState::Suspended,
+            LicenseState::Reused,
+        ] {
+            let other = License {
+                state,
+                ..parked.clone()
+            };
+            assert_eq!(
+                other.check_change(&to("198.51.100.4")).unwrap_err().code,
+                "INVALID_LICENSE_STATE",
+                "{state}"
+            );
+        }
+        let mut upstream = row(9, "0.0.0.0", None, None);
+        upstream.status = UpstreamStatus::Suspended;
+        assert!(!applied(&to("198.51.100.4"), &upstream, &parked));
+        upstream.ip = Some("::ffff:198.51.100.4".into());
+        assert!(applied(&to("198.51.100.4"), &upstream, &parked));
+        assert_eq!(to("198.51.100.4").target_ip(), Some("198.51.100.4"));
     }
 
     #[test]

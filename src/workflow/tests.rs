@@ -27,6 +27,8 @@ enum Mode {
     DoneUnreadable,
     /// Does not carry it out; the answer cannot be read.
     LostUnreadable,
+    /// Does not carry it out, and says so.
+    Refused,
 }
 
 /// The upstream's date `days` from today.
@@ -74,6 +76,13 @@ impl Fake {
             return Err(UpstreamError::Unreadable(format!(
                 "{func} answer not understood"
             )));
+        }
+        if mode == Mode::Refused {
+            return Err(UpstreamError::Refused {
+                kind: "value".into(),
+                object: Some("ip".into()),
+                message: format!("{func} refused"),
+            });
         }
         let done = change(&mut self.licenses.lock().unwrap());
         match mode {
@@ -385,4 +394,49 @@ async fn an_unreadable_answer_is_counted_shown_and_never_resent_for_an_order_and
     assert_eq!(suspended.state, LicenseState::Suspended, "{suspended:?}");
     assert_eq!(suspended.last_error, None, "confirmed, so nothing is wrong");
     assert_eq!(fake.calls("soft.suspend"), 1);
+}
+
+#[tokio::test]
+async fn an_unpark_refused_upstream_parks_the_license_again_and_one_carried_out_is_found_done() {
+    let fake = Arc::new(Fake::new());
+    let (service, worker) = service(fake.clone()).await;
+    let license = active_license(&service, &worker, 7).await;
+    let call = Call::of(ClientName::anonymous());
+    let id = license.id.to_string();
+    let released = service.release(&call, &id).await.unwrap();
+    assert_eq!(released.cancelled, None);
+    let parked = run_to_end(&service, &worker, &license).await;
+    assert_eq!(parked.state, LicenseState::Parked, "{parked:?}");
+    let upstream_id = parked.upstream_id.unwrap();
+
+    // Refused: parked again, on the address it kept, and the new one is free.
+    fake.set_mode(Mode::Refused);
+    let taken = service.unpark(&call, &id, "203.0.113.99").await.unwrap();
+    assert_eq!(
+        (taken.license.state, taken.license.ip.to_string()),
+        (LicenseState::Suspended, "203.0.113.99".to_owned()),
+        "it holds the IP from its acceptance"
+    );
+    let refused = run_to_end(&service, &worker, &license).await;
+    assert_eq!(
+        (refused.state, refused.ip),
+        (LicenseState::Parked, license.ip)
+    );
+    service
+        .check_order(&call, order_input("srv-8", "203.0.113.99"))
+        .await
+        .expect("the IP was given back");
+
+    // Carried out with an answer that cannot be read: the look-up finds it made.
+    fake.set_mode(Mode::DoneUnreadable);
+    service.unpark(&call, &id, "203.0.113.99").await.unwrap();
+    let moved = run_to_end(&service, &worker, &license).await;
+    assert_eq!(
+        (moved.state, moved.ip.to_string()),
+        (LicenseState::Suspended, "203.0.113.99".to_owned()),
+        "{moved:?}"
+    );
+    let upstream = fake.license_details(upstream_id).await.unwrap();
+    assert_eq!(upstream.ip.as_deref(), Some("203.0.113.99"));
+    assert_eq!(fake.calls("soft.order.param"), 1, "nothing bought");
 }

@@ -641,17 +641,26 @@ async fn an_ipv6_spelling_of_a_licensed_ipv4_is_refused_by_checkip_order_and_mov
     assert_eq!(app.sandbox.licenses().len(), 2);
 }
 
+/// A clients-file entry of client `name` with a `/billmgr` log-in `user` (password
+/// `<user>-pw`) and `scopes`.
+fn account(name: &str, token: &str, user: &str, scopes: &str) -> String {
+    format!(
+        "[[client]]\nname = \"{name}\"\ntoken_sha256 = \"{}\"\n\
+         scopes = [{scopes}]\n\
+         billmgr_user = \"{user}\"\nbillmgr_password_hash = \"{}\"\n",
+        license_facade::auth::token_sha256_hex(token),
+        hash_password(&format!("{user}-pw")),
+    )
+}
+
+const READ_WRITE: &str = "\"licenses.read\", \"licenses.write\"";
+
 fn two_accounts() -> Clients {
-    let entry = |name: &str, token: &str, user: &str| {
-        format!(
-            "[[client]]\nname = \"{name}\"\ntoken_sha256 = \"{}\"\n\
-             scopes = [\"licenses.read\", \"licenses.write\"]\n\
-             billmgr_user = \"{user}\"\nbillmgr_password_hash = \"{}\"\n",
-            license_facade::auth::token_sha256_hex(token),
-            hash_password(&format!("{user}-pw")),
-        )
-    };
-    Clients::from_toml(&(entry("a", "token-a", "alice") + &entry("b", "token-b", "bob"))).unwrap()
+    Clients::from_toml(
+        &(account("a", "token-a", "alice", READ_WRITE)
+            + &account("b", "token-b", "bob", READ_WRITE)),
+    )
+    .unwrap()
 }
 
 #[tokio::test]
@@ -865,5 +874,320 @@ async fn an_order_or_an_ip_change_onto_the_ip_a_change_is_moving_to_is_refused_a
         app.sandbox.call_count("soft.order.param"),
         2,
         "alice's and bob's first"
+    );
+}
+
+/// The app on its sandbox with the pool's and the sandbox's cooldowns at zero, so a
+/// parked license may move again at once; `clients` replaces the clients file.
+async fn spawn_pool_app(clients: Option<Clients>) -> TestApp {
+    spawn_app_with(0, |s: &mut license_facade::config::Settings| {
+        s.pool = license_facade::domain::PoolConfig {
+            ip_change_cooldown_days: 0,
+            key_change_cooldown_days: 0,
+            ..license_facade::domain::PoolConfig::default()
+        };
+        let sandbox = s.sandbox.as_mut().expect("a sandbox");
+        sandbox.ip_change_cooldown = Duration::ZERO;
+        sandbox.key_change_cooldown = Duration::ZERO;
+        if clients.is_some() {
+            s.clients = clients;
+        }
+    })
+    .await
+}
+
+/// The REST view of the license bound upstream as `upstream_id`.
+async fn rest_license(app: &TestApp, upstream_id: u64) -> Value {
+    let all: Value = app
+        .get("/v1/licenses?pageSize=100")
+        .await
+        .json()
+        .await
+        .unwrap();
+    all["licenses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["upstreamId"].as_str() == Some(upstream_id.to_string().as_str()))
+        .cloned()
+        .unwrap_or_else(|| panic!("license of {upstream_id} listed: {all}"))
+}
+
+/// The list row of item `id`.
+fn list_row(list: &str, id: &str) -> Value {
+    let v: Value = serde_json::from_str(list).unwrap();
+    v["doc"]["elem"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["id"]["$"] == id)
+        .cloned()
+        .unwrap_or_else(|| panic!("item {id} listed: {list}"))
+}
+
+#[tokio::test]
+async fn the_whmcs_module_lives_through_rename_terminate_and_reuse_of_its_parked_license() {
+    let app = spawn_pool_app(None).await;
+    let shop = Shop::new(
+        &app,
+        "/billmgr",
+        SANDBOX_BILLMGR_USER,
+        SANDBOX_TOKEN,
+        Out::Xml,
+    );
+    let key_of = |body: &str| shop.field(body, "lickey").unwrap_or_default();
+
+    // CreateAccount of service 1001: the order, then the key poll.
+    let ordered = shop
+        .ok(&[
+            ("pricelist", "55228"),
+            ("period", "1"),
+            ("pid", "1001"),
+            ("ip", "203.0.113.60"),
+            ("licname", "srv1.example.com"),
+            ("project", "1"),
+            ("sok", "ok"),
+            ("skipbasket", "on"),
+            ("remoteid", "l1001"),
+            ("clicked_button", "finish"),
+            ("func", "soft.order.param"),
+        ])
+        .await;
+    let id = between(&ordered, "<ok/><id>", "</id>").unwrap().to_owned();
+    let active = shop.poll(&id, |_, b| !key_of(b).is_empty()).await;
+    assert!(
+        shop.field(&active, "expiredate")
+            .is_some_and(|d| !d.is_empty())
+    );
+    let bought = app.sandbox.licenses()[0].clone();
+    let ours = rest_license(&app, bought.id).await;
+    let our_id = ours["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        bought.licname, our_id,
+        "upstream, the license is named by our id"
+    );
+
+    // SuspendAccount, UnSuspendAccount (its resume and its rename to the same
+    // name, IP and remoteid).
+    shop.ok(&[("func", "soft.suspend"), ("elid", &id)]).await;
+    shop.poll(&id, status_is("3")).await;
+    shop.ok(&[("func", "soft.resume"), ("elid", &id)]).await;
+    shop.poll(&id, status_is("2")).await;
+
+    // A new key: read from the answer of the call itself.
+    let old_key = key_of(&active);
+    let rekeyed = shop
+        .ok(&[
+            ("func", "soft.edit"),
+            ("elid", &id),
+            ("clicked_button", "newkey"),
+            ("sok", "ok"),
+        ])
+        .await;
+    let new_key = key_of(&rekeyed);
+    assert!(!new_key.is_empty() && new_key != old_key, "{rekeyed}");
+    assert_eq!(app.sandbox.license(bought.id).unwrap().license_key, new_key);
+
+    // The module's update: a new name and remoteid on the same IP.
+    shop.ok(&[
+        ("func", "soft.edit"),
+        ("elid", &id),
+        ("licname", "renamed.example.com"),
+        ("ip", "203.0.113.60"),
+        ("remoteid", "l1001"),
+        ("sok", "ok"),
+    ])
+    .await;
+    let form = shop.ok(&[("func", "soft.edit"), ("elid", &id)]).await;
+    assert_eq!(
+        shop.field(&form, "licname").as_deref(),
+        Some("renamed.example.com")
+    );
+    assert_eq!(shop.field(&form, "remoteid").as_deref(), Some("l1001"));
+    let list = Shop::new(
+        &app,
+        "/billmgr",
+        SANDBOX_BILLMGR_USER,
+        SANDBOX_TOKEN,
+        Out::Sjson,
+    )
+    .ok(&[("func", "soft")])
+    .await;
+    assert_eq!(list_row(&list, &id)["licname"]["$"], "renamed.example.com");
+    assert_eq!(
+        app.sandbox.license(bought.id).unwrap().licname,
+        our_id,
+        "the shop's name is not sent upstream"
+    );
+    let kept = rest_license(&app, bought.id).await;
+    assert_eq!(
+        (kept["hostname"].as_str(), kept["serverId"].as_str()),
+        (Some("srv1.example.com"), Some("l1001")),
+        "the license keeps its own name: {kept}"
+    );
+
+    // TerminateAccount: suspend, then park as free.lic on 0.0.0.0 (`remoteid` is
+    // `l` followed by no service id).
+    shop.ok(&[("func", "soft.suspend"), ("elid", &id)]).await;
+    shop.ok(&[
+        ("func", "soft.edit"),
+        ("elid", &id),
+        ("licname", "free.lic"),
+        ("ip", "0.0.0.0"),
+        ("remoteid", "l"),
+        ("sok", "ok"),
+    ])
+    .await;
+    let parked = shop.ok(&[("func", "soft.edit"), ("elid", &id)]).await;
+    assert_eq!(
+        shop.field(&parked, "status").as_deref(),
+        Some("3"),
+        "{parked}"
+    );
+    assert_eq!(shop.field(&parked, "ip").as_deref(), Some("0.0.0.0"));
+    assert_eq!(shop.field(&parked, "licname").as_deref(), Some("free.lic"));
+    let upstream = app.sandbox.license(bought.id).unwrap();
+    assert_eq!((upstream.status, upstream.ip.as_str()), (3, "0.0.0.0"));
+    assert_eq!(rest_license(&app, bought.id).await["state"], "PARKED");
+
+    // CreateAccount of service 1002 with the free license: rename and move it, resume
+    // it, poll for the key.
+    shop.ok(&[
+        ("func", "soft.edit"),
+        ("elid", &id),
+        ("licname", "srv2.example.com"),
+        ("ip", "203.0.113.61"),
+        ("remoteid", "l1002"),
+        ("sok", "ok"),
+    ])
+    .await;
+    shop.ok(&[("func", "soft.resume"), ("elid", &id)]).await;
+    let reused = shop.poll(&id, |_, b| !key_of(b).is_empty()).await;
+    assert_eq!(
+        shop.field(&reused, "status").as_deref(),
+        Some("2"),
+        "{reused}"
+    );
+    assert_eq!(shop.field(&reused, "ip").as_deref(), Some("203.0.113.61"));
+    assert_eq!(
+        shop.field(&reused, "licname").as_deref(),
+        Some("srv2.example.com")
+    );
+    assert_eq!(shop.field(&reused, "remoteid").as_deref(), Some("l1002"));
+    let upstream = app.sandbox.license(bought.id).unwrap();
+    assert_eq!(
+        (
+            upstream.status,
+            upstream.ip.as_str(),
+            upstream.licname.as_str()
+        ),
+        (2, "203.0.113.61", our_id.as_str())
+    );
+    let after = rest_license(&app, bought.id).await;
+    assert_eq!(
+        (after["id"].as_str(), after["state"].as_str()),
+        (Some(our_id.as_str()), Some("ACTIVE"))
+    );
+    assert_eq!(
+        app.sandbox.carried_out("soft.order.param"),
+        1,
+        "one purchase"
+    );
+}
+
+/// An order of tariff 55227 named `ordered.example.com`; returns the item id.
+async fn order_named(shop: &Shop, ip: &str, remoteid: &str) -> String {
+    let ordered = shop
+        .ok(&[
+            ("func", "soft.order.param"),
+            ("sok", "ok"),
+            ("skipbasket", "on"),
+            ("pricelist", "55227"),
+            ("period", "1"),
+            ("ip", ip),
+            ("licname", "ordered.example.com"),
+            ("remoteid", remoteid),
+        ])
+        .await;
+    shop.field(&ordered, "id").unwrap()
+}
+
+/// The WHMCS module's rename of item `id`: new labels, no `ip`.
+async fn rename(shop: &Shop, id: &str, licname: &str, remoteid: &str) {
+    shop.ok(&[
+        ("func", "soft.edit"),
+        ("elid", id),
+        ("licname", licname),
+        ("remoteid", remoteid),
+        ("sok", "ok"),
+    ])
+    .await;
+}
+
+#[tokio::test]
+async fn an_accounts_labels_are_its_own() {
+    let clients = account("a", "token-a", "alice", READ_WRITE)
+        + &account("b", "token-b", "bob", READ_WRITE)
+        + &account(
+            "ops",
+            "token-ops",
+            "carol",
+            &format!("{READ_WRITE}, \"admin\""),
+        );
+    let app = spawn_pool_app(Some(Clients::from_toml(&clients).unwrap())).await;
+    let alice = Shop::new(&app, "/billmgr", "alice", "alice-pw", Out::Sjson);
+    let bob = Shop::new(&app, "/billmgr", "bob", "bob-pw", Out::Sjson);
+    let carol = Shop::new(&app, "/billmgr", "carol", "carol-pw", Out::Sjson);
+    let alices = order_named(&alice, "203.0.113.70", "a1").await;
+    let bobs = order_named(&bob, "203.0.113.71", "b1").await;
+    rename(&alice, &alices, "alice.example.com", "alice-1").await;
+    rename(&bob, &bobs, "bob.example.com", "bob-1").await;
+
+    // The admin account sees both items, with neither account's labels, and its own
+    // label of Alice's item stays its own.
+    let all = carol.ok(&[("func", "soft")]).await;
+    assert_eq!(
+        list_row(&all, &alices)["licname"]["$"],
+        "ordered.example.com"
+    );
+    assert_eq!(list_row(&all, &bobs)["licname"]["$"], "ordered.example.com");
+    rename(&carol, &alices, "carol.example.com", "carol-1").await;
+    let carols_form = carol.ok(&[("func", "soft.edit"), ("elid", &alices)]).await;
+    assert_eq!(
+        carol.field(&carols_form, "licname").as_deref(),
+        Some("carol.example.com")
+    );
+    assert_eq!(
+        carol.field(&carols_form, "remoteid").as_deref(),
+        Some("carol-1")
+    );
+
+    let alices_form = alice.ok(&[("func", "soft.edit"), ("elid", &alices)]).await;
+    assert_eq!(
+        alice.field(&alices_form, "licname").as_deref(),
+        Some("alice.example.com")
+    );
+    assert_eq!(
+        alice.field(&alices_form, "remoteid").as_deref(),
+        Some("alice-1")
+    );
+    let alices_list = alice.ok(&[("func", "soft")]).await;
+    assert_eq!(
+        list_row(&alices_list, &alices)["licname"]["$"],
+        "alice.example.com"
+    );
+    let bobs_list = bob.ok(&[("func", "soft")]).await;
+    assert_eq!(
+        list_row(&bobs_list, &bobs)["licname"]["$"],
+        "bob.example.com"
+    );
+    assert!(
+        !bobs_list.contains("alice") && !bobs_list.contains("carol"),
+        "{bobs_list}"
+    );
+    assert_eq!(
+        app.sandbox.carried_out("soft.edit"),
+        0,
+        "nothing sent upstream"
     );
 }

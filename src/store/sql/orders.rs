@@ -352,6 +352,11 @@ pub(crate) async fn operations_in<D: Dialect>(
                 Reserved::Vanished => return Ok(Written::discarded(None)),
             }
         }
+        if let OperationKind::Unpark { ip, .. } = &op.kind
+            && !pool::unpark::<D>(tx, license_id, ip, op.run_after).await?
+        {
+            return Ok(Written::discarded(None));
+        }
     }
     // After the reservations (see `order_in`).
     if let Some(limit) = limit {

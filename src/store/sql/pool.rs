@@ -1,15 +1,17 @@
-//! The pool's writes and reads: an order taking a parked license, the upstream's last
-//! changes recorded when a license is parked, a refused reuse giving the license back,
-//! and what the pool holds.
+//! The pool's writes and reads: an order taking a parked license, its own client
+//! taking it back out, the upstream's last changes recorded when a license is parked,
+//! a refused reuse giving the license back, and what the pool holds.
 
 use anyhow::Context;
 use futures::TryStreamExt;
 use time::OffsetDateTime;
 
+use super::events::insert_events;
 use super::exec::{Conn, Row as _, args, dynamic, fixed};
-use super::rows::{LICENSE_COLUMNS, license_from_row, licenses_where, one_license};
-use crate::domain::{License, LicenseId, PoolPick};
+use super::rows::{LICENSE_COLUMNS, license_from_row, licenses_where, live_license, one_license};
+use crate::domain::{EventKind, License, LicenseId, LicenseState, PoolPick};
 use crate::store::codec::{from_micros, to_micros};
+use crate::store::dialect::Dialect;
 use crate::store::{ParkedLicense, StoreError};
 
 /// The parked licenses an order may take, soonest to expire first (its paid time is
@@ -71,6 +73,59 @@ pub(crate) async fn take<C: Conn>(
         }
     }
     Ok(None)
+}
+
+/// Takes the parked license `id` back out of the pool onto `ip` inside the
+/// transaction that accepts its unpark (after the IP's reservation): it is SUSPENDED
+/// on `ip` from now on, so that it holds its server and the IP as a live license, and
+/// an order for either, accepted meanwhile, meets it in the one-live-license indexes
+/// rather than the unpark meeting the order when it lands. Refused when its server
+/// has another live license now. Returns `false` when an order for the server
+/// committed its license while this update waited for it: the transaction is to be
+/// run again (on PostgreSQL the failed update aborted it), and its check then finds
+/// that license.
+pub(crate) async fn unpark<D: Dialect>(
+    tx: &mut D::Conn,
+    id: LicenseId,
+    ip: &str,
+    now: OffsetDateTime,
+) -> Result<bool, StoreError> {
+    let parked = one_license(
+        tx,
+        licenses_where("id = $1 AND state = 'PARKED'"),
+        args![id.to_string()],
+    )
+    .await
+    .context("cannot read the parked license")?
+    .ok_or_else(|| StoreError::Unexpected(anyhow::anyhow!("license {id} is not parked")))?;
+    if let Some(holder) = live_license(tx, &parked.client, &parked.server_id).await? {
+        return Err(StoreError::ServerTaken(Box::new(holder)));
+    }
+    let updated = tx
+        .execute(
+            fixed(
+                "UPDATE licenses SET state = 'SUSPENDED', ip = $1, update_time = $2 \
+                 WHERE id = $3 AND state = 'PARKED'",
+            ),
+            args![ip, to_micros(now), id.to_string()],
+        )
+        .await;
+    match updated {
+        Ok(_) => {}
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => return Ok(false),
+        Err(e) => {
+            return Err(anyhow::Error::new(e)
+                .context("cannot take the license out of the pool")
+                .into());
+        }
+    }
+    let mut after = parked;
+    after.state = LicenseState::Suspended;
+    after.ip = crate::domain::LicenseIp::parse(ip, "ip")
+        .map_err(|v| StoreError::Unexpected(anyhow::anyhow!("{v}")))?;
+    after.update_time = now;
+    insert_events::<D>(tx, &[EventKind::StateChanged, EventKind::IpChanged], &after).await?;
+    Ok(true)
 }
 
 /// Records the upstream's last IP and key change of a parked license.
