@@ -889,6 +889,8 @@ async fn spawn_pool_app(clients: Option<Clients>) -> TestApp {
         let sandbox = s.sandbox.as_mut().expect("a sandbox");
         sandbox.ip_change_cooldown = Duration::ZERO;
         sandbox.key_change_cooldown = Duration::ZERO;
+        sandbox.ip_change_cooldown_days = 0;
+        sandbox.key_change_cooldown_days = 0;
         if clients.is_some() {
             s.clients = clients;
         }

@@ -179,3 +179,42 @@ async fn within_the_pool_cooldown_the_whmcs_module_buys_a_second_license_and_the
     );
     assert_eq!(licenses[1].ip, "192.0.2.20");
 }
+
+#[tokio::test]
+async fn the_whmcs_module_lives_its_whole_life_through_the_services_billmgr() {
+    let Some(module) = module() else { return };
+    // The service's pool and the sandbox both let a parked license move at once.
+    let app = spawn_app_with(0, |settings| {
+        settings.pool.ip_change_cooldown_days = 0;
+        settings.pool.key_change_cooldown_days = 0;
+        let sandbox = settings.sandbox.as_mut().expect("a sandbox");
+        sandbox.ip_change_cooldown_days = 0;
+        sandbox.key_change_cooldown_days = 0;
+    })
+    .await;
+    let url = format!("{}/billmgr", app.http);
+    let target = Billmgr {
+        url: &url,
+        user: license_facade::auth::SANDBOX_BILLMGR_USER,
+        password: license_facade::auth::SANDBOX_TOKEN,
+    };
+
+    let run = run_standin(&module, &target).await;
+
+    let (stdout, stderr) = (text(&run.stdout), text(&run.stderr));
+    assert!(run.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("all steps passed"), "{stdout}");
+    // One license bought; the second service got the parked one back, moved upstream
+    // to its address under the service's own name for it.
+    assert_eq!(app.sandbox.carried_out("soft.order.param"), 1, "one order");
+    let licenses = app.sandbox.licenses();
+    assert_eq!(licenses.len(), 1, "{licenses:?}");
+    assert_eq!(
+        (licenses[0].ip.as_str(), licenses[0].status),
+        ("192.0.2.20", 2)
+    );
+    assert_ne!(
+        licenses[0].licname, "whmcs-second",
+        "the shop's label stays here"
+    );
+}
