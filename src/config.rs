@@ -45,6 +45,14 @@ pub struct ServeArgs {
         default_value_t = 1000
     )]
     pub sandbox_key_delay_ms: u64,
+    /// With --sandbox: days a parked license (IP 0.0.0.0) waits after its last IP
+    /// change before it may move to a real address; 0 turns the rule off [default: 30].
+    #[arg(long, env = "LICENSE_FACADE_SANDBOX_IP_CHANGE_COOLDOWN_DAYS")]
+    pub sandbox_ip_change_cooldown_days: Option<u32>,
+    /// With --sandbox: days a parked license waits after its last key change before
+    /// it may get a new key; 0 turns the rule off [default: 30].
+    #[arg(long, env = "LICENSE_FACADE_SANDBOX_KEY_CHANGE_COOLDOWN_DAYS")]
+    pub sandbox_key_change_cooldown_days: Option<u32>,
     /// BILLmanager API endpoint, e.g. https://api.ispmanager.com/billmgr.
     #[arg(long, env = "LICENSE_FACADE_BILLMANAGER_URL")]
     pub billmanager_url: Option<String>,
@@ -430,9 +438,16 @@ impl Settings {
             ..ClientConfig::default()
         };
         let sandbox = if args.sandbox {
+            let defaults = SandboxConfig::default();
             let config = SandboxConfig {
                 key_delay: Duration::from_millis(args.sandbox_key_delay_ms),
-                ..SandboxConfig::default()
+                ip_change_cooldown_days: args
+                    .sandbox_ip_change_cooldown_days
+                    .unwrap_or(defaults.ip_change_cooldown_days),
+                key_change_cooldown_days: args
+                    .sandbox_key_change_cooldown_days
+                    .unwrap_or(defaults.key_change_cooldown_days),
+                ..defaults
             };
             billmanager.user = config.user.clone();
             billmanager.password = SecretString::from(config.password.clone());
@@ -774,6 +789,27 @@ mod tests {
         );
         let settings = Settings::from_args(args(10)).expect("enough for 8 loops");
         assert_eq!(settings.database_max_connections, 10);
+    }
+
+    #[test]
+    fn the_sandbox_cooldowns_on_parked_licenses_default_to_30_days_and_can_be_turned_off() {
+        let cooldowns = |ip, key| {
+            let settings = Settings::from_args(ServeArgs {
+                sandbox: true,
+                sandbox_ip_change_cooldown_days: ip,
+                sandbox_key_change_cooldown_days: key,
+                ..ServeArgs::default()
+            })
+            .expect("valid settings");
+            let sandbox = settings.sandbox.expect("a sandbox");
+            (
+                sandbox.ip_change_cooldown_days,
+                sandbox.key_change_cooldown_days,
+            )
+        };
+
+        assert_eq!(cooldowns(None, None), (30, 30));
+        assert_eq!(cooldowns(Some(0), Some(7)), (0, 7));
     }
 
     #[test]

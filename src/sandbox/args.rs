@@ -40,9 +40,18 @@ pub struct SandboxArgs {
     /// Milliseconds added to every request [default: 0].
     #[arg(long, env = "LICENSE_FACADE_SANDBOX_LATENCY_MS")]
     pub latency_ms: Option<u64>,
-    /// Minimum time between two IP changes of a license, e.g. 30d, 12h, 0 [default: 30d].
+    /// A license in use: minimum time between two moves from one real address to
+    /// another, e.g. 30d, 12h, 0 [default: 30d]. Parking and leaving the pool never count.
     #[arg(long, env = "LICENSE_FACADE_SANDBOX_IP_CHANGE_COOLDOWN", value_parser = parse_duration)]
     pub ip_change_cooldown: Option<Duration>,
+    /// A parked license (IP 0.0.0.0) moves to a real address only once its last IP
+    /// change is this many days old; 0 turns the rule off [default: 30].
+    #[arg(long, env = "LICENSE_FACADE_SANDBOX_IP_CHANGE_COOLDOWN_DAYS")]
+    pub ip_change_cooldown_days: Option<u32>,
+    /// A parked license gets a new key only once its last key change is this many
+    /// days old; 0 turns the rule off [default: 30].
+    #[arg(long, env = "LICENSE_FACADE_SANDBOX_KEY_CHANGE_COOLDOWN_DAYS")]
+    pub key_change_cooldown_days: Option<u32>,
     /// Injected fault FUNC:KIND:RATE (KIND: error5xx, timeout, drop-after-commit,
     /// malformed, doc-error, delay-<N>ms; FUNC may be *). Repeatable; comma-separated in
     /// the env var.
@@ -132,6 +141,14 @@ impl SandboxArgs {
         );
         set(&mut cfg.latency, self.latency_ms.map(Duration::from_millis));
         set(&mut cfg.ip_change_cooldown, self.ip_change_cooldown);
+        set(
+            &mut cfg.ip_change_cooldown_days,
+            self.ip_change_cooldown_days,
+        );
+        set(
+            &mut cfg.key_change_cooldown_days,
+            self.key_change_cooldown_days,
+        );
         if !self.faults.is_empty() {
             cfg.faults = self.faults;
         }
@@ -192,6 +209,8 @@ struct FileConfig {
     session_ttl: Option<String>,
     ip_change_cooldown: Option<String>,
     key_change_cooldown: Option<String>,
+    ip_change_cooldown_days: Option<u32>,
+    key_change_cooldown_days: Option<u32>,
     timeout_hang: Option<String>,
     trial_days: Option<u32>,
     trial_once_per_ip: Option<bool>,
@@ -279,6 +298,14 @@ impl FileConfig {
         set(
             &mut cfg.key_change_cooldown,
             duration("key_change_cooldown", self.key_change_cooldown)?,
+        );
+        set(
+            &mut cfg.ip_change_cooldown_days,
+            self.ip_change_cooldown_days,
+        );
+        set(
+            &mut cfg.key_change_cooldown_days,
+            self.key_change_cooldown_days,
         );
         set(
             &mut cfg.timeout_hang,
@@ -403,6 +430,8 @@ mod tests {
             balance = 500
             key_delay_ms = 50
             duplicate_ip = "refuse"
+            ip_change_cooldown_days = 7
+            key_change_cooldown_days = 5
             faults = ["soft:timeout:0.5"]
             [[tariffs]]
             id = 1
@@ -422,6 +451,8 @@ mod tests {
             "*:malformed:1",
             "--ip-change-cooldown",
             "12h",
+            "--ip-change-cooldown-days",
+            "0",
         ])
         .unwrap();
 
@@ -431,6 +462,10 @@ mod tests {
         assert_eq!(cfg.key_delay, Duration::from_millis(50));
         assert_eq!(cfg.duplicate_ip, DuplicateIpPolicy::Refuse);
         assert_eq!(cfg.ip_change_cooldown, Duration::from_secs(12 * 3600));
+        assert_eq!(
+            (cfg.ip_change_cooldown_days, cfg.key_change_cooldown_days),
+            (0, 5)
+        );
         assert_eq!(cfg.faults, vec!["*:malformed:1".parse::<Fault>().unwrap()]);
         assert_eq!(cfg.prices.tariffs.len(), 1);
     }

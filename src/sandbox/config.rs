@@ -24,11 +24,20 @@ pub struct SandboxConfig {
     pub latency: Duration,
     /// Sliding lifetime of a `func=auth` session. Default 1 h.
     pub session_ttl: Duration,
-    /// Minimum time between two IP changes of one license (the first change is always
-    /// allowed). Default 30 days.
+    /// A license in use: minimum time between two moves from one real address to
+    /// another (the first is always allowed; parking on 0.0.0.0 and leaving the pool
+    /// never count). Default 30 days.
     pub ip_change_cooldown: Duration,
-    /// Minimum time between two key regenerations of one license. Default 0.
+    /// A license in use: minimum time between two key regenerations. Default 0.
     pub key_change_cooldown: Duration,
+    /// A parked license (IP 0.0.0.0) leaves the pool for a real address only once its
+    /// last IP change (`real_ipchange`, parking included) is this many days old; 0
+    /// turns the rule off. Default 30. [INFERRED]
+    pub ip_change_cooldown_days: u32,
+    /// A parked license gets a new key only once its last key change
+    /// (`real_keychange`) is this many days old; 0 turns the rule off. Default 30.
+    /// [INFERRED]
+    pub key_change_cooldown_days: u32,
     /// Length of a trial license. Default 14 days.
     pub trial_days: u32,
     /// Refuse a second trial for an IP that ever had one. Default true. [INFERRED]
@@ -46,9 +55,10 @@ pub struct SandboxConfig {
     /// Error type for an `elid` that does not exist. Default `value` (object `elid`).
     /// [INFERRED]
     pub not_found_error_type: String,
-    /// Emit `ip_change_date` / `lickey_change_date` as the date the next change is
-    /// allowed (as joonte reads them) instead of the date of the last change.
-    /// Default false. [INFERRED]
+    /// Emit `ip_change_date` / `lickey_change_date` as the day the next change is
+    /// allowed under the cooldown that applies (as joonte reads them) instead of the
+    /// day of the last change (`real_ipchange` / `real_keychange`). Default false.
+    /// [INFERRED]
     pub change_dates_as_next_allowed: bool,
     /// Id given to the first license; later ones count up. Default 1 000 001.
     pub first_id: u64,
@@ -118,6 +128,8 @@ impl Default for SandboxConfig {
             session_ttl: Duration::from_secs(3600),
             ip_change_cooldown: Duration::from_secs(30 * 86_400),
             key_change_cooldown: Duration::ZERO,
+            ip_change_cooldown_days: 30,
+            key_change_cooldown_days: 30,
             trial_days: 14,
             trial_once_per_ip: true,
             duplicate_ip: DuplicateIpPolicy::Allow,

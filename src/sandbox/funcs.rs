@@ -68,8 +68,9 @@ fn checkip(cfg: &SandboxConfig, st: &mut State, p: &Params) -> Result<Doc, ApiEr
     Ok(Doc::ok())
 }
 
-/// `soft.edit`: the form without `sok`; with `sok`, a new key (`clicked_button=newkey`)
-/// or a save of `ip` / `licname` / `remoteid`.
+/// `soft.edit`: the form without `sok`; with `sok`, a new key (`clicked_button=newkey`,
+/// answered with the form and so the new key at `/doc/lickey`, where ISPsystem's WHMCS
+/// module reads it) or a save of `ip` / `licname` / `remoteid` (`<ok/>`).
 fn edit(cfg: &SandboxConfig, st: &mut State, p: &Params) -> Result<Doc, ApiError> {
     let id = p.elid()?;
     if !p.sok() {
@@ -78,13 +79,23 @@ fn edit(cfg: &SandboxConfig, st: &mut State, p: &Params) -> Result<Doc, ApiError
     }
     if p.get("clicked_button") == Some("newkey") {
         st.new_key(cfg, id)?;
-        return Ok(Doc::ok());
+        let rec = st.record(cfg, id)?;
+        return Ok(views::soft_edit_form(cfg, rec));
     }
     let ip = p.get("ip").map(check_ip).transpose()?;
-    let licname = p.get("licname").map(str::to_owned);
-    let remote_id = p.get("remoteid").map(str::to_owned);
+    let licname = sent(p, "licname").map(str::to_owned);
+    let remote_id = sent(p, "remoteid").map(str::to_owned);
     st.edit(cfg, id, ip, licname, remote_id)?;
     Ok(Doc::ok())
+}
+
+/// The trimmed value of `name` when it was sent, an empty one included: an empty
+/// `remoteid` clears it, as a pool does when it parks a license.
+fn sent<'a>(p: &'a Params, name: &str) -> Option<&'a str> {
+    p.0.iter()
+        .rev()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.trim())
 }
 
 /// `soft.suspend` / `soft.resume` / `soft.delete` on one id or a list of ids.

@@ -8,13 +8,15 @@
 //! document marks as inferred is a [`SandboxConfig`] field.
 //!
 //! Layout: `config` (settings), `state` (data, clock, sessions), `rules` (business
-//! rules), `funcs` (one function per `func`), `views` (read-only answers), `doc` and
+//! rules), `cooldown` (how soon an IP or key may change again, parked or in use),
+//! `funcs` (one function per `func`), `views` (read-only answers), `doc` and
 //! `render` (the answer tree and its formats), `faults`, `conn` (connections that can
 //! be cut), `server` (HTTP), `args` (the standalone command).
 
 mod args;
 mod config;
 mod conn;
+mod cooldown;
 mod doc;
 mod faults;
 mod funcs;
@@ -29,6 +31,8 @@ mod tests;
 mod tests_faults;
 #[cfg(test)]
 mod tests_ops;
+#[cfg(test)]
+mod tests_pool;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -194,6 +198,20 @@ impl SandboxHandle {
     /// Moves the sandbox clock forward (key delay, cooldowns, sessions, dates).
     pub fn advance_clock(&self, by: time::Duration) {
         self.shared.lock().advance_clock(by);
+    }
+
+    /// Makes license `id`'s last IP change and last new key (`real_ipchange`,
+    /// `real_keychange` and what the cooldowns count from) `by` older, as if they had
+    /// happened that long ago; the sandbox clock and every other license stay as they
+    /// are. Returns whether the license exists.
+    pub fn age_changes(&self, id: u64, by: time::Duration) -> bool {
+        match self.shared.lock().records.get_mut(&id) {
+            Some(rec) => {
+                rec.age_changes(by);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Plants `n` active licenses of `tariff` with distinct IPs (`10.x.y.z`, derived

@@ -8,8 +8,11 @@ use std::net::IpAddr;
 use time::Date;
 
 use super::config::{DuplicateIpPolicy, SandboxConfig, Tariff};
+use super::cooldown;
 use super::doc::ApiError;
-use super::state::{NewSandboxLicense, SandboxRenewal, State, add_months, random_hex, status};
+use super::state::{
+    NewSandboxLicense, SandboxRenewal, State, add_months, is_parking_ip, random_hex, status,
+};
 
 /// A validated-on-use order (`soft.order.param`) or pre-check (`soft.checkip`): the
 /// protocol's form, its IP checked and canonical.
@@ -87,17 +90,19 @@ fn addons_price(
 }
 
 impl State {
-    /// Whether another live license of `family` is bound to `ip`.
+    /// Whether another live license of `family` is bound to `ip`. The parking address
+    /// is never taken: any number of licenses may wait there.
     fn ip_taken(&self, cfg: &SandboxConfig, family: &str, ip: &str, except: u64) -> bool {
-        self.records.values().any(|r| {
-            r.lic.id != except
-                && r.lic.status != status::DELETED
-                && r.lic.ip == ip
-                && cfg
-                    .prices
-                    .tariff(r.lic.tariff_id)
-                    .is_some_and(|t| t.family == family)
-        })
+        !is_parking_ip(ip)
+            && self.records.values().any(|r| {
+                r.lic.id != except
+                    && r.lic.status != status::DELETED
+                    && r.lic.ip == ip
+                    && cfg
+                        .prices
+                        .tariff(r.lic.tariff_id)
+                        .is_some_and(|t| t.family == family)
+            })
     }
 
     /// Every check of an order except money; returns the total price.
@@ -182,7 +187,9 @@ impl State {
         Ok(id)
     }
 
-    /// `soft.edit` with `sok`: changes the IP (rate-limited), the name and the remoteid.
+    /// `soft.edit` with `sok`: changes the IP (within the cooldowns), the name and the
+    /// remoteid. Parking (`ip=0.0.0.0`) is always allowed, on an active or suspended
+    /// license alike.
     pub(crate) fn edit(
         &mut self,
         cfg: &SandboxConfig,
@@ -198,17 +205,7 @@ impl State {
             _ => None,
         };
         if let Some(ip) = &new_ip {
-            let cooldown = to_time(cfg.ip_change_cooldown);
-            if let Some(next) = rec.ip_changed_at.map(|t| t + cooldown).filter(|n| *n > now) {
-                return Err(ApiError::value(
-                    "ip",
-                    ip,
-                    format!(
-                        "The IP address of this license can be changed after {}",
-                        next.date()
-                    ),
-                ));
-            }
+            cooldown::check_ip_change(cfg, &rec, ip, now)?;
             let family = tariff(cfg, rec.lic.tariff_id)
                 .map(|t| t.family.clone())
                 .unwrap_or_default();
@@ -223,9 +220,12 @@ impl State {
         }
         let rec = self.live_record(cfg, id)?;
         if let Some(ip) = new_ip {
+            if !rec.parked() && !is_parking_ip(&ip) {
+                rec.ip_moved_at = Some(now);
+            }
             rec.lic.ip = ip;
             rec.lic.ip_change_date = Some(now.date());
-            rec.ip_changed_at = Some(now);
+            rec.lic.real_ipchange = now.date();
         }
         if let Some(name) = licname {
             rec.lic.licname = name;
@@ -236,25 +236,22 @@ impl State {
         Ok(())
     }
 
-    /// `soft.edit` with `clicked_button=newkey`: issues a new key (rate-limited).
+    /// `soft.edit` with `clicked_button=newkey`: issues a new key (within the
+    /// cooldowns).
     pub(crate) fn new_key(&mut self, cfg: &SandboxConfig, id: u64) -> Result<(), ApiError> {
         let now = self.now();
         let rec = self.live_record(cfg, id)?;
-        let sid = id.to_string();
         if !matches!(rec.lic.status, status::ACTIVE | status::SUSPENDED) {
-            return Err(ApiError::value("elid", &sid, "The license has no key yet"));
+            return Err(ApiError::value(
+                "elid",
+                &id.to_string(),
+                "The license has no key yet",
+            ));
         }
-        let cooldown = to_time(cfg.key_change_cooldown);
-        if let Some(next) = rec
-            .key_changed_at
-            .map(|t| t + cooldown)
-            .filter(|n| *n > now)
-        {
-            let msg = format!("The license key can be regenerated after {}", next.date());
-            return Err(ApiError::value("elid", &sid, msg));
-        }
+        cooldown::check_new_key(cfg, rec, now)?;
         rec.lic.license_key = random_hex(32);
         rec.lic.key_change_date = Some(now.date());
+        rec.lic.real_keychange = now.date();
         rec.key_changed_at = Some(now);
         Ok(())
     }

@@ -42,10 +42,16 @@ pub struct SandboxLicense {
     pub create_time: OffsetDateTime,
     /// Last day of the paid period.
     pub expire_date: Date,
-    /// Day of the last IP change, if any.
+    /// Day of the last IP change, if any (parking and leaving the pool included).
     pub ip_change_date: Option<Date>,
     /// Day of the last key regeneration, if any.
     pub key_change_date: Option<Date>,
+    /// The `real_ipchange` column: the day of the last IP change, the creation day
+    /// until the first.
+    pub real_ipchange: Date,
+    /// The `real_keychange` column: the day of the last new key, the creation day
+    /// until the first.
+    pub real_keychange: Date,
     /// Add-on id → unit count (e.g. 55236 → Business nodes).
     pub addons: BTreeMap<u32, u32>,
     /// `autoprolong` as ordered: `Some(1 | 12)` or `None`.
@@ -114,11 +120,31 @@ pub(crate) struct Record {
     pub(crate) lic: SandboxLicense,
     /// When a processing license becomes active (status 5 → 2).
     pub(crate) activates_at: Option<OffsetDateTime>,
-    pub(crate) ip_changed_at: Option<OffsetDateTime>,
+    /// The last move from one real address to another (what the cooldown of a license
+    /// in use counts from; parking and leaving the pool are not such moves).
+    pub(crate) ip_moved_at: Option<OffsetDateTime>,
+    /// The last new key.
     pub(crate) key_changed_at: Option<OffsetDateTime>,
 }
 
 impl Record {
+    /// Whether the license is parked: bound to the unspecified address (0.0.0.0),
+    /// as a reseller's pool keeps a license between two servers.
+    pub(crate) fn parked(&self) -> bool {
+        is_parking_ip(&self.lic.ip)
+    }
+
+    /// Makes the last IP change and the last new key `by` older.
+    pub(crate) fn age_changes(&mut self, by: time::Duration) {
+        let l = &mut self.lic;
+        l.real_ipchange -= by;
+        l.real_keychange -= by;
+        l.ip_change_date = l.ip_change_date.map(|d| d - by);
+        l.key_change_date = l.key_change_date.map(|d| d - by);
+        self.ip_moved_at = self.ip_moved_at.map(|t| t - by);
+        self.key_changed_at = self.key_changed_at.map(|t| t - by);
+    }
+
     /// Applies the lazy 5 → 2 transition if its time has come.
     fn settle(&mut self, now: OffsetDateTime) {
         if self.lic.status == status::PROCESSING && self.activates_at.is_some_and(|t| t <= now) {
@@ -348,18 +374,28 @@ impl State {
                 .unwrap_or_else(|| add_months(now.date(), new.period.max(1))),
             ip_change_date: None,
             key_change_date: None,
+            real_ipchange: now.date(),
+            real_keychange: now.date(),
             addons: new.addons,
             auto_prolong: new.auto_prolong,
         };
         let rec = Record {
             lic,
             activates_at,
-            ip_changed_at: None,
+            ip_moved_at: None,
             key_changed_at: None,
         };
         self.records.insert(id, rec);
         id
     }
+}
+
+/// Whether `ip` is the unspecified address (0.0.0.0 or ::), where parked licenses
+/// wait: any number of licenses may sit there, and it is never a duplicate.
+pub(crate) fn is_parking_ip(ip: &str) -> bool {
+    ip.trim()
+        .parse::<std::net::IpAddr>()
+        .is_ok_and(|a| a.is_unspecified())
 }
 
 /// `len` random lowercase hex digits.

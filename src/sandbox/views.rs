@@ -1,13 +1,9 @@
 //! Read-only answers: the `soft` list, the `soft.edit` form, `subaccount` and
 //! `pricelist.export`, built as [`Doc`] trees.
 
-use std::time::Duration;
-
-use time::OffsetDateTime;
-
 use super::config::{ListPricelist, SandboxConfig, SavedFilter};
+use super::cooldown;
 use super::doc::{Doc, Node};
-use super::rules::to_time;
 use super::state::{Record, State, status};
 use crate::protocol::{SOFT_ITEMTYPE, period_name, status_name};
 
@@ -18,13 +14,17 @@ pub(crate) fn money(cents: i64) -> String {
     format!("{sign}{}.{:02}", abs / 100, abs % 100)
 }
 
-/// `ip_change_date` / `lickey_change_date` as configured: the day of the last change,
-/// or the day the next one is allowed (how joonte reads them).
-fn change_date(cfg: &SandboxConfig, at: Option<OffsetDateTime>, cooldown: Duration) -> String {
-    match at {
-        None => String::new(),
-        Some(t) if cfg.change_dates_as_next_allowed => (t + to_time(cooldown)).date().to_string(),
-        Some(t) => t.date().to_string(),
+/// `ip_change_date` and `lickey_change_date` as configured: the days of the last
+/// changes (what `real_ipchange` / `real_keychange` show), or the days the next ones
+/// are allowed under the cooldown that applies (how joonte reads them).
+fn change_dates(cfg: &SandboxConfig, rec: &Record) -> (time::Date, time::Date) {
+    if cfg.change_dates_as_next_allowed {
+        (
+            cooldown::next_ip_change_day(cfg, rec),
+            cooldown::next_key_change_day(cfg, rec),
+        )
+    } else {
+        (rec.lic.real_ipchange, rec.lic.real_keychange)
     }
 }
 
@@ -64,7 +64,6 @@ fn list_elem(cfg: &SandboxConfig, rec: &Record) -> Node {
         None => message(cfg, "autoprolong", "null", "Off"),
         Some(p) => message(cfg, "autoprolong", p, period_name(p)),
     };
-    let date = |d: Option<time::Date>| d.map(|d| d.to_string()).unwrap_or_default();
     let cost = cfg
         .prices
         .tariff(l.tariff_id)
@@ -79,8 +78,8 @@ fn list_elem(cfg: &SandboxConfig, rec: &Record) -> Node {
     e.children
         .push(message(cfg, "period", l.period, period_name(l.period)));
     e.add_field("update_expiredate", l.expire_date);
-    e.add_field("real_ipchange", date(l.ip_change_date));
-    e.add_field("real_keychange", date(l.key_change_date));
+    e.add_field("real_ipchange", l.real_ipchange);
+    e.add_field("real_keychange", l.real_keychange);
     e.children.push(pricelist);
     e.add_field("account", &cfg.user);
     e.add_field("project", 1);
@@ -134,9 +133,11 @@ pub(crate) fn soft_list(
     Doc::list(elems, total, page, p_cnt.unwrap_or(total))
 }
 
-/// `func=soft.edit` without `sok`: the license form.
+/// `func=soft.edit` without `sok`: the license form; also the answer to a new key
+/// (`clicked_button=newkey`), where ISPsystem's WHMCS module reads `/doc/lickey`.
 pub(crate) fn soft_edit_form(cfg: &SandboxConfig, rec: &Record) -> Doc {
     let l = &rec.lic;
+    let (ip_change_date, lickey_change_date) = change_dates(cfg, rec);
     let mut d = Node::new("doc");
     d.add_field("elid", l.id);
     d.add_field("id", l.id);
@@ -152,14 +153,8 @@ pub(crate) fn soft_edit_form(cfg: &SandboxConfig, rec: &Record) -> Doc {
     d.add_field("autoprolong", autoprolong(l.auto_prolong));
     d.add_field("createdate", l.create_time.date());
     d.add_field("expiredate", l.expire_date);
-    d.add_field(
-        "ip_change_date",
-        change_date(cfg, rec.ip_changed_at, cfg.ip_change_cooldown),
-    );
-    d.add_field(
-        "lickey_change_date",
-        change_date(cfg, rec.key_changed_at, cfg.key_change_cooldown),
-    );
+    d.add_field("ip_change_date", ip_change_date);
+    d.add_field("lickey_change_date", lickey_change_date);
     let addon_ids = cfg
         .prices
         .tariff(l.tariff_id)

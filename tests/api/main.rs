@@ -39,3 +39,4 @@ mod tracing;
 mod upstream;
 mod validation;
 mod webhooks;
+mod whmcs;

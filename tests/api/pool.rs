@@ -3,8 +3,6 @@
 //! parked license; a pool whose cooldowns have not passed buys; a refused move gives
 //! the license back without buying; a release not worth parking cancels.
 
-use std::time::Duration;
-
 use license_facade::api::pb::v1 as pb;
 use license_facade::config::Settings;
 use license_facade::domain::{PoolConfig, PoolRules};
@@ -16,7 +14,7 @@ const PRO: &str = "ISPmanager 6 Pro";
 
 /// The app on its sandbox with the pool's cooldowns at `pool_days` and the
 /// sandbox's at `sandbox_days`, and `rules` for every tariff.
-async fn app(pool_days: u32, sandbox_days: u64, rules: PoolRules) -> TestApp {
+async fn app(pool_days: u32, sandbox_days: u32, rules: PoolRules) -> TestApp {
     spawn_app_with(0, |s: &mut Settings| {
         s.pool = PoolConfig {
             ip_change_cooldown_days: pool_days,
@@ -25,8 +23,8 @@ async fn app(pool_days: u32, sandbox_days: u64, rules: PoolRules) -> TestApp {
             ..PoolConfig::default()
         };
         let sandbox = s.sandbox.as_mut().expect("a sandbox");
-        sandbox.ip_change_cooldown = Duration::from_secs(sandbox_days * 86_400);
-        sandbox.key_change_cooldown = Duration::from_secs(sandbox_days * 86_400);
+        sandbox.ip_change_cooldown_days = sandbox_days;
+        sandbox.key_change_cooldown_days = sandbox_days;
     })
     .await
 }

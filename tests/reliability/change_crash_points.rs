@@ -1,6 +1,7 @@
 //! The real binary aborted at each crash point of every change of an existing license
-//! (renew, change IP, change panel, suspend, resume, reissue key, cancel) and of an
-//! operator's RETRY of a license that needs a person, restarted on the same database,
+//! (renew, change IP, change panel, suspend, resume, reissue key, cancel, park), of an
+//! order that takes a parked license instead of buying, and of an operator's RETRY of
+//! a license that needs a person, restarted on the same database,
 //! the request sent again with its `Idempotency-Key`: the change (or the purchase) is
 //! carried out upstream exactly once (never lost, never applied twice: a renewal sent
 //! twice buys two periods), and the store and the sandbox agree afterwards.
@@ -152,7 +153,22 @@ pub const CANCEL: Change = Change {
     },
 };
 
-/// Every change, for the slow tier.
+pub const PARK: Change = Change {
+    action: "PARK",
+    path: "/release",
+    body: Some(|| json!({})),
+    func: "soft.edit",
+    from_suspended: false,
+    check: |before, after, license| {
+        assert_eq!(after.status, 3, "suspended upstream");
+        assert_eq!(after.ip, "0.0.0.0", "parked upstream");
+        assert_eq!(after.expire_date, before.expire_date, "nothing bought");
+        assert_eq!(license["state"], "PARKED", "{license}");
+    },
+};
+
+/// Every paid or binding change, for the slow tier (PARK, which buys and binds
+/// nothing, runs in the fast tier only).
 pub const CHANGES: [&Change; 7] = [
     &RENEW,
     &CHANGE_IP,
@@ -327,8 +343,15 @@ async fn crash_and_recover(change: &Change, point: &'static str) -> ChangeFigure
     );
     assert_eq!(succeeded, 1, "one {} completed", change.action);
     assert_eq!(sandbox.orders_sent(), 1, "no other license was ordered");
-    let after = upstream_on(&sandbox, license["ip"].as_str().expect("an IP"));
-    assert_eq!(after.id, before.id, "the same upstream license");
+    // By its id: a parked license is bound to 0.0.0.0 upstream, not to its IP here.
+    let after = sandbox
+        .handle
+        .license(before.id)
+        .expect("the upstream license is there");
+    if change.action != PARK.action {
+        let on_ip = upstream_on(&sandbox, license["ip"].as_str().expect("an IP"));
+        assert_eq!(on_ip.id, before.id, "the same upstream license");
+    }
     (change.check)(&before, &after, &license);
     // Where the change was made upstream but not yet recorded, the restarted service
     // found it made ("confirming it" in its log) instead of sending it again.
@@ -354,6 +377,124 @@ async fn fast(change: &Change, point: &'static str) {
     crash_and_recover(change, point).await.report(&format!(
         "change {} crash point {point} (fast)",
         change.action
+    ));
+}
+
+/// The pool with the upstream's cooldowns at 0, so a license parked now may be taken.
+const POOL_AT_ONCE: &str = "[pool]\nip_change_cooldown_days = 0\nkey_change_cooldown_days = 0\n";
+
+/// A license parked by a service that is then killed, then an order of another server
+/// with the process aborted at `point` (the order takes the parked license: a REUSE
+/// step), a restart, and the order sent again with its key: the parked license is
+/// moved and resumed upstream exactly once, nothing is bought, and it is REUSED here.
+async fn crash_and_reuse(point: &'static str) -> ChangeFigures {
+    let mut config = sandbox_config();
+    config.ip_change_cooldown_days = 0;
+    config.key_change_cooldown_days = 0;
+    let sandbox = start_sandbox(config).await;
+    let mut dir = ServiceDir::with_extra_config(POOL_AT_ONCE);
+    let parked_order = Order::new(12);
+    let setup = dir.start(&sandbox.url, None);
+    let parked_id = setup
+        .api
+        .order(&parked_order)
+        .await
+        .expect("the order is acknowledged");
+    setup.api.license_until(&parked_id, &["ACTIVE"]).await;
+    let path = format!("/v1/licenses/{parked_id}/release?wait=20s");
+    let (_, released) = setup.api.post(&path, &json!({}), None).await.unwrap();
+    assert_eq!(released["license"]["state"], "PARKED", "{released}");
+    let upstream_id: u64 = released["license"]["upstreamId"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .expect("an upstream id");
+    drop(setup);
+    let purchases_before = sandbox.orders_sent();
+    let moves_before = sandbox.handle.carried_out("soft.edit");
+    let resumes_before = sandbox.handle.carried_out("soft.resume");
+    let moves = || sandbox.handle.carried_out("soft.edit") - moves_before;
+    let resumes = || sandbox.handle.carried_out("soft.resume") - resumes_before;
+
+    let order = Order::new(13);
+    let key = format!("reuse-{point}");
+    let mut armed = dir.start(&sandbox.url, Some(point));
+    if let Ok((status, body)) = armed.api.post_order(&order.body(), Some(&key)).await {
+        assert_eq!(status, 202, "the order is accepted: {body}");
+        assert_eq!(body["reusedFrom"], parked_id.as_str(), "{body}");
+    }
+    armed.expect_abort_at(point).await;
+    drop(armed);
+    let moved_before_restart = moves();
+    match point {
+        crash::BEFORE_INTENT | crash::AFTER_INTENT => {
+            assert_eq!(
+                moved_before_restart, 0,
+                "moved before the restart ({point})"
+            )
+        }
+        crash::AFTER_SEND => assert!(moved_before_restart <= 1),
+        _ => assert_eq!(
+            moved_before_restart, 1,
+            "moved before the restart ({point})"
+        ),
+    }
+
+    let service = dir.start(&sandbox.url, None);
+    let (status, body) = service
+        .api
+        .post_order(&order.body(), Some(&key))
+        .await
+        .expect("the retry is answered");
+    assert!((200..300).contains(&status), "{status} {body}");
+    let id = body["id"].as_str().expect("an id").to_owned();
+    let license = service
+        .api
+        .license_after_audit(&id, "REUSE", "SUCCEEDED")
+        .await;
+    let donor = service.api.license(&parked_id).await;
+    let succeeded = service.api.audit_count("REUSE", "SUCCEEDED").await;
+    service.stop().await;
+    let confirmed_by_recovery = dir.log_count(CONFIRMED_BY_RECOVERY_LOG);
+    assert_eq!(license["state"], "ACTIVE", "{license}");
+    assert_eq!(license["reusedFrom"], parked_id.as_str(), "{license}");
+    assert_eq!(license["upstreamId"], upstream_id.to_string(), "{license}");
+    assert_eq!(donor["state"], "REUSED", "{donor}");
+    assert_eq!(donor["reusedBy"], id.as_str(), "{donor}");
+    assert_eq!(succeeded, 1, "one REUSE completed");
+    assert_eq!(
+        sandbox.orders_sent(),
+        purchases_before,
+        "nothing was bought"
+    );
+    assert_eq!(moves(), 1, "moved upstream exactly once (crash at {point})");
+    assert_eq!(
+        resumes(),
+        1,
+        "resumed upstream exactly once (crash at {point})"
+    );
+    let after = sandbox
+        .handle
+        .license(upstream_id)
+        .expect("upstream license");
+    assert_eq!((after.status, after.ip.as_str()), (2, order.ip.as_str()));
+    assert_eq!(after.licname, id, "named ours upstream");
+    assert_eq!(
+        license["licenseKey"].as_str(),
+        Some(after.license_key.as_str()),
+        "{license}"
+    );
+    ChangeFigures {
+        runs: 1,
+        upstream_changes: moves(),
+        duplicates: moves().saturating_sub(1),
+        lost: u64::from(moves() == 0),
+        confirmed_by_recovery,
+    }
+}
+
+async fn fast_reuse(_: &(), point: &'static str) {
+    crash_and_reuse(point).await.report(&format!(
+        "order taking a parked license, crash point {point} (fast)"
     ));
 }
 
@@ -592,6 +733,12 @@ crash_tests! {
     resume => super::RESUME,
     reissue_key => super::REISSUE_KEY,
     cancel => super::CANCEL,
+    park => super::PARK,
+}
+
+crash_tests! {
+    fast_reuse:
+    reuse => (),
 }
 
 crash_tests! {

@@ -107,6 +107,19 @@ impl ServiceDir {
         this
     }
 
+    /// [`new`](Self::new), with `extra` (more TOML sections) in both configurations.
+    pub fn with_extra_config(extra: &str) -> Self {
+        let this = Self::new();
+        for name in ["config.toml", "armed.toml"] {
+            let path = this.dir.path().join(name);
+            let mut text = std::fs::read_to_string(&path).unwrap();
+            text.push('\n');
+            text.push_str(extra);
+            std::fs::write(&path, text).unwrap();
+        }
+        this
+    }
+
     /// A directory whose services run with the configuration file `config` (TOML).
     pub fn with_config(config: &str) -> Self {
         let dir = tempfile::tempdir().expect("a temporary directory");
@@ -285,6 +298,8 @@ impl Service {
             .env_remove("LICENSE_FACADE_DATABASE_URL")
             .env_remove("LICENSE_FACADE_CLIENTS_FILE")
             .env_remove("LICENSE_FACADE_SANDBOX_KEY_DELAY_MS")
+            .env_remove("LICENSE_FACADE_SANDBOX_IP_CHANGE_COOLDOWN_DAYS")
+            .env_remove("LICENSE_FACADE_SANDBOX_KEY_CHANGE_COOLDOWN_DAYS")
             .stdin(Stdio::null())
             .stdout(Stdio::piped());
         Self::spawn(command, dir, label)
