@@ -74,7 +74,7 @@ pub async fn churn(ctx: &Ctx, n: usize, k: usize) -> anyhow::Result<String> {
         .context("the Pro tariff in the sandbox's price list")?
         .price(1);
     let mut rows = vec![
-        "| run | purchases | reuses | released: parked / cancelled | cancelled (watcher) | upstream deletions | purchases at list price | balance charged | parked after | pool month cost | pool saved | pass s | settled s |".to_owned(),
+        "| run | purchases | reuses | released: parked / cancelled | cancelled | upstream deletions | purchases at list price, EUR | balance charged, EUR | parked after | pool month cost, EUR | pool saved, EUR | pass s | settled s |".to_owned(),
         "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|".to_owned(),
     ];
     for (i, variant) in VARIANTS.iter().enumerate() {
@@ -212,17 +212,12 @@ async fn run(
         .into_iter()
         .flatten()
         .find(|t| t["tariffId"] == PRO_TARIFF);
+    // An amount the pool does not show (no Pro entry, or no reuse yet) is nothing.
     let field = |name: &str| {
         pro.and_then(|t| t[name].as_str())
             .filter(|v| !v.is_empty())
-            .map(|v| {
-                format!(
-                    "{v} {}",
-                    pro.and_then(|t| t["currency"].as_str()).unwrap_or("")
-                )
-            })
-            .map(|v| v.trim_end().to_owned())
-            .unwrap_or_else(|| "0".to_owned())
+            .unwrap_or("0.00")
+            .to_owned()
     };
     let counted = Counted {
         purchases: sandbox.carried_out("soft.order.param") - orders0,
