@@ -169,6 +169,8 @@ struct LastPass {
     moved: usize,
     panel_changed: usize,
     cancelled: usize,
+    released: usize,
+    parked: usize,
     errors: usize,
     held: Vec<HeldEntry>,
     blocked: Option<String>,
@@ -303,9 +305,15 @@ fn view(link: &WatcherLink, status: Result<Status, String>, now: i64) -> Watcher
                 p.listing.reason.as_deref().unwrap_or("no reason given")
             )
         };
+        // Releases are shown only by a watcher that makes them (the park policy).
+        let released = if p.released > 0 {
+            format!(", released {} (parked {})", p.released, p.parked)
+        } else {
+            String::new()
+        };
         view.last_pass = Some(format!(
             "{} ({} ms): {} servers in {listing}, {} marked, {} live licenses; \
-             ordered {}, moved {}, panel changed {}, cancelled {}, failed calls {}.",
+             ordered {}, moved {}, panel changed {}, cancelled {}{released}, failed calls {}.",
             unix(p.started_at),
             p.duration_ms,
             p.listing.servers,
@@ -405,7 +413,8 @@ mod tests {
         let status: Status = serde_json::from_value(serde_json::json!({
             "last_pass": {"started_at": 1_800_000_000, "duration_ms": 12,
                           "listing": {"complete": true, "servers": 2},
-                          "ordered": 1, "held": [{"server_id": "vm6-a:3", "reason": "no usable address"}],
+                          "ordered": 1, "cancelled": 1, "released": 3, "parked": 2,
+                          "held": [{"server_id": "vm6-a:3", "reason": "no usable address"}],
                           "some_later_field": true},
             "servers": [{"server_id": "vm6-a:1", "name": "web1", "state": "active",
                          "wants": "ISPmanager 6 Pro on 198.51.100.1",
@@ -424,7 +433,12 @@ mod tests {
         let view = view(&link(), Ok(status), 1_800_000_000);
 
         assert!(view.unreadable.is_none());
-        assert!(view.last_pass.as_deref().unwrap().contains("ordered 1"));
+        let last_pass = view.last_pass.as_deref().unwrap();
+        assert!(last_pass.contains("ordered 1"), "{last_pass}");
+        assert!(
+            last_pass.contains("cancelled 1, released 3 (parked 2)"),
+            "{last_pass}"
+        );
         assert_eq!(
             view.held,
             [("vm6-a:3".to_owned(), "no usable address".to_owned())]

@@ -40,9 +40,14 @@ pub struct License {
 }
 
 impl License {
-    /// Whether it is live: not CANCELLED or FAILED.
+    /// Whether it is live, holding its server: not CANCELLED or FAILED, nor PARKED
+    /// (in the service's pool, bound to no server) or REUSED (taken by another
+    /// license).
     pub fn is_live(&self) -> bool {
-        !matches!(self.state, "CANCELLED" | "FAILED" | "STATE_UNSPECIFIED")
+        !matches!(
+            self.state,
+            "CANCELLED" | "FAILED" | "PARKED" | "REUSED" | "STATE_UNSPECIFIED"
+        )
     }
 
     fn from_pb(l: pb::License) -> Self {
@@ -77,6 +82,17 @@ pub enum Ensured {
     Ordered,
     /// Panel and/or IP changes were queued.
     Changed,
+}
+
+/// Where `ReleaseLicense` sent a license.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ReleasedTo {
+    /// The license as the answer shows it.
+    pub license: License,
+    /// Parked in the pool (`true`), or cancelled by the pool's rules.
+    pub parked: bool,
+    /// Why it was cancelled instead of parked; empty when parked.
+    pub reason: String,
 }
 
 /// A failed call, with the API's reason code when it sent one.
@@ -142,6 +158,9 @@ pub struct EnsureCall {
 #[derive(Clone)]
 pub struct LicenseApi {
     client: LicenseServiceClient<InterceptedService<Channel, Bearer>>,
+    /// Deadline of one call, also sent to the service as the call's `grpc-timeout`
+    /// (a waiting call is answered before the watcher gives up on it).
+    timeout: Duration,
 }
 
 impl LicenseApi {
@@ -184,6 +203,7 @@ impl LicenseApi {
         };
         Ok(Self {
             client: LicenseServiceClient::with_interceptor(channel, Bearer(value)),
+            timeout,
         })
     }
 
@@ -290,6 +310,43 @@ impl LicenseApi {
                 reason: None,
                 message: "an answer without its license".into(),
             })
+    }
+
+    /// `ReleaseLicense` of one license (by id, as [`cancel`](Self::cancel)): the
+    /// service parks it by its pool's rules, else cancels it. Waits (within the call's
+    /// deadline) until the park is done upstream, so that the orders made after it
+    /// can take the license instead of buying.
+    pub async fn release(
+        &self,
+        license_id: &str,
+        request_id: &str,
+    ) -> Result<ReleasedTo, ApiError> {
+        let mut request = tonic::Request::new(pb::ReleaseLicenseRequest {
+            id: license_id.to_owned(),
+            wait: true,
+            request_id: request_id.to_owned(),
+        });
+        request.set_timeout(self.timeout);
+        let answer = self
+            .client
+            .clone()
+            .release_license(request)
+            .await?
+            .into_inner();
+        let parked = answer.outcome == pb::ReleaseOutcome::Parked as i32;
+        let license = answer
+            .license
+            .map(License::from_pb)
+            .ok_or_else(|| ApiError {
+                code: tonic::Code::Internal,
+                reason: None,
+                message: "an answer without its license".into(),
+            })?;
+        Ok(ReleasedTo {
+            license,
+            parked,
+            reason: answer.reason,
+        })
     }
 
     /// The server's live license, else its latest; `None` when it never had one.

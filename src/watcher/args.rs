@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::pass::PassMode;
-use super::{Listeners, Watcher, WatcherConfig, serve};
+use super::{Listeners, ReleasePolicy, Watcher, WatcherConfig, serve};
 
 /// `license-facade watch`: keep one license on every marked server of a platform.
 #[derive(clap::Args, Debug, Clone)]
@@ -24,6 +24,10 @@ pub struct WatchArgs {
     /// the servers are really gone.
     #[arg(long)]
     pub allow_mass_cancel: bool,
+    /// How the license of a gone server ends, over the file's `cancel.release`:
+    /// `cancel`, or `park` (released to the service's pool, by its rules).
+    #[arg(long, value_enum, env = "LICENSE_FACADE_WATCHER_RELEASE")]
+    pub release: Option<ReleasePolicy>,
 }
 
 /// Runs the command; the process's exit code.
@@ -31,7 +35,10 @@ pub async fn run_command(
     args: WatchArgs,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<i32> {
-    let config = WatcherConfig::load(&args.config)?;
+    let mut config = WatcherConfig::load(&args.config)?;
+    if let Some(release) = args.release {
+        config.cancel.release = release;
+    }
     let mode = PassMode {
         dry_run: args.dry_run,
         allow_mass_cancel: args.allow_mass_cancel,
@@ -55,6 +62,7 @@ pub async fn run_command(
         http = ?listeners.http_addr(),
         guest = ?listeners.guest_addr(),
         interval_secs = config.interval.as_secs(),
+        release = config.cancel.release.as_str(),
         "watcher started"
     );
     let watcher = Arc::new(Watcher::new(config)?);

@@ -124,6 +124,31 @@ pub struct CancelRules {
     pub max_share: f64,
     /// …unless it cancels at most this many.
     pub min_allowed: usize,
+    /// What ends such a license: a cancellation, or a release to the service's pool.
+    pub release: ReleasePolicy,
+}
+
+/// How the watcher ends the license of a gone (or unmarked) server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ReleasePolicy {
+    /// `CancelLicense`: deleted upstream; its paid time is lost.
+    #[default]
+    Cancel,
+    /// `ReleaseLicense`: parked in the service's pool with its paid time, for the next
+    /// order of its tariff to take instead of buying, or cancelled when the pool's
+    /// rules of its tariff say it is not worth keeping.
+    Park,
+}
+
+impl ReleasePolicy {
+    /// Its name in the configuration file and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Cancel => "cancel",
+            Self::Park => "park",
+        }
+    }
 }
 
 /// The guest listener.
@@ -179,6 +204,11 @@ impl WatcherConfig {
             (0.0..=1.0).contains(&cancel.max_share),
             "cancel.max_share must be between 0.0 and 1.0"
         );
+        let release = match cancel.release.as_str() {
+            "cancel" => ReleasePolicy::Cancel,
+            "park" => ReleasePolicy::Park,
+            other => bail!("cancel.release {other:?}: expected cancel or park"),
+        };
         Ok(Self {
             instance,
             state_file: base.join(file.state_file),
@@ -199,6 +229,7 @@ impl WatcherConfig {
                 grace: Duration::from_secs(cancel.grace_secs),
                 max_share: cancel.max_share,
                 min_allowed: cancel.min_allowed,
+                release,
             },
             http_addr: file.http.map(|h| h.addr),
             guest: file.guest.map(guest_config).transpose()?,
@@ -432,6 +463,7 @@ mod tests {
         assert_eq!(c.cancel.absent_listings, 3);
         assert_eq!(c.cancel.grace, Duration::from_secs(86_400));
         assert!(!c.trust_empty_listing);
+        assert_eq!(c.cancel.release, ReleasePolicy::Cancel);
         assert_eq!(c.address, AddressPick::FirstPublic);
         assert!(matches!(
             c.platform.credentials,
@@ -454,6 +486,26 @@ mod tests {
         assert!(bad("password = \"p\"", "token = \"x\"").contains("not both"));
         assert!(bad("token = \"t\"", "").contains("token"));
         assert!(bad("instance", "instanse").contains("unknown field"));
+        assert!(
+            bad(
+                "password = \"p\"",
+                "password = \"p\"\n[cancel]\nrelease = \"keep\""
+            )
+            .contains("cancel.release")
+        );
+    }
+
+    #[test]
+    fn the_release_policy_is_read_from_the_cancel_section() {
+        let text = format!("{MINIMAL}\n        [cancel]\n        release = \"park\"\n");
+
+        let c = WatcherConfig::parse(&text, Path::new(".")).unwrap();
+
+        assert_eq!(c.cancel.release, ReleasePolicy::Park);
+        assert_eq!(
+            c.cancel.absent_listings, 3,
+            "the other settings keep their defaults"
+        );
     }
 
     #[test]

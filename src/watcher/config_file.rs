@@ -158,6 +158,9 @@ pub(super) struct FileCancel {
     pub(super) max_share: f64,
     #[serde(default = "default_min_allowed")]
     pub(super) min_allowed: usize,
+    /// `cancel` or `park`.
+    #[serde(default = "default_release")]
+    pub(super) release: String,
 }
 
 fn default_absent() -> u32 {
@@ -172,6 +175,9 @@ fn default_share() -> f64 {
 fn default_min_allowed() -> usize {
     3
 }
+fn default_release() -> String {
+    "cancel".into()
+}
 
 impl Default for FileCancel {
     fn default() -> Self {
@@ -180,6 +186,7 @@ impl Default for FileCancel {
             grace_secs: default_grace(),
             max_share: default_share(),
             min_allowed: default_min_allowed(),
+            release: default_release(),
         }
     }
 }

@@ -105,7 +105,8 @@ fn status_page(prefix: &str, s: &Snapshot) -> String {
         Some(r) => {
             page += &format!(
                 "<p>Last pass at {} ({} ms): {} servers listed ({}), {} marked, {} live licenses; \
-                 ordered {}, moved {}, panel changed {}, cancelled {}, errors {}.</p>",
+                 ordered {}, moved {}, panel changed {}, cancelled {}, released {} (parked {}), \
+                 errors {}.</p>",
                 esc(&when(r.started_at)),
                 r.duration_ms,
                 r.listing.servers,
@@ -123,6 +124,8 @@ fn status_page(prefix: &str, s: &Snapshot) -> String {
                 r.moved,
                 r.panel_changed,
                 r.cancelled,
+                r.released,
+                r.parked,
                 r.errors
             );
             if let Some(blocked) = &r.blocked {

@@ -62,6 +62,12 @@ pub fn cancel_request_id(server_id: &str, license_id: &str) -> String {
     format!("lfw-can-{}", digest(&["cancel", server_id, license_id]))
 }
 
+/// The request id of releasing `license_id` of `server_id` to the pool. Not the
+/// cancellation's: the service refuses one request id for two different calls.
+pub fn release_request_id(server_id: &str, license_id: &str) -> String {
+    format!("lfw-rel-{}", digest(&["release", server_id, license_id]))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -133,6 +139,14 @@ mod tests {
         assert_ne!(
             cancel_request_id("vm6-a:1", "L1"),
             cancel_request_id("vm6-a:1", "L2")
+        );
+        assert_ne!(
+            release_request_id("vm6-a:1", "L1"),
+            release_request_id("vm6-a:1", "L2")
+        );
+        assert_ne!(
+            release_request_id("vm6-a:1", "L1"),
+            cancel_request_id("vm6-a:1", "L1")
         );
     }
 }

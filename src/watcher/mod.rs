@@ -39,7 +39,9 @@ use tokio_util::sync::CancellationToken;
 
 pub use api::{ApiError, License, LicenseApi};
 pub use args::{WatchArgs, run_command};
-pub use config::{AddressPick, CancelRules, LicenseDefaults, MarkerRules, WatcherConfig};
+pub use config::{
+    AddressPick, CancelRules, LicenseDefaults, MarkerRules, ReleasePolicy, WatcherConfig,
+};
 pub use pass::PassMode;
 pub use plan::{Held, PendingCancel};
 pub use report::{ListingSummary, PassReport, StepResult};
@@ -139,6 +141,8 @@ fn log_pass(r: &PassReport) {
         moved = r.moved,
         panel_changed = r.panel_changed,
         cancelled = r.cancelled,
+        released = r.released,
+        parked = r.parked,
         pending_cancellations = r.pending.len(),
         held = r.held.len(),
         errors = r.errors,

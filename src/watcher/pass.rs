@@ -1,8 +1,9 @@
 //! One pass: read the panel catalog, the platform and the watcher's licenses; decide
-//! (`plan`); write the bookkeeping; then make the calls — cancellations first, then
-//! moves and panel changes, then orders — each with a request id derived from the
-//! server and its license's generation, so a pass cut short anywhere and run again
-//! repeats nothing.
+//! (`plan`); write the bookkeeping; then make the calls — cancellations (or releases
+//! to the pool) first, then moves and panel changes, then orders — each with a request
+//! id derived from the server and its license's generation, so a pass cut short
+//! anywhere and run again repeats nothing. A release waits for its park, so the same
+//! pass's orders can take the parked licenses instead of buying.
 
 use std::time::Instant;
 
@@ -11,6 +12,7 @@ use futures::StreamExt as _;
 
 use super::Watcher;
 use super::api::{EnsureCall, Ensured};
+use super::config::ReleasePolicy;
 use super::desired::{Catalog, Observed, observe};
 use super::plan::{self, EnsureWhy, Inputs, Plan};
 use super::report::{ListingSummary, PassReport, StepResult};
@@ -133,21 +135,14 @@ fn ensure_step(why: EnsureWhy, call: &EnsureCall, license_id: Option<String>) ->
         panel: Some(call.panel.clone()),
         request_id: call.request_id.clone(),
         result: "planned",
+        outcome: None,
+        reason: None,
         error: None,
     }
 }
 
 fn planned(plan: &Plan) -> Vec<StepResult> {
-    let cancels = plan.cancels.iter().map(|c| StepResult {
-        action: "cancel",
-        server_id: c.server_id.clone(),
-        license_id: Some(c.license_id.clone()),
-        ip: None,
-        panel: None,
-        request_id: c.request_id.clone(),
-        result: "planned",
-        error: None,
-    });
+    let cancels = plan.cancels.iter().map(planned_cancel);
     let ensures = plan
         .ensures
         .iter()
@@ -155,7 +150,8 @@ fn planned(plan: &Plan) -> Vec<StepResult> {
     cancels.chain(ensures).collect()
 }
 
-/// Makes the calls, `concurrency` at a time: cancellations, then changes, then orders.
+/// Makes the calls, `concurrency` at a time: cancellations or releases, then changes,
+/// then orders.
 async fn execute(w: &Watcher, plan: &Plan) -> Vec<StepResult> {
     let n = w.config.concurrency;
     // Each call owns what it needs: futures that borrow from a closure's argument are
@@ -163,7 +159,7 @@ async fn execute(w: &Watcher, plan: &Plan) -> Vec<StepResult> {
     let cancels: Vec<_> = plan
         .cancels
         .iter()
-        .map(|c| cancel(w.api.clone(), c.clone()))
+        .map(|c| end(w.api.clone(), c.clone()))
         .collect();
     let mut steps: Vec<StepResult> = futures::stream::iter(cancels)
         .buffer_unordered(n)
@@ -185,17 +181,38 @@ async fn execute(w: &Watcher, plan: &Plan) -> Vec<StepResult> {
     steps
 }
 
-async fn cancel(api: super::api::LicenseApi, c: plan::CancelStep) -> StepResult {
+/// Ends the license of a gone server: cancels it, or releases it to the pool.
+async fn end(api: super::api::LicenseApi, c: plan::CancelStep) -> StepResult {
     let mut step = planned_cancel(&c);
-    match api.cancel(&c.license_id, &c.request_id).await {
-        Ok(license) => {
-            step.result = "done";
-            tracing::info!(
-                server_id = %c.server_id, license_id = %license.id, reason = c.reason,
-                state = license.state, "license cancelled"
-            );
-        }
-        Err(e) => fail(&mut step, &e),
+    match c.policy {
+        ReleasePolicy::Cancel => match api.cancel(&c.license_id, &c.request_id).await {
+            Ok(license) => {
+                step.result = "done";
+                tracing::info!(
+                    server_id = %c.server_id, license_id = %license.id, reason = c.reason,
+                    state = license.state, "license cancelled"
+                );
+            }
+            Err(e) => fail(&mut step, &e),
+        },
+        ReleasePolicy::Park => match api.release(&c.license_id, &c.request_id).await {
+            Ok(released) => {
+                step.result = "done";
+                step.outcome = Some(if released.parked {
+                    "parked"
+                } else {
+                    "cancelled"
+                });
+                step.reason = Some(released.reason.clone()).filter(|r| !r.is_empty());
+                tracing::info!(
+                    server_id = %c.server_id, license_id = %released.license.id,
+                    reason = c.reason, state = released.license.state,
+                    outcome = step.outcome, pool_reason = %released.reason,
+                    "license released"
+                );
+            }
+            Err(e) => fail(&mut step, &e),
+        },
     }
     step
 }
@@ -223,13 +240,18 @@ async fn ensure(api: super::api::LicenseApi, e: plan::EnsureStep) -> StepResult 
 
 fn planned_cancel(c: &plan::CancelStep) -> StepResult {
     StepResult {
-        action: "cancel",
+        action: match c.policy {
+            ReleasePolicy::Cancel => "cancel",
+            ReleasePolicy::Park => "release",
+        },
         server_id: c.server_id.clone(),
         license_id: Some(c.license_id.clone()),
         ip: None,
         panel: None,
         request_id: c.request_id.clone(),
         result: "planned",
+        outcome: None,
+        reason: None,
         error: None,
     }
 }
@@ -258,6 +280,12 @@ fn report(
             .count()
     };
     let calls = steps.iter().filter(|s| s.result != "planned").count() as u64;
+    let released = |outcome: &str| {
+        steps
+            .iter()
+            .filter(|s| s.action == "release" && s.outcome == Some(outcome))
+            .count()
+    };
     PassReport {
         started_at: now,
         duration_ms: started.elapsed().as_millis() as u64,
@@ -273,7 +301,9 @@ fn report(
         ordered: count(&["order"]),
         moved: count(&["move", "move_and_panel"]),
         panel_changed: count(&["panel", "move_and_panel"]),
-        cancelled: count(&["cancel"]),
+        cancelled: count(&["cancel"]) + released("cancelled"),
+        released: count(&["release"]),
+        parked: released("parked"),
         errors: steps.iter().filter(|s| s.result == "error").count(),
         steps,
         pending: plan.pending.clone(),

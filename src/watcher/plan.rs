@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 use super::api::{EnsureCall, License};
-use super::config::{CancelRules, LicenseDefaults};
+use super::config::{CancelRules, LicenseDefaults, ReleasePolicy};
 use super::desired::Observed;
 use super::ids;
 use super::state::{Absence, WatcherState};
@@ -77,13 +77,15 @@ pub struct EnsureStep {
     pub call: EnsureCall,
 }
 
-/// A cancellation to make.
+/// A cancellation (or, with the park policy, a release) to make.
 #[derive(Debug, Clone, Serialize)]
 pub struct CancelStep {
     /// Server id.
     pub server_id: String,
     /// The license.
     pub license_id: String,
+    /// `CancelLicense` or `ReleaseLicense`.
+    pub policy: ReleasePolicy,
     /// Request id.
     pub request_id: String,
     /// `gone` or `unmarked`.
@@ -350,10 +352,15 @@ fn absent_servers(
             continue;
         };
         if absence.listings >= needed && input.now >= absence.since + grace {
+            let request_id = match input.cancel.release {
+                ReleasePolicy::Cancel => ids::cancel_request_id(server_id, &license.id),
+                ReleasePolicy::Park => ids::release_request_id(server_id, &license.id),
+            };
             plan.cancels.push(CancelStep {
                 server_id: (*server_id).to_owned(),
                 license_id: license.id.clone(),
-                request_id: ids::cancel_request_id(server_id, &license.id),
+                policy: input.cancel.release,
+                request_id,
                 reason,
                 since: absence.since,
                 listings: absence.listings,

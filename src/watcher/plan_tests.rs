@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::api::License;
-use super::config::{CancelRules, LicenseDefaults};
+use super::config::{CancelRules, LicenseDefaults, ReleasePolicy};
 use super::desired::{Observed, Wanted};
 use super::plan::{EnsureWhy, Inputs, Plan, decide};
 use super::state::{Absence, WatcherState};
@@ -40,12 +40,13 @@ fn defaults() -> LicenseDefaults {
     }
 }
 
-fn rules() -> CancelRules {
+fn rules(release: ReleasePolicy) -> CancelRules {
     CancelRules {
         absent_listings: 3,
         grace: Duration::from_secs(GRACE as u64),
         max_share: 0.5,
         min_allowed: 1,
+        release,
     }
 }
 
@@ -56,6 +57,7 @@ struct Case {
     complete: bool,
     now: i64,
     allow_mass_cancel: bool,
+    release: ReleasePolicy,
 }
 
 impl Case {
@@ -67,11 +69,12 @@ impl Case {
             complete: true,
             now: 10_000,
             allow_mass_cancel: false,
+            release: ReleasePolicy::Cancel,
         }
     }
 
     fn decide(&self) -> Plan {
-        let (defaults, cancel) = (defaults(), rules());
+        let (defaults, cancel) = (defaults(), rules(self.release));
         decide(&Inputs {
             prefix: PREFIX,
             listing_complete: self.complete,
@@ -305,4 +308,64 @@ fn cancelled_history_is_not_live_and_ends_its_bookkeeping() {
     assert_eq!(plan.live_licenses, 0);
     assert!(plan.cancels.is_empty() && plan.pending.is_empty());
     assert!(plan.state.absences.is_empty());
+}
+
+#[test]
+fn with_the_park_policy_a_due_license_is_released_under_a_request_id_of_its_own() {
+    let licenses = vec![license(1, "L1", "203.0.113.1", PRO, "ACTIVE")];
+    let mut cancelling = Case::new(vec![], licenses.clone());
+    let mut parking = Case::new(vec![], licenses);
+    parking.release = ReleasePolicy::Park;
+
+    let cancel = cancelling.passes(3, GRACE / 2);
+    let release = parking.passes(3, GRACE / 2);
+
+    assert_eq!(cancel.cancels[0].policy, ReleasePolicy::Cancel);
+    assert_eq!(release.cancels.len(), 1);
+    assert_eq!(release.cancels[0].policy, ReleasePolicy::Park);
+    assert_eq!(release.cancels[0].license_id, "L1");
+    assert!(release.cancels[0].request_id.starts_with("lfw-rel-"));
+    assert!(cancel.cancels[0].request_id.starts_with("lfw-can-"));
+    assert_eq!(
+        parking.decide().cancels[0].request_id,
+        release.cancels[0].request_id,
+        "the same release is asked again under the same id"
+    );
+}
+
+#[test]
+fn parked_and_reused_licenses_hold_no_server_and_a_server_left_with_them_is_ordered() {
+    // Host 1 is gone and its license parked; host 2's old license was taken by another
+    // (REUSED) and the host is listed again; host 3 holds the license that took it.
+    let mut case = Case::new(
+        vec![
+            (2, wanted("203.0.113.2", PRO)),
+            (3, wanted("203.0.113.3", PRO)),
+        ],
+        vec![
+            license(3, "L3", "203.0.113.3", PRO, "ACTIVE"),
+            license(1, "L1", "0.0.0.0", PRO, "PARKED"),
+            license(2, "L2", "203.0.113.2", PRO, "REUSED"),
+        ],
+    );
+    case.state.absences.insert(
+        "vm6-t:1".into(),
+        Absence {
+            license_id: "L1".into(),
+            since: 1,
+            listings: 3,
+        },
+    );
+
+    let plan = case.decide();
+
+    assert_eq!(plan.live_licenses, 1);
+    assert!(plan.cancels.is_empty() && plan.pending.is_empty());
+    assert!(
+        plan.state.absences.is_empty(),
+        "a parked license's absence ends"
+    );
+    let orders: Vec<_> = plan.ensures.iter().map(|e| (e.host, e.why)).collect();
+    assert_eq!(orders, [(2, EnsureWhy::Order)]);
+    assert_eq!(plan.in_order, 1);
 }

@@ -20,7 +20,7 @@ pub struct ListingSummary {
 /// One call planned or made.
 #[derive(Debug, Clone, Serialize)]
 pub struct StepResult {
-    /// `order`, `move`, `panel`, `move_and_panel` or `cancel`.
+    /// `order`, `move`, `panel`, `move_and_panel`, `cancel` or `release`.
     pub action: &'static str,
     /// Server id.
     pub server_id: String,
@@ -35,6 +35,13 @@ pub struct StepResult {
     /// `planned` (dry run), `done`, `unchanged` (the license already matched) or
     /// `error`.
     pub result: &'static str,
+    /// Where a release sent the license: `parked` or `cancelled`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<&'static str>,
+    /// Why a release cancelled instead of parking (the pool's rules, as the service
+    /// said).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     /// The error, when the call failed.
     pub error: Option<String>,
 }
@@ -64,8 +71,13 @@ pub struct PassReport {
     pub moved: usize,
     /// Licenses switched to another panel.
     pub panel_changed: usize,
-    /// Licenses cancelled.
+    /// Licenses cancelled: by `CancelLicense`, or released and cancelled by the
+    /// pool's rules.
     pub cancelled: usize,
+    /// Licenses released (`ReleaseLicense`, the park policy): parked or cancelled.
+    pub released: usize,
+    /// Of those, parked in the service's pool.
+    pub parked: usize,
     /// Calls that failed (retried at the next pass).
     pub errors: usize,
     /// Every call planned or made.

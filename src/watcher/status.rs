@@ -85,6 +85,8 @@ struct Counters {
     moved: AtomicU64,
     panel_changed: AtomicU64,
     cancelled: AtomicU64,
+    released: AtomicU64,
+    parked: AtomicU64,
     call_errors: AtomicU64,
 }
 
@@ -132,6 +134,8 @@ impl StatusBoard {
         add(&c.moved, report.moved);
         add(&c.panel_changed, report.panel_changed);
         add(&c.cancelled, report.cancelled);
+        add(&c.released, report.released);
+        add(&c.parked, report.parked);
         add(&c.call_errors, report.errors);
         let pass_counter = if report.blocked.is_some() {
             &c.passes_blocked
@@ -262,8 +266,20 @@ impl StatusBoard {
         metric(
             "licenses_cancelled_total",
             "counter",
-            "Licenses cancelled because their server was gone or unmarked.",
+            "Licenses cancelled because their server was gone or unmarked (released ones the pool's rules cancelled included).",
             &[("", load(&c.cancelled))],
+        );
+        metric(
+            "licenses_released_total",
+            "counter",
+            "Licenses of gone or unmarked servers released to the service's pool (the park policy): parked or cancelled by the pool's rules.",
+            &[("", load(&c.released))],
+        );
+        metric(
+            "licenses_parked_total",
+            "counter",
+            "Released licenses the service parked in its pool.",
+            &[("", load(&c.parked))],
         );
         metric(
             "call_errors_total",

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use license_facade::config::{ServeArgs, Settings};
 use license_facade::platform::sim::{PlatformSim, PlatformSimConfig, PlatformSimHandle};
+use license_facade::sandbox::SandboxConfig;
 use license_facade::startup::Application;
 use license_facade::watcher::{PassMode, PassReport, Watcher, WatcherConfig};
 use serde_json::{Value, json};
@@ -68,7 +69,16 @@ impl Chain {
         platform: PlatformSimConfig,
         tweak: impl FnOnce(&mut Settings),
     ) -> Self {
-        let sandbox = start_sandbox(sandbox_config()).await;
+        Self::start_on(sandbox_config(), platform, tweak).await
+    }
+
+    /// Starts the chain on a sandbox with `sandbox` as its settings.
+    pub async fn start_on(
+        sandbox: SandboxConfig,
+        platform: PlatformSimConfig,
+        tweak: impl FnOnce(&mut Settings),
+    ) -> Self {
+        let sandbox = start_sandbox(sandbox).await;
         let dir = tempfile::tempdir().unwrap();
         let db = TestDb::for_store("lf_watch").await;
         let url = db
@@ -273,6 +283,8 @@ pub struct Spec {
     pub min_allowed: usize,
     pub page_size: usize,
     pub concurrency: usize,
+    /// `cancel.release`: `cancel` or `park`.
+    pub release: &'static str,
     /// Extra lines for `[platform]`.
     pub platform_extra: String,
     /// Extra sections at the end.
@@ -291,6 +303,7 @@ impl Default for Spec {
             min_allowed: 3,
             page_size: 20,
             concurrency: 8,
+            release: "cancel",
             platform_extra: String::new(),
             extra: String::new(),
         }
@@ -326,6 +339,7 @@ absent_listings = {absent}
 grace_secs = {grace}
 max_share = {share}
 min_allowed = {min}
+release = "{release}"
 
 {extra}
 "#,
@@ -339,6 +353,7 @@ min_allowed = {min}
             grace = self.grace_secs,
             share = self.max_share,
             min = self.min_allowed,
+            release = self.release,
             extra = self.extra,
         )
     }

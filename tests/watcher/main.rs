@@ -10,6 +10,7 @@ mod console;
 mod faults;
 mod lifecycle;
 mod operator;
+mod pool;
 mod recipe;
 mod sigkill;
 mod tls;

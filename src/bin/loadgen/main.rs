@@ -7,6 +7,7 @@
 //! ```
 
 mod bare;
+mod churn;
 mod hooks;
 mod load;
 mod procs;
@@ -55,6 +56,12 @@ struct Cli {
     /// Servers on the simulated platform for the watcher scenario.
     #[arg(long, global = true, default_value_t = 10_000)]
     servers: usize,
+    /// Servers licensed before the churn, in the churn scenario.
+    #[arg(long, global = true, default_value_t = 1_000)]
+    churn_servers: usize,
+    /// Servers deleted and as many created, in the churn scenario.
+    #[arg(long, global = true, default_value_t = 100)]
+    churned: usize,
     /// Directory of the order path's SQLite file [default: a temporary directory].
     #[arg(long, global = true)]
     sqlite_dir: Option<PathBuf>,
@@ -78,6 +85,9 @@ enum Cmd {
     Transport,
     /// 8. Webhook deliveries: drain rate and event-to-delivery delay at 100 events/s.
     Webhooks,
+    /// 9. Watcher churn and the license pool: purchases and money with the cancel and
+    ///    park policies, the upstream's cooldowns at 0 and at 30 days.
+    Churn,
     /// All of them, in order.
     All,
     /// (internal) The bare servers of the read scenario.
@@ -136,6 +146,7 @@ async fn main() -> anyhow::Result<()> {
         (6, "6. Platform watcher"),
         (7, "7. Transport: TLS and traces"),
         (8, "8. Webhook deliveries"),
+        (9, "9. Watcher churn and the license pool"),
     ] {
         let wanted = match cli.command {
             Cmd::Read => n == 1,
@@ -146,6 +157,7 @@ async fn main() -> anyhow::Result<()> {
             Cmd::Watcher => n == 6,
             Cmd::Transport => n == 7,
             Cmd::Webhooks => n == 8,
+            Cmd::Churn => n == 9,
             _ => all,
         };
         if !wanted {
@@ -163,6 +175,7 @@ async fn main() -> anyhow::Result<()> {
             5 => scenarios::console(&ctx).await,
             7 => transport::transport(&ctx).await,
             8 => hooks::webhooks(&ctx).await,
+            9 => churn::churn(&ctx, cli.churn_servers, cli.churned).await,
             _ => watch::watcher(&ctx, cli.servers).await,
         };
         match result {

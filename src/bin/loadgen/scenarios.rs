@@ -518,6 +518,8 @@ pub async fn reconcile(ctx: &Ctx) -> anyhow::Result<String> {
             create_time: now,
             update_time: now,
             last_error: None,
+            reused_from: None,
+            reused_by: None,
         });
     }
     let mut seeded = 0;
@@ -710,6 +712,8 @@ pub async fn console(ctx: &Ctx) -> anyhow::Result<String> {
             create_time: now,
             update_time: now,
             last_error: None,
+            reused_from: None,
+            reused_by: None,
         });
         if batch.len() == 10_000 {
             seeded += store.insert_adopted_batch(&batch).await?;
