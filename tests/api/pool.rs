@@ -15,7 +15,9 @@ use crate::helpers::{TestApp, grpc_client, spawn_app_with};
 const PRO: &str = "ISPmanager 6 Pro";
 
 /// The app on its sandbox with the pool's cooldowns at `pool_days` and the
-/// sandbox's at `sandbox_days`, and `rules` for every tariff.
+/// sandbox's at `sandbox_days`, and `rules` for every tariff. The sandbox's cooldown
+/// of a license in use (a move between two real addresses) is off: the tests move
+/// licenses back and forth.
 async fn app(pool_days: u32, sandbox_days: u32, rules: PoolRules) -> TestApp {
     spawn_app_with(0, |s: &mut Settings| {
         s.pool = PoolConfig {
@@ -28,6 +30,7 @@ async fn app(pool_days: u32, sandbox_days: u32, rules: PoolRules) -> TestApp {
         let sandbox = s.sandbox.as_mut().expect("a sandbox");
         sandbox.ip_change_cooldown_days = sandbox_days;
         sandbox.key_change_cooldown_days = sandbox_days;
+        sandbox.ip_change_cooldown = Duration::ZERO;
     })
     .await
 }
