@@ -8,6 +8,7 @@
 
 mod bare;
 mod churn;
+mod compare;
 mod hooks;
 mod load;
 mod procs;
@@ -88,7 +89,21 @@ enum Cmd {
     /// 9. Watcher churn and the license pool: purchases and money with the cancel and
     ///    park policies, the upstream's cooldowns at 0 and at 30 days.
     Churn,
-    /// All of them, in order.
+    /// 10. Two builds side by side, alternating rounds: idle and loaded RSS, reads
+    ///     against the bare handlers, order latency and throughput on SQLite. Not part
+    ///     of `all`.
+    Compare {
+        /// The build to compare against (A); this run's `--facade-bin` is B.
+        #[arg(long)]
+        baseline_bin: PathBuf,
+        /// Rounds; each measures both builds, in alternating order.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Only the order path (a quicker run, for a bisect).
+        #[arg(long)]
+        orders_only: bool,
+    },
+    /// All of them (but `compare`), in order.
     All,
     /// (internal) The bare servers of the read scenario.
     #[command(hide = true)]
@@ -147,6 +162,7 @@ async fn main() -> anyhow::Result<()> {
         (7, "7. Transport: TLS and traces"),
         (8, "8. Webhook deliveries"),
         (9, "9. Watcher churn and the license pool"),
+        (10, "10. Two builds side by side"),
     ] {
         let wanted = match cli.command {
             Cmd::Read => n == 1,
@@ -158,7 +174,8 @@ async fn main() -> anyhow::Result<()> {
             Cmd::Transport => n == 7,
             Cmd::Webhooks => n == 8,
             Cmd::Churn => n == 9,
-            _ => all,
+            Cmd::Compare { .. } => n == 10,
+            _ => all && n != 10,
         };
         if !wanted {
             continue;
@@ -176,6 +193,14 @@ async fn main() -> anyhow::Result<()> {
             7 => transport::transport(&ctx).await,
             8 => hooks::webhooks(&ctx).await,
             9 => churn::churn(&ctx, cli.churn_servers, cli.churned).await,
+            10 => match &cli.command {
+                Cmd::Compare {
+                    baseline_bin,
+                    rounds,
+                    orders_only,
+                } => compare::compare(&ctx, baseline_bin, *rounds, *orders_only).await,
+                _ => unreachable!("scenario 10 runs only as compare"),
+            },
             _ => watch::watcher(&ctx, cli.servers).await,
         };
         match result {

@@ -55,12 +55,12 @@ impl Ctx {
         })
     }
 
-    fn log(&self) -> PathBuf {
+    pub(crate) fn log(&self) -> PathBuf {
         self.dir.join("children.log")
     }
 }
 
-const PRO: u32 = 55228;
+pub(crate) const PRO: u32 = 55228;
 const SANDBOX_USER: &str = "demo";
 
 fn s(v: &str) -> String {
@@ -109,6 +109,17 @@ pub(crate) async fn start_facade_with(
     upstream: Option<&str>,
     extra: &str,
 ) -> anyhow::Result<(Proc, SocketAddr, SocketAddr, Duration)> {
+    start_facade_bin(ctx, &ctx.bin, database_url, upstream, extra).await
+}
+
+/// [`start_facade_with`] for another build of the service (`loadgen compare`).
+pub(crate) async fn start_facade_bin(
+    ctx: &Ctx,
+    bin: &Path,
+    database_url: &str,
+    upstream: Option<&str>,
+    extra: &str,
+) -> anyhow::Result<(Proc, SocketAddr, SocketAddr, Duration)> {
     let (http, grpc) = (free_addr(), free_addr());
     let mut args = vec![
         s("serve"),
@@ -138,7 +149,7 @@ pub(crate) async fn start_facade_with(
         s("--config"),
         unlimited_config(ctx, extra)?.display().to_string(),
     ]);
-    let mut p = Proc::spawn(&ctx.bin, &args, &ctx.log(), "license-facade serve")?;
+    let mut p = Proc::spawn(bin, &args, &ctx.log(), "license-facade serve")?;
     let ready = p.wait_ready(http, "/readyz").await?;
     Ok((p, http, grpc, ready))
 }
@@ -173,7 +184,7 @@ pub(crate) fn clients_file(ctx: &Ctx) -> anyhow::Result<PathBuf> {
 
 /// A standalone `license-facade sandbox` child: key delay 0, latency 0, a balance
 /// that does not run out.
-async fn start_sandbox(ctx: &Ctx) -> anyhow::Result<(Proc, String)> {
+pub(crate) async fn start_sandbox(ctx: &Ctx) -> anyhow::Result<(Proc, String)> {
     let addr = free_addr();
     let args = vec![
         s("sandbox"),
@@ -191,7 +202,7 @@ async fn start_sandbox(ctx: &Ctx) -> anyhow::Result<(Proc, String)> {
 }
 
 /// Orders one license through REST and waits until it is active; returns its id.
-async fn order_one(http: SocketAddr) -> anyhow::Result<String> {
+pub(crate) async fn order_one(http: SocketAddr) -> anyhow::Result<String> {
     let (server_id, ip) = next_server();
     let body =
         format!(r#"{{"server":{{"id":"{server_id}","ip":"{ip}"}},"panel":"ISPmanager 6 Pro"}}"#);
@@ -224,23 +235,7 @@ pub async fn read(ctx: &Ctx) -> anyhow::Result<String> {
     }
     let json_path = ctx.dir.join("license.json");
     std::fs::write(&json_path, &body)?;
-    let (bare_http, bare_grpc) = (free_addr(), free_addr());
-    let me = std::env::current_exe()?;
-    let mut bare = Proc::spawn(
-        &me,
-        &[
-            s("bare-server"),
-            s("--http-addr"),
-            bare_http.to_string(),
-            s("--grpc-addr"),
-            bare_grpc.to_string(),
-            s("--license-json"),
-            json_path.display().to_string(),
-        ],
-        &ctx.log(),
-        "loadgen bare-server",
-    )?;
-    bare.wait_ready(bare_http, &path).await?;
+    let (_bare, bare_http, bare_grpc) = start_bare(ctx, &json_path, &path).await?;
 
     let mut out = vec![
         s("| target | concurrency | req/s | p50 ms | p99 ms | errors |"),
@@ -274,7 +269,39 @@ pub async fn read(ctx: &Ctx) -> anyhow::Result<String> {
     Ok(out.join("\n"))
 }
 
-async fn rest_point(addr: SocketAddr, path: &str, conc: usize, b: Bounds) -> anyhow::Result<Stats> {
+/// `loadgen bare-server`: a bare axum handler and a bare tonic handler answering
+/// `json_path`'s bytes (and the same license over gRPC), ready when `path` answers.
+pub(crate) async fn start_bare(
+    ctx: &Ctx,
+    json_path: &Path,
+    path: &str,
+) -> anyhow::Result<(Proc, SocketAddr, SocketAddr)> {
+    let (bare_http, bare_grpc) = (free_addr(), free_addr());
+    let me = std::env::current_exe()?;
+    let mut bare = Proc::spawn(
+        &me,
+        &[
+            s("bare-server"),
+            s("--http-addr"),
+            bare_http.to_string(),
+            s("--grpc-addr"),
+            bare_grpc.to_string(),
+            s("--license-json"),
+            json_path.display().to_string(),
+        ],
+        &ctx.log(),
+        "loadgen bare-server",
+    )?;
+    bare.wait_ready(bare_http, path).await?;
+    Ok((bare, bare_http, bare_grpc))
+}
+
+pub(crate) async fn rest_point(
+    addr: SocketAddr,
+    path: &str,
+    conc: usize,
+    b: Bounds,
+) -> anyhow::Result<Stats> {
     let mut workers = Vec::with_capacity(conc);
     for _ in 0..conc {
         let conn = Arc::new(tokio::sync::Mutex::new(Http::connect(addr).await?));
@@ -288,7 +315,12 @@ async fn rest_point(addr: SocketAddr, path: &str, conc: usize, b: Bounds) -> any
     Ok(drive(workers, b).await)
 }
 
-async fn grpc_point(addr: SocketAddr, id: &str, conc: usize, b: Bounds) -> anyhow::Result<Stats> {
+pub(crate) async fn grpc_point(
+    addr: SocketAddr,
+    id: &str,
+    conc: usize,
+    b: Bounds,
+) -> anyhow::Result<Stats> {
     let mut workers = Vec::with_capacity(conc);
     for _ in 0..conc {
         let client = load::grpc(addr).await?;
@@ -304,7 +336,7 @@ async fn grpc_point(addr: SocketAddr, id: &str, conc: usize, b: Bounds) -> anyho
 
 // ---------------------------------------------------------------- 2. order path
 
-fn direct_client(url: &str) -> anyhow::Result<BillmanagerClient> {
+pub(crate) fn direct_client(url: &str) -> anyhow::Result<BillmanagerClient> {
     BillmanagerClient::new(ClientConfig {
         url: url.to_owned(),
         user: SANDBOX_USER.to_owned(),
@@ -347,7 +379,7 @@ async fn grpc_order(
     }
 }
 
-async fn order_point(
+pub(crate) async fn order_point(
     grpcs: &[SocketAddr],
     conc: usize,
     wait: bool,
@@ -364,15 +396,10 @@ async fn order_point(
     Ok(drive(workers, b).await)
 }
 
-pub async fn order(ctx: &Ctx) -> anyhow::Result<String> {
-    let (_sandbox, url) = start_sandbox(ctx).await?;
-    let mut out = vec![
-        s("| path | concurrency | orders/s | p50 ms | p99 ms | errors |"),
-        s("|---|---:|---:|---:|---:|---:|"),
-    ];
-    // The same work without the facade: order, then read the license once (it is
-    // active at once with key delay 0), from this process with the service's client.
-    let direct = Arc::new(direct_client(&url)?);
+/// The order path without the facade: order, then read the license once (it is
+/// active at once with key delay 0), from this process with the service's client.
+pub(crate) async fn direct_point(url: &str, b: Bounds) -> anyhow::Result<Stats> {
+    let direct = Arc::new(direct_client(url)?);
     let workers = vec![move || {
         let direct = direct.clone();
         async move {
@@ -395,7 +422,16 @@ pub async fn order(ctx: &Ctx) -> anyhow::Result<String> {
             }
         }
     }];
-    let direct_st = drive(workers, ctx.bounds).await;
+    Ok(drive(workers, b).await)
+}
+
+pub async fn order(ctx: &Ctx) -> anyhow::Result<String> {
+    let (_sandbox, url) = start_sandbox(ctx).await?;
+    let mut out = vec![
+        s("| path | concurrency | orders/s | p50 ms | p99 ms | errors |"),
+        s("|---|---:|---:|---:|---:|---:|"),
+    ];
+    let direct_st = direct_point(&url, ctx.bounds).await?;
     out.push(row("direct sandbox call (order + read)", 1, &direct_st));
     eprintln!("{}", out.last().expect("row"));
 
