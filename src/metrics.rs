@@ -105,6 +105,25 @@ pub fn install() {
     let _ = handle();
 }
 
+/// How often the recorded latencies are folded into their histogram buckets when
+/// nothing scrapes `/metrics`.
+pub const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Folds the latencies recorded since the last scrape into their buckets `every`
+/// ([`UPKEEP_INTERVAL`] when serving) until `stop`. The recorder keeps every
+/// recorded value until then: a service that nobody scraped kept each call's sample
+/// (8 bytes and more a call) without bound.
+pub async fn run_upkeep(every: Duration, stop: tokio_util::sync::CancellationToken) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = tick.tick() => handle().run_upkeep(),
+        }
+    }
+}
+
 /// The text exposition of every series.
 pub fn render() -> String {
     let handle = handle();
@@ -289,5 +308,34 @@ pub fn refresh(figures: &Figures) {
             metrics::gauge!(DRIFT, "kind" => kind).set(n as f64);
         }
         metrics::gauge!(DRIFT_TIME).set(drift.generated_unix as f64);
+    }
+}
+
+#[cfg(test)]
+mod upkeep_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_upkeep_runs_on_until_stopped_and_then_ends() {
+        install();
+        request(
+            "rest",
+            "GET /v1/x".into(),
+            "200".into(),
+            Duration::from_millis(3),
+        );
+        let stop = tokio_util::sync::CancellationToken::new();
+        let task = tokio::spawn(run_upkeep(Duration::from_millis(5), stop.clone()));
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        assert!(!task.is_finished(), "the upkeep ended on its own");
+        stop.cancel();
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .expect("the upkeep ends when stopped")
+            .expect("no panic");
+        assert!(
+            render().contains(REQUEST_SECONDS),
+            "samples are kept in buckets"
+        );
     }
 }

@@ -298,6 +298,10 @@ impl Application {
         );
         tasks.spawn(self.service.clone().run_event_retention(stop.clone()));
         tasks.spawn(self.service.clone().run_pool_sweeper(stop.clone()));
+        tasks.spawn(crate::metrics::run_upkeep(
+            crate::metrics::UPKEEP_INTERVAL,
+            stop.clone(),
+        ));
         tasks.spawn(self.service.clone().run_event_sequencer(stop.clone()));
         tasks.spawn(
             self.service
