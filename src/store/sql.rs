@@ -483,12 +483,7 @@ impl<D: Dialect> Store for SqlStore<D> {
         except: Option<LicenseId>,
     ) -> Result<Option<IpTaken>, StoreError> {
         let mut conn = self.conn().await?;
-        if let Some(held) = reserve::reservation_holder(&mut *conn, ip).await?
-            && Some(held.holder.id) != except
-        {
-            return Ok(Some(held));
-        }
-        reserve::live_holder(&mut *conn, ip, except).await
+        reserve::holder(&mut *conn, ip, except).await
     }
 
     async fn latest_operation(

@@ -137,6 +137,52 @@ pub(crate) async fn reservation_holder<C: Conn>(
     }))
 }
 
+/// Who holds `ip` other than license `except`: a step in flight that reserved it (a
+/// stale reservation is none), else a live license bound to it. One statement looks
+/// at both, so the usual answer (nobody) costs one read: every order asks before it
+/// is accepted (an early answer; the accepting transaction decides again).
+pub(crate) async fn holder<C: Conn>(
+    conn: &mut C,
+    ip: &str,
+    except: Option<LicenseId>,
+) -> Result<Option<IpTaken>, StoreError> {
+    let except_id = except.map(|id| id.to_string()).unwrap_or_default();
+    let row = conn
+        .fetch_optional(
+            dynamic(format!(
+                "SELECT license_id, kind, 0 AS holder_rank FROM ip_reservations \
+                  WHERE ip = $1 AND license_id <> $2 AND NOT {STALE} \
+                 UNION ALL \
+                 SELECT id AS license_id, NULL AS kind, 1 AS holder_rank FROM licenses \
+                  WHERE ip = $1 AND {} AND id <> $2 \
+                 ORDER BY holder_rank LIMIT 1",
+                crate::domain::LicenseState::LIVE_SQL
+            )),
+            args![ip, except_id],
+        )
+        .await
+        .context("cannot read who holds the IP")?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let license_id = row.text("license_id").context("bad holder row")?;
+    let step = row.opt_text("kind").context("bad holder row")?;
+    let holder = one_license(conn, licenses_where("id = $1"), args![license_id])
+        .await
+        .context("cannot read the license holding the IP")?;
+    match holder {
+        Some(holder) => Ok(Some(IpTaken {
+            ip: ip.to_owned(),
+            holder,
+            step,
+        })),
+        // The reservation's license is gone (it cannot be, with the foreign key):
+        // what is left is a live license, as the step-less read finds it.
+        None if step.is_some() => live_holder(conn, ip, except).await,
+        None => Ok(None),
+    }
+}
+
 /// The live license bound to `ip`, other than `except`.
 pub(crate) async fn live_holder<C: Conn>(
     conn: &mut C,
