@@ -1,4 +1,4 @@
-//! 10. Two builds of the service side by side in one run: the figures of the read
+//! Scenario 10: two builds of the service side by side in one run: the figures of the read
 //! path, the order path and the footprint, measured on a baseline binary and on this
 //! one in alternating rounds (A B, B A, A B, …), so that a difference is the code's
 //! and not the machine's mood between two runs.
@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::bail;
 
 use crate::load::{Http, Stats};
-use crate::procs::Proc;
+use crate::procs::{Proc, status_kib};
 use crate::scenarios::{
     Ctx, direct_point, grpc_point, order_one, order_point, rest_point, start_bare,
     start_facade_bin, start_sandbox,
@@ -48,15 +48,8 @@ impl Figures {
 /// `VmRSS` and `RssAnon` of a process, in KiB.
 fn rss(p: &Proc) -> (u64, u64) {
     let status = std::fs::read_to_string(format!("/proc/{}/status", p.pid())).unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    (field("VmRSS:"), field("RssAnon:"))
+    let kib = |name| status_kib(&status, name).unwrap_or(0);
+    (kib("VmRSS:"), kib("RssAnon:"))
 }
 
 /// The read path and the footprint of `serve --sandbox` (the figures: idle

@@ -81,14 +81,19 @@ impl Drop for Proc {
 /// `VmRSS` and `VmHWM` of a process, in KiB.
 pub fn proc_mem(pid: u32) -> Option<(u64, u64)> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse::<u64>().ok())
-    };
-    Some((field("VmRSS:")?, field("VmHWM:")?))
+    Some((
+        status_kib(&status, "VmRSS:")?,
+        status_kib(&status, "VmHWM:")?,
+    ))
+}
+
+/// A `… kB` field (`name` with its colon) of a `/proc/<pid>/status` text, in KiB.
+pub fn status_kib(status: &str, name: &str) -> Option<u64> {
+    status
+        .lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<u64>().ok())
 }
 
 /// Runs a child to completion; returns its exit code, wall time and peak RSS (KiB,
