@@ -377,6 +377,7 @@ impl From<StoreError> for ServiceError {
                     "license {id} is REUSED: another license took its parked upstream license"
                 ),
             }),
+            StoreError::Refused(precondition) => Self::Precondition(precondition),
             StoreError::ServerTaken(existing) => Self::ServerHasLicense {
                 existing,
                 use_instead: "ReleaseLicense",

@@ -63,6 +63,11 @@ pub enum StoreError {
     /// meanwhile (it is REUSED): nothing was stored.
     #[error("license {0} was reused by another license")]
     Reused(LicenseId),
+    /// The license changed after the caller checked the change against it (a step
+    /// that ended meanwhile, e.g. a cancellation): the change no longer applies to it
+    /// and nothing was stored.
+    #[error("{}", .0.message)]
+    Refused(crate::domain::Precondition),
     /// A parked license would be taken out of the pool onto its server, which has
     /// another live license now (held here); nothing was stored.
     #[error("server {} has license {}", .0.server_id, .0.id)]

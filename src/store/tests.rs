@@ -81,6 +81,7 @@ store_tests!(
     server_license_prefers_the_live_license_over_a_newer_failed_one,
     next_due_is_the_earliest_moment_an_open_operation_can_be_claimed,
     operations_are_not_queued_while_one_is_open,
+    no_operation_is_queued_for_a_license_that_ended_after_it_was_read,
     concurrent_requests_for_one_license_queue_operations_once,
     only_the_oldest_open_operation_of_a_license_is_claimed,
     events_record_each_change_with_the_license_after_it,
@@ -944,6 +945,64 @@ async fn next_due_is_the_earliest_moment_an_open_operation_can_be_claimed(store:
 // ---------------------------------------------------------------------------------
 // Queued operations
 // ---------------------------------------------------------------------------------
+
+/// A change is checked against the license as the caller read it; a cancellation
+/// that ended between that read and the change's transaction leaves nothing open for
+/// the open-operation check to meet. The transaction refuses the ended license, so
+/// no renewal goes out for a license deleted upstream.
+async fn no_operation_is_queued_for_a_license_that_ended_after_it_was_read(store: Arc<dyn Store>) {
+    let license = pending("acme", "srv-1", T0);
+    create(&*store, &license, T0).await;
+    let active = end(&*store, &license, LicenseState::Active).await;
+    // The caller has read it ACTIVE; its cancellation ends now.
+    let cancel = Operation::received(license.id, OperationKind::Cancel, T0);
+    store
+        .insert_operations(license.id, &[cancel], None, &[], None)
+        .await
+        .expect("the cancellation is queued");
+    let mut op = claim_op_of(&*store, "ender", license.id, far_future()).await;
+    op.phase = Phase::Done;
+    let cancelled = License {
+        state: LicenseState::Cancelled,
+        update_time: active.update_time + Duration::from_secs(1),
+        ..active
+    };
+    store
+        .save_progress(
+            "ender",
+            &op,
+            &cancelled,
+            &[EventKind::StateChanged],
+            true,
+            None,
+        )
+        .await
+        .expect("the cancellation ends");
+    let renew = Operation::received(
+        license.id,
+        OperationKind::Renew {
+            period: 12,
+            previous_expiry: Some("2030-02-01".into()),
+        },
+        T0,
+    );
+    let refused = store
+        .insert_operations(license.id, std::slice::from_ref(&renew), None, &[], None)
+        .await;
+    assert!(
+        matches!(&refused, Err(StoreError::Refused(p)) if p.code == "INVALID_LICENSE_STATE"),
+        "{refused:?}"
+    );
+    assert_eq!(
+        store
+            .latest_operation(license.id)
+            .await
+            .unwrap()
+            .map(|op| op.kind.name()),
+        Some("CANCEL"),
+        "nothing queued after the cancellation"
+    );
+}
 
 async fn operations_are_not_queued_while_one_is_open(store: Arc<dyn Store>) {
     let license = pending("acme", "srv-1", T0);

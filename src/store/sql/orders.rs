@@ -316,22 +316,36 @@ pub(crate) async fn operations_in<D: Dialect>(
     D::lock_license(tx, &id).await?;
     // An order may have taken the (parked) license since the caller read it: a change
     // now would act on the upstream license the other one holds.
-    let reused = tx
+    let state = tx
         .fetch_optional(
-            fixed("SELECT id FROM licenses WHERE id = $1 AND state = 'REUSED'"),
+            fixed("SELECT state FROM licenses WHERE id = $1"),
             args![id.clone()],
         )
         .await
-        .context("cannot read the license's state")?;
-    if reused.is_some() {
+        .context("cannot read the license's state")?
+        .map(|row| row.text("state"))
+        .transpose()
+        .context("bad license row")?
+        .unwrap_or_default();
+    if state == LicenseState::Reused.as_str() {
         return Err(StoreError::Reused(license_id));
     }
     let open = tx
-        .fetch_optional(open_operation_sql(), args![id])
+        .fetch_optional(open_operation_sql(), args![id.clone()])
         .await
         .context("cannot read open operations")?;
     if open.is_some() {
         return Err(StoreError::OperationInProgress(license_id));
+    }
+    // The caller checked the changes against the license as it read it, before this
+    // transaction; a step may have ended the license since (a cancellation done
+    // upstream, its operation closed: nothing open for the check above to meet). No
+    // change applies to an ended license: sent, it would meet a deleted one upstream.
+    if state == LicenseState::Cancelled.as_str() || state == LicenseState::Failed.as_str() {
+        return Err(StoreError::Refused(crate::domain::Precondition {
+            code: "INVALID_LICENSE_STATE",
+            message: format!("license {id} is {state}: it ended after the change was asked for"),
+        }));
     }
     let mut ids = Vec::with_capacity(ops.len());
     for op in ops {
