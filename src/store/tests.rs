@@ -978,14 +978,7 @@ async fn no_operation_is_queued_for_a_license_that_ended_after_it_was_read(store
         )
         .await
         .expect("the cancellation ends");
-    let renew = Operation::received(
-        license.id,
-        OperationKind::Renew {
-            period: 12,
-            previous_expiry: Some("2030-02-01".into()),
-        },
-        T0,
-    );
+    let renew = renewal_of(&license);
     let refused = store
         .insert_operations(license.id, std::slice::from_ref(&renew), None, &[], None)
         .await;
@@ -1004,17 +997,22 @@ async fn no_operation_is_queued_for_a_license_that_ended_after_it_was_read(store
     );
 }
 
-async fn operations_are_not_queued_while_one_is_open(store: Arc<dyn Store>) {
-    let license = pending("acme", "srv-1", T0);
-    create(&*store, &license, T0).await;
-    let renew = Operation::received(
+/// A year's renewal of `license`, received at T0.
+fn renewal_of(license: &License) -> Operation {
+    Operation::received(
         license.id,
         OperationKind::Renew {
             period: 12,
             previous_expiry: Some("2030-02-01".into()),
         },
         T0,
-    );
+    )
+}
+
+async fn operations_are_not_queued_while_one_is_open(store: Arc<dyn Store>) {
+    let license = pending("acme", "srv-1", T0);
+    create(&*store, &license, T0).await;
+    let renew = renewal_of(&license);
 
     let while_ordering = store
         .insert_operations(license.id, std::slice::from_ref(&renew), None, &[], None)
