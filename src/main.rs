@@ -12,8 +12,30 @@ use license_facade::telemetry;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    errors_without_backtraces();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run())
+}
+
+/// Errors logged by the service carry their cause chain, not a stack backtrace:
+/// with `RUST_BACKTRACE=1` in the environment every `anyhow` error captured one, and
+/// the first logged error's backtrace was symbolised, which parses the binary's debug
+/// information and keeps it cached for the life of the process (35 MB resident after
+/// one constraint violation, docs/benchmarks.md round 6). `RUST_LIB_BACKTRACE` decides
+/// for errors ahead of `RUST_BACKTRACE` (which still gives panics theirs); an operator
+/// who wants backtraces on errors sets `RUST_LIB_BACKTRACE=1`.
+fn errors_without_backtraces() {
+    if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
+        // SAFETY: called first in `main`, before the runtime or anything else has
+        // started a thread that could read the environment concurrently.
+        unsafe { std::env::set_var("RUST_LIB_BACKTRACE", "0") };
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
     // rustls needs one process-wide crypto provider; ring keeps the build free of
     // aws-lc and OpenSSL.
     let _ = rustls::crypto::ring::default_provider().install_default();

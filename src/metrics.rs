@@ -197,15 +197,46 @@ fn describe() {
     );
 }
 
+/// The handles of one request series: its counter and its latency histogram.
+type RequestSeries = (metrics::Counter, metrics::Histogram);
+
+thread_local! {
+    /// This thread's request series by `transport\nmethod\ncode`. The macros build
+    /// the key (three labels, six strings), hash it and look it up in the recorder's
+    /// registry at every call, on every read; a known series costs one lookup of a
+    /// short string here. The label values are bounded (routes, not paths; `unmatched`
+    /// for the rest), so the map is too.
+    static REQUEST_SERIES: std::cell::RefCell<(String, std::collections::HashMap<String, RequestSeries>)> =
+        std::cell::RefCell::default();
+}
+
 /// Records one served API call.
-pub fn request(transport: &'static str, method: String, code: String, elapsed: Duration) {
-    let labels = [
-        ("transport", transport.to_owned()),
-        ("method", method),
-        ("code", code),
-    ];
-    metrics::counter!(REQUESTS, &labels).increment(1);
-    metrics::histogram!(REQUEST_SECONDS, &labels).record(elapsed.as_secs_f64());
+pub fn request(transport: &'static str, method: &str, code: &str, elapsed: Duration) {
+    REQUEST_SERIES.with_borrow_mut(|(key, series)| {
+        key.clear();
+        for part in [transport, method, code] {
+            key.push_str(part);
+            key.push('\n');
+        }
+        let (count, latency) = match series.get(key.as_str()) {
+            Some(known) => known,
+            None => {
+                // Handles made before the recorder is installed would record nowhere.
+                install();
+                let labels = [
+                    ("transport", transport.to_owned()),
+                    ("method", method.to_owned()),
+                    ("code", code.to_owned()),
+                ];
+                series.entry(key.clone()).or_insert((
+                    metrics::counter!(REQUESTS, &labels),
+                    metrics::histogram!(REQUEST_SECONDS, &labels),
+                ))
+            }
+        };
+        count.increment(1);
+        latency.record(elapsed.as_secs_f64());
+    });
 }
 
 /// Records one upstream call (its log-in included, as function `auth`).
@@ -318,12 +349,7 @@ mod upkeep_tests {
     #[tokio::test]
     async fn the_upkeep_runs_on_until_stopped_and_then_ends() {
         install();
-        request(
-            "rest",
-            "GET /v1/x".into(),
-            "200".into(),
-            Duration::from_millis(3),
-        );
+        request("rest", "GET /v1/x", "200", Duration::from_millis(3));
         let stop = tokio_util::sync::CancellationToken::new();
         let task = tokio::spawn(run_upkeep(Duration::from_millis(5), stop.clone()));
         tokio::time::sleep(Duration::from_millis(30)).await;
@@ -336,6 +362,42 @@ mod upkeep_tests {
         assert!(
             render().contains(REQUEST_SECONDS),
             "samples are kept in buckets"
+        );
+    }
+}
+
+#[cfg(test)]
+mod request_tests {
+    use super::*;
+
+    /// The value of the `license_facade_requests_total` sample with these labels.
+    fn requests(rendered: &str, method: &str, code: &str) -> Option<u64> {
+        let labels = format!("code=\"{code}\",method=\"{method}\",transport=\"grpc\"");
+        rendered.lines().find_map(|line| {
+            let rest = line.strip_prefix(REQUESTS)?.strip_prefix('{')?;
+            let (found, value) = rest.split_once("} ")?;
+            let mut sorted: Vec<&str> = found.split(',').collect();
+            sorted.sort_unstable();
+            (sorted.join(",") == labels).then(|| value.trim().parse().ok())?
+        })
+    }
+
+    #[test]
+    fn each_series_counts_its_own_calls_from_every_thread() {
+        install();
+        let method = "/licensefacade.v1.Test/CountedTwice";
+        request("grpc", method, "OK", Duration::from_millis(1));
+        std::thread::spawn(move || request("grpc", method, "OK", Duration::from_millis(2)))
+            .join()
+            .unwrap();
+        request("grpc", method, "NOT_FOUND", Duration::from_millis(1));
+
+        let rendered = render();
+        assert_eq!(requests(&rendered, method, "OK"), Some(2), "{rendered}");
+        assert_eq!(
+            requests(&rendered, method, "NOT_FOUND"),
+            Some(1),
+            "{rendered}"
         );
     }
 }

@@ -88,7 +88,7 @@ where
                 } else {
                     tracing::debug!(code = %code_name, elapsed_ms, "call finished");
                 }
-                crate::metrics::request("grpc", label, code_name, elapsed);
+                crate::metrics::request("grpc", &label, &code_name, elapsed);
                 if let Ok(value) = http::HeaderValue::from_str(&id) {
                     response.headers_mut().insert(REQUEST_ID, value);
                 }

@@ -64,8 +64,8 @@ pub async fn observe(request: Request, next: Next) -> Response {
     });
     crate::metrics::request(
         "rest",
-        method_label(&method, &route),
-        status.as_u16().to_string(),
+        &method_label(&method, &route),
+        status.as_str(),
         elapsed,
     );
     if let Ok(value) = HeaderValue::from_str(&id) {

@@ -7,10 +7,12 @@
 //! so an acknowledged write is as durable as before; a write that fails or asks for
 //! it is rolled back alone. A burst of writes costs one fsync instead of one each.
 //!
-//! Claims, which change only a lease, queue here too, so that a stream of orders
-//! cannot starve the workers of the write lock (SQLite's busy handler sleeps, and the
-//! writer would rarely leave the lock free at the right moment). A group of nothing
-//! but claims commits without an fsync (see `SqliteDb::lease_pool`).
+//! Claims and every other write that changes only a lease (renewals, releases, the
+//! webhook dispatcher's leases) queue here too, so that a stream of orders cannot
+//! starve them of the write lock, nor they hold it while a group waits (SQLite's busy
+//! handler sleeps a millisecond and more, and the writer would rarely leave the lock
+//! free at the right moment). A group of nothing but lease writes commits without an
+//! fsync (see `SqliteDb::lease_pool`).
 //!
 //! A write handed over runs to its end even when its caller stops waiting: like a
 //! commit that landed just before the caller was cancelled, which every write here
@@ -256,4 +258,79 @@ async fn run_group(pool: &SqlitePool, batch: &mut [Box<dyn Job>]) -> Result<(), 
         ended.map_err(|e| format!("cannot close a savepoint: {e}"))?;
     }
     tx.commit().await.map_err(|e| format!("cannot commit: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr as _;
+
+    use sqlx::Row as _;
+    use sqlx::sqlite::{
+        SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+    };
+
+    use super::*;
+
+    /// The `synchronous` setting of the connection a group of `kind` ran on.
+    async fn synchronous_in_group(writer: &GroupCommit, kind: WriteKind) -> i64 {
+        writer
+            .run(kind, None, |conn| {
+                Box::pin(async move {
+                    let row = sqlx::query("PRAGMA synchronous")
+                        .fetch_one(&mut *conn)
+                        .await
+                        .map_err(|e| StoreError::Unexpected(e.into()))?;
+                    Ok(Written::kept(row.get::<i64, _>(0)))
+                })
+            })
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn lease_only_groups_skip_the_fsync_and_every_durable_group_has_it() {
+        // Arrange: a WAL database, its pools as the store opens them, and the writer.
+        let dir = tempfile::tempdir().unwrap();
+        let options = SqliteConnectOptions::from_str(&format!(
+            "sqlite:{}",
+            dir.path().join("g.db").display()
+        ))
+        .unwrap()
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full);
+        let light = SqlitePoolOptions::new()
+            .max_connections(2)
+            .connect_lazy_with(options.clone().synchronous(SqliteSynchronous::Normal));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(2)
+            .connect_with(options)
+            .await
+            .unwrap();
+        let writer = GroupCommit::start(pool, light);
+        const NORMAL: i64 = 1;
+        const FULL: i64 = 2;
+
+        // Act and assert: alternating kinds, each group on a connection of its kind.
+        for kind in [
+            WriteKind::Durable,
+            WriteKind::LeaseOnly,
+            WriteKind::LeaseOnly,
+            WriteKind::Durable,
+            WriteKind::LeaseOnly,
+            WriteKind::Durable,
+        ] {
+            let expected = if kind == WriteKind::Durable {
+                FULL
+            } else {
+                NORMAL
+            };
+            assert_eq!(
+                synchronous_in_group(&writer, kind).await,
+                expected,
+                "{kind:?}"
+            );
+        }
+        writer.stop().await;
+    }
 }

@@ -68,14 +68,20 @@ impl<D: Dialect> SqlStore<D> {
             .context("cannot get a database connection")?)
     }
 
-    /// A connection for a lease-only write.
-    async fn lease_conn(&self) -> Result<PoolConnection<D::Db>, StoreError> {
-        Ok(self
-            .db
-            .pools()
-            .acquire(true)
+    /// Runs one statement that changes only leases as the dialect's lease-only write:
+    /// on SQLite in the writer's next group, so that it never holds the write lock
+    /// while a group waits for it (SQLite's busy handler sleeps a millisecond and more
+    /// before it tries again), and without an fsync when the group has nothing else.
+    async fn lease_only<T, F>(&self, statement: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut D::Conn) -> BoxFuture<'c, anyhow::Result<T>> + Send + 'static,
+    {
+        self.db
+            .lease_write(write_fn(move |conn| {
+                Box::pin(async move { Ok(Written::kept(statement(conn).await?)) })
+            }))
             .await
-            .context("cannot get a database connection")?)
     }
 
     /// Holds the cache entry of `id` for the length of a write (see `store::cache`).
@@ -583,7 +589,20 @@ impl<D: Dialect> Store for SqlStore<D> {
         now: OffsetDateTime,
         ttl: Duration,
     ) -> Result<Option<crate::domain::Webhook>, StoreError> {
-        webhooks::claim(&mut *self.lease_conn().await?, owner, now, now + ttl).await
+        // Woken by every event, the dispatcher mostly finds nothing to deliver: a read
+        // says so without queueing a write (on SQLite, behind every order's commit).
+        if !webhooks::claimable(&mut *self.conn().await?, now).await? {
+            return Ok(None);
+        }
+        let owner = owner.to_owned();
+        self.db
+            .lease_write(write_fn(move |conn| {
+                Box::pin(async move {
+                    let claimed = webhooks::claim(conn, &owner, now, now + ttl).await?;
+                    Ok(Written::kept(claimed))
+                })
+            }))
+            .await
     }
 
     async fn record_webhook(
@@ -593,7 +612,15 @@ impl<D: Dialect> Store for SqlStore<D> {
         now: OffsetDateTime,
         progress: &crate::store::WebhookProgress,
     ) -> Result<bool, StoreError> {
-        webhooks::record(&mut *self.lease_conn().await?, id, owner, now, progress).await
+        let (id, owner, progress) = (id.to_owned(), owner.to_owned(), progress.clone());
+        self.db
+            .lease_write(write_fn(move |conn| {
+                Box::pin(async move {
+                    let recorded = webhooks::record(conn, &id, &owner, now, &progress).await?;
+                    Ok(Written::kept(recorded))
+                })
+            }))
+            .await
     }
 
     async fn save_drift_report(
@@ -612,7 +639,11 @@ impl<D: Dialect> Store for SqlStore<D> {
     }
 
     async fn release_leases(&self, owner: &str) -> Result<u64, StoreError> {
-        Ok(progress::release_leases(&mut *self.lease_conn().await?, owner).await?)
+        let owner = owner.to_owned();
+        self.lease_only(move |conn| {
+            Box::pin(async move { progress::release_leases(conn, &owner).await })
+        })
+        .await
     }
 
     async fn renew_lease(
@@ -621,11 +652,18 @@ impl<D: Dialect> Store for SqlStore<D> {
         owner: &str,
         until: OffsetDateTime,
     ) -> Result<bool, StoreError> {
-        Ok(progress::renew_lease(&mut *self.lease_conn().await?, id, owner, until).await?)
+        let owner = owner.to_owned();
+        self.lease_only(move |conn| {
+            Box::pin(async move { progress::renew_lease(conn, id, &owner, until).await })
+        })
+        .await
     }
 
     async fn release_all_leases(&self, not_before: OffsetDateTime) -> Result<u64, StoreError> {
-        Ok(progress::release_all_leases(&mut *self.lease_conn().await?, not_before).await?)
+        self.lease_only(move |conn| {
+            Box::pin(async move { progress::release_all_leases(conn, not_before).await })
+        })
+        .await
     }
 
     async fn revoke_session(
@@ -648,7 +686,12 @@ impl<D: Dialect> Store for SqlStore<D> {
         now: OffsetDateTime,
         ttl: Duration,
     ) -> Result<bool, StoreError> {
-        let mut conn = self.lease_conn().await?;
-        Ok(progress::try_take_lease(&mut *conn, name, owner, now, now + ttl).await?)
+        let (name, owner) = (name.to_owned(), owner.to_owned());
+        self.lease_only(move |conn| {
+            Box::pin(
+                async move { progress::try_take_lease(conn, &name, &owner, now, now + ttl).await },
+            )
+        })
+        .await
     }
 }

@@ -82,6 +82,7 @@ impl SqliteStore {
             Some(
                 SqlitePoolOptions::new()
                     .max_connections(2)
+                    .test_before_acquire(false)
                     .connect_lazy_with(options.clone().synchronous(SqliteSynchronous::Normal)),
             )
         };
@@ -97,6 +98,11 @@ impl SqliteStore {
         } else {
             SqlitePoolOptions::new().max_connections(8)
         }
+        // A pooled connection is checked with a round trip to its thread before each
+        // use, a check for a server that may have dropped it; a SQLite connection is
+        // a file handle in this process and cannot go stale. Every read and every group
+        // of writes paid that round trip (docs/benchmarks.md, round 6).
+        .test_before_acquire(false)
         .connect_with(options)
         .await
         .context("cannot open the SQLite database")?;

@@ -168,6 +168,33 @@ pub(super) async fn resume<C: Conn>(
     Ok(n > 0)
 }
 
+/// The subscriptions [`claim`] may lease: ACTIVE, due, with a free or run-out lease and
+/// an event to deliver.
+const CLAIMABLE: &str = "w.state = 'ACTIVE' AND w.next_attempt <= $1 \
+     AND (w.lease_until IS NULL OR w.lease_until < $1) \
+     AND EXISTS (SELECT 1 FROM events e WHERE e.seq > w.last_event_id \
+       AND (w.all_clients = 1 OR e.client = w.client))";
+
+/// Whether [`claim`] at `now` would find a subscription: a read, so that the common
+/// answer (nothing to deliver) takes no write lock. One that becomes claimable just
+/// after it is taken at the next wake-up, as one just after a claim would be.
+pub(super) async fn claimable<C: Conn>(
+    conn: &mut C,
+    now: OffsetDateTime,
+) -> Result<bool, StoreError> {
+    let row = conn
+        .fetch_optional(
+            dynamic(format!(
+                "SELECT 1 AS found FROM webhook_subscriptions w WHERE {} LIMIT 1",
+                CLAIMABLE
+            )),
+            args![to_micros(now)],
+        )
+        .await
+        .context("cannot look for a webhook to deliver")?;
+    Ok(row.is_some())
+}
+
 /// Leases the ACTIVE subscription due longest that has an event to deliver and whose
 /// lease is free or has run out, to `owner` until `until`. The second test of the lease in the `UPDATE` makes two
 /// processes that picked the same row take it once.
@@ -181,13 +208,11 @@ pub(super) async fn claim<C: Conn>(
         .fetch_optional(
             dynamic(format!(
                 "UPDATE webhook_subscriptions SET lease_owner = $1, lease_until = $3 \
-                 WHERE id = (SELECT w.id FROM webhook_subscriptions w WHERE w.state = 'ACTIVE' \
-                   AND w.next_attempt <= $2 AND (w.lease_until IS NULL OR w.lease_until < $2) \
-                   AND EXISTS (SELECT 1 FROM events e WHERE e.seq > w.last_event_id \
-                     AND (w.all_clients = 1 OR e.client = w.client)) \
+                 WHERE id = (SELECT w.id FROM webhook_subscriptions w WHERE {} \
                    ORDER BY w.next_attempt LIMIT 1) \
                  AND state = 'ACTIVE' AND (lease_until IS NULL OR lease_until < $2) \
-                 RETURNING {COLUMNS}"
+                 RETURNING {COLUMNS}",
+                CLAIMABLE.replace("$1", "$2")
             )),
             args![owner, to_micros(now), to_micros(until)],
         )

@@ -239,3 +239,48 @@ async fn invented_paths_methods_and_grpc_services_fold_into_one_metrics_label() 
     assert!(!unmatched.is_empty());
     assert!(unmatched.len() <= 8, "{unmatched:#?}");
 }
+
+/// With `RUST_BACKTRACE=1` in the environment (common on hosts and in containers), an
+/// error the service logs carries its cause chain and no stack backtrace: resolving
+/// the first one parsed the binary's debug information and kept it resident (35 MB)
+/// for the rest of the process's life.
+#[test]
+fn a_logged_error_has_its_cause_chain_and_no_backtrace_under_rust_backtrace() {
+    // Arrange: a database in a directory that does not exist.
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("missing").join("x.db");
+
+    // Act: start, which fails on the database.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_license-facade"))
+        .args([
+            "serve",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--grpc-addr",
+            "127.0.0.1:0",
+        ])
+        .arg("--database-url")
+        .arg(format!("sqlite:{}", db.display()))
+        .arg("--sandbox")
+        .env("RUST_BACKTRACE", "1")
+        .env_remove("RUST_LIB_BACKTRACE")
+        .env("LICENSE_FACADE_LOG_FORMAT", "json")
+        .env_remove("LICENSE_FACADE_SANDBOX")
+        .env_remove("LICENSE_FACADE_DATABASE_URL")
+        .env_remove("LICENSE_FACADE_CONFIG")
+        .env_remove("LICENSE_FACADE_CLIENTS_FILE")
+        .output()
+        .expect("the binary runs");
+
+    // Assert: it failed, logged why with the cause, and printed no backtrace.
+    let logs = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{logs}");
+    assert!(logs.contains("\"error.cause_chain\""), "{logs}");
+    assert!(
+        logs.contains("No such file or directory"),
+        "the cause: {logs}"
+    );
+    assert!(!logs.contains("Stack backtrace"), "{logs}");
+    assert!(!logs.contains("stack backtrace"), "{logs}");
+}

@@ -81,10 +81,13 @@ async fn read_and_footprint(
     f: &mut Figures,
 ) -> anyhow::Result<()> {
     let at64 = ctx.bounds;
-    let db = format!(
-        "sqlite:{}",
-        ctx.dir.join(format!("read-{tag}.db")).display()
-    );
+    // A fresh file every round: the in-process sandbox starts its ids from 1 again,
+    // so a license kept from the last round would collide with the next order's.
+    let file = ctx.dir.join(format!("read-{tag}.db"));
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", file.display()));
+    }
+    let db = format!("sqlite:{}", file.display());
     let (facade, http, grpc, _) = start_facade_bin(ctx, bin, &db, None, "").await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (idle_rss_kib, idle_anon_kib) = rss(&facade);

@@ -150,14 +150,18 @@ pub(crate) async fn order_in<D: Dialect>(
         update_time: license.create_time,
         ..license.clone()
     };
+    // The insert also answers whether the pool has a license this order could take.
+    let mut values = insert_values(&ordered);
+    let candidate = match pick {
+        Some(pick) => pool::candidate_sql(pick, values.len() + 1, &mut values),
+        None => "CAST(NULL AS TEXT)".to_owned(),
+    };
     let sql = format!(
-        "{INSERT_LICENSE} ON CONFLICT (client, server_id) WHERE {} DO NOTHING",
+        "{INSERT_LICENSE} ON CONFLICT (client, server_id) WHERE {} DO NOTHING \
+         RETURNING {candidate} AS candidate",
         LicenseState::LIVE_SQL
     );
-    let inserted = match tx
-        .execute(super::exec::dynamic(sql), insert_values(&ordered))
-        .await
-    {
+    let inserted = match tx.fetch_optional(super::exec::dynamic(sql), values).await {
         Ok(inserted) => inserted,
         // Another live license has the IP (the server's own conflict is skipped above).
         Err(sqlx::Error::Database(e))
@@ -173,7 +177,7 @@ pub(crate) async fn order_in<D: Dialect>(
                 .into());
         }
     };
-    if inserted == 0 {
+    let Some(inserted) = inserted else {
         // On PostgreSQL (READ COMMITTED) this new statement's snapshot includes the
         // conflicting row, whose transaction has committed by now.
         let existing = live_license(tx, &license.client, &license.server_id).await?;
@@ -181,7 +185,10 @@ pub(crate) async fn order_in<D: Dialect>(
             Some(existing) => OrderAttempt::Done(Box::new(Inserted::Existing(existing))),
             None => OrderAttempt::Vanished,
         }));
-    }
+    };
+    let candidate = inserted
+        .opt_text("candidate")
+        .context("cannot read the pool's candidate")?;
     // A parked license that fits takes the place of a purchase (design.md §11: the
     // pool is a state; reuse is a step like any other). Taken here, in the order's
     // transaction, so that two orders never take one license and a crash leaves
@@ -191,6 +198,7 @@ pub(crate) async fn order_in<D: Dialect>(
     let mut audit = audit.clone();
     let mut limit = limit.as_ref();
     if let Some(pick) = pick
+        && candidate.is_some()
         && let Some(parked) = pool::take(tx, pick, license.id, license.create_time).await?
     {
         license.upstream_id = parked.upstream_id;

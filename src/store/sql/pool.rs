@@ -7,7 +7,7 @@ use futures::TryStreamExt;
 use time::OffsetDateTime;
 
 use super::events::insert_events;
-use super::exec::{Conn, Row as _, args, dynamic, fixed};
+use super::exec::{Args, Conn, Row as _, args, dynamic, fixed};
 use super::rows::{LICENSE_COLUMNS, license_from_row, licenses_where, live_license, one_license};
 use crate::domain::{EventKind, License, LicenseId, LicenseState, PoolPick};
 use crate::store::codec::{from_micros, to_micros};
@@ -17,15 +17,41 @@ use crate::store::{ParkedLicense, StoreError};
 /// The parked licenses an order may take, soonest to expire first (its paid time is
 /// used before it runs out): of the tariff and node count, with both cooldowns passed
 /// and enough paid time left, and with no step open on them (a park still finishing,
-/// a cancellation on its way).
-const PICKABLE: &str = "state = 'PARKED' AND tariff_id = $1 AND COALESCE(nodes, 0) = $2 \
-     AND pool_ip_changed IS NOT NULL AND pool_ip_changed <= $3 \
-     AND pool_key_changed IS NOT NULL AND pool_key_changed <= $4 \
-     AND expire_time IS NOT NULL AND expire_time >= $5 \
-     AND upstream_id IS NOT NULL \
-     AND NOT EXISTS (SELECT 1 FROM operations o WHERE o.license_id = licenses.id \
-                     AND o.phase NOT IN ('DONE', 'FAILED')) \
-     ORDER BY expire_time, id LIMIT 1";
+/// a cancellation on its way). Its five parameters are numbered from `first`.
+fn pickable(first: usize) -> String {
+    let [tariff, nodes, ip_changed, key_changed, paid_until] =
+        std::array::from_fn(|i| format!("${}", first + i));
+    format!(
+        "state = 'PARKED' AND tariff_id = {tariff} AND COALESCE(nodes, 0) = {nodes} \
+         AND pool_ip_changed IS NOT NULL AND pool_ip_changed <= {ip_changed} \
+         AND pool_key_changed IS NOT NULL AND pool_key_changed <= {key_changed} \
+         AND expire_time IS NOT NULL AND expire_time >= {paid_until} \
+         AND upstream_id IS NOT NULL \
+         AND NOT EXISTS (SELECT 1 FROM operations o WHERE o.license_id = licenses.id \
+                         AND o.phase NOT IN ('DONE', 'FAILED')) \
+         ORDER BY expire_time, id LIMIT 1"
+    )
+}
+
+/// The values of [`pickable`]'s parameters for `pick`.
+fn pick_args(pick: &PoolPick) -> Args {
+    args![
+        i64::from(pick.tariff_id),
+        i64::from(pick.nodes.unwrap_or(0)),
+        to_micros(pick.ip_changed_by),
+        to_micros(pick.key_changed_by),
+        to_micros(pick.paid_until_at_least),
+    ]
+}
+
+/// A scalar subquery for the order's own `INSERT … RETURNING`, its parameters numbered
+/// from `first` (added to `values`): the id of a license `pick` could take, or NULL.
+/// The order's usual answer, nothing parked, costs no statement of its own (each one
+/// is a round trip to SQLite's connection thread, on the one writer).
+pub(crate) fn candidate_sql(pick: &PoolPick, first: usize, values: &mut Args) -> String {
+    values.extend(pick_args(pick));
+    format!("(SELECT id FROM licenses WHERE {})", pickable(first))
+}
 
 /// Candidates tried before an order gives up on the pool and buys: each one lost is
 /// one a concurrent order took first.
@@ -42,19 +68,9 @@ pub(crate) async fn take<C: Conn>(
     now: OffsetDateTime,
 ) -> Result<Option<License>, StoreError> {
     for _ in 0..TRIES {
-        let candidate = one_license(
-            tx,
-            licenses_where(PICKABLE),
-            args![
-                i64::from(pick.tariff_id),
-                i64::from(pick.nodes.unwrap_or(0)),
-                to_micros(pick.ip_changed_by),
-                to_micros(pick.key_changed_by),
-                to_micros(pick.paid_until_at_least),
-            ],
-        )
-        .await
-        .context("cannot read the pool")?;
+        let candidate = one_license(tx, licenses_where(&pickable(1)), pick_args(pick))
+            .await
+            .context("cannot read the pool")?;
         let Some(parked) = candidate else {
             return Ok(None);
         };
