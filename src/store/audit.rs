@@ -4,7 +4,7 @@ use anyhow::Context;
 use time::OffsetDateTime;
 
 use super::codec::{self, from_micros, to_micros};
-use super::sql::exec::{Conn, Row, args, dynamic, fixed};
+use super::sql::exec::{Args, Conn, Row, args, dynamic, fixed};
 use super::{Page, Spent, StoreError};
 use crate::domain::{
     AuditEntry, AuditFilter, AuditOutcome, Bought, CallPrice, ClientName, LicenseId,
@@ -80,36 +80,44 @@ fn upstream_id(entry: &AuditEntry) -> anyhow::Result<Option<i64>> {
         .context("upstream id out of range")
 }
 
+/// The audit log's columns, in the order [`values`] gives them.
+const INSERT_COLUMNS: &str = "INSERT INTO audit_log (time, client, action, license_id, \
+     server_id, request_id, upstream_id, outcome, detail, cost_cents, cost_currency, \
+     cost_unknown, cost_panel, cost_period)";
+
+/// `entry`'s values for [`INSERT_COLUMNS`], as `$1` … `$14`.
+fn values(entry: &AuditEntry) -> Result<Args, StoreError> {
+    let price = codec::PriceColumns::of(entry.price.as_ref());
+    Ok(args![
+        to_micros(entry.time),
+        entry.client.as_str(),
+        entry.action.as_str(),
+        entry.license_id.to_string(),
+        entry.server_id.as_str(),
+        entry.request_id.clone(),
+        upstream_id(entry)?,
+        entry.outcome.as_str(),
+        entry.detail.clone(),
+        price.cents,
+        price.currency,
+        price.unknown,
+        entry.bought.as_ref().map(|b| b.panel.clone()),
+        entry
+            .bought
+            .as_ref()
+            .map(|b| i64::from(b.period.upstream_value())),
+    ])
+}
+
 /// Appends `entry`, on a pool's connection or inside a transaction.
 pub(super) async fn insert<C: Conn>(conn: &mut C, entry: &AuditEntry) -> Result<i64, StoreError> {
-    let price = codec::PriceColumns::of(entry.price.as_ref());
     let row = conn
         .fetch_one(
-            fixed(
-                "INSERT INTO audit_log (time, client, action, license_id, server_id, request_id, \
-                 upstream_id, outcome, detail, cost_cents, cost_currency, cost_unknown, cost_panel, \
-                 cost_period) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING id",
-            ),
-            args![
-                to_micros(entry.time),
-                entry.client.as_str(),
-                entry.action.as_str(),
-                entry.license_id.to_string(),
-                entry.server_id.as_str(),
-                entry.request_id.clone(),
-                upstream_id(entry)?,
-                entry.outcome.as_str(),
-                entry.detail.clone(),
-                price.cents,
-                price.currency,
-                price.unknown,
-                entry.bought.as_ref().map(|b| b.panel.clone()),
-                entry
-                    .bought
-                    .as_ref()
-                    .map(|b| i64::from(b.period.upstream_value())),
-            ],
+            dynamic(format!(
+                "{INSERT_COLUMNS} VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, \
+                 $13, $14) RETURNING id"
+            )),
+            values(entry)?,
         )
         .await
         .context("cannot append to the audit log")?;
@@ -118,27 +126,25 @@ pub(super) async fn insert<C: Conn>(conn: &mut C, entry: &AuditEntry) -> Result<
 
 /// Appends the entry that ends an operation, inside the transaction that closes it:
 /// on behalf of the client and request id of the latest ACCEPTED entry of the same
-/// license and action, else as `entry` has it (the license's owner).
+/// license and action, else as `entry` has it (the license's owner). One statement:
+/// the closing transaction runs on the one SQLite writer, a round trip each.
 pub(super) async fn append_ending<C: Conn>(
     conn: &mut C,
     entry: &AuditEntry,
 ) -> Result<(), StoreError> {
-    let accepted = conn
-        .fetch_optional(
-            fixed(
-                "SELECT client, request_id FROM audit_log WHERE license_id = $1 AND action = $2 \
-                 AND outcome = 'ACCEPTED' ORDER BY id DESC LIMIT 1",
-            ),
-            args![entry.license_id.to_string(), entry.action.as_str()],
-        )
-        .await
-        .context("cannot read the accepted audit entry")?;
-    let mut entry = entry.clone();
-    if let Some(row) = accepted {
-        entry.client = ClientName::new(row.text("client").context("bad audit row")?);
-        entry.request_id = row.opt_text("request_id").context("bad audit row")?;
-    }
-    insert(conn, &entry).await?;
+    conn.execute(
+        dynamic(format!(
+            "{INSERT_COLUMNS} SELECT $1, COALESCE(a.client, $2), $3, $4, $5, \
+             CASE WHEN a.client IS NULL THEN $6 ELSE a.request_id END, \
+             $7, $8, $9, $10, $11, $12, $13, $14 \
+             FROM (SELECT 1 AS one) AS one LEFT JOIN (SELECT client, request_id FROM audit_log \
+               WHERE license_id = $4 AND action = $3 AND outcome = 'ACCEPTED' \
+               ORDER BY id DESC LIMIT 1) AS a ON 1 = 1"
+        )),
+        values(entry)?,
+    )
+    .await
+    .context("cannot append the ending audit entry")?;
     Ok(())
 }
 

@@ -9,7 +9,7 @@
 use anyhow::Context;
 use time::OffsetDateTime;
 
-use super::exec::{Conn, Row as _, args, fixed};
+use super::exec::{Conn, Row as _, args, dynamic, fixed};
 use crate::domain::{CallPrice, ClientName, Event, EventKind, License, LicenseId};
 use crate::store::codec::{self, to_micros};
 use crate::store::dialect::Dialect;
@@ -48,31 +48,48 @@ pub(crate) async fn insert_priced_events<D: Dialect>(
         return Ok(());
     }
     let snapshot = codec::license_to_json(license);
-    for kind in kinds {
+    // One statement for all of them (a step that ends often records two): each is a
+    // round trip to SQLite's connection thread, on the one writer.
+    let mut sql = String::from(
+        "INSERT INTO events (license_id, client, kind, license, time, cost_cents, \
+         cost_currency, cost_unknown) VALUES ",
+    );
+    let mut values = Vec::with_capacity(kinds.len() * 8);
+    for (i, kind) in kinds.iter().enumerate() {
         let price = codec::PriceColumns::of(
             priced
                 .filter(|(paid, _)| paid == kind)
                 .map(|(_, price)| price),
         );
-        conn.execute(
-            fixed(
-                "INSERT INTO events (license_id, client, kind, license, time, cost_cents, \
-                 cost_currency, cost_unknown) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            ),
-            args![
-                license.id.to_string(),
-                license.client.as_str(),
-                kind.as_str(),
-                snapshot.as_str(),
-                to_micros(license.update_time),
-                price.cents,
-                price.currency,
-                price.unknown,
-            ],
-        )
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        let n = i * 8;
+        sql.push_str(&format!(
+            "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+            n + 1,
+            n + 2,
+            n + 3,
+            n + 4,
+            n + 5,
+            n + 6,
+            n + 7,
+            n + 8
+        ));
+        values.extend(args![
+            license.id.to_string(),
+            license.client.as_str(),
+            kind.as_str(),
+            snapshot.as_str(),
+            to_micros(license.update_time),
+            price.cents,
+            price.currency,
+            price.unknown,
+        ]);
+    }
+    conn.execute(dynamic(sql), values)
         .await
         .context("cannot record an event")?;
-    }
     Ok(())
 }
 
