@@ -72,14 +72,17 @@ impl<D: Dialect> SqlStore<D> {
     /// on SQLite in the writer's next group, so that it never holds the write lock
     /// while a group waits for it (SQLite's busy handler sleeps a millisecond and more
     /// before it tries again), and without an fsync when the group has nothing else.
-    async fn lease_only<T, F>(&self, statement: F) -> Result<T, StoreError>
+    async fn lease_only<T, E, F>(&self, statement: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: for<'c> FnOnce(&'c mut D::Conn) -> BoxFuture<'c, anyhow::Result<T>> + Send + 'static,
+        E: Into<StoreError> + 'static,
+        F: for<'c> FnOnce(&'c mut D::Conn) -> BoxFuture<'c, Result<T, E>> + Send + 'static,
     {
         self.db
             .lease_write(write_fn(move |conn| {
-                Box::pin(async move { Ok(Written::kept(statement(conn).await?)) })
+                Box::pin(
+                    async move { Ok(Written::kept(statement(conn).await.map_err(Into::into)?)) },
+                )
             }))
             .await
     }
@@ -595,14 +598,10 @@ impl<D: Dialect> Store for SqlStore<D> {
             return Ok(None);
         }
         let owner = owner.to_owned();
-        self.db
-            .lease_write(write_fn(move |conn| {
-                Box::pin(async move {
-                    let claimed = webhooks::claim(conn, &owner, now, now + ttl).await?;
-                    Ok(Written::kept(claimed))
-                })
-            }))
-            .await
+        self.lease_only(move |conn| {
+            Box::pin(async move { webhooks::claim(conn, &owner, now, now + ttl).await })
+        })
+        .await
     }
 
     async fn record_webhook(
@@ -613,14 +612,10 @@ impl<D: Dialect> Store for SqlStore<D> {
         progress: &crate::store::WebhookProgress,
     ) -> Result<bool, StoreError> {
         let (id, owner, progress) = (id.to_owned(), owner.to_owned(), progress.clone());
-        self.db
-            .lease_write(write_fn(move |conn| {
-                Box::pin(async move {
-                    let recorded = webhooks::record(conn, &id, &owner, now, &progress).await?;
-                    Ok(Written::kept(recorded))
-                })
-            }))
-            .await
+        self.lease_only(move |conn| {
+            Box::pin(async move { webhooks::record(conn, &id, &owner, now, &progress).await })
+        })
+        .await
     }
 
     async fn save_drift_report(

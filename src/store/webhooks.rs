@@ -168,12 +168,16 @@ pub(super) async fn resume<C: Conn>(
     Ok(n > 0)
 }
 
-/// The subscriptions [`claim`] may lease: ACTIVE, due, with a free or run-out lease and
-/// an event to deliver.
-const CLAIMABLE: &str = "w.state = 'ACTIVE' AND w.next_attempt <= $1 \
-     AND (w.lease_until IS NULL OR w.lease_until < $1) \
-     AND EXISTS (SELECT 1 FROM events e WHERE e.seq > w.last_event_id \
-       AND (w.all_clients = 1 OR e.client = w.client))";
+/// The subscriptions [`claim`] may lease at the time bound as `now` (a `$n`): ACTIVE,
+/// due, with a free or run-out lease and an event to deliver.
+fn claimable_sql(now: &str) -> String {
+    format!(
+        "w.state = 'ACTIVE' AND w.next_attempt <= {now} \
+         AND (w.lease_until IS NULL OR w.lease_until < {now}) \
+         AND EXISTS (SELECT 1 FROM events e WHERE e.seq > w.last_event_id \
+           AND (w.all_clients = 1 OR e.client = w.client))"
+    )
+}
 
 /// Whether [`claim`] at `now` would find a subscription: a read, so that the common
 /// answer (nothing to deliver) takes no write lock. One that becomes claimable just
@@ -186,7 +190,7 @@ pub(super) async fn claimable<C: Conn>(
         .fetch_optional(
             dynamic(format!(
                 "SELECT 1 AS found FROM webhook_subscriptions w WHERE {} LIMIT 1",
-                CLAIMABLE
+                claimable_sql("$1")
             )),
             args![to_micros(now)],
         )
@@ -212,7 +216,7 @@ pub(super) async fn claim<C: Conn>(
                    ORDER BY w.next_attempt LIMIT 1) \
                  AND state = 'ACTIVE' AND (lease_until IS NULL OR lease_until < $2) \
                  RETURNING {COLUMNS}",
-                CLAIMABLE.replace("$1", "$2")
+                claimable_sql("$2")
             )),
             args![owner, to_micros(now), to_micros(until)],
         )

@@ -127,13 +127,24 @@ pub(crate) async fn reservation_holder<C: Conn>(
     };
     let license_id = row.text("license_id").context("bad reservation row")?;
     let kind = row.text("kind").context("bad reservation row")?;
+    held_by(conn, ip, license_id, Some(kind)).await
+}
+
+/// `ip` as held by license `license_id` (read now), for `step` when a step in flight
+/// reserved it; `None` when that license is not there.
+async fn held_by<C: Conn>(
+    conn: &mut C,
+    ip: &str,
+    license_id: String,
+    step: Option<String>,
+) -> Result<Option<IpTaken>, StoreError> {
     let holder = one_license(conn, licenses_where("id = $1"), args![license_id])
         .await
         .context("cannot read the license holding the IP")?;
     Ok(holder.map(|holder| IpTaken {
         ip: ip.to_owned(),
         holder,
-        step: Some(kind),
+        step,
     }))
 }
 
@@ -167,18 +178,12 @@ pub(crate) async fn holder<C: Conn>(
     };
     let license_id = row.text("license_id").context("bad holder row")?;
     let step = row.opt_text("kind").context("bad holder row")?;
-    let holder = one_license(conn, licenses_where("id = $1"), args![license_id])
-        .await
-        .context("cannot read the license holding the IP")?;
-    match holder {
-        Some(holder) => Ok(Some(IpTaken {
-            ip: ip.to_owned(),
-            holder,
-            step,
-        })),
+    let reserved = step.is_some();
+    match held_by(conn, ip, license_id, step).await? {
+        Some(taken) => Ok(Some(taken)),
         // The reservation's license is gone (it cannot be, with the foreign key):
         // what is left is a live license, as the step-less read finds it.
-        None if step.is_some() => live_holder(conn, ip, except).await,
+        None if reserved => live_holder(conn, ip, except).await,
         None => Ok(None),
     }
 }
