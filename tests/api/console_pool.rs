@@ -177,7 +177,10 @@ async fn a_license_released_from_its_page_is_parked_shown_in_the_pool_and_its_re
     );
     assert!(parked.body.contains("<span class=\"badge ok\">yes</span>"));
 
-    // Act: the next order of the tariff takes it.
+    // Act: the next order of the tariff takes it, once the park has ended. PARKED
+    // shows while the park's last step (the upstream's cooldown dates, then DONE) is
+    // still open, and no order takes a license with a step open on it.
+    park_ended(&api, &first_id).await;
     let second = order(&app, "pool-web-2", "203.0.113.82").await;
     let second_id = second["id"].as_str().unwrap().to_owned();
     let reused = ops.get("/console/pool").await;
@@ -258,4 +261,29 @@ async fn the_pool_page_is_for_admins_only() {
     assert_eq!(refused.status, StatusCode::FORBIDDEN);
     assert!(!shop_nav.body.contains("href=\"/console/pool\""));
     assert!(ops_nav.body.contains("href=\"/console/pool\""));
+}
+
+/// Waits until the park of license `id` has ended: its PARK entry in the audit log is
+/// SUCCEEDED, written in the transaction that closes the step.
+async fn park_ended(api: &crate::support::Api, id: &str) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (_, page) = api
+            .get(&format!("/v1/audit?licenseId={id}&pageSize=50"))
+            .await
+            .unwrap();
+        let ended = page["entries"].as_array().is_some_and(|entries| {
+            entries
+                .iter()
+                .any(|e| e["action"] == "PARK" && e["outcome"] == "SUCCEEDED")
+        });
+        if ended {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the park never ended: {page}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
