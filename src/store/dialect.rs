@@ -45,23 +45,22 @@ impl<DB: sqlx::Database> Pools<DB> {
         Box::pin(if lease { &self.lease } else { &self.main }.acquire())
     }
 
-    /// Runs `write` in a transaction on the main pool, begun with `begin` (or the
-    /// database's plain BEGIN), and commits it, or rolls it back when the write keeps
-    /// nothing (a failed write's transaction is rolled back when dropped).
+    /// Runs `write` in a transaction on the main pool and commits it, or rolls it
+    /// back when the write keeps nothing (a failed write's transaction is rolled back
+    /// when dropped).
     pub(crate) async fn transaction<T>(
         &self,
-        begin: Option<&'static str>,
         write: WriteFn<DB::Connection, T>,
     ) -> Result<T, StoreError>
     where
         DB::Connection: Conn,
     {
         use anyhow::Context;
-        let mut tx = match begin {
-            Some(statement) => self.main.begin_with(statement).await,
-            None => self.main.begin().await,
-        }
-        .context("cannot begin a write transaction")?;
+        let mut tx = self
+            .main
+            .begin()
+            .await
+            .context("cannot begin a write transaction")?;
         let written = write(&mut *tx).await?;
         if written.keep {
             tx.commit().await.context("cannot commit")?;
@@ -84,6 +83,10 @@ pub trait Dialect: std::fmt::Debug + Send + Sync + 'static {
     type Db: sqlx::Database<Connection = Self::Conn>;
     /// A connection, or a transaction's connection.
     type Conn: Conn + sqlx::Connection<Database = Self::Db>;
+    /// A write transaction's connection: the pool's connection on PostgreSQL; on
+    /// SQLite its handle, taken from sqlx's thread for the transaction
+    /// (`store::direct`).
+    type WriteConn: Conn;
 
     /// Whether one process is the database's only writer, so that a write transaction
     /// holds the whole database (SQLite's write lock): a batch of adoptions then goes
@@ -112,25 +115,25 @@ pub trait Dialect: std::fmt::Debug + Send + Sync + 'static {
     fn write<T: Send + 'static>(
         &self,
         hold: Option<Box<dyn Send>>,
-        write: WriteFn<Self::Conn, T>,
+        write: WriteFn<Self::WriteConn, T>,
     ) -> BoxFuture<'_, Result<T, StoreError>>;
 
     /// Runs a write that only changes a lease (a claim).
     fn lease_write<T: Send + 'static>(
         &self,
-        write: WriteFn<Self::Conn, T>,
+        write: WriteFn<Self::WriteConn, T>,
     ) -> BoxFuture<'_, Result<T, StoreError>>;
 
     /// Runs a write off the hot path (adoptions) in a transaction of its own.
     fn transaction<T: Send + 'static>(
         &self,
-        write: WriteFn<Self::Conn, T>,
+        write: WriteFn<Self::WriteConn, T>,
     ) -> BoxFuture<'_, Result<T, StoreError>>;
 
     /// Inside a write transaction, before the client's paid calls are counted: makes a
     /// concurrent paid call of the same client wait until this transaction ends.
     fn lock_spend<'c>(
-        conn: &'c mut Self::Conn,
+        conn: &'c mut Self::WriteConn,
         client: &'c ClientName,
     ) -> BoxFuture<'c, Result<(), StoreError>>;
 
@@ -142,7 +145,7 @@ pub trait Dialect: std::fmt::Debug + Send + Sync + 'static {
     /// Inside a write transaction that queues operations on a license: makes a
     /// concurrent one for the same license wait until this transaction ends.
     fn lock_license<'c>(
-        conn: &'c mut Self::Conn,
+        conn: &'c mut Self::WriteConn,
         license_id: &'c str,
     ) -> BoxFuture<'c, anyhow::Result<()>>;
 

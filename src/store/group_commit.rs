@@ -12,7 +12,13 @@
 //! starve them of the write lock, nor they hold it while a group waits (SQLite's busy
 //! handler sleeps a millisecond and more, and the writer would rarely leave the lock
 //! free at the right moment). A group of nothing but lease writes commits without an
-//! fsync (see `SqliteDb::lease_pool`).
+//! fsync (`synchronous=NORMAL`; see `SqliteDb::pools`).
+//!
+//! A file database's writer keeps one connection of its own for every group. SQLite
+//! empties a connection's page cache when another connection has written since its
+//! last transaction; a writer that took any of the pool's connections began most
+//! groups by reading some thirty pages of the tables' indexes again (docs/benchmarks.md,
+//! round 7).
 //!
 //! A write handed over runs to its end even when its caller stops waiting: like a
 //! commit that landed just before the caller was cancelled, which every write here
@@ -27,6 +33,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::StoreError;
+use super::direct::Direct;
+use super::sql::exec::{Conn as _, fixed};
 
 /// Writes committed together at most.
 const MAX_BATCH: usize = 64;
@@ -52,17 +60,15 @@ impl<T> Written<T> {
 trait Job: Send {
     /// Runs the write on `conn` (inside the group's transaction and the write's own
     /// savepoint); returns whether its changes are kept.
-    fn run<'c>(&'c mut self, conn: &'c mut SqliteConnection) -> BoxFuture<'c, bool>;
+    fn run<'c>(&'c mut self, conn: &'c mut Direct) -> BoxFuture<'c, bool>;
     /// Answers the caller once the group's fate is known (`Err`: the commit failed).
     fn answer(self: Box<Self>, commit: Result<(), String>);
     /// Whether the write must be on disk before its caller hears of it.
     fn durable(&self) -> bool;
 }
 
-type WriteFn<T> = Box<
-    dyn for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<Written<T>, StoreError>>
-        + Send,
->;
+type WriteFn<T> =
+    Box<dyn for<'c> FnOnce(&'c mut Direct) -> BoxFuture<'c, Result<Written<T>, StoreError>> + Send>;
 
 struct Typed<T> {
     write: Option<WriteFn<T>>,
@@ -75,7 +81,7 @@ struct Typed<T> {
 }
 
 impl<T: Send + 'static> Job for Typed<T> {
-    fn run<'c>(&'c mut self, conn: &'c mut SqliteConnection) -> BoxFuture<'c, bool> {
+    fn run<'c>(&'c mut self, conn: &'c mut Direct) -> BoxFuture<'c, bool> {
         Box::pin(async move {
             let Some(write) = self.write.take() else {
                 return false;
@@ -139,13 +145,26 @@ pub(super) struct GroupCommit {
     task: Arc<Mutex<Option<JoinHandle<()>>>>,
 }
 
+/// The connections the writer runs its groups on.
+pub(super) enum Connections {
+    /// One of its own, opened with `synchronous=FULL`; switched to NORMAL for a group
+    /// of lease-only writes, and back.
+    Own(SqliteConnection),
+    /// One per group from `durable`, or from `light` (opened with
+    /// `synchronous=NORMAL`) for a group of lease-only writes: an in-memory database,
+    /// whose one pooled connection must be the only one.
+    Pooled {
+        durable: SqlitePool,
+        light: SqlitePool,
+    },
+}
+
 impl GroupCommit {
-    /// Starts the writer task; it takes one connection per group, from `pool`, or
-    /// from `light` (no fsync) for a group of lease-only writes.
-    pub(super) fn start(pool: SqlitePool, light: SqlitePool) -> Self {
+    /// Starts the writer task on `connections`.
+    pub(super) fn start(connections: Connections) -> Self {
         let (queue, jobs) = mpsc::unbounded_channel();
         let stop = CancellationToken::new();
-        let task = tokio::spawn(writer(pool, light, jobs, stop.clone()));
+        let task = tokio::spawn(writer(connections, jobs, stop.clone()));
         Self {
             queue,
             stop,
@@ -176,9 +195,7 @@ impl GroupCommit {
     ) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: for<'c> FnOnce(
-                &'c mut SqliteConnection,
-            ) -> BoxFuture<'c, Result<Written<T>, StoreError>>
+        F: for<'c> FnOnce(&'c mut Direct) -> BoxFuture<'c, Result<Written<T>, StoreError>>
             + Send
             + 'static,
     {
@@ -202,12 +219,13 @@ impl GroupCommit {
 }
 
 async fn writer(
-    pool: SqlitePool,
-    light: SqlitePool,
+    mut connections: Connections,
     mut jobs: mpsc::UnboundedReceiver<Box<dyn Job>>,
     stop: CancellationToken,
 ) {
     let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_BATCH);
+    // The own connection's `synchronous`: FULL as opened.
+    let mut full = true;
     loop {
         let received = tokio::select! {
             biased;
@@ -218,7 +236,36 @@ async fn writer(
             break;
         }
         let durable = batch.iter().any(|job| job.durable());
-        let commit = run_group(if durable { &pool } else { &light }, &mut batch).await;
+        let commit = match &mut connections {
+            Connections::Own(conn) => {
+                let switched = if durable == full {
+                    Ok(())
+                } else {
+                    // Outside any transaction: SQLite refuses the change inside one.
+                    let sql = if durable {
+                        "PRAGMA synchronous = FULL"
+                    } else {
+                        "PRAGMA synchronous = NORMAL"
+                    };
+                    sqlx::query(sql)
+                        .execute(&mut *conn)
+                        .await
+                        .map(|_| full = durable)
+                        .map_err(|e| format!("cannot set the commit's durability: {e}"))
+                };
+                match switched {
+                    Ok(()) => run_group(conn, &mut batch).await,
+                    Err(e) => Err(e),
+                }
+            }
+            Connections::Pooled {
+                durable: pool,
+                light,
+            } => match if durable { &*pool } else { &*light }.acquire().await {
+                Ok(mut conn) => run_group(&mut conn, &mut batch).await,
+                Err(e) => Err(format!("cannot get a database connection: {e}")),
+            },
+        };
         if let Err(why) = &commit {
             tracing::warn!(writes = batch.len(), error.message = %why, "a group of writes failed");
         }
@@ -226,45 +273,77 @@ async fn writer(
             job.answer(commit.clone());
         }
     }
+    if let Connections::Own(conn) = connections {
+        let _ = sqlx::Connection::close(conn).await;
+    }
 }
 
-/// Runs `batch` in one transaction, each write in its own savepoint, and commits. A
-/// write alone needs no savepoint (each statement is a round trip to the connection's
-/// thread): its transaction is simply committed or rolled back.
-async fn run_group(pool: &SqlitePool, batch: &mut [Box<dyn Job>]) -> Result<(), String> {
-    let mut tx = pool
-        .begin_with("BEGIN IMMEDIATE")
+/// Runs `batch` in one transaction, each write in a savepoint of its own, and commits.
+/// A write alone needs no savepoint: its transaction is simply committed or rolled
+/// back. The statements run on the connection's handle (`store::direct`); BEGIN and
+/// COMMIT go through sqlx, which tracks the transaction.
+async fn run_group(conn: &mut SqliteConnection, batch: &mut [Box<dyn Job>]) -> Result<(), String> {
+    let mut tx = sqlx::Connection::begin_with(conn, "BEGIN IMMEDIATE")
         .await
         .map_err(|e| format!("cannot begin a write transaction: {e}"))?;
+    let mut locked = tx
+        .lock_handle()
+        .await
+        .map_err(|e| format!("cannot take the connection's handle: {e}"))?;
+    let keep = Direct::with(&mut locked, async |direct| run_jobs(direct, batch).await).await;
+    drop(locked);
+    if keep? {
+        tx.commit().await.map_err(|e| format!("cannot commit: {e}"))
+    } else {
+        tx.rollback()
+            .await
+            .map_err(|e| format!("cannot roll back: {e}"))
+    }
+}
+
+/// Runs the writes of a group; returns whether the transaction is to be committed.
+async fn run_jobs(direct: &mut Direct, batch: &mut [Box<dyn Job>]) -> Result<bool, String> {
     if let [job] = batch {
-        return if job.run(&mut tx).await {
-            tx.commit().await.map_err(|e| format!("cannot commit: {e}"))
+        let keep = job.run(direct).await;
+        return if keep && direct.in_autocommit() {
+            Err(rolled_back())
         } else {
-            tx.rollback()
-                .await
-                .map_err(|e| format!("cannot roll back: {e}"))
+            Ok(keep)
         };
     }
     for job in batch.iter_mut() {
-        let mut savepoint = sqlx::Connection::begin(&mut *tx)
-            .await
-            .map_err(|e| format!("cannot open a savepoint: {e}"))?;
-        let keep = job.run(&mut savepoint).await;
-        let ended = if keep {
-            savepoint.commit().await
+        savepoint(direct, "SAVEPOINT write").await?;
+        if job.run(direct).await {
+            savepoint(direct, "RELEASE write").await?;
         } else {
-            savepoint.rollback().await
-        };
-        ended.map_err(|e| format!("cannot close a savepoint: {e}"))?;
+            savepoint(direct, "ROLLBACK TO write").await?;
+            savepoint(direct, "RELEASE write").await?;
+        }
+        if direct.in_autocommit() {
+            return Err(rolled_back());
+        }
     }
-    tx.commit().await.map_err(|e| format!("cannot commit: {e}"))
+    Ok(true)
+}
+
+async fn savepoint(direct: &mut Direct, sql: &'static str) -> Result<(), String> {
+    direct
+        .execute(fixed(sql), Vec::new())
+        .await
+        .map(drop)
+        .map_err(|e| format!("cannot run {sql}: {e}"))
+}
+
+/// The group's error when SQLite ended its transaction on its own.
+fn rolled_back() -> String {
+    "the database rolled the write transaction back (a full disk or an I/O error?)".to_owned()
 }
 
 #[cfg(test)]
 mod tests {
     use std::str::FromStr as _;
 
-    use sqlx::Row as _;
+    use crate::store::sql::exec::Row as _;
     use sqlx::sqlite::{
         SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
     };
@@ -276,11 +355,11 @@ mod tests {
         writer
             .run(kind, None, |conn| {
                 Box::pin(async move {
-                    let row = sqlx::query("PRAGMA synchronous")
-                        .fetch_one(&mut *conn)
+                    let row = conn
+                        .fetch_one(fixed("PRAGMA synchronous"), Vec::new())
                         .await
                         .map_err(|e| StoreError::Unexpected(e.into()))?;
-                    Ok(Written::kept(row.get::<i64, _>(0)))
+                    Ok(Written::kept(row.int("synchronous").unwrap()))
                 })
             })
             .await
@@ -289,7 +368,8 @@ mod tests {
 
     #[tokio::test]
     async fn lease_only_groups_skip_the_fsync_and_every_durable_group_has_it() {
-        // Arrange: a WAL database, its pools as the store opens them, and the writer.
+        // Arrange: a WAL database and the writer on a connection of its own, as the
+        // store opens them.
         let dir = tempfile::tempdir().unwrap();
         let options = SqliteConnectOptions::from_str(&format!(
             "sqlite:{}",
@@ -299,19 +379,14 @@ mod tests {
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Full);
-        let light = SqlitePoolOptions::new()
-            .max_connections(2)
-            .connect_lazy_with(options.clone().synchronous(SqliteSynchronous::Normal));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(2)
-            .connect_with(options)
+        let conn = <SqliteConnection as sqlx::Connection>::connect_with(&options)
             .await
             .unwrap();
-        let writer = GroupCommit::start(pool, light);
+        let writer = GroupCommit::start(Connections::Own(conn));
         const NORMAL: i64 = 1;
         const FULL: i64 = 2;
 
-        // Act and assert: alternating kinds, each group on a connection of its kind.
+        // Act and assert: alternating kinds, each group with its own kind's setting.
         for kind in [
             WriteKind::Durable,
             WriteKind::LeaseOnly,
@@ -331,6 +406,65 @@ mod tests {
                 "{kind:?}"
             );
         }
+        writer.stop().await;
+    }
+
+    #[tokio::test]
+    async fn a_group_whose_transaction_the_database_ended_keeps_none_of_its_writes() {
+        // Arrange: a database with one table, and its writer.
+        let dir = tempfile::tempdir().unwrap();
+        let options = SqliteConnectOptions::from_str(&format!(
+            "sqlite:{}",
+            dir.path().join("r.db").display()
+        ))
+        .unwrap()
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(2)
+            .connect_with(options.clone())
+            .await
+            .unwrap();
+        sqlx::query("CREATE TABLE t (id TEXT PRIMARY KEY)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        let conn = <SqliteConnection as sqlx::Connection>::connect_with(&options)
+            .await
+            .unwrap();
+        let writer = GroupCommit::start(Connections::Own(conn));
+        let insert = |id: &'static str| {
+            writer.run(WriteKind::Durable, None, move |conn| {
+                Box::pin(async move {
+                    conn.execute(fixed("INSERT INTO t (id) VALUES ($1)"), vec![id.into()])
+                        .await
+                        .map_err(|e| StoreError::Unexpected(e.into()))?;
+                    Ok(Written::kept(()))
+                })
+            })
+        };
+        // A write that ends the transaction under the others (as SQLite does itself
+        // after a full disk or an I/O error).
+        let ending = writer.run(WriteKind::Durable, None, |conn| {
+            Box::pin(async move {
+                conn.execute(fixed("ROLLBACK"), Vec::new())
+                    .await
+                    .map_err(|e| StoreError::Unexpected(e.into()))?;
+                Ok(Written::kept(()))
+            })
+        });
+
+        // Act: the three queued before the writer runs (this test's runtime has one
+        // thread), so they form one group.
+        let (first, ended, last) = tokio::join!(insert("a"), ending, insert("b"));
+
+        // Assert: every write of the group failed, and none is in the database.
+        assert!(first.is_err() && ended.is_err() && last.is_err());
+        let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM t")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(rows, 0);
         writer.stop().await;
     }
 }

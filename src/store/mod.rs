@@ -7,6 +7,7 @@ mod cache;
 mod codec;
 mod costs;
 mod dialect;
+mod direct;
 mod file_lock;
 mod group_commit;
 mod postgres;
@@ -200,7 +201,7 @@ impl SpendLimit {
 /// until this transaction ends, and its count (a new statement under READ COMMITTED)
 /// then includes this one.
 pub(crate) async fn check_spend<D: Dialect>(
-    tx: &mut D::Conn,
+    tx: &mut D::WriteConn,
     limit: &SpendLimit,
     counted_self: bool,
 ) -> Result<(), StoreError> {

@@ -85,6 +85,7 @@ impl PgStore {
 impl Dialect for PgDb {
     type Db = Postgres;
     type Conn = PgConnection;
+    type WriteConn = PgConnection;
 
     const ONE_WRITER: bool = false;
     const CLIENT_COLUMN: &'static str = "client";
@@ -125,7 +126,7 @@ impl Dialect for PgDb {
         write: WriteFn<PgConnection, T>,
     ) -> BoxFuture<'_, Result<T, StoreError>> {
         Box::pin(async move {
-            let result = self.pools.transaction(None, write).await;
+            let result = self.pools.transaction(write).await;
             drop(hold);
             result
         })

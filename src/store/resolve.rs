@@ -31,7 +31,7 @@ pub(super) fn latest_operation_sql() -> sqlx::SqlStr {
 /// that the next attempt's check finds that license, or when the step that held an IP
 /// the retry needs gave it back before it could be read.
 pub(super) async fn resolve_in<D: Dialect>(
-    tx: &mut D::Conn,
+    tx: &mut D::WriteConn,
     resolution: &Resolution,
 ) -> Result<Written<Option<Resolved>>, StoreError> {
     let license = &resolution.license;

@@ -76,7 +76,7 @@ impl<D: Dialect> SqlStore<D> {
     where
         T: Send + 'static,
         E: Into<StoreError> + 'static,
-        F: for<'c> FnOnce(&'c mut D::Conn) -> BoxFuture<'c, Result<T, E>> + Send + 'static,
+        F: for<'c> FnOnce(&'c mut D::WriteConn) -> BoxFuture<'c, Result<T, E>> + Send + 'static,
     {
         self.db
             .lease_write(write_fn(move |conn| {

@@ -15,7 +15,8 @@ use sqlx::{Sqlite, SqliteConnection};
 
 use super::StoreError;
 use super::dialect::{Dialect, Pools, WriteFn, nothing};
-use super::group_commit::{GroupCommit, WriteKind};
+use super::direct::Direct;
+use super::group_commit::{Connections, GroupCommit, WriteKind};
 use super::sql::SqlStore;
 use crate::domain::ClientName;
 
@@ -25,12 +26,13 @@ pub type SqliteStore = SqlStore<SqliteDb>;
 /// The SQLite database of a [`SqliteStore`]: its pools and its group-commit writer.
 #[derive(Debug, Clone)]
 pub struct SqliteDb {
-    /// The lease pool's connections (for groups of claims, releases, the named
-    /// leases) have `synchronous=NORMAL`, whose WAL commits skip the fsync. A process
-    /// crash keeps them (the WAL is written before the commit returns); a power loss
-    /// may undo one, which only hands a lease back, and the next FULL commit (INTENT,
-    /// before any upstream call) syncs the WAL with it in anyway. An in-memory
-    /// database has nothing to sync and uses the main pool for both.
+    /// Reads, and the few writes off the hot path. A group of nothing but lease
+    /// writes (claims, releases, the named leases) commits with `synchronous=NORMAL`,
+    /// whose WAL commits skip the fsync (`store::group_commit`). A process crash keeps
+    /// them (the WAL is written before the commit returns); a power loss may undo one,
+    /// which only hands a lease back, and the next FULL commit (INTENT, before any
+    /// upstream call) syncs the WAL with it in anyway. An in-memory database has
+    /// nothing to sync.
     pools: Pools<Sqlite>,
     /// For an in-memory database: a connection outside the pool that is never used,
     /// only held, because a shared in-memory database lives exactly as long as one
@@ -76,16 +78,6 @@ impl SqliteStore {
         } else {
             None
         };
-        let lease_pool = if in_memory {
-            None
-        } else {
-            Some(
-                SqlitePoolOptions::new()
-                    .max_connections(2)
-                    .test_before_acquire(false)
-                    .connect_lazy_with(options.clone().synchronous(SqliteSynchronous::Normal)),
-            )
-        };
         let pool = if in_memory {
             // Shared-cache connections lock whole tables against each other; one pooled
             // connection avoids those conflicts (an in-memory database is for demos
@@ -103,19 +95,32 @@ impl SqliteStore {
         // a file handle in this process and cannot go stale. Every read and every group
         // of writes paid that round trip (docs/benchmarks.md, round 6).
         .test_before_acquire(false)
-        .connect_with(options)
+        .connect_with(options.clone())
         .await
         .context("cannot open the SQLite database")?;
         sqlx::migrate!("./migrations/sqlite")
             .run(&pool)
             .await
             .context("cannot apply the SQLite migrations")?;
-        let lease_pool = lease_pool.unwrap_or_else(|| pool.clone());
+        let connections = if in_memory {
+            Connections::Pooled {
+                durable: pool.clone(),
+                light: pool.clone(),
+            }
+        } else {
+            use sqlx::Connection;
+            Connections::Own(
+                SqliteConnection::connect_with(&options)
+                    .await
+                    .context("cannot open the SQLite database for the writer")?,
+            )
+        };
         Ok(Self::new(SqliteDb {
-            writer: GroupCommit::start(pool.clone(), lease_pool.clone()),
+            writer: GroupCommit::start(connections),
             pools: Pools {
+                // Lease-only writes go to the writer (`lease_write`), not to a pool.
+                lease: pool.clone(),
                 main: pool,
-                lease: lease_pool,
             },
             _keeper: keeper,
         }))
@@ -133,6 +138,7 @@ impl SqliteStore {
 impl Dialect for SqliteDb {
     type Db = Sqlite;
     type Conn = SqliteConnection;
+    type WriteConn = Direct;
 
     const ONE_WRITER: bool = true;
     // `+client` keeps SQLite's planner off the `(client, create_time)` index (see
@@ -149,27 +155,47 @@ impl Dialect for SqliteDb {
     fn write<T: Send + 'static>(
         &self,
         hold: Option<Box<dyn Send>>,
-        write: WriteFn<SqliteConnection, T>,
+        write: WriteFn<Direct, T>,
     ) -> BoxFuture<'_, Result<T, StoreError>> {
         Box::pin(self.writer.run(WriteKind::Durable, hold, write))
     }
 
     fn lease_write<T: Send + 'static>(
         &self,
-        write: WriteFn<SqliteConnection, T>,
+        write: WriteFn<Direct, T>,
     ) -> BoxFuture<'_, Result<T, StoreError>> {
         Box::pin(self.writer.run(WriteKind::LeaseOnly, None, write))
     }
 
     fn transaction<T: Send + 'static>(
         &self,
-        write: WriteFn<SqliteConnection, T>,
+        write: WriteFn<Direct, T>,
     ) -> BoxFuture<'_, Result<T, StoreError>> {
-        Box::pin(self.pools.transaction(Some("BEGIN IMMEDIATE"), write))
+        Box::pin(async move {
+            let mut tx = self
+                .pools
+                .main
+                .begin_with("BEGIN IMMEDIATE")
+                .await
+                .context("cannot begin a write transaction")?;
+            let mut locked = tx
+                .lock_handle()
+                .await
+                .context("cannot take the connection's handle")?;
+            let written = Direct::with(&mut locked, async |direct| write(direct).await).await;
+            drop(locked);
+            let written = written?;
+            if written.keep {
+                tx.commit().await.context("cannot commit")?;
+            } else {
+                tx.rollback().await.context("cannot roll back")?;
+            }
+            Ok(written.value)
+        })
     }
 
     fn lock_spend<'c>(
-        _: &'c mut SqliteConnection,
+        _: &'c mut Direct,
         _: &'c ClientName,
     ) -> BoxFuture<'c, Result<(), StoreError>> {
         nothing()
@@ -179,10 +205,7 @@ impl Dialect for SqliteDb {
         Box::pin(async { Ok(0) })
     }
 
-    fn lock_license<'c>(
-        _: &'c mut SqliteConnection,
-        _: &'c str,
-    ) -> BoxFuture<'c, anyhow::Result<()>> {
+    fn lock_license<'c>(_: &'c mut Direct, _: &'c str) -> BoxFuture<'c, anyhow::Result<()>> {
         nothing()
     }
 

@@ -28,7 +28,7 @@ const EVENTS_AFTER_ALL: &str = "SELECT seq AS id, kind, license, time, cost_cent
 /// Records `kinds` for `license` inside a write transaction, without a feed position
 /// on PostgreSQL (numbered after commit; SQLite's `seq` is the row id).
 pub(crate) async fn insert_events<D: Dialect>(
-    conn: &mut D::Conn,
+    conn: &mut D::WriteConn,
     kinds: &[EventKind],
     license: &License,
 ) -> anyhow::Result<()> {
@@ -39,7 +39,7 @@ pub(crate) async fn insert_events<D: Dialect>(
 /// of kind `priced.0` (an order's CREATED, a renewal's RENEWED, a panel change's
 /// PANEL_CHANGED).
 pub(crate) async fn insert_priced_events<D: Dialect>(
-    conn: &mut D::Conn,
+    conn: &mut D::WriteConn,
     kinds: &[EventKind],
     license: &License,
     priced: Option<(EventKind, &CallPrice)>,

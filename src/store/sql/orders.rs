@@ -124,7 +124,7 @@ pub(crate) struct Order {
 
 /// Stores `order` inside a write transaction.
 pub(crate) async fn order_in<D: Dialect>(
-    tx: &mut D::Conn,
+    tx: &mut D::WriteConn,
     order: &Order,
 ) -> Result<Written<OrderAttempt>, StoreError> {
     let Order {
@@ -306,7 +306,7 @@ pub(crate) fn ip_holder(license: &License, holder: Option<License>) -> Option<In
 /// transaction; `None` when the step that reserved an IP one of them moves to gave it
 /// back before it could be read (nothing was stored; the next attempt may reserve it).
 pub(crate) async fn operations_in<D: Dialect>(
-    tx: &mut D::Conn,
+    tx: &mut D::WriteConn,
     license_id: LicenseId,
     ops: &[Operation],
     request: Option<&RequestRecord>,
@@ -393,7 +393,7 @@ pub(crate) async fn operations_in<D: Dialect>(
 /// [`Store::insert_adopted`](crate::store::Store::insert_adopted) inside a write
 /// transaction; `None` when the row it collided with left before it could be read.
 pub(crate) async fn adopt_in<D: Dialect>(
-    tx: &mut D::Conn,
+    tx: &mut D::WriteConn,
     license: &License,
 ) -> Result<Written<Option<Inserted>>, StoreError> {
     // `ON CONFLICT DO NOTHING` covers every unique index (one live license per server

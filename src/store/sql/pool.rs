@@ -101,7 +101,7 @@ pub(crate) async fn take<C: Conn>(
 /// run again (on PostgreSQL the failed update aborted it), and its check then finds
 /// that license.
 pub(crate) async fn unpark<D: Dialect>(
-    tx: &mut D::Conn,
+    tx: &mut D::WriteConn,
     id: LicenseId,
     ip: &str,
     now: OffsetDateTime,

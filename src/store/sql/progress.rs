@@ -21,7 +21,7 @@ use crate::store::{StoreError, audit};
 /// is re-checked against the lease condition and skipped too. Either way no two
 /// workers ever get the same operation.
 pub(crate) async fn claim_in<D: Dialect>(
-    tx: &mut D::Conn,
+    tx: &mut D::WriteConn,
     owner: &str,
     now: OffsetDateTime,
     until: OffsetDateTime,
@@ -60,7 +60,7 @@ pub(crate) struct Step {
 
 /// Saves `step` inside a write transaction; returns whether it closed the operation.
 pub(crate) async fn progress_in<D: Dialect>(
-    tx: &mut D::Conn,
+    tx: &mut D::WriteConn,
     step: &Step,
 ) -> Result<Written<bool>, StoreError> {
     let Step {
