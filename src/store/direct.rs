@@ -10,9 +10,11 @@
 //! thread waits on the lock meanwhile) and runs its statements on it directly; BEGIN
 //! and COMMIT stay with sqlx, which tracks the transaction.
 //!
-//! A [`Direct`] prepares each statement once per transaction and finalizes them all
-//! when dropped: sqlx closes a connection with `sqlite3_close`, which refuses (and
-//! sqlx panics) while a prepared statement is left.
+//! A [`Direct`] prepares each statement once and keeps it for the connection's next
+//! transactions when given [`Statements`] to keep them in (the writer's own
+//! connection), else finalizes them when it ends. Every kept statement is finalized
+//! before the connection closes: sqlx closes it with `sqlite3_close`, which refuses
+//! (and sqlx panics) while a prepared statement is left.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -29,11 +31,35 @@ use sqlx::sqlite::LockedSqliteHandle;
 
 use super::sql::exec::{Args, Conn, Row, Value};
 
+/// Statements kept prepared across the transactions of one connection, at most this
+/// many; past it they are all finalized and prepared again as used (the store's
+/// statements are a few dozen texts; some are built per call).
+const KEPT_STATEMENTS: usize = 256;
+
 /// A write transaction's connection while its handle is locked from sqlx's thread.
 pub struct Direct {
     db: NonNull<ffi::sqlite3>,
-    /// Prepared statements by their text, finalized on drop.
+    /// Prepared statements by their text; those left on drop are finalized.
     prepared: HashMap<Box<str>, Prepared>,
+}
+
+/// The statements of one connection kept prepared between its transactions; to be
+/// [`finalize`](Statements::finalize)d before the connection closes.
+#[derive(Default)]
+pub struct Statements(HashMap<Box<str>, Prepared>);
+
+// SAFETY: the statements are only used through a `Direct`, under the connection's
+// lock, by one task at a time.
+unsafe impl Send for Statements {}
+
+impl Statements {
+    /// Finalizes every statement kept; `_locked` is their connection's handle, held
+    /// (as finalizing needs).
+    pub fn finalize(&mut self, _locked: &mut LockedSqliteHandle<'_>) {
+        for (_, prepared) in self.0.drain() {
+            finalize(prepared);
+        }
+    }
 }
 
 struct Prepared {
@@ -49,16 +75,51 @@ unsafe impl Send for Direct {}
 impl Direct {
     /// Runs `work` on the connection's handle, locked from sqlx's thread for its
     /// length. Every statement `work` runs goes straight to SQLite on this thread.
+    /// With `kept` (this connection's), its statements are used and the new ones
+    /// kept there; else they are finalized at the end.
     pub async fn with<R>(
         locked: &mut LockedSqliteHandle<'_>,
+        mut kept: Option<&mut Statements>,
         work: impl AsyncFnOnce(&mut Direct) -> R,
     ) -> R {
         let mut direct = Direct {
             db: locked.as_raw_handle(),
-            prepared: HashMap::new(),
+            prepared: kept
+                .as_deref_mut()
+                .map(|k| std::mem::take(&mut k.0))
+                .unwrap_or_default(),
         };
-        // `direct` finalizes its statements when it goes, before `locked` can.
-        work(&mut direct).await
+        let result = work(&mut direct).await;
+        if let Some(kept) = kept {
+            kept.0 = std::mem::take(&mut direct.prepared);
+        }
+        // `direct` finalizes what it still has when it goes, before `locked` can:
+        // everything without `kept`, or after a panic in `work`.
+        result
+    }
+
+    /// `BEGIN IMMEDIATE` without waiting: `false` when another connection holds the
+    /// write lock (the caller waits for it off this thread). SQLite's busy handler
+    /// sleeps the thread it runs on, which here is the caller's.
+    pub fn begin_now(&mut self, busy_timeout: std::time::Duration) -> Result<bool, sqlx::Error> {
+        let wait_ms = c_int::try_from(busy_timeout.as_millis()).unwrap_or(c_int::MAX);
+        // SAFETY: the handle is open and locked for this `Direct`.
+        unsafe { ffi::sqlite3_busy_timeout(self.db.as_ptr(), 0) };
+        let begun = self.run("BEGIN IMMEDIATE", &[], None, false);
+        // SAFETY: as above; the connection's own setting back.
+        unsafe { ffi::sqlite3_busy_timeout(self.db.as_ptr(), wait_ms) };
+        match begun {
+            Ok(_) => Ok(true),
+            Err(sqlx::Error::Database(e))
+                if e.code().is_some_and(|c| {
+                    c.parse::<c_int>()
+                        .is_ok_and(|c| c & 0xff == ffi::SQLITE_BUSY)
+                }) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Whether the connection is outside any transaction: SQLite rolled the write's
@@ -93,6 +154,11 @@ impl Direct {
                 let changed = self.step(&prepared, args, rows.as_deref_mut(), first);
                 finalize(prepared);
                 return Ok(changed? + self.run(rest, args, rows, first)?);
+            }
+            if self.prepared.len() >= KEPT_STATEMENTS {
+                for (_, old) in self.prepared.drain() {
+                    finalize(old);
+                }
             }
             self.prepared.insert(sql.into(), prepared);
         }
@@ -539,7 +605,7 @@ mod tests {
     async fn parameters_bind_by_number_and_rows_read_by_name() {
         let mut conn = memory().await;
         let mut locked = conn.lock_handle().await.unwrap();
-        Direct::with(&mut locked, async |d| {
+        Direct::with(&mut locked, None, async |d| {
             // `$2` before `$1` in the text: each takes its own value.
             let changed = d
                 .execute(
@@ -586,7 +652,7 @@ mod tests {
     async fn a_constraint_is_the_error_kind_sqlx_gives_and_the_statement_is_usable_after() {
         let mut conn = memory().await;
         let mut locked = conn.lock_handle().await.unwrap();
-        Direct::with(&mut locked, async |d| {
+        Direct::with(&mut locked, None, async |d| {
             let insert = || fixed("INSERT INTO t (id, n) VALUES ($1, $2)");
             d.execute(insert(), args!["a", 1_i64]).await.unwrap();
             let Err(sqlx::Error::Database(e)) = d.execute(insert(), args!["a", 2_i64]).await else {
@@ -612,7 +678,7 @@ mod tests {
         {
             let mut locked = conn.lock_handle().await.unwrap();
             let before = statements(&mut locked);
-            Direct::with(&mut locked, async |d| {
+            Direct::with(&mut locked, None, async |d| {
                 for i in 0..3_i64 {
                     let sql = dynamic(format!("INSERT INTO t (id, n) VALUES ($1, {i})"));
                     d.execute(sql, args![i.to_string()]).await.unwrap();
@@ -648,10 +714,44 @@ mod tests {
         let mut conn = memory().await;
         let mut tx = conn.begin().await.unwrap();
         let mut locked = tx.lock_handle().await.unwrap();
-        Direct::with(&mut locked, async |d| {
+        Direct::with(&mut locked, None, async |d| {
             assert!(!d.in_autocommit());
             d.execute(fixed("ROLLBACK"), Vec::new()).await.unwrap();
             assert!(d.in_autocommit());
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn begin_now_does_not_wait_for_another_connections_write_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite:{}?mode=rwc", dir.path().join("b.db").display());
+        let mut holder = SqliteConnection::connect(&url).await.unwrap();
+        let mut writer = SqliteConnection::connect(&url).await.unwrap();
+        sqlx::query("PRAGMA journal_mode = WAL")
+            .execute(&mut holder)
+            .await
+            .unwrap();
+        let held = holder.begin_with("BEGIN IMMEDIATE").await.unwrap();
+
+        // A ten-second busy timeout would hold this call for that long.
+        let timeout = std::time::Duration::from_secs(10);
+        let started = std::time::Instant::now();
+        let mut locked = writer.lock_handle().await.unwrap();
+        let begun = Direct::with(&mut locked, None, async |d| d.begin_now(timeout)).await;
+        assert!(
+            !begun.unwrap(),
+            "began while another connection held the lock"
+        );
+        assert!(started.elapsed() < timeout);
+        drop(locked);
+
+        held.commit().await.unwrap();
+        let mut locked = writer.lock_handle().await.unwrap();
+        Direct::with(&mut locked, None, async |d| {
+            assert!(d.begin_now(timeout).unwrap());
+            assert!(!d.in_autocommit());
+            d.execute(fixed("ROLLBACK"), Vec::new()).await.unwrap();
         })
         .await;
     }

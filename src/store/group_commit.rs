@@ -33,7 +33,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::StoreError;
-use super::direct::Direct;
+use super::direct::{Direct, Statements};
 use super::sql::exec::{Conn as _, fixed};
 
 /// Writes committed together at most.
@@ -147,9 +147,8 @@ pub(super) struct GroupCommit {
 
 /// The connections the writer runs its groups on.
 pub(super) enum Connections {
-    /// One of its own, opened with `synchronous=FULL`; switched to NORMAL for a group
-    /// of lease-only writes, and back.
-    Own(SqliteConnection),
+    /// A file database: one connection of the writer's own.
+    Own(Own),
     /// One per group from `durable`, or from `light` (opened with
     /// `synchronous=NORMAL`) for a group of lease-only writes: an in-memory database,
     /// whose one pooled connection must be the only one.
@@ -157,6 +156,119 @@ pub(super) enum Connections {
         durable: SqlitePool,
         light: SqlitePool,
     },
+}
+
+impl Connections {
+    /// The writer on `conn`, opened with `synchronous=FULL`.
+    pub(super) fn own(conn: SqliteConnection) -> Self {
+        Self::Own(Own {
+            conn,
+            statements: Statements::default(),
+            full: true,
+        })
+    }
+}
+
+/// The writer's own connection, with the statements it keeps prepared.
+pub(super) struct Own {
+    conn: SqliteConnection,
+    statements: Statements,
+    /// Whether the connection is at `synchronous=FULL` (else NORMAL, for a group of
+    /// lease-only writes).
+    full: bool,
+}
+
+impl Own {
+    /// Runs `batch` in one transaction on the connection, begun on its handle (a
+    /// hand-off to sqlx's thread only when another connection holds the write lock,
+    /// to wait there) and committed through sqlx, so that the commit's fsync, and a
+    /// checkpoint it may run, are off the runtime's threads.
+    async fn run(&mut self, batch: &mut [Box<dyn Job>], durable: bool) -> Result<(), String> {
+        let Self {
+            conn,
+            statements,
+            full,
+        } = self;
+        let started = std::time::Instant::now();
+        let mut locked = conn
+            .lock_handle()
+            .await
+            .map_err(|e| format!("cannot take the connection's handle: {e}"))?;
+        let began = Direct::with(&mut locked, Some(statements), async |direct| {
+            if durable != *full {
+                // Outside any transaction: SQLite refuses the change inside one.
+                let sql = if durable {
+                    "PRAGMA synchronous = FULL"
+                } else {
+                    "PRAGMA synchronous = NORMAL"
+                };
+                savepoint(direct, sql).await?;
+                *full = durable;
+            }
+            direct
+                .begin_now(super::sqlite::BUSY_TIMEOUT)
+                .map_err(|e| format!("cannot begin a write transaction: {e}"))
+        })
+        .await?;
+        if !began {
+            drop(locked);
+            sqlx::query("BEGIN IMMEDIATE")
+                .execute(&mut *conn)
+                .await
+                .map_err(|e| format!("cannot begin a write transaction: {e}"))?;
+            locked = conn
+                .lock_handle()
+                .await
+                .map_err(|e| format!("cannot take the connection's handle: {e}"))?;
+        }
+        let begun = started.elapsed();
+        let keep = Direct::with(&mut locked, Some(statements), async |direct| {
+            let keep = run_jobs(direct, batch).await;
+            if !matches!(keep, Ok(true)) && !direct.in_autocommit() {
+                // Nothing to sync: rolled back here, without a hand-off.
+                savepoint(direct, "ROLLBACK").await?;
+            }
+            keep
+        })
+        .await;
+        drop(locked);
+        let run = started.elapsed();
+        let ended = match keep {
+            Ok(true) => match sqlx::query("COMMIT").execute(&mut *conn).await {
+                Ok(_) => Ok(()),
+                Err(e) => {
+                    // A failed COMMIT may leave the transaction open.
+                    let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+                    Err(format!("cannot commit: {e}"))
+                }
+            },
+            Ok(false) => Ok(()),
+            Err(e) => {
+                // The rollback above may not have run; no transaction may stay open
+                // for the next group (an error here only says none was).
+                let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+                Err(e)
+            }
+        };
+        // Where a group's time goes, for whoever looks into a slow write.
+        tracing::debug!(
+            writes = batch.len(),
+            durable,
+            begin_us = begun.as_micros(),
+            run_us = (run - begun).as_micros(),
+            commit_us = (started.elapsed() - run).as_micros(),
+            "group of writes ended"
+        );
+        ended
+    }
+
+    /// Finalizes the kept statements and closes the connection.
+    async fn close(mut self) {
+        if let Ok(mut locked) = self.conn.lock_handle().await {
+            self.statements.finalize(&mut locked);
+        }
+        let _ = sqlx::Connection::close(self.conn).await;
+    }
 }
 
 impl GroupCommit {
@@ -224,8 +336,6 @@ async fn writer(
     stop: CancellationToken,
 ) {
     let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_BATCH);
-    // The own connection's `synchronous`: FULL as opened.
-    let mut full = true;
     loop {
         let received = tokio::select! {
             biased;
@@ -237,27 +347,7 @@ async fn writer(
         }
         let durable = batch.iter().any(|job| job.durable());
         let commit = match &mut connections {
-            Connections::Own(conn) => {
-                let switched = if durable == full {
-                    Ok(())
-                } else {
-                    // Outside any transaction: SQLite refuses the change inside one.
-                    let sql = if durable {
-                        "PRAGMA synchronous = FULL"
-                    } else {
-                        "PRAGMA synchronous = NORMAL"
-                    };
-                    sqlx::query(sql)
-                        .execute(&mut *conn)
-                        .await
-                        .map(|_| full = durable)
-                        .map_err(|e| format!("cannot set the commit's durability: {e}"))
-                };
-                match switched {
-                    Ok(()) => run_group(conn, &mut batch).await,
-                    Err(e) => Err(e),
-                }
-            }
+            Connections::Own(own) => own.run(&mut batch, durable).await,
             Connections::Pooled {
                 durable: pool,
                 light,
@@ -273,15 +363,14 @@ async fn writer(
             job.answer(commit.clone());
         }
     }
-    if let Connections::Own(conn) = connections {
-        let _ = sqlx::Connection::close(conn).await;
+    if let Connections::Own(own) = connections {
+        own.close().await;
     }
 }
 
-/// Runs `batch` in one transaction, each write in a savepoint of its own, and commits.
-/// A write alone needs no savepoint: its transaction is simply committed or rolled
-/// back. The statements run on the connection's handle (`store::direct`); BEGIN and
-/// COMMIT go through sqlx, which tracks the transaction.
+/// Runs `batch` in one transaction on a pooled connection (an in-memory database),
+/// and commits it. BEGIN and COMMIT go through sqlx; the statements run on the
+/// connection's handle (`store::direct`).
 async fn run_group(conn: &mut SqliteConnection, batch: &mut [Box<dyn Job>]) -> Result<(), String> {
     let mut tx = sqlx::Connection::begin_with(conn, "BEGIN IMMEDIATE")
         .await
@@ -290,7 +379,10 @@ async fn run_group(conn: &mut SqliteConnection, batch: &mut [Box<dyn Job>]) -> R
         .lock_handle()
         .await
         .map_err(|e| format!("cannot take the connection's handle: {e}"))?;
-    let keep = Direct::with(&mut locked, async |direct| run_jobs(direct, batch).await).await;
+    let keep = Direct::with(&mut locked, None, async |direct| {
+        run_jobs(direct, batch).await
+    })
+    .await;
     drop(locked);
     if keep? {
         tx.commit().await.map_err(|e| format!("cannot commit: {e}"))
@@ -301,7 +393,9 @@ async fn run_group(conn: &mut SqliteConnection, batch: &mut [Box<dyn Job>]) -> R
     }
 }
 
-/// Runs the writes of a group; returns whether the transaction is to be committed.
+/// Runs the writes of a group, a write alone without a savepoint (its transaction is
+/// simply committed or rolled back), each of several in a savepoint of its own;
+/// returns whether the transaction is to be committed.
 async fn run_jobs(direct: &mut Direct, batch: &mut [Box<dyn Job>]) -> Result<bool, String> {
     if let [job] = batch {
         let keep = job.run(direct).await;
@@ -326,6 +420,7 @@ async fn run_jobs(direct: &mut Direct, batch: &mut [Box<dyn Job>]) -> Result<boo
     Ok(true)
 }
 
+/// Runs `sql`, a statement without parameters or rows (a savepoint's, a setting's).
 async fn savepoint(direct: &mut Direct, sql: &'static str) -> Result<(), String> {
     direct
         .execute(fixed(sql), Vec::new())
@@ -382,7 +477,7 @@ mod tests {
         let conn = <SqliteConnection as sqlx::Connection>::connect_with(&options)
             .await
             .unwrap();
-        let writer = GroupCommit::start(Connections::Own(conn));
+        let writer = GroupCommit::start(Connections::own(conn));
         const NORMAL: i64 = 1;
         const FULL: i64 = 2;
 
@@ -432,7 +527,7 @@ mod tests {
         let conn = <SqliteConnection as sqlx::Connection>::connect_with(&options)
             .await
             .unwrap();
-        let writer = GroupCommit::start(Connections::Own(conn));
+        let writer = GroupCommit::start(Connections::own(conn));
         let insert = |id: &'static str| {
             writer.run(WriteKind::Durable, None, move |conn| {
                 Box::pin(async move {

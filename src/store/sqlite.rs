@@ -20,6 +20,9 @@ use super::group_commit::{Connections, GroupCommit, WriteKind};
 use super::sql::SqlStore;
 use crate::domain::ClientName;
 
+/// How long a connection waits for another's write lock before it fails.
+pub(super) const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// SQLite-backed [`Store`](super::Store).
 pub type SqliteStore = SqlStore<SqliteDb>;
 
@@ -68,7 +71,7 @@ impl SqliteStore {
             })
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
+            .busy_timeout(BUSY_TIMEOUT);
         let keeper = if in_memory {
             use sqlx::Connection;
             let conn = sqlx::SqliteConnection::connect_with(&options)
@@ -109,7 +112,7 @@ impl SqliteStore {
             }
         } else {
             use sqlx::Connection;
-            Connections::Own(
+            Connections::own(
                 SqliteConnection::connect_with(&options)
                     .await
                     .context("cannot open the SQLite database for the writer")?,
@@ -182,7 +185,7 @@ impl Dialect for SqliteDb {
                 .lock_handle()
                 .await
                 .context("cannot take the connection's handle")?;
-            let written = Direct::with(&mut locked, async |direct| write(direct).await).await;
+            let written = Direct::with(&mut locked, None, async |direct| write(direct).await).await;
             drop(locked);
             let written = written?;
             if written.keep {
