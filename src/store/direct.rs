@@ -53,6 +53,11 @@ pub struct Statements(HashMap<Box<str>, Prepared>);
 unsafe impl Send for Statements {}
 
 impl Statements {
+    /// Whether none is kept.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     /// Finalizes every statement kept; `_locked` is their connection's handle, held
     /// (as finalizing needs).
     pub fn finalize(&mut self, _locked: &mut LockedSqliteHandle<'_>) {

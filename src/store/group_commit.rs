@@ -262,12 +262,26 @@ impl Own {
         ended
     }
 
-    /// Finalizes the kept statements and closes the connection.
+    /// Finalizes the kept statements; the connection closes when `self` goes.
     async fn close(mut self) {
         if let Ok(mut locked) = self.conn.lock_handle().await {
             self.statements.finalize(&mut locked);
         }
-        let _ = sqlx::Connection::close(self.conn).await;
+    }
+}
+
+impl Drop for Own {
+    /// A writer dropped without [`close`](Own::close) (its task dropped with the
+    /// runtime) finalizes its statements too: left prepared, they would make the
+    /// connection's close fail, and sqlx panic on the connection's thread.
+    fn drop(&mut self) {
+        if self.statements.is_empty() {
+            return;
+        }
+        // A hand-off to the connection's thread; no runtime is needed for it.
+        if let Ok(mut locked) = futures::executor::block_on(self.conn.lock_handle()) {
+            self.statements.finalize(&mut locked);
+        }
     }
 }
 
