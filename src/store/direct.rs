@@ -103,30 +103,6 @@ impl Direct {
         result
     }
 
-    /// `BEGIN IMMEDIATE` without waiting: `false` when another connection holds the
-    /// write lock (the caller waits for it off this thread). SQLite's busy handler
-    /// sleeps the thread it runs on, which here is the caller's.
-    pub fn begin_now(&mut self, busy_timeout: std::time::Duration) -> Result<bool, sqlx::Error> {
-        let wait_ms = c_int::try_from(busy_timeout.as_millis()).unwrap_or(c_int::MAX);
-        // SAFETY: the handle is open and locked for this `Direct`.
-        unsafe { ffi::sqlite3_busy_timeout(self.db.as_ptr(), 0) };
-        let begun = self.run("BEGIN IMMEDIATE", &[], None, false);
-        // SAFETY: as above; the connection's own setting back.
-        unsafe { ffi::sqlite3_busy_timeout(self.db.as_ptr(), wait_ms) };
-        match begun {
-            Ok(_) => Ok(true),
-            Err(sqlx::Error::Database(e))
-                if e.code().is_some_and(|c| {
-                    c.parse::<c_int>()
-                        .is_ok_and(|c| c & 0xff == ffi::SQLITE_BUSY)
-                }) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(e),
-        }
-    }
-
     /// Whether the connection is outside any transaction: SQLite rolled the write's
     /// transaction back on its own (a full disk, an I/O error), and statements run
     /// since then committed one by one.
@@ -723,40 +699,6 @@ mod tests {
             assert!(!d.in_autocommit());
             d.execute(fixed("ROLLBACK"), Vec::new()).await.unwrap();
             assert!(d.in_autocommit());
-        })
-        .await;
-    }
-
-    #[tokio::test]
-    async fn begin_now_does_not_wait_for_another_connections_write_lock() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite:{}?mode=rwc", dir.path().join("b.db").display());
-        let mut holder = SqliteConnection::connect(&url).await.unwrap();
-        let mut writer = SqliteConnection::connect(&url).await.unwrap();
-        sqlx::query("PRAGMA journal_mode = WAL")
-            .execute(&mut holder)
-            .await
-            .unwrap();
-        let held = holder.begin_with("BEGIN IMMEDIATE").await.unwrap();
-
-        // A ten-second busy timeout would hold this call for that long.
-        let timeout = std::time::Duration::from_secs(10);
-        let started = std::time::Instant::now();
-        let mut locked = writer.lock_handle().await.unwrap();
-        let begun = Direct::with(&mut locked, None, async |d| d.begin_now(timeout)).await;
-        assert!(
-            !begun.unwrap(),
-            "began while another connection held the lock"
-        );
-        assert!(started.elapsed() < timeout);
-        drop(locked);
-
-        held.commit().await.unwrap();
-        let mut locked = writer.lock_handle().await.unwrap();
-        Direct::with(&mut locked, None, async |d| {
-            assert!(d.begin_now(timeout).unwrap());
-            assert!(!d.in_autocommit());
-            d.execute(fixed("ROLLBACK"), Vec::new()).await.unwrap();
         })
         .await;
     }

@@ -1,7 +1,7 @@
 //! Group commit for the SQLite store. SQLite has one writer and, with
 //! `synchronous=FULL`, one fsync per commit, so every durable write of every request
 //! and worker queued behind the last one's fsync. Here the hot writes (an order, queued
-//! changes, a step of the workflow) go to one writer task, which runs whatever has
+//! changes, a step of the workflow) go to one writer, which runs whatever has
 //! queued up meanwhile in one transaction, each write in a savepoint of its own, and
 //! commits them with one fsync. Every caller hears its result only after that commit,
 //! so an acknowledged write is as durable as before; a write that fails or asks for
@@ -14,11 +14,14 @@
 //! free at the right moment). A group of nothing but lease writes commits without an
 //! fsync (`synchronous=NORMAL`; see `SqliteDb::pools`).
 //!
-//! A file database's writer keeps one connection of its own for every group. SQLite
-//! empties a connection's page cache when another connection has written since its
-//! last transaction; a writer that took any of the pool's connections began most
-//! groups by reading some thirty pages of the tables' indexes again (docs/benchmarks.md,
-//! round 7).
+//! A file database's writer is a thread with one connection of its own, whose handle
+//! it holds from start to end and runs every statement on (`store::direct`): sqlx
+//! hands each statement to the connection's own thread and back, which cost more
+//! than the statement itself, and blocking on the commit's fsync here holds up no
+//! other task. SQLite empties a connection's page cache when another connection has
+//! written since its last transaction; a writer that took any of the pool's
+//! connections began most groups by reading some thirty pages of the tables' indexes
+//! again (docs/benchmarks.md, round 7).
 //!
 //! A write handed over runs to its end even when its caller stops waiting: like a
 //! commit that landed just before the caller was cancelled, which every write here
@@ -135,20 +138,27 @@ pub(super) enum WriteKind {
     LeaseOnly,
 }
 
-/// The handle of the writer task; cheap to clone. The task ends when the last handle
-/// is dropped, or at [`stop`](GroupCommit::stop).
+/// The handle of the writer; cheap to clone. The writer ends when the last handle is
+/// dropped, or at [`stop`](GroupCommit::stop).
 #[derive(Debug, Clone)]
 pub(super) struct GroupCommit {
     queue: mpsc::UnboundedSender<Box<dyn Job>>,
     stop: CancellationToken,
-    /// Taken by the first `stop`, which waits for the task to end.
-    task: Arc<Mutex<Option<JoinHandle<()>>>>,
+    /// Taken by the first `stop`, which waits for the writer to end.
+    ended: Arc<Mutex<Option<Ended>>>,
+}
+
+/// How `stop` learns that the writer has ended.
+#[derive(Debug)]
+enum Ended {
+    Task(JoinHandle<()>),
+    Thread(oneshot::Receiver<()>),
 }
 
 /// The connections the writer runs its groups on.
 pub(super) enum Connections {
-    /// A file database: one connection of the writer's own.
-    Own(Own),
+    /// A file database: one connection of the writer's own, on a thread of its own.
+    Own(SqliteConnection),
     /// One per group from `durable`, or from `light` (opened with
     /// `synchronous=NORMAL`) for a group of lease-only writes: an in-memory database,
     /// whose one pooled connection must be the only one.
@@ -158,155 +168,56 @@ pub(super) enum Connections {
     },
 }
 
-impl Connections {
-    /// The writer on `conn`, opened with `synchronous=FULL`.
-    pub(super) fn own(conn: SqliteConnection) -> Self {
-        Self::Own(Own {
-            conn,
-            statements: Statements::default(),
-            full: true,
-        })
-    }
-}
-
-/// The writer's own connection, with the statements it keeps prepared.
-pub(super) struct Own {
-    conn: SqliteConnection,
-    statements: Statements,
-    /// Whether the connection is at `synchronous=FULL` (else NORMAL, for a group of
-    /// lease-only writes).
-    full: bool,
-}
-
-impl Own {
-    /// Runs `batch` in one transaction on the connection, begun on its handle (a
-    /// hand-off to sqlx's thread only when another connection holds the write lock,
-    /// to wait there) and committed through sqlx, so that the commit's fsync, and a
-    /// checkpoint it may run, are off the runtime's threads.
-    async fn run(&mut self, batch: &mut [Box<dyn Job>], durable: bool) -> Result<(), String> {
-        let Self {
-            conn,
-            statements,
-            full,
-        } = self;
-        let started = std::time::Instant::now();
-        let mut locked = conn
-            .lock_handle()
-            .await
-            .map_err(|e| format!("cannot take the connection's handle: {e}"))?;
-        let began = Direct::with(&mut locked, Some(statements), async |direct| {
-            if durable != *full {
-                // Outside any transaction: SQLite refuses the change inside one.
-                let sql = if durable {
-                    "PRAGMA synchronous = FULL"
-                } else {
-                    "PRAGMA synchronous = NORMAL"
-                };
-                savepoint(direct, sql).await?;
-                *full = durable;
-            }
-            direct
-                .begin_now(super::sqlite::BUSY_TIMEOUT)
-                .map_err(|e| format!("cannot begin a write transaction: {e}"))
-        })
-        .await?;
-        if !began {
-            drop(locked);
-            sqlx::query("BEGIN IMMEDIATE")
-                .execute(&mut *conn)
-                .await
-                .map_err(|e| format!("cannot begin a write transaction: {e}"))?;
-            locked = conn
-                .lock_handle()
-                .await
-                .map_err(|e| format!("cannot take the connection's handle: {e}"))?;
-        }
-        let begun = started.elapsed();
-        let keep = Direct::with(&mut locked, Some(statements), async |direct| {
-            let keep = run_jobs(direct, batch).await;
-            if !matches!(keep, Ok(true)) && !direct.in_autocommit() {
-                // Nothing to sync: rolled back here, without a hand-off.
-                savepoint(direct, "ROLLBACK").await?;
-            }
-            keep
-        })
-        .await;
-        drop(locked);
-        let run = started.elapsed();
-        let ended = match keep {
-            Ok(true) => match sqlx::query("COMMIT").execute(&mut *conn).await {
-                Ok(_) => Ok(()),
-                Err(e) => {
-                    // A failed COMMIT may leave the transaction open.
-                    let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-                    Err(format!("cannot commit: {e}"))
-                }
-            },
-            Ok(false) => Ok(()),
-            Err(e) => {
-                // The rollback above may not have run; no transaction may stay open
-                // for the next group (an error here only says none was).
-                let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-                Err(e)
-            }
-        };
-        // Where a group's time goes, for whoever looks into a slow write.
-        tracing::debug!(
-            writes = batch.len(),
-            durable,
-            begin_us = begun.as_micros(),
-            run_us = (run - begun).as_micros(),
-            commit_us = (started.elapsed() - run).as_micros(),
-            "group of writes ended"
-        );
-        ended
-    }
-
-    /// Finalizes the kept statements; the connection closes when `self` goes.
-    async fn close(mut self) {
-        if let Ok(mut locked) = self.conn.lock_handle().await {
-            self.statements.finalize(&mut locked);
-        }
-    }
-}
-
-impl Drop for Own {
-    /// A writer dropped without [`close`](Own::close) (its task dropped with the
-    /// runtime) finalizes its statements too: left prepared, they would make the
-    /// connection's close fail, and sqlx panic on the connection's thread.
-    fn drop(&mut self) {
-        if self.statements.is_empty() {
-            return;
-        }
-        // A hand-off to the connection's thread; no runtime is needed for it.
-        if let Ok(mut locked) = futures::executor::block_on(self.conn.lock_handle()) {
-            self.statements.finalize(&mut locked);
-        }
-    }
-}
-
 impl GroupCommit {
-    /// Starts the writer task on `connections`.
-    pub(super) fn start(connections: Connections) -> Self {
+    /// Starts the writer on `connections`: a thread for a connection of its own, else
+    /// a task.
+    pub(super) fn start(connections: Connections) -> std::io::Result<Self> {
         let (queue, jobs) = mpsc::unbounded_channel();
         let stop = CancellationToken::new();
-        let task = tokio::spawn(writer(connections, jobs, stop.clone()));
-        Self {
+        let ended = match connections {
+            Connections::Own(conn) => {
+                let (done, ended) = oneshot::channel();
+                let stop = stop.clone();
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_time()
+                    .build()?;
+                std::thread::Builder::new()
+                    .name("store-writer".to_owned())
+                    .spawn(move || {
+                        runtime.block_on(own_writer(conn, jobs, stop));
+                        let _ = done.send(());
+                    })?;
+                Ended::Thread(ended)
+            }
+            Connections::Pooled { durable, light } => Ended::Task(tokio::spawn(pooled_writer(
+                durable,
+                light,
+                jobs,
+                stop.clone(),
+            ))),
+        };
+        Ok(Self {
             queue,
             stop,
-            task: Arc::new(Mutex::new(Some(task))),
-        }
+            ended: Arc::new(Mutex::new(Some(ended))),
+        })
     }
 
-    /// Ends the writer task and waits until it has: the group being committed is
-    /// finished, writes still queued are answered with an error (as after a crash,
-    /// they were never committed), and later writes fail at once. After this the
-    /// store writes nothing more, so its pools can be closed.
+    /// Ends the writer and waits until it has: the group being committed is finished,
+    /// writes still queued are answered with an error (as after a crash, they were
+    /// never committed), and later writes fail at once. After this the store writes
+    /// nothing more, so its pools can be closed.
     pub(super) async fn stop(&self) {
         self.stop.cancel();
-        let task = self.task.lock().expect("not poisoned").take();
-        if let Some(task) = task {
-            let _ = task.await;
+        let ended = self.ended.lock().expect("not poisoned").take();
+        match ended {
+            Some(Ended::Task(task)) => {
+                let _ = task.await;
+            }
+            Some(Ended::Thread(thread)) => {
+                let _ = thread.await;
+            }
+            None => {}
         }
     }
 
@@ -344,41 +255,146 @@ impl GroupCommit {
     }
 }
 
-async fn writer(
-    mut connections: Connections,
+/// The next batch of queued writes into `batch`; 0 when the writer is to end.
+async fn next_batch(
+    jobs: &mut mpsc::UnboundedReceiver<Box<dyn Job>>,
+    batch: &mut Vec<Box<dyn Job>>,
+    stop: &CancellationToken,
+) -> usize {
+    tokio::select! {
+        biased;
+        _ = stop.cancelled() => 0,
+        n = jobs.recv_many(batch, MAX_BATCH) => n,
+    }
+}
+
+/// Answers every write of `batch` with the group's fate.
+fn answer(batch: &mut Vec<Box<dyn Job>>, commit: Result<(), String>) {
+    if let Err(why) = &commit {
+        tracing::warn!(writes = batch.len(), error.message = %why, "a group of writes failed");
+    }
+    for job in batch.drain(..) {
+        job.answer(commit.clone());
+    }
+}
+
+/// The writer of a file database, on a thread of its own with `conn`, whose handle it
+/// holds from start to end: every statement of every group, BEGIN and COMMIT
+/// included, runs on this thread without a hand-off to sqlx's (`store::direct`). The
+/// commit's fsync, a checkpoint and SQLite's busy handler (another connection holding
+/// the write lock) block this thread only. The statements stay prepared between
+/// groups.
+async fn own_writer(
+    mut conn: SqliteConnection,
     mut jobs: mpsc::UnboundedReceiver<Box<dyn Job>>,
     stop: CancellationToken,
 ) {
     let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_BATCH);
-    loop {
-        let received = tokio::select! {
-            biased;
-            _ = stop.cancelled() => 0,
-            n = jobs.recv_many(&mut batch, MAX_BATCH) => n,
-        };
-        if received == 0 {
-            break;
+    let mut held = match conn.lock_handle().await {
+        Ok(locked) => Held {
+            locked,
+            statements: Statements::default(),
+        },
+        Err(e) => {
+            let why = format!("cannot take the connection's handle: {e}");
+            while next_batch(&mut jobs, &mut batch, &stop).await > 0 {
+                answer(&mut batch, Err(why.clone()));
+            }
+            return;
         }
+    };
+    // The connection's `synchronous`: FULL as opened.
+    let mut full = true;
+    while next_batch(&mut jobs, &mut batch, &stop).await > 0 {
         let durable = batch.iter().any(|job| job.durable());
-        let commit = match &mut connections {
-            Connections::Own(own) => own.run(&mut batch, durable).await,
-            Connections::Pooled {
-                durable: pool,
-                light,
-            } => match if durable { &*pool } else { &*light }.acquire().await {
-                Ok(mut conn) => run_group(&mut conn, &mut batch).await,
-                Err(e) => Err(format!("cannot get a database connection: {e}")),
-            },
-        };
-        if let Err(why) = &commit {
-            tracing::warn!(writes = batch.len(), error.message = %why, "a group of writes failed");
-        }
-        for job in batch.drain(..) {
-            job.answer(commit.clone());
-        }
+        let Held { locked, statements } = &mut held;
+        let commit = Direct::with(locked, Some(statements), async |direct| {
+            own_group(direct, &mut batch, durable, &mut full).await
+        })
+        .await;
+        answer(&mut batch, commit);
     }
-    if let Connections::Own(own) = connections {
-        own.close().await;
+}
+
+/// The writer's hold on its connection's handle, with the statements it keeps
+/// prepared; finalized when the writer ends, however it ends, before the handle goes
+/// back to the connection's thread (a statement left prepared would make the
+/// connection's close fail, and sqlx panic).
+struct Held<'c> {
+    locked: sqlx::sqlite::LockedSqliteHandle<'c>,
+    statements: Statements,
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.statements.finalize(&mut self.locked);
+    }
+}
+
+/// Runs `batch` in one transaction on the writer's own connection.
+async fn own_group(
+    direct: &mut Direct,
+    batch: &mut [Box<dyn Job>],
+    durable: bool,
+    full: &mut bool,
+) -> Result<(), String> {
+    let started = std::time::Instant::now();
+    if durable != *full {
+        // Outside any transaction: SQLite refuses the change inside one.
+        let sql = if durable {
+            "PRAGMA synchronous = FULL"
+        } else {
+            "PRAGMA synchronous = NORMAL"
+        };
+        savepoint(direct, sql).await?;
+        *full = durable;
+    }
+    savepoint(direct, "BEGIN IMMEDIATE").await?;
+    let begun = started.elapsed();
+    let keep = run_jobs(direct, batch).await;
+    let run = started.elapsed();
+    let ended = match keep {
+        Ok(true) => savepoint(direct, "COMMIT").await,
+        Ok(false) => savepoint(direct, "ROLLBACK").await,
+        Err(e) => Err(e),
+    };
+    if ended.is_err() && !direct.in_autocommit() {
+        // No transaction may stay open for the next group (a failed COMMIT may leave
+        // it so).
+        let _ = savepoint(direct, "ROLLBACK").await;
+    }
+    // Where a group's time goes, for whoever looks into a slow write.
+    tracing::debug!(
+        writes = batch.len(),
+        durable,
+        begin_us = begun.as_micros(),
+        run_us = (run - begun).as_micros(),
+        commit_us = (started.elapsed() - run).as_micros(),
+        "group of writes ended"
+    );
+    ended
+}
+
+/// The writer of an in-memory database, as a task: a connection from the pool per
+/// group.
+async fn pooled_writer(
+    durable: SqlitePool,
+    light: SqlitePool,
+    mut jobs: mpsc::UnboundedReceiver<Box<dyn Job>>,
+    stop: CancellationToken,
+) {
+    let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_BATCH);
+    while next_batch(&mut jobs, &mut batch, &stop).await > 0 {
+        let pool = if batch.iter().any(|job| job.durable()) {
+            &durable
+        } else {
+            &light
+        };
+        let commit = match pool.acquire().await {
+            Ok(mut conn) => run_group(&mut conn, &mut batch).await,
+            Err(e) => Err(format!("cannot get a database connection: {e}")),
+        };
+        answer(&mut batch, commit);
     }
 }
 
@@ -491,7 +507,7 @@ mod tests {
         let conn = <SqliteConnection as sqlx::Connection>::connect_with(&options)
             .await
             .unwrap();
-        let writer = GroupCommit::start(Connections::own(conn));
+        let writer = GroupCommit::start(Connections::Own(conn)).unwrap();
         const NORMAL: i64 = 1;
         const FULL: i64 = 2;
 
@@ -541,7 +557,7 @@ mod tests {
         let conn = <SqliteConnection as sqlx::Connection>::connect_with(&options)
             .await
             .unwrap();
-        let writer = GroupCommit::start(Connections::own(conn));
+        let writer = GroupCommit::start(Connections::Own(conn)).unwrap();
         let insert = |id: &'static str| {
             writer.run(WriteKind::Durable, None, move |conn| {
                 Box::pin(async move {

@@ -20,9 +20,6 @@ use super::group_commit::{Connections, GroupCommit, WriteKind};
 use super::sql::SqlStore;
 use crate::domain::ClientName;
 
-/// How long a connection waits for another's write lock before it fails.
-pub(super) const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// SQLite-backed [`Store`](super::Store).
 pub type SqliteStore = SqlStore<SqliteDb>;
 
@@ -71,7 +68,7 @@ impl SqliteStore {
             })
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
-            .busy_timeout(BUSY_TIMEOUT);
+            .busy_timeout(Duration::from_secs(10));
         let keeper = if in_memory {
             use sqlx::Connection;
             let conn = sqlx::SqliteConnection::connect_with(&options)
@@ -112,14 +109,14 @@ impl SqliteStore {
             }
         } else {
             use sqlx::Connection;
-            Connections::own(
+            Connections::Own(
                 SqliteConnection::connect_with(&options)
                     .await
                     .context("cannot open the SQLite database for the writer")?,
             )
         };
         Ok(Self::new(SqliteDb {
-            writer: GroupCommit::start(connections),
+            writer: GroupCommit::start(connections).context("cannot start the store's writer")?,
             pools: Pools {
                 // Lease-only writes go to the writer (`lease_write`), not to a pool.
                 lease: pool.clone(),
