@@ -1,14 +1,15 @@
-//! The SQLite writer's statements, run on the connection's handle from the writer's
-//! own thread.
+//! SQLite statements run on a connection's handle from the caller's own thread.
 //!
 //! sqlx's SQLite driver keeps every connection on a thread of its own and hands each
 //! statement to that thread and its result back: two thread hand-offs per statement,
 //! 30–60 µs on a small VM (docs/benchmarks.md, round 6), against a few microseconds
 //! for SQLite to run a one-row write. An order is sixteen writer statements, and a
-//! group of 64 writes waits for each of them in turn. So a write transaction takes
-//! the connection's handle from that thread once (`lock_handle`: one hand-off; the
-//! thread waits on the lock meanwhile) and runs its statements on it directly; BEGIN
-//! and COMMIT stay with sqlx, which tracks the transaction.
+//! group of 64 writes waits for each of them in turn. So a write takes the
+//! connection's handle from that thread (`lock_handle`: one hand-off; the thread waits
+//! on the lock meanwhile) and runs its statements on it directly: the file database's
+//! writer holds its connection's handle for as long as it runs (`store::group_commit`);
+//! a write off the hot path, and the in-memory database's writer, take it for one
+//! transaction, whose BEGIN and COMMIT stay with sqlx.
 //!
 //! A [`Direct`] prepares each statement once and keeps it for the connection's next
 //! transactions when given [`Statements`] to keep them in (the writer's own
