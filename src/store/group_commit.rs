@@ -346,22 +346,22 @@ async fn own_group(
         } else {
             "PRAGMA synchronous = NORMAL"
         };
-        savepoint(direct, sql).await?;
+        run_statement(direct, sql).await?;
         *full = durable;
     }
-    savepoint(direct, "BEGIN IMMEDIATE").await?;
+    run_statement(direct, "BEGIN IMMEDIATE").await?;
     let begun = started.elapsed();
     let keep = run_jobs(direct, batch).await;
     let run = started.elapsed();
     let ended = match keep {
-        Ok(true) => savepoint(direct, "COMMIT").await,
-        Ok(false) => savepoint(direct, "ROLLBACK").await,
+        Ok(true) => run_statement(direct, "COMMIT").await,
+        Ok(false) => run_statement(direct, "ROLLBACK").await,
         Err(e) => Err(e),
     };
     if ended.is_err() && !direct.in_autocommit() {
         // No transaction may stay open for the next group (a failed COMMIT may leave
         // it so).
-        let _ = savepoint(direct, "ROLLBACK").await;
+        let _ = run_statement(direct, "ROLLBACK").await;
     }
     // Where a group's time goes, for whoever looks into a slow write.
     tracing::debug!(
@@ -436,12 +436,12 @@ async fn run_jobs(direct: &mut Direct, batch: &mut [Box<dyn Job>]) -> Result<boo
         };
     }
     for job in batch.iter_mut() {
-        savepoint(direct, "SAVEPOINT write").await?;
+        run_statement(direct, "SAVEPOINT write").await?;
         if job.run(direct).await {
-            savepoint(direct, "RELEASE write").await?;
+            run_statement(direct, "RELEASE write").await?;
         } else {
-            savepoint(direct, "ROLLBACK TO write").await?;
-            savepoint(direct, "RELEASE write").await?;
+            run_statement(direct, "ROLLBACK TO write").await?;
+            run_statement(direct, "RELEASE write").await?;
         }
         if direct.in_autocommit() {
             return Err(rolled_back());
@@ -451,7 +451,7 @@ async fn run_jobs(direct: &mut Direct, batch: &mut [Box<dyn Job>]) -> Result<boo
 }
 
 /// Runs `sql`, a statement without parameters or rows (a savepoint's, a setting's).
-async fn savepoint(direct: &mut Direct, sql: &'static str) -> Result<(), String> {
+async fn run_statement(direct: &mut Direct, sql: &'static str) -> Result<(), String> {
     direct
         .execute(fixed(sql), Vec::new())
         .await
