@@ -28,6 +28,14 @@ pub(super) enum Answer {
     NewExpiry(Option<String>),
 }
 
+/// How a change came to be confirmed: by the answer to its call, or by a recovery
+/// look-up that found it made upstream.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Confirmed {
+    Answered,
+    Found,
+}
+
 /// `lastError.code` that marks a change whose answer could not be read: the
 /// upstream took it, so it is never sent again. Kept on the license from the answer
 /// until the change is confirmed (or a person resolves it).
@@ -102,7 +110,7 @@ impl Step for ChangeStep {
         {
             license.expire_time = Some(t);
         }
-        w.confirm_change(op, license).await
+        w.confirm_change(op, license, Confirmed::Answered).await
     }
 
     async fn refused(
@@ -179,7 +187,6 @@ impl Step for ChangeStep {
         details: UpstreamLicense,
         _: &HeldLease,
     ) -> Result<(), StoreError> {
-        tracing::info!("the change is visible upstream; confirming it");
         op.failures = 0;
         // A renewal found done carries its new expiry, as its answer would have: the
         // license shows it from the confirmation on.
@@ -188,7 +195,7 @@ impl Step for ChangeStep {
         {
             license.expire_time = Some(t);
         }
-        w.confirm_change(op, license).await
+        w.confirm_change(op, license, Confirmed::Found).await
     }
 
     async fn finish(&self, w: &Worker, op: Operation, license: License) -> Result<(), StoreError> {
@@ -356,6 +363,7 @@ impl Worker {
         &self,
         mut op: Operation,
         mut license: License,
+        how: Confirmed,
     ) -> Result<(), StoreError> {
         apply(&op.kind, &mut license);
         license.last_error = None;
@@ -365,6 +373,12 @@ impl Worker {
         op.last_error = None;
         op.run_after = OffsetDateTime::now_utc();
         self.save(&op, &mut license, false).await?;
+        // Said once the confirmation is stored: a worker that found the change but
+        // lost the operation before its save (a lease that ran out under load, which
+        // another worker took over and found the same) confirmed nothing.
+        if how == Confirmed::Found {
+            tracing::info!("the change is visible upstream; confirmed it");
+        }
         crate::crash::point(crate::crash::AFTER_CONFIRMED);
         self.finish_change(op, license).await
     }

@@ -79,7 +79,7 @@ impl Step for OrderStep {
         held: &HeldLease,
     ) -> Result<(), StoreError> {
         tracing::info!(upstream_id, "upstream accepted the order");
-        w.confirm_order(op, license, upstream_id, held).await
+        w.confirm_order(op, license, upstream_id, held, false).await
     }
 
     async fn refused(
@@ -134,8 +134,7 @@ impl Step for OrderStep {
         upstream_id: UpstreamId,
         held: &HeldLease,
     ) -> Result<(), StoreError> {
-        tracing::info!(upstream_id, "found the order upstream; adopting it");
-        w.confirm_order(op, license, upstream_id, held).await
+        w.confirm_order(op, license, upstream_id, held, true).await
     }
 
     async fn finish(&self, w: &Worker, op: Operation, license: License) -> Result<(), StoreError> {
@@ -179,7 +178,7 @@ impl Worker {
                     upstream_id = id,
                     "the refused order left an upstream item; adopting it"
                 );
-                return self.confirm_order(op, license, id, held).await;
+                return self.confirm_order(op, license, id, held, false).await;
             }
             // A refusal is never sent again, so it needs no proof that a hidden item
             // is absent: FAILED buys nothing. The look-up only adopts an unpaid item
@@ -208,12 +207,18 @@ impl Worker {
     /// operation stays at INTENT, whose recovery finds the license by our `remoteid`
     /// and never sends it again. Only when the lease is running short (its renewals
     /// fail) is CONFIRMED committed first.
+    ///
+    /// `adopted`: a recovery look-up found the order. Recovery is rare and commits
+    /// CONFIRMED at once, before the adoption is logged: of two workers that found it
+    /// (one whose lease ran out under load, and the one that took the operation
+    /// over), only the owner's save is taken, so the log says it once.
     async fn confirm_order(
         &self,
         mut op: Operation,
         mut license: License,
         upstream_id: u64,
         held: &HeldLease,
+        adopted: bool,
     ) -> Result<(), StoreError> {
         op.phase = Phase::Confirmed;
         op.checks = 0;
@@ -223,8 +228,11 @@ impl Worker {
         license.upstream_id = Some(upstream_id);
         license.state = LicenseState::Provisioning;
         license.last_error = None;
-        if !held.covers(self.config.lease / 2) {
+        if adopted || !held.covers(self.config.lease / 2) {
             self.save(&op, &mut license, false).await?;
+        }
+        if adopted {
+            tracing::info!(upstream_id, "found the order upstream; adopted it");
         }
         self.poll_activation(op, license).await?;
         crate::crash::point(crate::crash::AFTER_CONFIRMED);

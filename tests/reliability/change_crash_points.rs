@@ -44,7 +44,7 @@ fn slow_iterations(change: &Change) -> u64 {
 }
 
 /// The service's log message when recovery finds a change already made upstream.
-const CONFIRMED_BY_RECOVERY_LOG: &str = "the change is visible upstream; confirming it";
+const CONFIRMED_BY_RECOVERY_LOG: &str = "the change is visible upstream; confirmed it";
 
 /// The address a license is moved to by the IP change.
 const NEW_IP: &str = "198.51.100.77";
@@ -370,7 +370,7 @@ async fn crash_and_recover(change: &Change, point: &'static str) -> ChangeFigure
     }
     (change.check)(&before, &after, &license);
     // Where the change was made upstream but not yet recorded, the restarted service
-    // found it made ("confirming it" in its log) instead of sending it again.
+    // found it made ("confirmed it" in its log) instead of sending it again.
     let expected_confirmations = match point {
         crash::AFTER_SEND => sent_before_restart,
         crash::AFTER_RESPONSE => 1,

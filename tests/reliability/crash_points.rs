@@ -85,7 +85,7 @@ async fn crash_and_recover(point: &'static str) -> Figures {
     );
     assert_eq!(bought(&sandbox.handle).len(), 1);
     // Where the license was bought but not yet recorded, the restarted service found it
-    // by look-up ("adopting it" in its log); elsewhere there was nothing to find.
+    // by look-up ("adopted it" in its log); elsewhere there was nothing to find.
     let expected_adoptions = match point {
         crash::AFTER_SEND => sent_before_restart,
         crash::AFTER_RESPONSE => 1,

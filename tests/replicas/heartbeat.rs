@@ -26,7 +26,7 @@ const STORM_ACTIVE_WITHIN: Duration = Duration::from_secs(60);
 const STEP_LOGS: [&str; 4] = [
     "looking the order up upstream",
     SENDING_LOG,
-    "found the order upstream; adopting it",
+    "found the order upstream; adopted it",
     "license active",
 ];
 

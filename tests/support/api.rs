@@ -10,7 +10,7 @@ use super::sandbox::{TestSandbox, UPSTREAM_ACTIVE, live_on};
 use super::{DEADLINE, TOKEN};
 
 /// The service's log message when recovery finds an order upstream and adopts it.
-pub const ADOPTED_LOG: &str = "found the order upstream; adopting it";
+pub const ADOPTED_LOG: &str = "found the order upstream; adopted it";
 
 /// One order the tests place: a server, its IP, a panel.
 #[derive(Debug, Clone)]
