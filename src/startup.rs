@@ -370,6 +370,7 @@ impl Application {
             service,
             readiness: self.readiness.clone(),
             auth: self.auth.clone(),
+            rendered: Default::default(),
         })
         // As services, not merged routes: the shop's API answers every path and method
         // of its own in its own way, never with the REST API's problem+json.

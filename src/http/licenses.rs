@@ -50,12 +50,12 @@ pub async fn get(
     State(state): State<AppState>,
     Caller(principal): Caller,
     Path(id): Path<String>,
-) -> Result<Json<pb::License>, ApiError> {
+) -> Result<Response, ApiError> {
     let license = state
         .service
         .get_license(principal.owner_filter(), &id)
         .await?;
-    Ok(Json(license_to_pb(&license)))
+    Ok(json_of(&state, &license))
 }
 
 /// Query of `GET /v1/servers/{serverId}/license`.
@@ -72,7 +72,7 @@ pub async fn get_by_server(
     Caller(principal): Caller,
     Path(server_id): Path<String>,
     Query(query): Query<ServerQuery>,
-) -> Result<Json<pb::License>, ApiError> {
+) -> Result<Response, ApiError> {
     let license = state
         .service
         .get_server_license(
@@ -81,7 +81,20 @@ pub async fn get_by_server(
             query.client.as_deref(),
         )
         .await?;
-    Ok(Json(license_to_pb(&license)))
+    Ok(json_of(&state, &license))
+}
+
+/// A license as the answer's JSON body, as [`Json`] renders it.
+fn json_of(state: &AppState, license: &crate::domain::License) -> Response {
+    use axum::response::IntoResponse as _;
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            axum::http::HeaderValue::from_static("application/json"),
+        )],
+        state.rendered.json(license),
+    )
+        .into_response()
 }
 
 /// Query of `GET /v1/licenses`.

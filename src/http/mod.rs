@@ -15,6 +15,7 @@ mod metrics;
 pub(crate) mod observe;
 pub mod openapi;
 mod panels;
+mod rendered;
 mod reports;
 mod serve;
 mod webhooks;
@@ -46,6 +47,8 @@ pub struct AppState {
     pub readiness: Arc<Readiness>,
     /// Checks the bearer token of every `/v1` call.
     pub auth: Arc<crate::auth::Authenticator>,
+    /// The JSON of licenses as last answered.
+    pub rendered: Arc<rendered::RenderedLicenses>,
 }
 
 /// The REST API's own routes: `/v1` (each behind a token), health, metrics and the
@@ -107,21 +110,36 @@ pub fn router(state: AppState) -> Router {
 /// Wraps everything served on the HTTP listener: problem+json for an unknown path or
 /// method, the body limit, the overall timeout, and (outermost) the request id, span,
 /// access log and metrics, so every answer of every part passes through them.
+///
+/// The layers are composed into one stack and given to the router once: each
+/// `Router::layer` call boxes every route again, and every box is cloned on every
+/// request.
 pub fn layered(app: Router) -> Router {
-    app.fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
-        .layer(axum::middleware::map_response(auth::oversized_as_problem))
-        .layer(axum::middleware::map_response(
-            observe::rejection_as_problem,
-        ))
+    let layers = tower::ServiceBuilder::new()
+        // Outermost: request id, span, access log and metrics see every answer.
+        .layer(axum::middleware::from_fn(observe::observe))
         // Waits are capped at 60 s; the timeout sits above that.
         .layer(TimeoutLayer::with_status_code(
             StatusCode::GATEWAY_TIMEOUT,
             Duration::from_secs(75),
         ))
-        // Outermost: request id, span, access log and metrics see every answer.
-        .layer(axum::middleware::from_fn(observe::observe))
+        .layer(axum::middleware::map_response(plain_errors_as_problems))
+        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES));
+    app.fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(layers)
+}
+
+/// The plain-text answers of the body limit and of axum's extractors as problem+json,
+/// in one layer for both. Generic over the body: in one stack the body limit's
+/// answers reach it with the limit's own body type.
+async fn plain_errors_as_problems<B>(response: axum::http::Response<B>) -> axum::response::Response
+where
+    B: axum::body::HttpBody<Data = axum::body::Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    let response = response.map(axum::body::Body::new);
+    observe::rejection_as_problem(auth::oversized_as_problem(response).await).await
 }
 
 async fn not_found() -> ApiError {
