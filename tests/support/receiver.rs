@@ -25,13 +25,15 @@ pub struct Received {
     pub license_id: String,
 }
 
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct WebhookReceiver {
     pub addr: Option<SocketAddr>,
     got: Arc<Mutex<Vec<Received>>>,
     in_flight: Arc<AtomicUsize>,
     arrived: Arc<AtomicUsize>,
     hold: Duration,
+    /// While true, requests are held after `hold` until it is false again.
+    holding: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl WebhookReceiver {
@@ -39,8 +41,12 @@ impl WebhookReceiver {
     pub async fn start(hold: Duration) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let mut receiver = Self {
+            addr: None,
+            got: Arc::default(),
+            in_flight: Arc::default(),
+            arrived: Arc::default(),
             hold,
-            ..Self::default()
+            holding: Arc::new(tokio::sync::watch::channel(false).0),
         };
         receiver.addr = Some(listener.local_addr().unwrap());
         let app = axum::Router::new()
@@ -91,6 +97,13 @@ impl WebhookReceiver {
     pub fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::SeqCst)
     }
+
+    /// Holds every request (after its `hold`) unanswered while `on`: a test that kills
+    /// the sender once a request is in flight then cuts it for certain, however long
+    /// the kill takes to land on a loaded machine.
+    pub fn hold_answers(&self, on: bool) {
+        self.holding.send_replace(on);
+    }
 }
 
 async fn receive(State(r): State<WebhookReceiver>, headers: HeaderMap, body: Bytes) -> StatusCode {
@@ -105,6 +118,7 @@ async fn receive(State(r): State<WebhookReceiver>, headers: HeaderMap, body: Byt
     }
     let _leaving = Leaving(r.in_flight.clone());
     tokio::time::sleep(r.hold).await;
+    let _ = r.holding.subscribe().wait_for(|holding| !holding).await;
     let event_id = headers
         .get("license-facade-event-id")
         .and_then(|v| v.to_str().ok())
