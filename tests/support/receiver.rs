@@ -40,15 +40,14 @@ impl WebhookReceiver {
     /// A receiver that holds every request `hold` before it answers 204.
     pub async fn start(hold: Duration) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let mut receiver = Self {
-            addr: None,
+        let receiver = Self {
+            addr: Some(listener.local_addr().unwrap()),
             got: Arc::default(),
             in_flight: Arc::default(),
             arrived: Arc::default(),
             hold,
             holding: Arc::new(tokio::sync::watch::channel(false).0),
         };
-        receiver.addr = Some(listener.local_addr().unwrap());
         let app = axum::Router::new()
             .route("/hook", axum::routing::post(receive))
             .with_state(receiver.clone());
