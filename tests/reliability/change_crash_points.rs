@@ -562,22 +562,27 @@ async fn crash_and_retry(retry: &Retry, point: &'static str) -> ChangeFigures {
     let order = Order::new(11);
 
     // The stuck license, made by a service that sends nothing again by itself, then
-    // killed (its work is done: nothing is leased).
-    let setup = dir.start_strict(&sandbox.url);
+    // killed (its work is done: nothing is leased). A renewal's license is bought
+    // first by a service that does re-send: on a loaded machine the strict one's
+    // order can time out before it leaves, and would need a person instead of
+    // becoming active.
     let id = match retry {
         Retry::Order => {
+            let setup = dir.start_strict(&sandbox.url);
             stuck_order(&setup.api, &sandbox.handle, &order.body(), Stuck::Unbought)
                 .await
                 .id
         }
         Retry::Renewal => {
-            let id = setup.api.order(&order).await.expect("acknowledged");
-            setup.api.license_until(&id, &["ACTIVE"]).await;
+            let buyer = dir.start(&sandbox.url, None);
+            let id = buyer.api.order(&order).await.expect("acknowledged");
+            buyer.api.license_until(&id, &["ACTIVE"]).await;
+            drop(buyer);
+            let setup = dir.start_strict(&sandbox.url);
             stuck_renewal(&setup.api, &sandbox.handle, &id).await;
             id
         }
     };
-    drop(setup);
     let carried = || sandbox.handle.carried_out(retry.func());
     assert_eq!(carried(), 0, "the stuck work was not carried out");
     // (The RETRY's look-up can prove the order unplaced: the list shows licenses
