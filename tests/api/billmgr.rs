@@ -254,21 +254,30 @@ async fn lifecycle(
     assert_eq!(app.sandbox.license(bought.id).unwrap().status, 4);
     assert_eq!(app.sandbox.licenses().len(), 1, "one purchase");
 
-    // Every buy and change is in the audit log under the account's client.
-    let audit: Value = app
-        .get("/v1/audit?pageSize=100")
-        .await
-        .json()
-        .await
-        .unwrap();
-    let entries = audit["entries"].as_array().unwrap();
+    // Every buy and change is in the audit log under the account's client. The
+    // deletion shows (status 4) from the commit of its confirmation; its SUCCEEDED
+    // entry comes with the commit that closes the step, just after.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     for action in ["ORDER", "RENEW", "CHANGE_IP", "SUSPEND", "RESUME", "CANCEL"] {
-        assert!(
-            entries.iter().any(|e| e["action"] == action
-                && e["client"] == "sandbox"
-                && e["outcome"] == "SUCCEEDED"),
-            "{action} audited: {audit}"
-        );
+        loop {
+            let audit: Value = app
+                .get("/v1/audit?pageSize=100")
+                .await
+                .json()
+                .await
+                .unwrap();
+            let audited = audit["entries"].as_array().unwrap().iter().any(|e| {
+                e["action"] == action && e["client"] == "sandbox" && e["outcome"] == "SUCCEEDED"
+            });
+            if audited {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{action} audited: {audit}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
     }
 }
 

@@ -370,15 +370,25 @@ async fn the_sweep_cancels_a_parked_license_before_its_next_paid_period() {
         4,
         "deleted upstream"
     );
-    let audit = get(&app, &format!("/v1/audit?licenseId={id}")).await;
-    assert!(
-        audit["entries"]
+    // The license shows CANCELLED from the commit of the confirmation; the step's
+    // SUCCEEDED entry comes with the commit that closes it, just after.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let audit = get(&app, &format!("/v1/audit?licenseId={id}")).await;
+        let ended = audit["entries"]
             .as_array()
             .unwrap()
             .iter()
-            .any(|e| e["action"] == "CANCEL" && e["outcome"] == "SUCCEEDED"),
-        "{audit}"
-    );
+            .any(|e| e["action"] == "CANCEL" && e["outcome"] == "SUCCEEDED");
+        if ended {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the cancellation never ended: {audit}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test]
