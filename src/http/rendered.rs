@@ -55,21 +55,10 @@ impl RenderedLicenses {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{ClientName, LicenseIp, LicenseState, NewLicense, Period, ServerId};
+    use crate::domain::LicenseState;
 
     fn license() -> License {
-        NewLicense {
-            client: ClientName::new("c"),
-            server_id: ServerId::parse("srv-1", "serverId").unwrap(),
-            ip: LicenseIp::parse("203.0.113.10", "ip").unwrap(),
-            hostname: None,
-            panel: "ISPmanager 6 Lite".into(),
-            tariff_id: 55227,
-            nodes: None,
-            period: Period::Month,
-            auto_renew: false,
-        }
-        .into_pending(LicenseId::generate(), time::OffsetDateTime::now_utc())
+        crate::store::tests::pending("c", "srv-1", crate::store::tests::T0)
     }
 
     #[test]

@@ -825,4 +825,4 @@ pub async fn connect_serving_sized(url: &str, max_connections: u32) -> anyhow::R
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

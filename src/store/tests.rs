@@ -34,7 +34,7 @@ static POSTGRES_SLOTS: Semaphore = Semaphore::const_new(4);
 
 /// A moment every test starts at; whole seconds, so values survive the store's
 /// microsecond precision unchanged.
-pub(super) const T0: OffsetDateTime = datetime!(2030-01-01 00:00 UTC);
+pub(crate) const T0: OffsetDateTime = datetime!(2030-01-01 00:00 UTC);
 
 const LEASE: Duration = Duration::from_secs(30);
 
@@ -246,7 +246,7 @@ fn server(id: &str) -> ServerId {
 }
 
 /// A PENDING license of `client` for `server`, created at `at`.
-pub(super) fn pending(client_name: &str, server_id: &str, at: OffsetDateTime) -> License {
+pub(crate) fn pending(client_name: &str, server_id: &str, at: OffsetDateTime) -> License {
     pending_with(LicenseId::generate(), client_name, server_id, at)
 }
 

@@ -257,27 +257,13 @@ async fn lifecycle(
     // Every buy and change is in the audit log under the account's client. The
     // deletion shows (status 4) from the commit of its confirmation; its SUCCEEDED
     // entry comes with the commit that closes the step, just after.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let api = app.api_as(SANDBOX_TOKEN);
     for action in ["ORDER", "RENEW", "CHANGE_IP", "SUSPEND", "RESUME", "CANCEL"] {
-        loop {
-            let audit: Value = app
-                .get("/v1/audit?pageSize=100")
-                .await
-                .json()
-                .await
-                .unwrap();
-            let audited = audit["entries"].as_array().unwrap().iter().any(|e| {
-                e["action"] == action && e["client"] == "sandbox" && e["outcome"] == "SUCCEEDED"
-            });
-            if audited {
-                break;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "{action} audited: {audit}"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
+        let entries = api.audit_until(action, "SUCCEEDED").await;
+        assert!(
+            entries.iter().any(|e| e["client"] == "sandbox"),
+            "{action} audited: {entries:?}"
+        );
     }
 }
 

@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use license_facade::api::pb::v1 as pb;
+use license_facade::auth::SANDBOX_TOKEN;
 use license_facade::config::Settings;
 use license_facade::domain::{PoolConfig, PoolRules};
 use serde_json::{Value, json};
@@ -372,23 +373,9 @@ async fn the_sweep_cancels_a_parked_license_before_its_next_paid_period() {
     );
     // The license shows CANCELLED from the commit of the confirmation; the step's
     // SUCCEEDED entry comes with the commit that closes it, just after.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let audit = get(&app, &format!("/v1/audit?licenseId={id}")).await;
-        let ended = audit["entries"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|e| e["action"] == "CANCEL" && e["outcome"] == "SUCCEEDED");
-        if ended {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the cancellation never ended: {audit}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    app.api_as(SANDBOX_TOKEN)
+        .license_after_audit(&id, "CANCEL", "SUCCEEDED")
+        .await;
 }
 
 #[tokio::test]

@@ -189,17 +189,38 @@ impl Api {
             .unwrap_or_default()
     }
 
-    /// Waits until an audit entry has `action` and an outcome naming `outcome` (the
-    /// operation on license `id` ended so); returns the license then.
+    /// Polls until an audit entry has `action` and an outcome naming `outcome`;
+    /// returns those entries.
+    async fn audit_appears(&self, action: &str, outcome: &str) -> Vec<Value> {
+        loop {
+            let entries = self.audit_entries(action, outcome).await;
+            if !entries.is_empty() {
+                return entries;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits until an audit entry has `action` and an outcome naming `outcome` (an
+    /// operation ended so; a license can show a change's state from the commit of
+    /// its confirmation, before the one that closes the step); returns those entries.
+    pub async fn audit_until(&self, action: &str, outcome: &str) -> Vec<Value> {
+        tokio::time::timeout(DEADLINE, self.audit_appears(action, outcome))
+            .await
+            .unwrap_or_else(|_| panic!("no {action} {outcome} in the audit log"))
+    }
+
+    /// [`audit_until`](Self::audit_until) for an operation on license `id`; returns
+    /// the license then.
     pub async fn license_after_audit(&self, id: &str, action: &str, outcome: &str) -> Value {
-        let deadline = Instant::now() + DEADLINE;
-        while self.audit_count(action, outcome).await == 0 {
-            assert!(
-                Instant::now() < deadline,
+        if tokio::time::timeout(DEADLINE, self.audit_appears(action, outcome))
+            .await
+            .is_err()
+        {
+            panic!(
                 "no {action} {outcome} in the audit log; license: {}",
                 self.license(id).await
             );
-            tokio::time::sleep(Duration::from_millis(20)).await;
         }
         self.license(id).await
     }
