@@ -255,13 +255,7 @@ impl LicenseService {
     /// startup hands it the API's own mapping).
     pub async fn run_webhooks(self, encode: EncodeEvent, stop: CancellationToken) {
         let owner = format!("webhooks-{}", uuid::Uuid::now_v7().simple());
-        let tls = match tls_config() {
-            Ok(tls) => tls,
-            Err(e) => {
-                tracing::error!(error.message = %e, "webhooks cannot be delivered");
-                return;
-            }
-        };
+        let tls = ReceiverTls::default();
         let mut latest = self.latest_events();
         loop {
             if let Err(e) = self.store.sequence_events().await {
@@ -299,7 +293,7 @@ impl LicenseService {
     async fn deliver(
         &self,
         owner: &str,
-        tls: &rustls::ClientConfig,
+        tls: &ReceiverTls,
         encode: EncodeEvent,
         mut hook: Webhook,
     ) {
@@ -427,13 +421,13 @@ impl LicenseService {
     async fn client_for(
         &self,
         hook: &Webhook,
-        tls: &rustls::ClientConfig,
+        tls: &ReceiverTls,
     ) -> Result<reqwest::Client, String> {
         let url = reqwest::Url::parse(&hook.url).map_err(|e| e.to_string())?;
         let addr = self.resolve_target(&url).await.map_err(|e| e.to_string())?;
         let host = url.host_str().unwrap_or_default().to_owned();
         reqwest::Client::builder()
-            .tls_backend_preconfigured(tls.clone())
+            .tls_backend_preconfigured(tls.get()?.clone())
             .connect_timeout(self.webhooks.connect_timeout)
             .timeout(self.webhooks.timeout)
             .redirect(reqwest::redirect::Policy::none())
@@ -493,6 +487,22 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+/// The TLS configuration of https receivers, made at the first delivery: reading the
+/// system's CA bundle takes CPU and memory that a service with no subscription (most
+/// of them) never needs, and every start (each replica, each restart) would pay it.
+#[derive(Default)]
+struct ReceiverTls(std::sync::OnceLock<rustls::ClientConfig>);
+
+impl ReceiverTls {
+    fn get(&self) -> Result<&rustls::ClientConfig, String> {
+        if let Some(tls) = self.0.get() {
+            return Ok(tls);
+        }
+        let tls = tls_config().map_err(|e| format!("cannot set up TLS: {e:#}"))?;
+        Ok(self.0.get_or_init(|| tls))
+    }
 }
 
 /// TLS for https receivers: rustls on ring, the system's CA certificates.

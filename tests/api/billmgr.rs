@@ -31,7 +31,7 @@ struct Shop {
 impl Shop {
     fn new(app: &TestApp, path: &str, user: &str, password: &str, out: Out) -> Self {
         Self {
-            http: reqwest::Client::new(),
+            http: crate::support::http_client().build().unwrap(),
             url: format!("{}{path}", app.http),
             creds: vec![("authinfo".into(), format!("{user}:{password}"))],
             out,

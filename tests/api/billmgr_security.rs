@@ -42,7 +42,7 @@ fn accounts(limits: &str) -> Clients {
 
 /// A client whose connections come from `local`.
 fn client_from(local: &str) -> reqwest::Client {
-    reqwest::Client::builder()
+    crate::support::http_client()
         .local_address(local.parse::<IpAddr>().unwrap())
         .build()
         .unwrap()
@@ -148,7 +148,7 @@ async fn a_flood_of_huge_and_distinct_names_keeps_the_log_and_the_back_off_table
     let log = dir.path().join("1.stdout");
     let logged_before = std::fs::metadata(&log).unwrap().len();
     let huge = "x".repeat(500_000);
-    let plain = reqwest::Client::new();
+    let plain = crate::support::http_client().build().unwrap();
 
     // Act: 20 log-ins with 500 KB names, then 40 distinct names from 4 addresses.
     let mut too_long = Vec::new();
@@ -222,7 +222,7 @@ async fn func_auth_counts_against_the_rate_limit() {
         s.clients = Some(accounts("max_requests_per_second = 1"));
     })
     .await;
-    let client = reqwest::Client::new();
+    let client = crate::support::http_client().build().unwrap();
 
     // Act
     let mut answers = Vec::new();
@@ -249,7 +249,7 @@ async fn a_session_past_its_lifetime_is_refused_however_busy() {
     // Arrange: sessions last three seconds from their start (and an hour when idle).
     let lifetime = Duration::from_secs(3);
     let app = spawn_app_with(0, |s| s.downstream.session_lifetime = lifetime).await;
-    let client = reqwest::Client::new();
+    let client = crate::support::http_client().build().unwrap();
     let answer = auth(&client, &app.http, SANDBOX_BILLMGR_USER, SANDBOX_TOKEN).await;
     // The session was opened before its answer came.
     let opened = Instant::now();
@@ -354,7 +354,7 @@ fn well_formed(body: &str) -> Result<(), String> {
 #[tokio::test]
 async fn xml_answers_stay_well_formed_whatever_the_request_echoes() {
     let app = spawn_app().await;
-    let client = reqwest::Client::new();
+    let client = crate::support::http_client().build().unwrap();
     let auth = format!("authinfo={SANDBOX_BILLMGR_USER}:{SANDBOX_TOKEN}");
     // Control characters (and U+FFFE) in values; names that are no XML names.
     let echoed = "licname=a%01b%1Bc%EF%BF%BEd&9lives=x&a%20b=y&ns%3Aname=z&%3Cx%3E=w&kept=%0D%0A";
@@ -513,7 +513,12 @@ async fn shop(app: &TestApp, form: &[(&str, &str)]) -> Value {
     let authinfo = format!("{SANDBOX_BILLMGR_USER}:{SANDBOX_TOKEN}");
     let mut form = form.to_vec();
     form.push(("authinfo", &authinfo));
-    billmgr(&reqwest::Client::new(), &app.http, &form).await
+    billmgr(
+        &crate::support::http_client().build().unwrap(),
+        &app.http,
+        &form,
+    )
+    .await
 }
 
 /// `soft.edit` of `id` until its status is `status`.

@@ -64,7 +64,7 @@ impl Browser {
     pub(crate) fn new(app: &TestApp) -> Self {
         Self {
             base: app.http.clone(),
-            http: reqwest::Client::builder()
+            http: crate::support::http_client()
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .unwrap(),
@@ -619,7 +619,7 @@ async fn the_session_cookie_is_secure_over_tls_or_when_configured() {
     // Arrange
     let app = spawn_app().await;
     let configured = spawn_app_with(0, |s| s.console.secure_cookies = true).await;
-    let forwarded = reqwest::Client::new();
+    let forwarded = crate::support::http_client().build().unwrap();
 
     // Act
     let over_tls = forwarded

@@ -23,7 +23,7 @@ use crate::support::{Stuck, TestDb, start_sandbox};
 fn browser_at(base: &str, from: Option<IpAddr>) -> Browser {
     Browser {
         base: base.to_owned(),
-        http: reqwest::Client::builder()
+        http: crate::support::http_client()
             .redirect(reqwest::redirect::Policy::none())
             .local_address(from)
             .build()
@@ -319,7 +319,9 @@ async fn item_ids_by_ip(app: &TestApp) -> HashMap<String, String> {
             .as_str()
             .map_or_else(|| other.to_string(), str::to_owned),
     };
-    let listed: Value = reqwest::Client::new()
+    let listed: Value = crate::support::http_client()
+        .build()
+        .unwrap()
         .get(format!(
             "{}/billmgr?authinfo={SANDBOX_BILLMGR_USER}:{SANDBOX_TOKEN}&out=json&func=soft",
             app.http

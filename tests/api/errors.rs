@@ -125,7 +125,7 @@ async fn a_malformed_protobuf_body_is_invalid_argument_not_internal() {
 #[tokio::test]
 async fn the_grpc_port_refuses_a_content_type_that_is_not_grpc() {
     let app = spawn_app().await;
-    let h2 = reqwest::Client::builder()
+    let h2 = crate::support::http_client()
         .http2_prior_knowledge()
         .build()
         .unwrap();

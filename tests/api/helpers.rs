@@ -45,7 +45,7 @@ pub fn http_client_with(token: Option<&str>) -> reqwest::Client {
             format!("Bearer {token}").parse().unwrap(),
         );
     }
-    reqwest::Client::builder()
+    crate::support::http_client()
         .default_headers(headers)
         .build()
         .unwrap()

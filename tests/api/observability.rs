@@ -155,7 +155,7 @@ async fn every_documented_route_is_served() {
 #[tokio::test]
 async fn the_spec_and_the_offline_reference_page_are_served_without_a_token() {
     let app = spawn_app().await;
-    let anonymous = reqwest::Client::new();
+    let anonymous = crate::support::http_client().build().unwrap();
 
     let spec: Value = anonymous
         .get(format!("{}/openapi.json", app.http))
@@ -196,7 +196,7 @@ fn unmatched_series(metrics: &str) -> Vec<&str> {
 async fn invented_paths_methods_and_grpc_services_fold_into_one_metrics_label() {
     use futures::StreamExt as _;
     let app = spawn_app().await;
-    let anonymous = reqwest::Client::new();
+    let anonymous = crate::support::http_client().build().unwrap();
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", app.grpc_addr))
         .unwrap()
         .connect()

@@ -277,7 +277,9 @@ async fn no_secret_reaches_a_log_a_response_or_a_header() {
         .await;
     }
     seen.rest(
-        reqwest::Client::new()
+        crate::support::http_client()
+            .build()
+            .unwrap()
             .get(format!("{base}/v1/licenses"))
             .header("authorization", format!("Basic {TOKEN}"))
             .send()

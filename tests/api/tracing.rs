@@ -69,7 +69,9 @@ async fn one_order_is_one_trace_from_the_rest_request_to_the_upstream_call() {
 
     // Act: an order that waits for its license, so that the worker's upstream call
     // is made before the answer; then a stop, which exports what is queued.
-    let response = reqwest::Client::new()
+    let response = crate::support::http_client()
+        .build()
+        .unwrap()
         .post(format!("{}/v1/licenses?wait=20s", service.api.base))
         .bearer_auth(TOKEN)
         .header("traceparent", &traceparent)
@@ -198,7 +200,9 @@ async fn without_an_endpoint_nothing_is_sent_upstream_and_no_line_has_a_trace_id
     );
 
     // Act
-    let response = reqwest::Client::new()
+    let response = crate::support::http_client()
+        .build()
+        .unwrap()
         .post(format!("{}/v1/licenses?wait=20s", service.api.base))
         .bearer_auth(TOKEN)
         .header(

@@ -35,6 +35,10 @@ const SLOW_ITERATIONS: u64 = 20;
 /// purchase.
 const SLOW_ITERATIONS_UNPAID: u64 = 5;
 
+/// The chains each RETRY row's slow runs at one crash point are split into (the
+/// iterations divide evenly among them).
+const RETRY_CHAINS: u64 = 2;
+
 /// How many times the slow tier runs `change` at each crash point.
 fn slow_iterations(change: &Change) -> u64 {
     match change.action {
@@ -302,6 +306,7 @@ async fn crash_and_recover(change: &Change, point: &'static str) -> ChangeFigure
     // race with the answer; the change is committed either way (the worker only runs
     // committed work).
     let key = format!("change-{}-{point}", change.action);
+    let first_start = dir.next_start();
     let mut armed = dir.start(&sandbox.url, Some(point));
     if let Ok((status, body)) = change.request(&armed.api, &id, &key).await {
         assert_eq!(status, 202, "the change is accepted: {body}");
@@ -344,7 +349,7 @@ async fn crash_and_recover(change: &Change, point: &'static str) -> ChangeFigure
     let succeeded = service.api.audit_count(change.action, "SUCCEEDED").await;
     // Every line the restarted service logged is in its file once it has stopped.
     service.stop().await;
-    let confirmed_by_recovery = dir.log_count(CONFIRMED_BY_RECOVERY_LOG);
+    let confirmed_by_recovery = dir.log_count_since(first_start, CONFIRMED_BY_RECOVERY_LOG);
     let figures = ChangeFigures {
         runs: 1,
         upstream_changes,
@@ -384,7 +389,8 @@ async fn crash_and_recover(change: &Change, point: &'static str) -> ChangeFigure
     assert!(
         (expected_confirmations..=expected_confirmations + own_attempt_confirmed)
             .contains(&confirmed_by_recovery),
-        "changes confirmed by recovery after a crash at {point}: {confirmed_by_recovery}, expected {expected_confirmations}"
+        "{} changes confirmed by recovery after a crash at {point}: {confirmed_by_recovery}, expected {expected_confirmations}",
+        change.action
     );
     figures
 }
@@ -433,6 +439,7 @@ async fn crash_and_reuse(point: &'static str) -> ChangeFigures {
 
     let order = Order::new(13);
     let key = format!("reuse-{point}");
+    let first_start = dir.next_start();
     let mut armed = dir.start(&sandbox.url, Some(point));
     if let Ok((status, body)) = armed.api.post_order(&order.body(), Some(&key)).await {
         assert_eq!(status, 202, "the order is accepted: {body}");
@@ -470,7 +477,7 @@ async fn crash_and_reuse(point: &'static str) -> ChangeFigures {
     let donor = service.api.license(&parked_id).await;
     let succeeded = service.api.audit_count("REUSE", "SUCCEEDED").await;
     service.stop().await;
-    let confirmed_by_recovery = dir.log_count(CONFIRMED_BY_RECOVERY_LOG);
+    let confirmed_by_recovery = dir.log_count_since(first_start, CONFIRMED_BY_RECOVERY_LOG);
     assert_eq!(license["state"], "ACTIVE", "{license}");
     assert_eq!(license["reusedFrom"], parked_id.as_str(), "{license}");
     assert_eq!(license["upstreamId"], upstream_id.to_string(), "{license}");
@@ -595,6 +602,7 @@ async fn crash_and_retry(retry: &Retry, point: &'static str) -> ChangeFigures {
     let path = format!("/v1/licenses/{id}/resolve");
     let body = json!({"action": "RETRY", "reason": "nothing in the panel; send it again"});
     let key = format!("resolve-{retry:?}-{point}");
+    let first_start = dir.next_start();
     let mut armed = dir.start(&sandbox.url, Some(point));
     if let Ok((status, answer)) = armed.api.post(&path, &body, Some(&key)).await {
         assert_eq!(status, 202, "the RETRY is accepted: {answer}");
@@ -647,7 +655,7 @@ async fn crash_and_retry(retry: &Retry, point: &'static str) -> ChangeFigures {
     let renewed = service.api.audit_count("RENEW", "SUCCEEDED").await;
     // Every line the restarted service logged is in its file once it has stopped.
     service.stop().await;
-    let found_done = dir.log_count(retry.found_done_log());
+    let found_done = dir.log_count_since(first_start, retry.found_done_log());
     let figures = ChangeFigures {
         runs: 1,
         upstream_changes,
@@ -816,42 +824,55 @@ async fn crash_after_a_refused_renewal_ends_failed_with_nothing_bought() {
 }
 
 /// Slow tier: every paid or binding change and every RETRY at every crash point 20
-/// times, the unpaid changes 5 times (see [`slow_iterations`]), the points in
-/// parallel, and each RETRY row beside the changes (a RETRY run mostly waits out one
-/// request timeout after the stuck attempt's send, so running it apart costs little
-/// CPU and keeps the tier's wall time near the changes' alone).
+/// times, the unpaid changes 5 times (see [`slow_iterations`]), in chains that run side
+/// by side. Most runs are CPU (three processes started, an order and a change carried
+/// out): one chain per crash point. Two kinds of run mostly wait, and get chains of
+/// their own so that the tier's wall time is its CPU's, not the sum of their waits: a
+/// crash after the INTENT (the restarted service waits out the dead one's lease before
+/// it may look upstream; about three times a run at another point), one chain per
+/// change; and a RETRY (it waits out one request timeout after the stuck attempt's
+/// send, about 11 s a run, see the fast tests), [`RETRY_CHAINS`] chains per row.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "slow tier: cargo test -- --ignored"]
 async fn every_change_at_every_crash_point_twenty_times() {
     let mut runs = tokio::task::JoinSet::new();
     for point in crash::ALL {
-        runs.spawn(async move {
-            let mut total = ChangeFigures::default();
-            for change in CHANGES {
-                let mut figures = ChangeFigures::default();
-                for _ in 0..slow_iterations(change) {
-                    figures.add(crash_and_recover(change, point).await);
-                }
-                figures.report(&format!(
-                    "change {} crash point {point} (slow)",
-                    change.action
-                ));
-                total.add(figures);
-            }
-            total
-        });
-        // One chain per RETRY row: its runs mostly wait (about 11 s each, see the
-        // fast tests), so side by side they cost little CPU and keep the tier's wall
-        // time near the changes' chain.
-        for retry in RETRIES {
+        let chains: Vec<std::ops::Range<usize>> = if point == crash::AFTER_INTENT {
+            (0..CHANGES.len()).map(|i| i..i + 1).collect()
+        } else {
+            std::iter::once(0..CHANGES.len()).collect()
+        };
+        for changes in chains {
             runs.spawn(async move {
-                let mut figures = ChangeFigures::default();
-                for _ in 0..SLOW_ITERATIONS {
-                    figures.add(crash_and_retry(&retry, point).await);
+                let mut total = ChangeFigures::default();
+                for &change in &CHANGES[changes] {
+                    let mut figures = ChangeFigures::default();
+                    for _ in 0..slow_iterations(change) {
+                        figures.add(crash_and_recover(change, point).await);
+                    }
+                    figures.report(&format!(
+                        "change {} crash point {point} (slow)",
+                        change.action
+                    ));
+                    total.add(figures);
                 }
-                figures.report(&format!("{} crash point {point} (slow)", retry.name()));
-                figures
+                total
             });
+        }
+        for retry in RETRIES {
+            for chain in 0..RETRY_CHAINS {
+                runs.spawn(async move {
+                    let mut figures = ChangeFigures::default();
+                    for _ in 0..SLOW_ITERATIONS / RETRY_CHAINS {
+                        figures.add(crash_and_retry(&retry, point).await);
+                    }
+                    figures.report(&format!(
+                        "{} crash point {point}, chain {chain} (slow)",
+                        retry.name()
+                    ));
+                    figures
+                });
+            }
         }
     }
     let mut all = ChangeFigures::default();

@@ -5,14 +5,18 @@
 use license_facade::sandbox::SandboxConfig;
 use serde_json::{Value, json};
 
-use crate::support::{Order, TestSandbox, UPSTREAM_DELETED, assert_exactly_once, start_sandbox};
+use crate::support::{
+    Order, TestSandbox, UPSTREAM_DELETED, assert_exactly_once, http_client, start_sandbox,
+};
 
 /// Calls `func` on the sandbox over its HTTP API as its user would, with `sok`; the
 /// answer must not be an error.
 async fn carry_out(sandbox: &TestSandbox, form: &[(&str, &str)]) -> Value {
     let mut form = form.to_vec();
     form.extend([("sok", "ok"), ("out", "sjson"), ("authinfo", "demo:demo")]);
-    let answer: Value = reqwest::Client::new()
+    let answer: Value = http_client()
+        .build()
+        .unwrap()
         .post(&sandbox.url)
         .form(&form)
         .send()

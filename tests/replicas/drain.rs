@@ -97,7 +97,7 @@ async fn sigterm_under_load_turns_not_serving_first_and_resets_no_client() {
     let balancer = {
         let (routable, stop, bases) = (routable.clone(), stop.clone(), bases.clone());
         tokio::spawn(async move {
-            let client = reqwest::Client::new();
+            let client = crate::support::http_client().build().unwrap();
             while !stop.load(Ordering::Relaxed) {
                 for (i, base) in bases.iter().enumerate() {
                     let ok = client
@@ -118,7 +118,7 @@ async fn sigterm_under_load_turns_not_serving_first_and_resets_no_client() {
     let rest_observer = {
         let (moments, stop, victim) = (rest_moments.clone(), stop.clone(), victim.clone());
         tokio::spawn(async move {
-            let client = reqwest::Client::new();
+            let client = crate::support::http_client().build().unwrap();
             while !stop.load(Ordering::Relaxed) {
                 let seen = client
                     .get(format!("{victim}/readyz"))
@@ -190,7 +190,7 @@ async fn sigterm_under_load_turns_not_serving_first_and_resets_no_client() {
             victim_answers.clone(),
         );
         load.spawn(async move {
-            let client = reqwest::Client::builder()
+            let client = crate::support::http_client()
                 .timeout(Duration::from_secs(20))
                 .build()
                 .unwrap();
@@ -226,7 +226,9 @@ async fn sigterm_under_load_turns_not_serving_first_and_resets_no_client() {
     let long_call = {
         let victim = victim.clone();
         tokio::spawn(async move {
-            reqwest::Client::new()
+            crate::support::http_client()
+                .build()
+                .unwrap()
                 .post(format!("{victim}/v1/licenses?wait=15s"))
                 .bearer_auth(TOKEN)
                 .json(&Order::new(4000).body())

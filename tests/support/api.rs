@@ -58,7 +58,7 @@ impl Api {
     pub fn with_token(base: String, token: &str) -> Self {
         Self {
             base,
-            client: reqwest::Client::builder()
+            client: super::http_client()
                 .default_headers(bearer(token))
                 .timeout(Duration::from_secs(20))
                 .build()
@@ -68,7 +68,16 @@ impl Api {
 
     /// Sends `request`; the status and the JSON body.
     async fn exchange(&self, request: reqwest::RequestBuilder) -> Result<(u16, Value), String> {
-        let response = request.send().await.map_err(|e| format!("not sent: {e}"))?;
+        let response = request.send().await.map_err(|e| {
+            // reqwest's own message hides why (refused, reset, timed out): its sources say.
+            let mut why = format!("not sent: {e}");
+            let mut source = std::error::Error::source(&e);
+            while let Some(cause) = source {
+                why.push_str(&format!(": {cause}"));
+                source = cause.source();
+            }
+            why
+        })?;
         let status = response.status().as_u16();
         let body: Value = response.json().await.map_err(|e| format!("no body: {e}"))?;
         Ok((status, body))

@@ -167,8 +167,21 @@ impl ServiceDir {
     /// Log lines with this message across every start so far: complete only for the
     /// services stopped ([`Service::stop`]) or dropped by then.
     pub fn log_count(&self, message: &str) -> u64 {
+        self.log_count_since(1, message)
+    }
+
+    /// The number the next start gets, for [`log_count_since`](Self::log_count_since).
+    pub fn next_start(&self) -> usize {
+        self.starts + 1
+    }
+
+    /// [`log_count`](Self::log_count) over the starts from `first` on: a test's own
+    /// starts, without what the services that set it up logged (on a loaded machine a
+    /// setup's own call can be cut by its timeout and found by its recovery, which logs
+    /// the same lines).
+    pub fn log_count_since(&self, first: usize, message: &str) -> u64 {
         let needle = format!("\"message\":\"{message}\"");
-        (1..=self.starts)
+        (first..=self.starts)
             .map(|n| {
                 std::fs::read_to_string(self.path().join(format!("{n}.stdout")))
                     .unwrap_or_default()
@@ -204,6 +217,22 @@ impl ServiceDir {
             command.env(license_facade::crash::CRASH_AT_ENV, point);
         }
         Service::spawn(command, self.path(), &self.starts.to_string())
+    }
+}
+
+/// Runs `wait` (a wait for a child process) on this thread. On a multi-threaded
+/// runtime the thread's other tasks move to the other workers first: a test that starts
+/// services from many tasks at once would otherwise hold every worker in these waits,
+/// and the tasks left queued (the in-process sandbox, a client's connection that has
+/// yet to send its request) would stall past the service's 5 s header read timeout,
+/// which closes the connection.
+pub(crate) fn wait_blocking<T>(wait: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(wait)
+        }
+        _ => wait(),
     }
 }
 
@@ -349,7 +378,7 @@ impl Service {
             log,
             drain: Some(drain),
         };
-        match rx.recv_timeout(DEADLINE) {
+        match wait_blocking(|| rx.recv_timeout(DEADLINE)) {
             Ok((http, grpc)) => {
                 service.api = Api::new(format!("http://{http}"));
                 service.grpc_addr = grpc.parse().expect("a gRPC address");

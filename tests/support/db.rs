@@ -125,13 +125,12 @@ fn with_database(url: &str, name: &str) -> String {
 fn on_own_runtime<T: Send + 'static>(
     f: impl FnOnce() -> Pin<Box<dyn Future<Output = T> + Send>> + Send + 'static,
 ) -> T {
-    std::thread::spawn(move || {
+    let thread = std::thread::spawn(move || {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .expect("a runtime")
             .block_on(f())
-    })
-    .join()
-    .expect("the database thread")
+    });
+    super::child::wait_blocking(move || thread.join()).expect("the database thread")
 }

@@ -45,6 +45,15 @@ pub fn init() {
     }
 }
 
+/// An HTTP client builder for plain-HTTP calls to a service or the sandbox. Without
+/// `tls_certs_only`, building a client parses the system's whole CA bundle (the
+/// platform verifier's roots), which in a debug build costs more CPU than most of the
+/// calls the client then makes; the slow tier builds thousands of them.
+pub fn http_client() -> reqwest::ClientBuilder {
+    init();
+    reqwest::Client::builder().tls_certs_only([])
+}
+
 /// The clients file text of the one test client: token [`TOKEN`], every scope, no
 /// request-rate limit (the load tests are bursty on purpose), and `limits` (TOML
 /// lines, e.g. a spend cap).

@@ -27,7 +27,7 @@ impl Console {
     async fn log_in(base: &str, token: &str) -> Self {
         let mut console = Self {
             base: base.to_owned(),
-            http: reqwest::Client::builder()
+            http: crate::support::http_client()
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .unwrap(),

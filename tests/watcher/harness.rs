@@ -145,7 +145,9 @@ impl Chain {
 
     /// GETs a REST path of the service as the admin test client.
     pub async fn get(&self, path: &str) -> (u16, Value) {
-        let answer = reqwest::Client::new()
+        let answer = crate::support::http_client()
+            .build()
+            .unwrap()
             .get(format!("{}{path}", self.api.base))
             .bearer_auth(TOKEN)
             .send()
@@ -381,7 +383,7 @@ pub struct Vm {
 
 impl Vm {
     pub async fn login(base: &str) -> Self {
-        let http = reqwest::Client::new();
+        let http = crate::support::http_client().build().unwrap();
         let answer = http
             .post(format!("{base}/auth/v4/public/token"))
             .json(&json!({"email": "admin@example.com", "password": "demo"}))

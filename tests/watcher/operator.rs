@@ -78,7 +78,7 @@ async fn the_watcher_serves_metrics_a_status_page_and_the_guest_answer() {
     let ip = licenses[0]["ip"].as_str().unwrap().to_owned();
 
     // Act
-    let client = reqwest::Client::new();
+    let client = crate::support::http_client().build().unwrap();
     let metrics = client
         .get(format!("http://{http}/metrics"))
         .send()
@@ -198,7 +198,7 @@ async fn a_dcimanager_platform_is_watched_the_same_way() {
                 .add_dci_server(&format!("rack-u{i}"), &[ip], "")
         })
         .collect();
-    let client = reqwest::Client::new();
+    let client = crate::support::http_client().build().unwrap();
     for id in &ids {
         let answer = client
             .post(format!("{}/api/dci/v3/server/{id}", chain.platform_url))
