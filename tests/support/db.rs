@@ -19,7 +19,19 @@ pub struct TestDb {
     name: String,
     /// The new database's URL.
     pub url: String,
+    /// For the PostgreSQL-only tests: their turn (see [`PG_ONLY_AT_ONCE`]).
+    _turn: Option<tokio::sync::OwnedSemaphorePermit>,
 }
+
+/// PostgreSQL-only tests ([`TestDb::create`]) of one test process that hold a database
+/// at once. They start replica sets: three services of up to 21 connections each
+/// (16 in the pool, 4 for leases, 1 session), and the server takes 100 in all. Two sets
+/// side by side reached 92 (and the server refused clients at four), so the tests take
+/// turns, however many tests the harness runs at once.
+const PG_ONLY_AT_ONCE: usize = 1;
+
+static PG_ONLY_TURNS: std::sync::LazyLock<std::sync::Arc<tokio::sync::Semaphore>> =
+    std::sync::LazyLock::new(|| std::sync::Arc::new(tokio::sync::Semaphore::new(PG_ONLY_AT_ONCE)));
 
 impl TestDb {
     /// A new empty database, or `None` (after printing why) when [`POSTGRES_ENV`] is
@@ -31,7 +43,14 @@ impl TestDb {
             super::skip_unless_ci(&format!("{POSTGRES_ENV} is not set (no PostgreSQL server)"));
             return None;
         };
-        Some(Self::create_on(admin_url, "lf").await)
+        let turn = PG_ONLY_TURNS
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
+        let mut db = Self::create_on(admin_url, "lf").await;
+        db._turn = Some(turn);
+        Some(db)
     }
 
     /// With [`STORE_ENV`]`=postgres`, a new database named `prefix_…` for a suite that
@@ -75,6 +94,7 @@ impl TestDb {
             admin_url,
             name,
             url,
+            _turn: None,
         }
     }
 }
