@@ -4,22 +4,21 @@
 //! ([`otlp`]) and each JSON line carries the `trace_id` of its request.
 
 mod json;
+mod lines;
 pub mod otlp;
 
 use std::io::IsTerminal;
 use std::os::fd::AsFd;
 
-use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
 
 /// Installs the subscriber of the long-running commands (`serve`, `sandbox`): as
-/// [`init`], but lines are handed to a writer thread that batches them into few
-/// `write`s, so a request does not wait for a system call to log its access line
-/// (a writer per request was 7 % of a GetLicense, docs/benchmarks.md). Nothing is
-/// dropped: a full queue makes the logging task wait. Keep the guard until exit;
-/// dropping it writes out what is queued (and the spans not yet exported, when
-/// `otlp_endpoint` is given: see [`otlp`]).
+/// [`init`], but lines are gathered in a buffer that a writer thread writes out a few
+/// milliseconds after its first line ([`lines`]), so a request neither waits for a
+/// system call nor wakes a thread to log its access line. Nothing is dropped. Keep
+/// the guard until exit; dropping it writes out what is gathered (and the spans not
+/// yet exported, when `otlp_endpoint` is given: see [`otlp`]).
 pub fn init_serving(otlp_endpoint: Option<&str>) -> ServingGuard {
     let tracer = otlp_endpoint.and_then(|endpoint| match otlp::Tracing::new(endpoint) {
         Ok(tracing) => Some(tracing),
@@ -30,43 +29,33 @@ pub fn init_serving(otlp_endpoint: Option<&str>) -> ServingGuard {
         }
     });
     let layer = tracer.as_ref().map(otlp::Tracing::layer);
-    // A handle of our own on stdout, so the buffer is ours (std's stdout flushes at
-    // every newline); the writer thread flushes whenever its queue runs empty.
-    let stdout = match std::io::stdout().as_fd().try_clone_to_owned() {
-        Ok(fd) => std::fs::File::from(fd),
-        Err(_) => {
-            install(
-                std::io::stdout,
-                json_for(std::io::stdout().is_terminal()),
-                layer,
-            );
-            return ServingGuard { tracer, _log: None };
+    // A handle of our own on stdout, written in whole batches (std's stdout flushes
+    // at every newline).
+    let started = std::io::stdout()
+        .as_fd()
+        .try_clone_to_owned()
+        .and_then(|fd| lines::start(std::fs::File::from(fd), "license-facade-log"));
+    let json = json_for(std::io::stdout().is_terminal());
+    match started {
+        Ok((writer, guard)) => {
+            install(writer, json, layer);
+            ServingGuard {
+                tracer,
+                _log: Some(guard),
+            }
         }
-    };
-    // The queue's slots are allocated and written when it is made, and it bounds what
-    // a burst of requests can queue: a full queue makes the next log line wait for the
-    // writer (never dropped). The default, 128,000 lines, held 3.4 MB of an idle
-    // service's 9.8 MB of private memory (docs/benchmarks.md, round 5).
-    let (writer, guard) = NonBlockingBuilder::default()
-        .lossy(false)
-        .buffered_lines_limit(LOG_QUEUE_LINES)
-        .thread_name("license-facade-log")
-        .finish(std::io::BufWriter::with_capacity(64 * 1024, stdout));
-    install(writer, json_for(std::io::stdout().is_terminal()), layer);
-    ServingGuard {
-        tracer,
-        _log: Some(guard),
+        Err(_) => {
+            install(std::io::stdout, json, layer);
+            ServingGuard { tracer, _log: None }
+        }
     }
 }
-
-/// Log lines queued for the writer thread at most.
-const LOG_QUEUE_LINES: usize = 8_192;
 
 /// Held until exit by the long-running commands: dropping it exports the spans still
 /// queued, then writes out the queued log lines.
 pub struct ServingGuard {
     tracer: Option<otlp::Tracing>,
-    _log: Option<WorkerGuard>,
+    _log: Option<lines::Guard>,
 }
 
 impl Drop for ServingGuard {
