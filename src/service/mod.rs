@@ -144,6 +144,8 @@ pub struct LicenseService {
     webhook_wake: Arc<Notify>,
     /// The pool's rules.
     pool: Arc<crate::domain::PoolConfig>,
+    /// Where an accepted order goes when a runner of the worker is free.
+    at_once: Arc<crate::workflow::AtOnce>,
 }
 
 impl LicenseService {
@@ -170,6 +172,7 @@ impl LicenseService {
             webhooks: Arc::default(),
             webhook_wake: Arc::new(Notify::new()),
             pool: Arc::default(),
+            at_once: Arc::default(),
         }
     }
 
@@ -195,6 +198,7 @@ impl LicenseService {
             self.catalog.clone(),
             config,
             self.tasks.clone(),
+            self.at_once.clone(),
         )
     }
 
@@ -265,6 +269,12 @@ impl LicenseService {
         let pick = (new.period != crate::domain::Period::Trial)
             .then(|| self.pool.pick(new.tariff_id, new.nodes, now))
             .flatten();
+        // With a runner free, the order is stored at INTENT and run at once: one
+        // commit before the call instead of two and a claim (see `workflow::at_once`).
+        let taking = self.at_once.take();
+        if taking.is_some() {
+            crate::crash::point(crate::crash::BEFORE_INTENT);
+        }
         let inserted = match self
             .store
             .insert_order_from_pool(
@@ -274,6 +284,7 @@ impl LicenseService {
                 &audit,
                 spend.limit.as_ref(),
                 pick.as_ref(),
+                taking.as_ref().map(|t| t.order()),
             )
             .await
         {
@@ -285,27 +296,14 @@ impl LicenseService {
         drop(spend);
         match inserted {
             Inserted::Created(license) => {
-                match license.reused_from {
-                    Some(from) => {
-                        tracing::info!(license_id = %license.id, reused_from = %from, "order accepted; a parked license is taken instead of buying");
-                        metrics::counter!(crate::metrics::POOL_REUSES, "panel" => license.panel.clone())
-                            .increment(1);
-                    }
-                    None => {
-                        tracing::info!(license_id = %license.id, price = %price, "order accepted");
-                        self.count_order(&license, &price);
-                    }
-                }
-                self.wake_workers();
-                let _ = self.changes.send(license.id);
-                self.finish(
-                    call,
-                    Outcome {
-                        license,
-                        ..accepted
-                    },
-                )
-                .await
+                self.accepted_order(call, accepted, license, &price, None)
+                    .await
+            }
+            // Run at once in the slot taken for it.
+            Inserted::Taken { license, op } => {
+                let run = taking.map(|taking| (taking, op));
+                self.accepted_order(call, accepted, license, &price, run)
+                    .await
             }
             Inserted::IpTaken(taken) => Err(ServiceError::ip_has_license(
                 &taken,
@@ -342,6 +340,42 @@ impl LicenseService {
                 .await
             }
         }
+    }
+
+    /// Answers an order stored as `license`: queued for the loops, or with `run`, run
+    /// at once in the slot taken for it.
+    async fn accepted_order(
+        &self,
+        call: &Call,
+        accepted: Outcome,
+        license: License,
+        price: &crate::domain::CallPrice,
+        run: Option<(crate::workflow::Taking, crate::domain::Operation)>,
+    ) -> Result<Outcome, ServiceError> {
+        match license.reused_from {
+            Some(from) => {
+                tracing::info!(license_id = %license.id, reused_from = %from, "order accepted; a parked license is taken instead of buying");
+                metrics::counter!(crate::metrics::POOL_REUSES, "panel" => license.panel.clone())
+                    .increment(1);
+            }
+            None => {
+                tracing::info!(license_id = %license.id, price = %price, "order accepted");
+                self.count_order(&license, price);
+            }
+        }
+        match run {
+            Some((taking, op)) => taking.run(op, license.clone()),
+            None => self.wake_workers(),
+        }
+        let _ = self.changes.send(license.id);
+        self.finish(
+            call,
+            Outcome {
+                license,
+                ..accepted
+            },
+        )
+        .await
     }
 
     /// One license by id.

@@ -310,7 +310,8 @@ impl LicenseService {
             })?;
         let license = self.adopted_license(client, server_id, hostname, &details)?;
         match self.store.insert_adopted(&license).await? {
-            Inserted::Created(license) => {
+            // An adoption is never taken (it has no order to run).
+            Inserted::Created(license) | Inserted::Taken { license, .. } => {
                 tracing::info!(license_id = %license.id, "orphan adopted");
                 self.audit_adopted(client, &license).await;
                 let _ = self.changes.send(license.id);

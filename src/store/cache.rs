@@ -8,6 +8,7 @@
 //! overlapped any such write does not fill the cache (a generation counter).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::domain::{License, LicenseId};
@@ -58,6 +59,30 @@ impl LicenseCache {
         WriteGuard {
             cache: self.clone(),
             id,
+            ended: None,
+        }
+    }
+
+    /// [`writing`](Self::writing), and the generation the write ended at once the
+    /// guard is dropped (0 before): a license read back in the write's transaction
+    /// fills the cache with it ([`fill_written`](Self::fill_written)) unless another
+    /// write ended since.
+    pub(super) fn writing_to_fill(self: &Arc<Self>, id: LicenseId) -> (WriteGuard, Ended) {
+        let ended = Ended::default();
+        let guard = WriteGuard {
+            cache: self.clone(),
+            id,
+            ended: Some(ended.clone()),
+        };
+        (guard, ended)
+    }
+
+    /// Caches `license`, read back in a committed write whose guard has ended at
+    /// `ended`'s generation, unless another write ended since.
+    pub(super) fn fill_written(&self, ended: &Ended, license: &License) {
+        match ended.0.load(Ordering::Acquire) {
+            0 => {}
+            seen => self.fill(seen, license),
         }
     }
 
@@ -71,13 +96,21 @@ impl LicenseCache {
 pub(super) struct WriteGuard {
     cache: Arc<LicenseCache>,
     id: LicenseId,
+    ended: Option<Ended>,
 }
+
+/// The generation a write's guard ended at; see [`LicenseCache::writing_to_fill`].
+#[derive(Debug, Default, Clone)]
+pub(super) struct Ended(Arc<AtomicU64>);
 
 impl Drop for WriteGuard {
     fn drop(&mut self) {
         let mut inner = self.cache.lock();
         inner.licenses.remove(&self.id);
         inner.generation += 1;
+        if let Some(ended) = &self.ended {
+            ended.0.store(inner.generation, Ordering::Release);
+        }
     }
 }
 
@@ -99,6 +132,24 @@ mod tests {
         assert_eq!(cache.get(l.id), None);
         cache.fill(cache.generation(), &l);
         assert_eq!(cache.get(l.id), Some(l));
+    }
+
+    #[test]
+    fn a_license_read_back_in_a_write_fills_only_when_no_other_write_ended_since() {
+        let cache = Arc::new(LicenseCache::default());
+        let l = license();
+        let (guard, ended) = cache.writing_to_fill(l.id);
+        cache.fill_written(&ended, &l);
+        assert_eq!(cache.get(l.id), None, "not before the write ended");
+        drop(guard);
+        cache.fill_written(&ended, &l);
+        assert_eq!(cache.get(l.id), Some(l.clone()));
+
+        let (guard, ended) = cache.writing_to_fill(l.id);
+        drop(guard);
+        drop(cache.writing(l.id));
+        cache.fill_written(&ended, &l);
+        assert_eq!(cache.get(l.id), None, "another write ended since");
     }
 
     #[test]

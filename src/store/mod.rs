@@ -238,11 +238,27 @@ pub struct IpTaken {
 pub enum Inserted {
     /// The license and its operation were stored.
     Created(License),
+    /// The license and its order were stored, the order at INTENT under the lease
+    /// the call asked for ([`TakeOrder`]): the caller runs it now. `op` is the order
+    /// as stored.
+    Taken { license: License, op: Operation },
     /// The server already had a live license; nothing was stored.
     Existing(License),
     /// Another license (any client's, any server id's) has the IP or a step in flight
     /// reserved it; nothing was stored.
     IpTaken(IpTaken),
+}
+
+/// An order taken by the process that accepts it: stored at INTENT (its first
+/// attempt, sent by `sent_at` at the latest) under `owner`'s lease until `until`, so
+/// that no worker claims it and its acceptance and INTENT are one commit. An order
+/// that takes a parked license instead of buying is not taken (see
+/// [`Store::insert_order_from_pool`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TakeOrder {
+    pub owner: String,
+    pub until: OffsetDateTime,
+    pub sent_at: OffsetDateTime,
 }
 
 /// A parked license with the upstream's last changes, as read when it was parked.
@@ -355,7 +371,7 @@ pub trait Store: Send + Sync + 'static {
         audit: &[AuditEntry],
         limit: Option<&SpendLimit>,
     ) -> Result<Inserted, StoreError> {
-        self.insert_order_from_pool(license, op, request, audit, limit, None)
+        self.insert_order_from_pool(license, op, request, audit, limit, None, None)
             .await
     }
 
@@ -364,7 +380,10 @@ pub trait Store: Send + Sync + 'static {
     /// license becomes REUSED by the new one, which holds its upstream id and is
     /// carried out by a REUSE step instead of the ORDER (its audit entries become
     /// REUSE entries without a price, its CREATED event has none, and no spend limit
-    /// applies). The created license says so in `reused_from`.
+    /// applies). The created license says so in `reused_from`. With `take`, an order
+    /// that buys is stored at INTENT under that lease and answered as
+    /// [`Inserted::Taken`]; one that takes a parked license is stored as without it.
+    #[allow(clippy::too_many_arguments)]
     async fn insert_order_from_pool(
         &self,
         license: &License,
@@ -373,6 +392,7 @@ pub trait Store: Send + Sync + 'static {
         audit: &[AuditEntry],
         limit: Option<&SpendLimit>,
         pick: Option<&crate::domain::PoolPick>,
+        take: Option<&TakeOrder>,
     ) -> Result<Inserted, StoreError>;
 
     /// Records the upstream's last IP and key change of a parked license.

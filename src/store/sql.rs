@@ -30,7 +30,7 @@ use super::group_commit::Written;
 use super::retry::retrying;
 use super::{
     Inserted, IpTaken, LicenseFilter, Page, ParkedLicense, RequestRecord, Resolution, Resolved,
-    SpendLimit, Store, StoreError, audit, costs, resolve, webhooks,
+    SpendLimit, Store, StoreError, TakeOrder, audit, costs, resolve, webhooks,
 };
 use crate::domain::{
     AuditEntry, AuditFilter, ClientName, Event, EventKind, ItemLabels, License, LicenseId,
@@ -95,6 +95,7 @@ impl<D: Dialect> SqlStore<D> {
     }
 
     /// One attempt at an order.
+    #[allow(clippy::too_many_arguments)]
     async fn try_insert_order(
         &self,
         license: &License,
@@ -103,6 +104,7 @@ impl<D: Dialect> SqlStore<D> {
         audit: &[AuditEntry],
         limit: Option<&SpendLimit>,
         pick: Option<&PoolPick>,
+        take: Option<&TakeOrder>,
     ) -> Result<Option<Inserted>, StoreError> {
         // No cache guard: the id is new, and a read that found nothing fills nothing.
         let order = orders::Order {
@@ -112,6 +114,7 @@ impl<D: Dialect> SqlStore<D> {
             audit: audit.to_vec(),
             limit: limit.cloned(),
             pick: pick.cloned(),
+            take: take.cloned(),
         };
         let write =
             write_fn(move |tx| Box::pin(async move { orders::order_in::<D>(tx, &order).await }));
@@ -193,9 +196,10 @@ impl<D: Dialect> Store for SqlStore<D> {
         audit: &[AuditEntry],
         limit: Option<&SpendLimit>,
         pick: Option<&PoolPick>,
+        take: Option<&TakeOrder>,
     ) -> Result<Inserted, StoreError> {
         let inserted = retrying("the order insert", || {
-            self.try_insert_order(license, op, request, audit, limit, pick)
+            self.try_insert_order(license, op, request, audit, limit, pick, take)
         })
         .await?;
         // The parked license it took changed in the order's transaction: its cached
@@ -404,7 +408,13 @@ impl<D: Dialect> Store for SqlStore<D> {
         release: bool,
         ending: Option<&AuditEntry>,
     ) -> Result<bool, StoreError> {
-        let hold = self.writing(license.id);
+        let (hold, ended) = match &self.cache {
+            Some(cache) => {
+                let (guard, ended) = cache.writing_to_fill(license.id);
+                (Some(Box::new(guard) as Box<dyn Send>), Some(ended))
+            }
+            None => (None, None),
+        };
         let step = progress::Step {
             owner: owner.to_owned(),
             op: op.clone(),
@@ -413,10 +423,28 @@ impl<D: Dialect> Store for SqlStore<D> {
             release,
             ending: ending.cloned(),
         };
+        // With a cache, the license is read back as committed: whoever waits for the
+        // step reads it next, from memory.
+        let read_back = ended.is_some();
+        let id = license.id;
         let write = write_fn(move |tx| {
-            Box::pin(async move { progress::progress_in::<D>(tx, &step).await })
+            Box::pin(async move {
+                let saved = progress::progress_in::<D>(tx, &step).await?;
+                let stored = match read_back && saved.keep {
+                    true => reads::license(tx, id).await?,
+                    false => None,
+                };
+                Ok(Written {
+                    value: (saved.value, stored),
+                    keep: saved.keep,
+                })
+            })
         });
-        self.db.write(hold, write).await
+        let (closed, stored) = self.db.write(hold, write).await?;
+        if let (Some(cache), Some(ended), Some(stored)) = (&self.cache, &ended, &stored) {
+            cache.fill_written(ended, stored);
+        }
+        Ok(closed)
     }
 
     async fn events_after(

@@ -72,6 +72,7 @@ store_tests!(
     concurrent_orders_for_one_server_create_exactly_one_license,
     claims_hand_out_only_due_operations_in_due_order,
     an_operation_whose_lease_expired_is_handed_out_again,
+    an_order_stored_taken_is_at_intent_under_its_lease_until_it_runs_out,
     concurrent_claimers_never_get_the_same_operation,
     progress_under_a_lost_lease_is_refused_and_changes_nothing,
     released_progress_is_saved_and_claimable_again,
@@ -530,6 +531,7 @@ async fn concurrent_orders_for_one_server_create_exactly_one_license(store: Arc<
             }
             (_, Inserted::Existing(found)) => existing.push(found),
             (_, Inserted::IpTaken(found)) => panic!("the IP is this server's: {found:?}"),
+            (_, taken @ Inserted::Taken { .. }) => panic!("taken unasked: {taken:?}"),
         }
     }
 
@@ -597,6 +599,67 @@ async fn an_operation_whose_lease_expired_is_handed_out_again(store: Arc<dyn Sto
 
     assert_eq!(while_leased, None);
     assert_eq!(after_expiry, Some(claimed));
+}
+
+/// An order taken at its acceptance is stored at INTENT (its first attempt, with its
+/// send time) under the taker's lease: no claim finds it before the lease runs out,
+/// one after it does (the taker died), and the taker's progress is saved under it.
+async fn an_order_stored_taken_is_at_intent_under_its_lease_until_it_runs_out(
+    store: Arc<dyn Store>,
+) {
+    let license = pending("acme", "srv-1", T0);
+    let take = super::TakeOrder {
+        owner: "taker".into(),
+        until: T0 + LEASE,
+        sent_at: T0 + Duration::from_secs(2),
+    };
+    let inserted = store
+        .insert_order_from_pool(
+            &license,
+            &order_op(&license, T0),
+            None,
+            &[],
+            None,
+            None,
+            Some(&take),
+        )
+        .await
+        .unwrap();
+    let Inserted::Taken {
+        license: stored,
+        op,
+    } = inserted
+    else {
+        panic!("expected a taken order, found {inserted:?}");
+    };
+    assert_eq!(stored, license);
+    assert_eq!(
+        (op.phase, op.attempt, op.sent_at, op.kind.name()),
+        (Phase::Intent, 1, Some(take.sent_at), "ORDER")
+    );
+    assert_eq!(store.get_operation(op.id).await.unwrap(), Some(op.clone()));
+
+    let while_taken = store
+        .claim_operation("w", T0 + LEASE - Duration::from_secs(1), LEASE)
+        .await
+        .unwrap();
+    assert_eq!(while_taken, None, "a taken order is not claimed");
+    assert!(
+        store
+            .renew_lease(op.id, "taker", T0 + LEASE * 2)
+            .await
+            .unwrap(),
+        "the taker holds the lease"
+    );
+    let after_expiry = store
+        .claim_operation("w", T0 + LEASE * 2 + Duration::from_secs(1), LEASE)
+        .await
+        .unwrap()
+        .expect("claimed once the lease ran out");
+    assert_eq!(
+        (after_expiry.id, after_expiry.phase),
+        (op.id, Phase::Intent)
+    );
 }
 
 async fn concurrent_claimers_never_get_the_same_operation(store: Arc<dyn Store>) {
@@ -1399,6 +1462,7 @@ async fn concurrent_adoptions_of_one_upstream_license_store_it_once(store: Arc<d
             Inserted::Created(l) => created.push(l),
             Inserted::Existing(l) => existing.push(l),
             Inserted::IpTaken(l) => panic!("the IP is this server's: {l:?}"),
+            taken @ Inserted::Taken { .. } => panic!("taken unasked: {taken:?}"),
         }
     }
 

@@ -67,6 +67,18 @@ impl Worker {
         op.checks = 0;
         op.sent_at = Some(self.send_by());
         self.save(&op, &mut license, false).await?;
+        self.send_committed(step, op, license, held).await
+    }
+
+    /// Sends the call of `op`, whose INTENT is committed (by [`send`](Self::send), or
+    /// with the order's acceptance when it was taken), and acts on its answer.
+    pub(super) async fn send_committed<S: Step>(
+        &self,
+        step: &S,
+        mut op: Operation,
+        mut license: License,
+        held: &HeldLease,
+    ) -> Result<(), StoreError> {
         crate::crash::point(crate::crash::AFTER_INTENT);
         if !self.may_send(&op, held) {
             return self.unsent(op, license).await;

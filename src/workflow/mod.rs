@@ -26,6 +26,7 @@
 //! The workflow never calls into the use cases (`crate::service`): the service stores
 //! the work and wakes the runner; the runner announces every license it saves.
 
+mod at_once;
 mod attempt;
 mod change;
 mod lease;
@@ -35,6 +36,7 @@ mod step;
 #[cfg(test)]
 mod tests;
 
+pub use at_once::{AtOnce, Taking};
 pub(crate) use matching::unseen_statuses;
 
 use std::sync::Arc;
@@ -121,11 +123,18 @@ pub struct Worker {
     owner: Arc<str>,
     /// Where the loops run (the application's set: stopping it ends them).
     tasks: crate::tasks::Tasks,
+    /// One per runner: a loop holds one while it runs a step (not while it looks for
+    /// work), a taken order while its step runs.
+    slots: Arc<tokio::sync::Semaphore>,
+    /// Where the service hands this worker the orders it takes, while it runs.
+    at_once: Arc<AtOnce>,
 }
 
 impl Worker {
     /// A runner over `store` and `upstream`: `work` wakes it when work is stored, and
-    /// it announces on `changes` every license it saves.
+    /// it announces on `changes` every license it saves. While it runs, it takes the
+    /// orders handed to it through `at_once`.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: Arc<dyn Store>,
         upstream: Arc<dyn Billmanager>,
@@ -134,6 +143,7 @@ impl Worker {
         catalog: Arc<PanelCatalog>,
         config: WorkflowConfig,
         tasks: crate::tasks::Tasks,
+        at_once: Arc<AtOnce>,
     ) -> Self {
         Self {
             store,
@@ -141,8 +151,10 @@ impl Worker {
             work,
             changes,
             catalog,
+            slots: at_once::slots(config.concurrency),
             config,
             tasks,
+            at_once,
             owner: format!("worker-{}", uuid::Uuid::now_v7().simple()).into(),
         }
     }
@@ -153,9 +165,22 @@ impl Worker {
     /// over now rather than when the lease runs out. When the caller's drain bound
     /// cuts a step short, this future is dropped before that and the lease simply
     /// expires: a half-done step is never handed over early.
-    pub async fn run(self, stop: CancellationToken) {
+    ///
+    /// Orders are taken at their acceptance ([`AtOnce`]) from this call on, not from
+    /// the future's first poll.
+    pub fn run(self, stop: CancellationToken) -> impl Future<Output = ()> + Send {
+        // Orders taken at their acceptance run under an owner of their own: each was
+        // stored with its lease, and none is ever claimed by it.
+        let mut taker = self.clone();
+        taker.owner = format!("{}-at-once", self.owner).into();
+        let taker_owner = taker.owner.clone();
+        self.at_once.arm(taker, stop.clone());
+        async move { self.run_loops(stop, taker_owner).await }
+    }
+
+    async fn run_loops(self, stop: CancellationToken, taker: Arc<str>) {
         let mut loops = Vec::new();
-        let mut owners = Vec::new();
+        let mut owners = vec![taker];
         for i in 0..self.config.concurrency.max(1) {
             let mut me = self.clone();
             // One lease owner per loop, not per process: saves are fenced by the owner,
@@ -166,13 +191,18 @@ impl Worker {
             let stop = stop.clone();
             loops.push(self.tasks.spawn(async move { me.run_loop(stop).await }));
         }
-        for finished in futures::future::join_all(loops).await {
+        let finished = futures::future::join_all(loops).await;
+        self.at_once.disarm();
+        for finished in finished {
             // Killed (the application stopped abruptly): leases are left to run out,
             // as a crashed process's are.
             if !matches!(finished, Ok(Some(()))) {
                 return;
             }
         }
+        // The taken orders' steps end as the loops' do: every slot free again.
+        let all = u32::try_from(self.config.concurrency.max(1)).unwrap_or(u32::MAX);
+        drop(self.slots.acquire_many(all).await);
         for owner in owners {
             match self.store.release_leases(&owner).await {
                 Ok(0) => {}
@@ -186,7 +216,7 @@ impl Worker {
 
     async fn run_loop(&self, stop: CancellationToken) {
         while !stop.is_cancelled() {
-            match self.run_once().await {
+            match self.run_next(true).await {
                 Ok(true) => continue,
                 Ok(false) => {}
                 Err(e) => {
@@ -217,6 +247,12 @@ impl Worker {
 
     /// Claims and advances one operation; returns whether there was one.
     pub async fn run_once(&self) -> Result<bool, StoreError> {
+        self.run_next(false).await
+    }
+
+    /// [`run_once`](Self::run_once); `in_slot`: the step runs in a free slot of the
+    /// runners (a loop's), else the operation is given back.
+    async fn run_next(&self, in_slot: bool) -> Result<bool, StoreError> {
         let now = OffsetDateTime::now_utc();
         let Some(op) = self
             .store
@@ -230,6 +266,22 @@ impl Worker {
         // sleep out their idle time: a loop that found work wakes one more, and loops
         // join in for as long as claims find work.
         self.work.notify_one();
+        // A slot is taken only for a step, not for looking: a loop that looks for work
+        // never keeps an order from being taken at its acceptance.
+        let _slot = match in_slot {
+            false => None,
+            true => match self.slots.try_acquire() {
+                Ok(slot) => Some(slot),
+                Err(_) => {
+                    // Every runner is busy (with orders taken at their acceptance): the
+                    // operation goes back at once (its lease only), and this loop
+                    // waits for a runner to be free.
+                    self.store.release_leases(&self.owner).await?;
+                    drop(self.slots.acquire().await);
+                    return Ok(true);
+                }
+            },
+        };
         // The lease runs from `now`, taken before the claim: a claim that waited long
         // for the database holds a lease already partly run out, which another worker
         // may take over in the middle of the upstream call. Leave such an operation
@@ -249,13 +301,33 @@ impl Worker {
                 op.id
             )));
         };
+        self.step(op, license, now + self.config.lease, false)
+            .await?;
+        Ok(true)
+    }
+
+    /// Moves `op` of `license` to its next recovery point under the lease this
+    /// worker holds until `leased_until`, with the lease's heartbeat beside the step.
+    /// `taken`: an order stored taken at its acceptance, whose INTENT is committed and
+    /// whose call is sent now.
+    async fn step(
+        &self,
+        op: Operation,
+        license: License,
+        leased_until: OffsetDateTime,
+        taken: bool,
+    ) -> Result<(), StoreError> {
         let span = tracing::info_span!("operation", op_id = op.id, license_id = %license.id, kind = op.kind.name(), phase = op.phase.as_str());
         // The step continues the trace of the request that enqueued the operation.
         crate::telemetry::otlp::continue_stored(&span, op.traceparent.as_deref());
-        let held = HeldLease::new(now + self.config.lease);
+        let held = HeldLease::new(leased_until);
         let op_id = op.id;
         let step = async {
             match op.kind {
+                OperationKind::Order if taken => {
+                    self.send_committed(&order::OrderStep, op, license, &held)
+                        .await
+                }
                 OperationKind::Order => self.advance(&order::OrderStep, op, license, &held).await,
                 _ => self.advance(&change::ChangeStep, op, license, &held).await,
             }
@@ -263,10 +335,9 @@ impl Worker {
         // The heartbeat runs beside the step and ends with it.
         let heartbeat = lease::keep(&*self.store, op_id, &self.owner, self.config.lease, &held);
         tokio::select! {
-            done = step.instrument(span.clone()) => done?,
+            done = step.instrument(span.clone()) => done,
             never = heartbeat.instrument(span) => match never {},
         }
-        Ok(true)
     }
 
     /// Commits `op` and `license`, with an event for every visible change since the

@@ -15,7 +15,7 @@ use crate::billmanager::{
     Billmanager, LicenseList, OrderParams, UpstreamError, UpstreamId, UpstreamLicense,
     UpstreamStatus, UpstreamTariff,
 };
-use crate::domain::{ClientName, License, LicenseState, PanelCatalog};
+use crate::domain::{ClientName, License, LicenseState, PanelCatalog, Phase};
 use crate::service::{Call, LicenseService, OrderInput};
 
 /// What the fake upstream does with a paid call.
@@ -44,7 +44,13 @@ struct Fake {
     licenses: Mutex<Vec<UpstreamLicense>>,
     /// Paid calls received, by function.
     calls: Mutex<HashMap<&'static str, u32>>,
+    /// An order waits here for a permit before it is received: a test holds them
+    /// all ([`GATE`]) to keep orders from being answered.
+    gate: tokio::sync::Semaphore,
 }
+
+/// The permits of [`Fake::gate`].
+const GATE: u32 = 1 << 20;
 
 impl Fake {
     fn new() -> Self {
@@ -52,6 +58,7 @@ impl Fake {
             mode: Mutex::new(Mode::Clear),
             licenses: Mutex::new(Vec::new()),
             calls: Mutex::default(),
+            gate: tokio::sync::Semaphore::new(GATE as usize),
         }
     }
 
@@ -110,6 +117,7 @@ impl Fake {
 #[async_trait]
 impl Billmanager for Fake {
     async fn order_license(&self, p: &OrderParams) -> Result<UpstreamId, UpstreamError> {
+        drop(self.gate.acquire().await);
         self.paid("soft.order.param", |all| {
             let id = all.len() as u64 + 100;
             all.push(UpstreamLicense {
@@ -439,4 +447,65 @@ async fn an_unpark_refused_upstream_parks_the_license_again_and_one_carried_out_
     let upstream = fake.license_details(upstream_id).await.unwrap();
     assert_eq!(upstream.ip.as_deref(), Some("203.0.113.99"));
     assert_eq!(fake.calls("soft.order.param"), 1, "nothing bought");
+}
+
+/// An order accepted while a runner of the running worker is free is stored at INTENT
+/// (its first attempt, under the runner's lease) before its call is answered: no loop
+/// claims it meanwhile, it is sent once and carried out to ACTIVE. With the only
+/// runner busy, the next order is queued as before and carried out after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_accepted_while_a_runner_is_free_is_taken_at_intent_and_sent_once() {
+    let fake = Arc::new(Fake::new());
+    let (service, worker) = service(fake.clone()).await;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let running = tokio::spawn(worker.clone().run(stop.clone()));
+    let call = Call::of(ClientName::anonymous());
+    let operation = async |license: &License| {
+        service
+            .latest_operation(None, &license.id.to_string())
+            .await
+            .unwrap()
+            .expect("an operation")
+    };
+
+    // The upstream answers no order until the test has looked.
+    let held = fake.gate.acquire_many(GATE).await.unwrap();
+    let taken = service
+        .order_license(&call, order_input("srv-1", "203.0.113.1"))
+        .await
+        .unwrap()
+        .license;
+    let op = operation(&taken).await;
+    assert_eq!(
+        (op.phase, op.attempt),
+        (Phase::Intent, 1),
+        "committed at INTENT with its acceptance"
+    );
+    assert!(op.sent_at.is_some());
+    assert!(
+        !worker.run_once().await.unwrap(),
+        "a loop claimed the taken order"
+    );
+
+    // The only runner is busy with it: the next order is queued.
+    let queued = service
+        .order_license(&call, order_input("srv-2", "203.0.113.2"))
+        .await
+        .unwrap()
+        .license;
+    let op = operation(&queued).await;
+    assert_eq!((op.phase, op.attempt), (Phase::Received, 0), "{op:?}");
+
+    drop(held);
+    for license in [&taken, &queued] {
+        let done = service
+            .wait_settled(None, license.id, Duration::from_secs(30))
+            .await
+            .unwrap();
+        assert_eq!(done.state, LicenseState::Active, "{done:?}");
+        assert_eq!(operation(license).await.phase, Phase::Done);
+    }
+    assert_eq!(fake.calls("soft.order.param"), 2, "each sent once");
+    stop.cancel();
+    running.await.unwrap();
 }

@@ -22,8 +22,10 @@ async fn crash_and_recover(point: &'static str) -> Figures {
     let order = Order::new(7);
 
     let mut first = dir.start(&sandbox.url, Some(point));
-    // The abort may win the race with the response; the order is committed either way
-    // (the worker only runs committed work).
+    // The abort may win the race with the response. From `after-intent` on the order
+    // is committed (a taken order's INTENT is its acceptance's commit); at
+    // `before-intent` a queued order is, an order taken at its acceptance is not (the
+    // point comes before that commit), and the retry below creates it.
     let first_id = first.api.order(&order).await.ok();
     first.expect_abort_at(point).await;
     drop(first);

@@ -19,7 +19,9 @@ use crate::domain::{
 use crate::store::codec::{self, to_micros};
 use crate::store::dialect::Dialect;
 use crate::store::group_commit::Written;
-use crate::store::{Inserted, IpTaken, RequestRecord, SpendLimit, StoreError, audit, check_spend};
+use crate::store::{
+    Inserted, IpTaken, RequestRecord, SpendLimit, StoreError, TakeOrder, audit, check_spend,
+};
 
 /// How one attempt at an order ended.
 pub(crate) enum OrderAttempt {
@@ -56,13 +58,24 @@ fn insert_values(license: &License) -> Args {
 
 /// Stores an operation; returns its id.
 pub(crate) async fn insert_operation<C: Conn>(conn: &mut C, op: &Operation) -> anyhow::Result<i64> {
+    insert_leased_operation(conn, op, None).await
+}
+
+/// Stores an operation, leased to `lease`'s owner until its time when given; returns
+/// its id.
+async fn insert_leased_operation<C: Conn>(
+    conn: &mut C,
+    op: &Operation,
+    lease: Option<(&str, OffsetDateTime)>,
+) -> anyhow::Result<i64> {
     let now = to_micros(OffsetDateTime::now_utc());
     let row = conn
         .fetch_one(
             fixed(
                 "INSERT INTO operations (license_id, kind, params, phase, attempt, checks, \
-                 run_after, create_time, update_time, sent_at, traceparent) \
-                 VALUES ($1, $2, $3, $4, 0, 0, $5, $6, $6, $7, $8) RETURNING id",
+                 run_after, create_time, update_time, sent_at, traceparent, lease_owner, \
+                 lease_until) \
+                 VALUES ($1, $2, $3, $4, $9, 0, $5, $6, $6, $7, $8, $10, $11) RETURNING id",
             ),
             args![
                 op.license_id.to_string(),
@@ -73,6 +86,9 @@ pub(crate) async fn insert_operation<C: Conn>(conn: &mut C, op: &Operation) -> a
                 now,
                 op.sent_at.map(to_micros),
                 op.traceparent.clone(),
+                i64::from(op.attempt),
+                lease.map(|(owner, _)| owner.to_owned()),
+                lease.map(|(_, until)| to_micros(until)),
             ],
         )
         .await
@@ -120,6 +136,8 @@ pub(crate) struct Order {
     pub audit: Vec<AuditEntry>,
     pub limit: Option<SpendLimit>,
     pub pick: Option<PoolPick>,
+    /// Taken by the accepting process: stored at INTENT under its lease.
+    pub take: Option<TakeOrder>,
 }
 
 /// Stores `order` inside a write transaction.
@@ -134,6 +152,7 @@ pub(crate) async fn order_in<D: Dialect>(
         audit,
         limit,
         pick,
+        take,
     } = order;
     if let Some(request) = request {
         insert_request(tx, request).await?;
@@ -235,12 +254,24 @@ pub(crate) async fn order_in<D: Dialect>(
         };
         insert_events::<D>(tx, &[EventKind::StateChanged], &taken).await?;
     }
-    let (license, op, audit) = (&license, &op, &audit);
+    // An order that buys, taken by the accepting process: its INTENT is committed
+    // with its acceptance, under that process's lease (a reuse runs as queued).
+    let take = take
+        .as_ref()
+        .filter(|_| matches!(op.kind, OperationKind::Order));
+    if let Some(take) = take {
+        op.phase = crate::domain::Phase::Intent;
+        op.attempt = 1;
+        op.sent_at = Some(take.sent_at);
+    }
+    let (license, audit) = (&license, &audit);
     // The license row met no live license on the IP; a step in flight that will bind
     // another license to it (an IP change) holds a reservation, which this one meets.
     // Reserved before the spend lock is taken, so that no transaction waits for a
     // reservation while holding that lock (a paid change reserves before it, too).
-    let op_id = insert_operation(tx, op).await?;
+    let op_id = insert_leased_operation(tx, &op, take.map(|t| (t.owner.as_str(), t.until))).await?;
+    op.id = op_id;
+    let op = &op;
     let claim = Claim {
         ip: &ordered.ip.to_string(),
         license_id: ordered.id,
@@ -273,9 +304,14 @@ pub(crate) async fn order_in<D: Dialect>(
         price.map(|p| (EventKind::Created, p)),
     )
     .await?;
-    Ok(Written::kept(OrderAttempt::Done(Box::new(
-        Inserted::Created(license.clone()),
-    ))))
+    let inserted = match take {
+        Some(_) => Inserted::Taken {
+            license: license.clone(),
+            op: op.clone(),
+        },
+        None => Inserted::Created(license.clone()),
+    };
+    Ok(Written::kept(OrderAttempt::Done(Box::new(inserted))))
 }
 
 /// The action name of an order's audit entries.
