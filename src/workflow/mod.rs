@@ -254,11 +254,14 @@ impl Worker {
     /// runners (a loop's), else the operation is given back.
     async fn run_next(&self, in_slot: bool) -> Result<bool, StoreError> {
         let now = OffsetDateTime::now_utc();
-        let Some(op) = self
+        let claimed = self
             .store
             .claim_operation(&self.owner, now, self.config.lease)
-            .await?
-        else {
+            .await?;
+        if in_slot {
+            self.at_once.claimed(claimed.is_some());
+        }
+        let Some(op) = claimed else {
             return Ok(false);
         };
         // Wake-ups of several queued operations coalesce into one stored wake-up, so

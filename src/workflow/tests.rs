@@ -509,3 +509,36 @@ async fn an_order_accepted_while_a_runner_is_free_is_taken_at_intent_and_sent_on
     stop.cancel();
     running.await.unwrap();
 }
+
+/// An order is taken only while a runner is free and nothing waits in the queue:
+/// once one was queued for want of a runner, or while the loops' claims find work,
+/// the next ones queue behind it, until a claim finds nothing.
+#[tokio::test]
+async fn no_order_is_taken_ahead_of_queued_work() {
+    let (_service, worker) = service(Arc::new(Fake::new())).await;
+    let at_once = worker.at_once.clone();
+    assert!(
+        at_once.take().is_none(),
+        "nothing is taken before the worker runs"
+    );
+    at_once.arm(worker.clone(), tokio_util::sync::CancellationToken::new());
+
+    let first = at_once.take().expect("the only runner is free");
+    assert!(at_once.take().is_none(), "the only runner is busy");
+    drop(first);
+    assert!(
+        at_once.take().is_none(),
+        "an order was queued: the next one queues behind it"
+    );
+    at_once.claimed(false);
+    assert!(at_once.take().is_some(), "the queue is empty: taken again");
+    at_once.claimed(true);
+    assert!(at_once.take().is_none(), "a loop found work waiting");
+
+    at_once.claimed(false);
+    at_once.disarm();
+    assert!(
+        at_once.take().is_none(),
+        "nothing is taken once the worker stopped"
+    );
+}
