@@ -20,7 +20,9 @@
 //! [`AFTER_CONFIRMED`] follows the commit of CONFIRMED (the change made upstream and
 //! applied here), before the last read that picks up its results.
 
-/// The work item is claimed, nothing about this attempt is committed yet.
+/// The work item is claimed, nothing about this attempt is committed yet; for an
+/// order taken at its acceptance (`workflow::at_once`), before the commit that stores
+/// it at INTENT, so nothing of it is stored.
 pub const BEFORE_INTENT: &str = "before-intent";
 /// INTENT (attempt n, remoteid = our id) is committed; nothing has been sent.
 pub const AFTER_INTENT: &str = "after-intent";
