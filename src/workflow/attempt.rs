@@ -71,7 +71,8 @@ impl Worker {
     }
 
     /// Sends the call of `op`, whose INTENT is committed (by [`send`](Self::send), or
-    /// with the order's acceptance when it was taken), and acts on its answer.
+    /// with the order's acceptance when it was taken: an order, which
+    /// [`Step::ready`] always lets through), and acts on its answer.
     pub(super) async fn send_committed<S: Step>(
         &self,
         step: &S,
