@@ -275,7 +275,7 @@ impl LicenseService {
         if taking.is_some() {
             crate::crash::point(crate::crash::BEFORE_INTENT);
         }
-        let inserted = match self
+        let inserted = self
             .store
             .insert_order_from_pool(
                 &pending,
@@ -286,8 +286,12 @@ impl LicenseService {
                 pick.as_ref(),
                 taking.as_ref().map(|t| t.order()),
             )
-            .await
-        {
+            .await;
+        // A slot the order was not stored into (a reuse, a refusal, the server's
+        // existing license, a replay) is given back now, not after the call has
+        // waited: the queued step may need it.
+        let taking = taking.filter(|_| matches!(inserted, Ok(Inserted::Taken { .. })));
+        let inserted = match inserted {
             Err(StoreError::RequestKeyTaken) => return self.replay_after_race(call, &fp).await,
             Err(StoreError::SpendLimit(exceeded)) => return Err(spend.refusal(exceeded)),
             other => other?,

@@ -158,6 +158,40 @@ async fn a_released_license_is_parked_and_the_next_order_takes_it_instead_of_buy
     assert!(!tariff["saved"].as_str().unwrap_or("").is_empty(), "{pool}");
 }
 
+/// An order that takes a parked license is queued, not run at once: the call that
+/// waits for it must not keep the runner its REUSE step needs (with one runner, it
+/// would wait out its whole `wait` for a step that cannot start).
+#[tokio::test]
+async fn a_waiting_order_that_reuses_a_parked_license_leaves_the_only_runner_to_its_step() {
+    let app = spawn_app_with(0, |s: &mut Settings| {
+        s.workflow.concurrency = 1;
+        s.pool = PoolConfig {
+            ip_change_cooldown_days: 0,
+            key_change_cooldown_days: 0,
+            default: PoolRules::default(),
+            ..PoolConfig::default()
+        };
+        let sandbox = s.sandbox.as_mut().expect("a sandbox");
+        sandbox.ip_change_cooldown_days = 0;
+        sandbox.key_change_cooldown_days = 0;
+        sandbox.ip_change_cooldown = Duration::ZERO;
+    })
+    .await;
+    let first = order(&app, "pool-one-a", "203.0.113.71").await;
+    let first_id = first["id"].as_str().unwrap().to_owned();
+    let released = release(&app, &first_id).await;
+    assert_eq!(released["license"]["state"], "PARKED", "{released}");
+
+    let started = std::time::Instant::now();
+    let second = order(&app, "pool-one-b", "203.0.113.72").await;
+    assert_eq!(second["state"], "ACTIVE", "{second}");
+    assert_eq!(second["reusedFrom"], first_id.as_str(), "{second}");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "answered when its step ended, not at the end of its wait"
+    );
+}
+
 #[tokio::test]
 async fn two_concurrent_orders_never_take_one_parked_license() {
     let app = app(0, 0, PoolRules::default()).await;
