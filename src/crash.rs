@@ -89,6 +89,10 @@ pub fn point(name: &'static str) {
     let hit = HITS.fetch_add(1, Ordering::SeqCst) + 1;
     if hit >= armed.after {
         eprintln!("license-facade: crash point {name} reached (hit {hit}); aborting");
+        // Lines logged just before (where the service listens, among them) are
+        // gathered for a few milliseconds before they are written; the abort would
+        // lose them.
+        crate::telemetry::flush_log();
         std::process::abort();
     }
 }

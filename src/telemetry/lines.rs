@@ -13,7 +13,8 @@
 //!
 //! Nothing is dropped: past [`MAX_PENDING`] bytes the logging thread writes the
 //! buffer out itself. Lines keep their order: a batch is taken and written under one
-//! lock of the output. Dropping the [`Guard`] writes out what is left.
+//! lock of the output. Dropping the [`Guard`] writes out what is left, and
+//! [`Lines::flush`] does at once (a crash point calls it before it aborts).
 
 use std::io::Write;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -170,6 +171,14 @@ impl Write for Line<'_> {
     }
 }
 
+impl Lines {
+    /// Writes out what is gathered now, without waiting for the writer thread: before
+    /// the process aborts on purpose (a crash point), which would lose it.
+    pub fn flush(&self) {
+        self.shared.write_out(&mut Vec::new());
+    }
+}
+
 impl<'a> MakeWriter<'a> for Lines {
     type Writer = Line<'a>;
 
@@ -229,6 +238,16 @@ mod tests {
             next[t] += 1;
         }
         assert_eq!(next, [5_000; 4], "lines were lost");
+    }
+
+    #[test]
+    fn a_flush_writes_what_is_gathered_at_once() {
+        let sink = Sink::default();
+        let (lines, _guard) = start(sink.clone(), "test-log").unwrap();
+        lines.make_writer().write_all(b"before an abort\n").unwrap();
+        // The writer thread would wait LINGER before writing; the flush does not.
+        lines.flush();
+        assert_eq!(&*sink.0.lock().unwrap(), b"before an abort\n");
     }
 
     #[test]

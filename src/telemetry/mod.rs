@@ -38,6 +38,7 @@ pub fn init_serving(otlp_endpoint: Option<&str>) -> ServingGuard {
     let json = json_for(std::io::stdout().is_terminal());
     match started {
         Ok((writer, guard)) => {
+            let _ = SERVING_LOG.set(writer.clone());
             install(writer, json, layer);
             ServingGuard {
                 tracer,
@@ -48,6 +49,18 @@ pub fn init_serving(otlp_endpoint: Option<&str>) -> ServingGuard {
             install(std::io::stdout, json, layer);
             ServingGuard { tracer, _log: None }
         }
+    }
+}
+
+/// The serving commands' log writer, for [`flush_log`].
+static SERVING_LOG: std::sync::OnceLock<lines::Lines> = std::sync::OnceLock::new();
+
+/// Writes out the log lines gathered so far, when the serving log writer is installed:
+/// a process about to abort on purpose (`crate::crash`) would lose them, the line that
+/// says where it listens among them.
+pub fn flush_log() {
+    if let Some(lines) = SERVING_LOG.get() {
+        lines.flush();
     }
 }
 
