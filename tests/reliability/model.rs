@@ -354,6 +354,14 @@ fn capped(error: &str) -> bool {
     error.contains("SPEND_CAP_REACHED") || error.contains("resource has been exhausted")
 }
 
+/// Whether an answer refused a reconciliation because the upstream did not answer in
+/// time (and for no other reason).
+fn unanswered(error: &str) -> bool {
+    error.starts_with("503:")
+        && error.contains("UPSTREAM_UNAVAILABLE")
+        && error.contains("timed out waiting for the answer")
+}
+
 /// Key k's order in one of two spellings of the same meaning.
 fn spelled(order: &Order, slug: bool) -> serde_json::Value {
     if slug {
@@ -874,9 +882,21 @@ async fn run_case(shape: Shape, steps: Vec<Step>) -> Result<Figures, TestCaseErr
             Step::Pause(ms) => tokio::time::sleep(Duration::from_millis(ms)).await,
             Step::Reconcile => {
                 let report = app.api.reconcile().await;
-                // A list that may be narrowed is refused for reconciliation.
+                // A list that may be narrowed is refused for reconciliation. A complete
+                // one is reconciled unless the upstream left the list unanswered for
+                // the 300 ms the client waits here: no fault touches the list, but the
+                // sandbox shares this runtime's two threads with the service, and on a
+                // machine running other test suites beside this one a read can wait
+                // that long for a core. That refusal is the service's right answer to
+                // a slow upstream, and a run must not fail for the machine's load.
                 if shape.list_complete() {
-                    report.map_err(|e| TestCaseError::fail(format!("reconcile failed: {e}")))?;
+                    match report {
+                        Ok(_) => {}
+                        Err(e) if unanswered(&e) => {}
+                        Err(e) => {
+                            return Err(TestCaseError::fail(format!("reconcile failed: {e}")));
+                        }
+                    }
                 } else {
                     prop_assert!(report.is_err(), "a filtered list was reconciled");
                 }
@@ -1070,6 +1090,17 @@ async fn run_case(shape: Shape, steps: Vec<Step>) -> Result<Figures, TestCaseErr
     // Only a license handed to a person may lack its upstream license.
     prop_assert!(without_license <= attention, "{} lost", without_license);
     if shape.list_complete() {
+        // This reconciliation must run, so it gets the time a production client waits
+        // (a service started on the same file, everything settled): the 300 ms of the
+        // steps can run out on a loaded machine (see `Step::Reconcile`).
+        // (Faults end too: nothing is left to send, and a hang would now last 30 s.)
+        app.stop().await;
+        sandbox.handle.set_faults(vec![]);
+        let patient = Timings {
+            request_timeout: Duration::from_secs(30),
+            ..timings
+        };
+        app = InProcess::start(&db, &sandbox.url, patient).await;
         // The licenses bought elsewhere are orphans too.
         let witnesses = sandbox
             .handle
