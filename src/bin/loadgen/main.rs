@@ -114,6 +114,11 @@ enum Cmd {
         grpc_addr: SocketAddr,
         #[arg(long)]
         license_json: PathBuf,
+        /// CPU time each REST and gRPC answer burns before it is sent, in microseconds:
+        /// what a given cost per request does to the requests per second, against
+        /// the same server without it (docs/benchmarks.md, round 11).
+        #[arg(long, default_value_t = 0)]
+        work_us: u64,
     },
 }
 
@@ -125,10 +130,12 @@ async fn main() -> anyhow::Result<()> {
         http_addr,
         grpc_addr,
         license_json,
+        work_us,
     } = &cli.command
     {
         let json = std::fs::read_to_string(license_json)?;
-        return bare::serve(*http_addr, *grpc_addr, json).await;
+        let work = Duration::from_micros(*work_us);
+        return bare::serve(*http_addr, *grpc_addr, json, work).await;
     }
     let bounds = load::Bounds {
         warmup: Duration::from_millis(cli.warmup_ms),
