@@ -430,9 +430,10 @@ impl<D: Dialect> Store for SqlStore<D> {
         let write = write_fn(move |tx| {
             Box::pin(async move {
                 let saved = progress::progress_in::<D>(tx, &step).await?;
-                let stored = match read_back && saved.keep {
-                    true => reads::license(tx, id).await?,
-                    false => None,
+                let stored = if read_back && saved.keep {
+                    reads::license(tx, id).await?
+                } else {
+                    None
                 };
                 Ok(Written {
                     value: (saved.value, stored),

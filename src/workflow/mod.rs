@@ -111,6 +111,16 @@ impl Default for WorkflowConfig {
     }
 }
 
+/// Who runs a claimed operation's step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RunBy {
+    /// One of the worker's loops: the step takes a free slot of the runners, else the
+    /// operation is given back; its claim feeds the queue rule of [`AtOnce`].
+    Loop,
+    /// A caller of [`Worker::run_once`] (tests, tools): in the caller's own turn.
+    Caller,
+}
+
 /// Runs operations; cheap to clone.
 #[derive(Clone)]
 pub struct Worker {
@@ -216,7 +226,7 @@ impl Worker {
 
     async fn run_loop(&self, stop: CancellationToken) {
         while !stop.is_cancelled() {
-            match self.run_next(true).await {
+            match self.run_next(RunBy::Loop).await {
                 Ok(true) => continue,
                 Ok(false) => {}
                 Err(e) => {
@@ -247,18 +257,17 @@ impl Worker {
 
     /// Claims and advances one operation; returns whether there was one.
     pub async fn run_once(&self) -> Result<bool, StoreError> {
-        self.run_next(false).await
+        self.run_next(RunBy::Caller).await
     }
 
-    /// [`run_once`](Self::run_once); `in_slot`: the step runs in a free slot of the
-    /// runners (a loop's), else the operation is given back.
-    async fn run_next(&self, in_slot: bool) -> Result<bool, StoreError> {
+    /// [`run_once`](Self::run_once), for a loop or for the caller.
+    async fn run_next(&self, by: RunBy) -> Result<bool, StoreError> {
         let now = OffsetDateTime::now_utc();
         let claimed = self
             .store
             .claim_operation(&self.owner, now, self.config.lease)
             .await?;
-        if in_slot {
+        if by == RunBy::Loop {
             self.at_once.claimed(claimed.is_some());
         }
         let Some(op) = claimed else {
@@ -271,9 +280,9 @@ impl Worker {
         self.work.notify_one();
         // A slot is taken only for a step, not for looking: a loop that looks for work
         // never keeps an order from being taken at its acceptance.
-        let _slot = match in_slot {
-            false => None,
-            true => match self.slots.try_acquire() {
+        let _slot = match by {
+            RunBy::Caller => None,
+            RunBy::Loop => match self.slots.try_acquire() {
                 Ok(slot) => Some(slot),
                 Err(_) => {
                     // Every runner is busy (with orders taken at their acceptance): the
