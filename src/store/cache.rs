@@ -56,11 +56,7 @@ impl LicenseCache {
     /// A guard to hold across a write of license `id` until it committed or failed:
     /// when it is dropped the entry goes and the generation moves on.
     pub(super) fn writing(self: &Arc<Self>, id: LicenseId) -> WriteGuard {
-        WriteGuard {
-            cache: self.clone(),
-            id,
-            ended: None,
-        }
+        self.guard(id, None)
     }
 
     /// [`writing`](Self::writing), and the generation the write ended at once the
@@ -69,12 +65,15 @@ impl LicenseCache {
     /// write ended since.
     pub(super) fn writing_to_fill(self: &Arc<Self>, id: LicenseId) -> (WriteGuard, Ended) {
         let ended = Ended::default();
-        let guard = WriteGuard {
+        (self.guard(id, Some(ended.clone())), ended)
+    }
+
+    fn guard(self: &Arc<Self>, id: LicenseId, ended: Option<Ended>) -> WriteGuard {
+        WriteGuard {
             cache: self.clone(),
             id,
-            ended: Some(ended.clone()),
-        };
-        (guard, ended)
+            ended,
+        }
     }
 
     /// Caches `license`, read back in a committed write whose guard has ended at
