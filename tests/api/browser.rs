@@ -36,13 +36,36 @@ impl Drop for Driver {
     }
 }
 
+/// A port free on both 127.0.0.1 and [::1] when asked. chromedriver listens on both
+/// and exits ("IPv6 port not available") when the second is taken; given port 0 it
+/// takes a free IPv4 port and only then tries the same number on IPv6, which another
+/// test's socket may hold (the gate saw it once). A host without IPv6 gets a free
+/// IPv4 port.
+fn port_free_on_both_loopbacks() -> u16 {
+    use std::net::{Ipv4Addr, Ipv6Addr, TcpListener};
+    for _ in 0..100 {
+        let v6 = match TcpListener::bind((Ipv6Addr::LOCALHOST, 0)) {
+            Ok(v6) => v6,
+            Err(_) => break,
+        };
+        let port = v6.local_addr().expect("a bound address").port();
+        if TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
+            return port;
+        }
+    }
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|v4| v4.local_addr())
+        .expect("a free IPv4 port")
+        .port()
+}
+
 impl Driver {
     /// Starts chromedriver on a free port; `None` when it is not installed.
     fn start() -> Option<Self> {
         let program = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
         use std::os::unix::process::CommandExt as _;
         let mut child = match Command::new(&program)
-            .arg("--port=0")
+            .arg(format!("--port={}", port_free_on_both_loopbacks()))
             .process_group(0)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -52,17 +75,24 @@ impl Driver {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
             Err(e) => panic!("cannot start {program}: {e}"),
         };
-        // chromedriver says which port it took once it listens: no polling needed.
+        // chromedriver says when it listens: no polling needed.
         let stdout = child.stdout.take().expect("piped stdout");
         let mut port = None;
+        let mut said = Vec::new();
         for line in BufReader::new(stdout).lines() {
             let line = line.expect("chromedriver output");
             if let Some(rest) = line.split("started successfully on port ").nth(1) {
                 port = rest.trim_end_matches('.').trim().parse().ok();
                 break;
             }
+            said.push(line);
         }
-        let port = port.expect("chromedriver reported its port");
+        let port = port.unwrap_or_else(|| {
+            panic!(
+                "chromedriver did not report its port; it said:\n{}",
+                said.join("\n")
+            )
+        });
         Some(Self { child, port })
     }
 
